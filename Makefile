@@ -1,0 +1,63 @@
+# Two commands a newcomer needs: `make run` and `make test`. Both install what they need.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= auto
+
+.PHONY: all test lint typecheck cfn-lint pytest bench run validate build lock clean
+
+all: test
+
+$(STAMP): layers/common/requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# Runtime dependencies of the layer: exact versions, verified by hash.
+	$(BIN)/python -m pip install --quiet --require-hashes -r layers/common/requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+test: lint typecheck cfn-lint pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy layers/common/strongroom
+	$(BIN)/mypy local/strongroom_local
+
+cfn-lint: $(STAMP)
+	$(BIN)/cfn-lint template.yaml
+
+pytest: $(STAMP)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+run: $(STAMP)
+	$(BIN)/strongroom local
+
+# Needs the SAM CLI (`pip install aws-sam-cli`); neither command contacts AWS.
+validate: $(STAMP)
+	sam validate --lint
+
+build: $(STAMP)
+	sam build
+
+# Re-pin dependencies (needs network access to PyPI).
+lock:
+	$(PYTHON) -m pip install --quiet pip-tools
+	$(PYTHON) -m piptools compile --quiet --no-header --strip-extras --generate-hashes \
+	  --no-emit-index-url --no-emit-find-links \
+	  layers/common/requirements.in -o layers/common/requirements.txt
+	$(PYTHON) -m piptools compile --quiet --no-header --strip-extras \
+	  --no-emit-index-url --no-emit-find-links \
+	  requirements-dev.in -o requirements-dev.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

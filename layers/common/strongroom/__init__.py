@@ -1,0 +1,1 @@
+"""Strongroom's common layer: settings, errors, crypto, redaction, tenancy, outbound HTTP, audit."""

@@ -1,0 +1,109 @@
+"""Deployment settings, read from the environment once and validated.
+
+A missing or invalid setting fails at start with a message that names the variable, never its
+value (a value may be a secret or an ARN that does not belong in a log line).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from strongroom.errors import StrongroomError
+
+
+class SettingsError(StrongroomError):
+    """A required setting is missing or invalid."""
+
+
+def _parse_host_port(entry: str) -> tuple[str, int]:
+    host, sep, port_text = entry.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError("each entry must be host:port")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError("port out of range")
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return host, port
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError("host must be localhost or a loopback address") from None
+    if not address.is_loopback:
+        raise ValueError("host must be a loopback address")
+    return host, port
+
+
+class Settings(BaseModel):
+    """Every setting of a Strongroom function. Field aliases are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    stage: Annotated[str, Field(alias="STRONGROOM_STAGE", pattern=r"^[a-z][a-z0-9-]{0,15}$")]
+    table_name: Annotated[str, Field(alias="STRONGROOM_TABLE", min_length=3)]
+    backup_bucket: Annotated[str, Field(alias="STRONGROOM_BACKUP_BUCKET", min_length=3)]
+    audit_bucket: Annotated[str, Field(alias="STRONGROOM_AUDIT_BUCKET", min_length=3)]
+    platform_key_id: Annotated[str, Field(alias="STRONGROOM_PLATFORM_KEY_ID", min_length=1)]
+    backup_queue_url: Annotated[str, Field(alias="STRONGROOM_BACKUP_QUEUE_URL", min_length=1)]
+    audit_retention_days: Annotated[
+        int, Field(alias="STRONGROOM_AUDIT_RETENTION_DAYS", ge=1, le=36500)
+    ] = 365
+    backup_retention_days: Annotated[
+        int, Field(alias="STRONGROOM_BACKUP_RETENTION_DAYS", ge=1, le=36500)
+    ] = 90
+    dek_cache_max_age_seconds: Annotated[
+        int, Field(alias="STRONGROOM_DEK_CACHE_MAX_AGE_SECONDS", ge=1, le=3600)
+    ] = 300
+    dek_cache_max_uses: Annotated[
+        int, Field(alias="STRONGROOM_DEK_CACHE_MAX_USES", ge=1, le=1_000_000)
+    ] = 10_000
+    # Loopback host:port entries the outbound client may reach over plain HTTP and that stand in
+    # for a provider domain. For the local stack and tests only; the template never sets it.
+    dev_allow_hosts: Annotated[
+        frozenset[tuple[str, int]], Field(alias="STRONGROOM_DEV_ALLOW_HOSTS")
+    ] = frozenset()
+
+    @field_validator("dev_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            entries = [part.strip() for part in value.split(",") if part.strip()]
+            return frozenset(_parse_host_port(entry) for entry in entries)
+        return value
+
+    @property
+    def org_key_alias_prefix(self) -> str:
+        """KMS alias prefix for per-org keys: the org id follows it."""
+        return f"alias/strongroom-{self.stage}/org/"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Validate `environ`; raise SettingsError naming each bad variable (never its value)."""
+        try:
+            return cls.model_validate(dict(environ))
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors(include_input=False, include_url=False):
+                name = _alias_of(error["loc"])
+                problems.append(f"{name}: {error['msg']}")
+            raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+def _alias_of(loc: tuple[int | str, ...]) -> str:
+    field_name = str(loc[0]) if loc else "?"
+    field = Settings.model_fields.get(field_name)
+    if field is not None and field.alias:
+        return field.alias
+    return field_name
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once from os.environ."""
+    return Settings.from_environ(os.environ)

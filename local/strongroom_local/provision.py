@@ -1,0 +1,276 @@
+"""Create the template's stateful resources (keys, table, buckets, queues) in an AWS emulator.
+
+Used by the tests (inside moto's `mock_aws`) and by `strongroom local` (against moto's server),
+so both run on exactly the resources `template.yaml` declares. Every property the emulator
+accepts is applied as written; names are derived from the stack name as CloudFormation would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from strongroom_local.template import Resolver, load_template, resources_of_type
+
+
+@dataclass
+class Stack:
+    """What was created: physical ids and attributes, and a resolver that knows them."""
+
+    template: dict[str, Any]
+    resolver: Resolver
+    physical_ids: dict[str, str] = field(default_factory=dict)
+
+    def ref(self, logical_id: str) -> str:
+        return str(self.resolver.refs[logical_id])
+
+    def attribute(self, logical_id: str, name: str) -> Any:
+        return self.resolver.attributes[(logical_id, name)]
+
+    def function_environment(self, function_logical_id: str | None = None) -> dict[str, str]:
+        """Environment variables a function gets: Globals merged with its own, resolved."""
+        variables: dict[str, Any] = {}
+        globals_env = self.template.get("Globals", {}).get("Function", {}).get("Environment", {})
+        variables.update(globals_env.get("Variables", {}))
+        if function_logical_id is not None:
+            function = self.template["Resources"][function_logical_id]
+            own_env = function.get("Properties", {}).get("Environment", {})
+            variables.update(own_env.get("Variables", {}))
+        resolved = self.resolver.resolve(variables)
+        return {name: str(value) for name, value in resolved.items()}
+
+
+def _physical_name(stack_name: str, logical_id: str, *, lower: bool = False) -> str:
+    name = f"{stack_name}-{logical_id}"
+    return name.lower() if lower else name
+
+
+def provision(
+    session: boto3.Session | None = None,
+    *,
+    endpoint_url: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    stack_name: str = "strongroom-local",
+    template: dict[str, Any] | None = None,
+) -> Stack:
+    """Create every key, table, bucket and queue of the template; return what was made."""
+    session = session or boto3.Session()
+    template = template if template is not None else load_template()
+    region = session.region_name or "us-east-1"
+    params = {"JwtIssuer": "https://127.0.0.1/dev-issuer", "JwtAudience": "strongroom"}
+    params.update(parameters or {})
+    resolver = Resolver.for_template(
+        template, parameters=params, region=region, stack_name=stack_name
+    )
+    stack = Stack(template=template, resolver=resolver)
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=endpoint_url, region_name=region)  # type: ignore[call-overload]
+
+    _create_keys(stack, client("kms"))
+    _create_queues(stack, client("sqs"), stack_name)
+    _create_tables(stack, client("dynamodb"), stack_name)
+    _create_buckets(stack, client("s3"), stack_name, region)
+    return stack
+
+
+def _create_keys(stack: Stack, kms: Any) -> None:
+    template, resolver = stack.template, stack.resolver
+    for logical_id, resource in resources_of_type(template, "AWS::KMS::Key").items():
+        props = resource.get("Properties", {})
+        created = kms.create_key(
+            Description=resolver.resolve(props.get("Description", logical_id)),
+            KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+            KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+            Policy=json.dumps(resolver.resolve(props["KeyPolicy"])),
+        )["KeyMetadata"]
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=created["KeyId"])
+        resolver.refs[logical_id] = created["KeyId"]
+        resolver.attributes[(logical_id, "Arn")] = created["Arn"]
+        resolver.attributes[(logical_id, "KeyId")] = created["KeyId"]
+        stack.physical_ids[logical_id] = created["KeyId"]
+    for logical_id, resource in resources_of_type(template, "AWS::KMS::Alias").items():
+        props = resolver.resolve(resource["Properties"])
+        kms.create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
+        resolver.refs[logical_id] = props["AliasName"]
+        stack.physical_ids[logical_id] = props["AliasName"]
+
+
+def _create_queues(stack: Stack, sqs: Any, stack_name: str) -> None:
+    template, resolver = stack.template, stack.resolver
+    queues = resources_of_type(template, "AWS::SQS::Queue")
+    # Dead-letter queues first: a queue's RedrivePolicy names its DLQ's ARN.
+    ordered = sorted(queues, key=lambda lid: "RedrivePolicy" in queues[lid].get("Properties", {}))
+    for logical_id in ordered:
+        props = queues[logical_id].get("Properties", {})
+        attributes: dict[str, str] = {}
+        for name in (
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "KmsMasterKeyId",
+            "KmsDataKeyReusePeriodSeconds",
+            "DelaySeconds",
+            "ReceiveMessageWaitTimeSeconds",
+        ):
+            if name in props:
+                attributes[name] = str(resolver.resolve(props[name]))
+        if "RedrivePolicy" in props:
+            attributes["RedrivePolicy"] = json.dumps(resolver.resolve(props["RedrivePolicy"]))
+        name = props.get("QueueName") or _physical_name(stack_name, logical_id)
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        resolver.refs[logical_id] = url
+        resolver.attributes[(logical_id, "Arn")] = arn
+        resolver.attributes[(logical_id, "QueueName")] = name
+        resolver.attributes[(logical_id, "QueueUrl")] = url
+        stack.physical_ids[logical_id] = url
+    for resource in resources_of_type(template, "AWS::SQS::QueuePolicy").values():
+        props = resolver.resolve(resource["Properties"])
+        for url in props["Queues"]:
+            sqs.set_queue_attributes(
+                QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+            )
+
+
+def _create_tables(stack: Stack, dynamodb: Any, stack_name: str) -> None:
+    template, resolver = stack.template, stack.resolver
+    for logical_id, resource in resources_of_type(template, "AWS::DynamoDB::Table").items():
+        props = resolver.resolve(resource["Properties"])
+        name = props.get("TableName") or _physical_name(stack_name, logical_id)
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        for optional in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification"):
+            if optional in props:
+                kwargs[optional] = props[optional]
+        if "SSESpecification" in props:
+            sse = dict(props["SSESpecification"])
+            kwargs["SSESpecification"] = {
+                "Enabled": sse.get("SSEEnabled", False),
+                **({"SSEType": sse["SSEType"]} if "SSEType" in sse else {}),
+                **({"KMSMasterKeyId": sse["KMSMasterKeyId"]} if "KMSMasterKeyId" in sse else {}),
+            }
+        if "DeletionProtectionEnabled" in props:
+            kwargs["DeletionProtectionEnabled"] = bool(props["DeletionProtectionEnabled"])
+        created = dynamodb.create_table(**kwargs)["TableDescription"]
+        pitr = props.get("PointInTimeRecoverySpecification", {})
+        if pitr.get("PointInTimeRecoveryEnabled"):
+            dynamodb.update_continuous_backups(
+                TableName=name,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
+        resolver.refs[logical_id] = name
+        resolver.attributes[(logical_id, "Arn")] = created["TableArn"]
+        stack.physical_ids[logical_id] = name
+
+
+def _create_buckets(stack: Stack, s3: Any, stack_name: str, region: str) -> None:
+    template, resolver = stack.template, stack.resolver
+    for logical_id, resource in resources_of_type(template, "AWS::S3::Bucket").items():
+        props = resolver.resolve(resource.get("Properties", {}))
+        name = props.get("BucketName") or _physical_name(stack_name, logical_id, lower=True)
+        create: dict[str, Any] = {"Bucket": name}
+        if region != "us-east-1":
+            create["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        if props.get("ObjectLockEnabled"):
+            create["ObjectLockEnabledForBucket"] = True
+        s3.create_bucket(**create)
+        if "VersioningConfiguration" in props:
+            s3.put_bucket_versioning(
+                Bucket=name, VersioningConfiguration=props["VersioningConfiguration"]
+            )
+        lock = props.get("ObjectLockConfiguration")
+        if lock:
+            retention = lock["Rule"]["DefaultRetention"]
+            s3.put_object_lock_configuration(
+                Bucket=name,
+                ObjectLockConfiguration={
+                    "ObjectLockEnabled": lock["ObjectLockEnabled"],
+                    "Rule": {
+                        "DefaultRetention": {
+                            "Mode": retention["Mode"],
+                            **{k: int(v) for k, v in retention.items() if k != "Mode"},
+                        }
+                    },
+                },
+            )
+        encryption = props.get("BucketEncryption")
+        if encryption:
+            s3.put_bucket_encryption(
+                Bucket=name,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [
+                        _sse_rule(rule) for rule in encryption["ServerSideEncryptionConfiguration"]
+                    ]
+                },
+            )
+        if "PublicAccessBlockConfiguration" in props:
+            s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
+        if "OwnershipControls" in props:
+            s3.put_bucket_ownership_controls(
+                Bucket=name, OwnershipControls=props["OwnershipControls"]
+            )
+        if "LifecycleConfiguration" in props:
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=name,
+                LifecycleConfiguration={
+                    "Rules": [_lifecycle_rule(r) for r in props["LifecycleConfiguration"]["Rules"]]
+                },
+            )
+        resolver.refs[logical_id] = name
+        resolver.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+        stack.physical_ids[logical_id] = name
+    for resource in resources_of_type(template, "AWS::S3::BucketPolicy").values():
+        props = resolver.resolve(resource["Properties"])
+        s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
+
+
+def _sse_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    default = rule["ServerSideEncryptionByDefault"]
+    converted: dict[str, Any] = {
+        "ApplyServerSideEncryptionByDefault": {
+            "SSEAlgorithm": default["SSEAlgorithm"],
+            **(
+                {"KMSMasterKeyID": default["KMSMasterKeyID"]} if "KMSMasterKeyID" in default else {}
+            ),
+        }
+    }
+    if "BucketKeyEnabled" in rule:
+        converted["BucketKeyEnabled"] = bool(rule["BucketKeyEnabled"])
+    return converted
+
+
+def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """CloudFormation's lifecycle rule shape -> the S3 API's."""
+    converted: dict[str, Any] = {
+        "ID": rule["Id"],
+        "Status": rule["Status"],
+        "Filter": {"Prefix": rule.get("Prefix", "")},
+    }
+    if "NoncurrentVersionExpiration" in rule:
+        days = rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        converted["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(days)}
+    if "AbortIncompleteMultipartUpload" in rule:
+        days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+        converted["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
+    if rule.get("ExpiredObjectDeleteMarker"):
+        converted["Expiration"] = {"ExpiredObjectDeleteMarker": True}
+    return converted

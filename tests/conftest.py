@@ -1,0 +1,57 @@
+"""Shared fixtures: emulated AWS built from template.yaml, settings, events, loopback guard."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+# Fake credentials and a region before anything creates a boto3 client: nothing here may ever
+# reach a real AWS account.
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}.items():
+    os.environ[_name] = _value
+os.environ.pop("AWS_PROFILE", None)
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Strongroom")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Each function's own modules, importable as in Lambda (its folder is the code root).
+for _function_dir in sorted((REPO_ROOT / "functions").glob("*/")):
+    sys.path.insert(0, str(_function_dir))
+
+from moto import mock_aws  # noqa: E402
+
+from strongroom.settings import Settings  # noqa: E402
+from strongroom_local.provision import Stack, provision  # noqa: E402
+from tests.support.events import load_event  # noqa: E402
+from tests.support.network import install_loopback_guard  # noqa: E402
+
+install_loopback_guard()
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    """Every key, table, bucket and queue of template.yaml, created in moto's mock_aws."""
+    with mock_aws():
+        yield provision(boto3.Session(region_name="us-east-1"))
+
+
+@pytest.fixture
+def settings(stack: Stack) -> Settings:
+    """The settings a function of the stack would read from its environment."""
+    return Settings.from_environ(stack.function_environment())
+
+
+@pytest.fixture
+def event_loader():  # type: ignore[no-untyped-def]
+    return load_event
