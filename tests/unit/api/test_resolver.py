@@ -1,0 +1,166 @@
+"""The shared resolver: parse errors 400, field errors 422, big bodies 413, no leaks on 500."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Annotated, Any
+
+import pytest
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from pydantic import BaseModel, ConfigDict, Field
+
+from strongroom.api import MAX_BODY_BYTES, caller_from_event, create_resolver, handle_request
+from strongroom.errors import Conflict, ReauthRequired, Unauthenticated
+from tests.support.http import http_event
+
+CANARY = "sr-canary-5b1f0c8e"
+
+
+class Widget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=20)]
+    secret: str | None = None
+
+
+class _Context:
+    function_name = "test"
+    memory_limit_in_mb = 128
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
+    aws_request_id = "req-1"
+
+
+def _app(calls: list[Any]) -> Any:
+    logger = Logger(service="test", stream=io.StringIO())
+    app = create_resolver(logger)
+
+    @app.post("/widgets")
+    def create(widget: Annotated[Widget, Body()]) -> dict[str, str]:
+        calls.append(widget)
+        return {"name": widget.name}
+
+    @app.get("/conflict")
+    def conflict() -> dict[str, str]:
+        raise Conflict()
+
+    @app.get("/boom")
+    def boom() -> dict[str, str]:
+        raise RuntimeError(f"database password is {CANARY}")
+
+    return app
+
+
+def _call(event: dict[str, Any]) -> tuple[int, dict[str, Any], list[Any]]:
+    calls: list[Any] = []
+    response = handle_request(_app(calls), event, _Context())  # type: ignore[arg-type]
+    return response["statusCode"], json.loads(response["body"]), calls
+
+
+def test_valid_body_reaches_the_route() -> None:
+    status, body, calls = _call(http_event("POST", "/widgets", body={"name": "w"}))
+    assert status == 200
+    assert body == {"name": "w"}
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("raw", ["{", "not json", '{"name": "w",}', "\ud800"])
+def test_malformed_json_is_400_and_reaches_nothing(raw: str) -> None:
+    status, body, calls = _call(http_event("POST", "/widgets", raw_body=raw))
+    assert status == 400
+    assert body["error"]["code"] == "malformed_request"
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"name": "w", "extra": CANARY}, "extra"),
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "x" * 21}, "name"),
+        ({"name": 5}, "name"),
+    ],
+)
+def test_invalid_fields_are_422_naming_the_field_without_the_value(
+    payload: dict[str, Any], field: str
+) -> None:
+    status, body, calls = _call(http_event("POST", "/widgets", body=payload))
+    assert status == 422
+    assert body["error"]["code"] == "invalid_field"
+    assert field in body["error"]["message"]
+    assert CANARY not in json.dumps(body)
+    assert calls == []
+
+
+def test_secret_value_in_an_invalid_body_is_not_echoed() -> None:
+    status, body, _ = _call(http_event("POST", "/widgets", body={"name": 1, "secret": CANARY}))
+    assert status == 422
+    assert CANARY not in json.dumps(body)
+
+
+def test_body_over_256_kib_is_413_before_parsing() -> None:
+    big = json.dumps({"name": "w", "secret": "a" * MAX_BODY_BYTES})
+    status, body, calls = _call(http_event("POST", "/widgets", raw_body=big))
+    assert status == 413
+    assert body["error"]["code"] == "payload_too_large"
+    assert calls == []
+    # Base64-encoded bodies count their decoded size.
+    status, _, _ = _call(http_event("POST", "/widgets", raw_body=b"x" * (MAX_BODY_BYTES + 1)))
+    assert status == 413
+
+
+def test_body_of_exactly_256_kib_is_parsed() -> None:
+    filler = MAX_BODY_BYTES - len(json.dumps({"name": "w", "secret": ""}))
+    raw = json.dumps({"name": "w", "secret": "a" * filler})
+    assert len(raw) == MAX_BODY_BYTES
+    status, _, calls = _call(http_event("POST", "/widgets", raw_body=raw))
+    assert status == 200
+    assert len(calls) == 1
+
+
+def test_strongroom_errors_map_to_their_status() -> None:
+    status, body, _ = _call(http_event("GET", "/conflict"))
+    assert status == 409
+    assert body == {"error": {"code": "conflict", "message": body["error"]["message"]}}
+
+
+def test_unexpected_error_is_a_bare_500_with_no_detail() -> None:
+    status, body, _ = _call(http_event("GET", "/boom"))
+    assert status == 500
+    assert body["error"]["code"] == "internal_error"
+    text = json.dumps(body)
+    assert CANARY not in text
+    assert "Traceback" not in text
+    assert "RuntimeError" not in text
+
+
+def test_unknown_route_is_404_in_the_error_shape() -> None:
+    status, body, _ = _call(http_event("GET", "/nope"))
+    assert status == 404
+    assert body["error"]["code"] == "not_found"
+
+
+def test_caller_comes_only_from_verified_claims() -> None:
+    event = http_event("GET", "/", claims={"auth_time": "1000"})
+    event["headers"]["x-user-id"] = "mallory"
+    caller = caller_from_event(event)
+    assert caller.sub == "alice"
+    assert caller.auth_time == 1000
+    with pytest.raises(Unauthenticated):
+        caller_from_event(http_event("GET", "/", sub=None))
+    with pytest.raises(Unauthenticated):
+        caller_from_event(http_event("GET", "/", sub="ORG#x y"))
+
+
+@pytest.mark.parametrize(
+    ("auth_time", "now", "fresh"),
+    [(1000, 1000, True), (1000, 1300, True), (1000, 1301, False), (1000, 999, False)],
+)
+def test_fresh_auth_window_is_five_minutes(auth_time: int, now: int, fresh: bool) -> None:
+    caller = caller_from_event(http_event("GET", "/", claims={"auth_time": str(auth_time)}))
+    if fresh:
+        caller.require_fresh_auth(now=now)
+    else:
+        with pytest.raises(ReauthRequired):
+            caller.require_fresh_auth(now=now)

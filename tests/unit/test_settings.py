@@ -1,0 +1,83 @@
+"""Settings are read once, validated, and fail naming the variable, never echoing its value."""
+
+from __future__ import annotations
+
+import pytest
+
+from strongroom.settings import Settings, SettingsError
+
+REQUIRED = {
+    "STRONGROOM_STAGE": "dev",
+    "STRONGROOM_TABLE": "strongroom-local-Table",
+    "STRONGROOM_BACKUP_BUCKET": "backups",
+    "STRONGROOM_AUDIT_BUCKET": "audit",
+    "STRONGROOM_PLATFORM_KEY_ID": "arn:aws:kms:us-east-1:123456789012:key/abc",
+    "STRONGROOM_BACKUP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+}
+
+
+def test_template_environment_is_valid_settings(settings: Settings) -> None:
+    assert settings.stage == "dev"
+    assert settings.dev_allow_hosts == frozenset()
+    assert settings.org_key_alias_prefix == "alias/strongroom-dev/org/"
+
+
+@pytest.mark.parametrize("missing", sorted(REQUIRED))
+def test_each_missing_setting_fails_naming_it(missing: str) -> None:
+    environ = {k: v for k, v in REQUIRED.items() if k != missing}
+    with pytest.raises(SettingsError, match=missing):
+        Settings.from_environ(environ)
+
+
+def test_invalid_value_is_named_but_not_echoed() -> None:
+    secretish = "not-a-number-9f2c1d"
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_environ({**REQUIRED, "STRONGROOM_DEK_CACHE_MAX_USES": secretish})
+    assert "STRONGROOM_DEK_CACHE_MAX_USES" in str(caught.value)
+    assert secretish not in str(caught.value)
+    assert caught.value.__cause__ is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", frozenset()),
+        ("127.0.0.1:8443", frozenset({("127.0.0.1", 8443)})),
+        (
+            "localhost:9000, [::1]:9001 ,127.0.0.2:1",
+            frozenset({("localhost", 9000), ("::1", 9001), ("127.0.0.2", 1)}),
+        ),
+    ],
+)
+def test_dev_allow_hosts_parses_loopback_entries(value: str, expected: frozenset[object]) -> None:
+    settings = Settings.from_environ({**REQUIRED, "STRONGROOM_DEV_ALLOW_HOSTS": value})
+    assert settings.dev_allow_hosts == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "10.0.0.1:80",
+        "example.com:443",
+        "169.254.169.254:80",
+        "127.0.0.1",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:http",
+        "[fd00::1]:80",
+    ],
+)
+def test_dev_allow_hosts_refuses_anything_but_loopback_host_port(value: str) -> None:
+    with pytest.raises(SettingsError, match="STRONGROOM_DEV_ALLOW_HOSTS"):
+        Settings.from_environ({**REQUIRED, "STRONGROOM_DEV_ALLOW_HOSTS": value})
+
+
+def test_template_never_sets_the_dev_allow_list() -> None:
+    from strongroom_local.template import TEMPLATE_PATH
+
+    assert "STRONGROOM_DEV_ALLOW_HOSTS" not in TEMPLATE_PATH.read_text(encoding="utf-8")
+
+
+def test_settings_are_immutable(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="frozen"):
+        settings.stage = "prod"  # type: ignore[misc]
