@@ -58,7 +58,8 @@ def http_routes(template: Mapping[str, Any], root: Path = REPO_ROOT) -> list[Rou
             if event.get("Type") != "HttpApi":
                 continue
             props = event.get("Properties", {})
-            api_ref = props.get("ApiId", {}).get("Ref") if isinstance(props.get("ApiId"), dict) else None
+            api_id = props.get("ApiId")
+            api_ref = api_id.get("Ref") if isinstance(api_id, dict) else None
             default_authorizer = api_auth.get(api_ref) if api_ref else None
             authorizer = props.get("Auth", {}).get("Authorizer", default_authorizer)
             routes.append(
