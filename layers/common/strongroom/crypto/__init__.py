@@ -1,0 +1,35 @@
+"""Application-layer encryption of secret fields: per-org KMS keys, versioned DEKs, AES-256-GCM.
+
+    keyrings = Keyrings(kms=kms, dynamodb=dynamodb, settings=settings)   # once per process
+    arn = keyrings.create_org_key(org_id)                                # with the org
+    keyring = keyrings.create_keyring(org_id, kms_key_arn=arn, now=now)
+    token = keyring.seal_field(secret, kind="connection", item_id=cid, field="client_secret")
+    secret = keyring.open_text_field(token, kind="connection", item_id=cid, field="client_secret")
+
+Every value that does not open raises the one `InvalidSealedValue`; KMS or table failures raise
+`KeyringUnavailable` instead, so an outage never looks like tampering.
+"""
+
+from strongroom.crypto.cache import DekCache
+from strongroom.crypto.exceptions import (
+    CryptoError,
+    InvalidOrgId,
+    InvalidSealedValue,
+    KeyringConflict,
+    KeyringNotFound,
+    KeyringUnavailable,
+)
+from strongroom.crypto.keyrings import Keyrings, OrgKeyring, validate_org_id
+
+__all__ = [
+    "CryptoError",
+    "DekCache",
+    "InvalidOrgId",
+    "InvalidSealedValue",
+    "KeyringConflict",
+    "KeyringNotFound",
+    "KeyringUnavailable",
+    "Keyrings",
+    "OrgKeyring",
+    "validate_org_id",
+]
