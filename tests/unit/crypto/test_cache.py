@@ -1,0 +1,135 @@
+"""The DEK cache: a warm process makes no KMS call, and the bounds on age and uses hold."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from strongroom.crypto import DekCache, Keyrings, OrgKeyring
+from strongroom.crypto.cache import CachedDek, CurrentDek
+from strongroom.settings import Settings
+from tests.unit.crypto.conftest import NOW, CallRecorder, FakeClock, new_org_id, record_calls
+
+WHERE = {"kind": "connection", "item_id": "conn_01", "field": "client_secret"}
+
+
+def test_warm_opens_and_seals_make_no_kms_or_table_call(
+    keyring: OrgKeyring, kms_calls: CallRecorder, dynamodb_calls: CallRecorder
+) -> None:
+    sealed = [keyring.seal_field(f"secret {i}", **WHERE) for i in range(100)]
+    for i, value in enumerate(sealed):
+        assert keyring.open_text_field(value, **WHERE) == f"secret {i}"
+    assert kms_calls.calls == []
+    assert dynamodb_calls.calls == []
+
+
+def test_a_cold_open_unwraps_once_then_opens_warm(
+    make_keyrings: Callable[..., Keyrings], keyring: OrgKeyring, kms: Any, org_id: str
+) -> None:
+    sealed = keyring.seal_field("secret", **WHERE)
+    cold = make_keyrings()
+    calls = record_calls(kms)
+    reader = cold.for_org(org_id)
+    for _ in range(50):
+        assert reader.open_field(sealed, **WHERE) == b"secret"
+    assert calls.names() == ["Decrypt"]
+
+
+def test_after_the_max_age_an_open_unwraps_again(
+    make_keyrings: Callable[..., Keyrings],
+    keyring: OrgKeyring,
+    kms: Any,
+    clock: FakeClock,
+    settings: Settings,
+) -> None:
+    sealed = keyring.seal_field("secret", **WHERE)
+    reader = make_keyrings().for_org(keyring.org_id)
+    calls = record_calls(kms)
+    reader.open_field(sealed, **WHERE)
+    assert calls.names() == ["Decrypt"]
+    clock.advance(settings.dek_cache_max_age_seconds - 0.5)
+    reader.open_field(sealed, **WHERE)
+    assert calls.names() == ["Decrypt"]
+    clock.advance(0.5)
+    reader.open_field(sealed, **WHERE)
+    assert calls.names() == ["Decrypt", "Decrypt"]
+    reader.open_field(sealed, **WHERE)
+    assert calls.names() == ["Decrypt", "Decrypt"]
+
+
+def test_after_the_max_uses_an_open_unwraps_again(
+    make_keyrings: Callable[..., Keyrings],
+    keyring: OrgKeyring,
+    kms: Any,
+    settings: Settings,
+    org_id: str,
+) -> None:
+    sealed = keyring.seal_field("secret", **WHERE)
+    few_uses = settings.model_copy(update={"dek_cache_max_uses": 5})
+    reader = make_keyrings(settings_=few_uses).for_org(org_id)
+    calls = record_calls(kms)
+    for _ in range(5):  # the unwrapping open and four more
+        reader.open_field(sealed, **WHERE)
+    assert calls.names() == ["Decrypt"]
+    for _ in range(5):
+        reader.open_field(sealed, **WHERE)
+    assert calls.names() == ["Decrypt", "Decrypt"]
+    reader.open_field(sealed, **WHERE)
+    assert calls.names() == ["Decrypt", "Decrypt", "Decrypt"]
+
+
+def test_the_current_version_is_cached_under_the_same_bound(
+    make_keyrings: Callable[..., Keyrings],
+    keyring: OrgKeyring,
+    clock: FakeClock,
+    settings: Settings,
+    org_id: str,
+) -> None:
+    assert keyring.seal_field("a", **WHERE)[:10] == "0100000001"
+    make_keyrings().rotate_dek(org_id, now=NOW)  # another process rotates
+    # This warm process keeps sealing with version 1 (still valid) until its entry expires.
+    assert keyring.seal_field("b", **WHERE)[:10] == "0100000001"
+    clock.advance(settings.dek_cache_max_age_seconds)
+    assert keyring.seal_field("c", **WHERE)[:10] == "0100000002"
+
+
+def _dek(version: int) -> CachedDek:
+    return CachedDek(
+        version=version,
+        header=b"\x01" + version.to_bytes(4, "big"),
+        aead=AESGCM(AESGCM.generate_key(256)),
+        aad_prefix=b"",
+    )
+
+
+def test_cache_bounds_age_uses_and_orgs() -> None:
+    clock = FakeClock()
+    cache = DekCache(max_age_seconds=10, max_uses=3, max_orgs=2, clock=clock)
+    first, second, third = new_org_id(), new_org_id(), new_org_id()
+    dek = _dek(1)
+    cache.put_dek(first, dek)  # counts as the loader's use
+    assert cache.take_dek(first, 1) is dek
+    assert cache.take_dek(first, 1) is dek
+    assert cache.take_dek(first, 1) is None
+    assert cache.take_dek(first, 2) is None
+    cache.put_current(first, CurrentDek(1, "arn:k"))
+    clock.advance(9.99)
+    assert cache.take_current(first) == CurrentDek(1, "arn:k")
+    clock.advance(0.01)
+    assert cache.take_current(first) is None
+    # At most max_orgs orgs: the oldest goes first.
+    cache.put_dek(first, dek)
+    cache.put_dek(second, dek)
+    cache.put_dek(third, dek)
+    assert cache.take_dek(first, 1) is None
+    assert cache.take_dek(second, 1) is dek
+    assert cache.take_dek(third, 1) is dek
+    cache.forget(third)
+    assert cache.take_dek(third, 1) is None
+    with pytest.raises(ValueError, match="positive"):
+        DekCache(max_age_seconds=0, max_uses=1)
+    with pytest.raises(ValueError, match="positive"):
+        DekCache(max_age_seconds=1, max_uses=0)

@@ -1,0 +1,190 @@
+"""Sealing and opening fields: round trips, and one opaque error for every value that fails."""
+
+from __future__ import annotations
+
+import binascii
+from typing import Any
+
+import pytest
+
+from strongroom.crypto import InvalidSealedValue, Keyrings, OrgKeyring
+from tests.unit.crypto.conftest import create_org, new_org_id
+
+WHERE = {"kind": "connection", "item_id": "conn_01", "field": "client_secret"}
+
+
+def opaque_error(keyring: OrgKeyring, sealed: Any, **where: Any) -> InvalidSealedValue:
+    """The error opening `sealed` raises; fails the test if it opens."""
+    with pytest.raises(InvalidSealedValue) as caught:
+        keyring.open_field(sealed, **(where or WHERE))
+    return caught.value
+
+
+def test_round_trip_of_text_and_bytes(keyring: OrgKeyring) -> None:
+    for text in ("s3cr3t-value", "pässwörd 🔑", ""):
+        sealed = keyring.seal_field(text, **WHERE)
+        assert keyring.open_text_field(sealed, **WHERE) == text
+        assert keyring.open_field(sealed, **WHERE) == text.encode("utf-8")
+    for data in (bytes(range(256)), b"\xff\xfe not utf-8", b""):
+        sealed = keyring.seal_field(data, **WHERE)
+        assert keyring.open_field(sealed, **WHERE) == data
+
+
+def test_sealed_value_is_lowercase_hex_recording_format_and_dek_version(
+    keyring: OrgKeyring,
+) -> None:
+    secret = "a-secret-that-must-not-show"
+    sealed = keyring.seal_field(secret, **WHERE)
+    assert sealed.isascii()
+    assert set(sealed) <= set("0123456789abcdef")
+    raw = bytes.fromhex(sealed)
+    assert raw[0] == 1
+    assert int.from_bytes(raw[1:5], "big") == 1
+    assert len(raw) == 5 + 12 + len(secret) + 16
+    assert secret.encode() not in raw
+    # A fresh nonce each time: the same secret never seals to the same value.
+    assert keyring.seal_field(secret, **WHERE) != sealed
+
+
+def test_every_bit_flip_of_the_decoded_bytes_fails_opaquely(keyring: OrgKeyring) -> None:
+    sealed = keyring.seal_field("twenty-byte-secret!!", **WHERE)
+    raw = bytes.fromhex(sealed)
+    messages = set()
+    for index in range(len(raw)):
+        for bit in range(8):
+            flipped = bytearray(raw)
+            flipped[index] ^= 1 << bit
+            messages.add(str(opaque_error(keyring, bytes(flipped).hex())))
+    assert len(messages) == 1
+    assert keyring.open_text_field(sealed, **WHERE) == "twenty-byte-secret!!"
+
+
+def test_every_bit_flip_of_the_text_fails_opaquely(keyring: OrgKeyring) -> None:
+    sealed = keyring.seal_field("twenty-byte-secret!!", **WHERE)
+    # The case bit of a-f gives a text that decodes to the same bytes: it must fail too.
+    assert any(c in "abcdef" for c in sealed)
+    messages = set()
+    for index, char in enumerate(sealed):
+        for bit in range(8):
+            text = sealed[:index] + chr(ord(char) ^ (1 << bit)) + sealed[index + 1 :]
+            messages.add(str(opaque_error(keyring, text)))
+    assert len(messages) == 1
+
+
+def test_value_moved_to_another_item_kind_id_or_field_fails(keyring: OrgKeyring) -> None:
+    sealed = keyring.seal_field("secret", **WHERE)
+    for moved in (
+        {"kind": "webhook"},
+        {"kind": "Connection"},
+        {"item_id": "conn_02"},
+        {"field": "private_key"},
+        {"kind": "conn_01", "item_id": "connection"},
+    ):
+        opaque_error(keyring, sealed, **{**WHERE, **moved})
+    assert keyring.open_field(sealed, **WHERE) == b"secret"
+
+
+def test_value_moved_to_another_org_fails(keyrings: Keyrings, keyring: OrgKeyring) -> None:
+    sealed = keyring.seal_field("secret", **WHERE)
+    other = create_org(keyrings, new_org_id())
+    # Same DEK version number (1), other org's DEK and AAD.
+    opaque_error(other, sealed)
+    # An org with no keyring at all.
+    opaque_error(keyrings.for_org(new_org_id()), sealed)
+
+
+def test_context_parts_are_length_prefixed(keyring: OrgKeyring) -> None:
+    sealed = keyring.seal_field("secret", kind="ab", item_id="c", field="d")
+    assert keyring.open_field(sealed, kind="ab", item_id="c", field="d") == b"secret"
+    opaque_error(keyring, sealed, kind="a", item_id="bc", field="d")
+    sealed = keyring.seal_field("secret", kind="k", item_id="ab", field="c")
+    opaque_error(keyring, sealed, kind="k", item_id="a", field="bc")
+
+
+def _header(version: int, fmt: int = 1) -> str:
+    return (bytes((fmt,)) + version.to_bytes(4, "big")).hex()
+
+
+def test_malformed_values_fail_with_the_same_error_and_message(keyring: OrgKeyring) -> None:
+    sealed = keyring.seal_field("secret", **WHERE)
+    body = sealed[10:]
+    bad: list[Any] = [
+        "",
+        "00",
+        sealed[:-2],
+        sealed[:-1],
+        sealed[:10],
+        sealed[: (5 + 12 + 16) * 2 - 2],
+        sealed + "00",
+        sealed.upper(),
+        " " + sealed,
+        sealed + "\n",
+        "not a sealed value",
+        "é" * 40,
+        "zz" * 40,
+        _header(1, fmt=2) + body,
+        _header(1, fmt=0) + body,
+        _header(2) + body,
+        _header(0) + body,
+        _header(1_000_000) + body,
+        _header(2**32 - 1) + body,
+        None,
+        12345,
+        sealed.encode(),
+        bytearray(sealed.encode()),
+        ["not", "a", "value"],
+    ]
+    errors = [opaque_error(keyring, value) for value in bad]
+    assert {str(e) for e in errors} == {str(errors[0])}
+    assert {type(e) for e in errors} == {InvalidSealedValue}
+    assert all(e.__cause__ is None and e.__suppress_context__ for e in errors if e.__context__)
+    # The value itself was fine all along.
+    assert keyring.open_field(sealed, **WHERE) == b"secret"
+
+
+def test_open_with_a_context_that_can_never_have_been_sealed_fails_opaquely(
+    keyring: OrgKeyring,
+) -> None:
+    sealed = keyring.seal_field("secret", **WHERE)
+    for where in (
+        {**WHERE, "kind": None},
+        {**WHERE, "item_id": 1},
+        {**WHERE, "field": b"client_secret"},
+        {**WHERE, "field": "x" * 128},
+        {**WHERE, "kind": "cönnection"},
+        {**WHERE, "kind": ""},
+    ):
+        opaque_error(keyring, sealed, **where)
+
+
+def test_seal_refuses_what_it_cannot_bind(keyring: OrgKeyring) -> None:
+    with pytest.raises(TypeError):
+        keyring.seal_field(12345, **WHERE)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        keyring.seal_field("secret", **{**WHERE, "item_id": 7})  # type: ignore[arg-type]
+    for part in ("", "x" * 128, "naïve", "line\nbreak"):
+        with pytest.raises(ValueError, match="printable ASCII"):
+            keyring.seal_field("secret", **{**WHERE, "field": part})
+    longest = "x" * 127
+    sealed = keyring.seal_field("secret", kind=longest, item_id=longest, field=longest)
+    assert keyring.open_field(sealed, kind=longest, item_id=longest, field=longest) == b"secret"
+
+
+def test_text_open_of_a_non_utf8_value_fails_without_carrying_the_plaintext(
+    keyring: OrgKeyring,
+) -> None:
+    sealed = keyring.seal_field(b"\xff\xfe binary secret", **WHERE)
+    with pytest.raises(InvalidSealedValue) as caught:
+        keyring.open_text_field(sealed, **WHERE)
+    assert caught.value.__context__ is None
+    assert caught.value.__cause__ is None
+    assert "secret" not in str(caught.value)
+
+
+def test_one_hundred_thousand_seals_use_one_hundred_thousand_nonces(
+    keyring: OrgKeyring,
+) -> None:
+    seal = keyring.seal_field
+    unhex = binascii.unhexlify
+    nonces = {unhex(seal(b"x", **WHERE))[5:17] for _ in range(100_000)}
+    assert len(nonces) == 100_000
