@@ -1,0 +1,173 @@
+"""Field sealing through the crypto layer against raw AESGCM, and KMS calls of warm opens.
+
+Run: .venv/bin/python benchmarks/bench_crypto.py
+
+AWS is moto's mock_aws with the resources of template.yaml. Payloads are 200-byte secrets of
+1,000 distinct items; raw AESGCM seals with a fresh os.urandom nonce and uses AADs of exactly the
+layer's size, so the ratio is the cost of what the layer adds (text decoding, AAD building, the
+DEK cache) on top of the same primitive. Targets: layer open >= 50% of raw; no KMS call on a
+warm open.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}.items():
+    os.environ[_name] = _value
+os.environ.pop("AWS_PROFILE", None)
+
+import boto3  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from strongroom.crypto import DekCache, Keyrings  # noqa: E402
+from strongroom.crypto import sealed as sealed_format  # noqa: E402
+from strongroom.settings import Settings  # noqa: E402
+from strongroom_local.provision import provision  # noqa: E402
+
+ORG_ID = "org_" + "bench" * 5 + "a"
+ITEMS = 1_000
+ROUNDS = 20
+REPEATS = 5
+SECRET_SIZE = 200
+KIND, FIELD = "connection", "client_secret"
+
+
+def best_rate(operation: Callable[[], None], ops: int) -> float:
+    best = float("inf")
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        operation()
+        best = min(best, time.perf_counter() - started)
+    return ops / best
+
+
+def count_kms_calls(kms: Any) -> list[str]:
+    calls: list[str] = []
+    kms.meta.events.register("before-call.kms.*", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+class Fixture:
+    """An org's keyring in moto, 1,000 sealed 200-byte secrets, and the same payloads for raw
+    AESGCM with AADs of the layer's size."""
+
+    def __init__(self) -> None:
+        stack = provision(boto3.Session(region_name="us-east-1"))
+        self.settings = Settings.from_environ(stack.function_environment())
+        self.kms = boto3.client("kms", region_name="us-east-1")
+        self.dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        self.kms_calls = count_kms_calls(self.kms)
+        keyrings = self.new_keyrings()
+        arn = keyrings.create_org_key(ORG_ID)
+        self.keyring = keyrings.create_keyring(ORG_ID, kms_key_arn=arn, now=datetime.now(UTC))
+
+        self.item_ids = [f"conn_{i:026d}" for i in range(ITEMS)]
+        self.secrets = [os.urandom(SECRET_SIZE) for _ in range(ITEMS)]
+        self.sealed_values = [
+            self.keyring.seal_field(s, kind=KIND, item_id=i, field=FIELD)
+            for s, i in zip(self.secrets, self.item_ids, strict=True)
+        ]
+        self.raw_aead = AESGCM(AESGCM.generate_key(256))
+        prefix = sealed_format.aad_prefix(sealed_format.header(1), ORG_ID)
+        self.aads = [
+            prefix + sealed_format.field_context_aad(KIND, i, FIELD) for i in self.item_ids
+        ]
+        self.raw_nonces = [os.urandom(12) for _ in range(ITEMS)]
+        self.raw_ciphertexts = [
+            self.raw_aead.encrypt(n, s, a)
+            for n, s, a in zip(self.raw_nonces, self.secrets, self.aads, strict=True)
+        ]
+
+    def new_keyrings(self, cache: DekCache | None = None) -> Keyrings:
+        return Keyrings(kms=self.kms, dynamodb=self.dynamodb, settings=self.settings, cache=cache)
+
+
+def measure_rates(f: Fixture) -> dict[str, tuple[float, float]]:
+    """(layer ops/s, raw ops/s) for seal and open."""
+    seal_field, open_field = f.keyring.seal_field, f.keyring.open_field
+    encrypt, decrypt, urandom = f.raw_aead.encrypt, f.raw_aead.decrypt, os.urandom
+    seal_jobs = list(zip(f.secrets, f.item_ids, strict=True))
+    open_jobs = list(zip(f.sealed_values, f.item_ids, strict=True))
+    raw_seal_jobs = list(zip(f.secrets, f.aads, strict=True))
+    raw_open_jobs = list(zip(f.raw_nonces, f.raw_ciphertexts, f.aads, strict=True))
+
+    def layer_seal() -> None:
+        for _ in range(ROUNDS):
+            for secret, item_id in seal_jobs:
+                seal_field(secret, kind=KIND, item_id=item_id, field=FIELD)
+
+    def layer_open() -> None:
+        for _ in range(ROUNDS):
+            for value, item_id in open_jobs:
+                open_field(value, kind=KIND, item_id=item_id, field=FIELD)
+
+    def raw_seal() -> None:
+        for _ in range(ROUNDS):
+            for secret, aad in raw_seal_jobs:
+                encrypt(urandom(12), secret, aad)
+
+    def raw_open() -> None:
+        for _ in range(ROUNDS):
+            for nonce, ciphertext, aad in raw_open_jobs:
+                decrypt(nonce, ciphertext, aad)
+
+    ops = ROUNDS * ITEMS
+    return {
+        "seal": (best_rate(layer_seal, ops), best_rate(raw_seal, ops)),
+        "open": (best_rate(layer_open, ops), best_rate(raw_open, ops)),
+    }
+
+
+def kms_calls_per_10k_opens(f: Fixture, cache: DekCache | None, opens: int) -> float:
+    """KMS calls per 10,000 opens by a process that has already opened once (is warm)."""
+    keyring = f.new_keyrings(cache).for_org(ORG_ID)
+    keyring.open_field(f.sealed_values[0], kind=KIND, item_id=f.item_ids[0], field=FIELD)
+    f.kms_calls.clear()
+    for n in range(opens):
+        plaintext = keyring.open_field(
+            f.sealed_values[n % ITEMS], kind=KIND, item_id=f.item_ids[n % ITEMS], field=FIELD
+        )
+        assert plaintext == f.secrets[n % ITEMS]
+    return len(f.kms_calls) * 10_000 / opens
+
+
+def main() -> None:
+    with mock_aws():
+        f = Fixture()
+        rates = measure_rates(f)
+        # (1) Within one cache entry's bounds (the settings' largest max-uses, an hour).
+        warm = kms_calls_per_10k_opens(
+            f, DekCache(max_age_seconds=3600, max_uses=1_000_000), 10_000
+        )
+        # (2) Steady state with the deployment's bounds: each max_uses opens, one Decrypt.
+        steady = kms_calls_per_10k_opens(f, None, 100_000)
+
+    print(f"crypto layer vs raw AESGCM: {SECRET_SIZE}-byte secrets, AAD {len(f.aads[0])} bytes")
+    for name, (layer, raw) in rates.items():
+        print(
+            f"  {name}: layer {layer:>10,.0f} ops/s   raw AESGCM {raw:>10,.0f} ops/s   "
+            f"layer/raw {layer / raw:.2f}"
+        )
+    open_ratio = rates["open"][0] / rates["open"][1]
+    print(f"  target: layer open >= 0.50 of raw -> {'met' if open_ratio >= 0.5 else 'NOT met'}")
+    print(f"KMS calls per 10,000 warm opens (cache bounds not reached): {warm:g}")
+    print(
+        "KMS calls per 10,000 opens, steady state with the deployment's bounds "
+        f"(max {f.settings.dek_cache_max_uses:,} uses, {f.settings.dek_cache_max_age_seconds} s): "
+        f"{steady:g}"
+    )
+
+
+if __name__ == "__main__":
+    main()
