@@ -1,0 +1,1 @@
+"""Tests of the outbound HTTP client and its SSRF guard."""
