@@ -114,6 +114,12 @@ def test_ip_literal_carries_its_address_and_a_bracketed_authority() -> None:
         "https://1.2.3.256/",
         "https://999.1.1.1/",
         "https://08.0.0.1/",
+        # non-canonical numeric forms are refused even when they denote a public address
+        "https://1572394766/",
+        "https://0x5db8d70e/",
+        "https://93.184.55054/",
+        "https://0135.0270.0327.016/",
+        "https://93.184.215.014/",
         "https://[v1.fe80::1]/",
         "https://[127.0.0.1]/",
         "https://[::1]x/",
