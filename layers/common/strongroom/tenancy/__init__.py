@@ -1,0 +1,63 @@
+"""Tenancy: every tenant item is read and written with its org id; platform items apart.
+
+    table = TenantTable(dynamodb=dynamodb, table_name=settings.table_name)
+    org_id = new_org_id()
+    table.create(org_id, "ORG", attributes={"name": "Acme", "version": 1}, now=now)
+    table.update(org_id, "ORG", changes={"version": 2}, expect={"version": 1}, now=now)
+    page = table.query(org_id, "MEMBER", limit=50, cursor=cursor, now=now)
+    table.transact(org_id, [Create("CONN", cid, attributes=...),
+                            Increment("ORG", attribute="connections", ceiling=plan_limit)], now=now)
+
+    platform = PlatformTable(dynamodb=dynamodb, table_name=settings.table_name)
+
+Layout (see `keys`): tenant pk = org id, sk = "<KIND>#<id>" or "<KIND>"; `KEYRING` and `DEK#...`
+belong to strongroom.crypto and are refused here. Items past `expires_at` read as absent.
+DynamoDB failures raise `StoreUnavailable`, never `ItemNotFound`.
+"""
+
+from strongroom.tenancy.exceptions import (
+    ConditionFailed,
+    InvalidCursor,
+    InvalidKey,
+    InvalidOrgId,
+    ItemExists,
+    ItemNotFound,
+    LimitReached,
+    StoreUnavailable,
+    TenancyError,
+)
+from strongroom.tenancy.items import IndexKey, Item, Page
+from strongroom.tenancy.keys import new_org_id, validate_org_id
+from strongroom.tenancy.platform_table import PlatformTable
+from strongroom.tenancy.tenant_table import (
+    Create,
+    Delete,
+    Increment,
+    Operation,
+    TenantTable,
+    Update,
+)
+
+__all__ = [
+    "ConditionFailed",
+    "Create",
+    "Delete",
+    "Increment",
+    "IndexKey",
+    "InvalidCursor",
+    "InvalidKey",
+    "InvalidOrgId",
+    "Item",
+    "ItemExists",
+    "ItemNotFound",
+    "LimitReached",
+    "Operation",
+    "Page",
+    "PlatformTable",
+    "StoreUnavailable",
+    "TenancyError",
+    "TenantTable",
+    "Update",
+    "new_org_id",
+    "validate_org_id",
+]

@@ -1,0 +1,353 @@
+"""The one place that speaks DynamoDB for tenancy: expressions, conditions, calls, error mapping.
+
+Repositories build keys and hand plain-string keys to these helpers; nothing here knows about
+orgs. Every condition treats an item past its `expires_at` as absent, because DynamoDB's TTL
+sweeper deletes expired items only eventually (typically within days).
+
+The low-level client is used, not the resource: it is the client the rest of the layer injects
+(crypto uses it too), it carries TransactWriteItems and ReturnValuesOnConditionCheckFailure, and
+boto3's resource interface receives no new features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from strongroom.tenancy.exceptions import (
+    ConditionFailed,
+    ItemExists,
+    ItemNotFound,
+    LimitReached,
+    StoreUnavailable,
+    TenancyError,
+)
+from strongroom.tenancy.items import is_expired, serialize_attributes, serialize_value
+from strongroom.tenancy.keys import validate_attribute_name
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+# A page whose items are mostly expired (not yet swept) takes a few reads to fill; past this
+# many it is returned short, with a cursor, rather than reading on without bound.
+_MAX_QUERY_ROUNDS = 5
+_MAX_TRANSACTION_ITEMS = 100
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+Failure = Literal["exists", "absent_or_mismatch", "limit"]
+PlainKey = Mapping[str, str]
+
+
+class Expression:
+    """Placeholders for attribute names and values: no input is ever spliced into an expression."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def name(self, attribute: str) -> str:
+        for placeholder, existing in self.names.items():
+            if existing == attribute:
+                return placeholder
+        placeholder = f"#n{len(self.names)}"
+        self.names[placeholder] = attribute
+        return placeholder
+
+    def value(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = serialize_value(value)
+        return placeholder
+
+    def live(self, now_epoch: int) -> str:
+        expires = self.name("expires_at")
+        return f"(attribute_not_exists({expires}) OR {expires} > {self.value(now_epoch)})"
+
+    def exists_live(self, now_epoch: int) -> str:
+        return f"attribute_exists({self.name('pk')}) AND {self.live(now_epoch)}"
+
+    def absent_or_expired(self, now_epoch: int) -> str:
+        expires = self.name("expires_at")
+        return f"(attribute_not_exists({self.name('pk')}) OR {expires} <= {self.value(now_epoch)})"
+
+    def expected(self, expect: Mapping[str, Any]) -> list[str]:
+        """`name = value` for each expectation; None means the attribute must be absent."""
+        clauses = []
+        for attribute, value in expect.items():
+            name = self.name(validate_attribute_name(attribute))
+            if value is None:
+                clauses.append(f"attribute_not_exists({name})")
+            else:
+                clauses.append(f"{name} = {self.value(value)}")
+        return clauses
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if self.names:
+            params["ExpressionAttributeNames"] = dict(self.names)
+        if self.values:
+            params["ExpressionAttributeValues"] = dict(self.values)
+        return params
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One prepared write: the TransactWriteItems action, its parameters, how it can fail."""
+
+    action: Literal["Put", "Update", "Delete"]
+    params: dict[str, Any]
+    failure: Failure | None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        source = self.params["Item"] if self.action == "Put" else self.params["Key"]
+        return source["pk"]["S"], source["sk"]["S"]
+
+
+def _key(key: PlainKey) -> dict[str, Any]:
+    return {"pk": {"S": key["pk"]}, "sk": {"S": key["sk"]}}
+
+
+def prepare_put(
+    table: str,
+    key: PlainKey,
+    attributes: Mapping[str, Any],
+    *,
+    now_epoch: int,
+    expires_at: int | None,
+    index: tuple[str, str] | None,
+    only_if_absent: bool,
+) -> Write:
+    """A whole-item put; with `only_if_absent`, an existing live item makes it fail."""
+    item = serialize_attributes(attributes)
+    item.update(_key(key))
+    if index is not None:
+        item["gsi1pk"], item["gsi1sk"] = {"S": index[0]}, {"S": index[1]}
+    if expires_at is not None:
+        item["expires_at"] = {"N": str(expires_at)}
+    params: dict[str, Any] = {"TableName": table, "Item": item}
+    if not only_if_absent:
+        return Write("Put", params, None)
+    expression = Expression()
+    params["ConditionExpression"] = expression.absent_or_expired(now_epoch)
+    params.update(expression.params())
+    return Write("Put", params, "exists")
+
+
+def prepare_update(
+    table: str,
+    key: PlainKey,
+    *,
+    changes: Mapping[str, Any],
+    remove: Collection[str],
+    expect: Mapping[str, Any],
+    now_epoch: int,
+) -> Write:
+    """Set and remove attributes of a live item that holds the `expect`ed values."""
+    if not changes and not remove:
+        raise ValueError("an update needs at least one change or removal")
+    if set(changes) & set(remove):
+        raise ValueError("an attribute cannot be both changed and removed")
+    expression = Expression()
+    actions = []
+    if changes:
+        assignments = [
+            f"{expression.name(validate_attribute_name(name))} = {expression.value(value)}"
+            for name, value in changes.items()
+        ]
+        actions.append("SET " + ", ".join(assignments))
+    if remove:
+        removals = [expression.name(validate_attribute_name(name)) for name in remove]
+        actions.append("REMOVE " + ", ".join(removals))
+    condition = [expression.exists_live(now_epoch), *expression.expected(expect)]
+    params: dict[str, Any] = {
+        "TableName": table,
+        "Key": _key(key),
+        "UpdateExpression": " ".join(actions),
+        "ConditionExpression": " AND ".join(condition),
+    }
+    params.update(expression.params())
+    return Write("Update", params, "absent_or_mismatch")
+
+
+def prepare_delete(
+    table: str, key: PlainKey, *, expect: Mapping[str, Any] | None, now_epoch: int
+) -> Write:
+    """A delete; with `expect` (even empty) the item must be live and hold those values."""
+    params: dict[str, Any] = {"TableName": table, "Key": _key(key)}
+    if expect is None:
+        return Write("Delete", params, None)
+    expression = Expression()
+    condition = [expression.exists_live(now_epoch), *expression.expected(expect)]
+    params["ConditionExpression"] = " AND ".join(condition)
+    params.update(expression.params())
+    return Write("Delete", params, "absent_or_mismatch")
+
+
+def prepare_increment(
+    table: str, key: PlainKey, *, attribute: str, by: int, ceiling: int | None
+) -> Write:
+    """Add `by` to a counter (created at 0); it may not pass `ceiling` nor drop below zero."""
+    if isinstance(by, bool) or not isinstance(by, int) or by == 0:
+        raise ValueError("by must be a non-zero int")
+    if ceiling is not None and (isinstance(ceiling, bool) or not isinstance(ceiling, int)):
+        raise ValueError("ceiling must be an int")
+    expression = Expression()
+    counter = expression.name(validate_attribute_name(attribute))
+    params: dict[str, Any] = {
+        "TableName": table,
+        "Key": _key(key),
+        "UpdateExpression": (
+            f"SET {counter} = if_not_exists({counter}, {expression.value(0)})"
+            f" + {expression.value(by)}"
+        ),
+    }
+    if by < 0:
+        params["ConditionExpression"] = f"{counter} >= {expression.value(-by)}"
+    elif ceiling is not None:
+        if by > ceiling:
+            raise LimitReached("the counter would pass its ceiling")
+        room = expression.value(ceiling - by)
+        params["ConditionExpression"] = f"attribute_not_exists({counter}) OR {counter} <= {room}"
+    params.update(expression.params())
+    return Write("Update", params, "limit" if "ConditionExpression" in params else None)
+
+
+def condition_error(
+    failure: Failure, old: Mapping[str, Any] | None, now_epoch: int
+) -> TenancyError:
+    """The error for a failed condition, told apart by the item as it was (ALL_OLD)."""
+    if failure == "exists":
+        return ItemExists("the item already exists")
+    if failure == "limit":
+        return LimitReached("the counter would pass its ceiling or drop below zero")
+    if old is None or is_expired(old, now_epoch):
+        return ItemNotFound("no such item")
+    return ConditionFailed("the item does not hold the expected values")
+
+
+def _error_code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+    return type(exc).__name__
+
+
+def unavailable(operation: str, exc: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"DynamoDB {operation} failed ({_error_code(exc)})")
+
+
+class Store:
+    """Runs prepared reads and writes against one table with one low-level client."""
+
+    def __init__(self, *, dynamodb: DynamoDBClient, table_name: str) -> None:
+        if not table_name:
+            raise ValueError("table_name is required")
+        self.client = dynamodb
+        self.table = table_name
+
+    def get(self, key: PlainKey, *, now_epoch: int) -> dict[str, Any] | None:
+        """The raw item, or None if absent or expired. Reads are strongly consistent."""
+        try:
+            response = self.client.get_item(
+                TableName=self.table, Key=_key(key), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise unavailable("GetItem", exc) from exc
+        raw = response.get("Item")
+        if raw is None or is_expired(raw, now_epoch):
+            return None
+        return dict(raw)
+
+    def write(
+        self, write: Write, *, now_epoch: int, return_values: str = "NONE"
+    ) -> dict[str, Any] | None:
+        """Run one write; return the attributes `return_values` asks for."""
+        extra: dict[str, Any] = {"ReturnValues": return_values}
+        if write.failure is not None:
+            extra["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        try:
+            if write.action == "Put":
+                response: Mapping[str, Any] = self.client.put_item(**write.params, **extra)
+            elif write.action == "Update":
+                response = self.client.update_item(**write.params, **extra)
+            else:
+                response = self.client.delete_item(**write.params, **extra)
+        except ClientError as exc:
+            error: Mapping[str, Any] = exc.response
+            if error.get("Error", {}).get("Code") == _CONDITION_FAILED and write.failure:
+                raise condition_error(write.failure, error.get("Item"), now_epoch) from None
+            raise unavailable(f"{write.action}Item", exc) from exc
+        except BotoCoreError as exc:
+            raise unavailable(f"{write.action}Item", exc) from exc
+        attributes = response.get("Attributes")
+        return dict(attributes) if attributes is not None else None
+
+    def transact(self, writes: Sequence[Write], *, now_epoch: int) -> None:
+        """Run the writes all or none; the first failed condition decides the error."""
+        if not 1 <= len(writes) <= _MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"a transaction holds 1 to {_MAX_TRANSACTION_ITEMS} operations")
+        keys = [write.key for write in writes]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a transaction may touch each item only once")
+        items: list[Any] = []
+        for write in writes:
+            params = dict(write.params)
+            if write.failure is not None:
+                params["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+            items.append({write.action: params})
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons") or []
+                for write, reason in zip(writes, reasons, strict=False):
+                    if reason.get("Code") == "ConditionalCheckFailed" and write.failure:
+                        raise condition_error(
+                            write.failure, reason.get("Item"), now_epoch
+                        ) from None
+            raise unavailable("TransactWriteItems", exc) from exc
+        except BotoCoreError as exc:
+            raise unavailable("TransactWriteItems", exc) from exc
+
+    def query(
+        self,
+        *,
+        key_condition: str,
+        expression: Expression,
+        now_epoch: int,
+        limit: int,
+        start_key: dict[str, Any] | None,
+        newest_first: bool,
+        index_name: str | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Up to `limit` live items and the key to continue from (None: nothing more)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ValueError("limit must be 1 to 1000")
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": key_condition,
+            "FilterExpression": expression.live(now_epoch),
+            "ScanIndexForward": not newest_first,
+        }
+        if index_name is None:
+            params["ConsistentRead"] = True
+        else:
+            params["IndexName"] = index_name
+        params.update(expression.params())
+        items: list[dict[str, Any]] = []
+        for _ in range(_MAX_QUERY_ROUNDS):
+            params["Limit"] = limit - len(items)
+            if start_key is not None:
+                params["ExclusiveStartKey"] = start_key
+            try:
+                response = self.client.query(**params)
+            except (ClientError, BotoCoreError) as exc:
+                raise unavailable("Query", exc) from exc
+            items.extend(dict(item) for item in response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            start_key = dict(last) if last else None
+            if start_key is None or len(items) >= limit:
+                break
+        return items, start_key

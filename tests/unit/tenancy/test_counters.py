@@ -1,0 +1,107 @@
+"""Counters with a ceiling and all-or-nothing transactions, as plan limits will use them."""
+
+from __future__ import annotations
+
+import pytest
+
+from strongroom.tenancy import (
+    ConditionFailed,
+    Create,
+    Delete,
+    Increment,
+    ItemExists,
+    ItemNotFound,
+    LimitReached,
+    TenantTable,
+    Update,
+)
+from tests.unit.tenancy.conftest import NOW
+
+
+def test_increment_counts_up_to_its_ceiling_and_no_further(table: TenantTable, org_id: str) -> None:
+    values = [
+        table.increment(org_id, "ORG", attribute="connections", ceiling=3, now=NOW)
+        for _ in range(3)
+    ]
+    assert values == [1, 2, 3]
+    with pytest.raises(LimitReached):
+        table.increment(org_id, "ORG", attribute="connections", ceiling=3, now=NOW)
+    with pytest.raises(LimitReached):
+        table.increment(org_id, "ORG", attribute="seats", by=5, ceiling=4, now=NOW)
+    assert table.get(org_id, "ORG", now=NOW).attributes["connections"] == 3
+
+
+def test_decrement_never_goes_below_zero(table: TenantTable, org_id: str) -> None:
+    table.increment(org_id, "ORG", attribute="connections", by=2, now=NOW)
+    assert table.increment(org_id, "ORG", attribute="connections", by=-2, now=NOW) == 0
+    with pytest.raises(LimitReached):
+        table.increment(org_id, "ORG", attribute="connections", by=-1, now=NOW)
+    with pytest.raises(ValueError, match="non-zero"):
+        table.increment(org_id, "ORG", attribute="connections", by=0, now=NOW)
+
+
+def test_a_transaction_creates_and_counts_together_or_not_at_all(
+    table: TenantTable, org_id: str
+) -> None:
+    table.create(org_id, "ORG", attributes={"name": "Acme"}, now=NOW)
+
+    def add_connection(connection_id: str) -> None:
+        table.transact(
+            org_id,
+            [
+                Create("CONN", connection_id, attributes={"name": connection_id}),
+                Increment("ORG", attribute="connections", ceiling=2),
+            ],
+            now=NOW,
+        )
+
+    add_connection("conn_1")
+    add_connection("conn_2")
+    with pytest.raises(LimitReached):
+        add_connection("conn_3")
+    with pytest.raises(ItemNotFound):
+        table.get(org_id, "CONN", "conn_3", now=NOW)  # the create was rolled back
+    with pytest.raises(ItemExists):
+        add_connection("conn_1")
+    org = table.get(org_id, "ORG", now=NOW)
+    assert org.attributes["connections"] == 2
+
+    table.transact(
+        org_id,
+        [Delete("CONN", "conn_2", expect={}), Increment("ORG", attribute="connections", by=-1)],
+        now=NOW,
+    )
+    assert table.get(org_id, "ORG", now=NOW).attributes["connections"] == 1
+    with pytest.raises(ItemNotFound):
+        table.transact(
+            org_id,
+            [Delete("CONN", "conn_2", expect={}), Increment("ORG", attribute="connections", by=-1)],
+            now=NOW,
+        )
+    assert table.get(org_id, "ORG", now=NOW).attributes["connections"] == 1
+
+
+def test_a_transaction_reports_a_failed_expectation(table: TenantTable, org_id: str) -> None:
+    table.create(org_id, "ORG", attributes={"version": 1}, now=NOW)
+    table.create(org_id, "MEMBER", "alice", attributes={"role": "owner"}, now=NOW)
+    with pytest.raises(ConditionFailed):
+        table.transact(
+            org_id,
+            [
+                Update("ORG", changes={"version": 2}, expect={"version": 7}),
+                Update("MEMBER", "alice", changes={"role": "member"}),
+            ],
+            now=NOW,
+        )
+    assert table.get(org_id, "MEMBER", "alice", now=NOW).attributes["role"] == "owner"
+
+
+def test_a_transaction_touches_each_item_once_and_has_operations(
+    offline_table: TenantTable, org_id: str
+) -> None:
+    with pytest.raises(ValueError, match="once"):
+        offline_table.transact(
+            org_id, [Update("ORG", changes={"a": 1}), Update("ORG", changes={"b": 2})], now=NOW
+        )
+    with pytest.raises(ValueError, match="1 to 100"):
+        offline_table.transact(org_id, [], now=NOW)

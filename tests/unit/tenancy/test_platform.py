@@ -1,0 +1,58 @@
+"""Platform items: no org, pk never starting with `org_`, conditional put, TTL, consume-once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from strongroom.settings import Settings
+from strongroom.tenancy import InvalidKey, ItemExists, ItemNotFound, PlatformTable
+from tests.unit.tenancy.conftest import NOW, raw_items
+
+
+def test_platform_keys_never_look_like_an_org(
+    platform: PlatformTable, dynamodb: Any, settings: Settings
+) -> None:
+    platform.create("WEBHOOK_EVENT", "evt_123", attributes={"source": "stripe"}, now=NOW)
+    stored = raw_items(dynamodb, settings, "WEBHOOK_EVENT#evt_123")
+    assert list(stored) == ["WEBHOOK_EVENT"]
+    with pytest.raises(InvalidKey):
+        platform.create("org_" + "a" * 26, "x", attributes={}, now=NOW)
+
+
+def test_a_replayed_id_is_refused_until_it_expires(platform: PlatformTable) -> None:
+    ttl = timedelta(days=3)
+    platform.create("WEBHOOK_EVENT", "evt_1", attributes={"source": "github"}, ttl=ttl, now=NOW)
+    with pytest.raises(ItemExists):
+        platform.create("WEBHOOK_EVENT", "evt_1", attributes={}, ttl=ttl, now=NOW + ttl / 2)
+    platform.create("WEBHOOK_EVENT", "evt_1", attributes={}, ttl=ttl, now=NOW + ttl)
+
+
+def test_oauth_state_is_consumed_once_and_not_after_expiry(platform: PlatformTable) -> None:
+    ttl = timedelta(minutes=10)
+    platform.create("OAUTH_STATE", "digest_a", attributes={"org_id": "o"}, ttl=ttl, now=NOW)
+    platform.create("OAUTH_STATE", "digest_b", attributes={"org_id": "o"}, ttl=ttl, now=NOW)
+    state = platform.consume("OAUTH_STATE", "digest_a", now=NOW + timedelta(minutes=1))
+    assert (state.kind, state.item_id, state.attributes["org_id"]) == (
+        "OAUTH_STATE",
+        "digest_a",
+        "o",
+    )
+    with pytest.raises(ItemNotFound):
+        platform.consume("OAUTH_STATE", "digest_a", now=NOW + timedelta(minutes=1))
+    with pytest.raises(ItemNotFound):
+        platform.get("OAUTH_STATE", "digest_b", now=NOW + ttl)
+    with pytest.raises(ItemNotFound):
+        platform.consume("OAUTH_STATE", "digest_b", now=NOW + ttl)
+
+
+def test_put_get_and_delete(platform: PlatformTable) -> None:
+    platform.put("SCHEDULE", "conn_1", attributes={"expression": "rate(1 day)"}, now=NOW)
+    platform.put("SCHEDULE", "conn_1", attributes={"expression": "rate(2 days)"}, now=NOW)
+    assert platform.get("SCHEDULE", "conn_1", now=NOW).attributes["expression"] == "rate(2 days)"
+    platform.delete("SCHEDULE", "conn_1", now=NOW)
+    platform.delete("SCHEDULE", "conn_1", now=NOW)
+    with pytest.raises(ItemNotFound):
+        platform.get("SCHEDULE", "conn_1", now=NOW)
