@@ -1,0 +1,22 @@
+"""Secrets out of every log line, error text and response.
+
+- `redact_text(text)`: scrubs secrets recognisable in free text.
+- `redact(value)`: a deep copy of a structure with secrets under secret field names (and in
+  every string) replaced.
+- `safe_exception_text(exc)`: an exception and its chain as one scrubbed line, no traceback.
+
+A secret shows only as `REDACTED` (`"[REDACTED]"`).
+"""
+
+from __future__ import annotations
+
+from strongroom.redaction.keys import REDACTED
+from strongroom.redaction.text import redact_text, safe_exception_text
+from strongroom.redaction.values import redact
+
+__all__ = [
+    "REDACTED",
+    "redact",
+    "redact_text",
+    "safe_exception_text",
+]

@@ -1,0 +1,128 @@
+"""Which field names hold secrets, shared by the structure walk and the free-text scrubber.
+
+A name is compared after normalisation: lower case with `-`, `_`, `.` and spaces dropped, so
+`client_secret`, `Client-Secret`, `clientSecret` and `CLIENT.SECRET` are one name.
+
+`code` and `state` are neither secret nor safe by name alone: they are OAuth's authorization
+code and anti-CSRF state, and also our error-code field and many status fields. They are kept
+only when their value has the shape of an enumeration word (`not_found`, `AccessDenied`,
+`ACTIVE`, `pending`, or a 1-3 digit status), which a random OAuth value practically never has;
+anything else under them is redacted. Context rules come on top: in a URL or form body they
+always go (`text.py`), and so do they in a mapping that looks like an OAuth message (`values.py`).
+"""
+
+from __future__ import annotations
+
+import re
+
+REDACTED = "[REDACTED]"
+
+_DROPPED = str.maketrans("", "", "-_. ")
+
+# Whole names (normalised) that hold a secret or key material.
+SECRET_NAMES = frozenset(
+    {
+        "authorization",
+        "proxyauthorization",
+        "cookie",
+        "setcookie",
+        "apikey",
+        "xapikey",
+        "bearer",
+        "jwt",
+        "assertion",
+        "samlresponse",
+        "codeverifier",
+        "authcode",
+        "authorizationcode",
+        "devicecode",
+        "otp",
+        "totp",
+        "hotp",
+        "mfacode",
+        "passwordhash",
+        # Envelope encryption: plaintext and wrapped data keys, KMS responses.
+        "dek",
+        "plaintext",
+        "ciphertextblob",
+        "keymaterial",
+        # Secrets Manager responses.
+        "secretstring",
+        "secretbinary",
+        # Presigned S3 URLs: the signature is a bearer capability until it expires.
+        "xamzsignature",
+    }
+)
+
+# Name endings (normalised) that mark a secret: `okta_api_token`, `webhook_signing_secret`,
+# `aws_secret_access_key`, `new_password`, `wrapped_dek`... Endings, not substrings, so that
+# `token_endpoint`, `token_type`, `secret_arn` and `secret_last4` stay readable.
+SECRET_SUFFIXES = (
+    "token",
+    "tokens",
+    "secret",
+    "secrets",
+    "password",
+    "passwords",
+    "passwd",
+    "passphrase",
+    "privatekey",
+    "privatekeys",
+    "privatejwk",
+    "apikey",
+    "apikeys",
+    "secretkey",
+    "secretaccesskey",
+    "cookie",
+    "cookies",
+    "authorization",
+    "assertion",
+    "codeverifier",
+    "dek",
+    "deks",
+    "datakey",
+    "wrappedkey",
+    "signingkey",
+    "hmackey",
+    "encryptionkey",
+    "masterkey",
+    "sessionkey",
+)
+
+# Names whose value is a secret only by shape (see the module docstring).
+CONDITIONAL_NAMES = frozenset({"code", "state"})
+
+# Names that may carry a whole credential line, such as `Authorization: Basic abc`; in free text
+# their value runs to the end of the line rather than to the first space or comma.
+HEADER_NAMES = frozenset({"authorization", "proxyauthorization", "cookie", "setcookie"})
+
+_ENUM_WORD = re.compile(
+    r"[a-z]+(?:[_.-][a-z]+)*"  # not_found, invalid_grant, pending
+    r"|[A-Z]+(?:_[A-Z]+)*"  # ACTIVE, LOCKED_OUT
+    r"|(?:[A-Z][a-z]+)+"  # AccessDenied, PendingDeletion
+    r"|[0-9]{1,3}",  # 404, 500
+    re.ASCII,
+)
+_ENUM_MAX_LENGTH = 64
+
+
+def normalise_key(name: str) -> str:
+    """`name` in lower case without `-`, `_`, `.` and spaces."""
+    return name.lower().translate(_DROPPED)
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a value under `name` is a secret whatever it looks like."""
+    normalised = normalise_key(name)
+    return normalised in SECRET_NAMES or normalised.endswith(SECRET_SUFFIXES)
+
+
+def looks_like_enum_word(value: object) -> bool:
+    """Whether a value under `code`/`state` has the shape of an error code or a status word."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return 0 <= value <= 999
+    if isinstance(value, str):
+        return len(value) <= _ENUM_MAX_LENGTH and _ENUM_WORD.fullmatch(value) is not None
+    return False

@@ -1,0 +1,391 @@
+"""Scrub secrets out of free text: log messages, exception text, URLs, headers, bodies.
+
+Each secret class has its own precompiled pattern and pass; a pass runs only when a cheap
+substring test says it can match. Every pattern is linear in the text: each match starts at a
+boundary its own runs cannot contain (a lookbehind), and the runs are possessive, so a failed
+attempt never rescans what an earlier attempt covered. A 1 MB adversarial string costs a few
+linear scans, not a quadratic search.
+
+Only the secret part becomes `[REDACTED]`; names, schemes, hosts and paths stay readable:
+`https://idp.example/cb?code=[REDACTED]&x=1`, `Authorization: Bearer [REDACTED]`,
+`"client_secret": "[REDACTED]"`, `-----BEGIN PRIVATE KEY-----[REDACTED]-----END PRIVATE KEY-----`.
+Where a secret's end cannot be found (a PEM block with no END line, an unterminated quoted
+value) everything up to the end of the text is redacted: failing closed costs readability only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+
+from strongroom.redaction.keys import (
+    CONDITIONAL_NAMES,
+    HEADER_NAMES,
+    REDACTED,
+    SECRET_NAMES,
+    SECRET_SUFFIXES,
+    looks_like_enum_word,
+    normalise_key,
+)
+
+_PEM_PRIVATE_KEY = re.compile(
+    r"(-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)"
+    r".*?"
+    r"(-----END [A-Z0-9 ]{0,40}-----|\Z)",
+    re.ASCII | re.DOTALL,
+)
+
+# Base64 DER private keys without PEM armour: a SEQUENCE whose first member is the version
+# INTEGER 0 or 1 (PKCS#8, PKCS#1, SEC1), for every length form of the SEQUENCE header.
+# Certificates and public keys start with a nested SEQUENCE instead, so they do not match.
+_DER_PRIVATE_KEY = re.compile(
+    r"(?<![A-Za-z0-9+/])"
+    r"(?:MII[A-Za-z0-9+/]{2}[AQgw]IBA[AD]|MI[GH][A-Za-z0-9+/]AgE[AB]|M[A-Za-z0-9+/]{2}CAQ[AE])"
+    r"(?:[A-Za-z0-9+/=\r\n]|\\[rn])*+",
+    re.ASCII,
+)
+_DER_MIN_LENGTH = 64
+
+# JWS (three segments) and JWE (five); the header always starts with base64url('{"').
+_JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]++(?:\.[A-Za-z0-9_-]*+){2,4}+", re.ASCII)
+
+# Secrets recognisable by a vendor prefix; the prefix is kept so a reader knows what leaked.
+_PREFIXED_SECRET = re.compile(
+    r"(?<![A-Za-z0-9_+/-])"
+    r"((?:sk|rk)_(?:live|test)_|whsec_|gh[pousr]_|github_pat_|xox[abposr]-|glpat-"
+    r"|IQoJb3JpZ2lu|FwoGZXIvYXdz|FQoGZXIvYXdz)"  # AWS STS session tokens
+    r"([A-Za-z0-9_+/=-]{8,}+)",
+    re.ASCII,
+)
+_SPACE = r"((?:[ \t]|%20|\+)++)"
+
+_BEARER = re.compile(
+    r"(?<![A-Za-z0-9_-])(bearer|ssws)" + _SPACE + r"(?!\[REDACTED\])([^\s\"'<>,;\\)\]}]++)",
+    re.ASCII | re.IGNORECASE,
+)
+# Words that follow "bearer" in prose or in a WWW-Authenticate challenge and are no credential.
+_NOT_A_CREDENTIAL = frozenset(
+    {
+        "token",
+        "tokens",
+        "auth",
+        "authentication",
+        "authorization",
+        "scheme",
+        "header",
+        "realm",
+        "scope",
+        "error",
+        "error_description",
+        "error_uri",
+    }
+)
+
+_BASIC = re.compile(
+    r"(?<![A-Za-z0-9_-])(basic)" + _SPACE + r"([A-Za-z0-9+/_-]{4,}+={0,2}+)(?![A-Za-z0-9+/=_-])",
+    re.ASCII | re.IGNORECASE,
+)
+
+_URL_USERINFO = re.compile(
+    r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]{0,30}://[^\s/?#@:\"'<>]*+:)([^\s/?#@\"'<>]++)@",
+    re.ASCII,
+)
+
+# A parameter in URL or form context: after `?`, `&`, `#`, `;` (also percent-encoded once or
+# twice, for a URL inside another URL's query) or at the start of a form body (text without
+# whitespace: form encoding has none, prose always has some). Only the
+# name and separator are matched, so a URL-valued parameter (`redirect_uri=...%3Fcode%3D...`)
+# does not hide the parameters encoded inside it.
+_URL_PARAMETER_NAME = re.compile(
+    r"(?:(?<=[?&#;])|(?<=%3f)|(?<=%26)|(?<=%23)|(?<=%253f)|(?<=%2526)|(?<=%2523)|\A)"
+    r"([A-Za-z][A-Za-z0-9_.-]{0,63}+)(?:=|%3d|%253d)",
+    re.ASCII | re.IGNORECASE,
+)
+# The value ends at `&` or `#`, raw or percent-encoded (once or twice).
+_URL_PARAMETER_VALUE = re.compile(
+    r"(?:[^&#%\s\"'<>]|%(?!(?:25)?(?:26|23)))++", re.ASCII | re.IGNORECASE
+)
+_WHITESPACE = re.compile(r"\s")
+# Query parameters that are capabilities: presigned URL signatures and session tokens.
+URL_CAPABILITY_NAMES = frozenset({"sig", "signature", "xamzsignature", "xamzsecuritytoken"})
+
+# `name: value` / `name=value` in free text, JSON, Python reprs, logfmt and headers. Only the
+# name and separator are matched here; the value is parsed by `_value_span`. A name right after
+# a colon is an ARN or URN part (`...:secret:name`), not a field.
+_KEY_VALUE_NAME = re.compile(
+    r"(?<![A-Za-z0-9_.:-])(\\?[\"']|)([A-Za-z_][A-Za-z0-9_.-]{0,63}+)\1[ \t]*+"
+    r"(=(?!=)|:(?!:|//))",
+    re.ASCII,
+)
+_HORIZONTAL_SPACE = re.compile(r"[ \t]*+")
+_STRING_PREFIX = re.compile(r"[bBrRuU]{1,2}(?=[\"'])")
+_DOUBLE_QUOTED = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_SINGLE_QUOTED = re.compile(r"'(?:[^'\\]++|\\.)*+'", re.DOTALL)
+_UNQUOTED_VALUE = re.compile(r"[^\s,;&\"'<>)\]}]++")
+_UNQUOTED_HEADER_VALUE = re.compile(r"[^\r\n\"'<>]++")
+_ALREADY_REDACTED = re.compile(r"(?:[A-Za-z][A-Za-z0-9_-]{0,20}[ \t]+)?\[REDACTED\]", re.ASCII)
+_STRUCTURAL = re.compile(r"[\[\]{}\"'\\]")
+
+_JWK_PRIVATE_MEMBER = re.compile(
+    r"([\"'])(d|p|q|dp|dq|qi|k)\1([ \t]*+:[ \t]*+)([\"'])[A-Za-z0-9_+/=-]*+\4", re.ASCII
+)
+
+
+def _pem_private_key(match: re.Match[str]) -> str:
+    return match[1] + REDACTED + match[2]
+
+
+def _der_private_key(match: re.Match[str]) -> str:
+    return REDACTED if len(match[0]) >= _DER_MIN_LENGTH else match[0]
+
+
+def _prefixed_secret(match: re.Match[str]) -> str:
+    return match[1] + REDACTED
+
+
+def _bearer(match: re.Match[str]) -> str:
+    if match[3].lower().rstrip("=") in _NOT_A_CREDENTIAL:
+        return match[0]
+    return match[1] + match[2] + REDACTED
+
+
+def _basic(match: re.Match[str]) -> str:
+    # Outside a header, "Basic" is an English word: redact only what decodes as user:password.
+    # (`Authorization: Basic ...` is redacted whole by the key-value pass.)
+    token = match[3].rstrip("=").replace("-", "+").replace("_", "/")
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return match[0]
+    return match[1] + match[2] + REDACTED if b":" in decoded else match[0]
+
+
+def _url_userinfo(match: re.Match[str]) -> str:
+    return match[1] + REDACTED + "@"
+
+
+def _is_secret_parameter(name: str) -> bool:
+    name = normalise_key(name)
+    return (
+        name in CONDITIONAL_NAMES
+        or name in URL_CAPABILITY_NAMES
+        or name in SECRET_NAMES
+        or name.endswith(SECRET_SUFFIXES)
+    )
+
+
+def _jwk_private_member(match: re.Match[str]) -> str:
+    quote = match[4]
+    return f"{match[1]}{match[2]}{match[1]}{match[3]}{quote}{REDACTED}{quote}"
+
+
+def _bracket_end(text: str, start: int) -> int:
+    """Index after the bracket that closes the one at `start`; the text's end if none does."""
+    depth = 0
+    quote = ""
+    escaped_at = -1
+    for match in _STRUCTURAL.finditer(text, start):
+        position = match.start()
+        char = match[0]
+        if position == escaped_at:
+            continue
+        if char == "\\":
+            escaped_at = position + 1
+        elif quote:
+            if char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return position + 1
+    return len(text)
+
+
+def _value_span(text: str, position: int, *, header: bool) -> tuple[int, int] | None:
+    """The span of the value starting at `position` (inside its quotes, if quoted)."""
+    position = _HORIZONTAL_SPACE.match(text, position).end()  # type: ignore[union-attr]
+    if position >= len(text):
+        return None
+    prefix = _STRING_PREFIX.match(text, position)
+    if prefix is not None:
+        position = prefix.end()
+    if text.startswith('\\"', position):
+        end = text.find('\\"', position + 2)
+        return position + 2, len(text) if end < 0 else end
+    first = text[position]
+    if first in "\"'":
+        quoted = (_DOUBLE_QUOTED if first == '"' else _SINGLE_QUOTED).match(text, position)
+        # An unterminated quote hides the rest of the text: the secret's end is unknown.
+        return position + 1, len(text) if quoted is None else quoted.end() - 1
+    if first in "[{":
+        return position, _bracket_end(text, position)
+    pattern = _UNQUOTED_HEADER_VALUE if header else _UNQUOTED_VALUE
+    unquoted = pattern.match(text, position)
+    if unquoted is None:
+        return None
+    end = position + len(unquoted[0].rstrip())
+    return (position, end) if end > position else None
+
+
+def _url_parameters(text: str) -> str:
+    pieces: list[str] = []
+    done = 0
+    for match in _URL_PARAMETER_NAME.finditer(text):
+        if match.start() < done or not _is_secret_parameter(match[1]):
+            continue
+        if match.start() == 0 and _WHITESPACE.search(text) is not None:
+            continue  # prose, not a form body: the key-value pass judges it
+        value = _URL_PARAMETER_VALUE.match(text, match.end())
+        if value is None or value[0] == REDACTED:
+            continue
+        pieces += (text[done : match.end()], REDACTED)
+        done = value.end()
+    return _joined(pieces, text, done)
+
+
+def _key_values(text: str) -> str:
+    pieces: list[str] = []
+    done = 0
+    for match in _KEY_VALUE_NAME.finditer(text):
+        if match.start() < done:
+            continue  # inside a value already redacted
+        name = normalise_key(match[2])
+        conditional = name in CONDITIONAL_NAMES
+        if not conditional and name not in SECRET_NAMES and not name.endswith(SECRET_SUFFIXES):
+            continue
+        span = _value_span(text, match.end(), header=name in HEADER_NAMES)
+        if span is None:
+            continue
+        start, end = span
+        value = text[start:end]
+        if _ALREADY_REDACTED.fullmatch(value) or (conditional and looks_like_enum_word(value)):
+            continue
+        pieces += (text[done:start], REDACTED)
+        done = end
+    return _joined(pieces, text, done)
+
+
+def _joined(pieces: list[str], text: str, done: int) -> str:
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+# Every name the key-value and URL passes act on contains one of these words (the first word
+# of a compound name), so text without any of them skips those passes.
+FIELD_NAME_STEMS = re.compile(
+    r"token|secret|pass|key|cookie|auth|assertion|verifier|dek|code|state|otp|jwt|bearer"
+    r"|plain|cipher|private|saml|sig",
+    re.ASCII,
+)
+
+
+def _names_a_field(text: str, lowered: str) -> bool:
+    return ("=" in text or ":" in text or "%3d" in lowered) and (
+        FIELD_NAME_STEMS.search(lowered) is not None
+    )
+
+
+def _may_hold_secret(text: str) -> bool:
+    """False only for text no pass can change: every pass needs one of these substrings."""
+    return (
+        ":" in text
+        or "=" in text
+        or "%" in text
+        or "_" in text  # vendor prefixes
+        or "-" in text  # PEM armour, vendor prefixes
+        or "eyJ" in text
+        or "IBA" in text
+        or "AgE" in text
+        or "CAQ" in text
+        or "IQoJ" in text
+        or "FwoG" in text
+        or "FQoG" in text
+        or _SCHEME_WORD.search(text) is not None
+    )
+
+
+_SCHEME_WORD = re.compile(r"bearer|ssws|basic", re.ASCII | re.IGNORECASE)
+
+_Pass = Callable[[str], str]
+_Trigger = Callable[[str, str], bool]
+
+
+def _substitute(pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str]) -> _Pass:
+    return lambda text: pattern.sub(replace, text)
+
+
+# (trigger, pass) in order; a trigger sees the text and its lower-case form. Armoured keys go
+# first so that no later pass reads their bodies.
+_PASSES: tuple[tuple[_Trigger, _Pass], ...] = (
+    (lambda t, _: "PRIVATE KEY" in t, _substitute(_PEM_PRIVATE_KEY, _pem_private_key)),
+    (
+        lambda t, _: "IBA" in t or "AgE" in t or "CAQ" in t,
+        _substitute(_DER_PRIVATE_KEY, _der_private_key),
+    ),
+    (lambda t, _: "eyJ" in t, lambda text: _JWT.sub(REDACTED, text)),
+    (lambda _, __: True, _substitute(_PREFIXED_SECRET, _prefixed_secret)),
+    (lambda _, low: "bearer" in low or "ssws" in low, _substitute(_BEARER, _bearer)),
+    (lambda _, low: "basic" in low, _substitute(_BASIC, _basic)),
+    (lambda t, _: "://" in t and "@" in t, _substitute(_URL_USERINFO, _url_userinfo)),
+    (_names_a_field, _url_parameters),
+    (_names_a_field, _key_values),
+    (lambda t, _: "kty" in t, _substitute(_JWK_PRIVATE_MEMBER, _jwk_private_member)),
+)
+
+
+def redact_text(text: str) -> str:
+    """`text` with every recognised secret replaced by `[REDACTED]`.
+
+    Recognised: bearer, SSWS and Basic credentials; secret URL, query and form parameters
+    (`code`, `state`, `token`, `access_token`, `client_secret`, ... also percent-encoded);
+    `name: value` / `name=value` pairs whose name is a secret field name (JSON, reprs, logfmt,
+    headers); PEM and bare DER private keys; JWTs; vendor-prefixed keys (`sk_live_`, `whsec_`,
+    `ghp_`, AWS session tokens); passwords in URLs; private JWK members.
+    A bare random string with no context around it cannot be recognised: pass structures to
+    `redact`, whose field names give that context.
+    """
+    if not _may_hold_secret(text):
+        return str(text)
+    lowered = text.lower()
+    for triggered, scrub in _PASSES:
+        if triggered(text, lowered):
+            text = scrub(text)
+    return str(text)
+
+
+_MAX_CHAIN = 8
+
+
+def safe_exception_text(exc: BaseException, *, max_length: int = 2000) -> str:
+    """`Type: message; caused by: Type: message` for `exc` and its chain, scrubbed, no traceback.
+
+    For error fields that are stored or logged (a failed backup's reason, an audit note). Each
+    message is scrubbed on its own, so a truncated key in one cannot hide the others; a message
+    whose `str()` fails shows as `<unprintable>`. Never for API responses: callers get the fixed
+    text of `strongroom.error_responses`.
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(parts) < _MAX_CHAIN:
+        seen.add(id(current))
+        try:
+            message = str(current)
+        except Exception:  # noqa: BLE001 - a broken __str__ must not break error handling
+            message = "<unprintable>"
+        name = type(current).__qualname__
+        parts.append(f"{name}: {redact_text(message)}" if message else name)
+        if current.__cause__ is not None or current.__suppress_context__:
+            current = current.__cause__
+        else:
+            current = current.__context__
+    text = "; caused by: ".join(parts)
+    return text if len(text) <= max_length else text[: max(max_length - 3, 0)] + "..."

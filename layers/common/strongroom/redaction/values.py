@@ -1,0 +1,141 @@
+"""Redact structures: a JSON-shaped deep copy in which no secret survives.
+
+Field names give the context free text lacks: any value under a secret name (see `keys.py`) is
+replaced whole, whatever its type, and every other string goes through `redact_text`.
+
+`code` and `state` (OAuth's authorization code and state, but also our error code and many
+status fields) are redacted when the mapping that holds them looks like an OAuth message (it
+holds both, or a `grant_type`, `redirect_uri`, `code_verifier`, `code_challenge`,
+`session_state`, `response_type` or `error_description`), and otherwise unless their value has
+the shape of an enumeration word. So `{"error": {"code": "not_found"}}` and
+`{"state": "pending"}` stay readable while `{"code": "SplxlOBeZQQ..."}`, an MFA `{"code":
+123456}` and a callback query `{"code": ..., "state": ...}` do not.
+
+A mapping with `kty` is a JWK: its private members (`d`, `p`, `q`, `dp`, `dq`, `qi`, `k`) go.
+A 2-tuple whose first item is a secret name, such as a header pair, loses its second item.
+Bytes are never shown (they are key material more often than not). Anything else (dates,
+exceptions, dataclasses) is rendered to text and scrubbed, as the JSON serialiser would render
+it. Cycles and nesting deeper than 64 levels become `[REDACTED]`: a log line must never fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from strongroom.redaction.keys import (
+    CONDITIONAL_NAMES,
+    REDACTED,
+    SECRET_NAMES,
+    SECRET_SUFFIXES,
+    is_secret_key,
+    looks_like_enum_word,
+    normalise_key,
+)
+from strongroom.redaction.text import redact_text
+
+_MAX_DEPTH = 64
+_JWK_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
+_OAUTH_MARKERS = frozenset(
+    {
+        "granttype",
+        "redirecturi",
+        "codeverifier",
+        "codechallenge",
+        "sessionstate",
+        "responsetype",
+        "errordescription",
+    }
+)
+
+Render = Callable[[Any], Any]
+
+
+def redact(value: Any) -> Any:
+    """A deep copy of `value` with every secret replaced by `[REDACTED]`; `value` is untouched.
+
+    Dicts (and other mappings) come back as dicts, lists as lists, tuples as tuples, sets as
+    lists; str, int, float, bool and None keep their type; anything else comes back as text.
+    """
+    return scrub(value, render=str)
+
+
+def scrub(value: Any, *, render: Render) -> Any:
+    """`redact`, rendering unknown objects with `render` (a JSON serialiser's `default`)."""
+    return _walk(value, render, 0, set())
+
+
+def _walk(value: Any, render: Render, depth: int, active: set[int]) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact_text(value)
+    if (
+        isinstance(value, bytes | bytearray | memoryview)
+        or depth >= _MAX_DEPTH
+        or id(value) in active
+    ):
+        return REDACTED
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        active.add(id(value))
+        try:
+            return _walk_container(value, render, depth + 1, active)
+        finally:
+            active.discard(id(value))
+    return _walk_rendered(value, render, depth, active)
+
+
+def _walk_container(value: Any, render: Render, depth: int, active: set[int]) -> Any:
+    if isinstance(value, Mapping):
+        return _walk_mapping(value, render, depth, active)
+    if isinstance(value, tuple):
+        return _walk_tuple(value, render, depth, active)
+    return [_walk(item, render, depth, active) for item in value]
+
+
+def _walk_rendered(value: object, render: Render, depth: int, active: set[int]) -> Any:
+    try:
+        rendered = render(value)
+    except Exception:  # noqa: BLE001 - a value whose rendering fails is not shown at all
+        return REDACTED
+    if isinstance(rendered, str):
+        return redact_text(rendered)
+    return _walk(rendered, render, depth + 1, active)
+
+
+def _walk_key(key: Any) -> Any:
+    if isinstance(key, str):
+        return redact_text(key)
+    if key is None or isinstance(key, bool | int | float):
+        return key
+    return redact_text(str(key))
+
+
+def _walk_mapping(
+    mapping: Mapping[Any, Any], render: Render, depth: int, active: set[int]
+) -> dict[Any, Any]:
+    names = {normalise_key(key) for key in mapping if isinstance(key, str)}
+    oauth_message = {"code", "state"} <= names or not names.isdisjoint(_OAUTH_MARKERS)
+    jwk = "kty" in names
+    result: dict[Any, Any] = {}
+    for key, item in mapping.items():
+        if isinstance(key, str) and _hides(normalise_key(key), item, oauth_message, jwk):
+            result[_walk_key(key)] = REDACTED
+        else:
+            result[_walk_key(key)] = _walk(item, render, depth, active)
+    return result
+
+
+def _hides(name: str, item: Any, oauth_message: bool, jwk: bool) -> bool:
+    """Whether the value `item` under the normalised field name `name` is replaced whole."""
+    if name in SECRET_NAMES or name.endswith(SECRET_SUFFIXES):
+        return True
+    if jwk and name in _JWK_PRIVATE_MEMBERS:
+        return True
+    return name in CONDITIONAL_NAMES and (oauth_message or not looks_like_enum_word(item))
+
+
+def _walk_tuple(items: tuple[Any, ...], render: Render, depth: int, active: set[int]) -> Any:
+    if len(items) == 2 and isinstance(items[0], str) and is_secret_key(items[0]):
+        return (redact_text(items[0]), REDACTED)
+    return tuple(_walk(item, render, depth, active) for item in items)
