@@ -1,0 +1,100 @@
+"""1 MB adversarial inputs: shapes that make backtracking regexes go quadratic or worse.
+
+Each must come back correct; with linear patterns each takes well under a second (see the
+module docstring of strongroom.redaction.text). Nothing here measures time: a pattern that
+regresses to quadratic turns this module from seconds into hours, which no one misses.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from strongroom.redaction import REDACTED, redact_text
+from tests.unit.redaction.helpers import assert_not_leaked, canary
+
+MB = 1_000_000
+
+
+def _repeat(unit: str) -> str:
+    return unit * (MB // len(unit))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _repeat("eyJ"),  # JWT starts with no dots
+        _repeat("a="),  # a key-value pair at every other character
+        _repeat("&code="),  # secret parameters with empty values
+        _repeat("%26code%3D"),  # the same, percent-encoded
+        _repeat("a://b:"),  # URL user-info openings with no `@`
+        _repeat('"'),
+        _repeat("\\"),
+        _repeat("-----BEGIN "),  # PEM openings that never name a private key
+        "Basic " + _repeat("QUJD"),  # base64 that is not user:password
+        "a" * MB + ":",  # one enormous name
+        "bearer" + " " * MB,  # a scheme followed by nothing but spaces
+    ],
+    ids=[
+        "jwt-starts",
+        "pairs",
+        "empty-parameters",
+        "encoded-empty-parameters",
+        "userinfo-openings",
+        "quotes",
+        "backslashes",
+        "pem-openings",
+        "basic-not-a-credential",
+        "long-name",
+        "bearer-spaces",
+    ],
+)
+def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> None:
+    assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("token=" + "a" * MB, "token=[REDACTED]"),
+        ("-----BEGIN PRIVATE KEY-----\n" + "A" * MB, "-----BEGIN PRIVATE KEY-----" + REDACTED),
+        (_repeat("-----BEGIN PRIVATE KEY-----"), "-----BEGIN PRIVATE KEY-----" + REDACTED),
+        ("token:" + "{" * MB, "token:" + REDACTED),
+        ('token:"' + '\\"' * (MB // 2), 'token:"' + REDACTED),
+        ("secret: '" + "\\" * MB, "secret: '" + REDACTED),
+        (_repeat("MIIEvAIBAD"), REDACTED),
+    ],
+    ids=[
+        "long-value",
+        "truncated-pem",
+        "pem-headers",
+        "unclosed-brackets",
+        "unclosed-escaped-quote",
+        "unclosed-quote-of-backslashes",
+        "der-prefixes",
+    ],
+)
+def test_adversarial_secrets_are_redacted_whole(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+def test_repeated_secret_openings() -> None:
+    assert set(redact_text(_repeat("Bearer ")).split()) == {"Bearer", REDACTED}
+    redacted = redact_text(_repeat('token:"'))
+    assert redacted.startswith('token:"[REDACTED]"')
+    assert 'token:"token' not in redacted
+    assert "eyJ" not in redact_text(_repeat("eyJa."))  # dotted runs are JWT-shaped
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [_repeat("x"), _repeat("=:"), _repeat("a "), _repeat('"k": "v", '), _repeat("?a=1&")],
+    ids=["letters", "separators", "words", "json", "query"],
+)
+def test_a_secret_after_a_megabyte_of_noise_is_still_found(noise: str) -> None:
+    token, secret, code = canary(), canary(), canary()
+    text = f"{noise}\nAuthorization: Bearer {token}\nclient_secret={secret} cb?code={code}&x=1"
+    redacted = redact_text(text)
+    assert_not_leaked(redacted, token, secret, code)
+    assert redacted.endswith(
+        "\nAuthorization: Bearer [REDACTED]\nclient_secret=[REDACTED] cb?code=[REDACTED]&x=1"
+    )
