@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
 
-from strongroom_local.template import Resolver, load_template, resources_of_type
+from strongroom_local.template import TEMPLATE_PATH, Resolver, load_template, resources_of_type
 
 
 @dataclass
@@ -56,10 +57,15 @@ def provision(
     parameters: Mapping[str, Any] | None = None,
     stack_name: str = "strongroom-local",
     template: dict[str, Any] | None = None,
+    template_path: Path | None = None,
 ) -> Stack:
-    """Create every key, table, bucket and queue of the template; return what was made."""
+    """Create every key, table, bucket and queue of the template; return what was made.
+
+    The template is `template` if given, else the one at `template_path`, else template.yaml.
+    """
     session = session or boto3.Session()
-    template = template if template is not None else load_template()
+    if template is None:
+        template = load_template(template_path or TEMPLATE_PATH)
     region = session.region_name or "us-east-1"
     params = {"JwtIssuer": "https://127.0.0.1/dev-issuer", "JwtAudience": "strongroom"}
     params.update(parameters or {})

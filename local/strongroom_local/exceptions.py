@@ -1,0 +1,38 @@
+"""Errors of the local stack: one root, docstring-only subclasses."""
+
+from __future__ import annotations
+
+# mypy cannot follow the editable install's import hook to the layer package (see the report).
+from strongroom.errors import StrongroomError  # type: ignore[import-not-found, unused-ignore]
+
+
+class LocalStackError(StrongroomError):  # type: ignore[misc, unused-ignore]
+    """Root of every error raised by the local stack and its CLI."""
+
+
+class Unauthorized(LocalStackError):
+    """The request's bearer token was refused (the reason is deliberately not kept)."""
+
+
+class InsufficientScope(LocalStackError):
+    """A valid token lacks every scope the route requires."""
+
+
+class InvalidScheduleExpression(LocalStackError):
+    """A rate(), cron() or at() expression EventBridge would refuse."""
+
+
+class UnsupportedTemplate(LocalStackError):
+    """The template uses a feature the local stack cannot emulate."""
+
+
+class StackNotRunning(LocalStackError):
+    """No running local stack was found for the state directory."""
+
+
+class ControlRequestFailed(LocalStackError):
+    """The running stack refused or failed a control request."""
+
+
+class StackStartFailed(LocalStackError):
+    """A local stack started as a subprocess did not become ready."""

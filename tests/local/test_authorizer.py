@@ -1,0 +1,268 @@
+"""The emulated JWT authorizer: what it accepts, everything it refuses, what it passes on."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from strongroom_local.authorizer import JwtAuthorizer, format_claim, token_scopes
+from strongroom_local.exceptions import InsufficientScope, Unauthorized
+from strongroom_local.issuer import DevIssuer, IssuerConfig
+
+NOW = 1_795_000_000.0
+CONFIG = IssuerConfig(issuer="https://127.0.0.1/dev-issuer", audience=("strongroom",))
+
+
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> DevIssuer:
+    return DevIssuer.load_or_create(tmp_path_factory.mktemp("issuer"))
+
+
+@pytest.fixture
+def authorizer(issuer: DevIssuer) -> JwtAuthorizer:
+    return JwtAuthorizer(
+        issuer.jwks(),
+        issuer=CONFIG.issuer,
+        audiences=["strongroom", "other-app"],
+        clock=lambda: NOW,
+    )
+
+
+def mint(issuer: DevIssuer, **kwargs: Any) -> str:
+    now = kwargs.pop("now", NOW)
+    return issuer.mint("alice", config=CONFIG, now=now, **kwargs)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forged(header: dict[str, Any], claims: dict[str, Any], sign: Any = None) -> str:
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    signature = sign(signing_input.encode()) if sign else b""
+    return f"{signing_input}.{b64(signature)}"
+
+
+def valid_claims(issuer: DevIssuer) -> dict[str, Any]:
+    return jwt.decode(mint(issuer), options={"verify_signature": False})
+
+
+def test_a_dev_token_is_accepted_and_its_claims_passed_as_strings(
+    issuer: DevIssuer, authorizer: JwtAuthorizer
+) -> None:
+    token = mint(issuer, email="alice@example.com", auth_age_seconds=120)
+    context = authorizer.authorize(f"Bearer {token}")
+    claims = context.claims
+    assert claims["sub"] == "alice"
+    assert claims["email"] == "alice@example.com"
+    assert claims["iss"] == CONFIG.issuer
+    assert claims["aud"] == "strongroom"
+    assert claims["iat"] == str(int(NOW))
+    assert claims["nbf"] == str(int(NOW))
+    assert claims["exp"] == str(int(NOW) + 3600)
+    assert claims["auth_time"] == str(int(NOW) - 120)
+    assert claims["jti"]
+    assert all(isinstance(value, str) for value in claims.values())
+    # Routes without authorization scopes get `scopes: null`, as on API Gateway.
+    assert context.as_event_value() == {"jwt": {"claims": claims, "scopes": None}}
+
+
+def test_the_scheme_is_case_insensitive(issuer: DevIssuer, authorizer: JwtAuthorizer) -> None:
+    assert authorizer.authorize(f"bearer {mint(issuer)}").claims["sub"] == "alice"
+
+
+@pytest.fixture(scope="module")
+def attacks(issuer: DevIssuer) -> dict[str, str | None]:
+    claims = valid_claims(issuer)
+    header = {"alg": "RS256", "typ": "JWT", "kid": issuer.kid}
+    public_pem = issuer_public_pem(issuer)
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    valid = mint(issuer)
+    head, payload, signature = valid.split(".")
+    tampered_claims = {**claims, "sub": "mallory"}
+    return {
+        "expired": mint(issuer, now=NOW - 7200),
+        "expired exactly now": mint(issuer, now=NOW - 3600),
+        "not yet valid": mint(issuer, now=NOW + 600),
+        "nbf in the future": mint(issuer, extra_claims={"nbf": int(NOW) + 60}),
+        "iat in the future": mint(issuer, extra_claims={"iat": int(NOW) + 60}),
+        "no exp": forged(header, {k: v for k, v in claims.items() if k != "exp"}),
+        "exp not a number": mint(issuer, extra_claims={"exp": str(int(NOW) + 60)}),
+        "wrong aud": mint(issuer, extra_claims={"aud": "someone-else"}),
+        "no aud": mint(issuer, extra_claims={"aud": None}),
+        "wrong iss": mint(issuer, extra_claims={"iss": "https://evil.example/"}),
+        "alg none": forged({"alg": "none", "typ": "JWT", "kid": issuer.kid}, claims),
+        "alg none no kid": forged({"alg": "none"}, claims),
+        "HS256 with the public key": forged(
+            {"alg": "HS256", "typ": "JWT", "kid": issuer.kid},
+            claims,
+            lambda data: hmac.new(public_pem, data, hashlib.sha256).digest(),
+        ),
+        "RS512 with the right key": jwt.encode(
+            claims, issuer_private_key(issuer), algorithm="RS512", headers={"kid": issuer.kid}
+        ),
+        "unknown kid": jwt.encode(claims, other_key, algorithm="RS256", headers={"kid": "other"}),
+        "other key, same kid": jwt.encode(
+            claims, other_key, algorithm="RS256", headers={"kid": issuer.kid}
+        ),
+        "no kid": jwt.encode(claims, issuer_private_key(issuer), algorithm="RS256"),
+        "tampered payload": f"{head}.{b64(json.dumps(tampered_claims).encode())}.{signature}",
+        "signature stripped": f"{head}.{payload}.",
+        "garbage": "not.a.token",
+        "missing header": None,
+        "empty header": "",
+        "bearer without token": "Bearer ",
+        "wrong scheme": f"Basic {valid}",
+        "token without scheme": valid,
+        "oversized": "Bearer " + "a" * 20_000,
+    }
+
+
+def issuer_private_key(issuer: DevIssuer) -> rsa.RSAPrivateKey:
+    return issuer._private_key
+
+
+def issuer_public_pem(issuer: DevIssuer) -> bytes:
+    return issuer._private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+ATTACKS = [
+    "expired",
+    "expired exactly now",
+    "not yet valid",
+    "nbf in the future",
+    "iat in the future",
+    "no exp",
+    "exp not a number",
+    "wrong aud",
+    "no aud",
+    "wrong iss",
+    "alg none",
+    "alg none no kid",
+    "HS256 with the public key",
+    "RS512 with the right key",
+    "unknown kid",
+    "other key, same kid",
+    "no kid",
+    "tampered payload",
+    "signature stripped",
+    "garbage",
+    "missing header",
+    "empty header",
+    "bearer without token",
+    "wrong scheme",
+    "token without scheme",
+    "oversized",
+]
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_every_bad_token_is_refused_with_one_opaque_error(
+    attack: str, attacks: dict[str, str | None], authorizer: JwtAuthorizer
+) -> None:
+    value = attacks[attack]
+    header = value if value is None or attack in _RAW_HEADERS else f"Bearer {value}"
+    with pytest.raises(Unauthorized) as refused:
+        authorizer.authorize(header)
+    assert refused.type is Unauthorized
+    assert str(refused.value) == ""
+
+
+_RAW_HEADERS = {
+    "empty header",
+    "bearer without token",
+    "wrong scheme",
+    "token without scheme",
+    "oversized",
+}
+
+
+def test_the_attack_list_is_complete(attacks: dict[str, str | None]) -> None:
+    assert sorted(attacks) == sorted(ATTACKS)
+
+
+def test_a_list_audience_or_client_id_may_match(
+    issuer: DevIssuer, authorizer: JwtAuthorizer
+) -> None:
+    listed = mint(issuer, extra_claims={"aud": ["unrelated", "other-app"]})
+    assert authorizer.authorize(f"Bearer {listed}").claims["aud"] == "[unrelated other-app]"
+    client = mint(issuer, extra_claims={"aud": None, "client_id": "strongroom"})
+    claims = jwt.decode(client, options={"verify_signature": False})
+    claims.pop("aud")
+    token = jwt.encode(
+        claims, issuer_private_key(issuer), algorithm="RS256", headers={"kid": issuer.kid}
+    )
+    assert authorizer.authorize(f"Bearer {token}").claims["client_id"] == "strongroom"
+
+
+def test_route_scopes_need_one_matching_token_scope(
+    issuer: DevIssuer, authorizer: JwtAuthorizer
+) -> None:
+    token = mint(issuer, scopes=["orgs.read", "echo.read"])
+    context = authorizer.authorize(f"Bearer {token}", required_scopes=["echo.read", "x"])
+    assert context.scopes == ["orgs.read", "echo.read"]
+    with pytest.raises(InsufficientScope):
+        authorizer.authorize(f"Bearer {token}", required_scopes=["admin"])
+    with pytest.raises(InsufficientScope):
+        authorizer.authorize(f"Bearer {mint(issuer)}", required_scopes=["echo.read"])
+    # Authentication comes first: a bad token on a scoped route is 401, never 403.
+    with pytest.raises(Unauthorized):
+        authorizer.authorize("Bearer x.y.z", required_scopes=["echo.read"])
+
+
+def test_scopes_come_from_scp_before_scope() -> None:
+    assert token_scopes({"scp": ["a", "b"], "scope": "c"}) == ["a", "b"]
+    assert token_scopes({"scp": "a b"}) == ["a", "b"]
+    assert token_scopes({"scope": "c d"}) == ["c", "d"]
+    assert token_scopes({}) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "rendered"),
+    [
+        ("text", "text"),
+        (42, "42"),
+        (1795000000, "1795000000"),
+        (1.5, "1.5"),
+        (2.0, "2"),
+        (True, "true"),
+        (False, "false"),
+        (["a", "b"], "[a b]"),
+        ([1, ["x", True]], "[1 [x true]]"),
+        ({"b": 1, "a": "x"}, "map[a:x b:1]"),
+        (None, "<nil>"),
+    ],
+)
+def test_claims_are_rendered_as_api_gateway_renders_them(value: Any, rendered: str) -> None:
+    assert format_claim(value) == rendered
+
+
+def test_the_dev_issuer_key_is_private_stable_and_identified_by_its_thumbprint(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    first = DevIssuer.load_or_create(state)
+    key_file = state / "dev-issuer-key.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert state.stat().st_mode & 0o777 == 0o700
+    again = DevIssuer.load_or_create(state)
+    assert again.kid == first.kid
+    (jwk,) = first.jwks()["keys"]
+    assert jwk["kid"] == first.kid
+    assert jwk["alg"] == "RS256"
+    assert "d" not in jwk  # public only
+    canonical = json.dumps({k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"))
+    assert first.kid == b64(hashlib.sha256(canonical.encode()).digest())
+    other = DevIssuer.load_or_create(tmp_path / "elsewhere")
+    assert other.kid != first.kid
