@@ -1,0 +1,100 @@
+"""The process one local Lambda function runs in: run by path, standard library only.
+
+Started by `strongroom_local.runtime` with the function's environment. Like Lambda's Python
+runtime it puts the function folder and its layers first on `sys.path`, imports the handler
+module once (so each function has its own `app` module, warm between invocations) and calls
+the handler with the event and a context object.
+
+Protocol, one JSON document per line: the parent writes `{"code_dir", "layer_dirs",
+"handler"}` then one `{"event", "context"}` per invocation on stdin; the worker answers
+`{"ready": true}` (or `{"ready": false, "errorType": ...}`) and then `{"ok": true, "result"}` or
+`{"ok": false, "errorType"}` per invocation on its original stdout. The handler's own stdout
+(print, loggers) is redirected to stderr, which the parent copies into the stack's log, so
+nothing a handler prints can corrupt the protocol. Tracebacks go to that log only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import IO, Any
+
+
+class LambdaContext:
+    """The attributes and method of the context object of Lambda's Python runtime."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.aws_request_id: str = fields["aws_request_id"]
+        self.function_name: str = fields["function_name"]
+        self.function_version: str = fields["function_version"]
+        self.invoked_function_arn: str = fields["invoked_function_arn"]
+        # A string, as Lambda's runtime reads it from AWS_LAMBDA_FUNCTION_MEMORY_SIZE.
+        self.memory_limit_in_mb: str = fields["memory_limit_in_mb"]
+        self.log_group_name: str = fields["log_group_name"]
+        self.log_stream_name: str = fields["log_stream_name"]
+        self.identity = None
+        self.client_context = None
+        self._deadline_ms: int = fields["deadline_ms"]
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self._deadline_ms - int(time.time() * 1000))
+
+
+def _send(channel: IO[bytes], message: dict[str, Any]) -> None:
+    channel.write(json.dumps(message).encode("utf-8") + b"\n")
+    channel.flush()
+
+
+def _load_handler(spec: str) -> Any:
+    module_name, _, function_name = spec.rpartition(".")
+    module = importlib.import_module(module_name.replace("/", "."))
+    return getattr(module, function_name)
+
+
+def main() -> int:
+    # The stack stops its workers by closing their stdin; a terminal's Ctrl-C is its business.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests = os.fdopen(os.dup(0), "rb")
+    responses = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    init = json.loads(requests.readline())
+    sys.path[0:0] = [init["code_dir"], *init["layer_dirs"]]
+    os.chdir(init["code_dir"])
+    try:
+        handler = _load_handler(init["handler"])
+    except Exception as exc:  # noqa: BLE001 - the runtime reports any init failure
+        print(f"[ERROR] Runtime.ImportModuleError: {type(exc).__name__}", file=sys.stderr)
+        traceback.print_exc()
+        _send(responses, {"ready": False, "errorType": "Runtime.ImportModuleError"})
+        return 1
+    _send(responses, {"ready": True})
+    for line in requests:
+        request = json.loads(line)
+        context = LambdaContext(request["context"])
+        try:
+            result = handler(request["event"], context)
+        except Exception as exc:  # noqa: BLE001 - the runtime reports any handler failure
+            print(f"[ERROR] {type(exc).__name__} in {context.aws_request_id}", file=sys.stderr)
+            traceback.print_exc()
+            _send(responses, {"ok": False, "errorType": type(exc).__name__})
+            continue
+        try:
+            payload = json.dumps({"ok": True, "result": result})
+        except (TypeError, ValueError) as exc:
+            print(f"[ERROR] Runtime.MarshalError: {exc}", file=sys.stderr)
+            _send(responses, {"ok": False, "errorType": "Runtime.MarshalError"})
+            continue
+        responses.write(payload.encode("utf-8") + b"\n")
+        responses.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""The `strongroom` command: `local`, `dev-token`, `fire-schedule` and `invoke`.
+
+`strongroom local` prints exactly one line of JSON on stdout when everything is ready (it begins
+`{"ready":` and carries the API, AWS and issuer URLs), then a short walk-through; everything else
+(its own log, the functions' output) goes to stderr. Ctrl-C or SIGTERM stops it, exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import shlex
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from strongroom_local.exceptions import ControlRequestFailed, LocalStackError
+from strongroom_local.issuer import mint_dev_token
+from strongroom_local.stack import LocalStack, StackOptions, read_stack_file
+from strongroom_local.template import TEMPLATE_PATH
+
+log = logging.getLogger("strongroom_local")
+DEFAULT_STATE_DIR = Path(".strongroom")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("a port is 0-65535 (0 picks a free one)")
+    return value
+
+
+def _loopback_host_port(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError("expected HOST:PORT")
+    bare = host.strip("[]").lower()
+    if bare != "localhost":
+        try:
+            loopback = ipaddress.ip_address(bare).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise argparse.ArgumentTypeError("only loopback hosts may be allowed")
+    return text
+
+
+def _parameter(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("expected NAME=VALUE")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="strongroom", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def state_dir(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--state-dir",
+            type=Path,
+            default=DEFAULT_STATE_DIR,
+            help="dev issuer key and running-stack info (default: .strongroom)",
+        )
+
+    local = commands.add_parser("local", help="run the whole stack on 127.0.0.1")
+    local.add_argument("--api-port", type=_port, default=3000, help="HTTP API port (3000)")
+    local.add_argument("--aws-port", type=_port, default=0, help="moto server port (0: free)")
+    local.add_argument("--control-port", type=_port, default=0, help="control port (0: free)")
+    local.add_argument("--template", type=Path, default=TEMPLATE_PATH, help="SAM template")
+    local.add_argument(
+        "--parameter",
+        type=_parameter,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameter override (repeatable)",
+    )
+    local.add_argument(
+        "--allow-host",
+        type=_loopback_host_port,
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="loopback host:port the functions may reach (STRONGROOM_DEV_ALLOW_HOSTS)",
+    )
+    local.add_argument("--max-workers", type=int, default=4, help="workers per function (4)")
+    local.add_argument("--no-schedules", action="store_true", help="do not run the timer")
+    local.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    state_dir(local)
+
+    token = commands.add_parser("dev-token", help="print a JWT the local stack accepts")
+    token.add_argument("--sub", required=True, help="subject (user id)")
+    token.add_argument("--email")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (3600)")
+    token.add_argument(
+        "--auth-age", type=int, default=0, help="seconds since sign-in (sets auth_time)"
+    )
+    token.add_argument("--scope", action="append", default=[], help="scope (repeatable)")
+    state_dir(token)
+
+    fire = commands.add_parser("fire-schedule", help="fire a function's schedule now")
+    fire.add_argument("function", help="logical id of the function")
+    fire.add_argument("--event", help="event name, when the function has several schedules")
+    state_dir(fire)
+
+    invoke = commands.add_parser("invoke", help="invoke a function of the running stack")
+    invoke.add_argument("function", help="logical id of the function")
+    invoke.add_argument("--event-file", type=Path, help="JSON event (default: {})")
+    state_dir(invoke)
+    return parser
+
+
+# ---- local --------------------------------------------------------------------------------
+
+
+def _program() -> str:
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name == "strongroom":
+        return shlex.quote(os.path.relpath(argv0))
+    return "strongroom"
+
+
+def walkthrough(ready: dict[str, Any], state_dir: Path) -> str:
+    program, state = _program(), shlex.quote(str(state_dir))
+    api = ready["api_url"]
+    lines = [
+        "",
+        "Strongroom runs locally. Ctrl-C stops it.",
+        f"  API          {api}",
+        f"  AWS (moto)   {ready['aws_url']}  (aws --endpoint-url {ready['aws_url']} ...,"
+        " any fake credentials)",
+        f"  Dev issuer   {ready['issuer']}  JWKS {ready['jwks_url']}",
+        f"  State        {ready['state_dir']}",
+        "",
+        "Try it:",
+        f"  TOKEN=$({program} dev-token --state-dir {state} --sub alice --email alice@example.com)",
+        f'  curl -s -X POST {api}/orgs -H "Authorization: Bearer $TOKEN"'
+        " -H 'Content-Type: application/json' -d '{\"name\": \"Acme\"}'",
+        f'  curl -s {api}/orgs/<org_id>/members -H "Authorization: Bearer $TOKEN"',
+    ]
+    if ready["schedules"]:
+        functions = sorted({s["function"] for s in ready["schedules"]})
+        lines.append(f"  {program} fire-schedule {functions[0]} --state-dir {state}")
+    if ready["routes"]:
+        lines += ["", "Routes:"]
+        for route in ready["routes"]:
+            lock = "JWT " if route["protected"] else "open"
+            lines.append(f"  {lock} {route['route']:<60} {route['function']}")
+    else:
+        lines += ["", "The template declares no HttpApi routes yet."]
+    return "\n".join(lines)
+
+
+def _isolate_from_real_aws() -> None:
+    """The stack's own process must never pick up a developer's AWS profile or credentials."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        os.environ.pop(name, None)
+    os.environ["AWS_CONFIG_FILE"] = os.devnull
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
+def run_local(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    _isolate_from_real_aws()
+    options = StackOptions(
+        template_path=args.template.resolve(),
+        state_dir=args.state_dir,
+        api_port=args.api_port,
+        aws_port=args.aws_port,
+        control_port=args.control_port,
+        parameters=dict(args.parameter),
+        allow_hosts=tuple(args.allow_host),
+        max_workers=args.max_workers,
+        run_schedules=not args.no_schedules,
+    )
+    stack = LocalStack(options)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stack.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        ready = stack.start()
+    except Exception:
+        log.exception("the local stack could not start")
+        return 1
+    try:
+        sys.stdout.write(json.dumps(ready) + "\n")
+        sys.stdout.flush()
+        sys.stdout.write(walkthrough(ready, args.state_dir) + "\n")
+        sys.stdout.flush()
+        stack.wait()
+    finally:
+        log.info("stopping")
+        stack.stop()
+    return 0
+
+
+# ---- commands against the running stack ---------------------------------------------------
+
+
+def control_request(state_dir: Path, path: str, body: Any = None) -> dict[str, Any]:
+    """POST to the running stack's control endpoint with its control token."""
+    info = read_stack_file(state_dir)
+    data = json.dumps(body if body is not None else {}).encode()
+    request = urllib.request.Request(  # noqa: S310 - the URL is the stack's own loopback one
+        info["control_url"] + path,
+        data=data,
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {info['control_token']}",
+            "Content-Type": "application/json",
+        },
+    )
+    # No proxies: the control endpoint is on loopback, and its token must not travel elsewhere.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=330) as response:
+            document: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        document = json.loads(exc.read() or b"{}")
+        if exc.code != 502:
+            raise ControlRequestFailed(document.get("message", f"HTTP {exc.code}")) from None
+    except urllib.error.URLError as exc:
+        raise ControlRequestFailed(f"the stack did not answer: {exc.reason}") from None
+    return document
+
+
+def _fire(args: argparse.Namespace) -> int:
+    query = f"?{urlencode({'event': args.event})}" if args.event else ""
+    document = control_request(
+        args.state_dir, f"/schedules/{quote(args.function, safe='')}/fire{query}"
+    )
+    print(json.dumps(document))
+    return 0 if document.get("ok") else 1
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    event = json.loads(args.event_file.read_text("utf-8")) if args.event_file else {}
+    document = control_request(
+        args.state_dir, f"/functions/{quote(args.function, safe='')}/invoke", event
+    )
+    print(json.dumps(document))
+    return 0 if document.get("ok") else 1
+
+
+def _dev_token(args: argparse.Namespace) -> int:
+    token = mint_dev_token(
+        args.state_dir,
+        args.sub,
+        now=time.time(),
+        ttl_seconds=args.ttl,
+        auth_age_seconds=args.auth_age,
+        email=args.email,
+        scopes=args.scope,
+    )
+    print(token)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "local":
+        return run_local(args)
+    handlers = {"dev-token": _dev_token, "fire-schedule": _fire, "invoke": _invoke}
+    try:
+        return handlers[args.command](args)
+    except LocalStackError as exc:
+        print(f"strongroom {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The local stack's HTTP listeners, on 127.0.0.1 only: the API and the control endpoint.
+
+The API listener turns each request into an `HttpRequest` for the gateway (bodies above API
+Gateway's 10 MB limit are refused with 413 before they are read). The control listener serves
+the dev issuer's JWKS and OpenID configuration to anyone on the machine, and fires schedules or
+invokes functions only for callers that present the control token kept in the state directory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import traceback
+from collections.abc import Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from strongroom_local.http_api import (
+    MAX_REQUEST_BODY_BYTES,
+    HttpApiGateway,
+    HttpRequest,
+    HttpResponse,
+    gateway_error,
+    new_request_id,
+)
+from strongroom_local.runtime import Invocation
+
+log = logging.getLogger("strongroom_local.server")
+
+LOOPBACK = "127.0.0.1"
+# Lambda's limit for a synchronous invocation payload.
+MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
+_HOP_BY_HOP = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive"})
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the listener's limit."""
+
+
+class BadRequest(Exception):
+    """The request's framing is broken."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "strongroom-local"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Requests are logged by the gateway, without query strings or headers."""
+
+    def _read_body(self, limit: int) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked(limit)
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            return b""
+        if not length_text.strip().isdigit():
+            raise BadRequest()
+        length = int(length_text)
+        if length > limit:
+            raise BodyTooLarge()
+        return self.rfile.read(length)
+
+    def _read_chunked(self, limit: int) -> bytes:
+        body = bytearray()
+        while True:
+            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise BadRequest() from None
+            if size == 0:
+                while self.rfile.readline(1024).strip():
+                    pass  # trailers
+                return bytes(body)
+            if len(body) + size > limit:
+                raise BodyTooLarge()
+            body += self.rfile.read(size)
+            self.rfile.readline(8)
+
+    def _send(self, response: HttpResponse) -> None:
+        self.send_response(response.status, HTTPStatus(response.status).phrase)
+        for name, value in response.headers:
+            if name.lower() not in _HOP_BY_HOP:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+
+class ApiServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, gateway: HttpApiGateway) -> None:
+        self.gateway = gateway
+        super().__init__((LOOPBACK, port), _ApiHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.server_address[1]}"
+
+
+class _ApiHandler(_Handler):
+    server: ApiServer
+
+    def _serve(self) -> None:
+        try:
+            body = self._read_body(MAX_REQUEST_BODY_BYTES)
+        except BodyTooLarge:
+            self.close_connection = True
+            self._send(gateway_error(413, "Request Entity Too Large", new_request_id()))
+            return
+        except BadRequest:
+            self.close_connection = True
+            self._send(gateway_error(400, "Bad Request", new_request_id()))
+            return
+        request = HttpRequest(
+            method=self.command,
+            target=self.path,
+            headers=list(self.headers.items()),
+            body=body,
+            source_ip=self.client_address[0],
+            server_port=self.server.server_address[1],
+            protocol=self.request_version,
+        )
+        try:
+            response = self.server.gateway.handle(request)
+        except Exception:  # noqa: BLE001 - a bug in the emulator must still answer the client
+            log.error("the gateway failed:\n%s", traceback.format_exc())
+            response = gateway_error(500, "Internal Server Error", new_request_id())
+        self._send(response)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+
+class ControlBackend(Protocol):
+    """What the control endpoint needs from the running stack."""
+
+    control_token: str
+
+    def jwks(self) -> dict[str, Any]: ...
+
+    def openid_configuration(self, base_url: str) -> dict[str, Any]: ...
+
+    def fire_schedule(self, function_id: str, event_name: str | None) -> Invocation: ...
+
+    def invoke(self, function_id: str, event: Any) -> Invocation: ...
+
+
+class ControlServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, backend: ControlBackend) -> None:
+        self.backend = backend
+        super().__init__((LOOPBACK, port), _ControlHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.server_address[1]}"
+
+
+def _json(status: int, document: Mapping[str, Any]) -> HttpResponse:
+    return HttpResponse(
+        status, [("Content-Type", "application/json")], json.dumps(document).encode()
+    )
+
+
+def invocation_document(invocation: Invocation, **extra: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {**extra, "requestId": invocation.request_id, "ok": invocation.ok}
+    if not invocation.ok:
+        document["errorType"] = invocation.error_type
+    return document
+
+
+class _ControlHandler(_Handler):
+    server: ControlServer
+
+    def _authorized(self) -> bool:
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        expected = self.server.backend.control_token
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), expected.encode()
+        )
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        backend = self.server.backend
+        if path == "/.well-known/jwks.json":
+            self._send(_json(200, backend.jwks()))
+        elif path == "/.well-known/openid-configuration":
+            self._send(_json(200, backend.openid_configuration(self.server.url)))
+        elif path == "/ready":
+            self._send(_json(200, {"ready": True}))
+        else:
+            self._send(_json(404, {"message": "Not Found"}))
+
+    def do_POST(self) -> None:
+        try:
+            body = self._read_body(MAX_INVOKE_PAYLOAD_BYTES)
+        except (BodyTooLarge, BadRequest):
+            self.close_connection = True
+            self._send(_json(413, {"message": "Request Entity Too Large"}))
+            return
+        if not self._authorized():
+            self._send(_json(401, {"message": "Unauthorized"}))
+            return
+        parts = urlsplit(self.path)
+        segments = [unquote(s) for s in parts.path.strip("/").split("/")]
+        try:
+            response = self._dispatch(segments, parse_qs(parts.query), body)
+        except LookupError as exc:
+            response = _json(404, {"message": str(exc)})
+        except ValueError as exc:
+            response = _json(400, {"message": str(exc)})
+        self._send(response)
+
+    def _dispatch(
+        self, segments: list[str], query: Mapping[str, list[str]], body: bytes
+    ) -> HttpResponse:
+        backend = self.server.backend
+        if len(segments) == 3 and segments[0] == "schedules" and segments[2] == "fire":
+            event_name = query.get("event", [None])[0]
+            invocation = backend.fire_schedule(segments[1], event_name)
+            document = invocation_document(invocation, function=segments[1])
+            return _json(200 if invocation.ok else 502, document)
+        if len(segments) == 3 and segments[0] == "functions" and segments[2] == "invoke":
+            event = json.loads(body or b"{}")
+            invocation = backend.invoke(segments[1], event)
+            document = invocation_document(invocation, function=segments[1])
+            if invocation.ok:
+                document["result"] = invocation.result
+            return _json(200 if invocation.ok else 502, document)
+        return _json(404, {"message": "Not Found"})

@@ -1,0 +1,220 @@
+"""SQS event source mappings: queues drained to their functions in batches, as Lambda does.
+
+A batch is up to `BatchSize` messages gathered for at most `MaximumBatchingWindowInSeconds`
+after the first one, delivered as Lambda's `{"Records": [...]}` event. Messages of a successful
+invocation are deleted. With `ReportBatchItemFailures`, the ids listed in `batchItemFailures`
+are returned to the queue and the rest deleted; an invalid failure report fails the whole batch.
+A failed invocation returns every message. Returned messages are made visible again at once
+(rather than after the queue's long visibility timeout) so a retry is immediate locally; the
+queue's RedrivePolicy then moves a message to its dead-letter queue on the receive after
+`maxReceiveCount`, which moto's SQS implements on receive as SQS does.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from strongroom_local.runtime import Invocation
+from strongroom_local.wiring import SqsSource
+
+log = logging.getLogger("strongroom_local.sqs")
+
+_RECORD_ATTRIBUTES = (
+    "ApproximateReceiveCount",
+    "SentTimestamp",
+    "SenderId",
+    "ApproximateFirstReceiveTimestamp",
+    "SequenceNumber",
+    "MessageGroupId",
+    "MessageDeduplicationId",
+    "AWSTraceHeader",
+)
+
+
+def _message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    binary = value.get("BinaryValue")
+    return {
+        "stringValue": value.get("StringValue"),
+        "binaryValue": base64.b64encode(binary).decode("ascii") if binary is not None else None,
+        "stringListValues": list(value.get("StringListValues", [])),
+        "binaryListValues": [
+            base64.b64encode(item).decode("ascii") for item in value.get("BinaryListValues", [])
+        ],
+        "dataType": value.get("DataType"),
+    }
+
+
+def sqs_record(message: Mapping[str, Any], *, queue_arn: str, region: str) -> dict[str, Any]:
+    """One record of the event Lambda sends for an SQS batch."""
+    attributes = message.get("Attributes", {})
+    record: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message.get("Body", ""),
+        "attributes": {k: attributes[k] for k in _RECORD_ATTRIBUTES if k in attributes},
+        "messageAttributes": {
+            name: _message_attribute(value)
+            for name, value in message.get("MessageAttributes", {}).items()
+        },
+    }
+    if "MD5OfMessageAttributes" in message:
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    record.update(
+        {
+            "md5OfBody": message.get("MD5OfBody"),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": region,
+        }
+    )
+    return record
+
+
+def _reported_failures(result: Any, message_ids: set[str]) -> set[str] | None:
+    """The ids in a `batchItemFailures` report; None when the report is unusable."""
+    failures = result.get("batchItemFailures") if isinstance(result, dict) else None
+    if result is None or (isinstance(result, dict) and failures is None):
+        return set()
+    if not isinstance(failures, list):
+        return None
+    failed = set()
+    for failure in failures:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not isinstance(identifier, str) or identifier not in message_ids:
+            return None
+        failed.add(identifier)
+    return failed
+
+
+def failed_message_ids(
+    invocation: Invocation, message_ids: Sequence[str], *, report_batch_item_failures: bool
+) -> set[str]:
+    """The messages to return to the queue after `invocation`."""
+    everything = set(message_ids)
+    if not invocation.ok:
+        return everything
+    if not report_batch_item_failures:
+        return set()
+    reported = _reported_failures(invocation.result, everything)
+    # Lambda treats an unusable report as a failure of the whole batch.
+    return everything if reported is None else reported
+
+
+class SqsEventSource:
+    """Polls one queue for one function."""
+
+    def __init__(
+        self,
+        source: SqsSource,
+        *,
+        queue_url: str,
+        sqs: Any,
+        invoke: Callable[[dict[str, Any]], Invocation],
+        region: str,
+        wait_seconds: int = 0,
+        idle_seconds: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.source = source
+        self._queue_url = queue_url
+        self._sqs = sqs
+        self._invoke = invoke
+        self._region = region
+        self._wait_seconds = wait_seconds
+        self.idle_seconds = idle_seconds
+        self._clock = clock
+        self._sleep = sleep
+
+    def _receive(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
+        response = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=min(10, count),
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        return messages
+
+    def receive_batch(self) -> list[dict[str, Any]]:
+        """Up to BatchSize messages, waiting at most the batching window after the first."""
+        batch = self._receive(self.source.batch_size, self._wait_seconds)
+        if not batch:
+            return []
+        deadline = self._clock() + self.source.batching_window_seconds
+        while len(batch) < self.source.batch_size and (remaining := deadline - self._clock()) > 0:
+            more = self._receive(self.source.batch_size - len(batch), 0)
+            if more:
+                batch += more
+            else:
+                self._sleep(min(self.idle_seconds / 4, remaining))
+        return batch
+
+    def poll_once(self) -> int:
+        """Receive one batch, invoke the function, settle the messages; how many were handled."""
+        messages = self.receive_batch()
+        if not messages:
+            return 0
+        records = [
+            sqs_record(message, queue_arn=self.source.queue_arn, region=self._region)
+            for message in messages
+        ]
+        invocation = self._invoke({"Records": records})
+        failed = failed_message_ids(
+            invocation,
+            [message["MessageId"] for message in messages],
+            report_batch_item_failures=self.source.report_batch_item_failures,
+        )
+        done = [m for m in messages if m["MessageId"] not in failed]
+        returned = [m for m in messages if m["MessageId"] in failed]
+        for chunk in _chunks(done):
+            self._sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+                ],
+            )
+        for chunk in _chunks(returned):
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(chunk)
+                ],
+            )
+        if returned:
+            log.info(
+                "%s: %d of %d messages returned to the queue",
+                self.source.function_id,
+                len(returned),
+                len(messages),
+            )
+        return len(messages)
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll until `stop` is set; errors of the emulator are logged and retried."""
+        # Short polls with a pause when the queue is empty, so that stopping never waits
+        # for a long poll to end.
+        while not stop.is_set():
+            try:
+                handled = self.poll_once()
+            except (BotoCoreError, ClientError) as exc:
+                if stop.is_set():
+                    return
+                log.warning("%s: polling failed: %s", self.source.function_id, exc)
+                stop.wait(1.0)
+                continue
+            if not handled:
+                stop.wait(self.idle_seconds)
+
+
+def _chunks(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    return [messages[i : i + 10] for i in range(0, len(messages), 10)]

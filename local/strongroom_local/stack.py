@@ -1,0 +1,353 @@
+"""`strongroom local`: the whole template on 127.0.0.1, with no AWS account and no Docker.
+
+Starts moto's server, provisions every resource of the template in it, and wires every function
+the template declares: its HttpApi routes behind the emulated HTTP API and JWT authorizer, its
+Schedule/ScheduleV2 events on a local timer, its SQS event sources on local pollers. Functions
+run in their own warm worker processes with the environment the template gives them.
+
+The state directory keeps what outlives one run (the dev issuer's key and its iss/aud) and, while
+the stack runs, `stack.json` (mode 0600): its URLs and the control token other commands use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from strongroom_local.authorizer import JwtAuthorizer
+from strongroom_local.exceptions import StackNotRunning
+from strongroom_local.http_api import HttpApiGateway
+from strongroom_local.issuer import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_ISSUER,
+    DevIssuer,
+    IssuerConfig,
+    ensure_state_dir,
+    write_private_file,
+)
+from strongroom_local.provision import Stack, provision
+from strongroom_local.runtime import FAKE_CREDENTIALS, FunctionPool, Invocation, lambda_environment
+from strongroom_local.scheduler import Scheduler, scheduled_event
+from strongroom_local.servers import LOOPBACK, ApiServer, ControlServer
+from strongroom_local.sqs_source import SqsEventSource
+from strongroom_local.template import TEMPLATE_PATH
+from strongroom_local.wiring import ScheduleSource, Wiring, read_wiring
+
+log = logging.getLogger("strongroom_local")
+
+STACK_FILE = "stack.json"
+
+
+@dataclass
+class StackOptions:
+    template_path: Path = TEMPLATE_PATH
+    state_dir: Path = Path(".strongroom")
+    api_port: int = 3000
+    aws_port: int = 0
+    control_port: int = 0
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    allow_hosts: Sequence[str] = ()
+    region: str = "us-east-1"
+    stack_name: str = "strongroom-local"
+    max_workers: int = 4
+    run_schedules: bool = True
+
+
+def read_stack_file(state_dir: Path) -> dict[str, Any]:
+    """What the running stack wrote for other commands; StackNotRunning if there is none."""
+    try:
+        document: dict[str, Any] = json.loads((state_dir / STACK_FILE).read_text("utf-8"))
+    except (FileNotFoundError, ValueError):
+        raise StackNotRunning(f"no running stack found in {state_dir}") from None
+    return document
+
+
+class LocalStack:
+    """Everything `strongroom local` runs; `start()` then `stop()`."""
+
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self.control_token = secrets.token_urlsafe(32)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pools: dict[str, FunctionPool] = {}
+        self._moto: Any = None
+        self._api: ApiServer | None = None
+        self._control: ControlServer | None = None
+        self._serving: list[ApiServer | ControlServer] = []
+        self._issuer: DevIssuer | None = None
+        self._issuer_config = IssuerConfig()
+        self._stack: Stack | None = None
+        self._wiring: Wiring | None = None
+        self.ready: dict[str, Any] = {}
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> dict[str, Any]:
+        """Start everything; return the ready document. On failure, stop what started."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> dict[str, Any]:
+        options = self.options
+        state_dir = ensure_state_dir(options.state_dir)
+        self._issuer = DevIssuer.load_or_create(state_dir)
+        aws_url = self._start_moto()
+        parameters = {"JwtIssuer": DEFAULT_ISSUER, "JwtAudience": DEFAULT_AUDIENCE}
+        parameters.update(options.parameters)
+        session = _emulator_session(options.region)
+        stack = provision(
+            session,
+            endpoint_url=aws_url,
+            parameters=parameters,
+            stack_name=options.stack_name,
+            template_path=options.template_path,
+        )
+        self._stack = stack
+        wiring = read_wiring(stack, options.template_path.parent)
+        self._wiring = wiring
+        audience = stack.resolver.refs.get("JwtAudience", DEFAULT_AUDIENCE)
+        self._issuer_config = IssuerConfig(
+            issuer=str(stack.resolver.refs.get("JwtIssuer", DEFAULT_ISSUER)),
+            audience=tuple([audience] if isinstance(audience, str) else audience),
+        )
+        self._issuer_config.save(state_dir)
+        for function_id, function in wiring.functions.items():
+            environment = lambda_environment(
+                function,
+                stack.function_environment(function_id),
+                aws_endpoint_url=aws_url,
+                region=options.region,
+                allow_hosts=options.allow_hosts,
+            )
+            self._pools[function_id] = FunctionPool(
+                function, environment, max_workers=options.max_workers
+            )
+        gateway = HttpApiGateway(
+            wiring.apis,
+            self._invoke_function,
+            authorizers=self._authorizers(wiring),
+            account_id=str(stack.resolver.refs["AWS::AccountId"]),
+        )
+        self._api = ApiServer(options.api_port, gateway)
+        self._control = ControlServer(options.control_port, self)
+        self._serve(self._api, "api")
+        self._serve(self._control, "control")
+        self._start_pollers(session, aws_url, wiring)
+        if options.run_schedules and wiring.schedules:
+            scheduler = Scheduler(wiring.schedules, self._fire_async, started_at=datetime.now(UTC))
+            self._thread(scheduler.run, "scheduler", self._stop, lambda: datetime.now(UTC))
+        self.ready = self._ready_document(aws_url)
+        write_private_file(
+            state_dir / STACK_FILE,
+            json.dumps({**self.ready, "control_token": self.control_token}).encode(),
+        )
+        return self.ready
+
+    def _start_moto(self) -> str:
+        # Imported here: moto's server pulls in every service and is only needed by `local`.
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._moto = ThreadedMotoServer(
+            ip_address=LOOPBACK, port=self.options.aws_port, verbose=False
+        )
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def _authorizers(self, wiring: Wiring) -> dict[tuple[str, str], JwtAuthorizer]:
+        if self._issuer is None:
+            raise RuntimeError("the issuer is not loaded")
+        jwks = self._issuer.jwks()
+        return {
+            (api.logical_id, name): JwtAuthorizer(
+                jwks,
+                issuer=config.issuer,
+                audiences=config.audiences,
+                clock=time.time,
+                identity_header=config.identity_header,
+            )
+            for api in wiring.apis
+            for name, config in api.authorizers.items()
+        }
+
+    def _start_pollers(self, session: boto3.Session, aws_url: str, wiring: Wiring) -> None:
+        sqs = session.client("sqs", endpoint_url=aws_url, region_name=self.options.region)
+        for source in wiring.queues:
+            if not source.enabled:
+                continue
+            queue_name = source.queue_arn.rsplit(":", 1)[-1]
+            queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+            pool = self._pools[source.function_id]
+            poller = SqsEventSource(
+                source,
+                queue_url=queue_url,
+                sqs=sqs,
+                invoke=pool.invoke,
+                region=self.options.region,
+            )
+            self._thread(poller.run, f"sqs-{source.function_id}-{source.event_name}", self._stop)
+
+    def _thread(self, target: Any, name: str, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _serve(self, server: ApiServer | ControlServer, name: str) -> None:
+        self._thread(server.serve_forever, name, 0.05)
+        self._serving.append(server)
+
+    def _ready_document(self, aws_url: str) -> dict[str, Any]:
+        if self._api is None or self._control is None or self._wiring is None:
+            raise RuntimeError("the stack is not started")
+        apis = self._wiring.apis
+        api_base = self._api.url
+        # The first API's stage is the base URL people call (`/dev/orgs`).
+        stage = apis[0].stage if apis else "$default"
+        api_url = api_base if stage == "$default" else f"{api_base}/{stage}"
+        return {
+            "ready": True,
+            "api_url": api_url,
+            "aws_url": aws_url,
+            "control_url": self._control.url,
+            "jwks_url": f"{self._control.url}/.well-known/jwks.json",
+            "issuer": self._issuer_config.issuer,
+            "audience": list(self._issuer_config.audience),
+            "region": self.options.region,
+            "state_dir": str(self.options.state_dir.resolve()),
+            "pid": os.getpid(),
+            "functions": sorted(self._wiring.functions),
+            "routes": [
+                {
+                    "api_url": api_base if api.stage == "$default" else f"{api_base}/{api.stage}",
+                    "route": route.route_key,
+                    "function": route.function_id,
+                    "protected": route.protected,
+                }
+                for api in apis
+                for route in api.routes
+            ],
+            "schedules": [
+                {"function": s.function_id, "event": s.event_name, "expression": s.expression.text}
+                for s in self._wiring.schedules
+            ],
+        }
+
+    def wait(self) -> None:
+        """Block until `request_stop()` (signal handlers call it)."""
+        while not self._stop.wait(0.5):
+            pass
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Stop listeners, timers, pollers, workers and moto; safe to call more than once."""
+        self._stop.set()
+        with contextlib.suppress(FileNotFoundError):
+            (self.options.state_dir / STACK_FILE).unlink()
+        for serving in self._serving:
+            serving.shutdown()
+        for server in (self._api, self._control):
+            if server is not None:
+                server.server_close()
+        self._serving.clear()
+        self._api = self._control = None
+        for pool in self._pools.values():
+            pool.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    # ---- invocations --------------------------------------------------------------------
+
+    def _invoke_function(self, function_id: str, event: dict[str, Any]) -> Invocation:
+        return self._pools[function_id].invoke(event)
+
+    def invoke(self, function_id: str, event: Any) -> Invocation:
+        pool = self._pools.get(function_id)
+        if pool is None:
+            raise LookupError(f"no function {function_id}")
+        return pool.invoke(event)
+
+    def _schedule(self, function_id: str, event_name: str | None) -> ScheduleSource:
+        if self._wiring is None:
+            raise RuntimeError("the stack is not started")
+        sources = [s for s in self._wiring.schedules if s.function_id == function_id]
+        if event_name is not None:
+            sources = [s for s in sources if s.event_name == event_name]
+        if not sources:
+            raise LookupError(f"no schedule for {function_id}")
+        if len(sources) > 1:
+            names = ", ".join(s.event_name for s in sources)
+            raise ValueError(f"{function_id} has several schedules; name one of: {names}")
+        return sources[0]
+
+    def _schedule_event(self, source: ScheduleSource, scheduled_time: datetime) -> Any:
+        if self._stack is None:
+            raise RuntimeError("the stack is not started")
+        return scheduled_event(
+            source,
+            scheduled_time=scheduled_time,
+            account_id=str(self._stack.resolver.refs["AWS::AccountId"]),
+            region=self.options.region,
+        )
+
+    def fire_schedule(self, function_id: str, event_name: str | None = None) -> Invocation:
+        """Fire one schedule now (enabled or not) and wait for the function."""
+        source = self._schedule(function_id, event_name)
+        now = datetime.now(UTC).replace(microsecond=0)
+        return self._pools[function_id].invoke(self._schedule_event(source, now))
+
+    def _fire_async(self, source: ScheduleSource, scheduled_time: datetime) -> None:
+        event = self._schedule_event(source, scheduled_time)
+        pool = self._pools[source.function_id]
+        threading.Thread(
+            target=pool.invoke, args=(event,), name=f"fire-{source.function_id}", daemon=True
+        ).start()
+
+    # ---- issuer -------------------------------------------------------------------------
+
+    def jwks(self) -> dict[str, Any]:
+        if self._issuer is None:
+            raise RuntimeError("the issuer is not loaded")
+        return self._issuer.jwks()
+
+    def openid_configuration(self, base_url: str) -> dict[str, Any]:
+        return {
+            "issuer": self._issuer_config.issuer,
+            "jwks_uri": f"{base_url}/.well-known/jwks.json",
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_methods_supported": [],
+            "response_types_supported": [],
+            "subject_types_supported": ["public"],
+        }
+
+
+def _emulator_session(region: str) -> boto3.Session:
+    """A session with fake credentials for the stack's own clients: it only talks to moto."""
+    return boto3.Session(
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+        region_name=region,
+    )

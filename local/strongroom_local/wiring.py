@@ -1,0 +1,334 @@
+"""What the template wires together: functions, their HTTP routes, schedules and SQS sources.
+
+Read from the template once the stack is provisioned, so every `Ref` and `GetAtt` resolves to
+the local resources. Nothing here is specific to one function: a function added to the template
+is served, scheduled or fed from its queue by the local stack without further wiring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from strongroom_local.exceptions import UnsupportedTemplate
+from strongroom_local.provision import Stack
+from strongroom_local.schedule_expressions import ScheduleExpression, parse_schedule_expression
+from strongroom_local.template import resources_of_type
+
+log = logging.getLogger("strongroom_local")
+
+FUNCTION_TYPE = "AWS::Serverless::Function"
+HTTP_API_TYPE = "AWS::Serverless::HttpApi"
+LAYER_TYPE = "AWS::Serverless::LayerVersion"
+IMPLICIT_API = "ServerlessHttpApi"
+DEFAULT_ROUTE = "$default"
+DEFAULT_STAGE = "$default"
+
+
+@dataclass(frozen=True)
+class LocalFunction:
+    """A function of the template, as the local runtime starts it."""
+
+    logical_id: str
+    name: str
+    arn: str
+    code_dir: Path
+    handler: str
+    layer_dirs: tuple[Path, ...]
+    timeout_seconds: int
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class JwtAuthorizerConfig:
+    """A JWT authorizer of an HttpApi, with its issuer and audiences resolved."""
+
+    name: str
+    issuer: str
+    audiences: tuple[str, ...]
+    identity_header: str
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """One HttpApi event of a function."""
+
+    function_id: str
+    event_name: str
+    method: str
+    path: str
+    authorizer: str | None
+    scopes: tuple[str, ...] = ()
+
+    @property
+    def route_key(self) -> str:
+        return DEFAULT_ROUTE if self.path == DEFAULT_ROUTE else f"{self.method} {self.path}"
+
+    @property
+    def protected(self) -> bool:
+        return self.authorizer is not None
+
+
+@dataclass(frozen=True)
+class HttpApiDefinition:
+    """An HTTP API: its id, stage (a path prefix unless `$default`), authorizers and routes."""
+
+    logical_id: str
+    api_id: str
+    stage: str
+    authorizers: Mapping[str, JwtAuthorizerConfig]
+    routes: tuple[HttpRoute, ...]
+
+
+@dataclass(frozen=True)
+class ScheduleSource:
+    """A Schedule (EventBridge rule) or ScheduleV2 (EventBridge Scheduler) event."""
+
+    function_id: str
+    event_name: str
+    kind: str
+    expression: ScheduleExpression
+    input: str | None
+    enabled: bool
+    arn: str
+
+
+@dataclass(frozen=True)
+class SqsSource:
+    """An SQS event source mapping."""
+
+    function_id: str
+    event_name: str
+    queue_arn: str
+    batch_size: int
+    batching_window_seconds: int
+    report_batch_item_failures: bool
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class Wiring:
+    functions: Mapping[str, LocalFunction]
+    apis: tuple[HttpApiDefinition, ...]
+    schedules: tuple[ScheduleSource, ...]
+    queues: tuple[SqsSource, ...]
+
+    def route_count(self) -> int:
+        return sum(len(api.routes) for api in self.apis)
+
+
+def _api_id(stack_name: str, logical_id: str) -> str:
+    """A stable fake API id, shaped like API Gateway's (10 lower-case characters)."""
+    return hashlib.sha256(f"{stack_name}/{logical_id}".encode()).hexdigest()[:10]
+
+
+def _events(resource: Mapping[str, Any], event_type: str) -> dict[str, dict[str, Any]]:
+    events = resource.get("Properties", {}).get("Events", {}) or {}
+    return {
+        name: event.get("Properties", {}) or {}
+        for name, event in events.items()
+        if event.get("Type") == event_type
+    }
+
+
+def register_references(stack: Stack) -> None:
+    """Give functions, layers and HTTP APIs the Ref/GetAtt values their deployment would."""
+    resolver = stack.resolver
+    region, account = resolver.refs["AWS::Region"], resolver.refs["AWS::AccountId"]
+    stack_name = resolver.refs["AWS::StackName"]
+    for logical_id, resource in resources_of_type(stack.template, FUNCTION_TYPE).items():
+        name = resource.get("Properties", {}).get("FunctionName")
+        name = str(resolver.resolve(name)) if name else f"{stack_name}-{logical_id}"
+        resolver.refs[logical_id] = name
+        resolver.attributes[(logical_id, "Arn")] = (
+            f"arn:aws:lambda:{region}:{account}:function:{name}"
+        )
+    for logical_id in resources_of_type(stack.template, LAYER_TYPE):
+        arn = f"arn:aws:lambda:{region}:{account}:layer:{stack_name}-{logical_id}:1"
+        resolver.refs[logical_id] = arn
+    for logical_id in [*resources_of_type(stack.template, HTTP_API_TYPE), IMPLICIT_API]:
+        resolver.refs.setdefault(logical_id, _api_id(stack_name, logical_id))
+
+
+def _function(
+    stack: Stack, logical_id: str, resource: Mapping[str, Any], template_dir: Path
+) -> LocalFunction:
+    globals_fn = stack.template.get("Globals", {}).get("Function", {})
+    props = {**globals_fn, **resource.get("Properties", {})}
+    resolver = stack.resolver
+    code_uri, handler = props.get("CodeUri"), props.get("Handler")
+    if not isinstance(code_uri, str) or not isinstance(handler, str):
+        raise UnsupportedTemplate(f"{logical_id}: CodeUri and Handler must be plain strings")
+    layer_dirs = []
+    # SAM appends a function's own Layers to the global ones.
+    for layer in [*globals_fn.get("Layers", []), *resource.get("Properties", {}).get("Layers", [])]:
+        ref = layer.get("Ref") if isinstance(layer, dict) else None
+        layer_resource = stack.template["Resources"].get(ref) if ref else None
+        if layer_resource is None or layer_resource.get("Type") != LAYER_TYPE:
+            log.warning("%s: layer %s is not in the template; skipped locally", logical_id, layer)
+            continue
+        content = layer_resource.get("Properties", {}).get("ContentUri")
+        if not isinstance(content, str):
+            raise UnsupportedTemplate(f"{ref}: ContentUri must be a local folder")
+        layer_dirs.append((template_dir / content).resolve())
+    return LocalFunction(
+        logical_id=logical_id,
+        name=stack.ref(logical_id),
+        arn=str(stack.attribute(logical_id, "Arn")),
+        code_dir=(template_dir / code_uri).resolve(),
+        handler=handler,
+        layer_dirs=tuple(layer_dirs),
+        timeout_seconds=int(resolver.resolve(props.get("Timeout", 3))),
+        memory_mb=int(resolver.resolve(props.get("MemorySize", 128))),
+    )
+
+
+def _authorizers(stack: Stack, api_props: Mapping[str, Any]) -> dict[str, JwtAuthorizerConfig]:
+    configs = {}
+    for name, spec in (api_props.get("Auth", {}).get("Authorizers", {}) or {}).items():
+        if "JwtConfiguration" not in spec:
+            raise UnsupportedTemplate(f"authorizer {name}: only JWT authorizers are emulated")
+        jwt_config = stack.resolver.resolve(spec["JwtConfiguration"])
+        source = str(spec.get("IdentitySource", "$request.header.Authorization"))
+        prefix = "$request.header."
+        if not source.startswith(prefix):
+            raise UnsupportedTemplate(f"authorizer {name}: identity source must be a header")
+        audience = jwt_config.get("audience", [])
+        configs[name] = JwtAuthorizerConfig(
+            name=name,
+            issuer=str(jwt_config["issuer"]),
+            audiences=tuple(
+                str(a) for a in ([audience] if isinstance(audience, str) else audience)
+            ),
+            identity_header=source[len(prefix) :].lower(),
+        )
+    return configs
+
+
+def _apis(stack: Stack) -> tuple[HttpApiDefinition, ...]:
+    template = stack.template
+    api_props: dict[str, Mapping[str, Any]] = {
+        logical_id: resource.get("Properties", {}) or {}
+        for logical_id, resource in resources_of_type(template, HTTP_API_TYPE).items()
+    }
+    api_props.setdefault(IMPLICIT_API, template.get("Globals", {}).get("HttpApi", {}) or {})
+    routes: dict[str, list[HttpRoute]] = {logical_id: [] for logical_id in api_props}
+    for function_id, resource in resources_of_type(template, FUNCTION_TYPE).items():
+        for event_name, props in _events(resource, "HttpApi").items():
+            api_id = props.get("ApiId")
+            api = api_id.get("Ref") if isinstance(api_id, dict) else IMPLICIT_API
+            if api not in api_props:
+                raise UnsupportedTemplate(f"{function_id}.{event_name}: unknown ApiId {api_id}")
+            default = api_props[api].get("Auth", {}).get("DefaultAuthorizer")
+            auth = props.get("Auth", {}) or {}
+            authorizer = auth.get("Authorizer", default)
+            path = str(props.get("Path", DEFAULT_ROUTE))
+            routes[api].append(
+                HttpRoute(
+                    function_id=function_id,
+                    event_name=event_name,
+                    method=str(props.get("Method", "ANY")).upper(),
+                    path=path,
+                    authorizer=None if authorizer in (None, "NONE") else str(authorizer),
+                    scopes=tuple(str(s) for s in auth.get("AuthorizationScopes", []) or []),
+                )
+            )
+    definitions = []
+    for logical_id, api in api_props.items():
+        if not routes[logical_id] and logical_id == IMPLICIT_API:
+            continue
+        authorizers = _authorizers(stack, api)
+        for route in routes[logical_id]:
+            if route.authorizer is not None and route.authorizer not in authorizers:
+                raise UnsupportedTemplate(f"{route.route_key}: unknown authorizer")
+        stage = stack.resolver.resolve(api.get("StageName", DEFAULT_STAGE))
+        definitions.append(
+            HttpApiDefinition(
+                logical_id=logical_id,
+                api_id=stack.ref(logical_id),
+                stage=str(stage),
+                authorizers=authorizers,
+                routes=tuple(routes[logical_id]),
+            )
+        )
+    return tuple(definitions)
+
+
+def _enabled(props: Mapping[str, Any]) -> bool:
+    if "State" in props:
+        return str(props["State"]).upper() == "ENABLED"
+    return bool(props.get("Enabled", True))
+
+
+def _schedules(stack: Stack) -> tuple[ScheduleSource, ...]:
+    resolver = stack.resolver
+    region, account = resolver.refs["AWS::Region"], resolver.refs["AWS::AccountId"]
+    stack_name = resolver.refs["AWS::StackName"]
+    sources = []
+    for function_id, resource in resources_of_type(stack.template, FUNCTION_TYPE).items():
+        for kind in ("Schedule", "ScheduleV2"):
+            for event_name, raw in _events(resource, kind).items():
+                props = resolver.resolve(raw)
+                name = props.get("Name") or f"{stack_name}-{function_id}{event_name}"
+                if kind == "Schedule":
+                    expression = parse_schedule_expression(str(props["Schedule"]))
+                    arn = f"arn:aws:events:{region}:{account}:rule/{name}"
+                else:
+                    expression = parse_schedule_expression(
+                        str(props["ScheduleExpression"]),
+                        timezone=props.get("ScheduleExpressionTimezone"),
+                        allow_at=True,
+                    )
+                    group = props.get("GroupName", "default")
+                    arn = f"arn:aws:scheduler:{region}:{account}:schedule/{group}/{name}"
+                sources.append(
+                    ScheduleSource(
+                        function_id=function_id,
+                        event_name=event_name,
+                        kind=kind,
+                        expression=expression,
+                        input=None if props.get("Input") is None else str(props["Input"]),
+                        enabled=_enabled(props),
+                        arn=arn,
+                    )
+                )
+    return tuple(sources)
+
+
+def _queues(stack: Stack) -> tuple[SqsSource, ...]:
+    sources = []
+    for function_id, resource in resources_of_type(stack.template, FUNCTION_TYPE).items():
+        for event_name, raw in _events(resource, "SQS").items():
+            props = stack.resolver.resolve(raw)
+            sources.append(
+                SqsSource(
+                    function_id=function_id,
+                    event_name=event_name,
+                    queue_arn=str(props["Queue"]),
+                    batch_size=int(props.get("BatchSize", 10)),
+                    batching_window_seconds=int(props.get("MaximumBatchingWindowInSeconds", 0)),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in (props.get("FunctionResponseTypes") or []),
+                    enabled=bool(props.get("Enabled", True)),
+                )
+            )
+    return tuple(sources)
+
+
+def read_wiring(stack: Stack, template_dir: Path) -> Wiring:
+    """Everything the local stack serves, runs or feeds, from a provisioned stack."""
+    register_references(stack)
+    functions = {
+        logical_id: _function(stack, logical_id, resource, template_dir)
+        for logical_id, resource in resources_of_type(stack.template, FUNCTION_TYPE).items()
+    }
+    return Wiring(
+        functions=functions,
+        apis=_apis(stack),
+        schedules=_schedules(stack),
+        queues=_queues(stack),
+    )

@@ -1,0 +1,95 @@
+"""`strongroom local` as a process: one ready line on stdout, clean stop on SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from strongroom_local.exceptions import StackStartFailed
+from strongroom_local.harness import start_stack, strongroom_command
+from tests.local.conftest import FIXTURE_TEMPLATE, wait_for
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_everything_and_exits_zero(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    state_dir, records = tmp_path / "state", tmp_path / "records"
+    stdout_path, stderr_path = tmp_path / "stdout", tmp_path / "stderr"
+    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(  # noqa: S603
+            [
+                *strongroom_command(),
+                "local",
+                "--template",
+                str(FIXTURE_TEMPLATE),
+                "--state-dir",
+                str(state_dir),
+                "--api-port",
+                "0",
+                "--parameter",
+                f"RecordDir={records}",
+            ],
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        first_line = wait_for(
+            lambda: (
+                stdout_path.read_bytes().split(b"\n", 1)[0]
+                if b"\n" in stdout_path.read_bytes()
+                else None
+            )
+        )
+        assert first_line.startswith(b'{"ready":')
+        ready = json.loads(first_line)
+        session = requests.Session()
+        session.trust_env = False
+        answer = session.get(f"{ready['api_url']}/public/hello", timeout=30).json()
+        worker = answer["pid"]
+        assert alive(worker)
+        assert (state_dir / "stack.json").exists()
+        process.send_signal(stop_signal)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    wait_for(lambda: not alive(worker))
+    assert not (state_dir / "stack.json").exists()
+    host, port = ready["api_url"].split("//", 1)[1].split("/", 1)[0].split(":")
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection((host, int(port)), timeout=5),
+    ):
+        pass
+    # stdout: the ready line, then the walk-through, and nothing a handler printed.
+    stdout_text = stdout_path.read_text()
+    assert stdout_text.count('{"ready":') == 1
+    assert "dev-token" in stdout_text
+    assert "/orgs" in stdout_text
+    assert "echo handled a request" not in stdout_text
+    assert "echo handled a request" in stderr_path.read_text()
+    # The issuer key stays for the next run; nothing else secret is left behind.
+    assert sorted(p.name for p in state_dir.iterdir()) == ["dev-issuer-key.pem", "dev-issuer.json"]
+
+
+def test_a_stack_that_cannot_start_says_why(tmp_path: Path) -> None:
+    with pytest.raises(StackStartFailed) as failed:
+        start_stack(tmp_path / "state", template_path=tmp_path / "missing.yaml", timeout=60)
+    assert "missing.yaml" in str(failed.value)

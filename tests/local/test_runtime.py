@@ -1,0 +1,164 @@
+"""Functions run like Lambdas: own worker processes and modules, warm, concurrent, contained."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from strongroom_local.runtime import FunctionPool, lambda_environment
+from strongroom_local.template import REPO_ROOT
+from strongroom_local.wiring import LocalFunction
+from tests.local.conftest import FIXTURES
+
+LAYER = (REPO_ROOT / "layers" / "common").resolve()
+
+
+def function(name: str, *, handler: str = "app.lambda_handler", timeout: int = 10) -> LocalFunction:
+    return LocalFunction(
+        logical_id=f"{name.title()}Function",
+        name=f"test-{name}",
+        arn=f"arn:aws:lambda:us-east-1:123456789012:function:test-{name}",
+        code_dir=FIXTURES / name,
+        handler=handler,
+        layer_dirs=(LAYER,),
+        timeout_seconds=timeout,
+        memory_mb=256,
+    )
+
+
+@pytest.fixture
+def pools(tmp_path: Path) -> Iterator[dict[str, FunctionPool]]:
+    created: dict[str, FunctionPool] = {}
+
+    def make(key: str, spec: LocalFunction) -> FunctionPool:
+        environment = lambda_environment(
+            spec,
+            {"RECORD_DIR": str(tmp_path), "FIXTURE_NAME": key},
+            aws_endpoint_url="http://127.0.0.1:9",
+            region="eu-west-1",
+        )
+        created[key] = FunctionPool(spec, environment, max_workers=4)
+        return created[key]
+
+    make("echo", function("echo"))
+    make("shapes", function("shapes"))
+    make("sleepy", function("shapes", timeout=1))
+    make("broken", function("echo", handler="missing_module.handler"))
+    yield created
+    for pool in created.values():
+        pool.close()
+
+
+def echo_event(**query: str) -> dict[str, Any]:
+    return {"rawPath": "/echo", "queryStringParameters": query}
+
+
+def shapes_event(kind: str) -> dict[str, Any]:
+    return {"pathParameters": {"kind": kind}}
+
+
+def answer(result: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(result["body"])
+    return body
+
+
+def test_each_function_has_its_own_app_module_environment_and_layer(
+    pools: dict[str, FunctionPool],
+) -> None:
+    echo = pools["echo"].invoke(echo_event(), request_id="req-1")
+    shapes = pools["shapes"].invoke(shapes_event("helper"))
+    assert echo.ok
+    assert shapes.ok
+    seen = answer(echo.result)
+    assert seen["helper"] == "echo-helper"
+    assert shapes.result["helper"] == "shapes-helper"
+    assert Path(seen["module"]) == FIXTURES / "echo" / "app.py"
+    assert Path(shapes.result["module"]) == FIXTURES / "shapes" / "app.py"
+    assert seen["pid"] != shapes.result["pid"] != os.getpid()
+    assert Path(seen["layer"]).is_relative_to(LAYER)
+    assert Path(seen["cwd"]) == FIXTURES / "echo"
+    assert seen["environ"]["FIXTURE_NAME"] == "echo"
+    assert seen["environ"]["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9"
+    assert seen["environ"]["AWS_REGION"] == "eu-west-1"
+    assert seen["environ"]["AWS_PROFILE"] is None
+    assert seen["context"]["aws_request_id"] == "req-1"
+    assert seen["context"]["function_name"] == "test-echo"
+    assert seen["context"]["function_version"] == "$LATEST"
+    assert seen["context"]["memory_limit_in_mb"] == "256"
+    assert seen["context"]["invoked_function_arn"].endswith(":function:test-echo")
+    assert seen["context"]["log_group_name"] == "/aws/lambda/test-echo"
+    assert 0 < seen["context"]["remaining_ms"] <= 10_000
+
+
+def test_workers_stay_warm_and_survive_handler_exceptions(
+    pools: dict[str, FunctionPool],
+) -> None:
+    shapes = pools["shapes"]
+    first = shapes.invoke(shapes_event("helper")).result["pid"]
+    failed = shapes.invoke(shapes_event("raise"))
+    assert not failed.ok
+    assert failed.error_type == "RuntimeError"
+    assert failed.result is None
+    assert shapes.invoke(shapes_event("helper")).result["pid"] == first
+    assert shapes.worker_count() == 1
+
+
+@pytest.mark.parametrize(
+    ("pool", "kind", "error_type"),
+    [
+        ("shapes", "exit", "Runtime.ExitError"),
+        ("shapes", "unserializable", "Runtime.MarshalError"),
+        ("sleepy", "sleep", "Sandbox.Timedout"),
+    ],
+)
+def test_crashes_timeouts_and_unmarshallable_results_fail_the_invocation(
+    pools: dict[str, FunctionPool], pool: str, kind: str, error_type: str
+) -> None:
+    failed = pools[pool].invoke(shapes_event(kind))
+    assert (failed.ok, failed.error_type) == (False, error_type)
+    # The function still serves the next invocation (a fresh worker where the old one died).
+    again = pools[pool].invoke(shapes_event("helper"))
+    assert again.ok
+    assert again.result["helper"] == "shapes-helper"
+
+
+def test_an_unimportable_handler_fails_every_invocation(pools: dict[str, FunctionPool]) -> None:
+    for _ in range(2):
+        failed = pools["broken"].invoke(echo_event())
+        assert (failed.ok, failed.error_type) == (False, "Runtime.ImportModuleError")
+    assert pools["broken"].worker_count() == 0
+
+
+def test_concurrent_invocations_run_in_parallel_workers(pools: dict[str, FunctionPool]) -> None:
+    results: list[Any] = []
+
+    def call() -> None:
+        results.append(pools["echo"].invoke(echo_event(rendezvous="pair")))
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pids = [answer(result.result)["pid"] for result in results]
+    # Each handler waited until the other one was running in another process.
+    assert len(set(pids)) == 2
+    for result in results:
+        assert answer(result.result)["rendezvous"] == sorted(pids)
+    assert pools["echo"].worker_count() == 2
+
+
+def test_closing_the_pool_stops_its_workers(pools: dict[str, FunctionPool]) -> None:
+    pid = answer(pools["echo"].invoke(echo_event()).result)["pid"]
+    os.kill(pid, 0)  # alive and warm
+    pools["echo"].close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    refused = pools["echo"].invoke(echo_event())
+    assert not refused.ok

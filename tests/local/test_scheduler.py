@@ -1,0 +1,117 @@
+"""The local timer: when schedules fire, and the events EventBridge would deliver."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import UTC, datetime, timedelta
+
+from strongroom_local.schedule_expressions import parse_schedule_expression
+from strongroom_local.scheduler import Scheduler, scheduled_event
+from strongroom_local.wiring import ScheduleSource
+
+START = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+
+
+def source(
+    expression: str, *, kind: str = "Schedule", input: str | None = None, enabled: bool = True
+) -> ScheduleSource:
+    return ScheduleSource(
+        function_id="TickFunction",
+        event_name=f"{kind}-{expression}",
+        kind=kind,
+        expression=parse_schedule_expression(expression, allow_at=kind == "ScheduleV2"),
+        input=input,
+        enabled=enabled,
+        arn=f"arn:aws:events:us-east-1:123456789012:rule/{expression}",
+    )
+
+
+def test_due_schedules_fire_once_and_move_on() -> None:
+    fired: list[tuple[str, datetime]] = []
+    every_hour = source("rate(1 hour)")
+    at_three = source("cron(0 3 * * ? *)")
+    disabled = source("rate(1 minute)", enabled=False)
+    scheduler = Scheduler(
+        [every_hour, at_three, disabled],
+        lambda s, when: fired.append((s.event_name, when)),
+        started_at=START,
+    )
+    assert scheduler.next_due() == START + timedelta(hours=1)
+    assert scheduler.tick(START + timedelta(minutes=59)) == []
+    assert scheduler.tick(START + timedelta(hours=1)) == [(every_hour, START + timedelta(hours=1))]
+    assert scheduler.tick(START + timedelta(hours=1, minutes=1)) == []
+    # A long sleep: each schedule fires once for what it missed, then resumes its grid.
+    late = datetime(2026, 11, 24, 5, 30, tzinfo=UTC)
+    assert [name for name, _ in [(s.event_name, w) for s, w in scheduler.tick(late)]] == [
+        every_hour.event_name,
+        at_three.event_name,
+    ]
+    assert scheduler.next_due() == datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    assert [name for name, _ in fired] == [
+        every_hour.event_name,
+        every_hour.event_name,
+        at_three.event_name,
+    ]
+    assert disabled.event_name not in {name for name, _ in fired}
+
+
+def test_the_timer_thread_fires_on_its_clock() -> None:
+    stop = threading.Event()
+    fired: list[datetime] = []
+
+    def fire(_: ScheduleSource, when: datetime) -> None:
+        fired.append(when)
+        stop.set()
+
+    scheduler = Scheduler([source("rate(5 minutes)")], fire, started_at=START)
+    # Not due at the first look; five minutes later from then on.
+    clock = itertools.chain([START], itertools.repeat(START + timedelta(minutes=5)))
+    scheduler.run(stop, lambda: next(clock))
+    assert fired == [START + timedelta(minutes=5)]
+
+
+def test_an_eventbridge_rule_sends_a_scheduled_event() -> None:
+    rule = source("cron(0 3 * * ? *)")
+    event = scheduled_event(
+        rule, scheduled_time=START, account_id="123456789012", region="us-east-1"
+    )
+    assert event == {
+        "version": "0",
+        "id": event["id"],
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-23T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [rule.arn],
+        "detail": {},
+    }
+    again = scheduled_event(rule, scheduled_time=START, account_id="1", region="us-east-1")
+    assert again["id"] != event["id"]
+
+
+def test_eventbridge_scheduler_sends_its_input_or_its_default_notification() -> None:
+    plain = source("rate(1 hour)", kind="ScheduleV2")
+    event = scheduled_event(
+        plain, scheduled_time=START, account_id="123456789012", region="eu-west-1"
+    )
+    assert event["source"] == "aws.scheduler"
+    assert event["detail"] == "{}"
+    assert event["resources"] == [plain.arn]
+    assert event["region"] == "eu-west-1"
+    templated = source(
+        "rate(1 hour)",
+        kind="ScheduleV2",
+        input='{"job": "hourly", "at": "<aws.scheduler.scheduled-time>",'
+        ' "arn": "<aws.scheduler.schedule-arn>"}',
+    )
+    assert scheduled_event(templated, scheduled_time=START, account_id="1", region="us-east-1") == {
+        "job": "hourly",
+        "at": "2026-11-23T10:00:00Z",
+        "arn": templated.arn,
+    }
+    constant = source("rate(1 hour)", input='{"k": [1, 2]}')
+    assert scheduled_event(constant, scheduled_time=START, account_id="1", region="r") == {
+        "k": [1, 2]
+    }

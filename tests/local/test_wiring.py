@@ -1,0 +1,160 @@
+"""What the local stack reads from a template: functions, routes, schedules, queues, env."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from strongroom_local.exceptions import UnsupportedTemplate
+from strongroom_local.provision import Stack, provision
+from strongroom_local.routes import http_routes
+from strongroom_local.runtime import lambda_environment
+from strongroom_local.template import REPO_ROOT, load_template
+from strongroom_local.wiring import Wiring, read_wiring
+from tests.local.conftest import FIXTURE_TEMPLATE, FIXTURES
+
+PARAMETERS = {"JwtIssuer": "https://issuer.test/", "JwtAudience": "aud-a,aud-b", "RecordDir": "/r"}
+
+
+@pytest.fixture
+def fixture_stack_in_moto() -> Iterator[Stack]:
+    with mock_aws():
+        yield provision(
+            boto3.Session(region_name="us-east-1"),
+            template_path=FIXTURE_TEMPLATE,
+            parameters=PARAMETERS,
+        )
+
+
+@pytest.fixture
+def wiring(fixture_stack_in_moto: Stack) -> Wiring:
+    return read_wiring(fixture_stack_in_moto, FIXTURES)
+
+
+def test_functions_get_their_code_layers_and_limits(wiring: Wiring) -> None:
+    assert sorted(wiring.functions) == [
+        "ConsumerFunction",
+        "EchoFunction",
+        "ShapesFunction",
+        "TickFunction",
+    ]
+    echo = wiring.functions["EchoFunction"]
+    assert echo.code_dir == FIXTURES / "echo"
+    assert echo.handler == "app.lambda_handler"
+    assert echo.layer_dirs == ((REPO_ROOT / "layers" / "common").resolve(),)
+    assert (echo.timeout_seconds, echo.memory_mb) == (10, 256)
+    assert echo.name == "strongroom-local-EchoFunction"
+    assert (
+        echo.arn == "arn:aws:lambda:us-east-1:123456789012:function:strongroom-local-EchoFunction"
+    )
+    assert wiring.functions["ShapesFunction"].timeout_seconds == 2
+    assert wiring.functions["TickFunction"].handler == "app.handler"
+
+
+def test_routes_carry_stage_authorizer_and_scopes(wiring: Wiring) -> None:
+    (api,) = wiring.apis
+    assert api.stage == "v1"
+    assert len(api.api_id) == 10
+    (authorizer,) = api.authorizers.values()
+    assert authorizer.issuer == "https://issuer.test/"
+    assert authorizer.audiences == ("aud-a", "aud-b")
+    assert authorizer.identity_header == "authorization"
+    routes = {(r.route_key, r.protected, r.scopes) for r in api.routes}
+    assert routes == {
+        ("GET /echo/{id}", True, ()),
+        ("POST /echo/{id}", True, ()),
+        ("GET /scoped", True, ("echo.read",)),
+        ("ANY /public/{proxy+}", False, ()),
+        ("GET /public/exact", False, ()),
+        ("POST /items/{item_id}/parts/{part_id}", False, ()),
+        ("GET /shapes/{kind}", False, ()),
+    }
+
+
+def test_schedules_and_queues_are_read(wiring: Wiring, fixture_stack_in_moto: Stack) -> None:
+    nightly, hourly = wiring.schedules
+    assert (nightly.function_id, nightly.event_name, nightly.kind) == (
+        "TickFunction",
+        "Nightly",
+        "Schedule",
+    )
+    assert nightly.expression.text == "cron(0 3 * * ? *)"
+    assert nightly.input is None
+    assert nightly.enabled
+    assert nightly.arn == (
+        "arn:aws:events:us-east-1:123456789012:rule/strongroom-local-TickFunctionNightly"
+    )
+    assert hourly.kind == "ScheduleV2"
+    assert hourly.expression.text == "rate(1 hour)"
+    assert hourly.input is not None
+    assert hourly.arn.startswith("arn:aws:scheduler:us-east-1:123456789012:schedule/default/")
+    (jobs,) = wiring.queues
+    assert jobs.function_id == "ConsumerFunction"
+    assert jobs.queue_arn == fixture_stack_in_moto.attribute("JobQueue", "Arn")
+    assert (jobs.batch_size, jobs.batching_window_seconds) == (4, 1)
+    assert jobs.report_batch_item_failures
+    assert jobs.enabled
+
+
+@pytest.mark.parametrize("template_path", [FIXTURE_TEMPLATE, REPO_ROOT / "template.yaml"])
+def test_routes_agree_with_the_route_reader(template_path: Any) -> None:
+    """The route table the stack serves is the one routes.py (and the OpenAPI check) sees."""
+    with mock_aws():
+        stack = provision(
+            boto3.Session(region_name="us-east-1"),
+            template_path=template_path,
+            parameters=PARAMETERS,
+        )
+        wiring = read_wiring(stack, template_path.parent)
+    served = {(r.function_id, r.route_key, r.protected) for api in wiring.apis for r in api.routes}
+    declared = {
+        (r.function.logical_id, r.route_key, r.protected)
+        for r in http_routes(load_template(template_path), template_path.parent)
+    }
+    assert served == declared
+
+
+def test_the_function_environment_points_only_at_the_emulator(
+    fixture_stack_in_moto: Stack, wiring: Wiring
+) -> None:
+    echo = wiring.functions["EchoFunction"]
+    template_env = fixture_stack_in_moto.function_environment("EchoFunction")
+    assert template_env["FIXTURE_NAME"] == "echo"
+    assert template_env["FIXTURE_TABLE"] == fixture_stack_in_moto.ref("Table")
+    hostile = {**template_env, "AWS_ENDPOINT_URL": "https://example.com", "AWS_PROFILE": "prod"}
+    environment = lambda_environment(
+        echo,
+        hostile,
+        aws_endpoint_url="http://127.0.0.1:4566",
+        region="us-east-1",
+        allow_hosts=["127.0.0.1:9000", "localhost:9001"],
+    )
+    assert environment["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    assert environment["AWS_ACCESS_KEY_ID"] == "testing"
+    assert environment["AWS_CONFIG_FILE"] == environment["AWS_SHARED_CREDENTIALS_FILE"]
+    assert environment["STRONGROOM_DEV_ALLOW_HOSTS"] == "127.0.0.1:9000,localhost:9001"
+    assert environment["FIXTURE_NAME"] == "echo"
+    assert environment["AWS_LAMBDA_FUNCTION_NAME"] == echo.name
+    assert environment["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
+    assert environment["AWS_REGION"] == "us-east-1"
+    no_hosts = lambda_environment(
+        echo, template_env, aws_endpoint_url="http://127.0.0.1:1", region="us-east-1"
+    )
+    assert "STRONGROOM_DEV_ALLOW_HOSTS" not in no_hosts
+    assert "AWS_PROFILE" not in no_hosts
+
+
+def test_lambda_authorizers_are_refused_rather_than_skipped() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    authorizers = template["Resources"]["HttpApi"]["Properties"]["Auth"]["Authorizers"]
+    authorizers["JwtAuthorizer"] = {"FunctionArn": "arn:aws:lambda:...:function:auth"}
+    with mock_aws():
+        stack = provision(
+            boto3.Session(region_name="us-east-1"), template=template, parameters=PARAMETERS
+        )
+        with pytest.raises(UnsupportedTemplate):
+            read_wiring(stack, FIXTURES)
