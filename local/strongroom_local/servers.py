@@ -47,7 +47,9 @@ class BadRequest(Exception):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "strongroom-local"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:
         """Requests are logged by the gateway, without query strings or headers."""
