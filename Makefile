@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: all test lint typecheck cfn-lint pytest bench run validate build lock clean
+.PHONY: all test lint typecheck cfn-lint pytest bench run openapi validate build lock clean
 
 all: test
 
@@ -41,6 +41,10 @@ bench: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/strongroom local
+
+# Regenerate the committed OpenAPI document from the functions' resolvers.
+openapi: $(STAMP)
+	$(BIN)/python -m strongroom_local.openapi
 
 # Needs the SAM CLI (`pip install aws-sam-cli`); neither command contacts AWS.
 validate: $(STAMP)

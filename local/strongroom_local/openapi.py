@@ -66,3 +66,7 @@ def render(document: dict[str, Any]) -> str:
 def write_openapi(path: Path = OPENAPI_PATH) -> Path:
     path.write_text(render(build_openapi()), encoding="utf-8")
     return path
+
+
+if __name__ == "__main__":
+    print(write_openapi())

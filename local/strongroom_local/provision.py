@@ -25,6 +25,8 @@ class Stack:
     template: dict[str, Any]
     resolver: Resolver
     physical_ids: dict[str, str] = field(default_factory=dict)
+    # Policy statements the emulator cannot evaluate faithfully and so were not applied.
+    unenforced_statements: list[dict[str, Any]] = field(default_factory=list)
 
     def ref(self, logical_id: str) -> str:
         return str(self.resolver.refs[logical_id])
@@ -246,7 +248,16 @@ def _create_buckets(stack: Stack, s3: Any, stack_name: str, region: str) -> None
         stack.physical_ids[logical_id] = name
     for resource in resources_of_type(template, "AWS::S3::BucketPolicy").values():
         props = resolver.resolve(resource["Properties"])
-        s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
+        document = dict(props["PolicyDocument"])
+        # moto evaluates bucket policies but ignores their Conditions, so the conditional
+        # "deny unless TLS" would deny every request. Such statements are kept out of the
+        # emulator (tests check them in the template itself); the rest applies as written.
+        statements = document.get("Statement", [])
+        kept = [s for s in statements if "Condition" not in s]
+        stack.unenforced_statements.extend(s for s in statements if "Condition" in s)
+        if kept:
+            document["Statement"] = kept
+            s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
 
 
 def _sse_rule(rule: Mapping[str, Any]) -> dict[str, Any]:

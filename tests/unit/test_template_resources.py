@@ -26,10 +26,29 @@ def test_buckets_are_object_locked_versioned_encrypted_and_private(stack: Stack)
         block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
         assert len(block) == 4
         assert all(block.values())
-        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-        (deny,) = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+
+
+def test_buckets_and_queues_deny_requests_without_tls() -> None:
+    # Checked in the template: moto ignores policy conditions, so provisioning leaves these
+    # conditional denies out of the emulator (they would deny everything there).
+    template = load_template()
+    policies = {
+        **resources_of_type(template, "AWS::S3::BucketPolicy"),
+        **resources_of_type(template, "AWS::SQS::QueuePolicy"),
+    }
+    protected = set()
+    for policy in policies.values():
+        props = policy["Properties"]
+        (deny,) = [s for s in props["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+        assert deny["Principal"] == "*"
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-        assert deny["Action"] == "s3:*"
+        assert deny["Action"] in ("s3:*", "sqs:*")
+        if "Bucket" in props:
+            protected.add(props["Bucket"]["Ref"])
+        else:
+            protected.update(queue["Ref"] for queue in props["Queues"])
+    assert set(resources_of_type(template, "AWS::S3::Bucket")) <= protected
+    assert set(resources_of_type(template, "AWS::SQS::Queue")) <= protected
 
 
 def test_retention_days_follow_the_parameters() -> None:

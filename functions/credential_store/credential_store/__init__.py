@@ -1,0 +1,1 @@
+"""credential_store: orgs, members, connections and their write-only credentials."""

@@ -1,0 +1,267 @@
+"""Orgs and members: creation with the org's key and first DEK, role checks, the last owner.
+
+Every read is scoped by org through the tenancy repository. A caller who is not a member of an
+org gets NotFound, exactly as for an org that does not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from credential_store.models import CreateOrg, Member, Members, Org, OrgCreated, Role
+from credential_store.services import Services
+from strongroom.api import Caller
+from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.errors import Conflict, Forbidden, NotFound
+from strongroom.tenancy import (
+    ConditionFailed,
+    Create,
+    Delete,
+    Item,
+    ItemExists,
+    ItemNotFound,
+    Update,
+    new_org_id,
+)
+
+ORG = "ORG"
+MEMBER = "MEMBER"
+DEFAULT_PLAN = "free"
+# A key made for an org that never came to be is shredded after the shortest window KMS allows.
+_ABANDONED_KEY_WINDOW_DAYS = 7
+_MAX_MEMBERS_PAGE = 100
+
+
+def _iso(now: datetime) -> str:
+    return now.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def require_role(
+    services: Services, caller: Caller, org_id: str, needed: Role, *, now: datetime
+) -> Role:
+    """The caller's role in the org; NotFound for non-members, Forbidden when it is too low."""
+    try:
+        item = services.table.get(org_id, MEMBER, caller.sub, now=now)
+    except ItemNotFound:
+        raise NotFound() from None
+    role = Role(item.attributes["role"])
+    if not role.allows(needed):
+        raise Forbidden()
+    return role
+
+
+def create_org(
+    services: Services, caller: Caller, body: CreateOrg, *, now: datetime, request_id: str
+) -> OrgCreated:
+    """A new org: its KMS key and first DEK, then the org and its owner in one transaction.
+
+    The org item is written last, so a failure before it leaves nothing that looks like an org;
+    the key made for it is then shredded.
+    """
+    org_id = new_org_id()
+    kms_key_arn = services.keyrings.create_org_key(org_id)
+    try:
+        services.keyrings.create_keyring(org_id, kms_key_arn=kms_key_arn, now=now)
+        created_at = _iso(now)
+        services.table.transact(
+            org_id,
+            [
+                Create(
+                    ORG,
+                    attributes={
+                        "name": body.name,
+                        "plan": DEFAULT_PLAN,
+                        "created_at": created_at,
+                        "created_by": caller.sub,
+                        "owner_count": 1,
+                    },
+                ),
+                Create(
+                    MEMBER,
+                    caller.sub,
+                    attributes={
+                        "role": Role.OWNER.value,
+                        "added_at": created_at,
+                        "added_by": caller.sub,
+                    },
+                ),
+            ],
+            now=now,
+        )
+    except Exception:
+        services.keyrings.shred_org_key(org_id, pending_window_days=_ABANDONED_KEY_WINDOW_DAYS)
+        raise
+    _audit(
+        services,
+        caller,
+        org_id,
+        AuditAction.ORG_CREATE,
+        ("org", org_id),
+        now=now,
+        request_id=request_id,
+    )
+    return OrgCreated(org_id=org_id)
+
+
+def get_org(services: Services, caller: Caller, org_id: str, *, now: datetime) -> Org:
+    role = require_role(services, caller, org_id, Role.MEMBER, now=now)
+    try:
+        org = services.table.get(org_id, ORG, now=now).attributes
+    except ItemNotFound:
+        raise NotFound() from None
+    return Org(
+        org_id=org_id,
+        name=org["name"],
+        plan=org["plan"],
+        created_at=org["created_at"],
+        created_by=org["created_by"],
+        your_role=role,
+    )
+
+
+def list_members(
+    services: Services, caller: Caller, org_id: str, *, now: datetime, cursor: str | None = None
+) -> Members:
+    require_role(services, caller, org_id, Role.MEMBER, now=now)
+    page = services.table.query(org_id, MEMBER, now=now, limit=_MAX_MEMBERS_PAGE, cursor=cursor)
+    return Members(members=[_member(item) for item in page.items], next_cursor=page.cursor)
+
+
+def set_member_role(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    user_id: str,
+    role: Role,
+    *,
+    now: datetime,
+    request_id: str,
+) -> Member:
+    """Add a member or change a role; the last owner cannot be demoted (409)."""
+    require_role(services, caller, org_id, Role.OWNER, now=now)
+    current = _find_member(services, org_id, user_id, now=now)
+    stamp = {"role": role.value, "added_at": _iso(now), "added_by": caller.sub}
+    operations: list[Any]
+    if current is None:
+        operations = [Create(MEMBER, user_id, attributes=stamp)]
+        if role is Role.OWNER:
+            operations.append(_owner_count_change(services, org_id, +1, now=now))
+        action = AuditAction.MEMBER_ADD
+    else:
+        old_role = Role(current.attributes["role"])
+        if old_role is role:
+            return _member(current)
+        operations = [
+            Update(
+                MEMBER,
+                user_id,
+                changes={"role": role.value, "changed_at": _iso(now), "changed_by": caller.sub},
+                expect={"role": old_role.value},
+            )
+        ]
+        if old_role is Role.OWNER:
+            operations.append(_owner_count_change(services, org_id, -1, now=now))
+        elif role is Role.OWNER:
+            operations.append(_owner_count_change(services, org_id, +1, now=now))
+        action = AuditAction.MEMBER_CHANGE_ROLE
+    _write(services, org_id, operations, now=now)
+    details = {"role": role.value}
+    _audit(
+        services,
+        caller,
+        org_id,
+        action,
+        ("member", user_id),
+        now=now,
+        request_id=request_id,
+        details=details,
+    )
+    return _member(services.table.get(org_id, MEMBER, user_id, now=now))
+
+
+def remove_member(
+    services: Services, caller: Caller, org_id: str, user_id: str, *, now: datetime, request_id: str
+) -> None:
+    """Remove a member; the last owner cannot be removed (409)."""
+    require_role(services, caller, org_id, Role.OWNER, now=now)
+    current = _find_member(services, org_id, user_id, now=now)
+    if current is None:
+        raise NotFound()
+    old_role = Role(current.attributes["role"])
+    operations: list[Any] = [Delete(MEMBER, user_id, expect={"role": old_role.value})]
+    if old_role is Role.OWNER:
+        operations.append(_owner_count_change(services, org_id, -1, now=now))
+    _write(services, org_id, operations, now=now)
+    _audit(
+        services,
+        caller,
+        org_id,
+        AuditAction.MEMBER_REMOVE,
+        ("member", user_id),
+        now=now,
+        request_id=request_id,
+    )
+
+
+def _find_member(services: Services, org_id: str, user_id: str, *, now: datetime) -> Item | None:
+    try:
+        return services.table.get(org_id, MEMBER, user_id, now=now)
+    except ItemNotFound:
+        return None
+
+
+def _owner_count_change(services: Services, org_id: str, delta: int, *, now: datetime) -> Update:
+    """Move the org's owner count by `delta`, conditional on the count just read.
+
+    Two owners demoting each other at once both read 2; the first write makes it 1 and the
+    second's condition fails, so an org can never lose its last owner.
+    """
+    count = int(services.table.get(org_id, ORG, now=now).attributes["owner_count"])
+    if count + delta < 1:
+        raise Conflict("An org must keep at least one owner.")
+    return Update(ORG, changes={"owner_count": count + delta}, expect={"owner_count": count})
+
+
+def _write(services: Services, org_id: str, operations: list[Any], *, now: datetime) -> None:
+    try:
+        services.table.transact(org_id, operations, now=now)
+    except (ConditionFailed, ItemExists, ItemNotFound):
+        raise Conflict("The membership changed meanwhile; read it again and retry.") from None
+
+
+def _member(item: Item) -> Member:
+    attributes = item.attributes
+    return Member(
+        user_id=str(item.item_id),
+        role=Role(attributes["role"]),
+        added_at=attributes["added_at"],
+        added_by=attributes["added_by"],
+    )
+
+
+def _audit(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    action: AuditAction,
+    target: tuple[str, str],
+    *,
+    now: datetime,
+    request_id: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    target_kind, target_id = target
+    services.audit.append(
+        org_id,
+        AuditEntry(
+            actor=caller.sub,
+            action=action.value,
+            request_id=request_id,
+            outcome="success",
+            target_kind=target_kind,
+            target_id=target_id,
+            details=details or {},
+        ),
+        now=now,
+    )

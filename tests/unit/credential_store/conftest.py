@@ -1,0 +1,66 @@
+"""Drive the credential_store handler with events, on moto resources built from the template."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from strongroom.settings import Settings
+from strongroom_local.provision import Stack
+from tests.support.http import http_event
+
+FUNCTION_DIR = Path(__file__).resolve().parents[3] / "functions" / "credential_store"
+
+
+def _load_app() -> Any:
+    spec = importlib.util.spec_from_file_location("credential_store_app", FUNCTION_DIR / "app.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class LambdaContext:
+    function_name = "CredentialStoreFunction"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:credential-store"
+    aws_request_id = "0b6d3c5e-req"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+Call = Callable[..., tuple[int, Any]]
+
+
+@pytest.fixture
+def call(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Call:
+    """call(method, path, sub=..., body=...) -> (status, parsed body) through lambda_handler."""
+    for name, value in stack.function_environment("CredentialStoreFunction").items():
+        monkeypatch.setenv(name, value)
+    app = _load_app()
+    from credential_store import services as services_module
+
+    services_module.services.cache_clear()
+    settings = Settings.from_environ(os.environ)
+    built = services_module.build_services(settings, boto3.Session(region_name="us-east-1"))
+    monkeypatch.setattr(services_module, "services", lambda: built)
+    monkeypatch.setattr(app, "services", lambda: built)
+
+    def call(method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        route = kwargs.pop("route", None)
+        event = http_event(method, path, route=route, **kwargs)
+        response = app.lambda_handler(event, LambdaContext())
+        body = response.get("body")
+        return response["statusCode"], json.loads(body) if body else None
+
+    return call

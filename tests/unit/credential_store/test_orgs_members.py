@@ -1,0 +1,131 @@
+"""Orgs and members through the handler: roles from the table, the last owner, 404 for others."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from strongroom_local.provision import Stack
+from tests.unit.credential_store.conftest import Call
+
+
+def _create(call: Call, sub: str = "alice", name: str = "Acme") -> str:
+    status, body = call("POST", "/orgs", sub=sub, body={"name": name})
+    assert status == 201, body
+    return str(body["org_id"])
+
+
+def _put(call: Call, org: str, user: str, role: str, sub: str = "alice") -> tuple[int, object]:
+    return call(
+        "PUT",
+        f"/orgs/{org}/members/{user}",
+        sub=sub,
+        route="/orgs/{org_id}/members/{user_id}",
+        path_parameters={"org_id": org, "user_id": user},
+        body={"role": role},
+    )
+
+
+def _get(call: Call, path: str, sub: str, route: str, **params: str) -> tuple[int, object]:
+    return call("GET", path, sub=sub, route=route, path_parameters=params)
+
+
+def test_create_org_makes_its_key_keyring_and_owner(call: Call, stack: Stack) -> None:
+    org = _create(call)
+    status, body = _get(call, f"/orgs/{org}", "alice", "/orgs/{org_id}", org_id=org)
+    assert status == 200
+    assert body["name"] == "Acme"
+    assert body["your_role"] == "owner"
+    kms = boto3.client("kms")
+    aliases = [a["AliasName"] for a in kms.list_aliases()["Aliases"]]
+    assert f"alias/strongroom-dev/org/{org}" in aliases
+    keyring = boto3.client("dynamodb").get_item(
+        TableName=stack.ref("Table"), Key={"pk": {"S": org}, "sk": {"S": "KEYRING"}}
+    )
+    assert keyring["Item"]["current_version"] == {"N": "1"}
+
+
+def test_roles_gate_every_route(call: Call) -> None:
+    org = _create(call)
+    assert _put(call, org, "bob", "admin")[0] == 200
+    assert _put(call, org, "carol", "member")[0] == 200
+    members_route = "/orgs/{org_id}/members"
+    for sub in ("alice", "bob", "carol"):
+        status, body = _get(call, f"/orgs/{org}/members", sub, members_route, org_id=org)
+        assert status == 200
+        assert {m["user_id"] for m in body["members"]} == {"alice", "bob", "carol"}
+    # Only owners manage members.
+    for sub in ("bob", "carol"):
+        status, body = _put(call, org, "dave", "member", sub=sub)
+        assert status == 403
+        assert body["error"]["code"] == "forbidden"
+
+
+def test_other_orgs_look_exactly_like_missing_ones(call: Call) -> None:
+    org = _create(call)
+    missing = "org_" + "a" * 26
+    responses = [
+        _get(call, f"/orgs/{org}", "mallory", "/orgs/{org_id}", org_id=org),
+        _get(call, f"/orgs/{missing}", "mallory", "/orgs/{org_id}", org_id=missing),
+        _get(call, f"/orgs/{missing}", "alice", "/orgs/{org_id}", org_id=missing),
+        _put(call, org, "mallory", "owner", sub="mallory"),
+    ]
+    assert {status for status, _ in responses} == {404}
+    assert len({str(body) for _, body in responses}) == 1
+
+
+def test_last_owner_cannot_be_demoted_or_removed(call: Call) -> None:
+    org = _create(call)
+    status, body = _put(call, org, "alice", "admin")
+    assert status == 409
+    status, body = call(
+        "DELETE",
+        f"/orgs/{org}/members/alice",
+        route="/orgs/{org_id}/members/{user_id}",
+        path_parameters={"org_id": org, "user_id": "alice"},
+    )
+    assert status == 409
+    assert body["error"]["code"] == "conflict"
+    # With a second owner, the first may step down.
+    assert _put(call, org, "bob", "owner")[0] == 200
+    assert _put(call, org, "alice", "member")[0] == 200
+    status, _ = _put(call, org, "bob", "member", sub="bob")
+    assert status == 409
+
+
+def test_remove_member(call: Call) -> None:
+    org = _create(call)
+    assert _put(call, org, "bob", "member")[0] == 200
+    route = "/orgs/{org_id}/members/{user_id}"
+    params = {"org_id": org, "user_id": "bob"}
+    status, _ = call("DELETE", f"/orgs/{org}/members/bob", route=route, path_parameters=params)
+    assert status == 204
+    status, _ = call("DELETE", f"/orgs/{org}/members/bob", route=route, path_parameters=params)
+    assert status == 404
+    status, _ = _get(call, f"/orgs/{org}", "bob", "/orgs/{org_id}", org_id=org)
+    assert status == 404
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        ('{"name": "x", "owner": "mallory"}', 422),
+        ('{"name": ""}', 422),
+        ("{}", 422),
+        ("{not json", 400),
+        ('{"name": "' + "x" * (256 * 1024) + '"}', 413),
+    ],
+)
+def test_bad_bodies_change_nothing(call: Call, stack: Stack, raw: str, status: int) -> None:
+    got, body = call("POST", "/orgs", raw_body=raw)
+    assert got == status
+    assert "error" in body
+    assert boto3.client("kms").list_aliases()["Aliases"] == [
+        a for a in boto3.client("kms").list_aliases()["Aliases"] if "/org/" not in a["AliasName"]
+    ]
+
+
+def test_identity_never_comes_from_the_body_or_headers(call: Call) -> None:
+    status, body = call("POST", "/orgs", sub=None, body={"name": "x"})
+    assert status == 401
+    assert body["error"]["code"] == "unauthenticated"
