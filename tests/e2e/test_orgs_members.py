@@ -1,0 +1,222 @@
+"""Orgs and members through the real local stack over HTTP: flows, roles, isolation, attacks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from strongroom_local.issuer import KEY_FILE
+from tests.e2e.conftest import LocalStackClient
+
+pytestmark = pytest.mark.e2e
+TIMEOUT = 30
+
+
+def _user(name: str) -> str:
+    """A subject unique to this test run, so tests sharing the session stack never meet."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def _call(
+    stack: LocalStackClient, method: str, path: str, sub: str | None, **kwargs: Any
+) -> tuple[int, Any]:
+    headers = dict(kwargs.pop("headers", {}))
+    if sub is not None:
+        headers.update(stack.auth(sub))
+    response = stack.http.request(
+        method, stack.url(path), headers=headers, timeout=TIMEOUT, **kwargs
+    )
+    body = response.json() if response.content else None
+    return response.status_code, body
+
+
+def _new_org(stack: LocalStackClient, owner: str) -> str:
+    status, body = _call(stack, "POST", "/orgs", owner, json={"name": "Acme"})
+    assert status == 201, body
+    return str(body["org_id"])
+
+
+def test_org_lifecycle_and_membership(local_stack: LocalStackClient) -> None:
+    alice, bob, carol = _user("alice"), _user("bob"), _user("carol")
+    org = _new_org(local_stack, alice)
+    status, body = _call(local_stack, "GET", f"/orgs/{org}", alice)
+    assert status == 200
+    assert body["your_role"] == "owner"
+    assert (
+        _call(local_stack, "PUT", f"/orgs/{org}/members/{bob}", alice, json={"role": "admin"})[0]
+        == 200
+    )
+    assert (
+        _call(local_stack, "PUT", f"/orgs/{org}/members/{carol}", alice, json={"role": "member"})[0]
+        == 200
+    )
+    status, body = _call(local_stack, "GET", f"/orgs/{org}/members", carol)
+    assert status == 200
+    assert {m["user_id"]: m["role"] for m in body["members"]} == {
+        alice: "owner",
+        bob: "admin",
+        carol: "member",
+    }
+    assert _call(local_stack, "DELETE", f"/orgs/{org}/members/{carol}", alice)[0] == 204
+    assert _call(local_stack, "GET", f"/orgs/{org}", carol)[0] == 404
+
+
+def test_every_role_boundary(local_stack: LocalStackClient) -> None:
+    owner, admin, member = _user("owner"), _user("admin"), _user("member")
+    org = _new_org(local_stack, owner)
+    for user, role in ((admin, "admin"), (member, "member")):
+        assert (
+            _call(local_stack, "PUT", f"/orgs/{org}/members/{user}", owner, json={"role": role})[0]
+            == 200
+        )
+    target = _user("target")
+    expected = [  # (method, path, body) -> status per role (owner, admin, member)
+        ("GET", f"/orgs/{org}", None, (200, 200, 200)),
+        ("GET", f"/orgs/{org}/members", None, (200, 200, 200)),
+        ("PUT", f"/orgs/{org}/members/{target}", {"role": "member"}, (200, 403, 403)),
+        ("DELETE", f"/orgs/{org}/members/{target}", None, (204, 403, 403)),
+    ]
+    for method, path, body, statuses in expected:
+        # Non-owners first, so the owner's write is the one that lands.
+        for user, status in reversed(list(zip((owner, admin, member), statuses, strict=True))):
+            kwargs = {"json": body} if body is not None else {}
+            got, answer = _call(local_stack, method, path, user, **kwargs)
+            assert got == status, (method, path, user, answer)
+            if status == 403:
+                assert answer["error"]["code"] == "forbidden"
+
+
+def test_another_orgs_resources_answer_404_like_missing_ones(local_stack: LocalStackClient) -> None:
+    alice, mallory = _user("alice"), _user("mallory")
+    org = _new_org(local_stack, alice)
+    _new_org(local_stack, mallory)
+    missing = "org_" + "a" * 26
+    answers = [
+        _call(local_stack, "GET", f"/orgs/{org}", mallory),
+        _call(local_stack, "GET", f"/orgs/{org}/members", mallory),
+        _call(
+            local_stack, "PUT", f"/orgs/{org}/members/{mallory}", mallory, json={"role": "owner"}
+        ),
+        _call(local_stack, "DELETE", f"/orgs/{org}/members/{alice}", mallory),
+        _call(local_stack, "GET", f"/orgs/{missing}", mallory),
+    ]
+    assert [status for status, _ in answers] == [404] * len(answers)
+    assert len({json.dumps(body, sort_keys=True) for _, body in answers}) == 1
+    # And nothing changed: alice is still the only member.
+    status, body = _call(local_stack, "GET", f"/orgs/{org}/members", alice)
+    assert status == 200
+    assert [m["user_id"] for m in body["members"]] == [alice]
+
+
+def test_last_owner_is_kept(local_stack: LocalStackClient) -> None:
+    alice = _user("alice")
+    org = _new_org(local_stack, alice)
+    status, body = _call(
+        local_stack, "PUT", f"/orgs/{org}/members/{alice}", alice, json={"role": "admin"}
+    )
+    assert status == 409
+    assert body["error"]["code"] == "conflict"
+    assert _call(local_stack, "DELETE", f"/orgs/{org}/members/{alice}", alice)[0] == 409
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "status"),
+    [
+        (b'{"role": "member", "user_id": "mallory"}', "application/json", 422),
+        (b'{"role": "superuser"}', "application/json", 422),
+        (b"{}", "application/json", 422),
+        (b'{"role": ', "application/json", 400),
+        (b'{"role": "member", "pad": "' + b"x" * (256 * 1024) + b'"}', "application/json", 413),
+    ],
+)
+def test_bad_bodies_change_nothing(
+    local_stack: LocalStackClient, raw: bytes, content_type: str, status: int
+) -> None:
+    alice = _user("alice")
+    org = _new_org(local_stack, alice)
+    got, body = _call(
+        local_stack,
+        "PUT",
+        f"/orgs/{org}/members/{_user('bob')}",
+        alice,
+        data=raw,
+        headers={"Content-Type": content_type},
+    )
+    assert got == status, body
+    assert set(body) == {"error"}
+    members = _call(local_stack, "GET", f"/orgs/{org}/members", alice)[1]["members"]
+    assert [m["user_id"] for m in members] == [alice]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    return _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
+
+
+def _issuer_public_pem(stack: LocalStackClient) -> bytes:
+    private = serialization.load_pem_private_key(
+        (stack.state_dir / KEY_FILE).read_bytes(), password=None
+    )
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _attacks(stack: LocalStackClient) -> dict[str, str | None]:
+    """Authorization header values, each a different way to forge or misuse a token."""
+    sub = _user("eve")
+    good = stack.token(sub)
+    header = jwt.get_unverified_header(good)
+    claims = jwt.decode(good, options={"verify_signature": False})
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    head, _, signature = good.split(".")
+    hs_header = {"alg": "HS256", "typ": "JWT", "kid": header["kid"]}
+    hs_signing_input = _unsigned(hs_header, claims)
+    hs_signature = hmac.new(
+        _issuer_public_pem(stack), hs_signing_input.encode(), hashlib.sha256
+    ).digest()
+    tampered = _b64(json.dumps({**claims, "sub": "alice"}).encode())
+    return {
+        "expired": "Bearer " + stack.token(sub, ttl=-120),
+        "not yet valid": "Bearer " + stack.token(sub, nbf=int(time.time()) + 600),
+        "wrong aud": "Bearer " + stack.token(sub, aud="someone-else"),
+        "wrong iss": "Bearer " + stack.token(sub, iss="https://evil.example/"),
+        "alg none": "Bearer " + _unsigned({"alg": "none", "typ": "JWT"}, claims) + ".",
+        "hs256 with the public key": "Bearer " + hs_signing_input + "." + _b64(hs_signature),
+        "unknown kid": "Bearer " + jwt.encode(claims, stranger, "RS256", headers={"kid": "nope"}),
+        "stranger's key, real kid": "Bearer "
+        + jwt.encode(claims, stranger, "RS256", headers=header),
+        "tampered payload": "Bearer " + head + "." + tampered + "." + signature,
+        "missing header": None,
+        "empty bearer": "Bearer ",
+        "wrong scheme": "Token " + good,
+    }
+
+
+def test_jwt_attacks_are_all_401_with_one_body(local_stack: LocalStackClient) -> None:
+    alice = _user("alice")
+    org = _new_org(local_stack, alice)
+    bodies = set()
+    for name, authorization in _attacks(local_stack).items():
+        headers = {} if authorization is None else {"Authorization": authorization}
+        for method, path in (("POST", "/orgs"), ("GET", f"/orgs/{org}/members")):
+            kwargs = {"json": {"name": "x"}} if method == "POST" else {}
+            response = local_stack.http.request(
+                method, local_stack.url(path), headers=headers, timeout=TIMEOUT, **kwargs
+            )
+            assert response.status_code == 401, name
+            bodies.add(response.content)
+    assert len(bodies) == 1
