@@ -1,0 +1,48 @@
+"""The README's quick start, run line for line against the live local stack, so it cannot rot."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+
+import pytest
+
+from strongroom_local.template import REPO_ROOT
+from tests.e2e.conftest import LocalStackClient
+
+pytestmark = pytest.mark.e2e
+README_API = "http://127.0.0.1:3000/dev"
+
+
+def _quickstart_script() -> str:
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(
+        r"<!-- quickstart:.*?-->\s*```sh\n(.*?)```\s*<!-- /quickstart -->", text, re.S
+    )
+    assert match, "README.md lost its quickstart block"
+    return match.group(1)
+
+
+def test_readme_quickstart_creates_an_org_and_lists_its_owner(
+    local_stack: LocalStackClient,
+) -> None:
+    script = _quickstart_script()
+    assert README_API in script
+    # Only the stack's address and state directory differ from a newcomer's defaults.
+    script = script.replace(README_API, local_stack.api_url)
+    script = script.replace(
+        "dev-token ", f"dev-token --state-dir {shlex.quote(str(local_stack.state_dir))} "
+    )
+    result = subprocess.run(  # noqa: S603 - our own README, run by bash
+        ["bash", "-euo", "pipefail", "-c", script],  # noqa: S607
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    members = json.loads(result.stdout.strip().splitlines()[-1])["members"]
+    assert [(m["user_id"], m["role"]) for m in members] == [("alice", "owner")]
