@@ -1,0 +1,322 @@
+"""The append-only audit log: one hash chain per org, events in S3 under Object Lock.
+
+Layout:
+
+    s3://<audit bucket>/audit/<org_id>/<seq, 12 digits>.json   one event, canonical JSON,
+        written only if absent (If-None-Match: *), COMPLIANCE retention until now + N days
+    table pk=<org_id> sk="AUDIT#HEAD"                            seq (N), hash (S)
+
+Append: read the head (seq n, hash h); write event n+1 (prev_hash h) only if its key is absent;
+then move the head from (n, h) to (n+1, hash) by a conditional update. S3's conditional create
+decides which writer owns position n+1, so concurrent appends cannot fork the chain; the head
+is an index that may lag by one event. A writer that crashed (or lost the connection) between
+the two steps leaves event n+1 in S3 with the head still at n: the next appender finds the key
+taken, checks that the event there links to the head, moves the head over it, and retries, so
+there is neither a fork nor a gap. An event that does not link is never built upon: the append
+raises `AuditChainBroken`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import astuple, dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from strongroom.audit.events import (
+    GENESIS_HASH,
+    AuditEntry,
+    AuditEvent,
+    canonical_json,
+    event_hash,
+    seal_event,
+)
+from strongroom.audit.exceptions import (
+    AuditChainBroken,
+    AuditContention,
+    AuditUnavailable,
+    InvalidAuditCursor,
+    InvalidAuditEvent,
+)
+from strongroom.audit.objects import EventObjects, event_key, parse_event_document
+from strongroom.audit.verify import ChainReport, check_chain
+from strongroom.redaction import redact as _redact_with_layer_rules
+from strongroom.settings import Settings
+from strongroom.tenancy import (
+    ConditionFailed,
+    ItemExists,
+    ItemNotFound,
+    StoreUnavailable,
+    TenantTable,
+    validate_org_id,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_s3.client import S3Client
+
+_LOGGER = logging.getLogger(__name__)
+_HEAD_KIND, _HEAD_ID = "AUDIT", "HEAD"
+_HASH = re.compile(r"[0-9a-f]{64}")
+# Each lost round means another writer's event went in (or is going in). A loser backs off
+# with full jitter so that a burst of writers on one org spreads out instead of retrying in step.
+_MAX_ATTEMPTS = 64
+_BACK_OFF_BASE_SECONDS = 0.005
+_BACK_OFF_CAP_SECONDS = 0.2
+_JITTER = secrets.SystemRandom()
+_MAX_CURSOR_LENGTH = 512
+
+Redactor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last anchored event of an org: its seq (0: none yet) and hash."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """Events newest first; `missing` lists seqs in the page's range that could not be read
+    (deleted or unreadable: run the verifier); `cursor` continues (None: nothing older)."""
+
+    events: tuple[AuditEvent, ...]
+    cursor: str | None
+    missing: tuple[int, ...] = ()
+
+
+class AuditLog:
+    """Appends, lists and verifies the audit events of orgs.
+
+    `redact` cleans each event's `details` before it is stored; it defaults to the layer's
+    `strongroom.redaction.redact` and is a parameter only so that a stricter one can be given.
+    """
+
+    def __init__(
+        self,
+        *,
+        s3: S3Client,
+        dynamodb: DynamoDBClient,
+        settings: Settings,
+        redact: Redactor = _redact_with_layer_rules,
+    ) -> None:
+        self._objects = EventObjects(s3=s3, bucket=settings.audit_bucket)
+        self._retention = timedelta(days=settings.audit_retention_days)
+        self._table = TenantTable(dynamodb=dynamodb, table_name=settings.table_name)
+        self._redact = redact
+
+    # ---- append ---------------------------------------------------------------------------
+
+    def append(self, org_id: str, entry: AuditEntry, *, now: datetime) -> AuditEvent:
+        """Append `entry` to the org's chain at `now` and return the stored event.
+
+        AuditUnavailable: S3 or DynamoDB failed and the event was not written.
+        AuditChainBroken: the stored chain does not extend from its head (tampering).
+        """
+        org_id = validate_org_id(org_id)
+        details = self._redact(dict(entry.details))
+        retain_until = now + self._retention
+        stalled: ChainHead | None = None
+        for attempt in range(_MAX_ATTEMPTS):
+            head = self._read_head(org_id, now)
+            if head == stalled:
+                # Whoever took seq head+1 has still not moved the head (it crashed, or lost its
+                # connection): check that its event extends the head and move the head over it.
+                self._anchor_existing(org_id, head, now)
+                stalled = None
+                continue
+            try:
+                event = seal_event(
+                    entry,
+                    org_id=org_id,
+                    seq=head.seq + 1,
+                    prev_hash=head.hash,
+                    occurred_at=now,
+                    details=details,
+                )
+            except ValidationError as exc:
+                raise _invalid(exc) from None
+            body = canonical_json(event.document())
+            if self._objects.create(event_key(org_id, event.seq), body, retain_until=retain_until):
+                self._anchor_written(org_id, head, event, now)
+                return event
+            stalled = head
+            _back_off(attempt)
+        raise AuditContention("concurrent appends to this org kept winning")
+
+    def _anchor_written(
+        self, org_id: str, head: ChainHead, event: AuditEvent, now: datetime
+    ) -> None:
+        # The event is stored and owns its seq; if moving the head fails, the next append (or
+        # one that already ran) anchors it, so the append has still succeeded.
+        try:
+            self._move_head(org_id, head, ChainHead(event.seq, event.hash), now)
+        except AuditUnavailable:
+            _LOGGER.warning(
+                "audit event stored but the chain head was not moved; the next append anchors it",
+                extra={"org_id": org_id, "seq": event.seq},
+            )
+
+    def _anchor_existing(self, org_id: str, head: ChainHead, now: datetime) -> None:
+        """Another writer holds seq head+1: check that it extends the head, then anchor it."""
+        seq = head.seq + 1
+        body = self._objects.read(event_key(org_id, seq))
+        if body is None:
+            return  # it vanished between our put and this read (a conflict): just retry
+        document = parse_event_document(body)
+        valid = (
+            document is not None
+            and document.get("seq") == seq
+            and document.get("org_id") == org_id
+            and isinstance(document.get("prev_hash"), str)
+            and hmac.compare_digest(document["prev_hash"], head.hash)
+            and isinstance(document.get("hash"), str)
+            and hmac.compare_digest(document["hash"], event_hash(document))
+        )
+        if not valid or document is None:
+            raise AuditChainBroken(f"audit event {seq} does not extend the chain head")
+        self._move_head(org_id, head, ChainHead(seq, document["hash"]), now)
+
+    # ---- head -----------------------------------------------------------------------------
+
+    def read_head(self, org_id: str, *, now: datetime) -> ChainHead:
+        """The org's chain head (seq 0 and the genesis hash before the first event)."""
+        return self._read_head(validate_org_id(org_id), now)
+
+    def _read_head(self, org_id: str, now: datetime) -> ChainHead:
+        try:
+            item = self._table.get(org_id, _HEAD_KIND, _HEAD_ID, now=now)
+        except ItemNotFound:
+            return ChainHead(0, GENESIS_HASH)
+        except StoreUnavailable as exc:
+            raise AuditUnavailable(f"reading the chain head failed ({exc})") from exc
+        seq, digest = item.attributes.get("seq"), item.attributes.get("hash")
+        if (
+            not isinstance(seq, int)
+            or seq < 1
+            or not isinstance(digest, str)
+            or not _HASH.fullmatch(digest)
+        ):
+            raise AuditChainBroken("the chain head is malformed")
+        return ChainHead(seq, digest)
+
+    def _move_head(self, org_id: str, old: ChainHead, new: ChainHead, now: datetime) -> None:
+        """Move the head from `old` to `new`; losing to another writer is fine."""
+        attributes = {"seq": new.seq, "hash": new.hash}
+        try:
+            if old.seq == 0:
+                self._table.create(org_id, _HEAD_KIND, _HEAD_ID, attributes=attributes, now=now)
+            else:
+                self._table.update(
+                    org_id,
+                    _HEAD_KIND,
+                    _HEAD_ID,
+                    changes=attributes,
+                    expect={"seq": old.seq, "hash": old.hash},
+                    now=now,
+                )
+        except (ItemExists, ConditionFailed, ItemNotFound):
+            return  # another writer moved it first; the caller re-reads it
+        except StoreUnavailable as exc:
+            raise AuditUnavailable(f"moving the chain head failed ({exc})") from exc
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def list_events(
+        self, org_id: str, *, now: datetime, limit: int = 50, cursor: str | None = None
+    ) -> AuditPage:
+        """The org's events newest first, `limit` per page (1-100)."""
+        org_id = validate_org_id(org_id)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
+            raise ValueError("limit must be 1 to 100")
+        head = self._read_head(org_id, now)
+        if cursor is not None:
+            # A cursor cannot reach past the chain (it would list phantom missing events).
+            start = min(_decode_cursor(cursor, org_id), head.seq + 1)
+        else:
+            start = head.seq
+            # An event whose writer did not get to move the head is still an event.
+            if self._objects.read(event_key(org_id, start + 1)) is not None:
+                start += 1
+        events: list[AuditEvent] = []
+        missing: list[int] = []
+        stop = max(0, start - limit)
+        for seq in range(start, stop, -1):
+            event = self.read_event(org_id, seq)
+            if event is None:
+                missing.append(seq)
+            else:
+                events.append(event)
+        next_cursor = _encode_cursor(org_id, stop) if stop > 0 else None
+        return AuditPage(events=tuple(events), cursor=next_cursor, missing=tuple(missing))
+
+    def read_event(
+        self, org_id: str, seq: int, *, version_id: str | None = None
+    ) -> AuditEvent | None:
+        """Event `seq` of the org as stored, or None if it is absent or not a valid event."""
+        body = self._objects.read(event_key(validate_org_id(org_id), seq), version_id=version_id)
+        document = parse_event_document(body) if body is not None else None
+        if document is None:
+            return None
+        try:
+            return AuditEvent.model_validate(document)
+        except ValidationError:
+            return None
+
+    # ---- verification ---------------------------------------------------------------------
+
+    def verify_chain(self, org_id: str, *, now: datetime) -> ChainReport:
+        """Check every stored event of the org and its head; see `strongroom.audit.verify`.
+
+        Findings are in the report; AuditUnavailable if S3 or DynamoDB fails.
+        """
+        org_id = validate_org_id(org_id)
+        try:
+            head: tuple[int, str] | None = astuple(self._read_head(org_id, now))
+        except AuditChainBroken:
+            head = None
+        return check_chain(self._objects, org_id, head)
+
+
+def _back_off(attempt: int) -> None:
+    ceiling = min(_BACK_OFF_CAP_SECONDS, _BACK_OFF_BASE_SECONDS * 2 ** min(attempt, 10))
+    time.sleep(_JITTER.uniform(0, ceiling))
+
+
+def _invalid(exc: ValidationError) -> InvalidAuditEvent:
+    fields = sorted({".".join(str(part) for part in error["loc"]) for error in exc.errors()})
+    return InvalidAuditEvent("invalid audit event fields: " + ", ".join(fields))
+
+
+def _encode_cursor(org_id: str, before_or_at: int) -> str:
+    text = json.dumps({"o": org_id, "s": before_or_at}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str, org_id: str) -> int:
+    if not isinstance(cursor, str) or not 0 < len(cursor) <= _MAX_CURSOR_LENGTH:
+        raise InvalidAuditCursor("the cursor is malformed")
+    try:
+        document = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidAuditCursor("the cursor is malformed") from None
+    if not isinstance(document, dict):
+        raise InvalidAuditCursor("the cursor is malformed")
+    if document.get("o") != org_id:
+        raise InvalidAuditCursor("the cursor belongs to another org")
+    seq = document.get("s")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise InvalidAuditCursor("the cursor is malformed")
+    return seq

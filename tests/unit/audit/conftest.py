@@ -1,0 +1,127 @@
+"""Audit fixtures: clients on the emulated stack, the log, entries, fault injection.
+
+Two notes on the emulator, both about moto rather than the code under test:
+
+- moto applies the template's TLS-only bucket policy (Deny unless `aws:SecureTransport`) as an
+  unconditional Deny, because it does not evaluate that condition key; `audit_bucket_open` removes
+  the policy from the audit bucket so objects can be written at all.
+- moto processes requests from several threads without a lock, so its conditional writes are
+  not atomic across threads as S3's and DynamoDB's are. `atomic_aws` serialises request
+  handling (one request at a time, as each request is atomic in AWS) for the concurrency test.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from moto.core.botocore_stubber import BotocoreStubber
+
+from strongroom.audit import AuditAction, AuditEntry, AuditLog
+from strongroom.settings import Settings
+from strongroom.tenancy import new_org_id
+from strongroom_local.provision import Stack
+
+# S3 enforces Object Lock by its own clock and refuses a retain-until date in the past, so the
+# injected now lies ahead of any real clock this suite will meet.
+NOW = datetime(2096, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+class SimulatedCrash(BaseException):
+    """The process dies here: no handler in the code under test may catch it."""
+
+
+def entry(**overrides: Any) -> AuditEntry:
+    fields: dict[str, Any] = {
+        "actor": "auth0|alice",
+        "action": AuditAction.CREDENTIAL_WRITE,
+        "target_kind": "connection",
+        "target_id": "conn_1",
+        "request_id": "req-0001",
+        "outcome": "success",
+        "details": {"method": "client_credentials"},
+    }
+    fields.update(overrides)
+    return AuditEntry(**fields)
+
+
+@pytest.fixture
+def audit_bucket_open(stack: Stack, settings: Settings) -> None:
+    boto3.client("s3", region_name="us-east-1").delete_bucket_policy(Bucket=settings.audit_bucket)
+
+
+@pytest.fixture
+def s3(audit_bucket_open: None) -> Any:
+    return boto3.client("s3", region_name="us-east-1")
+
+
+@pytest.fixture
+def dynamodb(stack: Stack) -> Any:
+    return boto3.client("dynamodb", region_name="us-east-1")
+
+
+@pytest.fixture
+def make_log(settings: Settings, audit_bucket_open: None) -> Callable[..., AuditLog]:
+    """A new AuditLog on its own clients (as in another process), optionally faulty."""
+
+    def make(
+        *, settings_: Settings | None = None, s3: Any = None, dynamodb: Any = None
+    ) -> AuditLog:
+        return AuditLog(
+            s3=s3 or boto3.client("s3", region_name="us-east-1"),
+            dynamodb=dynamodb or boto3.client("dynamodb", region_name="us-east-1"),
+            settings=settings_ or settings,
+        )
+
+    return make
+
+
+@pytest.fixture
+def audit(make_log: Callable[..., AuditLog]) -> AuditLog:
+    return make_log()
+
+
+@pytest.fixture
+def org_id() -> str:
+    return new_org_id()
+
+
+@pytest.fixture
+def atomic_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = threading.Lock()
+    process = BotocoreStubber.process_request
+
+    def one_at_a_time(self: BotocoreStubber, request: Any) -> Any:
+        with lock:
+            return process(self, request)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
+
+
+def fail_on(client: Any, operation: str, error: Callable[[], BaseException]) -> None:
+    """Make `client` raise `error()` whenever it is about to send `operation`."""
+    service = client.meta.service_model.service_id.hyphenize()
+
+    def refuse(**_: Any) -> None:
+        raise error()
+
+    client.meta.events.register(f"before-call.{service}.{operation}", refuse)
+
+
+def head_item(dynamodb: Any, settings: Settings, org_id: str) -> dict[str, Any] | None:
+    response = dynamodb.get_item(
+        TableName=settings.table_name,
+        Key={"pk": {"S": org_id}, "sk": {"S": "AUDIT#HEAD"}},
+        ConsistentRead=True,
+    )
+    item = response.get("Item")
+    return None if item is None else {"seq": int(item["seq"]["N"]), "hash": item["hash"]["S"]}
+
+
+def event_keys(s3: Any, bucket: str, org_id: str) -> list[str]:
+    response = s3.list_objects_v2(Bucket=bucket, Prefix=f"audit/{org_id}/")
+    return [item["Key"] for item in response.get("Contents", [])]
