@@ -1,13 +1,9 @@
 """Audit fixtures: clients on the emulated stack, the log, entries, fault injection.
 
-Two notes on the emulator, both about moto rather than the code under test:
-
-- moto applies the template's TLS-only bucket policy (Deny unless `aws:SecureTransport`) as an
-  unconditional Deny, because it does not evaluate that condition key; `audit_bucket_open` removes
-  the policy from the audit bucket so objects can be written at all.
-- moto processes requests from several threads without a lock, so its conditional writes are
-  not atomic across threads as S3's and DynamoDB's are. `atomic_aws` serialises request
-  handling (one request at a time, as each request is atomic in AWS) for the concurrency test.
+moto processes requests from several threads without a lock, so its conditional writes are not
+atomic across threads as S3's and DynamoDB's are (two threads can both pass an If-None-Match
+check and both write). `atomic_aws` serialises moto's request handling, one request at a time,
+as each request is atomic in AWS; the concurrency test uses it.
 """
 
 from __future__ import annotations
@@ -50,12 +46,7 @@ def entry(**overrides: Any) -> AuditEntry:
 
 
 @pytest.fixture
-def audit_bucket_open(stack: Stack, settings: Settings) -> None:
-    boto3.client("s3", region_name="us-east-1").delete_bucket_policy(Bucket=settings.audit_bucket)
-
-
-@pytest.fixture
-def s3(audit_bucket_open: None) -> Any:
+def s3(stack: Stack) -> Any:
     return boto3.client("s3", region_name="us-east-1")
 
 
@@ -65,7 +56,7 @@ def dynamodb(stack: Stack) -> Any:
 
 
 @pytest.fixture
-def make_log(settings: Settings, audit_bucket_open: None) -> Callable[..., AuditLog]:
+def make_log(settings: Settings) -> Callable[..., AuditLog]:
     """A new AuditLog on its own clients (as in another process), optionally faulty."""
 
     def make(

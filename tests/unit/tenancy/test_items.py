@@ -17,7 +17,7 @@ from strongroom.tenancy import (
 from tests.unit.tenancy.conftest import NOW, raw_items
 
 
-def test_create_then_get_returns_the_attributes(table: TenantTable, org_id: str) -> None:
+def test_create_get_and_create_again(table: TenantTable, org_id: str) -> None:
     created = table.create(
         org_id,
         "CONN",
@@ -38,9 +38,7 @@ def test_create_then_get_returns_the_attributes(table: TenantTable, org_id: str)
     table.create(org_id, "ORG", attributes={"name": "Acme"}, now=NOW)
     org = table.get(org_id, "ORG", now=NOW)
     assert (org.kind, org.item_id, org.attributes["name"]) == ("ORG", None, "Acme")
-
-
-def test_create_refuses_an_existing_item_and_keeps_it(table: TenantTable, org_id: str) -> None:
+    # Create refuses an existing item and keeps it.
     table.create(org_id, "MEMBER", "alice", attributes={"role": "owner"}, now=NOW)
     with pytest.raises(ItemExists):
         table.create(org_id, "MEMBER", "alice", attributes={"role": "member"}, now=NOW)
@@ -61,9 +59,7 @@ def test_put_replaces_and_update_sets_and_removes(table: TenantTable, org_id: st
     assert table.get(org_id, "ORG", now=NOW) == updated
 
 
-def test_update_with_an_expected_version_is_optimistic_locking(
-    table: TenantTable, org_id: str
-) -> None:
+def test_update_expectations_are_optimistic_locking(table: TenantTable, org_id: str) -> None:
     table.create(org_id, "ORG", attributes={"name": "Acme", "version": 1}, now=NOW)
     table.update(org_id, "ORG", changes={"name": "A", "version": 2}, expect={"version": 1}, now=NOW)
     # A writer that read version 1 loses, and changes nothing.
@@ -73,9 +69,7 @@ def test_update_with_an_expected_version_is_optimistic_locking(
         )
     assert not isinstance(lost.value, ItemNotFound)
     assert dict(table.get(org_id, "ORG", now=NOW).attributes) == {"name": "A", "version": 2}
-
-
-def test_update_can_expect_an_attribute_to_be_absent(table: TenantTable, org_id: str) -> None:
+    # None expects the attribute to be absent.
     table.create(org_id, "CONN", "c1", attributes={"name": "x"}, now=NOW)
     table.update(
         org_id, "CONN", "c1", changes={"revoked_at": "t1"}, expect={"revoked_at": None}, now=NOW

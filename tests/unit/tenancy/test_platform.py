@@ -20,6 +20,14 @@ def test_platform_keys_never_look_like_an_org(
     assert list(stored) == ["WEBHOOK_EVENT"]
     with pytest.raises(InvalidKey):
         platform.create("org_" + "a" * 26, "x", attributes={}, now=NOW)
+    # Unconditional put, get and delete.
+    platform.put("SCHEDULE", "conn_1", attributes={"expression": "rate(1 day)"}, now=NOW)
+    platform.put("SCHEDULE", "conn_1", attributes={"expression": "rate(2 days)"}, now=NOW)
+    assert platform.get("SCHEDULE", "conn_1", now=NOW).attributes["expression"] == "rate(2 days)"
+    platform.delete("SCHEDULE", "conn_1", now=NOW)
+    platform.delete("SCHEDULE", "conn_1", now=NOW)
+    with pytest.raises(ItemNotFound):
+        platform.get("SCHEDULE", "conn_1", now=NOW)
 
 
 def test_a_replayed_id_is_refused_until_it_expires(platform: PlatformTable) -> None:
@@ -46,13 +54,3 @@ def test_oauth_state_is_consumed_once_and_not_after_expiry(platform: PlatformTab
         platform.get("OAUTH_STATE", "digest_b", now=NOW + ttl)
     with pytest.raises(ItemNotFound):
         platform.consume("OAUTH_STATE", "digest_b", now=NOW + ttl)
-
-
-def test_put_get_and_delete(platform: PlatformTable) -> None:
-    platform.put("SCHEDULE", "conn_1", attributes={"expression": "rate(1 day)"}, now=NOW)
-    platform.put("SCHEDULE", "conn_1", attributes={"expression": "rate(2 days)"}, now=NOW)
-    assert platform.get("SCHEDULE", "conn_1", now=NOW).attributes["expression"] == "rate(2 days)"
-    platform.delete("SCHEDULE", "conn_1", now=NOW)
-    platform.delete("SCHEDULE", "conn_1", now=NOW)
-    with pytest.raises(ItemNotFound):
-        platform.get("SCHEDULE", "conn_1", now=NOW)

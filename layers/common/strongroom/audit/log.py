@@ -122,8 +122,11 @@ class AuditLog:
     def append(self, org_id: str, entry: AuditEntry, *, now: datetime) -> AuditEvent:
         """Append `entry` to the org's chain at `now` and return the stored event.
 
-        AuditUnavailable: S3 or DynamoDB failed and the event was not written.
+        It returns once the event object is stored: from then on the event is in the chain,
+        even if moving the head fails (the next append anchors it).
+        AuditUnavailable: S3 or DynamoDB failed before the event was stored (nothing appended).
         AuditChainBroken: the stored chain does not extend from its head (tampering).
+        InvalidAuditEvent: the redacted details, or `now`, do not make a valid event.
         """
         org_id = validate_org_id(org_id)
         details = self._redact(dict(entry.details))
