@@ -43,6 +43,15 @@ def main() -> int:
     layer = str(REPO_ROOT / "layers" / "common")
     baseline = _import_seconds("import boto3", [layer], env)
     print(f"baseline: import boto3  median {baseline * 1000:7.1f} ms over {RUNS} fresh processes")
+    # What any function with a validating Powertools resolver imports before any code of ours:
+    # shows how much of a handler's ratio is the required stack rather than Strongroom.
+    floor = _import_seconds(
+        "import boto3, pydantic, aws_lambda_powertools.event_handler.openapi.params", [layer], env
+    )
+    print(
+        f"floor: boto3 + pydantic + Powertools validation  median {floor * 1000:7.1f} ms"
+        f"  ratio {floor / baseline:4.2f}x"
+    )
     worst = 0.0
     for spec in functions(load_template()).values():
         module = spec.handler.rpartition(".")[0]

@@ -166,6 +166,12 @@ def set_member_role(
             operations.append(_owner_count_change(services, org_id, +1, now=now))
         action = AuditAction.MEMBER_CHANGE_ROLE
     _write(services, org_id, operations, now=now)
+    member = Member(
+        user_id=user_id,
+        role=role,
+        added_at=current.attributes["added_at"] if current else stamp["added_at"],
+        added_by=current.attributes["added_by"] if current else stamp["added_by"],
+    )
     details = {"role": role.value}
     _audit(
         services,
@@ -177,7 +183,7 @@ def set_member_role(
         request_id=request_id,
         details=details,
     )
-    return _member(services.table.get(org_id, MEMBER, user_id, now=now))
+    return member
 
 
 def remove_member(
