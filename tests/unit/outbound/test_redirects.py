@@ -77,6 +77,18 @@ def test_port_change_is_a_cross_origin_redirect(
     assert "authorization" not in other.requests[0].headers
 
 
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_body_is_never_replayed_to_another_origin(
+    status: int, serve: Callable[..., Server], make_client: Callable[..., OutboundClient]
+) -> None:
+    other = serve(replies(Reply(body=b"x")))
+    first = serve(by_path({"/token": redirect(status, other.url("/steal"))}))
+    client = make_client(allow_hosts={first.allow, other.allow})
+    with pytest.raises(DestinationRefused):
+        client.post(first.url("/token"), data={"client_secret": "test-secret"}, retryable=False)
+    assert other.requests == []
+
+
 @pytest.mark.parametrize(
     ("status", "method", "expected_method", "keeps_body"),
     [

@@ -283,6 +283,10 @@ class OutboundClient:
                     if name.lower() not in _BODY_HEADERS
                 }
             if next_target.origin != target.origin:
+                # A body may hold credentials (client_secret, a refresh token, an assertion):
+                # it is never replayed to another origin, whatever the redirect status says.
+                if body is not None:
+                    raise refused()
                 request_headers = {
                     name: value
                     for name, value in request_headers.items()
