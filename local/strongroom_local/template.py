@@ -6,6 +6,8 @@ template and what we test cannot drift apart.
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +66,13 @@ for _short, _long in _SHORT_TAGS.items():
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """The template as a fresh dict (callers may change it); parsed once per file version."""
+    stat = path.stat()
+    return copy.deepcopy(_parse_template(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_template(path: Path, _mtime_ns: int, _size: int) -> dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
         document = yaml.load(handle, Loader=_TemplateLoader)  # noqa: S506 - SafeLoader subclass
     if not isinstance(document, dict):
