@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 # mypy cannot follow the editable install's import hook to the layer package (see the report).
-from strongroom.errors import StrongroomError  # type: ignore[import-not-found, unused-ignore]
+from strongroom.errors import StrongroomError
 
 
-class LocalStackError(StrongroomError):  # type: ignore[misc, unused-ignore]
+class LocalStackError(StrongroomError):
     """Root of every error raised by the local stack and its CLI."""
 
 
