@@ -40,27 +40,42 @@ class LambdaContext:
 
 
 Call = Callable[..., tuple[int, Any]]
+Invoke = Callable[[dict[str, Any]], tuple[int, Any]]
 
 
 @pytest.fixture
-def call(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Call:
-    """call(method, path, sub=..., body=...) -> (status, parsed body) through lambda_handler."""
+def app_module(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The handler module, with the template's environment and services on moto."""
     for name, value in stack.function_environment("CredentialStoreFunction").items():
         monkeypatch.setenv(name, value)
     app = _load_app()
     from credential_store import services as services_module
 
-    services_module.services.cache_clear()
     settings = Settings.from_environ(os.environ)
     built = services_module.build_services(settings, boto3.Session(region_name="us-east-1"))
     monkeypatch.setattr(services_module, "services", lambda: built)
     monkeypatch.setattr(app, "services", lambda: built)
+    return app
+
+
+@pytest.fixture
+def invoke(app_module: Any) -> Invoke:
+    """invoke(event) -> (status, parsed body) through lambda_handler."""
+
+    def invoke(event: dict[str, Any]) -> tuple[int, Any]:
+        response = app_module.lambda_handler(event, LambdaContext())
+        body = response.get("body")
+        return response["statusCode"], json.loads(body) if body else None
+
+    return invoke
+
+
+@pytest.fixture
+def call(invoke: Invoke) -> Call:
+    """call(method, path, sub=..., body=...) -> (status, parsed body) through lambda_handler."""
 
     def call(method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         route = kwargs.pop("route", None)
-        event = http_event(method, path, route=route, **kwargs)
-        response = app.lambda_handler(event, LambdaContext())
-        body = response.get("body")
-        return response["statusCode"], json.loads(body) if body else None
+        return invoke(http_event(method, path, route=route, **kwargs))
 
     return call

@@ -1,0 +1,44 @@
+"""Every sample event under events/credential_store/ drives its route, in a realistic order."""
+
+from __future__ import annotations
+
+
+import pytest
+
+from strongroom_local.routes import http_routes
+from strongroom_local.template import load_template
+from tests.support.events import EVENTS_DIR, load_event
+from tests.unit.credential_store.conftest import Invoke
+
+SAMPLES = EVENTS_DIR / "credential_store"
+# The order a newcomer would replay them in, with the status each answers.
+SCENARIO = [
+    ("health", 200),
+    ("openapi", 200),
+    ("create_org", 201),
+    ("get_org", 200),
+    ("list_members", 200),
+    ("put_member", 200),
+    ("delete_member", 204),
+]
+
+
+def test_there_is_a_sample_event_for_every_route_of_the_function() -> None:
+    routes = {
+        r.route_key
+        for r in http_routes(load_template())
+        if r.function.logical_id == "CredentialStoreFunction"
+    }
+    sampled = {load_event(f"credential_store/{name}")["routeKey"] for name, _ in SCENARIO}
+    assert sampled == routes
+    assert {p.stem for p in SAMPLES.glob("*.json")} == {name for name, _ in SCENARIO}
+
+
+def test_sample_events_replay_end_to_end(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    from credential_store import orgs
+
+    sample_org = load_event("credential_store/get_org")["pathParameters"]["org_id"]
+    monkeypatch.setattr(orgs, "new_org_id", lambda: sample_org)
+    for name, expected in SCENARIO:
+        status, body = invoke(load_event(f"credential_store/{name}"))
+        assert status == expected, (name, body)
