@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from strongroom_local.routes import http_routes
