@@ -14,6 +14,7 @@ import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
+from strongroom import tenancy
 from strongroom.crypto import (
     InvalidOrgId,
     InvalidSealedValue,
@@ -444,6 +445,10 @@ def test_malformed_org_ids_are_refused_before_any_call(
             with pytest.raises(InvalidOrgId) as caught:
                 entry_point(bad, **kwargs)
             assert str(caught.value) == "org id is malformed"
+            # One org-id rule: tenancy's. Callers may catch either concern's error.
+            assert isinstance(caught.value, tenancy.InvalidOrgId)
+        with pytest.raises(tenancy.InvalidOrgId):
+            tenancy.validate_org_id(bad)
     assert kms_calls.calls == []
     assert dynamodb_calls.calls == []
     assert keyrings.for_org(new_org_id()).org_id.startswith("org_")

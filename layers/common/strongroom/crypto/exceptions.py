@@ -9,14 +9,15 @@ for tampering.
 from __future__ import annotations
 
 from strongroom.errors import StrongroomError
+from strongroom.tenancy import InvalidOrgId as TenancyInvalidOrgId
 
 
 class CryptoError(StrongroomError):
     """Root of every error of the crypto concern."""
 
 
-class InvalidOrgId(CryptoError):
-    """The org id is not `org_` followed by 26 lowercase base32 characters."""
+class InvalidOrgId(CryptoError, TenancyInvalidOrgId):
+    """The org id is malformed by tenancy's rule (so this is also tenancy's InvalidOrgId)."""
 
 
 class InvalidSealedValue(CryptoError):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import binascii
 import contextlib
 import os
-import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -25,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from strongroom import tenancy
 from strongroom.crypto import sealed
 from strongroom.crypto.cache import CachedDek, CurrentDek, DekCache
 from strongroom.crypto.exceptions import (
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
     from mypy_boto3_kms.client import KMSClient
 
-_ORG_ID = re.compile(r"org_[a-z2-7]{26}")
 _KEYRING_SK = "KEYRING"
 _DEK_SIZE = 32
 # Each lost attempt means another rotation won; past this many, report a conflict.
@@ -53,10 +52,11 @@ _unhexlify = binascii.unhexlify
 
 
 def validate_org_id(org_id: object) -> str:
-    """`org_id` if it is `org_` and 26 lowercase base32 characters, else InvalidOrgId."""
-    if not isinstance(org_id, str) or _ORG_ID.fullmatch(org_id) is None:
-        raise InvalidOrgId("org id is malformed")
-    return org_id
+    """`org_id` if it is well formed (tenancy's one rule for org ids), else InvalidOrgId."""
+    try:
+        return tenancy.validate_org_id(org_id)
+    except tenancy.InvalidOrgId:
+        raise InvalidOrgId("org id is malformed") from None
 
 
 def _invalid() -> InvalidSealedValue:
