@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from strongroom.crypto import DekCache, Keyrings, OrgKeyring
-from strongroom.crypto.cache import CachedDek, CurrentDek
+from strongroom.crypto import DekCache, Keyrings, OrgKeyring, sealed
+from strongroom.crypto.cache import CurrentDek
 from strongroom.settings import Settings
 from tests.unit.crypto.conftest import NOW, CallRecorder, FakeClock, new_org_id, record_calls
 
@@ -96,40 +96,69 @@ def test_the_current_version_is_cached_under_the_same_bound(
     assert keyring.seal_field("c", **WHERE)[:10] == "0100000002"
 
 
-def _dek(version: int) -> CachedDek:
-    return CachedDek(
-        version=version,
-        header=b"\x01" + version.to_bytes(4, "big"),
-        aead=AESGCM(AESGCM.generate_key(256)),
-        aad_prefix=b"",
-    )
-
-
 def test_cache_bounds_age_uses_and_orgs() -> None:
     clock = FakeClock()
     cache = DekCache(max_age_seconds=10, max_uses=3, max_orgs=2, clock=clock)
     first, second, third = new_org_id(), new_org_id(), new_org_id()
-    dek = _dek(1)
-    cache.put_dek(first, dek)  # counts as the loader's use
-    assert cache.take_dek(first, 1) is dek
-    assert cache.take_dek(first, 1) is dek
-    assert cache.take_dek(first, 1) is None
-    assert cache.take_dek(first, 2) is None
+    key = AESGCM.generate_key(256)
+    v1, v2 = sealed.header(1), sealed.header(2)
+    dek = cache.put_dek(first, 1, key)  # counts as the loader's use
+    assert dek.header == v1
+    assert cache.deks_of(first) == {v1: dek}
+    assert cache.take_dek(first, v1) is dek
+    assert cache.take_dek(first, v1) is dek
+    assert cache.take_dek(first, v1) is None
+    assert cache.deks_of(first) == {}  # a used-up DEK is dropped
+    assert cache.take_dek(first, v2) is None
+    dek = cache.put_dek(first, 1, key)
+    clock.advance(9.99)
+    assert cache.take_dek(first, v1) is dek
+    clock.advance(0.01)
+    assert cache.take_dek(first, v1) is None
     cache.put_current(first, CurrentDek(1, "arn:k"))
     clock.advance(9.99)
     assert cache.take_current(first) == CurrentDek(1, "arn:k")
     clock.advance(0.01)
     assert cache.take_current(first) is None
-    # At most max_orgs orgs: the oldest goes first.
-    cache.put_dek(first, dek)
-    cache.put_dek(second, dek)
-    cache.put_dek(third, dek)
-    assert cache.take_dek(first, 1) is None
-    assert cache.take_dek(second, 1) is dek
-    assert cache.take_dek(third, 1) is dek
+    # At most max_orgs orgs: the oldest goes first, and its live mapping is emptied.
+    cache.put_dek(first, 1, key)
+    held = cache.deks_of(first)
+    cache.put_dek(second, 1, key)
+    cache.put_dek(third, 1, key)
+    assert held == {}
+    assert cache.take_dek(first, v1) is None
+    assert cache.take_dek(second, v1) is not None
+    held = cache.deks_of(third)
+    assert cache.take_dek(third, v1) is not None
     cache.forget(third)
-    assert cache.take_dek(third, 1) is None
+    assert held == {}
+    assert cache.take_dek(third, v1) is None
     with pytest.raises(ValueError, match="positive"):
         DekCache(max_age_seconds=0, max_uses=1)
     with pytest.raises(ValueError, match="positive"):
         DekCache(max_age_seconds=1, max_uses=0)
+
+
+def test_a_held_keyring_stops_using_a_forgotten_or_evicted_orgs_deks(
+    kms: Any, dynamodb: Any, settings: Settings, clock: FakeClock
+) -> None:
+    cache = DekCache(max_age_seconds=60, max_uses=1000, max_orgs=1, clock=clock)
+    keyrings = Keyrings(kms=kms, dynamodb=dynamodb, settings=settings, cache=cache)
+    org_id = new_org_id()
+    arn = keyrings.create_org_key(org_id)
+    keyring = keyrings.create_keyring(org_id, kms_key_arn=arn, now=NOW)
+    sealed_value = keyring.seal_field("secret", **WHERE)
+    calls = record_calls(kms)
+    assert keyring.open_field(sealed_value, **WHERE) == b"secret"
+    assert calls.names() == []
+    cache.forget(org_id)
+    assert keyring.open_field(sealed_value, **WHERE) == b"secret"
+    assert calls.names() == ["Decrypt"]
+    # Another org pushes this one out of the one-org cache: the held keyring unwraps again,
+    # then keeps its fresh DEK.
+    other = new_org_id()
+    keyrings.create_keyring(other, kms_key_arn=keyrings.create_org_key(other), now=NOW)
+    calls.clear()
+    for _ in range(3):
+        assert keyring.open_field(sealed_value, **WHERE) == b"secret"
+    assert calls.names() == ["Decrypt"]

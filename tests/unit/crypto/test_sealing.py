@@ -93,12 +93,22 @@ def test_value_moved_to_another_org_fails(keyrings: Keyrings, keyring: OrgKeyrin
     opaque_error(keyrings.for_org(new_org_id()), sealed)
 
 
-def test_context_parts_are_length_prefixed(keyring: OrgKeyring) -> None:
+def test_context_parts_cannot_run_into_each_other(keyring: OrgKeyring) -> None:
     sealed = keyring.seal_field("secret", kind="ab", item_id="c", field="d")
     assert keyring.open_field(sealed, kind="ab", item_id="c", field="d") == b"secret"
     opaque_error(keyring, sealed, kind="a", item_id="bc", field="d")
     sealed = keyring.seal_field("secret", kind="k", item_id="ab", field="c")
     opaque_error(keyring, sealed, kind="k", item_id="a", field="bc")
+    # Parts holding the separator (which seal_field refuses) cannot shift the others.
+    for where in (
+        {"kind": "k\x00ab", "item_id": "c", "field": ""},
+        {"kind": "k", "item_id": "ab\x00c", "field": ""},
+        {"kind": "", "item_id": "k\x00ab", "field": "c"},
+        {"kind": "k\x00ab\x00c", "item_id": "", "field": ""},
+    ):
+        opaque_error(keyring, sealed, **where)
+    with pytest.raises(ValueError, match="printable ASCII"):
+        keyring.seal_field("secret", kind="k", item_id="a\x00b", field="c")
 
 
 def _header(version: int, fmt: int = 1) -> str:

@@ -6,6 +6,8 @@ org cannot reach other processes, so `max_age_seconds` is also how long they may
 
 Reads take no lock: dict lookups and `next()` on an `itertools.count` are atomic under the GIL
 (Lambda's CPython), and the read path runs on every open. Writes and evictions take the lock.
+An org's DEKs live in one dict per org (`deks_of`) that the open path keeps and reads without a
+call; forgetting or evicting the org empties that dict in place, so no holder keeps using it.
 """
 
 from __future__ import annotations
@@ -13,25 +15,40 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Generic, TypeVar
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from strongroom.crypto import sealed
 from strongroom.settings import Settings
 
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
 class CachedDek:
-    """One version of an org's DEK, ready to seal and open."""
+    """One version of an org's DEK, ready to seal and open, as the cache holds it: usable
+    until `expires_at` (by the cache's clock) and while `next(uses_left)` is above zero."""
 
-    version: int
-    header: bytes
-    aead: AESGCM
-    aad_prefix: bytes
+    __slots__ = ("aad_prefix", "aead", "expires_at", "header", "uses_left", "version")
+
+    def __init__(
+        self, org_id: str, version: int, key: bytes, *, expires_at: float, max_uses: int
+    ) -> None:
+        self.version = version
+        self.header = sealed.header(version)
+        self.aead = AESGCM(key)
+        self.aad_prefix = sealed.aad_prefix(self.header, org_id)
+        self.expires_at = expires_at
+        # Counts down, so a take is one next() and one compare. Whoever puts a DEK has just
+        # loaded it to use it once: that use counts.
+        self.uses_left = itertools.count(max_uses - 1, -1)
+
+    def take(self, now: float) -> bool:
+        """Count one use; False if the DEK is expired or used up."""
+        return next(self.uses_left) > 0 and now < self.expires_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +73,11 @@ class _OrgEntries:
     __slots__ = ("current", "deks")
 
     def __init__(self) -> None:
-        self.deks: dict[int, _Entry[CachedDek]] = {}
+        self.deks: dict[bytes, CachedDek] = {}
         self.current: _Entry[CurrentDek] | None = None
+
+
+_NO_DEKS: Mapping[bytes, CachedDek] = MappingProxyType({})
 
 
 class DekCache:
@@ -77,7 +97,7 @@ class DekCache:
         self._max_age = max_age_seconds
         self._max_uses = max_uses
         self._max_orgs = max_orgs
-        self._clock = clock
+        self.clock = clock
         self._orgs: dict[str, _OrgEntries] = {}
         self._lock = threading.Lock()
 
@@ -91,21 +111,25 @@ class DekCache:
             clock=clock,
         )
 
-    def take_dek(self, org_id: str, version: int) -> CachedDek | None:
-        """The cached DEK, counting one use; None if absent, expired or used up."""
+    def deks_of(self, org_id: str) -> Mapping[bytes, CachedDek]:
+        """The org's cached DEKs by header, as a live mapping: emptied when the org is
+        forgotten or evicted (ask again after a miss). Take a DEK before using it."""
         org = self._orgs.get(org_id)
-        if org is None:
+        return _NO_DEKS if org is None else org.deks
+
+    def take_dek(self, org_id: str, header: bytes) -> CachedDek | None:
+        """The cached DEK of this header, counting one use; None if absent, expired or used
+        up (and then it is dropped)."""
+        org = self._orgs.get(org_id)
+        dek = None if org is None else org.deks.get(header)
+        if org is None or dek is None:
             return None
-        entry = org.deks.get(version)
-        if entry is None:
-            return None
-        # _spent, inlined: this runs on every open.
-        if self._clock() >= entry.expires_at or next(entry.uses) >= self._max_uses:
+        if not dek.take(self.clock()):
             with self._lock:
-                if org.deks.get(version) is entry:
-                    del org.deks[version]
+                if org.deks.get(header) is dek:
+                    del org.deks[header]
             return None
-        return entry.value
+        return dek
 
     def take_current(self, org_id: str) -> CurrentDek | None:
         """The cached current version, counting one use; None if absent, expired or used up."""
@@ -113,36 +137,44 @@ class DekCache:
         entry = None if org is None else org.current
         if org is None or entry is None:
             return None
-        if self._spent(entry):
+        if self.clock() >= entry.expires_at or next(entry.uses) >= self._max_uses:
             with self._lock:
                 if org.current is entry:
                     org.current = None
             return None
         return entry.value
 
-    def put_dek(self, org_id: str, dek: CachedDek) -> None:
-        entry = _Entry(dek, self._clock() + self._max_age)
+    def put_dek(self, org_id: str, version: int, key: bytes) -> CachedDek:
+        """Cache the plaintext `key` of the org's DEK `version`; the cached DEK, whose first
+        use (the caller's) is already counted."""
+        dek = CachedDek(
+            org_id,
+            version,
+            key,
+            expires_at=self.clock() + self._max_age,
+            max_uses=self._max_uses,
+        )
         with self._lock:
-            self._entries_of(org_id).deks[dek.version] = entry
+            self._entries_of(org_id).deks[dek.header] = dek
+        return dek
 
     def put_current(self, org_id: str, current: CurrentDek) -> None:
-        entry = _Entry(current, self._clock() + self._max_age)
+        entry = _Entry(current, self.clock() + self._max_age)
         with self._lock:
             self._entries_of(org_id).current = entry
 
     def forget(self, org_id: str) -> None:
         """Drop everything cached for the org (it is being shredded)."""
         with self._lock:
-            self._orgs.pop(org_id, None)
-
-    def _spent(self, entry: _Entry[_T]) -> bool:
-        return self._clock() >= entry.expires_at or next(entry.uses) >= self._max_uses
+            org = self._orgs.pop(org_id, None)
+            if org is not None:
+                org.deks.clear()
 
     def _entries_of(self, org_id: str) -> _OrgEntries:
         # Caller holds the lock. The oldest org goes first: its entries are the nearest to expiry.
         org = self._orgs.get(org_id)
         if org is None:
             while len(self._orgs) >= self._max_orgs:
-                del self._orgs[next(iter(self._orgs))]
+                self._orgs.pop(next(iter(self._orgs))).deks.clear()
             org = self._orgs[org_id] = _OrgEntries()
         return org

@@ -6,15 +6,16 @@ A sealed value is the lowercase hex text of
 
 and its AAD is
 
-    header (the first 5 bytes above) | lp(org_id) | lp(kind) | lp(item_id) | lp(field)
+    header (the first 5 bytes above) | org_id | 0x00 | kind | 0x00 | item_id | 0x00 | field
 
-where lp(s) is one byte holding len(s) followed by s. Every part is ASCII of 1 to 127
-characters, so the length byte is also the byte count and ("ab", "c") never reads as ("a", "bc").
-The header is in the AAD, so the format and DEK version of a value cannot be changed either.
+Org ids are validated and seal_field takes only printable ASCII parts, so no part ever holds the
+0x00 separator: ("ab", "c") never reads as ("a", "bc"), and a part holding 0x00 on the open path
+adds a separator no sealed value has. The header is in the AAD, so the format and DEK version of
+a value cannot be changed either.
 
-Hex rather than base64: it is the cheapest text to decode on the open path and the cheapest to
-hold to one canonical form (binascii takes uppercase too, so uppercase is refused), which makes
-every change to the text fail rather than decode to the same bytes.
+Hex rather than base64: binascii decodes it several times faster, and its one non-canonical
+spelling (uppercase a-f, which unhexlify also takes) is refused, so every change to the text
+fails rather than decode to the same bytes.
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ MIN_SIZE = HEADER_SIZE + NONCE_SIZE + TAG_SIZE
 # The table's sort key spells the version with 6 digits.
 MAX_DEK_VERSION = 999_999
 MAX_PART_LENGTH = 127
-
-# The length byte of every possible part, as a character, so a whole AAD is built as one string.
-_LENGTH_CHARS = tuple(chr(n) for n in range(MAX_PART_LENGTH + 1))
+SEPARATOR = "\x00"
 
 
 def header(dek_version: int) -> bytes:
@@ -41,21 +40,14 @@ def header(dek_version: int) -> bytes:
 
 def aad_prefix(header_bytes: bytes, org_id: str) -> bytes:
     """The part of the AAD fixed by the DEK version and the org."""
-    return header_bytes + (_LENGTH_CHARS[len(org_id)] + org_id).encode("ascii")
+    return header_bytes + (org_id + SEPARATOR).encode("ascii")
 
 
 def field_context_aad(kind: str, item_id: str, field: str) -> bytes:
-    """lp(kind) | lp(item_id) | lp(field). Raises TypeError, ValueError or IndexError for parts
-    that seal_field refuses (not str, not ASCII, longer than 127), so the open path can turn them
-    into its one opaque error without checking each part first: this runs on every open."""
-    return (
-        _LENGTH_CHARS[len(kind)]
-        + kind
-        + _LENGTH_CHARS[len(item_id)]
-        + item_id
-        + _LENGTH_CHARS[len(field)]
-        + field
-    ).encode("ascii")
+    """kind | 0x00 | item_id | 0x00 | field. Raises TypeError (a part is not a str) or
+    ValueError (not ASCII), so the open path can turn them into its one opaque error without
+    checking each part first: this runs on every open."""
+    return SEPARATOR.join((kind, item_id, field)).encode("ascii")
 
 
 def checked_field_context_aad(kind: str, item_id: str, field: str) -> bytes:
