@@ -7,6 +7,10 @@ AWS is moto's mock_aws with the resources of template.yaml. Payloads are 200-byt
 layer's size, so the ratio is the cost of what the layer adds (text decoding, AAD building, the
 DEK cache) on top of the same primitive. Targets: layer open >= 50% of raw; no KMS call on a
 warm open.
+
+Open is measured twice: with the deployment's cache bounds (every max-uses opens, one table read
+and one KMS Decrypt, in moto a few milliseconds, are amortised into the rate) and within one
+cache entry's bounds (the layer's own cost per warm open, no KMS or table call at all).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import boto3  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from strongroom.crypto import DekCache, Keyrings  # noqa: E402
+from strongroom.crypto import DekCache, Keyrings, OrgKeyring  # noqa: E402
 from strongroom.crypto import sealed as sealed_format  # noqa: E402
 from strongroom.settings import Settings  # noqa: E402
 from strongroom_local.provision import provision  # noqa: E402
@@ -93,9 +97,10 @@ class Fixture:
         return Keyrings(kms=self.kms, dynamodb=self.dynamodb, settings=self.settings, cache=cache)
 
 
-def measure_rates(f: Fixture) -> dict[str, tuple[float, float]]:
-    """(layer ops/s, raw ops/s) for seal and open."""
+def measure_rates(f: Fixture, warm_keyring: OrgKeyring) -> dict[str, tuple[float, float]]:
+    """(layer ops/s, raw ops/s) for seal and open, and for open within the cache's bounds."""
     seal_field, open_field = f.keyring.seal_field, f.keyring.open_field
+    warm_open_field = warm_keyring.open_field
     encrypt, decrypt, urandom = f.raw_aead.encrypt, f.raw_aead.decrypt, os.urandom
     seal_jobs = list(zip(f.secrets, f.item_ids, strict=True))
     open_jobs = list(zip(f.sealed_values, f.item_ids, strict=True))
@@ -112,6 +117,11 @@ def measure_rates(f: Fixture) -> dict[str, tuple[float, float]]:
             for value, item_id in open_jobs:
                 open_field(value, kind=KIND, item_id=item_id, field=FIELD)
 
+    def layer_warm_open() -> None:
+        for _ in range(ROUNDS):
+            for value, item_id in open_jobs:
+                warm_open_field(value, kind=KIND, item_id=item_id, field=FIELD)
+
     def raw_seal() -> None:
         for _ in range(ROUNDS):
             for secret, aad in raw_seal_jobs:
@@ -126,6 +136,7 @@ def measure_rates(f: Fixture) -> dict[str, tuple[float, float]]:
     return {
         "seal": (best_rate(layer_seal, ops), best_rate(raw_seal, ops)),
         "open": (best_rate(layer_open, ops), best_rate(raw_open, ops)),
+        "open, within cache bounds": (best_rate(layer_warm_open, ops), best_rate(raw_open, ops)),
     }
 
 
@@ -145,7 +156,8 @@ def kms_calls_per_10k_opens(f: Fixture, cache: DekCache | None, opens: int) -> f
 def main() -> None:
     with mock_aws():
         f = Fixture()
-        rates = measure_rates(f)
+        unbounded = DekCache(max_age_seconds=3600, max_uses=1_000_000_000)
+        rates = measure_rates(f, f.new_keyrings(unbounded).for_org(ORG_ID))
         # (1) Within one cache entry's bounds (the settings' largest max-uses, an hour).
         warm = kms_calls_per_10k_opens(
             f, DekCache(max_age_seconds=3600, max_uses=1_000_000), 10_000
@@ -156,11 +168,12 @@ def main() -> None:
     print(f"crypto layer vs raw AESGCM: {SECRET_SIZE}-byte secrets, AAD {len(f.aads[0])} bytes")
     for name, (layer, raw) in rates.items():
         print(
-            f"  {name}: layer {layer:>10,.0f} ops/s   raw AESGCM {raw:>10,.0f} ops/s   "
+            f"  {name + ':':<27} layer {layer:>10,.0f} ops/s   raw AESGCM {raw:>10,.0f} ops/s   "
             f"layer/raw {layer / raw:.2f}"
         )
-    open_ratio = rates["open"][0] / rates["open"][1]
-    print(f"  target: layer open >= 0.50 of raw -> {'met' if open_ratio >= 0.5 else 'NOT met'}")
+    for name in ("open", "open, within cache bounds"):
+        ratio = rates[name][0] / rates[name][1]
+        print(f"  target: layer {name} >= 0.50 of raw -> {'met' if ratio >= 0.5 else 'NOT met'}")
     print(f"KMS calls per 10,000 warm opens (cache bounds not reached): {warm:g}")
     print(
         "KMS calls per 10,000 opens, steady state with the deployment's bounds "
