@@ -99,8 +99,7 @@ class OrgKeyring:
         """The plaintext of `sealed_value`, or InvalidSealedValue for any reason it does not
         open; KeyringUnavailable if KMS or the table failed on the way."""
         # The hot path of a warm function: no KMS call, no table read, no Python call but
-        # the clock, and each check as cheap as it can be (the benchmark holds it to 2x raw
-        # AES-GCM).
+        # the clock, each check as cheap as measured (benchmarks/bench_crypto.py).
         try:
             raw = _unhexlify(sealed_value)
             # sealed.field_context_aad, inlined: a call costs as much as a check.
