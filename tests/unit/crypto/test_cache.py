@@ -14,6 +14,8 @@ from strongroom.settings import Settings
 from tests.unit.crypto.conftest import NOW, CallRecorder, FakeClock, new_org_id, record_calls
 
 WHERE = {"kind": "connection", "item_id": "conn_01", "field": "client_secret"}
+HEADER_V1 = b"\x01\x00\x00\x00\x01"  # format 1, DEK version 1
+HEADER_V2 = b"\x01\x00\x00\x00\x02"  # format 1, DEK version 2
 
 
 def test_warm_opens_and_seals_make_no_kms_or_table_call(
@@ -88,12 +90,12 @@ def test_the_current_version_is_cached_under_the_same_bound(
     settings: Settings,
     org_id: str,
 ) -> None:
-    assert keyring.seal_field("a", **WHERE)[:10] == "0100000001"
+    assert keyring.seal_field("a", **WHERE)[:5] == HEADER_V1
     make_keyrings().rotate_dek(org_id, now=NOW)  # another process rotates
     # This warm process keeps sealing with version 1 (still valid) until its entry expires.
-    assert keyring.seal_field("b", **WHERE)[:10] == "0100000001"
+    assert keyring.seal_field("b", **WHERE)[:5] == HEADER_V1
     clock.advance(settings.dek_cache_max_age_seconds)
-    assert keyring.seal_field("c", **WHERE)[:10] == "0100000002"
+    assert keyring.seal_field("c", **WHERE)[:5] == HEADER_V2
 
 
 def test_cache_bounds_age_uses_and_orgs() -> None:

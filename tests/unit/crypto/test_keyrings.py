@@ -28,6 +28,9 @@ from strongroom.settings import Settings
 from tests.unit.crypto.conftest import NOW, CallRecorder, create_org, new_org_id
 
 WHERE = {"kind": "connection", "item_id": "conn_01", "field": "client_secret"}
+HEADER_V1 = b"\x01\x00\x00\x00\x01"  # format 1, DEK version 1
+HEADER_V2 = b"\x01\x00\x00\x00\x02"  # format 1, DEK version 2
+HEADER_V3 = b"\x01\x00\x00\x00\x03"  # format 1, DEK version 3
 
 
 def items_of(dynamodb: Any, settings: Settings, org_id: str) -> dict[str, dict[str, Any]]:
@@ -170,13 +173,13 @@ def test_after_rotation_old_values_open_and_new_seals_use_the_new_version(
     old = keyring.seal_field("old secret", **WHERE)
     assert keyrings.rotate_dek(org_id, now=NOW) == 2
     new = keyring.seal_field("new secret", **WHERE)
-    assert old[:10] == "0100000001"
-    assert new[:10] == "0100000002"
+    assert old[:5] == HEADER_V1
+    assert new[:5] == HEADER_V2
     for reader in (keyring, make_keyrings().for_org(org_id)):
         assert reader.open_text_field(old, **WHERE) == "old secret"
         assert reader.open_text_field(new, **WHERE) == "new secret"
     assert keyrings.rotate_dek(org_id, now=NOW) == 3
-    assert make_keyrings().for_org(org_id).seal_field("x", **WHERE)[:10] == "0100000003"
+    assert make_keyrings().for_org(org_id).seal_field("x", **WHERE)[:5] == HEADER_V3
 
 
 def test_reseal_moves_a_value_to_the_newest_version_with_the_same_content(
@@ -186,7 +189,7 @@ def test_reseal_moves_a_value_to_the_newest_version_with_the_same_content(
     assert keyring.reseal_field(old, **WHERE) == old  # already current: unchanged
     keyrings.rotate_dek(org_id, now=NOW)
     resealed = keyring.reseal_field(old, **WHERE)
-    assert resealed[:10] == "0100000002"
+    assert resealed[:5] == HEADER_V2
     assert keyring.open_text_field(resealed, **WHERE) == "secret"
     assert keyring.reseal_field(resealed, **WHERE) == resealed
     with pytest.raises(InvalidSealedValue):
@@ -207,7 +210,7 @@ def test_a_rotation_that_loses_a_race_retries_on_top_of_the_winner(
         dynamodb=boto3.client("dynamodb", region_name="us-east-1"),
         settings=settings,
     )
-    rival_values: list[str] = []
+    rival_values: list[bytes] = []
 
     def rival_rotates_first(model: Any, **_: Any) -> None:
         if model.name == "TransactWriteItems" and not rival_values:
@@ -221,7 +224,7 @@ def test_a_rotation_that_loses_a_race_retries_on_top_of_the_winner(
     assert items["KEYRING"]["current_version"] == {"N": "3"}
     # The winner's DEK 2 was not overwritten: what it sealed still opens.
     (rival_value,) = rival_values
-    assert rival_value[:10] == "0100000002"
+    assert rival_value[:5] == HEADER_V2
     assert make_keyrings().for_org(org_id).open_text_field(rival_value, **WHERE) == "rival"
 
 
@@ -274,7 +277,7 @@ def test_concurrent_rotations_give_consecutive_versions_without_forking(
     threads_count = 6
     start = threading.Barrier(threads_count)
 
-    def rotate_and_seal(index: int) -> tuple[int, str]:
+    def rotate_and_seal(index: int) -> tuple[int, bytes]:
         session = boto3.session.Session(region_name="us-east-1")
         mine = Keyrings(
             kms=session.client("kms"), dynamodb=session.client("dynamodb"), settings=settings
@@ -295,7 +298,7 @@ def test_concurrent_rotations_give_consecutive_versions_without_forking(
     # Each thread's DEK is the one stored under its version: every value opens in a new process.
     reader = make_keyrings().for_org(org_id)
     for index, (version, sealed) in results.items():
-        assert int(sealed[2:10], 16) >= version
+        assert int.from_bytes(sealed[1:5], "big") >= version
         assert reader.open_text_field(sealed, **WHERE) == f"secret {index}"
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import binascii
 from typing import Any
 
 import pytest
 
 from strongroom.crypto import InvalidSealedValue, Keyrings, OrgKeyring
+from strongroom.crypto import sealed as sealed_format
+from strongroom.crypto.cache import MAX_FIELD_PREFIXES, CachedDek
 from tests.unit.crypto.conftest import create_org, new_org_id
 
 WHERE = {"kind": "connection", "item_id": "conn_01", "field": "client_secret"}
@@ -30,45 +31,63 @@ def test_round_trip_of_text_and_bytes(keyring: OrgKeyring) -> None:
         assert keyring.open_field(sealed, **WHERE) == data
 
 
-def test_sealed_value_is_lowercase_hex_recording_format_and_dek_version(
-    keyring: OrgKeyring,
-) -> None:
+def test_sealed_value_is_bytes_recording_format_and_dek_version(keyring: OrgKeyring) -> None:
     secret = "a-secret-that-must-not-show"
     sealed = keyring.seal_field(secret, **WHERE)
-    assert sealed.isascii()
-    assert set(sealed) <= set("0123456789abcdef")
-    raw = bytes.fromhex(sealed)
-    assert raw[0] == 1
-    assert int.from_bytes(raw[1:5], "big") == 1
-    assert len(raw) == 5 + 12 + len(secret) + 16
-    assert secret.encode() not in raw
+    assert type(sealed) is bytes
+    assert sealed[0] == 1
+    assert int.from_bytes(sealed[1:5], "big") == 1
+    assert len(sealed) == 5 + 12 + len(secret) + 16
+    assert secret.encode() not in sealed
     # A fresh nonce each time: the same secret never seals to the same value.
     assert keyring.seal_field(secret, **WHERE) != sealed
 
 
-def test_every_bit_flip_of_the_decoded_bytes_fails_opaquely(keyring: OrgKeyring) -> None:
+def test_the_aad_is_the_documented_one(keyrings: Keyrings, keyring: OrgKeyring) -> None:
+    sealed = keyring.seal_field("secret", **WHERE)
+    # The raw primitive with the cached DEK and the format's reference AAD opens the value.
+    aead = keyrings.cache.deks_of(keyring.org_id)[sealed[:5]].aead
+    expected = (
+        b"\x01\x00\x00\x00\x01"
+        + keyring.org_id.encode()
+        + b"\x00connection\x00client_secret\x00conn_01"
+    )
+    assert sealed_format.aad(1, keyring.org_id, **WHERE) == expected
+    assert aead.decrypt(sealed[5:17], sealed[17:], expected) == b"secret"
+
+
+def test_every_bit_flip_fails_opaquely(keyring: OrgKeyring) -> None:
     sealed = keyring.seal_field("twenty-byte-secret!!", **WHERE)
-    raw = bytes.fromhex(sealed)
     messages = set()
-    for index in range(len(raw)):
+    for index in range(len(sealed)):
         for bit in range(8):
-            flipped = bytearray(raw)
+            flipped = bytearray(sealed)
             flipped[index] ^= 1 << bit
-            messages.add(str(opaque_error(keyring, bytes(flipped).hex())))
+            messages.add(str(opaque_error(keyring, bytes(flipped))))
     assert len(messages) == 1
     assert keyring.open_text_field(sealed, **WHERE) == "twenty-byte-secret!!"
 
 
-def test_every_bit_flip_of_the_text_fails_opaquely(keyring: OrgKeyring) -> None:
-    sealed = keyring.seal_field("twenty-byte-secret!!", **WHERE)
-    # The case bit of a-f gives a text that decodes to the same bytes: it must fail too.
-    assert any(c in "abcdef" for c in sealed)
-    messages = set()
-    for index, char in enumerate(sealed):
-        for bit in range(8):
-            text = sealed[:index] + chr(ord(char) ^ (1 << bit)) + sealed[index + 1 :]
-            messages.add(str(opaque_error(keyring, text)))
-    assert len(messages) == 1
+def test_only_bytes_open_other_spellings_of_the_same_bytes_fail_opaquely(
+    keyring: OrgKeyring,
+) -> None:
+    sealed = keyring.seal_field("secret", **WHERE)
+
+    class BytesSubclass(bytes):
+        pass
+
+    errors = [
+        opaque_error(keyring, other)
+        for other in (
+            sealed.decode("latin-1"),
+            sealed.hex(),
+            bytearray(sealed),
+            memoryview(sealed),
+            BytesSubclass(sealed),
+        )
+    ]
+    assert {(type(e), str(e)) for e in errors} == {(InvalidSealedValue, str(errors[0]))}
+    assert keyring.open_field(sealed, **WHERE) == b"secret"
 
 
 def test_value_moved_to_another_item_kind_id_or_field_fails(keyring: OrgKeyring) -> None:
@@ -111,27 +130,26 @@ def test_context_parts_cannot_run_into_each_other(keyring: OrgKeyring) -> None:
         keyring.seal_field("secret", kind="k", item_id="a\x00b", field="c")
 
 
-def _header(version: int, fmt: int = 1) -> str:
-    return (bytes((fmt,)) + version.to_bytes(4, "big")).hex()
+def _header(version: int, fmt: int = 1) -> bytes:
+    return bytes((fmt,)) + version.to_bytes(4, "big")
 
 
 def test_malformed_values_fail_with_the_same_error_and_message(keyring: OrgKeyring) -> None:
     sealed = keyring.seal_field("secret", **WHERE)
-    body = sealed[10:]
+    body = sealed[5:]
     bad: list[Any] = [
-        "",
-        "00",
-        sealed[:-2],
+        b"",
+        b"\x00",
         sealed[:-1],
-        sealed[:10],
-        sealed[: (5 + 12 + 16) * 2 - 2],
-        sealed + "00",
-        sealed.upper(),
-        " " + sealed,
-        sealed + "\n",
-        "not a sealed value",
-        "é" * 40,
-        "zz" * 40,
+        sealed[:5],
+        sealed[:17],
+        sealed[: 5 + 12 + 16 - 1],
+        sealed + b"\x00",
+        b" " + sealed,
+        sealed[:-1] + b"\n",
+        b"not a sealed value",
+        b"\x01" * 40,
+        b"\xff" * 40,
         _header(1, fmt=2) + body,
         _header(1, fmt=0) + body,
         _header(2) + body,
@@ -140,8 +158,7 @@ def test_malformed_values_fail_with_the_same_error_and_message(keyring: OrgKeyri
         _header(2**32 - 1) + body,
         None,
         12345,
-        sealed.encode(),
-        bytearray(sealed.encode()),
+        "",
         ["not", "a", "value"],
     ]
     errors = [opaque_error(keyring, value) for value in bad]
@@ -153,7 +170,7 @@ def test_malformed_values_fail_with_the_same_error_and_message(keyring: OrgKeyri
 
 
 def test_open_with_a_context_that_can_never_have_been_sealed_fails_opaquely(
-    keyring: OrgKeyring,
+    keyrings: Keyrings, keyring: OrgKeyring
 ) -> None:
     sealed = keyring.seal_field("secret", **WHERE)
     for where in (
@@ -163,8 +180,13 @@ def test_open_with_a_context_that_can_never_have_been_sealed_fails_opaquely(
         {**WHERE, "field": "x" * 128},
         {**WHERE, "kind": "cönnection"},
         {**WHERE, "kind": ""},
+        {**WHERE, "kind": ["connection"]},
+        {**WHERE, "item_id": "cönn_01"},
+        {**WHERE, "item_id": b"conn_01"},
     ):
         opaque_error(keyring, sealed, **where)
+    # Refused parts are never cached as AAD prefixes.
+    assert set(dek_of(keyrings, keyring).field_prefixes) == {"connection"}
 
 
 def test_seal_refuses_what_it_cannot_bind(keyring: OrgKeyring) -> None:
@@ -195,6 +217,23 @@ def test_one_hundred_thousand_seals_use_one_hundred_thousand_nonces(
     keyring: OrgKeyring,
 ) -> None:
     seal = keyring.seal_field
-    unhex = binascii.unhexlify
-    nonces = {unhex(seal(b"x", **WHERE))[5:17] for _ in range(100_000)}
+    nonces = {seal(b"x", **WHERE)[5:17] for _ in range(100_000)}
     assert len(nonces) == 100_000
+
+
+def dek_of(keyrings: Keyrings, keyring: OrgKeyring) -> CachedDek:
+    return keyrings.cache.deks_of(keyring.org_id)[b"\x01\x00\x00\x00\x01"]
+
+
+def test_cached_aad_prefixes_are_bounded_and_still_bind_every_part(
+    keyrings: Keyrings, keyring: OrgKeyring
+) -> None:
+    kinds = [f"kind{i}" for i in range(MAX_FIELD_PREFIXES + 10)]
+    sealed = {kind: keyring.seal_field(kind, kind=kind, item_id="i", field="f") for kind in kinds}
+    for index in reversed(range(len(kinds))):
+        kind, other_kind = kinds[index], kinds[index - 1]
+        assert keyring.open_field(sealed[kind], kind=kind, item_id="i", field="f") == kind.encode()
+        opaque_error(keyring, sealed[kind], kind=kind, item_id="i", field="g")
+        opaque_error(keyring, sealed[kind], kind=other_kind, item_id="i", field="f")
+    prefixes = dek_of(keyrings, keyring).field_prefixes
+    assert 0 < sum(len(of_kind) for of_kind in prefixes.values()) <= MAX_FIELD_PREFIXES

@@ -3,10 +3,12 @@
     keyrings = Keyrings(kms=kms, dynamodb=dynamodb, settings=settings)   # once per process
     arn = keyrings.create_org_key(org_id)                                # with the org
     keyring = keyrings.create_keyring(org_id, kms_key_arn=arn, now=now)
-    token = keyring.seal_field(secret, kind="connection", item_id=cid, field="client_secret")
-    secret = keyring.open_text_field(token, kind="connection", item_id=cid, field="client_secret")
+    sealed = keyring.seal_field(secret, kind="connection", item_id=cid, field="client_secret")
+    secret = keyring.open_text_field(sealed, kind="connection", item_id=cid, field="client_secret")
 
-Every value that does not open raises the one `InvalidSealedValue`; KMS or table failures raise
+Sealed values are bytes (`strongroom.crypto.sealed` has the format): store them as DynamoDB
+Binary (B) attributes and pass back exactly `bytes` to open. Every value that does not open,
+and anything that is not `bytes`, raises the one `InvalidSealedValue`; KMS or table failures raise
 `KeyringUnavailable` instead, so an outage never looks like tampering.
 """
 

@@ -12,6 +12,7 @@ call; forgetting or evicting the org empties that dict in place, so no holder ke
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -28,11 +29,30 @@ from strongroom.settings import Settings
 _T = TypeVar("_T")
 
 
+# How many (kind, field) AAD prefixes one DEK keeps: a deployment seals a handful of fields.
+MAX_FIELD_PREFIXES = 64
+
+
 class CachedDek:
     """One version of an org's DEK, ready to seal and open, as the cache holds it: usable
-    until `expires_at` (by the cache's clock) and while `next(uses_left)` is above zero."""
+    until `expires_at` (by the cache's clock) and while `next(uses_left)` is above zero.
 
-    __slots__ = ("aad_prefix", "aead", "expires_at", "header", "uses_left", "version")
+    `field_prefixes[kind][field]` is the encoded AAD up to the item id (at most about
+    MAX_FIELD_PREFIXES of them, each checked as seal_field checks its parts), so an open
+    encodes only the item id; they go with the DEK when its bounds are reached.
+    """
+
+    __slots__ = (
+        "_lock",
+        "_prefix_count",
+        "aad_prefix",
+        "aead",
+        "expires_at",
+        "field_prefixes",
+        "header",
+        "uses_left",
+        "version",
+    )
 
     def __init__(
         self, org_id: str, version: int, key: bytes, *, expires_at: float, max_uses: int
@@ -41,6 +61,10 @@ class CachedDek:
         self.header = sealed.header(version)
         self.aead = AESGCM(key)
         self.aad_prefix = sealed.aad_prefix(self.header, org_id)
+        # kind -> field -> prefix: two lookups of str keys cost less than hashing a tuple.
+        self.field_prefixes: dict[str, dict[str, bytes]] = {}
+        self._prefix_count = 0
+        self._lock = threading.Lock()
         self.expires_at = expires_at
         # Counts down, so a take is one next() and one compare. Whoever puts a DEK has just
         # loaded it to use it once: that use counts.
@@ -50,6 +74,21 @@ class CachedDek:
         """Count one use; False if the DEK is expired or used up."""
         return next(self.uses_left) > 0 and now < self.expires_at
 
+    def field_prefix(self, kind: str, field: str) -> bytes:
+        """The AAD up to the item id (sealed.field_aad_prefix), kept in `field_prefixes`;
+        TypeError or ValueError for parts seal_field refuses, which are never kept."""
+        prefix = sealed.field_aad_prefix(self.aad_prefix, kind, field)
+        with self._lock:
+            prefixes = self.field_prefixes
+            if self._prefix_count >= MAX_FIELD_PREFIXES:
+                # Drop the oldest kind's prefixes: a reader missing one just builds it again.
+                self._prefix_count -= len(prefixes.pop(next(iter(prefixes))))
+            of_kind = prefixes.setdefault(kind, {})
+            if field not in of_kind:
+                self._prefix_count += 1
+            of_kind[field] = prefix
+        return prefix
+
 
 @dataclass(frozen=True, slots=True)
 class CurrentDek:
@@ -57,6 +96,11 @@ class CurrentDek:
 
     version: int
     kms_key_arn: str
+    # Derived from version, once: the cache key of the DEK every seal takes.
+    header: bytes = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "header", sealed.header(self.version))
 
 
 class _Entry(Generic[_T]):

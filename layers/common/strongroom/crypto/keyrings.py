@@ -14,7 +14,6 @@ the version the writer read, so concurrent rotations can neither fork nor skip a
 
 from __future__ import annotations
 
-import binascii
 import contextlib
 import os
 from datetime import UTC, datetime
@@ -33,8 +32,7 @@ from strongroom.crypto.exceptions import (
     KeyringNotFound,
     KeyringUnavailable,
 )
-from strongroom.crypto.sealed import HEADER_SIZE, MIN_SIZE, NONCE_SIZE
-from strongroom.crypto.sealed import SEPARATOR as _SEPARATOR
+from strongroom.crypto.sealed import HEADER_SIZE, MIN_SIZE, NONCE_END, NONCE_SIZE
 from strongroom.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,8 +46,10 @@ _DEK_SIZE = 32
 _ROTATION_ATTEMPTS = 10
 _LOST_RACE_CODES = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 _INVALID_SEALED_VALUE = "sealed value does not open"
-_unhexlify = binascii.unhexlify
-_NONCE_END = HEADER_SIZE + NONCE_SIZE
+# Slice objects built once: the open path slices every value three times.
+_HEADER = slice(0, HEADER_SIZE)
+_NONCE = slice(HEADER_SIZE, NONCE_END)
+_CIPHERTEXT = slice(NONCE_END, None)
 
 
 def validate_org_id(org_id: object) -> str:
@@ -62,6 +62,15 @@ def validate_org_id(org_id: object) -> str:
 
 def _invalid() -> InvalidSealedValue:
     return InvalidSealedValue(_INVALID_SEALED_VALUE)
+
+
+def _aad_on_miss(dek: CachedDek, kind: str, item_id: str, field: str) -> bytes:
+    """The AAD the open path could not build from the DEK's cached prefixes; caches the
+    prefix, or InvalidSealedValue if a part is one seal_field refuses (it cannot open)."""
+    try:
+        return dek.field_prefix(kind, field) + item_id.encode("ascii")
+    except (TypeError, ValueError, AttributeError):
+        raise _invalid() from None
 
 
 class OrgKeyring:
@@ -81,54 +90,48 @@ class OrgKeyring:
         self._clock = keyrings.cache.clock
         self._deks = keyrings.cache.deks_of(self.org_id)
 
-    def seal_field(self, value: str | bytes, *, kind: str, item_id: str, field: str) -> str:
-        """Seal `value` (str is sealed as UTF-8) under the org's current DEK."""
+    def seal_field(self, value: str | bytes, *, kind: str, item_id: str, field: str) -> bytes:
+        """Seal `value` (str is sealed as UTF-8) under the org's current DEK; the sealed bytes
+        (store them as a Binary attribute)."""
         if isinstance(value, str):
             plaintext = value.encode("utf-8")
         elif isinstance(value, bytes):
             plaintext = value
         else:
             raise TypeError("value must be str or bytes")
-        context = sealed.checked_field_context_aad(kind, item_id, field)
+        sealed.check_part("kind", kind)
+        sealed.check_part("field", field)
+        item = sealed.check_part("item_id", item_id).encode("ascii")
         dek = self._keyrings._current_dek(self.org_id)
-        nonce = os.urandom(sealed.NONCE_SIZE)
-        ciphertext = dek.aead.encrypt(nonce, plaintext, dek.aad_prefix + context)
-        return (dek.header + nonce + ciphertext).hex()
-
-    def open_field(self, sealed_value: str, *, kind: str, item_id: str, field: str) -> bytes:
-        """The plaintext of `sealed_value`, or InvalidSealedValue for any reason it does not
-        open; KeyringUnavailable if KMS or the table failed on the way."""
-        # The hot path of a warm function: no KMS call, no table read, no Python call but
-        # the clock, each check as cheap as measured (benchmarks/bench_crypto.py).
         try:
-            raw = _unhexlify(sealed_value)
-            # sealed.field_context_aad, inlined: a call costs as much as a check.
-            context = _SEPARATOR.join((kind, item_id, field)).encode("ascii")
-        except (TypeError, ValueError):
-            raise _invalid() from None
-        # unhexlify also takes bytes and uppercase: only the one lowercase str opens. Six
-        # memchr scans cost less than lowering a copy of the text and comparing.
-        if (
-            sealed_value.__class__ is not str
-            or "A" in sealed_value
-            or "B" in sealed_value
-            or "C" in sealed_value
-            or "D" in sealed_value
-            or "E" in sealed_value
-            or "F" in sealed_value
-            or len(raw) < MIN_SIZE
-        ):
+            prefix = dek.field_prefixes[kind][field]
+        except KeyError:
+            prefix = dek.field_prefix(kind, field)
+        nonce = os.urandom(NONCE_SIZE)
+        return dek.header + nonce + dek.aead.encrypt(nonce, plaintext, prefix + item)
+
+    def open_field(self, sealed_value: bytes, *, kind: str, item_id: str, field: str) -> bytes:
+        """The plaintext of `sealed_value` (exactly bytes: anything else does not open), or
+        InvalidSealedValue for any reason it does not open; KeyringUnavailable if KMS or the
+        table failed on the way."""
+        # The hot path of a warm function: no KMS call, no table read, no Python call but
+        # the clock, each step as cheap as measured (benchmarks/bench_crypto.py).
+        if sealed_value.__class__ is not bytes or len(sealed_value) < MIN_SIZE:
             raise _invalid()
-        header = raw[:HEADER_SIZE]
         # Only headers this process built are cached: a hit proves format and version.
-        dek = self._deks.get(header)
+        dek = self._deks.get(sealed_value[_HEADER])
         # CachedDek.take, inlined: this runs on every open.
         if dek is None or next(dek.uses_left) <= 0 or self._clock() >= dek.expires_at:
-            dek = self._dek_to_open(header)
+            dek = self._dek_to_open(sealed_value[_HEADER])
         try:
-            return dek.aead.decrypt(
-                raw[HEADER_SIZE:_NONCE_END], raw[_NONCE_END:], dek.aad_prefix + context
-            )
+            aad = dek.field_prefixes[kind][field] + item_id.encode("ascii")
+        except (KeyError, TypeError, ValueError, AttributeError):
+            # Not cached yet, or parts that can never open (unhashable, not str, not ASCII).
+            aad = _aad_on_miss(dek, kind, item_id, field)
+        # Bytes slices, not memoryviews: AESGCM takes both, but decrypts views slower than
+        # slicing costs (cryptography 50).
+        try:
+            return dek.aead.decrypt(sealed_value[_NONCE], sealed_value[_CIPHERTEXT], aad)
         except InvalidTag:
             raise _invalid() from None
 
@@ -141,7 +144,7 @@ class OrgKeyring:
         self._deks = self._cache.deks_of(self.org_id)
         return dek
 
-    def open_text_field(self, sealed_value: str, *, kind: str, item_id: str, field: str) -> str:
+    def open_text_field(self, sealed_value: bytes, *, kind: str, item_id: str, field: str) -> str:
         """open_field, decoded as UTF-8 (a value that is not UTF-8 is InvalidSealedValue)."""
         plaintext = self.open_field(sealed_value, kind=kind, item_id=item_id, field=field)
         try:
@@ -152,7 +155,7 @@ class OrgKeyring:
         # along as __context__ into a log line.
         raise _invalid()
 
-    def reseal_field(self, sealed_value: str, *, kind: str, item_id: str, field: str) -> str:
+    def reseal_field(self, sealed_value: bytes, *, kind: str, item_id: str, field: str) -> bytes:
         """`sealed_value` sealed under the org's current DEK, for re-encryption after rotation.
 
         The plaintext is unchanged. A value already under the current DEK is returned as it is,
@@ -160,7 +163,7 @@ class OrgKeyring:
         """
         plaintext = self.open_field(sealed_value, kind=kind, item_id=item_id, field=field)
         current = self._keyrings._current_dek(self.org_id)
-        if sealed_value.startswith(current.header.hex()):
+        if sealed_value.startswith(current.header):
             return sealed_value
         return self.seal_field(plaintext, kind=kind, item_id=item_id, field=field)
 
@@ -329,7 +332,7 @@ class Keyrings:
         if current is None:
             current = self._read_keyring(org_id)
             self.cache.put_current(org_id, current)
-        dek = self.cache.take_dek(org_id, sealed.header(current.version))
+        dek = self.cache.take_dek(org_id, current.header)
         if dek is None:
             wrapped = self._read_wrapped_dek(org_id, current.version)
             if wrapped is None:

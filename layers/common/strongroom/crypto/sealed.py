@@ -1,21 +1,21 @@
 """The sealed-value format, version 1.
 
-A sealed value is the lowercase hex text of
+A sealed value is the bytes (stored as a DynamoDB Binary attribute)
 
     0x01 | DEK version (4 bytes, big-endian) | nonce (12 bytes) | AES-256-GCM ciphertext + tag (16)
 
 and its AAD is
 
-    header (the first 5 bytes above) | org_id | 0x00 | kind | 0x00 | item_id | 0x00 | field
+    header (the first 5 bytes above) | org_id | 0x00 | kind | 0x00 | field | 0x00 | item_id
 
 Org ids are validated and seal_field takes only printable ASCII parts, so no part ever holds the
 0x00 separator: ("ab", "c") never reads as ("a", "bc"), and a part holding 0x00 on the open path
 adds a separator no sealed value has. The header is in the AAD, so the format and DEK version of
-a value cannot be changed either.
+a value cannot be changed either. The item id comes last so that everything before it, fixed by
+the DEK, the org, the kind and the field, can be encoded once and reused (`field_aad_prefix`).
 
-Hex rather than base64: binascii decodes it several times faster, and its one non-canonical
-spelling (uppercase a-f, which unhexlify also takes) is refused, so every change to the text
-fails rather than decode to the same bytes.
+Raw bytes rather than text: there is one spelling of each value, so nothing but the bytes GCM
+authenticates needs checking, and nothing needs decoding.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ FORMAT_V1 = 1
 HEADER_SIZE = 5
 NONCE_SIZE = 12
 TAG_SIZE = 16
+NONCE_END = HEADER_SIZE + NONCE_SIZE
 MIN_SIZE = HEADER_SIZE + NONCE_SIZE + TAG_SIZE
 # The table's sort key spells the version with 6 digits.
 MAX_DEK_VERSION = 999_999
@@ -43,18 +44,25 @@ def aad_prefix(header_bytes: bytes, org_id: str) -> bytes:
     return header_bytes + (org_id + SEPARATOR).encode("ascii")
 
 
-def field_context_aad(kind: str, item_id: str, field: str) -> bytes:
-    """kind | 0x00 | item_id | 0x00 | field. Raises TypeError (a part is not a str) or
-    ValueError (not ASCII), so the open path can turn them into its one opaque error without
-    checking each part first: this runs on every open."""
-    return SEPARATOR.join((kind, item_id, field)).encode("ascii")
+def check_part(name: str, part: object) -> str:
+    """`part` if seal_field may bind it (1 to 127 printable ASCII characters), else TypeError
+    (not a str) or ValueError."""
+    if not isinstance(part, str):
+        raise TypeError(f"{name} must be a str")
+    if not (1 <= len(part) <= MAX_PART_LENGTH and part.isascii() and part.isprintable()):
+        raise ValueError(f"{name} must be 1 to {MAX_PART_LENGTH} printable ASCII characters")
+    return part
 
 
-def checked_field_context_aad(kind: str, item_id: str, field: str) -> bytes:
-    """field_context_aad, refusing with TypeError or ValueError what it must not be given."""
-    for name, part in (("kind", kind), ("item_id", item_id), ("field", field)):
-        if not isinstance(part, str):
-            raise TypeError(f"{name} must be a str")
-        if not (1 <= len(part) <= MAX_PART_LENGTH and part.isascii() and part.isprintable()):
-            raise ValueError(f"{name} must be 1 to {MAX_PART_LENGTH} printable ASCII characters")
-    return field_context_aad(kind, item_id, field)
+def field_aad_prefix(aad_prefix_bytes: bytes, kind: str, field: str) -> bytes:
+    """aad_prefix | kind | 0x00 | field | 0x00: the AAD up to the item id. Checks both parts
+    (TypeError or ValueError), so what a DEK caches is only ever what seal_field could bind."""
+    check_part("kind", kind)
+    check_part("field", field)
+    return aad_prefix_bytes + (kind + SEPARATOR + field + SEPARATOR).encode("ascii")
+
+
+def aad(dek_version: int, org_id: str, *, kind: str, item_id: str, field: str) -> bytes:
+    """The whole AAD of a value, as seal_field binds it (the reference spelling of the format)."""
+    prefix = field_aad_prefix(aad_prefix(header(dek_version), org_id), kind, field)
+    return prefix + check_part("item_id", item_id).encode("ascii")
