@@ -24,7 +24,11 @@ from types import FrameType
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from strongroom_local.exceptions import ControlRequestFailed, LocalStackError
+from strongroom_local.exceptions import (
+    ControlRequestFailed,
+    InvalidScheduleExpression,
+    LocalStackError,
+)
 from strongroom_local.issuer import mint_dev_token
 from strongroom_local.stack import LocalStack, StackOptions, read_stack_file
 from strongroom_local.template import TEMPLATE_PATH
@@ -283,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"dev-token": _dev_token, "fire-schedule": _fire, "invoke": _invoke}
     try:
         return handlers[args.command](args)
-    except LocalStackError as exc:
+    except (LocalStackError, InvalidScheduleExpression) as exc:
         print(f"strongroom {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 # mypy cannot follow the editable install's import hook to the layer package (see the report).
 from strongroom.errors import StrongroomError
 
+# The parser lives in the layer (connections validate schedules too); re-exported here.
+from strongroom.schedules import InvalidScheduleExpression
+
+__all__ = ["InvalidScheduleExpression"]
+
 
 class LocalStackError(StrongroomError):
     """Root of every error raised by the local stack and its CLI."""
@@ -16,10 +21,6 @@ class Unauthorized(LocalStackError):
 
 class InsufficientScope(LocalStackError):
     """A valid token lacks every scope the route requires."""
-
-
-class InvalidScheduleExpression(LocalStackError):
-    """A rate(), cron() or at() expression EventBridge would refuse."""
 
 
 class UnsupportedTemplate(LocalStackError):

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from strongroom.schedules import ScheduleExpression, parse_schedule_expression
 from strongroom_local.exceptions import UnsupportedTemplate
 from strongroom_local.provision import Stack
-from strongroom_local.schedule_expressions import ScheduleExpression, parse_schedule_expression
 from strongroom_local.template import resources_of_type
 
 log = logging.getLogger("strongroom_local")

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from strongroom.schedules import parse_schedule_expression
 from strongroom_local.exceptions import InvalidScheduleExpression
-from strongroom_local.schedule_expressions import parse_schedule_expression
 
 ANCHOR = datetime(2026, 11, 23, 10, 0, 30, tzinfo=UTC)
 

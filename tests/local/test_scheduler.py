@@ -6,7 +6,7 @@ import itertools
 import threading
 from datetime import UTC, datetime, timedelta
 
-from strongroom_local.schedule_expressions import parse_schedule_expression
+from strongroom.schedules import parse_schedule_expression
 from strongroom_local.scheduler import Scheduler, scheduled_event
 from strongroom_local.wiring import ScheduleSource
 

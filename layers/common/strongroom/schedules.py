@@ -17,7 +17,16 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from strongroom_local.exceptions import InvalidScheduleExpression
+from strongroom.errors import StrongroomError
+
+
+class ScheduleError(StrongroomError):
+    """Root of the schedule-expression errors."""
+
+
+class InvalidScheduleExpression(ScheduleError):
+    """A rate(), cron() or at() expression EventBridge would refuse."""
+
 
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
 _CRON = re.compile(r"^cron\((.*)\)$")
