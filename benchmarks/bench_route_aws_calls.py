@@ -31,7 +31,24 @@ from strongroom_local.provision import provision  # noqa: E402
 from strongroom_local.template import REPO_ROOT  # noqa: E402
 
 FUNCTION_DIR = REPO_ROOT / "functions" / "credential_store"
-READ_ROUTES = {"GET /orgs/{org_id}", "GET /orgs/{org_id}/members"}
+READ_ROUTES = {
+    "GET /orgs/{org_id}",
+    "GET /orgs/{org_id}/members",
+    "GET /orgs/{org_id}/connections",
+    "GET /orgs/{org_id}/connections/{connection_id}",
+}
+CONNECTIONS = "/orgs/{org_id}/connections"
+CONNECTION = "/orgs/{org_id}/connections/{connection_id}"
+# Made-up values: the benchmark never talks to a provider.
+BENCH_AUTH = {"method": "client_credentials", "client_id": "bench", "client_secret": "bench-0000"}
+CONNECTION_BODY = {
+    "name": "Bench Okta",
+    "provider": "okta",
+    "domain": "bench.okta.com",
+    "scopes": ["okta.users.read"],
+    "auth": BENCH_AUTH,
+    "schedule": "rate(1 day)",
+}
 
 
 class _Context:
@@ -58,6 +75,7 @@ def main() -> int:
     with mock_aws():
         stack = provision(boto3.Session(region_name="us-east-1"))
         os.environ.update(stack.function_environment("CredentialStoreFunction"))
+        os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # the template's level would print lines
         sys.path.insert(0, str(FUNCTION_DIR))
         spec = importlib.util.spec_from_file_location(
             "credential_store_app", FUNCTION_DIR / "app.py"
@@ -109,7 +127,7 @@ def main() -> int:
                 None,
             ),
         ]
-        print(f"{'route':<42} {'ddb':>4} {'kms':>4} {'s3':>4}  operations")
+        print(f"{'route':<62} {'ddb':>4} {'kms':>4} {'s3':>4}  operations")
         worst_read = (0, 0)
         for method, route, path, params, body in scenarios:
             request(method, route, path, params, body)  # warm this route
@@ -124,11 +142,46 @@ def main() -> int:
                 worst_read = max(worst_read, (by_service["dynamodb"], by_service["kms"]))
             ops = ", ".join(f"{name} x{n}" for name, n in sorted(counted.items()))
             ddb, kms, s3 = (by_service[name] for name in ("dynamodb", "kms", "s3"))
-            print(f"{key:<42} {ddb:>4} {kms:>4} {s3:>4}  {ops}")
+            print(f"{key:<62} {ddb:>4} {kms:>4} {s3:>4}  {ops}")
+        for key, counted in _connection_routes(app, request, org):
+            by_service = Counter(name.split(".")[0] for name in counted.elements())
+            if key in READ_ROUTES:
+                worst_read = max(worst_read, (by_service["dynamodb"], by_service["kms"]))
+            ops = ", ".join(f"{name} x{n}" for name, n in sorted(counted.items()))
+            ddb, kms, s3 = (by_service[name] for name in ("dynamodb", "kms", "s3"))
+            print(f"{key:<62} {ddb:>4} {kms:>4} {s3:>4}  {ops}")
     ddb, kms = worst_read
     verdict = "met" if ddb <= 2 and kms == 0 else "NOT met"
     print(f"read routes, warm: at most {ddb} DynamoDB, {kms} KMS calls (target <= 2, 0): {verdict}")
     return 0
+
+
+def _connection_routes(app: Any, request: Any, org: str) -> list[tuple[str, Counter[str]]]:
+    """Each connection route warmed once, then measured (two connections: one per delete)."""
+    org_params = {"org_id": org}
+    path = f"/orgs/{org}/connections"
+    measured: list[tuple[str, Counter[str]]] = []
+    request("POST", CONNECTIONS, path, org_params, CONNECTION_BODY)
+    measured.append(
+        (f"POST {CONNECTIONS}", request("POST", CONNECTIONS, path, org_params, CONNECTION_BODY))
+    )
+    listed = app.lambda_handler(_event("GET", CONNECTIONS, path, org_params), _Context())
+    ids = [c["connection_id"] for c in json.loads(listed["body"])["connections"]]
+    one = {"org_id": org, "connection_id": ids[0]}
+    one_path = f"{path}/{ids[0]}"
+    credentials = (f"{CONNECTION}/credentials", f"{one_path}/credentials")
+    for method, route, route_path, params, body in (
+        ("GET", CONNECTIONS, path, org_params, None),
+        ("GET", CONNECTION, one_path, one, None),
+        ("PUT", *credentials, one, {"auth": BENCH_AUTH}),
+    ):
+        request(method, route, route_path, params, body)
+        measured.append((f"{method} {route}", request(method, route, route_path, params, body)))
+    request("DELETE", CONNECTION, one_path, one)
+    other = {"org_id": org, "connection_id": ids[1]}
+    counted = request("DELETE", CONNECTION, f"{path}/{ids[1]}", other)
+    measured.append((f"DELETE {CONNECTION}", counted))
+    return measured
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""credential_store: orgs and members (DESIGN.md routes), plus /health and /openapi.json.
+"""credential_store: orgs, members and connections (DESIGN.md routes), /health, /openapi.json.
 
 Thin handler: the shared resolver parses and validates, each route makes one call into
-`credential_store.orgs`, which takes its clients and `now` as arguments.
+`credential_store.orgs` or `credential_store.connections`, which take their clients and `now`
+as arguments.
 """
 
 from __future__ import annotations
@@ -13,8 +14,20 @@ from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from credential_store import orgs
-from credential_store.models import CreateOrg, Member, Members, Org, OrgCreated, SetMemberRole
+from credential_store import connections, orgs
+from credential_store.models import (
+    Connection,
+    ConnectionCreated,
+    Connections,
+    CreateConnection,
+    CreateOrg,
+    Member,
+    Members,
+    Org,
+    OrgCreated,
+    ReplaceCredentials,
+    SetMemberRole,
+)
 from credential_store.services import services
 
 from strongroom.api import caller_from_event, create_resolver, handle_request
@@ -27,6 +40,7 @@ app = create_resolver(logger)
 
 OrgId = Annotated[str, Path(pattern=r"^org_[a-z2-7]{26}$", max_length=30)]
 UserId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:@|+-]{1,128}$")]
+ConnectionId = Annotated[str, Path(pattern=r"^conn_[a-z2-7]{26}$", max_length=31)]
 
 
 @app.get("/health", tags=["platform"])
@@ -73,6 +87,62 @@ def set_member_role(
 def remove_member(org_id: OrgId, user_id: UserId) -> Response[str]:
     caller = caller_from_event(app.current_event.raw_event)
     orgs.remove_member(services(), caller, org_id, user_id, now=_now(), request_id=_request_id())
+    return Response(status_code=204, body="")
+
+
+@app.post("/orgs/<org_id>/connections", tags=["connections"])
+def create_connection(
+    org_id: OrgId, body: Annotated[CreateConnection, Body()]
+) -> tuple[ConnectionCreated, int]:
+    caller = caller_from_event(app.current_event.raw_event)
+    created = connections.create_connection(
+        services(), caller, org_id, body, now=_now(), request_id=_request_id()
+    )
+    # Metadata only: the body holds secrets and is never logged.
+    logger.info(
+        "connection created",
+        extra={
+            "org_id": org_id,
+            "connection_id": created.connection_id,
+            "method": body.auth.method,
+        },
+    )
+    return created, 201
+
+
+@app.get("/orgs/<org_id>/connections", tags=["connections"])
+def list_connections(
+    org_id: OrgId, cursor: Annotated[str | None, Query(max_length=2048)] = None
+) -> Connections:
+    caller = caller_from_event(app.current_event.raw_event)
+    return connections.list_connections(services(), caller, org_id, now=_now(), cursor=cursor)
+
+
+@app.get("/orgs/<org_id>/connections/<connection_id>", tags=["connections"])
+def get_connection(org_id: OrgId, connection_id: ConnectionId) -> Connection:
+    caller = caller_from_event(app.current_event.raw_event)
+    return connections.get_connection(services(), caller, org_id, connection_id, now=_now())
+
+
+@app.put("/orgs/<org_id>/connections/<connection_id>/credentials", tags=["connections"])
+def replace_credentials(
+    org_id: OrgId, connection_id: ConnectionId, body: Annotated[ReplaceCredentials, Body()]
+) -> Connection:
+    caller = caller_from_event(app.current_event.raw_event)
+    connection = connections.replace_credentials(
+        services(), caller, org_id, connection_id, body, now=_now(), request_id=_request_id()
+    )
+    logger.info("credentials replaced", extra={"org_id": org_id, "connection_id": connection_id})
+    return connection
+
+
+@app.delete("/orgs/<org_id>/connections/<connection_id>", tags=["connections"])
+def delete_connection(org_id: OrgId, connection_id: ConnectionId) -> Response[str]:
+    caller = caller_from_event(app.current_event.raw_event)
+    connections.delete_connection(
+        services(), caller, org_id, connection_id, now=_now(), request_id=_request_id()
+    )
+    logger.info("connection deleted", extra={"org_id": org_id, "connection_id": connection_id})
     return Response(status_code=204, body="")
 
 

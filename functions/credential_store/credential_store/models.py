@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 OrgName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 
@@ -64,4 +64,153 @@ class Member(BaseModel):
 
 class Members(BaseModel):
     members: list[Member]
+    next_cursor: str | None = Field(default=None)
+
+
+# ---- connections ------------------------------------------------------------------------------
+
+REDACTED: Final = "[REDACTED]"
+
+
+class Provider(StrEnum):
+    OKTA = "okta"
+    ENTRA = "entra"
+    AUTH0 = "auth0"
+    OAUTH2 = "oauth2"
+
+
+class AuthMethod(StrEnum):
+    API_TOKEN = "api_token"  # noqa: S105 (a method name, not a secret)
+    CLIENT_CREDENTIALS = "client_credentials"
+    PRIVATE_KEY_JWT = "private_key_jwt"
+    AUTHORIZATION_CODE = "authorization_code"
+
+
+class SecretRequest(BaseModel):
+    """Bodies that carry secrets: unknown fields refused, and no input ever copied into errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+ConnectionName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)
+]
+# Printable ASCII without spaces: client ids, key ids and secrets as providers issue them.
+ClientId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,256}$")]
+KeyId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,256}$")]
+# At least 8 characters: the fingerprint shows the last 4, which must not be most of it.
+SecretText = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{8,4096}$")]
+# PEM blocks have newlines and spaces; JWKs are JSON. The key itself is checked by parsing.
+PrivateKeyText = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
+# RFC 6749 scope-token: printable ASCII except space, '"' and '\'.
+Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]{1,256}$")]
+HostText = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+UrlText = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+ScheduleText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class ApiTokenAuth(SecretRequest):
+    method: Literal[AuthMethod.API_TOKEN]
+    token: SecretText = Field(repr=False)
+
+
+class ClientCredentialsAuth(SecretRequest):
+    method: Literal[AuthMethod.CLIENT_CREDENTIALS]
+    client_id: ClientId
+    client_secret: SecretText = Field(repr=False)
+
+
+class PrivateKeyJwtAuth(SecretRequest):
+    method: Literal[AuthMethod.PRIVATE_KEY_JWT]
+    client_id: ClientId
+    private_key: PrivateKeyText = Field(repr=False)
+    key_id: KeyId
+
+
+class AuthorizationCodeAuth(SecretRequest):
+    method: Literal[AuthMethod.AUTHORIZATION_CODE]
+    client_id: ClientId
+    client_secret: SecretText = Field(repr=False)
+
+
+def _auth_method(value: Any) -> str | None:
+    method = value.get("method") if isinstance(value, dict) else getattr(value, "method", None)
+    return str(method) if method is not None else None
+
+
+# A callable discriminator so that an unknown method is reported without echoing it.
+Auth = Annotated[
+    Annotated[ApiTokenAuth, Tag(AuthMethod.API_TOKEN)]
+    | Annotated[ClientCredentialsAuth, Tag(AuthMethod.CLIENT_CREDENTIALS)]
+    | Annotated[PrivateKeyJwtAuth, Tag(AuthMethod.PRIVATE_KEY_JWT)]
+    | Annotated[AuthorizationCodeAuth, Tag(AuthMethod.AUTHORIZATION_CODE)],
+    Discriminator(
+        _auth_method,
+        custom_error_type="invalid_auth_method",
+        custom_error_message=(
+            "method must be api_token, client_credentials, private_key_jwt or authorization_code"
+        ),
+    ),
+]
+
+
+class CreateConnection(SecretRequest):
+    name: ConnectionName
+    provider: Provider
+    domain: HostText | None = None
+    tenant_id: HostText | None = None
+    authorization_endpoint: UrlText | None = None
+    token_endpoint: UrlText | None = None
+    revocation_endpoint: UrlText | None = None
+    scopes: list[Scope] = Field(default_factory=list, max_length=64)
+    auth: Auth
+    schedule: ScheduleText
+
+
+class ReplaceCredentials(SecretRequest):
+    auth: Auth
+
+
+class ConnectionCreated(BaseModel):
+    connection_id: str
+
+
+class Credential(BaseModel):
+    """One stored secret as the API shows it: never the value, only what identifies it."""
+
+    field: str
+    value: Literal["[REDACTED]"] = REDACTED
+    # Last four characters of a token or client secret; `sha256:<hex>` of a private key's
+    # public SubjectPublicKeyInfo (DER).
+    fingerprint: str
+    created_at: str
+
+
+class ConnectionAuth(BaseModel):
+    method: AuthMethod
+    client_id: str | None = None
+    key_id: str | None = None
+    key_algorithm: str | None = None
+
+
+class Connection(BaseModel):
+    connection_id: str
+    name: str
+    provider: Provider
+    domain: str | None = None
+    tenant_id: str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    revocation_endpoint: str | None = None
+    scopes: list[str]
+    schedule: str
+    auth: ConnectionAuth
+    credentials: list[Credential]
+    created_at: str
+    created_by: str
+    updated_at: str
+
+
+class Connections(BaseModel):
+    connections: list[Connection]
     next_cursor: str | None = Field(default=None)

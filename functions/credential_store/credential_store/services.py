@@ -9,6 +9,7 @@ import boto3
 
 from strongroom.audit.log import AuditLog
 from strongroom.crypto import Keyrings
+from strongroom.outbound import Resolver, system_resolver
 from strongroom.settings import Settings, get_settings
 from strongroom.tenancy import TenantTable
 
@@ -19,6 +20,8 @@ class Services:
     table: TenantTable
     keyrings: Keyrings
     audit: AuditLog
+    # How connection endpoint URLs are resolved when checked at creation (tests inject one).
+    resolver: Resolver = system_resolver
 
 
 def build_services(settings: Settings, session: boto3.Session | None = None) -> Services:

@@ -18,6 +18,11 @@ SCENARIO = [
     ("get_org", 200),
     ("list_members", 200),
     ("put_member", 200),
+    ("create_connection", 201),
+    ("list_connections", 200),
+    ("get_connection", 200),
+    ("replace_credentials", 200),
+    ("delete_connection", 204),
     ("delete_member", 204),
 ]
 
@@ -34,10 +39,14 @@ def test_there_is_a_sample_event_for_every_route_of_the_function() -> None:
 
 
 def test_sample_events_replay_end_to_end(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
-    from credential_store import orgs
+    from credential_store import connections, orgs
 
     sample_org = load_event("credential_store/get_org")["pathParameters"]["org_id"]
     monkeypatch.setattr(orgs, "new_org_id", lambda: sample_org)
+    sample_connection = load_event("credential_store/get_connection")["pathParameters"]
+    monkeypatch.setattr(
+        connections, "new_connection_id", lambda: sample_connection["connection_id"]
+    )
     for name, expected in SCENARIO:
         status, body = invoke(load_event(f"credential_store/{name}"))
         assert status == expected, (name, body)

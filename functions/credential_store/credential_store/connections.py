@@ -1,0 +1,613 @@
+"""Connections: provider settings checked at creation, secrets sealed per field, never shown.
+
+Every secret field is sealed on its own under the org's DEK (kind "connection", item id = the
+connection id, field = the field's name) and stored as a Binary attribute `sealed_<field>`.
+Responses carry `"[REDACTED]"` with a fingerprint and creation time instead.
+
+The connection count lives on the ORG item (`connection_count`): a create increments it with the
+plan's ceiling in the same transaction as the connection's Create, a delete decrements it in the
+same transaction as the Delete, so concurrent creates can never pass the plan's limit.
+
+A connection of another org, or of no org the caller belongs to, answers 404 like a missing one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from jwt.exceptions import PyJWTError
+
+from credential_store.models import (
+    REDACTED,
+    ApiTokenAuth,
+    AuthMethod,
+    AuthorizationCodeAuth,
+    ClientCredentialsAuth,
+    Connection,
+    ConnectionAuth,
+    ConnectionCreated,
+    Connections,
+    CreateConnection,
+    Credential,
+    PrivateKeyJwtAuth,
+    Provider,
+    ReplaceCredentials,
+    Role,
+)
+from credential_store.orgs import ORG, require_role
+from credential_store.plans import Plan, plan_named
+from credential_store.services import Services
+from strongroom.api import Caller
+from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.errors import Conflict, InvalidField, NotFound, RateLimited
+from strongroom.outbound import check_url
+from strongroom.outbound.exceptions import DestinationRefused
+from strongroom.schedules import (
+    CronExpression,
+    InvalidScheduleExpression,
+    RateExpression,
+    parse_schedule_expression,
+)
+from strongroom.tenancy import (
+    ConditionFailed,
+    Create,
+    Delete,
+    Increment,
+    Item,
+    ItemNotFound,
+    LimitReached,
+)
+
+CONNECTION = "CONN"
+SEALED_KIND = "connection"  # the `kind` bound into every sealed connection secret's AAD
+COUNTER = "connection_count"
+_MAX_PAGE = 100
+_SEALED_PREFIX = "sealed_"
+
+# Provider domains (DESIGN.md): a host name under one of the provider's suffixes.
+_OKTA_SUFFIXES = (".okta.com", ".oktapreview.com", ".okta-emea.com")
+_AUTH0_SUFFIXES = (".auth0.com",)
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_ONMICROSOFT = re.compile(rf"^{_LABEL}\.onmicrosoft\.com$")
+_DEV_HOST = re.compile(r"^(localhost|127(?:\.[0-9]{1,3}){3}|\[::1\]):([0-9]{1,5})$")
+
+# Which methods each provider offers. Entra has no static API tokens.
+_METHODS: Mapping[Provider, frozenset[AuthMethod]] = {
+    Provider.OKTA: frozenset(AuthMethod),
+    Provider.AUTH0: frozenset(AuthMethod),
+    Provider.OAUTH2: frozenset(AuthMethod),
+    Provider.ENTRA: frozenset(AuthMethod) - {AuthMethod.API_TOKEN},
+}
+_SECRET_FIELDS: Mapping[AuthMethod, tuple[str, ...]] = {
+    AuthMethod.API_TOKEN: ("token",),
+    AuthMethod.CLIENT_CREDENTIALS: ("client_secret",),
+    AuthMethod.PRIVATE_KEY_JWT: ("private_key",),
+    AuthMethod.AUTHORIZATION_CODE: ("client_secret",),
+}
+_EC_CURVES = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+_MIN_RSA_BITS = 2048
+# What the PEM and JWK parsers raise for input that is not a usable key.
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, UnsupportedAlgorithm, PyJWTError)
+_BAD_KEY = (
+    "auth.private_key: must be an unencrypted RSA (2048 bits or more) or EC P-256/P-384/P-521"
+    " private key, as PEM or JWK"
+)
+
+AnyAuth = ApiTokenAuth | ClientCredentialsAuth | PrivateKeyJwtAuth | AuthorizationCodeAuth
+
+
+def new_connection_id() -> str:
+    """A fresh connection id: `conn_` and 26 lowercase base32 characters (128 random bits)."""
+    return "conn_" + base64.b32encode(secrets.token_bytes(16)).decode("ascii").rstrip("=").lower()
+
+
+# ---- routes -----------------------------------------------------------------------------------
+
+
+def create_connection(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    body: CreateConnection,
+    *,
+    now: datetime,
+    request_id: str,
+) -> ConnectionCreated:
+    """Check, seal and store a connection; RateLimited (429) when the plan's limit is reached."""
+    require_role(services, caller, org_id, Role.ADMIN, now=now)
+    try:
+        org = services.table.get(org_id, ORG, now=now)
+    except ItemNotFound:
+        raise NotFound() from None
+    plan = plan_named(org.attributes.get("plan"))
+    settings = _provider_settings(services, body)
+    _check_schedule(body.schedule, plan)
+    connection_id = new_connection_id()
+    stamp = _iso(now)
+    auth_attributes, credentials = _seal(services, org_id, connection_id, body.auth, stamp)
+    attributes: dict[str, Any] = {
+        **settings,
+        "name": body.name,
+        "provider": body.provider.value,
+        "scopes": list(body.scopes),
+        "schedule": body.schedule.strip(),
+        **auth_attributes,
+        "credentials": credentials,
+        "created_at": stamp,
+        "created_by": caller.sub,
+        "updated_at": stamp,
+        "version": 1,
+    }
+    try:
+        services.table.transact(
+            org_id,
+            [
+                Create(CONNECTION, connection_id, attributes=attributes),
+                Increment(ORG, attribute=COUNTER, ceiling=plan.max_connections),
+            ],
+            now=now,
+        )
+    except LimitReached:
+        raise RateLimited(
+            f"The org's plan allows at most {plan.max_connections} connections."
+        ) from None
+    details = {"provider": body.provider.value, "method": body.auth.method.value}
+    _audit(
+        services,
+        caller,
+        org_id,
+        AuditAction.CONNECTION_CREATE,
+        connection_id,
+        now=now,
+        request_id=request_id,
+        details=details,
+    )
+    _audit(
+        services,
+        caller,
+        org_id,
+        AuditAction.CREDENTIAL_WRITE,
+        connection_id,
+        now=now,
+        request_id=request_id,
+        details={"method": body.auth.method.value, "fields": sorted(credentials)},
+    )
+    return ConnectionCreated(connection_id=connection_id)
+
+
+def list_connections(
+    services: Services, caller: Caller, org_id: str, *, now: datetime, cursor: str | None = None
+) -> Connections:
+    require_role(services, caller, org_id, Role.MEMBER, now=now)
+    page = services.table.query(org_id, CONNECTION, now=now, limit=_MAX_PAGE, cursor=cursor)
+    return Connections(
+        connections=[_connection(item) for item in page.items], next_cursor=page.cursor
+    )
+
+
+def get_connection(
+    services: Services, caller: Caller, org_id: str, connection_id: str, *, now: datetime
+) -> Connection:
+    require_role(services, caller, org_id, Role.MEMBER, now=now)
+    return _connection(_find(services, org_id, connection_id, now=now))
+
+
+def replace_credentials(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    connection_id: str,
+    body: ReplaceCredentials,
+    *,
+    now: datetime,
+    request_id: str,
+) -> Connection:
+    """Replace the connection's secrets (write-only) and record the rotation.
+
+    The method stays the connection's: changing it is a new connection (its provider settings,
+    such as an authorization endpoint, were checked for the method it was created with).
+    """
+    require_role(services, caller, org_id, Role.ADMIN, now=now)
+    current = _find(services, org_id, connection_id, now=now)
+    if body.auth.method.value != current.attributes["auth_method"]:
+        raise InvalidField("auth.method: must stay the connection's method")
+    stamp = _iso(now)
+    auth_attributes, credentials = _seal(services, org_id, connection_id, body.auth, stamp)
+    version = int(current.attributes["version"])
+    changes: dict[str, Any] = {
+        **auth_attributes,
+        "credentials": credentials,
+        "updated_at": stamp,
+        "version": version + 1,
+    }
+    try:
+        updated = services.table.update(
+            org_id,
+            CONNECTION,
+            connection_id,
+            changes=changes,
+            expect={"version": version},
+            now=now,
+        )
+    except ItemNotFound:
+        raise NotFound() from None
+    except ConditionFailed:
+        raise Conflict("The connection changed meanwhile; read it again and retry.") from None
+    _audit(
+        services,
+        caller,
+        org_id,
+        AuditAction.CREDENTIAL_ROTATE,
+        connection_id,
+        now=now,
+        request_id=request_id,
+        details={"method": body.auth.method.value, "fields": sorted(credentials)},
+    )
+    return _connection(updated)
+
+
+def delete_connection(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    connection_id: str,
+    *,
+    now: datetime,
+    request_id: str,
+) -> None:
+    """Revoke at the provider where possible, then delete the secrets and the connection."""
+    require_role(services, caller, org_id, Role.ADMIN, now=now)
+    current = _find(services, org_id, connection_id, now=now)
+    revocation = revoke_at_provider(services, org_id, current, now=now)
+    try:
+        services.table.transact(
+            org_id,
+            [
+                Delete(
+                    CONNECTION, connection_id, expect={"version": current.attributes["version"]}
+                ),
+                Increment(ORG, attribute=COUNTER, by=-1),
+            ],
+            now=now,
+        )
+    except ItemNotFound:
+        raise NotFound() from None
+    except (ConditionFailed, LimitReached):
+        raise Conflict("The connection changed meanwhile; read it again and retry.") from None
+    fields = sorted(current.attributes.get("credentials", {}))
+    details = {"fields": fields, "revocation": revocation}
+    _audit(
+        services,
+        caller,
+        org_id,
+        AuditAction.CREDENTIAL_DELETE,
+        connection_id,
+        now=now,
+        request_id=request_id,
+        details=details,
+    )
+    _audit(
+        services,
+        caller,
+        org_id,
+        AuditAction.CONNECTION_DELETE,
+        connection_id,
+        now=now,
+        request_id=request_id,
+        details={},
+    )
+
+
+def revoke_at_provider(services: Services, org_id: str, connection: Item, *, now: datetime) -> str:
+    """Revoke the connection's grant at the provider; the outcome goes into the audit event.
+
+    Seam for the OAuth part of issue 4: revocation (RFC 7009 or the provider's own endpoint)
+    needs the refresh token that the OAuth callback will store (`sealed_refresh_token`); no
+    connection holds one yet, so there is nothing to revoke. Static API tokens, client secrets
+    and private keys cannot be revoked through the provider's API. A failed revocation must
+    still let the local delete go ahead (and be audited as such).
+    """
+    return "not_applicable"
+
+
+# ---- validation -------------------------------------------------------------------------------
+
+
+def _provider_settings(services: Services, body: CreateConnection) -> dict[str, Any]:
+    """The provider's non-secret settings, checked; InvalidField (422) naming the field."""
+    provider = body.provider
+    method = body.auth.method
+    if method not in _METHODS[provider]:
+        raise InvalidField(f"auth.method: {method.value} is not offered for {provider.value}")
+    allowed = {
+        Provider.OKTA: {"domain"},
+        Provider.AUTH0: {"domain"},
+        Provider.ENTRA: {"tenant_id"},
+        Provider.OAUTH2: {"authorization_endpoint", "token_endpoint", "revocation_endpoint"},
+    }[provider]
+    given = {
+        name
+        for name in (
+            "domain",
+            "tenant_id",
+            "authorization_endpoint",
+            "token_endpoint",
+            "revocation_endpoint",
+        )
+        if getattr(body, name) is not None
+    }
+    unused = sorted(given - allowed)
+    if unused:
+        raise InvalidField(f"{unused[0]}: not used by provider {provider.value}")
+    dev_hosts = _dev_hosts(services)
+    if provider is Provider.OKTA:
+        return {"domain": _domain(body.domain, _OKTA_SUFFIXES, dev_hosts)}
+    if provider is Provider.AUTH0:
+        return {"domain": _domain(body.domain, _AUTH0_SUFFIXES, dev_hosts)}
+    if provider is Provider.ENTRA:
+        return {"tenant_id": _tenant_id(body.tenant_id)}
+    return _oauth2_endpoints(services, body)
+
+
+def _dev_hosts(services: Services) -> frozenset[str]:
+    return frozenset(f"{host}:{port}" for host, port in services.settings.dev_allow_hosts)
+
+
+def _domain(value: str | None, suffixes: Iterable[str], dev_hosts: frozenset[str]) -> str:
+    if value is None:
+        raise InvalidField("domain: required for this provider")
+    domain = value.strip().lower().rstrip(".")
+    # A deployment's explicit dev allow-list entry (`host:port`) may stand in for a provider.
+    if _DEV_HOST.fullmatch(domain) and domain in dev_hosts:
+        return domain
+    if len(domain) <= 253 and _HOST.fullmatch(domain):
+        for suffix in suffixes:
+            if domain.endswith(suffix) and len(domain) > len(suffix):
+                return domain
+    raise InvalidField("domain: must be a host name under " + ", ".join(f"*{s}" for s in suffixes))
+
+
+def _tenant_id(value: str | None) -> str:
+    if value is None:
+        raise InvalidField("tenant_id: required for entra")
+    tenant = value.strip().lower()
+    if _GUID.fullmatch(tenant) or _ONMICROSOFT.fullmatch(tenant):
+        return tenant
+    raise InvalidField("tenant_id: must be a GUID or <name>.onmicrosoft.com")
+
+
+def _oauth2_endpoints(services: Services, body: CreateConnection) -> dict[str, Any]:
+    if body.token_endpoint is None:
+        raise InvalidField("token_endpoint: required for oauth2")
+    if body.auth.method is AuthMethod.AUTHORIZATION_CODE and body.authorization_endpoint is None:
+        raise InvalidField("authorization_endpoint: required for authorization_code")
+    endpoints: dict[str, Any] = {}
+    for name in ("authorization_endpoint", "token_endpoint", "revocation_endpoint"):
+        url = getattr(body, name)
+        if url is None:
+            continue
+        try:
+            # Checked now and again by the outbound client at every use: DNS answers change.
+            endpoints[name] = check_url(
+                url, services.settings.dev_allow_hosts, resolver=services.resolver
+            )
+        except DestinationRefused:
+            raise InvalidField(f"{name}: refused by the outbound guard") from None
+    return endpoints
+
+
+def _check_schedule(text: str, plan: Plan) -> None:
+    try:
+        expression = parse_schedule_expression(text)
+    except InvalidScheduleExpression:
+        # The parser's message quotes the input; the caller gets the rule instead.
+        raise InvalidField("schedule: must be a valid rate() or cron() expression") from None
+    if shortest_interval(expression) < plan.min_schedule_interval:
+        raise InvalidField(
+            f"schedule: the {plan.name} plan allows at most one run every "
+            f"{_describe(plan.min_schedule_interval)}"
+        )
+
+
+def shortest_interval(expression: RateExpression | CronExpression | Any) -> timedelta:
+    """The shortest time between two runs of a rate() or (UTC) cron() schedule.
+
+    For cron() this is the smallest gap between its times of day, including the gap across
+    midnight as if the next day also ran: exact when consecutive days can run, and on the safe
+    (shorter) side when they cannot.
+    """
+    if isinstance(expression, RateExpression):
+        return expression.interval
+    if isinstance(expression, CronExpression):
+        times = sorted(
+            hour * 60 + minute for hour in expression.hours for minute in expression.minutes
+        )
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        gaps.append(times[0] + 24 * 60 - times[-1])
+        return timedelta(minutes=min(gaps))
+    raise InvalidField("schedule: must be a rate() or cron() expression")
+
+
+def _describe(interval: timedelta) -> str:
+    minutes = int(interval.total_seconds()) // 60
+    if minutes % (24 * 60) == 0:
+        days = minutes // (24 * 60)
+        return "day" if days == 1 else f"{days} days"
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return "hour" if hours == 1 else f"{hours} hours"
+    return f"{minutes} minutes"
+
+
+# ---- secrets ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _PrivateKey:
+    pkcs8_pem: bytes
+    algorithm: str
+    fingerprint: str
+
+
+def load_private_key(text: str) -> _PrivateKey:
+    """Parse a PEM or JWK private key; InvalidField (422) for anything else or too weak.
+
+    Stored as unencrypted PKCS#8 PEM whatever the input form, with the JWS algorithm it signs
+    with, so the token service reads one format.
+    """
+    key: Any
+    try:
+        stripped = text.strip()
+        if stripped.startswith("{"):
+            jwk = json.loads(stripped)
+            if not isinstance(jwk, dict) or "d" not in jwk:
+                raise ValueError("not a private JWK")
+            kty = jwk.get("kty")
+            if kty == "RSA":
+                key = RSAAlgorithm.from_jwk(jwk)
+            elif kty == "EC":
+                key = ECAlgorithm.from_jwk(jwk)
+            else:
+                raise ValueError("unsupported key type")
+        else:
+            key = serialization.load_pem_private_key(stripped.encode("ascii"), password=None)
+    except _PARSE_ERRORS:
+        # Any parse failure, whatever raised it: one message, and never the input.
+        raise InvalidField(_BAD_KEY) from None
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= _MIN_RSA_BITS:
+        algorithm = "RS256"
+    elif isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _EC_CURVES:
+        algorithm = _EC_CURVES[key.curve.name]
+    else:
+        raise InvalidField(_BAD_KEY)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return _PrivateKey(pem, algorithm, "sha256:" + hashlib.sha256(public).hexdigest())
+
+
+def _seal(
+    services: Services, org_id: str, connection_id: str, auth: AnyAuth, stamp: str
+) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    """The auth object as stored: its public part, each secret field sealed on its own as
+    `sealed_<field>`, and each secret's fingerprint record."""
+    public: dict[str, Any] = {"auth_method": auth.method.value}
+    values: dict[str, tuple[bytes, str]] = {}
+    if isinstance(auth, ApiTokenAuth):
+        values["token"] = (auth.token.encode("ascii"), _last_four(auth.token))
+    elif isinstance(auth, ClientCredentialsAuth | AuthorizationCodeAuth):
+        public["client_id"] = auth.client_id
+        secret = auth.client_secret
+        values["client_secret"] = (secret.encode("ascii"), _last_four(secret))
+    else:
+        key = load_private_key(auth.private_key)
+        public.update(client_id=auth.client_id, key_id=auth.key_id, key_algorithm=key.algorithm)
+        values["private_key"] = (key.pkcs8_pem, key.fingerprint)
+    keyring = services.keyrings.for_org(org_id)
+    credentials: dict[str, dict[str, str]] = {}
+    for field, (plaintext, fingerprint) in values.items():
+        public[_SEALED_PREFIX + field] = keyring.seal_field(
+            plaintext, kind=SEALED_KIND, item_id=connection_id, field=field
+        )
+        credentials[field] = {"fingerprint": fingerprint, "created_at": stamp}
+    return public, credentials
+
+
+def _last_four(secret: str) -> str:
+    return "..." + secret[-4:]
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def _find(services: Services, org_id: str, connection_id: str, *, now: datetime) -> Item:
+    try:
+        return services.table.get(org_id, CONNECTION, connection_id, now=now)
+    except ItemNotFound:
+        raise NotFound() from None
+
+
+def _connection(item: Item) -> Connection:
+    """The API's view of a stored connection: built field by field, secrets never read."""
+    a = item.attributes
+    credentials = a.get("credentials", {})
+    return Connection(
+        connection_id=str(item.item_id),
+        name=a["name"],
+        provider=Provider(a["provider"]),
+        domain=a.get("domain"),
+        tenant_id=a.get("tenant_id"),
+        authorization_endpoint=a.get("authorization_endpoint"),
+        token_endpoint=a.get("token_endpoint"),
+        revocation_endpoint=a.get("revocation_endpoint"),
+        scopes=list(a.get("scopes", [])),
+        schedule=a["schedule"],
+        auth=ConnectionAuth(
+            method=AuthMethod(a["auth_method"]),
+            client_id=a.get("client_id"),
+            key_id=a.get("key_id"),
+            key_algorithm=a.get("key_algorithm"),
+        ),
+        credentials=[
+            Credential(
+                field=field,
+                value=REDACTED,
+                fingerprint=record["fingerprint"],
+                created_at=record["created_at"],
+            )
+            for field, record in sorted(credentials.items())
+        ],
+        created_at=a["created_at"],
+        created_by=a["created_by"],
+        updated_at=a["updated_at"],
+    )
+
+
+def _iso(now: datetime) -> str:
+    return now.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _audit(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    action: AuditAction,
+    connection_id: str,
+    *,
+    now: datetime,
+    request_id: str,
+    details: dict[str, Any],
+) -> None:
+    services.audit.append(
+        org_id,
+        AuditEntry(
+            actor=caller.sub,
+            action=action.value,
+            request_id=request_id,
+            outcome="success",
+            target_kind="connection",
+            target_id=connection_id,
+            details=details,
+        ),
+        now=now,
+    )

@@ -1,0 +1,458 @@
+"""Connections through the handler: validation per provider, sealed secrets, plans, roles, 404s."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import boto3
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from strongroom.audit.log import AuditLog
+from strongroom.crypto import InvalidSealedValue
+from strongroom.settings import Settings
+from strongroom_local.provision import Stack
+from tests.unit.credential_store.conftest import Call
+from tests.unit.credential_store.connection_helpers import (
+    DEV_HOST,
+    canary,
+    create,
+    created,
+    delete,
+    ec_jwk,
+    ec_pem,
+    get,
+    listing,
+    new_org,
+    okta_body,
+    public_only_jwk,
+    rotate,
+    rsa_jwk,
+    rsa_pem,
+    spki_fingerprint,
+)
+
+CC = {"method": "client_credentials", "client_id": "app", "client_secret": "s3cr3t-value"}
+CODE = {"method": "authorization_code", "client_id": "app", "client_secret": "s3cr3t-value"}
+
+
+@pytest.fixture(autouse=True)
+def _dev_allow_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Autouse fixtures run first, so the services the handler builds see this setting.
+    monkeypatch.setenv("STRONGROOM_DEV_ALLOW_HOSTS", DEV_HOST)
+
+
+def raw_item(stack: Stack, org: str, connection_id: str) -> dict[str, Any]:
+    response = boto3.client("dynamodb").get_item(
+        TableName=stack.ref("Table"),
+        Key={"pk": {"S": org}, "sk": {"S": f"CONN#{connection_id}"}},
+        ConsistentRead=True,
+    )
+    return dict(response.get("Item", {}))
+
+
+def org_item(stack: Stack, org: str) -> dict[str, Any]:
+    response = boto3.client("dynamodb").get_item(
+        TableName=stack.ref("Table"), Key={"pk": {"S": org}, "sk": {"S": "ORG"}}
+    )
+    return dict(response["Item"])
+
+
+def set_plan(stack: Stack, org: str, plan: str) -> None:
+    boto3.client("dynamodb").update_item(
+        TableName=stack.ref("Table"),
+        Key={"pk": {"S": org}, "sk": {"S": "ORG"}},
+        UpdateExpression="SET #p = :p",
+        ExpressionAttributeNames={"#p": "plan"},
+        ExpressionAttributeValues={":p": {"S": plan}},
+    )
+
+
+def audit_actions(app_module: Any, org: str) -> list[str]:
+    log: AuditLog = app_module.services().audit
+    from datetime import UTC, datetime
+
+    page = log.list_events(org, now=datetime.now(UTC), limit=100)
+    return [event.action for event in reversed(page.events)]
+
+
+# ---- create, read, list ------------------------------------------------------------------------
+
+
+def test_a_connection_reads_back_without_its_secret(call: Call, stack: Stack) -> None:
+    org = new_org(call)
+    token = canary("tok")
+    connection_id = created(call, org, okta_body(token))
+    assert connection_id.startswith("conn_")
+    assert len(connection_id) == 31
+    status, body = get(call, org, connection_id)
+    assert status == 200
+    assert body["domain"] == "acme.okta.com"
+    assert body["scopes"] == ["okta.users.read", "okta.groups.read"]
+    assert body["auth"]["method"] == "api_token"
+    [credential] = body["credentials"]
+    assert credential["field"] == "token"
+    assert credential["value"] == "[REDACTED]"
+    assert credential["fingerprint"] == "..." + token[-4:]
+    assert credential["created_at"].endswith("Z")
+    assert token not in json.dumps(body)
+    status, page = listing(call, org)
+    assert status == 200
+    assert [c["connection_id"] for c in page["connections"]] == [connection_id]
+    item = raw_item(stack, org, connection_id)
+    assert set(item["sealed_token"]) == {"B"}
+    assert token.encode() not in item["sealed_token"]["B"]
+
+
+def test_each_secret_field_is_sealed_on_its_own_to_its_connection_and_field(
+    call: Call, stack: Stack, app_module: Any
+) -> None:
+    org = new_org(call)
+    secret = canary("cs")
+    connection_id = created(
+        call,
+        org,
+        okta_body(
+            auth={"method": "client_credentials", "client_id": "0oa1", "client_secret": secret}
+        ),
+    )
+    sealed = raw_item(stack, org, connection_id)["sealed_client_secret"]["B"]
+    keyring = app_module.services().keyrings.for_org(org)
+    opened = keyring.open_text_field(
+        sealed, kind="connection", item_id=connection_id, field="client_secret"
+    )
+    assert opened == secret
+    # Moved to another field or another connection, the value does not open.
+    with pytest.raises(InvalidSealedValue):
+        keyring.open_field(sealed, kind="connection", item_id=connection_id, field="token")
+    with pytest.raises(InvalidSealedValue):
+        keyring.open_field(
+            sealed, kind="connection", item_id="conn_" + "a" * 26, field="client_secret"
+        )
+
+
+GOOD_KEYS = [
+    (lambda: rsa_pem(2048), "RS256"),
+    (lambda: rsa_jwk(2048), "RS256"),
+    (lambda: ec_pem(ec.SECP384R1()), "ES384"),
+    (lambda: ec_jwk(ec.SECP256R1()), "ES256"),
+    (lambda: ec_pem(ec.SECP521R1()), "ES512"),
+]
+
+
+def test_private_keys_as_pem_or_jwk_are_stored_as_pkcs8_with_their_spki_fingerprint(
+    call: Call, stack: Stack, app_module: Any
+) -> None:
+    org = new_org(call)
+    set_plan(stack, org, "team")  # room for every key
+    for make_key, algorithm in GOOD_KEYS:
+        _check_good_key(call, stack, app_module, org, key_text=make_key(), algorithm=algorithm)
+
+
+def _check_good_key(
+    call: Call, stack: Stack, app_module: Any, org: str, *, key_text: str, algorithm: str
+) -> None:
+    auth = {
+        "method": "private_key_jwt",
+        "client_id": "0oa2",
+        "private_key": key_text,
+        "key_id": "k1",
+    }
+    connection_id = created(call, org, okta_body(auth=auth))
+    sealed = raw_item(stack, org, connection_id)["sealed_private_key"]["B"]
+    pem = (
+        app_module.services()
+        .keyrings.for_org(org)
+        .open_text_field(sealed, kind="connection", item_id=connection_id, field="private_key")
+    )
+    assert pem.startswith("-----BEGIN PRIVATE KEY-----")
+    _, body = get(call, org, connection_id)
+    assert body["auth"] == {
+        "method": "private_key_jwt",
+        "client_id": "0oa2",
+        "key_id": "k1",
+        "key_algorithm": algorithm,
+    }
+    [credential] = body["credentials"]
+    assert credential["fingerprint"] == spki_fingerprint(pem)
+    assert credential["value"] == "[REDACTED]"
+
+
+BAD_KEYS = [
+    lambda: rsa_pem(1024),
+    lambda: ec_pem(ec.SECP256K1()),
+    public_only_jwk,
+    lambda: "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+    lambda: '{"kty": "oct", "k": "c2VjcmV0", "d": "x"}',
+    lambda: "{not json",
+    lambda: (
+        serialization.load_pem_private_key(rsa_pem().encode(), None)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+        .decode()
+    ),
+]
+
+
+def test_a_weak_or_malformed_private_key_is_refused_without_being_echoed(
+    call: Call, stack: Stack
+) -> None:
+    org = new_org(call)
+    for make_key in BAD_KEYS:
+        key_text = make_key()
+        auth = {
+            "method": "private_key_jwt",
+            "client_id": "c",
+            "private_key": key_text,
+            "key_id": "k",
+        }
+        status, body = create(call, org, okta_body(auth=auth))
+        assert status == 422
+        assert body["error"]["code"] == "invalid_field"
+        assert body["error"]["message"].startswith("auth.private_key:")
+        for line in key_text.splitlines():
+            if len(line) > 8:
+                assert line not in json.dumps(body)
+    assert "connection_count" not in org_item(stack, org)
+
+
+# ---- validation ----------------------------------------------------------------------------------
+
+
+PASSING = [
+        {"provider": "okta", "domain": "acme.oktapreview.com"},
+        {"provider": "okta", "domain": "ACME.okta-emea.com"},
+        {"provider": "okta", "domain": DEV_HOST},
+        {"provider": "auth0", "domain": "acme.eu.auth0.com"},
+        {"provider": "entra", "domain": None, "tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+         "auth": CC},
+        {"provider": "entra", "domain": None, "tenant_id": "contoso.onmicrosoft.com",
+         "auth": CODE},
+        {"provider": "oauth2", "domain": None,
+         "token_endpoint": f"http://{DEV_HOST}/token",
+         "authorization_endpoint": f"http://{DEV_HOST}/authorize",
+         "revocation_endpoint": f"http://{DEV_HOST}/revoke",
+         "auth": CODE},
+]  # fmt: skip
+
+
+def test_provider_settings_that_pass(call: Call, stack: Stack) -> None:
+    org = new_org(call)
+    set_plan(stack, org, "team")
+    for overrides in PASSING:
+        body = {k: v for k, v in okta_body(**overrides).items() if v is not None}
+        status, response = create(call, org, body)
+        assert status == 201, (overrides, response)
+
+
+REFUSED = [
+        ({"domain": "acme.okta.com.evil.example"}, "domain"),
+        ({"domain": "okta.com"}, "domain"),
+        ({"domain": "acme.okta.com/path"}, "domain"),
+        ({"domain": "127.0.0.1:9999"}, "domain"),
+        ({"domain": None}, "domain"),
+        ({"provider": "auth0", "domain": "acme.okta.com"}, "domain"),
+        ({"provider": "entra", "domain": None, "tenant_id": "contoso", "auth": CC}, "tenant_id"),
+        ({"provider": "entra", "domain": None, "tenant_id": "72f988bf-86f1-41af", "auth": CC},
+         "tenant_id"),
+        ({"provider": "entra", "domain": None, "tenant_id": "contoso.onmicrosoft.com"},
+         "auth.method"),
+        ({"provider": "entra", "tenant_id": "contoso.onmicrosoft.com", "auth": CC}, "domain"),
+        ({"tenant_id": "contoso.onmicrosoft.com"}, "tenant_id"),
+        ({"provider": "oauth2", "domain": None}, "token_endpoint"),
+        ({"provider": "oauth2", "domain": None, "token_endpoint": "http://idp.example.com/t"},
+         "token_endpoint"),
+        ({"provider": "oauth2", "domain": None, "token_endpoint": "https://localhost/t"},
+         "token_endpoint"),
+        ({"provider": "oauth2", "domain": None, "token_endpoint": "https://10.0.0.1/t"},
+         "token_endpoint"),
+        ({"provider": "oauth2", "domain": None, "token_endpoint": f"http://{DEV_HOST}/t",
+          "revocation_endpoint": "https://169.254.169.254/latest"}, "revocation_endpoint"),
+        ({"schedule": "rate(1 hour)"}, "schedule"),
+        ({"schedule": "cron(0 */6 * * ? *)"}, "schedule"),
+        ({"schedule": "rate(1 days)"}, "schedule"),
+        ({"schedule": "at(2030-01-01T00:00:00)"}, "schedule"),
+        ({"schedule": "cron(0 3 * * * *)"}, "schedule"),
+]  # fmt: skip
+
+
+def test_provider_settings_that_are_refused(call: Call, stack: Stack) -> None:
+    org = new_org(call)
+    for overrides, field in REFUSED:
+        body = {k: v for k, v in okta_body(**overrides).items() if v is not None}
+        status, response = create(call, org, body)
+        assert status == 422, (overrides, response)
+        assert response["error"]["message"].startswith(field + ":"), (overrides, response)
+    assert "connection_count" not in org_item(stack, org)
+    assert listing(call, org)[1]["connections"] == []
+
+
+def test_endpoint_names_resolving_to_internal_addresses_are_refused(
+    call: Call, app_module: Any
+) -> None:
+    answers = {"idp.example.com": ["93.184.216.34"], "rebind.example.com": ["169.254.169.254"]}
+    built = dataclasses.replace(app_module.services(), resolver=lambda host, _port: answers[host])
+    app_module.services = lambda: built
+    org = new_org(call)
+    base = {k: v for k, v in okta_body(provider="oauth2", domain=None).items() if v is not None}
+    ok = {**base, "token_endpoint": "https://idp.example.com/oauth/token"}
+    assert create(call, org, ok)[0] == 201
+    bad = {**base, "token_endpoint": "https://rebind.example.com/oauth/token"}
+    status, response = create(call, org, bad)
+    assert status == 422
+    assert response["error"]["message"] == "token_endpoint: refused by the outbound guard"
+
+
+def test_unknown_fields_and_methods_are_refused_and_never_echoed(call: Call) -> None:
+    org = new_org(call)
+    secret = canary("echo")
+    attempts = [
+        okta_body(secret, extra=secret),
+        okta_body(auth={"method": secret, "token": secret}),
+        okta_body(auth={"method": "api_token", "token": secret + " with spaces"}),
+        okta_body(auth={"method": "client_credentials", "client_secret": secret}),
+    ]
+    for body in attempts:
+        status, response = create(call, org, body)
+        assert status == 422, response
+        assert secret not in json.dumps(response)
+    assert listing(call, org)[1]["connections"] == []
+
+
+def test_schedules_follow_the_org_plan(call: Call, stack: Stack) -> None:
+    org = new_org(call)
+    assert create(call, org, okta_body(schedule="cron(0 3 ? * MON *)"))[0] == 201
+    assert create(call, org, okta_body(schedule="rate(30 minutes)"))[0] == 422
+    set_plan(stack, org, "team")
+    assert create(call, org, okta_body(schedule="rate(1 hour)"))[0] == 201
+    assert create(call, org, okta_body(schedule="cron(0,30 * * * ? *)"))[0] == 422
+    set_plan(stack, org, "enterprise")
+    assert create(call, org, okta_body(schedule="cron(0/15 * * * ? *)"))[0] == 201
+    assert create(call, org, okta_body(schedule="rate(10 minutes)"))[0] == 422
+    # A plan name this code does not know is the free plan.
+    set_plan(stack, org, "platinum")
+    assert create(call, org, okta_body(schedule="rate(1 hour)"))[0] == 422
+
+
+# ---- plan limit, rotation, deletion ------------------------------------------------------------
+
+
+def test_the_plan_limits_connections_and_a_delete_frees_a_place(call: Call, stack: Stack) -> None:
+    org = new_org(call)
+    ids = [created(call, org, okta_body()) for _ in range(3)]
+    status, body = create(call, org, okta_body())
+    assert status == 429
+    assert body["error"]["code"] == "rate_limited"
+    assert org_item(stack, org)["connection_count"] == {"N": "3"}
+    assert delete(call, org, ids[0])[0] == 204
+    assert org_item(stack, org)["connection_count"] == {"N": "2"}
+    created(call, org, okta_body())
+    assert len(listing(call, org)[1]["connections"]) == 3
+
+
+def test_rotation_replaces_the_secret_write_only_and_is_audited(
+    call: Call, stack: Stack, app_module: Any
+) -> None:
+    org = new_org(call)
+    old, new = canary("old"), canary("new")
+    auth = {"method": "client_credentials", "client_id": "0oa1", "client_secret": old}
+    connection_id = created(call, org, okta_body(auth=auth))
+    before = raw_item(stack, org, connection_id)
+    status, body = rotate(
+        call, org, connection_id, {**auth, "client_secret": new, "client_id": "0oa9"}
+    )
+    assert status == 200
+    assert new not in json.dumps(body)
+    assert body["auth"]["client_id"] == "0oa9"
+    assert body["credentials"][0]["fingerprint"] == "..." + new[-4:]
+    after = raw_item(stack, org, connection_id)
+    assert after["sealed_client_secret"] != before["sealed_client_secret"]
+    opened = (
+        app_module.services()
+        .keyrings.for_org(org)
+        .open_text_field(
+            after["sealed_client_secret"]["B"],
+            kind="connection",
+            item_id=connection_id,
+            field="client_secret",
+        )
+    )
+    assert opened == new
+    assert after["version"] == {"N": "2"}
+    assert audit_actions(app_module, org)[-1] == "credential.rotate"
+    # The method stays the connection's.
+    status, body = rotate(call, org, connection_id, {"method": "api_token", "token": new})
+    assert status == 422
+
+
+def test_delete_removes_the_secrets_and_the_connection_and_is_audited(
+    call: Call, stack: Stack, app_module: Any
+) -> None:
+    org = new_org(call)
+    connection_id = created(call, org, okta_body())
+    assert delete(call, org, connection_id) == (204, None)
+    assert raw_item(stack, org, connection_id) == {}
+    assert get(call, org, connection_id)[0] == 404
+    assert delete(call, org, connection_id)[0] == 404
+    assert org_item(stack, org)["connection_count"] == {"N": "0"}
+    actions = audit_actions(app_module, org)
+    assert actions[-4:] == [
+        "connection.create",
+        "credential.write",
+        "credential.delete",
+        "connection.delete",
+    ]
+
+
+# ---- roles and other orgs ------------------------------------------------------------------------
+
+
+def test_members_read_metadata_and_only_admins_change_connections(call: Call) -> None:
+    org = new_org(call)
+    connection_id = created(call, org, okta_body(), sub="alice")
+    for sub in ("alice", "bob", "carol"):
+        assert get(call, org, connection_id, sub=sub)[0] == 200
+        assert listing(call, org, sub=sub)[0] == 200
+    auth = {"method": "api_token", "token": canary()}
+    assert create(call, org, okta_body(), sub="carol")[0] == 403
+    assert rotate(call, org, connection_id, auth, sub="carol")[0] == 403
+    assert delete(call, org, connection_id, sub="carol")[0] == 403
+    assert rotate(call, org, connection_id, auth, sub="bob")[0] == 200
+    assert delete(call, org, connection_id, sub="bob")[0] == 204
+
+
+def test_another_orgs_connection_answers_exactly_like_a_missing_one(call: Call) -> None:
+    org = new_org(call)
+    connection_id = created(call, org, okta_body())
+    other = new_org(call, owner="mallory")
+    missing = "conn_" + "a" * 26
+    auth = {"method": "api_token", "token": canary()}
+    answers = []
+    for target in (connection_id, missing):
+        answers += [
+            get(call, other, target, sub="mallory"),
+            rotate(call, other, target, auth, sub="mallory"),
+            delete(call, other, target, sub="mallory"),
+        ]
+    # Outsiders of the owning org: 404 on every route too.
+    answers += [
+        get(call, org, connection_id, sub="mallory"),
+        listing(call, org, sub="mallory"),
+        rotate(call, org, connection_id, auth, sub="mallory"),
+        delete(call, org, connection_id, sub="mallory"),
+        create(call, org, okta_body(), sub="mallory"),
+    ]
+    assert {status for status, _ in answers} == {404}
+    assert len({json.dumps(body) for _, body in answers}) == 1
+    assert get(call, org, connection_id)[0] == 200
+
+
+def test_settings_fixture_allows_only_the_test_host(settings: Settings) -> None:
+    # Guards the premise of the dev-host cases above: the template itself allows nothing.
+    assert ("127.0.0.1", 8443) not in settings.dev_allow_hosts
