@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from strongroom.audit.log import AuditLog
 from strongroom.crypto import InvalidSealedValue
-from strongroom.settings import Settings
 from strongroom_local.provision import Stack
 from tests.unit.credential_store.conftest import Call
 from tests.unit.credential_store.connection_helpers import (
@@ -294,11 +293,11 @@ def test_provider_settings_that_are_refused(call: Call, stack: Stack) -> None:
 
 
 def test_endpoint_names_resolving_to_internal_addresses_are_refused(
-    call: Call, app_module: Any
+    call: Call, app_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answers = {"idp.example.com": ["93.184.216.34"], "rebind.example.com": ["169.254.169.254"]}
     built = dataclasses.replace(app_module.services(), resolver=lambda host, _port: answers[host])
-    app_module.services = lambda: built
+    monkeypatch.setattr(app_module, "services", lambda: built)
     org = new_org(call)
     base = {k: v for k, v in okta_body(provider="oauth2", domain=None).items() if v is not None}
     ok = {**base, "token_endpoint": "https://idp.example.com/oauth/token"}
@@ -451,8 +450,3 @@ def test_another_orgs_connection_answers_exactly_like_a_missing_one(call: Call) 
     assert {status for status, _ in answers} == {404}
     assert len({json.dumps(body) for _, body in answers}) == 1
     assert get(call, org, connection_id)[0] == 200
-
-
-def test_settings_fixture_allows_only_the_test_host(settings: Settings) -> None:
-    # Guards the premise of the dev-host cases above: the template itself allows nothing.
-    assert ("127.0.0.1", 8443) not in settings.dev_allow_hosts
