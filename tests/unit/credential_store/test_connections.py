@@ -313,6 +313,8 @@ def test_unknown_fields_and_methods_are_refused_and_never_echoed(call: Call) -> 
     secret = canary("echo")
     attempts = [
         okta_body(secret, extra=secret),
+        okta_body(auth={"method": "api_token", "token": "t" * 12, secret: "x"}),
+        {**okta_body(), secret: "x"},
         okta_body(auth={"method": secret, "token": secret}),
         okta_body(auth={"method": "api_token", "token": secret + " with spaces"}),
         okta_body(auth={"method": "client_credentials", "client_secret": secret}),

@@ -45,7 +45,11 @@ def _field_detail(errors: Sequence[Any]) -> str:
     parts = []
     for error in errors[:_MAX_DETAIL_ERRORS]:
         loc = [str(p) for p in error.get("loc", ()) if p not in ("body",)]
-        parts.append(f"{'.'.join(loc) or 'body'}: {error.get('msg', 'invalid')}")
+        message = error.get("msg", "invalid")
+        if error.get("type") == "extra_forbidden":
+            # The unknown key itself is caller input (it may be a pasted secret): name its parent.
+            loc, message = loc[:-1], "unknown field"
+        parts.append(f"{'.'.join(loc) or 'body'}: {message}")
     return "; ".join(parts)
 
 
