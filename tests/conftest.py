@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -30,6 +32,7 @@ for _function_dir in sorted((REPO_ROOT / "functions").glob("*/")):
     sys.path.insert(0, str(_function_dir))
 
 from moto import mock_aws  # noqa: E402
+from moto.core.botocore_stubber import BotocoreStubber  # noqa: E402
 
 from strongroom.settings import Settings  # noqa: E402
 from strongroom_local.provision import Stack, provision  # noqa: E402
@@ -55,3 +58,22 @@ def settings(stack: Stack) -> Settings:
 @pytest.fixture
 def event_loader():  # type: ignore[no-untyped-def]
     return load_event
+
+
+@pytest.fixture
+def atomic_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serialise moto's request handling: each AWS request is atomic, moto's are not.
+
+    moto handles requests from several threads without a lock, so its conditional writes and
+    transactions are not atomic across threads (two threads can both pass a condition; a failed
+    TransactWriteItems restores a copy of the whole table, dropping other threads' writes).
+    Concurrency tests use this so they test our conditions, not moto's emulation.
+    """
+    lock = threading.Lock()
+    process = BotocoreStubber.process_request
+
+    def one_at_a_time(self: BotocoreStubber, request: Any) -> Any:
+        with lock:
+            return process(self, request)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)

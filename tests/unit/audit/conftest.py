@@ -1,21 +1,17 @@
 """Audit fixtures: clients on the emulated stack, the log, entries, fault injection.
 
-moto processes requests from several threads without a lock, so its conditional writes are not
-atomic across threads as S3's and DynamoDB's are (two threads can both pass an If-None-Match
-check and both write). `atomic_aws` serialises moto's request handling, one request at a time,
-as each request is atomic in AWS; the concurrency test uses it.
+The concurrency test uses `atomic_aws` (tests/conftest.py): moto's conditional writes are not
+atomic across threads as S3's and DynamoDB's are.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
-from moto.core.botocore_stubber import BotocoreStubber
 
 from strongroom.audit import AuditAction, AuditEntry, AuditLog
 from strongroom.settings import Settings
@@ -79,18 +75,6 @@ def audit(make_log: Callable[..., AuditLog]) -> AuditLog:
 @pytest.fixture
 def org_id() -> str:
     return new_org_id()
-
-
-@pytest.fixture
-def atomic_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    lock = threading.Lock()
-    process = BotocoreStubber.process_request
-
-    def one_at_a_time(self: BotocoreStubber, request: Any) -> Any:
-        with lock:
-            return process(self, request)
-
-    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
 
 
 def fail_on(client: Any, operation: str, error: Callable[[], BaseException]) -> None:

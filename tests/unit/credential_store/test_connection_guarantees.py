@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
-from moto.core.botocore_stubber import BotocoreStubber
 
 from strongroom.api import Caller
 from strongroom.errors import RateLimited
@@ -42,18 +40,6 @@ from tests.unit.credential_store.connection_helpers import (
 @pytest.fixture(autouse=True)
 def _dev_allow_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRONGROOM_DEV_ALLOW_HOSTS", DEV_HOST)
-
-
-@pytest.fixture
-def atomic_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    lock = threading.Lock()
-    process = BotocoreStubber.process_request
-
-    def one_at_a_time(self: BotocoreStubber, request: Any) -> Any:
-        with lock:
-            return process(self, request)
-
-    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
 
 
 def test_twenty_concurrent_creates_give_exactly_the_plan_limit(

@@ -248,25 +248,7 @@ def test_a_rotation_that_keeps_losing_reports_a_conflict(
     assert versions == list(range(1, versions[-1] + 1))
 
 
-@pytest.fixture
-def serialised_moto_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB runs each transaction atomically; moto's TransactWriteItems does not when
-    called from threads at once (it checks, writes, and on failure restores a copy of the
-    whole table, dropping other threads' writes). Serialise moto's implementation so the
-    threads test our conditions, not moto's emulation."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    original = DynamoDBBackend.transact_write_items
-    lock = threading.Lock()
-
-    def atomic(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", atomic)
-
-
-@pytest.mark.usefixtures("serialised_moto_transactions")
+@pytest.mark.usefixtures("atomic_aws")
 def test_concurrent_rotations_give_consecutive_versions_without_forking(
     make_keyrings: Callable[..., Keyrings],
     keyring: OrgKeyring,
