@@ -69,7 +69,12 @@ def provision(
     if template is None:
         template = load_template(template_path or TEMPLATE_PATH)
     region = session.region_name or "us-east-1"
-    params = {"JwtIssuer": "https://127.0.0.1/dev-issuer", "JwtAudience": "strongroom"}
+    params = {
+        "JwtIssuer": "https://127.0.0.1/dev-issuer",
+        "JwtAudience": "strongroom",
+        "OAuthRedirectUri": "http://127.0.0.1:3000/dev/oauth/callback",
+        "OAuthReturnUrl": "http://127.0.0.1:3000/dev/health",
+    }
     params.update(parameters or {})
     resolver = Resolver.for_template(
         template, parameters=params, region=region, stack_name=stack_name

@@ -100,7 +100,9 @@ class _Handler(BaseHTTPRequestHandler):
 class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, gateway: HttpApiGateway) -> None:
+    def __init__(self, port: int, gateway: HttpApiGateway | None = None) -> None:
+        # Bound before the gateway exists, so that the stack knows its own URL (the OAuth
+        # redirect URI) while it provisions; it serves only once the gateway is set.
         self.gateway = gateway
         super().__init__((LOOPBACK, port), _ApiHandler)
 
@@ -132,8 +134,12 @@ class _ApiHandler(_Handler):
             server_port=self.server.server_address[1],
             protocol=self.request_version,
         )
+        gateway = self.server.gateway
+        if gateway is None:
+            self._send(gateway_error(503, "Service Unavailable", new_request_id()))
+            return
         try:
-            response = self.server.gateway.handle(request)
+            response = gateway.handle(request)
         except Exception:  # noqa: BLE001 - a bug in the emulator must still answer the client
             log.error("the gateway failed:\n%s", traceback.format_exc())
             response = gateway_error(500, "Internal Server Error", new_request_id())

@@ -65,6 +65,15 @@ class StackOptions:
     run_schedules: bool = True
 
 
+def oauth_parameters(api_base: str, stage: str) -> dict[str, str]:
+    """The OAuth template parameters for a stack served at `api_base`: its own callback route,
+    and its health route as the page the browser lands on (the result is in its query)."""
+    return {
+        "OAuthRedirectUri": f"{api_base}/{stage}/oauth/callback",
+        "OAuthReturnUrl": f"{api_base}/{stage}/health",
+    }
+
+
 def read_stack_file(state_dir: Path) -> dict[str, Any]:
     """What the running stack wrote for other commands; StackNotRunning if there is none."""
     try:
@@ -108,7 +117,12 @@ class LocalStack:
         state_dir = ensure_state_dir(options.state_dir)
         self._issuer = DevIssuer.load_or_create(state_dir)
         aws_url = self._start_moto()
-        parameters = {"JwtIssuer": DEFAULT_ISSUER, "JwtAudience": DEFAULT_AUDIENCE}
+        self._api = ApiServer(options.api_port)
+        parameters = {
+            "JwtIssuer": DEFAULT_ISSUER,
+            "JwtAudience": DEFAULT_AUDIENCE,
+            **oauth_parameters(self._api.url, str(options.parameters.get("Stage", "dev"))),
+        }
         parameters.update(options.parameters)
         session = _emulator_session(options.region)
         stack = provision(
@@ -144,7 +158,7 @@ class LocalStack:
             authorizers=self._authorizers(wiring),
             account_id=str(stack.resolver.refs["AWS::AccountId"]),
         )
-        self._api = ApiServer(options.api_port, gateway)
+        self._api.gateway = gateway
         self._control = ControlServer(options.control_port, self)
         self._serve(self._api, "api")
         self._serve(self._control, "control")

@@ -13,6 +13,8 @@ REQUIRED = {
     "STRONGROOM_AUDIT_BUCKET": "audit",
     "STRONGROOM_PLATFORM_KEY_ID": "arn:aws:kms:us-east-1:123456789012:key/abc",
     "STRONGROOM_BACKUP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+    "STRONGROOM_OAUTH_REDIRECT_URI": "https://api.strongroom.example/oauth/callback",
+    "STRONGROOM_OAUTH_RETURN_URL": "https://app.strongroom.example/connections",
 }
 
 
@@ -70,6 +72,31 @@ def test_dev_allow_hosts_parses_loopback_entries(value: str, expected: frozenset
 def test_dev_allow_hosts_refuses_anything_but_loopback_host_port(value: str) -> None:
     with pytest.raises(SettingsError, match="STRONGROOM_DEV_ALLOW_HOSTS"):
         Settings.from_environ({**REQUIRED, "STRONGROOM_DEV_ALLOW_HOSTS": value})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://api.strongroom.example/oauth/callback",
+        "https://user:pw@api.strongroom.example/oauth/callback",
+        "https://api.strongroom.example/oauth/callback#frag",
+        "javascript:alert(1)",
+        "/oauth/callback",
+        "https:///oauth/callback",
+        "https://api.strongroom.example/oauth/ callback",
+    ],
+)
+@pytest.mark.parametrize("name", ["STRONGROOM_OAUTH_REDIRECT_URI", "STRONGROOM_OAUTH_RETURN_URL"])
+def test_oauth_urls_must_be_absolute_https_without_credentials(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_environ({**REQUIRED, name: value})
+
+
+def test_oauth_urls_may_be_plain_http_on_loopback_for_the_local_stack() -> None:
+    settings = Settings.from_environ(
+        {**REQUIRED, "STRONGROOM_OAUTH_REDIRECT_URI": "http://127.0.0.1:3000/dev/oauth/callback"}
+    )
+    assert settings.oauth_redirect_uri == "http://127.0.0.1:3000/dev/oauth/callback"
 
 
 def test_template_never_sets_the_dev_allow_list() -> None:

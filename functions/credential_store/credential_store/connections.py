@@ -53,6 +53,15 @@ from credential_store.services import Services
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.errors import Conflict, InvalidField, NotFound, RateLimited
+from strongroom.oauth import CONNECTION_KIND, SEALED_KIND, read_connection, sealed_attribute
+from strongroom.oauth.connection import (
+    ACCESS_TOKEN,
+    ACCESS_TOKEN_EXPIRES_AT,
+    REFRESH_TOKEN,
+    STATUS,
+    TOKEN_GENERATION,
+    ConnectionStatus,
+)
 from strongroom.outbound import check_url
 from strongroom.outbound.exceptions import DestinationRefused
 from strongroom.schedules import (
@@ -71,11 +80,9 @@ from strongroom.tenancy import (
     LimitReached,
 )
 
-CONNECTION = "CONN"
-SEALED_KIND = "connection"  # the `kind` bound into every sealed connection secret's AAD
+CONNECTION = CONNECTION_KIND
 COUNTER = "connection_count"
 _MAX_PAGE = 100
-_SEALED_PREFIX = "sealed_"
 
 # Provider domains (DESIGN.md): a host name under one of the provider's suffixes.
 _OKTA_SUFFIXES = (".okta.com", ".oktapreview.com", ".okta-emea.com")
@@ -196,7 +203,7 @@ def list_connections(
     require_role(services, caller, org_id, Role.MEMBER, now=now)
     page = services.table.query(org_id, CONNECTION, now=now, limit=_MAX_PAGE, cursor=cursor)
     return Connections(
-        connections=[_connection(item) for item in page.items], next_cursor=page.cursor
+        connections=[_connection(org_id, item) for item in page.items], next_cursor=page.cursor
     )
 
 
@@ -204,7 +211,7 @@ def get_connection(
     services: Services, caller: Caller, org_id: str, connection_id: str, *, now: datetime
 ) -> Connection:
     require_role(services, caller, org_id, Role.MEMBER, now=now)
-    return _connection(_find(services, org_id, connection_id, now=now))
+    return _connection(org_id, _find(services, org_id, connection_id, now=now))
 
 
 def replace_credentials(
@@ -234,13 +241,25 @@ def replace_credentials(
         "credentials": credentials,
         "updated_at": stamp,
         "version": version + 1,
+        # A token obtained with the old credentials is not served any more.
+        TOKEN_GENERATION: int(current.attributes.get(TOKEN_GENERATION, 0)) + 1,
     }
+    remove = {sealed_attribute(ACCESS_TOKEN), ACCESS_TOKEN_EXPIRES_AT}
+    if body.auth.method is AuthMethod.AUTHORIZATION_CODE:
+        if auth_attributes.get("client_id") != current.attributes.get("client_id"):
+            # The grant belongs to the old client: the new one must be authorized.
+            remove.add(sealed_attribute(REFRESH_TOKEN))
+            changes[STATUS] = ConnectionStatus.PENDING_AUTHORIZATION.value
+    else:
+        # New static credentials are usable at once, even after an invalid_grant.
+        remove.add(STATUS)
     try:
         updated = services.table.update(
             org_id,
             CONNECTION,
             connection_id,
             changes=changes,
+            remove=sorted(remove),
             expect={"version": version},
             now=now,
         )
@@ -258,7 +277,7 @@ def replace_credentials(
         request_id=request_id,
         details={"method": body.auth.method.value, "fields": sorted(credentials)},
     )
-    return _connection(updated)
+    return _connection(org_id, updated)
 
 
 def delete_connection(
@@ -289,6 +308,20 @@ def delete_connection(
         raise NotFound() from None
     except (ConditionFailed, LimitReached):
         raise Conflict("The connection changed meanwhile; read it again and retry.") from None
+    if revocation != "not_applicable":
+        services.audit.append(
+            org_id,
+            AuditEntry(
+                actor=caller.sub,
+                action=AuditAction.CREDENTIAL_REVOKE.value,
+                request_id=request_id,
+                outcome="success" if revocation == "revoked" else "failure",
+                target_kind="connection",
+                target_id=connection_id,
+                details={"revocation": revocation},
+            ),
+            now=now,
+        )
     fields = sorted(current.attributes.get("credentials", {}))
     details = {"fields": fields, "revocation": revocation}
     _audit(
@@ -314,15 +347,13 @@ def delete_connection(
 
 
 def revoke_at_provider(services: Services, org_id: str, connection: Item, *, now: datetime) -> str:
-    """Revoke the connection's grant at the provider; the outcome goes into the audit event.
+    """Revoke the connection's grant at the provider (RFC 7009) before it is deleted.
 
-    Seam for the OAuth part of issue 4: revocation (RFC 7009 or the provider's own endpoint)
-    needs the refresh token that the OAuth callback will store (`sealed_refresh_token`); no
-    connection holds one yet, so there is nothing to revoke. Static API tokens, client secrets
-    and private keys cannot be revoked through the provider's API. A failed revocation must
-    still let the local delete go ahead (and be audited as such).
+    "revoked", "failed" or "not_applicable": static API tokens, client secrets and private keys
+    cannot be revoked through a provider's API, and Entra has no revocation endpoint. A failed
+    revocation never stops the local delete; the caller records it in the audit log.
     """
-    return "not_applicable"
+    return services.tokens.revoke(read_connection(org_id, connection), now=now)
 
 
 # ---- validation -------------------------------------------------------------------------------
@@ -526,7 +557,7 @@ def _seal(
     keyring = services.keyrings.for_org(org_id)
     credentials: dict[str, dict[str, str]] = {}
     for field, (plaintext, fingerprint) in values.items():
-        public[_SEALED_PREFIX + field] = keyring.seal_field(
+        public[sealed_attribute(field)] = keyring.seal_field(
             plaintext, kind=SEALED_KIND, item_id=connection_id, field=field
         )
         credentials[field] = {"fingerprint": fingerprint, "created_at": stamp}
@@ -547,9 +578,10 @@ def _find(services: Services, org_id: str, connection_id: str, *, now: datetime)
         raise NotFound() from None
 
 
-def _connection(item: Item) -> Connection:
+def _connection(org_id: str, item: Item) -> Connection:
     """The API's view of a stored connection: built field by field, secrets never read."""
     a = item.attributes
+    status = read_connection(org_id, item).status
     credentials = a.get("credentials", {})
     return Connection(
         connection_id=str(item.item_id),
@@ -568,6 +600,7 @@ def _connection(item: Item) -> Connection:
             key_id=a.get("key_id"),
             key_algorithm=a.get("key_algorithm"),
         ),
+        status=status,
         credentials=[
             Credential(
                 field=field,

@@ -7,25 +7,10 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
+from strongroom.oauth import ConnectionStatus
+from strongroom.roles import Role
+
 OrgName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-
-
-class Role(StrEnum):
-    """Roles of DESIGN.md, ordered owner > admin > member."""
-
-    MEMBER = "member"
-    ADMIN = "admin"
-    OWNER = "owner"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-    def allows(self, needed: Role) -> bool:
-        return self.rank >= needed.rank
-
-
-_RANK = {Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
 
 
 class Request(BaseModel):
@@ -205,6 +190,9 @@ class Connection(BaseModel):
     scopes: list[str]
     schedule: str
     auth: ConnectionAuth
+    # active; pending_authorization (an authorization_code connection not yet through OAuth);
+    # needs_reauth (the provider refused the grant: run the OAuth flow again).
+    status: ConnectionStatus
     credentials: list[Credential]
     created_at: str
     created_by: str

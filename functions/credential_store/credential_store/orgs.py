@@ -11,9 +11,10 @@ from typing import Any
 
 from credential_store.models import CreateOrg, Member, Members, Org, OrgCreated, Role
 from credential_store.services import Services
+from strongroom import roles
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry
-from strongroom.errors import Conflict, Forbidden, NotFound
+from strongroom.errors import Conflict, NotFound
 from strongroom.tenancy import (
     ConditionFailed,
     Create,
@@ -26,7 +27,7 @@ from strongroom.tenancy import (
 )
 
 ORG = "ORG"
-MEMBER = "MEMBER"
+MEMBER = roles.MEMBER_KIND
 DEFAULT_PLAN = "free"
 # A key made for an org that never came to be is shredded after the shortest window KMS allows.
 _ABANDONED_KEY_WINDOW_DAYS = 7
@@ -41,14 +42,7 @@ def require_role(
     services: Services, caller: Caller, org_id: str, needed: Role, *, now: datetime
 ) -> Role:
     """The caller's role in the org; NotFound for non-members, Forbidden when it is too low."""
-    try:
-        item = services.table.get(org_id, MEMBER, caller.sub, now=now)
-    except ItemNotFound:
-        raise NotFound() from None
-    role = Role(item.attributes["role"])
-    if not role.allows(needed):
-        raise Forbidden()
-    return role
+    return roles.require_role(services.table, caller, org_id, needed, now=now)
 
 
 def create_org(

@@ -9,6 +9,7 @@ import boto3
 
 from strongroom.audit.log import AuditLog
 from strongroom.crypto import Keyrings
+from strongroom.oauth import TokenService, token_client
 from strongroom.outbound import Resolver, system_resolver
 from strongroom.settings import Settings, get_settings
 from strongroom.tenancy import TenantTable
@@ -20,6 +21,8 @@ class Services:
     table: TenantTable
     keyrings: Keyrings
     audit: AuditLog
+    # Token requests and revocations at providers (revocation on delete).
+    tokens: TokenService
     # How connection endpoint URLs are resolved when checked at creation (tests inject one).
     resolver: Resolver = system_resolver
 
@@ -29,12 +32,17 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
     dynamodb = session.client("dynamodb")
     kms = session.client("kms")
     s3 = session.client("s3")
-    return Services(
-        settings=settings,
-        table=TenantTable(dynamodb=dynamodb, table_name=settings.table_name),
-        keyrings=Keyrings(kms=kms, dynamodb=dynamodb, settings=settings),
-        audit=AuditLog(s3=s3, dynamodb=dynamodb, settings=settings),
+    table = TenantTable(dynamodb=dynamodb, table_name=settings.table_name)
+    keyrings = Keyrings(kms=kms, dynamodb=dynamodb, settings=settings)
+    audit = AuditLog(s3=s3, dynamodb=dynamodb, settings=settings)
+    tokens = TokenService(
+        table=table,
+        keyrings=keyrings,
+        outbound=token_client(settings),
+        audit=audit,
+        dev_hosts=settings.dev_allow_hosts,
     )
+    return Services(settings=settings, table=table, keyrings=keyrings, audit=audit, tokens=tokens)
 
 
 @functools.cache

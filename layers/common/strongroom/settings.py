@@ -11,6 +11,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -40,6 +41,30 @@ def _parse_host_port(entry: str) -> tuple[str, int]:
     return host, port
 
 
+def _check_browser_url(value: str) -> str:
+    """An absolute https URL without userinfo or fragment (http only on loopback, for dev)."""
+    parts = urlsplit(value)
+    host = parts.hostname or ""
+    if parts.scheme == "http":
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError("must be an https URL")
+    elif parts.scheme != "https":
+        raise ValueError("must be an https URL")
+    if (
+        not host
+        or parts.username
+        or parts.password
+        or parts.fragment
+        or any(ch.isspace() for ch in value)
+    ):
+        raise ValueError("must be an absolute URL without credentials or fragment")
+    return value
+
+
 class Settings(BaseModel):
     """Every setting of a Strongroom function. Field aliases are the environment variable names."""
 
@@ -51,6 +76,10 @@ class Settings(BaseModel):
     audit_bucket: Annotated[str, Field(alias="STRONGROOM_AUDIT_BUCKET", min_length=3)]
     platform_key_id: Annotated[str, Field(alias="STRONGROOM_PLATFORM_KEY_ID", min_length=1)]
     backup_queue_url: Annotated[str, Field(alias="STRONGROOM_BACKUP_QUEUE_URL", min_length=1)]
+    # The public URL of GET /oauth/callback (the redirect_uri registered with providers), and
+    # where the callback sends the admin's browser afterwards with a result code.
+    oauth_redirect_uri: Annotated[str, Field(alias="STRONGROOM_OAUTH_REDIRECT_URI")]
+    oauth_return_url: Annotated[str, Field(alias="STRONGROOM_OAUTH_RETURN_URL")]
     audit_retention_days: Annotated[
         int, Field(alias="STRONGROOM_AUDIT_RETENTION_DAYS", ge=1, le=36500)
     ] = 365
@@ -76,6 +105,11 @@ class Settings(BaseModel):
             entries = [part.strip() for part in value.split(",") if part.strip()]
             return frozenset(_parse_host_port(entry) for entry in entries)
         return value
+
+    @field_validator("oauth_redirect_uri", "oauth_return_url")
+    @classmethod
+    def _browser_url(cls, value: str) -> str:
+        return _check_browser_url(value)
 
     @property
     def org_key_alias_prefix(self) -> str:

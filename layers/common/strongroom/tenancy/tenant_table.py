@@ -195,9 +195,21 @@ class TenantTable:
         write = self._prepare(org_id, Delete(kind, item_id, expect), now)
         self._store.write(write, now_epoch=epoch_seconds(now))
 
-    def consume(self, org_id: str, kind: str, item_id: str | None = None, *, now: datetime) -> Item:
-        """Delete the live item and return it, once: a second consume gets ItemNotFound."""
-        write = self._prepare(org_id, Delete(kind, item_id, expect={}), now)
+    def consume(
+        self,
+        org_id: str,
+        kind: str,
+        item_id: str | None = None,
+        *,
+        now: datetime,
+        expect: Mapping[str, Any] = _EMPTY,
+    ) -> Item:
+        """Delete the live item and return it, once: a second consume gets ItemNotFound.
+
+        With `expect`, only an item holding those values is consumed (else ConditionFailed, and
+        the item stays).
+        """
+        write = self._prepare(org_id, Delete(kind, item_id, expect=dict(expect)), now)
         raw = self._store.write(write, now_epoch=epoch_seconds(now), return_values="ALL_OLD")
         return item_from_raw(raw or {}, sort_key=write.key[1])
 

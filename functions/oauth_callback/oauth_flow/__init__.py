@@ -1,0 +1,1 @@
+"""OAuth authorization-code flow of a connection: start (authorize) and finish (callback)."""

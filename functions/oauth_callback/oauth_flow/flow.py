@@ -1,0 +1,319 @@
+"""Start and finish an authorization-code flow (RFC 6749 §4.1 with PKCE S256, RFC 7636).
+
+Start (admin, JWT): a state of 256 random bits and a PKCE verifier are made; the state item is
+stored for 10 minutes in the org's partition under the SHA-256 of the state's secret part
+(the table never holds a usable state), with the verifier sealed under the org's DEK, the
+connection, the user who started it, and the SHA-256 of a browser-binding secret. The binding
+secret goes back only in an HttpOnly, Secure, SameSite=Lax cookie.
+
+Finish (public: a browser redirect from the provider, with no bearer token): the state item is
+consumed by one conditional delete that also requires the binding cookie's hash, so a state is
+used at most once and only by the browser of the user who started the flow. Then the code is
+exchanged with the connection's client authentication and the grant is stored sealed. The
+browser is sent to the deployment's return URL with a result code and the connection id, never
+a token, code or state.
+
+The state's public prefix is the org id, so the callback reads only that org's partition.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from oauth_flow.models import AuthorizationStarted, CallbackResult
+from oauth_flow.services import Services
+from strongroom.api import Caller
+from strongroom.audit.events import AuditAction, AuditEntry, Outcome
+from strongroom.errors import Conflict, NotFound
+from strongroom.oauth import (
+    ConnectionRecord,
+    ConnectionUnusable,
+    ProviderRefused,
+    TokenUnavailable,
+)
+from strongroom.roles import Role, require_role
+from strongroom.tenancy import ConditionFailed, ItemNotFound
+
+STATE_KIND: Final = "OAUTH_STATE"
+STATE_TTL: Final = timedelta(minutes=10)
+BINDING_COOKIE: Final = "strongroom_oauth_binding"
+_STATE_SEALED_KIND: Final = "oauth_state"
+_STATE = re.compile(r"^(org_[a-z2-7]{26})\.([A-Za-z0-9_-]{43})$")
+_BINDING = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
+# Okta, Auth0 and Entra issue a refresh token only when offline_access is asked for.
+_OFFLINE_ACCESS_PROVIDERS: Final = frozenset({"okta", "auth0", "entra"})
+
+
+@dataclass(frozen=True, slots=True)
+class StartedFlow:
+    body: AuthorizationStarted
+    binding: str  # the browser-binding secret, for the cookie only
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedFlow:
+    location: str
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _iso(now: datetime) -> str:
+    return now.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# ---- start ----------------------------------------------------------------------------------
+
+
+def start_authorization(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    connection_id: str,
+    *,
+    now: datetime,
+    request_id: str,
+) -> StartedFlow:
+    require_role(services.table, caller, org_id, Role.ADMIN, now=now)
+    try:
+        connection = services.tokens.connection(org_id, connection_id, now=now)
+    except ConnectionUnusable:
+        raise NotFound() from None
+    if connection.auth_method != "authorization_code":
+        raise Conflict("Only authorization_code connections are authorized through OAuth.")
+    try:
+        endpoints = services.tokens.endpoints(connection)
+    except ConnectionUnusable:
+        raise Conflict("The connection names no authorization endpoint.") from None
+    if endpoints.authorization is None or connection.client_id is None:
+        raise Conflict("The connection names no authorization endpoint.")
+    secret = _b64url(secrets.token_bytes(32))
+    state = f"{org_id}.{secret}"
+    state_id = _digest(secret)
+    binding = _b64url(secrets.token_bytes(32))
+    verifier = _b64url(secrets.token_bytes(64))  # 86 characters (RFC 7636: 43 to 128)
+    challenge = _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
+    redirect_uri = services.settings.oauth_redirect_uri
+    sealed_verifier = services.keyrings.for_org(org_id).seal_field(
+        verifier, kind=_STATE_SEALED_KIND, item_id=state_id, field="code_verifier"
+    )
+    services.table.create(
+        org_id,
+        STATE_KIND,
+        state_id,
+        attributes={
+            "connection_id": connection_id,
+            "started_by": caller.sub,
+            "binding_hash": _digest(binding),
+            "sealed_code_verifier": sealed_verifier,
+            "redirect_uri": redirect_uri,
+            "created_at": _iso(now),
+        },
+        ttl=STATE_TTL,
+        now=now,
+    )
+    query = {
+        "response_type": "code",
+        "client_id": connection.client_id,
+        "redirect_uri": redirect_uri,
+        "scope": " ".join(_scopes(connection)),
+        "state": state,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    _audit(
+        services,
+        org_id,
+        actor=caller.sub,
+        action=AuditAction.OAUTH_AUTHORIZE,
+        connection_id=connection_id,
+        outcome="success",
+        request_id=request_id,
+        now=now,
+        details={},
+    )
+    return StartedFlow(
+        body=AuthorizationStarted(
+            authorization_url=_with_query(endpoints.authorization, query),
+            expires_at=_iso(now + STATE_TTL),
+        ),
+        binding=binding,
+    )
+
+
+def _scopes(connection: ConnectionRecord) -> list[str]:
+    scopes = list(connection.scopes)
+    if connection.provider in _OFFLINE_ACCESS_PROVIDERS and "offline_access" not in scopes:
+        scopes.append("offline_access")
+    return scopes
+
+
+def _with_query(url: str, query: dict[str, str]) -> str:
+    parts = urlsplit(url)
+    encoded = urlencode(query)
+    combined = f"{parts.query}&{encoded}" if parts.query else encoded
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, combined, ""))
+
+
+# ---- finish ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ConsumedState:
+    org_id: str
+    state_id: str
+    connection_id: str
+    started_by: str
+    sealed_code_verifier: bytes
+    redirect_uri: str
+
+
+def finish_authorization(
+    services: Services,
+    *,
+    state: str | None,
+    code: str | None,
+    error: str | None,
+    binding: str | None,
+    now: datetime,
+    request_id: str,
+) -> FinishedFlow:
+    """Consume the state and finish the flow; always a redirect to the return URL."""
+    consumed = _consume_state(services, state, binding, now=now)
+    if consumed is None:
+        # Unknown, malformed, expired, already used, or started in another user's browser.
+        return _finished(services, CallbackResult.INVALID_STATE)
+    result, reason = _finish(services, consumed, code, error, now=now, request_id=request_id)
+    _audit(
+        services,
+        consumed.org_id,
+        actor=consumed.started_by,
+        action=AuditAction.OAUTH_CONNECT,
+        connection_id=consumed.connection_id,
+        outcome="success" if result is CallbackResult.CONNECTED else "failure",
+        request_id=request_id,
+        now=now,
+        details={} if reason is None else {"reason": reason},
+    )
+    return _finished(services, result, consumed.connection_id)
+
+
+def _consume_state(
+    services: Services, state: str | None, binding: str | None, *, now: datetime
+) -> _ConsumedState | None:
+    """The state's item, deleted by this call, if it exists and the binding matches; else None.
+
+    One conditional delete: of concurrent callbacks with one state, exactly one gets the item.
+    A binding that does not match leaves the state for its own user's browser.
+    """
+    match = _STATE.fullmatch(state or "")
+    if match is None or binding is None or _BINDING.fullmatch(binding) is None:
+        return None
+    org_id, secret = match.groups()
+    state_id = _digest(secret)
+    try:
+        item = services.table.consume(
+            org_id, STATE_KIND, state_id, now=now, expect={"binding_hash": _digest(binding)}
+        )
+    except (ItemNotFound, ConditionFailed):
+        return None
+    a = item.attributes
+    return _ConsumedState(
+        org_id=org_id,
+        state_id=state_id,
+        connection_id=str(a["connection_id"]),
+        started_by=str(a["started_by"]),
+        sealed_code_verifier=a["sealed_code_verifier"],
+        redirect_uri=str(a["redirect_uri"]),
+    )
+
+
+def _finish(
+    services: Services,
+    consumed: _ConsumedState,
+    code: str | None,
+    error: str | None,
+    *,
+    now: datetime,
+    request_id: str,
+) -> tuple[CallbackResult, str | None]:
+    """The flow's result and, for a failure, the reason to audit."""
+    if error is not None:
+        reason = error if _ERROR_CODE.fullmatch(error) else "unrecognised_error"
+        denied = error == "access_denied"
+        return (CallbackResult.ACCESS_DENIED if denied else CallbackResult.PROVIDER_ERROR), reason
+    if not code:
+        return CallbackResult.INVALID_REQUEST, "missing_code"
+    try:
+        connection = services.tokens.connection(consumed.org_id, consumed.connection_id, now=now)
+        verifier = services.keyrings.for_org(consumed.org_id).open_text_field(
+            consumed.sealed_code_verifier,
+            kind=_STATE_SEALED_KIND,
+            item_id=consumed.state_id,
+            field="code_verifier",
+        )
+        services.tokens.exchange_code(
+            connection,
+            code=code,
+            code_verifier=verifier,
+            redirect_uri=consumed.redirect_uri,
+            now=now,
+            request_id=request_id,
+            actor=consumed.started_by,
+        )
+    except ConnectionUnusable:
+        return CallbackResult.CONNECTION_GONE, "connection_gone"
+    except ProviderRefused as exc:
+        return CallbackResult.EXCHANGE_REFUSED, exc.error
+    except TokenUnavailable:
+        return CallbackResult.PROVIDER_UNAVAILABLE, "provider_unavailable"
+    return CallbackResult.CONNECTED, None
+
+
+def _finished(
+    services: Services, result: CallbackResult, connection_id: str | None = None
+) -> FinishedFlow:
+    query = {"result": result.value}
+    if connection_id is not None:
+        query["connection_id"] = connection_id
+    return FinishedFlow(location=_with_query(services.settings.oauth_return_url, query))
+
+
+def _audit(
+    services: Services,
+    org_id: str,
+    *,
+    actor: str,
+    action: AuditAction,
+    connection_id: str,
+    outcome: Outcome,
+    request_id: str,
+    now: datetime,
+    details: dict[str, str],
+) -> None:
+    services.audit.append(
+        org_id,
+        AuditEntry(
+            actor=actor,
+            action=action.value,
+            request_id=request_id,
+            outcome=outcome,
+            target_kind="connection",
+            target_id=connection_id,
+            details=details,
+        ),
+        now=now,
+    )

@@ -1,0 +1,29 @@
+"""Response bodies of the oauth_callback routes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class AuthorizationStarted(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    # The provider's authorization URL: open it in the admin's browser.
+    authorization_url: str
+    # When the state in that URL stops being accepted (ISO-8601 UTC).
+    expires_at: str
+
+
+class CallbackResult(StrEnum):
+    """The `result` query parameter of the redirect to the return URL."""
+
+    CONNECTED = "connected"
+    ACCESS_DENIED = "access_denied"
+    PROVIDER_ERROR = "provider_error"
+    INVALID_STATE = "invalid_state"
+    INVALID_REQUEST = "invalid_request"
+    CONNECTION_GONE = "connection_gone"
+    EXCHANGE_REFUSED = "exchange_refused"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"

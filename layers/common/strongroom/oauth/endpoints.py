@@ -1,0 +1,74 @@
+"""Each provider's OAuth endpoints, from a connection's settings.
+
+Okta's org authorization server (`/oauth2/v1/...`) is the one that grants Management API scopes
+(`okta.users.read`, ...). Auth0 and Entra use their documented paths; Entra has no RFC 7009
+revocation endpoint. `oauth2` connections carry their own endpoints, checked by the outbound
+guard when they were stored and again by the outbound client at every use.
+
+A domain that is one of the deployment's dev allow-list entries (`127.0.0.1:8443`) stands in for
+the provider over plain HTTP: only the local stack and tests set that list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from strongroom.oauth.connection import ConnectionRecord
+from strongroom.oauth.exceptions import ConnectionUnusable
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEndpoints:
+    authorization: str | None
+    token: str
+    revocation: str | None
+    # How a client secret is presented (RFC 6749 §2.3.1): Entra documents only the form body.
+    client_secret_in_body: bool = False
+
+
+def provider_endpoints(
+    connection: ConnectionRecord, dev_hosts: Collection[tuple[str, int]] = ()
+) -> ProviderEndpoints:
+    """The connection's endpoints; ConnectionUnusable when its settings name none."""
+    provider = connection.provider
+    if provider == "okta":
+        base = _base(connection.domain, dev_hosts)
+        return ProviderEndpoints(
+            authorization=f"{base}/oauth2/v1/authorize",
+            token=f"{base}/oauth2/v1/token",
+            revocation=f"{base}/oauth2/v1/revoke",
+        )
+    if provider == "auth0":
+        base = _base(connection.domain, dev_hosts)
+        return ProviderEndpoints(
+            authorization=f"{base}/authorize",
+            token=f"{base}/oauth/token",
+            revocation=f"{base}/oauth/revoke",
+        )
+    if provider == "entra":
+        if not connection.tenant_id:
+            raise ConnectionUnusable("the connection has no tenant id")
+        base = f"https://login.microsoftonline.com/{connection.tenant_id}/oauth2/v2.0"
+        return ProviderEndpoints(
+            authorization=f"{base}/authorize",
+            token=f"{base}/token",
+            revocation=None,
+            client_secret_in_body=True,
+        )
+    if provider == "oauth2" and connection.token_endpoint:
+        return ProviderEndpoints(
+            authorization=connection.authorization_endpoint,
+            token=connection.token_endpoint,
+            revocation=connection.revocation_endpoint,
+        )
+    raise ConnectionUnusable("the connection names no token endpoint")
+
+
+def _base(domain: str | None, dev_hosts: Collection[tuple[str, int]]) -> str:
+    if not domain:
+        raise ConnectionUnusable("the connection has no domain")
+    host, _, port = domain.rpartition(":")
+    if port.isdigit() and (host.strip("[]"), int(port)) in set(dev_hosts):
+        return f"http://{domain}"
+    return f"https://{domain}"

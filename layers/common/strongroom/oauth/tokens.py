@@ -1,0 +1,563 @@
+"""The token service: a valid access token for a connection, fetched or refreshed at most once.
+
+    tokens = TokenService(table=table, keyrings=keyrings, outbound=token_client(settings),
+                          audit=audit, dev_hosts=settings.dev_allow_hosts)
+    token = tokens.access_token(org_id, connection_id, now=now, request_id=rid,
+                                actor="system:scheduled_backup")
+    headers = {"Authorization": token.authorization}
+
+Warm path: one strongly consistent GetItem of the connection and an open of its sealed access
+token under the org's cached DEK: no KMS call, no write. A token is served from the cache while
+more than 60 s of it remain.
+
+Otherwise the caller takes the connection's lease (an item created only if absent or expired,
+with a TTL, so a crashed holder frees it by itself), reads the connection again, and fetches
+(client credentials, private_key_jwt) or refreshes (authorization code) only if no other caller
+did meanwhile. The new token is written only if `token_generation` still holds the value read
+under the lease, so a caller whose lease ran out can never overwrite a newer token (nor the
+newer refresh token of a rotating provider). Callers that find the lease taken wait for the
+holder's token, and give up with LeaseTimeout, never with an error that blames the credentials.
+
+`invalid_grant` on a refresh marks the connection `needs_reauth` and audits it. Every token
+request made with a stored credential is audited, whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+
+from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.audit.log import AuditLog
+from strongroom.crypto import Keyrings, OrgKeyring
+from strongroom.oauth.client_auth import (
+    ClientAuthentication,
+    client_secret_basic,
+    client_secret_post,
+    private_key_jwt,
+)
+from strongroom.oauth.connection import (
+    ACCESS_TOKEN,
+    ACCESS_TOKEN_EXPIRES_AT,
+    CONNECTION_KIND,
+    REFRESH_TOKEN,
+    SEALED_KIND,
+    STATUS,
+    TOKEN_GENERATION,
+    ConnectionRecord,
+    ConnectionStatus,
+    read_connection,
+    sealed_attribute,
+)
+from strongroom.oauth.endpoints import ProviderEndpoints, provider_endpoints
+from strongroom.oauth.exceptions import (
+    ConnectionUnusable,
+    InvalidGrant,
+    LeaseTimeout,
+    NeedsReauthorization,
+    ProviderRefused,
+    TokenUnavailable,
+)
+from strongroom.oauth.token_endpoint import (
+    MAX_TOKEN_RESPONSE_BYTES,
+    TokenGrant,
+    request_token,
+    revoke_token,
+)
+from strongroom.outbound import OutboundClient, Resolver, system_resolver
+from strongroom.settings import Settings
+from strongroom.tenancy import (
+    ConditionFailed,
+    ItemExists,
+    ItemNotFound,
+    TenancyError,
+    TenantTable,
+)
+
+LEASE_KIND: Final = "TOKEN_LEASE"
+MIN_REMAINING_SECONDS: Final = 60
+# Longer than one token request can take (the token client's total timeout), so a live holder
+# keeps its lease for the whole request.
+LEASE_SECONDS: Final = 45
+
+
+def token_client(settings: Settings, *, resolver: Resolver = system_resolver) -> OutboundClient:
+    """The outbound client for token and revocation endpoints: short timeouts, small bodies."""
+    return OutboundClient(
+        allow_hosts=settings.dev_allow_hosts,
+        resolver=resolver,
+        max_response_bytes=MAX_TOKEN_RESPONSE_BYTES,
+        connect_timeout=5.0,
+        read_timeout=10.0,
+        total_timeout=30.0,
+    )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class AccessToken:
+    """A credential to call the provider's API with. The repr shows no value."""
+
+    scheme: str  # "Bearer", or "SSWS" for an Okta API token
+    value: str
+    expires_at: int | None  # epoch seconds; None for a static API token
+
+    @property
+    def authorization(self) -> str:
+        """The value of the Authorization header."""
+        return f"{self.scheme} {self.value}"
+
+    def __repr__(self) -> str:
+        return f"AccessToken({self.scheme}, expires_at={self.expires_at})"
+
+
+class TokenService:
+    """Access tokens for connections; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        table: TenantTable,
+        keyrings: Keyrings,
+        outbound: OutboundClient,
+        audit: AuditLog,
+        dev_hosts: Collection[tuple[str, int]] = (),
+        lease_seconds: int = LEASE_SECONDS,
+        wait_seconds: float = LEASE_SECONDS + 5,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._table = table
+        self._keyrings = keyrings
+        self._outbound = outbound
+        self._audit = audit
+        self._dev_hosts = frozenset(dev_hosts)
+        self._lease = timedelta(seconds=lease_seconds)
+        self._wait_seconds = wait_seconds
+        self._clock = clock
+        self._sleep = sleep
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def connection(self, org_id: str, connection_id: str, *, now: datetime) -> ConnectionRecord:
+        """The connection's record; ConnectionUnusable if the org holds no such connection."""
+        try:
+            item = self._table.get(org_id, CONNECTION_KIND, connection_id, now=now)
+        except ItemNotFound:
+            raise ConnectionUnusable("no such connection") from None
+        return read_connection(org_id, item)
+
+    def endpoints(self, connection: ConnectionRecord) -> ProviderEndpoints:
+        return provider_endpoints(connection, self._dev_hosts)
+
+    # ---- access tokens --------------------------------------------------------------------
+
+    def access_token(
+        self,
+        org_id: str,
+        connection_id: str,
+        *,
+        now: datetime,
+        request_id: str,
+        actor: str = "system:token_service",
+    ) -> AccessToken:
+        """A token with more than 60 s left. Raises NeedsReauthorization, ProviderRefused,
+        TokenUnavailable (LeaseTimeout among them) or ConnectionUnusable."""
+        record = self.connection(org_id, connection_id, now=now)
+        if record.auth_method == "api_token":
+            return self._api_token(record, now=now, request_id=request_id, actor=actor)
+        cached = self._cached(record, now)
+        if cached is not None:
+            return cached
+        return self._renew(record, now=now, request_id=request_id, actor=actor)
+
+    def _api_token(
+        self, record: ConnectionRecord, *, now: datetime, request_id: str, actor: str
+    ) -> AccessToken:
+        sealed = record.sealed("token")
+        if sealed is None:
+            raise ConnectionUnusable("the connection holds no API token")
+        value = self._open(record, sealed, "token")
+        self._record_use(
+            record,
+            now=now,
+            request_id=request_id,
+            actor=actor,
+            outcome="success",
+            details={"grant": "api_token"},
+        )
+        return AccessToken("SSWS" if record.provider == "okta" else "Bearer", value, None)
+
+    def _cached(self, record: ConnectionRecord, now: datetime) -> AccessToken | None:
+        expires_at = record.access_token_expires_at
+        sealed = record.sealed(ACCESS_TOKEN)
+        if sealed is None or expires_at is None:
+            return None
+        if expires_at - now.timestamp() <= MIN_REMAINING_SECONDS:
+            return None
+        return AccessToken("Bearer", self._open(record, sealed, ACCESS_TOKEN), expires_at)
+
+    def _renew(
+        self, record: ConnectionRecord, *, now: datetime, request_id: str, actor: str
+    ) -> AccessToken:
+        if record.status is ConnectionStatus.NEEDS_REAUTH:
+            raise NeedsReauthorization("the connection must be authorized again")
+        holder = secrets.token_urlsafe(16)
+        started = self._clock()
+        pause = 0.02
+        while True:
+            current = now + timedelta(seconds=self._clock() - started)
+            try:
+                self._table.create(
+                    record.org_id,
+                    LEASE_KIND,
+                    record.connection_id,
+                    attributes={"holder": holder},
+                    ttl=self._lease,
+                    now=current,
+                )
+                break
+            except ItemExists:
+                pass
+            if self._clock() - started >= self._wait_seconds:
+                raise LeaseTimeout("another caller holds the connection's token lease")
+            self._sleep(pause)
+            pause = min(pause * 2, 0.25)
+            record = self.connection(record.org_id, record.connection_id, now=current)
+            cached = self._cached(record, current)
+            if cached is not None:
+                return cached
+            if record.status is ConnectionStatus.NEEDS_REAUTH:
+                raise NeedsReauthorization("the connection must be authorized again")
+        try:
+            # Another caller may have renewed between our read and our lease.
+            record = self.connection(record.org_id, record.connection_id, now=current)
+            cached = self._cached(record, current)
+            if cached is not None:
+                return cached
+            return self._fetch(record, now=current, request_id=request_id, actor=actor)
+        finally:
+            with contextlib.suppress(TenancyError):
+                self._table.delete(
+                    record.org_id,
+                    LEASE_KIND,
+                    record.connection_id,
+                    expect={"holder": holder},
+                    now=current,
+                )
+
+    def _fetch(
+        self, record: ConnectionRecord, *, now: datetime, request_id: str, actor: str
+    ) -> AccessToken:
+        if record.status is ConnectionStatus.NEEDS_REAUTH:
+            raise NeedsReauthorization("the connection must be authorized again")
+        endpoints = self.endpoints(record)
+        client = self._client_authentication(record, endpoints, now)
+        if record.auth_method == "authorization_code":
+            sealed_refresh = record.sealed(REFRESH_TOKEN)
+            if sealed_refresh is None:
+                raise NeedsReauthorization("the connection has not been authorized")
+            grant_type = "refresh_token"
+            grant = {
+                "grant_type": grant_type,
+                "refresh_token": self._open(record, sealed_refresh, REFRESH_TOKEN),
+            }
+        else:
+            grant_type = "client_credentials"
+            grant = {"grant_type": grant_type}
+            if record.scopes:
+                grant["scope"] = " ".join(record.scopes)
+        details: dict[str, Any] = {"grant": grant_type}
+        try:
+            token = request_token(
+                self._outbound,
+                endpoints.token,
+                grant,
+                client,
+                now=now.timestamp(),
+                # A refresh spends a rotating refresh token: never sent twice.
+                retryable=grant_type == "client_credentials",
+            )
+        except InvalidGrant:
+            self._record_use(
+                record,
+                now=now,
+                request_id=request_id,
+                actor=actor,
+                outcome="failure",
+                details={**details, "error": "invalid_grant"},
+            )
+            if grant_type == "refresh_token":
+                self._mark_needs_reauth(record, now=now, request_id=request_id, actor=actor)
+                raise NeedsReauthorization("the provider refused the grant") from None
+            raise
+        except ProviderRefused as exc:
+            self._record_use(
+                record,
+                now=now,
+                request_id=request_id,
+                actor=actor,
+                outcome="failure",
+                details={**details, "error": exc.error},
+            )
+            raise
+        except TokenUnavailable:
+            self._record_use(
+                record,
+                now=now,
+                request_id=request_id,
+                actor=actor,
+                outcome="failure",
+                details={**details, "error": "unavailable"},
+            )
+            raise
+        self._record_use(
+            record, now=now, request_id=request_id, actor=actor, outcome="success", details=details
+        )
+        self._store_token(record, token, now=now)
+        return AccessToken("Bearer", token.access_token, token.expires_at)
+
+    # ---- the authorization-code grant -------------------------------------------------------
+
+    def exchange_code(
+        self,
+        record: ConnectionRecord,
+        *,
+        code: str,
+        code_verifier: str,
+        redirect_uri: str,
+        now: datetime,
+        request_id: str,
+        actor: str,
+    ) -> None:
+        """Exchange an authorization code and store the grant on the connection.
+
+        InvalidGrant / ProviderRefused / TokenUnavailable: nothing is stored.
+        ConnectionUnusable: the connection was deleted or changed method meanwhile.
+        """
+        if record.auth_method != "authorization_code":
+            raise ConnectionUnusable("not an authorization-code connection")
+        endpoints = self.endpoints(record)
+        client = self._client_authentication(record, endpoints, now)
+        grant = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": code_verifier,
+        }
+        details: dict[str, Any] = {"grant": "authorization_code"}
+        try:
+            token = request_token(
+                self._outbound, endpoints.token, grant, client, now=now.timestamp(), retryable=False
+            )
+        except ProviderRefused as exc:
+            self._record_use(
+                record,
+                now=now,
+                request_id=request_id,
+                actor=actor,
+                outcome="failure",
+                details={**details, "error": exc.error},
+            )
+            raise
+        except TokenUnavailable:
+            self._record_use(
+                record,
+                now=now,
+                request_id=request_id,
+                actor=actor,
+                outcome="failure",
+                details={**details, "error": "unavailable"},
+            )
+            raise
+        self._record_use(
+            record, now=now, request_id=request_id, actor=actor, outcome="success", details=details
+        )
+        if token.refresh_token is None:
+            # Without a refresh token the connection could not run unattended backups.
+            raise ProviderRefused("the provider issued no refresh token", error="no_refresh_token")
+        self._store_token(record, token, now=now, authorized=True)
+
+    # ---- revocation -----------------------------------------------------------------------
+
+    def revoke(self, record: ConnectionRecord, *, now: datetime) -> str:
+        """Revoke the connection's grant at the provider (RFC 7009), for its deletion.
+
+        "revoked", "failed" (recorded by the caller; the local delete goes ahead) or
+        "not_applicable" (no grant, or the provider has no revocation endpoint).
+        """
+        sealed_refresh = record.sealed(REFRESH_TOKEN)
+        sealed_access = record.sealed(ACCESS_TOKEN)
+        if sealed_refresh is not None:
+            field, hint, sealed = REFRESH_TOKEN, "refresh_token", sealed_refresh
+        elif sealed_access is not None and (record.access_token_expires_at or 0) > now.timestamp():
+            field, hint, sealed = ACCESS_TOKEN, "access_token", sealed_access
+        else:
+            return "not_applicable"
+        try:
+            endpoints = self.endpoints(record)
+            if endpoints.revocation is None:
+                return "not_applicable"
+            client = self._client_authentication(record, endpoints, now)
+            token = self._open(record, sealed, field)
+        except (ConnectionUnusable, TokenUnavailable):
+            return "failed"
+        revoked = revoke_token(
+            self._outbound, endpoints.revocation, token, client, token_type_hint=hint
+        )
+        return "revoked" if revoked else "failed"
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    def _keyring(self, record: ConnectionRecord) -> OrgKeyring:
+        return self._keyrings.for_org(record.org_id)
+
+    def _open(self, record: ConnectionRecord, sealed: bytes, field: str) -> str:
+        return self._keyring(record).open_text_field(
+            sealed, kind=SEALED_KIND, item_id=record.connection_id, field=field
+        )
+
+    def _seal(self, record: ConnectionRecord, value: str, field: str) -> bytes:
+        return self._keyring(record).seal_field(
+            value, kind=SEALED_KIND, item_id=record.connection_id, field=field
+        )
+
+    def _client_authentication(
+        self, record: ConnectionRecord, endpoints: ProviderEndpoints, now: datetime
+    ) -> ClientAuthentication:
+        if not record.client_id:
+            raise ConnectionUnusable("the connection has no client id")
+        if record.auth_method == "private_key_jwt":
+            sealed_key = record.sealed("private_key")
+            if sealed_key is None or not record.key_algorithm:
+                raise ConnectionUnusable("the connection holds no private key")
+            pem = self._keyring(record).open_field(
+                sealed_key, kind=SEALED_KIND, item_id=record.connection_id, field="private_key"
+            )
+            return private_key_jwt(
+                client_id=record.client_id,
+                audience=endpoints.token,
+                private_key_pem=pem,
+                algorithm=record.key_algorithm,
+                key_id=record.key_id,
+                now=now.timestamp(),
+            )
+        sealed_secret = record.sealed("client_secret")
+        if sealed_secret is None:
+            raise ConnectionUnusable("the connection holds no client secret")
+        secret = self._open(record, sealed_secret, "client_secret")
+        if endpoints.client_secret_in_body:
+            return client_secret_post(record.client_id, secret)
+        return client_secret_basic(record.client_id, secret)
+
+    def _store_token(
+        self,
+        record: ConnectionRecord,
+        token: TokenGrant,
+        *,
+        now: datetime,
+        authorized: bool = False,
+    ) -> None:
+        changes: dict[str, Any] = {
+            sealed_attribute(ACCESS_TOKEN): self._seal(record, token.access_token, ACCESS_TOKEN),
+            ACCESS_TOKEN_EXPIRES_AT: token.expires_at,
+            TOKEN_GENERATION: record.token_generation + 1,
+        }
+        if token.refresh_token is not None and (
+            authorized or record.auth_method == "authorization_code"
+        ):
+            changes[sealed_attribute(REFRESH_TOKEN)] = self._seal(
+                record, token.refresh_token, REFRESH_TOKEN
+            )
+        if authorized:
+            changes[STATUS] = ConnectionStatus.ACTIVE.value
+            # Shown as "[REDACTED]" with a fingerprint, like every other credential.
+            changes["credentials"] = {
+                **record.credentials(),
+                REFRESH_TOKEN: {"fingerprint": _fingerprint(token), "created_at": _iso(now)},
+            }
+        expected = record.token_generation or None
+        try:
+            self._table.update(
+                record.org_id,
+                CONNECTION_KIND,
+                record.connection_id,
+                changes=changes,
+                expect={TOKEN_GENERATION: expected, "auth_method": record.auth_method},
+                now=now,
+            )
+        except ItemNotFound:
+            raise ConnectionUnusable("the connection was deleted meanwhile") from None
+        except ConditionFailed:
+            # A newer token was stored meanwhile (our lease ran out): keep it, it is newer.
+            if authorized:
+                raise ConnectionUnusable("the connection changed meanwhile") from None
+
+    def _mark_needs_reauth(
+        self, record: ConnectionRecord, *, now: datetime, request_id: str, actor: str
+    ) -> None:
+        with contextlib.suppress(ConditionFailed, ItemNotFound):
+            self._table.update(
+                record.org_id,
+                CONNECTION_KIND,
+                record.connection_id,
+                changes={
+                    STATUS: ConnectionStatus.NEEDS_REAUTH.value,
+                    TOKEN_GENERATION: record.token_generation + 1,
+                },
+                remove=[sealed_attribute(ACCESS_TOKEN), ACCESS_TOKEN_EXPIRES_AT],
+                expect={TOKEN_GENERATION: record.token_generation or None},
+                now=now,
+            )
+        self._audit.append(
+            record.org_id,
+            AuditEntry(
+                actor=actor,
+                action=AuditAction.CONNECTION_NEEDS_REAUTH.value,
+                request_id=request_id,
+                outcome="failure",
+                target_kind="connection",
+                target_id=record.connection_id,
+                details={"reason": "invalid_grant"},
+            ),
+            now=now,
+        )
+
+    def _record_use(
+        self,
+        record: ConnectionRecord,
+        *,
+        now: datetime,
+        request_id: str,
+        actor: str,
+        outcome: Literal["success", "failure"],
+        details: dict[str, Any],
+    ) -> None:
+        self._audit.append(
+            record.org_id,
+            AuditEntry(
+                actor=actor,
+                action=AuditAction.CREDENTIAL_USE.value,
+                request_id=request_id,
+                outcome=outcome,
+                target_kind="connection",
+                target_id=record.connection_id,
+                details={"method": record.auth_method, **details},
+            ),
+            now=now,
+        )
+
+
+def _fingerprint(token: TokenGrant) -> str:
+    # A short hash of a random token of at least 128 bits identifies it and reveals nothing.
+    digest = hashlib.sha256((token.refresh_token or "").encode("utf-8")).hexdigest()
+    return "sha256:" + digest[:16]
+
+
+def _iso(now: datetime) -> str:
+    return now.isoformat(timespec="seconds").replace("+00:00", "Z")
