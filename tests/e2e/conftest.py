@@ -23,6 +23,7 @@ import boto3
 import pytest
 import requests
 
+from strongroom_local.authorization_server import LocalAuthorizationServer
 from strongroom_local.exceptions import StackStartFailed
 from strongroom_local.harness import RunningStack, start_stack
 
@@ -82,10 +83,23 @@ class LocalStackClient:
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStackClient]:
+def authorization_server() -> Iterator[LocalAuthorizationServer]:
+    """The OAuth 2.0 authorization server double, allow-listed for the stack's functions."""
+    with LocalAuthorizationServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def local_stack(
+    tmp_path_factory: pytest.TempPathFactory, authorization_server: LocalAuthorizationServer
+) -> Iterator[LocalStackClient]:
     state_dir = tmp_path_factory.mktemp("e2e-stack") / "state"
     try:
-        running = start_stack(state_dir, timeout=STARTUP_TIMEOUT_SECONDS)
+        running = start_stack(
+            state_dir,
+            timeout=STARTUP_TIMEOUT_SECONDS,
+            allow_hosts=[authorization_server.host_port],
+        )
     except StackStartFailed as exc:
         pytest.fail(str(exc), pytrace=False)
     http = requests.Session()

@@ -129,6 +129,27 @@ def test_consume_returns_the_item_exactly_once(table: TenantTable, org_id: str) 
         table.consume(org_id, "NONCE", "n1", now=NOW)
 
 
+def test_consume_with_an_expectation_leaves_a_mismatching_item(
+    table: TenantTable, org_id: str
+) -> None:
+    table.create(org_id, "STATE", "s1", attributes={"binding": "a"}, now=NOW)
+    with pytest.raises(ConditionFailed):
+        table.consume(org_id, "STATE", "s1", now=NOW, expect={"binding": "b"})
+    assert (
+        table.consume(org_id, "STATE", "s1", now=NOW, expect={"binding": "a"}).attributes["binding"]
+        == "a"
+    )
+    with pytest.raises(ItemNotFound):
+        table.consume(org_id, "STATE", "s1", now=NOW, expect={"binding": "a"})
+
+
+def test_binary_attributes_read_back_as_exactly_bytes(table: TenantTable, org_id: str) -> None:
+    table.create(org_id, "BLOB", "b1", attributes={"sealed": b"\x00\x01\xff"}, now=NOW)
+    value = table.get(org_id, "BLOB", "b1", now=NOW).attributes["sealed"]
+    assert value.__class__ is bytes
+    assert value == b"\x00\x01\xff"
+
+
 def test_ttl_items_expire_at_now_plus_ttl_before_any_sweep(
     table: TenantTable, dynamodb: Any, settings: Settings, org_id: str
 ) -> None:

@@ -87,15 +87,21 @@ MIN_REMAINING_SECONDS: Final = 60
 LEASE_SECONDS: Final = 45
 
 
-def token_client(settings: Settings, *, resolver: Resolver = system_resolver) -> OutboundClient:
+def token_client(
+    settings: Settings,
+    *,
+    resolver: Resolver = system_resolver,
+    read_timeout: float = 10.0,
+    total_timeout: float = 30.0,
+) -> OutboundClient:
     """The outbound client for token and revocation endpoints: short timeouts, small bodies."""
     return OutboundClient(
         allow_hosts=settings.dev_allow_hosts,
         resolver=resolver,
         max_response_bytes=MAX_TOKEN_RESPONSE_BYTES,
-        connect_timeout=5.0,
-        read_timeout=10.0,
-        total_timeout=30.0,
+        connect_timeout=min(5.0, read_timeout),
+        read_timeout=read_timeout,
+        total_timeout=total_timeout,
     )
 
 
@@ -382,6 +388,23 @@ class TokenService:
             # Without a refresh token the connection could not run unattended backups.
             raise ProviderRefused("the provider issued no refresh token", error="no_refresh_token")
         self._store_token(record, token, now=now, authorized=True)
+        if record.sealed(REFRESH_TOKEN) is not None:
+            # A new authorization replaces the grant: the old one must not stay usable at the
+            # provider, where nobody would ever revoke it.
+            previous = self.revoke(record, now=now)
+            self._audit.append(
+                record.org_id,
+                AuditEntry(
+                    actor=actor,
+                    action=AuditAction.CREDENTIAL_REVOKE.value,
+                    request_id=request_id,
+                    outcome="success" if previous == "revoked" else "failure",
+                    target_kind="connection",
+                    target_id=record.connection_id,
+                    details={"revocation": previous, "reason": "replaced_by_new_grant"},
+                ),
+                now=now,
+            )
 
     # ---- revocation -----------------------------------------------------------------------
 

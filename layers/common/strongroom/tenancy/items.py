@@ -50,6 +50,11 @@ class _Deserializer(TypeDeserializer):
         number = Decimal(value)
         return int(number) if number == number.to_integral_value() else number
 
+    # Binary comes back as bytes, not boto3's Binary wrapper: sealed values open only from
+    # exactly `bytes` (strongroom.crypto), and bytes is what was written.
+    def _deserialize_b(self, value: bytes) -> bytes:
+        return bytes(value)
+
 
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = _Deserializer()

@@ -1,0 +1,258 @@
+"""The authorization-code flow: authorize, the provider's redirect, the callback, and bad paths."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.unit.oauth_flow.conftest import OAuthWorld, rebuild_tokens
+
+
+def _audit_actions(world: OAuthWorld, org: str) -> list[tuple[str, str]]:
+    built = world.oauth_callback.services()
+    page = built.audit.list_events(org, now=datetime.now(UTC), limit=100)
+    return [(event.action, event.outcome) for event in page.events]
+
+
+def test_a_full_flow_connects_and_stores_the_grant_sealed(world: OAuthWorld) -> None:
+    org = world.new_org()
+    connection_id, client_id, _ = world.new_code_connection(org)
+    assert world.connection(org, connection_id).body["status"] == "pending_authorization"
+
+    result = world.connect(org, connection_id)
+
+    assert result == {"result": "connected", "connection_id": connection_id}
+    counts = world.server.counts()
+    assert counts["grant_authorization_code"] == 1
+    body = world.connection(org, connection_id).body
+    assert body["status"] == "active"
+    records = {c["field"]: c for c in body["credentials"]}
+    assert records["refresh_token"]["value"] == "[REDACTED]"
+    [refresh_token] = world.server.current_refresh_tokens(client_id)
+    assert refresh_token not in str(body)
+    assert ("oauth.connect", "success") in _audit_actions(world, org)
+
+
+def test_the_authorization_url_carries_pkce_state_scopes_and_the_exact_redirect_uri(
+    world: OAuthWorld,
+) -> None:
+    org = world.new_org()
+    connection_id, client_id, _ = world.new_code_connection(org, scopes=("a.read", "b.read"))
+    reply = world.authorize(org, connection_id)
+    assert reply.status == 200
+    url = reply.body["authorization_url"]
+    assert url.startswith(world.server.authorization_endpoint + "?")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert query["response_type"] == "code"
+    assert query["client_id"] == client_id
+    assert query["redirect_uri"] == world.settings.oauth_redirect_uri
+    assert query["scope"] == "a.read b.read"
+    assert query["code_challenge_method"] == "S256"
+    assert len(query["code_challenge"]) == 43
+    prefix, _, secret = query["state"].partition(".")
+    assert prefix == org
+    assert len(secret) == 43  # 256 bits, base64url
+    expires = datetime.fromisoformat(reply.body["expires_at"].replace("Z", "+00:00"))
+    assert timedelta(minutes=9) < expires - datetime.now(UTC) <= timedelta(minutes=10)
+    cookie = reply.cookies[0]
+    for attribute in ("HttpOnly", "Secure", "SameSite=Lax", "Max-Age=600", "Path=/"):
+        assert attribute in cookie
+    assert reply.headers["cache-control"] == "no-store"
+
+
+def test_a_replayed_state_fails_and_spends_no_second_code(world: OAuthWorld) -> None:
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    assert world.result(world.callback(query, cookie))["result"] == "connected"
+    again = world.result(world.callback(query, cookie))
+    assert again == {"result": "invalid_state"}
+    assert world.server.counts()["grant_authorization_code"] == 1
+
+
+def test_an_expired_state_fails_and_stores_nothing(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    later = datetime.now(UTC) + timedelta(minutes=10, seconds=1)
+    monkeypatch.setattr(world.oauth_callback, "_now", lambda: later)
+    assert world.result(world.callback(query, cookie)) == {"result": "invalid_state"}
+    assert world.server.counts()["grant_authorization_code"] == 0
+    assert world.connection(org, connection_id).body["status"] == "pending_authorization"
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda org, state: f"{org}." + secrets.token_urlsafe(32)[:43],  # right shape, unknown
+        lambda org, state: "org_" + "b" * 26 + "." + state.partition(".")[2],  # other org
+        lambda org, state: state + "x",
+        lambda org, state: state.partition(".")[2],
+        lambda org, state: "",
+    ],
+)
+def test_a_forged_state_fails_and_the_real_one_still_works(world: OAuthWorld, forge: Any) -> None:
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    forged = {**query, "state": forge(org, query["state"])}
+    assert world.result(world.callback(forged, cookie)) == {"result": "invalid_state"}
+    assert world.result(world.callback(query, cookie))["result"] == "connected"
+
+
+def test_another_users_state_fails_without_spending_it(world: OAuthWorld) -> None:
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, bobs_cookie = world.start(org, connection_id, sub="bob")
+    _, alices_cookie = world.start(org, connection_id, sub="alice")
+    query = world.browse(url)
+    for cookie in (alices_cookie, None, "strongroom_oauth_binding=" + "A" * 43):
+        assert world.result(world.callback(query, cookie)) == {"result": "invalid_state"}
+    assert world.server.counts()["grant_authorization_code"] == 0
+    # The state was not spent by the wrong browser: its own user can still finish.
+    assert world.result(world.callback(query, bobs_cookie))["result"] == "connected"
+
+
+def test_access_denied_is_reported_audited_and_stores_nothing(world: OAuthWorld) -> None:
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    world.server.deny_next_authorization()
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    assert query["error"] == "access_denied"
+    result = world.result(world.callback(query, cookie))
+    assert result == {"result": "access_denied", "connection_id": connection_id}
+    assert world.connection(org, connection_id).body["status"] == "pending_authorization"
+    assert ("oauth.connect", "failure") in _audit_actions(world, org)
+    # The state is spent by the error answer too.
+    assert world.result(world.callback(query, cookie)) == {"result": "invalid_state"}
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("status_500", "provider_unavailable"),
+        ("html", "provider_unavailable"),
+        ("oversized", "provider_unavailable"),
+        ("invalid_grant", "exchange_refused"),
+        ("hang", "provider_unavailable"),
+    ],
+)
+def test_token_endpoint_failures_end_in_a_clear_result_and_nothing_stored(
+    world: OAuthWorld, fault: str, expected: str
+) -> None:
+    rebuild_tokens(world, read_timeout=0.5, total_timeout=2.0)
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    world.server.fail_next_token_requests(1, fault, hang_seconds=3.0)  # type: ignore[arg-type]
+    result = world.result(world.callback(query, cookie))
+    assert result == {"result": expected, "connection_id": connection_id}
+    body = world.connection(org, connection_id).body
+    assert body["status"] == "pending_authorization"
+    assert "refresh_token" not in {c["field"] for c in body["credentials"]}
+
+
+def test_a_token_endpoint_that_now_resolves_to_an_internal_address_is_not_called(
+    world: OAuthWorld,
+) -> None:
+    org = world.new_org()
+    # At creation the provider's host resolved to a public address...
+    cs = world.credential_store.services()
+    public = replace(cs, resolver=lambda host, port: ["93.184.216.34"])
+    world.credential_store.services = lambda: public
+    body = {
+        "name": "Rebinding IdP",
+        "provider": "oauth2",
+        "authorization_endpoint": "https://idp.example.test/authorize",
+        "token_endpoint": "https://idp.example.test/token",
+        "scopes": ["api.read"],
+        "auth": {
+            "method": "authorization_code",
+            "client_id": "c1",
+            "client_secret": "CANARY" + secrets.token_hex(8),
+        },
+        "schedule": "rate(1 day)",
+    }
+    reply = world.call(
+        "POST",
+        f"/orgs/{org}/connections",
+        sub="bob",
+        body=body,
+        route="/orgs/{org_id}/connections",
+        path_parameters={"org_id": org},
+    )
+    assert reply.status == 201, reply.body
+    connection_id = reply.body["connection_id"]
+    # ...and now it answers with the metadata service's: the exchange is never sent.
+    attempts: list[str] = []
+
+    def rebinding(host: str, port: int) -> list[str]:
+        attempts.append(host)
+        return ["169.254.169.254"]
+
+    rebuild_tokens(world, resolver=rebinding)
+    reply = world.authorize(org, connection_id)
+    state = parse_qs(urlsplit(reply.body["authorization_url"]).query)["state"][0]
+    cookie = reply.cookies[0].split(";")[0]
+    result = world.result(world.callback({"code": "abc", "state": state}, cookie))
+    assert result == {"result": "provider_unavailable", "connection_id": connection_id}
+    assert attempts == ["idp.example.test"]
+
+
+def test_authorize_is_for_admins_of_the_org_and_authorization_code_connections(
+    world: OAuthWorld,
+) -> None:
+    org = world.new_org()
+    other_org = world.new_org(owner="mallory")
+    connection_id, _, _ = world.new_code_connection(org)
+    assert world.authorize(org, connection_id, sub="carol").status == 403
+    assert world.authorize(org, connection_id, sub="mallory").status == 404
+    assert world.authorize(other_org, connection_id, sub="mallory").status == 404
+    unknown = "conn_" + "a" * 26
+    assert world.authorize(org, unknown, sub="bob").status == 404
+    token_connection = world.call(
+        "POST",
+        f"/orgs/{org}/connections",
+        sub="bob",
+        route="/orgs/{org_id}/connections",
+        path_parameters={"org_id": org},
+        body={
+            "name": "Okta",
+            "provider": "okta",
+            "domain": "acme.okta.com",
+            "scopes": [],
+            "auth": {"method": "api_token", "token": "CANARY" + secrets.token_hex(8)},
+            "schedule": "rate(1 day)",
+        },
+    ).body["connection_id"]
+    assert world.authorize(org, token_connection, sub="bob").status == 409
+
+
+def test_a_connection_deleted_during_the_flow_ends_as_gone(world: OAuthWorld) -> None:
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    reply = world.call(
+        "DELETE",
+        f"/orgs/{org}/connections/{connection_id}",
+        sub="bob",
+        route="/orgs/{org_id}/connections/{connection_id}",
+        path_parameters={"org_id": org, "connection_id": connection_id},
+    )
+    assert reply.status == 204
+    result = world.result(world.callback(query, cookie))
+    assert result == {"result": "connection_gone", "connection_id": connection_id}
+    assert world.server.counts()["grant_authorization_code"] == 0

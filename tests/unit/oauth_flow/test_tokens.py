@@ -1,0 +1,381 @@
+"""The token service against the authorization server double: cache, refresh once, failures."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import botocore.client
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+from strongroom.oauth import (
+    AccessToken,
+    LeaseTimeout,
+    NeedsReauthorization,
+    TokenService,
+    TokenUnavailable,
+)
+from strongroom.oauth.tokens import LEASE_KIND
+from tests.unit.oauth_flow.conftest import OAuthWorld, rebuild_tokens
+
+
+def _tokens(world: OAuthWorld) -> TokenService:
+    tokens: TokenService = world.oauth_callback.services().tokens
+    return tokens
+
+
+def _get(
+    world: OAuthWorld, org: str, connection_id: str, *, at: datetime | None = None
+) -> AccessToken:
+    return _tokens(world).access_token(
+        org, connection_id, now=at or datetime.now(UTC), request_id="req-1", actor="system:test"
+    )
+
+
+def _connected(world: OAuthWorld) -> tuple[str, str, str]:
+    org = world.new_org()
+    connection_id, client_id, _ = world.new_code_connection(org)
+    assert world.connect(org, connection_id)["result"] == "connected"
+    return org, connection_id, client_id
+
+
+@pytest.fixture
+def aws_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    calls: Counter[str] = Counter()
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(self: Any, operation: str, params: Any) -> Any:
+        calls[f"{self.meta.service_model.service_name}:{operation}"] += 1
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    return calls
+
+
+def test_a_cached_token_costs_one_dynamodb_read_and_no_kms_call(
+    world: OAuthWorld, aws_calls: Counter[str]
+) -> None:
+    org, connection_id, _ = _connected(world)
+    first = _get(world, org, connection_id)  # stored by the callback's code exchange
+    aws_calls.clear()
+    again = _get(world, org, connection_id)
+    assert again.value == first.value
+    assert dict(aws_calls) == {"dynamodb:GetItem": 1}
+    assert world.server.counts()["grant_refresh_token"] == 0
+    assert "Bearer" in repr(again)
+    assert again.value not in repr(again)
+
+
+def test_a_token_with_a_minute_or_less_left_is_refreshed_with_rotation(world: OAuthWorld) -> None:
+    org, connection_id, client_id = _connected(world)
+    [old_refresh] = world.server.current_refresh_tokens(client_id)
+    first = _get(world, org, connection_id)
+    assert first.expires_at is not None
+    near_expiry = datetime.fromtimestamp(first.expires_at - 60, UTC)
+    renewed = _get(world, org, connection_id, at=near_expiry)
+    assert renewed.value != first.value
+    assert world.server.counts()["grant_refresh_token"] == 1
+    assert world.server.is_active(renewed.value)
+    assert not world.server.is_active(old_refresh)
+    # The rotated refresh token was stored: the next refresh works too.
+    later = datetime.fromtimestamp((renewed.expires_at or 0) - 30, UTC)
+    assert _get(world, org, connection_id, at=later).value != renewed.value
+    assert world.server.counts()["grant_refresh_token"] == 2
+
+
+def test_twenty_concurrent_callers_cause_exactly_one_refresh(
+    world: OAuthWorld, atomic_aws: None
+) -> None:
+    org, connection_id, _ = _connected(world)
+    first = _get(world, org, connection_id)
+    near_expiry = datetime.fromtimestamp((first.expires_at or 0) - 30, UTC)
+    world.server.set_token_delay(0.3)  # the refresh is slow: everyone piles up on the lease
+    results: list[str] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(20)
+
+    def caller() -> None:
+        barrier.wait()
+        try:
+            results.append(_get(world, org, connection_id, at=near_expiry).value)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert world.server.counts()["grant_refresh_token"] == 1
+    assert len(results) == 20
+    assert len(set(results)) == 1
+    assert results[0] != first.value
+    assert world.server.is_active(results[0])
+
+
+def test_invalid_grant_marks_the_connection_needs_reauth_and_audits_it(world: OAuthWorld) -> None:
+    org, connection_id, client_id = _connected(world)
+    first = _get(world, org, connection_id)
+    world.server.invalidate_grants(client_id)
+    near_expiry = datetime.fromtimestamp((first.expires_at or 0) - 30, UTC)
+    with pytest.raises(NeedsReauthorization):
+        _get(world, org, connection_id, at=near_expiry)
+    assert world.connection(org, connection_id).body["status"] == "needs_reauth"
+    page = world.oauth_callback.services().audit.list_events(org, now=near_expiry)
+    actions = [(e.action, e.outcome) for e in page.events]
+    assert ("connection.needs_reauth", "failure") in actions
+    assert ("credential.use", "failure") in actions
+    requests_before = world.server.counts()["token_requests"]
+    with pytest.raises(NeedsReauthorization):
+        _get(world, org, connection_id, at=near_expiry)
+    assert world.server.counts()["token_requests"] == requests_before
+    # Authorizing again brings it back.
+    assert world.connect(org, connection_id)["result"] == "connected"
+    assert world.connection(org, connection_id).body["status"] == "active"
+
+
+@pytest.mark.parametrize("fault", ["status_500", "html", "oversized", "hang"])
+def test_a_provider_outage_is_not_reported_as_bad_credentials(
+    world: OAuthWorld, fault: str
+) -> None:
+    org, connection_id, _ = _connected(world)
+    rebuild_tokens(world, read_timeout=0.5, total_timeout=2.0)
+    first = _get(world, org, connection_id)
+    near_expiry = datetime.fromtimestamp((first.expires_at or 0) - 30, UTC)
+    world.server.fail_next_token_requests(1, fault, hang_seconds=3.0)  # type: ignore[arg-type]
+    with pytest.raises(TokenUnavailable):
+        _get(world, org, connection_id, at=near_expiry)
+    assert world.connection(org, connection_id).body["status"] == "active"
+    # The grant was never spent: the next attempt refreshes.
+    assert _get(world, org, connection_id, at=near_expiry).value != first.value
+
+
+def test_a_held_lease_times_out_without_blaming_the_credentials(world: OAuthWorld) -> None:
+    org, connection_id, _ = _connected(world)
+    first = _get(world, org, connection_id)
+    near_expiry = datetime.fromtimestamp((first.expires_at or 0) - 30, UTC)
+    built = world.oauth_callback.services()
+    built.table.create(
+        org,
+        LEASE_KIND,
+        connection_id,
+        attributes={"holder": "someone"},
+        ttl=timedelta(seconds=45),
+        now=near_expiry,
+    )
+    impatient = TokenService(
+        table=built.table,
+        keyrings=built.keyrings,
+        outbound=built.tokens._outbound,
+        audit=built.audit,
+        dev_hosts=world.settings.dev_allow_hosts,
+        wait_seconds=0.2,
+    )
+    with pytest.raises(LeaseTimeout):
+        impatient.access_token(org, connection_id, now=near_expiry, request_id="r")
+    assert world.connection(org, connection_id).body["status"] == "active"
+    assert world.server.counts()["grant_refresh_token"] == 0
+    # A holder that crashed frees the lease when its TTL passes.
+    after_lease = near_expiry + timedelta(seconds=46)
+    assert impatient.access_token(org, connection_id, now=after_lease, request_id="r").value
+
+
+def _client_connection(world: OAuthWorld, org: str, auth: dict[str, Any]) -> str:
+    reply = world.call(
+        "POST",
+        f"/orgs/{org}/connections",
+        sub="bob",
+        route="/orgs/{org_id}/connections",
+        path_parameters={"org_id": org},
+        body={
+            "name": "Machine client",
+            "provider": "oauth2",
+            "token_endpoint": world.server.token_endpoint,
+            "revocation_endpoint": world.server.revocation_endpoint,
+            "scopes": ["api.read"],
+            "auth": auth,
+            "schedule": "rate(1 day)",
+        },
+    )
+    assert reply.status == 201, reply.body
+    return str(reply.body["connection_id"])
+
+
+class _Interleaving:
+    """An outbound client that runs `meanwhile` once, just before its first POST is sent."""
+
+    def __init__(self, real: Any, meanwhile: Any) -> None:
+        self._real = real
+        self._meanwhile = meanwhile
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+        return self._real.post(url, **kwargs)
+
+
+def test_a_caller_whose_lease_ran_out_never_overwrites_a_newer_token(world: OAuthWorld) -> None:
+    org = world.new_org()
+    secret = "CANARY" + secrets.token_hex(12)
+    world.server.register_client("machine", redirect_uris=[], secret=secret)
+    connection_id = _client_connection(
+        world,
+        org,
+        {"method": "client_credentials", "client_id": "machine", "client_secret": secret},
+    )
+    built = world.oauth_callback.services()
+    now = datetime.now(UTC)
+    newer: list[AccessToken] = []
+    # While the slow caller's request is on the wire, its lease runs out and another caller
+    # takes the lease and stores a token.
+    other = built.tokens
+    slow = TokenService(
+        table=built.table,
+        keyrings=built.keyrings,
+        outbound=_Interleaving(
+            built.tokens._outbound,
+            lambda: newer.append(
+                other.access_token(
+                    org, connection_id, now=now + timedelta(seconds=46), request_id="b"
+                )
+            ),
+        ),
+        audit=built.audit,
+        dev_hosts=world.settings.dev_allow_hosts,
+    )
+    late = slow.access_token(org, connection_id, now=now, request_id="a")
+    assert world.server.counts()["grant_client_credentials"] == 2
+    assert late.value != newer[0].value
+    stored = other.access_token(org, connection_id, now=now + timedelta(seconds=47), request_id="c")
+    assert stored.value == newer[0].value
+    assert world.server.counts()["grant_client_credentials"] == 2
+
+
+def test_private_key_jwt_assertions_verify_at_the_server(world: OAuthWorld) -> None:
+    org = world.new_org()
+    key = ec.generate_private_key(ec.SECP256R1())
+    public_jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    public_jwk.update(kid="key-2026-11", use="sig", alg="ES256")
+    world.server.register_client(
+        "signer", redirect_uris=[], jwks={"keys": [public_jwk]}, auth_methods=["private_key_jwt"]
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    connection_id = _client_connection(
+        world,
+        org,
+        {
+            "method": "private_key_jwt",
+            "client_id": "signer",
+            "private_key": pem,
+            "key_id": "key-2026-11",
+        },
+    )
+    first = _get(world, org, connection_id)
+    # New credentials (the same key, as after a re-upload) drop the cached token.
+    reply = world.call(
+        "PUT",
+        f"/orgs/{org}/connections/{connection_id}/credentials",
+        sub="bob",
+        route="/orgs/{org_id}/connections/{connection_id}/credentials",
+        path_parameters={"org_id": org, "connection_id": connection_id},
+        body={
+            "auth": {
+                "method": "private_key_jwt",
+                "client_id": "signer",
+                "private_key": pem,
+                "key_id": "key-2026-11",
+            }
+        },
+    )
+    assert reply.status == 200, reply.body
+    second = _get(world, org, connection_id)
+    assert first.value != second.value
+    assert world.server.is_active(second.value)
+    seen = world.server.assertions_seen
+    assert len(seen) == 2
+    assert all(a.accepted for a in seen)
+    assert {a.header["kid"] for a in seen} == {"key-2026-11"}
+    assert len({a.claims["jti"] for a in seen}) == 2
+    assert all(0 < a.claims["exp"] - a.claims["iat"] <= 300 for a in seen)
+
+
+def test_a_wrong_client_secret_is_refused_and_audited(world: OAuthWorld) -> None:
+    org = world.new_org()
+    world.server.register_client("machine", redirect_uris=[], secret="the-right-one")
+    connection_id = _client_connection(
+        world,
+        org,
+        {
+            "method": "client_credentials",
+            "client_id": "machine",
+            "client_secret": "CANARYwrong0000",
+        },
+    )
+    from strongroom.oauth import ProviderRefused
+
+    with pytest.raises(ProviderRefused) as caught:
+        _get(world, org, connection_id)
+    assert caught.value.error == "invalid_client"
+    page = world.oauth_callback.services().audit.list_events(org, now=datetime.now(UTC))
+    assert ("credential.use", "failure") in [(e.action, e.outcome) for e in page.events]
+    assert world.connection(org, connection_id).body["status"] == "active"
+
+
+def _delete(world: OAuthWorld, org: str, connection_id: str) -> int:
+    return world.call(
+        "DELETE",
+        f"/orgs/{org}/connections/{connection_id}",
+        sub="bob",
+        route="/orgs/{org_id}/connections/{connection_id}",
+        path_parameters={"org_id": org, "connection_id": connection_id},
+    ).status
+
+
+def test_delete_revokes_the_refresh_token_at_the_provider(world: OAuthWorld) -> None:
+    org, connection_id, client_id = _connected(world)
+    [refresh_token] = world.server.current_refresh_tokens(client_id)
+    assert _delete(world, org, connection_id) == 204
+    assert world.server.counts()["revocations"] == 1
+    assert not world.server.is_active(refresh_token)
+    page = world.oauth_callback.services().audit.list_events(org, now=datetime.now(UTC))
+    assert ("credential.revoke", "success") in [(e.action, e.outcome) for e in page.events]
+
+
+def test_a_failed_revocation_still_deletes_and_is_audited(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    org, connection_id, client_id = _connected(world)
+    built = world.credential_store.services()
+    table = built.table
+    table.update(
+        org,
+        "CONN",
+        connection_id,
+        now=datetime.now(UTC),
+        changes={"revocation_endpoint": f"http://{closed}/revoke"},
+    )
+    allowed = world.settings.dev_allow_hosts | {("127.0.0.1", int(closed.rsplit(":", 1)[1]))}
+    world.settings = world.settings.model_copy(update={"dev_allow_hosts": allowed})
+    rebuild_tokens(world, read_timeout=0.5, total_timeout=2.0)
+    assert _delete(world, org, connection_id) == 204
+    assert world.connection(org, connection_id).status == 404
+    page = world.oauth_callback.services().audit.list_events(org, now=datetime.now(UTC))
+    actions = [(e.action, e.outcome) for e in page.events]
+    assert ("credential.revoke", "failure") in actions
+    assert ("connection.delete", "success") in actions
+    assert world.server.current_refresh_tokens(client_id)  # still live at the provider
