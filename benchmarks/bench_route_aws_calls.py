@@ -1,8 +1,10 @@
-"""AWS calls per request for each credential_store route on a warm function.
+"""AWS calls per request for each route on a warm function, and for the warm token path.
 
 Counts every botocore call (service and operation) the handler makes per request, on moto
-resources built from template.yaml. Target: read routes at most 2 DynamoDB calls and zero KMS
-calls once warm. Run with `make bench` or `.venv/bin/python <this file>`.
+resources built from template.yaml. Targets: read routes at most 2 DynamoDB calls and zero KMS
+calls once warm; a cached access token at most one DynamoDB read and zero KMS calls. The OAuth
+routes and the token service talk to the local authorization server double on 127.0.0.1.
+Run with `make bench` or `.venv/bin/python <this file>`.
 """
 
 from __future__ import annotations
@@ -147,13 +149,132 @@ def main() -> int:
             by_service = Counter(name.split(".")[0] for name in counted.elements())
             if key in READ_ROUTES:
                 worst_read = max(worst_read, (by_service["dynamodb"], by_service["kms"]))
-            ops = ", ".join(f"{name} x{n}" for name, n in sorted(counted.items()))
-            ddb, kms, s3 = (by_service[name] for name in ("dynamodb", "kms", "s3"))
-            print(f"{key:<62} {ddb:>4} {kms:>4} {s3:>4}  {ops}")
+            _print(key, counted)
+        token_verdict = _oauth(app, session, calls, org)
     ddb, kms = worst_read
     verdict = "met" if ddb <= 2 and kms == 0 else "NOT met"
     print(f"read routes, warm: at most {ddb} DynamoDB, {kms} KMS calls (target <= 2, 0): {verdict}")
+    print(token_verdict)
     return 0
+
+
+def _load(name: str, function: str) -> Any:
+    directory = REPO_ROOT / "functions" / function
+    sys.path.insert(0, str(directory))
+    spec = importlib.util.spec_from_file_location(name, directory / "app.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _print(key: str, counted: Counter[str]) -> None:
+    by_service = Counter(name.split(".")[0] for name in counted.elements())
+    ops = ", ".join(f"{name} x{n}" for name, n in sorted(counted.items()))
+    ddb, kms, s3 = (by_service[name] for name in ("dynamodb", "kms", "s3"))
+    print(f"{key:<62} {ddb:>4} {kms:>4} {s3:>4}  {ops}")
+
+
+def _oauth(app: Any, session: Any, calls: Counter[str], org: str) -> str:
+    """The OAuth routes (authorize, callback) and the warm token path, against the double."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import requests
+    from credential_store import services as cs_services
+
+    from strongroom_local.authorization_server import LocalAuthorizationServer
+
+    with LocalAuthorizationServer() as server:
+        os.environ["STRONGROOM_DEV_ALLOW_HOSTS"] = server.host_port
+        settings = Settings.from_environ(os.environ)
+        built = cs_services.build_services(settings, session)
+        app.services = lambda: built
+        oauth_app = _load("oauth_callback_app", "oauth_callback")
+        from oauth_flow import services as oauth_services
+
+        oauth_built = oauth_services.build_services(settings, session)
+        oauth_app.services = lambda: oauth_built
+        secret = "bench-secret-" + "0" * 16
+        server.register_client("bench", redirect_uris=[settings.oauth_redirect_uri], secret=secret)
+        endpoints = {
+            "provider": "oauth2",
+            "authorization_endpoint": server.authorization_endpoint,
+            "token_endpoint": server.token_endpoint,
+            "revocation_endpoint": server.revocation_endpoint,
+        }
+        ids = {}
+        for method in ("authorization_code", "client_credentials"):
+            body = {
+                **CONNECTION_BODY,
+                **endpoints,
+                "domain": None,
+                "auth": {"method": method, "client_id": "bench", "client_secret": secret},
+            }
+            body = {k: v for k, v in body.items() if v is not None}
+            path = f"/orgs/{org}/connections"
+            response = app.lambda_handler(
+                _event("POST", CONNECTIONS, path, {"org_id": org}, body), _Context()
+            )
+            assert response["statusCode"] == 201, response
+            ids[method] = json.loads(response["body"])["connection_id"]
+        route = "/orgs/{org_id}/connections/{connection_id}/authorize"
+        params = {"org_id": org, "connection_id": ids["authorization_code"]}
+        path = f"/orgs/{org}/connections/{ids['authorization_code']}/authorize"
+
+        def authorize() -> tuple[dict[str, str], str]:
+            response = oauth_app.lambda_handler(_event("POST", route, path, params), _Context())
+            assert response["statusCode"] == 200, response
+            url = json.loads(response["body"])["authorization_url"]
+            redirect = requests.get(url, allow_redirects=False, timeout=10).headers["Location"]
+            query = {k: v[0] for k, v in parse_qs(urlsplit(redirect).query).items()}
+            return query, response["cookies"][0].split(";")[0]
+
+        def callback(query: dict[str, str], cookie: str) -> None:
+            event = _event("GET", "/oauth/callback", "/oauth/callback", {})
+            del event["requestContext"]["authorizer"]
+            event["queryStringParameters"] = query
+            event["cookies"] = [cookie]
+            response = oauth_app.lambda_handler(event, _Context())
+            assert "result=connected" in response["headers"]["Location"], response
+
+        callback(*authorize())  # warm both routes
+        calls.clear()
+        query, cookie = authorize()
+        _print(f"POST {route}", Counter(calls))
+        calls.clear()
+        callback(query, cookie)
+        _print("GET /oauth/callback (code exchange, grant replaced)", Counter(calls))
+
+        return _cached_tokens(oauth_built.tokens, calls, org, ids)
+
+
+def _cached_tokens(tokens: Any, calls: Counter[str], org: str, ids: dict[str, str]) -> str:
+    """AWS calls per access_token() call once each connection's token is cached."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    cached_routes = []
+    for method, connection_id in ids.items():
+        tokens.access_token(org, connection_id, now=now, request_id="bench")  # fetched
+        calls.clear()
+        rounds = 1000
+        for _ in range(rounds):
+            tokens.access_token(org, connection_id, now=now, request_id="bench")
+        per_call = Counter(calls)
+        ddb = sum(n for name, n in per_call.items() if name.startswith("dynamodb")) / rounds
+        kms = sum(n for name, n in per_call.items() if name.startswith("kms")) / rounds
+        print(
+            f"{'token service, cached (' + method + ')':<62} {ddb:>4.1f} {kms:>4.1f}"
+            f"    -  per call over {rounds} calls"
+        )
+        cached_routes.append((ddb, kms))
+    ddb, kms = max(cached_routes)
+    verdict = "met" if ddb <= 1 and kms == 0 else "NOT met"
+    return (
+        f"cached token: {ddb:.1f} DynamoDB reads, {kms:.1f} KMS calls per call "
+        f"(target <= 1, 0): {verdict}"
+    )
 
 
 def _connection_routes(app: Any, request: Any, org: str) -> list[tuple[str, Counter[str]]]:
