@@ -221,3 +221,34 @@ def _scan(stack: LocalStackClient, rec: Recorder, canaries: dict[str, str]) -> N
         if canary in text
     ]
     assert leaks == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("status_500", "provider_unavailable"),
+        ("html", "provider_unavailable"),
+        ("oversized", "provider_unavailable"),
+        ("invalid_grant", "exchange_refused"),
+    ],
+)
+def test_token_endpoint_failures_through_the_stack_store_nothing(
+    local_stack: LocalStackClient,
+    authorization_server: LocalAuthorizationServer,
+    fault: str,
+    expected: str,
+) -> None:
+    rec = Recorder(local_stack)
+    org, admin = _org_with_admin(rec)
+    secret = "CANARYsecret" + secrets.token_hex(12)
+    connection_id, client_id = _code_connection(rec, authorization_server, org, admin, secret)
+    url, cookie = _start(rec, org, connection_id, admin)
+    location = _browse(rec, url)
+    authorization_server.fail_next_token_requests(1, fault)  # type: ignore[arg-type]
+    assert _callback(rec, location, cookie) == {"result": expected, "connection_id": connection_id}
+    body = rec.call("GET", f"/orgs/{org}/connections/{connection_id}", admin).json()
+    assert body["status"] == "pending_authorization"
+    assert authorization_server.current_refresh_tokens(client_id) == []
+    # A forged state (right shape, unknown secret) is refused the same way as a spent one.
+    forged = location.replace(_query(location)["state"], f"{org}." + "A" * 43)
+    assert _callback(rec, forged, cookie) == {"result": "invalid_state"}
