@@ -6,7 +6,7 @@ rate-limit buckets with Okta's headers and 429s, counters, and fault injection. 
 local/README.md ("The sandbox Okta") for the endpoints and the control surface.
 """
 
-from strongroom_local.sandbox_okta.api import RESOURCES
+from strongroom_local.sandbox_okta.api import RESOURCES, resource_listings
 from strongroom_local.sandbox_okta.control import SandboxControl
 from strongroom_local.sandbox_okta.exceptions import (
     ControlRequestRefused,
@@ -17,7 +17,6 @@ from strongroom_local.sandbox_okta.exceptions import (
 )
 from strongroom_local.sandbox_okta.faults import FaultPlan
 from strongroom_local.sandbox_okta.org import (
-    DEMO_SPEC,
     POLICY_TYPES,
     SECRET_FIELDS,
     SECRET_MARKER,
@@ -37,7 +36,6 @@ from strongroom_local.sandbox_okta.server import SandboxOkta
 __all__ = [
     "BUCKETS",
     "DEFAULT_RATE_LIMITS",
-    "DEMO_SPEC",
     "POLICY_TYPES",
     "RESOURCES",
     "SECRET_FIELDS",
@@ -55,5 +53,6 @@ __all__ = [
     "SandboxOktaError",
     "SandboxOrg",
     "bucket_for",
+    "resource_listings",
     "without_secret_fields",
 ]

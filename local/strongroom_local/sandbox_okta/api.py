@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from strongroom_local.sandbox_okta.exceptions import InvalidParameter, ResourceNotFound
 from strongroom_local.sandbox_okta.org import POLICY_TYPES, Item, Listing, SandboxOrg
-from strongroom_local.sandbox_okta.paging import CursorCodec
+from strongroom_local.sandbox_okta.paging import UNPAGED, CursorCodec
 
 # Searching and filtering are not emulated: refusing them beats silently returning everything.
 _UNSUPPORTED_PARAMETERS = ("q", "search", "filter", "sortBy", "sortOrder")
@@ -54,6 +54,93 @@ RESOURCES: dict[str, str] = {
     "role_assignees": "/api/v1/iam/assignees/users",
     "user_roles": "/api/v1/users/{userId}/roles",
 }
+
+
+ListingsOf = Iterator[tuple[dict[str, str], Listing]]
+
+
+def _per_group(org: SandboxOrg, listing: Callable[[int], Listing]) -> ListingsOf:
+    for index in range(org.spec.groups):
+        yield {"groupId": org.group_id(index)}, listing(index)
+
+
+def _per_app(org: SandboxOrg, listing: Callable[[int], Listing]) -> ListingsOf:
+    for index in range(org.spec.apps):
+        yield {"appId": org.app_id(index)}, listing(index)
+
+
+def _per_server(org: SandboxOrg, listing: Callable[[int], Listing]) -> ListingsOf:
+    for index in range(org.spec.authorization_servers):
+        yield {"authServerId": org.auth_server_id(index)}, listing(index)
+
+
+def _per_policy_type(org: SandboxOrg) -> ListingsOf:
+    for policy_type in POLICY_TYPES:
+        yield {"type": policy_type}, org.policies(policy_type)
+
+
+def _per_policy(org: SandboxOrg) -> ListingsOf:
+    for index in range(org.policy_count):
+        yield {"policyId": org.policy_id(index)}, org.policy_rules(index)
+
+
+def _per_server_policy(org: SandboxOrg) -> ListingsOf:
+    for server in range(org.spec.authorization_servers):
+        for policy in range(org.auth_server_policy_count):
+            parameters = {
+                "authServerId": org.auth_server_id(server),
+                "policyId": org.auth_server_policy_id(server, policy),
+            }
+            yield parameters, org.auth_server_rules(server, policy)
+
+
+def _per_user(org: SandboxOrg) -> ListingsOf:
+    for index in range(org.spec.users):
+        yield {"userId": org.user_id(index)}, org.user_roles(index)
+
+
+def _listings_by_resource(org: SandboxOrg) -> dict[str, Callable[[], ListingsOf]]:
+    def single(listing: Callable[[], Listing]) -> Callable[[], ListingsOf]:
+        return lambda: iter([({}, listing())])
+
+    schema = Listing("meta/schemas/user", 1, lambda _: org.user_schema(), UNPAGED)
+    return {
+        "users": single(org.users),
+        "groups": single(org.groups),
+        "group_members": lambda: _per_group(org, org.group_members),
+        "group_rules": single(org.group_rules),
+        "group_roles": lambda: _per_group(org, org.group_roles),
+        "apps": single(org.apps),
+        "app_users": lambda: _per_app(org, org.app_users),
+        "app_groups": lambda: _per_app(org, org.app_groups),
+        "policies": lambda: _per_policy_type(org),
+        "policy_rules": lambda: _per_policy(org),
+        "authorization_servers": single(org.auth_servers),
+        "authorization_server_scopes": lambda: _per_server(org, org.scopes),
+        "authorization_server_claims": lambda: _per_server(org, org.claims),
+        "authorization_server_policies": lambda: _per_server(org, org.auth_server_policies),
+        "authorization_server_policy_rules": lambda: _per_server_policy(org),
+        "authorization_server_clients": lambda: _per_server(org, org.auth_server_clients),
+        "network_zones": single(org.zones),
+        "trusted_origins": single(org.trusted_origins),
+        "identity_providers": single(org.identity_providers),
+        "authenticators": single(org.authenticators),
+        "behaviors": single(org.behaviors),
+        "user_schema": single(lambda: schema),
+        "custom_roles": single(org.custom_roles),
+        "role_assignees": single(org.role_assignees),
+        "user_roles": lambda: _per_user(org),
+    }
+
+
+def resource_listings(org: SandboxOrg, resource: str) -> ListingsOf:
+    """Every listing of `resource` in `org`: the path parameters of each, and its items.
+
+    `RESOURCES[resource].format(**parameters)` is the listing's path; group_members yields one
+    listing per group, policies one per policy type, and so on. For user_schema (an object,
+    not a list) the one listing holds the schema. KeyError for an unknown resource.
+    """
+    return _listings_by_resource(org)[resource]()
 
 
 @dataclass(frozen=True)

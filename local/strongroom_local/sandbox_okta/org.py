@@ -232,10 +232,6 @@ class OrgSpec:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-# The org `make run` seeds: big enough to page through, small enough to back up in seconds.
-DEMO_SPEC = OrgSpec(users=2_000, groups=60, apps=24, group_rules=8, admins=6)
-
-
 @dataclass(frozen=True)
 class Listing:
     """One list endpoint's items: `count` of them, rendered by index, paged by `page`.
@@ -302,6 +298,16 @@ class SandboxOrg:
             (ordinal * spec.users) // spec.admins: ordinal for ordinal in range(spec.admins)
         }
         self._oidc_apps = [j for j in range(spec.apps) if self.app_mode(j) == "OPENID_CONNECT"]
+
+    @property
+    def policy_count(self) -> int:
+        """Policies of every type (`policy_id(index)` for index below this)."""
+        return len(self._policies)
+
+    @property
+    def auth_server_policy_count(self) -> int:
+        """Policies of each authorization server."""
+        return _AUTH_SERVER_POLICIES
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -1490,7 +1496,7 @@ class SandboxOrg:
         }
 
     def custom_roles(self) -> Listing:
-        # Okta documents no page size here; the sandbox pages by 20 so the cursor is exercised.
+        # Okta documents no page size here: the sandbox pages by 20 (or a smaller `limit`).
         rule = PageRule(default=20, maximum=20)
         return Listing("iam/roles", self.spec.custom_roles, self.custom_role, rule)
 
