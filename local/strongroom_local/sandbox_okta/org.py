@@ -275,7 +275,10 @@ class SandboxOrg:
         self.seeded = Seeded(spec.seed)
         self._cache_limit = cache_limit
         self._user_json: dict[int, str] = {}
+        # Ids are asked for again and again (members, assignments, links): computed once.
         self._user_ids: dict[int, str] = {}
+        self._group_ids: dict[int, str] = {}
+        self._app_ids: dict[int, str] = {}
         self._topology_lock = threading.Lock()
         self._group_members: list[array[int]] | None = None
         self._app_users: list[array[int]] | None = None
@@ -324,19 +327,22 @@ class SandboxOrg:
 
     # ---- ids -------------------------------------------------------------------------------
 
-    def user_id(self, index: int) -> str:
-        cached = self._user_ids.get(index)
+    def _cached_id(self, cache: dict[int, str], prefix: str, kind: Kind, index: int) -> str:
+        cached = cache.get(index)
         if cached is None:
-            cached = self.seeded.make_id("00u", Kind.USER, index)
-            if len(self._user_ids) < self._cache_limit:
-                self._user_ids[index] = cached
+            cached = self.seeded.make_id(prefix, kind, index)
+            if len(cache) < self._cache_limit:
+                cache[index] = cached
         return cached
 
+    def user_id(self, index: int) -> str:
+        return self._cached_id(self._user_ids, "00u", Kind.USER, index)
+
     def group_id(self, index: int) -> str:
-        return self.seeded.make_id("00g", Kind.GROUP, index)
+        return self._cached_id(self._group_ids, "00g", Kind.GROUP, index)
 
     def app_id(self, index: int) -> str:
-        return self.seeded.make_id("0oa", Kind.APP, index)
+        return self._cached_id(self._app_ids, "0oa", Kind.APP, index)
 
     def policy_id(self, index: int) -> str:
         return self.seeded.make_id("00p", Kind.POLICY, index)

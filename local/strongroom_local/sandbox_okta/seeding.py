@@ -15,6 +15,7 @@ from enum import IntEnum
 _MASK64 = (1 << 64) - 1
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _BASE62_VALUE = {char: value for value, char in enumerate(_BASE62)}
+_BASE62_PAIRS = [high + low for high in _BASE62 for low in _BASE62]
 _ID_BODY_LENGTH = 17  # Okta ids: a 3-character prefix and 17 base-62 characters
 _INDEX_BITS = 24
 MAX_INDEX = (1 << _INDEX_BITS) - 1
@@ -117,11 +118,13 @@ class Seeded:
         if not 0 <= index <= MAX_INDEX:
             raise ValueError("index out of range")
         value = (self._tag(kind, index) << _INDEX_BITS) | index
-        body = [""] * _ID_BODY_LENGTH
-        for position in range(_ID_BODY_LENGTH - 1, -1, -1):
-            value, digit = divmod(value, 62)
-            body[position] = _BASE62[digit]
-        return prefix + "".join(body)
+        # Two digits at a time: 17 digits = one leading digit and eight pairs.
+        pairs = []
+        for _ in range(_ID_BODY_LENGTH // 2):
+            value, pair = divmod(value, 3_844)
+            pairs.append(_BASE62_PAIRS[pair])
+        pairs.append(_BASE62[value])
+        return prefix + "".join(reversed(pairs))
 
     def index_of(self, identifier: str, prefix: str, kind: Kind) -> int | None:
         """The index `make_id` encoded, or None if `identifier` is not one of ours."""
