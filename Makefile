@@ -39,8 +39,13 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
+# The sandbox Okta's demo org: big enough to page through, small enough to back up within
+# Okta's default per-minute rate limits. Override on the command line: make run SANDBOX=...
+SANDBOX ?= --sandbox-port 3001 --sandbox-users 2000 --sandbox-groups 60 --sandbox-apps 20 \
+  --sandbox-size group_rules=8 --sandbox-size admins=6
+
 run: $(STAMP)
-	$(BIN)/strongroom local
+	$(BIN)/strongroom local $(SANDBOX)
 
 # Regenerate the committed OpenAPI document from the functions' resolvers.
 openapi: $(STAMP)

@@ -30,6 +30,7 @@ from strongroom_local.exceptions import (
     LocalStackError,
 )
 from strongroom_local.issuer import mint_dev_token
+from strongroom_local.sandbox_okta import InvalidSandboxSetting, OrgSpec
 from strongroom_local.stack import LocalStack, StackOptions, read_stack_file
 from strongroom_local.template import TEMPLATE_PATH
 
@@ -64,6 +65,26 @@ def _parameter(text: str) -> tuple[str, str]:
     if not sep or not name:
         raise argparse.ArgumentTypeError("expected NAME=VALUE")
     return name, value
+
+
+def _sandbox_size(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or not value.isdigit():
+        raise argparse.ArgumentTypeError("expected NAME=COUNT, e.g. group_rules=10")
+    return name, int(value)
+
+
+def _sandbox_spec(args: argparse.Namespace) -> OrgSpec | None:
+    if args.no_sandbox:
+        return None
+    sizes = {
+        "seed": args.sandbox_seed,
+        "users": args.sandbox_users,
+        "groups": args.sandbox_groups,
+        "apps": args.sandbox_apps,
+        **dict(args.sandbox_size),
+    }
+    return OrgSpec.from_mapping(sizes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument("--max-workers", type=int, default=4, help="workers per function (4)")
     local.add_argument("--no-schedules", action="store_true", help="do not run the timer")
+    sandbox = local.add_argument_group("sandbox Okta (a seeded org behind an Okta-like API)")
+    sandbox.add_argument("--no-sandbox", action="store_true", help="do not run the sandbox Okta")
+    sandbox.add_argument("--sandbox-port", type=_port, default=0, help="its port (0: free)")
+    sandbox.add_argument("--sandbox-seed", type=int, default=1, help="seed of its data (1)")
+    sandbox.add_argument("--sandbox-users", type=int, default=25, help="users (25)")
+    sandbox.add_argument("--sandbox-groups", type=int, default=5, help="groups, Everyone too (5)")
+    sandbox.add_argument("--sandbox-apps", type=int, default=4, help="apps (4)")
+    sandbox.add_argument(
+        "--sandbox-size",
+        type=_sandbox_size,
+        action="append",
+        default=[],
+        metavar="NAME=COUNT",
+        help="any other size of the org (group_rules, admins, ...; see OrgSpec), repeatable",
+    )
     local.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     state_dir(local)
 
@@ -157,6 +193,7 @@ def walkthrough(ready: dict[str, Any], state_dir: Path) -> str:
     if ready["schedules"]:
         functions = sorted({s["function"] for s in ready["schedules"]})
         lines.append(f"  {program} fire-schedule {functions[0]} --state-dir {state}")
+    lines += _sandbox_walkthrough(ready, api)
     if ready["routes"]:
         lines += ["", "Routes:"]
         for route in ready["routes"]:
@@ -165,6 +202,32 @@ def walkthrough(ready: dict[str, Any], state_dir: Path) -> str:
     else:
         lines += ["", "The template declares no HttpApi routes yet."]
     return "\n".join(lines)
+
+
+def _sandbox_walkthrough(ready: dict[str, Any], api: str) -> list[str]:
+    sandbox = ready.get("sandbox_okta")
+    if not sandbox:
+        return []
+    sizes = sandbox["sizes"]
+    token = sandbox["api_token"]
+    connection = json.dumps(
+        {
+            "name": "Sandbox Okta",
+            "provider": "okta",
+            "domain": sandbox["domain"],
+            "auth": {"method": "api_token", "token": token},
+            "schedule": "rate(1 day)",
+        }
+    )
+    return [
+        "",
+        f"Sandbox Okta  {sandbox['url']}  ({sizes['users']} users, {sizes['groups']} groups,"
+        f" {sizes['apps']} apps; API token {token})",
+        f'  curl -s "{sandbox["url"]}/api/v1/users?limit=2" -H "Authorization: SSWS {token}"',
+        "  Connect it (its domain is allowed to the functions as STRONGROOM_DEV_ALLOW_HOSTS):",
+        f'  curl -s -X POST {api}/orgs/<org_id>/connections -H "Authorization: Bearer $TOKEN"'
+        f" -H 'Content-Type: application/json' -d '{connection}'",
+    ]
 
 
 def _isolate_from_real_aws() -> None:
@@ -183,6 +246,11 @@ def run_local(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     _isolate_from_real_aws()
+    try:
+        sandbox_spec = _sandbox_spec(args)
+    except InvalidSandboxSetting as exc:
+        print(f"strongroom local: sandbox: {exc}", file=sys.stderr)
+        return 2
     options = StackOptions(
         template_path=args.template.resolve(),
         state_dir=args.state_dir,
@@ -193,6 +261,8 @@ def run_local(args: argparse.Namespace) -> int:
         allow_hosts=tuple(args.allow_host),
         max_workers=args.max_workers,
         run_schedules=not args.no_schedules,
+        sandbox_okta=sandbox_spec,
+        sandbox_okta_port=args.sandbox_port,
     )
     stack = LocalStack(options)
 

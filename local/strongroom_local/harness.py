@@ -22,6 +22,8 @@ from typing import IO, Any
 
 from strongroom_local.exceptions import StackStartFailed
 from strongroom_local.issuer import mint_dev_token
+from strongroom_local.sandbox_okta import SandboxControl
+from strongroom_local.stack import read_stack_file
 
 READY_PREFIX = b'{"ready":'
 
@@ -54,6 +56,19 @@ class RunningStack:
     @property
     def control_url(self) -> str:
         return str(self.ready["control_url"])
+
+    @property
+    def sandbox_okta(self) -> dict[str, Any]:
+        """The sandbox Okta's `url`, `domain`, `api_token` and `sizes` (KeyError if disabled)."""
+        document = self.ready.get("sandbox_okta")
+        if not document:
+            raise KeyError("this stack runs no sandbox Okta")
+        return dict(document)
+
+    def sandbox_control(self) -> SandboxControl:
+        """The sandbox Okta's control surface (counters, faults, rate limits)."""
+        private = read_stack_file(self.state_dir)
+        return SandboxControl(self.sandbox_okta["url"], private["sandbox_okta_control_token"])
 
     def token(
         self,

@@ -39,6 +39,7 @@ from strongroom_local.issuer import (
 )
 from strongroom_local.provision import Stack, provision
 from strongroom_local.runtime import FAKE_CREDENTIALS, FunctionPool, Invocation, lambda_environment
+from strongroom_local.sandbox_okta import OrgSpec, SandboxOkta
 from strongroom_local.scheduler import Scheduler, scheduled_event
 from strongroom_local.servers import LOOPBACK, ApiServer, ControlServer
 from strongroom_local.sqs_source import SqsEventSource
@@ -63,6 +64,9 @@ class StackOptions:
     stack_name: str = "strongroom-local"
     max_workers: int = 4
     run_schedules: bool = True
+    # The sandbox Okta's org (None: no sandbox) and port (0: a free one).
+    sandbox_okta: OrgSpec | None = field(default_factory=OrgSpec)
+    sandbox_okta_port: int = 0
 
 
 def oauth_parameters(api_base: str, stage: str) -> dict[str, str]:
@@ -100,6 +104,7 @@ class LocalStack:
         self._issuer_config = IssuerConfig()
         self._stack: Stack | None = None
         self._wiring: Wiring | None = None
+        self.sandbox: SandboxOkta | None = None
         self.ready: dict[str, Any] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -141,13 +146,19 @@ class LocalStack:
             audience=tuple([audience] if isinstance(audience, str) else audience),
         )
         self._issuer_config.save(state_dir)
+        allow_hosts = list(options.allow_hosts)
+        if options.sandbox_okta is not None:
+            self.sandbox = SandboxOkta(options.sandbox_okta, port=options.sandbox_okta_port)
+            self.sandbox.start()
+            # The functions may reach it over plain HTTP, and it may stand in for an Okta domain.
+            allow_hosts.append(self.sandbox.host_port)
         for function_id, function in wiring.functions.items():
             environment = lambda_environment(
                 function,
                 stack.function_environment(function_id),
                 aws_endpoint_url=aws_url,
                 region=options.region,
-                allow_hosts=options.allow_hosts,
+                allow_hosts=allow_hosts,
             )
             self._pools[function_id] = FunctionPool(
                 function, environment, max_workers=options.max_workers
@@ -167,10 +178,10 @@ class LocalStack:
             scheduler = Scheduler(wiring.schedules, self._fire_async, started_at=datetime.now(UTC))
             self._thread(scheduler.run, "scheduler", self._stop, lambda: datetime.now(UTC))
         self.ready = self._ready_document(aws_url)
-        write_private_file(
-            state_dir / STACK_FILE,
-            json.dumps({**self.ready, "control_token": self.control_token}).encode(),
-        )
+        private = {**self.ready, "control_token": self.control_token}
+        if self.sandbox is not None:
+            private["sandbox_okta_control_token"] = self.sandbox.control_token
+        write_private_file(state_dir / STACK_FILE, json.dumps(private).encode())
         return self.ready
 
     def _start_moto(self) -> str:
@@ -261,6 +272,18 @@ class LocalStack:
                 {"function": s.function_id, "event": s.event_name, "expression": s.expression.text}
                 for s in self._wiring.schedules
             ],
+            "sandbox_okta": self._sandbox_document(),
+        }
+
+    def _sandbox_document(self) -> dict[str, Any] | None:
+        """What a newcomer needs to connect to the sandbox: its URL, domain and API token."""
+        if self.sandbox is None:
+            return None
+        return {
+            "url": self.sandbox.url,
+            "domain": self.sandbox.host_port,
+            "api_token": self.sandbox.api_token,
+            "sizes": self.sandbox.spec.as_dict(),
         }
 
     def wait(self) -> None:
@@ -283,6 +306,10 @@ class LocalStack:
                 server.server_close()
         self._serving.clear()
         self._api = self._control = None
+        if self.sandbox is not None:
+            # Before the workers: a request hung by a fault must not hold a worker's shutdown.
+            self.sandbox.stop()
+            self.sandbox = None
         for pool in self._pools.values():
             pool.close()
         for thread in self._threads:

@@ -185,7 +185,9 @@ def test_functions_are_isolated_and_see_the_template_environment(
     assert Path(echo["layer"]).is_relative_to(REPO_ROOT / "layers" / "common")
     environ = echo["environ"]
     assert environ["AWS_ENDPOINT_URL"] == fixture_stack.running.aws_url
-    assert environ["STRONGROOM_DEV_ALLOW_HOSTS"] == ALLOWED_HOST
+    # The --allow-host entries, then the sandbox Okta's address.
+    sandbox_domain = fixture_stack.running.sandbox_okta["domain"]
+    assert environ["STRONGROOM_DEV_ALLOW_HOSTS"] == f"{ALLOWED_HOST},{sandbox_domain}"
     assert environ["FIXTURE_NAME"] == "echo"
     assert environ["FIXTURE_TABLE"] == "strongroom-local-Table"
     assert environ["FIXTURE_QUEUE_URL"].startswith(fixture_stack.running.aws_url)
