@@ -331,12 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, sandbox: SandboxOkta, path: str, query_text: str) -> None:
         reply = self._reply(sandbox, path, query_text)
-        if reply.status is not None:
-            if reply.truncate:
-                self.close_connection = True
-                self._send(reply.status, reply.body, reply.headers, send_bytes=len(reply.body) // 2)
-            else:
-                self._send(reply.status, reply.body, reply.headers)
+        # Counted before the response leaves: a client that has read it sees it counted.
         sandbox.counters.record(
             path=path,
             route=reply.route,
@@ -348,6 +343,12 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if reply.delayed:
             sandbox.counters.record_fault("delay")
+        if reply.status is not None:
+            if reply.truncate:
+                self.close_connection = True
+                self._send(reply.status, reply.body, reply.headers, send_bytes=len(reply.body) // 2)
+            else:
+                self._send(reply.status, reply.body, reply.headers)
 
     def _reply(self, sandbox: SandboxOkta, path: str, query_text: str) -> _Reply:
         """What to answer: authentication, then the rate limit, then faults, then the API."""
