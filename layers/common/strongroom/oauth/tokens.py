@@ -278,53 +278,23 @@ class TokenService:
             grant = {"grant_type": grant_type}
             if record.scopes:
                 grant["scope"] = " ".join(record.scopes)
-        details: dict[str, Any] = {"grant": grant_type}
         try:
-            token = request_token(
-                self._outbound,
+            token = self._request(
+                record,
                 endpoints.token,
                 grant,
                 client,
-                now=now.timestamp(),
+                now=now,
+                request_id=request_id,
+                actor=actor,
                 # A refresh spends a rotating refresh token: never sent twice.
                 retryable=grant_type == "client_credentials",
             )
         except InvalidGrant:
-            self._record_use(
-                record,
-                now=now,
-                request_id=request_id,
-                actor=actor,
-                outcome="failure",
-                details={**details, "error": "invalid_grant"},
-            )
             if grant_type == "refresh_token":
                 self._mark_needs_reauth(record, now=now, request_id=request_id, actor=actor)
                 raise NeedsReauthorization("the provider refused the grant") from None
             raise
-        except ProviderRefused as exc:
-            self._record_use(
-                record,
-                now=now,
-                request_id=request_id,
-                actor=actor,
-                outcome="failure",
-                details={**details, "error": exc.error},
-            )
-            raise
-        except TokenUnavailable:
-            self._record_use(
-                record,
-                now=now,
-                request_id=request_id,
-                actor=actor,
-                outcome="failure",
-                details={**details, "error": "unavailable"},
-            )
-            raise
-        self._record_use(
-            record, now=now, request_id=request_id, actor=actor, outcome="success", details=details
-        )
         self._store_token(record, token, now=now)
         return AccessToken("Bearer", token.access_token, token.expires_at)
 
@@ -356,33 +326,15 @@ class TokenService:
             "redirect_uri": redirect_uri,
             "code_verifier": code_verifier,
         }
-        details: dict[str, Any] = {"grant": "authorization_code"}
-        try:
-            token = request_token(
-                self._outbound, endpoints.token, grant, client, now=now.timestamp(), retryable=False
-            )
-        except ProviderRefused as exc:
-            self._record_use(
-                record,
-                now=now,
-                request_id=request_id,
-                actor=actor,
-                outcome="failure",
-                details={**details, "error": exc.error},
-            )
-            raise
-        except TokenUnavailable:
-            self._record_use(
-                record,
-                now=now,
-                request_id=request_id,
-                actor=actor,
-                outcome="failure",
-                details={**details, "error": "unavailable"},
-            )
-            raise
-        self._record_use(
-            record, now=now, request_id=request_id, actor=actor, outcome="success", details=details
+        token = self._request(
+            record,
+            endpoints.token,
+            grant,
+            client,
+            now=now,
+            request_id=request_id,
+            actor=actor,
+            retryable=False,
         )
         if token.refresh_token is None:
             # Without a refresh token the connection could not run unattended backups.
@@ -436,6 +388,49 @@ class TokenService:
         return "revoked" if revoked else "failed"
 
     # ---- helpers ----------------------------------------------------------------------------
+
+    def _request(
+        self,
+        record: ConnectionRecord,
+        token_endpoint: str,
+        grant: dict[str, str],
+        client: ClientAuthentication,
+        *,
+        now: datetime,
+        request_id: str,
+        actor: str,
+        retryable: bool,
+    ) -> TokenGrant:
+        """One token request made with the connection's credentials, audited whatever happens."""
+        details: dict[str, Any] = {"grant": grant["grant_type"]}
+        token: TokenGrant | None = None
+        try:
+            token = request_token(
+                self._outbound,
+                token_endpoint,
+                grant,
+                client,
+                now=now.timestamp(),
+                retryable=retryable,
+            )
+        except ProviderRefused as exc:  # InvalidGrant among them
+            details["error"] = exc.error
+            raise
+        except TokenUnavailable:
+            details["error"] = "unavailable"
+            raise
+        finally:
+            if token is None:
+                details.setdefault("error", "unexpected")
+            self._record_use(
+                record,
+                now=now,
+                request_id=request_id,
+                actor=actor,
+                outcome="success" if token is not None else "failure",
+                details=details,
+            )
+        return token
 
     def _keyring(self, record: ConnectionRecord) -> OrgKeyring:
         return self._keyrings.for_org(record.org_id)
