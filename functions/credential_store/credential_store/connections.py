@@ -48,13 +48,13 @@ from credential_store.models import (
     Role,
 )
 from credential_store.orgs import ORG, require_role
-from credential_store.plans import Plan, plan_named
 from credential_store.services import Services
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.errors import Conflict, InvalidField, NotFound, RateLimited
 from strongroom.outbound import check_url
 from strongroom.outbound.exceptions import DestinationRefused
+from strongroom.plans import Plan, plan_named
 from strongroom.schedules import (
     CronExpression,
     InvalidScheduleExpression,
