@@ -26,9 +26,8 @@ import functools
 import hmac
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from webhook_verifier.exceptions import SecretMisconfigured, SignatureRejected
 from webhook_verifier.sources import Source
@@ -38,18 +37,14 @@ TOLERANCE_SECONDS = 300
 MAX_SIGNATURES = 8
 _SHA256 = "sha256"
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 # Event ids become parts of the dedupe key (through a digest) and of audit details.
 _EVENT_ID = re.compile(r"[\x21-\x7e]{1,256}")
 _WHSEC_PREFIX = "whsec_"
 _MIN_STANDARD_KEY_BYTES = 16
 _MAX_STANDARD_KEY_BYTES = 64
-_STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
-_SVIX_HEADERS = ("svix-id", "svix-timestamp", "svix-signature")
 
 
-@dataclass(frozen=True, slots=True)
-class Verified:
+class Verified(NamedTuple):
     """What the headers of a verified delivery name; the body is the caller's, unchanged.
 
     `event_id` is None where the platform puts it in the body (stripe, lemonsqueezy).
@@ -60,25 +55,27 @@ class Verified:
     event_type: str | None = None
 
 
-def normalize_headers(raw: Any) -> dict[str, str]:
+_NOTHING_IN_HEADERS = Verified()
+
+
+def normalize_headers(raw: Any) -> dict[str, Any]:
     """Header names lower-cased; two names that differ only in case are refused.
 
     API Gateway already lower-cases names and joins repeated headers with commas; an event
     that still holds `Stripe-Signature` next to `stripe-signature` did not come that way, and
-    choosing one of them would let the other go unchecked.
+    choosing one of them would let the other go unchecked. Values are checked where they are
+    read (`_header`): only text is ever used.
     """
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
         raise SignatureRejected("headers are not a mapping")
-    headers: dict[str, str] = {}
-    for name, value in raw.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise SignatureRejected("a header is not text")
-        lowered = name.lower()
-        if lowered in headers:
-            raise SignatureRejected("a header appears twice")
-        headers[lowered] = value
+    try:
+        headers = {name.lower(): value for name, value in raw.items()}
+    except (AttributeError, TypeError):
+        raise SignatureRejected("a header name is not text") from None
+    if len(headers) != len(raw):
+        raise SignatureRejected("a header appears twice")
     return headers
 
 
@@ -108,7 +105,7 @@ def _standard_key(value: str) -> bytes:
 
 def verify(
     source: Source,
-    headers: Mapping[str, str],
+    headers: Mapping[str, Any],
     body: bytes,
     keys: tuple[bytes, ...],
     *,
@@ -133,9 +130,9 @@ def verify(
 
 
 def verify_stripe(
-    headers: Mapping[str, str], body: bytes, keys: tuple[bytes, ...], *, now: float
+    headers: Mapping[str, Any], body: bytes, keys: tuple[bytes, ...], *, now: float
 ) -> Verified:
-    header = headers.get("stripe-signature")
+    header = _header(headers, "stripe-signature")
     if not header:
         raise SignatureRejected("no Stripe-Signature header")
     timestamp: str | None = None
@@ -156,11 +153,11 @@ def verify_stripe(
         raise SignatureRejected("no timestamp or no v1 signature")
     _check_timestamp(timestamp, now)
     _match(keys, timestamp.encode("ascii") + b"." + body, provided)
-    return Verified()
+    return _NOTHING_IN_HEADERS
 
 
 def verify_standard(
-    headers: Mapping[str, str], body: bytes, keys: tuple[bytes, ...], *, now: float
+    headers: Mapping[str, Any], body: bytes, keys: tuple[bytes, ...], *, now: float
 ) -> Verified:
     message_id, timestamp, signatures = _standard_headers(headers)
     if not _EVENT_ID.fullmatch(message_id):
@@ -180,43 +177,57 @@ def verify_standard(
     return Verified(event_id=message_id)
 
 
-def verify_github(headers: Mapping[str, str], body: bytes, keys: tuple[bytes, ...]) -> Verified:
-    header = headers.get("x-hub-signature-256")
+def verify_github(headers: Mapping[str, Any], body: bytes, keys: tuple[bytes, ...]) -> Verified:
+    header = _header(headers, "x-hub-signature-256")
     if not header or not header.startswith("sha256="):
         raise SignatureRejected("no X-Hub-Signature-256 header")
-    delivery = headers.get("x-github-delivery")
+    delivery = _header(headers, "x-github-delivery")
     if not delivery or not _EVENT_ID.fullmatch(delivery):
         raise SignatureRejected("no X-GitHub-Delivery header")
     _match(keys, body, [_hex_digest(header[len("sha256=") :])])
-    event_type = headers.get("x-github-event")
+    event_type = _header(headers, "x-github-event")
     if event_type is not None and not re.fullmatch(r"[a-z_]{1,64}", event_type):
         event_type = None
     return Verified(event_id=delivery, event_type=event_type)
 
 
 def verify_lemonsqueezy(
-    headers: Mapping[str, str], body: bytes, keys: tuple[bytes, ...]
+    headers: Mapping[str, Any], body: bytes, keys: tuple[bytes, ...]
 ) -> Verified:
-    header = headers.get("x-signature")
+    header = _header(headers, "x-signature")
     if not header:
         raise SignatureRejected("no X-Signature header")
     _match(keys, body, [_hex_digest(header)])
-    return Verified()
+    return _NOTHING_IN_HEADERS
 
 
 # ---- parts ------------------------------------------------------------------------------------
 
 
-def _standard_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
+def _header(headers: Mapping[str, Any], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise SignatureRejected("a header is not text")
+
+
+def _standard_headers(headers: Mapping[str, Any]) -> tuple[str, str, str]:
     """(id, timestamp, signatures) from the `webhook-*` or `svix-*` names, never a mix."""
-    standard = tuple(headers.get(name) for name in _STANDARD_HEADERS)
-    svix = tuple(headers.get(name) for name in _SVIX_HEADERS)
-    if all(value is None for value in standard):
-        chosen = svix
-    elif all(value is None for value in svix) or standard == svix:
-        chosen = standard
-    else:
-        raise SignatureRejected("webhook-* and svix-* headers disagree")
+    chosen = (
+        _header(headers, "webhook-id"),
+        _header(headers, "webhook-timestamp"),
+        _header(headers, "webhook-signature"),
+    )
+    if "svix-id" in headers or "svix-timestamp" in headers or "svix-signature" in headers:
+        svix = (
+            _header(headers, "svix-id"),
+            _header(headers, "svix-timestamp"),
+            _header(headers, "svix-signature"),
+        )
+        if chosen == (None, None, None):
+            chosen = svix
+        elif chosen != svix:
+            raise SignatureRejected("webhook-* and svix-* headers disagree")
     message_id, timestamp, signatures = chosen
     if not message_id or not timestamp or not signatures:
         raise SignatureRejected("a webhook-* header is missing")
@@ -224,7 +235,8 @@ def _standard_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
 
 
 def _check_timestamp(text: str, now: float) -> None:
-    if not _TIMESTAMP.fullmatch(text):
+    # ASCII digits only (str.isdigit alone would take other scripts' digits), at most 12.
+    if not (0 < len(text) <= 12 and text.isascii() and text.isdigit()):
         raise SignatureRejected("malformed timestamp")
     if abs(now - int(text)) > TOLERANCE_SECONDS:
         raise SignatureRejected("timestamp outside the tolerance")

@@ -391,10 +391,19 @@ def test_a_non_utf8_body_fails_even_when_correctly_signed(scheme: str) -> None:
 
 def test_headers_that_are_not_text_fail() -> None:
     schemes, _, rejected, _ = _schemes()
-    for raw in ([("a", "b")], {"stripe-signature": ["t=1"]}, {1: "x"}):
+    for raw in ([("a", "b")], {1: "x"}):
         with pytest.raises(rejected):
             schemes.normalize_headers(raw)
     assert schemes.normalize_headers(None) == {}
+    secret = _whsec()
+    good = SIGNERS["standard"](BODY, secret, T)
+    for name in ("webhook-id", "webhook-timestamp", "webhook-signature"):
+        for value in ([good[name]], None, 7):
+            _rejected("standard", {**good, name: value}, BODY, secret)  # type: ignore[dict-item]
+    _rejected("stripe", {"stripe-signature": ["t=1"]}, BODY, secret)  # type: ignore[dict-item]
+    _rejected(
+        "github", {"x-hub-signature-256": b"sha256=00", "x-github-delivery": "d"}, BODY, secret
+    )  # type: ignore[dict-item]
 
 
 @pytest.mark.parametrize(
