@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,7 @@ import pytest
 import requests
 
 from strongroom.plans import STARTER
+from strongroom_local.harness import strongroom_command
 from tests.e2e.conftest import LocalStackClient
 from tests.support.webhooks import (
     custom_data,
@@ -393,3 +395,37 @@ def test_twenty_concurrent_connection_creations_against_a_limit_of_5_give_5(
     status, listed = _call(local_stack, "GET", f"/orgs/{org_id}/connections", alice)
     assert status == 200
     assert len(listed["connections"]) == 5
+
+
+def test_the_stack_lists_its_generated_secrets_and_reads_them(
+    local_stack: LocalStackClient,
+) -> None:
+    listed = {s["logical_id"]: s["name"] for s in local_stack.running.ready["secrets"]}
+    assert listed == {
+        "StripeWebhookSecret": "strongroom-dev/webhooks/stripe",
+        "StandardWebhookSecret": "strongroom-dev/webhooks/standard",
+        "GithubWebhookSecret": "strongroom-dev/webhooks/github",
+        "LemonSqueezyWebhookSecret": "strongroom-dev/webhooks/lemonsqueezy",
+    }
+    command = [*strongroom_command(), "secret", "--state-dir", str(local_stack.state_dir)]
+    active = subprocess.run(  # noqa: S603 - our own CLI
+        [*command, "GithubWebhookSecret", "--active"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    assert active.startswith("whsec_")
+    whole = subprocess.run(  # noqa: S603 - our own CLI
+        [*command, "strongroom-dev/webhooks/github"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert json.loads(whole)["active"][0] == active
+    missing = subprocess.run(  # noqa: S603 - our own CLI
+        [*command, "nope"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert missing.returncode == 2
+    assert "no secret nope" in missing.stderr
