@@ -16,7 +16,7 @@ $(STAMP): layers/common/requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# Runtime dependencies of the layer: exact versions, verified by hash.
 	$(BIN)/python -m pip install --quiet --require-hashes -r layers/common/requirements.txt
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -64,7 +64,7 @@ lock:
 	$(PYTHON) -m piptools compile --quiet --no-header --strip-extras --generate-hashes \
 	  --no-emit-index-url --no-emit-find-links \
 	  layers/common/requirements.in -o layers/common/requirements.txt
-	$(PYTHON) -m piptools compile --quiet --no-header --strip-extras \
+	$(PYTHON) -m piptools compile --quiet --no-header --strip-extras --generate-hashes \
 	  --no-emit-index-url --no-emit-find-links \
 	  requirements-dev.in -o requirements-dev.txt
 

@@ -1,4 +1,4 @@
-"""The `strongroom` command: `local`, `dev-token`, `fire-schedule` and `invoke`.
+"""The `strongroom` command: `local`, `dev-token`, `fire-schedule`, `invoke` and `secret`.
 
 `strongroom local` prints exactly one line of JSON on stdout when everything is ready (it begins
 `{"ready":` and carries the API, AWS and issuer URLs), then a short walk-through; everything else
@@ -28,8 +28,10 @@ from strongroom_local.exceptions import (
     ControlRequestFailed,
     InvalidScheduleExpression,
     LocalStackError,
+    UnknownSecret,
 )
 from strongroom_local.issuer import mint_dev_token
+from strongroom_local.runtime import FAKE_CREDENTIALS
 from strongroom_local.sandbox_okta import InvalidSandboxSetting, OrgSpec
 from strongroom_local.stack import LocalStack, StackOptions, read_stack_file
 from strongroom_local.template import TEMPLATE_PATH
@@ -159,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("function", help="logical id of the function")
     invoke.add_argument("--event-file", type=Path, help="JSON event (default: {})")
     state_dir(invoke)
+
+    secret = commands.add_parser("secret", help="print a secret of the running stack")
+    secret.add_argument("name", help="secret name (printed at start) or logical id")
+    secret.add_argument(
+        "--active", action="store_true", help="only the newest of its active values"
+    )
+    state_dir(secret)
     return parser
 
 
@@ -194,6 +203,11 @@ def walkthrough(ready: dict[str, Any], state_dir: Path) -> str:
         functions = sorted({s["function"] for s in ready["schedules"]})
         lines.append(f"  {program} fire-schedule {functions[0]} --state-dir {state}")
     lines += _sandbox_walkthrough(ready, api)
+    if ready.get("secrets"):
+        lines += ["", "Secrets (generated at start, in Secrets Manager at the AWS URL above):"]
+        lines += [f"  {secret['name']}" for secret in ready["secrets"]]
+        first = shlex.quote(ready["secrets"][0]["name"])
+        lines.append(f"  read one: {program} secret {first} --active --state-dir {state}")
     if ready["routes"]:
         lines += ["", "Routes:"]
         for route in ready["routes"]:
@@ -336,6 +350,33 @@ def _invoke(args: argparse.Namespace) -> int:
     return 0 if document.get("ok") else 1
 
 
+def _secret(args: argparse.Namespace) -> int:
+    info = read_stack_file(args.state_dir)
+    names = {secret["logical_id"]: secret["name"] for secret in info.get("secrets", [])}
+    name = names.get(args.name, args.name)
+    if name not in names.values():
+        raise UnknownSecret(f"the running stack has no secret {args.name}")
+    # Imported here: only this command needs boto3, and only against the stack's own moto.
+    import boto3  # noqa: PLC0415
+
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=info["aws_url"],
+        region_name=info["region"],
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+    )
+    value = client.get_secret_value(SecretId=name)["SecretString"]
+    if args.active:
+        active = json.loads(value).get("active") or []
+        if not active:
+            raise UnknownSecret(f"secret {name} has no active value")
+        value = active[0]
+    print(value)
+    return 0
+
+
 def _dev_token(args: argparse.Namespace) -> int:
     token = mint_dev_token(
         args.state_dir,
@@ -354,7 +395,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "local":
         return run_local(args)
-    handlers = {"dev-token": _dev_token, "fire-schedule": _fire, "invoke": _invoke}
+    handlers = {
+        "dev-token": _dev_token,
+        "fire-schedule": _fire,
+        "invoke": _invoke,
+        "secret": _secret,
+    }
     try:
         return handlers[args.command](args)
     except (LocalStackError, InvalidScheduleExpression) as exc:

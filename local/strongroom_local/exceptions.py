@@ -37,3 +37,7 @@ class ControlRequestFailed(LocalStackError):
 
 class StackStartFailed(LocalStackError):
     """A local stack started as a subprocess did not become ready."""
+
+
+class UnknownSecret(LocalStackError):
+    """The running stack has no such secret, or it holds no active value."""

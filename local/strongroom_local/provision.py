@@ -1,13 +1,21 @@
-"""Create the template's stateful resources (keys, table, buckets, queues) in an AWS emulator.
+"""Create the template's stateful resources (keys, secrets, table, buckets, queues) in an emulator.
 
 Used by the tests (inside moto's `mock_aws`) and by `strongroom local` (against moto's server),
 so both run on exactly the resources `template.yaml` declares. Every property the emulator
 accepts is applied as written; names are derived from the stack name as CloudFormation would.
+
+Secrets get the value the template gives them, except where the resource's
+`Metadata.StrongroomLocal.GeneratedValue` asks for a generated one (a deployed stack is given
+its real values by an operator): `webhook-signing-secret` stores `{"active": ["whsec_..."]}`
+with 24 random bytes in base64, a form every webhook scheme accepts (a Standard Webhooks key,
+and a 38-character string for Stripe, GitHub and Lemon Squeezy).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +24,26 @@ from typing import Any
 import boto3
 
 from strongroom_local.template import TEMPLATE_PATH, Resolver, load_template, resources_of_type
+
+# Values for the template's deployment-specific parameters when nothing else is given.
+# BillingProducts: products of the local walk-through and the tests, one per plan and source.
+LOCAL_BILLING_PRODUCTS = ",".join(
+    f"{source}:{product}={plan}"
+    for source, products in (
+        ("stripe", ("price_local_starter", "price_local_team", "price_local_enterprise")),
+        ("lemonsqueezy", ("1001", "1002", "1003")),
+        ("standard", ("prod_local_starter", "prod_local_team", "prod_local_enterprise")),
+    )
+    for product, plan in zip(products, ("starter", "team", "enterprise"), strict=True)
+)
+LOCAL_PARAMETERS = {
+    "JwtIssuer": "https://127.0.0.1/dev-issuer",
+    "JwtAudience": "strongroom",
+    "BillingProducts": LOCAL_BILLING_PRODUCTS,
+    # The local stack passes its own URLs (stack.oauth_parameters); these serve tests on moto.
+    "OAuthRedirectUri": "http://127.0.0.1:3000/dev/oauth/callback",
+    "OAuthReturnUrl": "http://127.0.0.1:3000/dev/health",
+}
 
 
 @dataclass
@@ -27,6 +55,8 @@ class Stack:
     physical_ids: dict[str, str] = field(default_factory=dict)
     # Policy statements the emulator cannot evaluate faithfully and so were not applied.
     unenforced_statements: list[dict[str, Any]] = field(default_factory=list)
+    # Secrets Manager secrets: logical id -> secret name.
+    secret_names: dict[str, str] = field(default_factory=dict)
 
     def ref(self, logical_id: str) -> str:
         return str(self.resolver.refs[logical_id])
@@ -61,7 +91,7 @@ def provision(
     template: dict[str, Any] | None = None,
     template_path: Path | None = None,
 ) -> Stack:
-    """Create every key, table, bucket and queue of the template; return what was made.
+    """Create every key, secret, table, bucket and queue of the template; return what was made.
 
     The template is `template` if given, else the one at `template_path`, else template.yaml.
     """
@@ -69,12 +99,7 @@ def provision(
     if template is None:
         template = load_template(template_path or TEMPLATE_PATH)
     region = session.region_name or "us-east-1"
-    params = {
-        "JwtIssuer": "https://127.0.0.1/dev-issuer",
-        "JwtAudience": "strongroom",
-        "OAuthRedirectUri": "http://127.0.0.1:3000/dev/oauth/callback",
-        "OAuthReturnUrl": "http://127.0.0.1:3000/dev/health",
-    }
+    params = dict(LOCAL_PARAMETERS)
     params.update(parameters or {})
     resolver = Resolver.for_template(
         template, parameters=params, region=region, stack_name=stack_name
@@ -85,6 +110,7 @@ def provision(
         return session.client(service, endpoint_url=endpoint_url, region_name=region)  # type: ignore[call-overload]
 
     _create_keys(stack, client("kms"))
+    _create_secrets(stack, client("secretsmanager"), stack_name)
     _create_queues(stack, client("sqs"), stack_name)
     _create_tables(stack, client("dynamodb"), stack_name)
     _create_buckets(stack, client("s3"), stack_name, region)
@@ -112,6 +138,56 @@ def _create_keys(stack: Stack, kms: Any) -> None:
         kms.create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
         resolver.refs[logical_id] = props["AliasName"]
         stack.physical_ids[logical_id] = props["AliasName"]
+
+
+GENERATED_VALUES = ("webhook-signing-secret",)
+
+
+def _create_secrets(stack: Stack, secretsmanager: Any, stack_name: str) -> None:
+    template, resolver = stack.template, stack.resolver
+    for logical_id, resource in resources_of_type(template, "AWS::SecretsManager::Secret").items():
+        props = resolver.resolve(resource.get("Properties", {}))
+        name = props.get("Name") or _physical_name(stack_name, logical_id)
+        create: dict[str, Any] = {"Name": name, "SecretString": _secret_value(resource, props)}
+        for optional in ("Description", "KmsKeyId"):
+            if optional in props:
+                create[optional] = props[optional]
+        arn = secretsmanager.create_secret(**create)["ARN"]
+        resolver.refs[logical_id] = arn
+        resolver.attributes[(logical_id, "Id")] = arn
+        stack.physical_ids[logical_id] = arn
+        stack.secret_names[logical_id] = name
+
+
+def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
+    generated = resource.get("Metadata", {}).get("StrongroomLocal", {}).get("GeneratedValue")
+    if generated is not None:
+        if generated not in GENERATED_VALUES:
+            raise ValueError(f"unknown StrongroomLocal.GeneratedValue {generated!r}")
+        value = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+        return json.dumps({"active": [value]})
+    if "SecretString" in props:
+        return str(props["SecretString"])
+    # GenerateSecretString (or nothing, which CloudFormation treats alike): a random password.
+    spec = dict(props.get("GenerateSecretString", {}))
+    alphabet = "".join(
+        chars
+        for chars, excluded in (
+            ("ABCDEFGHIJKLMNOPQRSTUVWXYZ", spec.get("ExcludeUppercase")),
+            ("abcdefghijklmnopqrstuvwxyz", spec.get("ExcludeLowercase")),
+            ("0123456789", spec.get("ExcludeNumbers")),
+            ("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", spec.get("ExcludePunctuation")),
+            (" ", not spec.get("IncludeSpace")),
+        )
+        if not excluded
+    )
+    alphabet = "".join(c for c in alphabet if c not in spec.get("ExcludeCharacters", ""))
+    password = "".join(secrets.choice(alphabet) for _ in range(int(spec.get("PasswordLength", 32))))
+    if "GenerateStringKey" in spec:
+        document = json.loads(spec.get("SecretStringTemplate", "{}"))
+        document[spec["GenerateStringKey"]] = password
+        return json.dumps(document)
+    return password
 
 
 def _create_queues(stack: Stack, sqs: Any, stack_name: str) -> None:

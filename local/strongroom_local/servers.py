@@ -99,6 +99,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of clients (a platform retrying webhooks,
+    # concurrent API calls) would be reset, which API Gateway never does.
+    request_queue_size = 128
 
     def __init__(self, port: int, gateway: HttpApiGateway | None = None) -> None:
         # Bound before the gateway exists, so that the stack knows its own URL (the OAuth

@@ -37,7 +37,7 @@ from strongroom_local.issuer import (
     ensure_state_dir,
     write_private_file,
 )
-from strongroom_local.provision import Stack, provision
+from strongroom_local.provision import LOCAL_PARAMETERS, Stack, provision
 from strongroom_local.runtime import FAKE_CREDENTIALS, FunctionPool, Invocation, lambda_environment
 from strongroom_local.sandbox_okta import OrgSpec, SandboxOkta
 from strongroom_local.scheduler import Scheduler, scheduled_event
@@ -123,11 +123,11 @@ class LocalStack:
         self._issuer = DevIssuer.load_or_create(state_dir)
         aws_url = self._start_moto()
         self._api = ApiServer(options.api_port)
-        parameters = {
-            "JwtIssuer": DEFAULT_ISSUER,
-            "JwtAudience": DEFAULT_AUDIENCE,
-            **oauth_parameters(self._api.url, str(options.parameters.get("Stage", "dev"))),
-        }
+        parameters = dict(LOCAL_PARAMETERS)
+        parameters.update(JwtIssuer=DEFAULT_ISSUER, JwtAudience=DEFAULT_AUDIENCE)
+        parameters.update(
+            oauth_parameters(self._api.url, str(options.parameters.get("Stage", "dev")))
+        )
         parameters.update(options.parameters)
         session = _emulator_session(options.region)
         stack = provision(
@@ -185,13 +185,8 @@ class LocalStack:
         return self.ready
 
     def _start_moto(self) -> str:
-        # Imported here: moto's server pulls in every service and is only needed by `local`.
-        from moto.server import ThreadedMotoServer  # noqa: PLC0415
-
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._moto = ThreadedMotoServer(
-            ip_address=LOOPBACK, port=self.options.aws_port, verbose=False
-        )
+        self._moto = _atomic_moto_server(LOOPBACK, self.options.aws_port)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         return f"http://{host}:{port}"
@@ -273,6 +268,10 @@ class LocalStack:
                 for s in self._wiring.schedules
             ],
             "sandbox_okta": self._sandbox_document(),
+            "secrets": [
+                {"logical_id": logical_id, "name": name}
+                for logical_id, name in (self._stack.secret_names if self._stack else {}).items()
+            ],
         }
 
     def _sandbox_document(self) -> dict[str, Any] | None:
@@ -392,3 +391,43 @@ def _emulator_session(region: str) -> boto3.Session:
         aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
         region_name=region,
     )
+
+
+def _atomic_moto_server(host: str, port: int) -> Any:
+    """moto's threaded server, handling one AWS request at a time.
+
+    Each AWS API request is atomic; moto's handlers are not (two threads can both pass one
+    conditional write, and a failed TransactWriteItems restores a copy of the whole table over
+    other threads' writes). Serialising requests gives the functions AWS's guarantees, so that
+    their conditional writes and transactions behave locally as deployed.
+    """
+    # Imported here: moto's server pulls in every service and is only needed by `local`.
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: PLC0415
+    from moto.moto_server.werkzeug_app import (  # noqa: PLC0415
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server  # noqa: PLC0415
+
+    lock = threading.Lock()
+
+    class AtomicMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            dispatcher = DomainDispatcherApplication(create_backend_app)
+
+            def one_at_a_time(environ: Any, start_response: Any) -> list[bytes]:
+                with lock:
+                    return list(dispatcher(environ, start_response))
+
+            self._server = make_server(
+                self._ip_address,
+                self._port,
+                one_at_a_time,
+                True,
+                request_handler=MotoRequestHandler,
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return AtomicMotoServer(ip_address=host, port=port, verbose=False)

@@ -16,12 +16,10 @@ pytestmark = pytest.mark.e2e
 README_API = "http://127.0.0.1:3000/dev"
 
 
-def _quickstart_script() -> str:
+def _quickstart_script(block: str = "quickstart") -> str:
     text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(
-        r"<!-- quickstart:.*?-->\s*```sh\n(.*?)```\s*<!-- /quickstart -->", text, re.S
-    )
-    assert match, "README.md lost its quickstart block"
+    match = re.search(rf"<!-- {block}:.*?-->\s*```sh\n(.*?)```\s*<!-- /{block} -->", text, re.S)
+    assert match, f"README.md lost its {block} block"
     return match.group(1)
 
 
@@ -46,3 +44,23 @@ def test_readme_quickstart_creates_an_org_and_lists_its_owner(
     assert result.returncode == 0, result.stderr
     members = json.loads(result.stdout.strip().splitlines()[-1])["members"]
     assert [(m["user_id"], m["role"]) for m in members] == [("alice", "owner")]
+
+
+def test_readme_webhook_example_is_accepted(local_stack: LocalStackClient) -> None:
+    script = _quickstart_script("webhooks")
+    assert README_API in script
+    script = script.replace(README_API, local_stack.api_url)
+    script = script.replace(
+        "strongroom secret ",
+        f"strongroom secret --state-dir {shlex.quote(str(local_stack.state_dir))} ",
+    )
+    result = subprocess.run(  # noqa: S603 - our own README, run by bash
+        ["bash", "-euo", "pipefail", "-c", script],  # noqa: S607
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": "accepted"}

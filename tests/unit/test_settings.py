@@ -108,3 +108,41 @@ def test_template_never_sets_the_dev_allow_list() -> None:
 def test_settings_are_immutable(settings: Settings) -> None:
     with pytest.raises(ValueError, match="frozen"):
         settings.stage = "prod"  # type: ignore[misc]
+
+
+def test_webhook_secrets_and_billing_products_are_parsed() -> None:
+    settings = Settings.from_environ(
+        {
+            **REQUIRED,
+            "STRONGROOM_WEBHOOK_SECRETS": (
+                "stripe=arn:aws:secretsmanager:us-east-1:123456789012:secret:s/w/stripe-Ab1,"
+                " github=strongroom-dev/webhooks/github"
+            ),
+            "STRONGROOM_BILLING_PRODUCTS": "stripe:price_1Nx=team, lemonsqueezy:1001=starter,",
+        }
+    )
+    assert settings.webhook_secret_ids == {
+        "stripe": "arn:aws:secretsmanager:us-east-1:123456789012:secret:s/w/stripe-Ab1",
+        "github": "strongroom-dev/webhooks/github",
+    }
+    assert settings.billing_products == {"stripe:price_1Nx": "team", "lemonsqueezy:1001": "starter"}
+    empty = Settings.from_environ(REQUIRED)
+    assert empty.webhook_secret_ids == {}
+    assert empty.billing_products == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("STRONGROOM_WEBHOOK_SECRETS", "stripe"),
+        ("STRONGROOM_WEBHOOK_SECRETS", "stripe=a,stripe=b"),
+        ("STRONGROOM_WEBHOOK_SECRETS", "Stripe=arn"),
+        ("STRONGROOM_BILLING_PRODUCTS", "stripe:price_1=platinum"),
+        ("STRONGROOM_BILLING_PRODUCTS", "price_1=team"),
+        ("STRONGROOM_BILLING_PRODUCTS", "stripe:price 1=team"),
+        ("STRONGROOM_BILLING_PRODUCTS", "stripe:p=team,stripe:p=starter"),
+    ],
+)
+def test_bad_webhook_and_billing_settings_fail_at_start(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_environ({**REQUIRED, name: value})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -16,6 +17,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from strongroom.errors import StrongroomError
+from strongroom.plans import PLANS
+
+_SOURCE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_SECRET_ID = re.compile(r"[A-Za-z0-9/_+.@:-]{1,2048}")
+_PRODUCT = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 class SettingsError(StrongroomError):
@@ -97,6 +103,55 @@ class Settings(BaseModel):
     dev_allow_hosts: Annotated[
         frozenset[tuple[str, int]], Field(alias="STRONGROOM_DEV_ALLOW_HOSTS")
     ] = frozenset()
+
+    # Webhook sources and the Secrets Manager secret (ARN or name) holding each one's list of
+    # active signing secrets: "stripe=<arn>,github=<arn>". Set for webhook_verifier only.
+    webhook_secret_ids: Annotated[dict[str, str], Field(alias="STRONGROOM_WEBHOOK_SECRETS")] = (
+        Field(default_factory=dict)
+    )
+    # Which plan each billing product grants: "<source>:<product id>=<plan>", comma separated
+    # (a Stripe price id, a Lemon Squeezy variant id, a Standard Webhooks sender's product id).
+    # Empty: no billing event can raise a plan.
+    billing_products: Annotated[dict[str, str], Field(alias="STRONGROOM_BILLING_PRODUCTS")] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("webhook_secret_ids", mode="before")
+    @classmethod
+    def _split_secret_ids(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        secret_ids: dict[str, str] = {}
+        for entry in (part.strip() for part in value.split(",")):
+            if not entry:
+                continue
+            source, sep, secret_id = entry.partition("=")
+            if not sep or not _SOURCE.fullmatch(source) or not _SECRET_ID.fullmatch(secret_id):
+                raise ValueError("each entry must be <source>=<secret ARN or name>")
+            if source in secret_ids:
+                raise ValueError("a source is named twice")
+            secret_ids[source] = secret_id
+        return secret_ids
+
+    @field_validator("billing_products", mode="before")
+    @classmethod
+    def _split_products(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        products: dict[str, str] = {}
+        for entry in (part.strip() for part in value.split(",")):
+            if not entry:
+                continue
+            product, sep, plan = entry.partition("=")
+            source, colon, product_id = product.partition(":")
+            if not (sep and colon and _SOURCE.fullmatch(source) and _PRODUCT.fullmatch(product_id)):
+                raise ValueError("each entry must be <source>:<product id>=<plan>")
+            if plan not in PLANS:
+                raise ValueError("a product names an unknown plan")
+            if product in products:
+                raise ValueError("a product is named twice")
+            products[product] = plan
+        return products
 
     @field_validator("dev_allow_hosts", mode="before")
     @classmethod

@@ -1,0 +1,1 @@
+"""webhook_verifier: signed inbound webhooks and the billing checkout nonce they are bound to."""

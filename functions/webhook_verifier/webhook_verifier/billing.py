@@ -1,0 +1,325 @@
+"""Checkout nonces, and the plan changes verified billing events make with them.
+
+An org's owner mints a nonce (`POST /orgs/{org_id}/billing/checkout`) and hands it, with the
+org id, to the payment platform's checkout as custom data; the platform's events carry both
+back. Items (tenant items, in the org's partition; bearer values only as SHA-256 digests):
+
+    CHECKOUT#<sha256(nonce)>      created_by, created_at; expires 24 h after minting
+    SUBSCRIPTION#<sha256(nonce)>  plan, source, checkout_by, activated_at, event_id
+    WEBHOOK_EVENT#<event digest>  an event that had an effect (kept 7 days)
+    ORG                           plan, plan_nonce (digest of the nonce that set it), ...
+
+and `WEBHOOK_EVENT#<event digest>` as a platform item for events without an effect.
+
+Every effect is one DynamoDB transaction that also creates the event's marker, so of any
+number of concurrent deliveries of one event exactly one has the effect and the others are
+duplicates:
+- activate: delete the live CHECKOUT (consumed: single use, never after its 24 h), create
+  its SUBSCRIPTION, set the org's plan from the event's product;
+- deactivate: delete the SUBSCRIPTION, and return the org to the free plan if its plan came
+  from that subscription (a later checkout may have replaced it);
+- a deactivation that arrives before its activation voids the open CHECKOUT instead, so the
+  late activation changes nothing.
+A nonce that is forged, expired, consumed or of another org, or a product the deployment does
+not map to a plan, changes nothing: the event is `ignored`. Each effect is audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from strongroom.api import Caller
+from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.errors import Forbidden, NotFound
+from strongroom.plans import FREE
+from strongroom.tenancy import (
+    ConditionFailed,
+    Create,
+    Delete,
+    InvalidOrgId,
+    Item,
+    ItemExists,
+    ItemNotFound,
+    Operation,
+    Update,
+    validate_org_id,
+)
+from webhook_verifier.events import BillingChange, ChangeKind, InboundEvent
+from webhook_verifier.exceptions import BillingContention
+from webhook_verifier.models import CheckoutCreated, CheckoutCustomData, ReceiptStatus
+from webhook_verifier.services import Services
+
+ORG, MEMBER = "ORG", "MEMBER"
+CHECKOUT, SUBSCRIPTION, WEBHOOK_EVENT = "CHECKOUT", "SUBSCRIPTION", "WEBHOOK_EVENT"
+NONCE_TTL = timedelta(hours=24)
+# Far longer than the 300 s signature tolerance and the platforms' retry schedules (Stripe
+# retries for up to three days). Past it, a replayed effect still finds its nonce consumed.
+EVENT_MARKER_TTL = timedelta(days=7)
+_NONCE = re.compile(r"chk_[A-Za-z0-9_-]{32}")
+# A plan change racing ours (another event for the org) makes our transaction's condition
+# fail; read again and retry a few times.
+_ATTEMPTS = 3
+
+
+def new_checkout_nonce() -> str:
+    """A fresh nonce: `chk_` and 32 URL-safe characters (192 random bits)."""
+    return "chk_" + secrets.token_urlsafe(24)
+
+
+def nonce_digest(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode("ascii")).hexdigest()
+
+
+def event_digest(event: InboundEvent) -> str:
+    """The dedupe key of an event: its source and id, hashed (ids are any visible ASCII)."""
+    return hashlib.sha256(f"{event.source.value}\n{event.event_id}".encode("ascii")).hexdigest()
+
+
+# ---- checkout ---------------------------------------------------------------------------------
+
+
+def create_checkout(
+    services: Services, caller: Caller, org_id: str, *, now: datetime, request_id: str
+) -> CheckoutCreated:
+    """Mint a single-use nonce bound to the org and the calling owner, valid for 24 hours."""
+    _require_owner(services, caller, org_id, now=now)
+    nonce = new_checkout_nonce()
+    services.table.create(
+        org_id,
+        CHECKOUT,
+        nonce_digest(nonce),
+        attributes={"created_by": caller.sub, "created_at": _iso(now)},
+        ttl=NONCE_TTL,
+        now=now,
+    )
+    expires_at = _iso(now + NONCE_TTL)
+    services.audit.append(
+        org_id,
+        AuditEntry(
+            actor=caller.sub,
+            action=AuditAction.BILLING_CHECKOUT.value,
+            request_id=request_id,
+            outcome="success",
+            target_kind="org",
+            target_id=org_id,
+            details={"expires_at": expires_at},
+        ),
+        now=now,
+    )
+    return CheckoutCreated(
+        nonce=nonce,
+        expires_at=expires_at,
+        custom_data=CheckoutCustomData(strongroom_org_id=org_id, strongroom_nonce=nonce),
+    )
+
+
+def _require_owner(services: Services, caller: Caller, org_id: str, *, now: datetime) -> None:
+    try:
+        member = services.table.get(org_id, MEMBER, caller.sub, now=now)
+    except ItemNotFound:
+        raise NotFound() from None
+    if member.attributes.get("role") != "owner":
+        raise Forbidden()
+
+
+# ---- events -----------------------------------------------------------------------------------
+
+
+def record_event(
+    services: Services, event: InboundEvent, *, now: datetime, request_id: str
+) -> ReceiptStatus:
+    """Apply the event's billing change, if any, exactly once; say what became of it."""
+    marker = event_digest(event)
+    change = event.billing
+    if change is not None and _well_formed(change):
+        status, details = _apply(services, event, change, marker, now=now)
+        if status == "processed":
+            _audit_effect(services, event, change.org_id, details, now=now, request_id=request_id)
+        if status != "ignored":
+            return status
+        # Nothing applied. If that is because this very event consumed the nonce a moment ago
+        # (a concurrent delivery), its marker is there: the nonce and marker go in together.
+        if _find(services, change.org_id, WEBHOOK_EVENT, marker, now=now) is not None:
+            return "duplicate"
+    try:
+        services.platform.create(
+            WEBHOOK_EVENT,
+            marker,
+            attributes={"source": event.source.value, "received_at": _iso(now)},
+            ttl=EVENT_MARKER_TTL,
+            now=now,
+        )
+    except ItemExists:
+        return "duplicate"
+    return "ignored" if change is not None else "accepted"
+
+
+def _well_formed(change: BillingChange) -> bool:
+    try:
+        validate_org_id(change.org_id)
+    except InvalidOrgId:
+        return False
+    return _NONCE.fullmatch(change.nonce) is not None
+
+
+def _apply(
+    services: Services, event: InboundEvent, change: BillingChange, marker: str, *, now: datetime
+) -> tuple[ReceiptStatus, dict[str, Any]]:
+    """("processed", audit details), ("duplicate", {}) or ("ignored", {}) when nothing applies."""
+    for _ in range(_ATTEMPTS):
+        if change.kind is ChangeKind.ACTIVATE:
+            planned = _activation(services, event, change, now=now)
+        else:
+            planned = _deactivation(services, change, now=now)
+        if planned is None:
+            return "ignored", {}
+        operations, details = planned
+        marker_item = Create(
+            WEBHOOK_EVENT,
+            marker,
+            attributes={"source": event.source.value, "received_at": _iso(now)},
+            ttl=EVENT_MARKER_TTL,
+        )
+        try:
+            # The marker goes first: when it exists, its failure is the one reported.
+            services.table.transact(change.org_id, [marker_item, *operations], now=now)
+        except ItemExists:
+            return "duplicate", {}
+        except ItemNotFound:
+            return "ignored", {}  # the nonce or subscription was consumed meanwhile
+        except ConditionFailed:
+            continue  # the org's plan changed meanwhile: read again
+        return "processed", details
+    raise BillingContention("the org's plan kept changing; the platform will retry")
+
+
+def _activation(
+    services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
+) -> tuple[list[Operation], dict[str, Any]] | None:
+    plan = _plan_of(services, event, change)
+    digest = nonce_digest(change.nonce)
+    checkout = _find(services, change.org_id, CHECKOUT, digest, now=now)
+    org = _find(services, change.org_id, ORG, None, now=now)
+    if plan is None or checkout is None or org is None:
+        return None
+    checkout_by = str(checkout.attributes["created_by"])
+    previous = org.attributes.get("plan")
+    stamp = _iso(now)
+    operations: list[Operation] = [
+        Delete(CHECKOUT, digest, expect={"created_by": checkout_by}),
+        Create(
+            SUBSCRIPTION,
+            digest,
+            attributes={
+                "plan": plan,
+                "source": event.source.value,
+                "checkout_by": checkout_by,
+                "activated_at": stamp,
+                "event_id": event.event_id,
+            },
+        ),
+        Update(
+            ORG,
+            changes={
+                "plan": plan,
+                "plan_nonce": digest,
+                "plan_source": event.source.value,
+                "plan_changed_at": stamp,
+            },
+            expect={"plan": previous},
+        ),
+    ]
+    details = {"effect": "plan_activated", "plan": plan, "previous_plan": previous}
+    return operations, {**details, "checkout_by": checkout_by}
+
+
+def _deactivation(
+    services: Services, change: BillingChange, *, now: datetime
+) -> tuple[list[Operation], dict[str, Any]] | None:
+    digest = nonce_digest(change.nonce)
+    subscription = _find(services, change.org_id, SUBSCRIPTION, digest, now=now)
+    if subscription is None:
+        checkout = _find(services, change.org_id, CHECKOUT, digest, now=now)
+        if checkout is None:
+            return None
+        # Cancelled before it was activated (events can arrive out of order): void the nonce.
+        checkout_by = str(checkout.attributes["created_by"])
+        operations: list[Operation] = [Delete(CHECKOUT, digest, expect={"created_by": checkout_by})]
+        return operations, {"effect": "checkout_voided", "checkout_by": checkout_by}
+    org = _find(services, change.org_id, ORG, None, now=now)
+    if org is None:
+        return None
+    plan = str(subscription.attributes["plan"])
+    details: dict[str, Any] = {
+        "plan": plan,
+        "checkout_by": str(subscription.attributes["checkout_by"]),
+    }
+    operations = [Delete(SUBSCRIPTION, digest, expect={"plan": plan})]
+    if org.attributes.get("plan_nonce") == digest:
+        operations.append(
+            Update(
+                ORG,
+                changes={"plan": FREE.name, "plan_changed_at": _iso(now)},
+                remove=("plan_nonce", "plan_source"),
+                expect={"plan_nonce": digest},
+            )
+        )
+        return operations, {**details, "effect": "plan_deactivated", "new_plan": FREE.name}
+    # A later checkout set the org's current plan: this subscription ends without touching it.
+    return operations, {**details, "effect": "subscription_closed"}
+
+
+def _plan_of(services: Services, event: InboundEvent, change: BillingChange) -> str | None:
+    """The plan the first mapped product of the event grants (None: no product is mapped)."""
+    products = services.settings.billing_products
+    for product in change.products:
+        plan = products.get(f"{event.source.value}:{product}")
+        if plan is not None:
+            return plan
+    return None
+
+
+def _find(
+    services: Services, org_id: str, kind: str, item_id: str | None, *, now: datetime
+) -> Item | None:
+    try:
+        return services.table.get(org_id, kind, item_id, now=now)
+    except ItemNotFound:
+        return None
+
+
+def _audit_effect(
+    services: Services,
+    event: InboundEvent,
+    org_id: str,
+    details: dict[str, Any],
+    *,
+    now: datetime,
+    request_id: str,
+) -> None:
+    services.audit.append(
+        org_id,
+        AuditEntry(
+            actor=f"system:webhook:{event.source.value}",
+            action=AuditAction.WEBHOOK_EFFECT.value,
+            request_id=request_id,
+            outcome="success",
+            target_kind="org",
+            target_id=org_id,
+            details={
+                "source": event.source.value,
+                "event_type": event.event_type,
+                "event_id": event.event_id,
+                **details,
+            },
+        ),
+        now=now,
+    )
+
+
+def _iso(now: datetime) -> str:
+    return now.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,85 @@
+"""Secrets Manager secrets provisioned from a template: as written, generated, or CFN-generated."""
+
+from __future__ import annotations
+
+import json
+import string
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from strongroom_local.provision import provision
+
+
+def _template(**secrets: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "Parameters": {"Stage": {"Type": "String", "Default": "dev"}},
+        "Resources": {
+            name: {"Type": "AWS::SecretsManager::Secret", **resource}
+            for name, resource in secrets.items()
+        },
+    }
+
+
+def _value(name_or_arn: str) -> str:
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    return str(client.get_secret_value(SecretId=name_or_arn)["SecretString"])
+
+
+def test_secrets_as_written_generated_or_emulated() -> None:
+    template = _template(
+        Written={"Properties": {"Name": {"Fn::Sub": "app-${Stage}/written"}, "SecretString": "{}"}},
+        Webhook={
+            "Metadata": {"StrongroomLocal": {"GeneratedValue": "webhook-signing-secret"}},
+            "Properties": {"Name": "app/webhook", "SecretString": '{"active": []}'},
+        },
+        Password={
+            "Properties": {
+                "GenerateSecretString": {
+                    "PasswordLength": 20,
+                    "ExcludePunctuation": True,
+                    "ExcludeCharacters": "abc",
+                }
+            }
+        },
+        Templated={
+            "Properties": {
+                "GenerateSecretString": {
+                    "SecretStringTemplate": '{"user": "svc"}',
+                    "GenerateStringKey": "password",
+                }
+            }
+        },
+    )
+    with mock_aws():
+        stack = provision(boto3.Session(region_name="us-east-1"), template=template)
+        assert stack.secret_names == {
+            "Written": "app-dev/written",
+            "Webhook": "app/webhook",
+            "Password": "strongroom-local-Password",
+            "Templated": "strongroom-local-Templated",
+        }
+        assert stack.ref("Written").startswith("arn:aws:secretsmanager:us-east-1:")
+        assert _value(stack.ref("Written")) == "{}"
+        (generated,) = json.loads(_value("app/webhook"))["active"]
+        assert generated.startswith("whsec_")
+        assert len(generated) == 38
+        password = _value("strongroom-local-Password")
+        assert len(password) == 20
+        assert not set(password) & (set(string.punctuation) | set("abc "))
+        document = json.loads(_value("strongroom-local-Templated"))
+        assert document["user"] == "svc"
+        assert len(document["password"]) == 32
+
+
+def test_an_unknown_generated_value_stops_provisioning() -> None:
+    template = _template(
+        Odd={
+            "Metadata": {"StrongroomLocal": {"GeneratedValue": "rsa-key"}},
+            "Properties": {"SecretString": "{}"},
+        }
+    )
+    with mock_aws(), pytest.raises(ValueError, match="rsa-key"):
+        provision(boto3.Session(region_name="us-east-1"), template=template)

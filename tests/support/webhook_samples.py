@@ -1,0 +1,132 @@
+"""Write events/webhook_verifier/: one signed sample delivery per scenario.
+
+    .venv/bin/python -m tests.support.webhook_samples
+
+Signed with the obviously fake secrets of events/webhook_verifier/sample_secrets.json at the
+sample events' time (`SAMPLE_TIME`), by the platforms' own libraries where they have one.
+tests/unit/webhook_verifier/test_sample_events.py replays them in `SCENARIO` order.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.support.events import EVENTS_DIR, load_event
+from tests.support.webhooks import (
+    custom_data,
+    github_headers,
+    lemonsqueezy_event,
+    lemonsqueezy_headers,
+    standard_event,
+    standard_headers,
+    stripe_headers,
+    stripe_subscription_event,
+)
+
+SAMPLES = EVENTS_DIR / "webhook_verifier"
+SAMPLE_TIME = 1795000000
+SAMPLE_ORG = "org_sampleorg234567abcdefghijk"
+# What create_checkout mints, in order, when the test replays the scenario.
+SAMPLE_NONCES = (
+    "chk_sample-nonce-one-not-a-real-0001",
+    "chk_sample-nonce-two-not-a-real-0002",
+    "chk_sample-nonce-three-not-real-0003",
+)
+
+
+def sample_secrets() -> dict[str, str]:
+    document: dict[str, str] = json.loads((SAMPLES / "sample_secrets.json").read_text("utf-8"))
+    return document
+
+
+def _delivery(source: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    event = load_event("http_api_v2_base")
+    route = "POST /webhooks/{source}"
+    path = f"/webhooks/{source}"
+    event["routeKey"] = event["requestContext"]["routeKey"] = route
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = "POST"
+    event["requestContext"]["http"]["userAgent"] = "platform-webhooks/1.0"
+    del event["requestContext"]["authorizer"]
+    event["headers"] = {
+        "content-type": "application/json",
+        "host": "api.strongroom.example",
+        "user-agent": "platform-webhooks/1.0",
+        **{name.lower(): value for name, value in headers.items()},
+    }
+    event["pathParameters"] = {"source": source}
+    event["body"] = body.decode("utf-8")
+    return event
+
+
+def build_samples() -> dict[str, dict[str, Any]]:
+    secrets = sample_secrets()
+    one, two, three = (custom_data(SAMPLE_ORG, nonce) for nonce in SAMPLE_NONCES)
+    samples: dict[str, dict[str, Any]] = {}
+
+    def stripe(name: str, event_id: str, event_type: str, custom: dict[str, str]) -> None:
+        body = stripe_subscription_event(event_id, event_type, custom=custom)
+        headers = stripe_headers(body, secrets["stripe"], timestamp=SAMPLE_TIME)
+        samples[name] = _delivery("stripe", body, headers)
+
+    def lemon(name: str, event_name: str, custom: dict[str, str]) -> None:
+        body = lemonsqueezy_event(event_name, custom=custom, variant_id=1001)
+        headers = lemonsqueezy_headers(body, secrets["lemonsqueezy"], event_name=event_name)
+        samples[name] = _delivery("lemonsqueezy", body, headers)
+
+    def standard(name: str, message_id: str, event_type: str, custom: dict[str, str]) -> None:
+        body = standard_event(event_type, custom=custom, product_id="prod_local_enterprise")
+        headers = standard_headers(
+            body, secrets["standard"], message_id=message_id, timestamp=SAMPLE_TIME
+        )
+        samples[name] = _delivery("standard", body, headers)
+
+    checkout = load_event("credential_store/get_org")
+    checkout["routeKey"] = checkout["requestContext"]["routeKey"] = (
+        "POST /orgs/{org_id}/billing/checkout"
+    )
+    path = f"/orgs/{SAMPLE_ORG}/billing/checkout"
+    checkout["rawPath"] = checkout["requestContext"]["http"]["path"] = path
+    checkout["requestContext"]["http"]["method"] = "POST"
+    checkout["pathParameters"] = {"org_id": SAMPLE_ORG}
+    samples["create_checkout"] = checkout
+
+    stripe(
+        "stripe_subscription_created", "evt_1SampleCreated", "customer.subscription.created", one
+    )
+    stripe(
+        "stripe_subscription_deleted", "evt_1SampleDeleted", "customer.subscription.deleted", one
+    )
+    lemon("lemonsqueezy_order_created", "order_created", two)
+    lemon("lemonsqueezy_order_refunded", "order_refunded", two)
+    standard("standard_subscription_created", "msg_sample_created", "subscription.created", three)
+    standard(
+        "standard_subscription_canceled", "msg_sample_canceled", "subscription.canceled", three
+    )
+    body = json.dumps({"zen": "Design for failure.", "hook_id": 1}, indent=2).encode()
+    headers = github_headers(
+        body, secrets["github"], delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958", event="ping"
+    )
+    samples["github_ping"] = _delivery("github", body, headers)
+    forged = dict(samples["stripe_subscription_created"])
+    forged["headers"] = {
+        **forged["headers"],
+        "stripe-signature": stripe_headers(
+            forged["body"].encode(), "whsec_not_the_secret", timestamp=SAMPLE_TIME
+        )["Stripe-Signature"],
+    }
+    samples["stripe_forged_signature"] = forged
+    return samples
+
+
+def write_samples(directory: Path = SAMPLES) -> None:
+    directory.mkdir(exist_ok=True)
+    for name, event in build_samples().items():
+        text = json.dumps(event, indent=2, ensure_ascii=False) + "\n"
+        (directory / f"{name}.json").write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_samples()
