@@ -48,7 +48,6 @@ from credential_store.models import (
     Role,
 )
 from credential_store.orgs import ORG, require_role
-from credential_store.plans import Plan, plan_named
 from credential_store.services import Services
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry
@@ -64,6 +63,7 @@ from strongroom.oauth.connection import (
 )
 from strongroom.outbound import check_url
 from strongroom.outbound.exceptions import DestinationRefused
+from strongroom.plans import Plan, plan_named
 from strongroom.schedules import (
     CronExpression,
     InvalidScheduleExpression,

@@ -47,7 +47,8 @@ def test_twenty_concurrent_creates_give_exactly_the_plan_limit(
 ) -> None:
     from credential_store import connections
     from credential_store.models import CreateConnection
-    from credential_store.plans import FREE
+
+    from strongroom.plans import FREE
 
     org = new_org(call)
     services = app_module.services()

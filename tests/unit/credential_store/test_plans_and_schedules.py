@@ -29,7 +29,7 @@ def test_shortest_interval(expression: str, shortest: timedelta) -> None:
 
 
 def test_plans_by_name_and_unknown_names_get_the_free_plan() -> None:
-    from credential_store.plans import ENTERPRISE, FREE, TEAM, plan_named
+    from strongroom.plans import ENTERPRISE, FREE, TEAM, plan_named
 
     assert plan_named("team") is TEAM
     assert plan_named("enterprise") is ENTERPRISE

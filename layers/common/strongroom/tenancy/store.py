@@ -187,22 +187,35 @@ def prepare_delete(
 
 
 def prepare_increment(
-    table: str, key: PlainKey, *, attribute: str, by: int, ceiling: int | None
+    table: str,
+    key: PlainKey,
+    *,
+    attribute: str,
+    by: int,
+    ceiling: int | None,
+    expires_at: int | None = None,
 ) -> Write:
-    """Add `by` to a counter (created at 0); it may not pass `ceiling` nor drop below zero."""
+    """Add `by` to a counter (created at 0); it may not pass `ceiling` nor drop below zero.
+
+    With `expires_at`, an item the increment creates gets that expiry (an existing one keeps
+    its own): for counters of one period, whose key names the period.
+    """
     if isinstance(by, bool) or not isinstance(by, int) or by == 0:
         raise ValueError("by must be a non-zero int")
     if ceiling is not None and (isinstance(ceiling, bool) or not isinstance(ceiling, int)):
         raise ValueError("ceiling must be an int")
     expression = Expression()
     counter = expression.name(validate_attribute_name(attribute))
+    update = (
+        f"SET {counter} = if_not_exists({counter}, {expression.value(0)}) + {expression.value(by)}"
+    )
+    if expires_at is not None:
+        expires = expression.name("expires_at")
+        update += f", {expires} = if_not_exists({expires}, {expression.value(expires_at)})"
     params: dict[str, Any] = {
         "TableName": table,
         "Key": _key(key),
-        "UpdateExpression": (
-            f"SET {counter} = if_not_exists({counter}, {expression.value(0)})"
-            f" + {expression.value(by)}"
-        ),
+        "UpdateExpression": update,
     }
     if by < 0:
         params["ConditionExpression"] = f"{counter} >= {expression.value(-by)}"

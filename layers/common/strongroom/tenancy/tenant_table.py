@@ -88,13 +88,17 @@ class Delete:
 
 @dataclass(frozen=True, slots=True)
 class Increment:
-    """Add `by` to a counter attribute (absent counts as 0); LimitReached past `ceiling` or 0."""
+    """Add `by` to a counter attribute (absent counts as 0); LimitReached past `ceiling` or 0.
+
+    `ttl` gives an item the increment creates an expiry of `now + ttl` (a counter per period).
+    """
 
     kind: str
     item_id: str | None = None
     attribute: str = "count"
     by: int = 1
     ceiling: int | None = None
+    ttl: timedelta | None = None
 
 
 Operation = Create | Update | Delete | Increment
@@ -223,12 +227,16 @@ class TenantTable:
         now: datetime,
         by: int = 1,
         ceiling: int | None = None,
+        ttl: timedelta | None = None,
     ) -> int:
         """Add `by` to a counter and return its new value; LimitReached past `ceiling` or below 0.
 
-        Counters live on items without a TTL; a missing item is created holding the counter.
+        A missing item is created holding the counter. Counters usually live on items without a
+        TTL; with `ttl`, a created item expires at `now + ttl` (a counter of one period, whose
+        key names the period, so that the next period starts a new item).
         """
-        write = self._prepare(org_id, Increment(kind, item_id, attribute, by, ceiling), now)
+        operation = Increment(kind, item_id, attribute, by, ceiling, ttl)
+        write = self._prepare(org_id, operation, now)
         raw = self._store.write(write, now_epoch=epoch_seconds(now), return_values="UPDATED_NEW")
         return int((raw or {})[attribute]["N"])
 
@@ -359,6 +367,7 @@ class TenantTable:
                 attribute=operation.attribute,
                 by=operation.by,
                 ceiling=operation.ceiling,
+                expires_at=expiry_of(now, operation.ttl) if operation.ttl is not None else None,
             )
         raise TypeError("operations are Create, Update, Delete or Increment")
 
