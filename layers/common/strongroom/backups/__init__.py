@@ -16,18 +16,22 @@ from strongroom.backups.records import (
     validate_backup_id,
     validate_resource,
 )
+from strongroom.backups.schedule import BackupSchedules, ScheduleEntry, next_run_after
 
 __all__ = [
     "BACKUP_KIND",
     "MANIFEST_FILE",
     "SCHEMA_VERSION",
+    "BackupSchedules",
     "BackupStatus",
     "FileEntry",
     "Manifest",
+    "ScheduleEntry",
     "backup_index",
     "backup_listing",
     "backup_prefix",
     "new_backup_id",
+    "next_run_after",
     "object_key",
     "validate_backup_id",
     "validate_resource",
