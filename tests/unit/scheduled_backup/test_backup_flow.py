@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 
 from backup_jobs.okta import OKTA_RESOURCES
 
@@ -51,3 +52,6 @@ def test_a_backup_stores_every_resource_without_secrets(world: BackupWorld) -> N
     }
     counters = world.okta.snapshot()
     assert counters["rate_limited"] == 0
+    events = world.services.audit.list_events(org, now=datetime.now(UTC)).events
+    backup_events = [(e.action, e.details.get("backup_id")) for e in events if "backup" in e.action]
+    assert backup_events == [("backup.complete", backup_id), ("backup.start", backup_id)]

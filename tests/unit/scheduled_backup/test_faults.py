@@ -167,3 +167,21 @@ def test_a_sharp_drop_in_items_marks_the_backup_suspect(
     assert second["suspect"] is True
     assert "users" in second["suspect_resources"]
     assert ("SuspectBackups", 1) in world.metrics.emitted
+
+
+def test_a_job_that_crashes_every_time_goes_to_the_dead_letter_queue(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backup_jobs import worker
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the worker died")
+
+    org = world.new_org()
+    connection = world.connect(org)
+    _, body = world.start(org, connection)
+    monkeypatch.setattr(worker, "run_job", crash)
+    assert world.drain() == 3  # the queue's maxReceiveCount; the next receive moves it
+    assert world.dead_letters() == 1
+    assert all(len(i["batchItemFailures"]) == 1 for i in world.invocations)
+    assert world.record(org, body["backup_id"])["status"] == "running"  # never marked complete
