@@ -45,7 +45,14 @@ def _load_resolver(spec: FunctionSpec) -> Any:
 def build_openapi() -> dict[str, Any]:
     template = load_template()
     merge = OpenAPIMerge(title=TITLE, version=VERSION, on_conflict="error")
+    loaded: set[tuple[Path, str]] = set()
     for spec in functions(template).values():
+        # Functions that share a code folder and module (a dispatcher and its worker) share
+        # one resolver: merge it once.
+        module = (spec.code_dir, spec.handler.rpartition(".")[0])
+        if module in loaded:
+            continue
+        loaded.add(module)
         resolver = _load_resolver(spec)
         merge.add_schema(resolver.get_openapi_schema(title=TITLE, version=VERSION))
     document: dict[str, Any] = json.loads(merge.get_openapi_json_schema())

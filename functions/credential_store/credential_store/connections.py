@@ -160,6 +160,9 @@ def create_connection(
         "updated_at": stamp,
         "version": 1,
     }
+    # The schedule entry first: a connection must never exist without one (an entry without
+    # its connection is harmless, and dropped by the dispatcher when it comes due).
+    services.schedules.register(org_id, connection_id, attributes["schedule"], anchor=now, now=now)
     try:
         services.table.transact(
             org_id,
@@ -170,6 +173,7 @@ def create_connection(
             now=now,
         )
     except LimitReached:
+        services.schedules.remove(org_id, connection_id, now=now)
         raise RateLimited(
             f"The org's plan allows at most {plan.max_connections} connections."
         ) from None
@@ -308,6 +312,7 @@ def delete_connection(
         raise NotFound() from None
     except (ConditionFailed, LimitReached):
         raise Conflict("The connection changed meanwhile; read it again and retry.") from None
+    services.schedules.remove(org_id, connection_id, now=now)
     if revocation != "not_applicable":
         services.audit.append(
             org_id,

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import boto3
 
 from strongroom.audit.log import AuditLog
+from strongroom.backups import BackupSchedules
 from strongroom.crypto import Keyrings
 from strongroom.oauth import TokenService, token_client
 from strongroom.outbound import Resolver, system_resolver
 from strongroom.settings import Settings, get_settings
-from strongroom.tenancy import TenantTable
+from strongroom.tenancy import PlatformTable, TenantTable
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class Services:
     audit: AuditLog
     # Token requests and revocations at providers (revocation on delete).
     tokens: TokenService
+    # The platform index of scheduled backups: an entry per connection.
+    schedules: BackupSchedules
     # How connection endpoint URLs are resolved when checked at creation (tests inject one).
     resolver: Resolver = system_resolver
 
@@ -42,7 +45,17 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
         audit=audit,
         dev_hosts=settings.dev_allow_hosts,
     )
-    return Services(settings=settings, table=table, keyrings=keyrings, audit=audit, tokens=tokens)
+    schedules = BackupSchedules(
+        platform=PlatformTable(dynamodb=dynamodb, table_name=settings.table_name)
+    )
+    return Services(
+        settings=settings,
+        table=table,
+        keyrings=keyrings,
+        audit=audit,
+        tokens=tokens,
+        schedules=schedules,
+    )
 
 
 @functools.cache

@@ -49,6 +49,7 @@ class AuditAction(enum.StrEnum):
     OAUTH_CONNECT = "oauth.connect"
     BACKUP_START = "backup.start"
     BACKUP_COMPLETE = "backup.complete"
+    BACKUP_FAIL = "backup.fail"
     DOWNLOAD_URL_ISSUE = "download_url.issue"
     WEBHOOK_EFFECT = "webhook.effect"
     BILLING_CHECKOUT = "billing.checkout"

@@ -192,6 +192,10 @@ class Keyrings:
         """The keyring that seals and opens `org_id`'s fields."""
         return OrgKeyring(self, org_id)
 
+    def kms_key_arn(self, org_id: str) -> str:
+        """The ARN of the org's KMS key (for SSE-KMS of its backups); KeyringNotFound if none."""
+        return self._read_keyring(validate_org_id(org_id)).kms_key_arn
+
     # ---- KMS key ------------------------------------------------------------------------------
 
     def create_org_key(self, org_id: str) -> str:

@@ -13,7 +13,7 @@ from strongroom.oauth.connection import (
     read_connection,
     sealed_attribute,
 )
-from strongroom.oauth.endpoints import ProviderEndpoints, provider_endpoints
+from strongroom.oauth.endpoints import ProviderEndpoints, api_base_url, provider_endpoints
 from strongroom.oauth.exceptions import (
     ConnectionUnusable,
     InvalidClientKey,
@@ -45,6 +45,7 @@ __all__ = [
     "TokenGrant",
     "TokenService",
     "TokenUnavailable",
+    "api_base_url",
     "client_assertion",
     "provider_endpoints",
     "read_connection",

@@ -65,6 +65,14 @@ def provider_endpoints(
     raise ConnectionUnusable("the connection names no token endpoint")
 
 
+def api_base_url(connection: ConnectionRecord, dev_hosts: Collection[tuple[str, int]] = ()) -> str:
+    """The origin of the provider's management API for okta and auth0 connections
+    (`https://<domain>`, or `http://127.0.0.1:PORT` for a dev allow-list entry)."""
+    if connection.provider not in ("okta", "auth0"):
+        raise ConnectionUnusable("the connection's provider has no domain-based API")
+    return _base(connection.domain, dev_hosts)
+
+
 def _base(domain: str | None, dev_hosts: Collection[tuple[str, int]]) -> str:
     if not domain:
         raise ConnectionUnusable("the connection has no domain")

@@ -6,20 +6,23 @@
 
 Keys are pk = "<KIND>#<id>", sk = "<KIND>". Kinds are upper case, so no platform pk ever starts
 with `org_` and IAM can tell the two apart with `dynamodb:LeadingKeys` (for example
-`OAUTH_STATE#*`). Ids are stored as given: for a bearer value (OAuth state, a nonce) pass a
-digest of it, never the value itself.
+`OAUTH_STATE#*`). A platform item may also appear in a platform gsi1 partition, whose name
+starts with an upper-case kind too (`BACKUP_DUE#3`), never with `org_`: a cross-org index that
+is read with a Query, never a Scan. Ids are stored as given: for a bearer value (OAuth state,
+a nonce) pass a digest of it, never the value itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from strongroom.tenancy.exceptions import ItemNotFound
-from strongroom.tenancy.items import Item, epoch_seconds, expiry_of, item_from_raw
-from strongroom.tenancy.keys import platform_key
-from strongroom.tenancy.store import Store, Write, prepare_delete, prepare_put
+from strongroom.tenancy.exceptions import InvalidKey, ItemNotFound
+from strongroom.tenancy.items import IndexKey, Item, epoch_seconds, expiry_of, item_from_raw
+from strongroom.tenancy.keys import platform_key, validate_index_value, validate_kind
+from strongroom.tenancy.store import Expression, Store, Write, prepare_delete, prepare_put
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -59,9 +62,58 @@ class PlatformTable:
         attributes: Mapping[str, Any],
         now: datetime,
         ttl: timedelta | None = None,
+        index: IndexKey | None = None,
+        expect: Mapping[str, Any] | None = None,
     ) -> Item:
-        """Create or wholly replace the item, unconditionally."""
-        return self._put(kind, item_id, attributes, now=now, ttl=ttl, only_if_absent=False)
+        """Create or wholly replace the item; with `index`, list it in that platform partition.
+
+        With `expect`, only a live item holding those values is replaced (ItemNotFound or
+        ConditionFailed otherwise): a compare-and-swap for items whose index entry moves.
+        """
+        return self._put(
+            kind,
+            item_id,
+            attributes,
+            now=now,
+            ttl=ttl,
+            only_if_absent=False,
+            index=index,
+            expect=expect,
+        )
+
+    def query_index(
+        self,
+        partition: str,
+        *,
+        now: datetime,
+        sort_at_most: str,
+        limit: int = 100,
+        start: Mapping[str, str] | None = None,
+    ) -> tuple[tuple[Item, ...], dict[str, str] | None]:
+        """Live items of a platform gsi1 partition whose sort value is <= `sort_at_most`,
+        in sort order, and the key to continue from (None: nothing more).
+
+        gsi1 is eventually consistent: callers re-read an item before acting on it.
+        """
+        partition = _platform_partition(partition)
+        expression = Expression()
+        key_condition = (
+            f"{expression.name('gsi1pk')} = {expression.value(partition)}"
+            f" AND {expression.name('gsi1sk')} <= "
+            f"{expression.value(validate_index_value(sort_at_most))}"
+        )
+        raws, last = self._store.query(
+            key_condition=key_condition,
+            expression=expression,
+            now_epoch=epoch_seconds(now),
+            limit=limit,
+            start_key={name: {"S": value} for name, value in start.items()} if start else None,
+            newest_first=False,
+            index_name="gsi1",
+        )
+        items = tuple(item_from_raw(raw, sort_key=raw["pk"]["S"]) for raw in raws)
+        cursor = {name: value["S"] for name, value in last.items()} if last else None
+        return items, cursor
 
     def consume(self, kind: str, item_id: str, *, now: datetime) -> Item:
         """Delete the live item and return it, once: a second consume gets ItemNotFound."""
@@ -83,18 +135,32 @@ class PlatformTable:
         now: datetime,
         ttl: timedelta | None,
         only_if_absent: bool,
+        index: IndexKey | None = None,
+        expect: Mapping[str, Any] | None = None,
     ) -> Item:
         pk, sk = platform_key(kind, item_id)
+        now_epoch = epoch_seconds(now)
         write = prepare_put(
             self._store.table,
             {"pk": pk, "sk": sk},
             attributes,
-            now_epoch=epoch_seconds(now),
+            now_epoch=now_epoch,
             expires_at=expiry_of(now, ttl) if ttl is not None else None,
-            index=None,
+            index=(
+                (_platform_partition(index.partition), validate_index_value(index.sort))
+                if index is not None
+                else None
+            ),
             only_if_absent=only_if_absent,
         )
-        self._store.write(write, now_epoch=epoch_seconds(now))
+        if expect is not None:
+            expression = Expression()
+            condition = [expression.exists_live(now_epoch), *expression.expected(expect)]
+            params = dict(write.params)
+            params["ConditionExpression"] = " AND ".join(condition)
+            params.update(expression.params())
+            write = replace(write, params=params, failure="absent_or_mismatch")
+        self._store.write(write, now_epoch=now_epoch)
         return item_from_raw(write.params["Item"], sort_key=pk)
 
     def _delete(self, kind: str, item_id: str, *, now: datetime, must_exist: bool) -> Write:
@@ -105,3 +171,12 @@ class PlatformTable:
             expect={} if must_exist else None,
             now_epoch=epoch_seconds(now),
         )
+
+
+def _platform_partition(partition: str) -> str:
+    """A platform gsi1 partition: `<KIND>#<name>`, so it can never read as an org's partition."""
+    kind, separator, name = validate_index_value(partition).partition("#")
+    if not separator or not name:
+        raise InvalidKey("platform index partitions are <KIND>#<name>")
+    validate_kind(kind, tenant=False)
+    return partition

@@ -1,0 +1,27 @@
+"""What the backup function takes and answers: the queue's job and the API's reply."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OrgIdField = Annotated[str, Field(pattern=r"^org_[a-z2-7]{26}$")]
+ConnectionIdField = Annotated[str, Field(pattern=r"^conn_[a-z2-7]{26}$")]
+BackupIdField = Annotated[str, Field(pattern=r"^bkp_[a-z2-7]{26}$")]
+
+
+class BackupJob(BaseModel):
+    """One SQS message: run (or continue) this backup. Where to continue is on its record."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    org_id: OrgIdField
+    connection_id: ConnectionIdField
+    backup_id: BackupIdField
+
+
+class BackupStarted(BaseModel):
+    """202 of POST .../backups: the backup that runs now (a new one, or the one running)."""
+
+    backup_id: str

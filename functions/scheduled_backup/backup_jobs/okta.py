@@ -1,0 +1,381 @@
+"""Reading an Okta org through its Management API: what to read, in which order, page by page.
+
+Every request goes through the outbound client (SSRF guard, timeouts, bounded jittered retries
+on 429 and 5xx that honour Retry-After and X-Rate-Limit-Reset). On top of it, `RateGate`
+remembers what Okta said about each rate-limit bucket (`X-Rate-Limit-Remaining`, `-Reset`) and
+waits for the reset before spending a request that bucket no longer has, so a backup alone never
+draws a 429. `next` links are followed exactly as given, and only within the org's own origin:
+the API token is never sent anywhere else.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlencode, urlsplit
+
+from backup_jobs.exceptions import (
+    ProviderRefused,
+    ProviderResponseInvalid,
+    ProviderUnauthorized,
+    ProviderUnavailable,
+)
+from strongroom.outbound import OutboundClient, ResponseHeaders
+from strongroom.outbound.exceptions import MalformedResponse, OutboundError, ResponseTooLarge
+
+# Okta's PolicyType values: `GET /api/v1/policies` needs one.
+POLICY_TYPES: Final = (
+    "OKTA_SIGN_ON",
+    "PASSWORD",
+    "MFA_ENROLL",
+    "ACCESS_POLICY",
+    "PROFILE_ENROLLMENT",
+    "IDP_DISCOVERY",
+    "ENTITY_RISK",
+    "POST_AUTH_SESSION",
+    "DEVICE_SIGNAL_COLLECTION",
+    "SESSION_VIOLATION_DETECTION",
+    "CLIENT_UPDATE",
+    "IDENTITY_CLAIM_SOURCING",
+)
+
+# Fields that carry secrets, as dotted paths inside each item of a resource. Okta returns most
+# of them only to write-capable tokens, but a backup must never hold one either way.
+SECRET_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
+    "apps": ("credentials.oauthClient.client_secret", "credentials.password.value"),
+    "app_users": ("credentials.password.value",),
+    "identity_providers": (
+        "protocol.credentials.client.client_secret",
+        "protocol.credentials.signing.privateKey",
+    ),
+    "authenticators": (
+        "provider.configuration.secretKey",
+        "provider.configuration.sharedSecret",
+    ),
+}
+
+Parameters = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Parents:
+    """Where the path parameters of a per-parent resource come from: each element of an
+    already written resource's file (`source`), turned into parameters by `parameters`."""
+
+    source: str
+    parameters: Callable[[Any], Parameters]
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """One resource type of the backup: one file, `resource.json`."""
+
+    name: str
+    path: str  # `{name}` placeholders are filled from each parent's parameters
+    page_size: int | None = None  # the endpoint's maximum `limit`, asked for on the first page
+    parents: Parents | None = None
+    fixed_parents: tuple[Parameters, ...] = ()
+    envelope: str | None = None  # iam endpoints wrap their items in an object
+    single: bool = False  # one object (the user schema), not a list
+
+
+def _item_id(key: str) -> Callable[[Any], Parameters]:
+    return lambda element: {key: str(element["id"])}
+
+
+def _child_id(parent_key: str, key: str) -> Callable[[Any], Parameters]:
+    def parameters(element: Any) -> Parameters:
+        return {parent_key: str(element["parent"][parent_key]), key: str(element["item"]["id"])}
+
+    return parameters
+
+
+# Parents come before their children. Page sizes are Okta's documented maxima but one.
+OKTA_RESOURCES: Final[tuple[ResourceSpec, ...]] = (
+    ResourceSpec("users", "/api/v1/users", 200),
+    ResourceSpec("groups", "/api/v1/groups", 10_000),
+    ResourceSpec(
+        "group_members",
+        "/api/v1/groups/{groupId}/users",
+        1_000,  # Okta allows 10,000; a page of 10,000 users parsed is ~100 MB of memory
+        Parents("groups", _item_id("groupId")),
+    ),
+    ResourceSpec("group_rules", "/api/v1/groups/rules", 200),
+    ResourceSpec(
+        "group_roles",
+        "/api/v1/groups/{groupId}/roles",
+        None,
+        Parents("groups", _item_id("groupId")),
+    ),
+    ResourceSpec("apps", "/api/v1/apps", 200),
+    ResourceSpec(
+        "app_users", "/api/v1/apps/{appId}/users", 500, Parents("apps", _item_id("appId"))
+    ),
+    ResourceSpec(
+        "app_groups", "/api/v1/apps/{appId}/groups", 200, Parents("apps", _item_id("appId"))
+    ),
+    ResourceSpec(
+        "policies",
+        "/api/v1/policies",
+        None,
+        fixed_parents=tuple({"type": policy_type} for policy_type in POLICY_TYPES),
+    ),
+    ResourceSpec(
+        "policy_rules",
+        "/api/v1/policies/{policyId}/rules",
+        None,
+        Parents("policies", lambda element: {"policyId": str(element["item"]["id"])}),
+    ),
+    ResourceSpec("authorization_servers", "/api/v1/authorizationServers", 200),
+    ResourceSpec(
+        "authorization_server_scopes",
+        "/api/v1/authorizationServers/{authServerId}/scopes",
+        200,
+        Parents("authorization_servers", _item_id("authServerId")),
+    ),
+    ResourceSpec(
+        "authorization_server_claims",
+        "/api/v1/authorizationServers/{authServerId}/claims",
+        None,
+        Parents("authorization_servers", _item_id("authServerId")),
+    ),
+    ResourceSpec(
+        "authorization_server_policies",
+        "/api/v1/authorizationServers/{authServerId}/policies",
+        None,
+        Parents("authorization_servers", _item_id("authServerId")),
+    ),
+    ResourceSpec(
+        "authorization_server_policy_rules",
+        "/api/v1/authorizationServers/{authServerId}/policies/{policyId}/rules",
+        None,
+        Parents("authorization_server_policies", _child_id("authServerId", "policyId")),
+    ),
+    ResourceSpec(
+        "authorization_server_clients",
+        "/api/v1/authorizationServers/{authServerId}/clients",
+        None,
+        Parents("authorization_servers", _item_id("authServerId")),
+    ),
+    ResourceSpec("network_zones", "/api/v1/zones"),
+    ResourceSpec("trusted_origins", "/api/v1/trustedOrigins", 200),
+    ResourceSpec("identity_providers", "/api/v1/idps", 200),
+    ResourceSpec("authenticators", "/api/v1/authenticators"),
+    ResourceSpec("behaviors", "/api/v1/behaviors"),
+    ResourceSpec("user_schema", "/api/v1/meta/schemas/user/default", single=True),
+    ResourceSpec("custom_roles", "/api/v1/iam/roles", 20, envelope="roles"),
+    ResourceSpec("role_assignees", "/api/v1/iam/assignees/users", 100, envelope="value"),
+    # Only users with an admin role have roles: the assignees listing names them, so this costs
+    # one request per admin rather than one per user.
+    ResourceSpec(
+        "user_roles",
+        "/api/v1/users/{userId}/roles",
+        None,
+        Parents("role_assignees", _item_id("userId")),
+    ),
+)
+
+
+def first_url(base_url: str, spec: ResourceSpec, parameters: Parameters) -> str:
+    """The first page of one listing of `spec` (the rest come from `next` links)."""
+    path_parameters = {k: v for k, v in parameters.items() if "{" + k + "}" in spec.path}
+    path = spec.path.format(**{k: _segment(v) for k, v in path_parameters.items()})
+    query = {k: v for k, v in parameters.items() if k not in path_parameters}
+    if spec.page_size is not None:
+        query["limit"] = str(spec.page_size)
+    return base_url + path + ("?" + urlencode(query) if query else "")
+
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _segment(value: str) -> str:
+    # Ids come from the provider's own responses; anything but an id-like token could move
+    # the request to another path.
+    if not _SEGMENT.fullmatch(value):
+        raise ProviderResponseInvalid("an id in a response is not id-like")
+    return value
+
+
+def without_secrets(resource: str, item: Any) -> tuple[Any, list[str]]:
+    """`item` minus the secret fields of `resource` (in place), and the paths it held."""
+    removed = []
+    for path in SECRET_FIELDS.get(resource, ()):
+        *parents, leaf = path.split(".")
+        node: Any = item
+        for name in parents:
+            node = node.get(name) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            del node[leaf]
+            removed.append(path)
+    return item, removed
+
+
+# ---- rate limits --------------------------------------------------------------------------------
+
+
+def okta_bucket(path: str) -> str:
+    """The rate-limit bucket Okta counts a request path against (its documented families)."""
+    segments = path.strip("/").split("/")[2:] if path.startswith("/api/v1/") else []
+    if not segments:
+        return "/api/v1"
+    top, depth = segments[0], len(segments)
+    if top == "users":
+        return "/api/v1/users" if depth == 1 else "/api/v1/users/{id}" if depth == 2 else "/api/v1"
+    if top == "groups":
+        if depth == 2 and segments[1] != "rules":
+            return "/api/v1/groups/{id}"
+        return "/api/v1/groups"
+    if top == "apps":
+        return "/api/v1/apps/{id}" if depth == 2 else "/api/v1/apps"
+    return "/api/v1"
+
+
+@dataclass
+class _BucketState:
+    remaining: int
+    reset: float  # epoch seconds
+
+
+@dataclass
+class RateGate:
+    """What each bucket's last answer said; how long to wait before its next request.
+
+    A bucket with nothing left waits for its reset plus a small jitter (so that workers sharing
+    an org do not all arrive at the same instant). A reset already past means a fresh window.
+    """
+
+    clock: Callable[[], float] = time.time
+    random: Callable[[], float] = random.random
+    max_jitter: float = 0.25
+    buckets: dict[str, _BucketState] = field(default_factory=dict)
+    waited: float = 0.0
+
+    def wait_before(self, bucket: str) -> float:
+        state = self.buckets.get(bucket)
+        if state is None or state.remaining > 0:
+            return 0.0
+        wait = state.reset - self.clock()
+        if wait <= 0:
+            return 0.0
+        return wait + self.max_jitter * self.random()
+
+    def observe(self, bucket: str, headers: ResponseHeaders) -> None:
+        try:
+            remaining = int(headers["x-rate-limit-remaining"].strip())
+            reset = float(headers["x-rate-limit-reset"].strip())
+        except (KeyError, ValueError):
+            return
+        self.buckets[bucket] = _BucketState(remaining, reset)
+
+    def spent(self, bucket: str) -> None:
+        """After a wait: the bucket's window has turned (until its next answer says more)."""
+        self.buckets.pop(bucket, None)
+
+
+# ---- pages --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    next_url: str | None
+
+
+_NEXT = re.compile(r'<([^>]*)>\s*;\s*(?:[^,]*;\s*)?rel="?next"?', re.IGNORECASE)
+
+
+def next_link(headers: ResponseHeaders) -> str | None:
+    for value in headers.get_all("link"):
+        match = _NEXT.search(value)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ProviderResponseInvalid("a link has an invalid port") from None
+    return parts.scheme, (parts.hostname or ""), port
+
+
+class OktaReader:
+    """Pages of an Okta org's listings, within its origin, under its rate limits."""
+
+    def __init__(
+        self,
+        *,
+        outbound: OutboundClient,
+        base_url: str,
+        authorization: Callable[[], str],
+        gate: RateGate,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._origin = _origin(self.base_url)
+        self._outbound = outbound
+        self._authorization = authorization
+        self._gate = gate
+        self._sleep = sleep
+        self.requests = 0
+
+    def page(self, url: str, spec: ResourceSpec) -> Page:
+        """One page of a listing (or the one object of a `single` resource)."""
+        if _origin(url) != self._origin:
+            raise ProviderResponseInvalid("a next link leaves the org's origin")
+        bucket = okta_bucket(urlsplit(url).path)
+        wait = self._gate.wait_before(bucket)
+        if wait > 0:
+            self._gate.waited += wait
+            self._sleep(wait)
+            self._gate.spent(bucket)
+        self.requests += 1
+        try:
+            response = self._outbound.get(
+                url, headers={"Authorization": self._authorization(), "Accept": "application/json"}
+            )
+        except (MalformedResponse, ResponseTooLarge):
+            raise ProviderResponseInvalid("the provider's response is unusable") from None
+        except OutboundError:
+            raise ProviderUnavailable("the provider did not answer usably") from None
+        self._gate.observe(bucket, response.headers)
+        if response.status in (401, 403):
+            raise ProviderUnauthorized("the provider refused the credential")
+        if response.status != 200:
+            raise ProviderRefused("the provider refused a request")
+        try:
+            body = response.json()
+        except MalformedResponse:
+            raise ProviderResponseInvalid("the provider's response is not JSON") from None
+        return Page(_items(body, spec), None if spec.single else next_link(response.headers))
+
+
+def _items(body: Any, spec: ResourceSpec) -> list[Any]:
+    if spec.single:
+        if not isinstance(body, dict):
+            raise ProviderResponseInvalid("expected an object")
+        return [body]
+    if spec.envelope is not None:
+        body = body.get(spec.envelope) if isinstance(body, dict) else None
+    if not isinstance(body, list):
+        raise ProviderResponseInvalid("expected a list")
+    return body
+
+
+def parent_parameters(spec: ResourceSpec, elements: Iterable[Any] | None) -> Sequence[Parameters]:
+    """Each listing's parameters: fixed, one per parent element, or a single unparameterised one."""
+    if spec.fixed_parents:
+        return spec.fixed_parents
+    if spec.parents is None:
+        return ({},)
+    try:
+        return [spec.parents.parameters(element) for element in elements or ()]
+    except (KeyError, TypeError):
+        raise ProviderResponseInvalid("a parent item has no id") from None

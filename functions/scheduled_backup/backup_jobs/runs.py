@@ -1,0 +1,296 @@
+"""Starting backups: by hand (POST .../backups) or when a connection's schedule comes due.
+
+One running backup per connection: a `BACKUP_RUN#<connection_id>` item names it, created in the
+same transaction as the backup's record, so two starts can never both create one. While it
+exists, a start answers with the running backup's id (idempotent). The worker deletes it when
+the backup completes or fails; its TTL frees the connection if a worker died without doing so.
+
+The dispatcher reads the platform index of due schedules (strongroom.backups.schedule), moves
+each due entry to its next run (no sooner than the plan's minimum interval after the run it
+starts) with a compare-and-swap, and only the dispatcher that moved it starts the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from backup_jobs.models import BackupJob
+from backup_jobs.services import Services
+from strongroom.api import Caller
+from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.backups import (
+    BACKUP_KIND,
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    BackupStatus,
+    ScheduleEntry,
+    backup_index,
+    backup_prefix,
+    new_backup_id,
+    next_run_after,
+)
+from strongroom.errors import Conflict, NotFound
+from strongroom.oauth import CONNECTION_KIND
+from strongroom.plans import Plan, plan_named, use_on_demand_backup
+from strongroom.redaction import get_logger
+from strongroom.roles import Role, require_role
+from strongroom.schedules import InvalidScheduleExpression, parse_schedule_expression
+from strongroom.tenancy import (
+    ConditionFailed,
+    Create,
+    ItemExists,
+    ItemNotFound,
+    TenancyError,
+)
+
+RUN_KIND: Final = "BACKUP_RUN"
+# Longer than a backup may take through every retry of the queue (3 receives of 15 minutes and
+# the continuations between them), short enough that a dead run does not block a day's backup.
+RUN_TTL: Final = timedelta(hours=6)
+SCHEDULER: Final = "system:scheduler"
+_ONE_SECOND = timedelta(seconds=1)
+
+logger = get_logger(service="scheduled_backup")
+
+
+@dataclass(frozen=True)
+class Started:
+    backup_id: str
+    new: bool  # False: the connection's running backup
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def running_backup(
+    services: Services, org_id: str, connection_id: str, *, now: datetime
+) -> str | None:
+    """The id of the connection's running backup, if one runs."""
+    try:
+        item = services.table.get(org_id, RUN_KIND, connection_id, now=now)
+    except ItemNotFound:
+        return None
+    return str(item.attributes["backup_id"])
+
+
+def start_on_demand(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    connection_id: str,
+    *,
+    now: datetime,
+    request_id: str,
+) -> Started:
+    """Start a backup now (admin); the running one's id if one runs; RateLimited past the
+    plan's on-demand backups of the day (a start that finds one running is not counted)."""
+    require_role(services.table, caller, org_id, Role.ADMIN, now=now)
+    _connection(services, org_id, connection_id, now=now)
+    running = running_backup(services, org_id, connection_id, now=now)
+    if running is not None:
+        return Started(running, new=False)
+    use_on_demand_backup(services.table, org_id, plan=_plan(services, org_id, now=now), now=now)
+    started = start_backup(
+        services,
+        org_id,
+        connection_id,
+        trigger="on_demand",
+        requested_by=caller.sub,
+        now=now,
+        request_id=request_id,
+    )
+    if not started.new:
+        # Another request started one between our check and our start: this one is not a use.
+        with contextlib.suppress(TenancyError):
+            services.table.increment(
+                org_id,
+                "USAGE",
+                f"on_demand_backups:{now.astimezone(UTC).date().isoformat()}",
+                attribute="count",
+                by=-1,
+                now=now,
+            )
+    return started
+
+
+def start_backup(
+    services: Services,
+    org_id: str,
+    connection_id: str,
+    *,
+    trigger: str,
+    requested_by: str,
+    now: datetime,
+    request_id: str,
+) -> Started:
+    """Create the backup's record (running) and queue its job, unless one already runs."""
+    connection = _connection(services, org_id, connection_id, now=now)
+    backup_id = new_backup_id()
+    prefix = backup_prefix(org_id, connection_id, now, backup_id)
+    attributes: dict[str, Any] = {
+        "connection_id": connection_id,
+        "provider": str(connection["provider"]),
+        "trigger": trigger,
+        "requested_by": requested_by,
+        "status": BackupStatus.RUNNING.value,
+        "suspect": False,
+        "started_at": _iso(now),
+        "prefix": prefix,
+        "manifest_key": prefix + MANIFEST_FILE,
+        "files": {},
+        "removed_fields": {},
+        "schema_version": SCHEMA_VERSION,
+        "seq": 0,
+    }
+    try:
+        services.table.transact(
+            org_id,
+            [
+                Create(RUN_KIND, connection_id, attributes={"backup_id": backup_id}, ttl=RUN_TTL),
+                Create(
+                    BACKUP_KIND,
+                    backup_id,
+                    attributes=attributes,
+                    index=backup_index(connection_id, now, backup_id),
+                ),
+            ],
+            now=now,
+        )
+    except ItemExists:
+        running = running_backup(services, org_id, connection_id, now=now)
+        if running is None:
+            raise Conflict("A backup of this connection just ended; try again.") from None
+        return Started(running, new=False)
+    services.audit.append(
+        org_id,
+        AuditEntry(
+            actor=requested_by,
+            action=AuditAction.BACKUP_START.value,
+            request_id=request_id,
+            outcome="success",
+            target_kind="connection",
+            target_id=connection_id,
+            details={"backup_id": backup_id, "trigger": trigger},
+        ),
+        now=now,
+    )
+    enqueue(services, BackupJob(org_id=org_id, connection_id=connection_id, backup_id=backup_id))
+    return Started(backup_id, new=True)
+
+
+def enqueue(services: Services, job: BackupJob) -> None:
+    """Send the job to the backup queue (StorageFailed-like errors propagate as ClientError)."""
+    services.sqs.send_message(
+        QueueUrl=services.settings.backup_queue_url,
+        MessageBody=json.dumps(job.model_dump(), separators=(",", ":")),
+    )
+
+
+# ---- the dispatcher -------------------------------------------------------------------------
+
+
+@dataclass
+class DispatchReport:
+    started: int = 0
+    already_running: int = 0
+    dropped: int = 0
+    lost_race: int = 0
+    failed: int = 0
+
+
+def dispatch_due(services: Services, *, now: datetime, request_id: str) -> DispatchReport:
+    """Start a backup for every connection whose schedule is due (see the module docstring)."""
+    report = DispatchReport()
+    for entry in services.schedules.due(now=now):
+        try:
+            _dispatch_one(services, entry, now=now, request_id=request_id, report=report)
+        except (TenancyError, ClientError, BotoCoreError) as exc:
+            # One connection's trouble never holds up the others; it is due again next time.
+            report.failed += 1
+            logger.warning(
+                "scheduled backup not started",
+                extra={
+                    "org_id": entry.org_id,
+                    "connection_id": entry.connection_id,
+                    "error": type(exc).__name__,
+                },
+            )
+    return report
+
+
+def _dispatch_one(
+    services: Services,
+    entry: ScheduleEntry,
+    *,
+    now: datetime,
+    request_id: str,
+    report: DispatchReport,
+) -> None:
+    try:
+        connection = _connection(services, entry.org_id, entry.connection_id, now=now)
+    except NotFound:
+        services.schedules.remove(entry.org_id, entry.connection_id, now=now)
+        report.dropped += 1
+        return
+    plan = _plan(services, entry.org_id, now=now)
+    try:
+        expression = parse_schedule_expression(str(connection["schedule"]))
+    except InvalidScheduleExpression:
+        services.schedules.remove(entry.org_id, entry.connection_id, now=now)
+        report.dropped += 1
+        return
+    next_run = next_run_after(
+        expression, anchor=entry.anchor, after=_not_before(entry, plan, now) - _ONE_SECOND
+    )
+    try:
+        services.schedules.advance(entry, next_run=next_run, now=now)
+    except (ConditionFailed, ItemNotFound):
+        report.lost_race += 1
+        return
+    started = start_backup(
+        services,
+        entry.org_id,
+        entry.connection_id,
+        trigger="schedule",
+        requested_by=SCHEDULER,
+        now=now,
+        request_id=request_id,
+    )
+    if started.new:
+        report.started += 1
+    else:
+        report.already_running += 1
+
+
+def _not_before(entry: ScheduleEntry, plan: Plan, now: datetime) -> datetime:
+    """The earliest next run: after now, and the plan's minimum interval after the run now
+    due (measured from when it was due, so a late dispatcher does not push the schedule)."""
+    return max(now + _ONE_SECOND, entry.next_run + plan.min_schedule_interval)
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def _connection(
+    services: Services, org_id: str, connection_id: str, *, now: datetime
+) -> dict[str, Any]:
+    try:
+        item = services.table.get(org_id, CONNECTION_KIND, connection_id, now=now)
+    except ItemNotFound:
+        raise NotFound() from None
+    return dict(item.attributes)
+
+
+def _plan(services: Services, org_id: str, *, now: datetime) -> Plan:
+    try:
+        org = services.table.get(org_id, "ORG", now=now)
+    except ItemNotFound:
+        raise NotFound() from None
+    return plan_named(org.attributes.get("plan"))

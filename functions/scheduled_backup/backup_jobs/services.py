@@ -1,0 +1,96 @@
+"""The function's clients and stores, made once per cold start and reused while warm."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools import Metrics
+
+from strongroom.audit.log import AuditLog
+from strongroom.backups import BackupSchedules
+from strongroom.crypto import Keyrings
+from strongroom.oauth import TokenService, token_client
+from strongroom.outbound import OutboundClient, RetryPolicy
+from strongroom.settings import Settings, get_settings
+from strongroom.tenancy import PlatformTable, TenantTable
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_sqs.client import SQSClient
+
+# A page of 200 Okta users is well under 1 MiB; anything near this cap is not a page.
+MAX_PAGE_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    table: TenantTable
+    schedules: BackupSchedules
+    keyrings: Keyrings
+    audit: AuditLog
+    tokens: TokenService
+    # Provider API requests (the token service has its own, with short timeouts).
+    provider: OutboundClient
+    s3: S3Client
+    sqs: SQSClient
+    metrics: Any  # aws_lambda_powertools.Metrics, or anything with add_metric
+
+
+def provider_client(settings: Settings, **overrides: Any) -> OutboundClient:
+    """The outbound client for provider APIs: bounded retries with jitter, request timeouts."""
+    options: dict[str, Any] = {
+        "allow_hosts": settings.dev_allow_hosts,
+        "connect_timeout": 5.0,
+        "read_timeout": 30.0,
+        "total_timeout": 90.0,
+        "max_response_bytes": MAX_PAGE_BYTES,
+        "retry": RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=8.0, max_wait=65.0),
+    }
+    options.update(overrides)
+    return OutboundClient(**options)
+
+
+def build_services(
+    settings: Settings,
+    session: boto3.Session | None = None,
+    *,
+    provider: OutboundClient | None = None,
+    metrics: Any = None,
+) -> Services:
+    session = session or boto3.Session()
+    dynamodb = session.client("dynamodb")
+    kms = session.client("kms")
+    s3 = session.client("s3")
+    table = TenantTable(dynamodb=dynamodb, table_name=settings.table_name)
+    keyrings = Keyrings(kms=kms, dynamodb=dynamodb, settings=settings)
+    audit = AuditLog(s3=s3, dynamodb=dynamodb, settings=settings)
+    tokens = TokenService(
+        table=table,
+        keyrings=keyrings,
+        outbound=token_client(settings),
+        audit=audit,
+        dev_hosts=settings.dev_allow_hosts,
+    )
+    return Services(
+        settings=settings,
+        table=table,
+        schedules=BackupSchedules(
+            platform=PlatformTable(dynamodb=dynamodb, table_name=settings.table_name)
+        ),
+        keyrings=keyrings,
+        audit=audit,
+        tokens=tokens,
+        provider=provider or provider_client(settings),
+        s3=s3,
+        sqs=session.client("sqs"),
+        metrics=metrics if metrics is not None else Metrics(service="scheduled_backup"),
+    )
+
+
+@functools.cache
+def services() -> Services:
+    return build_services(get_settings())

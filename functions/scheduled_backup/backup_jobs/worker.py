@@ -1,0 +1,632 @@
+"""The backup worker: one job from the queue, run until the backup is complete, failed, or
+checkpointed to continue in the next invocation.
+
+Each resource type is streamed to its own file, `{"resource": "<name>", "items": [...]}`, as a
+multipart upload: items are serialised as they arrive (secret fields removed) and a part is sent
+whenever the buffer passes `part_size`, always at a page boundary. Memory stays at one part plus
+one page. Items of per-parent resources (group members, app users, policy rules...) are
+`{"parent": {<path parameters>}, "item": {...}}`; parents are read back from their own file.
+
+Checkpoint: when less than `reserve_seconds` are left, the worker records where the last part
+ended (resource, upload id and parts so far, which parent, the next page's URL as the provider
+gave it, items so far) on the backup's record, queues the job again and returns. The next
+invocation continues the same upload from there, re-reading any pages after that part. Part
+boundaries depend only on the content, so an interrupted run writes the same bytes as an
+uninterrupted one. An invocation always makes progress (a part or a file) before it checkpoints.
+
+Every file is read back and checked before the manifest is written, and the manifest before the
+record is marked complete, in one conditional update: a failure anywhere marks the backup failed
+with a fixed reason (`exceptions.reason_of`) and nothing is ever marked complete by halves.
+Transient failures (provider outage, S3/DynamoDB trouble) save the last checkpoint and go back to
+the queue, which retries up to its maxReceiveCount; the last attempt marks the backup failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from backup_jobs import exceptions as errors
+from backup_jobs.models import BackupJob
+from backup_jobs.objects import BackupObjects, PartRecord
+from backup_jobs.okta import (
+    OKTA_RESOURCES,
+    OktaReader,
+    RateGate,
+    ResourceSpec,
+    first_url,
+    parent_parameters,
+    without_secrets,
+)
+from backup_jobs.runs import RUN_KIND, enqueue
+from backup_jobs.services import Services
+from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.backups import (
+    BACKUP_KIND,
+    BackupStatus,
+    FileEntry,
+    Manifest,
+    backup_listing,
+    object_key,
+)
+from strongroom.crypto.exceptions import CryptoError
+from strongroom.oauth import (
+    AccessToken,
+    ConnectionUnusable,
+    OAuthError,
+    api_base_url,
+)
+from strongroom.oauth import NeedsReauthorization as TokenNeedsReauthorization
+from strongroom.redaction import get_logger
+from strongroom.tenancy import ConditionFailed, ItemNotFound, TenancyError
+
+# The queue's RedrivePolicy maxReceiveCount (template.yaml): the last attempt fails the backup.
+MAX_RECEIVES: Final = 3
+ACTOR: Final = "system:scheduled_backup"
+# S3 parts are 5 MiB at least (but the last). Module settings, so that tests can shrink them.
+PART_SIZE = 8 * 1024 * 1024
+RESERVE_SECONDS = 120.0  # one rate-limit window and a part upload to spare
+# A sharp drop: a resource that held at least SUSPECT_BASELINE items now holds under half.
+SUSPECT_BASELINE: Final = 10
+SUSPECT_RATIO: Final = 0.5
+_TOKEN_MARGIN_SECONDS = 120
+
+logger = get_logger(service="scheduled_backup")
+
+
+@dataclass
+class Budget:
+    """How the worker spends its invocation: seconds left, and how much to keep in reserve."""
+
+    time_left: Callable[[], float]
+    reserve_seconds: float = RESERVE_SECONDS
+    part_size: int = PART_SIZE
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass
+class Checkpoint:
+    resource: str
+    upload_id: str
+    parts: list[PartRecord]
+    parent_index: int
+    url: str | None
+    items: int
+    removed: list[str]
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "resource": self.resource,
+            "upload_id": self.upload_id,
+            "parts": [part.document() for part in self.parts],
+            "parent_index": self.parent_index,
+            "url": self.url,
+            "items": self.items,
+            "removed": list(self.removed),
+        }
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> Checkpoint:
+        return cls(
+            resource=str(document["resource"]),
+            upload_id=str(document["upload_id"]),
+            parts=[PartRecord.from_document(p) for p in document.get("parts", [])],
+            parent_index=int(document["parent_index"]),
+            url=document.get("url"),
+            items=int(document["items"]),
+            removed=[str(path) for path in document.get("removed", [])],
+        )
+
+
+@dataclass
+class Outcome:
+    status: str  # complete, failed, checkpointed, skipped
+    reason: str | None = None
+    suspect: bool = False
+
+
+@dataclass
+class _Run:
+    """One invocation's view of a running backup."""
+
+    job: BackupJob
+    record: dict[str, Any]
+    seq: int
+    files: dict[str, dict[str, Any]]
+    checkpoint: Checkpoint | None
+    request_id: str
+    objects: BackupObjects | None = None
+    in_flight: Checkpoint | None = None  # the resource being written, as of its last part
+    progress: bool = False  # a part or a file written in this invocation
+    parents: dict[str, Any] = field(default_factory=dict)
+
+
+def run_job(
+    services: Services,
+    job: BackupJob,
+    *,
+    budget: Budget,
+    receive_count: int,
+    request_id: str,
+) -> Outcome:
+    """Run (or continue) one backup. Raises only for a transient failure that the queue should
+    retry; every other end is recorded on the backup and returned."""
+    now = budget.clock()
+    try:
+        item = services.table.get(job.org_id, BACKUP_KIND, job.backup_id, now=now)
+    except ItemNotFound:
+        return Outcome("skipped")
+    record = dict(item.attributes)
+    if record.get("status") != BackupStatus.RUNNING.value or record.get("connection_id") != (
+        job.connection_id
+    ):
+        return Outcome("skipped")  # a duplicate delivery of a finished job
+    checkpoint = record.get("checkpoint")
+    run = _Run(
+        job=job,
+        record=record,
+        seq=int(record.get("seq", 0)),
+        files={name: dict(entry) for name, entry in dict(record.get("files", {})).items()},
+        checkpoint=Checkpoint.from_document(dict(checkpoint)) if checkpoint else None,
+        request_id=request_id,
+    )
+    try:
+        try:
+            return _run(services, run, budget)
+        except ConditionFailed:
+            raise
+        except (TenancyError, ClientError, BotoCoreError):
+            # DynamoDB, SQS or S3 outside the file writer (which maps its own).
+            raise errors.StorageFailed("AWS failed during the backup") from None
+    except errors.BackupError as error:
+        if isinstance(error, errors.TRANSIENT) and receive_count < MAX_RECEIVES:
+            _save_for_retry(services, run, budget)
+            raise
+        return _fail(services, run, errors.reason_of(error), budget)
+    except ConditionFailed:
+        # Another invocation moved this backup on (a duplicate delivery): it owns it now.
+        return Outcome("skipped")
+
+
+def _run(services: Services, run: _Run, budget: Budget) -> Outcome:
+    job = run.job
+    now = budget.clock()
+    try:
+        connection = services.tokens.connection(job.org_id, job.connection_id, now=now)
+    except ConnectionUnusable:
+        raise errors.ConnectionGone("the connection is gone") from None
+    if connection.provider != "okta":
+        raise errors.UnsupportedProvider("no reader for this provider")
+    try:
+        kms_key_arn = services.keyrings.kms_key_arn(job.org_id)
+    except CryptoError:
+        raise errors.StorageFailed("the org's key could not be read") from None
+    try:
+        base_url = api_base_url(connection, services.settings.dev_allow_hosts)
+    except ConnectionUnusable:
+        raise errors.ProviderRefused("the connection names no usable domain") from None
+    started_at = _parse(str(run.record["started_at"]))
+    retain_until = started_at + timedelta(days=services.settings.backup_retention_days)
+    run.objects = BackupObjects(
+        s3=services.s3,
+        bucket=services.settings.backup_bucket,
+        kms_key_arn=kms_key_arn,
+        retain_until=retain_until,
+    )
+    credential = _Credential(services, job, run.request_id, budget)
+    reader = OktaReader(
+        outbound=services.provider,
+        base_url=base_url,
+        authorization=credential.authorization,
+        gate=RateGate(),
+        sleep=budget.sleep,
+    )
+    credential.authorization()  # fail before writing anything if there is no credential
+    for spec in OKTA_RESOURCES:
+        if spec.name in run.files:
+            continue
+        resume = run.checkpoint if run.checkpoint and run.checkpoint.resource == spec.name else None
+        written = _write_resource(run, spec, reader, resume, budget)
+        if isinstance(written, Checkpoint):
+            _save_checkpoint(services, run, written, budget)
+            return Outcome("checkpointed")
+        run.files[spec.name] = written
+        run.in_flight = None
+        run.progress = True
+    return _finish(services, run, budget)
+
+
+# ---- one file ---------------------------------------------------------------------------------
+
+
+def _write_resource(
+    run: _Run,
+    spec: ResourceSpec,
+    reader: OktaReader,
+    resume: Checkpoint | None,
+    budget: Budget,
+) -> dict[str, Any] | Checkpoint:
+    objects = _objects(run)
+    key = object_key(str(run.record["prefix"]), spec.name)
+    parents = parent_parameters(spec, _parent_elements(run, spec))
+    if resume is not None:
+        state = Checkpoint.from_document(resume.document())
+    else:
+        state = Checkpoint(spec.name, objects.start_upload(key), [], 0, None, 0, [])
+    run.in_flight = Checkpoint.from_document(state.document())
+    removed = set(state.removed)
+    buffer = bytearray()
+    if not state.parts:
+        # A checkpoint always ends at a part boundary; with no part yet, start from the top.
+        state.parent_index, state.url, state.items, removed = 0, None, 0, set()
+        buffer += b'{"resource":' + json.dumps(spec.name).encode() + b',"items":['
+    parented = spec.parents is not None or bool(spec.fixed_parents)
+    while state.parent_index < len(parents):
+        if run.progress and budget.time_left() < budget.reserve_seconds:
+            return run.in_flight
+        parameters = parents[state.parent_index]
+        url = state.url or first_url(reader.base_url, spec, parameters)
+        page = reader.page(url, spec)
+        for item in page.items:
+            clean, paths = without_secrets(spec.name, item)
+            removed.update(paths)
+            element = {"parent": parameters, "item": clean} if parented else clean
+            if state.items:
+                buffer += b","
+            buffer += json.dumps(element, separators=(",", ":"), ensure_ascii=False).encode()
+            state.items += 1
+        if page.next_url is not None and page.next_url == url:
+            raise errors.ProviderResponseInvalid("a next link points at the same page")
+        state.url = page.next_url
+        if state.url is None:
+            state.parent_index += 1
+        if len(buffer) >= budget.part_size:
+            state.parts.append(
+                objects.upload_part(key, state.upload_id, len(state.parts) + 1, bytes(buffer))
+            )
+            buffer.clear()
+            state.removed = sorted(removed)
+            run.in_flight = Checkpoint.from_document(state.document())
+            run.progress = True
+    buffer += b"]}"
+    state.parts.append(
+        objects.upload_part(key, state.upload_id, len(state.parts) + 1, bytes(buffer))
+    )
+    version_id = objects.complete(key, state.upload_id, state.parts)
+    sha256 = objects.verify(key, version_id, state.parts)
+    return {
+        "key": key,
+        "version_id": version_id,
+        "sha256": sha256,
+        "bytes": sum(part.size for part in state.parts),
+        "items": state.items,
+        "removed": sorted(removed),
+    }
+
+
+def _parent_elements(run: _Run, spec: ResourceSpec) -> list[Any] | None:
+    if spec.parents is None:
+        return None
+    source = spec.parents.source
+    if source not in run.parents:
+        entry = run.files[source]
+        document = _objects(run).read_json(str(entry["key"]), str(entry["version_id"]))
+        items = document.get("items") if isinstance(document, dict) else None
+        if not isinstance(items, list):
+            raise errors.VerificationFailed("a parent file has no items")
+        run.parents[source] = items
+    parents: list[Any] = run.parents[source]
+    return parents
+
+
+# ---- the end ------------------------------------------------------------------------------------
+
+
+def _finish(services: Services, run: _Run, budget: Budget) -> Outcome:
+    objects = _objects(run)
+    job, record = run.job, run.record
+    now = budget.clock()
+    files = [
+        FileEntry(
+            resource=spec.name,
+            key=str(run.files[spec.name]["key"]),
+            sha256=str(run.files[spec.name]["sha256"]),
+            bytes=int(run.files[spec.name]["bytes"]),
+            items=int(run.files[spec.name]["items"]),
+        )
+        for spec in OKTA_RESOURCES
+    ]
+    removed_fields = {
+        name: list(entry["removed"]) for name, entry in run.files.items() if entry.get("removed")
+    }
+    manifest = Manifest(
+        backup_id=job.backup_id,
+        org_id=job.org_id,
+        connection_id=job.connection_id,
+        provider=str(record["provider"]),
+        started_at=str(record["started_at"]),
+        finished_at=_iso(now),
+        files=files,
+        removed_fields=dict(sorted(removed_fields.items())),
+    )
+    body = manifest.model_dump_json().encode("utf-8")
+    manifest_key = str(record["manifest_key"])
+    manifest_version = objects.put(manifest_key, body)
+    manifest_sha256 = objects.verify_whole(manifest_key, manifest_version, body)
+    suspect_resources = _sharp_drops(services, run, now)
+    try:
+        services.table.update(
+            job.org_id,
+            BACKUP_KIND,
+            job.backup_id,
+            changes={
+                "status": BackupStatus.COMPLETE.value,
+                "finished_at": _iso(now),
+                "files": {
+                    name: {k: v for k, v in entry.items() if k != "removed"}
+                    for name, entry in run.files.items()
+                },
+                "removed_fields": removed_fields,
+                "manifest_version_id": manifest_version,
+                "manifest_sha256": manifest_sha256,
+                "suspect": bool(suspect_resources),
+                "suspect_resources": suspect_resources,
+                "seq": run.seq + 1,
+            },
+            remove=["checkpoint"],
+            expect={"status": BackupStatus.RUNNING.value, "seq": run.seq},
+            now=now,
+        )
+    except ItemNotFound:
+        return Outcome("skipped")  # the org or the record went away meanwhile
+    except TenancyError as error:
+        if isinstance(error, ConditionFailed):
+            raise
+        raise errors.StorageFailed("the backup record could not be completed") from None
+    _release(services, run, now)
+    if suspect_resources:
+        services.metrics.add_metric(name="SuspectBackups", unit="Count", value=1)
+    total = sum(int(entry["items"]) for entry in run.files.values())
+    _audit(
+        services,
+        run,
+        AuditAction.BACKUP_COMPLETE,
+        "success",
+        {
+            "backup_id": job.backup_id,
+            "files": len(files),
+            "items": total,
+            "suspect": bool(suspect_resources),
+        },
+        now=now,
+    )
+    logger.info(
+        "backup complete",
+        extra={
+            "org_id": job.org_id,
+            "backup_id": job.backup_id,
+            "items": total,
+            "suspect": bool(suspect_resources),
+        },
+    )
+    return Outcome("complete", suspect=bool(suspect_resources))
+
+
+def _sharp_drops(services: Services, run: _Run, now: datetime) -> list[str]:
+    """Resources whose item count fell sharply against the previous complete backup."""
+    job = run.job
+    cursor = None
+    for _ in range(10):
+        page = services.table.query_index(
+            job.org_id,
+            backup_listing(job.connection_id),
+            now=now,
+            limit=25,
+            cursor=cursor,
+            newest_first=True,
+        )
+        for item in page.items:
+            if item.item_id == job.backup_id:
+                continue
+            if item.attributes.get("status") == BackupStatus.COMPLETE.value:
+                before = dict(item.attributes.get("files", {}))
+                return sorted(
+                    name
+                    for name, entry in run.files.items()
+                    if name in before
+                    and int(before[name]["items"]) >= SUSPECT_BASELINE
+                    and int(entry["items"]) < int(before[name]["items"]) * SUSPECT_RATIO
+                )
+        cursor = page.cursor
+        if cursor is None:
+            break
+    return []
+
+
+def _fail(services: Services, run: _Run, reason: str, budget: Budget) -> Outcome:
+    job = run.job
+    now = budget.clock()
+    if run.objects is not None and run.in_flight is not None:
+        key = object_key(str(run.record["prefix"]), run.in_flight.resource)
+        run.objects.abort(key, run.in_flight.upload_id)
+    try:
+        services.table.update(
+            job.org_id,
+            BACKUP_KIND,
+            job.backup_id,
+            changes={
+                "status": BackupStatus.FAILED.value,
+                "failure_reason": reason,
+                "finished_at": _iso(now),
+                "seq": run.seq + 1,
+            },
+            remove=["checkpoint"],
+            expect={"status": BackupStatus.RUNNING.value, "seq": run.seq},
+            now=now,
+        )
+    except (ConditionFailed, ItemNotFound):
+        return Outcome("skipped")
+    _release(services, run, now)
+    _audit(
+        services,
+        run,
+        AuditAction.BACKUP_FAIL,
+        "failure",
+        {"backup_id": job.backup_id, "reason": reason},
+        now=now,
+    )
+    logger.warning(
+        "backup failed",
+        extra={"org_id": job.org_id, "backup_id": job.backup_id, "reason": reason},
+    )
+    return Outcome("failed", reason=reason)
+
+
+def _save_checkpoint(services: Services, run: _Run, checkpoint: Checkpoint, budget: Budget) -> None:
+    _store_progress(services, run, checkpoint, budget.clock())
+    enqueue(services, run.job)
+    logger.info(
+        "backup checkpointed",
+        extra={
+            "org_id": run.job.org_id,
+            "backup_id": run.job.backup_id,
+            "resource": checkpoint.resource,
+        },
+    )
+
+
+def _save_for_retry(services: Services, run: _Run, budget: Budget) -> None:
+    """Before a transient failure goes back to the queue: keep what is whole (best effort)."""
+    if not run.progress:
+        return
+    with contextlib.suppress(errors.BackupError, TenancyError):
+        _store_progress(services, run, run.in_flight, budget.clock())
+
+
+def _store_progress(
+    services: Services, run: _Run, checkpoint: Checkpoint | None, now: datetime
+) -> None:
+    changes: dict[str, Any] = {"files": run.files, "seq": run.seq + 1}
+    remove: list[str] = []
+    if checkpoint is not None:
+        changes["checkpoint"] = checkpoint.document()
+    else:
+        remove.append("checkpoint")
+    try:
+        services.table.update(
+            run.job.org_id,
+            BACKUP_KIND,
+            run.job.backup_id,
+            changes=changes,
+            remove=remove,
+            expect={"status": BackupStatus.RUNNING.value, "seq": run.seq},
+            now=now,
+        )
+    except ConditionFailed:
+        raise
+    except TenancyError:
+        raise errors.StorageFailed("the checkpoint could not be saved") from None
+    run.seq += 1
+
+
+def _release(services: Services, run: _Run, now: datetime) -> None:
+    # The TTL frees it anyway; never delete another backup's run item.
+    with contextlib.suppress(TenancyError):
+        services.table.delete(
+            run.job.org_id,
+            RUN_KIND,
+            run.job.connection_id,
+            expect={"backup_id": run.job.backup_id},
+            now=now,
+        )
+
+
+def _objects(run: _Run) -> BackupObjects:
+    if run.objects is None:
+        raise errors.StorageFailed("the backup's storage is not set up")
+    return run.objects
+
+
+def _audit(
+    services: Services,
+    run: _Run,
+    action: AuditAction,
+    outcome: Any,
+    details: dict[str, Any],
+    *,
+    now: datetime,
+) -> None:
+    services.audit.append(
+        run.job.org_id,
+        AuditEntry(
+            actor=ACTOR,
+            action=action.value,
+            request_id=run.request_id,
+            outcome=outcome,
+            target_kind="connection",
+            target_id=run.job.connection_id,
+            details=details,
+        ),
+        now=now,
+    )
+
+
+# ---- credentials ------------------------------------------------------------------------------
+
+
+class _Credential:
+    """The connection's access token, renewed through the token service before it expires."""
+
+    def __init__(self, services: Services, job: BackupJob, request_id: str, budget: Budget):
+        self._services = services
+        self._job = job
+        self._request_id = request_id
+        self._budget = budget
+        self._token: AccessToken | None = None
+
+    def authorization(self) -> str:
+        now = self._budget.clock()
+        token = self._token
+        if token is None or (
+            token.expires_at is not None
+            and token.expires_at - now.timestamp() < _TOKEN_MARGIN_SECONDS
+        ):
+            token = self._token = self._fetch(now)
+        return token.authorization
+
+    def _fetch(self, now: datetime) -> AccessToken:
+        try:
+            return self._services.tokens.access_token(
+                self._job.org_id,
+                self._job.connection_id,
+                now=now,
+                request_id=self._request_id,
+                actor=ACTOR,
+            )
+        except TokenNeedsReauthorization:
+            raise errors.NeedsReauthorization("the connection needs authorizing") from None
+        except ConnectionUnusable:
+            raise errors.ConnectionGone("the connection is unusable") from None
+        except (OAuthError, CryptoError, TenancyError, ClientError, BotoCoreError):
+            raise errors.CredentialsUnavailable("no credential could be obtained") from None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def resources() -> Sequence[str]:
+    """The files of every Okta backup, in the order they are written."""
+    return [spec.name for spec in OKTA_RESOURCES]

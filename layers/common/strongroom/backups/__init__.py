@@ -1,0 +1,38 @@
+"""Backups: where a backup's record and files live, shared by scheduled_backup (which writes
+them) and signed_url_issuer (which lists them and hands out links to them)."""
+
+from strongroom.backups.records import (
+    BACKUP_KIND,
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    BackupStatus,
+    FileEntry,
+    Manifest,
+    backup_index,
+    backup_listing,
+    backup_prefix,
+    new_backup_id,
+    object_key,
+    validate_backup_id,
+    validate_resource,
+)
+from strongroom.backups.schedule import BackupSchedules, ScheduleEntry, next_run_after
+
+__all__ = [
+    "BACKUP_KIND",
+    "MANIFEST_FILE",
+    "SCHEMA_VERSION",
+    "BackupSchedules",
+    "BackupStatus",
+    "FileEntry",
+    "Manifest",
+    "ScheduleEntry",
+    "backup_index",
+    "backup_listing",
+    "backup_prefix",
+    "new_backup_id",
+    "next_run_after",
+    "object_key",
+    "validate_backup_id",
+    "validate_resource",
+]

@@ -1,0 +1,321 @@
+"""Backups on moto against an in-process sandbox Okta, through the functions' handlers.
+
+`world` creates orgs and connections through credential_store's handler, starts backups through
+scheduled_backup's HTTP handler and dispatcher, and drains the backup queue through its worker
+handler as Lambda's SQS poller does (failed records back to the queue at once). Stored files
+are read back from moto's S3 and compared with what the sandbox serves.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from strongroom.outbound import RetryPolicy
+from strongroom.settings import Settings
+from strongroom_local.provision import Stack
+from strongroom_local.sandbox_okta import (
+    SECRET_FIELDS,
+    OrgSpec,
+    SandboxOkta,
+    resource_listings,
+    without_secret_fields,
+)
+from tests.support.http import http_event
+
+FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
+BACKUPS_ROUTE = "/orgs/{org_id}/connections/{connection_id}/backups"
+# Every parent comes from its own listing; these are the resources of one listing.
+TOP_LEVEL = frozenset(
+    {
+        "users",
+        "groups",
+        "group_rules",
+        "apps",
+        "authorization_servers",
+        "network_zones",
+        "trusted_origins",
+        "identity_providers",
+        "authenticators",
+        "behaviors",
+        "user_schema",
+        "custom_roles",
+        "role_assignees",
+    }
+)
+
+
+def _load(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Context:
+    """A Lambda context whose remaining time a test controls."""
+
+    function_name = "BackupWorkerFunction"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:backup-worker"
+    aws_request_id = "req-backup-1"
+
+    def __init__(self, remaining_ms: Callable[[], int] = lambda: 900_000) -> None:
+        self._remaining = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining()
+
+
+class Metrics:
+    """Counts what the worker emits (Powertools Metrics in Lambda)."""
+
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, float]] = []
+
+    def add_metric(self, *, name: str, unit: str, value: float) -> None:
+        self.emitted.append((name, value))
+
+    def flush_metrics(self) -> None:
+        return None
+
+
+@dataclass
+class BackupWorld:
+    credential_store: Any
+    backups: Any
+    services: Any
+    okta: SandboxOkta
+    settings: Settings
+    metrics: Metrics
+    invocations: list[dict[str, Any]] = field(default_factory=list)
+
+    # ---- orgs and connections ---------------------------------------------------------------
+
+    def _call(self, app: Any, event: dict[str, Any]) -> tuple[int, Any]:
+        response = app.lambda_handler(event, Context())
+        body = response.get("body")
+        return response["statusCode"], json.loads(body) if body else None
+
+    def new_org(self, owner: str = "alice") -> str:
+        status, body = self._call(
+            self.credential_store, http_event("POST", "/orgs", sub=owner, body={"name": "Acme"})
+        )
+        assert status == 201, body
+        org = str(body["org_id"])
+        for user, role in (("bob", "admin"), ("carol", "member")):
+            status, body = self._call(
+                self.credential_store,
+                http_event(
+                    "PUT",
+                    f"/orgs/{org}/members/{user}",
+                    route="/orgs/{org_id}/members/{user_id}",
+                    path_parameters={"org_id": org, "user_id": user},
+                    sub=owner,
+                    body={"role": role},
+                ),
+            )
+            assert status == 200, body
+        return org
+
+    def connect(self, org: str, *, schedule: str = "rate(1 day)", token: str | None = None) -> str:
+        body = {
+            "name": "Sandbox Okta",
+            "provider": "okta",
+            "domain": self.okta.host_port,
+            "auth": {"method": "api_token", "token": token or self.okta.api_token},
+            "schedule": schedule,
+        }
+        status, reply = self._call(
+            self.credential_store,
+            http_event(
+                "POST",
+                f"/orgs/{org}/connections",
+                route="/orgs/{org_id}/connections",
+                path_parameters={"org_id": org},
+                sub="bob",
+                body=body,
+            ),
+        )
+        assert status == 201, reply
+        return str(reply["connection_id"])
+
+    def delete_connection(self, org: str, connection_id: str) -> None:
+        status, reply = self._call(
+            self.credential_store,
+            http_event(
+                "DELETE",
+                f"/orgs/{org}/connections/{connection_id}",
+                route="/orgs/{org_id}/connections/{connection_id}",
+                path_parameters={"org_id": org, "connection_id": connection_id},
+                sub="bob",
+            ),
+        )
+        assert status == 204, reply
+
+    # ---- backups ----------------------------------------------------------------------------
+
+    def start(self, org: str, connection_id: str, sub: str = "bob") -> tuple[int, Any]:
+        return self._call(
+            self.backups,
+            http_event(
+                "POST",
+                f"/orgs/{org}/connections/{connection_id}/backups",
+                route=BACKUPS_ROUTE,
+                path_parameters={"org_id": org, "connection_id": connection_id},
+                sub=sub,
+            ),
+        )
+
+    def dispatch(self) -> dict[str, int]:
+        event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+        result: dict[str, int] = self.backups.lambda_handler(event, Context())
+        return result
+
+    @property
+    def sqs(self) -> Any:
+        return self.services.sqs
+
+    def drain(self, *, context: Callable[[], Context] = Context, max_invocations: int = 200) -> int:
+        """Run the worker until the backup queue is empty, as Lambda's poller does; how many
+        invocations it took."""
+        queue = self.settings.backup_queue_url
+        count = 0
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=queue, MaxNumberOfMessages=1, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not messages:
+                return count
+            count += 1
+            assert count <= max_invocations, "the queue does not drain"
+            message = messages[0]
+            record = {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "eventSource": "aws:sqs",
+            }
+            result = self.backups.worker_handler({"Records": [record]}, context())
+            self.invocations.append(result)
+            if result["batchItemFailures"]:
+                self.sqs.change_message_visibility(
+                    QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            else:
+                self.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+    def dead_letters(self) -> int:
+        url = self.sqs.get_queue_url(QueueName=_dlq_name(self.sqs))["QueueUrl"]
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
+    def record(self, org: str, backup_id: str) -> dict[str, Any]:
+        from strongroom.backups import BACKUP_KIND
+
+        item = self.services.table.get(
+            org,
+            BACKUP_KIND,
+            backup_id,
+            now=__import__("datetime").datetime.now(__import__("datetime").UTC),
+        )
+        return dict(item.attributes)
+
+    def read(self, key: str, version_id: str | None = None) -> bytes:
+        params: dict[str, Any] = {"Bucket": self.settings.backup_bucket, "Key": key}
+        if version_id:
+            params["VersionId"] = version_id
+        body: bytes = self.services.s3.get_object(**params)["Body"].read()
+        return body
+
+    # ---- what the sandbox serves ------------------------------------------------------------
+
+    def expected(self, resource: str) -> list[Any]:
+        elements: list[Any] = []
+        for parameters, listing in resource_listings(self.okta.org, resource):
+            for item in listing.items():
+                clean = without_secret_fields(resource, item)
+                elements.append(
+                    clean if resource in TOP_LEVEL else {"parent": parameters, "item": clean}
+                )
+        return elements
+
+    def expected_removed_fields(self) -> dict[str, list[str]]:
+        """Per resource, the secret paths that at least one of its items holds."""
+        removed: dict[str, list[str]] = {}
+        for resource, paths in SECRET_FIELDS.items():
+            held = set()
+            for _, listing in resource_listings(self.okta.org, resource):
+                for item in listing.items():
+                    for path in paths:
+                        node: Any = item
+                        for name in path.split("."):
+                            node = node.get(name) if isinstance(node, dict) else None
+                        if node is not None:
+                            held.add(path)
+            if held:
+                removed[resource] = sorted(held)
+        return dict(sorted(removed.items()))
+
+
+def _dlq_name(sqs: Any) -> str:
+    for url in sqs.list_queues().get("QueueUrls", []):
+        if "DeadLetter" in url:
+            return str(url.rsplit("/", 1)[1])
+    raise AssertionError("no dead-letter queue")
+
+
+@pytest.fixture
+def okta_spec() -> OrgSpec:
+    return OrgSpec(users=120, groups=6, apps=5, admins=3)
+
+
+@pytest.fixture
+def okta(okta_spec: OrgSpec) -> Iterator[SandboxOkta]:
+    with SandboxOkta(okta_spec) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def world(stack: Stack, okta: SandboxOkta, monkeypatch: pytest.MonkeyPatch) -> BackupWorld:
+    environment = stack.function_environment("BackupWorkerFunction")
+    environment["STRONGROOM_DEV_ALLOW_HOSTS"] = okta.host_port
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_environ(os.environ)
+    session = boto3.Session(region_name="us-east-1")
+
+    credential_store = _load(
+        "credential_store_app_backups", FUNCTIONS / "credential_store" / "app.py"
+    )
+    from credential_store import services as credential_services
+
+    built_store = credential_services.build_services(settings, session)
+    monkeypatch.setattr(credential_services, "services", lambda: built_store)
+    monkeypatch.setattr(credential_store, "services", lambda: built_store)
+
+    backups = _load("scheduled_backup_app", FUNCTIONS / "scheduled_backup" / "app.py")
+    from backup_jobs import services as backup_services
+
+    metrics = Metrics()
+    # Real waits for rate-limit resets; short backoff so that retried faults stay quick.
+    provider = backup_services.provider_client(
+        settings, retry=RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.05, max_wait=65.0)
+    )
+    built = backup_services.build_services(settings, session, provider=provider, metrics=metrics)
+    monkeypatch.setattr(backup_services, "services", lambda: built)
+    monkeypatch.setattr(backups, "services", lambda: built)
+    return BackupWorld(credential_store, backups, built, okta, settings, metrics)

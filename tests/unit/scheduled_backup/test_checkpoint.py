@@ -1,0 +1,69 @@
+"""A backup that runs out of time checkpoints, continues through the queue, and writes the same
+bytes as one that never stopped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from backup_jobs import worker
+
+from strongroom.backups import Manifest
+from strongroom_local.sandbox_okta import OrgSpec
+from tests.unit.scheduled_backup.conftest import BackupWorld, Context
+
+PART = 4096
+
+
+@pytest.fixture
+def okta_spec() -> OrgSpec:
+    # Three pages of users, groups with many members, apps with users.
+    return OrgSpec(users=450, groups=5, apps=4, admins=3)
+
+
+@pytest.fixture(autouse=True)
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import moto.s3.models
+
+    # S3 (and moto) refuse parts under 5 MiB but the last; shrink both sides alike.
+    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", PART)
+    monkeypatch.setattr(worker, "PART_SIZE", PART)
+
+
+def _manifest(world: BackupWorld, org: str, backup_id: str) -> Manifest:
+    record = world.record(org, backup_id)
+    assert record["status"] == "complete", record.get("failure_reason")
+    return Manifest.model_validate_json(world.read(record["manifest_key"]))
+
+
+def _tiny_budget() -> Context:
+    # No time at all: every invocation makes its one step of progress (a part or a file), then
+    # checkpoints.
+    return Context(lambda: 0)
+
+
+def test_a_checkpointed_backup_writes_the_same_bytes(world: BackupWorld) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    _, body = world.start(org, connection)
+    assert world.drain() == 1
+    whole = _manifest(world, org, body["backup_id"])
+
+    _, body = world.start(org, connection)
+    invocations = world.drain(context=_tiny_budget)
+    resumed = _manifest(world, org, body["backup_id"])
+
+    assert invocations > len(whole.files)  # it did stop mid-resource, more than once
+    record = world.record(org, body["backup_id"])
+    assert "checkpoint" not in record
+    multi_part = [e for e in resumed.files if e.bytes > 2 * PART]
+    assert multi_part, "some files span several parts"
+    for before, after in zip(whole.files, resumed.files, strict=True):
+        assert (after.resource, after.sha256, after.bytes, after.items) == (
+            before.resource,
+            before.sha256,
+            before.bytes,
+            before.items,
+        )
+        assert world.read(after.key) == world.read(before.key)
+        json.loads(world.read(after.key))

@@ -1,0 +1,187 @@
+"""Faults mid-backup end in a failed backup or a successful retry, never a partial backup marked
+complete; rate limits are never exceeded; pagination is followed; Object Lock holds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from botocore.exceptions import ClientError
+
+from strongroom.backups import Manifest
+from strongroom_local.sandbox_okta import OrgSpec, RateLimit, SandboxOkta
+from tests.unit.scheduled_backup.conftest import BackupWorld
+
+
+def _run(world: BackupWorld) -> tuple[str, dict]:  # type: ignore[type-arg]
+    org = world.new_org()
+    connection = world.connect(org)
+    status, body = world.start(org, connection)
+    assert status == 202
+    world.drain()
+    return org, world.record(org, body["backup_id"])
+
+
+def _audit_actions(world: BackupWorld, org: str) -> list[str]:
+    page = world.services.audit.list_events(org, now=datetime.now(UTC))
+    return [event.action for event in page.events]
+
+
+def _assert_not_complete(record: dict) -> None:  # type: ignore[type-arg]
+    assert record["status"] == "failed"
+    assert record.get("manifest_sha256") is None
+    assert "checkpoint" not in record
+
+
+@pytest.fixture
+def okta_spec() -> OrgSpec:
+    return OrgSpec(users=450, groups=6, apps=5, admins=3)
+
+
+def test_a_few_500s_and_truncated_bodies_are_retried_to_a_complete_backup(
+    world: BackupWorld,
+) -> None:
+    world.okta.set_faults(error_500=2, truncate=2, skip=3)
+    _org, record = _run(world)
+    assert record["status"] == "complete", record.get("failure_reason")
+    faults = world.okta.snapshot()["faults"]
+    assert faults.get("error_500") == 2
+    assert faults.get("truncate") == 2
+
+
+def test_a_provider_that_keeps_failing_ends_in_a_failed_backup_after_the_queues_retries(
+    world: BackupWorld,
+) -> None:
+    world.okta.set_faults(error_500_probability=1.0, skip=4, path_prefix="/api/v1/groups")
+    org, record = _run(world)
+    _assert_not_complete(record)
+    assert record["failure_reason"] == "provider_unavailable"
+    # Three receives (the queue's maxReceiveCount): two retried, the last one fails the backup.
+    assert [len(i["batchItemFailures"]) for i in world.invocations] == [1, 1, 0]
+    actions = _audit_actions(world, org)
+    assert "backup.fail" in actions
+    assert "backup.complete" not in actions
+    # The connection is free again: a new backup can start (and completes once Okta recovers).
+    world.okta.clear_faults()
+    connection = record["connection_id"]
+    status, body = world.start(org, connection)
+    assert status == 202
+    world.drain()
+    assert world.record(org, body["backup_id"])["status"] == "complete"
+
+
+def test_a_refused_credential_fails_at_once(world: BackupWorld) -> None:
+    org = world.new_org()
+    connection = world.connect(org, token="not-the-sandbox-token")
+    _, body = world.start(org, connection)
+    assert world.drain() == 1  # no retry: a wrong token does not get better
+    record = world.record(org, body["backup_id"])
+    _assert_not_complete(record)
+    assert record["failure_reason"] == "provider_unauthorized"
+
+
+def test_rate_limits_are_waited_for_never_exceeded_and_pagination_is_followed(
+    world: BackupWorld,
+) -> None:
+    limits = {
+        "/api/v1/users": RateLimit(2, window_seconds=1),
+        "/api/v1/groups": RateLimit(5, window_seconds=1),
+        "/api/v1/apps": RateLimit(4, window_seconds=1),
+    }
+    world.okta.set_rate_limits(limits)
+    world.okta.reset_counters()
+    _org, record = _run(world)
+    assert record["status"] == "complete", record.get("failure_reason")
+    snapshot = world.okta.snapshot()
+    assert snapshot["rate_limited"] == 0
+    for bucket, limit in limits.items():
+        assert snapshot["rate_limits"][bucket]["peak_window_usage"] <= limit.limit
+    assert snapshot["by_bucket"]["/api/v1/groups"] > 5  # so it had to wait for resets
+    # Every page of users was read, through the next links.
+    assert snapshot["by_route"]["/api/v1/users"] == math.ceil(world.okta.spec.users / 200)
+    users = json.loads(world.read(record["files"]["users"]["key"]))["items"]
+    assert len(users) == world.okta.spec.users
+
+
+def test_honest_429_storms_are_waited_out(world: BackupWorld) -> None:
+    world.okta.set_rate_limits({"/api/v1/users": RateLimit(600, window_seconds=1)})
+    world.okta.set_faults(storm_429=2, skip=1, path_prefix="/api/v1/users")
+    _org, record = _run(world)
+    assert record["status"] == "complete", record.get("failure_reason")
+    assert world.okta.snapshot()["rate_limited"] == 2
+
+
+def test_object_lock_refuses_deleting_and_keeps_every_version(world: BackupWorld) -> None:
+    org, record = _run(world)
+    assert record["status"] == "complete"
+    s3 = world.services.s3
+    bucket = world.settings.backup_bucket
+    manifest = Manifest.model_validate_json(world.read(record["manifest_key"]))
+    files = dict(record["files"])
+    keys = [(e.key, files[e.resource]["version_id"]) for e in manifest.files]
+    keys.append((record["manifest_key"], record["manifest_version_id"]))
+    for key, version in keys:
+        head = s3.head_object(Bucket=bucket, Key=key, VersionId=version)
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        assert head["ObjectLockRetainUntilDate"] > datetime.now(UTC) + timedelta(days=89)
+        assert head["ServerSideEncryption"] == "aws:kms"
+        assert head["SSEKMSKeyId"] == world.services.keyrings.kms_key_arn(org)
+        original = world.read(key, version)
+        with pytest.raises(ClientError) as refused:
+            s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+        assert refused.value.response["Error"]["Code"] == "AccessDenied"
+        # An overwrite is a new version on top: the locked one stays, byte for byte.
+        s3.put_object(Bucket=bucket, Key=key, Body=b"tampered")
+        assert world.read(key, version) == original
+        with pytest.raises(ClientError):
+            s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    entry = manifest.files[0]
+    stored = world.read(entry.key, files[entry.resource]["version_id"])
+    assert hashlib.sha256(stored).hexdigest() == entry.sha256
+
+
+def test_a_sharp_drop_in_items_marks_the_backup_suspect(
+    world: BackupWorld, okta: SandboxOkta
+) -> None:
+    org, first = _run(world)
+    assert first["status"] == "complete"
+    assert first["suspect"] is False
+    # The same org, now with a fraction of its users, on the same address.
+    port, token, control = okta.port, okta.api_token, okta.control_token
+    okta.stop()
+    smaller = SandboxOkta(
+        OrgSpec(users=40, groups=6, apps=5, admins=3),
+        port=port,
+        api_token=token,
+        control_token=control,
+    )
+    with smaller:
+        world.okta = smaller
+        _, body = world.start(org, first["connection_id"])
+        world.drain()
+    second = world.record(org, body["backup_id"])
+    assert second["status"] == "complete"
+    assert second["suspect"] is True
+    assert "users" in second["suspect_resources"]
+    assert ("SuspectBackups", 1) in world.metrics.emitted
+
+
+def test_a_job_that_crashes_every_time_goes_to_the_dead_letter_queue(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backup_jobs import worker
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the worker died")
+
+    org = world.new_org()
+    connection = world.connect(org)
+    _, body = world.start(org, connection)
+    monkeypatch.setattr(worker, "run_job", crash)
+    assert world.drain() == 3  # the queue's maxReceiveCount; the next receive moves it
+    assert world.dead_letters() == 1
+    assert all(len(i["batchItemFailures"]) == 1 for i in world.invocations)
+    assert world.record(org, body["backup_id"])["status"] == "running"  # never marked complete

@@ -1,0 +1,50 @@
+"""Every sample event under events/scheduled_backup/ drives its handler: the route starts the
+sample connection's backup, the schedule dispatches, and the queue's job runs it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from strongroom_local.routes import http_routes
+from strongroom_local.template import load_template
+from tests.support.events import EVENTS_DIR, load_event
+from tests.unit.scheduled_backup.conftest import BackupWorld, Context
+
+SAMPLES = EVENTS_DIR / "scheduled_backup"
+
+
+def test_there_is_a_sample_event_for_every_route_and_source() -> None:
+    routes = {
+        r.route_key
+        for r in http_routes(load_template())
+        if r.function.logical_id == "BackupDispatcherFunction"
+    }
+    assert {load_event("scheduled_backup/start_backup")["routeKey"]} == routes
+    assert {p.stem for p in SAMPLES.glob("*.json")} == {"start_backup", "dispatch", "backup_job"}
+
+
+def test_sample_events_replay(world: BackupWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backup_jobs import runs
+    from credential_store import connections, orgs
+
+    route = load_event("scheduled_backup/start_backup")
+    job = load_event("scheduled_backup/backup_job")
+    sample = json.loads(job["Records"][0]["body"])
+    monkeypatch.setattr(orgs, "new_org_id", lambda: sample["org_id"])
+    monkeypatch.setattr(connections, "new_connection_id", lambda: sample["connection_id"])
+    monkeypatch.setattr(runs, "new_backup_id", lambda: sample["backup_id"])
+    org = world.new_org()
+    assert world.connect(org) == sample["connection_id"]
+    route["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "bob"
+    response = world.backups.lambda_handler(route, Context())
+    assert response["statusCode"] == 202
+    assert json.loads(response["body"]) == {"backup_id": sample["backup_id"]}
+    # The queued job is the sample job; run the sample record itself.
+    queued = world.sqs.receive_message(QueueUrl=world.settings.backup_queue_url)["Messages"]
+    assert json.loads(queued[0]["Body"]) == sample
+    assert world.backups.worker_handler(job, Context()) == {"batchItemFailures": []}
+    assert world.record(org, sample["backup_id"])["status"] == "complete"
+    report = world.backups.lambda_handler(load_event("scheduled_backup/dispatch"), Context())
+    assert report["started"] == 0  # nothing due yet: the connection was created just now

@@ -1,0 +1,112 @@
+"""Starting backups: on demand (roles, one running per connection, the plan's daily limit) and
+on schedule (the due index, the plan's minimum interval, overlapping dispatchers)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from backup_jobs import runs
+
+from strongroom.backups import BackupSchedules
+from tests.unit.scheduled_backup.conftest import BackupWorld
+
+
+def _schedules(world: BackupWorld) -> BackupSchedules:
+    return world.services.schedules
+
+
+def _entry(world: BackupWorld, org: str, connection: str, now: datetime):  # type: ignore[no-untyped-def]
+    entries = [
+        e
+        for e in _schedules(world).due(now=now)
+        if (e.org_id, e.connection_id) == (org, connection)
+    ]
+    return entries[0] if entries else None
+
+
+def test_on_demand_is_for_admins_and_idempotent_while_running(world: BackupWorld) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    assert world.start(org, connection, sub="carol")[0] == 403
+    assert world.start(org, connection, sub="mallory")[0] == 404
+    other = world.new_org(owner="dave")
+    assert world.start(other, connection, sub="dave")[0] == 404  # another org's connection
+    status, first = world.start(org, connection)
+    assert status == 202
+    status, again = world.start(org, connection, sub="alice")
+    assert (status, again) == (202, first)  # still running: the same backup
+    assert world.drain() == 1  # one job, not two
+    assert world.record(org, first["backup_id"])["status"] == "complete"
+    status, next_one = world.start(org, connection)
+    assert status == 202
+    assert next_one["backup_id"] != first["backup_id"]
+
+
+def test_the_plans_daily_limit_answers_429_and_counts_no_repeat(world: BackupWorld) -> None:
+    org = world.new_org()  # the free plan: 2 on-demand backups a day
+    connection = world.connect(org)
+    for _ in range(2):
+        status, body = world.start(org, connection)
+        assert status == 202
+        assert world.start(org, connection)[0] == 202  # a repeat while running is free
+        world.drain()
+    status, body = world.start(org, connection)
+    assert status == 429
+    assert body["error"]["code"] == "rate_limited"
+
+
+def test_the_dispatcher_starts_due_connections_once(world: BackupWorld) -> None:
+    org = world.new_org()
+    created = datetime.now(UTC)
+    connection = world.connect(org, schedule="rate(1 day)")
+    services = world.services
+    assert _entry(world, org, connection, created + timedelta(hours=23)) is None
+    due_at = created + timedelta(days=1, seconds=2)
+    entry = _entry(world, org, connection, due_at)
+    assert entry is not None
+    first = runs.dispatch_due(services, now=due_at, request_id="r1")
+    second = runs.dispatch_due(services, now=due_at, request_id="r2")  # an overlapping run
+    assert (first.started, second.started) == (1, 0)
+    assert world.drain() == 1
+    # Next due one day after the run it started.
+    assert _entry(world, org, connection, due_at) is None
+    later = _entry(world, org, connection, entry.next_run + timedelta(days=1))
+    assert later is not None
+    assert later.next_run == entry.next_run + timedelta(days=1)
+
+
+def test_the_dispatcher_holds_to_the_plans_minimum_interval(world: BackupWorld) -> None:
+    org = world.new_org()
+    world.services.table.update(org, "ORG", changes={"plan": "team"}, now=datetime.now(UTC))
+    connection = world.connect(org, schedule="rate(1 hour)")
+    # Downgraded to the free plan: at most one run a day, whatever the schedule says.
+    world.services.table.update(org, "ORG", changes={"plan": "free"}, now=datetime.now(UTC))
+    due_at = datetime.now(UTC) + timedelta(hours=1, seconds=2)
+    entry = _entry(world, org, connection, due_at)
+    assert entry is not None
+    assert runs.dispatch_due(world.services, now=due_at, request_id="r").started == 1
+    moved = _entry(world, org, connection, due_at + timedelta(days=2))
+    assert moved is not None
+    assert moved.next_run >= entry.next_run + timedelta(days=1)
+    assert moved.next_run - entry.next_run < timedelta(days=1, hours=1)
+
+
+def test_a_deleted_connection_leaves_no_schedule_and_its_queued_job_fails(
+    world: BackupWorld,
+) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    far = datetime.now(UTC) + timedelta(days=3)
+    assert _entry(world, org, connection, far) is not None
+    _, body = world.start(org, connection)
+    world.delete_connection(org, connection)
+    assert _entry(world, org, connection, far) is None
+    assert world.drain() == 1
+    record = world.record(org, body["backup_id"])
+    assert (record["status"], record["failure_reason"]) == ("failed", "connection_deleted")
+    # An entry left behind (a crash between the two writes) is dropped when it comes due.
+    _schedules(world).register(org, connection, "rate(1 day)", anchor=far, now=far)
+    report = runs.dispatch_due(
+        world.services, now=far + timedelta(days=1, seconds=1), request_id="r"
+    )
+    assert (report.started, report.dropped) == (0, 1)
