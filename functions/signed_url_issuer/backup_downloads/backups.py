@@ -162,7 +162,7 @@ def _summary(item: Item) -> BackupSummary:
     )
 
 
-def _files(org_id: str, item: Item) -> Mapping[str, Mapping[str, Any]]:
+def _files(item: Item) -> Mapping[str, Mapping[str, Any]]:
     files = item.attributes.get("files") or {}
     if not isinstance(files, Mapping):
         raise InvalidBackupRecord("files is not a map")
@@ -182,7 +182,7 @@ def _manifest(org_id: str, item: Item) -> Manifest:
             finished_at=str(attributes["finished_at"]),
             files=[
                 FileEntry(resource=resource, **entry)
-                for resource, entry in sorted(_files(org_id, item).items())
+                for resource, entry in sorted(_files(item).items())
             ],
             removed_fields={
                 resource: list(paths)
@@ -199,7 +199,7 @@ def _object_key(org_id: str, item: Item, resource: str) -> str:
     if resource == MANIFEST_RESOURCE:
         key = item.attributes.get("manifest_key")
     else:
-        entry = _files(org_id, item).get(resource)
+        entry = _files(item).get(resource)
         if entry is None:
             # Our own message: the resource name is caller input and is not echoed.
             raise InvalidField("resource: not a file of this backup")
