@@ -1,4 +1,4 @@
-"""Create the template's stateful resources (keys, secrets, table, buckets, queues) in an emulator.
+"""Create the template's resources (keys, secrets, table, buckets, queues, roles) in an emulator.
 
 Used by the tests (inside moto's `mock_aws`) and by `strongroom local` (against moto's server),
 so both run on exactly the resources `template.yaml` declares. Every property the emulator
@@ -114,6 +114,7 @@ def provision(
     _create_queues(stack, client("sqs"), stack_name)
     _create_tables(stack, client("dynamodb"), stack_name)
     _create_buckets(stack, client("s3"), stack_name, region)
+    _create_roles(stack, client("iam"), stack_name)
     return stack
 
 
@@ -339,6 +340,37 @@ def _create_buckets(stack: Stack, s3: Any, stack_name: str, region: str) -> None
         if kept:
             document["Statement"] = kept
             s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
+
+
+def _create_roles(stack: Stack, iam: Any, stack_name: str) -> None:
+    """IAM roles of the template, and the roles SAM makes for functions (`<Function>Role`),
+    so that their ARNs resolve. moto records the policies; it does not enforce them."""
+    template, resolver = stack.template, stack.resolver
+    account = resolver.refs["AWS::AccountId"]
+    for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
+        if "Role" not in resource.get("Properties", {}):
+            role_id = f"{logical_id}Role"
+            name = _physical_name(stack_name, role_id)[:64]
+            resolver.refs[role_id] = name
+            resolver.attributes[(role_id, "Arn")] = f"arn:aws:iam::{account}:role/{name}"
+    for logical_id, resource in resources_of_type(template, "AWS::IAM::Role").items():
+        props = resolver.resolve(resource["Properties"])
+        name = props.get("RoleName") or _physical_name(stack_name, logical_id)[:64]
+        created = iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
+            Description=props.get("Description", logical_id),
+            MaxSessionDuration=int(props.get("MaxSessionDuration", 3600)),
+        )["Role"]
+        for policy in props.get("Policies", []):
+            iam.put_role_policy(
+                RoleName=name,
+                PolicyName=policy["PolicyName"],
+                PolicyDocument=json.dumps(policy["PolicyDocument"]),
+            )
+        resolver.refs[logical_id] = name
+        resolver.attributes[(logical_id, "Arn")] = created["Arn"]
+        stack.physical_ids[logical_id] = name
 
 
 def _sse_rule(rule: Mapping[str, Any]) -> dict[str, Any]:

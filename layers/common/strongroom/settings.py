@@ -98,6 +98,15 @@ class Settings(BaseModel):
     dek_cache_max_uses: Annotated[
         int, Field(alias="STRONGROOM_DEK_CACHE_MAX_USES", ge=1, le=1_000_000)
     ] = 10_000
+    # The role signed_url_issuer assumes, per download link, with a session policy narrowed to
+    # the one object: only that function sets it (its own environment in the template).
+    download_signer_role_arn: Annotated[
+        str | None,
+        Field(
+            alias="STRONGROOM_DOWNLOAD_SIGNER_ROLE_ARN",
+            pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$",
+        ),
+    ] = None
     # Loopback host:port entries the outbound client may reach over plain HTTP and that stand in
     # for a provider domain. For the local stack and tests only; the template never sets it.
     dev_allow_hosts: Annotated[
