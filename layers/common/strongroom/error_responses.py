@@ -22,6 +22,7 @@ from strongroom.errors import (
     ReauthRequired,
     Unauthenticated,
 )
+from strongroom.tenancy import InvalidCursor
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ HTTP_ERRORS: tuple[tuple[type[BaseException], HttpError], ...] = (
     (Conflict, HttpError(409, "conflict", "The request conflicts with the current state.")),
     (PayloadTooLarge, HttpError(413, "payload_too_large", "The request body is too large.")),
     (InvalidField, HttpError(422, "invalid_field", "A field is missing or invalid.")),
+    # A cursor that is malformed, forged, or belongs to another org or listing.
+    (InvalidCursor, HttpError(422, "invalid_cursor", "The cursor is not valid for this listing.")),
     (RateLimited, HttpError(429, "rate_limited", "Too many requests.")),
 )
 

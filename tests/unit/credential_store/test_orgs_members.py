@@ -6,7 +6,7 @@ import boto3
 import pytest
 
 from strongroom_local.provision import Stack
-from tests.unit.credential_store.conftest import Call
+from tests.unit.credential_store.conftest import Call, Invoke
 
 
 def _create(call: Call, sub: str = "alice", name: str = "Acme") -> str:
@@ -129,3 +129,20 @@ def test_identity_never_comes_from_the_body_or_headers(call: Call) -> None:
     status, body = call("POST", "/orgs", sub=None, body={"name": "x"})
     assert status == 401
     assert body["error"]["code"] == "unauthenticated"
+
+
+@pytest.mark.parametrize("route", ["/orgs/{org_id}/members", "/orgs/{org_id}/connections"])
+@pytest.mark.parametrize("cursor", ["eyJ4IjoxfQ", "not-a-cursor", "A" * 300])
+def test_a_forged_cursor_is_422_not_a_server_error(
+    call: Call, invoke: Invoke, route: str, cursor: str
+) -> None:
+    from tests.support.http import http_event
+
+    org = _create(call)
+    event = http_event(
+        "GET", route.format(org_id=org), sub="alice", route=route, path_parameters={"org_id": org}
+    )
+    event["queryStringParameters"] = {"cursor": cursor}
+    status, body = invoke(event)
+    assert status == 422, body
+    assert body["error"]["code"] == "invalid_cursor"
