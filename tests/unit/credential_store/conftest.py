@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,18 +12,8 @@ import pytest
 
 from strongroom.settings import Settings
 from strongroom_local.provision import Stack
+from tests.support.functions import load_app
 from tests.support.http import http_event
-
-FUNCTION_DIR = Path(__file__).resolve().parents[3] / "functions" / "credential_store"
-
-
-def _load_app() -> Any:
-    spec = importlib.util.spec_from_file_location("credential_store_app", FUNCTION_DIR / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class LambdaContext:
@@ -48,7 +36,7 @@ def app_module(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The handler module, with the template's environment and services on moto."""
     for name, value in stack.function_environment("CredentialStoreFunction").items():
         monkeypatch.setenv(name, value)
-    app = _load_app()
+    app = load_app("credential_store")
     from credential_store import services as services_module
 
     settings = Settings.from_environ(os.environ)

@@ -7,13 +7,11 @@ authorization server: the same path a real flow takes, with AWS emulated in-proc
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,22 +22,13 @@ import requests
 from strongroom.settings import Settings
 from strongroom_local.authorization_server import LocalAuthorizationServer
 from strongroom_local.provision import Stack
+from tests.support.functions import load_app
 from tests.support.http import http_event
 from tests.unit.credential_store.conftest import LambdaContext
 
-FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
 REDIRECT_URI = "http://127.0.0.1:3000/dev/oauth/callback"
 CALLBACK_ROUTE = "/oauth/callback"
 AUTHORIZE_ROUTE = "/orgs/{org_id}/connections/{connection_id}/authorize"
-
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -216,8 +205,8 @@ def world(
         monkeypatch.setenv(name, value)
     settings = Settings.from_environ(os.environ)
     session = boto3.Session(region_name="us-east-1")
-    credential_store = _load("credential_store_app", FUNCTIONS / "credential_store" / "app.py")
-    oauth_callback = _load("oauth_callback_app", FUNCTIONS / "oauth_callback" / "app.py")
+    credential_store = load_app("credential_store")
+    oauth_callback = load_app("oauth_callback")
     from credential_store import services as cs_services
     from oauth_flow import services as oauth_services
 

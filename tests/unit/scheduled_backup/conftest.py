@@ -8,12 +8,10 @@ are read back from moto's S3 and compared with what the sandbox serves.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -29,9 +27,9 @@ from strongroom_local.sandbox_okta import (
     resource_listings,
     without_secret_fields,
 )
+from tests.support.functions import load_app
 from tests.support.http import http_event
 
-FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
 BACKUPS_ROUTE = "/orgs/{org_id}/connections/{connection_id}/backups"
 # Every parent comes from its own listing; these are the resources of one listing.
 TOP_LEVEL = frozenset(
@@ -51,15 +49,6 @@ TOP_LEVEL = frozenset(
         "role_assignees",
     }
 )
-
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class Context:
@@ -298,16 +287,14 @@ def world(stack: Stack, okta: SandboxOkta, monkeypatch: pytest.MonkeyPatch) -> B
     settings = Settings.from_environ(os.environ)
     session = boto3.Session(region_name="us-east-1")
 
-    credential_store = _load(
-        "credential_store_app_backups", FUNCTIONS / "credential_store" / "app.py"
-    )
+    credential_store = load_app("credential_store", "credential_store_app_backups")
     from credential_store import services as credential_services
 
     built_store = credential_services.build_services(settings, session)
     monkeypatch.setattr(credential_services, "services", lambda: built_store)
     monkeypatch.setattr(credential_store, "services", lambda: built_store)
 
-    backups = _load("scheduled_backup_app", FUNCTIONS / "scheduled_backup" / "app.py")
+    backups = load_app("scheduled_backup")
     from backup_jobs import services as backup_services
 
     metrics = Metrics()

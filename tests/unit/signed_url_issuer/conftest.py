@@ -8,12 +8,10 @@ at the shared layout, then the BACKUP record with its gsi1 listing entry.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -30,23 +28,14 @@ from strongroom.backups import (
 from strongroom.settings import Settings
 from strongroom.tenancy import TenantTable
 from strongroom_local.provision import Stack
+from tests.support.functions import load_app
 from tests.support.http import http_event
 from tests.unit.credential_store.conftest import LambdaContext
 
-FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
 LIST_ROUTE = "/orgs/{org_id}/connections/{connection_id}/backups"
 GET_ROUTE = "/orgs/{org_id}/backups/{backup_id}"
 ISSUE_ROUTE = "/orgs/{org_id}/backups/{backup_id}/download-url"
 CONNECTION_ID = "conn_" + "c" * 26
-
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -252,8 +241,8 @@ def world(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> BackupWorld:
         monkeypatch.setenv(name, value)
     settings = Settings.from_environ(os.environ)
     session = boto3.Session(region_name="us-east-1")
-    credential_store = _load("credential_store_app", FUNCTIONS / "credential_store" / "app.py")
-    issuer = _load("signed_url_issuer_app", FUNCTIONS / "signed_url_issuer" / "app.py")
+    credential_store = load_app("credential_store")
+    issuer = load_app("signed_url_issuer")
     from backup_downloads import services as issuer_services
     from credential_store import services as cs_services
 

@@ -8,13 +8,11 @@ shows at once) and `now` is the fixed `NOW` unless a test moves the clock.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -24,9 +22,9 @@ from strongroom.audit import AuditEvent, AuditLog
 from strongroom.settings import Settings
 from strongroom.tenancy import Create, TenantTable, new_org_id
 from strongroom_local.provision import Stack
+from tests.support.functions import load_app
 from tests.support.http import http_event
 
-FUNCTION_DIR = Path(__file__).resolve().parents[3] / "functions" / "webhook_verifier"
 NOW = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
 SECRET_IDS = {
     "stripe": "StripeWebhookSecret",
@@ -34,15 +32,6 @@ SECRET_IDS = {
     "github": "GithubWebhookSecret",
     "lemonsqueezy": "LemonSqueezyWebhookSecret",
 }
-
-
-def load_app() -> Any:
-    spec = importlib.util.spec_from_file_location("webhook_verifier_app", FUNCTION_DIR / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class LambdaContext:
@@ -194,7 +183,7 @@ def webhooks(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> WebhookStack:
         monkeypatch.setenv(name, value)
     # Read secrets on every delivery: a rotation in a test shows at once.
     monkeypatch.setenv("POWERTOOLS_PARAMETERS_MAX_AGE", "0")
-    app = load_app()
+    app = load_app("webhook_verifier")
     from webhook_verifier import services as services_module
 
     settings = Settings.from_environ(os.environ)
