@@ -1,6 +1,6 @@
 """Cold start of each function, in the environment Lambda gives it, against `import boto3` alone.
 
-Every figure is the median over RUNS fresh processes started with the function's Lambda
+Every figure is the median over RUNS rounds of fresh processes started with the function's Lambda
 environment, as the local stack builds it (LAMBDA_TASK_ROOT, the template's variables, AWS on a
 local moto server) and with tracing active as the template sets it: Powertools' Tracer on and
 X-Ray in its Lambda mode (the daemon address on loopback, a made-up trace header). Time is the
@@ -16,7 +16,7 @@ time is printed beside it.
 
 Our own code (the function's and the layer's) is measured as deployed today, compiled from
 source at every cold start (SAM ships no bytecode for it, and Lambda's file system is
-read-only), and with its bytecode shipped (`compileall`, unchecked-hash), as a build step could.
+read-only), and with its bytecode shipped (`compileall`, unchecked-hash), as `make build` does.
 Run with `make bench` or `.venv/bin/python <this file>`.
 """
 
