@@ -27,8 +27,6 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from jwt.exceptions import PyJWTError
 
 from credential_store.models import (
     REDACTED,
@@ -109,7 +107,7 @@ _SECRET_FIELDS: Mapping[AuthMethod, tuple[str, ...]] = {
 _EC_CURVES = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _MIN_RSA_BITS = 2048
 # What the PEM and JWK parsers raise for input that is not a usable key.
-_PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, UnsupportedAlgorithm, PyJWTError)
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, UnsupportedAlgorithm)
 _BAD_KEY = (
     "auth.private_key: must be an unencrypted RSA (2048 bits or more) or EC P-256/P-384/P-521"
     " private key, as PEM or JWK"
@@ -506,6 +504,11 @@ def load_private_key(text: str) -> _PrivateKey:
     Stored as unencrypted PKCS#8 PEM whatever the input form, with the JWS algorithm it signs
     with, so the token service reads one format.
     """
+    # PyJWT is imported here: only private_key_jwt credentials need it, and importing it with
+    # the module costs every cold start about a quarter of boto3's own import.
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm  # noqa: PLC0415
+    from jwt.exceptions import PyJWTError  # noqa: PLC0415
+
     key: Any
     try:
         stripped = text.strip()
@@ -522,7 +525,7 @@ def load_private_key(text: str) -> _PrivateKey:
                 raise ValueError("unsupported key type")
         else:
             key = serialization.load_pem_private_key(stripped.encode("ascii"), password=None)
-    except _PARSE_ERRORS:
+    except (*_PARSE_ERRORS, PyJWTError):
         # Any parse failure, whatever raised it: one message, and never the input.
         raise InvalidField(_BAD_KEY) from None
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= _MIN_RSA_BITS:

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from strongroom.crypto import DekCache, Keyrings, OrgKeyring, sealed
+from strongroom.crypto import DekCache, Keyrings, KeyringUnavailable, OrgKeyring, sealed
 from strongroom.crypto.cache import CurrentDek
 from strongroom.settings import Settings
 from tests.unit.crypto.conftest import NOW, CallRecorder, FakeClock, new_org_id, record_calls
@@ -164,3 +165,72 @@ def test_a_held_keyring_stops_using_a_forgotten_or_evicted_orgs_deks(
     for _ in range(3):
         assert keyring.open_field(sealed_value, **WHERE) == b"secret"
     assert calls.names() == ["Decrypt"]
+
+
+def test_every_dek_the_cache_lets_go_of_is_retired_for_whoever_holds_it() -> None:
+    clock = FakeClock()
+    cache = DekCache(max_age_seconds=10, max_uses=2, max_orgs=1, clock=clock)
+    org, other = new_org_id(), new_org_id()
+    key = AESGCM.generate_key(256)
+    nonce, aad = b"\x00" * 12, b"aad"
+    ciphertext = AESGCM(key).encrypt(nonce, b"secret", aad)
+
+    used_up = cache.put_dek(org, 1, key)
+    assert cache.take_dek(org, HEADER_V1) is used_up
+    assert cache.take_dek(org, HEADER_V1) is None
+    expired = cache.put_dek(org, 1, key)
+    clock.advance(10)
+    assert cache.take_dek(org, HEADER_V1) is None
+    replaced = cache.put_dek(org, 1, key)
+    current = cache.put_dek(org, 1, key)
+    for dek in (used_up, expired, replaced):
+        assert not dek.take(clock())
+    assert current.take(clock())
+
+    # Evicted (the cache is full): unusable from now on, but an open already past the checks
+    # still finishes with the key it holds.
+    cache.put_dek(other, 1, key)
+    assert not current.take(clock())
+    assert current.aead.decrypt(nonce, ciphertext, aad) == b"secret"
+
+    # Forgotten (the org is being shredded): the key goes at once.
+    shredded = cache.take_dek(other, HEADER_V1)
+    assert shredded is not None
+    cache.forget(other)
+    assert not shredded.take(clock())
+    with pytest.raises(InvalidTag):
+        shredded.aead.decrypt(nonce, ciphertext, aad)
+    with pytest.raises(KeyringUnavailable):
+        shredded.aead.encrypt(nonce, b"secret", aad)
+
+
+def test_keyrings_of_one_org_count_their_opens_on_the_same_dek(
+    make_keyrings: Callable[..., Keyrings], keyring: OrgKeyring, kms: Any, settings: Settings
+) -> None:
+    sealed_value = keyring.seal_field("secret", **WHERE)
+    few_uses = settings.model_copy(update={"dek_cache_max_uses": 4})
+    keyrings = make_keyrings(settings_=few_uses)
+    first, second = keyrings.for_org(keyring.org_id), keyrings.for_org(keyring.org_id)
+    calls = record_calls(kms)
+    for _ in range(4):  # two keyrings, each holding the DEK of its last open
+        assert first.open_field(sealed_value, **WHERE) == b"secret"
+        assert second.open_field(sealed_value, **WHERE) == b"secret"
+    assert calls.names() == ["Decrypt", "Decrypt"]
+
+
+def test_opens_alternating_between_dek_versions_count_each_on_its_own_dek(
+    make_keyrings: Callable[..., Keyrings], keyring: OrgKeyring, kms: Any, settings: Settings
+) -> None:
+    old = keyring.seal_field("old", **WHERE)
+    make_keyrings().rotate_dek(keyring.org_id, now=NOW)
+    new = make_keyrings().for_org(keyring.org_id).seal_field("new", **WHERE)
+    assert (old[:5], new[:5]) == (HEADER_V1, HEADER_V2)
+    few_uses = settings.model_copy(update={"dek_cache_max_uses": 3})
+    reader = make_keyrings(settings_=few_uses).for_org(keyring.org_id)
+    calls = record_calls(kms)
+    for _ in range(3):
+        assert reader.open_field(old, **WHERE) == b"old"
+        assert reader.open_field(new, **WHERE) == b"new"
+    assert calls.names() == ["Decrypt", "Decrypt"]
+    assert reader.open_field(old, **WHERE) == b"old"
+    assert calls.names() == ["Decrypt", "Decrypt", "Decrypt"]

@@ -90,6 +90,16 @@ def test_only_bytes_open_other_spellings_of_the_same_bytes_fail_opaquely(
     assert keyring.open_field(sealed, **WHERE) == b"secret"
 
 
+def test_every_truncation_fails_opaquely_once_the_keyring_holds_the_dek(
+    keyring: OrgKeyring,
+) -> None:
+    sealed = keyring.seal_field("secret", **WHERE)
+    assert keyring.open_field(sealed, **WHERE) == b"secret"  # the keyring now holds its DEK
+    errors = [opaque_error(keyring, sealed[:length]) for length in range(len(sealed))]
+    assert {(type(e), str(e)) for e in errors} == {(InvalidSealedValue, str(errors[0]))}
+    assert keyring.open_field(sealed, **WHERE) == b"secret"
+
+
 def test_value_moved_to_another_item_kind_id_or_field_fails(keyring: OrgKeyring) -> None:
     sealed = keyring.seal_field("secret", **WHERE)
     for moved in (
@@ -182,6 +192,7 @@ def test_open_with_a_context_that_can_never_have_been_sealed_fails_opaquely(
         {**WHERE, "kind": ""},
         {**WHERE, "kind": ["connection"]},
         {**WHERE, "item_id": "cönn_01"},
+        {**WHERE, "item_id": "conn_\udc80"},
         {**WHERE, "item_id": b"conn_01"},
     ):
         opaque_error(keyring, sealed, **where)

@@ -6,24 +6,28 @@ org cannot reach other processes, so `max_age_seconds` is also how long they may
 
 Reads take no lock: dict lookups and `next()` on an `itertools.count` are atomic under the GIL
 (Lambda's CPython), and the read path runs on every open. Writes and evictions take the lock.
-An org's DEKs live in one dict per org (`deks_of`) that the open path keeps and reads without a
-call; forgetting or evicting the org empties that dict in place, so no holder keeps using it.
+A keyring holds on to the last DEK it opened with and counts its uses there, on the same
+counter; so every DEK the cache lets go of (expired, used up, replaced, evicted or forgotten)
+is retired: used up and expired for every holder, and keyless once its org is forgotten.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom.crypto import sealed
+from strongroom.crypto.exceptions import KeyringUnavailable
 from strongroom.settings import Settings
 
 _T = TypeVar("_T")
@@ -33,9 +37,32 @@ _T = TypeVar("_T")
 MAX_FIELD_PREFIXES = 64
 
 
+class Aead(Protocol):
+    """What a cached DEK seals and opens with: AESGCM, or nothing once its org is forgotten."""
+
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+
+class _RetiredAead:
+    """Stands in for the AESGCM of a shredded org's retired DEK, so the key goes with it:
+    nothing opens (the InvalidTag of every failed open) and nothing is sealed."""
+
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
+        raise KeyringUnavailable("the DEK was retired while sealing")
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
+        raise InvalidTag
+
+
+_RETIRED_AEAD = _RetiredAead()
+
+
 class CachedDek:
     """One version of an org's DEK, ready to seal and open, as the cache holds it: usable
-    until `expires_at` (by the cache's clock) and while `next(uses_left)` is above zero.
+    until `expires_at` (by the cache's clock) and while `next(uses_left)` is above zero, and
+    never again once `retire`d.
 
     `field_prefixes[kind][field]` is the encoded AAD up to the item id (at most about
     MAX_FIELD_PREFIXES of them, each checked as seal_field checks its parts), so an open
@@ -55,11 +82,11 @@ class CachedDek:
     )
 
     def __init__(
-        self, org_id: str, version: int, key: bytes, *, expires_at: float, max_uses: int
+        self, org_id: str, version: int, aead: Aead, *, expires_at: float, max_uses: int
     ) -> None:
         self.version = version
         self.header = sealed.header(version)
-        self.aead = AESGCM(key)
+        self.aead = aead
         self.aad_prefix = sealed.aad_prefix(self.header, org_id)
         # kind -> field -> prefix: two lookups of str keys cost less than hashing a tuple.
         self.field_prefixes: dict[str, dict[str, bytes]] = {}
@@ -71,8 +98,18 @@ class CachedDek:
         self.uses_left = itertools.count(max_uses - 1, -1)
 
     def take(self, now: float) -> bool:
-        """Count one use; False if the DEK is expired or used up."""
+        """Count one use; False if the DEK is expired, used up or retired."""
         return next(self.uses_left) > 0 and now < self.expires_at
+
+    def retire(self, *, drop_key: bool = False) -> None:
+        """Make the DEK unusable for good, wherever it is held: used up and expired, so every
+        later open or seal takes it from the cache again, which no longer has it. An open
+        already past those checks still finishes, unless `drop_key` (the org is being
+        shredded): then the key goes at once and such an open fails like any other."""
+        self.uses_left = itertools.count(0, -1)
+        self.expires_at = -math.inf
+        if drop_key:
+            self.aead = _RETIRED_AEAD
 
     def field_prefix(self, kind: str, field: str) -> bytes:
         """The AAD up to the item id (sealed.field_aad_prefix), kept in `field_prefixes`;
@@ -88,6 +125,17 @@ class CachedDek:
                 self._prefix_count += 1
             of_kind[field] = prefix
         return prefix
+
+
+def _no_dek() -> CachedDek:
+    dek = CachedDek("", 1, _RETIRED_AEAD, expires_at=-math.inf, max_uses=0)
+    dek.header = b""
+    return dek
+
+
+# What a keyring holds before its first open: its header matches no sealed value's, and it is
+# used up, expired and keyless besides.
+NO_DEK = _no_dek()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +167,14 @@ class _OrgEntries:
     def __init__(self) -> None:
         self.deks: dict[bytes, CachedDek] = {}
         self.current: _Entry[CurrentDek] | None = None
+
+    def drop(self, *, drop_keys: bool) -> None:
+        """Empty the org's live DEK mapping in place and retire every DEK in it."""
+        deks = list(self.deks.values())
+        self.deks.clear()
+        self.current = None
+        for dek in deks:
+            dek.retire(drop_key=drop_keys)
 
 
 _NO_DEKS: Mapping[bytes, CachedDek] = MappingProxyType({})
@@ -172,6 +228,7 @@ class DekCache:
             with self._lock:
                 if org.deks.get(header) is dek:
                     del org.deks[header]
+            dek.retire()
             return None
         return dek
 
@@ -194,12 +251,16 @@ class DekCache:
         dek = CachedDek(
             org_id,
             version,
-            key,
+            AESGCM(key),
             expires_at=self.clock() + self._max_age,
             max_uses=self._max_uses,
         )
         with self._lock:
-            self._entries_of(org_id).deks[dek.header] = dek
+            deks = self._entries_of(org_id).deks
+            replaced = deks.get(dek.header)
+            deks[dek.header] = dek
+        if replaced is not None:
+            replaced.retire()  # the bounds are the new entry's alone
         return dek
 
     def put_current(self, org_id: str, current: CurrentDek) -> None:
@@ -208,17 +269,17 @@ class DekCache:
             self._entries_of(org_id).current = entry
 
     def forget(self, org_id: str) -> None:
-        """Drop everything cached for the org (it is being shredded)."""
+        """Drop and retire everything cached for the org (it is being shredded)."""
         with self._lock:
             org = self._orgs.pop(org_id, None)
             if org is not None:
-                org.deks.clear()
+                org.drop(drop_keys=True)
 
     def _entries_of(self, org_id: str) -> _OrgEntries:
         # Caller holds the lock. The oldest org goes first: its entries are the nearest to expiry.
         org = self._orgs.get(org_id)
         if org is None:
             while len(self._orgs) >= self._max_orgs:
-                self._orgs.pop(next(iter(self._orgs))).deks.clear()
+                self._orgs.pop(next(iter(self._orgs))).drop(drop_keys=False)
             org = self._orgs[org_id] = _OrgEntries()
         return org

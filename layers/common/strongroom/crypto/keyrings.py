@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidTag
 
 from strongroom import tenancy
 from strongroom.crypto import sealed
-from strongroom.crypto.cache import CachedDek, CurrentDek, DekCache
+from strongroom.crypto.cache import NO_DEK, CachedDek, CurrentDek, DekCache
 from strongroom.crypto.exceptions import (
     InvalidOrgId,
     InvalidSealedValue,
@@ -81,14 +81,15 @@ class OrgKeyring:
     with. Get one from `Keyrings.for_org`.
     """
 
-    __slots__ = ("_cache", "_clock", "_deks", "_keyrings", "org_id")
+    __slots__ = ("_cache", "_clock", "_dek", "_keyrings", "org_id")
 
     def __init__(self, keyrings: Keyrings, org_id: str) -> None:
         self.org_id = validate_org_id(org_id)
         self._keyrings = keyrings
         self._cache = keyrings.cache
         self._clock = keyrings.cache.clock
-        self._deks = keyrings.cache.deks_of(self.org_id)
+        # The DEK of the last open: the next one most likely names it too.
+        self._dek = NO_DEK
 
     def seal_field(self, value: str | bytes, *, kind: str, item_id: str, field: str) -> bytes:
         """Seal `value` (str is sealed as UTF-8) under the org's current DEK; the sealed bytes
@@ -116,32 +117,42 @@ class OrgKeyring:
         table failed on the way."""
         # The hot path of a warm function: no KMS call, no table read, no Python call but
         # the clock, each step as cheap as measured (benchmarks/bench_crypto.py).
-        if sealed_value.__class__ is not bytes or len(sealed_value) < MIN_SIZE:
-            raise _invalid()
-        # Only headers this process built are cached: a hit proves format and version.
-        dek = self._deks.get(sealed_value[_HEADER])
-        # CachedDek.take, inlined: this runs on every open.
-        if dek is None or next(dek.uses_left) <= 0 or self._clock() >= dek.expires_at:
-            dek = self._dek_to_open(sealed_value[_HEADER])
+        dek = self._dek
+        # A header equal to a DEK's proves format and version (only headers this process built
+        # are cached). CachedDek.take, inlined: one use counted per open, then the age.
+        if (
+            sealed_value.__class__ is not bytes
+            or sealed_value[_HEADER] != dek.header
+            or next(dek.uses_left) <= 0
+            or self._clock() >= dek.expires_at
+        ):
+            dek = self._dek_to_open(sealed_value)
         try:
-            aad = dek.field_prefixes[kind][field] + item_id.encode("ascii")
+            # The item id as UTF-8, the cheapest encoding: seal_field binds only printable
+            # ASCII ids, so an id that is not (its bytes >= 0x80) matches no sealed AAD.
+            aad = dek.field_prefixes[kind][field] + item_id.encode()
         except (KeyError, TypeError, ValueError, AttributeError):
-            # Not cached yet, or parts that can never open (unhashable, not str, not ASCII).
+            # Not cached yet, or parts that can never open (unhashable, not str, surrogates).
             aad = _aad_on_miss(dek, kind, item_id, field)
         # Bytes slices, not memoryviews: AESGCM takes both, but decrypts views slower than
-        # slicing costs (cryptography 50).
+        # slicing costs (cryptography 50). A value shorter than MIN_SIZE whose header matched
+        # gets a nonce under 8 bytes (ValueError) or less than a tag to open (InvalidTag).
         try:
             return dek.aead.decrypt(sealed_value[_NONCE], sealed_value[_CIPHERTEXT], aad)
-        except InvalidTag:
+        except (InvalidTag, ValueError):
             raise _invalid() from None
 
-    def _dek_to_open(self, header: bytes) -> CachedDek:
-        """The DEK of `header` when the hot path missed: from the cache, else the table and
-        KMS. Keeps the org's live DEK mapping fresh (it is replaced after an eviction)."""
+    def _dek_to_open(self, sealed_value: object) -> CachedDek:
+        """The DEK to open `sealed_value` with when the last one does not do: from the cache,
+        else the table and KMS; it becomes the keyring's last DEK. InvalidSealedValue if the
+        value is no sealed value at all."""
+        if type(sealed_value) is not bytes or len(sealed_value) < MIN_SIZE:
+            raise _invalid()
+        header = sealed_value[_HEADER]
         dek = self._cache.take_dek(self.org_id, header)
         if dek is None:
             dek = self._keyrings._dek_to_open(self.org_id, header)
-        self._deks = self._cache.deks_of(self.org_id)
+        self._dek = dek
         return dek
 
     def open_text_field(self, sealed_value: bytes, *, kind: str, item_id: str, field: str) -> str:
