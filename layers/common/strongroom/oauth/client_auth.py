@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import quote_plus
 
-import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from strongroom.oauth.exceptions import InvalidClientKey
@@ -71,6 +70,9 @@ def client_assertion(
         "jti": secrets.token_urlsafe(24),
     }
     headers = {"kid": key_id} if key_id else None
+    # Imported here: only private_key_jwt connections sign, so cold starts do not load PyJWT.
+    import jwt  # noqa: PLC0415
+
     try:
         key = load_pem_private_key(private_key_pem, password=None)
         return jwt.encode(claims, key, algorithm=algorithm, headers=headers)  # type: ignore[arg-type]

@@ -13,12 +13,16 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from strongroom.oauth.client_auth import ClientAuthentication
 from strongroom.oauth.exceptions import InvalidGrant, ProviderRefused, TokenUnavailable
-from strongroom.outbound import OutboundClient, OutboundResponse
+from strongroom.outbound import OutboundResponse
 from strongroom.outbound.exceptions import OutboundError
+
+if TYPE_CHECKING:
+    # Only a type here: the client (and requests) load when a function first builds one.
+    from strongroom.outbound.client import OutboundClient
 
 # A token response is small; a provider answering megabytes is broken or hostile.
 MAX_TOKEN_RESPONSE_BYTES: Final = 64 * 1024

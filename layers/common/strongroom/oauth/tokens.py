@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.audit.log import AuditLog
@@ -70,7 +70,7 @@ from strongroom.oauth.token_endpoint import (
     request_token,
     revoke_token,
 )
-from strongroom.outbound import OutboundClient, Resolver, system_resolver
+from strongroom.outbound import Resolver, system_resolver
 from strongroom.settings import Settings
 from strongroom.tenancy import (
     ConditionFailed,
@@ -79,6 +79,9 @@ from strongroom.tenancy import (
     TenancyError,
     TenantTable,
 )
+
+if TYPE_CHECKING:
+    from strongroom.outbound.client import OutboundClient
 
 LEASE_KIND: Final = "TOKEN_LEASE"
 MIN_REMAINING_SECONDS: Final = 60
@@ -95,6 +98,9 @@ def token_client(
     total_timeout: float = 30.0,
 ) -> OutboundClient:
     """The outbound client for token and revocation endpoints: short timeouts, small bodies."""
+    # Loaded here, not at import: it brings requests, which cold starts need not pay for.
+    from strongroom.outbound.client import OutboundClient  # noqa: PLC0415
+
     return OutboundClient(
         allow_hosts=settings.dev_allow_hosts,
         resolver=resolver,
