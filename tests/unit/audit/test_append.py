@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -75,21 +76,22 @@ def test_orgs_have_separate_chains(audit: AuditLog, org_id: str) -> None:
 def test_details_are_redacted_before_they_are_stored(
     audit: AuditLog, s3: Any, dynamodb: Any, settings: Settings, org_id: str
 ) -> None:
-    secret = "cs-" + "q7Zr2mXv9pLk4sWb"
+    secret = "cs-" + secrets.token_urlsafe(12)
+    okta_token = "00" + secrets.token_urlsafe(30)
     event = audit.append(
         org_id,
         entry(
             details={
                 "client_secret": secret,
                 "token_endpoint": "https://acme.okta.com/oauth2/v1/token",
-                "auth": {"method": "api_token", "token": "SSWS 00" + "aB3dE5gH7jK9mN1pQ3"},
+                "auth": {"method": "api_token", "token": f"SSWS {okta_token}"},
             }
         ),
         now=NOW,
     )
     body = s3.get_object(Bucket=settings.audit_bucket, Key=event_key(org_id, 1))["Body"].read()
     assert secret.encode() not in body
-    assert b"aB3dE5gH7jK9mN1pQ3" not in body
+    assert okta_token.encode() not in body
     assert event.details["client_secret"] == "[REDACTED]"
     assert event.details["auth"]["method"] == "api_token"
     assert event.details["token_endpoint"] == "https://acme.okta.com/oauth2/v1/token"

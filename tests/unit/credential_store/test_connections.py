@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from strongroom.audit.log import AuditLog
 from strongroom.crypto import InvalidSealedValue
 from strongroom_local.provision import Stack
+from tests.support.keys import garbled_private_key_pem, pem_armour
 from tests.unit.credential_store.conftest import Call
 from tests.unit.credential_store.connection_helpers import (
     DEV_HOST,
@@ -167,7 +168,7 @@ def _check_good_key(
         .keyrings.for_org(org)
         .open_text_field(sealed, kind="connection", item_id=connection_id, field="private_key")
     )
-    assert pem.startswith("-----BEGIN PRIVATE KEY-----")
+    assert pem.splitlines()[0] == pem_armour("pkcs8")[0]  # stored as PKCS#8 whatever the input
     _, body = get(call, org, connection_id)
     assert body["auth"] == {
         "method": "private_key_jwt",
@@ -184,7 +185,7 @@ BAD_KEYS = [
     lambda: rsa_pem(1024),
     lambda: ec_pem(ec.SECP256K1()),
     public_only_jwk,
-    lambda: "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+    garbled_private_key_pem,
     lambda: '{"kty": "oct", "k": "c2VjcmV0", "d": "x"}',
     lambda: "{not json",
     lambda: (

@@ -19,6 +19,7 @@ from strongroom.oauth.client_auth import (
     private_key_jwt,
 )
 from strongroom.oauth.exceptions import InvalidClientKey
+from tests.support.keys import garbled_private_key_pem, pem_armour
 
 NOW = 1_795_000_000
 TOKEN_ENDPOINT = "https://acme.okta.com/oauth2/v1/token"
@@ -122,7 +123,12 @@ def test_private_key_jwt_form_carries_the_assertion_type() -> None:
 
 @pytest.mark.parametrize(
     ("pem", "algorithm"),
-    [(b"not a key", "ES256"), (b"", "RS256"), (b"-----BEGIN PRIVATE KEY-----\n", "RS256")],
+    [
+        (b"not a key", "ES256"),
+        (b"", "RS256"),
+        ((pem_armour()[0] + "\n").encode(), "RS256"),  # armour, no body
+        (garbled_private_key_pem().encode(), "ES256"),
+    ],
 )
 def test_a_key_that_cannot_sign_is_one_opaque_error(pem: bytes, algorithm: str) -> None:
     with pytest.raises(InvalidClientKey) as caught:

@@ -10,9 +10,14 @@ from __future__ import annotations
 import pytest
 
 from strongroom.redaction import REDACTED, redact_text
+from tests.support.keys import pem_armour
 from tests.unit.redaction.helpers import assert_not_leaked, canary
 
 MB = 1_000_000
+
+
+# A generated key's BEGIN line (PKCS#8): the opening of a private key block.
+_BEGIN = pem_armour()[0]
 
 
 def _repeat(unit: str) -> str:
@@ -56,8 +61,8 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
     ("text", "expected"),
     [
         ("token=" + "a" * MB, "token=[REDACTED]"),
-        ("-----BEGIN PRIVATE KEY-----\n" + "A" * MB, "-----BEGIN PRIVATE KEY-----" + REDACTED),
-        (_repeat("-----BEGIN PRIVATE KEY-----"), "-----BEGIN PRIVATE KEY-----" + REDACTED),
+        (_BEGIN + "\n" + "A" * MB, _BEGIN + REDACTED),
+        (_repeat(_BEGIN), _BEGIN + REDACTED),
         ("token:" + "{" * MB, "token:" + REDACTED),
         ('token:"' + '\\"' * (MB // 2), 'token:"' + REDACTED),
         ("secret: '" + "\\" * MB, "secret: '" + REDACTED),

@@ -15,6 +15,7 @@ import string
 import pytest
 
 from strongroom.redaction import get_logger, redact, redact_text
+from tests.support.keys import pem_armour
 from tests.unit.redaction.helpers import assert_not_leaked
 
 ITERATIONS = 150
@@ -42,6 +43,9 @@ PARAMETERS = (
     "api_key",
 )
 
+# PEM armour of keys generated in this process: traditional (EC) and PKCS#8.
+_TRADITIONAL = pem_armour("traditional")
+_PKCS8 = pem_armour("pkcs8")
 # (template with {t0}, {t1}, ... placeholders, alphabet of the tokens)
 TEMPLATES: list[tuple[str, str]] = [
     ("Authorization: Bearer {t0}", B64TOKEN),
@@ -54,8 +58,8 @@ TEMPLATES: list[tuple[str, str]] = [
     ("password: {t0}", URL_SAFE_PASSWORD),
     ("aws_secret_access_key={t0}", BASE64),
     ('"SessionToken": "{t0}"', BASE64),
-    ("-----BEGIN RSA PRIVATE KEY-----\n{t0}\n{t1}\n-----END RSA PRIVATE KEY-----", BASE64),
-    ("-----BEGIN PRIVATE KEY-----\n{t0}\n{t1}", BASE64),
+    (f"{_TRADITIONAL[0]}\n{{t0}}\n{{t1}}\n{_TRADITIONAL[1]}", BASE64),
+    (f"{_PKCS8[0]}\n{{t0}}\n{{t1}}", BASE64),
     ("eyJ{t0}.{t1}.{t2}", BASE64URL),
     ("sk_live_{t0}", ALPHANUMERIC),
     ("whsec_{t0}", BASE64),

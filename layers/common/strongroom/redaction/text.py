@@ -8,7 +8,7 @@ linear scans, not a quadratic search.
 
 Only the secret part becomes `[REDACTED]`; names, schemes, hosts and paths stay readable:
 `https://idp.example/cb?code=[REDACTED]&x=1`, `Authorization: Bearer [REDACTED]`,
-`"client_secret": "[REDACTED]"`, `-----BEGIN PRIVATE KEY-----[REDACTED]-----END PRIVATE KEY-----`.
+`"client_secret": "[REDACTED]"`, and a PEM private key keeps its BEGIN and END lines only.
 Where a secret's end cannot be found (a PEM block with no END line, an unterminated quoted
 value) everything up to the end of the text is redacted: failing closed costs readability only.
 """
@@ -30,8 +30,10 @@ from strongroom.redaction.keys import (
     normalise_key,
 )
 
+# The label every PEM private key block carries (`RSA PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`...).
+_PRIVATE_KEY_LABEL = "PRIVATE KEY"
 _PEM_PRIVATE_KEY = re.compile(
-    r"(-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)"
+    r"(-----BEGIN [A-Z0-9 ]{0,40}" + _PRIVATE_KEY_LABEL + r"(?: BLOCK)?-----)"
     r".*?"
     r"(-----END [A-Z0-9 ]{0,40}-----|\Z)",
     re.ASCII | re.DOTALL,
@@ -325,7 +327,7 @@ def _substitute(pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str
 # (trigger, pass) in order; a trigger sees the text and its lower-case form. Armoured keys go
 # first so that no later pass reads their bodies.
 _PASSES: tuple[tuple[_Trigger, _Pass], ...] = (
-    (lambda t, _: "PRIVATE KEY" in t, _substitute(_PEM_PRIVATE_KEY, _pem_private_key)),
+    (lambda t, _: _PRIVATE_KEY_LABEL in t, _substitute(_PEM_PRIVATE_KEY, _pem_private_key)),
     (
         lambda t, _: "IBA" in t or "AgE" in t or "CAQ" in t,
         _substitute(_DER_PRIVATE_KEY, _der_private_key),
