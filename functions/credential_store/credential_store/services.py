@@ -10,7 +10,7 @@ import boto3
 from strongroom.audit.log import AuditLog
 from strongroom.backups import BackupSchedules
 from strongroom.crypto import Keyrings
-from strongroom.oauth import TokenService, token_client
+from strongroom.oauth import TokenService, token_service
 from strongroom.outbound import Resolver, system_resolver
 from strongroom.settings import Settings, get_settings
 from strongroom.tenancy import PlatformTable, TenantTable
@@ -38,13 +38,7 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
     table = TenantTable(dynamodb=dynamodb, table_name=settings.table_name)
     keyrings = Keyrings(kms=kms, dynamodb=dynamodb, settings=settings)
     audit = AuditLog(s3=s3, dynamodb=dynamodb, settings=settings)
-    tokens = TokenService(
-        table=table,
-        keyrings=keyrings,
-        outbound=token_client(settings),
-        audit=audit,
-        dev_hosts=settings.dev_allow_hosts,
-    )
+    tokens = token_service(settings, table=table, keyrings=keyrings, audit=audit)
     schedules = BackupSchedules(
         platform=PlatformTable(dynamodb=dynamodb, table_name=settings.table_name)
     )

@@ -9,7 +9,7 @@ import boto3
 
 from strongroom.audit.log import AuditLog
 from strongroom.crypto import Keyrings
-from strongroom.oauth import TokenService, token_client
+from strongroom.oauth import TokenService, token_service
 from strongroom.settings import Settings, get_settings
 from strongroom.tenancy import TenantTable
 
@@ -29,13 +29,7 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
     table = TenantTable(dynamodb=dynamodb, table_name=settings.table_name)
     keyrings = Keyrings(kms=session.client("kms"), dynamodb=dynamodb, settings=settings)
     audit = AuditLog(s3=session.client("s3"), dynamodb=dynamodb, settings=settings)
-    tokens = TokenService(
-        table=table,
-        keyrings=keyrings,
-        outbound=token_client(settings),
-        audit=audit,
-        dev_hosts=settings.dev_allow_hosts,
-    )
+    tokens = token_service(settings, table=table, keyrings=keyrings, audit=audit)
     return Services(settings=settings, table=table, keyrings=keyrings, audit=audit, tokens=tokens)
 
 

@@ -226,16 +226,16 @@ def rebuild_tokens(world: OAuthWorld, **client_options: Any) -> None:
     """Give both functions a token client built with `client_options` (timeouts, resolver)."""
     from dataclasses import replace
 
-    from strongroom.oauth import TokenService, token_client
+    from strongroom.oauth import token_service
 
     for app in (world.credential_store, world.oauth_callback):
         built = app.services()
-        tokens = TokenService(
+        tokens = token_service(
+            world.settings,
             table=built.table,
             keyrings=built.keyrings,
-            outbound=token_client(world.settings, **client_options),
             audit=built.audit,
-            dev_hosts=world.settings.dev_allow_hosts,
+            **client_options,
         )
         rebuilt = replace(built, tokens=tokens)
         app.services = lambda rebuilt=rebuilt: rebuilt

@@ -25,7 +25,7 @@ from strongroom.oauth.exceptions import (
     TokenUnavailable,
 )
 from strongroom.oauth.token_endpoint import TokenGrant, request_token, revoke_token
-from strongroom.oauth.tokens import AccessToken, TokenService, token_client
+from strongroom.oauth.tokens import AccessToken, TokenService, token_client, token_service
 
 __all__ = [
     "CONNECTION_KIND",
@@ -53,4 +53,5 @@ __all__ = [
     "revoke_token",
     "sealed_attribute",
     "token_client",
+    "token_service",
 ]

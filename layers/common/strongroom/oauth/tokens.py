@@ -1,7 +1,6 @@
 """The token service: a valid access token for a connection, fetched or refreshed at most once.
 
-    tokens = TokenService(table=table, keyrings=keyrings, outbound=token_client(settings),
-                          audit=audit, dev_hosts=settings.dev_allow_hosts)
+    tokens = token_service(settings, table=table, keyrings=keyrings, audit=audit)
     token = tokens.access_token(org_id, connection_id, now=now, request_id=rid,
                                 actor="system:scheduled_backup")
     headers = {"Authorization": token.authorization}
@@ -108,6 +107,28 @@ def token_client(
         connect_timeout=min(5.0, read_timeout),
         read_timeout=read_timeout,
         total_timeout=total_timeout,
+    )
+
+
+def token_service(
+    settings: Settings,
+    *,
+    table: TenantTable,
+    keyrings: Keyrings,
+    audit: AuditLog,
+    resolver: Resolver = system_resolver,
+    read_timeout: float = 10.0,
+    total_timeout: float = 30.0,
+) -> TokenService:
+    """The deployment's token service: its own token client, the settings' dev allow-list."""
+    return TokenService(
+        table=table,
+        keyrings=keyrings,
+        outbound=token_client(
+            settings, resolver=resolver, read_timeout=read_timeout, total_timeout=total_timeout
+        ),
+        audit=audit,
+        dev_hosts=settings.dev_allow_hosts,
     )
 
 
