@@ -1,7 +1,8 @@
 """Backups through the real local stack: a connection to the stack's sandbox Okta is backed up
-on demand; the stored files (read from the stack's S3 with boto3) equal what the sandbox serves
-minus the secret fields, and hash as the manifest says; no rate-limit bucket is exceeded; a
-provider that keeps failing ends in a failed backup with nothing marked complete."""
+on demand; the API serves the stored manifest; every file, downloaded by the signed URL the API
+issues, equals what the sandbox serves minus the secret fields and hashes as the manifest says;
+no rate-limit bucket is exceeded; a provider that keeps failing ends in a failed backup with
+nothing marked complete."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def test_a_sandbox_org_is_backed_up_whole_and_without_secrets(
     )
     control.reset_counters()
     try:
-        org, _, backup_id, _ = _start(local_stack)
+        org, _, backup_id, headers = _start(local_stack)
         item = _wait_for_end(local_stack, org, backup_id)
         counters = control.counters()
     finally:
@@ -130,12 +131,30 @@ def test_a_sandbox_org_is_backed_up_whole_and_without_secrets(
     sandbox = local_stack.running.sandbox_okta
     org_data = SandboxOrg(OrgSpec(**sandbox["sizes"]), sandbox["url"])
     assert len(manifest["files"]) == 25
+    # The API's manifest (signed_url_issuer, from the record the worker completed) is the
+    # stored one.
+    detail = local_stack.http.get(
+        local_stack.url(f"/orgs/{org}/backups/{backup_id}"), headers=headers, timeout=TIMEOUT
+    )
+    assert detail.status_code == 200, detail.text
+    assert detail.json()["manifest"] == manifest
     for entry in manifest["files"]:
-        stored = s3.get_object(Bucket=bucket, Key=entry["key"])
-        body = stored["Body"].read()
+        stored = s3.head_object(Bucket=bucket, Key=entry["key"])
         assert stored["ServerSideEncryption"] == "aws:kms"
         assert stored["ObjectLockMode"] == "COMPLIANCE"
+        # Every file downloaded as a user would: by the signed URL the API issues for it.
+        link = local_stack.http.post(
+            local_stack.url(f"/orgs/{org}/backups/{backup_id}/download-url"),
+            json={"resource": entry["resource"]},
+            headers=headers,
+            timeout=TIMEOUT,
+        )
+        assert link.status_code == 200, link.text
+        download = local_stack.http.get(link.json()["url"], timeout=TIMEOUT)
+        assert download.status_code == 200
+        body = download.content
         assert hashlib.sha256(body).hexdigest() == entry["sha256"]
+        assert len(body) == entry["bytes"]
         assert SECRET_MARKER.encode() not in body
         resource = entry["resource"]
         expected = [

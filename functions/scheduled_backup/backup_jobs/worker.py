@@ -334,15 +334,16 @@ def _finish(services: Services, run: _Run, budget: Budget) -> Outcome:
     objects = _objects(run)
     job, record = run.job, run.record
     now = budget.clock()
+    # Listed by resource name, as signed_url_issuer rebuilds the manifest from the record.
     files = [
         FileEntry(
-            resource=spec.name,
-            key=str(run.files[spec.name]["key"]),
-            sha256=str(run.files[spec.name]["sha256"]),
-            bytes=int(run.files[spec.name]["bytes"]),
-            items=int(run.files[spec.name]["items"]),
+            resource=name,
+            key=str(run.files[name]["key"]),
+            sha256=str(run.files[name]["sha256"]),
+            bytes=int(run.files[name]["bytes"]),
+            items=int(run.files[name]["items"]),
         )
-        for spec in OKTA_RESOURCES
+        for name in sorted(spec.name for spec in OKTA_RESOURCES)
     ]
     removed_fields = {
         name: list(entry["removed"]) for name, entry in run.files.items() if entry.get("removed")

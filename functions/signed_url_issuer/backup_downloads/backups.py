@@ -180,8 +180,16 @@ def _manifest(org_id: str, item: Item) -> Manifest:
             provider=str(attributes["provider"]),
             started_at=str(attributes["started_at"]),
             finished_at=str(attributes["finished_at"]),
+            # The manifest's own order (by resource); the record's entries also hold what only
+            # the worker needs (the object's version), which the manifest does not list.
             files=[
-                FileEntry(resource=resource, **entry)
+                FileEntry(
+                    resource=resource,
+                    key=entry["key"],
+                    sha256=entry["sha256"],
+                    bytes=int(entry["bytes"]),
+                    items=int(entry["items"]),
+                )
                 for resource, entry in sorted(_files(item).items())
             ],
             removed_fields={

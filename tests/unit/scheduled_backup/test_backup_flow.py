@@ -29,7 +29,7 @@ def test_a_backup_stores_every_resource_without_secrets(world: BackupWorld) -> N
     assert record["status"] == "complete", record.get("failure_reason")
     manifest_bytes = world.read(record["manifest_key"])
     manifest = Manifest.model_validate_json(manifest_bytes)
-    assert [f.resource for f in manifest.files] == [spec.name for spec in OKTA_RESOURCES]
+    assert [f.resource for f in manifest.files] == sorted(spec.name for spec in OKTA_RESOURCES)
     for entry in manifest.files:
         stored = world.read(entry.key)
         assert hashlib.sha256(stored).hexdigest() == entry.sha256
