@@ -5,13 +5,16 @@ Two functions share this code (template.yaml):
   are due) and `POST /orgs/{org_id}/connections/{connection_id}/backups` (start one now);
 - BackupWorkerFunction (`worker_handler`): the backup queue, one job per record, reporting
   partial batch failures so only failed jobs are retried (and dead-lettered after the queue's
-  maxReceiveCount).
+  maxReceiveCount);
+- BackupDeadLetterFunction (`dead_letter_handler`): the dead-letter queue, where a job lands when
+  no attempt could record an end (timeouts, out of memory, crashes): its backup is failed.
 
 Handlers stay thin: parse, one call into `backup_jobs`, a response.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -20,7 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from backup_jobs import runs, worker
 from backup_jobs.models import BackupJob, BackupStarted
-from backup_jobs.services import services
+from backup_jobs.services import Services, services
 from pydantic import ValidationError
 
 from strongroom.api import caller_from_event, create_resolver, handle_request
@@ -78,6 +81,45 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 def worker_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Backup jobs from the queue; failed ones are reported for retry."""
     built = services()
+
+    def run(job: BackupJob, record: dict[str, Any]) -> worker.Outcome:
+        budget = worker.Budget(
+            time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+            reserve_seconds=worker.RESERVE_SECONDS,
+            part_size=worker.PART_SIZE,
+        )
+        receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+        return worker.run_job(
+            built, job, budget=budget, receive_count=receives, request_id=context.aws_request_id
+        )
+
+    return _each_job(event, built, run, queue="backup")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+def dead_letter_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Dead-lettered backup jobs: their backups are marked failed; AWS trouble is retried."""
+    built = services()
+
+    def abandon(job: BackupJob, _record: dict[str, Any]) -> worker.Outcome:
+        outcome = worker.abandon(built, job, now=_now(), request_id=context.aws_request_id)
+        if outcome.status == "failed":
+            built.metrics.add_metric(name="LostBackupJobs", unit="Count", value=1)
+        return outcome
+
+    return _each_job(event, built, abandon, queue="dead_letter")
+
+
+def _each_job(
+    event: dict[str, Any],
+    built: Services,
+    step: Callable[[BackupJob, dict[str, Any]], worker.Outcome],
+    *,
+    queue: str,
+) -> dict[str, Any]:
+    """One job per SQS record. A malformed one is dropped (it cannot become valid, and its body
+    is not logged); any failure of one job is reported so that the queue retries it alone."""
     failures = []
     try:
         for record in event.get("Records", []):
@@ -85,33 +127,22 @@ def worker_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             try:
                 job = BackupJob.model_validate_json(record.get("body", ""))
             except ValidationError:
-                # Never retried: a malformed job cannot become valid (and is not logged).
-                logger.error("malformed backup job dropped", extra={"message_id": message_id})
-                continue
-            budget = worker.Budget(
-                time_left=lambda: context.get_remaining_time_in_millis() / 1000,
-                reserve_seconds=worker.RESERVE_SECONDS,
-                part_size=worker.PART_SIZE,
-            )
-            receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
-            try:
-                outcome = worker.run_job(
-                    built,
-                    job,
-                    budget=budget,
-                    receive_count=receives,
-                    request_id=context.aws_request_id,
+                logger.error(
+                    "malformed job dropped", extra={"queue": queue, "message_id": message_id}
                 )
+                continue
+            try:
+                outcome = step(job, record)
             except Exception as exc:  # noqa: BLE001 - any failure of one job is retried alone
                 logger.warning(
-                    "backup job will be retried",
-                    extra={"backup_id": job.backup_id, "error": type(exc).__name__},
+                    "job will be retried",
+                    extra={"queue": queue, "backup_id": job.backup_id, "error": type(exc).__name__},
                 )
                 failures.append({"itemIdentifier": message_id})
                 continue
             logger.info(
-                "backup job done",
-                extra={"backup_id": job.backup_id, "outcome": outcome.status},
+                "job done",
+                extra={"queue": queue, "backup_id": job.backup_id, "outcome": outcome.status},
             )
     finally:
         built.metrics.flush_metrics()

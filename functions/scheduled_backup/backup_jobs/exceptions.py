@@ -52,6 +52,15 @@ class UnsupportedProvider(BackupError):
     """The connection's provider has no backup reader yet."""
 
 
+class InternalError(BackupError):
+    """The worker failed in a way it does not expect (a defect), on the job's last attempt."""
+
+
+class WorkerLost(BackupError):
+    """Every attempt at the job ended without an answer (the function timed out, ran out of
+    memory or crashed) and the queue dead-lettered it."""
+
+
 _REASONS: dict[type[BackupError], str] = {
     ConnectionGone: "connection_deleted",
     CredentialsUnavailable: "credentials_unavailable",
@@ -63,6 +72,8 @@ _REASONS: dict[type[BackupError], str] = {
     StorageFailed: "storage_failed",
     VerificationFailed: "verification_failed",
     UnsupportedProvider: "unsupported_provider",
+    InternalError: "internal_error",
+    WorkerLost: "worker_lost",
 }
 
 # Worth another attempt through the queue: the cause may pass.

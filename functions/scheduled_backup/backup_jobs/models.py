@@ -12,13 +12,18 @@ BackupIdField = Annotated[str, Field(pattern=r"^bkp_[a-z2-7]{26}$")]
 
 
 class BackupJob(BaseModel):
-    """One SQS message: run (or continue) this backup. Where to continue is on its record."""
+    """One SQS message: run (or continue) this backup. Where to continue is on its record.
+
+    `continuation` counts the checkpoints before this message: a backup's record names the one
+    message that carries it on (its own `continuation`), so a message that a continuation has
+    replaced is skipped, and only the dead-lettering of that one message fails the backup."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     org_id: OrgIdField
     connection_id: ConnectionIdField
     backup_id: BackupIdField
+    continuation: int = Field(default=0, ge=0, le=1_000_000)
 
 
 class BackupStarted(BaseModel):

@@ -166,10 +166,7 @@ class BackupObjects:
 
     def abort(self, key: str, upload_id: str) -> None:
         """Abort an upload that will not be completed (best effort: a lifecycle rule cleans up)."""
-        try:
-            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
-        except (ClientError, BotoCoreError):
-            return
+        abort_upload(self._s3, self._bucket, key, upload_id)
 
     # ---- reading back -------------------------------------------------------------------------
 
@@ -258,3 +255,11 @@ def _same_key(reported: object, arn: str) -> bool:
     if not isinstance(reported, str):
         return False
     return reported == arn or arn.endswith("/" + reported)
+
+
+def abort_upload(s3: S3Client, bucket: str, key: str, upload_id: str) -> None:
+    """Abort a multipart upload (best effort: the bucket's lifecycle rule aborts what is left)."""
+    try:
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except (ClientError, BotoCoreError):
+        return

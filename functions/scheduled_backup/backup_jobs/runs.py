@@ -148,6 +148,7 @@ def start_backup(
         "removed_fields": {},
         "schema_version": SCHEMA_VERSION,
         "seq": 0,
+        "continuation": 0,  # the job message that carries it on (BackupJob.continuation)
     }
     try:
         services.table.transact(

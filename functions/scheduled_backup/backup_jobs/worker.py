@@ -18,7 +18,13 @@ Every file is read back and checked before the manifest is written, and the mani
 record is marked complete, in one conditional update: a failure anywhere marks the backup failed
 with a fixed reason (`exceptions.reason_of`) and nothing is ever marked complete by halves.
 Transient failures (provider outage, S3/DynamoDB trouble) save the last checkpoint and go back to
-the queue, which retries up to its maxReceiveCount; the last attempt marks the backup failed.
+the queue, which retries up to its maxReceiveCount; the last attempt marks the backup failed, as
+it does for a failure nobody expected (`internal_error`).
+
+One message carries a backup at a time: the record's `continuation` names it, a checkpoint moves
+it on to the message it queues, and any other delivery is skipped. When that message is
+dead-lettered (every attempt timed out, ran out of memory or crashed, so no attempt could record
+anything), `abandon` fails the backup (`worker_lost`) so it never stays "running" for ever.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from backup_jobs import exceptions as errors
 from backup_jobs.models import BackupJob
-from backup_jobs.objects import BackupObjects, PartRecord
+from backup_jobs.objects import BackupObjects, PartRecord, abort_upload
 from backup_jobs.okta import (
     OKTA_RESOURCES,
     OktaReader,
@@ -143,6 +149,7 @@ class _Run:
     files: dict[str, dict[str, Any]]
     checkpoint: Checkpoint | None
     request_id: str
+    continuation: int = 0  # the message that carries this backup on
     objects: BackupObjects | None = None
     in_flight: Checkpoint | None = None  # the resource being written, as of its last part
     progress: bool = False  # a part or a file written in this invocation
@@ -159,25 +166,9 @@ def run_job(
 ) -> Outcome:
     """Run (or continue) one backup. Raises only for a transient failure that the queue should
     retry; every other end is recorded on the backup and returned."""
-    now = budget.clock()
-    try:
-        item = services.table.get(job.org_id, BACKUP_KIND, job.backup_id, now=now)
-    except ItemNotFound:
-        return Outcome("skipped")
-    record = dict(item.attributes)
-    if record.get("status") != BackupStatus.RUNNING.value or record.get("connection_id") != (
-        job.connection_id
-    ):
-        return Outcome("skipped")  # a duplicate delivery of a finished job
-    checkpoint = record.get("checkpoint")
-    run = _Run(
-        job=job,
-        record=record,
-        seq=int(record.get("seq", 0)),
-        files={name: dict(entry) for name, entry in dict(record.get("files", {})).items()},
-        checkpoint=Checkpoint.from_document(dict(checkpoint)) if checkpoint else None,
-        request_id=request_id,
-    )
+    run = _running(services, job, request_id=request_id, now=budget.clock())
+    if run is None:
+        return Outcome("skipped")  # a duplicate delivery, or a message a continuation replaced
     try:
         try:
             return _run(services, run, budget)
@@ -190,10 +181,58 @@ def run_job(
         if isinstance(error, errors.TRANSIENT) and receive_count < MAX_RECEIVES:
             _save_for_retry(services, run, budget)
             raise
-        return _fail(services, run, errors.reason_of(error), budget)
+        return _fail(services, run, errors.reason_of(error), now=budget.clock())
     except ConditionFailed:
         # Another invocation moved this backup on (a duplicate delivery): it owns it now.
         return Outcome("skipped")
+    except Exception:
+        # A defect: retried like an outage, but the last attempt records it rather than
+        # leaving the backup running until the queue gives up.
+        if receive_count < MAX_RECEIVES:
+            raise
+        logger.exception("backup job failed unexpectedly", extra={"backup_id": job.backup_id})
+        return _fail(services, run, errors.reason_of(errors.InternalError()), now=budget.clock())
+
+
+def abandon(services: Services, job: BackupJob, *, now: datetime, request_id: str) -> Outcome:
+    """A job the queue dead-lettered: fail its backup (`worker_lost`) and abort the upload its
+    last checkpoint left open, unless the backup has ended or another message carries it on.
+    Raises only for a transient AWS failure, for the dead-letter queue to retry."""
+    try:
+        run = _running(services, job, request_id=request_id, now=now)
+    except (TenancyError, ClientError, BotoCoreError):
+        raise errors.StorageFailed("the backup record could not be read") from None
+    if run is None:
+        return Outcome("skipped")
+    if run.checkpoint is not None:
+        key = object_key(str(run.record["prefix"]), run.checkpoint.resource)
+        abort_upload(services.s3, services.settings.backup_bucket, key, run.checkpoint.upload_id)
+    return _fail(services, run, errors.reason_of(errors.WorkerLost()), now=now)
+
+
+def _running(services: Services, job: BackupJob, *, request_id: str, now: datetime) -> _Run | None:
+    """The backup `job` carries on, or None: gone, ended, or carried by another message."""
+    try:
+        item = services.table.get(job.org_id, BACKUP_KIND, job.backup_id, now=now)
+    except ItemNotFound:
+        return None
+    record = dict(item.attributes)
+    if (
+        record.get("status") != BackupStatus.RUNNING.value
+        or record.get("connection_id") != job.connection_id
+        or int(record.get("continuation", 0)) != job.continuation
+    ):
+        return None
+    checkpoint = record.get("checkpoint")
+    return _Run(
+        job=job,
+        record=record,
+        seq=int(record.get("seq", 0)),
+        files={name: dict(entry) for name, entry in dict(record.get("files", {})).items()},
+        checkpoint=Checkpoint.from_document(dict(checkpoint)) if checkpoint else None,
+        request_id=request_id,
+        continuation=job.continuation,
+    )
 
 
 def _run(services: Services, run: _Run, budget: Budget) -> Outcome:
@@ -452,9 +491,8 @@ def _sharp_drops(services: Services, run: _Run, now: datetime) -> list[str]:
     return []
 
 
-def _fail(services: Services, run: _Run, reason: str, budget: Budget) -> Outcome:
+def _fail(services: Services, run: _Run, reason: str, *, now: datetime) -> Outcome:
     job = run.job
-    now = budget.clock()
     if run.objects is not None and run.in_flight is not None:
         key = object_key(str(run.record["prefix"]), run.in_flight.resource)
         run.objects.abort(key, run.in_flight.upload_id)
@@ -492,8 +530,20 @@ def _fail(services: Services, run: _Run, reason: str, budget: Budget) -> Outcome
 
 
 def _save_checkpoint(services: Services, run: _Run, checkpoint: Checkpoint, budget: Budget) -> None:
-    _store_progress(services, run, checkpoint, budget.clock())
-    enqueue(services, run.job)
+    """Record the checkpoint and hand the backup on to a new message (see `BackupJob`)."""
+    following = run.continuation + 1
+    _store_progress(services, run, checkpoint, budget.clock(), continuation=following)
+    try:
+        enqueue(services, run.job.model_copy(update={"continuation": following}))
+    except (ClientError, BotoCoreError):
+        # Not sent (or not known to be): hand the backup back to this job's message, which the
+        # queue retries; a continuation that did arrive is then skipped.
+        with contextlib.suppress(errors.BackupError, TenancyError):
+            _store_progress(
+                services, run, checkpoint, budget.clock(), continuation=run.continuation
+            )
+        raise errors.StorageFailed("the continuation could not be queued") from None
+    run.continuation = following
     logger.info(
         "backup checkpointed",
         extra={
@@ -513,9 +563,18 @@ def _save_for_retry(services: Services, run: _Run, budget: Budget) -> None:
 
 
 def _store_progress(
-    services: Services, run: _Run, checkpoint: Checkpoint | None, now: datetime
+    services: Services,
+    run: _Run,
+    checkpoint: Checkpoint | None,
+    now: datetime,
+    *,
+    continuation: int | None = None,
 ) -> None:
-    changes: dict[str, Any] = {"files": run.files, "seq": run.seq + 1}
+    changes: dict[str, Any] = {
+        "files": run.files,
+        "seq": run.seq + 1,
+        "continuation": run.continuation if continuation is None else continuation,
+    }
     remove: list[str] = []
     if checkpoint is not None:
         changes["checkpoint"] = checkpoint.document()

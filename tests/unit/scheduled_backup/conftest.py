@@ -189,13 +189,7 @@ class BackupWorld:
             count += 1
             assert count <= max_invocations, "the queue does not drain"
             message = messages[0]
-            record = {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message.get("Attributes", {}),
-                "eventSource": "aws:sqs",
-            }
+            record = sqs_record(message)
             result = self.backups.worker_handler({"Records": [record]}, context())
             self.invocations.append(result)
             if result["batchItemFailures"]:
@@ -205,12 +199,51 @@ class BackupWorld:
             else:
                 self.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
 
+    @property
+    def dead_letter_queue_url(self) -> str:
+        return str(self.sqs.get_queue_url(QueueName=_dlq_name(self.sqs))["QueueUrl"])
+
     def dead_letters(self) -> int:
-        url = self.sqs.get_queue_url(QueueName=_dlq_name(self.sqs))["QueueUrl"]
         attributes = self.sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            QueueUrl=self.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"])
+
+    def lose_attempts(self, attempts: int) -> None:
+        """Receive the backup queue's next message `attempts` times with no answer, as when the
+        worker times out, runs out of memory or crashes; the queue's redrive policy then moves
+        it to the dead-letter queue on the receive after its maxReceiveCount."""
+        queue = self.settings.backup_queue_url
+        for _ in range(attempts):
+            (message,) = self.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1)["Messages"]
+            self.sqs.change_message_visibility(
+                QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+        assert not self.sqs.receive_message(QueueUrl=queue).get("Messages")
+
+    def drain_dead_letters(self) -> list[dict[str, Any]]:
+        """Run the dead-letter function over the dead-letter queue, as Lambda's poller does;
+        each invocation's result."""
+        queue = self.dead_letter_queue_url
+        results = []
+        while messages := self.sqs.receive_message(
+            QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", []):
+            result = self.backups.dead_letter_handler(
+                {"Records": [sqs_record(m) for m in messages]}, Context()
+            )
+            results.append(result)
+            failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+            for message in messages:
+                if message["MessageId"] in failed:  # back at once, for the next drain
+                    self.sqs.change_message_visibility(
+                        QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                    )
+                else:
+                    self.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+            if failed:
+                return results
+        return results
 
     def record(self, org: str, backup_id: str) -> dict[str, Any]:
         from strongroom.backups import BACKUP_KIND
@@ -258,6 +291,17 @@ class BackupWorld:
             if held:
                 removed[resource] = sorted(held)
         return dict(sorted(removed.items()))
+
+
+def sqs_record(message: dict[str, Any]) -> dict[str, Any]:
+    """An SQS message as Lambda's poller hands it to a function."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "eventSource": "aws:sqs",
+    }
 
 
 def _dlq_name(sqs: Any) -> str:

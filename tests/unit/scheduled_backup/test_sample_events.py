@@ -1,5 +1,6 @@
 """Every sample event under events/scheduled_backup/ drives its handler: the route starts the
-sample connection's backup, the schedule dispatches, and the queue's job runs it."""
+sample connection's backup, the schedule dispatches, the queue's job runs it, and the
+dead-lettered job fails a backup that no attempt could finish."""
 
 from __future__ import annotations
 
@@ -22,7 +23,12 @@ def test_there_is_a_sample_event_for_every_route_and_source() -> None:
         if r.function.logical_id == "BackupDispatcherFunction"
     }
     assert {load_event("scheduled_backup/start_backup")["routeKey"]} == routes
-    assert {p.stem for p in SAMPLES.glob("*.json")} == {"start_backup", "dispatch", "backup_job"}
+    assert {p.stem for p in SAMPLES.glob("*.json")} == {
+        "start_backup",
+        "dispatch",
+        "backup_job",
+        "dead_letter_job",
+    }
 
 
 def test_sample_events_replay(world: BackupWorld, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,3 +54,27 @@ def test_sample_events_replay(world: BackupWorld, monkeypatch: pytest.MonkeyPatc
     assert world.record(org, sample["backup_id"])["status"] == "complete"
     report = world.backups.lambda_handler(load_event("scheduled_backup/dispatch"), Context())
     assert report["started"] == 0  # nothing due yet: the connection was created just now
+    # The same job dead-lettered later (a duplicate) leaves the complete backup alone.
+    dead = load_event("scheduled_backup/dead_letter_job")
+    assert world.backups.dead_letter_handler(dead, Context()) == {"batchItemFailures": []}
+    assert world.record(org, sample["backup_id"])["status"] == "complete"
+
+
+def test_the_dead_letter_sample_fails_the_backup_no_attempt_finished(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backup_jobs import runs
+    from credential_store import connections, orgs
+
+    dead = load_event("scheduled_backup/dead_letter_job")
+    sample = json.loads(dead["Records"][0]["body"])
+    monkeypatch.setattr(orgs, "new_org_id", lambda: sample["org_id"])
+    monkeypatch.setattr(connections, "new_connection_id", lambda: sample["connection_id"])
+    monkeypatch.setattr(runs, "new_backup_id", lambda: sample["backup_id"])
+    org = world.new_org()
+    world.connect(org)
+    assert world.start(org, sample["connection_id"])[0] == 202
+    assert world.backups.dead_letter_handler(dead, Context()) == {"batchItemFailures": []}
+    record = world.record(org, sample["backup_id"])
+    assert record["status"] == "failed"
+    assert record["failure_reason"] == "worker_lost"

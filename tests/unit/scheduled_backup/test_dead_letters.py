@@ -1,0 +1,172 @@
+"""A backup never stays "running" for ever: a job that dies on every attempt is dead-lettered and
+the dead-letter function fails its backup; a defect fails it on the last attempt; only the one
+message that carries a backup on can do either."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from backup_jobs import worker
+from botocore.exceptions import ClientError
+
+from strongroom_local.sandbox_okta import OrgSpec
+from tests.unit.scheduled_backup.conftest import BackupWorld, Context, sqs_record
+
+PART = 4096
+
+
+@pytest.fixture
+def okta_spec() -> OrgSpec:
+    return OrgSpec(users=450, groups=5, apps=4, admins=3)
+
+
+@pytest.fixture(autouse=True)
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import moto.s3.models
+
+    # Parts small enough that the users file spans several, so a checkpoint leaves one open.
+    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", PART)
+    monkeypatch.setattr(worker, "PART_SIZE", PART)
+
+
+def _start(world: BackupWorld) -> tuple[str, str, str]:
+    org = world.new_org()
+    connection = world.connect(org)
+    status, body = world.start(org, connection)
+    assert status == 202
+    return org, connection, str(body["backup_id"])
+
+
+def _one_step(world: BackupWorld) -> dict[str, Any]:
+    """One worker invocation with no time to spare: one part, then a checkpoint."""
+    queue = world.settings.backup_queue_url
+    (message,) = world.sqs.receive_message(QueueUrl=queue, AttributeNames=["All"])["Messages"]
+    result: dict[str, Any] = world.backups.worker_handler(
+        {"Records": [sqs_record(message)]}, Context(lambda: 0)
+    )
+    assert result == {"batchItemFailures": []}
+    world.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return json.loads(message["Body"])  # type: ignore[no-any-return]
+
+
+def _open_uploads(world: BackupWorld) -> set[str]:
+    listing = world.services.s3.list_multipart_uploads(Bucket=world.settings.backup_bucket)
+    return {upload["UploadId"] for upload in listing.get("Uploads", [])}
+
+
+def _audit_actions(world: BackupWorld, org: str) -> list[str]:
+    page = world.services.audit.list_events(org, now=datetime.now(UTC))
+    return [event.action for event in page.events]
+
+
+def test_a_job_lost_on_every_attempt_is_failed_by_the_dead_letter_function(
+    world: BackupWorld,
+) -> None:
+    org, connection, backup_id = _start(world)
+    _one_step(world)
+    checkpoint = world.record(org, backup_id)["checkpoint"]
+    assert checkpoint["upload_id"] in _open_uploads(world)
+
+    world.lose_attempts(3)  # the continuation's every attempt dies without an answer
+    assert world.dead_letters() == 1
+    assert world.drain_dead_letters() == [{"batchItemFailures": []}]
+
+    record = world.record(org, backup_id)
+    assert record["status"] == "failed"
+    assert record["failure_reason"] == "worker_lost"
+    assert "checkpoint" not in record
+    assert record.get("manifest_sha256") is None
+    assert checkpoint["upload_id"] not in _open_uploads(world)
+    assert _audit_actions(world, org).count("backup.fail") == 1
+    assert ("LostBackupJobs", 1) in world.metrics.emitted
+    assert world.dead_letters() == 0
+    # The connection is free: the next backup starts and completes.
+    status, body = world.start(org, connection)
+    assert status == 202
+    assert body["backup_id"] != backup_id
+    world.drain()
+    assert world.record(org, body["backup_id"])["status"] == "complete"
+
+
+def test_a_message_that_a_continuation_replaced_neither_runs_nor_fails_the_backup(
+    world: BackupWorld,
+) -> None:
+    org, _connection, backup_id = _start(world)
+    first = _one_step(world)
+    assert first["continuation"] == 0
+    before = world.record(org, backup_id)
+    assert before["continuation"] == 1
+    replaced = {"Records": [{"messageId": "m-replaced", "body": json.dumps(first)}]}
+
+    # Dead-lettered, or delivered again to the worker: either way it is skipped.
+    assert world.backups.dead_letter_handler(replaced, Context()) == {"batchItemFailures": []}
+    assert world.backups.worker_handler(replaced, Context()) == {"batchItemFailures": []}
+    assert world.record(org, backup_id) == before
+
+    world.drain()
+    assert world.record(org, backup_id)["status"] == "complete"
+    assert world.metrics.emitted.count(("LostBackupJobs", 1)) == 0
+
+
+def test_a_defect_on_every_attempt_fails_the_backup_on_the_last_one(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(worker.OktaReader, "page", broken)
+    org, _connection, backup_id = _start(world)
+    world.drain()
+    assert [len(i["batchItemFailures"]) for i in world.invocations] == [1, 1, 0]
+    record = world.record(org, backup_id)
+    assert record["status"] == "failed"
+    assert record["failure_reason"] == "internal_error"
+    assert world.dead_letters() == 0
+    assert "backup.fail" in _audit_actions(world, org)
+
+
+def test_aws_trouble_in_the_dead_letter_function_is_retried_and_changes_nothing(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, _connection, backup_id = _start(world)
+    world.lose_attempts(3)
+    before = world.record(org, backup_id)
+
+    def unavailable(*_args: Any, **_kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "InternalServerError"}}, "UpdateItem")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(world.services.table, "update", unavailable)
+        (result,) = world.drain_dead_letters()
+        assert len(result["batchItemFailures"]) == 1
+    assert world.record(org, backup_id) == before
+
+    # The dead-letter queue delivers it again: this time it goes through.
+    assert world.drain_dead_letters() == [{"batchItemFailures": []}]
+    assert world.record(org, backup_id)["failure_reason"] == "worker_lost"
+
+
+def test_a_continuation_that_cannot_be_queued_leaves_the_backup_with_its_message(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = worker.enqueue
+    refusals = []
+
+    def refuse_once(services: Any, job: Any) -> None:
+        if not refusals:
+            refusals.append(job)
+            raise ClientError({"Error": {"Code": "ServiceUnavailable"}}, "SendMessage")
+        sent(services, job)
+
+    monkeypatch.setattr(worker, "enqueue", refuse_once)
+    org, _connection, backup_id = _start(world)
+    world.drain(context=lambda: Context(lambda: 0))
+    assert [job.continuation for job in refusals] == [1]
+    # The first message was retried (its checkpoint kept) and carried the backup on.
+    assert len(world.invocations[0]["batchItemFailures"]) == 1
+    record = world.record(org, backup_id)
+    assert record["status"] == "complete", record.get("failure_reason")
+    assert world.dead_letters() == 0
