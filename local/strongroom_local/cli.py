@@ -28,6 +28,7 @@ from strongroom_local.exceptions import (
     ControlRequestFailed,
     InvalidScheduleExpression,
     LocalStackError,
+    NoSandbox,
     UnknownSecret,
 )
 from strongroom_local.issuer import mint_dev_token
@@ -168,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--active", action="store_true", help="only the newest of its active values"
     )
     state_dir(secret)
+
+    sandbox = commands.add_parser(
+        "sandbox-token", help="print the API token of the running stack's sandbox Okta"
+    )
+    state_dir(sandbox)
     return parser
 
 
@@ -377,6 +383,14 @@ def _secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sandbox_token(args: argparse.Namespace) -> int:
+    sandbox = read_stack_file(args.state_dir).get("sandbox_okta")
+    if not sandbox:
+        raise NoSandbox("the running stack runs no sandbox Okta (started with --no-sandbox)")
+    print(sandbox["api_token"])
+    return 0
+
+
 def _dev_token(args: argparse.Namespace) -> int:
     token = mint_dev_token(
         args.state_dir,
@@ -400,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fire-schedule": _fire,
         "invoke": _invoke,
         "secret": _secret,
+        "sandbox-token": _sandbox_token,
     }
     try:
         return handlers[args.command](args)

@@ -41,3 +41,7 @@ class StackStartFailed(LocalStackError):
 
 class UnknownSecret(LocalStackError):
     """The running stack has no such secret, or it holds no active value."""
+
+
+class NoSandbox(LocalStackError):
+    """The running stack runs no sandbox Okta."""

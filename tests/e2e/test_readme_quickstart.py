@@ -6,6 +6,8 @@ import json
 import re
 import shlex
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +66,40 @@ def test_readme_webhook_example_is_accepted(local_stack: LocalStackClient) -> No
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": "accepted"}
+
+
+def test_readme_backup_example_downloads_a_file_the_manifest_describes(
+    local_stack: LocalStackClient, tmp_path: Path
+) -> None:
+    sandbox = local_stack.running.sandbox_okta
+    script = _quickstart_script() + _quickstart_script("backups")
+    assert README_API in script
+    assert "127.0.0.1:3001" in script
+    # Only the stack's addresses and state directory differ from a newcomer's `make run`; the
+    # files it downloads go to a scratch directory rather than the repository.
+    state = shlex.quote(str(local_stack.state_dir))
+    script = (
+        script.replace(README_API, local_stack.api_url)
+        .replace("127.0.0.1:3001", sandbox["domain"])
+        .replace(
+            ".venv/bin/strongroom", shlex.quote(str(Path(sys.executable).parent / "strongroom"))
+        )
+        .replace("dev-token ", f"dev-token --state-dir {state} ")
+        .replace("sandbox-token", f"sandbox-token --state-dir {state}")
+    )
+    result = subprocess.run(  # noqa: S603 - our own README, run by bash
+        ["bash", "-euo", "pipefail", "-c", script],  # noqa: S607
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    # The quick start's last curl prints no newline: the check's line ends the output.
+    printed = re.search(r"(True|False) (\d+)\s*$", result.stdout)
+    assert printed, result.stdout[-500:]
+    assert printed.group(1) == "True"
+    assert int(printed.group(2)) == sandbox["sizes"]["users"]
+    backup = json.loads((tmp_path / "backup.json").read_text(encoding="utf-8"))
+    assert backup["status"] == "complete"
