@@ -291,10 +291,11 @@ def delete_connection(
     now: datetime,
     request_id: str,
 ) -> None:
-    """Revoke at the provider where possible, then delete the secrets and the connection."""
+    """Delete the secrets and the connection, then revoke its grant at the provider where
+    possible (from the copy read for the delete): a delete that loses a race (409) leaves the
+    grant as live as the connection that still holds it."""
     require_role(services, caller, org_id, Role.ADMIN, now=now)
     current = _find(services, org_id, connection_id, now=now)
-    revocation = revoke_at_provider(services, org_id, current, now=now)
     try:
         services.table.transact(
             org_id,
@@ -311,6 +312,7 @@ def delete_connection(
     except (ConditionFailed, LimitReached):
         raise Conflict("The connection changed meanwhile; read it again and retry.") from None
     services.schedules.remove(org_id, connection_id, now=now)
+    revocation = revoke_at_provider(services, org_id, current, now=now)
     if revocation != "not_applicable":
         services.audit.append(
             org_id,
@@ -350,7 +352,7 @@ def delete_connection(
 
 
 def revoke_at_provider(services: Services, org_id: str, connection: Item, *, now: datetime) -> str:
-    """Revoke the connection's grant at the provider (RFC 7009) before it is deleted.
+    """Revoke the grant of a connection just deleted at the provider (RFC 7009).
 
     "revoked", "failed" or "not_applicable": static API tokens, client secrets and private keys
     cannot be revoked through a provider's API, and Entra has no revocation endpoint. A failed

@@ -353,6 +353,26 @@ def test_delete_revokes_the_refresh_token_at_the_provider(world: OAuthWorld) -> 
     assert ("credential.revoke", "success") in [(e.action, e.outcome) for e in page.events]
 
 
+def test_a_delete_that_loses_a_race_leaves_the_grant_live(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, connection_id, client_id = _connected(world)
+    [refresh_token] = world.server.current_refresh_tokens(client_id)
+    table = world.credential_store.services().table
+    transact = table.transact
+
+    def after_a_concurrent_change(*args: Any, **kwargs: Any) -> Any:
+        # Another request changes the connection between the delete's read and its write.
+        table.update(org, "CONN", connection_id, now=datetime.now(UTC), changes={"version": 99})
+        return transact(*args, **kwargs)
+
+    monkeypatch.setattr(table, "transact", after_a_concurrent_change)
+    assert _delete(world, org, connection_id) == 409
+    assert world.connection(org, connection_id).status == 200
+    assert world.server.counts()["revocations"] == 0
+    assert world.server.is_active(refresh_token)
+
+
 def test_a_failed_revocation_still_deletes_and_is_audited(
     world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
