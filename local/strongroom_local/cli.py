@@ -170,10 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     state_dir(secret)
 
-    sandbox = commands.add_parser(
+    sandbox_token = commands.add_parser(
         "sandbox-token", help="print the API token of the running stack's sandbox Okta"
     )
-    state_dir(sandbox)
+    state_dir(sandbox_token)
     return parser
 
 
