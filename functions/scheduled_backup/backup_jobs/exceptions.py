@@ -52,6 +52,10 @@ class UnsupportedProvider(BackupError):
     """The connection's provider has no backup reader yet."""
 
 
+class NotQueued(BackupError):
+    """The backup's job could not be queued when it started; nothing was read or written."""
+
+
 class InternalError(BackupError):
     """The worker failed in a way it does not expect (a defect), on the job's last attempt."""
 
@@ -72,6 +76,7 @@ _REASONS: dict[type[BackupError], str] = {
     StorageFailed: "storage_failed",
     VerificationFailed: "verification_failed",
     UnsupportedProvider: "unsupported_provider",
+    NotQueued: "not_queued",
     InternalError: "internal_error",
     WorkerLost: "worker_lost",
 }

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from backup_jobs import exceptions as errors
 from backup_jobs.models import BackupJob
 from backup_jobs.services import Services
 from strongroom.api import Caller
@@ -54,6 +55,8 @@ RUN_KIND: Final = "BACKUP_RUN"
 # the continuations between them), short enough that a dead run does not block a day's backup.
 RUN_TTL: Final = timedelta(hours=6)
 SCHEDULER: Final = "system:scheduler"
+# Who the audit log names for what the function does by itself (failing a backup, say).
+ACTOR: Final = "system:scheduled_backup"
 _ONE_SECOND = timedelta(seconds=1)
 
 logger = get_logger(service="scheduled_backup")
@@ -97,27 +100,35 @@ def start_on_demand(
     if running is not None:
         return Started(running, new=False)
     use_on_demand_backup(services.table, org_id, plan=_plan(services, org_id, now=now), now=now)
-    started = start_backup(
-        services,
-        org_id,
-        connection_id,
-        trigger="on_demand",
-        requested_by=caller.sub,
-        now=now,
-        request_id=request_id,
-    )
+    try:
+        started = start_backup(
+            services,
+            org_id,
+            connection_id,
+            trigger="on_demand",
+            requested_by=caller.sub,
+            now=now,
+            request_id=request_id,
+        )
+    except Exception:
+        _refund_on_demand_use(services, org_id, now=now)  # nothing ran: not a use
+        raise
     if not started.new:
         # Another request started one between our check and our start: this one is not a use.
-        with contextlib.suppress(TenancyError):
-            services.table.increment(
-                org_id,
-                "USAGE",
-                f"on_demand_backups:{now.astimezone(UTC).date().isoformat()}",
-                attribute="count",
-                by=-1,
-                now=now,
-            )
+        _refund_on_demand_use(services, org_id, now=now)
     return started
+
+
+def _refund_on_demand_use(services: Services, org_id: str, *, now: datetime) -> None:
+    with contextlib.suppress(TenancyError):
+        services.table.increment(
+            org_id,
+            "USAGE",
+            f"on_demand_backups:{now.astimezone(UTC).date().isoformat()}",
+            attribute="count",
+            by=-1,
+            now=now,
+        )
 
 
 def start_backup(
@@ -182,8 +193,61 @@ def start_backup(
         ),
         now=now,
     )
-    enqueue(services, BackupJob(org_id=org_id, connection_id=connection_id, backup_id=backup_id))
+    try:
+        enqueue(
+            services, BackupJob(org_id=org_id, connection_id=connection_id, backup_id=backup_id)
+        )
+    except (ClientError, BotoCoreError):
+        _not_queued(services, org_id, connection_id, backup_id, now=now, request_id=request_id)
+        raise
     return Started(backup_id, new=True)
+
+
+def _not_queued(
+    services: Services,
+    org_id: str,
+    connection_id: str,
+    backup_id: str,
+    *,
+    now: datetime,
+    request_id: str,
+) -> None:
+    """The job could not be queued: fail the backup at once (nothing was read or written) and
+    free its connection, rather than leave a backup "running" that nothing runs. Best effort:
+    a job that did arrive finds the backup failed and skips it."""
+    reason = errors.reason_of(errors.NotQueued())
+    try:
+        services.table.update(
+            org_id,
+            BACKUP_KIND,
+            backup_id,
+            changes={
+                "status": BackupStatus.FAILED.value,
+                "failure_reason": reason,
+                "finished_at": _iso(now),
+                "seq": 1,
+            },
+            expect={"status": BackupStatus.RUNNING.value, "seq": 0},
+            now=now,
+        )
+        services.table.delete(
+            org_id, RUN_KIND, connection_id, expect={"backup_id": backup_id}, now=now
+        )
+        services.audit.append(
+            org_id,
+            AuditEntry(
+                actor=ACTOR,
+                action=AuditAction.BACKUP_FAIL.value,
+                request_id=request_id,
+                outcome="failure",
+                target_kind="connection",
+                target_id=connection_id,
+                details={"backup_id": backup_id, "reason": reason},
+            ),
+            now=now,
+        )
+    except (TenancyError, ClientError, BotoCoreError):
+        logger.warning("unqueued backup left running", extra={"backup_id": backup_id})
 
 
 def enqueue(services: Services, job: BackupJob) -> None:

@@ -51,7 +51,7 @@ from backup_jobs.okta import (
     parent_parameters,
     without_secrets,
 )
-from backup_jobs.runs import RUN_KIND, enqueue
+from backup_jobs.runs import ACTOR, RUN_KIND, enqueue
 from backup_jobs.services import Services
 from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.backups import (
@@ -75,7 +75,6 @@ from strongroom.tenancy import ConditionFailed, ItemNotFound, TenancyError
 
 # The queue's RedrivePolicy maxReceiveCount (template.yaml): the last attempt fails the backup.
 MAX_RECEIVES: Final = 3
-ACTOR: Final = "system:scheduled_backup"
 # S3 parts are 5 MiB at least (but the last). Module settings, so that tests can shrink them.
 PART_SIZE = 8 * 1024 * 1024
 RESERVE_SECONDS = 120.0  # one rate-limit window and a part upload to spare

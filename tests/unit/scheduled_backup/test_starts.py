@@ -4,10 +4,13 @@ on schedule (the due index, the plan's minimum interval, overlapping dispatchers
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from backup_jobs import runs
+from botocore.exceptions import ClientError
 
-from strongroom.backups import BackupSchedules
+from strongroom.backups import BackupSchedules, backup_listing
 from tests.unit.scheduled_backup.conftest import BackupWorld
 
 
@@ -110,3 +113,29 @@ def test_a_deleted_connection_leaves_no_schedule_and_its_queued_job_fails(
         world.services, now=far + timedelta(days=1, seconds=1), request_id="r"
     )
     assert (report.started, report.dropped) == (0, 1)
+
+
+def test_a_job_that_cannot_be_queued_fails_its_backup_at_once_and_is_not_a_use(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = world.new_org()  # the free plan: 2 on-demand backups a day
+    connection = world.connect(org)
+
+    def unavailable(**_kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable"}}, "SendMessage")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(world.sqs, "send_message", unavailable)
+        status, _ = world.start(org, connection)
+    assert status == 500
+    listing = world.services.table.query_index(
+        org, backup_listing(connection), now=datetime.now(UTC), limit=10
+    )
+    [record] = [dict(item.attributes) for item in listing.items]
+    assert (record["status"], record["failure_reason"]) == ("failed", "not_queued")
+    # Not left "running": the connection is free, and the failed start did not count.
+    for _ in range(2):
+        status, body = world.start(org, connection)
+        assert status == 202
+        world.drain()
+        assert world.record(org, body["backup_id"])["status"] == "complete"
