@@ -403,4 +403,6 @@ def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
         converted["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
     if rule.get("ExpiredObjectDeleteMarker"):
         converted["Expiration"] = {"ExpiredObjectDeleteMarker": True}
+    if "ExpirationInDays" in rule:
+        converted["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
     return converted

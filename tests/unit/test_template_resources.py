@@ -6,8 +6,8 @@ import json
 
 import boto3
 
-from strongroom_local.provision import Stack
-from strongroom_local.template import load_template, resources_of_type
+from strongroom_local.provision import LOCAL_PARAMETERS, Stack
+from strongroom_local.template import Resolver, load_template, resources_of_type
 
 
 def test_buckets_are_object_locked_versioned_encrypted_and_private(stack: Stack) -> None:
@@ -129,3 +129,100 @@ def test_http_api_defaults_to_the_jwt_authorizer() -> None:
     assert auth["DefaultAuthorizer"] == "JwtAuthorizer"
     jwt = auth["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"]
     assert jwt == {"issuer": {"Ref": "JwtIssuer"}, "audience": {"Ref": "JwtAudience"}}
+
+
+def test_data_buckets_log_access_to_the_access_log_bucket(stack: Stack) -> None:
+    template = load_template()
+    buckets = resources_of_type(template, "AWS::S3::Bucket")
+    logged = {}
+    for logical_id, bucket in buckets.items():
+        if logical_id != "AccessLogBucket":
+            logging = bucket["Properties"]["LoggingConfiguration"]
+            assert logging["DestinationBucketName"] == {"Ref": "AccessLogBucket"}
+            logged[logical_id] = logging["LogFilePrefix"]
+    assert set(logged) >= {"BackupBucket", "AuditBucket"}
+    # S3 delivers access logs only to a bucket without Object Lock, encrypted with SSE-S3.
+    log_bucket = buckets["AccessLogBucket"]["Properties"]
+    assert "ObjectLockEnabled" not in log_bucket
+    encryption = log_bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption == [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+    # Delivery is granted by the policy (ACLs are off), only from this stack's buckets and only
+    # under each bucket's own prefix.
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]
+        for p in resources_of_type(template, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": "AccessLogBucket"}
+    ]
+    (delivery,) = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    assert delivery["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert delivery["Action"] == "s3:PutObject"
+    assert delivery["Resource"] == [
+        {"Fn::Sub": f"${{AccessLogBucket.Arn}}/{prefix}*"} for prefix in logged.values()
+    ]
+    assert delivery["Condition"]["ArnLike"]["aws:SourceArn"] == [
+        {"Fn::GetAtt": [logical_id, "Arn"]} for logical_id in logged
+    ]
+    assert delivery["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    # As provisioned: private, and logs expire with the stack's log retention.
+    s3 = boto3.client("s3")
+    name = stack.ref("AccessLogBucket")
+    block = s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
+    assert len(block) == 4
+    assert all(block.values())
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
+    (expiry,) = [r for r in rules if "Expiration" in r]
+    assert expiry["Expiration"] == {"Days": int(stack.resolver.refs["LogRetentionDays"])}
+
+
+def test_scheduled_functions_dead_letter_failed_invocations() -> None:
+    # Schedules invoke asynchronously: after Lambda's retries the event is kept, not dropped.
+    template = load_template()
+    queues = resources_of_type(template, "AWS::SQS::Queue")
+    scheduled = 0
+    for function in resources_of_type(template, "AWS::Serverless::Function").values():
+        props = function["Properties"]
+        if any(e["Type"] == "Schedule" for e in props.get("Events", {}).values()):
+            scheduled += 1
+            dlq = props["DeadLetterQueue"]
+            assert dlq["Type"] == "SQS"
+            (queue_id, attribute) = dlq["TargetArn"]["Fn::GetAtt"]
+            assert attribute == "Arn"
+            queue = queues[queue_id]["Properties"]
+            assert queue["KmsMasterKeyId"] == {"Fn::GetAtt": ["PlatformKey", "Arn"]}
+    assert scheduled
+
+
+def test_prod_reserves_concurrency_for_every_function_within_the_workers_polling() -> None:
+    template = load_template()
+    prod = Resolver.for_template(template, parameters={**LOCAL_PARAMETERS, "Stage": "prod"})
+    dev = Resolver.for_template(template, parameters={**LOCAL_PARAMETERS, "Stage": "dev"})
+    for function in resources_of_type(template, "AWS::Serverless::Function").values():
+        props = function["Properties"]
+        reserved = props["ReservedConcurrentExecutions"]
+        assert prod.resolve(reserved) >= 1
+        assert dev.resolve(reserved) is None  # a small account can still take a dev stack
+        for event in props.get("Events", {}).values():
+            if event["Type"] == "SQS":
+                # Pollers beyond the reservation would be throttled into dead-lettering.
+                maximum = event["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+                assert 2 <= maximum <= prod.resolve(reserved)
+
+
+def test_function_environments_are_encrypted_under_the_platform_key() -> None:
+    template = load_template()
+    function_globals = template["Globals"]["Function"]
+    assert function_globals["KmsKeyArn"] == {"Fn::GetAtt": ["PlatformKey", "Arn"]}
+    for function in resources_of_type(template, "AWS::Serverless::Function").values():
+        assert "KmsKeyArn" not in function["Properties"]
+
+
+def test_layer_is_built_for_the_functions_runtime_and_architecture() -> None:
+    # sam build fetches the layer's wheels for its BuildMethod and BuildArchitecture, not for
+    # the functions' settings (`make build` compiles with the Globals runtime's Python).
+    template = load_template()
+    function_globals = template["Globals"]["Function"]
+    runtime, architectures = function_globals["Runtime"], function_globals["Architectures"]
+    for layer in resources_of_type(template, "AWS::Serverless::LayerVersion").values():
+        assert layer["Metadata"] == {"BuildMethod": runtime, "BuildArchitecture": architectures[0]}
+        assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
+        assert layer["Properties"]["CompatibleArchitectures"] == architectures
