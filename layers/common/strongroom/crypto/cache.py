@@ -160,12 +160,11 @@ class CachedDek:
 
 def _no_dek() -> CachedDek:
     dek = CachedDek("", 1, _RETIRED_AEAD, expires_at=-math.inf, max_uses=0)
-    # Format 0, version 0: no sealed value starts so (sealed.header refuses to build it).
-    dek.header = bytes(sealed.HEADER_SIZE)
+    dek.header = b""
     return dek
 
 
-# What a keyring holds before its first open: its header begins no sealed value, and it is
+# What a keyring holds before its first open: its header matches no sealed value's, and it is
 # used up, expired and keyless besides.
 NO_DEK = _no_dek()
 
