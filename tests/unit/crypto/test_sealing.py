@@ -8,7 +8,7 @@ import pytest
 
 from strongroom.crypto import InvalidSealedValue, Keyrings, OrgKeyring
 from strongroom.crypto import sealed as sealed_format
-from strongroom.crypto.cache import MAX_FIELD_PREFIXES, CachedDek
+from strongroom.crypto.cache import MAX_FIELD_PREFIXES, MAX_ITEM_AADS, CachedDek
 from tests.unit.crypto.conftest import create_org, new_org_id
 
 WHERE = {"kind": "connection", "item_id": "conn_01", "field": "client_secret"}
@@ -194,10 +194,13 @@ def test_open_with_a_context_that_can_never_have_been_sealed_fails_opaquely(
         {**WHERE, "item_id": "cönn_01"},
         {**WHERE, "item_id": "conn_\udc80"},
         {**WHERE, "item_id": b"conn_01"},
+        {**WHERE, "item_id": "conn\n01"},
+        {**WHERE, "item_id": "x" * 128},
     ):
         opaque_error(keyring, sealed, **where)
-    # Refused parts are never cached as AAD prefixes.
+    # Refused parts are never cached, neither as AAD prefixes nor as whole AADs.
     assert set(dek_of(keyrings, keyring).field_prefixes) == {"connection"}
+    assert dek_of(keyrings, keyring).item_aads == {}
 
 
 def test_seal_refuses_what_it_cannot_bind(keyring: OrgKeyring) -> None:
@@ -248,3 +251,24 @@ def test_cached_aad_prefixes_are_bounded_and_still_bind_every_part(
         opaque_error(keyring, sealed[kind], kind=other_kind, item_id="i", field="f")
     prefixes = dek_of(keyrings, keyring).field_prefixes
     assert 0 < sum(len(of_kind) for of_kind in prefixes.values()) <= MAX_FIELD_PREFIXES
+
+
+def test_cached_item_aads_are_bounded_exact_and_still_bind_the_item(
+    keyrings: Keyrings, keyring: OrgKeyring
+) -> None:
+    items = [f"conn_{i:04d}" for i in range(MAX_ITEM_AADS + 10)]
+    sealed = {
+        item: keyring.seal_field(item, kind="connection", item_id=item, field="token")
+        for item in items
+    }
+    for _ in range(2):  # the second pass opens from the cache, or past its bound
+        for index, item in enumerate(items):
+            where = {"kind": "connection", "field": "token"}
+            assert keyring.open_field(sealed[item], item_id=item, **where) == item.encode()
+            opaque_error(keyring, sealed[item], item_id=items[index - 1], **where)
+    cached = dek_of(keyrings, keyring).item_aads["connection"]["token"]
+    assert len(cached) == MAX_ITEM_AADS
+    for item, aad in cached.items():
+        assert aad == sealed_format.aad(
+            1, keyring.org_id, kind="connection", item_id=item, field="token"
+        )

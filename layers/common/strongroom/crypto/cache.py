@@ -5,7 +5,8 @@ plaintext DEK lives in a process and how much one KMS Decrypt may cover; crypto-
 org cannot reach other processes, so `max_age_seconds` is also how long they may keep using it.
 
 Reads take no lock: dict lookups and `next()` on an `itertools.count` are atomic under the GIL
-(Lambda's CPython), and the read path runs on every open. Writes and evictions take the lock.
+(Lambda's CPython), and the read path runs on every open. Writes and evictions take the lock,
+but for the whole AADs opens keep (CachedDek.item_aad: single atomic stores under a countdown).
 A keyring holds on to the last DEK it opened with and counts its uses there, on the same
 counter; so every DEK the cache lets go of (expired, used up, replaced, evicted or forgotten)
 is retired: used up and expired for every holder, and keyless once its org is forgotten.
@@ -35,6 +36,10 @@ _T = TypeVar("_T")
 
 # How many (kind, field) AAD prefixes one DEK keeps: a deployment seals a handful of fields.
 MAX_FIELD_PREFIXES = 64
+# How many whole AADs (one per kind, field and item, about 150 bytes each with their entry) one
+# DEK keeps for opens: a warm function opens the same few items again and again. Past the
+# bound, an open builds its AAD as a miss does, without keeping it.
+MAX_ITEM_AADS = 1024
 
 
 class Aead(Protocol):
@@ -65,11 +70,14 @@ class CachedDek:
     never again once `retire`d.
 
     `field_prefixes[kind][field]` is the encoded AAD up to the item id (at most about
-    MAX_FIELD_PREFIXES of them, each checked as seal_field checks its parts), so an open
-    encodes only the item id; they go with the DEK when its bounds are reached.
+    MAX_FIELD_PREFIXES of them, each checked as seal_field checks its parts), so a seal
+    encodes only the item id; `item_aads[kind][field][item_id]` is an open's whole AAD (at most
+    MAX_ITEM_AADS, each part checked likewise), so a repeated open builds nothing. Both go with
+    the DEK when its bounds are reached.
     """
 
     __slots__ = (
+        "_item_aads_left",
         "_lock",
         "_prefix_count",
         "aad_prefix",
@@ -77,6 +85,7 @@ class CachedDek:
         "expires_at",
         "field_prefixes",
         "header",
+        "item_aads",
         "uses_left",
         "version",
     )
@@ -91,6 +100,9 @@ class CachedDek:
         # kind -> field -> prefix: two lookups of str keys cost less than hashing a tuple.
         self.field_prefixes: dict[str, dict[str, bytes]] = {}
         self._prefix_count = 0
+        # kind -> field -> item id -> AAD, for the same reason.
+        self.item_aads: dict[str, dict[str, dict[str, bytes]]] = {}
+        self._item_aads_left = itertools.count(MAX_ITEM_AADS, -1)
         self._lock = threading.Lock()
         self.expires_at = expires_at
         # Counts down, so a take is one next() and one compare. Whoever puts a DEK has just
@@ -125,6 +137,25 @@ class CachedDek:
                 self._prefix_count += 1
             of_kind[field] = prefix
         return prefix
+
+    def item_aad(self, kind: str, field: str, item_id: str) -> bytes:
+        """The whole AAD of an item's field (sealed.aad's spelling), kept in `item_aads` until
+        MAX_ITEM_AADS have been; TypeError or ValueError for parts seal_field refuses, which
+        are never kept."""
+        try:
+            prefix = self.field_prefixes[kind][field]
+        except (KeyError, TypeError):
+            prefix = self.field_prefix(kind, field)
+        aad = prefix + sealed.check_part("item_id", item_id).encode("ascii")
+        # No lock: the bound is a countdown taken with one atomic next() (as uses_left), and
+        # each store is one atomic dict write of a value its key alone determines, so a race
+        # can only spend the bound twice on one item.
+        if next(self._item_aads_left) > 0:
+            aads = self.item_aads
+            of_kind = aads.get(kind) or aads.setdefault(kind, {})
+            of_field = of_kind.get(field) or of_kind.setdefault(field, {})
+            of_field[item_id] = aad
+        return aad
 
 
 def _no_dek() -> CachedDek:

@@ -65,10 +65,11 @@ def _invalid() -> InvalidSealedValue:
 
 
 def _aad_on_miss(dek: CachedDek, kind: str, item_id: str, field: str) -> bytes:
-    """The AAD the open path could not build from the DEK's cached prefixes; caches the
-    prefix, or InvalidSealedValue if a part is one seal_field refuses (it cannot open)."""
+    """The AAD the open path did not find among the DEK's cached ones, built (and kept while
+    the DEK has room), or InvalidSealedValue if a part is one seal_field refuses (it cannot
+    open)."""
     try:
-        return dek.field_prefix(kind, field) + item_id.encode("ascii")
+        return dek.item_aad(kind, field, item_id)
     except (TypeError, ValueError, AttributeError):
         raise _invalid() from None
 
@@ -119,7 +120,9 @@ class OrgKeyring:
         # the clock, each step as cheap as measured (benchmarks/bench_crypto.py).
         dek = self._dek
         # A header equal to a DEK's proves format and version (only headers this process built
-        # are cached). CachedDek.take, inlined: one use counted per open, then the age.
+        # are cached). A slice, not bytes.startswith: that is cheaper on 3.13 alone, dearer on
+        # 3.11, and no faster here on either (bench_crypto.py). CachedDek.take, inlined: one use
+        # counted per open, then the age.
         if (
             sealed_value.__class__ is not bytes
             or sealed_value[_HEADER] != dek.header
@@ -128,11 +131,13 @@ class OrgKeyring:
         ):
             dek = self._dek_to_open(sealed_value)
         try:
-            # The item id as UTF-8, the cheapest encoding: seal_field binds only printable
-            # ASCII ids, so an id that is not (its bytes >= 0x80) matches no sealed AAD.
-            aad = dek.field_prefixes[kind][field] + item_id.encode()
+            # Built once per item and field while the DEK lives (CachedDek.item_aad); get, not
+            # [], for the item: a first open finds no AAD without raising.
+            aad = dek.item_aads[kind][field].get(item_id)
         except (KeyError, TypeError, ValueError, AttributeError):
-            # Not cached yet, or parts that can never open (unhashable, not str, surrogates).
+            # The DEK's first open of this kind and field, or parts that can never open.
+            aad = None
+        if aad is None:
             aad = _aad_on_miss(dek, kind, item_id, field)
         # Bytes slices, not memoryviews: AESGCM takes both, but decrypts views slower than
         # slicing costs (cryptography 50). A value shorter than MIN_SIZE whose header matched
