@@ -8,7 +8,7 @@ draws a 429. `next` links are followed exactly as given, and only within the org
 the API token is never sent anywhere else.
 
 A list page is parsed item by item, keeping each item's JSON text exactly as Okta sent it, so
-that a resource with no secret fields is stored as that text rather than serialised again (most
+that an item with no secret field can be stored as that text rather than serialised again (most
 of a backup's bytes are users, and encoding them again cost as much as parsing them).
 
 `PagesAhead` asks for the next page while the caller writes the current one: still one request

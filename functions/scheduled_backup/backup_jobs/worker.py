@@ -2,11 +2,11 @@
 checkpointed to continue in the next invocation.
 
 Each resource type is streamed to its own file, `{"resource": "<name>", "items": [...]}`, as a
-multipart upload: items are written as they arrive (a resource with secret fields is serialised
-again without them; the others keep each item's text as Okta sent it) and a part is sent
-whenever the buffer passes `part_size`, always at a page boundary. Items of per-parent resources
-(group members, app users, policy rules...) are `{"parent": {<path parameters>}, "item": {...}}`;
-parents are read back from their own file.
+multipart upload: items are written as they arrive (an item that may hold a secret field is
+serialised again without it; every other item is kept exactly as Okta sent it) and a part is
+sent whenever the buffer passes `part_size`, always at a page boundary. Items of per-parent
+resources (group members, app users, policy rules...) are
+`{"parent": {<path parameters>}, "item": {...}}`; parents are read back from their own file.
 
 S3 work runs on a background thread (`objects.BackgroundWrites`) while reading goes on: a part
 uploads while the next one fills, and a finished file is completed and read back while the next
@@ -401,17 +401,31 @@ def _utf8(text: str) -> bytes:
         raise errors.ProviderResponseInvalid("an item holds an unpaired surrogate") from None
 
 
+# The last name of each secret path, as JSON text. An item whose text holds none of these and no
+# escape (`\u0076alue` is "value" too) has no member of that name at any depth, duplicate keys
+# included: it holds no secret field and may be written as sent.
+_SECRET_NAMES: Final = {
+    resource: tuple(json.dumps(path.rsplit(".", 1)[-1]) for path in paths)
+    for resource, paths in SECRET_FIELDS.items()
+}
+
+
 def _item_texts(
     spec: ResourceSpec, page: Page, removed: set[str], parent: dict[str, str] | None
 ) -> list[str]:
     """Each element of `page` as JSON text, wrapped with its `parent` if it has one. An item is
-    written as the provider sent it unless its resource has secret fields: those are taken out
-    of the parsed item, which is then written again (the paths it held go into `removed`)."""
-    if page.texts is not None and spec.name not in SECRET_FIELDS:
+    written as the provider sent it unless it may hold a secret field: then the parsed item,
+    without its secret fields, is written again (the paths it held go into `removed`)."""
+    names = _SECRET_NAMES.get(spec.name, ())
+    if page.texts is not None and not names:
         texts = page.texts
     else:
+        sent = page.texts if page.texts is not None else [None] * len(page.items)
         texts = []
-        for item in page.items:
+        for item, text in zip(page.items, sent, strict=True):
+            if text is not None and "\\" not in text and not any(n in text for n in names):
+                texts.append(text)
+                continue
             clean, paths = without_secrets(spec.name, item)
             removed.update(paths)
             texts.append(_encode(clean))

@@ -129,6 +129,49 @@ def test_items_without_secret_fields_are_written_as_sent_the_others_again_withou
         '{"id":"0oa1","label":"Zürich","credentials":{"oauthClient":{"client_id":"c"}}}'
     ]
     assert removed == {"credentials.oauthClient.client_secret"}
+
+
+@pytest.mark.parametrize(
+    ("text", "written", "removed"),
+    [
+        # No member named like a secret field's last name, no escape: written as sent.
+        (
+            '{"id": "00u1", "credentials": {"userName": "a"}}',
+            '{"id": "00u1", "credentials": {"userName": "a"}}',
+            set(),
+        ),
+        (
+            '{"id":"00u1","credentials":{"password":{"value":"s3cr3t"}}}',
+            '{"id":"00u1","credentials":{"password":{}}}',
+            {"credentials.password.value"},
+        ),
+        # An escaped name is the same name once parsed.
+        (
+            '{"id":"00u1","credentials":{"password":{"val\\u0075e":"s3cr3t"}}}',
+            '{"id":"00u1","credentials":{"password":{}}}',
+            {"credentials.password.value"},
+        ),
+        # A duplicate key: the parser keeps the last, the text holds both.
+        (
+            '{"credentials":{"password":{"value":"s3cr3t"}},"credentials":{}}',
+            '{"credentials":{}}',
+            set(),
+        ),
+        # The name elsewhere than the secret path: kept, but written again to be sure.
+        ('{"profile": {"value": 1}}', '{"profile":{"value":1}}', set()),
+    ],
+)
+def test_an_item_that_may_hold_a_secret_is_written_again_without_it(
+    text: str, written: str, removed: set[str]
+) -> None:
+    page = Page([json.loads(text)], None, [text])
+    seen: set[str] = set()
+    assert worker._item_texts(SPECS["app_users"], page, seen, None) == [written]
+    assert seen == removed
+    assert "s3cr3t" not in written
+
+
+def test_parented_items_are_wrapped() -> None:
     members = Page([{"id": "00u1"}], None, ['{"id": "00u1"}'])
     wrapped = worker._item_texts(SPECS["group_members"], members, set(), {"groupId": "00g1"})
     assert wrapped == ['{"parent":{"groupId":"00g1"},"item":{"id": "00u1"}}']
