@@ -230,6 +230,7 @@ def run(aws_url: str, sandbox: dict[str, Any]) -> None:  # noqa: PLR0915 - one s
         return wall, control.counters(), dict(record.attributes), outcome.status
 
     before_mb = _rss_mb()
+    load_before = os.getloadavg()
     # Baseline, same run: the same backup with the limits out of the way, i.e. what reading,
     # serialising, uploading and verifying cost on this machine.
     work, _, _, _ = backup(1_000_000)
@@ -261,6 +262,14 @@ def run(aws_url: str, sandbox: dict[str, Any]) -> None:  # noqa: PLR0915 - one s
     print(
         f"worker memory: peak RSS {peak:.0f} MB (target <= 256 MB); "
         f"RSS before the backups {before_mb:.0f} MB"
+    )
+    # The sandbox, moto and the worker share this machine's cores with whatever else runs.
+    load_after = os.getloadavg()
+    print(
+        f"load average (1, 5, 15 min) on {os.cpu_count()} cores: before "
+        + ", ".join(f"{v:.2f}" for v in load_before)
+        + "; after "
+        + ", ".join(f"{v:.2f}" for v in load_after)
     )
 
 

@@ -7,6 +7,11 @@ date: the same date the upload asked for, so on S3 this only confirms it), then 
 each part's bytes must hash to what was sent, the version must be SSE-KMS under the org's key
 and locked in COMPLIANCE mode until at least that date. The SHA-256 of the whole object, taken
 on that read, is what the manifest records.
+
+`BackgroundWrites` does a backup's S3 work (parts, completion, read-back) on one thread of its
+own, in the order asked, while the worker goes on reading the provider: most of a backup's time
+is spent waiting for rate-limit windows, and S3 work need not wait with it. At most one part is
+in flight at a time, so memory stays at two parts.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -263,3 +269,67 @@ def abort_upload(s3: S3Client, bucket: str, key: str, upload_id: str) -> None:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
     except (ClientError, BotoCoreError):
         return
+
+
+class BackgroundWrites:
+    """One backup run's S3 writes, done in order on one background thread.
+
+    Each call returns a Future whose result (or error: StorageFailed, VerificationFailed) the
+    caller collects when it needs it. `upload_part` first waits until the previous part is sent
+    (it does not raise that part's error: its own future does), so at most one part is in flight.
+    `drain` waits for everything asked so far; `close` also ends the thread.
+    """
+
+    def __init__(self, objects: BackupObjects) -> None:
+        self._objects = objects
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-s3")
+        self._last_part: Future[PartRecord] | None = None
+        self._submitted: list[Future[Any]] = []
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> Future[PartRecord]:
+        if self._last_part is not None:
+            wait([self._last_part])
+        part = self._submit(self._objects.upload_part, key, upload_id, number, body)
+        self._last_part = part
+        return part
+
+    def finish(
+        self, key: str, upload_id: str, parts: Sequence[PartRecord | Future[PartRecord]]
+    ) -> Future[StoredFile]:
+        """Complete the upload of `parts` (those still pending are sent before this runs), then
+        read the file back and verify it; a failed upload is aborted."""
+        return self._submit(self._finish, key, upload_id, list(parts))
+
+    def _finish(
+        self, key: str, upload_id: str, parts: list[PartRecord | Future[PartRecord]]
+    ) -> StoredFile:
+        try:
+            # Every part was submitted before this task, on this thread: all are done.
+            records = [part.result() if isinstance(part, Future) else part for part in parts]
+            version_id = self._objects.complete(key, upload_id, records)
+        except StorageFailed:
+            self._objects.abort(key, upload_id)
+            raise
+        sha256 = self._objects.verify(key, version_id, records)
+        return StoredFile(key, version_id, sha256, sum(record.size for record in records))
+
+    def _submit(self, task: Any, *args: Any) -> Future[Any]:
+        self._submitted = [future for future in self._submitted if not future.done()]
+        future = self._executor.submit(task, *args)
+        self._submitted.append(future)
+        return future
+
+    def drain(self) -> None:
+        """Wait for every write asked so far (their errors stay in their futures)."""
+        wait(self._submitted)
+        self._submitted.clear()
+
+    def close(self) -> None:
+        self.drain()
+        self._executor.shutdown(wait=True)
+
+    def __enter__(self) -> BackgroundWrites:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -6,16 +6,26 @@ remembers what Okta said about each rate-limit bucket (`X-Rate-Limit-Remaining`,
 waits for the reset before spending a request that bucket no longer has, so a backup alone never
 draws a 429. `next` links are followed exactly as given, and only within the org's own origin:
 the API token is never sent anywhere else.
+
+A list page is parsed item by item, keeping each item's JSON text exactly as Okta sent it, so
+that an item with no secret field can be stored as that text rather than serialised again (most
+of a backup's bytes are users, and encoding them again cost as much as parsing them).
+
+`PagesAhead` asks for the next page while the caller writes the current one: still one request
+at a time, in the same order and under the same gate, but the provider's answer time overlaps
+with the work on the page before.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlencode, urlsplit
 
 from backup_jobs.exceptions import (
@@ -284,6 +294,8 @@ class RateGate:
 class Page:
     items: list[Any]
     next_url: str | None
+    # Each item's JSON text as the provider sent it (list bodies only; None for the others).
+    texts: list[str] | None = None
 
 
 _NEXT = re.compile(r'<([^>]*)>\s*;\s*(?:[^,]*;\s*)?rel="?next"?', re.IGNORECASE)
@@ -326,8 +338,16 @@ class OktaReader:
         self._sleep = sleep
         self.requests = 0
 
+    def must_wait(self, url: str) -> bool:
+        """Whether a request for `url` would first wait for its bucket's window to turn."""
+        return self._gate.wait_before(okta_bucket(urlsplit(url).path)) > 0
+
     def page(self, url: str, spec: ResourceSpec) -> Page:
         """One page of a listing (or the one object of a `single` resource)."""
+        return self.fetch(url, spec).parse(spec)
+
+    def fetch(self, url: str, spec: ResourceSpec) -> Answer:
+        """The provider's answer for one page, checked but not parsed yet."""
         if _origin(url) != self._origin:
             raise ProviderResponseInvalid("a next link leaves the org's origin")
         bucket = okta_bucket(urlsplit(url).path)
@@ -350,11 +370,70 @@ class OktaReader:
             raise ProviderUnauthorized("the provider refused the credential")
         if response.status != 200:
             raise ProviderRefused("the provider refused a request")
+        return Answer(response.body, None if spec.single else next_link(response.headers))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One page as the provider sent it: the body, and the `next` link of its headers."""
+
+    body: bytes
+    next_url: str | None
+
+    def parse(self, spec: ResourceSpec) -> Page:
         try:
-            body = response.json()
-        except MalformedResponse:
+            text = self.body.decode("utf-8")
+            if spec.single or spec.envelope is not None:
+                return Page(_items(_DECODER.decode(text), spec), self.next_url)
+            items, texts = split_list(text)
+        except (ValueError, RecursionError):  # not UTF-8, not JSON (or nested too deep), no list
             raise ProviderResponseInvalid("the provider's response is not JSON") from None
-        return Page(_items(body, spec), None if spec.single else next_link(response.headers))
+        return Page(items, self.next_url, texts)
+
+
+class PagesAhead:
+    """A reader's pages, the next one asked for while the caller works on the current one.
+
+    `ask_ahead(url)` sends that request on a thread of its own, unless its bucket has no request
+    left in this window (then `fetch` waits for the reset as before, on the caller's thread: a
+    read ahead never sleeps through a window the caller might not need). `fetch(url)` takes the
+    answer read ahead for `url`, or reads it now; the caller parses it, once it has asked for the
+    page after. At most one request is in flight and requests go out in the caller's order.
+    Leaving (`close`, or the end of a `with` block) waits for a read still in flight and drops
+    it.
+    """
+
+    def __init__(self, reader: OktaReader) -> None:
+        self.reader = reader
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="okta-read")
+        self._ahead: tuple[str, Future[Answer]] | None = None
+
+    def ask_ahead(self, url: str, spec: ResourceSpec) -> None:
+        self._drop_ahead()
+        if not self.reader.must_wait(url):
+            self._ahead = (url, self._executor.submit(self.reader.fetch, url, spec))
+
+    def fetch(self, url: str, spec: ResourceSpec) -> Answer:
+        if self._ahead is not None and self._ahead[0] == url:
+            ahead, self._ahead = self._ahead[1], None
+            return ahead.result()
+        self._drop_ahead()
+        return self.reader.fetch(url, spec)
+
+    def _drop_ahead(self) -> None:
+        if self._ahead is not None:
+            wait([self._ahead[1]])  # its answer (or error) is not wanted
+            self._ahead = None
+
+    def close(self) -> None:
+        self._drop_ahead()
+        self._executor.shutdown(wait=True)
+
+    def __enter__(self) -> PagesAhead:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _items(body: Any, spec: ResourceSpec) -> list[Any]:
@@ -367,6 +446,49 @@ def _items(body: Any, spec: ResourceSpec) -> list[Any]:
     if not isinstance(body, list):
         raise ProviderResponseInvalid("expected a list")
     return body
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON has neither, and a backup must stay JSON.
+    raise ValueError("not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def split_list(text: str) -> tuple[list[Any], list[str]]:
+    """A JSON array's items, parsed, and each one's text exactly as it stands in `text`.
+
+    ValueError unless `text` is one JSON array (whitespace around it allowed) and nothing else.
+    Each text is exactly what the parser read for its item: valid JSON that parses to the item.
+    """
+    # `[ \t\n\r]*` matches anywhere (perhaps nothing), so the match is never None.
+    skip = cast("Callable[[str, int], re.Match[str]]", _WHITESPACE.match)
+    decode = _DECODER.raw_decode
+    items: list[Any] = []
+    texts: list[str] = []
+    index = skip(text, 0).end()
+    if text[index : index + 1] != "[":
+        raise ValueError("expected a list")
+    index = skip(text, index + 1).end()
+    if text[index : index + 1] == "]":
+        index += 1
+    else:
+        while True:
+            item, end = decode(text, index)
+            items.append(item)
+            texts.append(text[index:end])
+            index = skip(text, end).end()
+            separator = text[index : index + 1]
+            index = skip(text, index + 1).end()
+            if separator == "]":
+                break
+            if separator != ",":
+                raise ValueError("expected , or ]")
+    if skip(text, index).end() != len(text):
+        raise ValueError("text after the list")
+    return items, texts
 
 
 def parent_parameters(spec: ResourceSpec, elements: Iterable[Any] | None) -> Sequence[Parameters]:

@@ -2,10 +2,17 @@
 checkpointed to continue in the next invocation.
 
 Each resource type is streamed to its own file, `{"resource": "<name>", "items": [...]}`, as a
-multipart upload: items are serialised as they arrive (secret fields removed) and a part is sent
-whenever the buffer passes `part_size`, always at a page boundary. Memory stays at one part plus
-one page. Items of per-parent resources (group members, app users, policy rules...) are
+multipart upload: items are written as they arrive (an item that may hold a secret field is
+serialised again without it; every other item is kept exactly as Okta sent it) and a part is
+sent whenever the buffer passes `part_size`, always at a page boundary. Items of per-parent
+resources (group members, app users, policy rules...) are
 `{"parent": {<path parameters>}, "item": {...}}`; parents are read back from their own file.
+
+S3 work runs on a background thread (`objects.BackgroundWrites`) while reading goes on: a part
+uploads while the next one fills, and a finished file is completed and read back while the next
+resource is read. At most one part is in flight, so memory stays at two parts plus one page. A
+file goes into the record's `files` only once verified; a part counts for a checkpoint only once
+stored; every way out of a run (checkpoint, failure, the end) first waits for the background.
 
 Checkpoint: when less than `reserve_seconds` are left, the worker records where the last part
 ended (resource, upload id and parts so far, which parent, the next page's URL as the provider
@@ -33,6 +40,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -41,10 +49,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from backup_jobs import exceptions as errors
 from backup_jobs.models import BackupJob
-from backup_jobs.objects import BackupObjects, PartRecord, abort_upload
+from backup_jobs.objects import (
+    BackgroundWrites,
+    BackupObjects,
+    PartRecord,
+    StoredFile,
+    abort_upload,
+)
 from backup_jobs.okta import (
     OKTA_RESOURCES,
+    SECRET_FIELDS,
     OktaReader,
+    Page,
+    PagesAhead,
+    Parameters,
     RateGate,
     ResourceSpec,
     first_url,
@@ -78,6 +96,9 @@ MAX_RECEIVES: Final = 3
 # S3 parts are 5 MiB at least (but the last). Module settings, so that tests can shrink them.
 PART_SIZE = 8 * 1024 * 1024
 RESERVE_SECONDS = 120.0  # one rate-limit window and a part upload to spare
+# The next page is read ahead only after a page this large: a smaller one is parsed and written
+# in less time than it takes to hand a request to another thread and back.
+READ_AHEAD_BYTES = 16 * 1024
 # A sharp drop: a resource that held at least SUSPECT_BASELINE items now holds under half.
 SUSPECT_BASELINE: Final = 10
 SUSPECT_RATIO: Final = 0.5
@@ -139,18 +160,38 @@ class Outcome:
 
 
 @dataclass
+class _PendingFile:
+    """A file handed to the background writer: completed, read back and verified there."""
+
+    name: str
+    items: int
+    removed: list[str]
+    stored: Future[StoredFile]
+
+
+@dataclass
+class _SentPart:
+    """A part in flight, and where its file stands once the part is stored."""
+
+    record: Future[PartRecord]
+    after: Checkpoint
+
+
+@dataclass
 class _Run:
     """One invocation's view of a running backup."""
 
     job: BackupJob
     record: dict[str, Any]
     seq: int
-    files: dict[str, dict[str, Any]]
+    files: dict[str, dict[str, Any]]  # verified files only
     checkpoint: Checkpoint | None
     request_id: str
     continuation: int = 0  # the message that carries this backup on
     objects: BackupObjects | None = None
-    in_flight: Checkpoint | None = None  # the resource being written, as of its last part
+    writes: BackgroundWrites | None = None
+    pending_files: list[_PendingFile] = field(default_factory=list)  # in the order written
+    in_flight: Checkpoint | None = None  # the resource being written, as of its last stored part
     progress: bool = False  # a part or a file written in this invocation
     parents: dict[str, Any] = field(default_factory=dict)
 
@@ -268,17 +309,27 @@ def _run(services: Services, run: _Run, budget: Budget) -> Outcome:
         sleep=budget.sleep,
     )
     credential.authorization()  # fail before writing anything if there is no credential
-    for spec in OKTA_RESOURCES:
-        if spec.name in run.files:
-            continue
-        resume = run.checkpoint if run.checkpoint and run.checkpoint.resource == spec.name else None
-        written = _write_resource(run, spec, reader, resume, budget)
-        if isinstance(written, Checkpoint):
-            _save_checkpoint(services, run, written, budget)
-            return Outcome("checkpointed")
-        run.files[spec.name] = written
-        run.in_flight = None
-        run.progress = True
+    with BackgroundWrites(run.objects) as writes:
+        run.writes = writes
+        try:
+            for spec in OKTA_RESOURCES:
+                if spec.name in run.files:
+                    continue
+                resume = (
+                    run.checkpoint
+                    if run.checkpoint and run.checkpoint.resource == spec.name
+                    else None
+                )
+                checkpoint = _write_resource(run, spec, reader, resume, budget)
+                if checkpoint is not None:
+                    _save_checkpoint(services, run, checkpoint, budget)
+                    return Outcome("checkpointed")
+                run.in_flight = None
+                run.progress = True
+            _collect_files(run)
+        except BaseException:
+            _keep_verified_files(run)  # for the retry; nothing is left running
+            raise
     return _finish(services, run, budget)
 
 
@@ -291,14 +342,82 @@ def _write_resource(
     reader: OktaReader,
     resume: Checkpoint | None,
     budget: Budget,
-) -> dict[str, Any] | Checkpoint:
-    objects = _objects(run)
+) -> Checkpoint | None:
+    """Read one resource into its file. None once the file is handed to the background writer
+    (`_collect_files` moves it into `run.files` once verified); a Checkpoint when time runs
+    short, with every file written so far verified and every part it names stored."""
+    writes = _writes(run)
     key = object_key(str(run.record["prefix"]), spec.name)
     parents = parent_parameters(spec, _parent_elements(run, spec))
+    state, removed, buffer = _open_file(run, spec, key, resume)
+    parented = spec.parents is not None or bool(spec.fixed_parents)
+    sent: _SentPart | None = None
+    try:
+        with PagesAhead(reader) as pages:
+            while state.parent_index < len(parents):
+                _collect_files(run, wait=False)  # a failure in the background stops the run
+                if run.progress and budget.time_left() < budget.reserve_seconds:
+                    _confirm(run, state, sent)
+                    sent = None
+                    _collect_files(run)
+                    return run.in_flight
+                parameters = parents[state.parent_index]
+                page = _read_page(pages, spec, parents, state)
+                texts = _item_texts(spec, page, removed, parameters if parented else None)
+                if texts:
+                    buffer += _utf8(("," if state.items else "") + ",".join(texts))
+                    state.items += len(texts)
+                if len(buffer) < budget.part_size:
+                    continue
+                _confirm(run, state, sent)  # at most one part in flight
+                state.removed = sorted(removed)
+                sent = _send_part(writes, key, state, buffer)
+                buffer.clear()
+                run.progress = True
+        buffer += b"]}"
+        _confirm(run, state, sent)
+        sent = None
+        last = writes.upload_part(key, state.upload_id, len(state.parts) + 1, bytes(buffer))
+        stored = writes.finish(key, state.upload_id, [*state.parts, last])
+    except BaseException:
+        # Nothing may still be writing when the run fails or retries; a part that did get
+        # stored moves the checkpoint on (less to read again).
+        writes.drain()
+        with contextlib.suppress(errors.BackupError):
+            _confirm(run, state, sent)
+        raise
+    run.pending_files.append(_PendingFile(spec.name, state.items, sorted(removed), stored))
+    return None
+
+
+def _read_page(
+    pages: PagesAhead, spec: ResourceSpec, parents: Sequence[Parameters], state: Checkpoint
+) -> Page:
+    """The page where `state` stands; `state` moves past it, and the page after is asked for
+    ahead, to be read while this one is parsed and written."""
+    parameters = parents[state.parent_index]
+    url = state.url or first_url(pages.reader.base_url, spec, parameters)
+    answer = pages.fetch(url, spec)
+    if answer.next_url is not None and answer.next_url == url:
+        raise errors.ProviderResponseInvalid("a next link points at the same page")
+    state.url = answer.next_url
+    if state.url is None:
+        state.parent_index += 1
+    if state.parent_index < len(parents) and len(answer.body) >= READ_AHEAD_BYTES:
+        following = parents[state.parent_index]
+        pages.ask_ahead(state.url or first_url(pages.reader.base_url, spec, following), spec)
+    return answer.parse(spec)
+
+
+def _open_file(
+    run: _Run, spec: ResourceSpec, key: str, resume: Checkpoint | None
+) -> tuple[Checkpoint, set[str], bytearray]:
+    """Where writing the file starts (a new upload, or the checkpoint's), the secret paths
+    removed so far, and the buffer of the next part."""
     if resume is not None:
         state = Checkpoint.from_document(resume.document())
     else:
-        state = Checkpoint(spec.name, objects.start_upload(key), [], 0, None, 0, [])
+        state = Checkpoint(spec.name, _objects(run).start_upload(key), [], 0, None, 0, [])
     run.in_flight = Checkpoint.from_document(state.document())
     removed = set(state.removed)
     buffer = bytearray()
@@ -306,48 +425,107 @@ def _write_resource(
         # A checkpoint always ends at a part boundary; with no part yet, start from the top.
         state.parent_index, state.url, state.items, removed = 0, None, 0, set()
         buffer += b'{"resource":' + json.dumps(spec.name).encode() + b',"items":['
-    parented = spec.parents is not None or bool(spec.fixed_parents)
-    while state.parent_index < len(parents):
-        if run.progress and budget.time_left() < budget.reserve_seconds:
-            return run.in_flight
-        parameters = parents[state.parent_index]
-        url = state.url or first_url(reader.base_url, spec, parameters)
-        page = reader.page(url, spec)
-        for item in page.items:
+    return state, removed, buffer
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _encode(value: Any) -> str:
+    try:
+        return _ENCODER.encode(value)
+    except ValueError:  # a number too large for a float: not writable as JSON once parsed
+        raise errors.ProviderResponseInvalid("an item holds a number out of range") from None
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (an escaped \ud800) in a string
+        raise errors.ProviderResponseInvalid("an item holds an unpaired surrogate") from None
+
+
+# The last name of each secret path, as JSON text. An item whose text holds none of these and no
+# escape (`\u0076alue` is "value" too) has no member of that name at any depth, duplicate keys
+# included: it holds no secret field and may be written as sent.
+_SECRET_NAMES: Final = {
+    resource: tuple(json.dumps(path.rsplit(".", 1)[-1]) for path in paths)
+    for resource, paths in SECRET_FIELDS.items()
+}
+
+
+def _item_texts(
+    spec: ResourceSpec, page: Page, removed: set[str], parent: dict[str, str] | None
+) -> list[str]:
+    """Each element of `page` as JSON text, wrapped with its `parent` if it has one. An item is
+    written as the provider sent it unless it may hold a secret field: then the parsed item,
+    without its secret fields, is written again (the paths it held go into `removed`)."""
+    names = _SECRET_NAMES.get(spec.name, ())
+    if page.texts is not None and not names:
+        texts = page.texts
+    else:
+        sent = page.texts if page.texts is not None else [None] * len(page.items)
+        texts = []
+        for item, text in zip(page.items, sent, strict=True):
+            if text is not None and "\\" not in text and not any(n in text for n in names):
+                texts.append(text)
+                continue
             clean, paths = without_secrets(spec.name, item)
             removed.update(paths)
-            element = {"parent": parameters, "item": clean} if parented else clean
-            if state.items:
-                buffer += b","
-            buffer += json.dumps(element, separators=(",", ":"), ensure_ascii=False).encode()
-            state.items += 1
-        if page.next_url is not None and page.next_url == url:
-            raise errors.ProviderResponseInvalid("a next link points at the same page")
-        state.url = page.next_url
-        if state.url is None:
-            state.parent_index += 1
-        if len(buffer) >= budget.part_size:
-            state.parts.append(
-                objects.upload_part(key, state.upload_id, len(state.parts) + 1, bytes(buffer))
-            )
-            buffer.clear()
-            state.removed = sorted(removed)
-            run.in_flight = Checkpoint.from_document(state.document())
-            run.progress = True
-    buffer += b"]}"
-    state.parts.append(
-        objects.upload_part(key, state.upload_id, len(state.parts) + 1, bytes(buffer))
-    )
-    version_id = objects.complete(key, state.upload_id, state.parts)
-    sha256 = objects.verify(key, version_id, state.parts)
-    return {
-        "key": key,
-        "version_id": version_id,
-        "sha256": sha256,
-        "bytes": sum(part.size for part in state.parts),
-        "items": state.items,
-        "removed": sorted(removed),
-    }
+            texts.append(_encode(clean))
+    if parent is None:
+        return texts
+    head = '{"parent":' + _encode(parent) + ',"item":'
+    return [head + text + "}" for text in texts]
+
+
+def _send_part(
+    writes: BackgroundWrites, key: str, state: Checkpoint, buffer: bytearray
+) -> _SentPart:
+    """Hand the buffer to the background writer as the next part (after the one in flight)."""
+    after = Checkpoint.from_document(state.document())
+    number = len(state.parts) + 1
+    return _SentPart(writes.upload_part(key, state.upload_id, number, bytes(buffer)), after)
+
+
+def _confirm(run: _Run, state: Checkpoint, sent: _SentPart | None) -> None:
+    """Wait for the part in flight (StorageFailed if it failed); the checkpoint moves past it."""
+    if sent is None:
+        return
+    record = sent.record.result()
+    state.parts.append(record)
+    sent.after.parts.append(record)
+    run.in_flight = sent.after
+
+
+def _collect_files(run: _Run, *, wait: bool = True) -> None:
+    """Move verified files from the background writer into `run.files`, in order, and raise the
+    first failure (StorageFailed, VerificationFailed). wait=False: only those already done."""
+    while run.pending_files:
+        pending = run.pending_files[0]
+        if not wait and not pending.stored.done():
+            return
+        stored = pending.stored.result()
+        run.pending_files.pop(0)
+        run.files[pending.name] = {
+            "key": stored.key,
+            "version_id": stored.version_id,
+            "sha256": stored.sha256,
+            "bytes": stored.size,
+            "items": pending.items,
+            "removed": pending.removed,
+        }
+
+
+def _keep_verified_files(run: _Run) -> None:
+    """On the way out of a failed run: wait for the background, keep what it verified."""
+    _writes(run).drain()
+    verified = [p for p in run.pending_files if p.stored.exception() is None]
+    failed = len(run.pending_files) - len(verified)
+    run.pending_files = verified
+    _collect_files(run)
+    if failed:
+        logger.info("a backup file was not verified", extra={"files": failed})
 
 
 def _parent_elements(run: _Run, spec: ResourceSpec) -> list[Any] | None:
@@ -355,6 +533,8 @@ def _parent_elements(run: _Run, spec: ResourceSpec) -> list[Any] | None:
         return None
     source = spec.parents.source
     if source not in run.parents:
+        if source not in run.files:
+            _collect_files(run)  # the parent file was just written: wait until it is verified
         entry = run.files[source]
         document = _objects(run).read_json(str(entry["key"]), str(entry["version_id"]))
         items = document.get("items") if isinstance(document, dict) else None
@@ -612,6 +792,12 @@ def _objects(run: _Run) -> BackupObjects:
     if run.objects is None:
         raise errors.StorageFailed("the backup's storage is not set up")
     return run.objects
+
+
+def _writes(run: _Run) -> BackgroundWrites:
+    if run.writes is None:
+        raise errors.StorageFailed("the backup's storage is not set up")
+    return run.writes
 
 
 def _audit(

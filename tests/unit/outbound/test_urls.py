@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 
 import pytest
 
@@ -140,3 +141,26 @@ def test_odd_shapes_are_refused(url: str) -> None:
 def test_non_string_is_refused() -> None:
     with pytest.raises(DestinationRefused):
         parse_target(b"https://example.com/")  # type: ignore[arg-type]
+
+
+def test_every_ascii_character_is_judged_by_the_unicode_rule() -> None:
+    # ASCII URLs are checked by a regex (fast path): it must refuse exactly what the
+    # per-character rule refuses (controls, space, DEL), and a backslash as ever.
+    for code in range(128):
+        char = chr(code)
+        invisible = char <= " " or unicodedata.category(char)[0] in "CZ"
+        url = f"https://example.com/a{char}b"
+        if invisible or char == "\\":
+            with pytest.raises(DestinationRefused):
+                parse_target(url)
+        else:
+            assert parse_target(url).host == "example.com", repr(char)
+
+
+def test_a_refused_host_is_refused_every_time() -> None:
+    # Host normalisation is cached; refusals are not, so a second try is refused as well.
+    for _ in range(2):
+        with pytest.raises(DestinationRefused):
+            parse_target("https://0x7f.1/")
+    assert parse_target("https://EXAMPLE.com./").host == "example.com"
+    assert parse_target("https://example.com/").host == "example.com"

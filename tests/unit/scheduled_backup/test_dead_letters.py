@@ -117,7 +117,7 @@ def test_a_defect_on_every_attempt_fails_the_backup_on_the_last_one(
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("a defect")
 
-    monkeypatch.setattr(worker.OktaReader, "page", broken)
+    monkeypatch.setattr(worker.OktaReader, "fetch", broken)
     org, _connection, backup_id = _start(world)
     world.drain()
     assert [len(i["batchItemFailures"]) for i in world.invocations] == [1, 1, 0]

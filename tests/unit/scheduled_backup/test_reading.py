@@ -1,0 +1,265 @@
+"""Reading pages: each item's own text kept exactly as sent, strict JSON, and the next page read
+ahead (one request at a time, in order, never waiting out a rate-limit window ahead)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from backup_jobs import worker
+from backup_jobs.exceptions import ProviderResponseInvalid, ProviderUnavailable
+from backup_jobs.okta import (
+    OKTA_RESOURCES,
+    OktaReader,
+    Page,
+    PagesAhead,
+    RateGate,
+    split_list,
+)
+
+from strongroom.outbound import OutboundResponse, ResponseHeaders
+from strongroom.outbound.exceptions import ProviderUnavailable as OutboundUnavailable
+
+BASE = "https://acme.okta.com"
+SPECS = {spec.name: spec for spec in OKTA_RESOURCES}
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("text", "items", "texts"),
+    [
+        ("[]", [], []),
+        (" \n[ \t]\r\n", [], []),
+        ('[{"a": 1}]', [{"a": 1}], ['{"a": 1}']),
+        (
+            ' [ {"a" : [1, 2.50]} ,"x",\n[ ] , null,-1e3 ] ',
+            [{"a": [1, 2.5]}, "x", [], None, -1000.0],
+            ['{"a" : [1, 2.50]}', '"x"', "[ ]", "null", "-1e3"],
+        ),
+        ('["caf\\u00e9", "\\"]"]', ["café", '"]'], ['"caf\\u00e9"', '"\\"]"']),
+    ],
+)
+def test_split_list_keeps_each_items_own_text(
+    text: str, items: list[Any], texts: list[str]
+) -> None:
+    assert split_list(text) == (items, texts)
+    for item, own in zip(items, texts, strict=True):
+        assert json.loads(own) == item
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "  ", "{}", '"[]"', "[", "[1", "[1,]", "[,1]", "[1 2]", "[1];", "[1] []", "[NaN]",
+     "[-Infinity]", '[{"a": Infinity}]', "[01]", "['a']", '["\x01"]'],
+)  # fmt: skip
+def test_split_list_refuses_anything_but_one_json_list(text: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - json's own errors are ValueErrors too
+        split_list(text)
+
+
+class _Provider:
+    """An outbound client stand-in: answers each URL from a script, records the requests."""
+
+    def __init__(self, answers: dict[str, tuple[bytes, dict[str, str]]]) -> None:
+        self.answers = answers
+        self.requested: list[str] = []
+        self.release = threading.Event()
+        self.release.set()
+        self._lock = threading.Lock()
+        self._active = 0
+        self.most_at_once = 0
+
+    def get(self, url: str, *, headers: dict[str, str]) -> OutboundResponse:
+        with self._lock:
+            self.requested.append(url)
+            self._active += 1
+            self.most_at_once = max(self.most_at_once, self._active)
+        self.release.wait(5)
+        with self._lock:
+            self._active -= 1
+        body, extra = self.answers[url]
+        if body == b"fail":
+            raise OutboundUnavailable("provider unavailable")
+        return OutboundResponse(
+            status=200, headers=ResponseHeaders(extra.items()), body=body, url=url
+        )
+
+
+def _reader(provider: _Provider, *, clock: Callable[[], float] = lambda: NOW) -> OktaReader:
+    slept: list[tuple[float, str]] = []
+    reader = OktaReader(
+        outbound=provider,  # type: ignore[arg-type]
+        base_url=BASE,
+        authorization=lambda: "SSWS test",
+        gate=RateGate(clock=clock, random=lambda: 0.0),
+        sleep=lambda seconds: slept.append((seconds, threading.current_thread().name)),
+    )
+    reader.slept = slept  # type: ignore[attr-defined]
+    return reader
+
+
+def test_a_page_keeps_the_providers_text_and_a_non_list_is_refused() -> None:
+    url = f"{BASE}/api/v1/users?limit=200"
+    body = b'[ {"id": "00u1", "profile": {"city": "Z\\u00fcrich"}} ]'
+    page = _reader(_Provider({url: (body, {})})).page(url, SPECS["users"])
+    assert page.items == [{"id": "00u1", "profile": {"city": "Zürich"}}]
+    assert page.texts == ['{"id": "00u1", "profile": {"city": "Z\\u00fcrich"}}']
+    for bad in (b'{"id": 1}', b"[NaN]", b"[1]]", b"\xff[]"):
+        with pytest.raises(ProviderResponseInvalid):
+            _reader(_Provider({url: (bad, {})})).page(url, SPECS["users"])
+
+
+def test_items_without_secret_fields_are_written_as_sent_the_others_again_without_secrets() -> None:
+    users = Page([{"id": "00u1", "n": 2.5}], None, ['{"id": "00u1",  "n": 2.50}'])
+    removed: set[str] = set()
+    assert worker._item_texts(SPECS["users"], users, removed, None) == [
+        '{"id": "00u1",  "n": 2.50}'
+    ]
+    app = {
+        "id": "0oa1",
+        "label": "Zürich",
+        "credentials": {"oauthClient": {"client_id": "c", "client_secret": "s3cr3t"}},
+    }
+    apps = Page([app], None, [json.dumps(app)])
+    texts = worker._item_texts(SPECS["apps"], apps, removed, None)
+    assert texts == [
+        '{"id":"0oa1","label":"Zürich","credentials":{"oauthClient":{"client_id":"c"}}}'
+    ]
+    assert removed == {"credentials.oauthClient.client_secret"}
+
+
+@pytest.mark.parametrize(
+    ("text", "written", "removed"),
+    [
+        # No member named like a secret field's last name, no escape: written as sent.
+        (
+            '{"id": "00u1", "credentials": {"userName": "a"}}',
+            '{"id": "00u1", "credentials": {"userName": "a"}}',
+            set(),
+        ),
+        (
+            '{"id":"00u1","credentials":{"password":{"value":"s3cr3t"}}}',
+            '{"id":"00u1","credentials":{"password":{}}}',
+            {"credentials.password.value"},
+        ),
+        # An escaped name is the same name once parsed.
+        (
+            '{"id":"00u1","credentials":{"password":{"val\\u0075e":"s3cr3t"}}}',
+            '{"id":"00u1","credentials":{"password":{}}}',
+            {"credentials.password.value"},
+        ),
+        # A duplicate key: the parser keeps the last, the text holds both.
+        (
+            '{"credentials":{"password":{"value":"s3cr3t"}},"credentials":{}}',
+            '{"credentials":{}}',
+            set(),
+        ),
+        # The name elsewhere than the secret path: kept, but written again to be sure.
+        ('{"profile": {"value": 1}}', '{"profile":{"value":1}}', set()),
+    ],
+)
+def test_an_item_that_may_hold_a_secret_is_written_again_without_it(
+    text: str, written: str, removed: set[str]
+) -> None:
+    page = Page([json.loads(text)], None, [text])
+    seen: set[str] = set()
+    assert worker._item_texts(SPECS["app_users"], page, seen, None) == [written]
+    assert seen == removed
+    assert "s3cr3t" not in written
+
+
+def test_parented_items_are_wrapped() -> None:
+    members = Page([{"id": "00u1"}], None, ['{"id": "00u1"}'])
+    wrapped = worker._item_texts(SPECS["group_members"], members, set(), {"groupId": "00g1"})
+    assert wrapped == ['{"parent":{"groupId":"00g1"},"item":{"id": "00u1"}}']
+    assert json.loads(wrapped[0]) == {"parent": {"groupId": "00g1"}, "item": {"id": "00u1"}}
+
+
+def _pages(count: int) -> dict[str, tuple[bytes, dict[str, str]]]:
+    answers = {}
+    for n in range(count):
+        url = f"{BASE}/api/v1/users?after={n}"
+        headers = {"Link": f'<{BASE}/api/v1/users?after={n + 1}>; rel="next"'}
+        answers[url] = (f'[{{"id": "u{n}"}}]'.encode(), headers)
+    return answers
+
+
+def _threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("okta-read")]
+
+
+def test_the_next_page_is_read_ahead_in_order_and_taken_when_asked_for() -> None:
+    provider = _Provider(_pages(3))
+    reader = _reader(provider)
+    spec = SPECS["users"]
+    with PagesAhead(reader) as pages:
+        first = pages.fetch(f"{BASE}/api/v1/users?after=0", spec).parse(spec)
+        assert first.next_url is not None
+        pages.ask_ahead(first.next_url, spec)
+        second = pages.fetch(first.next_url, spec).parse(spec)
+        assert second.items == [{"id": "u1"}]
+        assert second.next_url is not None
+        pages.ask_ahead(second.next_url, spec)
+    # Leaving waited for the read ahead (answered, then dropped) and ended the thread.
+    assert provider.requested == [f"{BASE}/api/v1/users?after={n}" for n in range(3)]
+    assert reader.requests == 3
+    assert provider.most_at_once == 1
+    assert _threads() == []
+
+
+def test_a_read_ahead_for_another_url_is_dropped_and_its_error_never_raised() -> None:
+    answers = _pages(2)
+    answers[f"{BASE}/api/v1/users?after=1"] = (b"fail", {})
+    provider = _Provider(answers)
+    provider.release.clear()  # the read ahead is slow to answer
+    threading.Timer(0.2, provider.release.set).start()
+    spec = SPECS["users"]
+    with PagesAhead(_reader(provider)) as pages:
+        pages.ask_ahead(f"{BASE}/api/v1/users?after=1", spec)
+        page = pages.fetch(f"{BASE}/api/v1/users?after=0", spec).parse(spec)  # not read ahead
+        assert page.items == [{"id": "u0"}]
+        pages.ask_ahead(f"{BASE}/api/v1/users?after=1", spec)
+        with pytest.raises(ProviderUnavailable):  # asked for: its error is the caller's now
+            pages.fetch(f"{BASE}/api/v1/users?after=1", spec)
+    assert provider.requested == [
+        f"{BASE}/api/v1/users?after=1",
+        f"{BASE}/api/v1/users?after=0",
+        f"{BASE}/api/v1/users?after=1",
+    ]
+    assert provider.most_at_once == 1  # the dropped read was waited for, not overtaken
+
+
+def test_a_read_ahead_never_waits_for_a_rate_limit_window() -> None:
+    answers = _pages(2)
+    spent = {"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(int(NOW) + 30)}
+    answers[f"{BASE}/api/v1/users?after=0"] = (answers[f"{BASE}/api/v1/users?after=0"][0], spent)
+    provider = _Provider(answers)
+    reader = _reader(provider)
+    spec = SPECS["users"]
+    with PagesAhead(reader) as pages:
+        pages.fetch(f"{BASE}/api/v1/users?after=0", spec)
+        pages.ask_ahead(f"{BASE}/api/v1/users?after=1", spec)
+        assert provider.requested == [f"{BASE}/api/v1/users?after=0"]  # nothing sent ahead
+        pages.fetch(f"{BASE}/api/v1/users?after=1", spec)
+    # The caller waited for the window, on its own thread, as it would without reading ahead.
+    assert reader.slept == [(30.0, threading.current_thread().name)]  # type: ignore[attr-defined]
+    assert len(provider.requested) == 2
+
+
+def test_leaving_waits_for_the_read_in_flight() -> None:
+    provider = _Provider(_pages(2))
+    provider.release.clear()
+    spec = SPECS["users"]
+    pages = PagesAhead(_reader(provider))
+    pages.ask_ahead(f"{BASE}/api/v1/users?after=0", spec)
+    closer = threading.Thread(target=pages.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # still waiting for the provider's answer
+    provider.release.set()
+    closer.join(5)
+    assert not closer.is_alive()
+    assert _threads() == []
