@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode, urlsplit
 
 from backup_jobs.exceptions import (
@@ -24,8 +24,11 @@ from backup_jobs.exceptions import (
     ProviderUnauthorized,
     ProviderUnavailable,
 )
-from strongroom.outbound import OutboundClient, ResponseHeaders
+from strongroom.outbound import ResponseHeaders
 from strongroom.outbound.exceptions import MalformedResponse, OutboundError, ResponseTooLarge
+
+if TYPE_CHECKING:
+    from strongroom.outbound.client import OutboundClient
 
 # Okta's PolicyType values: `GET /api/v1/policies` needs one.
 POLICY_TYPES: Final = (
