@@ -1,4 +1,7 @@
-"""What the backup function takes and answers: the queue's job and the API's reply."""
+"""What the backup function takes and answers: the queue's job and the API's reply.
+
+Schemas are built when first used (`defer_build`): a cold start builds only what it needs.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ BackupIdField = Annotated[str, Field(pattern=r"^bkp_[a-z2-7]{26}$")]
 class BackupJob(BaseModel):
     """One SQS message: run (or continue) this backup. Where to continue is on its record."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     org_id: OrgIdField
     connection_id: ConnectionIdField
@@ -23,5 +26,7 @@ class BackupJob(BaseModel):
 
 class BackupStarted(BaseModel):
     """202 of POST .../backups: the backup that runs now (a new one, or the one running)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     backup_id: str
