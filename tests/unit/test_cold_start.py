@@ -1,4 +1,5 @@
-"""What a cold start pays for: a first request makes only the AWS clients it calls.
+"""What a cold start pays for: importing a function loads none of the libraries that only some
+requests need, and a first request makes only the AWS clients it calls.
 
 The costs themselves are measured in benchmarks/bench_cold_start.py; these tests keep the
 deferrals from being undone unnoticed.
@@ -19,11 +20,36 @@ import pytest
 from strongroom.lazy import lazy_client, on_first_use
 from strongroom.settings import Settings
 from strongroom_local.provision import Stack
-from tests.support.functions import load_app
+from tests.support.functions import FUNCTIONS, load_app, run_in_lambda_process
 from tests.support.http import http_event
 
+# Loaded when a request first needs them, never by an import of a function.
+DEFERRED_MODULES = (
+    "requests",  # the outbound client's HTTP stack: token and provider requests only
+    "jwt",  # private_key_jwt credentials only
+    "strongroom.outbound.client",
+    "cryptography.hazmat.primitives.serialization",  # private key parsing only
+    "cryptography.hazmat.primitives.ciphers.aead",  # the first DEK only
+    "strongroom.audit.verify",  # no function verifies audit chains
+)
+# signed_url_issuer reads backup records only: the schedule index is not its concern.
+NOT_FOR_SIGNED_URLS = ("strongroom.backups.schedule", "strongroom.schedules")
+PROBE = """
+import json, sys
+import app
+print(json.dumps(sorted(sys.modules)))
+"""
 UNKNOWN_CONNECTION = "conn_" + "a" * 26
 UNKNOWN_BACKUP = "bkp_" + "a" * 26
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_importing_a_function_loads_nothing_only_some_requests_need(function: str) -> None:
+    loaded = set(run_in_lambda_process(function, PROBE))
+    assert "app" in loaded
+    assert loaded.isdisjoint(DEFERRED_MODULES)
+    if function == "signed_url_issuer":
+        assert loaded.isdisjoint(NOT_FOR_SIGNED_URLS)
 
 
 # ---- clients made on first use ------------------------------------------------------------
