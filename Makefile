@@ -58,13 +58,14 @@ openapi: $(STAMP)
 validate: $(STAMP)
 	sam validate --lint
 
-# SAM ships no bytecode for our own code (its build leaves __pycache__ out) and Lambda's file
-# system is read-only, so without this every cold start compiles the layer and the function from
-# source (see benchmarks/bench_cold_start.py). unchecked-hash: valid whatever zipping does to mtimes.
+# SAM ships no bytecode (its build leaves __pycache__ out of our code and unpacks the layer's
+# wheels without compiling them) and Lambda's file system is read-only, so without this every
+# cold start compiles the layer's libraries, the layer and the function from source (see
+# benchmarks/bench_cold_start.py). unchecked-hash: valid whatever zipping does to mtimes.
 build: $(STAMP)
 	sam build
 	$(LAMBDA_PYTHON) -m compileall -q --invalidation-mode unchecked-hash \
-	  $(BUILD_DIR)/CommonLayer/python/strongroom \
+	  $(BUILD_DIR)/CommonLayer/python \
 	  $$(find $(BUILD_DIR) -mindepth 1 -maxdepth 1 -type d -name '*Function')
 
 # Re-pin dependencies (needs network access to PyPI).
