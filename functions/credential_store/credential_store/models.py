@@ -23,7 +23,9 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
-class Response(BaseModel):
+class ResponseBody(BaseModel):
+    """Response bodies."""
+
     model_config = ConfigDict(defer_build=True)
 
 
@@ -35,11 +37,11 @@ class SetMemberRole(Request):
     role: Role
 
 
-class OrgCreated(Response):
+class OrgCreated(ResponseBody):
     org_id: str
 
 
-class Org(Response):
+class Org(ResponseBody):
     org_id: str
     name: str
     plan: str
@@ -48,14 +50,14 @@ class Org(Response):
     your_role: Role
 
 
-class Member(Response):
+class Member(ResponseBody):
     user_id: str
     role: Role
     added_at: str
     added_by: str
 
 
-class Members(Response):
+class Members(ResponseBody):
     members: list[Member]
     next_cursor: str | None = Field(default=None)
 
@@ -166,11 +168,11 @@ class ReplaceCredentials(SecretRequest):
     auth: Auth
 
 
-class ConnectionCreated(Response):
+class ConnectionCreated(ResponseBody):
     connection_id: str
 
 
-class Credential(Response):
+class Credential(ResponseBody):
     """One stored secret as the API shows it: never the value, only what identifies it."""
 
     field: str
@@ -181,14 +183,14 @@ class Credential(Response):
     created_at: str
 
 
-class ConnectionAuth(Response):
+class ConnectionAuth(ResponseBody):
     method: AuthMethod
     client_id: str | None = None
     key_id: str | None = None
     key_algorithm: str | None = None
 
 
-class Connection(Response):
+class Connection(ResponseBody):
     connection_id: str
     name: str
     provider: Provider
@@ -209,6 +211,6 @@ class Connection(Response):
     updated_at: str
 
 
-class Connections(Response):
+class Connections(ResponseBody):
     connections: list[Connection]
     next_cursor: str | None = Field(default=None)
