@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
@@ -21,9 +20,10 @@ from oauth_flow.services import services
 
 from strongroom.api import caller_from_event, create_resolver, handle_request
 from strongroom.redaction import get_logger
+from strongroom.tracing import create_tracer
 
 logger = get_logger(service="oauth_callback")
-tracer = Tracer(service="oauth_callback")
+tracer = create_tracer("oauth_callback")
 app = create_resolver(logger)
 
 OrgId = Annotated[str, Path(pattern=r"^org_[a-z2-7]{26}$", max_length=30)]

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from backup_jobs import runs, worker
@@ -28,9 +27,10 @@ from pydantic import ValidationError
 
 from strongroom.api import caller_from_event, create_resolver, handle_request
 from strongroom.redaction import get_logger
+from strongroom.tracing import create_tracer
 
 logger = get_logger(service="scheduled_backup")
-tracer = Tracer(service="scheduled_backup")
+tracer = create_tracer("scheduled_backup")
 app = create_resolver(logger)
 
 OrgId = Annotated[str, Path(pattern=r"^org_[a-z2-7]{26}$", max_length=30)]

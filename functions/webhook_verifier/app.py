@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -25,12 +24,13 @@ from webhook_verifier.sources import Source
 from strongroom.api import caller_from_event, create_resolver, handle_request
 from strongroom.errors import MalformedRequest, Unauthenticated
 from strongroom.redaction import get_logger
+from strongroom.tracing import create_tracer
 
 SERVICE = "webhook_verifier"
 REJECTED_METRIC = "WebhookSignatureRejected"
 
 logger = get_logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
+tracer = create_tracer(SERVICE)
 app = create_resolver(logger)
 
 

@@ -25,8 +25,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from credential_store.models import (
     REDACTED,
@@ -506,8 +504,11 @@ def load_private_key(text: str) -> _PrivateKey:
     Stored as unencrypted PKCS#8 PEM whatever the input form, with the JWS algorithm it signs
     with, so the token service reads one format.
     """
-    # PyJWT is imported here: only private_key_jwt credentials need it, and importing it with
-    # the module costs every cold start about a quarter of boto3's own import.
+    # PyJWT and cryptography's key parsers are imported here: only private_key_jwt credentials
+    # need them, and importing them with the module costs every cold start about a quarter of
+    # boto3's own import (PyJWT) and a twentieth (the key parsers).
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: PLC0415
     from jwt.algorithms import ECAlgorithm, RSAAlgorithm  # noqa: PLC0415
     from jwt.exceptions import PyJWTError  # noqa: PLC0415
 

@@ -1,4 +1,8 @@
-"""Request and response bodies of the credential_store routes."""
+"""Request and response bodies of the credential_store routes.
+
+Every model's schema is built when first used (`defer_build`), not at import: a cold start
+builds only what its first request's route needs.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,13 @@ OrgName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 class Request(BaseModel):
     """Request bodies refuse unknown fields (422)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+class ResponseBody(BaseModel):
+    """Response bodies."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 class CreateOrg(Request):
@@ -27,11 +37,11 @@ class SetMemberRole(Request):
     role: Role
 
 
-class OrgCreated(BaseModel):
+class OrgCreated(ResponseBody):
     org_id: str
 
 
-class Org(BaseModel):
+class Org(ResponseBody):
     org_id: str
     name: str
     plan: str
@@ -40,14 +50,14 @@ class Org(BaseModel):
     your_role: Role
 
 
-class Member(BaseModel):
+class Member(ResponseBody):
     user_id: str
     role: Role
     added_at: str
     added_by: str
 
 
-class Members(BaseModel):
+class Members(ResponseBody):
     members: list[Member]
     next_cursor: str | None = Field(default=None)
 
@@ -74,7 +84,9 @@ class AuthMethod(StrEnum):
 class SecretRequest(BaseModel):
     """Bodies that carry secrets: unknown fields refused, and no input ever copied into errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, defer_build=True
+    )
 
 
 ConnectionName = Annotated[
@@ -156,11 +168,11 @@ class ReplaceCredentials(SecretRequest):
     auth: Auth
 
 
-class ConnectionCreated(BaseModel):
+class ConnectionCreated(ResponseBody):
     connection_id: str
 
 
-class Credential(BaseModel):
+class Credential(ResponseBody):
     """One stored secret as the API shows it: never the value, only what identifies it."""
 
     field: str
@@ -171,14 +183,14 @@ class Credential(BaseModel):
     created_at: str
 
 
-class ConnectionAuth(BaseModel):
+class ConnectionAuth(ResponseBody):
     method: AuthMethod
     client_id: str | None = None
     key_id: str | None = None
     key_algorithm: str | None = None
 
 
-class Connection(BaseModel):
+class Connection(ResponseBody):
     connection_id: str
     name: str
     provider: Provider
@@ -199,6 +211,6 @@ class Connection(BaseModel):
     updated_at: str
 
 
-class Connections(BaseModel):
+class Connections(ResponseBody):
     connections: list[Connection]
     next_cursor: str | None = Field(default=None)

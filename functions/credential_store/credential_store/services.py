@@ -10,6 +10,7 @@ import boto3
 from strongroom.audit.log import AuditLog
 from strongroom.backups import BackupSchedules
 from strongroom.crypto import Keyrings
+from strongroom.lazy import lazy_client
 from strongroom.oauth import TokenService, token_service
 from strongroom.outbound import Resolver, system_resolver
 from strongroom.settings import Settings, get_settings
@@ -32,9 +33,10 @@ class Services:
 
 def build_services(settings: Settings, session: boto3.Session | None = None) -> Services:
     session = session or boto3.Session()
-    dynamodb = session.client("dynamodb")
-    kms = session.client("kms")
-    s3 = session.client("s3")
+    # Each client is made when first used: a request pays only for the services it calls.
+    dynamodb = lazy_client(session, "dynamodb")
+    kms = lazy_client(session, "kms")
+    s3 = lazy_client(session, "s3")
     table = TenantTable(dynamodb=dynamodb, table_name=settings.table_name)
     keyrings = Keyrings(kms=kms, dynamodb=dynamodb, settings=settings)
     audit = AuditLog(s3=s3, dynamodb=dynamodb, settings=settings)

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict
 
 
 class AuthorizationStarted(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # Built when first used: the callback, this function's busiest route, never needs it.
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     # The provider's authorization URL: open it in the admin's browser.
     authorization_url: str

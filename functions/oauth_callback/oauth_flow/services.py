@@ -9,6 +9,7 @@ import boto3
 
 from strongroom.audit.log import AuditLog
 from strongroom.crypto import Keyrings
+from strongroom.lazy import lazy_client
 from strongroom.oauth import TokenService, token_service
 from strongroom.settings import Settings, get_settings
 from strongroom.tenancy import TenantTable
@@ -25,10 +26,11 @@ class Services:
 
 def build_services(settings: Settings, session: boto3.Session | None = None) -> Services:
     session = session or boto3.Session()
-    dynamodb = session.client("dynamodb")
+    # Each client is made when first used: a request pays only for the services it calls.
+    dynamodb = lazy_client(session, "dynamodb")
     table = TenantTable(dynamodb=dynamodb, table_name=settings.table_name)
-    keyrings = Keyrings(kms=session.client("kms"), dynamodb=dynamodb, settings=settings)
-    audit = AuditLog(s3=session.client("s3"), dynamodb=dynamodb, settings=settings)
+    keyrings = Keyrings(kms=lazy_client(session, "kms"), dynamodb=dynamodb, settings=settings)
+    audit = AuditLog(s3=lazy_client(session, "s3"), dynamodb=dynamodb, settings=settings)
     tokens = token_service(settings, table=table, keyrings=keyrings, audit=audit)
     return Services(settings=settings, table=table, keyrings=keyrings, audit=audit, tokens=tokens)
 

@@ -1,4 +1,7 @@
-"""What the backup function takes and answers: the queue's job and the API's reply."""
+"""What the backup function takes and answers: the queue's job and the API's reply.
+
+Schemas are built when first used (`defer_build`): a cold start builds only what it needs.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ class BackupJob(BaseModel):
     message that carries it on (its own `continuation`), so a message that a continuation has
     replaced is skipped, and only the dead-lettering of that one message fails the backup."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     org_id: OrgIdField
     connection_id: ConnectionIdField
@@ -28,5 +31,7 @@ class BackupJob(BaseModel):
 
 class BackupStarted(BaseModel):
     """202 of POST .../backups: the backup that runs now (a new one, or the one running)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     backup_id: str

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlencode, urlsplit
 
 from backup_jobs.exceptions import (
@@ -34,8 +34,11 @@ from backup_jobs.exceptions import (
     ProviderUnauthorized,
     ProviderUnavailable,
 )
-from strongroom.outbound import OutboundClient, ResponseHeaders
+from strongroom.outbound import ResponseHeaders
 from strongroom.outbound.exceptions import MalformedResponse, OutboundError, ResponseTooLarge
+
+if TYPE_CHECKING:
+    from strongroom.outbound.client import OutboundClient
 
 # Okta's PolicyType values: `GET /api/v1/policies` needs one.
 POLICY_TYPES: Final = (

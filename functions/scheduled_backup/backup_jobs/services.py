@@ -12,14 +12,17 @@ from aws_lambda_powertools import Metrics
 from strongroom.audit.log import AuditLog
 from strongroom.backups import BackupSchedules
 from strongroom.crypto import Keyrings
+from strongroom.lazy import lazy_client, on_first_use
 from strongroom.oauth import TokenService, token_service
-from strongroom.outbound import OutboundClient, RetryPolicy
+from strongroom.outbound import RetryPolicy
 from strongroom.settings import Settings, get_settings
 from strongroom.tenancy import PlatformTable, TenantTable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_sqs.client import SQSClient
+
+    from strongroom.outbound.client import OutboundClient
 
 # A page of 200 Okta users is well under 1 MiB; anything near this cap is not a page.
 MAX_PAGE_BYTES = 32 * 1024 * 1024
@@ -51,6 +54,9 @@ def provider_client(settings: Settings, **overrides: Any) -> OutboundClient:
         "retry": RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=8.0, max_wait=65.0),
     }
     options.update(overrides)
+    # Loaded here, not at import: it brings requests, which only the worker needs.
+    from strongroom.outbound.client import OutboundClient  # noqa: PLC0415
+
     return OutboundClient(**options)
 
 
@@ -62,9 +68,11 @@ def build_services(
     metrics: Any = None,
 ) -> Services:
     session = session or boto3.Session()
-    dynamodb = session.client("dynamodb")
-    kms = session.client("kms")
-    s3 = session.client("s3")
+    # Each client is made when first used: a request pays only for the services it calls (the
+    # dispatcher never reads a provider, an on-demand start sends no job when it is refused).
+    dynamodb = lazy_client(session, "dynamodb")
+    kms = lazy_client(session, "kms")
+    s3 = lazy_client(session, "s3")
     table = TenantTable(dynamodb=dynamodb, table_name=settings.table_name)
     keyrings = Keyrings(kms=kms, dynamodb=dynamodb, settings=settings)
     audit = AuditLog(s3=s3, dynamodb=dynamodb, settings=settings)
@@ -78,9 +86,9 @@ def build_services(
         keyrings=keyrings,
         audit=audit,
         tokens=tokens,
-        provider=provider or provider_client(settings),
+        provider=provider or on_first_use(lambda: provider_client(settings)),
         s3=s3,
-        sqs=session.client("sqs"),
+        sqs=lazy_client(session, "sqs"),
         metrics=metrics if metrics is not None else Metrics(service="scheduled_backup"),
     )
 

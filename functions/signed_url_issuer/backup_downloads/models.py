@@ -1,4 +1,8 @@
-"""Request and response bodies of the signed_url_issuer routes."""
+"""Request and response bodies of the signed_url_issuer routes.
+
+Schemas are built when first used (`defer_build`): a cold start builds only what its first
+request's route needs.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ ResourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
 class DownloadRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     resource: ResourceName | None = None
     # Seconds; 15 minutes unless asked, at most an hour (and never past the signing session).
@@ -22,7 +26,7 @@ class DownloadRequest(BaseModel):
 
 
 class DownloadLink(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     url: str
     # When the URL stops working (ISO-8601 UTC) and the seconds from issue to then.
@@ -34,7 +38,7 @@ class DownloadLink(BaseModel):
 class BackupSummary(BaseModel):
     """A backup's metadata: no object keys, no file list."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     backup_id: str
     connection_id: str
@@ -50,7 +54,7 @@ class BackupSummary(BaseModel):
 
 
 class Backups(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     backups: list[BackupSummary]
     next_cursor: str | None

@@ -11,6 +11,7 @@ from botocore.config import Config
 
 from backup_downloads.signing import LinkSigner, ScopedRoleCredentials
 from strongroom.audit.log import AuditLog
+from strongroom.lazy import lazy_client
 from strongroom.settings import Settings, SettingsError, get_settings
 from strongroom.tenancy import TenantTable
 
@@ -28,12 +29,14 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
     if settings.download_signer_role_arn is None:
         # No unscoped fallback: links are only ever signed by a narrowed session.
         raise SettingsError("invalid settings: STRONGROOM_DOWNLOAD_SIGNER_ROLE_ARN: required")
-    dynamodb = session.client("dynamodb")
+    # Each client is made when first used: a request pays only for the services it calls (a
+    # listing reads the table and nothing else).
+    dynamodb = lazy_client(session, "dynamodb")
     signer = LinkSigner(
         # Builds object URLs only (endpoint, addressing style); signing happens in LinkSigner.
-        unsigned_s3=session.client("s3", config=Config(signature_version=UNSIGNED)),
+        unsigned_s3=lazy_client(session, "s3", config=Config(signature_version=UNSIGNED)),
         credentials=ScopedRoleCredentials(
-            sts=session.client("sts"),
+            sts=lazy_client(session, "sts"),
             role_arn=settings.download_signer_role_arn,
             stage=settings.stage,
         ),
@@ -41,7 +44,7 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
     return Services(
         settings=settings,
         table=TenantTable(dynamodb=dynamodb, table_name=settings.table_name),
-        audit=AuditLog(s3=session.client("s3"), dynamodb=dynamodb, settings=settings),
+        audit=AuditLog(s3=lazy_client(session, "s3"), dynamodb=dynamodb, settings=settings),
         signer=signer,
     )
 

@@ -193,7 +193,6 @@ class LinkSigner:
     def __init__(self, *, unsigned_s3: S3Client, credentials: CredentialSource) -> None:
         self._s3 = unsigned_s3
         self._credentials = credentials
-        self._region = unsigned_s3.meta.region_name
 
     def sign(self, target: DownloadTarget, *, requested: timedelta, now: datetime) -> SignedLink:
         credentials = self._credentials.credentials_for(target, lifetime=requested, now=now)
@@ -209,7 +208,7 @@ class LinkSigner:
         request = AWSRequest(method="GET", url=unsigned_url)
         signer = _S3QueryAuthAt(
             ReadOnlyCredentials(credentials.access_key, credentials.secret_key, credentials.token),
-            self._region,
+            self._s3.meta.region_name,
             expires=int(lifetime.total_seconds()),
             signed_at=now,
         )

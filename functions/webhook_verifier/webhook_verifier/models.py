@@ -1,10 +1,14 @@
-"""Request and response bodies of webhook_verifier's routes."""
+"""Request and response bodies of webhook_verifier's routes.
+
+Schemas are built when first used (`defer_build`): a cold start builds only what its first
+request's route needs.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 # processed: the event changed something (audited); accepted: verified and recorded, nothing to
 # do; ignored: a billing event whose nonce or product did not hold (nothing changed);
@@ -13,6 +17,8 @@ ReceiptStatus = Literal["processed", "accepted", "ignored", "duplicate"]
 
 
 class WebhookReceipt(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     status: ReceiptStatus
 
 
@@ -20,11 +26,15 @@ class CheckoutCustomData(BaseModel):
     """Hand this to the checkout as its custom data (Stripe metadata, Lemon Squeezy
     `checkout[custom]`, a Standard Webhooks sender's metadata), unchanged."""
 
+    model_config = ConfigDict(defer_build=True)
+
     strongroom_org_id: str
     strongroom_nonce: str
 
 
 class CheckoutCreated(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     nonce: str = Field(description="Single use; bound to this org and the caller")
     expires_at: str
     custom_data: CheckoutCustomData

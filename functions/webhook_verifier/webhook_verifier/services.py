@@ -9,6 +9,7 @@ import boto3
 
 from strongroom.audit.log import AuditLog
 from strongroom.deployment_secrets import ActiveSecrets
+from strongroom.lazy import lazy_client
 from strongroom.settings import Settings, get_settings
 from strongroom.tenancy import PlatformTable, TenantTable
 
@@ -25,13 +26,15 @@ class Services:
 
 def build_services(settings: Settings, session: boto3.Session | None = None) -> Services:
     session = session or boto3.Session()
-    dynamodb = session.client("dynamodb")
+    # Each client is made when first used: a request pays only for the services it calls (a
+    # delivery that does not verify reads its secrets and nothing else).
+    dynamodb = lazy_client(session, "dynamodb")
     return Services(
         settings=settings,
         table=TenantTable(dynamodb=dynamodb, table_name=settings.table_name),
         platform=PlatformTable(dynamodb=dynamodb, table_name=settings.table_name),
-        audit=AuditLog(s3=session.client("s3"), dynamodb=dynamodb, settings=settings),
-        secrets=ActiveSecrets(secretsmanager=session.client("secretsmanager")),
+        audit=AuditLog(s3=lazy_client(session, "s3"), dynamodb=dynamodb, settings=settings),
+        secrets=ActiveSecrets(secretsmanager=lazy_client(session, "secretsmanager")),
     )
 
 

@@ -16,6 +16,8 @@ is reported by the verifier, and an append refuses to extend a chain it finds br
 (`AuditChainBroken`).
 """
 
+from typing import TYPE_CHECKING
+
 from strongroom.audit.events import GENESIS_HASH, AuditAction, AuditEntry, AuditEvent, Outcome
 from strongroom.audit.exceptions import (
     AuditChainBroken,
@@ -27,7 +29,9 @@ from strongroom.audit.exceptions import (
 )
 from strongroom.audit.log import AuditLog, AuditPage, ChainHead
 from strongroom.audit.objects import event_key
-from strongroom.audit.verify import ChainProblem, ChainReport, ProblemKind
+
+if TYPE_CHECKING:
+    from strongroom.audit.verify import ChainProblem, ChainReport, ProblemKind
 
 __all__ = [
     "GENESIS_HASH",
@@ -49,3 +53,13 @@ __all__ = [
     "ProblemKind",
     "event_key",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The verifier is loaded on first use: no function verifies chains at run time, so their
+    # cold starts do not import it.
+    if name in {"ChainProblem", "ChainReport", "ProblemKind"}:
+        from strongroom.audit import verify  # noqa: PLC0415
+
+        return getattr(verify, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

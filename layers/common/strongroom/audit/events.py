@@ -120,7 +120,10 @@ class AuditEntry(BaseModel):
     only JSON strings, integers, booleans, null, lists and objects.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    # Built when first used (AuditEvent too): only requests that audit or read the log need it.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     actor: _Text
     action: _Action

@@ -49,7 +49,6 @@ from strongroom.audit.exceptions import (
     InvalidAuditEvent,
 )
 from strongroom.audit.objects import EventObjects, event_key, parse_event_document
-from strongroom.audit.verify import ChainReport, check_chain
 from strongroom.redaction import redact as _redact_with_layer_rules
 from strongroom.settings import Settings
 from strongroom.tenancy import (
@@ -64,6 +63,8 @@ from strongroom.tenancy import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_s3.client import S3Client
+
+    from strongroom.audit.verify import ChainReport
 
 _LOGGER = logging.getLogger(__name__)
 _HEAD_KIND, _HEAD_ID = "AUDIT", "HEAD"
@@ -285,6 +286,9 @@ class AuditLog:
 
         Findings are in the report; AuditUnavailable if S3 or DynamoDB fails.
         """
+        # Imported here: no function verifies at run time, so their cold starts skip it.
+        from strongroom.audit.verify import check_chain  # noqa: PLC0415
+
         org_id = validate_org_id(org_id)
         try:
             head: tuple[int, str] | None = astuple(self._read_head(org_id, now))

@@ -1,6 +1,8 @@
 """Backups: where a backup's record and files live, shared by scheduled_backup (which writes
 them) and signed_url_issuer (which lists them and hands out links to them)."""
 
+from typing import TYPE_CHECKING
+
 from strongroom.backups.records import (
     BACKUP_KIND,
     MANIFEST_FILE,
@@ -16,7 +18,9 @@ from strongroom.backups.records import (
     validate_backup_id,
     validate_resource,
 )
-from strongroom.backups.schedule import BackupSchedules, ScheduleEntry, next_run_after
+
+if TYPE_CHECKING:
+    from strongroom.backups.schedule import BackupSchedules, ScheduleEntry, next_run_after
 
 __all__ = [
     "BACKUP_KIND",
@@ -36,3 +40,13 @@ __all__ = [
     "validate_backup_id",
     "validate_resource",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The schedule index is loaded on first use: it brings the schedule-expression parser, which
+    # signed_url_issuer (records only) would otherwise import at every cold start for nothing.
+    if name in {"BackupSchedules", "ScheduleEntry", "next_run_after"}:
+        from strongroom.backups import schedule  # noqa: PLC0415
+
+        return getattr(schedule, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -88,7 +88,8 @@ def object_key(prefix: str, resource: str) -> str:
 
 
 class FileEntry(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Built when first used, as Manifest: only requests that read or write a manifest need it.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     resource: str
     key: str
@@ -100,7 +101,7 @@ class FileEntry(BaseModel):
 class Manifest(BaseModel):
     """manifest.json: written last; lists every file with its SHA-256, size and item count."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     schema_version: int = SCHEMA_VERSION
     backup_id: str

@@ -25,7 +25,6 @@ from types import MappingProxyType
 from typing import Generic, Protocol, TypeVar
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom.crypto import sealed
 from strongroom.crypto.exceptions import KeyringUnavailable
@@ -279,6 +278,10 @@ class DekCache:
     def put_dek(self, org_id: str, version: int, key: bytes) -> CachedDek:
         """Cache the plaintext `key` of the org's DEK `version`; the cached DEK, whose first
         use (the caller's) is already counted."""
+        # Imported at the first DEK, not at import: a cold start whose requests seal and open
+        # nothing does not load the cipher.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
         dek = CachedDek(
             org_id,
             version,

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import quote_plus
 
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
 from strongroom.oauth.exceptions import InvalidClientKey
 
 ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -70,8 +68,10 @@ def client_assertion(
         "jti": secrets.token_urlsafe(24),
     }
     headers = {"kid": key_id} if key_id else None
-    # Imported here: only private_key_jwt connections sign, so cold starts do not load PyJWT.
+    # Imported here: only private_key_jwt connections sign, so cold starts do not load PyJWT
+    # nor cryptography's key parsers.
     import jwt  # noqa: PLC0415
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key  # noqa: PLC0415
 
     try:
         key = load_pem_private_key(private_key_pem, password=None)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.audit.log import AuditLog
 from strongroom.crypto import Keyrings, OrgKeyring
+from strongroom.lazy import on_first_use
 from strongroom.oauth.client_auth import (
     ClientAuthentication,
     client_secret_basic,
@@ -120,12 +121,15 @@ def token_service(
     read_timeout: float = 10.0,
     total_timeout: float = 30.0,
 ) -> TokenService:
-    """The deployment's token service: its own token client, the settings' dev allow-list."""
+    """The deployment's token service: its own token client (made when a token request is
+    first sent), the settings' dev allow-list."""
     return TokenService(
         table=table,
         keyrings=keyrings,
-        outbound=token_client(
-            settings, resolver=resolver, read_timeout=read_timeout, total_timeout=total_timeout
+        outbound=on_first_use(
+            lambda: token_client(
+                settings, resolver=resolver, read_timeout=read_timeout, total_timeout=total_timeout
+            )
         ),
         audit=audit,
         dev_hosts=settings.dev_allow_hosts,

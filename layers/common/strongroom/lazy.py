@@ -1,0 +1,61 @@
+"""Clients made when first used, not when a function builds its services at cold start.
+
+A function builds all its clients for its first request, but that request uses only some of
+them: each boto3 client costs its service model and endpoint rules (S3's are the largest), the
+outbound client costs requests and its TLS stack. `on_first_use(factory)` stands in for the
+object and makes it at the first attribute access, so a cold start pays for what its requests
+touch (benchmarks/bench_cold_start.py measures import plus a first request).
+
+    s3 = lazy_client(session, "s3")     # no service model loaded yet
+    s3.put_object(...)                  # made here, then used as is
+
+The stand-in forwards attribute access only (methods, `meta`, `exceptions`), which is all our
+code does with a client: `isinstance` and operators see the stand-in.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+if TYPE_CHECKING:
+    import boto3
+
+T = TypeVar("T")
+
+
+class _OnFirstUse:
+    """Makes its object at the first attribute access, once, and forwards to it."""
+
+    __slots__ = ("_factory", "_lock", "_made")
+
+    def __init__(self, factory: Callable[[], object]) -> None:
+        self._factory: Callable[[], object] | None = factory
+        self._made: object = None
+        self._lock = threading.Lock()
+
+    def _object(self) -> object:
+        if self._factory is not None:
+            with self._lock:  # two threads' first uses make one object
+                if self._factory is not None:
+                    self._made = self._factory()
+                    self._factory = None
+        return self._made
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._object(), name)
+
+    def __repr__(self) -> str:
+        state = "not made yet" if self._factory is not None else repr(self._made)
+        return f"<made on first use: {state}>"
+
+
+def on_first_use(factory: Callable[[], T]) -> T:
+    """A stand-in for `factory()`'s object, which is made at the first attribute access."""
+    return cast(T, _OnFirstUse(factory))
+
+
+def lazy_client(session: boto3.Session, service_name: str, **options: Any) -> Any:
+    """`session.client(service_name, **options)`, made when first used."""
+    return on_first_use(lambda: session.client(service_name, **options))  # type: ignore[call-overload]
