@@ -56,6 +56,14 @@ def on_first_use(factory: Callable[[], T]) -> T:
     return cast(T, _OnFirstUse(factory))
 
 
+def made(stand_in: T) -> T:
+    """The object behind a stand-in, made now if it is not yet; any other object as it is.
+    (Tests patch methods on it: the stand-in itself takes no attributes.)"""
+    if isinstance(stand_in, _OnFirstUse):
+        return cast(T, stand_in._object())
+    return stand_in
+
+
 def lazy_client(session: boto3.Session, service_name: str, **options: Any) -> Any:
     """`session.client(service_name, **options)`, made when first used."""
     return on_first_use(lambda: session.client(service_name, **options))  # type: ignore[call-overload]

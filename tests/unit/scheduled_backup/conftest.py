@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
+from strongroom.lazy import made
 from strongroom.outbound import RetryPolicy
 from strongroom.settings import Settings
 from strongroom_local.provision import Stack
@@ -173,7 +174,7 @@ class BackupWorld:
 
     @property
     def sqs(self) -> Any:
-        return self.services.sqs
+        return made(self.services.sqs)  # the client itself, so that tests can patch it
 
     def drain(self, *, context: Callable[[], Context] = Context, max_invocations: int = 200) -> int:
         """Run the worker until the backup queue is empty, as Lambda's poller does; how many

@@ -14,6 +14,7 @@ from backup_jobs.objects import BackgroundWrites, PartRecord
 from botocore.exceptions import ClientError
 
 from strongroom.backups import object_key
+from strongroom.lazy import made
 from strongroom_local.sandbox_okta import OrgSpec
 from tests.unit.scheduled_backup.conftest import BackupWorld, Context
 
@@ -117,7 +118,7 @@ class _SlowParts:
     def __init__(
         self, world: BackupWorld, monkeypatch: pytest.MonkeyPatch, delay: float = 0.02
     ) -> None:
-        self.s3 = world.services.s3
+        self.s3 = made(world.services.s3)  # the client behind the worker's stand-in
         self.original = self.s3.upload_part
         self.delay = delay
         self.active = 0
@@ -206,7 +207,7 @@ def test_a_provider_failure_mid_file_first_waits_for_the_part_in_flight(
     world: BackupWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slow = _SlowParts(world, monkeypatch, delay=0.3)
-    s3 = world.services.s3
+    s3 = made(world.services.s3)
     abort = s3.abort_multipart_upload
     uploading_at_abort: list[int] = []
 
