@@ -25,6 +25,17 @@ def _quickstart_script(block: str = "quickstart") -> str:
     return match.group(1)
 
 
+def _run(script: str, *, cwd: Path, timeout: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own README, run by bash
+        ["bash", "-euo", "pipefail", "-c", script],  # noqa: S607
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def test_readme_quickstart_creates_an_org_and_lists_its_owner(
     local_stack: LocalStackClient,
 ) -> None:
@@ -35,14 +46,7 @@ def test_readme_quickstart_creates_an_org_and_lists_its_owner(
     script = script.replace(
         "dev-token ", f"dev-token --state-dir {shlex.quote(str(local_stack.state_dir))} "
     )
-    result = subprocess.run(  # noqa: S603 - our own README, run by bash
-        ["bash", "-euo", "pipefail", "-c", script],  # noqa: S607
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _run(script, cwd=REPO_ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     members = json.loads(result.stdout.strip().splitlines()[-1])["members"]
     assert [(m["user_id"], m["role"]) for m in members] == [("alice", "owner")]
@@ -56,14 +60,7 @@ def test_readme_webhook_example_is_accepted(local_stack: LocalStackClient) -> No
         "strongroom secret ",
         f"strongroom secret --state-dir {shlex.quote(str(local_stack.state_dir))} ",
     )
-    result = subprocess.run(  # noqa: S603 - our own README, run by bash
-        ["bash", "-euo", "pipefail", "-c", script],  # noqa: S607
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _run(script, cwd=REPO_ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": "accepted"}
 
@@ -87,14 +84,7 @@ def test_readme_backup_example_downloads_a_file_the_manifest_describes(
         .replace("dev-token ", f"dev-token --state-dir {state} ")
         .replace("sandbox-token", f"sandbox-token --state-dir {state}")
     )
-    result = subprocess.run(  # noqa: S603 - our own README, run by bash
-        ["bash", "-euo", "pipefail", "-c", script],  # noqa: S607
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = _run(script, cwd=tmp_path, timeout=180)
     assert result.returncode == 0, result.stderr
     # The quick start's last curl prints no newline: the check's line ends the output.
     printed = re.search(r"(True|False) (\d+)\s*$", result.stdout)

@@ -180,18 +180,16 @@ def start_backup(
         if running is None:
             raise Conflict("A backup of this connection just ended; try again.") from None
         return Started(running, new=False)
-    services.audit.append(
+    audit_backup(
+        services,
         org_id,
-        AuditEntry(
-            actor=requested_by,
-            action=AuditAction.BACKUP_START.value,
-            request_id=request_id,
-            outcome="success",
-            target_kind="connection",
-            target_id=connection_id,
-            details={"backup_id": backup_id, "trigger": trigger},
-        ),
+        connection_id,
+        actor=requested_by,
+        action=AuditAction.BACKUP_START,
+        outcome="success",
+        details={"backup_id": backup_id, "trigger": trigger},
         now=now,
+        request_id=request_id,
     )
     try:
         enqueue(
@@ -233,21 +231,47 @@ def _not_queued(
         services.table.delete(
             org_id, RUN_KIND, connection_id, expect={"backup_id": backup_id}, now=now
         )
-        services.audit.append(
+        audit_backup(
+            services,
             org_id,
-            AuditEntry(
-                actor=ACTOR,
-                action=AuditAction.BACKUP_FAIL.value,
-                request_id=request_id,
-                outcome="failure",
-                target_kind="connection",
-                target_id=connection_id,
-                details={"backup_id": backup_id, "reason": reason},
-            ),
+            connection_id,
+            actor=ACTOR,
+            action=AuditAction.BACKUP_FAIL,
+            outcome="failure",
+            details={"backup_id": backup_id, "reason": reason},
             now=now,
+            request_id=request_id,
         )
     except (TenancyError, ClientError, BotoCoreError):
         logger.warning("unqueued backup left running", extra={"backup_id": backup_id})
+
+
+def audit_backup(
+    services: Services,
+    org_id: str,
+    connection_id: str,
+    *,
+    actor: str,
+    action: AuditAction,
+    outcome: str,
+    details: dict[str, Any],
+    now: datetime,
+    request_id: str,
+) -> None:
+    """Append a backup's event (start, completion, failure) to the org's audit chain."""
+    services.audit.append(
+        org_id,
+        AuditEntry(
+            actor=actor,
+            action=action.value,
+            request_id=request_id,
+            outcome=outcome,
+            target_kind="connection",
+            target_id=connection_id,
+            details=details,
+        ),
+        now=now,
+    )
 
 
 def enqueue(services: Services, job: BackupJob) -> None:

@@ -69,9 +69,9 @@ from backup_jobs.okta import (
     parent_parameters,
     without_secrets,
 )
-from backup_jobs.runs import ACTOR, RUN_KIND, enqueue
+from backup_jobs.runs import ACTOR, RUN_KIND, audit_backup, enqueue
 from backup_jobs.services import Services
-from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.audit.events import AuditAction
 from strongroom.backups import (
     BACKUP_KIND,
     BackupStatus,
@@ -804,23 +804,21 @@ def _audit(
     services: Services,
     run: _Run,
     action: AuditAction,
-    outcome: Any,
+    outcome: str,
     details: dict[str, Any],
     *,
     now: datetime,
 ) -> None:
-    services.audit.append(
+    audit_backup(
+        services,
         run.job.org_id,
-        AuditEntry(
-            actor=ACTOR,
-            action=action.value,
-            request_id=run.request_id,
-            outcome=outcome,
-            target_kind="connection",
-            target_id=run.job.connection_id,
-            details=details,
-        ),
+        run.job.connection_id,
+        actor=ACTOR,
+        action=action,
+        outcome=outcome,
+        details=details,
         now=now,
+        request_id=run.request_id,
     )
 
 

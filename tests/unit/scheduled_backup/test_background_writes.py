@@ -16,9 +16,9 @@ from botocore.exceptions import ClientError
 from strongroom.backups import object_key
 from strongroom.lazy import made
 from strongroom_local.sandbox_okta import OrgSpec
-from tests.unit.scheduled_backup.conftest import BackupWorld, Context
+from tests.unit.scheduled_backup.conftest import SMALL_PART, BackupWorld, Context
 
-PART = 4096
+PART = SMALL_PART
 
 
 class _Objects:
@@ -101,15 +101,6 @@ def test_a_failed_read_back_reaches_the_caller() -> None:
 @pytest.fixture
 def okta_spec() -> OrgSpec:
     return OrgSpec(users=450, groups=5, apps=4, admins=3)
-
-
-@pytest.fixture
-def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    import moto.s3.models
-
-    # S3 (and moto) refuse parts under 5 MiB but the last; shrink both sides alike.
-    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", PART)
-    monkeypatch.setattr(worker, "PART_SIZE", PART)
 
 
 class _SlowParts:

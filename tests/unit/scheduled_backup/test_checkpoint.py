@@ -6,28 +6,19 @@ from __future__ import annotations
 import json
 
 import pytest
-from backup_jobs import worker
 
 from strongroom.backups import Manifest
 from strongroom_local.sandbox_okta import OrgSpec
-from tests.unit.scheduled_backup.conftest import BackupWorld, Context
+from tests.unit.scheduled_backup.conftest import SMALL_PART, BackupWorld, Context
 
-PART = 4096
+PART = SMALL_PART
+pytestmark = pytest.mark.usefixtures("small_parts")
 
 
 @pytest.fixture
 def okta_spec() -> OrgSpec:
     # Three pages of users, groups with many members, apps with users.
     return OrgSpec(users=450, groups=5, apps=4, admins=3)
-
-
-@pytest.fixture(autouse=True)
-def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    import moto.s3.models
-
-    # S3 (and moto) refuse parts under 5 MiB but the last; shrink both sides alike.
-    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", PART)
-    monkeypatch.setattr(worker, "PART_SIZE", PART)
 
 
 def _manifest(world: BackupWorld, org: str, backup_id: str) -> Manifest:

@@ -13,23 +13,15 @@ from backup_jobs import worker
 from botocore.exceptions import ClientError
 
 from strongroom_local.sandbox_okta import OrgSpec
-from tests.unit.scheduled_backup.conftest import BackupWorld, Context, sqs_record
+from tests.unit.scheduled_backup.conftest import SMALL_PART, BackupWorld, Context, sqs_record
 
-PART = 4096
+PART = SMALL_PART
+pytestmark = pytest.mark.usefixtures("small_parts")
 
 
 @pytest.fixture
 def okta_spec() -> OrgSpec:
     return OrgSpec(users=450, groups=5, apps=4, admins=3)
-
-
-@pytest.fixture(autouse=True)
-def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    import moto.s3.models
-
-    # Parts small enough that the users file spans several, so a checkpoint leaves one open.
-    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", PART)
-    monkeypatch.setattr(worker, "PART_SIZE", PART)
 
 
 def _start(world: BackupWorld) -> tuple[str, str, str]:

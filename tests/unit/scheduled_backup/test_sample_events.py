@@ -5,6 +5,7 @@ dead-lettered job fails a backup that no attempt could finish."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -31,16 +32,21 @@ def test_there_is_a_sample_event_for_every_route_and_source() -> None:
     }
 
 
-def test_sample_events_replay(world: BackupWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+def _use_sample_ids(monkeypatch: pytest.MonkeyPatch, sample: dict[str, Any]) -> None:
+    """The org, connection and backup get the ids the sample events name."""
     from backup_jobs import runs
     from credential_store import connections, orgs
 
-    route = load_event("scheduled_backup/start_backup")
-    job = load_event("scheduled_backup/backup_job")
-    sample = json.loads(job["Records"][0]["body"])
     monkeypatch.setattr(orgs, "new_org_id", lambda: sample["org_id"])
     monkeypatch.setattr(connections, "new_connection_id", lambda: sample["connection_id"])
     monkeypatch.setattr(runs, "new_backup_id", lambda: sample["backup_id"])
+
+
+def test_sample_events_replay(world: BackupWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    route = load_event("scheduled_backup/start_backup")
+    job = load_event("scheduled_backup/backup_job")
+    sample = json.loads(job["Records"][0]["body"])
+    _use_sample_ids(monkeypatch, sample)
     org = world.new_org()
     assert world.connect(org) == sample["connection_id"]
     route["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "bob"
@@ -63,14 +69,9 @@ def test_sample_events_replay(world: BackupWorld, monkeypatch: pytest.MonkeyPatc
 def test_the_dead_letter_sample_fails_the_backup_no_attempt_finished(
     world: BackupWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from backup_jobs import runs
-    from credential_store import connections, orgs
-
     dead = load_event("scheduled_backup/dead_letter_job")
     sample = json.loads(dead["Records"][0]["body"])
-    monkeypatch.setattr(orgs, "new_org_id", lambda: sample["org_id"])
-    monkeypatch.setattr(connections, "new_connection_id", lambda: sample["connection_id"])
-    monkeypatch.setattr(runs, "new_backup_id", lambda: sample["backup_id"])
+    _use_sample_ids(monkeypatch, sample)
     org = world.new_org()
     world.connect(org)
     assert world.start(org, sample["connection_id"])[0] == 202
