@@ -10,11 +10,15 @@ serialising, uploading to moto and reading back cost on this machine). Rate limi
 so that the run takes about a minute (BENCH_BACKUP_SECONDS), or 1.5x the baseline if the machine
 cannot do the work in a minute: the requests the backup needs per bucket are counted from the
 sandbox's listings, and every bucket gets the same rate, ΣN / target, in windows of WINDOW
-seconds. The floor is what those limits allow a
-client that reads one resource after another: Σ over buckets of requests / rate. Target: wall
-time at most 1.15x the floor, no 429 (the headers are honest), worker peak memory at most
-256 MB (peak RSS of this process, which also holds boto3, Powertools and the test harness; the
-RSS before the backup is printed as the baseline).
+seconds. Two floors, what those limits allow:
+- a client that reads one resource after another: Σ over buckets of requests / rate (the
+  "requests needed / allowed rate" of the target);
+- any client at all, however it overlaps buckets: the busiest bucket's requests / rate. The
+  worker reads its lanes of buckets side by side, so it can go below the first floor, never
+  below this one.
+Target: wall time at most 1.15x the floor, no 429 (the headers are honest), worker peak memory
+at most 256 MB (peak RSS of this process, which also holds boto3, Powertools and the test
+harness; the RSS before the backup is printed as the baseline).
 
 Not part of `make test`; run with `make bench` or `.venv/bin/python benchmarks/bench_backup.py`.
 """
@@ -239,6 +243,8 @@ def run(aws_url: str, sandbox: dict[str, Any]) -> None:  # noqa: PLR0915 - one s
     seconds = max(TARGET_SECONDS, 1.5 * work)
     limit = max(1, math.floor(total / seconds * WINDOW))
     floor = sum(n / (limit / WINDOW) for n in needed.values())
+    busiest = max(needed, key=lambda bucket: needed[bucket])
+    busiest_floor = needed[busiest] / (limit / WINDOW)
     wall, counters, record, status = backup(limit)
 
     files = dict(record.get("files", {}))
@@ -254,8 +260,12 @@ def run(aws_url: str, sandbox: dict[str, Any]) -> None:  # noqa: PLR0915 - one s
     print(f"baseline (no rate limits): {work:.1f} s")
     print(f"rate limit: {limit} per {WINDOW:g} s in every bucket ({limit / WINDOW:.0f}/s)")
     print(
-        f"wall time: {wall:.1f} s; rate-limit floor: {floor:.1f} s; "
+        f"wall time: {wall:.1f} s; rate-limit floor, one resource after another: {floor:.1f} s; "
         f"ratio {wall / floor:.2f}x (target <= 1.15x)"
+    )
+    print(
+        f"rate-limit floor of any client, the busiest bucket ({busiest}) alone: "
+        f"{busiest_floor:.1f} s; ratio {wall / busiest_floor:.2f}x"
     )
     print(f"429s: {counters['rate_limited']} (target 0)")
     peak = _peak_rss_mb()

@@ -8,18 +8,23 @@ sent whenever the buffer passes `part_size`, always at a page boundary. Items of
 resources (group members, app users, policy rules...) are
 `{"parent": {<path parameters>}, "item": {...}}`; parents are read back from their own file.
 
-S3 work runs on a background thread (`objects.BackgroundWrites`) while reading goes on: a part
-uploads while the next one fills, and a finished file is completed and read back while the next
-resource is read. At most one part is in flight, so memory stays at two parts plus one page. A
-file goes into the record's `files` only once verified; a part counts for a checkpoint only once
-stored; every way out of a run (checkpoint, failure, the end) first waits for the background.
+The resources are read in lanes (`okta.OKTA_LANES`, split by rate-limit bucket), side by side,
+each on a thread of its own with its own reader and rate gate; within a lane, one resource after
+another. S3 work runs on each lane's background thread (`objects.BackgroundWrites`) while its
+reading goes on: a part uploads while the next one fills, and a finished file is completed and
+read back while the next resource is read. At most one part per lane is in flight, so memory
+stays at two parts plus one page per lane. A file goes into the record's `files` only once
+verified; a part counts for a checkpoint only once stored; every way out of a run (checkpoint,
+failure, the end) first waits for every lane and its background.
 
-Checkpoint: when less than `reserve_seconds` are left, the worker records where the last part
-ended (resource, upload id and parts so far, which parent, the next page's URL as the provider
-gave it, items so far) on the backup's record, queues the job again and returns. The next
-invocation continues the same upload from there, re-reading any pages after that part. Part
-boundaries depend only on the content, so an interrupted run writes the same bytes as an
-uninterrupted one. An invocation always makes progress (a part or a file) before it checkpoints.
+Checkpoint: when less than `reserve_seconds` are left, every lane stops at its next page and the
+worker records where each lane's last part ended (resource, upload id and parts so far, which
+parent, the next page's URL as the provider gave it, items so far) on the backup's record,
+queues the job again and returns. The next invocation continues the same uploads from there,
+re-reading any pages after those parts. Part boundaries depend only on the content, so an
+interrupted run writes the same bytes as an uninterrupted one. An invocation always makes
+progress (a part or a file) before it checkpoints. A lane that fails stops the others the same
+way, and the failure is what the run reports.
 
 Every file is read back and checked before the manifest is written, and the manifest before the
 record is marked complete, in one conditional update: a failure anywhere marks the backup failed
@@ -38,9 +43,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -57,6 +62,7 @@ from backup_jobs.objects import (
     abort_upload,
 )
 from backup_jobs.okta import (
+    OKTA_LANES,
     OKTA_RESOURCES,
     SECRET_FIELDS,
     OktaReader,
@@ -114,7 +120,8 @@ class Budget:
     time_left: Callable[[], float]
     reserve_seconds: float = RESERVE_SECONDS
     part_size: int = PART_SIZE
-    sleep: Callable[[float], None] = time.sleep
+    # Waits for a rate-limit window; None: sleep, but wake when another lane stops the run.
+    sleep: Callable[[float], None] | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -178,6 +185,19 @@ class _SentPart:
 
 
 @dataclass
+class _Lane:
+    """One lane of resources, read one after another on a thread of its own."""
+
+    specs: tuple[ResourceSpec, ...]
+    reader: OktaReader
+    writes: BackgroundWrites
+    pending_files: list[_PendingFile] = field(default_factory=list)  # in the order written
+    in_flight: Checkpoint | None = None  # the resource being written, as of its last stored part
+    parents: dict[str, Any] = field(default_factory=dict)
+    done: bool = False  # every resource of the lane written
+
+
+@dataclass
 class _Run:
     """One invocation's view of a running backup."""
 
@@ -185,15 +205,23 @@ class _Run:
     record: dict[str, Any]
     seq: int
     files: dict[str, dict[str, Any]]  # verified files only
-    checkpoint: Checkpoint | None
+    checkpoints: dict[str, Checkpoint]  # by resource: where the last invocation stopped
     request_id: str
     continuation: int = 0  # the message that carries this backup on
     objects: BackupObjects | None = None
-    writes: BackgroundWrites | None = None
-    pending_files: list[_PendingFile] = field(default_factory=list)  # in the order written
-    in_flight: Checkpoint | None = None  # the resource being written, as of its last stored part
+    lanes: list[_Lane] = field(default_factory=list)
     progress: bool = False  # a part or a file written in this invocation
-    parents: dict[str, Any] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)  # every lane stops
+    failures: list[BaseException] = field(default_factory=list)  # in the order they happened
+
+    def nap(self, seconds: float) -> None:
+        """Sleep; if the run stops meanwhile, stop the lane at once (`_Stopped`)."""
+        if self.stop.wait(seconds):
+            raise _Stopped
+
+
+class _Stopped(Exception):  # a signal between a lane's reader and its loop
+    """A lane's wait for its rate-limit window was cut short: the run is stopping."""
 
 
 def run_job(
@@ -244,9 +272,6 @@ def abandon(services: Services, job: BackupJob, *, now: datetime, request_id: st
         raise errors.StorageFailed("the backup record could not be read") from None
     if run is None:
         return Outcome("skipped")
-    if run.checkpoint is not None:
-        key = object_key(str(run.record["prefix"]), run.checkpoint.resource)
-        abort_upload(services.s3, services.settings.backup_bucket, key, run.checkpoint.upload_id)
     return _fail(services, run, errors.reason_of(errors.WorkerLost()), now=now)
 
 
@@ -263,13 +288,13 @@ def _running(services: Services, job: BackupJob, *, request_id: str, now: dateti
         or int(record.get("continuation", 0)) != job.continuation
     ):
         return None
-    checkpoint = record.get("checkpoint")
+    checkpoints = [Checkpoint.from_document(dict(c)) for c in record.get("checkpoints", [])]
     return _Run(
         job=job,
         record=record,
         seq=int(record.get("seq", 0)),
         files={name: dict(entry) for name, entry in dict(record.get("files", {})).items()},
-        checkpoint=Checkpoint.from_document(dict(checkpoint)) if checkpoint else None,
+        checkpoints={checkpoint.resource: checkpoint for checkpoint in checkpoints},
         request_id=request_id,
         continuation=job.continuation,
     )
@@ -301,36 +326,73 @@ def _run(services: Services, run: _Run, budget: Budget) -> Outcome:
         retain_until=retain_until,
     )
     credential = _Credential(services, job, run.request_id, budget)
-    reader = OktaReader(
-        outbound=services.provider,
-        base_url=base_url,
-        authorization=credential.authorization,
-        gate=RateGate(),
-        sleep=budget.sleep,
-    )
     credential.authorization()  # fail before writing anything if there is no credential
-    with BackgroundWrites(run.objects) as writes:
-        run.writes = writes
-        try:
-            for spec in OKTA_RESOURCES:
-                if spec.name in run.files:
-                    continue
-                resume = (
-                    run.checkpoint
-                    if run.checkpoint and run.checkpoint.resource == spec.name
-                    else None
-                )
-                checkpoint = _write_resource(run, spec, reader, resume, budget)
-                if checkpoint is not None:
-                    _save_checkpoint(services, run, checkpoint, budget)
-                    return Outcome("checkpointed")
-                run.in_flight = None
-                run.progress = True
-            _collect_files(run)
-        except BaseException:
-            _keep_verified_files(run)  # for the retry; nothing is left running
-            raise
+    sleep = budget.sleep or run.nap
+    for specs in OKTA_LANES:
+        reader = OktaReader(
+            outbound=services.provider,
+            base_url=base_url,
+            authorization=credential.authorization,
+            gate=RateGate(),
+            sleep=sleep,
+        )
+        run.lanes.append(_Lane(specs, reader, BackgroundWrites(run.objects)))
+    try:
+        with ThreadPoolExecutor(len(run.lanes), thread_name_prefix="backup-lane") as lanes:
+            wait([lanes.submit(_read_lane, run, lane, budget) for lane in run.lanes])
+    finally:
+        for lane in run.lanes:
+            lane.writes.close()
+    if run.failures:
+        raise run.failures[0]
+    if not all(lane.done for lane in run.lanes):
+        _save_checkpoint(services, run, budget)
+        return Outcome("checkpointed")
     return _finish(services, run, budget)
+
+
+def _read_lane(run: _Run, lane: _Lane, budget: Budget) -> None:
+    """Write the lane's resources, until the last (`lane.done`) or until the run stops: then
+    `lane.in_flight` names where its unfinished file stands, if it has one. A failure stops the
+    run, goes into `run.failures`, and leaves only verified files behind."""
+    try:
+        lane.done = _write_lane(run, lane, budget)
+        _collect_files(run, lane)
+    except BaseException as error:  # noqa: BLE001 - the run's thread raises it (`_run`)
+        run.failures.append(error)
+        run.stop.set()
+        _keep_verified_files(run, lane)  # for the retry; nothing is left running
+
+
+def _write_lane(run: _Run, lane: _Lane, budget: Budget) -> bool:
+    """True once every resource of the lane is written; False if the run stops first."""
+    try:
+        for spec in lane.specs:
+            if spec.name in run.files:
+                continue
+            if _stopping(run, budget):
+                return False
+            resume = run.checkpoints.get(spec.name)
+            if _write_resource(run, lane, spec, resume, budget) is not None:
+                return False  # stopped mid-file
+            lane.in_flight = None
+            run.progress = True
+    except _Stopped:
+        return False  # its file stands where its last stored part ended (`lane.in_flight`)
+    return True
+
+
+def _stopping(run: _Run, budget: Budget) -> bool:
+    """Whether the run stops here: another lane stopped it, or time is short (after progress)."""
+    if not run.stop.is_set() and run.progress and budget.time_left() < budget.reserve_seconds:
+        run.stop.set()
+    return run.stop.is_set()
+
+
+def _checkpoints(run: _Run) -> list[Checkpoint]:
+    """Every unfinished file: where the lanes stand, and checkpoints no lane took up."""
+    in_flight = [lane.in_flight for lane in run.lanes if lane.in_flight is not None]
+    return [*run.checkpoints.values(), *in_flight]
 
 
 # ---- one file ---------------------------------------------------------------------------------
@@ -338,29 +400,29 @@ def _run(services: Services, run: _Run, budget: Budget) -> Outcome:
 
 def _write_resource(
     run: _Run,
+    lane: _Lane,
     spec: ResourceSpec,
-    reader: OktaReader,
     resume: Checkpoint | None,
     budget: Budget,
 ) -> Checkpoint | None:
-    """Read one resource into its file. None once the file is handed to the background writer
-    (`_collect_files` moves it into `run.files` once verified); a Checkpoint when time runs
-    short, with every file written so far verified and every part it names stored."""
-    writes = _writes(run)
+    """Read one resource into its file. None once the file is handed to the lane's background
+    writer (`_collect_files` moves it into `run.files` once verified); a Checkpoint when the run
+    stops, with every file of the lane written so far verified and every part it names stored."""
+    writes = lane.writes
     key = object_key(str(run.record["prefix"]), spec.name)
-    parents = parent_parameters(spec, _parent_elements(run, spec))
-    state, removed, buffer = _open_file(run, spec, key, resume)
+    parents = parent_parameters(spec, _parent_elements(run, lane, spec))
+    state, removed, buffer = _open_file(run, lane, spec, key, resume)
     parented = spec.parents is not None or bool(spec.fixed_parents)
     sent: _SentPart | None = None
     try:
-        with PagesAhead(reader) as pages:
+        with PagesAhead(lane.reader) as pages:
             while state.parent_index < len(parents):
-                _collect_files(run, wait=False)  # a failure in the background stops the run
-                if run.progress and budget.time_left() < budget.reserve_seconds:
-                    _confirm(run, state, sent)
+                _collect_files(run, lane, wait=False)  # a failure in the background stops it
+                if _stopping(run, budget):
+                    _confirm(lane, state, sent)
                     sent = None
-                    _collect_files(run)
-                    return run.in_flight
+                    _collect_files(run, lane)
+                    return lane.in_flight
                 parameters = parents[state.parent_index]
                 page = _read_page(pages, spec, parents, state)
                 texts = _item_texts(spec, page, removed, parameters if parented else None)
@@ -369,13 +431,13 @@ def _write_resource(
                     state.items += len(texts)
                 if len(buffer) < budget.part_size:
                     continue
-                _confirm(run, state, sent)  # at most one part in flight
+                _confirm(lane, state, sent)  # at most one part in flight
                 state.removed = sorted(removed)
                 sent = _send_part(writes, key, state, buffer)
                 buffer.clear()
                 run.progress = True
         buffer += b"]}"
-        _confirm(run, state, sent)
+        _confirm(lane, state, sent)
         sent = None
         last = writes.upload_part(key, state.upload_id, len(state.parts) + 1, bytes(buffer))
         stored = writes.finish(key, state.upload_id, [*state.parts, last])
@@ -384,9 +446,9 @@ def _write_resource(
         # stored moves the checkpoint on (less to read again).
         writes.drain()
         with contextlib.suppress(errors.BackupError):
-            _confirm(run, state, sent)
+            _confirm(lane, state, sent)
         raise
-    run.pending_files.append(_PendingFile(spec.name, state.items, sorted(removed), stored))
+    lane.pending_files.append(_PendingFile(spec.name, state.items, sorted(removed), stored))
     return None
 
 
@@ -410,7 +472,7 @@ def _read_page(
 
 
 def _open_file(
-    run: _Run, spec: ResourceSpec, key: str, resume: Checkpoint | None
+    run: _Run, lane: _Lane, spec: ResourceSpec, key: str, resume: Checkpoint | None
 ) -> tuple[Checkpoint, set[str], bytearray]:
     """Where writing the file starts (a new upload, or the checkpoint's), the secret paths
     removed so far, and the buffer of the next part."""
@@ -418,7 +480,8 @@ def _open_file(
         state = Checkpoint.from_document(resume.document())
     else:
         state = Checkpoint(spec.name, _objects(run).start_upload(key), [], 0, None, 0, [])
-    run.in_flight = Checkpoint.from_document(state.document())
+    lane.in_flight = Checkpoint.from_document(state.document())
+    run.checkpoints.pop(spec.name, None)  # the lane's from now on
     removed = set(state.removed)
     buffer = bytearray()
     if not state.parts:
@@ -488,25 +551,26 @@ def _send_part(
     return _SentPart(writes.upload_part(key, state.upload_id, number, bytes(buffer)), after)
 
 
-def _confirm(run: _Run, state: Checkpoint, sent: _SentPart | None) -> None:
+def _confirm(lane: _Lane, state: Checkpoint, sent: _SentPart | None) -> None:
     """Wait for the part in flight (StorageFailed if it failed); the checkpoint moves past it."""
     if sent is None:
         return
     record = sent.record.result()
     state.parts.append(record)
     sent.after.parts.append(record)
-    run.in_flight = sent.after
+    lane.in_flight = sent.after
 
 
-def _collect_files(run: _Run, *, wait: bool = True) -> None:
-    """Move verified files from the background writer into `run.files`, in order, and raise the
-    first failure (StorageFailed, VerificationFailed). wait=False: only those already done."""
-    while run.pending_files:
-        pending = run.pending_files[0]
+def _collect_files(run: _Run, lane: _Lane, *, wait: bool = True) -> None:
+    """Move the lane's verified files from its background writer into `run.files`, in order,
+    and raise the first failure (StorageFailed, VerificationFailed). wait=False: only those
+    already done."""
+    while lane.pending_files:
+        pending = lane.pending_files[0]
         if not wait and not pending.stored.done():
             return
         stored = pending.stored.result()
-        run.pending_files.pop(0)
+        lane.pending_files.pop(0)
         run.files[pending.name] = {
             "key": stored.key,
             "version_id": stored.version_id,
@@ -517,31 +581,31 @@ def _collect_files(run: _Run, *, wait: bool = True) -> None:
         }
 
 
-def _keep_verified_files(run: _Run) -> None:
-    """On the way out of a failed run: wait for the background, keep what it verified."""
-    _writes(run).drain()
-    verified = [p for p in run.pending_files if p.stored.exception() is None]
-    failed = len(run.pending_files) - len(verified)
-    run.pending_files = verified
-    _collect_files(run)
+def _keep_verified_files(run: _Run, lane: _Lane) -> None:
+    """On the way out of a failed lane: wait for its background, keep what it verified."""
+    lane.writes.drain()
+    verified = [p for p in lane.pending_files if p.stored.exception() is None]
+    failed = len(lane.pending_files) - len(verified)
+    lane.pending_files = verified
+    _collect_files(run, lane)
     if failed:
         logger.info("a backup file was not verified", extra={"files": failed})
 
 
-def _parent_elements(run: _Run, spec: ResourceSpec) -> list[Any] | None:
+def _parent_elements(run: _Run, lane: _Lane, spec: ResourceSpec) -> list[Any] | None:
     if spec.parents is None:
         return None
-    source = spec.parents.source
-    if source not in run.parents:
+    source = spec.parents.source  # always in the same lane, and written before
+    if source not in lane.parents:
         if source not in run.files:
-            _collect_files(run)  # the parent file was just written: wait until it is verified
+            _collect_files(run, lane)  # the parent file was just written: wait until verified
         entry = run.files[source]
         document = _objects(run).read_json(str(entry["key"]), str(entry["version_id"]))
         items = document.get("items") if isinstance(document, dict) else None
         if not isinstance(items, list):
             raise errors.VerificationFailed("a parent file has no items")
-        run.parents[source] = items
-    parents: list[Any] = run.parents[source]
+        lane.parents[source] = items
+    parents: list[Any] = lane.parents[source]
     return parents
 
 
@@ -600,7 +664,7 @@ def _finish(services: Services, run: _Run, budget: Budget) -> Outcome:
                 "suspect_resources": suspect_resources,
                 "seq": run.seq + 1,
             },
-            remove=["checkpoint"],
+            remove=["checkpoints"],
             expect={"status": BackupStatus.RUNNING.value, "seq": run.seq},
             now=now,
         )
@@ -672,9 +736,9 @@ def _sharp_drops(services: Services, run: _Run, now: datetime) -> list[str]:
 
 def _fail(services: Services, run: _Run, reason: str, *, now: datetime) -> Outcome:
     job = run.job
-    if run.objects is not None and run.in_flight is not None:
-        key = object_key(str(run.record["prefix"]), run.in_flight.resource)
-        run.objects.abort(key, run.in_flight.upload_id)
+    for checkpoint in _checkpoints(run):
+        key = object_key(str(run.record["prefix"]), checkpoint.resource)
+        abort_upload(services.s3, services.settings.backup_bucket, key, checkpoint.upload_id)
     try:
         services.table.update(
             job.org_id,
@@ -686,7 +750,7 @@ def _fail(services: Services, run: _Run, reason: str, *, now: datetime) -> Outco
                 "finished_at": _iso(now),
                 "seq": run.seq + 1,
             },
-            remove=["checkpoint"],
+            remove=["checkpoints"],
             expect={"status": BackupStatus.RUNNING.value, "seq": run.seq},
             now=now,
         )
@@ -708,10 +772,11 @@ def _fail(services: Services, run: _Run, reason: str, *, now: datetime) -> Outco
     return Outcome("failed", reason=reason)
 
 
-def _save_checkpoint(services: Services, run: _Run, checkpoint: Checkpoint, budget: Budget) -> None:
-    """Record the checkpoint and hand the backup on to a new message (see `BackupJob`)."""
+def _save_checkpoint(services: Services, run: _Run, budget: Budget) -> None:
+    """Record the checkpoints and hand the backup on to a new message (see `BackupJob`)."""
+    checkpoints = _checkpoints(run)
     following = run.continuation + 1
-    _store_progress(services, run, checkpoint, budget.clock(), continuation=following)
+    _store_progress(services, run, checkpoints, budget.clock(), continuation=following)
     try:
         enqueue(services, run.job.model_copy(update={"continuation": following}))
     except (ClientError, BotoCoreError):
@@ -719,7 +784,7 @@ def _save_checkpoint(services: Services, run: _Run, checkpoint: Checkpoint, budg
         # queue retries; a continuation that did arrive is then skipped.
         with contextlib.suppress(errors.BackupError, TenancyError):
             _store_progress(
-                services, run, checkpoint, budget.clock(), continuation=run.continuation
+                services, run, checkpoints, budget.clock(), continuation=run.continuation
             )
         raise errors.StorageFailed("the continuation could not be queued") from None
     run.continuation = following
@@ -728,7 +793,7 @@ def _save_checkpoint(services: Services, run: _Run, checkpoint: Checkpoint, budg
         extra={
             "org_id": run.job.org_id,
             "backup_id": run.job.backup_id,
-            "resource": checkpoint.resource,
+            "resources": sorted(checkpoint.resource for checkpoint in checkpoints),
         },
     )
 
@@ -738,13 +803,13 @@ def _save_for_retry(services: Services, run: _Run, budget: Budget) -> None:
     if not run.progress:
         return
     with contextlib.suppress(errors.BackupError, TenancyError):
-        _store_progress(services, run, run.in_flight, budget.clock())
+        _store_progress(services, run, _checkpoints(run), budget.clock())
 
 
 def _store_progress(
     services: Services,
     run: _Run,
-    checkpoint: Checkpoint | None,
+    checkpoints: list[Checkpoint],
     now: datetime,
     *,
     continuation: int | None = None,
@@ -755,10 +820,10 @@ def _store_progress(
         "continuation": run.continuation if continuation is None else continuation,
     }
     remove: list[str] = []
-    if checkpoint is not None:
-        changes["checkpoint"] = checkpoint.document()
+    if checkpoints:
+        changes["checkpoints"] = [checkpoint.document() for checkpoint in checkpoints]
     else:
-        remove.append("checkpoint")
+        remove.append("checkpoints")
     try:
         services.table.update(
             run.job.org_id,
@@ -794,12 +859,6 @@ def _objects(run: _Run) -> BackupObjects:
     return run.objects
 
 
-def _writes(run: _Run) -> BackgroundWrites:
-    if run.writes is None:
-        raise errors.StorageFailed("the backup's storage is not set up")
-    return run.writes
-
-
 def _audit(
     services: Services,
     run: _Run,
@@ -826,7 +885,8 @@ def _audit(
 
 
 class _Credential:
-    """The connection's access token, renewed through the token service before it expires."""
+    """The connection's access token, renewed through the token service before it expires
+    (once, for every lane)."""
 
     def __init__(self, services: Services, job: BackupJob, request_id: str, budget: Budget):
         self._services = services
@@ -834,16 +894,18 @@ class _Credential:
         self._request_id = request_id
         self._budget = budget
         self._token: AccessToken | None = None
+        self._renewing = threading.Lock()
 
     def authorization(self) -> str:
-        now = self._budget.clock()
-        token = self._token
-        if token is None or (
-            token.expires_at is not None
-            and token.expires_at - now.timestamp() < _TOKEN_MARGIN_SECONDS
-        ):
-            token = self._token = self._fetch(now)
-        return token.authorization
+        with self._renewing:
+            now = self._budget.clock()
+            token = self._token
+            if token is None or (
+                token.expires_at is not None
+                and token.expires_at - now.timestamp() < _TOKEN_MARGIN_SECONDS
+            ):
+                token = self._token = self._fetch(now)
+            return token.authorization
 
     def _fetch(self, now: datetime) -> AccessToken:
         try:

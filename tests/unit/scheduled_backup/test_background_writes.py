@@ -53,7 +53,9 @@ class _Objects:
 
 
 def _s3_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("backup-s3")]
+    """The worker's threads still alive: S3 writers, lanes, read-aheads."""
+    prefixes = ("backup-s3", "backup-lane", "okta-read")
+    return [t.name for t in threading.enumerate() if t.name.startswith(prefixes)]
 
 
 def test_parts_go_one_at_a_time_then_the_file_is_completed_and_verified() -> None:
@@ -115,18 +117,22 @@ class _SlowParts:
         self.active = 0
         self.calls = 0
         self.fail: set[int] = set()  # which calls (1-based) fail
+        self._lock = threading.Lock()
         monkeypatch.setattr(self.s3, "upload_part", self)
 
     def __call__(self, **kwargs: Any) -> Any:
-        self.active += 1
-        self.calls += 1
+        with self._lock:  # lanes upload side by side
+            self.active += 1
+            self.calls += 1
+            call = self.calls
         try:
             time.sleep(self.delay)
-            if self.calls in self.fail:
+            if call in self.fail:
                 raise ClientError({"Error": {"Code": "InternalError"}}, "UploadPart")
             return self.original(**kwargs)
         finally:
-            self.active -= 1
+            with self._lock:
+                self.active -= 1
 
 
 def _start(world: BackupWorld) -> tuple[str, str]:
@@ -144,15 +150,17 @@ def test_a_checkpoint_names_only_parts_that_are_stored(
     checked: list[int] = []
     save = worker._save_checkpoint
 
-    def checked_save(services: Any, run: Any, checkpoint: Any, budget: Any) -> None:
+    def checked_save(services: Any, run: Any, budget: Any) -> None:
         assert slow.active == 0  # nothing still uploading
-        assert run.pending_files == []  # every file written is verified and in run.files
-        key = object_key(str(run.record["prefix"]), checkpoint.resource)
-        listed = s3.list_parts(Bucket=bucket, Key=key, UploadId=checkpoint.upload_id)
-        stored = {p["PartNumber"]: p["ETag"] for p in listed.get("Parts", [])}
-        assert {p.number: p.etag for p in checkpoint.parts}.items() <= stored.items()
-        checked.append(len(checkpoint.parts))
-        save(services, run, checkpoint, budget)
+        # Every file written is verified and in run.files.
+        assert all(lane.pending_files == [] for lane in run.lanes)
+        for checkpoint in worker._checkpoints(run):
+            key = object_key(str(run.record["prefix"]), checkpoint.resource)
+            listed = s3.list_parts(Bucket=bucket, Key=key, UploadId=checkpoint.upload_id)
+            stored = {p["PartNumber"]: p["ETag"] for p in listed.get("Parts", [])}
+            assert {p.number: p.etag for p in checkpoint.parts}.items() <= stored.items()
+            checked.append(len(checkpoint.parts))
+        save(services, run, budget)
 
     monkeypatch.setattr(worker, "_save_checkpoint", checked_save)
     org, backup_id = _start(world)
@@ -167,7 +175,7 @@ def test_a_part_that_fails_in_the_background_is_retried_through_the_queue(
     world: BackupWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slow = _SlowParts(world, monkeypatch)
-    slow.fail = {3}  # mid-way through the users file
+    slow.fail = {3}  # the third part sent, whichever lane's
     org, backup_id = _start(world)
     world.drain()
     assert [len(i["batchItemFailures"]) for i in world.invocations] == [1, 0]
@@ -224,7 +232,10 @@ def test_a_provider_failure_mid_file_first_waits_for_the_part_in_flight(
     assert record["status"] == "failed"
     assert record["failure_reason"] == "provider_unavailable"
     assert slow.calls >= 1
-    assert uploading_at_abort == [0]  # the part in flight was waited for, then aborted
+    # Every upload left open (users', and any another lane had under way) was aborted once
+    # nothing was uploading any more.
+    assert uploading_at_abort
+    assert set(uploading_at_abort) == {0}
     assert running_after == [["0"]] * 3  # each invocation left nothing running
     uploads = s3.list_multipart_uploads(Bucket=world.settings.backup_bucket)
     assert uploads.get("Uploads", []) == []

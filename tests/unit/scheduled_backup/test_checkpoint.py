@@ -4,8 +4,10 @@ bytes as one that never stopped."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from backup_jobs import worker
 
 from strongroom.backups import Manifest
 from strongroom_local.sandbox_okta import OrgSpec
@@ -33,20 +35,31 @@ def _tiny_budget() -> Context:
     return Context(lambda: 0)
 
 
-def test_a_checkpointed_backup_writes_the_same_bytes(world: BackupWorld) -> None:
+def test_a_checkpointed_backup_writes_the_same_bytes(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
     org = world.new_org()
     connection = world.connect(org)
     _, body = world.start(org, connection)
     assert world.drain() == 1
     whole = _manifest(world, org, body["backup_id"])
 
+    save = worker._save_checkpoint
+    in_flight: list[int] = []
+
+    def counted_save(services: Any, run: Any, budget: Any) -> None:
+        in_flight.append(len(worker._checkpoints(run)))
+        save(services, run, budget)
+
+    monkeypatch.setattr(worker, "_save_checkpoint", counted_save)
     _, body = world.start(org, connection)
     invocations = world.drain(context=_tiny_budget)
     resumed = _manifest(world, org, body["backup_id"])
 
     assert invocations > len(whole.files)  # it did stop mid-resource, more than once
+    assert max(in_flight) >= 2  # some stops left files of several lanes unfinished
     record = world.record(org, body["backup_id"])
-    assert "checkpoint" not in record
+    assert "checkpoints" not in record
     multi_part = [e for e in resumed.files if e.bytes > 2 * PART]
     assert multi_part, "some files span several parts"
     for before, after in zip(whole.files, resumed.files, strict=True):

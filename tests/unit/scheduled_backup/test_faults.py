@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,7 +34,7 @@ def _audit_actions(world: BackupWorld, org: str) -> list[str]:
 def _assert_not_complete(record: dict) -> None:  # type: ignore[type-arg]
     assert record["status"] == "failed"
     assert record.get("manifest_sha256") is None
-    assert "checkpoint" not in record
+    assert "checkpoints" not in record
 
 
 @pytest.fixture
@@ -104,6 +105,38 @@ def test_rate_limits_are_waited_for_never_exceeded_and_pagination_is_followed(
     assert snapshot["by_route"]["/api/v1/users"] == math.ceil(world.okta.spec.users / 200)
     users = json.loads(world.read(record["files"]["users"]["key"]))["items"]
     assert len(users) == world.okta.spec.users
+
+
+def test_a_lane_that_fails_wakes_a_lane_waiting_for_its_window(world: BackupWorld) -> None:
+    from backup_jobs import worker
+    from backup_jobs.models import BackupJob
+
+    # The groups lane spends its bucket's one request, then waits for a window of a day; the
+    # apps lane meets nothing but 500s. The run must end on the apps lane's failure, not a day on.
+    world.okta.set_rate_limits({"/api/v1/groups": RateLimit(1, window_seconds=86_400)})
+    world.okta.set_faults(error_500_probability=1.0, path_prefix="/api/v1/apps")
+    world.okta.reset_counters()
+    org = world.new_org()
+    connection = world.connect(org)
+    _, body = world.start(org, connection)
+    job = BackupJob(org_id=org, connection_id=connection, backup_id=body["backup_id"])
+    outcomes: list[worker.Outcome] = []
+
+    def last_attempt() -> None:
+        budget = worker.Budget(time_left=lambda: 900.0)
+        outcomes.append(
+            worker.run_job(world.services, job, budget=budget, receive_count=3, request_id="r")
+        )
+
+    attempt = threading.Thread(target=last_attempt, daemon=True)
+    attempt.start()
+    attempt.join(120)
+    assert not attempt.is_alive(), "a lane slept through another lane's failure"
+    assert outcomes == [worker.Outcome("failed", reason="provider_unavailable")]
+    snapshot = world.okta.snapshot()
+    assert snapshot["by_bucket"]["/api/v1/groups"] == 1  # it did wait: the next was not sent
+    assert snapshot["rate_limited"] == 0
+    _assert_not_complete(world.record(org, body["backup_id"]))
 
 
 def test_honest_429_storms_are_waited_out(world: BackupWorld) -> None:

@@ -12,11 +12,13 @@ import pytest
 from backup_jobs import worker
 from backup_jobs.exceptions import ProviderResponseInvalid, ProviderUnavailable
 from backup_jobs.okta import (
+    OKTA_LANES,
     OKTA_RESOURCES,
     OktaReader,
     Page,
     PagesAhead,
     RateGate,
+    okta_bucket,
     split_list,
 )
 
@@ -263,3 +265,22 @@ def test_leaving_waits_for_the_read_in_flight() -> None:
     closer.join(5)
     assert not closer.is_alive()
     assert _threads() == []
+
+
+def test_lanes_hold_every_resource_once_in_order_with_disjoint_buckets_and_their_parents() -> None:
+    assert sorted(s.name for lane in OKTA_LANES for s in lane) == sorted(SPECS)
+    order = [spec.name for spec in OKTA_RESOURCES]
+    buckets: list[set[str]] = []
+    for lane in OKTA_LANES:
+        names = [spec.name for spec in lane]
+        assert names == sorted(names, key=order.index)  # each lane keeps the backup's order
+        for index, spec in enumerate(lane):
+            if spec.parents is not None:
+                assert spec.parents.source in names[:index]  # written earlier, in this lane
+        # Every parameter stands for an id: the bucket of each request the lane makes.
+        paths = (spec.path.replace("{", "").replace("}", "") for spec in lane)
+        buckets.append({okta_bucket(path) for path in paths})
+    for index, lane_buckets in enumerate(buckets):
+        for other in buckets[index + 1 :]:
+            assert not lane_buckets & other  # no lane ever waits on another's window
+    assert OKTA_LANES[0][0].name == "groups"  # the longest lane first
