@@ -193,7 +193,6 @@ class _Lane:
     writes: BackgroundWrites
     pending_files: list[_PendingFile] = field(default_factory=list)  # in the order written
     in_flight: Checkpoint | None = None  # the resource being written, as of its last stored part
-    parents: dict[str, Any] = field(default_factory=dict)
     done: bool = False  # every resource of the lane written
 
 
@@ -593,20 +592,19 @@ def _keep_verified_files(run: _Run, lane: _Lane) -> None:
 
 
 def _parent_elements(run: _Run, lane: _Lane, spec: ResourceSpec) -> list[Any] | None:
+    """The items of the parent file, read back from S3. Not kept: a child needs only their ids,
+    and thousands of groups or apps, parsed, would stay in memory for the lane's whole run."""
     if spec.parents is None:
         return None
     source = spec.parents.source  # always in the same lane, and written before
-    if source not in lane.parents:
-        if source not in run.files:
-            _collect_files(run, lane)  # the parent file was just written: wait until verified
-        entry = run.files[source]
-        document = _objects(run).read_json(str(entry["key"]), str(entry["version_id"]))
-        items = document.get("items") if isinstance(document, dict) else None
-        if not isinstance(items, list):
-            raise errors.VerificationFailed("a parent file has no items")
-        lane.parents[source] = items
-    parents: list[Any] = lane.parents[source]
-    return parents
+    if source not in run.files:
+        _collect_files(run, lane)  # the parent file was just written: wait until verified
+    entry = run.files[source]
+    document = _objects(run).read_json(str(entry["key"]), str(entry["version_id"]))
+    items = document.get("items") if isinstance(document, dict) else None
+    if not isinstance(items, list):
+        raise errors.VerificationFailed("a parent file has no items")
+    return items
 
 
 # ---- the end ------------------------------------------------------------------------------------
