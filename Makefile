@@ -46,9 +46,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The functions' own packages (their thin app.py handlers are exercised by the tests).
+FUNCTION_PACKAGES = functions/credential_store/credential_store functions/oauth_callback/oauth_flow \
+  functions/scheduled_backup/backup_jobs functions/signed_url_issuer/backup_downloads \
+  functions/webhook_verifier/webhook_verifier
+
 typecheck: $(STAMP)
 	$(BIN)/mypy layers/common/strongroom
 	$(BIN)/mypy local/strongroom_local
+	$(BIN)/mypy $(FUNCTION_PACKAGES)
 
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml

@@ -41,7 +41,6 @@ from credential_store.models import (
     PrivateKeyJwtAuth,
     Provider,
     ReplaceCredentials,
-    Role,
 )
 from credential_store.orgs import ORG, require_role
 from credential_store.services import Services
@@ -60,6 +59,7 @@ from strongroom.oauth.connection import (
 from strongroom.outbound import check_url
 from strongroom.outbound.exceptions import DestinationRefused
 from strongroom.plans import Plan, plan_named
+from strongroom.roles import Role
 from strongroom.schedules import (
     CronExpression,
     InvalidScheduleExpression,

@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from credential_store.models import CreateOrg, Member, Members, Org, OrgCreated, Role
+from credential_store.models import CreateOrg, Member, Members, Org, OrgCreated
 from credential_store.services import Services
 from strongroom import roles
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.errors import Conflict, NotFound
+from strongroom.roles import Role
 from strongroom.tenancy import (
     ConditionFailed,
     Create,

@@ -25,6 +25,7 @@ from backup_jobs.models import BackupJob
 from backup_jobs.services import Services
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.audit.events import Outcome as AuditOutcome
 from strongroom.backups import (
     BACKUP_KIND,
     MANIFEST_FILE,
@@ -253,7 +254,7 @@ def audit_backup(
     *,
     actor: str,
     action: AuditAction,
-    outcome: str,
+    outcome: AuditOutcome,
     details: dict[str, Any],
     now: datetime,
     request_id: str,

@@ -78,6 +78,7 @@ from backup_jobs.okta import (
 from backup_jobs.runs import ACTOR, RUN_KIND, audit_backup, enqueue
 from backup_jobs.services import Services
 from strongroom.audit.events import AuditAction
+from strongroom.audit.events import Outcome as AuditOutcome
 from strongroom.backups import (
     BACKUP_KIND,
     BackupStatus,
@@ -861,7 +862,7 @@ def _audit(
     services: Services,
     run: _Run,
     action: AuditAction,
-    outcome: str,
+    outcome: AuditOutcome,
     details: dict[str, Any],
     *,
     now: datetime,
