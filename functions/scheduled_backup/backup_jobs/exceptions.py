@@ -34,6 +34,12 @@ class ProviderUnavailable(BackupError):
     """The provider kept failing (timeouts, 5xx, 429) after bounded retries."""
 
 
+class ProviderWaitTooLong(ProviderUnavailable):
+    """The provider asked for a wait (429, Retry-After) that would end too late for this
+    invocation to checkpoint: a run that has made progress checkpoints, any other is retried
+    as an outage."""
+
+
 class ProviderResponseInvalid(BackupError):
     """A response was not what the API documents (not JSON, wrong shape, a next link to
     another origin, too large)."""

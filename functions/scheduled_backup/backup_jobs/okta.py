@@ -38,9 +38,15 @@ from backup_jobs.exceptions import (
     ProviderResponseInvalid,
     ProviderUnauthorized,
     ProviderUnavailable,
+    ProviderWaitTooLong,
 )
 from strongroom.outbound import ResponseHeaders
-from strongroom.outbound.exceptions import MalformedResponse, OutboundError, ResponseTooLarge
+from strongroom.outbound.exceptions import (
+    DeadlineReached,
+    MalformedResponse,
+    OutboundError,
+    ResponseTooLarge,
+)
 
 if TYPE_CHECKING:
     from strongroom.outbound.client import OutboundClient
@@ -352,13 +358,16 @@ class OktaReader:
         authorization: Callable[[], str],
         gate: RateGate,
         sleep: Callable[[float], None] = time.sleep,
+        deadline: Callable[[], float | None] = lambda: None,
     ) -> None:
+        """`deadline`: when each request's retries must end by (epoch seconds), or None."""
         self.base_url = base_url.rstrip("/")
         self._origin = _origin(self.base_url)
         self._outbound = outbound
         self._authorization = authorization
         self._gate = gate
         self._sleep = sleep
+        self._deadline = deadline
         self.requests = 0
 
     def must_wait(self, url: str) -> bool:
@@ -382,8 +391,12 @@ class OktaReader:
         self.requests += 1
         try:
             response = self._outbound.get(
-                url, headers={"Authorization": self._authorization(), "Accept": "application/json"}
+                url,
+                headers={"Authorization": self._authorization(), "Accept": "application/json"},
+                deadline=self._deadline(),
             )
+        except DeadlineReached:
+            raise ProviderWaitTooLong("the provider asked for too long a wait") from None
         except (MalformedResponse, ResponseTooLarge):
             raise ProviderResponseInvalid("the provider's response is unusable") from None
         except OutboundError:

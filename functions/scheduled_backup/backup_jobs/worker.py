@@ -24,7 +24,9 @@ queues the job again and returns. The next invocation continues the same uploads
 re-reading any pages after those parts. Part boundaries depend only on the content, so an
 interrupted run writes the same bytes as an uninterrupted one. An invocation always makes
 progress (a part or a file) before it checkpoints. A lane that fails stops the others the same
-way, and the failure is what the run reports.
+way, and the failure is what the run reports. A request's retries never wait past half the
+reserve (`Budget.retries_end`): a provider that asks for a longer wait (a 429 from another
+client spending the same bucket) checkpoints the run instead.
 
 Every file is read back and checked before the manifest is written, and the manifest before the
 record is marked complete, in one conditional update: a failure anywhere marks the backup failed
@@ -124,6 +126,11 @@ class Budget:
     # Waits for a rate-limit window; None: sleep, but wake when another lane stops the run.
     sleep: Callable[[float], None] | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def retries_end(self) -> float:
+        """When a request's retries must end (epoch seconds): half the reserve before the end,
+        the other half left to checkpoint (a request that waited longer would run into it)."""
+        return self.clock().timestamp() + self.time_left() - self.reserve_seconds / 2
 
 
 @dataclass
@@ -335,6 +342,7 @@ def _run(services: Services, run: _Run, budget: Budget) -> Outcome:
             authorization=credential.authorization,
             gate=RateGate(),
             sleep=sleep,
+            deadline=budget.retries_end,
         )
         run.lanes.append(_Lane(specs, reader, BackgroundWrites(run.objects)))
     try:
@@ -379,6 +387,11 @@ def _write_lane(run: _Run, lane: _Lane, budget: Budget) -> bool:
             run.progress = True
     except _Stopped:
         return False  # its file stands where its last stored part ended (`lane.in_flight`)
+    except errors.ProviderWaitTooLong:
+        if not run.progress:
+            raise  # nothing to checkpoint: retried through the queue as an outage
+        run.stop.set()  # out of time waiting on the provider: the run checkpoints
+        return False
     return True
 
 

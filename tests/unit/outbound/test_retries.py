@@ -10,6 +10,7 @@ import pytest
 
 from strongroom.outbound import OutboundClient, RetryPolicy
 from strongroom.outbound.exceptions import (
+    DeadlineReached,
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
@@ -62,6 +63,23 @@ def test_429_with_okta_rate_limit_reset_waits_until_the_reset(
     client = make_client(allow_hosts={server.allow})
     assert client.get(server.url()).status == 200
     assert clock.sleeps == [12.0]
+
+
+def test_a_retry_whose_wait_ends_after_the_deadline_is_not_made(
+    serve: Callable[..., Server], make_client: Callable[..., OutboundClient], clock: FakeClock
+) -> None:
+    server = serve(replies(limited(("Retry-After", "30")), OK))
+    client = make_client(allow_hosts={server.allow})
+    with pytest.raises(DeadlineReached) as raised:
+        client.get(server.url(), deadline=START + 29)
+    assert raised.value.__cause__ is None
+    assert clock.sleeps == []
+    assert len(server.requests) == 1
+    # A wait that ends by the deadline is made.
+    server = serve(replies(limited(("Retry-After", "30")), OK))
+    client = make_client(allow_hosts={server.allow})
+    assert client.get(server.url(), deadline=START + 30).status == 200
+    assert clock.sleeps == [30.0]
 
 
 @pytest.mark.parametrize(

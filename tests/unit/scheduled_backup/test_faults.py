@@ -7,6 +7,8 @@ import hashlib
 import json
 import math
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,15 +16,17 @@ from botocore.exceptions import ClientError
 
 from strongroom.backups import Manifest
 from strongroom_local.sandbox_okta import OrgSpec, RateLimit, SandboxOkta
-from tests.unit.scheduled_backup.conftest import BackupWorld
+from tests.unit.scheduled_backup.conftest import BackupWorld, Context
 
 
-def _run(world: BackupWorld) -> tuple[str, dict]:  # type: ignore[type-arg]
+def _run(
+    world: BackupWorld, context: Callable[[], Context] = Context
+) -> tuple[str, dict]:  # type: ignore[type-arg]
     org = world.new_org()
     connection = world.connect(org)
     status, body = world.start(org, connection)
     assert status == 202
-    world.drain()
+    world.drain(context=context)
     return org, world.record(org, body["backup_id"])
 
 
@@ -137,6 +141,22 @@ def test_a_lane_that_fails_wakes_a_lane_waiting_for_its_window(world: BackupWorl
     assert snapshot["by_bucket"]["/api/v1/groups"] == 1  # it did wait: the next was not sent
     assert snapshot["rate_limited"] == 0
     _assert_not_complete(world.record(org, body["backup_id"]))
+
+
+def test_a_wait_the_invocation_cannot_afford_ends_in_a_checkpoint(world: BackupWorld) -> None:
+    # A window whose end (the 429's reset) is minutes away, whatever the time of day: the
+    # boundaries of these two lengths are hours apart.
+    window = next(w for w in (86_400, 86_399) if w - time.time() % w > 300)
+    world.okta.set_rate_limits({"/api/v1/apps": RateLimit(10_000, window_seconds=window)})
+    # The apps listing passes, then one 429 whose reset (the window's end) is far off: the
+    # client would wait its longest (65 s), and the first invocation has only 121 s left.
+    world.okta.set_faults(storm_429=1, skip=1, path_prefix="/api/v1/apps")
+    contexts = iter([Context(lambda: 121_000)])
+    _org, record = _run(world, context=lambda: next(contexts, None) or Context())
+    assert record["status"] == "complete", record.get("failure_reason")
+    # The first invocation checkpointed rather than sleep into its reserve; nothing failed.
+    assert world.invocations == [{"batchItemFailures": []}] * 2
+    assert world.okta.snapshot()["rate_limited"] == 1
 
 
 def test_honest_429_storms_are_waited_out(world: BackupWorld) -> None:

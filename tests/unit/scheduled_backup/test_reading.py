@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 from backup_jobs import worker
-from backup_jobs.exceptions import ProviderResponseInvalid, ProviderUnavailable
+from backup_jobs.exceptions import (
+    ProviderResponseInvalid,
+    ProviderUnavailable,
+    ProviderWaitTooLong,
+)
 from backup_jobs.okta import (
     OKTA_LANES,
     OKTA_RESOURCES,
@@ -23,6 +27,7 @@ from backup_jobs.okta import (
 )
 
 from strongroom.outbound import OutboundResponse, ResponseHeaders
+from strongroom.outbound.exceptions import DeadlineReached
 from strongroom.outbound.exceptions import ProviderUnavailable as OutboundUnavailable
 
 BASE = "https://acme.okta.com"
@@ -68,15 +73,19 @@ class _Provider:
     def __init__(self, answers: dict[str, tuple[bytes, dict[str, str]]]) -> None:
         self.answers = answers
         self.requested: list[str] = []
+        self.deadlines: list[float | None] = []
         self.release = threading.Event()
         self.release.set()
         self._lock = threading.Lock()
         self._active = 0
         self.most_at_once = 0
 
-    def get(self, url: str, *, headers: dict[str, str]) -> OutboundResponse:
+    def get(
+        self, url: str, *, headers: dict[str, str], deadline: float | None = None
+    ) -> OutboundResponse:
         with self._lock:
             self.requested.append(url)
+            self.deadlines.append(deadline)
             self._active += 1
             self.most_at_once = max(self.most_at_once, self._active)
         self.release.wait(5)
@@ -85,6 +94,8 @@ class _Provider:
         body, extra = self.answers[url]
         if body == b"fail":
             raise OutboundUnavailable("provider unavailable")
+        if body == b"deadline":
+            raise DeadlineReached("no time left to retry")
         return OutboundResponse(
             status=200, headers=ResponseHeaders(extra.items()), body=body, url=url
         )
@@ -284,3 +295,22 @@ def test_lanes_hold_every_resource_once_in_order_with_disjoint_buckets_and_their
         for other in buckets[index + 1 :]:
             assert not lane_buckets & other  # no lane ever waits on another's window
     assert OKTA_LANES[0][0].name == "groups"  # the longest lane first
+
+
+def test_each_request_carries_the_readers_deadline_and_a_cut_retry_is_a_wait_too_long() -> None:
+    first, second = f"{BASE}/api/v1/users?limit=200", f"{BASE}/api/v1/groups?limit=10000"
+    provider = _Provider({first: (b"[]", {}), second: (b"deadline", {})})
+    ends = iter([NOW + 60, NOW + 61])
+    reader = OktaReader(
+        outbound=provider,  # type: ignore[arg-type]
+        base_url=BASE,
+        authorization=lambda: "SSWS test",
+        gate=RateGate(clock=lambda: NOW),
+        deadline=lambda: next(ends),
+    )
+    assert reader.page(first, SPECS["users"]).items == []
+    with pytest.raises(ProviderWaitTooLong) as raised:
+        reader.page(second, SPECS["groups"])
+    assert isinstance(raised.value, ProviderUnavailable)  # retried as an outage if need be
+    assert raised.value.__cause__ is None
+    assert provider.deadlines == [NOW + 60, NOW + 61]

@@ -28,6 +28,7 @@ from urllib3.connectionpool import HTTPConnectionPool
 from strongroom.outbound.addresses import IPAddress, is_forbidden_address
 from strongroom.outbound.exceptions import (
     CertificateRejected,
+    DeadlineReached,
     MalformedOutboundRequest,
     MalformedResponse,
     OutboundError,
@@ -235,6 +236,7 @@ class OutboundClient:
         retryable: bool | None = None,
         secret_headers: Collection[str] = (),
         allow_redirects: bool = True,
+        deadline: float | None = None,
     ) -> OutboundResponse:
         """Send one request and return the final response, fully read.
 
@@ -242,10 +244,12 @@ class OutboundClient:
         methods are retried; pass `retryable=True` for a request that is safe to repeat (or
         False to never repeat it). `secret_headers` are dropped, like Authorization, when a
         redirect leaves the origin. Any status but 429 and 5xx is returned, 4xx included.
+        `deadline` (epoch seconds, on the client's clock) bounds the waits between attempts, not
+        an attempt itself: a retry whose wait would end after it is not made.
 
         Raises DestinationRefused, TooManyRedirects, ResponseTooLarge, ProviderTimeout,
-        ProviderUnavailable, ProviderRateLimited, CertificateRejected, MalformedResponse,
-        MalformedOutboundRequest: all OutboundError.
+        ProviderUnavailable, ProviderRateLimited, DeadlineReached, CertificateRejected,
+        MalformedResponse, MalformedOutboundRequest: all OutboundError.
         """
         if not isinstance(method, str) or method.upper() not in _METHODS:
             raise MalformedOutboundRequest("unsupported method")
@@ -268,6 +272,7 @@ class OutboundClient:
                 may_retry=may_retry,
                 follow_redirects=allow_redirects,
                 budget=budget,
+                deadline=deadline,
             )
             if reply.location is None:
                 return OutboundResponse(
@@ -307,6 +312,7 @@ class OutboundClient:
         may_retry: bool,
         follow_redirects: bool,
         budget: _Budget,
+        deadline: float | None,
     ) -> _Reply:
         retry_number = 0
         while True:
@@ -320,13 +326,16 @@ class OutboundClient:
             attempts_left = budget.used < self._retry.max_attempts
             if not attempts_left or not (may_retry or failure.nothing_sent):
                 raise failure.final_error()  # outside the handler: nothing chained
+            now = self._clock()
             wait = self._retry.wait_before_retry(
                 retry_number,
                 headers=failure.headers,
                 rate_limited=failure.status == 429,
-                now=self._clock(),
+                now=now,
                 random=self._random,
             )
+            if deadline is not None and now + wait > deadline:
+                raise DeadlineReached("no time left to retry")
             retry_number += 1
             self._sleep(wait)
 

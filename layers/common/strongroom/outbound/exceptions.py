@@ -38,6 +38,10 @@ class ProviderRateLimited(OutboundError):
     """The provider answered 429 on every attempt."""
 
 
+class DeadlineReached(OutboundError):
+    """A retry was due, but its wait would end after the caller's deadline."""
+
+
 class CertificateRejected(OutboundError):
     """The provider's TLS certificate did not verify for the requested name."""
 
