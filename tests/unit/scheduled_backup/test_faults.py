@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -21,7 +22,7 @@ from tests.unit.scheduled_backup.conftest import BackupWorld, Context
 
 def _run(
     world: BackupWorld, context: Callable[[], Context] = Context
-) -> tuple[str, dict]:  # type: ignore[type-arg]
+) -> tuple[str, dict[str, Any]]:
     org = world.new_org()
     connection = world.connect(org)
     status, body = world.start(org, connection)
