@@ -123,8 +123,6 @@ class Budget:
     time_left: Callable[[], float]
     reserve_seconds: float = RESERVE_SECONDS
     part_size: int = PART_SIZE
-    # Waits for a rate-limit window; None: sleep, but wake when another lane stops the run.
-    sleep: Callable[[float], None] | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def retries_end(self) -> float:
@@ -270,7 +268,7 @@ def run_job(
 
 
 def abandon(services: Services, job: BackupJob, *, now: datetime, request_id: str) -> Outcome:
-    """A job the queue dead-lettered: fail its backup (`worker_lost`) and abort the upload its
+    """A job the queue dead-lettered: fail its backup (`worker_lost`) and abort the uploads its
     last checkpoint left open, unless the backup has ended or another message carries it on.
     Raises only for a transient AWS failure, for the dead-letter queue to retry."""
     try:
@@ -334,14 +332,13 @@ def _run(services: Services, run: _Run, budget: Budget) -> Outcome:
     )
     credential = _Credential(services, job, run.request_id, budget)
     credential.authorization()  # fail before writing anything if there is no credential
-    sleep = budget.sleep or run.nap
     for specs in OKTA_LANES:
         reader = OktaReader(
             outbound=services.provider,
             base_url=base_url,
             authorization=credential.authorization,
             gate=RateGate(),
-            sleep=sleep,
+            sleep=run.nap,  # a lane waiting for its window wakes when the run stops
             deadline=budget.retries_end,
         )
         run.lanes.append(_Lane(specs, reader, BackgroundWrites(run.objects)))
