@@ -237,6 +237,13 @@ FIRST_REQUESTS = {
         ),
         {"batchItemFailures": []},
     ),
+    "BackupDeadLetterFunction": FirstRequest(
+        "a dead-lettered job of an unknown backup",
+        lambda org: _sqs_event(
+            {"org_id": org, "connection_id": _UNKNOWN_CONNECTION, "backup_id": _UNKNOWN_BACKUP}
+        ),
+        {"batchItemFailures": []},
+    ),
     "SignedUrlIssuerFunction": FirstRequest(
         "GET .../backups, none yet",
         lambda org: http_event(

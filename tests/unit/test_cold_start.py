@@ -20,6 +20,7 @@ import pytest
 from strongroom.lazy import lazy_client, on_first_use
 from strongroom.settings import Settings
 from strongroom_local.provision import Stack
+from strongroom_local.template import load_template, resources_of_type
 from tests.support.functions import FUNCTIONS, load_app, run_in_lambda_process
 from tests.support.http import http_event
 
@@ -172,6 +173,15 @@ FIRST_REQUESTS = [
         ["dynamodb"],
     ),
     FirstRequest(
+        "scheduled_backup",
+        "BackupDeadLetterFunction",
+        "backup_jobs",
+        "dead_letter_handler",
+        _sqs_job,
+        {"batchItemFailures": []},
+        ["dynamodb"],
+    ),
+    FirstRequest(
         "signed_url_issuer",
         "SignedUrlIssuerFunction",
         "backup_downloads",
@@ -186,6 +196,13 @@ FIRST_REQUESTS = [
         ["dynamodb"],
     ),
 ]
+
+
+def test_every_function_of_the_template_has_a_first_request_here_and_in_the_benchmark() -> None:
+    functions = set(resources_of_type(load_template(), "AWS::Serverless::Function"))
+    benchmark = importlib.import_module("benchmarks.bench_cold_start")
+    assert {first.logical_id for first in FIRST_REQUESTS} == functions
+    assert set(benchmark.FIRST_REQUESTS) == functions
 
 
 def _create_org(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
