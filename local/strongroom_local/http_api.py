@@ -18,6 +18,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -278,11 +279,16 @@ class MalformedResult(ValueError):
     """The function's result is not a response API Gateway can map (it answers 500)."""
 
 
+# RFC 9110 §5.1: a field name is a token; §5.5: a value has no control characters but tab.
+_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _header_text(name: Any, value: Any) -> tuple[str, str]:
-    if not isinstance(name, str) or not name or isinstance(value, dict | list):
+    if not isinstance(name, str) or isinstance(value, dict | list):
         raise MalformedResult("bad header")
     text = "true" if value is True else "false" if value is False else str(value)
-    if any(c in name + text for c in "\r\n\0") or ":" in name:
+    if not _FIELD_NAME.fullmatch(name) or _FIELD_VALUE_CONTROL.search(text):
         raise MalformedResult("bad header")
     return name, text
 
@@ -294,7 +300,8 @@ def response_from_result(result: Any) -> HttpResponse:
         inferred = result if isinstance(result, str) else json.dumps(result)
         return HttpResponse(200, [("Content-Type", "application/json")], inferred.encode())
     status = result["statusCode"]
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+    # A function's answer is a final response: 1xx is not one.
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise MalformedResult("bad statusCode")
     raw_headers = result.get("headers") or {}
     cookies = result.get("cookies") or []

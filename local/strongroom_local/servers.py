@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import traceback
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -34,6 +35,13 @@ LOOPBACK = "127.0.0.1"
 # Lambda's limit for a synchronous invocation payload.
 MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
 _HOP_BY_HOP = frozenset({"connection", "content-length", "transfer-encoding", "keep-alive"})
+_NO_CONTENT = frozenset({204, 304})
+_DECIMAL = re.compile(r"[0-9]{1,18}")
+_HEXADECIMAL = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_MAX_LINE_BYTES = 1024
+_MAX_TRAILER_LINES = 64
+# A client that stops sending mid-request frees its thread after this long.
+_SOCKET_TIMEOUT_SECONDS = 300
 
 
 class BodyTooLarge(Exception):
@@ -47,6 +55,7 @@ class BadRequest(Exception):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "strongroom-local"
+    timeout = _SOCKET_TIMEOUT_SECONDS
 
     def version_string(self) -> str:
         return self.server_version
@@ -55,45 +64,69 @@ class _Handler(BaseHTTPRequestHandler):
         """Requests are logged by the gateway, without query strings or headers."""
 
     def _read_body(self, limit: int) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        """The request's body, framed as RFC 9112 §6 says; anything ambiguous is BadRequest (a
+        request smuggled behind a conflicting length must never reach a function)."""
+        lengths = self.headers.get_all("Content-Length") or []
+        codings = self.headers.get_all("Transfer-Encoding") or []
+        if codings:
+            if lengths or len(codings) != 1 or codings[0].strip().lower() != "chunked":
+                raise BadRequest()
             return self._read_chunked(limit)
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
+        if not lengths:
             return b""
-        if not length_text.strip().isdigit():
+        if len(lengths) != 1 or not _DECIMAL.fullmatch(lengths[0].strip()):
             raise BadRequest()
-        length = int(length_text)
+        length = int(lengths[0])
         if length > limit:
             raise BodyTooLarge()
-        return self.rfile.read(length)
+        body = self.rfile.read(length)
+        if len(body) != length:
+            raise BadRequest()  # the client stopped mid-body
+        return body
 
     def _read_chunked(self, limit: int) -> bytes:
         body = bytearray()
         while True:
-            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-            try:
-                size = int(size_line, 16)
-            except ValueError:
-                raise BadRequest() from None
+            size_text = self._line().split(b";", 1)[0].strip()
+            if not _HEXADECIMAL.fullmatch(size_text):
+                raise BadRequest()
+            size = int(size_text, 16)
             if size == 0:
-                while self.rfile.readline(1024).strip():
-                    pass  # trailers
-                return bytes(body)
+                for _ in range(_MAX_TRAILER_LINES):
+                    if not self._line().strip():
+                        return bytes(body)
+                raise BadRequest()
             if len(body) + size > limit:
                 raise BodyTooLarge()
-            body += self.rfile.read(size)
-            self.rfile.readline(8)
+            chunk = self.rfile.read(size)
+            if len(chunk) != size or self._line().strip():
+                raise BadRequest()
+            body += chunk
+
+    def _line(self) -> bytes:
+        line = self.rfile.readline(_MAX_LINE_BYTES)
+        if not line.endswith(b"\n"):
+            raise BadRequest()  # too long, or the client stopped
+        return line
 
     def _send(self, response: HttpResponse) -> None:
-        self.send_response(response.status, HTTPStatus(response.status).phrase)
+        try:
+            phrase = HTTPStatus(response.status).phrase
+        except ValueError:
+            phrase = ""  # the reason phrase is optional (RFC 9112 §4)
+        self.send_response(response.status, phrase)
         for name, value in response.headers:
             if name.lower() not in _HOP_BY_HOP:
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+                # UTF-8 on the wire for whatever is not Latin-1 (send_header would raise).
+                self.send_header(name, value.encode().decode("latin-1"))
+        # RFC 9110 §15.3.5, §15.4.5: a 204 or 304 has no content, and says no length.
+        has_content = response.status not in _NO_CONTENT
+        if has_content:
+            self.send_header("Content-Length", str(len(response.body)))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and has_content:
             self.wfile.write(response.body)
 
 
@@ -127,6 +160,9 @@ class _ApiHandler(_Handler):
         except BadRequest:
             self.close_connection = True
             self._send(gateway_error(400, "Bad Request", new_request_id()))
+            return
+        except OSError:  # the client went away or stalled: nobody to answer
+            self.close_connection = True
             return
         request = HttpRequest(
             method=self.command,
@@ -215,9 +251,16 @@ class _ControlHandler(_Handler):
     def do_POST(self) -> None:
         try:
             body = self._read_body(MAX_INVOKE_PAYLOAD_BYTES)
-        except (BodyTooLarge, BadRequest):
+        except BodyTooLarge:
             self.close_connection = True
             self._send(_json(413, {"message": "Request Entity Too Large"}))
+            return
+        except BadRequest:
+            self.close_connection = True
+            self._send(_json(400, {"message": "Bad Request"}))
+            return
+        except OSError:
+            self.close_connection = True
             return
         if not self._authorized():
             self._send(_json(401, {"message": "Unauthorized"}))

@@ -243,11 +243,17 @@ def test_headers_cookies_and_base64_bodies_are_mapped() -> None:
         {"statusCode": "200"},
         {"statusCode": True},
         {"statusCode": 99},
+        {"statusCode": 100},  # not a final response
+        {"statusCode": 600},
         {"statusCode": 200, "body": {"not": "a string"}},
         {"statusCode": 200, "body": "!!!", "isBase64Encoded": True},
         {"statusCode": 200, "headers": ["x"]},
         {"statusCode": 200, "headers": {"X-Injected": "a\r\nSet-Cookie: evil=1"}},
         {"statusCode": 200, "headers": {"Bad:Name": "x"}},
+        {"statusCode": 200, "headers": {"Bad Name": "x"}},
+        {"statusCode": 200, "headers": {"": "x"}},
+        {"statusCode": 200, "headers": {"X-Control": "a\x01b"}},
+        {"statusCode": 200, "cookies": ["a=1\nSet-Cookie: b=2"]},
         {"statusCode": 200, "cookies": "a=1"},
     ],
 )
