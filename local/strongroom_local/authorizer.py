@@ -107,9 +107,11 @@ class JwtAuthorizer:
     def _verified_claims(self, header_value: str | None) -> dict[str, Any]:
         if not header_value:
             raise Unauthorized()
-        scheme, _, token = header_value.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_LENGTH:
+        value = header_value.strip()
+        scheme, space, rest = value.partition(" ")
+        # API Gateway takes the token alone or after "Bearer " (any other scheme is refused).
+        token = rest.strip() if space else value
+        if (space and scheme.lower() != "bearer") or not token or len(token) > _MAX_TOKEN_LENGTH:
             raise Unauthorized()
         try:
             header = jwt.get_unverified_header(token)

@@ -80,6 +80,14 @@ def test_the_scheme_is_case_insensitive(issuer: DevIssuer, authorizer: JwtAuthor
     assert authorizer.authorize(f"bearer {mint(issuer)}").claims["sub"] == "alice"
 
 
+def test_the_token_alone_is_accepted_as_api_gateway_accepts_it(
+    issuer: DevIssuer, authorizer: JwtAuthorizer
+) -> None:
+    # "The identitySource can include only the token, or the token prefixed with Bearer."
+    assert authorizer.authorize(mint(issuer)).claims["sub"] == "alice"
+    assert authorizer.authorize(f"  {mint(issuer)}  ").claims["sub"] == "alice"
+
+
 @pytest.fixture(scope="module")
 def attacks(issuer: DevIssuer) -> dict[str, str | None]:
     claims = valid_claims(issuer)
@@ -122,7 +130,8 @@ def attacks(issuer: DevIssuer) -> dict[str, str | None]:
         "empty header": "",
         "bearer without token": "Bearer ",
         "wrong scheme": f"Basic {valid}",
-        "token without scheme": valid,
+        "unknown scheme": f"Token {valid}",
+        "forged token alone": f"{head}.{b64(json.dumps(tampered_claims).encode())}.{signature}",
         "oversized": "Bearer " + "a" * 20_000,
     }
 
@@ -162,7 +171,8 @@ ATTACKS = [
     "empty header",
     "bearer without token",
     "wrong scheme",
-    "token without scheme",
+    "unknown scheme",
+    "forged token alone",
     "oversized",
 ]
 
@@ -183,7 +193,8 @@ _RAW_HEADERS = {
     "empty header",
     "bearer without token",
     "wrong scheme",
-    "token without scheme",
+    "unknown scheme",
+    "forged token alone",
     "oversized",
 }
 
