@@ -44,6 +44,27 @@ def test_rate_counts_from_the_anchor(expression: str, interval: timedelta) -> No
     assert firings(expression, ANCHOR + interval * 2.5, 1) == [ANCHOR + interval * 3]
 
 
+def test_cron_across_daylight_saving_time_as_eventbridge_scheduler() -> None:
+    """As AWS documents EventBridge Scheduler: a cron wall time that the spring change skips
+    does not fire, and one that the autumn change repeats fires only once."""
+    zone = {"timezone": "America/New_York"}
+    # 2026-03-08 02:30 does not exist in New York: the next firing is the day after.
+    assert firings("cron(30 2 * * ? *)", utc(2026, 3, 8), 2, **zone) == [
+        utc(2026, 3, 9, 6, 30),
+        utc(2026, 3, 10, 6, 30),
+    ]
+    # 2026-11-01 01:45 happens twice (EDT 05:45Z, then EST 06:45Z): it fires once.
+    assert firings("cron(45 1 * * ? *)", utc(2026, 11, 1), 2, **zone) == [
+        utc(2026, 11, 1, 5, 45),
+        utc(2026, 11, 2, 6, 45),
+    ]
+    # Asked from inside the repeated hour, the next firing is never in the past.
+    inside = utc(2026, 11, 1, 6, 30)  # 01:30 EST, the second 01:30
+    assert firings("cron(45 1 * * ? *)", inside, 1, **zone) == [utc(2026, 11, 2, 6, 45)]
+    every_minute = firings("cron(* * * * ? *)", inside, 1, **zone)
+    assert every_minute == [utc(2026, 11, 1, 7, 0)]  # 02:00 EST: the repeated wall times ran
+
+
 @pytest.mark.parametrize(
     "expression",
     ["rate(1 minutes)", "rate(5 minute)", "rate(0 minutes)", "rate(2 weeks)", "rate(x hours)"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
@@ -139,8 +139,21 @@ class CronExpression:
     timezone: tzinfo = UTC
 
     def next_after(self, after: datetime, *, anchor: datetime) -> datetime | None:
+        """The first firing later than `after`. Across daylight saving time, as EventBridge
+        Scheduler does: a wall time the clocks skip does not fire, and one they repeat fires
+        once (at its first occurrence)."""
         local = after.astimezone(self.timezone)
         start = local.replace(second=0, microsecond=0, tzinfo=None) + timedelta(minutes=1)
+        for wall_time in self._wall_times_from(start):
+            moment = wall_time.replace(tzinfo=self.timezone)
+            instant = moment.astimezone(UTC)
+            skipped = instant.astimezone(self.timezone).replace(tzinfo=None) != wall_time
+            if not skipped and instant > after:
+                return instant
+        return None
+
+    def _wall_times_from(self, start: datetime) -> Iterator[datetime]:
+        """Every matching wall time in the zone from `start` on, in order (naive)."""
         for year in self.years:
             if year < start.year:
                 continue
@@ -148,18 +161,13 @@ class CronExpression:
                 if (year, month) < (start.year, start.month):
                     continue
                 for day in self.days(year, month):
-                    found = self._first_time_on(year, month, day, start)
-                    if found is not None:
-                        return found.replace(tzinfo=self.timezone).astimezone(UTC)
-        return None
-
-    def _first_time_on(self, year: int, month: int, day: int, start: datetime) -> datetime | None:
-        for hour in self.hours:
-            for minute in self.minutes:
-                candidate = datetime(year, month, day, hour, minute)  # wall time in the zone
-                if candidate >= start:
-                    return candidate
-        return None
+                    if (year, month, day) < (start.year, start.month, start.day):
+                        continue
+                    for hour in self.hours:
+                        for minute in self.minutes:
+                            candidate = datetime(year, month, day, hour, minute)
+                            if candidate >= start:
+                                yield candidate
 
 
 def _number(text: str, low: int, high: int, names: dict[str, int] | None) -> int:
