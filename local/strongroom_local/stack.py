@@ -26,6 +26,7 @@ from typing import Any
 
 import boto3
 
+from strongroom_local.async_invoke import LAMBDA_RETRY_DELAYS_SECONDS, AsyncInvoker
 from strongroom_local.authorizer import JwtAuthorizer
 from strongroom_local.exceptions import StackNotRunning
 from strongroom_local.http_api import HttpApiGateway
@@ -67,6 +68,8 @@ class StackOptions:
     # The sandbox Okta's org (None: no sandbox) and port (0: a free one).
     sandbox_okta: OrgSpec | None = field(default_factory=OrgSpec)
     sandbox_okta_port: int = 0
+    # Waits before the retries of a failed scheduled (asynchronous) invocation.
+    async_retry_delays: Sequence[float] = LAMBDA_RETRY_DELAYS_SECONDS
 
 
 def oauth_parameters(api_base: str, stage: str) -> dict[str, str]:
@@ -96,6 +99,7 @@ class LocalStack:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pools: dict[str, FunctionPool] = {}
+        self._async: dict[str, AsyncInvoker] = {}
         self._moto: Any = None
         self._api: ApiServer | None = None
         self._control: ControlServer | None = None
@@ -174,6 +178,7 @@ class LocalStack:
         self._serve(self._api, "api")
         self._serve(self._control, "control")
         self._start_pollers(session, aws_url, wiring)
+        self._async_invokers(session, aws_url, wiring)
         if options.run_schedules and wiring.schedules:
             scheduler = Scheduler(wiring.schedules, self._fire_async, started_at=datetime.now(UTC))
             self._thread(scheduler.run, "scheduler", self._stop, lambda: datetime.now(UTC))
@@ -359,11 +364,26 @@ class LocalStack:
         return self._pools[function_id].invoke(self._schedule_event(source, now))
 
     def _fire_async(self, source: ScheduleSource, scheduled_time: datetime) -> None:
-        event = self._schedule_event(source, scheduled_time)
-        pool = self._pools[source.function_id]
-        threading.Thread(
-            target=pool.invoke, args=(event,), name=f"fire-{source.function_id}", daemon=True
-        ).start()
+        """EventBridge invokes asynchronously: Lambda's retries, then the dead-letter queue."""
+        self._async[source.function_id].submit(self._schedule_event(source, scheduled_time))
+
+    def _async_invokers(self, session: boto3.Session, aws_url: str, wiring: Wiring) -> None:
+        sqs = session.client("sqs", endpoint_url=aws_url, region_name=self.options.region)
+        for function_id in {source.function_id for source in wiring.schedules}:
+            function = wiring.functions[function_id]
+            queue_url = None
+            if function.dead_letter_queue_arn is not None:
+                queue_name = function.dead_letter_queue_arn.rsplit(":", 1)[-1]
+                queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+            self._async[function_id] = AsyncInvoker(
+                function_id,
+                self._pools[function_id].invoke,
+                retries=function.async_retries,
+                dead_letter_queue_url=queue_url,
+                sqs=sqs,
+                stop=self._stop,
+                retry_delays=self.options.async_retry_delays,
+            )
 
     # ---- issuer -------------------------------------------------------------------------
 

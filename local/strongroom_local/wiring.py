@@ -41,6 +41,10 @@ class LocalFunction:
     layer_dirs: tuple[Path, ...]
     timeout_seconds: int
     memory_mb: int
+    # Asynchronous invocations (schedules): Lambda's retries after a failure, and the SQS
+    # dead-letter queue that gets an event every attempt failed (None: dropped).
+    async_retries: int = 2
+    dead_letter_queue_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,21 @@ def _function(
         layer_dirs=tuple(layer_dirs),
         timeout_seconds=int(resolver.resolve(props.get("Timeout", 3))),
         memory_mb=int(resolver.resolve(props.get("MemorySize", 128))),
+        async_retries=int(
+            resolver.resolve(props.get("EventInvokeConfig", {}).get("MaximumRetryAttempts", 2))
+        ),
+        dead_letter_queue_arn=_dead_letter_queue_arn(stack, logical_id, props),
     )
+
+
+def _dead_letter_queue_arn(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> str | None:
+    target = props.get("DeadLetterQueue")
+    if target is None:
+        return None
+    if target.get("Type") != "SQS":
+        log.warning("%s: only an SQS dead-letter queue is emulated; events are dropped", logical_id)
+        return None
+    return str(stack.resolver.resolve(target["TargetArn"]))
 
 
 def _authorizers(stack: Stack, api_props: Mapping[str, Any]) -> dict[str, JwtAuthorizerConfig]:

@@ -52,7 +52,14 @@ def test_functions_get_their_code_layers_and_limits(wiring: Wiring) -> None:
         echo.arn == "arn:aws:lambda:us-east-1:123456789012:function:strongroom-local-EchoFunction"
     )
     assert wiring.functions["ShapesFunction"].timeout_seconds == 2
-    assert wiring.functions["TickFunction"].handler == "app.handler"
+    tick = wiring.functions["TickFunction"]
+    assert tick.handler == "app.handler"
+    assert tick.async_retries == 1
+    assert tick.dead_letter_queue_arn == (
+        "arn:aws:sqs:us-east-1:123456789012:strongroom-local-TickDeadLetterQueue"
+    )
+    # Lambda's defaults: two retries, and a failed event is dropped.
+    assert (echo.async_retries, echo.dead_letter_queue_arn) == (2, None)
 
 
 def test_routes_carry_stage_authorizer_and_scopes(wiring: Wiring) -> None:

@@ -1,0 +1,98 @@
+"""Asynchronous invocations (what EventBridge makes of a schedule), as Lambda runs them.
+
+Lambda queues the event and runs the function; when the function fails it retries, by default
+twice, about one and then two minutes later. An event that fails every attempt goes to the
+function's dead-letter queue (`DeadLetterQueue` with `Type: SQS`) with the message attributes
+Lambda gives it, or is dropped when there is none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from strongroom_local.runtime import Invocation
+
+log = logging.getLogger("strongroom_local.async")
+
+# Lambda's waits before its two retries of a failed asynchronous invocation.
+LAMBDA_RETRY_DELAYS_SECONDS = (60.0, 120.0)
+
+
+class AsyncInvoker:
+    """Runs one function's asynchronous invocations on their own threads."""
+
+    def __init__(
+        self,
+        function_id: str,
+        invoke: Callable[[Any], Invocation],
+        *,
+        retries: int,
+        dead_letter_queue_url: str | None,
+        sqs: Any,
+        stop: threading.Event,
+        retry_delays: Sequence[float] = LAMBDA_RETRY_DELAYS_SECONDS,
+    ) -> None:
+        self._function_id = function_id
+        self._invoke = invoke
+        self._retries = retries
+        self._dead_letter_queue_url = dead_letter_queue_url
+        self._sqs = sqs
+        self._stop = stop
+        self._retry_delays = retry_delays
+
+    def submit(self, event: Any) -> threading.Thread:
+        """Queue `event`; the returned thread ends when it succeeded or was given up."""
+        thread = threading.Thread(
+            target=self.run, args=(event,), name=f"async-{self._function_id}", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def run(self, event: Any) -> Invocation | None:
+        """Every attempt `event` gets; the last invocation, or None if the stack stopped."""
+        invocation = None
+        for attempt in range(self._retries + 1):
+            if attempt and self._stop.wait(self._delay(attempt)):
+                return invocation
+            invocation = self._invoke(event)
+            if invocation.ok:
+                return invocation
+            log.warning(
+                "%s failed an asynchronous invocation (attempt %d of %d): %s",
+                self._function_id,
+                attempt + 1,
+                self._retries + 1,
+                invocation.error_type,
+            )
+        if invocation is not None:
+            self._dead_letter(event, invocation)
+        return invocation
+
+    def _delay(self, attempt: int) -> float:
+        return self._retry_delays[min(attempt, len(self._retry_delays)) - 1]
+
+    def _dead_letter(self, event: Any, invocation: Invocation) -> None:
+        if self._dead_letter_queue_url is None:
+            log.error("%s: an asynchronous event failed every attempt; dropped", self._function_id)
+            return
+        # As Lambda sends it: the event as the body; ErrorCode is the Invoke API's status (200:
+        # the function ran and failed); the message is the error type only, never its text.
+        self._sqs.send_message(
+            QueueUrl=self._dead_letter_queue_url,
+            MessageBody=json.dumps(event),
+            MessageAttributes={
+                "RequestID": {"DataType": "String", "StringValue": invocation.request_id},
+                "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+                "ErrorMessage": {
+                    "DataType": "String",
+                    "StringValue": invocation.error_type or "Unhandled",
+                },
+            },
+        )
+        log.error(
+            "%s: an asynchronous event failed every attempt; dead-lettered", self._function_id
+        )
