@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -296,7 +297,9 @@ class Keyrings:
                         }
                     },
                     self._put_dek_item(org_id, 1, wrapped, created_at),
-                ]
+                ],
+                # botocore's retries of a write whose answer was lost are then idempotent.
+                ClientRequestToken=secrets.token_hex(16),
             )
         except (ClientError, BotoCoreError) as exc:
             if _lost_race(exc):
@@ -335,7 +338,8 @@ class Keyrings:
                                 },
                             }
                         },
-                    ]
+                    ],
+                    ClientRequestToken=secrets.token_hex(16),
                 )
             except (ClientError, BotoCoreError) as exc:
                 if _lost_race(exc):

@@ -11,6 +11,7 @@ boto3's resource interface receives no new features.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -311,7 +312,11 @@ class Store:
                 params["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
             items.append({write.action: params})
         try:
-            self.client.transact_write_items(TransactItems=items)
+            # A token makes botocore's own retries of this call idempotent: a transaction that
+            # committed but whose answer was lost is not run again (nor failed on its conditions).
+            self.client.transact_write_items(
+                TransactItems=items, ClientRequestToken=secrets.token_hex(16)
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 reasons = exc.response.get("CancellationReasons") or []
