@@ -14,7 +14,9 @@ from credential_store.services import Services
 from strongroom import roles
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.crypto.exceptions import CryptoError
 from strongroom.errors import Conflict, NotFound
+from strongroom.redaction import get_logger
 from strongroom.roles import Role
 from strongroom.tenancy import (
     ConditionFailed,
@@ -23,9 +25,12 @@ from strongroom.tenancy import (
     Item,
     ItemExists,
     ItemNotFound,
+    TenancyError,
     Update,
     new_org_id,
 )
+
+logger = get_logger(service="credential_store")
 
 ORG = "ORG"
 MEMBER = roles.MEMBER_KIND
@@ -52,7 +57,8 @@ def create_org(
     """A new org: its KMS key and first DEK, then the org and its owner in one transaction.
 
     The org item is written last, so a failure before it leaves nothing that looks like an org;
-    the key made for it is then shredded.
+    the key made for it is then shredded, but only once the org is known not to exist: a
+    transaction can commit and still fail for its caller (its answer lost on the way back).
     """
     org_id = new_org_id()
     kms_key_arn = services.keyrings.create_org_key(org_id)
@@ -85,8 +91,12 @@ def create_org(
             now=now,
         )
     except Exception:
-        services.keyrings.shred_org_key(org_id, pending_window_days=_ABANDONED_KEY_WINDOW_DAYS)
-        raise
+        written = _org_written(services, org_id, now=now)
+        if not written:
+            if written is False:  # unknown (None): the key stays, as the org may exist
+                _shred_abandoned_key(services, org_id)
+            raise
+        logger.warning("org created though its transaction failed", extra={"org_id": org_id})
     _audit(
         services,
         caller,
@@ -97,6 +107,24 @@ def create_org(
         request_id=request_id,
     )
     return OrgCreated(org_id=org_id)
+
+
+def _org_written(services: Services, org_id: str, *, now: datetime) -> bool | None:
+    """Whether the org's item is in the table; None when the table cannot say."""
+    try:
+        services.table.get(org_id, ORG, now=now)
+    except ItemNotFound:
+        return False
+    except TenancyError:
+        return None
+    return True
+
+
+def _shred_abandoned_key(services: Services, org_id: str) -> None:
+    try:
+        services.keyrings.shred_org_key(org_id, pending_window_days=_ABANDONED_KEY_WINDOW_DAYS)
+    except CryptoError:  # the creation's own error is the answer; the key waits for a sweep
+        logger.error("the key of an abandoned org is not shredded", extra={"org_id": org_id})
 
 
 def get_org(services: Services, caller: Caller, org_id: str, *, now: datetime) -> Org:
