@@ -14,7 +14,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from strongroom.error_responses import error_response
@@ -27,6 +30,7 @@ from strongroom.errors import (
 )
 
 MAX_BODY_BYTES = 256 * 1024
+_TOO_LARGE = "The request body is larger than 256 KiB."
 _MAX_DETAIL_ERRORS = 5
 # Validation error types that mean "could not parse" rather than "a field is wrong".
 _MALFORMED_TYPES = frozenset({"json_invalid", "unsupported_content_type"})
@@ -57,7 +61,9 @@ def create_resolver(logger: Logger) -> APIGatewayHttpResolver:
     """A resolver with validation on and Strongroom's error handlers registered."""
     app = APIGatewayHttpResolver(enable_validation=True)
 
-    def _validation_error(exc: RequestValidationError) -> Response[str]:
+    def _validation_error(
+        exc: RequestValidationError | RequestUnsupportedContentType,
+    ) -> Response[str]:
         errors = list(exc.errors())
         if any(error.get("type") in _MALFORMED_TYPES for error in errors):
             status, body = error_response(MalformedRequest("The body is not valid JSON."))
@@ -81,35 +87,71 @@ def create_resolver(logger: Logger) -> APIGatewayHttpResolver:
         return _json_response(status, body, app)
 
     # Registered without decorators: Powertools' decorators are untyped.
-    app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler([RequestValidationError, RequestUnsupportedContentType])(
+        _validation_error
+    )
     app.exception_handler(StrongroomError)(_strongroom_error)
     app.exception_handler(Exception)(_unexpected_error)
     app.not_found(_not_found)
     return app
 
 
-def _body_size(event: Mapping[str, Any]) -> int:
+def _body_bytes(event: Mapping[str, Any]) -> bytes:
+    """The body as sent; PayloadTooLarge before decoding anything over the limit."""
     body = event.get("body") or ""
     if not isinstance(body, str):
         raise MalformedRequest()
     if event.get("isBase64Encoded"):
         # Decoded size without decoding: 3 bytes per 4 characters, less padding.
         if len(body) > (MAX_BODY_BYTES * 4) // 3 + 4:
-            return len(body)
+            raise PayloadTooLarge(_TOO_LARGE)
         try:
-            return len(base64.b64decode(body, validate=True))
+            data = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise MalformedRequest() from None
-    return len(body.encode("utf-8", "surrogatepass"))
+    else:
+        data = body.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(_TOO_LARGE)
+    return data
+
+
+def _check_json_body(event: dict[str, Any], data: bytes) -> None:
+    """JSON in (DESIGN): a body is UTF-8 text sent as application/json (or with no type, which
+    Powertools reads as JSON). Powertools itself would also parse form and multipart bodies
+    into the routes' models, and fail with a 500 on a body that is not UTF-8."""
+    if not data:
+        return
+    headers = event.get("headers") or {}
+    for name, value in headers.items():
+        if str(name).lower() == "content-type":
+            media_type, _, parameters = str(value).partition(";")
+            media_type = media_type.strip().lower()
+            if media_type not in ("", "application/json"):
+                raise MalformedRequest("The body must be JSON (Content-Type: application/json).")
+            # Media types are case-insensitive; Powertools compares them as written.
+            headers[name] = media_type + (";" + parameters if parameters else "")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedRequest("The body is not valid JSON.") from None
 
 
 def handle_request(
-    app: APIGatewayHttpResolver, event: dict[str, Any], context: LambdaContext
+    app: APIGatewayHttpResolver,
+    event: dict[str, Any],
+    context: LambdaContext,
+    *,
+    json_bodies: bool = True,
 ) -> dict[str, Any]:
-    """Refuse oversized or unparseable bodies before any parsing, then resolve the route."""
+    """Refuse oversized or unparseable bodies before any parsing, then resolve the route.
+
+    `json_bodies=False` is for a function whose routes read their raw body themselves (signed
+    webhooks: the bytes as sent, whatever their type)."""
     try:
-        if _body_size(event) > MAX_BODY_BYTES:
-            raise PayloadTooLarge("The request body is larger than 256 KiB.")
+        data = _body_bytes(event)
+        if json_bodies:
+            _check_json_body(event, data)
     except StrongroomError as exc:
         status, body = error_response(exc)
         return {
