@@ -104,10 +104,13 @@ _SECRET_FIELDS: Mapping[AuthMethod, tuple[str, ...]] = {
 }
 _EC_CURVES = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _MIN_RSA_BITS = 2048
+_MAX_RSA_BITS = 4096
+# A JWK's modulus `n` in base64url: 4 characters per 3 bytes.
+_MAX_RSA_MODULUS_CHARACTERS = -(-_MAX_RSA_BITS // 8 * 4 // 3)
 # What the PEM and JWK parsers raise for input that is not a usable key.
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, UnsupportedAlgorithm)
 _BAD_KEY = (
-    "auth.private_key: must be an unencrypted RSA (2048 bits or more) or EC P-256/P-384/P-521"
+    "auth.private_key: must be an unencrypted RSA (2048 to 4096 bits) or EC P-256/P-384/P-521"
     " private key, as PEM or JWK"
 )
 
@@ -521,13 +524,23 @@ def load_private_key(text: str) -> _PrivateKey:
                 raise ValueError("not a private JWK")
             kty = jwk.get("kty")
             if kty == "RSA":
+                if len(str(jwk.get("n", ""))) > _MAX_RSA_MODULUS_CHARACTERS:
+                    raise InvalidField(_BAD_KEY)
                 key = RSAAlgorithm.from_jwk(jwk)
             elif kty == "EC":
                 key = ECAlgorithm.from_jwk(jwk)
             else:
                 raise ValueError("unsupported key type")
         else:
-            key = serialization.load_pem_private_key(stripped.encode("ascii"), password=None)
+            data = stripped.encode("ascii")
+            # Validating an RSA key costs about the cube of its size (a 16384-bit one, about
+            # 40 s of CPU): its size is read from an unvalidated parse first.
+            probe = serialization.load_pem_private_key(
+                data, password=None, unsafe_skip_rsa_key_validation=True
+            )
+            if isinstance(probe, rsa.RSAPrivateKey) and probe.key_size > _MAX_RSA_BITS:
+                raise InvalidField(_BAD_KEY)
+            key = serialization.load_pem_private_key(data, password=None)
     except (*_PARSE_ERRORS, PyJWTError):
         # Any parse failure, whatever raised it: one message, and never the input.
         raise InvalidField(_BAD_KEY) from None

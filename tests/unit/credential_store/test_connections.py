@@ -136,6 +136,7 @@ def test_each_secret_field_is_sealed_on_its_own_to_its_connection_and_field(
 
 GOOD_KEYS = [
     (lambda: rsa_pem(2048), "RS256"),
+    (lambda: rsa_jwk(4096), "RS256"),
     (lambda: rsa_jwk(2048), "RS256"),
     (lambda: ec_pem(ec.SECP384R1()), "ES384"),
     (lambda: ec_jwk(ec.SECP256R1()), "ES256"),
@@ -183,6 +184,8 @@ def _check_good_key(
 
 BAD_KEYS = [
     lambda: rsa_pem(1024),
+    lambda: rsa_pem(4160),  # over 4096 bits: refused before its (costly) validation
+    lambda: rsa_jwk(4160),
     lambda: ec_pem(ec.SECP256K1()),
     public_only_jwk,
     garbled_private_key_pem,
@@ -453,3 +456,31 @@ def test_another_orgs_connection_answers_exactly_like_a_missing_one(call: Call) 
     assert {status for status, _ in answers} == {404}
     assert len({json.dumps(body) for _, body in answers}) == 1
     assert get(call, org, connection_id)[0] == 200
+
+
+def test_an_rsa_key_over_4096_bits_is_never_validated(
+    call: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validating an RSA key costs about the cube of its size: one a user may send (16384 bits
+    fit the field) would hold the function for tens of seconds. Only the unvalidated parse
+    that reads its size may run."""
+    from cryptography.hazmat.primitives import serialization as real
+
+    org = new_org(call)
+    loads: list[bool] = []
+    original = real.load_pem_private_key
+
+    def spy(data: bytes, password: Any, **kwargs: Any) -> Any:
+        loads.append(bool(kwargs.get("unsafe_skip_rsa_key_validation")))
+        return original(data, password, **kwargs)
+
+    monkeypatch.setattr(real, "load_pem_private_key", spy)
+    auth = {
+        "method": "private_key_jwt",
+        "client_id": "c",
+        "private_key": rsa_pem(4160),
+        "key_id": "k",
+    }
+    status, _ = create(call, org, okta_body(auth=auth))
+    assert status == 422
+    assert loads == [True]
