@@ -19,6 +19,7 @@ from strongroom.errors import Conflict, NotFound
 from strongroom.redaction import get_logger
 from strongroom.roles import Role
 from strongroom.tenancy import (
+    Check,
     ConditionFailed,
     Create,
     Delete,
@@ -188,7 +189,7 @@ def set_member_role(
         elif role is Role.OWNER:
             operations.append(_owner_count_change(services, org_id, +1, now=now))
         action = AuditAction.MEMBER_CHANGE_ROLE
-    _write(services, org_id, operations, now=now)
+    _write(services, org_id, [*operations, *_still_owner(caller, user_id)], now=now)
     member = Member(
         user_id=user_id,
         role=role,
@@ -221,7 +222,7 @@ def remove_member(
     operations: list[Any] = [Delete(MEMBER, user_id, expect={"role": old_role.value})]
     if old_role is Role.OWNER:
         operations.append(_owner_count_change(services, org_id, -1, now=now))
-    _write(services, org_id, operations, now=now)
+    _write(services, org_id, [*operations, *_still_owner(caller, user_id)], now=now)
     _audit(
         services,
         caller,
@@ -231,6 +232,15 @@ def remove_member(
         now=now,
         request_id=request_id,
     )
+
+
+def _still_owner(caller: Caller, user_id: str) -> list[Check]:
+    """The caller's role was read before the write: the write holds only if the caller is still
+    an owner when it lands (removed or demoted meanwhile, they cannot act, nor re-add
+    themselves). On their own item the change's own expectation already says so."""
+    if user_id == caller.sub:
+        return []
+    return [Check(MEMBER, caller.sub, expect={"role": Role.OWNER.value})]
 
 
 def _find_member(services: Services, org_id: str, user_id: str, *, now: datetime) -> Item | None:

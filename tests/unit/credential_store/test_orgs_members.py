@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 import pytest
 
+from strongroom.api import Caller
 from strongroom_local.provision import Stack
 from tests.unit.credential_store.conftest import Call, Invoke
 
@@ -146,3 +149,44 @@ def test_a_forged_cursor_is_422_not_a_server_error(
     status, body = invoke(event)
     assert status == 422, body
     assert body["error"]["code"] == "invalid_cursor"
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+def test_an_owner_removed_while_their_request_runs_changes_nothing(
+    call: Call, app_module: Any, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """bob passes the role check; alice removes him before his write lands: the write fails
+    (409), whatever it was, instead of acting with a role he no longer has."""
+    from credential_store import orgs
+
+    org = _create(call)
+    assert _put(call, org, "bob", "owner")[0] == 200
+    assert _put(call, org, "carol", "member")[0] == 200
+    real_require_role = orgs.require_role
+
+    def and_then_alice_removes_bob(services: Any, caller: Any, *args: Any, **kwargs: Any) -> Any:
+        role = real_require_role(services, caller, *args, **kwargs)
+        if caller.sub == "bob":
+            orgs.remove_member(
+                services, Caller(sub="alice"), org, "bob", now=kwargs["now"], request_id="r"
+            )
+        return role
+
+    monkeypatch.setattr(orgs, "require_role", and_then_alice_removes_bob)
+    params = {"org_id": org, "user_id": "carol"}
+    if method == "PUT":
+        status, _ = _put(call, org, "carol", "owner", sub="bob")
+    else:
+        route = "/orgs/{org_id}/members/{user_id}"
+        status, _ = call(
+            "DELETE", f"/orgs/{org}/members/carol", sub="bob", route=route, path_parameters=params
+        )
+    assert status == 409
+    monkeypatch.setattr(orgs, "require_role", real_require_role)
+    route = "/orgs/{org_id}/members"
+    status, body = _get(call, f"/orgs/{org}/members", "alice", route, org_id=org)
+    assert status == 200
+    assert {m["user_id"]: m["role"] for m in body["members"]} == {
+        "alice": "owner",
+        "carol": "member",
+    }

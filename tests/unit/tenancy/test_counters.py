@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from strongroom.tenancy import (
+    Check,
     ConditionFailed,
     Create,
     Delete,
@@ -91,6 +92,30 @@ def test_a_transaction_reports_a_failed_expectation(table: TenantTable, org_id: 
             now=NOW,
         )
     assert table.get(org_id, "MEMBER", "alice", now=NOW).attributes["role"] == "owner"
+
+
+def test_a_check_guards_a_transaction_without_writing(table: TenantTable, org_id: str) -> None:
+    table.create(org_id, "MEMBER", "alice", attributes={"role": "owner"}, now=NOW)
+    table.create(org_id, "MEMBER", "bob", attributes={"role": "member"}, now=NOW)
+    for guard, error in [
+        (Check("MEMBER", "alice", expect={"role": "admin"}), ConditionFailed),
+        (Check("MEMBER", "nobody", expect={"role": "owner"}), ItemNotFound),
+    ]:
+        with pytest.raises(error):
+            table.transact(
+                org_id, [Update("MEMBER", "bob", changes={"role": "admin"}), guard], now=NOW
+            )
+        assert table.get(org_id, "MEMBER", "bob", now=NOW).attributes["role"] == "member"
+    table.transact(
+        org_id,
+        [
+            Update("MEMBER", "bob", changes={"role": "admin"}),
+            Check("MEMBER", "alice", expect={"role": "owner"}),
+        ],
+        now=NOW,
+    )
+    assert table.get(org_id, "MEMBER", "bob", now=NOW).attributes["role"] == "admin"
+    assert table.get(org_id, "MEMBER", "alice", now=NOW).attributes == {"role": "owner"}
 
 
 def test_a_transaction_touches_each_item_once_and_has_operations(

@@ -30,6 +30,7 @@ from strongroom.tenancy.items import IndexKey, Item, Page
 from strongroom.tenancy.keys import new_org_id, validate_org_id
 from strongroom.tenancy.platform_table import PlatformTable
 from strongroom.tenancy.tenant_table import (
+    Check,
     Create,
     Delete,
     Increment,
@@ -39,6 +40,7 @@ from strongroom.tenancy.tenant_table import (
 )
 
 __all__ = [
+    "Check",
     "ConditionFailed",
     "Create",
     "Delete",

@@ -97,7 +97,7 @@ class Expression:
 class Write:
     """One prepared write: the TransactWriteItems action, its parameters, how it can fail."""
 
-    action: Literal["Put", "Update", "Delete"]
+    action: Literal["Put", "Update", "Delete", "ConditionCheck"]
     params: dict[str, Any]
     failure: Failure | None
 
@@ -185,6 +185,19 @@ def prepare_delete(
     params["ConditionExpression"] = " AND ".join(condition)
     params.update(expression.params())
     return Write("Delete", params, "absent_or_mismatch")
+
+
+def prepare_check(table: str, key: PlainKey, *, expect: Mapping[str, Any], now_epoch: int) -> Write:
+    """A condition only (in a transaction): the item is live and holds `expect`."""
+    expression = Expression()
+    condition = [expression.exists_live(now_epoch), *expression.expected(expect)]
+    params: dict[str, Any] = {
+        "TableName": table,
+        "Key": _key(key),
+        "ConditionExpression": " AND ".join(condition),
+    }
+    params.update(expression.params())
+    return Write("ConditionCheck", params, "absent_or_mismatch")
 
 
 def prepare_increment(

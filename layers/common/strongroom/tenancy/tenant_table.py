@@ -40,6 +40,7 @@ from strongroom.tenancy.store import (
     Expression,
     Store,
     Write,
+    prepare_check,
     prepare_delete,
     prepare_increment,
     prepare_put,
@@ -101,7 +102,17 @@ class Increment:
     ttl: timedelta | None = None
 
 
-Operation = Create | Update | Delete | Increment
+@dataclass(frozen=True, slots=True)
+class Check:
+    """Write nothing, but only if the live item holds `expect` (ItemNotFound or
+    ConditionFailed): a transaction's guard on an item it does not change."""
+
+    kind: str
+    item_id: str | None = None
+    expect: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+
+Operation = Create | Update | Delete | Increment | Check
 
 
 class TenantTable:
@@ -369,7 +380,9 @@ class TenantTable:
                 ceiling=operation.ceiling,
                 expires_at=expiry_of(now, operation.ttl) if operation.ttl is not None else None,
             )
-        raise TypeError("operations are Create, Update, Delete or Increment")
+        if isinstance(operation, Check):
+            return prepare_check(table, key, expect=operation.expect, now_epoch=now_epoch)
+        raise TypeError("operations are Create, Update, Delete, Increment or Check")
 
 
 def _key(org_id: str, sk: str) -> dict[str, str]:
