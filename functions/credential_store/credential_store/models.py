@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstrai
 from strongroom.oauth import ConnectionStatus
 from strongroom.roles import Role
 
-OrgName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+# A name people read: no control characters and no bidirectional overrides or marks (which
+# make a name display as something else); emoji and their joiners are fine. Escapes that both
+# pydantic's (Rust) and OpenAPI clients' (ECMA-262) regular expressions read.
+_DISPLAY_NAME = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+OrgName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=_DISPLAY_NAME),
+]
 
 
 class Request(BaseModel):
@@ -89,9 +96,7 @@ class SecretRequest(BaseModel):
     )
 
 
-ConnectionName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)
-]
+ConnectionName = OrgName
 # Printable ASCII without spaces: client ids, key ids and secrets as providers issue them.
 ClientId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,256}$")]
 KeyId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,256}$")]

@@ -114,6 +114,8 @@ def test_remove_member(call: Call) -> None:
     [
         ('{"name": "x", "owner": "mallory"}', 422),
         ('{"name": ""}', 422),
+        ('{"name": "a\\u0000b"}', 422),  # a control character
+        ('{"name": "\\u202eevil"}', 422),  # a bidirectional override: displays as "live"
         ("{}", 422),
         ("{not json", 400),
         ('{"name": "' + "x" * (256 * 1024) + '"}', 413),
