@@ -59,6 +59,7 @@ from strongroom.oauth.connection import (
 from strongroom.outbound import check_url
 from strongroom.outbound.exceptions import DestinationRefused
 from strongroom.plans import Plan, plan_named
+from strongroom.redaction import redact_text
 from strongroom.roles import Role
 from strongroom.schedules import (
     CronExpression,
@@ -438,6 +439,12 @@ def _oauth2_endpoints(services: Services, body: CreateConnection) -> dict[str, A
         url = getattr(body, name)
         if url is None:
             continue
+        # Stored as metadata and shown to every member: a secret has no place in it (the
+        # redaction rules of the logs say what one is: userinfo, secret query parameters).
+        if redact_text(url) != url:
+            raise InvalidField(f"{name}: may not carry a secret (credentials go in auth)")
+        if "#" in url:  # RFC 6749 §3.1, §3.2
+            raise InvalidField(f"{name}: may not have a fragment")
         try:
             # Checked now and again by the outbound client at every use: DNS answers change.
             endpoints[name] = check_url(

@@ -277,6 +277,16 @@ REFUSED = [
          "token_endpoint"),
         ({"provider": "oauth2", "domain": None, "token_endpoint": f"http://{DEV_HOST}/t",
           "revocation_endpoint": "https://169.254.169.254/latest"}, "revocation_endpoint"),
+        ({"provider": "oauth2", "domain": None,
+          "token_endpoint": "https://idp.example.com/token?client_secret=sr-canary-url"},
+         "token_endpoint"),
+        ({"provider": "oauth2", "domain": None,
+          "token_endpoint": "https://user:sr-canary-url@idp.example.com/token"}, "token_endpoint"),
+        ({"provider": "oauth2", "domain": None, "token_endpoint": f"http://{DEV_HOST}/t",
+          "authorization_endpoint": f"http://{DEV_HOST}/a?access_token=sr-canary-url"},
+         "authorization_endpoint"),
+        ({"provider": "oauth2", "domain": None, "token_endpoint": "https://idp.example.com/t#x"},
+         "token_endpoint"),
         ({"schedule": "rate(1 hour)"}, "schedule"),
         ({"schedule": "cron(0 */6 * * ? *)"}, "schedule"),
         ({"schedule": "rate(1 days)"}, "schedule"),
@@ -292,6 +302,7 @@ def test_provider_settings_that_are_refused(call: Call, stack: Stack) -> None:
         status, response = create(call, org, body)
         assert status == 422, (overrides, response)
         assert response["error"]["message"].startswith(field + ":"), (overrides, response)
+        assert "sr-canary-url" not in json.dumps(response)
     assert "connection_count" not in org_item(stack, org)
     assert listing(call, org)[1]["connections"] == []
 
