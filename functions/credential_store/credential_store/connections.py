@@ -60,7 +60,7 @@ from strongroom.outbound import check_url
 from strongroom.outbound.exceptions import DestinationRefused
 from strongroom.plans import Plan, plan_named
 from strongroom.redaction import redact_text
-from strongroom.roles import Role
+from strongroom.roles import Role, still_allowed
 from strongroom.schedules import (
     CronExpression,
     InvalidScheduleExpression,
@@ -75,6 +75,7 @@ from strongroom.tenancy import (
     Item,
     ItemNotFound,
     LimitReached,
+    Update,
 )
 
 CONNECTION = CONNECTION_KIND
@@ -169,6 +170,7 @@ def create_connection(
             [
                 Create(CONNECTION, connection_id, attributes=attributes),
                 Increment(ORG, attribute=COUNTER, ceiling=plan.max_connections),
+                still_allowed(caller, Role.ADMIN),
             ],
             now=now,
         )
@@ -177,6 +179,11 @@ def create_connection(
         raise RateLimited(
             f"The org's plan allows at most {plan.max_connections} connections."
         ) from None
+    except (ConditionFailed, ItemNotFound) as exc:  # the caller was demoted or removed meanwhile
+        services.schedules.remove(org_id, connection_id, now=now)
+        if isinstance(exc, ItemNotFound):
+            raise NotFound() from None  # no longer a member: as for any non-member
+        raise Conflict("Your role changed meanwhile; read it again and retry.") from None
     details = {"provider": body.provider.value, "method": body.auth.method.value}
     _audit(
         services,
@@ -257,20 +264,26 @@ def replace_credentials(
     else:
         # New static credentials are usable at once, even after an invalid_grant.
         remove.add(STATUS)
+    update = Update(
+        CONNECTION,
+        connection_id,
+        changes=changes,
+        remove=sorted(remove),
+        expect={"version": version},
+    )
     try:
-        updated = services.table.update(
-            org_id,
-            CONNECTION,
-            connection_id,
-            changes=changes,
-            remove=sorted(remove),
-            expect={"version": version},
-            now=now,
-        )
-    except ItemNotFound:
+        services.table.transact(org_id, [update, still_allowed(caller, Role.ADMIN)], now=now)
+    except ItemNotFound:  # the connection was deleted, or the caller removed, meanwhile
         raise NotFound() from None
-    except ConditionFailed:
+    except ConditionFailed:  # the connection changed, or the caller was demoted, meanwhile
         raise Conflict("The connection changed meanwhile; read it again and retry.") from None
+    attributes = {**current.attributes, **changes}
+    updated = Item(
+        CONNECTION,
+        connection_id,
+        {name: value for name, value in attributes.items() if name not in remove},
+        current.expires_at,
+    )
     _audit(
         services,
         caller,
@@ -306,6 +319,7 @@ def delete_connection(
                     CONNECTION, connection_id, expect={"version": current.attributes["version"]}
                 ),
                 Increment(ORG, attribute=COUNTER, by=-1),
+                still_allowed(caller, Role.ADMIN),
             ],
             now=now,
         )

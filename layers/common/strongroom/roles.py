@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from strongroom.api import Caller
 from strongroom.errors import Forbidden, NotFound
-from strongroom.tenancy import ItemNotFound, TenantTable
+from strongroom.tenancy import Check, ItemNotFound, TenantTable
 
 MEMBER_KIND = "MEMBER"
 
@@ -46,3 +46,10 @@ def require_role(
     if not role.allows(needed):
         raise Forbidden()
     return role
+
+
+def still_allowed(caller: Caller, needed: Role) -> Check:
+    """A transaction's guard: the caller still holds a role allowing `needed` when the write
+    lands (their role was read before it; removed or demoted meanwhile, they cannot act)."""
+    allowed = sorted(role.value for role in Role if role.allows(needed))
+    return Check(MEMBER_KIND, caller.sub, one_of={"role": allowed})

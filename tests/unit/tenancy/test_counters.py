@@ -118,6 +118,21 @@ def test_a_check_guards_a_transaction_without_writing(table: TenantTable, org_id
     assert table.get(org_id, "MEMBER", "alice", now=NOW).attributes == {"role": "owner"}
 
 
+def test_a_check_may_allow_one_of_several_values(table: TenantTable, org_id: str) -> None:
+    table.create(org_id, "MEMBER", "alice", attributes={"role": "admin"}, now=NOW)
+    table.create(org_id, "MEMBER", "bob", attributes={"role": "member"}, now=NOW)
+    bump = Update("MEMBER", "bob", changes={"seen": 1})
+    table.transact(
+        org_id, [bump, Check("MEMBER", "alice", one_of={"role": ["admin", "owner"]})], now=NOW
+    )
+    with pytest.raises(ConditionFailed):
+        table.transact(
+            org_id, [bump, Check("MEMBER", "alice", one_of={"role": ["owner"]})], now=NOW
+        )
+    with pytest.raises(ValueError, match="at least one"):
+        table.transact(org_id, [bump, Check("MEMBER", "alice", one_of={"role": []})], now=NOW)
+
+
 def test_a_transaction_touches_each_item_once_and_has_operations(
     offline_table: TenantTable, org_id: str
 ) -> None:

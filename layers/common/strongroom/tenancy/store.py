@@ -84,6 +84,16 @@ class Expression:
                 clauses.append(f"{name} = {self.value(value)}")
         return clauses
 
+    def expected_one_of(self, allowed: Mapping[str, Collection[Any]]) -> list[str]:
+        """`name IN (values)` for each attribute: it holds one of them."""
+        clauses = []
+        for attribute, values in allowed.items():
+            if not values:
+                raise ValueError("one_of needs at least one value per attribute")
+            name = self.name(validate_attribute_name(attribute))
+            clauses.append(f"{name} IN ({', '.join(self.value(value) for value in values)})")
+        return clauses
+
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {}
         if self.names:
@@ -187,10 +197,22 @@ def prepare_delete(
     return Write("Delete", params, "absent_or_mismatch")
 
 
-def prepare_check(table: str, key: PlainKey, *, expect: Mapping[str, Any], now_epoch: int) -> Write:
-    """A condition only (in a transaction): the item is live and holds `expect`."""
+def prepare_check(
+    table: str,
+    key: PlainKey,
+    *,
+    expect: Mapping[str, Any],
+    one_of: Mapping[str, Collection[Any]],
+    now_epoch: int,
+) -> Write:
+    """A condition only (in a transaction): the item is live, holds `expect`, and holds one of
+    the values `one_of` lists for each of its attributes."""
     expression = Expression()
-    condition = [expression.exists_live(now_epoch), *expression.expected(expect)]
+    condition = [
+        expression.exists_live(now_epoch),
+        *expression.expected(expect),
+        *expression.expected_one_of(one_of),
+    ]
     params: dict[str, Any] = {
         "TableName": table,
         "Key": _key(key),

@@ -104,12 +104,14 @@ class Increment:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """Write nothing, but only if the live item holds `expect` (ItemNotFound or
-    ConditionFailed): a transaction's guard on an item it does not change."""
+    """Write nothing, but only if the live item holds `expect` and, for each attribute of
+    `one_of`, one of its values (ItemNotFound or ConditionFailed): a transaction's guard on an
+    item it does not change."""
 
     kind: str
     item_id: str | None = None
     expect: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    one_of: Mapping[str, Collection[Any]] = field(default_factory=lambda: _EMPTY)
 
 
 Operation = Create | Update | Delete | Increment | Check
@@ -381,7 +383,9 @@ class TenantTable:
                 expires_at=expiry_of(now, operation.ttl) if operation.ttl is not None else None,
             )
         if isinstance(operation, Check):
-            return prepare_check(table, key, expect=operation.expect, now_epoch=now_epoch)
+            return prepare_check(
+                table, key, expect=operation.expect, one_of=operation.one_of, now_epoch=now_epoch
+            )
         raise TypeError("operations are Create, Update, Delete, Increment or Check")
 
 
