@@ -124,6 +124,7 @@ def _org_written(services: Services, org_id: str, *, now: datetime) -> bool | No
 def _shred_abandoned_key(services: Services, org_id: str) -> None:
     try:
         services.keyrings.shred_org_key(org_id, pending_window_days=_ABANDONED_KEY_WINDOW_DAYS)
+        services.keyrings.discard_first_keyring(org_id)
     except CryptoError:  # the creation's own error is the answer; the key waits for a sweep
         logger.error("the key of an abandoned org is not shredded", extra={"org_id": org_id})
 

@@ -108,18 +108,30 @@ def test_a_committed_transaction_whose_answer_is_lost_keeps_the_org_and_its_key(
 
 
 def test_a_transaction_that_never_ran_shreds_the_key(
-    faults_and_post: tuple[Faults, Callable[[], tuple[int, Any]]],
+    faults_and_post: tuple[Faults, Callable[[], tuple[int, Any]]], stack: Stack
 ) -> None:
     faults, post = faults_and_post
 
-    def refuse(**_: Any) -> None:
-        raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+    def refuse_the_org(params: Any, **_: Any) -> None:
+        if b'"ORG"' in params["body"]:  # the keyring and first DEK are written, the org not
+            raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
 
-    faults.on("before-call.dynamodb.TransactWriteItems", refuse)
+    faults.on("before-call.dynamodb.TransactWriteItems", refuse_the_org)
     status, body = post()
     assert status >= 500
     assert "org_id" not in json.dumps(body)
     assert list(_org_keys().values()) == ["PendingDeletion"]
+    # Nothing is left of the org: no keyring or DEK item pointing at the shredded key.
+    table = boto3.client("dynamodb", region_name="us-east-1")
+    (alias,) = _org_keys()
+    org_id = alias.rsplit("/", 1)[-1]
+    key = {":pk": {"S": org_id}}
+    left = table.query(
+        TableName=stack.ref("Table"),
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues=key,
+    )["Items"]
+    assert left == []
 
 
 def test_when_the_table_cannot_say_the_key_is_kept(

@@ -270,6 +270,22 @@ class Keyrings:
                 raise KeyringNotFound("the org has no KMS key") from exc
             raise _unavailable("KMS key shredding", exc) from exc
 
+    def discard_first_keyring(self, org_id: str) -> None:
+        """Delete the keyring and first DEK of an org that never came to be (its key shredded):
+        nothing is left pointing at the key. Idempotent."""
+        org_id = validate_org_id(org_id)
+        self.cache.forget(org_id)
+        try:
+            self._dynamodb.transact_write_items(
+                TransactItems=[
+                    {"Delete": {"TableName": self._table, "Key": _key(org_id, sk)}}
+                    for sk in (_KEYRING_SK, _dek_sk(1))
+                ],
+                ClientRequestToken=secrets.token_hex(16),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable("DynamoDB TransactWriteItems", exc) from exc
+
     # ---- DEKs ---------------------------------------------------------------------------------
 
     def create_keyring(self, org_id: str, *, kms_key_arn: str, now: datetime) -> OrgKeyring:
