@@ -177,8 +177,9 @@ class LocalStack:
         self._control = ControlServer(options.control_port, self)
         self._serve(self._api, "api")
         self._serve(self._control, "control")
-        self._start_pollers(session, aws_url, wiring)
-        self._async_invokers(session, aws_url, wiring)
+        sqs = session.client("sqs", endpoint_url=aws_url, region_name=options.region)
+        self._start_pollers(sqs, wiring)
+        self._async_invokers(sqs, wiring)
         if options.run_schedules and wiring.schedules:
             scheduler = Scheduler(wiring.schedules, self._fire_async, started_at=datetime.now(UTC))
             self._thread(scheduler.run, "scheduler", self._stop, lambda: datetime.now(UTC))
@@ -212,17 +213,14 @@ class LocalStack:
             for name, config in api.authorizers.items()
         }
 
-    def _start_pollers(self, session: boto3.Session, aws_url: str, wiring: Wiring) -> None:
-        sqs = session.client("sqs", endpoint_url=aws_url, region_name=self.options.region)
+    def _start_pollers(self, sqs: Any, wiring: Wiring) -> None:
         for source in wiring.queues:
             if not source.enabled:
                 continue
-            queue_name = source.queue_arn.rsplit(":", 1)[-1]
-            queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
             pool = self._pools[source.function_id]
             poller = SqsEventSource(
                 source,
-                queue_url=queue_url,
+                queue_url=_queue_url(sqs, source.queue_arn),
                 sqs=sqs,
                 invoke=pool.invoke,
                 region=self.options.region,
@@ -367,19 +365,15 @@ class LocalStack:
         """EventBridge invokes asynchronously: Lambda's retries, then the dead-letter queue."""
         self._async[source.function_id].submit(self._schedule_event(source, scheduled_time))
 
-    def _async_invokers(self, session: boto3.Session, aws_url: str, wiring: Wiring) -> None:
-        sqs = session.client("sqs", endpoint_url=aws_url, region_name=self.options.region)
+    def _async_invokers(self, sqs: Any, wiring: Wiring) -> None:
         for function_id in {source.function_id for source in wiring.schedules}:
             function = wiring.functions[function_id]
-            queue_url = None
-            if function.dead_letter_queue_arn is not None:
-                queue_name = function.dead_letter_queue_arn.rsplit(":", 1)[-1]
-                queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+            dead_letters = function.dead_letter_queue_arn
             self._async[function_id] = AsyncInvoker(
                 function_id,
                 self._pools[function_id].invoke,
                 retries=function.async_retries,
-                dead_letter_queue_url=queue_url,
+                dead_letter_queue_url=_queue_url(sqs, dead_letters) if dead_letters else None,
                 sqs=sqs,
                 stop=self._stop,
                 retry_delays=self.options.async_retry_delays,
@@ -401,6 +395,11 @@ class LocalStack:
             "response_types_supported": [],
             "subject_types_supported": ["public"],
         }
+
+
+def _queue_url(sqs: Any, queue_arn: str) -> str:
+    url: str = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
+    return url
 
 
 def _emulator_session(region: str) -> boto3.Session:

@@ -122,11 +122,17 @@ def _org_written(services: Services, org_id: str, *, now: datetime) -> bool | No
 
 
 def _shred_abandoned_key(services: Services, org_id: str) -> None:
+    """Shred the key of an org that never came to be, then drop its keyring items. A failure
+    is logged, not raised: the creation's own error is the answer; the rest waits for a sweep."""
     try:
         services.keyrings.shred_org_key(org_id, pending_window_days=_ABANDONED_KEY_WINDOW_DAYS)
-        services.keyrings.discard_first_keyring(org_id)
-    except CryptoError:  # the creation's own error is the answer; the key waits for a sweep
+    except CryptoError:
         logger.error("the key of an abandoned org is not shredded", extra={"org_id": org_id})
+        return
+    try:
+        services.keyrings.discard_first_keyring(org_id)
+    except CryptoError:
+        logger.error("the keyring of an abandoned org is left", extra={"org_id": org_id})
 
 
 def get_org(services: Services, caller: Caller, org_id: str, *, now: datetime) -> Org:
