@@ -170,7 +170,7 @@ def create_connection(
             [
                 Create(CONNECTION, connection_id, attributes=attributes),
                 Increment(ORG, attribute=COUNTER, ceiling=plan.max_connections),
-                still_allowed(caller, Role.ADMIN),
+                still_allowed(caller.sub, Role.ADMIN),
             ],
             now=now,
         )
@@ -272,7 +272,7 @@ def replace_credentials(
         expect={"version": version},
     )
     try:
-        services.table.transact(org_id, [update, still_allowed(caller, Role.ADMIN)], now=now)
+        services.table.transact(org_id, [update, still_allowed(caller.sub, Role.ADMIN)], now=now)
     except ItemNotFound:  # the connection was deleted, or the caller removed, meanwhile
         raise NotFound() from None
     except ConditionFailed:  # the connection changed, or the caller was demoted, meanwhile
@@ -319,7 +319,7 @@ def delete_connection(
                     CONNECTION, connection_id, expect={"version": current.attributes["version"]}
                 ),
                 Increment(ORG, attribute=COUNTER, by=-1),
-                still_allowed(caller, Role.ADMIN),
+                still_allowed(caller.sub, Role.ADMIN),
             ],
             now=now,
         )

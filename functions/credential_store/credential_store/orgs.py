@@ -247,7 +247,7 @@ def _still_owner(caller: Caller, user_id: str) -> list[Check]:
     themselves). On their own item the change's own expectation already says so."""
     if user_id == caller.sub:
         return []
-    return [roles.still_allowed(caller, Role.OWNER)]
+    return [roles.still_allowed(caller.sub, Role.OWNER)]
 
 
 def _find_member(services: Services, org_id: str, user_id: str, *, now: datetime) -> Item | None:

@@ -8,8 +8,9 @@ secret goes back only in an HttpOnly, Secure, SameSite=Lax cookie.
 
 Finish (public: a browser redirect from the provider, with no bearer token): the state item is
 consumed by one conditional delete that also requires the binding cookie's hash, so a state is
-used at most once and only by the browser of the user who started the flow. Then the code is
-exchanged with the connection's client authentication and the grant is stored sealed. The
+used at most once and only by the browser of the user who started the flow. If that user is
+still an admin or owner of the org, the code is exchanged with the connection's client
+authentication and the grant is stored sealed, in a transaction that checks their role again. The
 browser is sent to the deployment's return URL with a result code and the connection id, never
 a token, code or state.
 
@@ -38,7 +39,7 @@ from strongroom.oauth import (
     ProviderRefused,
     TokenUnavailable,
 )
-from strongroom.roles import Role, require_role
+from strongroom.roles import Role, has_role, require_role, still_allowed
 from strongroom.tenancy import ConditionFailed, ItemNotFound
 
 STATE_KIND: Final = "OAUTH_STATE"
@@ -50,6 +51,10 @@ _BINDING = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
 # Okta, Auth0 and Entra issue a refresh token only when offline_access is asked for.
 _OFFLINE_ACCESS_PROVIDERS: Final = frozenset({"okta", "auth0", "entra"})
+_OUTCOMES: Final[dict[CallbackResult, Outcome]] = {
+    CallbackResult.CONNECTED: "success",
+    CallbackResult.NOT_ALLOWED: "denied",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +208,7 @@ def finish_authorization(
         actor=consumed.started_by,
         action=AuditAction.OAUTH_CONNECT,
         connection_id=consumed.connection_id,
-        outcome="success" if result is CallbackResult.CONNECTED else "failure",
+        outcome=_OUTCOMES.get(result, "failure"),
         request_id=request_id,
         now=now,
         details={} if reason is None else {"reason": reason},
@@ -257,6 +262,16 @@ def _finish(
         return (CallbackResult.ACCESS_DENIED if denied else CallbackResult.PROVIDER_ERROR), reason
     if not code:
         return CallbackResult.INVALID_REQUEST, "missing_code"
+    # The flow acts for the user who started it: removed or demoted since (the state lives for
+    # minutes), they may no longer connect the org's connection to an account of their choice.
+    if not has_role(services.table, consumed.started_by, consumed.org_id, Role.ADMIN, now=now):
+        return CallbackResult.NOT_ALLOWED, "not_allowed"
+    return _exchange(services, consumed, code, now=now, request_id=request_id)
+
+
+def _exchange(
+    services: Services, consumed: _ConsumedState, code: str, *, now: datetime, request_id: str
+) -> tuple[CallbackResult, str | None]:
     try:
         connection = services.tokens.connection(consumed.org_id, consumed.connection_id, now=now)
         verifier = services.keyrings.for_org(consumed.org_id).open_text_field(
@@ -273,6 +288,8 @@ def _finish(
             now=now,
             request_id=request_id,
             actor=consumed.started_by,
+            # The grant is stored only if its user is still allowed when it lands.
+            guard=still_allowed(consumed.started_by, Role.ADMIN),
         )
     except ConnectionUnusable:
         return CallbackResult.CONNECTION_GONE, "connection_gone"

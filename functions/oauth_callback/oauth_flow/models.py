@@ -28,3 +28,5 @@ class CallbackResult(StrEnum):
     CONNECTION_GONE = "connection_gone"
     EXCHANGE_REFUSED = "exchange_refused"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
+    # The user who started the flow is no longer an admin or owner of the org.
+    NOT_ALLOWED = "not_allowed"

@@ -48,8 +48,18 @@ def require_role(
     return role
 
 
-def still_allowed(caller: Caller, needed: Role) -> Check:
-    """A transaction's guard: the caller still holds a role allowing `needed` when the write
+def has_role(table: TenantTable, user_id: str, org_id: str, needed: Role, *, now: datetime) -> bool:
+    """Whether the user is a member of the org with a role allowing `needed` (work done on a
+    user's behalf after their request, such as an OAuth callback, checks this again)."""
+    try:
+        item = table.get(org_id, MEMBER_KIND, user_id, now=now)
+    except ItemNotFound:
+        return False
+    return Role(item.attributes["role"]).allows(needed)
+
+
+def still_allowed(user_id: str, needed: Role) -> Check:
+    """A transaction's guard: the user still holds a role allowing `needed` when the write
     lands (their role was read before it; removed or demoted meanwhile, they cannot act)."""
     allowed = sorted(role.value for role in Role if role.allows(needed))
-    return Check(MEMBER_KIND, caller.sub, one_of={"role": allowed})
+    return Check(MEMBER_KIND, user_id, one_of={"role": allowed})

@@ -256,3 +256,67 @@ def test_a_connection_deleted_during_the_flow_ends_as_gone(world: OAuthWorld) ->
     result = world.result(world.callback(query, cookie))
     assert result == {"result": "connection_gone", "connection_id": connection_id}
     assert world.server.counts()["grant_authorization_code"] == 0
+
+
+def _change_member(world: OAuthWorld, org: str, user: str, role: str | None) -> None:
+    """The owner (alice) demotes `user` to `role`, or removes them (None)."""
+    path = f"/orgs/{org}/members/{user}"
+    reply = world.call(
+        "PUT" if role else "DELETE",
+        path,
+        sub="alice",
+        body={"role": role} if role else None,
+        route="/orgs/{org_id}/members/{user_id}",
+        path_parameters={"org_id": org, "user_id": user},
+    )
+    assert reply.status in {200, 204}, reply.body
+
+
+@pytest.mark.parametrize("new_role", [None, "member"])
+def test_a_flow_started_by_an_admin_removed_or_demoted_since_stores_nothing(
+    world: OAuthWorld, new_role: str | None
+) -> None:
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)  # bob, an admin
+    query = world.browse(url)
+    _change_member(world, org, "bob", new_role)
+
+    result = world.result(world.callback(query, cookie))
+
+    assert result == {"result": "not_allowed", "connection_id": connection_id}
+    assert world.server.counts()["grant_authorization_code"] == 0  # the code is not spent
+    body = world.connection(org, connection_id, sub="alice").body
+    assert body["status"] == "pending_authorization"
+    assert "refresh_token" not in {c["field"] for c in body["credentials"]}
+    assert ("oauth.connect", "denied") in _audit_actions(world, org)
+    # The state is spent: restoring bob does not revive it.
+    _change_member(world, org, "bob", "admin")
+    assert world.result(world.callback(query, cookie)) == {"result": "invalid_state"}
+
+
+def test_an_admin_removed_while_the_code_is_exchanged_gets_no_grant_stored(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    from oauth_flow import flow  # the function's package, on the path once `world` loads it
+
+    checked = flow.has_role
+
+    def removed_right_after_the_check(*args: Any, **kwargs: Any) -> bool:
+        allowed = bool(checked(*args, **kwargs))
+        _change_member(world, org, "bob", None)
+        return allowed
+
+    monkeypatch.setattr(flow, "has_role", removed_right_after_the_check)
+
+    result = world.result(world.callback(query, cookie))
+
+    assert result == {"result": "connection_gone", "connection_id": connection_id}
+    assert world.server.counts()["grant_authorization_code"] == 1
+    body = world.connection(org, connection_id, sub="alice").body
+    assert body["status"] == "pending_authorization"
+    assert "refresh_token" not in {c["field"] for c in body["credentials"]}

@@ -73,11 +73,13 @@ from strongroom.oauth.token_endpoint import (
 from strongroom.outbound import Resolver, system_resolver
 from strongroom.settings import Settings
 from strongroom.tenancy import (
+    Check,
     ConditionFailed,
     ItemExists,
     ItemNotFound,
     TenancyError,
     TenantTable,
+    Update,
 )
 
 if TYPE_CHECKING:
@@ -341,11 +343,15 @@ class TokenService:
         now: datetime,
         request_id: str,
         actor: str,
+        guard: Check | None = None,
     ) -> None:
         """Exchange an authorization code and store the grant on the connection.
 
+        `guard` must still hold when the grant is stored, in the same transaction (the user
+        who started the flow is still allowed to connect it).
         InvalidGrant / ProviderRefused / TokenUnavailable: nothing is stored.
-        ConnectionUnusable: the connection was deleted or changed method meanwhile.
+        ConnectionUnusable: the connection was deleted or changed method meanwhile, or the
+        guard failed; nothing is stored.
         """
         if record.auth_method != "authorization_code":
             raise ConnectionUnusable("not an authorization-code connection")
@@ -370,7 +376,7 @@ class TokenService:
         if token.refresh_token is None:
             # Without a refresh token the connection could not run unattended backups.
             raise ProviderRefused("the provider issued no refresh token", error="no_refresh_token")
-        self._store_token(record, token, now=now, authorized=True)
+        self._store_token(record, token, now=now, authorized=True, guard=guard)
         if record.sealed(REFRESH_TOKEN) is not None:
             # A new authorization replaces the grant: the old one must not stay usable at the
             # provider, where nobody would ever revoke it.
@@ -511,6 +517,7 @@ class TokenService:
         *,
         now: datetime,
         authorized: bool = False,
+        guard: Check | None = None,
     ) -> None:
         changes: dict[str, Any] = {
             sealed_attribute(ACCESS_TOKEN): self._seal(record, token.access_token, ACCESS_TOKEN),
@@ -530,16 +537,25 @@ class TokenService:
                 **record.credentials(),
                 REFRESH_TOKEN: {"fingerprint": _fingerprint(token), "created_at": _iso(now)},
             }
-        expected = record.token_generation or None
+        expect = {
+            TOKEN_GENERATION: record.token_generation or None,
+            "auth_method": record.auth_method,
+        }
         try:
-            self._table.update(
-                record.org_id,
-                CONNECTION_KIND,
-                record.connection_id,
-                changes=changes,
-                expect={TOKEN_GENERATION: expected, "auth_method": record.auth_method},
-                now=now,
-            )
+            if guard is None:
+                self._table.update(
+                    record.org_id,
+                    CONNECTION_KIND,
+                    record.connection_id,
+                    changes=changes,
+                    expect=expect,
+                    now=now,
+                )
+            else:
+                update = Update(
+                    CONNECTION_KIND, record.connection_id, changes=changes, expect=expect
+                )
+                self._table.transact(record.org_id, [update, guard], now=now)
         except ItemNotFound:
             raise ConnectionUnusable("the connection was deleted meanwhile") from None
         except ConditionFailed:
