@@ -41,9 +41,10 @@ from strongroom.errors import Conflict, NotFound
 from strongroom.oauth import CONNECTION_KIND
 from strongroom.plans import Plan, plan_named, use_on_demand_backup
 from strongroom.redaction import get_logger
-from strongroom.roles import Role, require_role
+from strongroom.roles import Role, require_role, still_allowed
 from strongroom.schedules import InvalidScheduleExpression, parse_schedule_expression
 from strongroom.tenancy import (
+    Check,
     ConditionFailed,
     Create,
     ItemExists,
@@ -110,6 +111,7 @@ def start_on_demand(
             requested_by=caller.sub,
             now=now,
             request_id=request_id,
+            guard=still_allowed(caller.sub, Role.ADMIN),
         )
     except Exception:
         _refund_on_demand_use(services, org_id, now=now)  # nothing ran: not a use
@@ -141,8 +143,13 @@ def start_backup(
     requested_by: str,
     now: datetime,
     request_id: str,
+    guard: Check | None = None,
 ) -> Started:
-    """Create the backup's record (running) and queue its job, unless one already runs."""
+    """Create the backup's record (running) and queue its job, unless one already runs.
+
+    `guard` must hold when the record is written (the user who asked is still an admin):
+    NotFound if they were removed meanwhile, Conflict if demoted; nothing is written.
+    """
     connection = _connection(services, org_id, connection_id, now=now)
     backup_id = new_backup_id()
     prefix = backup_prefix(org_id, connection_id, now, backup_id)
@@ -173,9 +180,14 @@ def start_backup(
                     attributes=attributes,
                     index=backup_index(connection_id, now, backup_id),
                 ),
+                *([] if guard is None else [guard]),
             ],
             now=now,
         )
+    except ItemNotFound:  # only the guard's member item can be missing
+        raise NotFound() from None
+    except ConditionFailed:
+        raise Conflict("Your role changed meanwhile; read it again and retry.") from None
     except ItemExists:
         running = running_backup(services, org_id, connection_id, now=now)
         if running is None:

@@ -11,6 +11,7 @@ from backup_jobs import runs
 from botocore.exceptions import ClientError
 
 from strongroom.backups import BackupSchedules, backup_listing
+from tests.support.http import http_event
 from tests.unit.scheduled_backup.conftest import BackupWorld
 
 
@@ -139,3 +140,42 @@ def test_a_job_that_cannot_be_queued_fails_its_backup_at_once_and_is_not_a_use(
         assert status == 202
         world.drain()
         assert world.record(org, body["backup_id"])["status"] == "complete"
+
+
+@pytest.mark.parametrize(("new_role", "expected"), [(None, 404), ("member", 409)])
+def test_an_admin_removed_or_demoted_during_an_on_demand_start_starts_nothing(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch, new_role: str | None, expected: int
+) -> None:
+    org = world.new_org()  # the free plan: 2 on-demand backups a day
+    connection = world.connect(org)
+    checked = runs.running_backup
+
+    def role_changed_after_the_check(*args: Any, **kwargs: Any) -> Any:
+        path = {"org_id": org, "user_id": "bob"}
+        status, _ = world._call(
+            world.credential_store,
+            http_event(
+                "PUT" if new_role else "DELETE",
+                f"/orgs/{org}/members/bob",
+                route="/orgs/{org_id}/members/{user_id}",
+                path_parameters=path,
+                sub="alice",
+                body={"role": new_role} if new_role else None,
+            ),
+        )
+        assert status in {200, 204}
+        return checked(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "running_backup", role_changed_after_the_check)
+        assert world.start(org, connection)[0] == expected
+
+    listed = world.services.table.query_index(
+        org, backup_listing(connection), now=datetime.now(UTC), limit=10
+    )
+    assert listed.items == ()
+    assert world.drain() == 0  # no job queued
+    # The refused start used none of the day's on-demand backups.
+    for _ in range(2):
+        assert world.start(org, connection, sub="alice")[0] == 202
+        world.drain()
