@@ -8,12 +8,17 @@
     page = audit.list_events(org_id, now=now, limit=50, cursor=cursor)   # newest first
     report = audit.verify_chain(org_id, now=now)                         # report.ok / .problems
 
+    # An entry recorded with its change, in the change's own transaction, appended after it:
+    table.transact(org_id, [*change, *audit.prepare(org_id, entry, now=now)], now=now)
+    audit.flush(org_id, now=now)      # a failure leaves the entries to the next flush or sweep
+    audit.sweep(now=now)              # scheduled: orgs whose entries no request appended
+
 Each event is one object `audit/<org_id>/<seq>.json` written only if absent, with COMPLIANCE
 retention until now + `audit_retention_days`; it carries the SHA-256 of the previous event and
 the org's chain head (`AUDIT#HEAD`: seq and hash) moves by conditional update. `details` pass
 through `strongroom.redaction.redact`. S3/DynamoDB failures raise `AuditUnavailable`; tampering
 is reported by the verifier, and an append refuses to extend a chain it finds broken
-(`AuditChainBroken`).
+(`AuditChainBroken`). Recorded entries are appended exactly once (`strongroom.audit.pending`).
 """
 
 from typing import TYPE_CHECKING

@@ -26,6 +26,9 @@ _MAX_KEY_LENGTH = 64
 # JSON consumers (JavaScript among them) hold integers exactly only up to 2**53.
 _MAX_SAFE_INTEGER = 2**53 - 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A pending entry's id: milliseconds since the epoch (13 digits, so ids sort by time) and 64
+# random bits.
+ENTRY_ID_PATTERN: Final = r"^[0-9]{13}-[0-9a-f]{16}$"
 
 
 class AuditAction(enum.StrEnum):
@@ -138,7 +141,11 @@ class AuditEntry(BaseModel):
 
 
 class AuditEvent(AuditEntry):
-    """A stored event: the entry, its org, position and time, and the chain hashes."""
+    """A stored event: the entry, its org, position and time, and the chain hashes.
+
+    `entry_id` names the pending entry an event was recorded as, together with its change
+    (`AuditLog.prepare`); events appended directly have none, and their documents omit it.
+    """
 
     format: Literal[1] = FORMAT
     org_id: Annotated[str, Field(pattern=r"^org_[a-z2-7]{26}$")]
@@ -146,6 +153,7 @@ class AuditEvent(AuditEntry):
     occurred_at: datetime
     prev_hash: _Hash
     hash: _Hash
+    entry_id: Annotated[str, Field(pattern=ENTRY_ID_PATTERN)] | None = None
 
     @field_validator("occurred_at")
     @classmethod
@@ -160,7 +168,7 @@ class AuditEvent(AuditEntry):
 
     def document(self) -> dict[str, Any]:
         """The stored JSON document (what `hash` and the next `prev_hash` are computed over)."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude=None if self.entry_id else {"entry_id"})
 
 
 def seal_event(
@@ -171,6 +179,7 @@ def seal_event(
     prev_hash: str,
     occurred_at: datetime,
     details: dict[str, Any],
+    entry_id: str | None = None,
 ) -> AuditEvent:
     """The event `entry` becomes at position `seq` after `prev_hash`, with its own hash.
 
@@ -184,6 +193,7 @@ def seal_event(
         occurred_at=occurred_at,
         prev_hash=prev_hash,
         hash=GENESIS_HASH,
+        entry_id=entry_id,
     )
     document = AuditEvent.model_validate(fields).document()
     document["hash"] = event_hash(document)

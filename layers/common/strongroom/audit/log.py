@@ -44,18 +44,33 @@ from strongroom.audit.events import (
 from strongroom.audit.exceptions import (
     AuditChainBroken,
     AuditContention,
+    AuditError,
     AuditUnavailable,
     InvalidAuditCursor,
     InvalidAuditEvent,
 )
 from strongroom.audit.objects import EventObjects, event_key, parse_event_document
+from strongroom.audit.pending import (
+    PENDING_KIND,
+    SWEEP_KIND,
+    PendingEntry,
+    SweepReport,
+    new_entry_id,
+    pending_attributes,
+    pending_from_item,
+    sweep_index,
+    sweep_partitions,
+)
 from strongroom.redaction import redact as _redact_with_layer_rules
 from strongroom.settings import Settings
 from strongroom.tenancy import (
     ConditionFailed,
+    Create,
     ItemExists,
     ItemNotFound,
+    PlatformTable,
     StoreUnavailable,
+    TenancyError,
     TenantTable,
     validate_org_id,
 )
@@ -116,6 +131,7 @@ class AuditLog:
         self._objects = EventObjects(s3=s3, bucket=settings.audit_bucket)
         self._retention = timedelta(days=settings.audit_retention_days)
         self._table = TenantTable(dynamodb=dynamodb, table_name=settings.table_name)
+        self._platform = PlatformTable(dynamodb=dynamodb, table_name=settings.table_name)
         self._redact = redact
 
     # ---- append ---------------------------------------------------------------------------
@@ -173,25 +189,245 @@ class AuditLog:
                 extra={"org_id": org_id, "seq": event.seq},
             )
 
-    def _anchor_existing(self, org_id: str, head: ChainHead, now: datetime) -> None:
-        """Another writer holds seq head+1: check that it extends the head, then anchor it."""
+    def _anchor_existing(
+        self, org_id: str, head: ChainHead, now: datetime, body: bytes | None = None
+    ) -> None:
+        """Another writer holds seq head+1 (`body`, if already read): check that it extends the
+        head, then anchor it."""
         seq = head.seq + 1
-        body = self._objects.read(event_key(org_id, seq))
         if body is None:
-            return  # it vanished between our put and this read (a conflict): just retry
-        document = parse_event_document(body)
-        valid = (
-            document is not None
-            and document.get("seq") == seq
-            and document.get("org_id") == org_id
-            and isinstance(document.get("prev_hash"), str)
-            and hmac.compare_digest(document["prev_hash"], head.hash)
-            and isinstance(document.get("hash"), str)
-            and hmac.compare_digest(document["hash"], event_hash(document))
-        )
-        if not valid or document is None:
+            body = self._objects.read(event_key(org_id, seq))
+            if body is None:
+                return  # it vanished between our put and this read (a conflict): just retry
+        document = self._linked_document(org_id, seq, body)
+        prev_hash = document.get("prev_hash")
+        if not isinstance(prev_hash, str) or not hmac.compare_digest(prev_hash, head.hash):
             raise AuditChainBroken(f"audit event {seq} does not extend the chain head")
         self._move_head(org_id, head, ChainHead(seq, document["hash"]), now)
+
+    # ---- entries recorded with their change -----------------------------------------------
+
+    def prepare(self, org_id: str, *entries: AuditEntry, now: datetime) -> list[Create]:
+        """The writes that record `entries` as pending, to put in the change's own transaction.
+
+        The change and its audit entries then commit together; `flush` (the request's own, the
+        org's next one, or the sweep's) appends each entry to the chain exactly once, in the
+        order given here. The org is first marked for the sweep, so entries whose request stops
+        before flushing are still appended. Details are redacted here: the table never holds
+        more than the events will.
+        AuditUnavailable: the mark could not be written (nothing recorded).
+        InvalidAuditEvent: an entry would not make a valid event.
+        """
+        org_id = validate_org_id(org_id)
+        writes = []
+        for position, entry in enumerate(entries):
+            details = self._redact(dict(entry.details))
+            entry_id = new_entry_id(now, position)
+            try:
+                # Refused now, not when appended: an invalid entry would block the org's flush.
+                seal_event(
+                    entry,
+                    org_id=org_id,
+                    seq=1,
+                    prev_hash=GENESIS_HASH,
+                    occurred_at=now,
+                    details=details,
+                    entry_id=entry_id,
+                )
+            except ValidationError as exc:
+                raise _invalid(exc) from None
+            attributes = pending_attributes(entry, details=details, occurred_at=now)
+            writes.append(Create(PENDING_KIND, entry_id, attributes=attributes))
+        self._mark_for_sweep(org_id, now)
+        return writes
+
+    def flush(self, org_id: str, *, now: datetime, limit: int = 100) -> int:
+        """Append the org's pending entries (up to `limit`), oldest first; how many this call
+        appended (entries another flush appended meanwhile are not counted).
+
+        AuditUnavailable / AuditChainBroken / AuditContention: as `append`; entries not yet
+        appended stay pending.
+        """
+        org_id = validate_org_id(org_id)
+        try:
+            page = self._table.query(org_id, PENDING_KIND, now=now, limit=limit)
+        except StoreUnavailable as exc:
+            raise AuditUnavailable(f"listing pending audit entries failed ({exc})") from exc
+        appended = 0
+        for item in page.items:
+            pending = pending_from_item(item)
+            if pending is None:
+                raise AuditChainBroken("a pending audit entry is malformed")
+            appended += self._append_pending(org_id, pending, now)
+        return appended
+
+    def sweep(self, *, now: datetime, max_orgs: int = 100) -> SweepReport:
+        """Flush the orgs marked for the sweep whose grace has passed (up to `max_orgs`), and
+        drop the mark of each org left with nothing pending.
+
+        Failures are counted, not raised: one org's outage or broken chain does not stop the
+        others, and its mark stays for the next sweep.
+        """
+        orgs = appended = failed = 0
+        for partition, sort_at_most in sweep_partitions(now):
+            if orgs >= max_orgs:
+                break
+            try:
+                marks, _ = self._platform.query_index(
+                    partition, now=now, sort_at_most=sort_at_most, limit=max_orgs - orgs
+                )
+            except TenancyError:
+                failed += 1
+                continue
+            for mark in marks:
+                orgs += 1
+                try:
+                    appended += self._sweep_org(mark.attributes, now)
+                except (AuditError, TenancyError) as exc:
+                    failed += 1
+                    _LOGGER.warning(
+                        "pending audit entries not appended; the next sweep retries",
+                        extra={"org_id": mark.item_id, "error": type(exc).__name__},
+                    )
+        return SweepReport(orgs=orgs, appended=appended, failed=failed)
+
+    def _sweep_org(self, mark: Any, now: datetime) -> int:
+        org_id = validate_org_id(mark.get("org_id"))
+        appended = self.flush(org_id, now=now)
+        try:
+            if self._table.query(org_id, PENDING_KIND, now=now, limit=1).items:
+                return appended  # more than one page, or recorded since: the mark stays
+            # Only the mark as read: a request that marked the org again since keeps its mark.
+            expect = {"token": mark.get("token")}
+            self._platform.delete(SWEEP_KIND, org_id, now=now, expect=expect)
+        except (ConditionFailed, ItemNotFound):
+            pass
+        except TenancyError as exc:
+            raise AuditUnavailable(f"clearing the sweep mark failed ({exc})") from exc
+        return appended
+
+    def _mark_for_sweep(self, org_id: str, now: datetime) -> None:
+        try:
+            self._platform.put(
+                SWEEP_KIND,
+                org_id,
+                attributes={"org_id": org_id, "token": secrets.token_hex(16)},
+                index=sweep_index(org_id, now),
+                now=now,
+            )
+        except TenancyError as exc:
+            raise AuditUnavailable(f"marking the org for the audit sweep failed ({exc})") from exc
+
+    def _append_pending(self, org_id: str, pending: PendingEntry, now: datetime) -> int:
+        """Append one pending entry unless it is already in the chain; 1 if this call did.
+
+        Exactly once, with no lock: before writing event n+1 the entry is claimed for seq n+1
+        (a conditional update), and whoever finds a claim reads the event at the claimed seq.
+        If that event carries the entry's id, the entry is in the chain and its item is deleted;
+        if the seq is still free, the claim stands (a claim is always the head's next seq, so
+        two flushes of one entry can only race for the same seq, which S3's conditional create
+        gives to one of them); if another event took it, the entry is claimed again further on.
+        """
+        for attempt in range(_MAX_ATTEMPTS):
+            current = self._read_pending(org_id, pending.entry_id, now)
+            if current is None:
+                return 0  # appended (and deleted) by another flush
+            head = self._read_head(org_id, now)
+            claim = current.claim_seq
+            holder = None if claim is None else self._objects.read(event_key(org_id, claim))
+            if claim is not None and holder is not None:
+                ours = self._linked_document(org_id, claim, holder).get("entry_id") == (
+                    pending.entry_id
+                )
+                if claim == head.seq + 1:
+                    self._anchor_existing(org_id, head, now, holder)
+                if ours:
+                    self._discard_pending(org_id, pending.entry_id, claim, now)
+                    return 0
+                if claim == head.seq + 1:
+                    continue  # another event took the claimed seq: read the moved head
+            target = head.seq + 1
+            if claim != target and not self._claim(org_id, pending.entry_id, claim, target, now):
+                continue
+            try:
+                event = seal_event(
+                    pending.entry,
+                    org_id=org_id,
+                    seq=target,
+                    prev_hash=head.hash,
+                    occurred_at=pending.occurred_at,
+                    details=dict(pending.entry.details),
+                    entry_id=pending.entry_id,
+                )
+            except ValidationError as exc:
+                raise _invalid(exc) from None
+            body = canonical_json(event.document())
+            if self._objects.create(
+                event_key(org_id, target), body, retain_until=now + self._retention
+            ):
+                self._anchor_written(org_id, head, event, now)
+                self._discard_pending(org_id, pending.entry_id, target, now)
+                return 1
+            _back_off(attempt)
+        raise AuditContention("concurrent appends to this org kept winning")
+
+    def _read_pending(self, org_id: str, entry_id: str, now: datetime) -> PendingEntry | None:
+        try:
+            item = self._table.get(org_id, PENDING_KIND, entry_id, now=now)
+        except ItemNotFound:
+            return None
+        except StoreUnavailable as exc:
+            raise AuditUnavailable(f"reading a pending audit entry failed ({exc})") from exc
+        pending = pending_from_item(item)
+        if pending is None:
+            raise AuditChainBroken("a pending audit entry is malformed")
+        return pending
+
+    def _claim(
+        self, org_id: str, entry_id: str, claim: int | None, target: int, now: datetime
+    ) -> bool:
+        """Move the entry's claim from `claim` to `target`; False if it changed meanwhile."""
+        try:
+            self._table.update(
+                org_id,
+                PENDING_KIND,
+                entry_id,
+                changes={"claim_seq": target},
+                expect={"claim_seq": claim},
+                now=now,
+            )
+        except (ConditionFailed, ItemNotFound):
+            return False
+        except StoreUnavailable as exc:
+            raise AuditUnavailable(f"claiming a pending audit entry failed ({exc})") from exc
+        return True
+
+    def _discard_pending(self, org_id: str, entry_id: str, seq: int, now: datetime) -> None:
+        # The entry is in the chain at `seq`; if this delete fails, the next flush finds the
+        # event at the claimed seq and deletes it then.
+        try:
+            self._table.delete(org_id, PENDING_KIND, entry_id, expect={"claim_seq": seq}, now=now)
+        except (ConditionFailed, ItemNotFound):
+            pass
+        except StoreUnavailable:
+            _LOGGER.warning(
+                "audit event appended but its pending entry was not deleted; the next flush does",
+                extra={"org_id": org_id, "seq": seq},
+            )
+
+    def _linked_document(self, org_id: str, seq: int, body: bytes) -> dict[str, Any]:
+        """The stored event at `seq` as a document, if it is a well-formed event of the org at
+        that seq with its own hash; AuditChainBroken otherwise (tampering: build on nothing)."""
+        document = parse_event_document(body)
+        if (
+            document is None
+            or document.get("seq") != seq
+            or document.get("org_id") != org_id
+            or not isinstance(document.get("hash"), str)
+            or not hmac.compare_digest(document["hash"], event_hash(document))
+        ):
+            raise AuditChainBroken(f"audit event {seq} is not a valid event of the org")
+        return document
 
     # ---- head -----------------------------------------------------------------------------
 

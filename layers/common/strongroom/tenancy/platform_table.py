@@ -121,9 +121,20 @@ class PlatformTable:
         raw = self._store.write(write, now_epoch=epoch_seconds(now), return_values="ALL_OLD")
         return item_from_raw(raw or {}, sort_key=write.key[0])
 
-    def delete(self, kind: str, item_id: str, *, now: datetime) -> None:
-        """Delete the item if it is there."""
-        write = self._delete(kind, item_id, now=now, must_exist=False)
+    def delete(
+        self,
+        kind: str,
+        item_id: str,
+        *,
+        now: datetime,
+        expect: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Delete the item if it is there; with `expect`, only a live item holding those values
+        (ItemNotFound or ConditionFailed otherwise)."""
+        pk, sk = platform_key(kind, item_id)
+        write = prepare_delete(
+            self._store.table, {"pk": pk, "sk": sk}, expect=expect, now_epoch=epoch_seconds(now)
+        )
         self._store.write(write, now_epoch=epoch_seconds(now))
 
     def _put(
