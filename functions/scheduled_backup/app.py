@@ -70,9 +70,9 @@ def _now() -> datetime:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The HTTP route, or the dispatcher's schedule."""
     if event.get("source") in _SCHEDULE_SOURCES:
-        report = runs.dispatch_due(services(), now=_now(), request_id=context.aws_request_id)
-        logger.info("dispatch done", extra={"report": vars(report)})
-        return vars(report)
+        report = runs.on_schedule(services(), now=_now(), request_id=context.aws_request_id)
+        logger.info("dispatch done", extra={"report": report})
+        return report
     return handle_request(app, event, context)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
+from credential_store import audit_trail
 from credential_store.models import (
     REDACTED,
     ApiTokenAuth,
@@ -45,7 +46,7 @@ from credential_store.models import (
 from credential_store.orgs import ORG, require_role
 from credential_store.services import Services
 from strongroom.api import Caller
-from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.audit import AuditAction, AuditEntry
 from strongroom.errors import Conflict, InvalidField, NotFound, RateLimited
 from strongroom.oauth import CONNECTION_KIND, SEALED_KIND, read_connection, sealed_attribute
 from strongroom.oauth.connection import (
@@ -163,6 +164,26 @@ def create_connection(
     }
     # The schedule entry first: a connection must never exist without one (an entry without
     # its connection is harmless, and dropped by the dispatcher when it comes due).
+    target = ("connection", connection_id)
+    audit_writes = audit_trail.recorded(
+        services,
+        org_id,
+        audit_trail.entry(
+            caller,
+            AuditAction.CONNECTION_CREATE,
+            target,
+            request_id=request_id,
+            details={"provider": body.provider.value, "method": body.auth.method.value},
+        ),
+        audit_trail.entry(
+            caller,
+            AuditAction.CREDENTIAL_WRITE,
+            target,
+            request_id=request_id,
+            details={"method": body.auth.method.value, "fields": sorted(credentials)},
+        ),
+        now=now,
+    )
     services.schedules.register(org_id, connection_id, attributes["schedule"], anchor=now, now=now)
     try:
         services.table.transact(
@@ -171,6 +192,7 @@ def create_connection(
                 Create(CONNECTION, connection_id, attributes=attributes),
                 Increment(ORG, attribute=COUNTER, ceiling=plan.max_connections),
                 still_allowed(caller.sub, Role.ADMIN),
+                *audit_writes,
             ],
             now=now,
         )
@@ -184,27 +206,7 @@ def create_connection(
         if isinstance(exc, ItemNotFound):
             raise NotFound() from None  # no longer a member: as for any non-member
         raise Conflict("Your role changed meanwhile; read it again and retry.") from None
-    details = {"provider": body.provider.value, "method": body.auth.method.value}
-    _audit(
-        services,
-        caller,
-        org_id,
-        AuditAction.CONNECTION_CREATE,
-        connection_id,
-        now=now,
-        request_id=request_id,
-        details=details,
-    )
-    _audit(
-        services,
-        caller,
-        org_id,
-        AuditAction.CREDENTIAL_WRITE,
-        connection_id,
-        now=now,
-        request_id=request_id,
-        details={"method": body.auth.method.value, "fields": sorted(credentials)},
-    )
+    audit_trail.publish(services, org_id, now=now)
     return ConnectionCreated(connection_id=connection_id)
 
 
@@ -271,8 +273,18 @@ def replace_credentials(
         remove=sorted(remove),
         expect={"version": version},
     )
+    audit = audit_trail.entry(
+        caller,
+        AuditAction.CREDENTIAL_ROTATE,
+        ("connection", connection_id),
+        request_id=request_id,
+        details={"method": body.auth.method.value, "fields": sorted(credentials)},
+    )
+    audit_writes = audit_trail.recorded(services, org_id, audit, now=now)
     try:
-        services.table.transact(org_id, [update, still_allowed(caller.sub, Role.ADMIN)], now=now)
+        services.table.transact(
+            org_id, [update, still_allowed(caller.sub, Role.ADMIN), *audit_writes], now=now
+        )
     except ItemNotFound:  # the connection was deleted, or the caller removed, meanwhile
         raise NotFound() from None
     except ConditionFailed:  # the connection changed, or the caller was demoted, meanwhile
@@ -284,16 +296,7 @@ def replace_credentials(
         {name: value for name, value in attributes.items() if name not in remove},
         current.expires_at,
     )
-    _audit(
-        services,
-        caller,
-        org_id,
-        AuditAction.CREDENTIAL_ROTATE,
-        connection_id,
-        now=now,
-        request_id=request_id,
-        details={"method": body.auth.method.value, "fields": sorted(credentials)},
-    )
+    audit_trail.publish(services, org_id, now=now)
     return _connection(org_id, updated)
 
 
@@ -311,6 +314,21 @@ def delete_connection(
     grant as live as the connection that still holds it."""
     require_role(services, caller, org_id, Role.ADMIN, now=now)
     current = _find(services, org_id, connection_id, now=now)
+    target = ("connection", connection_id)
+    fields = sorted(current.attributes.get("credentials", {}))
+    audit_writes = audit_trail.recorded(
+        services,
+        org_id,
+        audit_trail.entry(
+            caller,
+            AuditAction.CREDENTIAL_DELETE,
+            target,
+            request_id=request_id,
+            details={"fields": fields},
+        ),
+        audit_trail.entry(caller, AuditAction.CONNECTION_DELETE, target, request_id=request_id),
+        now=now,
+    )
     try:
         services.table.transact(
             org_id,
@@ -320,6 +338,7 @@ def delete_connection(
                 ),
                 Increment(ORG, attribute=COUNTER, by=-1),
                 still_allowed(caller.sub, Role.ADMIN),
+                *audit_writes,
             ],
             now=now,
         )
@@ -330,41 +349,18 @@ def delete_connection(
     services.schedules.remove(org_id, connection_id, now=now)
     revocation = revoke_at_provider(services, org_id, current, now=now)
     if revocation != "not_applicable":
-        services.audit.append(
-            org_id,
-            AuditEntry(
-                actor=caller.sub,
-                action=AuditAction.CREDENTIAL_REVOKE.value,
-                request_id=request_id,
-                outcome="success" if revocation == "revoked" else "failure",
-                target_kind="connection",
-                target_id=connection_id,
-                details={"revocation": revocation},
-            ),
-            now=now,
+        # Known only after the delete committed: recorded on its own.
+        revoked = AuditEntry(
+            actor=caller.sub,
+            action=AuditAction.CREDENTIAL_REVOKE.value,
+            request_id=request_id,
+            outcome="success" if revocation == "revoked" else "failure",
+            target_kind="connection",
+            target_id=connection_id,
+            details={"revocation": revocation},
         )
-    fields = sorted(current.attributes.get("credentials", {}))
-    details = {"fields": fields, "revocation": revocation}
-    _audit(
-        services,
-        caller,
-        org_id,
-        AuditAction.CREDENTIAL_DELETE,
-        connection_id,
-        now=now,
-        request_id=request_id,
-        details=details,
-    )
-    _audit(
-        services,
-        caller,
-        org_id,
-        AuditAction.CONNECTION_DELETE,
-        connection_id,
-        now=now,
-        request_id=request_id,
-        details={},
-    )
+        audit_trail.record_alone(services, org_id, revoked, now=now)
+    audit_trail.publish(services, org_id, now=now)
 
 
 def revoke_at_provider(services: Services, org_id: str, connection: Item, *, now: datetime) -> str:
@@ -663,29 +659,3 @@ def _connection(org_id: str, item: Item) -> Connection:
 
 def _iso(now: datetime) -> str:
     return now.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _audit(
-    services: Services,
-    caller: Caller,
-    org_id: str,
-    action: AuditAction,
-    connection_id: str,
-    *,
-    now: datetime,
-    request_id: str,
-    details: dict[str, Any],
-) -> None:
-    services.audit.append(
-        org_id,
-        AuditEntry(
-            actor=caller.sub,
-            action=action.value,
-            request_id=request_id,
-            outcome="success",
-            target_kind="connection",
-            target_id=connection_id,
-            details=details,
-        ),
-        now=now,
-    )

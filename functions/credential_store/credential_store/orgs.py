@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from credential_store import audit_trail
 from credential_store.models import CreateOrg, Member, Members, Org, OrgCreated
 from credential_store.services import Services
 from strongroom import roles
 from strongroom.api import Caller
-from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.audit.events import AuditAction
 from strongroom.crypto.exceptions import CryptoError
 from strongroom.errors import Conflict, NotFound
 from strongroom.redaction import get_logger
@@ -66,6 +67,9 @@ def create_org(
     try:
         services.keyrings.create_keyring(org_id, kms_key_arn=kms_key_arn, now=now)
         created_at = _iso(now)
+        audit = audit_trail.entry(
+            caller, AuditAction.ORG_CREATE, ("org", org_id), request_id=request_id
+        )
         services.table.transact(
             org_id,
             [
@@ -88,6 +92,7 @@ def create_org(
                         "added_by": caller.sub,
                     },
                 ),
+                *audit_trail.recorded(services, org_id, audit, now=now),
             ],
             now=now,
         )
@@ -98,15 +103,7 @@ def create_org(
                 _shred_abandoned_key(services, org_id)
             raise
         logger.warning("org created though its transaction failed", extra={"org_id": org_id})
-    _audit(
-        services,
-        caller,
-        org_id,
-        AuditAction.ORG_CREATE,
-        ("org", org_id),
-        now=now,
-        request_id=request_id,
-    )
+    audit_trail.publish(services, org_id, now=now)
     return OrgCreated(org_id=org_id)
 
 
@@ -196,25 +193,26 @@ def set_member_role(
         elif role is Role.OWNER:
             operations.append(_owner_count_change(services, org_id, +1, now=now))
         action = AuditAction.MEMBER_CHANGE_ROLE
-    _write(services, org_id, [*operations, *_still_owner(caller, user_id)], now=now)
-    member = Member(
+    audit = audit_trail.entry(
+        caller, action, ("member", user_id), request_id=request_id, details={"role": role.value}
+    )
+    _write(
+        services,
+        org_id,
+        [
+            *operations,
+            *_still_owner(caller, user_id),
+            *audit_trail.recorded(services, org_id, audit, now=now),
+        ],
+        now=now,
+    )
+    audit_trail.publish(services, org_id, now=now)
+    return Member(
         user_id=user_id,
         role=role,
         added_at=current.attributes["added_at"] if current else stamp["added_at"],
         added_by=current.attributes["added_by"] if current else stamp["added_by"],
     )
-    details = {"role": role.value}
-    _audit(
-        services,
-        caller,
-        org_id,
-        action,
-        ("member", user_id),
-        now=now,
-        request_id=request_id,
-        details=details,
-    )
-    return member
 
 
 def remove_member(
@@ -229,16 +227,20 @@ def remove_member(
     operations: list[Any] = [Delete(MEMBER, user_id, expect={"role": old_role.value})]
     if old_role is Role.OWNER:
         operations.append(_owner_count_change(services, org_id, -1, now=now))
-    _write(services, org_id, [*operations, *_still_owner(caller, user_id)], now=now)
-    _audit(
-        services,
-        caller,
-        org_id,
-        AuditAction.MEMBER_REMOVE,
-        ("member", user_id),
-        now=now,
-        request_id=request_id,
+    audit = audit_trail.entry(
+        caller, AuditAction.MEMBER_REMOVE, ("member", user_id), request_id=request_id
     )
+    _write(
+        services,
+        org_id,
+        [
+            *operations,
+            *_still_owner(caller, user_id),
+            *audit_trail.recorded(services, org_id, audit, now=now),
+        ],
+        now=now,
+    )
+    audit_trail.publish(services, org_id, now=now)
 
 
 def _still_owner(caller: Caller, user_id: str) -> list[Check]:
@@ -283,31 +285,4 @@ def _member(item: Item) -> Member:
         role=Role(attributes["role"]),
         added_at=attributes["added_at"],
         added_by=attributes["added_by"],
-    )
-
-
-def _audit(
-    services: Services,
-    caller: Caller,
-    org_id: str,
-    action: AuditAction,
-    target: tuple[str, str],
-    *,
-    now: datetime,
-    request_id: str,
-    details: dict[str, Any] | None = None,
-) -> None:
-    target_kind, target_id = target
-    services.audit.append(
-        org_id,
-        AuditEntry(
-            actor=caller.sub,
-            action=action.value,
-            request_id=request_id,
-            outcome="success",
-            target_kind=target_kind,
-            target_id=target_id,
-            details=details or {},
-        ),
-        now=now,
     )

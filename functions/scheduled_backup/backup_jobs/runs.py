@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -305,6 +305,14 @@ class DispatchReport:
     dropped: int = 0
     lost_race: int = 0
     failed: int = 0
+
+
+def on_schedule(services: Services, *, now: datetime, request_id: str) -> dict[str, Any]:
+    """The dispatcher's tick: the backups that are due, then the audit sweep (entries recorded
+    with their change whose request did not get to append them)."""
+    report = dispatch_due(services, now=now, request_id=request_id)
+    swept = services.audit.sweep(now=now)
+    return {**vars(report), "audit_sweep": asdict(swept)}
 
 
 def dispatch_due(services: Services, *, now: datetime, request_id: str) -> DispatchReport:

@@ -1,0 +1,73 @@
+"""The audit entries of credential_store's changes: recorded in the change's own transaction,
+appended to the org's chain after it commits.
+
+A change therefore never stands without its audit entry, and an audit outage after the commit
+does not turn a change that happened into an error (for `POST /orgs`, an error would make the
+client create a second org): the entries wait, and the org's next flush or the sweep appends
+them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from credential_store.services import Services
+from strongroom.api import Caller
+from strongroom.audit import AuditAction, AuditChainBroken, AuditEntry, AuditError
+from strongroom.redaction import get_logger
+from strongroom.tenancy import Create, TenancyError
+
+logger = get_logger(service="credential_store")
+
+
+def entry(
+    caller: Caller,
+    action: AuditAction,
+    target: tuple[str, str],
+    *,
+    request_id: str,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """A successful action of the caller on `target` (kind, id)."""
+    target_kind, target_id = target
+    return AuditEntry(
+        actor=caller.sub,
+        action=action.value,
+        request_id=request_id,
+        outcome="success",
+        target_kind=target_kind,
+        target_id=target_id,
+        details=details or {},
+    )
+
+
+def recorded(services: Services, org_id: str, *entries: AuditEntry, now: datetime) -> list[Create]:
+    """The writes that record `entries` with the change whose transaction they join."""
+    return services.audit.prepare(org_id, *entries, now=now)
+
+
+def publish(services: Services, org_id: str, *, now: datetime) -> None:
+    """Append what the committed change recorded; a failure leaves it for the sweep."""
+    try:
+        services.audit.flush(org_id, now=now)
+    except AuditError as exc:
+        # A broken chain is tampering, for people to look at; an outage mends itself.
+        log = logger.error if isinstance(exc, AuditChainBroken) else logger.warning
+        log(
+            "audit entries recorded but not yet appended; the sweep appends them",
+            extra={"org_id": org_id, "error_type": type(exc).__name__},
+        )
+
+
+def record_alone(services: Services, org_id: str, entry: AuditEntry, *, now: datetime) -> None:
+    """Record an entry that has no change to join (an outcome learnt after the commit, such as a
+    revocation at the provider). A failure is logged, not raised: the change stands, with its
+    own entries."""
+    try:
+        services.table.transact(org_id, recorded(services, org_id, entry, now=now), now=now)
+    except (AuditError, TenancyError) as exc:
+        logger.error(
+            "an audit entry could not be recorded",
+            extra={"org_id": org_id, "action": entry.action, "error_type": type(exc).__name__},
+        )
