@@ -328,8 +328,10 @@ class AuditLog:
         two flushes of one entry can only race for the same seq, which S3's conditional create
         gives to one of them); if another event took it, the entry is claimed again further on.
         """
+        current: PendingEntry | None = pending  # as just listed (a consistent read)
         for attempt in range(_MAX_ATTEMPTS):
-            current = self._read_pending(org_id, pending.entry_id, now)
+            if attempt:
+                current = self._read_pending(org_id, pending.entry_id, now)
             if current is None:
                 return 0  # appended (and deleted) by another flush
             head = self._read_head(org_id, now)
