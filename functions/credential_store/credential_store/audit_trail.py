@@ -14,7 +14,7 @@ from typing import Any
 
 from credential_store.services import Services
 from strongroom.api import Caller
-from strongroom.audit import AuditAction, AuditChainBroken, AuditEntry, AuditError
+from strongroom.audit import AuditAction, AuditEntry, AuditError
 from strongroom.redaction import get_logger
 from strongroom.tenancy import Create, TenancyError
 
@@ -47,23 +47,10 @@ def recorded(services: Services, org_id: str, *entries: AuditEntry, now: datetim
     return services.audit.prepare(org_id, *entries, now=now)
 
 
-def publish(services: Services, org_id: str, *, now: datetime) -> None:
-    """Append what the committed change recorded; a failure leaves it for the sweep."""
-    try:
-        services.audit.flush(org_id, now=now)
-    except AuditError as exc:
-        # A broken chain is tampering, for people to look at; an outage mends itself.
-        log = logger.error if isinstance(exc, AuditChainBroken) else logger.warning
-        log(
-            "audit entries recorded but not yet appended; the sweep appends them",
-            extra={"org_id": org_id, "error_type": type(exc).__name__},
-        )
-
-
 def record_alone(services: Services, org_id: str, entry: AuditEntry, *, now: datetime) -> None:
     """Record an entry that has no change to join (an outcome learnt after the commit, such as a
-    revocation at the provider). A failure is logged, not raised: the change stands, with its
-    own entries."""
+    revocation at the provider); `flush_after_commit` appends it. A failure is logged, not
+    raised: the change stands, with its own entries."""
     try:
         services.table.transact(org_id, recorded(services, org_id, entry, now=now), now=now)
     except (AuditError, TenancyError) as exc:

@@ -206,7 +206,7 @@ def create_connection(
         if isinstance(exc, ItemNotFound):
             raise NotFound() from None  # no longer a member: as for any non-member
         raise Conflict("Your role changed meanwhile; read it again and retry.") from None
-    audit_trail.publish(services, org_id, now=now)
+    services.audit.flush_after_commit(org_id, now=now)
     return ConnectionCreated(connection_id=connection_id)
 
 
@@ -296,7 +296,7 @@ def replace_credentials(
         {name: value for name, value in attributes.items() if name not in remove},
         current.expires_at,
     )
-    audit_trail.publish(services, org_id, now=now)
+    services.audit.flush_after_commit(org_id, now=now)
     return _connection(org_id, updated)
 
 
@@ -360,7 +360,7 @@ def delete_connection(
             details={"revocation": revocation},
         )
         audit_trail.record_alone(services, org_id, revoked, now=now)
-    audit_trail.publish(services, org_id, now=now)
+    services.audit.flush_after_commit(org_id, now=now)
 
 
 def revoke_at_provider(services: Services, org_id: str, connection: Item, *, now: datetime) -> str:

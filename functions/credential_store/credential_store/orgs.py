@@ -103,7 +103,7 @@ def create_org(
                 _shred_abandoned_key(services, org_id)
             raise
         logger.warning("org created though its transaction failed", extra={"org_id": org_id})
-    audit_trail.publish(services, org_id, now=now)
+    services.audit.flush_after_commit(org_id, now=now)
     return OrgCreated(org_id=org_id)
 
 
@@ -206,7 +206,7 @@ def set_member_role(
         ],
         now=now,
     )
-    audit_trail.publish(services, org_id, now=now)
+    services.audit.flush_after_commit(org_id, now=now)
     return Member(
         user_id=user_id,
         role=role,
@@ -240,7 +240,7 @@ def remove_member(
         ],
         now=now,
     )
-    audit_trail.publish(services, org_id, now=now)
+    services.audit.flush_after_commit(org_id, now=now)
 
 
 def _still_owner(caller: Caller, user_id: str) -> list[Check]:

@@ -24,6 +24,7 @@ from backup_jobs import exceptions as errors
 from backup_jobs.models import BackupJob
 from backup_jobs.services import Services
 from strongroom.api import Caller
+from strongroom.audit import AuditError
 from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.audit.events import Outcome as AuditOutcome
 from strongroom.backups import (
@@ -169,6 +170,17 @@ def start_backup(
         "seq": 0,
         "continuation": 0,  # the job message that carries it on (BackupJob.continuation)
     }
+    # Recorded with the backup's record: a start whose audit cannot be recorded is not made
+    # (it would otherwise hold the connection "running" with no job), and one made is audited.
+    started_entry = backup_entry(
+        connection_id,
+        actor=requested_by,
+        action=AuditAction.BACKUP_START,
+        outcome="success",
+        details={"backup_id": backup_id, "trigger": trigger},
+        request_id=request_id,
+    )
+    audit_writes = services.audit.prepare(org_id, started_entry, now=now)
     try:
         services.table.transact(
             org_id,
@@ -181,6 +193,7 @@ def start_backup(
                     index=backup_index(connection_id, now, backup_id),
                 ),
                 *([] if guard is None else [guard]),
+                *audit_writes,
             ],
             now=now,
         )
@@ -193,17 +206,7 @@ def start_backup(
         if running is None:
             raise Conflict("A backup of this connection just ended; try again.") from None
         return Started(running, new=False)
-    audit_backup(
-        services,
-        org_id,
-        connection_id,
-        actor=requested_by,
-        action=AuditAction.BACKUP_START,
-        outcome="success",
-        details={"backup_id": backup_id, "trigger": trigger},
-        now=now,
-        request_id=request_id,
-    )
+    services.audit.flush_after_commit(org_id, now=now)
     try:
         enqueue(
             services, BackupJob(org_id=org_id, connection_id=connection_id, backup_id=backup_id)
@@ -244,6 +247,10 @@ def _not_queued(
         services.table.delete(
             org_id, RUN_KIND, connection_id, expect={"backup_id": backup_id}, now=now
         )
+    except (TenancyError, ClientError, BotoCoreError):
+        logger.warning("unqueued backup left running", extra={"backup_id": backup_id})
+        return
+    try:
         audit_backup(
             services,
             org_id,
@@ -255,8 +262,33 @@ def _not_queued(
             now=now,
             request_id=request_id,
         )
-    except (TenancyError, ClientError, BotoCoreError):
-        logger.warning("unqueued backup left running", extra={"backup_id": backup_id})
+    except AuditError as exc:
+        # The queue's own error is the answer; this one is only logged.
+        logger.error(
+            "unqueued backup failed but not audited",
+            extra={"backup_id": backup_id, "error_type": type(exc).__name__},
+        )
+
+
+def backup_entry(
+    connection_id: str,
+    *,
+    actor: str,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    details: dict[str, Any],
+    request_id: str,
+) -> AuditEntry:
+    """A backup's audit entry (start, completion, failure)."""
+    return AuditEntry(
+        actor=actor,
+        action=action.value,
+        request_id=request_id,
+        outcome=outcome,
+        target_kind="connection",
+        target_id=connection_id,
+        details=details,
+    )
 
 
 def audit_backup(
@@ -271,20 +303,16 @@ def audit_backup(
     now: datetime,
     request_id: str,
 ) -> None:
-    """Append a backup's event (start, completion, failure) to the org's audit chain."""
-    services.audit.append(
-        org_id,
-        AuditEntry(
-            actor=actor,
-            action=action.value,
-            request_id=request_id,
-            outcome=outcome,
-            target_kind="connection",
-            target_id=connection_id,
-            details=details,
-        ),
-        now=now,
+    """Append a backup's event (completion, failure) to the org's audit chain."""
+    entry = backup_entry(
+        connection_id,
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        details=details,
+        request_id=request_id,
     )
+    services.audit.append(org_id, entry, now=now)
 
 
 def enqueue(services: Services, job: BackupJob) -> None:

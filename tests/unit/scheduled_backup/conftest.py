@@ -167,9 +167,9 @@ class BackupWorld:
             ),
         )
 
-    def dispatch(self) -> dict[str, int]:
+    def dispatch(self) -> dict[str, Any]:
         event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
-        result: dict[str, int] = self.backups.lambda_handler(event, Context())
+        result: dict[str, Any] = self.backups.lambda_handler(event, Context())
         return result
 
     @property

@@ -261,6 +261,20 @@ class AuditLog:
             appended += self._append_pending(org_id, pending, now)
         return appended
 
+    def flush_after_commit(self, org_id: str, *, now: datetime) -> None:
+        """`flush` for a request whose change has committed with its entries: a failure is
+        logged, not raised (the change is done and its entries are safe; the org's next flush
+        or the sweep appends them)."""
+        try:
+            self.flush(org_id, now=now)
+        except AuditError as exc:
+            # A broken chain is tampering, for people to look at; an outage mends itself.
+            log = _LOGGER.error if isinstance(exc, AuditChainBroken) else _LOGGER.warning
+            log(
+                "audit entries recorded but not yet appended; the sweep appends them",
+                extra={"org_id": org_id, "error_type": type(exc).__name__},
+            )
+
     def sweep(self, *, now: datetime, max_orgs: int = 100) -> SweepReport:
         """Flush the orgs marked for the sweep whose grace has passed (up to `max_orgs`), and
         drop the mark of each org left with nothing pending.
