@@ -51,10 +51,6 @@ _BINDING = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
 # Okta, Auth0 and Entra issue a refresh token only when offline_access is asked for.
 _OFFLINE_ACCESS_PROVIDERS: Final = frozenset({"okta", "auth0", "entra"})
-_OUTCOMES: Final[dict[CallbackResult, Outcome]] = {
-    CallbackResult.CONNECTED: "success",
-    CallbackResult.NOT_ALLOWED: "denied",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +135,15 @@ def start_authorization(
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
-    _audit(
-        services,
-        org_id,
+    authorized = _entry(
         actor=caller.sub,
         action=AuditAction.OAUTH_AUTHORIZE,
         connection_id=connection_id,
         outcome="success",
         request_id=request_id,
-        now=now,
         details={},
     )
+    services.audit.append(org_id, authorized, now=now)
     return StartedFlow(
         body=AuthorizationStarted(
             authorization_url=_with_query(endpoints.authorization, query),
@@ -202,18 +196,28 @@ def finish_authorization(
         # Unknown, malformed, expired, already used, or started in another user's browser.
         return _finished(services, CallbackResult.INVALID_STATE)
     result, reason = _finish(services, consumed, code, error, now=now, request_id=request_id)
-    _audit(
-        services,
-        consumed.org_id,
+    if result is CallbackResult.CONNECTED:
+        # Its entry was recorded with the grant; an audit outage now leaves it to the sweep.
+        services.audit.flush_after_commit(consumed.org_id, now=now)
+    else:
+        outcome: Outcome = "denied" if result is CallbackResult.NOT_ALLOWED else "failure"
+        details = {} if reason is None else {"reason": reason}
+        entry = _connect_entry(consumed, outcome, request_id, details=details)
+        services.audit.append(consumed.org_id, entry, now=now)
+    return _finished(services, result, consumed.connection_id)
+
+
+def _connect_entry(
+    consumed: _ConsumedState, outcome: Outcome, request_id: str, *, details: dict[str, str]
+) -> AuditEntry:
+    return _entry(
         actor=consumed.started_by,
         action=AuditAction.OAUTH_CONNECT,
         connection_id=consumed.connection_id,
-        outcome=_OUTCOMES.get(result, "failure"),
+        outcome=outcome,
         request_id=request_id,
-        now=now,
-        details={} if reason is None else {"reason": reason},
+        details=details,
     )
-    return _finished(services, result, consumed.connection_id)
 
 
 def _consume_state(
@@ -272,6 +276,9 @@ def _finish(
 def _exchange(
     services: Services, consumed: _ConsumedState, code: str, *, now: datetime, request_id: str
 ) -> tuple[CallbackResult, str | None]:
+    # Recorded with the grant, so a stored grant is never without its audit entry.
+    connected = _connect_entry(consumed, "success", request_id, details={})
+    recorded = services.audit.prepare(consumed.org_id, connected, now=now)
     try:
         connection = services.tokens.connection(consumed.org_id, consumed.connection_id, now=now)
         verifier = services.keyrings.for_org(consumed.org_id).open_text_field(
@@ -289,7 +296,7 @@ def _exchange(
             request_id=request_id,
             actor=consumed.started_by,
             # The grant is stored only if its user is still allowed when it lands.
-            guard=still_allowed(consumed.started_by, Role.ADMIN),
+            with_grant=[still_allowed(consumed.started_by, Role.ADMIN), *recorded],
         )
     except ConnectionUnusable:
         return CallbackResult.CONNECTION_GONE, "connection_gone"
@@ -309,28 +316,21 @@ def _finished(
     return FinishedFlow(location=_with_query(services.settings.oauth_return_url, query))
 
 
-def _audit(
-    services: Services,
-    org_id: str,
+def _entry(
     *,
     actor: str,
     action: AuditAction,
     connection_id: str,
     outcome: Outcome,
     request_id: str,
-    now: datetime,
     details: dict[str, str],
-) -> None:
-    services.audit.append(
-        org_id,
-        AuditEntry(
-            actor=actor,
-            action=action.value,
-            request_id=request_id,
-            outcome=outcome,
-            target_kind="connection",
-            target_id=connection_id,
-            details=details,
-        ),
-        now=now,
+) -> AuditEntry:
+    return AuditEntry(
+        actor=actor,
+        action=action.value,
+        request_id=request_id,
+        outcome=outcome,
+        target_kind="connection",
+        target_id=connection_id,
+        details=details,
     )

@@ -54,6 +54,8 @@ class OAuthWorld:
     server: LocalAuthorizationServer
     settings: Settings
     http: requests.Session
+    # Every AWS client of both functions is made from it (when first used).
+    aws: boto3.Session | None = None
 
     # ---- calls ------------------------------------------------------------------------------
 
@@ -217,7 +219,7 @@ def world(
     http = requests.Session()
     http.trust_env = False
     try:
-        yield OAuthWorld(credential_store, oauth_callback, auth_server, settings, http)
+        yield OAuthWorld(credential_store, oauth_callback, auth_server, settings, http, session)
     finally:
         http.close()
 

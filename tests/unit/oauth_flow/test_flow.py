@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from tests.unit.oauth_flow.conftest import OAuthWorld, rebuild_tokens
 
@@ -320,3 +321,36 @@ def test_an_admin_removed_while_the_code_is_exchanged_gets_no_grant_stored(
     body = world.connection(org, connection_id, sub="alice").body
     assert body["status"] == "pending_authorization"
     assert "refresh_token" not in {c["field"] for c in body["credentials"]}
+
+
+def test_a_grant_stored_during_an_audit_outage_is_connected_and_audited_afterwards(
+    world: OAuthWorld,
+) -> None:
+    down = {"s3": False}
+
+    def audit_bucket(params: dict[str, Any], **_: Any) -> None:
+        # S3 fails after the grant is stored: when the connect event itself is written (the
+        # credential's use before the exchange is audited first, and without it nothing runs).
+        if down["s3"] and b'"action":"oauth.connect"' in bytes(params.get("Body", b"")):
+            raise EndpointConnectionError(endpoint_url="https://s3.invalid")
+
+    assert world.aws is not None
+    world.aws.events.register("before-parameter-build.s3.PutObject", audit_bucket)
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    down["s3"] = True
+    result = world.result(world.callback(query, cookie))
+    down["s3"] = False
+
+    assert result == {"result": "connected", "connection_id": connection_id}
+    assert world.connection(org, connection_id).body["status"] == "active"
+    assert ("oauth.connect", "success") not in _audit_actions(world, org)
+    # The org's next change appends the entry recorded with the grant.
+    _change_member(world, org, "carol", "admin")
+    built = world.oauth_callback.services()
+    events = built.audit.list_events(org, now=datetime.now(UTC), limit=100).events
+    [connected] = [e for e in events if (e.action, e.outcome) == ("oauth.connect", "success")]
+    assert connected.entry_id is not None
+    assert connected.seq < max(e.seq for e in events if e.action == "member.change_role")

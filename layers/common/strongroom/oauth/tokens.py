@@ -27,7 +27,7 @@ import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -73,10 +73,10 @@ from strongroom.oauth.token_endpoint import (
 from strongroom.outbound import Resolver, system_resolver
 from strongroom.settings import Settings
 from strongroom.tenancy import (
-    Check,
     ConditionFailed,
     ItemExists,
     ItemNotFound,
+    Operation,
     TenancyError,
     TenantTable,
     Update,
@@ -343,15 +343,16 @@ class TokenService:
         now: datetime,
         request_id: str,
         actor: str,
-        guard: Check | None = None,
+        with_grant: Sequence[Operation] = (),
     ) -> None:
         """Exchange an authorization code and store the grant on the connection.
 
-        `guard` must still hold when the grant is stored, in the same transaction (the user
-        who started the flow is still allowed to connect it).
+        `with_grant` commits in the grant's own transaction: checks that must still hold (the
+        user who started the flow is still allowed to connect it) and writes that must land
+        with it (its audit entry).
         InvalidGrant / ProviderRefused / TokenUnavailable: nothing is stored.
         ConnectionUnusable: the connection was deleted or changed method meanwhile, or the
-        guard failed; nothing is stored.
+        a check of `with_grant` failed; nothing is stored.
         """
         if record.auth_method != "authorization_code":
             raise ConnectionUnusable("not an authorization-code connection")
@@ -376,7 +377,7 @@ class TokenService:
         if token.refresh_token is None:
             # Without a refresh token the connection could not run unattended backups.
             raise ProviderRefused("the provider issued no refresh token", error="no_refresh_token")
-        self._store_token(record, token, now=now, authorized=True, guard=guard)
+        self._store_token(record, token, now=now, authorized=True, with_token=with_grant)
         if record.sealed(REFRESH_TOKEN) is not None:
             # A new authorization replaces the grant: the old one must not stay usable at the
             # provider, where nobody would ever revoke it.
@@ -517,7 +518,7 @@ class TokenService:
         *,
         now: datetime,
         authorized: bool = False,
-        guard: Check | None = None,
+        with_token: Sequence[Operation] = (),
     ) -> None:
         changes: dict[str, Any] = {
             sealed_attribute(ACCESS_TOKEN): self._seal(record, token.access_token, ACCESS_TOKEN),
@@ -542,7 +543,7 @@ class TokenService:
             "auth_method": record.auth_method,
         }
         try:
-            if guard is None:
+            if not with_token:
                 self._table.update(
                     record.org_id,
                     CONNECTION_KIND,
@@ -555,7 +556,7 @@ class TokenService:
                 update = Update(
                     CONNECTION_KIND, record.connection_id, changes=changes, expect=expect
                 )
-                self._table.transact(record.org_id, [update, guard], now=now)
+                self._table.transact(record.org_id, [update, *with_token], now=now)
         except ItemNotFound:
             raise ConnectionUnusable("the connection was deleted meanwhile") from None
         except ConditionFailed:
