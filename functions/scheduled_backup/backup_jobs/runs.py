@@ -51,6 +51,7 @@ from strongroom.tenancy import (
     ItemExists,
     ItemNotFound,
     TenancyError,
+    Update,
 )
 
 RUN_KIND: Final = "BACKUP_RUN"
@@ -230,44 +231,36 @@ def _not_queued(
     free its connection, rather than leave a backup "running" that nothing runs. Best effort:
     a job that did arrive finds the backup failed and skips it."""
     reason = errors.reason_of(errors.NotQueued())
+    failed = backup_entry(
+        connection_id,
+        actor=ACTOR,
+        action=AuditAction.BACKUP_FAIL,
+        outcome="failure",
+        details={"backup_id": backup_id, "reason": reason},
+        request_id=request_id,
+    )
+    update = Update(
+        BACKUP_KIND,
+        backup_id,
+        changes={
+            "status": BackupStatus.FAILED.value,
+            "failure_reason": reason,
+            "finished_at": _iso(now),
+            "seq": 1,
+        },
+        expect={"status": BackupStatus.RUNNING.value, "seq": 0},
+    )
     try:
-        services.table.update(
-            org_id,
-            BACKUP_KIND,
-            backup_id,
-            changes={
-                "status": BackupStatus.FAILED.value,
-                "failure_reason": reason,
-                "finished_at": _iso(now),
-                "seq": 1,
-            },
-            expect={"status": BackupStatus.RUNNING.value, "seq": 0},
-            now=now,
-        )
+        writes = services.audit.prepare(org_id, failed, now=now)
+        services.table.transact(org_id, [update, *writes], now=now)
         services.table.delete(
             org_id, RUN_KIND, connection_id, expect={"backup_id": backup_id}, now=now
         )
-    except (TenancyError, ClientError, BotoCoreError):
+    except (TenancyError, AuditError, ClientError, BotoCoreError):
+        # The queue's own error is the answer; this one is only logged.
         logger.warning("unqueued backup left running", extra={"backup_id": backup_id})
         return
-    try:
-        audit_backup(
-            services,
-            org_id,
-            connection_id,
-            actor=ACTOR,
-            action=AuditAction.BACKUP_FAIL,
-            outcome="failure",
-            details={"backup_id": backup_id, "reason": reason},
-            now=now,
-            request_id=request_id,
-        )
-    except AuditError as exc:
-        # The queue's own error is the answer; this one is only logged.
-        logger.error(
-            "unqueued backup failed but not audited",
-            extra={"backup_id": backup_id, "error_type": type(exc).__name__},
-        )
+    services.audit.flush_after_commit(org_id, now=now)
 
 
 def backup_entry(
@@ -289,30 +282,6 @@ def backup_entry(
         target_id=connection_id,
         details=details,
     )
-
-
-def audit_backup(
-    services: Services,
-    org_id: str,
-    connection_id: str,
-    *,
-    actor: str,
-    action: AuditAction,
-    outcome: AuditOutcome,
-    details: dict[str, Any],
-    now: datetime,
-    request_id: str,
-) -> None:
-    """Append a backup's event (completion, failure) to the org's audit chain."""
-    entry = backup_entry(
-        connection_id,
-        actor=actor,
-        action=action,
-        outcome=outcome,
-        details=details,
-        request_id=request_id,
-    )
-    services.audit.append(org_id, entry, now=now)
 
 
 def enqueue(services: Services, job: BackupJob) -> None:

@@ -77,9 +77,9 @@ from backup_jobs.okta import (
     parent_parameters,
     without_secrets,
 )
-from backup_jobs.runs import ACTOR, RUN_KIND, audit_backup, enqueue
+from backup_jobs.runs import ACTOR, RUN_KIND, backup_entry, enqueue
 from backup_jobs.services import Services
-from strongroom.audit.events import AuditAction
+from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.audit.events import Outcome as AuditOutcome
 from strongroom.backups import (
     BACKUP_KIND,
@@ -98,7 +98,7 @@ from strongroom.oauth import (
 )
 from strongroom.oauth import NeedsReauthorization as TokenNeedsReauthorization
 from strongroom.redaction import get_logger
-from strongroom.tenancy import ConditionFailed, ItemNotFound, TenancyError
+from strongroom.tenancy import ConditionFailed, ItemNotFound, TenancyError, Update
 
 # The queue's RedrivePolicy maxReceiveCount (template.yaml): the last attempt fails the backup.
 MAX_RECEIVES: Final = 3
@@ -654,11 +654,24 @@ def _finish(services: Services, run: _Run, budget: Budget) -> Outcome:
     manifest_version = objects.put(manifest_key, body)
     manifest_sha256 = objects.verify_whole(manifest_key, manifest_version, body)
     suspect_resources = _sharp_drops(services, run, now)
+    total = sum(int(entry["items"]) for entry in run.files.values())
+    completed = _entry(
+        run,
+        AuditAction.BACKUP_COMPLETE,
+        "success",
+        {
+            "backup_id": job.backup_id,
+            "files": len(files),
+            "items": total,
+            "suspect": bool(suspect_resources),
+        },
+    )
     try:
-        services.table.update(
-            job.org_id,
-            BACKUP_KIND,
-            job.backup_id,
+        _settle(
+            services,
+            run,
+            completed,
+            now=now,
             changes={
                 "status": BackupStatus.COMPLETE.value,
                 "finished_at": _iso(now),
@@ -673,9 +686,6 @@ def _finish(services: Services, run: _Run, budget: Budget) -> Outcome:
                 "suspect_resources": suspect_resources,
                 "seq": run.seq + 1,
             },
-            remove=["checkpoints"],
-            expect={"status": BackupStatus.RUNNING.value, "seq": run.seq},
-            now=now,
         )
     except ItemNotFound:
         return Outcome("skipped")  # the org or the record went away meanwhile
@@ -684,22 +694,9 @@ def _finish(services: Services, run: _Run, budget: Budget) -> Outcome:
             raise
         raise errors.StorageFailed("the backup record could not be completed") from None
     _release(services, run, now)
+    services.audit.flush_after_commit(job.org_id, now=now)
     if suspect_resources:
         services.metrics.add_metric(name="SuspectBackups", unit="Count", value=1)
-    total = sum(int(entry["items"]) for entry in run.files.values())
-    _audit(
-        services,
-        run,
-        AuditAction.BACKUP_COMPLETE,
-        "success",
-        {
-            "backup_id": job.backup_id,
-            "files": len(files),
-            "items": total,
-            "suspect": bool(suspect_resources),
-        },
-        now=now,
-    )
     logger.info(
         "backup complete",
         extra={
@@ -748,32 +745,26 @@ def _fail(services: Services, run: _Run, reason: str, *, now: datetime) -> Outco
     for checkpoint in _checkpoints(run):
         key = object_key(str(run.record["prefix"]), checkpoint.resource)
         abort_upload(services.s3, services.settings.backup_bucket, key, checkpoint.upload_id)
+    failed = _entry(
+        run, AuditAction.BACKUP_FAIL, "failure", {"backup_id": job.backup_id, "reason": reason}
+    )
     try:
-        services.table.update(
-            job.org_id,
-            BACKUP_KIND,
-            job.backup_id,
+        _settle(
+            services,
+            run,
+            failed,
+            now=now,
             changes={
                 "status": BackupStatus.FAILED.value,
                 "failure_reason": reason,
                 "finished_at": _iso(now),
                 "seq": run.seq + 1,
             },
-            remove=["checkpoints"],
-            expect={"status": BackupStatus.RUNNING.value, "seq": run.seq},
-            now=now,
         )
     except (ConditionFailed, ItemNotFound):
         return Outcome("skipped")
     _release(services, run, now)
-    _audit(
-        services,
-        run,
-        AuditAction.BACKUP_FAIL,
-        "failure",
-        {"backup_id": job.backup_id, "reason": reason},
-        now=now,
-    )
+    services.audit.flush_after_commit(job.org_id, now=now)
     logger.warning(
         "backup failed",
         extra={"org_id": job.org_id, "backup_id": job.backup_id, "reason": reason},
@@ -868,26 +859,34 @@ def _objects(run: _Run) -> BackupObjects:
     return run.objects
 
 
-def _audit(
-    services: Services,
-    run: _Run,
-    action: AuditAction,
-    outcome: AuditOutcome,
-    details: dict[str, Any],
-    *,
-    now: datetime,
-) -> None:
-    audit_backup(
-        services,
-        run.job.org_id,
+def _entry(
+    run: _Run, action: AuditAction, outcome: AuditOutcome, details: dict[str, Any]
+) -> AuditEntry:
+    return backup_entry(
         run.job.connection_id,
         actor=ACTOR,
         action=action,
         outcome=outcome,
         details=details,
-        now=now,
         request_id=run.request_id,
     )
+
+
+def _settle(
+    services: Services, run: _Run, entry: AuditEntry, *, changes: dict[str, Any], now: datetime
+) -> None:
+    """Write the running backup's final state and its audit entry in one transaction: a backup
+    never ends without its entry (errors: those of the record's conditional update)."""
+    job = run.job
+    update = Update(
+        BACKUP_KIND,
+        job.backup_id,
+        changes=changes,
+        remove=["checkpoints"],
+        expect={"status": BackupStatus.RUNNING.value, "seq": run.seq},
+    )
+    writes = services.audit.prepare(job.org_id, entry, now=now)
+    services.table.transact(job.org_id, [update, *writes], now=now)
 
 
 # ---- credentials ------------------------------------------------------------------------------

@@ -12,11 +12,14 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
+from strongroom.audit.pending import SWEEP_GRACE
 from strongroom.lazy import made
 from strongroom.outbound import RetryPolicy
 from strongroom.settings import Settings
@@ -166,6 +169,33 @@ class BackupWorld:
                 sub=sub,
             ),
         )
+
+    def audit_outage(self, down: dict[str, Any]) -> None:
+        """While `down["s3"]`, the audit bucket cannot be written (only events of the action
+        `down["s3"]` names, if it is a string); while `down["marks"]`, the audit sweep's marks
+        cannot be. For the backup functions' own clients."""
+
+        def s3(params: dict[str, Any], **_: Any) -> None:
+            action = down["s3"]
+            if not action or not str(params.get("Key", "")).startswith("audit/"):
+                return
+            if action is True or f'"action":"{action}"'.encode() in bytes(params["Body"]):
+                raise ClientError({"Error": {"Code": "ServiceUnavailable"}}, "PutObject")
+
+        def marks(params: dict[str, Any], **_: Any) -> None:
+            if down["marks"] and params["Item"]["pk"]["S"].startswith("AUDIT_SWEEP#"):
+                raise ClientError({"Error": {"Code": "ServiceUnavailable"}}, "PutItem")
+
+        self.services.s3.meta.events.register("before-parameter-build.s3.PutObject", s3)
+        dynamodb = self.services.table._store.client
+        dynamodb.meta.events.register("before-parameter-build.dynamodb.PutItem", marks)
+
+    def sweep_later(self, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+        """The dispatcher's scheduled run once every sweep mark made now is due."""
+        later = datetime.now(UTC) + SWEEP_GRACE
+        with monkeypatch.context() as patch:
+            patch.setattr(self.backups, "_now", lambda: later)
+            return self.dispatch()
 
     def dispatch(self) -> dict[str, Any]:
         event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}

@@ -129,10 +129,11 @@ def test_aws_trouble_in_the_dead_letter_function_is_retried_and_changes_nothing(
     before = world.record(org, backup_id)
 
     def unavailable(*_args: Any, **_kwargs: Any) -> Any:
-        raise ClientError({"Error": {"Code": "InternalServerError"}}, "UpdateItem")
+        raise ClientError({"Error": {"Code": "InternalServerError"}}, "TransactWriteItems")
 
     with monkeypatch.context() as patch:
-        patch.setattr(world.services.table, "update", unavailable)
+        # The record's final state is written in a transaction with its audit entry.
+        patch.setattr(world.services.table, "transact", unavailable)
         (result,) = world.drain_dead_letters()
         assert len(result["batchItemFailures"]) == 1
     assert world.record(org, backup_id) == before

@@ -239,3 +239,20 @@ def test_a_job_that_crashes_every_time_goes_to_the_dead_letter_queue(
     assert world.dead_letters() == 1
     assert all(len(i["batchItemFailures"]) == 1 for i in world.invocations)
     assert world.record(org, body["backup_id"])["status"] == "running"  # never marked complete
+
+
+def test_an_audit_outage_as_a_backup_completes_leaves_it_complete_and_audited_by_the_sweep(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    status, body = world.start(org, connection)
+    assert status == 202
+    down: dict[str, Any] = {"s3": "backup.complete", "marks": False}
+    world.audit_outage(down)
+    assert world.drain() == 1  # one run: the outage is not the job's failure
+    down["s3"] = False
+    assert world.record(org, body["backup_id"])["status"] == "complete"
+    assert "backup.complete" not in _audit_actions(world, org)
+    assert world.sweep_later(monkeypatch)["audit_sweep"]["appended"] == 1
+    assert _audit_actions(world, org).count("backup.complete") == 1

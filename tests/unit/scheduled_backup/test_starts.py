@@ -10,7 +10,6 @@ import pytest
 from backup_jobs import runs
 from botocore.exceptions import ClientError
 
-from strongroom.audit.pending import SWEEP_GRACE
 from strongroom.backups import BackupSchedules, backup_listing
 from tests.support.http import http_event
 from tests.unit.scheduled_backup.conftest import BackupWorld
@@ -182,51 +181,33 @@ def test_an_admin_removed_or_demoted_during_an_on_demand_start_starts_nothing(
         world.drain()
 
 
-def _audit_down(world: BackupWorld, down: dict[str, bool]) -> None:
-    """While `down["s3"]`, the audit bucket cannot be written; while `down["marks"]`, the audit
-    sweep's marks cannot be (the dispatcher's own clients)."""
-
-    def s3(params: dict[str, Any], **_: Any) -> None:
-        if down["s3"] and str(params.get("Key", "")).startswith("audit/"):
-            raise ClientError({"Error": {"Code": "ServiceUnavailable"}}, "PutObject")
-
-    def marks(params: dict[str, Any], **_: Any) -> None:
-        if down["marks"] and params["Item"]["pk"]["S"].startswith("AUDIT_SWEEP#"):
-            raise ClientError({"Error": {"Code": "ServiceUnavailable"}}, "PutItem")
-
-    world.services.s3.meta.events.register("before-parameter-build.s3.PutObject", s3)
-    dynamodb = world.services.table._store.client
-    dynamodb.meta.events.register("before-parameter-build.dynamodb.PutItem", marks)
-
-
 def test_a_start_during_an_audit_outage_runs_and_is_audited_afterwards(
-    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+    world: BackupWorld,
 ) -> None:
     org = world.new_org()
     connection = world.connect(org)
-    down = {"s3": True, "marks": False}
-    _audit_down(world, down)
+    down: dict[str, Any] = {"s3": True, "marks": False}
+    world.audit_outage(down)
     status, body = world.start(org, connection)
     down["s3"] = False
     assert status == 202  # started and queued: an error would leave nothing to retry
     assert world.drain() == 1
     assert world.record(org, body["backup_id"])["status"] == "complete"
-    # The dispatcher's scheduled run, once the start's sweep mark is due, appends its entry.
-    later = datetime.now(UTC) + SWEEP_GRACE
-    with monkeypatch.context() as patch:
-        patch.setattr(world.backups, "_now", lambda: later)
-        assert world.dispatch()["audit_sweep"]["appended"] == 1
+    # The worker's own flush, as the backup completed, appended the start's entry first.
     page = world.services.audit.list_events(org, now=datetime.now(UTC), limit=100)
-    started = [event for event in page.events if event.action == "backup.start"]
-    assert [event.details["backup_id"] for event in started] == [body["backup_id"]]
-    assert started[0].entry_id is not None  # recorded with the start
+    actions = [event.action for event in reversed(page.events)]
+    assert actions.count("backup.start") == 1
+    assert actions.index("backup.start") < actions.index("backup.complete")
+    [started] = [event for event in page.events if event.action == "backup.start"]
+    assert started.details["backup_id"] == body["backup_id"]
+    assert started.entry_id is not None  # recorded with the start
 
 
 def test_a_start_whose_audit_cannot_be_recorded_is_not_made(world: BackupWorld) -> None:
     org = world.new_org()
     connection = world.connect(org)
     down = {"s3": False, "marks": True}
-    _audit_down(world, down)
+    world.audit_outage(down)
     assert world.start(org, connection)[0] == 500
     down["marks"] = False
     listing = world.services.table.query_index(
