@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from strongroom.audit import AuditLog, AuditUnavailable, InvalidAuditEvent
 from strongroom.audit.pending import PENDING_KIND, SWEEP_GRACE, SWEEP_KIND
@@ -136,11 +136,28 @@ def test_a_failed_flush_leaves_the_entry_for_the_next_one(
     assert _chain(audit, org_id) == [("req-1", entry_id)]
 
 
+def _without_list_bucket(s3: Any) -> Any:
+    """`s3`, answering 403 for a missing key as S3 does to a role without s3:ListBucket (the
+    functions' roles may list only credential_store's prefix, or nothing)."""
+    probe = boto3.client("s3", region_name="us-east-1")
+
+    def forbidden_if_missing(params: dict[str, Any], **_: Any) -> None:
+        try:
+            probe.head_object(Bucket=params["Bucket"], Key=params["Key"])
+        except ClientError:
+            raise ClientError({"Error": {"Code": "AccessDenied"}}, "GetObject") from None
+
+    s3.meta.events.register("before-parameter-build.s3.GetObject", forbidden_if_missing)
+    return s3
+
+
 @pytest.mark.parametrize(
-    "crash_on",
+    ("crash_on", "direct_append_between"),
     [
-        "PutItem",  # the head's first write, after the event was stored
-        "DeleteItem",  # the pending item's delete, after the head moved
+        ("PutItem", True),  # the head's first write, after the event was stored
+        ("PutItem", False),
+        ("DeleteItem", True),  # the pending item's delete, after the head moved
+        ("DeleteItem", False),
     ],
 )
 def test_a_flush_that_dies_after_storing_the_event_is_not_appended_twice(
@@ -152,6 +169,7 @@ def test_a_flush_that_dies_after_storing_the_event_is_not_appended_twice(
     settings: Settings,
     org_id: str,
     crash_on: str,
+    direct_append_between: bool,
 ) -> None:
     entry_id = _record(audit, table, org_id, "req-1")
     doomed = boto3.client("dynamodb", region_name="us-east-1")
@@ -160,13 +178,16 @@ def test_a_flush_that_dies_after_storing_the_event_is_not_appended_twice(
         make_log(dynamodb=doomed).flush(org_id, now=NOW)
     assert _pending_ids(table, org_id) == [entry_id]  # not known to be done
 
-    # A direct append in between anchors the stored event and goes after it.
-    audit.append(org_id, entry(request_id="direct"), now=NOW)
-    assert audit.flush(org_id, now=NOW) == 0  # found in the chain, not written again
+    expected = [("req-1", entry_id)]
+    if direct_append_between:  # it anchors the stored event and goes after it
+        audit.append(org_id, entry(request_id="direct"), now=NOW)
+        expected.append(("direct", None))
+    s3 = _without_list_bucket(boto3.client("s3", region_name="us-east-1"))
+    assert make_log(s3=s3).flush(org_id, now=NOW) == 0  # found in the chain, not written again
 
-    assert _chain(audit, org_id) == [("req-1", entry_id), ("direct", None)]
+    assert _chain(audit, org_id) == expected
     assert _pending_ids(table, org_id) == []
-    assert head_item(dynamodb, settings, org_id)["seq"] == 2  # type: ignore[index]
+    assert head_item(dynamodb, settings, org_id)["seq"] == len(expected)  # type: ignore[index]
 
 
 def test_a_claimed_seq_taken_by_another_event_moves_the_entry_further_on(
@@ -182,7 +203,8 @@ def test_a_claimed_seq_taken_by_another_event_moves_the_entry_further_on(
     assert item.attributes["claim_seq"] == 1
     audit.append(org_id, entry(request_id="direct"), now=NOW)  # takes seq 1
 
-    assert audit.flush(org_id, now=NOW) == 1
+    s3 = _without_list_bucket(boto3.client("s3", region_name="us-east-1"))
+    assert make_log(s3=s3).flush(org_id, now=NOW) == 1
     assert _chain(audit, org_id) == [("direct", None), ("req-1", entry_id)]
 
 
@@ -273,3 +295,16 @@ def test_entries_recorded_with_one_change_are_appended_in_their_order(
     assert audit.flush(org_id, now=NOW) == len(entries)
     events = audit.list_events(org_id, now=NOW).events
     assert [event.action for event in reversed(events)] == [e.action for e in entries]
+
+
+def test_a_claim_on_a_seq_never_written_needs_no_read_of_a_missing_event(
+    make_log: Callable[..., AuditLog], audit: AuditLog, table: TenantTable, org_id: str
+) -> None:
+    entry_id = _record(audit, table, org_id, "req-1")
+    doomed = boto3.client("s3", region_name="us-east-1")
+    fail_on(doomed, "PutObject", SimulatedCrash)
+    with pytest.raises(SimulatedCrash):
+        make_log(s3=doomed).flush(org_id, now=NOW)  # claims seq 1, writes nothing
+    s3 = _without_list_bucket(boto3.client("s3", region_name="us-east-1"))
+    assert make_log(s3=s3).flush(org_id, now=NOW) == 1
+    assert _chain(audit, org_id) == [("req-1", entry_id)]

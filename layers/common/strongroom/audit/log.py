@@ -336,11 +336,13 @@ class AuditLog:
         """Append one pending entry unless it is already in the chain; 1 if this call did.
 
         Exactly once, with no lock: before writing event n+1 the entry is claimed for seq n+1
-        (a conditional update), and whoever finds a claim reads the event at the claimed seq.
-        If that event carries the entry's id, the entry is in the chain and its item is deleted;
-        if the seq is still free, the claim stands (a claim is always the head's next seq, so
-        two flushes of one entry can only race for the same seq, which S3's conditional create
-        gives to one of them); if another event took it, the entry is claimed again further on.
+        (a conditional update). A claim is always the head's next seq when it is made, so two
+        flushes of one entry can only race for the same seq, which S3's conditional create gives
+        to one of them; the loser reads the event there and finds the entry's id in it. A claim
+        the head has moved past was taken by another event, unless that event is the entry's
+        own: then the entry is in the chain and its item is deleted; else it is claimed again
+        further on. Only events known to exist are read (a role without s3:ListBucket gets 403,
+        not 404, for a missing key).
         """
         current: PendingEntry | None = pending  # as just listed (a consistent read)
         for attempt in range(_MAX_ATTEMPTS):
@@ -350,18 +352,9 @@ class AuditLog:
                 return 0  # appended (and deleted) by another flush
             head = self._read_head(org_id, now)
             claim = current.claim_seq
-            holder = None if claim is None else self._objects.read(event_key(org_id, claim))
-            if claim is not None and holder is not None:
-                ours = self._linked_document(org_id, claim, holder).get("entry_id") == (
-                    pending.entry_id
-                )
-                if claim == head.seq + 1:
-                    self._anchor_existing(org_id, head, now, holder)
-                if ours:
-                    self._discard_pending(org_id, pending.entry_id, claim, now)
-                    return 0
-                if claim == head.seq + 1:
-                    continue  # another event took the claimed seq: read the moved head
+            if claim is not None and claim <= head.seq and self._holds(org_id, claim, pending):
+                self._discard_pending(org_id, pending.entry_id, claim, now)
+                return 0
             target = head.seq + 1
             if claim != target and not self._claim(org_id, pending.entry_id, claim, target, now):
                 continue
@@ -378,14 +371,30 @@ class AuditLog:
             except ValidationError as exc:
                 raise _invalid(exc) from None
             body = canonical_json(event.document())
-            if self._objects.create(
-                event_key(org_id, target), body, retain_until=now + self._retention
-            ):
+            key = event_key(org_id, target)
+            if self._objects.create(key, body, retain_until=now + self._retention):
                 self._anchor_written(org_id, head, event, now)
                 self._discard_pending(org_id, pending.entry_id, target, now)
                 return 1
+            # Another event holds the seq (or ours, from a flush that stopped after writing it):
+            # anchor it, and stop if it is ours.
+            holder = self._objects.read(key)
+            if holder is not None:
+                self._anchor_existing(org_id, head, now, holder)
+                if self._linked_document(org_id, target, holder).get("entry_id") == (
+                    pending.entry_id
+                ):
+                    self._discard_pending(org_id, pending.entry_id, target, now)
+                    return 0
             _back_off(attempt)
         raise AuditContention("concurrent appends to this org kept winning")
+
+    def _holds(self, org_id: str, seq: int, pending: PendingEntry) -> bool:
+        """Whether the chain's event at `seq` (at or below the head, so stored) is the entry's."""
+        body = self._objects.read(event_key(org_id, seq))
+        if body is None:
+            return False  # missing below the head: the verifier reports it; append again
+        return self._linked_document(org_id, seq, body).get("entry_id") == pending.entry_id
 
     def _read_pending(self, org_id: str, entry_id: str, now: datetime) -> PendingEntry | None:
         try:
