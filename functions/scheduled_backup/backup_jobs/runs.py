@@ -186,6 +186,9 @@ def start_backup(
         services.table.transact(
             org_id,
             [
+                # First: when the caller lost their role, that decides the answer, whatever else
+                # fails (a backup already running would otherwise hand them its id).
+                *([] if guard is None else [guard]),
                 Create(RUN_KIND, connection_id, attributes={"backup_id": backup_id}, ttl=RUN_TTL),
                 Create(
                     BACKUP_KIND,
@@ -193,7 +196,6 @@ def start_backup(
                     attributes=attributes,
                     index=backup_index(connection_id, now, backup_id),
                 ),
-                *([] if guard is None else [guard]),
                 *audit_writes,
             ],
             now=now,
@@ -207,7 +209,6 @@ def start_backup(
         if running is None:
             raise Conflict("A backup of this connection just ended; try again.") from None
         return Started(running, new=False)
-    services.audit.flush_after_commit(org_id, now=now)
     try:
         enqueue(
             services, BackupJob(org_id=org_id, connection_id=connection_id, backup_id=backup_id)
@@ -215,6 +216,8 @@ def start_backup(
     except (ClientError, BotoCoreError):
         _not_queued(services, org_id, connection_id, backup_id, now=now, request_id=request_id)
         raise
+    # After the job is queued: however long the audit takes, the backup is not left waiting.
+    services.audit.flush_after_commit(org_id, now=now)
     return Started(backup_id, new=True)
 
 

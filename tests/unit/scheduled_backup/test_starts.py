@@ -216,3 +216,39 @@ def test_a_start_whose_audit_cannot_be_recorded_is_not_made(world: BackupWorld) 
     assert listing.items == ()  # no backup "running" that nothing runs
     assert world.drain() == 0
     assert world.start(org, connection)[0] == 202  # the connection is free
+
+
+def test_a_removed_admin_racing_a_running_backup_gets_404_not_its_id(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    checked = runs.running_backup
+    other: dict[str, Any] = {}
+
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        found = checked(*args, **kwargs)
+        if other:  # alice's own start, below
+            return found
+        other["body"] = {}
+        # Between bob's checks and his write: alice starts one, and removes bob.
+        status, other["body"] = world.start(org, connection, sub="alice")
+        assert status == 202
+        status, _ = world._call(
+            world.credential_store,
+            http_event(
+                "DELETE",
+                f"/orgs/{org}/members/bob",
+                route="/orgs/{org_id}/members/{user_id}",
+                path_parameters={"org_id": org, "user_id": "bob"},
+                sub="alice",
+            ),
+        )
+        assert status == 204
+        return found
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "running_backup", meanwhile)
+        status, body = world.start(org, connection, sub="bob")
+    assert status == 404, body
+    assert other["body"]["backup_id"] not in str(body)

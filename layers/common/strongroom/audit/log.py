@@ -220,9 +220,9 @@ class AuditLog:
         """
         org_id = validate_org_id(org_id)
         writes = []
-        for position, entry in enumerate(entries):
+        for entry in entries:
             details = self._redact(dict(entry.details))
-            entry_id = new_entry_id(now, position)
+            entry_id = new_entry_id(now)
             try:
                 # Refused now, not when appended: an invalid entry would block the org's flush.
                 seal_event(

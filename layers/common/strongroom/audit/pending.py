@@ -17,6 +17,7 @@ again.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import secrets
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ SHARDS: Final = 4
 # Longer than any Lambda invocation may run (15 minutes), so a mark is never swept while the
 # request that wrote it may still commit its change.
 SWEEP_GRACE: Final = timedelta(minutes=16)
+_RECORDED = itertools.count()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +59,12 @@ class SweepReport:
     failed: int
 
 
-def new_entry_id(now: datetime, position: int = 0) -> str:
-    """Milliseconds since the epoch, the entry's position among those recorded with one change,
-    and 56 random bits: ids list in the order of their time, then of their change."""
-    if not 0 <= position <= 0xFF:
-        raise ValueError("at most 256 entries are recorded with one change")
-    return f"{int(now.timestamp() * 1000):013d}-{position:02x}{secrets.token_hex(7)}"
+def new_entry_id(now: datetime) -> str:
+    """Milliseconds since the epoch, this process's count of entries (24 bits) and 40 random
+    bits: ids list in the order of their time and, within one process, of their recording
+    (entries of one change, or of one request, share its `now`)."""
+    count = next(_RECORDED) & 0xFFFFFF
+    return f"{int(now.timestamp() * 1000):013d}-{count:06x}{secrets.token_hex(5)}"
 
 
 def pending_attributes(
