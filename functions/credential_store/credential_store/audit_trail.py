@@ -16,7 +16,7 @@ from credential_store.services import Services
 from strongroom.api import Caller
 from strongroom.audit import AuditAction, AuditEntry, AuditError
 from strongroom.redaction import get_logger
-from strongroom.tenancy import Create, TenancyError
+from strongroom.tenancy import Create
 
 logger = get_logger(service="credential_store")
 
@@ -52,8 +52,8 @@ def record_alone(services: Services, org_id: str, entry: AuditEntry, *, now: dat
     revocation at the provider); `flush_after_commit` appends it. A failure is logged, not
     raised: the change stands, with its own entries."""
     try:
-        services.table.transact(org_id, recorded(services, org_id, entry, now=now), now=now)
-    except (AuditError, TenancyError) as exc:
+        services.audit.record(org_id, entry, now=now)
+    except AuditError as exc:
         logger.error(
             "an audit entry could not be recorded",
             extra={"org_id": org_id, "action": entry.action, "error_type": type(exc).__name__},

@@ -354,3 +354,30 @@ def test_a_grant_stored_during_an_audit_outage_is_connected_and_audited_afterwar
     [connected] = [e for e in events if (e.action, e.outcome) == ("oauth.connect", "success")]
     assert connected.entry_id is not None
     assert connected.seq < max(e.seq for e in events if e.action == "member.change_role")
+
+
+def test_reauthorizing_during_an_audit_outage_is_connected_and_the_revocation_audited_later(
+    world: OAuthWorld,
+) -> None:
+    down = {"s3": False}
+
+    def audit_bucket(params: dict[str, Any], **_: Any) -> None:
+        if down["s3"] and b'"action":"credential.revoke"' in bytes(params.get("Body", b"")):
+            raise EndpointConnectionError(endpoint_url="https://s3.invalid")
+
+    assert world.aws is not None
+    world.aws.events.register("before-parameter-build.s3.PutObject", audit_bucket)
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    assert world.connect(org, connection_id)["result"] == "connected"
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    down["s3"] = True
+    result = world.result(world.callback(query, cookie))  # replaces (and revokes) the grant
+    down["s3"] = False
+
+    assert result == {"result": "connected", "connection_id": connection_id}
+    assert world.server.counts()["revocations"] == 1
+    assert ("credential.revoke", "success") not in _audit_actions(world, org)
+    _change_member(world, org, "carol", "admin")  # the org's next change flushes
+    assert _audit_actions(world, org).count(("credential.revoke", "success")) == 1

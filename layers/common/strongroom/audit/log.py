@@ -241,6 +241,18 @@ class AuditLog:
         self._mark_for_sweep(org_id, now)
         return writes
 
+    def record(self, org_id: str, *entries: AuditEntry, now: datetime) -> None:
+        """Record entries that have no change to join (an outcome learnt after a commit, such as
+        a revocation at the provider) in a transaction of their own; `flush` appends them.
+
+        AuditUnavailable: nothing was recorded. InvalidAuditEvent: as `prepare`.
+        """
+        writes = self.prepare(org_id, *entries, now=now)
+        try:
+            self._table.transact(org_id, writes, now=now)
+        except TenancyError as exc:
+            raise AuditUnavailable(f"recording audit entries failed ({exc})") from exc
+
     def flush(self, org_id: str, *, now: datetime, limit: int = 100) -> int:
         """Append the org's pending entries (up to `limit`), oldest first; how many this call
         appended (entries another flush appended meanwhile are not counted).

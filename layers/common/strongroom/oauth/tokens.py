@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -33,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.audit.exceptions import AuditError
 from strongroom.audit.log import AuditLog
 from strongroom.crypto import Keyrings, OrgKeyring
 from strongroom.lazy import on_first_use
@@ -85,6 +87,7 @@ from strongroom.tenancy import (
 if TYPE_CHECKING:
     from strongroom.outbound.client import OutboundClient
 
+_LOGGER = logging.getLogger(__name__)
 LEASE_KIND: Final = "TOKEN_LEASE"
 MIN_REMAINING_SECONDS: Final = 60
 # Longer than one token request can take (the token client's total timeout), so a live holder
@@ -382,19 +385,28 @@ class TokenService:
             # A new authorization replaces the grant: the old one must not stay usable at the
             # provider, where nobody would ever revoke it.
             previous = self.revoke(record, now=now)
-            self._audit.append(
-                record.org_id,
-                AuditEntry(
-                    actor=actor,
-                    action=AuditAction.CREDENTIAL_REVOKE.value,
-                    request_id=request_id,
-                    outcome="success" if previous == "revoked" else "failure",
-                    target_kind="connection",
-                    target_id=record.connection_id,
-                    details={"revocation": previous, "reason": "replaced_by_new_grant"},
-                ),
-                now=now,
+            revoked = AuditEntry(
+                actor=actor,
+                action=AuditAction.CREDENTIAL_REVOKE.value,
+                request_id=request_id,
+                outcome="success" if previous == "revoked" else "failure",
+                target_kind="connection",
+                target_id=record.connection_id,
+                details={"revocation": previous, "reason": "replaced_by_new_grant"},
             )
+            try:
+                # The new grant is stored: an audit outage must not turn it into an error.
+                self._audit.record(record.org_id, revoked, now=now)
+            except AuditError as exc:
+                _LOGGER.error(
+                    "the old grant's revocation could not be audited",
+                    extra={
+                        "org_id": record.org_id,
+                        "connection_id": record.connection_id,
+                        "revocation": previous,
+                        "error_type": type(exc).__name__,
+                    },
+                )
 
     # ---- revocation -----------------------------------------------------------------------
 
