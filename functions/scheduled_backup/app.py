@@ -70,7 +70,12 @@ def _now() -> datetime:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The HTTP route, or the dispatcher's schedule."""
     if event.get("source") in _SCHEDULE_SOURCES:
-        report = runs.on_schedule(services(), now=_now(), request_id=context.aws_request_id)
+        report = runs.on_schedule(
+            services(),
+            now=_now(),
+            request_id=context.aws_request_id,
+            time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+        )
         logger.info("dispatch done", extra={"report": report})
         return report
     return handle_request(app, event, context)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -307,11 +308,13 @@ class DispatchReport:
     failed: int = 0
 
 
-def on_schedule(services: Services, *, now: datetime, request_id: str) -> dict[str, Any]:
-    """The dispatcher's tick: the backups that are due, then the audit sweep (entries recorded
-    with their change whose request did not get to append them)."""
+def on_schedule(
+    services: Services, *, now: datetime, request_id: str, time_left: Callable[[], float]
+) -> dict[str, Any]:
+    """The dispatcher's tick: the backups that are due, then, in the time left (seconds), the
+    audit sweep (entries recorded with their change whose request did not append them)."""
     report = dispatch_due(services, now=now, request_id=request_id)
-    swept = services.audit.sweep(now=now)
+    swept = services.audit.sweep(now=now, time_left=time_left)
     return {**vars(report), "audit_sweep": asdict(swept)}
 
 

@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from strongroom.audit import AuditLog, AuditUnavailable, InvalidAuditEvent
-from strongroom.audit.pending import PENDING_KIND, SWEEP_GRACE, SWEEP_KIND
+from strongroom.audit.pending import PENDING_KIND, SWEEP_GRACE, SWEEP_KIND, SWEEP_RETRY
 from strongroom.settings import Settings
 from strongroom.tenancy import Create, ItemExists, PlatformTable, TenantTable, new_org_id
 from tests.unit.audit.conftest import NOW, SimulatedCrash, entry, fail_on, head_item
@@ -251,20 +251,34 @@ def test_the_sweep_appends_what_no_request_flushed_once_the_grace_has_passed(
 
 
 def test_a_mark_written_again_during_the_sweep_stays(
-    audit: AuditLog, table: TenantTable, dynamodb: Any, settings: Settings, org_id: str
+    *,
+    make_log: Callable[..., AuditLog],
+    audit: AuditLog,
+    table: TenantTable,
+    dynamodb: Any,
+    settings: Settings,
+    org_id: str,
 ) -> None:
     _record(audit, table, org_id, "req-1")
-    flush = audit.flush
+    sweeping = boto3.client("dynamodb", region_name="us-east-1")
+    requests: list[str] = []
+    listings: list[dict[str, Any]] = []
 
-    def flush_while_another_request_records(org: str, **kw: Any) -> int:
-        appended = flush(org, **kw)
-        audit.prepare(org, entry(request_id="req-2"), now=NOW)  # marks the org again
-        return appended
+    def remember(params: dict[str, Any], **_: Any) -> None:
+        listings.append(params)
 
-    audit.flush = flush_while_another_request_records  # type: ignore[method-assign]
-    report = audit.sweep(now=NOW + SWEEP_GRACE)
-    assert report.appended == 1
-    assert _mark(dynamodb, settings, org_id) is not None
+    def another_request_records(**_: Any) -> None:
+        # Right after the sweep lists the org's pending entries (not the marks' index): a new
+        # change marks the org and records its entry.
+        if not requests and "IndexName" not in listings[-1]:
+            requests.append(_record(audit, table, org_id, "req-2"))
+
+    sweeping.meta.events.register("before-parameter-build.dynamodb.Query", remember)
+    sweeping.meta.events.register("after-call.dynamodb.Query", another_request_records)
+    report = make_log(dynamodb=sweeping).sweep(now=NOW + SWEEP_GRACE)
+    assert (report.appended, requests != []) == (1, True)
+    assert _mark(dynamodb, settings, org_id) is not None  # req-2 is still to be appended
+    assert _pending_ids(table, org_id) == requests
 
 
 def test_an_org_the_sweep_cannot_flush_keeps_its_mark_and_the_others_go_on(
@@ -283,7 +297,40 @@ def test_an_org_the_sweep_cannot_flush_keeps_its_mark_and_the_others_go_on(
     assert (report.orgs, report.appended, report.failed) == (2, 0, 2)
     for org in orgs:
         assert _mark(dynamodb, settings, org) is not None
-    assert audit.sweep(now=NOW + SWEEP_GRACE).appended == 2
+    # Put back behind the marks due now, and swept once that time has come.
+    assert audit.sweep(now=NOW + SWEEP_GRACE).orgs == 0
+    assert audit.sweep(now=NOW + SWEEP_GRACE + SWEEP_RETRY).appended == 2
+
+
+def test_marks_that_keep_failing_do_not_starve_the_others(
+    make_log: Callable[..., AuditLog], audit: AuditLog, table: TenantTable
+) -> None:
+    failing = [new_org_id() for _ in range(3)]
+    for org in failing:
+        _record(audit, table, org, "req-1")
+    later = NOW + timedelta(seconds=1)
+    healthy = [new_org_id() for _ in range(3)]
+    for org in healthy:
+        [write] = audit.prepare(org, entry(request_id="req-2"), now=later)
+        table.transact(org, [write], now=later)
+    broken_s3 = boto3.client("s3", region_name="us-east-1")
+    fail_on(broken_s3, "PutObject", _no_connection)
+    sweeping = make_log(s3=broken_s3)
+    # Only the failing orgs are due first: each fails and is put back.
+    assert sweeping.sweep(now=NOW + SWEEP_GRACE, max_orgs=3).failed == 3
+    report = audit.sweep(now=later + SWEEP_GRACE)
+    assert (report.orgs, report.appended) == (3, 3)
+    for org in healthy:
+        assert len(_chain(audit, org)) == 1
+
+
+def test_the_sweep_stops_when_its_time_runs_out(audit: AuditLog, table: TenantTable) -> None:
+    for _ in range(3):
+        _record(audit, table, new_org_id(), "req-1")
+    left = iter([60.0, 60.0, 60.0, 5.0])
+    report = audit.sweep(now=NOW + SWEEP_GRACE, time_left=lambda: next(left, 0.0))
+    assert report.orgs < 3
+    assert audit.sweep(now=NOW + SWEEP_GRACE).orgs == 3 - report.orgs
 
 
 def test_entries_recorded_with_one_change_are_appended_in_their_order(

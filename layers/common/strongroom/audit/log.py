@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -52,7 +54,9 @@ from strongroom.audit.exceptions import (
 from strongroom.audit.objects import EventObjects, event_key, parse_event_document
 from strongroom.audit.pending import (
     PENDING_KIND,
+    SWEEP_GRACE,
     SWEEP_KIND,
+    SWEEP_RETRY,
     PendingEntry,
     SweepReport,
     new_entry_id,
@@ -91,6 +95,12 @@ _BACK_OFF_BASE_SECONDS = 0.005
 _BACK_OFF_CAP_SECONDS = 0.2
 _JITTER = secrets.SystemRandom()
 _MAX_CURSOR_LENGTH = 512
+# A request appends a few pending entries at most (its own, and any left before it); the sweep
+# takes a page per org and leaves time for the dispatcher to end cleanly.
+_REQUEST_FLUSH_LIMIT = 10
+_SWEEP_FLUSH_LIMIT = 100
+_SWEEP_PAGE = 100
+_SWEEP_RESERVE_SECONDS = 10.0
 
 Redactor = Callable[[Any], Any]
 
@@ -260,7 +270,10 @@ class AuditLog:
         AuditUnavailable / AuditChainBroken / AuditContention: as `append`; entries not yet
         appended stay pending.
         """
-        org_id = validate_org_id(org_id)
+        return self._flush(validate_org_id(org_id), now, limit)[0]
+
+    def _flush(self, org_id: str, now: datetime, limit: int) -> tuple[int, bool]:
+        """(appended, whether every entry pending when listed is now in the chain)."""
         try:
             page = self._table.query(org_id, PENDING_KIND, now=now, limit=limit)
         except StoreUnavailable as exc:
@@ -271,14 +284,15 @@ class AuditLog:
             if pending is None:
                 raise AuditChainBroken("a pending audit entry is malformed")
             appended += self._append_pending(org_id, pending, now)
-        return appended
+        return appended, page.cursor is None
 
     def flush_after_commit(self, org_id: str, *, now: datetime) -> None:
-        """`flush` for a request whose change has committed with its entries: a failure is
-        logged, not raised (the change is done and its entries are safe; the org's next flush
-        or the sweep appends them)."""
+        """`flush` for a request whose change has committed with its entries: a few entries at
+        most (its own, and any left before it), and a failure is logged, not raised (the
+        change is done and its entries are safe; the org's next flush or the sweep appends
+        them)."""
         try:
-            self.flush(org_id, now=now)
+            self.flush(org_id, now=now, limit=_REQUEST_FLUSH_LIMIT)
         except AuditError as exc:
             # A broken chain is tampering, for people to look at; an outage mends itself.
             log = _LOGGER.error if isinstance(exc, AuditChainBroken) else _LOGGER.warning
@@ -287,43 +301,62 @@ class AuditLog:
                 extra={"org_id": org_id, "error_type": type(exc).__name__},
             )
 
-    def sweep(self, *, now: datetime, max_orgs: int = 100) -> SweepReport:
-        """Flush the orgs marked for the sweep whose grace has passed (up to `max_orgs`), and
-        drop the mark of each org left with nothing pending.
+    def sweep(
+        self,
+        *,
+        now: datetime,
+        time_left: Callable[[], float] = lambda: math.inf,
+        max_orgs: int = 1000,
+    ) -> SweepReport:
+        """Flush the orgs marked for the sweep whose grace has passed, and drop the mark of each
+        org left with nothing pending; up to `max_orgs`, while `time_left()` (seconds) allows.
 
         Failures are counted, not raised: one org's outage or broken chain does not stop the
-        others, and its mark stays for the next sweep.
+        others; its mark is put back for a later sweep, behind the marks that are due now.
+        Shards are visited from a random one, so marks that keep failing cannot starve others.
         """
         orgs = appended = failed = 0
-        for partition, sort_at_most in sweep_partitions(now):
-            if orgs >= max_orgs:
-                break
-            try:
-                marks, _ = self._platform.query_index(
-                    partition, now=now, sort_at_most=sort_at_most, limit=max_orgs - orgs
-                )
-            except TenancyError:
-                failed += 1
-                continue
-            for mark in marks:
-                orgs += 1
+        partitions = list(sweep_partitions(now))
+        first = _JITTER.randrange(len(partitions))
+        for partition, sort_at_most in partitions[first:] + partitions[:first]:
+            cursor: dict[str, str] | None = None
+            while orgs < max_orgs and time_left() > _SWEEP_RESERVE_SECONDS:
                 try:
-                    appended += self._sweep_org(mark.attributes, now)
-                except (AuditError, TenancyError) as exc:
-                    failed += 1
-                    _LOGGER.warning(
-                        "pending audit entries not appended; the next sweep retries",
-                        extra={"org_id": mark.item_id, "error": type(exc).__name__},
+                    marks, cursor = self._platform.query_index(
+                        partition,
+                        now=now,
+                        sort_at_most=sort_at_most,
+                        limit=min(_SWEEP_PAGE, max_orgs - orgs),
+                        start=cursor,
                     )
+                except TenancyError:
+                    failed += 1
+                    break
+                for mark in marks:
+                    if orgs >= max_orgs or time_left() <= _SWEEP_RESERVE_SECONDS:
+                        break
+                    orgs += 1
+                    try:
+                        appended += self._sweep_org(mark.attributes, now)
+                    except (AuditError, TenancyError) as exc:
+                        failed += 1
+                        _LOGGER.warning(
+                            "pending audit entries not appended; a later sweep retries",
+                            extra={"org_id": mark.item_id, "error": type(exc).__name__},
+                        )
+                        self._defer_mark(mark.attributes, now)
+                if cursor is None:
+                    break
         return SweepReport(orgs=orgs, appended=appended, failed=failed)
 
-    def _sweep_org(self, mark: Any, now: datetime) -> int:
+    def _sweep_org(self, mark: Mapping[str, Any], now: datetime) -> int:
         org_id = validate_org_id(mark.get("org_id"))
-        appended = self.flush(org_id, now=now)
+        appended, drained = self._flush(org_id, now, _SWEEP_FLUSH_LIMIT)
+        if not drained:
+            return appended  # more than one page: the mark stays for the next sweep
         try:
-            if self._table.query(org_id, PENDING_KIND, now=now, limit=1).items:
-                return appended  # more than one page, or recorded since: the mark stays
-            # Only the mark as read: a request that marked the org again since keeps its mark.
+            # Only the mark as read: a request that marked the org again since (its entries
+            # may not have been listed) keeps its mark.
             expect = {"token": mark.get("token")}
             self._platform.delete(SWEEP_KIND, org_id, now=now, expect=expect)
         except (ConditionFailed, ItemNotFound):
@@ -332,13 +365,27 @@ class AuditLog:
             raise AuditUnavailable(f"clearing the sweep mark failed ({exc})") from exc
         return appended
 
+    def _defer_mark(self, mark: Mapping[str, Any], now: datetime) -> None:
+        """Put a failing org's mark back a few minutes, unless a request marked it since."""
+        org_id = mark.get("org_id")
+        # If this fails, the mark stays where it was: swept again next time.
+        with contextlib.suppress(TenancyError):
+            self._platform.put(
+                SWEEP_KIND,
+                validate_org_id(org_id),
+                attributes=dict(mark),
+                index=sweep_index(str(org_id), due=now + SWEEP_RETRY),
+                expect={"token": mark.get("token")},
+                now=now,
+            )
+
     def _mark_for_sweep(self, org_id: str, now: datetime) -> None:
         try:
             self._platform.put(
                 SWEEP_KIND,
                 org_id,
                 attributes={"org_id": org_id, "token": secrets.token_hex(16)},
-                index=sweep_index(org_id, now),
+                index=sweep_index(org_id, due=now + SWEEP_GRACE),
                 now=now,
             )
         except TenancyError as exc:

@@ -37,6 +37,8 @@ SHARDS: Final = 4
 # Longer than any Lambda invocation may run (15 minutes), so a mark is never swept while the
 # request that wrote it may still commit its change.
 SWEEP_GRACE: Final = timedelta(minutes=16)
+# When an org's sweep failed, its mark comes due again after this.
+SWEEP_RETRY: Final = timedelta(minutes=5)
 _RECORDED = itertools.count()
 
 
@@ -94,10 +96,10 @@ def pending_from_item(item: Item) -> PendingEntry | None:
     return PendingEntry(str(item.item_id), entry, occurred_at, claim)
 
 
-def sweep_index(org_id: str, now: datetime) -> IndexKey:
+def sweep_index(org_id: str, *, due: datetime) -> IndexKey:
+    """Where the org's mark is listed: its shard, by the time it comes due."""
     return IndexKey(
-        partition=f"{SWEEP_PARTITION}#{_shard_of(org_id)}",
-        sort=f"{_iso(now + SWEEP_GRACE)}#{org_id}",
+        partition=f"{SWEEP_PARTITION}#{_shard_of(org_id)}", sort=f"{_iso(due)}#{org_id}"
     )
 
 
