@@ -21,7 +21,8 @@ duplicates:
 - a deactivation that arrives before its activation voids the open CHECKOUT instead, so the
   late activation changes nothing.
 A nonce that is forged, expired, consumed or of another org, or a product the deployment does
-not map to a plan, changes nothing: the event is `ignored`. Each effect is audited.
+not map to a plan, changes nothing: the event is `ignored`. Each effect's audit entry is
+recorded in its transaction and appended after it.
 """
 
 from __future__ import annotations
@@ -136,9 +137,11 @@ def record_event(
     marker = event_digest(event)
     change = event.billing
     if change is not None and _well_formed(change):
-        status, details = _apply(services, event, change, marker, now=now)
+        status = _apply(services, event, change, marker, now=now, request_id=request_id)
         if status == "processed":
-            _audit_effect(services, event, change.org_id, details, now=now, request_id=request_id)
+            # Its audit entry was recorded with the effect; an audit outage now leaves it to
+            # the sweep, rather than fail a delivery the platform would retry as a duplicate.
+            services.audit.flush_after_commit(change.org_id, now=now)
         if status != "ignored":
             return status
         # Nothing applied. If that is because this very event consumed the nonce a moment ago
@@ -167,17 +170,24 @@ def _well_formed(change: BillingChange) -> bool:
 
 
 def _apply(
-    services: Services, event: InboundEvent, change: BillingChange, marker: str, *, now: datetime
-) -> tuple[ReceiptStatus, dict[str, Any]]:
-    """("processed", audit details), ("duplicate", {}) or ("ignored", {}) when nothing applies."""
+    services: Services,
+    event: InboundEvent,
+    change: BillingChange,
+    marker: str,
+    *,
+    now: datetime,
+    request_id: str,
+) -> ReceiptStatus:
+    """ "processed" (with its audit entry), "duplicate", or "ignored" when nothing applies."""
     for _ in range(_ATTEMPTS):
         if change.kind is ChangeKind.ACTIVATE:
             planned = _activation(services, event, change, now=now)
         else:
             planned = _deactivation(services, change, now=now)
         if planned is None:
-            return "ignored", {}
+            return "ignored"
         operations, details = planned
+        effect = _effect_entry(event, change.org_id, details, request_id=request_id)
         marker_item = Create(
             WEBHOOK_EVENT,
             marker,
@@ -186,14 +196,22 @@ def _apply(
         )
         try:
             # The marker goes first: when it exists, its failure is the one reported.
-            services.table.transact(change.org_id, [marker_item, *operations], now=now)
+            services.table.transact(
+                change.org_id,
+                [
+                    marker_item,
+                    *operations,
+                    *services.audit.prepare(change.org_id, effect, now=now),
+                ],
+                now=now,
+            )
         except ItemExists:
-            return "duplicate", {}
+            return "duplicate"
         except ItemNotFound:
-            return "ignored", {}  # the nonce or subscription was consumed meanwhile
+            return "ignored"  # the nonce or subscription was consumed meanwhile
         except ConditionFailed:
             continue  # the org's plan changed meanwhile: read again
-        return "processed", details
+        return "processed"
     raise BillingContention("the org's plan kept changing; the platform will retry")
 
 
@@ -292,32 +310,22 @@ def _find(
         return None
 
 
-def _audit_effect(
-    services: Services,
-    event: InboundEvent,
-    org_id: str,
-    details: dict[str, Any],
-    *,
-    now: datetime,
-    request_id: str,
-) -> None:
-    services.audit.append(
-        org_id,
-        AuditEntry(
-            actor=f"system:webhook:{event.source.value}",
-            action=AuditAction.WEBHOOK_EFFECT.value,
-            request_id=request_id,
-            outcome="success",
-            target_kind="org",
-            target_id=org_id,
-            details={
-                "source": event.source.value,
-                "event_type": event.event_type,
-                "event_id": event.event_id,
-                **details,
-            },
-        ),
-        now=now,
+def _effect_entry(
+    event: InboundEvent, org_id: str, details: dict[str, Any], *, request_id: str
+) -> AuditEntry:
+    return AuditEntry(
+        actor=f"system:webhook:{event.source.value}",
+        action=AuditAction.WEBHOOK_EFFECT.value,
+        request_id=request_id,
+        outcome="success",
+        target_kind="org",
+        target_id=org_id,
+        details={
+            "source": event.source.value,
+            "event_type": event.event_type,
+            "event_id": event.event_id,
+            **details,
+        },
     )
 
 

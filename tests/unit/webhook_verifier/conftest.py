@@ -70,6 +70,8 @@ class WebhookStack:
     stack: Stack
     clock: Clock
     settings: Settings
+    # Every AWS client of the function is made from it (when first used).
+    aws: boto3.Session | None = None
 
     def invoke(self, event: dict[str, Any]) -> Response:
         result = self.app.lambda_handler(event, LambdaContext())
@@ -187,11 +189,12 @@ def webhooks(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> WebhookStack:
     from webhook_verifier import services as services_module
 
     settings = Settings.from_environ(os.environ)
-    built = services_module.build_services(settings, boto3.Session(region_name="us-east-1"))
+    session = boto3.Session(region_name="us-east-1")
+    built = services_module.build_services(settings, session)
     monkeypatch.setattr(app, "services", lambda: built)
     clock = Clock()
     monkeypatch.setattr(app, "_now", clock)
-    return WebhookStack(app=app, stack=stack, clock=clock, settings=settings)
+    return WebhookStack(app=app, stack=stack, clock=clock, settings=settings, aws=session)
 
 
 Deliver = Callable[..., Response]

@@ -11,7 +11,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
+from strongroom.audit import AuditLog
+from strongroom.audit.pending import SWEEP_GRACE
 from tests.support.http import http_event
 from tests.support.webhooks import (
     custom_data,
@@ -360,3 +363,36 @@ def test_twenty_concurrent_events_racing_for_one_nonce_have_one_effect(
     results = _concurrently(20, lambda i: _receive(webhooks, "lemonsqueezy", *deliveries[i]))
     assert sorted(results) == ["ignored"] * 19 + ["processed"]
     assert len(webhooks.webhook_effects(org_id)) == 1
+
+
+def test_an_effect_during_an_audit_outage_is_processed_once_and_audited_afterwards(
+    webhooks: WebhookStack,
+) -> None:
+    down = {"s3": False}
+
+    def audit_bucket(params: dict[str, Any], **_: Any) -> None:
+        if down["s3"] and b'"action":"webhook.effect"' in bytes(params.get("Body", b"")):
+            raise EndpointConnectionError(endpoint_url="https://s3.invalid")
+
+    assert webhooks.aws is not None
+    webhooks.aws.events.register("before-parameter-build.s3.PutObject", audit_bucket)
+    source = SOURCES[0]
+    org_id = webhooks.new_org()
+    nonce = new_nonce(webhooks, org_id)
+    created, _ = EVENTS[source]
+    body, headers = billing_delivery(webhooks, source, created, custom_data(org_id, nonce))
+    down["s3"] = True
+    # Answered as processed: a 5xx would have the platform redeliver it as a duplicate, and
+    # the effect would never be audited.
+    assert webhooks.deliver(source, body, headers).body == {"status": "processed"}
+    down["s3"] = False
+    assert webhooks.plan(org_id) == "team"
+    assert webhooks.webhook_effects(org_id) == []
+    assert webhooks.deliver(source, body, headers).body == {"status": "duplicate"}
+
+    log = AuditLog(
+        s3=boto3.client("s3"), dynamodb=boto3.client("dynamodb"), settings=webhooks.settings
+    )
+    assert log.sweep(now=webhooks.clock.now + SWEEP_GRACE).appended == 1
+    [effect] = webhooks.webhook_effects(org_id)
+    assert effect["effect"] == "plan_activated"
