@@ -299,6 +299,9 @@ def _exchange(
             with_grant=[still_allowed(consumed.started_by, Role.ADMIN), *recorded],
         )
     except ConnectionUnusable:
+        # The grant's transaction also fails when its user lost their role meanwhile.
+        if not has_role(services.table, consumed.started_by, consumed.org_id, Role.ADMIN, now=now):
+            return CallbackResult.NOT_ALLOWED, "not_allowed"
         return CallbackResult.CONNECTION_GONE, "connection_gone"
     except ProviderRefused as exc:
         return CallbackResult.EXCHANGE_REFUSED, exc.error
