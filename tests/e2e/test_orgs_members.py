@@ -46,6 +46,26 @@ def _new_org(stack: LocalStackClient, owner: str) -> str:
     return str(body["org_id"])
 
 
+def test_a_user_creates_at_most_their_allowance_of_orgs(local_stack: LocalStackClient) -> None:
+    # The stack runs with the template's MaxOrgsPerUser (10): each org is a KMS key.
+    alice, bob = _user("alice"), _user("bob")
+    orgs = [_new_org(local_stack, alice) for _ in range(10)]
+    status, body = _call(local_stack, "POST", "/orgs", alice, json={"name": "One more"})
+    assert status == 429
+    assert body == {
+        "error": {"code": "rate_limited", "message": "A user can create at most 10 orgs."}
+    }
+    # Joining orgs is not creating them; the orgs alice made all still answer.
+    assert (
+        _call(local_stack, "PUT", f"/orgs/{orgs[0]}/members/{bob}", alice, json={"role": "owner"})[
+            0
+        ]
+        == 200
+    )
+    assert _call(local_stack, "POST", "/orgs", bob, json={"name": "Bob's"})[0] == 201
+    assert all(_call(local_stack, "GET", f"/orgs/{org}", alice)[0] == 200 for org in orgs)
+
+
 def test_org_lifecycle_and_membership(local_stack: LocalStackClient) -> None:
     alice, bob, carol = _user("alice"), _user("bob"), _user("carol")
     org = _new_org(local_stack, alice)

@@ -16,7 +16,7 @@ from strongroom import roles
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction
 from strongroom.crypto.exceptions import CryptoError
-from strongroom.errors import Conflict, NotFound
+from strongroom.errors import Conflict, NotFound, RateLimited
 from strongroom.redaction import get_logger
 from strongroom.roles import Role
 from strongroom.tenancy import (
@@ -27,6 +27,7 @@ from strongroom.tenancy import (
     Item,
     ItemExists,
     ItemNotFound,
+    LimitReached,
     TenancyError,
     Update,
     new_org_id,
@@ -37,6 +38,9 @@ logger = get_logger(service="credential_store")
 ORG = "ORG"
 MEMBER = roles.MEMBER_KIND
 DEFAULT_PLAN = "free"
+# Platform items, one per user: how many orgs they have created (the allowance's counter).
+ORGS_CREATED = "ORGS_CREATED"
+_ORGS_COUNTER = "count"
 # A key made for an org that never came to be is shredded after the shortest window KMS allows.
 _ABANDONED_KEY_WINDOW_DAYS = 7
 _MAX_MEMBERS_PAGE = 100
@@ -58,12 +62,19 @@ def create_org(
 ) -> OrgCreated:
     """A new org: its KMS key and first DEK, then the org and its owner in one transaction.
 
-    The org item is written last, so a failure before it leaves nothing that looks like an org;
-    the key made for it is then shredded, but only once the org is known not to exist: a
-    transaction can commit and still fail for its caller (its answer lost on the way back).
+    The caller's allowance of orgs is taken first (RateLimited past it), so a refused request
+    makes no key. The org item is written last, so a failure before it leaves nothing that looks
+    like an org; the key made for it is then shredded and the allowance given back, but only
+    once the org is known not to exist: a transaction can commit and still fail for its caller
+    (its answer lost on the way back).
     """
+    _take_org_allowance(services, caller, now=now)
     org_id = new_org_id()
-    kms_key_arn = services.keyrings.create_org_key(org_id)
+    try:
+        kms_key_arn = services.keyrings.create_org_key(org_id)
+    except Exception:
+        _give_back_org_allowance(services, caller, now=now)
+        raise
     try:
         services.keyrings.create_keyring(org_id, kms_key_arn=kms_key_arn, now=now)
         created_at = _iso(now)
@@ -99,12 +110,36 @@ def create_org(
     except Exception:
         written = _org_written(services, org_id, now=now)
         if not written:
-            if written is False:  # unknown (None): the key stays, as the org may exist
-                _shred_abandoned_key(services, org_id)
+            # Unknown (None): key and allowance stay, as the org may exist. A key that could
+            # not be shredded keeps its allowance used too.
+            if written is False and _shred_abandoned_key(services, org_id):
+                _give_back_org_allowance(services, caller, now=now)
             raise
         logger.warning("org created though its transaction failed", extra={"org_id": org_id})
     services.audit.flush_after_commit(org_id, now=now)
     return OrgCreated(org_id=org_id)
+
+
+def _take_org_allowance(services: Services, caller: Caller, *, now: datetime) -> None:
+    """Count one more org created by the caller; RateLimited once they have made the most."""
+    ceiling = services.settings.max_orgs_per_user
+    try:
+        services.platform.increment(
+            ORGS_CREATED, caller.sub, attribute=_ORGS_COUNTER, ceiling=ceiling, now=now
+        )
+    except LimitReached:
+        raise RateLimited(f"A user can create at most {ceiling} orgs.") from None
+
+
+def _give_back_org_allowance(services: Services, caller: Caller, *, now: datetime) -> None:
+    """Undo `_take_org_allowance` for an org that never came to be. A failure is logged, not
+    raised: the creation's own error is the answer, and the caller is only left one org short."""
+    try:
+        services.platform.increment(
+            ORGS_CREATED, caller.sub, attribute=_ORGS_COUNTER, by=-1, now=now
+        )
+    except TenancyError:
+        logger.error("the org allowance of an abandoned org is not given back")
 
 
 def _org_written(services: Services, org_id: str, *, now: datetime) -> bool | None:
@@ -118,18 +153,20 @@ def _org_written(services: Services, org_id: str, *, now: datetime) -> bool | No
     return True
 
 
-def _shred_abandoned_key(services: Services, org_id: str) -> None:
-    """Shred the key of an org that never came to be, then drop its keyring items. A failure
-    is logged, not raised: the creation's own error is the answer; the rest waits for a sweep."""
+def _shred_abandoned_key(services: Services, org_id: str) -> bool:
+    """Shred the key of an org that never came to be, then drop its keyring items; whether the
+    key is shredded. A failure is logged, not raised: the creation's own error is the answer;
+    the rest waits for a sweep."""
     try:
         services.keyrings.shred_org_key(org_id, pending_window_days=_ABANDONED_KEY_WINDOW_DAYS)
     except CryptoError:
         logger.error("the key of an abandoned org is not shredded", extra={"org_id": org_id})
-        return
+        return False
     try:
         services.keyrings.discard_first_keyring(org_id)
     except CryptoError:
         logger.error("the keyring of an abandoned org is left", extra={"org_id": org_id})
+    return True
 
 
 def get_org(services: Services, caller: Caller, org_id: str, *, now: datetime) -> Org:

@@ -27,6 +27,8 @@ class Services:
     tokens: TokenService
     # The platform index of scheduled backups: an entry per connection.
     schedules: BackupSchedules
+    # Items of no org: the count of orgs each user has created.
+    platform: PlatformTable
     # How connection endpoint URLs are resolved when checked at creation (tests inject one).
     resolver: Resolver = system_resolver
 
@@ -41,16 +43,15 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
     keyrings = Keyrings(kms=kms, dynamodb=dynamodb, settings=settings)
     audit = AuditLog(s3=s3, dynamodb=dynamodb, settings=settings)
     tokens = token_service(settings, table=table, keyrings=keyrings, audit=audit)
-    schedules = BackupSchedules(
-        platform=PlatformTable(dynamodb=dynamodb, table_name=settings.table_name)
-    )
+    platform = PlatformTable(dynamodb=dynamodb, table_name=settings.table_name)
     return Services(
         settings=settings,
         table=table,
         keyrings=keyrings,
         audit=audit,
         tokens=tokens,
-        schedules=schedules,
+        schedules=BackupSchedules(platform=platform),
+        platform=platform,
     )
 
 

@@ -98,6 +98,11 @@ class Settings(BaseModel):
     dek_cache_max_uses: Annotated[
         int, Field(alias="STRONGROOM_DEK_CACHE_MAX_USES", ge=1, le=1_000_000)
     ] = 10_000
+    # How many orgs one user may create: each org is a customer-managed KMS key, which costs
+    # money and counts against the account's key quota (credential_store only).
+    max_orgs_per_user: Annotated[
+        int, Field(alias="STRONGROOM_MAX_ORGS_PER_USER", ge=1, le=10_000)
+    ] = 10
     # The role signed_url_issuer assumes, per download link, with a session policy narrowed to
     # the one object: only that function sets it (its own environment in the template).
     download_signer_role_arn: Annotated[

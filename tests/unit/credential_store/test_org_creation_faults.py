@@ -84,6 +84,19 @@ def _org_item(stack: Stack, org_id: str) -> dict[str, Any] | None:
     return item
 
 
+def _allowance_used(stack: Stack) -> int:
+    """How many orgs alice (the events' caller) has used of her allowance."""
+    item = (
+        boto3.client("dynamodb", region_name="us-east-1")
+        .get_item(
+            TableName=stack.ref("Table"),
+            Key={"pk": {"S": "ORGS_CREATED#alice"}, "sk": {"S": "ORGS_CREATED"}},
+        )
+        .get("Item")
+    )
+    return int(item["count"]["N"]) if item else 0
+
+
 def test_a_committed_transaction_whose_answer_is_lost_keeps_the_org_and_its_key(
     faults_and_post: tuple[Faults, Callable[[], tuple[int, Any]]], stack: Stack
 ) -> None:
@@ -105,6 +118,7 @@ def test_a_committed_transaction_whose_answer_is_lost_keeps_the_org_and_its_key(
     org_id = body["org_id"]
     assert _org_item(stack, org_id) is not None
     assert _org_keys() == {f"alias/strongroom-dev/org/{org_id}": "Enabled"}
+    assert _allowance_used(stack) == 1
 
 
 def test_a_transaction_that_never_ran_shreds_the_key(
@@ -132,10 +146,11 @@ def test_a_transaction_that_never_ran_shreds_the_key(
         ExpressionAttributeValues=key,
     )["Items"]
     assert left == []
+    assert _allowance_used(stack) == 0  # given back: the org never came to be
 
 
 def test_when_the_table_cannot_say_the_key_is_kept(
-    faults_and_post: tuple[Faults, Callable[[], tuple[int, Any]]],
+    faults_and_post: tuple[Faults, Callable[[], tuple[int, Any]]], stack: Stack
 ) -> None:
     faults, post = faults_and_post
     transactions = []
@@ -153,3 +168,60 @@ def test_when_the_table_cannot_say_the_key_is_kept(
     assert status >= 500
     assert transactions  # the transaction was attempted
     assert list(_org_keys().values()) == ["Enabled"]  # the org may exist: its key must not go
+    assert _allowance_used(stack) == 1  # and its allowance stays used
+
+
+def test_a_key_that_cannot_be_shredded_keeps_its_allowance_used(
+    faults_and_post: tuple[Faults, Callable[[], tuple[int, Any]]], stack: Stack
+) -> None:
+    faults, post = faults_and_post
+
+    def refuse_the_org(params: Any, **_: Any) -> None:
+        if b'"ORG"' in params["body"]:
+            raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+    def refuse(**_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="https://kms.us-east-1.amazonaws.com")
+
+    faults.on("before-call.dynamodb.TransactWriteItems", refuse_the_org)
+    faults.on("before-call.kms.DisableKey", refuse)
+    status, _ = post()
+    assert status >= 500
+    assert list(_org_keys().values()) == ["Enabled"]
+    # A user's count of orgs never falls below the keys made for them.
+    assert _allowance_used(stack) == 1
+
+
+def test_a_key_that_cannot_be_made_gives_its_allowance_back(
+    faults_and_post: tuple[Faults, Callable[[], tuple[int, Any]]], stack: Stack
+) -> None:
+    faults, post = faults_and_post
+
+    def refuse(**_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="https://kms.us-east-1.amazonaws.com")
+
+    faults.on("before-call.kms.CreateKey", refuse)
+    status, body = post()
+    assert status >= 500
+    assert "org_id" not in json.dumps(body)
+    assert _org_keys() == {}
+    assert _allowance_used(stack) == 0
+
+
+def test_an_allowance_that_cannot_be_read_makes_nothing(
+    faults_and_post: tuple[Faults, Callable[[], tuple[int, Any]]], stack: Stack
+) -> None:
+    faults, post = faults_and_post
+    creates = []
+
+    def refuse(**_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+    faults.on("before-call.dynamodb.UpdateItem", refuse)
+    faults.on("before-call.kms.CreateKey", lambda **_: creates.append(1))
+    status, body = post()
+    assert status == 500
+    assert body["error"]["code"] == "internal_error"
+    assert creates == []
+    assert _org_keys() == {}
+    assert _allowance_used(stack) == 0

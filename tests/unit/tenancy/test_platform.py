@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from strongroom.settings import Settings
-from strongroom.tenancy import InvalidKey, ItemExists, ItemNotFound, PlatformTable
+from strongroom.tenancy import InvalidKey, ItemExists, ItemNotFound, LimitReached, PlatformTable
 from tests.unit.tenancy.conftest import NOW, raw_items
 
 
@@ -54,3 +54,26 @@ def test_oauth_state_is_consumed_once_and_not_after_expiry(platform: PlatformTab
         platform.get("OAUTH_STATE", "digest_b", now=NOW + ttl)
     with pytest.raises(ItemNotFound):
         platform.consume("OAUTH_STATE", "digest_b", now=NOW + ttl)
+
+
+def test_a_platform_counter_stays_between_zero_and_its_ceiling(
+    platform: PlatformTable, dynamodb: Any, settings: Settings
+) -> None:
+    # One conditional update each: no interleaving of callers can pass the ceiling.
+    taken = [
+        platform.increment("ORGS_CREATED", "auth0|alice", attribute="count", ceiling=3, now=NOW)
+        for _ in range(3)
+    ]
+    for _ in range(2):
+        with pytest.raises(LimitReached):
+            platform.increment("ORGS_CREATED", "auth0|alice", attribute="count", ceiling=3, now=NOW)
+    assert taken == [1, 2, 3]
+    assert platform.increment("ORGS_CREATED", "auth0|alice", attribute="count", by=-1, now=NOW) == 2
+    for _ in range(2):
+        platform.increment("ORGS_CREATED", "auth0|alice", attribute="count", by=-1, now=NOW)
+    with pytest.raises(LimitReached):  # never below zero
+        platform.increment("ORGS_CREATED", "auth0|alice", attribute="count", by=-1, now=NOW)
+    stored = raw_items(dynamodb, settings, "ORGS_CREATED#auth0|alice")
+    assert stored["ORGS_CREATED"]["count"] == {"N": "0"}
+    with pytest.raises(InvalidKey):  # an id cannot reach another item's key
+        platform.increment("ORGS_CREATED", "a#b", attribute="count", now=NOW)

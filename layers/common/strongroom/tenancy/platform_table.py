@@ -1,4 +1,5 @@
-"""Platform items, which belong to no org: OAuth state, webhook event ids, schedules.
+"""Platform items, which belong to no org: OAuth state, webhook event ids, schedules, per-user
+counters.
 
     platform = PlatformTable(dynamodb=dynamodb, table_name=settings.table_name)
     platform.create("WEBHOOK_EVENT", event_digest, attributes={}, ttl=timedelta(days=3), now=now)
@@ -22,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 from strongroom.tenancy.exceptions import InvalidKey, ItemNotFound
 from strongroom.tenancy.items import IndexKey, Item, epoch_seconds, expiry_of, item_from_raw
 from strongroom.tenancy.keys import platform_key, validate_index_value, validate_kind
-from strongroom.tenancy.store import Expression, Store, Write, prepare_delete, prepare_put
+from strongroom.tenancy.store import (
+    Expression,
+    Store,
+    Write,
+    prepare_delete,
+    prepare_increment,
+    prepare_put,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -114,6 +122,25 @@ class PlatformTable:
         items = tuple(item_from_raw(raw, sort_key=raw["pk"]["S"]) for raw in raws)
         cursor = {name: value["S"] for name, value in last.items()} if last else None
         return items, cursor
+
+    def increment(
+        self,
+        kind: str,
+        item_id: str,
+        *,
+        attribute: str,
+        now: datetime,
+        by: int = 1,
+        ceiling: int | None = None,
+    ) -> int:
+        """Add `by` to a counter and return its new value; LimitReached past `ceiling` or
+        below 0. A missing item is created holding the counter (a per-user allowance, say)."""
+        pk, sk = platform_key(kind, item_id)
+        write = prepare_increment(
+            self._store.table, {"pk": pk, "sk": sk}, attribute=attribute, by=by, ceiling=ceiling
+        )
+        raw = self._store.write(write, now_epoch=epoch_seconds(now), return_values="UPDATED_NEW")
+        return int((raw or {})[attribute]["N"])
 
     def consume(self, kind: str, item_id: str, *, now: datetime) -> Item:
         """Delete the live item and return it, once: a second consume gets ItemNotFound."""
