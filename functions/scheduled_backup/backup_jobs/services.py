@@ -10,6 +10,7 @@ import boto3
 from aws_lambda_powertools import Metrics
 
 from strongroom.audit.log import AuditLog
+from strongroom.aws_limits import TRANSFER_CALLS
 from strongroom.backups import BackupSchedules
 from strongroom.crypto import Keyrings
 from strongroom.lazy import lazy_client, on_first_use
@@ -38,6 +39,7 @@ class Services:
     tokens: TokenService
     # Provider API requests (the token service has its own, with short timeouts).
     provider: OutboundClient
+    # The backup bucket's objects and parts (the audit log has a client of its own).
     s3: S3Client
     sqs: SQSClient
     metrics: Any  # aws_lambda_powertools.Metrics, or anything with add_metric
@@ -72,10 +74,10 @@ def build_services(
     # dispatcher never reads a provider, an on-demand start sends no job when it is refused).
     dynamodb = lazy_client(session, "dynamodb")
     kms = lazy_client(session, "kms")
-    s3 = lazy_client(session, "s3")
     table = TenantTable(dynamodb=dynamodb, table_name=settings.table_name)
     keyrings = Keyrings(kms=kms, dynamodb=dynamodb, settings=settings)
-    audit = AuditLog(s3=s3, dynamodb=dynamodb, settings=settings)
+    # Audit events are small and the dispatcher has 60 s: prompt limits. Backup parts are not.
+    audit = AuditLog(s3=lazy_client(session, "s3"), dynamodb=dynamodb, settings=settings)
     tokens = token_service(settings, table=table, keyrings=keyrings, audit=audit)
     return Services(
         settings=settings,
@@ -87,7 +89,7 @@ def build_services(
         audit=audit,
         tokens=tokens,
         provider=provider or on_first_use(lambda: provider_client(settings)),
-        s3=s3,
+        s3=lazy_client(session, "s3", config=TRANSFER_CALLS),
         sqs=lazy_client(session, "sqs"),
         metrics=metrics if metrics is not None else Metrics(service="scheduled_backup"),
     )

@@ -19,8 +19,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from strongroom.aws_limits import PROMPT_CALLS
+
 if TYPE_CHECKING:
     import boto3
+    from botocore.config import Config
 
 T = TypeVar("T")
 
@@ -64,6 +67,12 @@ def made(stand_in: T) -> T:
     return stand_in
 
 
-def lazy_client(session: boto3.Session, service_name: str, **options: Any) -> Any:
-    """`session.client(service_name, **options)`, made when first used."""
-    return on_first_use(lambda: session.client(service_name, **options))  # type: ignore[call-overload]
+def lazy_client(
+    session: boto3.Session, service_name: str, *, config: Config | None = None, **options: Any
+) -> Any:
+    """`session.client(service_name, **options)`, made when first used, with the limits of
+    `strongroom.aws_limits` (PROMPT_CALLS unless `config` says otherwise; its other settings,
+    such as a signature version, are kept)."""
+    # merge() takes only what `config` itself sets: the prompt limits stay unless it sets its own.
+    config = PROMPT_CALLS if config is None else PROMPT_CALLS.merge(config)
+    return on_first_use(lambda: session.client(service_name, config=config, **options))  # type: ignore[call-overload]

@@ -186,7 +186,8 @@ class BackupWorld:
             if down["marks"] and params["Item"]["pk"]["S"].startswith("AUDIT_SWEEP#"):
                 raise ClientError({"Error": {"Code": "ServiceUnavailable"}}, "PutItem")
 
-        self.services.s3.meta.events.register("before-parameter-build.s3.PutObject", s3)
+        audit_s3 = self.services.audit._objects._s3
+        audit_s3.meta.events.register("before-parameter-build.s3.PutObject", s3)
         dynamodb = self.services.table._store.client
         dynamodb.meta.events.register("before-parameter-build.dynamodb.PutItem", marks)
 
