@@ -8,7 +8,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from pydantic import ValidationError
 
 from strongroom.audit import (
@@ -19,6 +21,7 @@ from strongroom.audit import (
     event_key,
 )
 from strongroom.audit.events import canonical_json, event_hash
+from strongroom.aws_limits import PROMPT_CALLS
 from strongroom.settings import Settings
 from strongroom.tenancy import new_org_id
 from tests.unit.audit.conftest import NOW, entry, head_item
@@ -159,3 +162,34 @@ def test_events_are_listed_newest_first_page_by_page(audit: AuditLog, org_id: st
     with pytest.raises(InvalidAuditCursor, match="malformed"):
         audit.list_events(org_id, now=NOW, cursor="!!")
     assert audit.list_events(other, now=NOW).events == ()
+
+
+def test_an_append_whose_stored_put_lost_its_answer_is_in_the_chain_once(
+    make_log: Callable[..., AuditLog], audit: AuditLog, settings: Settings, org_id: str
+) -> None:
+    # S3 stores the first put but its answer never comes back (a read timeout): botocore's
+    # retry sends the same conditional put, which finds the key taken (412).
+    s3 = boto3.client("s3", region_name="us-east-1", config=PROMPT_CALLS)
+    server = boto3.client("s3", region_name="us-east-1")
+    sent: list[dict[str, Any]] = []
+
+    def remember(params: dict[str, Any], **_: Any) -> None:
+        sent.append(dict(params))
+
+    def lose_the_first_answer(request: Any, **_: Any) -> None:
+        if len(sent) == 1:
+            server.put_object(**sent[0])
+            sent.append({})
+            raise ReadTimeoutError(endpoint_url=request.url)
+
+    s3.meta.events.register("provide-client-params.s3.PutObject", remember)
+    s3.meta.events.register("before-send.s3.PutObject", lose_the_first_answer)
+    event = make_log(s3=s3).append(org_id, entry(request_id="decrypt-1"), now=NOW)
+    assert len(sent) == 2  # one put, stored; its answer lost; retried
+    [stored] = audit.list_events(org_id, now=NOW).events
+    assert (stored.request_id, stored.seq, stored.hash) == ("decrypt-1", 1, event.hash)
+    assert audit.verify_chain(org_id, now=NOW).ok
+    assert head_item(boto3.client("dynamodb", region_name="us-east-1"), settings, org_id) == {
+        "seq": 1,
+        "hash": event.hash,
+    }

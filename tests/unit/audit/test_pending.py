@@ -16,7 +16,13 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from strongroom.audit import AuditLog, AuditUnavailable, InvalidAuditEvent
-from strongroom.audit.pending import PENDING_KIND, SWEEP_GRACE, SWEEP_KIND, SWEEP_RETRY
+from strongroom.audit.pending import (
+    PENDING_KIND,
+    SWEEP_GRACE,
+    SWEEP_KIND,
+    SWEEP_RETRY,
+    _shard_of,
+)
 from strongroom.settings import Settings
 from strongroom.tenancy import Create, ItemExists, PlatformTable, TenantTable, new_org_id
 from tests.unit.audit.conftest import NOW, SimulatedCrash, entry, fail_on, head_item
@@ -74,13 +80,15 @@ def test_an_entry_recorded_with_its_change_is_appended_once_with_its_id_and_time
     assert _pending_ids(table, org_id) == []
 
 
-def test_directly_appended_events_keep_their_document_without_an_entry_id(
+def test_directly_appended_events_carry_an_entry_id_of_their_own(
     audit: AuditLog, s3: Any, settings: Settings, org_id: str
 ) -> None:
-    event = audit.append(org_id, entry(), now=NOW)
+    first = audit.append(org_id, entry(), now=NOW)
+    second = audit.append(org_id, entry(), now=NOW)
     body = s3.get_object(Bucket=settings.audit_bucket, Key=f"audit/{org_id}/{1:012d}.json")
-    assert "entry_id" not in json.loads(body["Body"].read())
-    assert event.entry_id is None
+    assert json.loads(body["Body"].read())["entry_id"] == first.entry_id
+    assert first.entry_id is not None
+    assert second.entry_id not in (None, first.entry_id)
 
 
 def test_the_table_holds_the_redacted_details_only(
@@ -180,8 +188,8 @@ def test_a_flush_that_dies_after_storing_the_event_is_not_appended_twice(
 
     expected = [("req-1", entry_id)]
     if direct_append_between:  # it anchors the stored event and goes after it
-        audit.append(org_id, entry(request_id="direct"), now=NOW)
-        expected.append(("direct", None))
+        direct = audit.append(org_id, entry(request_id="direct"), now=NOW)
+        expected.append(("direct", direct.entry_id))
     s3 = _without_list_bucket(boto3.client("s3", region_name="us-east-1"))
     assert make_log(s3=s3).flush(org_id, now=NOW) == 0  # found in the chain, not written again
 
@@ -201,11 +209,11 @@ def test_a_claimed_seq_taken_by_another_event_moves_the_entry_further_on(
         make_log(s3=doomed).flush(org_id, now=NOW)
     [item] = table.query(org_id, PENDING_KIND, now=NOW).items
     assert item.attributes["claim_seq"] == 1
-    audit.append(org_id, entry(request_id="direct"), now=NOW)  # takes seq 1
+    direct = audit.append(org_id, entry(request_id="direct"), now=NOW)  # takes seq 1
 
     s3 = _without_list_bucket(boto3.client("s3", region_name="us-east-1"))
     assert make_log(s3=s3).flush(org_id, now=NOW) == 1
-    assert _chain(audit, org_id) == [("direct", None), ("req-1", entry_id)]
+    assert _chain(audit, org_id) == [("direct", direct.entry_id), ("req-1", entry_id)]
 
 
 @pytest.mark.usefixtures("atomic_aws")
@@ -227,9 +235,11 @@ def test_concurrent_flushes_and_appends_write_each_entry_exactly_once(
         list(pool.map(work, range(workers)))
 
     chain = _chain(audit, org_id)
-    entry_ids = Counter(entry_id for _, entry_id in chain if entry_id is not None)
+    entry_ids = Counter(entry_id for request, entry_id in chain if request.startswith("rec-"))
     assert entry_ids == Counter(recorded)  # each once
-    assert sorted(r for r, e in chain if e is None) == [f"direct-{n}" for n in (1, 3, 5, 7)]
+    directs = [request for request, _ in chain if request.startswith("direct-")]
+    assert sorted(directs) == [f"direct-{n}" for n in (1, 3, 5, 7)]
+    assert len({entry_id for _, entry_id in chain}) == len(chain)
     assert _pending_ids(table, org_id) == []
 
 
@@ -355,3 +365,39 @@ def test_a_claim_on_a_seq_never_written_needs_no_read_of_a_missing_event(
     s3 = _without_list_bucket(boto3.client("s3", region_name="us-east-1"))
     assert make_log(s3=s3).flush(org_id, now=NOW) == 1
     assert _chain(audit, org_id) == [("req-1", entry_id)]
+
+
+def test_a_sweep_meeting_a_crafted_event_puts_that_org_back_and_goes_on(
+    audit: AuditLog, table: TenantTable, s3: Any, settings: Settings
+) -> None:
+    poisoned, healthy = new_org_id(), new_org_id()
+    while _shard_of(healthy) != _shard_of(poisoned):
+        healthy = new_org_id()
+    for org, at in ((poisoned, NOW), (healthy, NOW + timedelta(seconds=1))):
+        [write] = audit.prepare(org, entry(request_id="req-1"), now=at)
+        table.transact(org, [write], now=at)
+    # Where the poisoned org's first event goes: a hash no hex digest is, and a NaN.
+    crafted = {"seq": 1, "org_id": poisoned, "hash": "\u00e9" * 64, "n": float("nan")}
+    s3.put_object(
+        Bucket=settings.audit_bucket,
+        Key=f"audit/{poisoned}/{1:012d}.json",
+        Body=json.dumps(crafted).encode(),
+    )
+    report = audit.sweep(now=NOW + SWEEP_GRACE + timedelta(seconds=1))
+    assert (report.orgs, report.appended, report.failed) == (2, 1, 1)
+    assert len(_chain(audit, healthy)) == 1
+
+
+def test_a_flush_after_commit_meeting_a_crafted_event_leaves_the_change_done(
+    audit: AuditLog, table: TenantTable, s3: Any, settings: Settings, org_id: str
+) -> None:
+    audit.append(org_id, entry(request_id="req-0"), now=NOW)
+    entry_id = _record(audit, table, org_id, "req-1")
+    forged = {"seq": 2, "org_id": org_id, "hash": "\u00e9" * 64, "prev_hash": "0" * 64}
+    s3.put_object(
+        Bucket=settings.audit_bucket,
+        Key=f"audit/{org_id}/{2:012d}.json",
+        Body=json.dumps(forged).encode(),
+    )
+    audit.flush_after_commit(org_id, now=NOW)  # logged, not raised
+    assert _pending_ids(table, org_id) == [entry_id]

@@ -196,3 +196,38 @@ def test_an_append_refuses_to_build_on_an_event_that_does_not_extend_the_head(
     assert head_item(dynamodb, settings, org_id) == {"seq": 5, "hash": chain[4].hash}
     assert audit.read_event(org_id, 7) is None
     assert _problems(audit.verify_chain(org_id, now=NOW)) == {(P.BROKEN_LINK, 6)}
+
+
+def _with(**fields: Any) -> Callable[[dict[str, Any]], bytes]:
+    # json.dumps writes what json.loads takes back: a NaN, a lone surrogate's escape.
+    return lambda document: json.dumps({**document, **fields}, ensure_ascii=True).encode()
+
+
+def _nested_deeper_than_json_allows(document: dict[str, Any]) -> bytes:
+    body = json.dumps({**document, "details": {"deep": "HERE"}}).encode()
+    return body.replace(b'"HERE"', b"[" * 30_000 + b"]" * 30_000)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(_with(details={"method": float("nan")}), id="nan"),
+        pytest.param(_with(details={"method": "\ud800"}), id="lone-surrogate"),
+        pytest.param(_with(hash="\u00e9" * 64), id="non-hex-hash"),
+        pytest.param(_with(prev_hash="\u00e9" * 64), id="non-hex-prev-hash"),
+        pytest.param(_nested_deeper_than_json_allows, id="deep"),
+    ],
+)
+@pytest.mark.usefixtures("chain")
+def test_an_event_json_cannot_hash_is_reported_not_raised(
+    audit: AuditLog,
+    s3: Any,
+    settings: Settings,
+    org_id: str,
+    tamper: Callable[[dict[str, Any]], bytes],
+) -> None:
+    body = tamper(_document(s3, settings.audit_bucket, org_id, 2))
+    s3.put_object(Bucket=settings.audit_bucket, Key=event_key(org_id, 2), Body=body)
+    report = audit.verify_chain(org_id, now=NOW)
+    assert not report.ok
+    assert report.kinds_at(2) & {P.EDITED, P.BROKEN_LINK}

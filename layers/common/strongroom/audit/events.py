@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
 import json
 import re
 from datetime import UTC, datetime
@@ -74,9 +75,27 @@ def canonical_json(value: Any) -> bytes:
 
 
 def event_hash(document: dict[str, Any]) -> str:
-    """SHA-256 (hex) of the canonical JSON of an event document without its `hash` field."""
+    """SHA-256 (hex) of the canonical JSON of an event document without its `hash` field.
+
+    ValueError (or RecursionError) if the document has no canonical JSON: read documents pass
+    through `objects.parse_event_document`, which refuses those.
+    """
     unhashed = {name: value for name, value in document.items() if name != "hash"}
     return hashlib.sha256(canonical_json(unhashed)).hexdigest()
+
+
+_HASH_TEXT = re.compile(r"[0-9a-f]{64}")
+
+
+def same_hash(claimed: object, expected: str) -> bool:
+    """Whether `claimed` (read from storage, so anything) is the hash `expected`, compared in
+    constant time; a value that is not a hash's hex text is simply not it."""
+    return (
+        isinstance(claimed, str)
+        and _HASH_TEXT.fullmatch(claimed) is not None
+        and _HASH_TEXT.fullmatch(expected) is not None
+        and hmac.compare_digest(claimed, expected)
+    )
 
 
 def _check_json(value: Any, depth: int) -> None:
@@ -144,7 +163,8 @@ class AuditEvent(AuditEntry):
     """A stored event: the entry, its org, position and time, and the chain hashes.
 
     `entry_id` names the pending entry an event was recorded as, together with its change
-    (`AuditLog.prepare`); events appended directly have none, and their documents omit it.
+    (`AuditLog.prepare`), or, for an event appended directly, that append: a writer tells its
+    own event from another's by it. Events stored before direct appends carried one omit it.
     """
 
     format: Literal[1] = FORMAT

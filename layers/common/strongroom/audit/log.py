@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import hmac
 import json
 import logging
 import math
@@ -41,6 +40,7 @@ from strongroom.audit.events import (
     AuditEvent,
     canonical_json,
     event_hash,
+    same_hash,
     seal_event,
 )
 from strongroom.audit.exceptions import (
@@ -151,22 +151,21 @@ class AuditLog:
 
         It returns once the event object is stored: from then on the event is in the chain,
         even if moving the head fails (the next append anchors it).
-        AuditUnavailable: S3 or DynamoDB failed before the event was stored (nothing appended).
+        AuditUnavailable: S3 or DynamoDB failed before the event was stored (nothing appended;
+        or, if every attempt of the put lost its answer after S3 stored it, the event is in the
+        chain though this call failed: the chain may hold an action its caller then refused,
+        never lack one it made).
         AuditChainBroken: the stored chain does not extend from its head (tampering).
         InvalidAuditEvent: the redacted details, or `now`, do not make a valid event.
         """
         org_id = validate_org_id(org_id)
         details = self._redact(dict(entry.details))
         retain_until = now + self._retention
-        stalled: ChainHead | None = None
+        # Tells this append's event from another's when a retried put finds its seq taken: the
+        # first put may have been stored with its answer lost.
+        entry_id = new_entry_id(now)
         for attempt in range(_MAX_ATTEMPTS):
             head = self._read_head(org_id, now)
-            if head == stalled:
-                # Whoever took seq head+1 has still not moved the head (it crashed, or lost its
-                # connection): check that its event extends the head and move the head over it.
-                self._anchor_existing(org_id, head, now)
-                stalled = None
-                continue
             try:
                 event = seal_event(
                     entry,
@@ -175,14 +174,24 @@ class AuditLog:
                     prev_hash=head.hash,
                     occurred_at=now,
                     details=details,
+                    entry_id=entry_id,
                 )
             except ValidationError as exc:
                 raise _invalid(exc) from None
-            body = canonical_json(event.document())
-            if self._objects.create(event_key(org_id, event.seq), body, retain_until=retain_until):
+            key = event_key(org_id, event.seq)
+            if self._objects.create(
+                key, canonical_json(event.document()), retain_until=retain_until
+            ):
                 self._anchor_written(org_id, head, event, now)
                 return event
-            stalled = head
+            # The seq is taken: by another writer that has not moved the head yet (it crashed,
+            # or lost its connection), or by this append's own put. Anchor the holder (it must
+            # extend the head), and stop if it is ours.
+            holder = self._objects.read(key)
+            if holder is not None:
+                self._anchor_existing(org_id, head, now, holder)
+                if self._linked_document(org_id, event.seq, holder).get("entry_id") == entry_id:
+                    return event
             _back_off(attempt)
         raise AuditContention("concurrent appends to this org kept winning")
 
@@ -210,8 +219,7 @@ class AuditLog:
             if body is None:
                 return  # it vanished between our put and this read (a conflict): just retry
         document = self._linked_document(org_id, seq, body)
-        prev_hash = document.get("prev_hash")
-        if not isinstance(prev_hash, str) or not hmac.compare_digest(prev_hash, head.hash):
+        if not same_hash(document.get("prev_hash"), head.hash):
             raise AuditChainBroken(f"audit event {seq} does not extend the chain head")
         self._move_head(org_id, head, ChainHead(seq, document["hash"]), now)
 
@@ -293,9 +301,15 @@ class AuditLog:
         them)."""
         try:
             self.flush(org_id, now=now, limit=_REQUEST_FLUSH_LIMIT)
-        except AuditError as exc:
-            # A broken chain is tampering, for people to look at; an outage mends itself.
-            log = _LOGGER.error if isinstance(exc, AuditChainBroken) else _LOGGER.warning
+        except Exception as exc:  # noqa: BLE001 - the change is done: it must not answer 500
+            # A broken chain is tampering, for people to look at; an outage mends itself;
+            # anything else is a defect the stored data reached.
+            if not isinstance(exc, AuditError):
+                log = _LOGGER.exception
+            elif isinstance(exc, AuditChainBroken):
+                log = _LOGGER.error
+            else:
+                log = _LOGGER.warning
             log(
                 "audit entries recorded but not yet appended; the sweep appends them",
                 extra={"org_id": org_id, "error_type": type(exc).__name__},
@@ -338,9 +352,12 @@ class AuditLog:
                     orgs += 1
                     try:
                         appended += self._sweep_org(mark.attributes, now)
-                    except (AuditError, TenancyError) as exc:
+                    except Exception as exc:  # noqa: BLE001 - one org's fault stops no other
+                        # Whatever it is (an outage, tampering, a defect its stored data
+                        # reaches), the org's mark goes back and the sweep goes on.
                         failed += 1
-                        _LOGGER.warning(
+                        expected = isinstance(exc, AuditError | TenancyError)
+                        (_LOGGER.warning if expected else _LOGGER.exception)(
                             "pending audit entries not appended; a later sweep retries",
                             extra={"org_id": mark.item_id, "error": type(exc).__name__},
                         )
@@ -507,8 +524,7 @@ class AuditLog:
             document is None
             or document.get("seq") != seq
             or document.get("org_id") != org_id
-            or not isinstance(document.get("hash"), str)
-            or not hmac.compare_digest(document["hash"], event_hash(document))
+            or not same_hash(document.get("hash"), event_hash(document))
         ):
             raise AuditChainBroken(f"audit event {seq} is not a valid event of the org")
         return document

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from strongroom.audit.events import canonical_json
 from strongroom.audit.exceptions import AuditUnavailable
 
 if TYPE_CHECKING:
@@ -42,14 +43,19 @@ def seq_of_key(org_id: str, key: str) -> int | None:
 
 
 def parse_event_document(body: bytes) -> dict[str, Any] | None:
-    """The JSON object an event body holds, or None if it is not one."""
+    """The JSON object an event body holds, or None if it is not one that has a canonical
+    encoding (bodies are read from storage: NaN, lone surrogates or deep nesting, which
+    `json.loads` takes, would make hashing it raise instead of report)."""
     if len(body) > MAX_EVENT_BYTES:
         return None
     try:
         document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        if not isinstance(document, dict):
+            return None
+        canonical_json(document)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError among them
         return None
-    return document if isinstance(document, dict) else None
+    return document
 
 
 def error_code(exc: Exception) -> str:

@@ -22,13 +22,12 @@ never produces a finding.
 from __future__ import annotations
 
 import enum
-import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from strongroom.audit.events import GENESIS_HASH, AuditEvent, event_hash
+from strongroom.audit.events import GENESIS_HASH, AuditEvent, event_hash, same_hash
 from strongroom.audit.objects import (
     EventObjects,
     event_key,
@@ -127,7 +126,7 @@ def check_chain(objects: EventObjects, org_id: str, head: tuple[int, str] | None
     _check_links(documents, hashes, problems)
     if head_seq > 0:
         held = hashes.get(head_seq)
-        if held is None or not hmac.compare_digest(held, head_hash):
+        if held is None or not same_hash(head_hash, held):
             problems.append(
                 ChainProblem(ProblemKind.HEAD_MISMATCH, head_seq, "the head's hash is not held")
             )
@@ -182,7 +181,7 @@ def _check_event(
     """Report what is wrong with one event in itself; return the hash of its content."""
     computed = event_hash(document)
     claimed = document.get("hash")
-    if not isinstance(claimed, str) or not hmac.compare_digest(claimed, computed):
+    if not same_hash(claimed, computed):
         problems.append(ChainProblem(ProblemKind.EDITED, seq, "content does not match its hash"))
     else:
         try:
@@ -201,8 +200,7 @@ def _check_links(
         expected = GENESIS_HASH if seq == 1 else hashes.get(seq - 1)
         if expected is None:
             continue  # the event before is missing, and reported as such
-        prev_hash = document.get("prev_hash")
-        if not isinstance(prev_hash, str) or not hmac.compare_digest(prev_hash, expected):
+        if not same_hash(document.get("prev_hash"), expected):
             problems.append(
                 ChainProblem(ProblemKind.BROKEN_LINK, seq, "prev_hash is not the previous hash")
             )
