@@ -79,6 +79,7 @@ from backup_jobs.okta import (
 )
 from backup_jobs.runs import ACTOR, RUN_KIND, backup_entry, enqueue
 from backup_jobs.services import Services
+from strongroom.audit import AuditError
 from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.audit.events import Outcome as AuditOutcome
 from strongroom.backups import (
@@ -928,7 +929,8 @@ class _Credential:
             raise errors.NeedsReauthorization("the connection needs authorizing") from None
         except ConnectionUnusable:
             raise errors.ConnectionGone("the connection is unusable") from None
-        except (OAuthError, CryptoError, TenancyError, ClientError, BotoCoreError):
+        except (OAuthError, CryptoError, TenancyError, AuditError, ClientError, BotoCoreError):
+            # AuditError: the use could not be recorded, so the credential was not used.
             raise errors.CredentialsUnavailable("no credential could be obtained") from None
 
 

@@ -7,15 +7,18 @@ import secrets
 import socket
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import botocore.client
+import botocore.exceptions
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from strongroom.audit import AuditUnavailable
 from strongroom.oauth import (
     AccessToken,
     LeaseTimeout,
@@ -399,3 +402,83 @@ def test_a_failed_revocation_still_deletes_and_is_audited(
     assert ("credential.revoke", "failure") in actions
     assert ("connection.delete", "success") in actions
     assert world.server.current_refresh_tokens(client_id)  # still live at the provider
+
+
+def _audit_bucket_down(tokens: TokenService) -> Callable[[], None]:
+    """The audit bucket refuses every write until the returned function is called."""
+
+    def refuse(**_: Any) -> None:
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "ServiceUnavailable"}}, "PutObject"
+        )
+
+    events = tokens._audit._objects._s3.meta.events
+    events.register("before-parameter-build.s3.PutObject", refuse, unique_id="audit-down")
+    return lambda: events.unregister("before-parameter-build.s3.PutObject", unique_id="audit-down")
+
+
+def test_a_refresh_during_an_audit_outage_keeps_the_new_grant_and_audits_it_later(
+    world: OAuthWorld,
+) -> None:
+    org, connection_id, _ = _connected(world)
+    first = _get(world, org, connection_id)
+    near_expiry = datetime.fromtimestamp((first.expires_at or 0) - 30, UTC)
+    tokens = _tokens(world)
+    back_up = _audit_bucket_down(tokens)
+    # The provider rotated the refresh token: losing the new one would end the connection.
+    renewed = _get(world, org, connection_id, at=near_expiry)
+    assert renewed.value != first.value
+    assert world.server.is_active(renewed.value)
+    back_up()
+    assert tokens._audit.flush(org, now=near_expiry) >= 1
+    page = tokens._audit.list_events(org, now=near_expiry)
+    uses = [(e.outcome, e.details["grant"]) for e in page.events if e.action == "credential.use"]
+    assert uses.count(("success", "refresh_token")) == 1
+    # The stored grant is the provider's current one: the next refresh succeeds.
+    later = datetime.fromtimestamp((renewed.expires_at or 0) - 30, UTC)
+    again = _get(world, org, connection_id, at=later)
+    assert world.server.is_active(again.value)
+    assert world.connection(org, connection_id).body["status"] == "active"
+
+
+def test_a_refused_grant_during_an_audit_outage_still_marks_the_connection_and_audits_it(
+    world: OAuthWorld,
+) -> None:
+    org, connection_id, client_id = _connected(world)
+    first = _get(world, org, connection_id)
+    world.server.invalidate_grants(client_id)
+    near_expiry = datetime.fromtimestamp((first.expires_at or 0) - 30, UTC)
+    tokens = _tokens(world)
+    back_up = _audit_bucket_down(tokens)
+    with pytest.raises(NeedsReauthorization):
+        _get(world, org, connection_id, at=near_expiry)
+    assert world.connection(org, connection_id).body["status"] == "needs_reauth"
+    back_up()
+    tokens._audit.flush(org, now=near_expiry)
+    page = tokens._audit.list_events(org, now=near_expiry)
+    actions = [(e.action, e.outcome) for e in page.events]
+    assert actions.count(("connection.needs_reauth", "failure")) == 1
+    assert actions.count(("credential.use", "failure")) == 1
+
+
+def test_a_refresh_whose_use_cannot_be_recorded_sends_no_credential(world: OAuthWorld) -> None:
+    org, connection_id, _ = _connected(world)
+    first = _get(world, org, connection_id)
+    near_expiry = datetime.fromtimestamp((first.expires_at or 0) - 30, UTC)
+    tokens = _tokens(world)
+
+    def refuse_marks(params: dict[str, Any], **_: Any) -> None:
+        if params["Item"]["pk"]["S"].startswith("AUDIT_SWEEP#"):
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "ServiceUnavailable"}}, "PutItem"
+            )
+
+    dynamodb = tokens._audit._platform._store.client
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.PutItem", refuse_marks)
+    requests_before = world.server.counts()["token_requests"]
+    with pytest.raises(AuditUnavailable):
+        _get(world, org, connection_id, at=near_expiry)
+    assert world.server.counts()["token_requests"] == requests_before
+    dynamodb.meta.events.unregister("before-parameter-build.dynamodb.PutItem", refuse_marks)
+    # Nothing was spent: the grant still refreshes.
+    assert _get(world, org, connection_id, at=near_expiry).value != first.value

@@ -256,3 +256,37 @@ def test_an_audit_outage_as_a_backup_completes_leaves_it_complete_and_audited_by
     assert "backup.complete" not in _audit_actions(world, org)
     assert world.sweep_later(monkeypatch)["audit_sweep"]["appended"] == 1
     assert _audit_actions(world, org).count("backup.complete") == 1
+
+
+def test_an_audit_bucket_outage_does_not_stop_a_backup_and_its_credential_use_is_audited(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    status, body = world.start(org, connection)
+    assert status == 202
+    down: dict[str, Any] = {"s3": True, "marks": False}
+    world.audit_outage(down)
+    assert world.drain() == 1
+    down["s3"] = False
+    assert world.record(org, body["backup_id"])["status"] == "complete"
+    assert "credential.use" not in _audit_actions(world, org)
+    world.sweep_later(monkeypatch)
+    actions = _audit_actions(world, org)
+    assert actions.count("credential.use") == 1
+    assert actions.count("backup.complete") == 1
+
+
+def test_a_credential_use_that_cannot_be_recorded_is_not_made(world: BackupWorld) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    status, body = world.start(org, connection)
+    assert status == 202
+    down: dict[str, Any] = {"s3": False, "marks": True}
+    world.audit_outage(down)
+    requests_before = world.okta.snapshot()["requests"]
+    world.drain()
+    # The token never reached the provider; the job was retried, then failed.
+    assert world.okta.snapshot()["requests"] == requests_before
+    record = world.record(org, body["backup_id"])
+    assert record["status"] != "complete"

@@ -17,8 +17,12 @@ under the lease, so a caller whose lease ran out can never overwrite a newer tok
 newer refresh token of a rotating provider). Callers that find the lease taken wait for the
 holder's token, and give up with LeaseTimeout, never with an error that blames the credentials.
 
-`invalid_grant` on a refresh marks the connection `needs_reauth` and audits it. Every token
-request made with a stored credential is audited, whatever its outcome.
+`invalid_grant` on a refresh marks the connection `needs_reauth`, with its audit entries in the
+same transaction. Every use of a stored credential is audited, whatever its outcome: a token
+request's success is recorded in the transaction that stores the token (prepared before the
+request, so an audit log that cannot record it stops the request first), so an audit outage can
+never lose a grant the provider has already rotated; the entries reach the chain after the
+commit, or by the sweep.
 """
 
 from __future__ import annotations
@@ -224,15 +228,17 @@ class TokenService:
         sealed = record.sealed("token")
         if sealed is None:
             raise ConnectionUnusable("the connection holds no API token")
-        value = self._open(record, sealed, "token")
-        self._record_use(
+        used = self._use_entry(
             record,
-            now=now,
             request_id=request_id,
             actor=actor,
             outcome="success",
             details={"grant": "api_token"},
         )
+        # Recorded before the token leaves: a use that cannot be audited is not made (AuditError).
+        self._audit.record(record.org_id, used, now=now)
+        self._audit.flush_after_commit(record.org_id, now=now)
+        value = self._open(record, sealed, "token")
         return AccessToken("SSWS" if record.provider == "okta" else "Bearer", value, None)
 
     def _cached(self, record: ConnectionRecord, now: datetime) -> AccessToken | None:
@@ -314,25 +320,19 @@ class TokenService:
             grant = {"grant_type": grant_type}
             if record.scopes:
                 grant["scope"] = " ".join(record.scopes)
-        try:
-            token = self._request(
-                record,
-                endpoints.token,
-                grant,
-                client,
-                now=now,
-                request_id=request_id,
-                actor=actor,
-                # A refresh spends a rotating refresh token: never sent twice.
-                retryable=grant_type == "client_credentials",
-            )
-        except InvalidGrant:
-            if grant_type == "refresh_token":
-                self._mark_needs_reauth(record, now=now, request_id=request_id, actor=actor)
-                raise NeedsReauthorization("the provider refused the grant") from None
-            raise
-        self._store_token(record, token, now=now)
-        return AccessToken("Bearer", token.access_token, token.expires_at)
+        use = self._request(
+            record,
+            endpoints.token,
+            grant,
+            client,
+            now=now,
+            request_id=request_id,
+            actor=actor,
+            # A refresh spends a rotating refresh token: never sent twice.
+            retryable=grant_type == "client_credentials",
+        )
+        self._store_token(record, use, now=now)
+        return AccessToken("Bearer", use.token.access_token, use.token.expires_at)
 
     # ---- the authorization-code grant -------------------------------------------------------
 
@@ -367,7 +367,7 @@ class TokenService:
             "redirect_uri": redirect_uri,
             "code_verifier": code_verifier,
         }
-        token = self._request(
+        use = self._request(
             record,
             endpoints.token,
             grant,
@@ -377,10 +377,11 @@ class TokenService:
             actor=actor,
             retryable=False,
         )
-        if token.refresh_token is None:
+        if use.token.refresh_token is None:
             # Without a refresh token the connection could not run unattended backups.
+            self._record_unstored_use(record, use, now=now)
             raise ProviderRefused("the provider issued no refresh token", error="no_refresh_token")
-        self._store_token(record, token, now=now, authorized=True, with_token=with_grant)
+        self._store_token(record, use, now=now, authorized=True, with_token=with_grant)
         if record.sealed(REFRESH_TOKEN) is not None:
             # A new authorization replaces the grant: the old one must not stay usable at the
             # provider, where nobody would ever revoke it.
@@ -450,10 +451,20 @@ class TokenService:
         request_id: str,
         actor: str,
         retryable: bool,
-    ) -> TokenGrant:
-        """One token request made with the connection's credentials, audited whatever happens."""
+    ) -> _Use:
+        """One token request made with the connection's credentials, audited whatever happens.
+
+        Its success is recorded by writes prepared before the request, so an audit log that
+        cannot take them stops the request before a credential leaves (AuditError); the caller
+        commits them with the token (`_store_token`), so an audit outage can never lose a grant
+        the provider has already rotated. A failure is recorded here; a refused refresh marks
+        the connection needs_reauth with its entries and raises NeedsReauthorization.
+        """
         details: dict[str, Any] = {"grant": grant["grant_type"]}
-        token: TokenGrant | None = None
+        succeeded = self._use_entry(
+            record, request_id=request_id, actor=actor, outcome="success", details=details
+        )
+        audited = self._audit.prepare(record.org_id, succeeded, now=now)
         try:
             token = request_token(
                 self._outbound,
@@ -463,24 +474,20 @@ class TokenService:
                 now=now.timestamp(),
                 retryable=retryable,
             )
-        except ProviderRefused as exc:  # InvalidGrant among them
-            details["error"] = exc.error
-            raise
-        except TokenUnavailable:
-            details["error"] = "unavailable"
-            raise
-        finally:
-            if token is None:
-                details.setdefault("error", "unexpected")
-            self._record_use(
+        except Exception as exc:
+            failed = self._use_entry(
                 record,
-                now=now,
                 request_id=request_id,
                 actor=actor,
-                outcome="success" if token is not None else "failure",
-                details=details,
+                outcome="failure",
+                details={**details, "error": _use_error(exc)},
             )
-        return token
+            if isinstance(exc, InvalidGrant) and grant["grant_type"] == "refresh_token":
+                self._mark_needs_reauth(record, failed, now=now, request_id=request_id, actor=actor)
+                raise NeedsReauthorization("the provider refused the grant") from None
+            self._record_failed_use(record, failed, now=now)
+            raise
+        return _Use(token, audited)
 
     def _keyring(self, record: ConnectionRecord) -> OrgKeyring:
         return self._keyrings.for_org(record.org_id)
@@ -526,12 +533,15 @@ class TokenService:
     def _store_token(
         self,
         record: ConnectionRecord,
-        token: TokenGrant,
+        use: _Use,
         *,
         now: datetime,
         authorized: bool = False,
         with_token: Sequence[Operation] = (),
     ) -> None:
+        """Store the token with its use's audit entry (and `with_token`) in one transaction; if
+        the token is not stored, its use is still recorded."""
+        token = use.token
         changes: dict[str, Any] = {
             sealed_attribute(ACCESS_TOKEN): self._seal(record, token.access_token, ACCESS_TOKEN),
             ACCESS_TOKEN_EXPIRES_AT: token.expires_at,
@@ -554,81 +564,136 @@ class TokenService:
             TOKEN_GENERATION: record.token_generation or None,
             "auth_method": record.auth_method,
         }
+        update = Update(CONNECTION_KIND, record.connection_id, changes=changes, expect=expect)
         try:
-            if not with_token:
-                self._table.update(
-                    record.org_id,
-                    CONNECTION_KIND,
-                    record.connection_id,
-                    changes=changes,
-                    expect=expect,
-                    now=now,
-                )
-            else:
-                update = Update(
-                    CONNECTION_KIND, record.connection_id, changes=changes, expect=expect
-                )
-                self._table.transact(record.org_id, [update, *with_token], now=now)
+            self._table.transact(record.org_id, [update, *use.audited, *with_token], now=now)
         except ItemNotFound:
+            self._record_unstored_use(record, use, now=now)
             raise ConnectionUnusable("the connection was deleted meanwhile") from None
         except ConditionFailed:
+            self._record_unstored_use(record, use, now=now)
             # A newer token was stored meanwhile (our lease ran out): keep it, it is newer.
             if authorized:
                 raise ConnectionUnusable("the connection changed meanwhile") from None
+            return
+        except TenancyError:
+            self._record_unstored_use(record, use, now=now)
+            raise
+        self._audit.flush_after_commit(record.org_id, now=now)
 
     def _mark_needs_reauth(
-        self, record: ConnectionRecord, *, now: datetime, request_id: str, actor: str
-    ) -> None:
-        with contextlib.suppress(ConditionFailed, ItemNotFound):
-            self._table.update(
-                record.org_id,
-                CONNECTION_KIND,
-                record.connection_id,
-                changes={
-                    STATUS: ConnectionStatus.NEEDS_REAUTH.value,
-                    TOKEN_GENERATION: record.token_generation + 1,
-                },
-                remove=[sealed_attribute(ACCESS_TOKEN), ACCESS_TOKEN_EXPIRES_AT],
-                expect={TOKEN_GENERATION: record.token_generation or None},
-                now=now,
-            )
-        self._audit.append(
-            record.org_id,
-            AuditEntry(
-                actor=actor,
-                action=AuditAction.CONNECTION_NEEDS_REAUTH.value,
-                request_id=request_id,
-                outcome="failure",
-                target_kind="connection",
-                target_id=record.connection_id,
-                details={"reason": "invalid_grant"},
-            ),
-            now=now,
-        )
-
-    def _record_use(
         self,
         record: ConnectionRecord,
+        failed: AuditEntry,
         *,
         now: datetime,
         request_id: str,
         actor: str,
+    ) -> None:
+        """Mark the connection needs_reauth with the refused use and the mark's entries in one
+        transaction. If another caller changed the connection meanwhile, only the use is
+        recorded; if nothing can be recorded, nothing is marked (the next refresh is refused
+        again and marks it)."""
+        marked = AuditEntry(
+            actor=actor,
+            action=AuditAction.CONNECTION_NEEDS_REAUTH.value,
+            request_id=request_id,
+            outcome="failure",
+            target_kind="connection",
+            target_id=record.connection_id,
+            details={"reason": "invalid_grant"},
+        )
+        update = Update(
+            CONNECTION_KIND,
+            record.connection_id,
+            changes={
+                STATUS: ConnectionStatus.NEEDS_REAUTH.value,
+                TOKEN_GENERATION: record.token_generation + 1,
+            },
+            remove=[sealed_attribute(ACCESS_TOKEN), ACCESS_TOKEN_EXPIRES_AT],
+            expect={TOKEN_GENERATION: record.token_generation or None},
+        )
+        try:
+            entries = self._audit.prepare(record.org_id, failed, marked, now=now)
+            self._table.transact(record.org_id, [update, *entries], now=now)
+        except (ConditionFailed, ItemNotFound):
+            self._record_failed_use(record, failed, now=now)
+            return
+        except (AuditError, TenancyError) as exc:
+            _LOGGER.error(
+                "a refused grant could not be recorded; the connection stays as it was",
+                extra=_log_fields(record, exc),
+            )
+            return
+        self._audit.flush_after_commit(record.org_id, now=now)
+
+    def _record_failed_use(
+        self, record: ConnectionRecord, failed: AuditEntry, *, now: datetime
+    ) -> None:
+        """Record a failed token request; the failure, not the audit log's, is what the caller
+        raises."""
+        try:
+            self._audit.record(record.org_id, failed, now=now)
+        except AuditError as exc:
+            _LOGGER.error(
+                "a failed token request could not be audited", extra=_log_fields(record, exc)
+            )
+            return
+        self._audit.flush_after_commit(record.org_id, now=now)
+
+    def _record_unstored_use(self, record: ConnectionRecord, use: _Use, *, now: datetime) -> None:
+        """Record a successful token request whose token was not stored (the connection changed
+        meanwhile, or the store failed): the credential was used all the same."""
+        try:
+            self._table.transact(record.org_id, list(use.audited), now=now)
+        except TenancyError as exc:
+            _LOGGER.error("a token request could not be audited", extra=_log_fields(record, exc))
+            return
+        self._audit.flush_after_commit(record.org_id, now=now)
+
+    def _use_entry(
+        self,
+        record: ConnectionRecord,
+        *,
+        request_id: str,
+        actor: str,
         outcome: Literal["success", "failure"],
         details: dict[str, Any],
-    ) -> None:
-        self._audit.append(
-            record.org_id,
-            AuditEntry(
-                actor=actor,
-                action=AuditAction.CREDENTIAL_USE.value,
-                request_id=request_id,
-                outcome=outcome,
-                target_kind="connection",
-                target_id=record.connection_id,
-                details={"method": record.auth_method, **details},
-            ),
-            now=now,
+    ) -> AuditEntry:
+        """The credential.use entry of one use of the connection's stored credentials."""
+        return AuditEntry(
+            actor=actor,
+            action=AuditAction.CREDENTIAL_USE.value,
+            request_id=request_id,
+            outcome=outcome,
+            target_kind="connection",
+            target_id=record.connection_id,
+            details={"method": record.auth_method, **details},
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Use:
+    """A token the provider issued, and the prepared writes that record its request."""
+
+    token: TokenGrant
+    audited: Sequence[Operation]
+
+
+def _use_error(exc: Exception) -> str:
+    if isinstance(exc, ProviderRefused):  # InvalidGrant among them
+        return exc.error
+    if isinstance(exc, TokenUnavailable):
+        return "unavailable"
+    return "unexpected"
+
+
+def _log_fields(record: ConnectionRecord, exc: Exception) -> dict[str, str]:
+    return {
+        "org_id": record.org_id,
+        "connection_id": record.connection_id,
+        "error_type": type(exc).__name__,
+    }
 
 
 def _fingerprint(token: TokenGrant) -> str:
