@@ -300,7 +300,7 @@ def test_an_admin_removed_while_the_code_is_exchanged_gets_no_grant_stored(
     world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org = world.new_org()
-    connection_id, _, _ = world.new_code_connection(org)
+    connection_id, client_id, _ = world.new_code_connection(org)
     url, cookie = world.start(org, connection_id)
     query = world.browse(url)
     from oauth_flow import flow  # the function's package, on the path once `world` loads it
@@ -325,6 +325,10 @@ def test_an_admin_removed_while_the_code_is_exchanged_gets_no_grant_stored(
     body = world.connection(org, connection_id, sub="alice").body
     assert body["status"] == "pending_authorization"
     assert "refresh_token" not in {c["field"] for c in body["credentials"]}
+    # The grant the provider issued is held by nobody: it is revoked there, and audited.
+    assert world.server.counts()["revocations"] == 1
+    assert world.server.current_refresh_tokens(client_id) == []
+    assert ("credential.revoke", "success") in _audit_actions(world, org)
 
 
 def test_a_grant_stored_during_an_audit_outage_is_connected_and_audited_afterwards(
@@ -385,3 +389,36 @@ def test_reauthorizing_during_an_audit_outage_is_connected_and_the_revocation_au
     assert ("credential.revoke", "success") not in _audit_actions(world, org)
     _change_member(world, org, "carol", "admin")  # the org's next change flushes
     assert _audit_actions(world, org).count(("credential.revoke", "success")) == 1
+
+
+def test_a_code_exchange_without_a_refresh_token_is_refused_and_its_access_token_revoked(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strongroom.oauth import tokens as token_service
+
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    issued: list[str] = []
+    real_request = token_service.request_token
+
+    def without_a_refresh_token(*args: Any, **kwargs: Any) -> Any:
+        # The provider answers as one whose grants cannot be refreshed (no offline access).
+        grant = real_request(*args, **kwargs)
+        issued.append(grant.access_token)
+        return replace(grant, refresh_token=None)
+
+    monkeypatch.setattr(token_service, "request_token", without_a_refresh_token)
+
+    result = world.result(world.callback(query, cookie))
+
+    assert result == {"result": "exchange_refused", "connection_id": connection_id}
+    assert world.connection(org, connection_id, sub="alice").body["status"] == (
+        "pending_authorization"
+    )
+    [access_token] = issued
+    assert not world.server.is_active(access_token)
+    actions = _audit_actions(world, org)
+    assert ("credential.revoke", "success") in actions
+    assert ("oauth.connect", "failure") in actions

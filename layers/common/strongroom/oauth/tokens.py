@@ -380,8 +380,13 @@ class TokenService:
         if use.token.refresh_token is None:
             # Without a refresh token the connection could not run unattended backups.
             self._record_unstored_use(record, use, now=now)
+            self._revoke_unheld(record, use.token, now=now, request_id=request_id, actor=actor)
             raise ProviderRefused("the provider issued no refresh token", error="no_refresh_token")
-        self._store_token(record, use, now=now, authorized=True, with_token=with_grant)
+        try:
+            self._store_token(record, use, now=now, authorized=True, with_token=with_grant)
+        except ConnectionUnusable:
+            self._revoke_unheld(record, use.token, now=now, request_id=request_id, actor=actor)
+            raise
         if record.sealed(REFRESH_TOKEN) is not None:
             # A new authorization replaces the grant: the old one must not stay usable at the
             # provider, where nobody would ever revoke it.
@@ -437,6 +442,53 @@ class TokenService:
             self._outbound, endpoints.revocation, token, client, token_type_hint=hint
         )
         return "revoked" if revoked else "failed"
+
+    def _revoke_unheld(
+        self,
+        record: ConnectionRecord,
+        token: TokenGrant,
+        *,
+        now: datetime,
+        request_id: str,
+        actor: str,
+    ) -> None:
+        """Revoke a grant the provider issued but nobody holds (its connection changed, or its
+        user lost their role, before it was stored): it must not stay usable at the provider,
+        where nobody would ever revoke it. Best effort, and audited."""
+        if token.refresh_token is not None:
+            value, hint = token.refresh_token, "refresh_token"
+        else:
+            value, hint = token.access_token, "access_token"
+        outcome = "failed"
+        try:
+            endpoints = self.endpoints(record)
+            if endpoints.revocation is None:
+                outcome = "not_applicable"
+            else:
+                client = self._client_authentication(record, endpoints, now)
+                revoked = revoke_token(
+                    self._outbound, endpoints.revocation, value, client, token_type_hint=hint
+                )
+                outcome = "revoked" if revoked else "failed"
+        except (ConnectionUnusable, TokenUnavailable):
+            pass
+        entry = AuditEntry(
+            actor=actor,
+            action=AuditAction.CREDENTIAL_REVOKE.value,
+            request_id=request_id,
+            outcome="success" if outcome == "revoked" else "failure",
+            target_kind="connection",
+            target_id=record.connection_id,
+            details={"revocation": outcome, "reason": "grant_not_stored"},
+        )
+        try:
+            self._audit.record(record.org_id, entry, now=now)
+        except AuditError as exc:
+            _LOGGER.error(
+                "an unheld grant's revocation could not be audited", extra=_log_fields(record, exc)
+            )
+            return
+        self._audit.flush_after_commit(record.org_id, now=now)
 
     # ---- helpers ----------------------------------------------------------------------------
 
