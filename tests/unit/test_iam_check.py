@@ -7,6 +7,7 @@ import json
 import os
 import threading
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -207,6 +208,40 @@ def test_s3_objects_outside_the_roles_prefix_are_reported(stack: Stack) -> None:
     ]
 
 
+def test_object_lock_versions_and_prefixes_are_part_of_the_request(stack: Stack) -> None:
+    audit = stack.ref("AuditBucket")
+    # AppendAudit without s3:PutObjectRetention: a put that sets retention needs it too.
+    template = copy.deepcopy(stack.template)
+    for statement in template["Resources"]["CredentialStoreFunction"]["Properties"]["Policies"][0][
+        "Statement"
+    ]:
+        if statement.get("Sid") == "AppendAudit":
+            statement["Action"] = ["s3:PutObject", "s3:GetObject"]
+    check = IamCheck(replace(stack, template=template))
+    s3 = check.session().client("s3")
+    with check.acting_as("CredentialStoreFunction"):
+        s3.put_object(Bucket=audit, Key="audit/org_a/1.json", Body=b"{}")
+        s3.list_objects_v2(Bucket=audit, Prefix="audit/org_a/")
+        assert check.problems == []
+        version = s3.put_object(
+            Bucket=audit,
+            Key="audit/org_a/2.json",
+            Body=b"{}",
+            ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=datetime(2099, 1, 1, tzinfo=UTC),
+        )["VersionId"]
+        s3.get_object(Bucket=audit, Key="audit/org_a/2.json", VersionId=version)
+        s3.list_objects_v2(Bucket=audit, Prefix="orgs/")
+        s3.list_objects_v2(Bucket=audit)
+    assert [p.what.split(" on ")[0] for p in check.problems] == [
+        "s3:PutObjectRetention",
+        "s3:GetObjectVersion",
+        "s3:ListBucket",
+        "s3:ListBucket",
+    ]
+    assert "s3:prefix=orgs/" in check.problems[2].what
+
+
 def test_sse_kms_writes_and_reads_need_the_key_through_s3(stack: Stack) -> None:
     check = IamCheck(stack)
     s3 = check.session().client("s3")
@@ -329,6 +364,21 @@ def test_sqs_and_secrets_manager_calls_are_judged_on_their_arns(stack: Stack) ->
         ("BackupDispatcherFunction", "secretsmanager:GetSecretValue"),
         ("BackupDispatcherFunction", "kms:Decrypt"),
     ]
+
+
+def test_sending_to_a_queue_under_a_customer_key_needs_the_key_through_sqs(stack: Stack) -> None:
+    check = IamCheck(
+        _template_without(stack, "BackupDispatcherFunction", "PlatformKeyForTableQueueAndAudit")
+    )
+    sqs = check.session().client("sqs")
+    with check.acting_as("BackupDispatcherFunction"):
+        sqs.send_message(QueueUrl=stack.ref("BackupQueue"), MessageBody="{}")
+    assert [p.what.split(" on ")[0] for p in check.problems] == [
+        "kms:GenerateDataKey",
+        "kms:Decrypt",
+    ]
+    assert check.problems[0].what.split(" on ")[1].startswith(stack.attribute("PlatformKey", "Arn"))
+    assert "kms:viaservice=sqs.us-east-1.amazonaws.com" in check.problems[0].what
 
 
 def test_an_operation_without_a_rule_is_reported_not_passed(stack: Stack) -> None:
