@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,7 +86,7 @@ def _as_list(value: Any) -> list[Any]:
 
 # ---- conditions ---------------------------------------------------------------------------
 
-_BASE_OPERATORS = {
+_BASE_OPERATORS: dict[str, tuple[Callable[[str, str], bool], bool]] = {
     # name: (value test, negated)
     "StringEquals": (lambda p, v: p == v, False),
     "StringNotEquals": (lambda p, v: p == v, True),
@@ -298,7 +298,7 @@ def function_role(template: Mapping[str, Any], resolver: Any, function: str) -> 
     return Role(function=function, arn=arn, policies=tuple(policies))
 
 
-def role_trust_policies(template: Mapping[str, Any], resolver: Any) -> dict[str, Policy]:
+def role_trust_policies(template: Mapping[str, Any], resolver: Any) -> dict[str, Any]:
     """Role ARN -> trust policy (AssumeRolePolicyDocument) of every AWS::IAM::Role, with its
     `Principal` kept: `trusts` reads it."""
     found = {}
