@@ -37,6 +37,7 @@ from moto.core.botocore_stubber import BotocoreStubber  # noqa: E402
 from strongroom.settings import Settings  # noqa: E402
 from strongroom_local.provision import Stack, provision  # noqa: E402
 from tests.support.events import load_event  # noqa: E402
+from tests.support.iam_check import IamCheck  # noqa: E402
 from tests.support.network import install_loopback_guard  # noqa: E402
 
 install_loopback_guard()
@@ -47,6 +48,22 @@ def stack() -> Iterator[Stack]:
     """Every key, table, bucket and queue of template.yaml, created in moto's mock_aws."""
     with mock_aws():
         yield provision(boto3.Session(region_name="us-east-1"))
+
+
+@pytest.fixture
+def iam_check(stack: Stack) -> Iterator[IamCheck]:
+    """Holds every AWS call a guarded handler makes to its function's role in template.yaml.
+
+    Function fixtures build their services from `iam_check.session()` and wrap their handler
+    modules with `iam_check.guard(module, "<function folder>")`; a call the role would not
+    allow fails the test at teardown, listing each denied action, resource and condition keys
+    (tests/support/iam_check.py says what is modelled).
+    """
+    check = IamCheck(stack)
+    yield check
+    print("IAMSTATS", check.checked, len(check.problems))
+    if check.problems:
+        pytest.fail(check.report(), pytrace=False)
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
 
 from strongroom.settings import Settings
 from strongroom_local.provision import Stack
 from tests.support.functions import load_app
 from tests.support.http import http_event
+from tests.support.iam_check import IamCheck
 
 
 class LambdaContext:
@@ -32,15 +32,15 @@ Invoke = Callable[[dict[str, Any]], tuple[int, Any]]
 
 
 @pytest.fixture
-def app_module(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
+def app_module(stack: Stack, iam_check: IamCheck, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The handler module, with the template's environment and services on moto."""
     for name, value in stack.function_environment("CredentialStoreFunction").items():
         monkeypatch.setenv(name, value)
-    app = load_app("credential_store")
+    app = iam_check.guard(load_app("credential_store"), "credential_store")
     from credential_store import services as services_module
 
     settings = Settings.from_environ(os.environ)
-    built = services_module.build_services(settings, boto3.Session(region_name="us-east-1"))
+    built = services_module.build_services(settings, iam_check.session())
     monkeypatch.setattr(services_module, "services", lambda: built)
     monkeypatch.setattr(app, "services", lambda: built)
     return app

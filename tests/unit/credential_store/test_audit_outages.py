@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
@@ -18,6 +17,7 @@ from strongroom.settings import Settings
 from strongroom_local.provision import Stack
 from tests.support.functions import load_app
 from tests.support.http import http_event
+from tests.support.iam_check import IamCheck
 from tests.unit.credential_store.conftest import LambdaContext
 
 MEMBER_ROUTE = "/orgs/{org_id}/members/{user_id}"
@@ -84,26 +84,30 @@ class World:
 
 
 @pytest.fixture
-def world(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> World:
+def world(stack: Stack, iam_check: IamCheck, monkeypatch: pytest.MonkeyPatch) -> World:
     for name, value in stack.function_environment("CredentialStoreFunction").items():
         monkeypatch.setenv(name, value)
     settings = Settings.from_environ(os.environ)
     outage = Outage()
-    session = boto3.Session(region_name="us-east-1")
+    session = iam_check.session()
     session.events.register("before-call.s3.PutObject", outage.s3)
     session.events.register("before-parameter-build.dynamodb.PutItem", outage.dynamodb_put)
 
-    credential_store = load_app("credential_store", "credential_store_audit_outages")
+    credential_store = iam_check.guard(
+        load_app("credential_store", "credential_store_audit_outages"), "credential_store"
+    )
     from credential_store import services as store_services
 
     built = store_services.build_services(settings, session)
     monkeypatch.setattr(credential_store, "services", lambda: built)
 
-    dispatcher = load_app("scheduled_backup", "scheduled_backup_audit_outages")
+    dispatcher = iam_check.guard(
+        load_app("scheduled_backup", "scheduled_backup_audit_outages"), "scheduled_backup"
+    )
     from backup_jobs import services as backup_services
 
     # The dispatcher's clients come from a session of their own: the outage is credential_store's.
-    dispatching = backup_services.build_services(settings, boto3.Session(region_name="us-east-1"))
+    dispatching = backup_services.build_services(settings, iam_check.session())
     monkeypatch.setattr(dispatcher, "services", lambda: dispatching)
     return World(credential_store, dispatcher, built, outage)
 

@@ -17,6 +17,7 @@ from strongroom.settings import Settings
 from strongroom_local.provision import Stack
 from tests.support.functions import load_app
 from tests.support.http import http_event
+from tests.support.iam_check import IamCheck
 from tests.unit.credential_store.conftest import LambdaContext
 
 TRANSACTION = "before-send.dynamodb.TransactWriteItems"
@@ -46,14 +47,15 @@ class Faults:
 
 @pytest.fixture
 def faults_and_post(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, iam_check: IamCheck, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Faults, Callable[[], tuple[int, Any]]]:
     for name, value in stack.function_environment("CredentialStoreFunction").items():
         monkeypatch.setenv(name, value)
     app = load_app("credential_store", "credential_store_faults")
+    iam_check.guard(app, "credential_store")
     from credential_store import services as services_module
 
-    session = boto3.Session(region_name="us-east-1")
+    session = iam_check.session()
     built = services_module.build_services(Settings.from_environ(os.environ), session)
     monkeypatch.setattr(app, "services", lambda: built)
 

@@ -24,6 +24,7 @@ from strongroom_local.authorization_server import LocalAuthorizationServer
 from strongroom_local.provision import Stack
 from tests.support.functions import load_app
 from tests.support.http import http_event
+from tests.support.iam_check import IamCheck
 from tests.unit.credential_store.conftest import LambdaContext
 
 REDIRECT_URI = "http://127.0.0.1:3000/dev/oauth/callback"
@@ -198,7 +199,10 @@ class OAuthWorld:
 
 @pytest.fixture
 def world(
-    stack: Stack, auth_server: LocalAuthorizationServer, monkeypatch: pytest.MonkeyPatch
+    stack: Stack,
+    auth_server: LocalAuthorizationServer,
+    iam_check: IamCheck,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[OAuthWorld]:
     environment = stack.function_environment("OAuthCallbackFunction")
     environment["STRONGROOM_DEV_ALLOW_HOSTS"] = auth_server.host_port
@@ -206,9 +210,9 @@ def world(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     settings = Settings.from_environ(os.environ)
-    session = boto3.Session(region_name="us-east-1")
-    credential_store = load_app("credential_store")
-    oauth_callback = load_app("oauth_callback")
+    session = iam_check.session()
+    credential_store = iam_check.guard(load_app("credential_store"), "credential_store")
+    oauth_callback = iam_check.guard(load_app("oauth_callback"), "oauth_callback")
     from credential_store import services as cs_services
     from oauth_flow import services as oauth_services
 

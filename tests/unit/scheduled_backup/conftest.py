@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -33,6 +32,7 @@ from strongroom_local.sandbox_okta import (
 )
 from tests.support.functions import load_app
 from tests.support.http import http_event
+from tests.support.iam_check import IamCheck
 
 BACKUPS_ROUTE = "/orgs/{org_id}/connections/{connection_id}/backups"
 # Every parent comes from its own listing; these are the resources of one listing.
@@ -369,22 +369,26 @@ def okta(okta_spec: OrgSpec) -> Iterator[SandboxOkta]:
 
 
 @pytest.fixture
-def world(stack: Stack, okta: SandboxOkta, monkeypatch: pytest.MonkeyPatch) -> BackupWorld:
+def world(
+    stack: Stack, okta: SandboxOkta, iam_check: IamCheck, monkeypatch: pytest.MonkeyPatch
+) -> BackupWorld:
     environment = stack.function_environment("BackupWorkerFunction")
     environment["STRONGROOM_DEV_ALLOW_HOSTS"] = okta.host_port
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     settings = Settings.from_environ(os.environ)
-    session = boto3.Session(region_name="us-east-1")
+    session = iam_check.session()
 
-    credential_store = load_app("credential_store", "credential_store_app_backups")
+    credential_store = iam_check.guard(
+        load_app("credential_store", "credential_store_app_backups"), "credential_store"
+    )
     from credential_store import services as credential_services
 
     built_store = credential_services.build_services(settings, session)
     monkeypatch.setattr(credential_services, "services", lambda: built_store)
     monkeypatch.setattr(credential_store, "services", lambda: built_store)
 
-    backups = load_app("scheduled_backup")
+    backups = iam_check.guard(load_app("scheduled_backup"), "scheduled_backup")
     from backup_jobs import services as backup_services
 
     metrics = Metrics()

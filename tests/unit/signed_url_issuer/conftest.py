@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from strongroom.backups import (
@@ -30,6 +29,7 @@ from strongroom.tenancy import TenantTable
 from strongroom_local.provision import Stack
 from tests.support.functions import load_app
 from tests.support.http import http_event
+from tests.support.iam_check import IamCheck
 from tests.unit.credential_store.conftest import LambdaContext
 
 LIST_ROUTE = "/orgs/{org_id}/connections/{connection_id}/backups"
@@ -236,13 +236,13 @@ def _iso(moment: datetime) -> str:
 
 
 @pytest.fixture
-def world(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> BackupWorld:
+def world(stack: Stack, iam_check: IamCheck, monkeypatch: pytest.MonkeyPatch) -> BackupWorld:
     for name, value in stack.function_environment("SignedUrlIssuerFunction").items():
         monkeypatch.setenv(name, value)
     settings = Settings.from_environ(os.environ)
-    session = boto3.Session(region_name="us-east-1")
-    credential_store = load_app("credential_store")
-    issuer = load_app("signed_url_issuer")
+    session = iam_check.session()
+    credential_store = iam_check.guard(load_app("credential_store"), "credential_store")
+    issuer = iam_check.guard(load_app("signed_url_issuer"), "signed_url_issuer")
     from backup_downloads import services as issuer_services
     from credential_store import services as cs_services
 

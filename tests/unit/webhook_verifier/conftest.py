@@ -24,6 +24,7 @@ from strongroom.tenancy import Create, TenantTable, new_org_id
 from strongroom_local.provision import Stack
 from tests.support.functions import load_app
 from tests.support.http import http_event
+from tests.support.iam_check import IamCheck
 
 NOW = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
 SECRET_IDS = {
@@ -180,16 +181,16 @@ class WebhookStack:
 
 
 @pytest.fixture
-def webhooks(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> WebhookStack:
+def webhooks(stack: Stack, iam_check: IamCheck, monkeypatch: pytest.MonkeyPatch) -> WebhookStack:
     for name, value in stack.function_environment("WebhookVerifierFunction").items():
         monkeypatch.setenv(name, value)
     # Read secrets on every delivery: a rotation in a test shows at once.
     monkeypatch.setenv("POWERTOOLS_PARAMETERS_MAX_AGE", "0")
-    app = load_app("webhook_verifier")
+    app = iam_check.guard(load_app("webhook_verifier"), "webhook_verifier")
     from webhook_verifier import services as services_module
 
     settings = Settings.from_environ(os.environ)
-    session = boto3.Session(region_name="us-east-1")
+    session = iam_check.session()
     built = services_module.build_services(settings, session)
     monkeypatch.setattr(app, "services", lambda: built)
     clock = Clock()
