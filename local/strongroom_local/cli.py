@@ -1,4 +1,5 @@
-"""The `strongroom` command: `local`, `dev-token`, `fire-schedule`, `invoke` and `secret`.
+"""The `strongroom` command: `local`, `dev-token`, `fire-schedule`, `invoke`, `secret`,
+`sandbox-token` and `audit-verify`.
 
 `strongroom local` prints exactly one line of JSON on stdout when everything is ready (it begins
 `{"ready":` and carries the API, AWS and issuer URLs), then a short walk-through; everything else
@@ -174,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         "sandbox-token", help="print the API token of the running stack's sandbox Okta"
     )
     state_dir(sandbox_token)
+
+    audit = commands.add_parser(
+        "audit-verify",
+        help="verify an org's audit chain in the running stack (exit 1 if anything is wrong)",
+    )
+    audit.add_argument("org_id", help="the org whose chain to verify")
+    state_dir(audit)
     return parser
 
 
@@ -383,6 +391,12 @@ def _secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    report = control_request(args.state_dir, f"/audit/{quote(args.org_id, safe='')}/verify")
+    print(json.dumps(report))
+    return 0 if report.get("ok") else 1
+
+
 def _sandbox_token(args: argparse.Namespace) -> int:
     sandbox = read_stack_file(args.state_dir).get("sandbox_okta")
     if not sandbox:
@@ -415,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "invoke": _invoke,
         "secret": _secret,
         "sandbox-token": _sandbox_token,
+        "audit-verify": _audit_verify,
     }
     try:
         return handlers[args.command](args)

@@ -200,6 +200,8 @@ class ControlBackend(Protocol):
 
     def invoke(self, function_id: str, event: Any) -> Invocation: ...
 
+    def verify_audit(self, org_id: str) -> dict[str, Any]: ...
+
 
 class ControlServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -291,4 +293,6 @@ class _ControlHandler(_Handler):
             if invocation.ok:
                 document["result"] = invocation.result
             return _json(200 if invocation.ok else 502, document)
+        if len(segments) == 3 and segments[0] == "audit" and segments[2] == "verify":
+            return _json(200, backend.verify_audit(segments[1]))
         return _json(404, {"message": "Not Found"})

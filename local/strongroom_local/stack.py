@@ -326,6 +326,52 @@ class LocalStack:
     def _invoke_function(self, function_id: str, event: dict[str, Any]) -> Invocation:
         return self._pools[function_id].invoke(event)
 
+    def verify_audit(self, org_id: str) -> dict[str, Any]:
+        """The audit verifier's report on one org's chain (`strongroom audit-verify`), read with
+        the settings the functions get. ValueError for a malformed org id."""
+        # Loaded here: only this command needs the audit package and its dependencies.
+        from strongroom.audit import AuditLog  # noqa: PLC0415
+        from strongroom.settings import Settings  # noqa: PLC0415
+        from strongroom.tenancy import InvalidOrgId, validate_org_id  # noqa: PLC0415
+
+        if self._stack is None or self.ready is None:
+            raise RuntimeError("the stack is not started")
+        try:
+            org_id = validate_org_id(org_id)
+        except InvalidOrgId:
+            raise ValueError("not an org id") from None
+        holder = next(
+            (
+                function_id
+                for function_id in sorted(self._pools)
+                if "STRONGROOM_AUDIT_BUCKET" in self._stack.function_environment(function_id)
+            ),
+            None,
+        )
+        if holder is None:
+            raise LookupError("no function of this stack writes an audit log")
+        settings = Settings.from_environ(self._stack.function_environment(holder))
+        session = _emulator_session(self.options.region)
+        aws_url = self.ready["aws_url"]
+        audit = AuditLog(
+            s3=session.client("s3", endpoint_url=aws_url),
+            dynamodb=session.client("dynamodb", endpoint_url=aws_url),
+            settings=settings,
+        )
+        report = audit.verify_chain(org_id, now=datetime.now(UTC))
+        return {
+            "ok": report.ok,
+            "org_id": report.org_id,
+            "head_seq": report.head_seq,
+            "last_seq": report.last_seq,
+            "checked": report.checked,
+            "unanchored": list(report.unanchored),
+            "problems": [
+                {"kind": problem.kind.value, "seq": problem.seq, "detail": problem.detail}
+                for problem in report.problems
+            ],
+        }
+
     def invoke(self, function_id: str, event: Any) -> Invocation:
         pool = self._pools.get(function_id)
         if pool is None:
