@@ -196,10 +196,9 @@ def finish_authorization(
         # Unknown, malformed, expired, already used, or started in another user's browser.
         return _finished(services, CallbackResult.INVALID_STATE)
     result, reason = _finish(services, consumed, code, error, now=now, request_id=request_id)
-    if result is CallbackResult.CONNECTED:
-        # Its entry was recorded with the grant; an audit outage now leaves it to the sweep.
-        services.audit.flush_after_commit(consumed.org_id, now=now)
-    else:
+    # CONNECTED: its entry was recorded with the grant, and the token service appended it after
+    # the commit (an audit outage leaves it to the sweep).
+    if result is not CallbackResult.CONNECTED:
         outcome: Outcome = "denied" if result is CallbackResult.NOT_ALLOWED else "failure"
         details = {} if reason is None else {"reason": reason}
         entry = _connect_entry(consumed, outcome, request_id, details=details)

@@ -20,15 +20,21 @@ from strongroom_local.sandbox_okta import OrgSpec, RateLimit, SandboxOkta
 from tests.unit.scheduled_backup.conftest import BackupWorld, Context
 
 
-def _run(
-    world: BackupWorld, context: Callable[[], Context] = Context
-) -> tuple[str, dict[str, Any]]:
+def _started(world: BackupWorld) -> tuple[str, str]:
+    """A new org's backup, started and queued: (org, backup id)."""
     org = world.new_org()
     connection = world.connect(org)
     status, body = world.start(org, connection)
     assert status == 202
+    return org, str(body["backup_id"])
+
+
+def _run(
+    world: BackupWorld, context: Callable[[], Context] = Context
+) -> tuple[str, dict[str, Any]]:
+    org, backup_id = _started(world)
     world.drain(context=context)
-    return org, world.record(org, body["backup_id"])
+    return org, world.record(org, backup_id)
 
 
 def _audit_actions(world: BackupWorld, org: str) -> list[str]:
@@ -244,15 +250,12 @@ def test_a_job_that_crashes_every_time_goes_to_the_dead_letter_queue(
 def test_an_audit_outage_as_a_backup_completes_leaves_it_complete_and_audited_by_the_sweep(
     world: BackupWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    org = world.new_org()
-    connection = world.connect(org)
-    status, body = world.start(org, connection)
-    assert status == 202
+    org, backup_id = _started(world)
     down: dict[str, Any] = {"s3": "backup.complete", "marks": False}
     world.audit_outage(down)
     assert world.drain() == 1  # one run: the outage is not the job's failure
     down["s3"] = False
-    assert world.record(org, body["backup_id"])["status"] == "complete"
+    assert world.record(org, backup_id)["status"] == "complete"
     assert "backup.complete" not in _audit_actions(world, org)
     assert world.sweep_later(monkeypatch)["audit_sweep"]["appended"] == 1
     assert _audit_actions(world, org).count("backup.complete") == 1
@@ -261,15 +264,12 @@ def test_an_audit_outage_as_a_backup_completes_leaves_it_complete_and_audited_by
 def test_an_audit_bucket_outage_does_not_stop_a_backup_and_its_credential_use_is_audited(
     world: BackupWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    org = world.new_org()
-    connection = world.connect(org)
-    status, body = world.start(org, connection)
-    assert status == 202
+    org, backup_id = _started(world)
     down: dict[str, Any] = {"s3": True, "marks": False}
     world.audit_outage(down)
     assert world.drain() == 1
     down["s3"] = False
-    assert world.record(org, body["backup_id"])["status"] == "complete"
+    assert world.record(org, backup_id)["status"] == "complete"
     assert "credential.use" not in _audit_actions(world, org)
     world.sweep_later(monkeypatch)
     actions = _audit_actions(world, org)
@@ -278,15 +278,12 @@ def test_an_audit_bucket_outage_does_not_stop_a_backup_and_its_credential_use_is
 
 
 def test_a_credential_use_that_cannot_be_recorded_is_not_made(world: BackupWorld) -> None:
-    org = world.new_org()
-    connection = world.connect(org)
-    status, body = world.start(org, connection)
-    assert status == 202
+    org, backup_id = _started(world)
     down: dict[str, Any] = {"s3": False, "marks": True}
     world.audit_outage(down)
     requests_before = world.okta.snapshot()["requests"]
     world.drain()
     # The token never reached the provider; the job was retried, then failed.
     assert world.okta.snapshot()["requests"] == requests_before
-    record = world.record(org, body["backup_id"])
+    record = world.record(org, backup_id)
     assert record["status"] != "complete"

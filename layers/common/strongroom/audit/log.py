@@ -188,10 +188,8 @@ class AuditLog:
             # or lost its connection), or by this append's own put. Anchor the holder (it must
             # extend the head), and stop if it is ours.
             holder = self._objects.read(key)
-            if holder is not None:
-                self._anchor_existing(org_id, head, now, holder)
-                if self._linked_document(org_id, event.seq, holder).get("entry_id") == entry_id:
-                    return event
+            if holder is not None and self._anchor_holder(org_id, head, holder, now) == entry_id:
+                return event
             _back_off(attempt)
         raise AuditContention("concurrent appends to this org kept winning")
 
@@ -208,20 +206,16 @@ class AuditLog:
                 extra={"org_id": org_id, "seq": event.seq},
             )
 
-    def _anchor_existing(
-        self, org_id: str, head: ChainHead, now: datetime, body: bytes | None = None
-    ) -> None:
-        """Another writer holds seq head+1 (`body`, if already read): check that it extends the
-        head, then anchor it."""
+    def _anchor_holder(self, org_id: str, head: ChainHead, body: bytes, now: datetime) -> object:
+        """The event `body` holds seq head+1 though our put lost it (another writer's that has
+        not moved the head yet, or our own earlier put's): check that it extends the head,
+        anchor it, and return its entry_id."""
         seq = head.seq + 1
-        if body is None:
-            body = self._objects.read(event_key(org_id, seq))
-            if body is None:
-                return  # it vanished between our put and this read (a conflict): just retry
         document = self._linked_document(org_id, seq, body)
         if not same_hash(document.get("prev_hash"), head.hash):
             raise AuditChainBroken(f"audit event {seq} does not extend the chain head")
         self._move_head(org_id, head, ChainHead(seq, document["hash"]), now)
+        return document.get("entry_id")
 
     # ---- entries recorded with their change -----------------------------------------------
 
@@ -455,13 +449,11 @@ class AuditLog:
             # Another event holds the seq (or ours, from a flush that stopped after writing it):
             # anchor it, and stop if it is ours.
             holder = self._objects.read(key)
-            if holder is not None:
-                self._anchor_existing(org_id, head, now, holder)
-                if self._linked_document(org_id, target, holder).get("entry_id") == (
-                    pending.entry_id
-                ):
-                    self._discard_pending(org_id, pending.entry_id, target, now)
-                    return 0
+            if holder is not None and (
+                self._anchor_holder(org_id, head, holder, now) == pending.entry_id
+            ):
+                self._discard_pending(org_id, pending.entry_id, target, now)
+                return 0
             _back_off(attempt)
         raise AuditContention("concurrent appends to this org kept winning")
 

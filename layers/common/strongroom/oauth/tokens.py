@@ -391,28 +391,14 @@ class TokenService:
             # A new authorization replaces the grant: the old one must not stay usable at the
             # provider, where nobody would ever revoke it.
             previous = self.revoke(record, now=now)
-            revoked = AuditEntry(
-                actor=actor,
-                action=AuditAction.CREDENTIAL_REVOKE.value,
+            self._record_revocation(
+                record,
+                previous,
+                "replaced_by_new_grant",
+                now=now,
                 request_id=request_id,
-                outcome="success" if previous == "revoked" else "failure",
-                target_kind="connection",
-                target_id=record.connection_id,
-                details={"revocation": previous, "reason": "replaced_by_new_grant"},
+                actor=actor,
             )
-            try:
-                # The new grant is stored: an audit outage must not turn it into an error.
-                self._audit.record(record.org_id, revoked, now=now)
-            except AuditError as exc:
-                _LOGGER.error(
-                    "the old grant's revocation could not be audited",
-                    extra={
-                        "org_id": record.org_id,
-                        "connection_id": record.connection_id,
-                        "revocation": previous,
-                        "error_type": type(exc).__name__,
-                    },
-                )
 
     # ---- revocation -----------------------------------------------------------------------
 
@@ -430,16 +416,25 @@ class TokenService:
             field, hint, sealed = ACCESS_TOKEN, "access_token", sealed_access
         else:
             return "not_applicable"
+        return self._revoke_at_provider(
+            record, lambda: self._open(record, sealed, field), hint, now=now
+        )
+
+    def _revoke_at_provider(
+        self, record: ConnectionRecord, token: Callable[[], str], hint: str, *, now: datetime
+    ) -> str:
+        """RFC 7009 revocation of `token()` (opened only if there is an endpoint to send it to):
+        "revoked", "failed" or "not_applicable"."""
         try:
             endpoints = self.endpoints(record)
             if endpoints.revocation is None:
                 return "not_applicable"
             client = self._client_authentication(record, endpoints, now)
-            token = self._open(record, sealed, field)
+            value = token()
         except (ConnectionUnusable, TokenUnavailable):
             return "failed"
         revoked = revoke_token(
-            self._outbound, endpoints.revocation, token, client, token_type_hint=hint
+            self._outbound, endpoints.revocation, value, client, token_type_hint=hint
         )
         return "revoked" if revoked else "failed"
 
@@ -459,19 +454,21 @@ class TokenService:
             value, hint = token.refresh_token, "refresh_token"
         else:
             value, hint = token.access_token, "access_token"
-        outcome = "failed"
-        try:
-            endpoints = self.endpoints(record)
-            if endpoints.revocation is None:
-                outcome = "not_applicable"
-            else:
-                client = self._client_authentication(record, endpoints, now)
-                revoked = revoke_token(
-                    self._outbound, endpoints.revocation, value, client, token_type_hint=hint
-                )
-                outcome = "revoked" if revoked else "failed"
-        except (ConnectionUnusable, TokenUnavailable):
-            pass
+        outcome = self._revoke_at_provider(record, lambda: value, hint, now=now)
+        self._record_revocation(
+            record, outcome, "grant_not_stored", now=now, request_id=request_id, actor=actor
+        )
+
+    def _record_revocation(
+        self,
+        record: ConnectionRecord,
+        outcome: str,
+        reason: str,
+        *,
+        now: datetime,
+        request_id: str,
+        actor: str,
+    ) -> None:
         entry = AuditEntry(
             actor=actor,
             action=AuditAction.CREDENTIAL_REVOKE.value,
@@ -479,16 +476,9 @@ class TokenService:
             outcome="success" if outcome == "revoked" else "failure",
             target_kind="connection",
             target_id=record.connection_id,
-            details={"revocation": outcome, "reason": "grant_not_stored"},
+            details={"revocation": outcome, "reason": reason},
         )
-        try:
-            self._audit.record(record.org_id, entry, now=now)
-        except AuditError as exc:
-            _LOGGER.error(
-                "an unheld grant's revocation could not be audited", extra=_log_fields(record, exc)
-            )
-            return
-        self._audit.flush_after_commit(record.org_id, now=now)
+        self._record_entry(record, entry, now=now, failure="a revocation could not be audited")
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -537,7 +527,9 @@ class TokenService:
             if isinstance(exc, InvalidGrant) and grant["grant_type"] == "refresh_token":
                 self._mark_needs_reauth(record, failed, now=now, request_id=request_id, actor=actor)
                 raise NeedsReauthorization("the provider refused the grant") from None
-            self._record_failed_use(record, failed, now=now)
+            self._record_entry(
+                record, failed, now=now, failure="a failed token request could not be audited"
+            )
             raise
         return _Use(token, audited)
 
@@ -669,7 +661,9 @@ class TokenService:
             entries = self._audit.prepare(record.org_id, failed, marked, now=now)
             self._table.transact(record.org_id, [update, *entries], now=now)
         except (ConditionFailed, ItemNotFound):
-            self._record_failed_use(record, failed, now=now)
+            self._record_entry(
+                record, failed, now=now, failure="a failed token request could not be audited"
+            )
             return
         except (AuditError, TenancyError) as exc:
             _LOGGER.error(
@@ -679,17 +673,18 @@ class TokenService:
             return
         self._audit.flush_after_commit(record.org_id, now=now)
 
-    def _record_failed_use(
-        self, record: ConnectionRecord, failed: AuditEntry, *, now: datetime
+    def _record_entry(
+        self, record: ConnectionRecord, entry: AuditEntry, *, now: datetime, failure: str
     ) -> None:
-        """Record a failed token request; the failure, not the audit log's, is what the caller
-        raises."""
+        """Record an entry that has no change to join (an outcome: a failed token request, a
+        revocation) and append it; an audit failure is logged as `failure`, not raised, so the
+        outcome stays what the caller reports."""
         try:
-            self._audit.record(record.org_id, failed, now=now)
+            self._audit.record(record.org_id, entry, now=now)
         except AuditError as exc:
-            _LOGGER.error(
-                "a failed token request could not be audited", extra=_log_fields(record, exc)
-            )
+            # Which outcome went unrecorded: the action and its outcome, never its details.
+            extra = {**_log_fields(record, exc), "action": entry.action, "outcome": entry.outcome}
+            _LOGGER.error(failure, extra=extra)
             return
         self._audit.flush_after_commit(record.org_id, now=now)
 
