@@ -7,13 +7,14 @@ as arguments.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from credential_store import connections, orgs
+from credential_store import connections, org_deletion, orgs
 from credential_store.models import (
     Connection,
     ConnectionCreated,
@@ -24,6 +25,7 @@ from credential_store.models import (
     Members,
     Org,
     OrgCreated,
+    OrgDeleting,
     ReplaceCredentials,
     SetMemberRole,
 )
@@ -37,6 +39,8 @@ from strongroom.tracing import create_tracer
 logger = get_logger(service="credential_store")
 tracer = create_tracer("credential_store")
 app = create_resolver(logger)
+# What an org's deletion leaves of the function's time for its answer.
+_DELETION_REPLY_SECONDS = 2.0
 
 OrgId = Annotated[str, Path(pattern=r"^org_[a-z2-7]{26}$", max_length=30)]
 UserId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:@|+-]{1,128}$")]
@@ -63,6 +67,54 @@ def create_org(body: Annotated[CreateOrg, Body()]) -> tuple[OrgCreated, int]:
 def get_org(org_id: OrgId) -> Org:
     caller = caller_from_event(app.current_event.raw_event)
     return orgs.get_org(services(), caller, org_id, now=_now())
+
+
+@app.delete(
+    "/orgs/<org_id>",
+    tags=["orgs"],
+    summary="Delete the org and everything in it; crypto-shred its key",
+    description=(
+        "Owner only, signed in within the last 5 minutes (else 401 `reauth_required`). Revokes"
+        " the connections' OAuth grants at their providers, disables the org's KMS key at once"
+        " and schedules its deletion, then deletes every item of the org but its audit chain."
+        ' 204 when done; 202 `{"status": "deleting"}` when the request ran short of time'
+        " (the key is already shredded and only the caller is still a member): DELETE again to"
+        " go on."
+    ),
+    responses={
+        202: {
+            "description": "Stopped for time; DELETE again to go on",
+            # Written out: building the model's schema here would cost every cold start.
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"status": {"type": "string", "enum": ["deleting"]}},
+                    }
+                }
+            },
+        },
+        204: {"description": "The org is deleted"},
+    },
+)
+def delete_org(org_id: OrgId) -> Response[Any]:
+    caller = caller_from_event(app.current_event.raw_event)
+    seconds_left = app.lambda_context.get_remaining_time_in_millis() / 1000
+    deletion = org_deletion.delete_org(
+        services(),
+        caller,
+        org_id,
+        now=_now(),
+        request_id=_request_id(),
+        deadline=time.monotonic() + seconds_left - _DELETION_REPLY_SECONDS,
+    )
+    if deletion.done:
+        return Response(status_code=204, body="")
+    return Response(
+        status_code=202,
+        content_type=content_types.APPLICATION_JSON,
+        body=OrgDeleting().model_dump(),
+    )
 
 
 @app.get("/orgs/<org_id>/members", tags=["members"])

@@ -57,6 +57,12 @@ class Org(ResponseBody):
     your_role: Role
 
 
+class OrgDeleting(ResponseBody):
+    """A deletion that stopped for time; the same owner's next DELETE continues it."""
+
+    status: Literal["deleting"] = "deleting"
+
+
 class Member(ResponseBody):
     user_id: str
     role: Role

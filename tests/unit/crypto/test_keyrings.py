@@ -306,6 +306,26 @@ def test_shredding_disables_the_key_and_schedules_its_deletion(
     assert "Decrypt" in kms_calls.names()
 
 
+def test_discarding_a_keyring_deletes_every_dek_and_then_the_keyring(
+    keyrings: Keyrings, keyring: OrgKeyring, stack: Any, org_id: str
+) -> None:
+    keyrings.rotate_dek(org_id, now=NOW)
+    table = boto3.client("dynamodb", region_name="us-east-1")
+
+    def sort_keys() -> list[str]:
+        items = table.query(
+            TableName=stack.ref("Table"),
+            KeyConditionExpression="pk = :org",
+            ExpressionAttributeValues={":org": {"S": org_id}},
+        )["Items"]
+        return sorted(item["sk"]["S"] for item in items)
+
+    assert sort_keys() == ["DEK#000001", "DEK#000002", "KEYRING"]
+    keyrings.discard_keyring(org_id)
+    assert sort_keys() == []
+    keyrings.discard_keyring(org_id)  # idempotent: a retried deletion does not fail
+
+
 def test_shredding_checks_its_window_and_the_org(keyrings: Keyrings, keyring: OrgKeyring) -> None:
     for days in (6, 31):
         with pytest.raises(ValueError, match="7 to 30"):

@@ -152,3 +152,23 @@ def test_index_listing_within_the_org_newest_first_with_pages(
         )
     with pytest.raises(InvalidCursor, match="another listing"):
         table.query_index(org_id, "CONN#conn_2", limit=2, cursor=cursor, newest_first=True, now=NOW)
+
+
+def test_a_partition_listing_holds_every_kind_of_the_org_and_nothing_else(
+    table: TenantTable, org_id: str, other_org_id: str, members: list[str]
+) -> None:
+    first = table.query_partition(org_id, limit=3, now=NOW)
+    pages = _all_pages(
+        first, lambda cursor: table.query_partition(org_id, limit=3, cursor=cursor, now=NOW)
+    )
+    listed = [item for page in pages for item in page]
+    assert listed == [*members, "user_99", None]  # MEMBER#..., MEMBERSHIP_INVITE#..., ORG
+    # A cursor of another org's partition, or of another listing, is refused.
+    table.create(other_org_id, "MEMBER", "user_51", attributes={"role": "member"}, now=NOW)
+    other = table.query_partition(other_org_id, limit=1, now=NOW)
+    assert other.cursor is not None
+    with pytest.raises(InvalidCursor):
+        table.query_partition(org_id, cursor=other.cursor, now=NOW)
+    kind_cursor = table.query(org_id, "MEMBER", limit=1, now=NOW).cursor
+    with pytest.raises(InvalidCursor):
+        table.query_partition(org_id, cursor=kind_cursor, now=NOW)

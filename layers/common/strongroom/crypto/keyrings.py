@@ -275,11 +275,32 @@ class Keyrings:
         nothing is left pointing at the key. Idempotent."""
         org_id = validate_org_id(org_id)
         self.cache.forget(org_id)
+        self._delete_items(org_id, [_KEYRING_SK, _dek_sk(1)])
+
+    def discard_keyring(self, org_id: str) -> None:
+        """Delete the keyring and every wrapped DEK of a deleted org, once its key is shredded.
+        Idempotent; the keyring item goes last, so a retry still knows how many DEKs there are.
+        """
+        org_id = validate_org_id(org_id)
+        self.cache.forget(org_id)
+        try:
+            versions = self._read_keyring(org_id).version
+        except KeyringNotFound:
+            return
+        # One past the current version too: a rotation that wrote its DEK but lost the race to
+        # move the keyring leaves that DEK behind.
+        dek_keys = [_dek_sk(version) for version in range(1, versions + 2)]
+        # A transaction holds at most 100 items.
+        for start in range(0, len(dek_keys), 100):
+            self._delete_items(org_id, dek_keys[start : start + 100])
+        self._delete_items(org_id, [_KEYRING_SK])
+
+    def _delete_items(self, org_id: str, sort_keys: list[str]) -> None:
         try:
             self._dynamodb.transact_write_items(
                 TransactItems=[
                     {"Delete": {"TableName": self._table, "Key": _key(org_id, sk)}}
-                    for sk in (_KEYRING_SK, _dek_sk(1))
+                    for sk in sort_keys
                 ],
                 ClientRequestToken=secrets.token_hex(16),
             )

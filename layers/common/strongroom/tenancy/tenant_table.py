@@ -303,6 +303,30 @@ class TenantTable:
         )
         return _page(org_id, listing, raws, last)
 
+    def query_partition(
+        self, org_id: str, *, now: datetime, limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        """Live items of every kind in the org's partition, by sort key, singletons and the
+        kinds strongroom.crypto owns included: what an org's deletion must remove."""
+        org_id = validate_org_id(org_id)
+        listing = _listing("partition")
+        start = None
+        if cursor is not None:
+            key = decode_cursor(cursor, org_id=org_id, listing=listing, key_names=_BASE_KEY)
+            if key["pk"] != org_id:
+                raise InvalidCursor("the cursor belongs to another listing")
+            start = {name: {"S": value} for name, value in key.items()}
+        expression = Expression()
+        raws, last = self._store.query(
+            key_condition=f"{expression.name('pk')} = {expression.value(org_id)}",
+            expression=expression,
+            now_epoch=epoch_seconds(now),
+            limit=limit,
+            start_key=start,
+            newest_first=False,
+        )
+        return _page(org_id, listing, raws, last)
+
     def query_index(
         self,
         org_id: str,

@@ -1,0 +1,300 @@
+"""Deleting an org (`DELETE /orgs/{org_id}`): revoke its grants, crypto-shred it, remove the rest.
+
+Only an owner who signed in within the last 5 minutes may start it. The steps, in this order:
+
+1. The org item is marked deleting, in one transaction with the `org.delete` audit entry and a
+   check that the caller is still an owner; every other member is then removed, so nobody else
+   can act on the org from here on.
+2. Each connection's OAuth grant is revoked at its provider (RFC 7009), while time allows:
+   opening a refresh token needs the org's key, so this must come before step 3.
+3. The org's KMS key is disabled at once and its deletion scheduled (crypto-shredding): every
+   sealed value, wrapped DEK and SSE-KMS backup of the org is unreadable from here on, although
+   Object Lock keeps the backups' ciphertext until their retention ends.
+4. Every item of the org's partition is deleted (connections with their backup schedule entries
+   and their `credential.delete`/`connection.delete` entries), then its keyring; the caller's
+   own membership and the org item go last, in one transaction.
+
+The audit chain's items are kept: the org's events outlive it under Object Lock, and its head
+keeps the chain verifiable. A request that runs short of time after step 3 answers "deleting"
+(202): the same owner's next DELETE continues where this one stopped (steps already done are
+skipped, as the org item records them). Until then only that owner is a member.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from credential_store import audit_trail
+from credential_store.connections import CONNECTION, revoke_at_provider
+from credential_store.orgs import MEMBER, ORG, require_role
+from credential_store.services import Services
+from strongroom.api import Caller
+from strongroom.audit import AuditAction, AuditEntry
+from strongroom.crypto.exceptions import KeyringNotFound
+from strongroom.errors import Conflict, NotFound
+from strongroom.redaction import get_logger
+from strongroom.roles import Role, still_allowed
+from strongroom.tenancy import ConditionFailed, Delete, Item, ItemNotFound, Page, Update
+from strongroom.tenancy.keys import RESERVED_TENANT_KINDS
+
+logger = get_logger(service="credential_store")
+
+# The key is disabled at once, so nobody can read with it meanwhile; the longest window KMS
+# allows is how long an operator can still undo a deletion made with a stolen owner session.
+KEY_DELETION_WINDOW_DAYS = 30
+# Revocations stop this long before the deadline: what is left after them (shredding the key,
+# at worst three KMS calls) must still fit.
+REVOCATION_RESERVE_SECONDS = 8.0
+# Kinds the deletion keeps: the audit chain's head and its entries still waiting to be appended.
+_KEPT_KINDS = frozenset({"AUDIT", "AUDIT_PENDING"})
+_PAGE = 100
+_MAX_TRANSACTION = 100
+
+
+@dataclass(frozen=True)
+class OrgDeletion:
+    """Where a deletion stands: `done`, or stopped for time (the owner's next DELETE goes on)."""
+
+    done: bool
+
+
+def delete_org(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    *,
+    now: datetime,
+    request_id: str,
+    deadline: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> OrgDeletion:
+    """Delete the org and everything in it; `deadline` is a `clock()` time to stop by."""
+    require_role(services, caller, org_id, Role.OWNER, now=now)
+    caller.require_fresh_auth(now=now.timestamp())
+    org = _org(services, org_id, now=now)
+    if "deleting_since" not in org.attributes:
+        _mark_deleting(services, caller, org_id, now=now, request_id=request_id)
+    _remove_other_members(services, caller, org_id, now=now)
+    if "key_shredded_at" not in org.attributes:
+        _revoke_grants(
+            services,
+            caller,
+            org_id,
+            now=now,
+            request_id=request_id,
+            until=deadline - REVOCATION_RESERVE_SECONDS,
+            clock=clock,
+        )
+        _shred_key(services, org_id, now=now)
+    finished = _delete_items(
+        services, caller, org_id, now=now, request_id=request_id, deadline=deadline, clock=clock
+    )
+    if finished:
+        services.keyrings.discard_keyring(org_id)
+        _delete_last(services, caller, org_id, now=now)
+    services.audit.flush_after_commit(org_id, now=now)
+    if finished:
+        logger.info("org deleted", extra={"org_id": org_id})
+    else:
+        logger.info("org deletion stopped for time", extra={"org_id": org_id})
+    return OrgDeletion(done=finished)
+
+
+def _org(services: Services, org_id: str, *, now: datetime) -> Item:
+    try:
+        return services.table.get(org_id, ORG, now=now)
+    except ItemNotFound:
+        raise NotFound() from None
+
+
+def _mark_deleting(
+    services: Services, caller: Caller, org_id: str, *, now: datetime, request_id: str
+) -> None:
+    entry = audit_trail.entry(
+        caller, AuditAction.ORG_DELETE, ("org", org_id), request_id=request_id
+    )
+    try:
+        services.table.transact(
+            org_id,
+            [
+                Update(
+                    ORG,
+                    changes={"deleting_since": _iso(now), "deleting_by": caller.sub},
+                    expect={"deleting_since": None},
+                ),
+                still_allowed(caller.sub, Role.OWNER),
+                *audit_trail.recorded(services, org_id, entry, now=now),
+            ],
+            now=now,
+        )
+    except (ConditionFailed, ItemNotFound):
+        raise Conflict("The org changed meanwhile; read it again and retry.") from None
+
+
+def _remove_other_members(
+    services: Services, caller: Caller, org_id: str, *, now: datetime
+) -> None:
+    """Every member but the caller, so that nobody else can act on the org any more: each of
+    their writes holds only while their membership does (`still_allowed`)."""
+    others = [
+        Delete(MEMBER, str(item.item_id))
+        for item in _all(lambda cursor: _members(services, org_id, now, cursor))
+        if item.item_id != caller.sub
+    ]
+    room = _MAX_TRANSACTION - 1  # each transaction also checks the caller is still an owner
+    for start in range(0, len(others), room):
+        try:
+            services.table.transact(
+                org_id,
+                [*others[start : start + room], still_allowed(caller.sub, Role.OWNER)],
+                now=now,
+            )
+        except (ConditionFailed, ItemNotFound):
+            raise Conflict("The org's members changed meanwhile; retry.") from None
+
+
+def _revoke_grants(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    *,
+    now: datetime,
+    request_id: str,
+    until: float,
+    clock: Callable[[], float],
+) -> None:
+    """Revoke each connection's grant at its provider while `clock()` is before `until`; the
+    outcome of each grant there is (or of each left untried) goes to the audit log."""
+    pages = _all(
+        lambda cursor: services.table.query(org_id, CONNECTION, now=now, limit=_PAGE, cursor=cursor)
+    )
+    for connection in pages:
+        outcome = "not_attempted" if clock() >= until else None
+        outcome = outcome or revoke_at_provider(services, org_id, connection, now=now)
+        if outcome == "not_applicable":
+            continue
+        revoked = AuditEntry(
+            actor=caller.sub,
+            action=AuditAction.CREDENTIAL_REVOKE.value,
+            request_id=request_id,
+            outcome="success" if outcome == "revoked" else "failure",
+            target_kind="connection",
+            target_id=str(connection.item_id),
+            details={"revocation": outcome, "reason": "org_deleted"},
+        )
+        audit_trail.record_alone(services, org_id, revoked, now=now)
+
+
+def _shred_key(services: Services, org_id: str, *, now: datetime) -> None:
+    try:
+        services.keyrings.shred_org_key(org_id, pending_window_days=KEY_DELETION_WINDOW_DAYS)
+    except KeyringNotFound:
+        # No key to shred (gone already): nothing can be read with it either.
+        logger.warning("the deleted org has no KMS key", extra={"org_id": org_id})
+    services.table.update(org_id, ORG, changes={"key_shredded_at": _iso(now)}, now=now)
+
+
+def _delete_items(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    *,
+    now: datetime,
+    request_id: str,
+    deadline: float,
+    clock: Callable[[], float],
+) -> bool:
+    """Delete every item of the partition but the kept ones, the keyring's and the last ones;
+    whether all are gone (False: the deadline came first)."""
+    pages = _all(
+        lambda cursor: services.table.query_partition(org_id, now=now, limit=_PAGE, cursor=cursor)
+    )
+    batch: list[Delete] = []
+    for item in pages:
+        if clock() >= deadline:
+            return False
+        if _kept(item, caller):
+            continue
+        if item.kind == CONNECTION:
+            _delete_connection(services, caller, org_id, item, now=now, request_id=request_id)
+            continue
+        batch.append(Delete(item.kind, item.item_id))
+        if len(batch) == _MAX_TRANSACTION:
+            services.table.transact(org_id, batch, now=now)
+            batch = []
+    if batch:
+        services.table.transact(org_id, batch, now=now)
+    return True
+
+
+def _kept(item: Item, caller: Caller) -> bool:
+    """Items `_delete_items` leaves: the audit chain's, the keyring's (`discard_keyring`), and
+    the org item and caller's membership (`_delete_last`)."""
+    return (
+        item.kind in _KEPT_KINDS
+        or item.kind in RESERVED_TENANT_KINDS
+        or (item.kind == ORG and item.item_id is None)
+        or (item.kind == MEMBER and item.item_id == caller.sub)
+    )
+
+
+def _delete_connection(
+    services: Services, caller: Caller, org_id: str, item: Item, *, now: datetime, request_id: str
+) -> None:
+    """A connection with its audit entries, then its backup schedule entry (so that no backup of
+    it is started again; the dispatcher skips an entry whose connection is gone meanwhile)."""
+    connection_id = str(item.item_id)
+    target = ("connection", connection_id)
+    fields = sorted(item.attributes.get("credentials", {}))
+    entries = [
+        audit_trail.entry(
+            caller,
+            AuditAction.CREDENTIAL_DELETE,
+            target,
+            request_id=request_id,
+            details={"fields": fields, "reason": "org_deleted"},
+        ),
+        audit_trail.entry(
+            caller,
+            AuditAction.CONNECTION_DELETE,
+            target,
+            request_id=request_id,
+            details={"reason": "org_deleted"},
+        ),
+    ]
+    services.table.transact(
+        org_id,
+        [
+            Delete(CONNECTION, connection_id),
+            *audit_trail.recorded(services, org_id, *entries, now=now),
+        ],
+        now=now,
+    )
+    services.schedules.remove(org_id, connection_id, now=now)
+
+
+def _delete_last(services: Services, caller: Caller, org_id: str, *, now: datetime) -> None:
+    """The caller's membership and the org item: from here the org answers 404 to everyone."""
+    services.table.transact(org_id, [Delete(MEMBER, caller.sub), Delete(ORG)], now=now)
+
+
+def _members(services: Services, org_id: str, now: datetime, cursor: str | None) -> Page:
+    return services.table.query(org_id, MEMBER, now=now, limit=_PAGE, cursor=cursor)
+
+
+def _all(page: Callable[[str | None], Page]) -> Iterator[Item]:
+    """Every item of a paged listing, page by page."""
+    cursor: str | None = None
+    while True:
+        current = page(cursor)
+        yield from current.items
+        cursor = current.cursor
+        if cursor is None:
+            return
+
+
+def _iso(now: datetime) -> str:
+    return now.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,279 @@
+"""DELETE /orgs/{org_id}: owner with a fresh sign-in only; the key shredded; nothing of the org
+left but its audit chain; a deletion stopped for time or by a fault goes on when asked again."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from credential_store import org_deletion
+
+from strongroom.api import Caller
+from strongroom_local.provision import Stack
+from tests.support.http import http_event
+from tests.unit.credential_store.conftest import Call, Invoke, LambdaContext
+from tests.unit.credential_store.connection_helpers import canary, created, new_org, okta_body
+
+ORG_ROUTE = "/orgs/{org_id}"
+
+
+def _fresh() -> dict[str, str]:
+    return {"auth_time": str(int(time.time()) - 10)}
+
+
+def _delete(call: Call, org: str, sub: str = "alice", **claims: str) -> tuple[int, Any]:
+    return call(
+        "DELETE",
+        f"/orgs/{org}",
+        sub=sub,
+        route=ORG_ROUTE,
+        path_parameters={"org_id": org},
+        claims=claims or _fresh(),
+    )
+
+
+def _get_org(call: Call, org: str, sub: str) -> int:
+    status, _ = call(
+        "GET", f"/orgs/{org}", sub=sub, route=ORG_ROUTE, path_parameters={"org_id": org}
+    )
+    return status
+
+
+def _partition(stack: Stack, org: str) -> set[str]:
+    """Sort keys of every item in the org's partition, expired or not."""
+    dynamodb = boto3.client("dynamodb")
+    items = dynamodb.query(
+        TableName=stack.ref("Table"),
+        KeyConditionExpression="pk = :org",
+        ExpressionAttributeValues={":org": {"S": org}},
+        ConsistentRead=True,
+    )["Items"]
+    return {item["sk"]["S"] for item in items}
+
+
+def _schedule_entries(stack: Stack, org: str) -> list[str]:
+    items = boto3.client("dynamodb").scan(TableName=stack.ref("Table"))["Items"]
+    return [
+        item["pk"]["S"]
+        for item in items
+        if item["pk"]["S"].startswith("BACKUP_SCHEDULE#") and org in item["pk"]["S"]
+    ]
+
+
+def _key_state(org: str) -> dict[str, Any]:
+    kms = boto3.client("kms", region_name="us-east-1")
+    return kms.describe_key(KeyId=f"alias/strongroom-dev/org/{org}")["KeyMetadata"]
+
+
+def _actions(app_module: Any, org: str) -> list[tuple[str, str, str]]:
+    services = app_module.services()
+    now = datetime.now(UTC)
+    services.audit.flush(org, now=now)
+    page = services.audit.list_events(org, now=now, limit=100)
+    assert not page.missing
+    return [(e.action, e.target_id, e.outcome) for e in reversed(page.events)]
+
+
+def test_an_owner_with_a_fresh_sign_in_deletes_the_org_and_shreds_its_key(
+    call: Call, stack: Stack, app_module: Any
+) -> None:
+    org = new_org(call)
+    first = created(call, org, okta_body())
+    second = created(call, org, okta_body(name="Second"))
+    assert len(_schedule_entries(stack, org)) == 2
+
+    assert _delete(call, org) == (204, None)
+
+    # Nobody can reach it: the same 404 as an org that never existed.
+    for sub in ("alice", "bob", "carol", "mallory"):
+        assert _get_org(call, org, sub) == 404
+    # Only the audit chain's head is left of the partition; no schedule will run.
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
+    assert _schedule_entries(stack, org) == []
+    # The key: disabled at once and scheduled for deletion after the longest window.
+    key = _key_state(org)
+    assert key["KeyState"] == "PendingDeletion"
+    assert key["DeletionDate"].date() > datetime.now(UTC).date()
+    actions = _actions(app_module, org)
+    # Connections go in id order, each with its credentials' entry and its own.
+    assert actions[-5:] == [
+        ("org.delete", org, "success"),
+        *(
+            (action, connection, "success")
+            for connection in sorted((first, second))
+            for action in ("credential.delete", "connection.delete")
+        ),
+    ]
+    assert app_module.services().audit.verify_chain(org, now=datetime.now(UTC)).ok
+    # A second DELETE finds nothing.
+    assert _delete(call, org)[0] == 404
+
+
+@pytest.mark.parametrize(
+    "auth_time",
+    [str(int(time.time()) - 301), str(int(time.time()) + 120), "not-a-time", None],
+    ids=["stale", "future", "malformed", "absent"],
+)
+def test_without_a_fresh_sign_in_the_answer_is_reauth_required_and_nothing_changes(
+    invoke: Invoke, call: Call, stack: Stack, auth_time: str | None
+) -> None:
+    org = new_org(call)
+    created(call, org, okta_body())
+    before = _partition(stack, org)
+    event = http_event("DELETE", f"/orgs/{org}", route=ORG_ROUTE, path_parameters={"org_id": org})
+    claims = event["requestContext"]["authorizer"]["jwt"]["claims"]
+    if auth_time is None:
+        del claims["auth_time"]
+    else:
+        claims["auth_time"] = auth_time
+    status, body = invoke(event)
+    assert status == 401
+    assert body["error"]["code"] == "reauth_required"
+    assert _partition(stack, org) == before
+    assert _key_state(org)["KeyState"] == "Enabled"
+
+
+def test_only_the_owner_may_delete_others_learn_nothing(call: Call, stack: Stack) -> None:
+    org = new_org(call)
+    before = _partition(stack, org)
+    assert _delete(call, org, sub="bob")[0] == 403  # admin
+    assert _delete(call, org, sub="carol")[0] == 403  # member
+    outsider = _delete(call, org, sub="mallory")
+    unknown = _delete(call, "org_" + "a" * 26, sub="mallory")
+    assert outsider == unknown
+    assert outsider[0] == 404
+    assert _partition(stack, org) == before
+    assert _key_state(org)["KeyState"] == "Enabled"
+
+
+def test_a_deletion_stopped_for_time_has_shredded_the_key_and_goes_on_when_asked_again(
+    call: Call, stack: Stack, app_module: Any
+) -> None:
+    org = new_org(call)
+    connections = [created(call, org, okta_body(name=f"C{n}")) for n in range(3)]
+    services = app_module.services()
+    alice = Caller(sub="alice", auth_time=int(time.time()))
+    ticks = iter(range(1000))
+
+    def clock() -> float:
+        return float(next(ticks))
+
+    # Out of time from the start: no revocation is tried, the key is shredded all the same,
+    # and no item is deleted.
+    stopped = org_deletion.delete_org(
+        services, alice, org, now=datetime.now(UTC), request_id="r1", deadline=0.0, clock=clock
+    )
+    assert stopped.done is False
+    assert _key_state(org)["KeyState"] == "PendingDeletion"
+    # Only the deleting owner is still a member; the org and its connections are still there.
+    assert _get_org(call, org, "alice") == 200
+    assert _get_org(call, org, "bob") == 404
+    left = _partition(stack, org)
+    assert {f"CONN#{c}" for c in connections} <= left
+    assert "MEMBER#alice" in left
+    assert "MEMBER#bob" not in left
+
+    done = org_deletion.delete_org(
+        services, alice, org, now=datetime.now(UTC), request_id="r2", deadline=1e9, clock=clock
+    )
+    assert done.done is True
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
+    # One org.delete for the whole deletion, however many requests it took.
+    assert [a for a, _, _ in _actions(app_module, org)].count("org.delete") == 1
+
+
+def test_a_request_short_of_time_answers_deleting_and_the_next_one_finishes(
+    app_module: Any, call: Call, stack: Stack
+) -> None:
+    org = new_org(call)
+    created(call, org, okta_body())
+
+    class ShortOfTime(LambdaContext):
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 1_000  # less than the margin the answer keeps for itself
+
+    event = http_event("DELETE", f"/orgs/{org}", route=ORG_ROUTE, path_parameters={"org_id": org})
+    event["requestContext"]["authorizer"]["jwt"]["claims"].update(_fresh())
+    response = app_module.lambda_handler(event, ShortOfTime())
+    assert response["statusCode"] == 202
+    assert json.loads(response["body"]) == {"status": "deleting"}
+    assert _key_state(org)["KeyState"] == "PendingDeletion"
+    assert _get_org(call, org, "alice") == 200
+    assert _get_org(call, org, "bob") == 404
+    assert _delete(call, org) == (204, None)
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
+
+
+def test_revocations_left_untried_for_time_are_audited_as_not_attempted(
+    call: Call, app_module: Any
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+    services = app_module.services()
+    alice = Caller(sub="alice", auth_time=int(time.time()))
+    # The deadline is already within the revocations' reserve: none is tried.
+    org_deletion.delete_org(
+        services,
+        alice,
+        org,
+        now=datetime.now(UTC),
+        request_id="r1",
+        deadline=org_deletion.REVOCATION_RESERVE_SECONDS - 1,
+        clock=lambda: 0.0,
+    )
+    services.audit.flush(org, now=datetime.now(UTC))
+    events = services.audit.list_events(org, now=datetime.now(UTC), limit=100).events
+    revokes = [e for e in events if e.action == "credential.revoke"]
+    assert [(e.target_id, e.outcome, e.details) for e in revokes] == [
+        (connection, "failure", {"revocation": "not_attempted", "reason": "org_deleted"})
+    ]
+
+
+def test_a_store_fault_midway_leaves_a_deletion_the_owner_can_finish(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    created(call, org, okta_body(token=canary("tok")))
+    hooks = app_module.services().table._store.client.meta.events
+    failing = {"now": False}
+
+    def fail(request: Any, **_: Any) -> AWSResponse | None:
+        if not failing["now"]:
+            return None
+        return AWSResponse(request.url, 500, {}, _Body(b'{"__type":"InternalServerError"}'))
+
+    hooks.register_first("before-send.dynamodb.TransactWriteItems", fail)
+    original = org_deletion._delete_connection
+
+    def failing_delete(*args: Any, **kwargs: Any) -> None:
+        # The connection's delete, after the key is shredded, fails (every retry of it).
+        failing["now"] = True
+        try:
+            original(*args, **kwargs)
+        finally:
+            failing["now"] = False
+
+    monkeypatch.setattr(org_deletion, "_delete_connection", failing_delete)
+    status, body = _delete(call, org)
+    assert (status, body["error"]["code"]) == (500, "internal_error")
+    assert _key_state(org)["KeyState"] == "PendingDeletion"
+    assert _get_org(call, org, "alice") == 200
+    assert _get_org(call, org, "bob") == 404
+
+    monkeypatch.setattr(org_deletion, "_delete_connection", original)
+    assert _delete(call, org) == (204, None)
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self._data
