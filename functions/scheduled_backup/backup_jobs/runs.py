@@ -151,7 +151,8 @@ def start_backup(
     """Create the backup's record (running) and queue its job, unless one already runs.
 
     `guard` must hold when the record is written (the user who asked is still an admin):
-    NotFound if they were removed meanwhile, Conflict if demoted; nothing is written.
+    NotFound if they were removed meanwhile, Conflict if demoted; nothing is written. NotFound
+    too if the connection was deleted meanwhile.
     """
     connection = _connection(services, org_id, connection_id, now=now)
     backup_id = new_backup_id()
@@ -190,6 +191,9 @@ def start_backup(
                 # First: when the caller lost their role, that decides the answer, whatever else
                 # fails (a backup already running would otherwise hand them its id).
                 *([] if guard is None else [guard]),
+                # The connection read above is still there: one deleted meanwhile (alone, or
+                # with its org) gets no backup record that nothing would ever remove.
+                Check(CONNECTION_KIND, connection_id),
                 Create(RUN_KIND, connection_id, attributes={"backup_id": backup_id}, ttl=RUN_TTL),
                 Create(
                     BACKUP_KIND,
@@ -201,7 +205,7 @@ def start_backup(
             ],
             now=now,
         )
-    except ItemNotFound:  # only the guard's member item can be missing
+    except ItemNotFound:  # the guard's member item, or the connection, is gone
         raise NotFound() from None
     except ConditionFailed:
         raise Conflict("Your role changed meanwhile; read it again and retry.") from None

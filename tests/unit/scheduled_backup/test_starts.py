@@ -11,6 +11,7 @@ from backup_jobs import runs
 from botocore.exceptions import ClientError
 
 from strongroom.backups import BackupSchedules, backup_listing
+from strongroom.errors import NotFound
 from tests.support.http import http_event
 from tests.unit.scheduled_backup.conftest import BackupWorld
 
@@ -179,6 +180,52 @@ def test_an_admin_removed_or_demoted_during_an_on_demand_start_starts_nothing(
     for _ in range(2):
         assert world.start(org, connection, sub="alice")[0] == 202
         world.drain()
+
+
+@pytest.mark.parametrize("trigger", ["on_demand", "schedule"])
+def test_a_connection_deleted_during_a_start_gets_no_backup(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch, trigger: str
+) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    read = runs._connection
+
+    def deleted_after_the_read(*args: Any, **kwargs: Any) -> Any:
+        attributes = read(*args, **kwargs)
+        path = {"org_id": org, "connection_id": connection}
+        status, _ = world._call(
+            world.credential_store,
+            http_event(
+                "DELETE",
+                f"/orgs/{org}/connections/{connection}",
+                route="/orgs/{org_id}/connections/{connection_id}",
+                path_parameters=path,
+                sub="alice",
+            ),
+        )
+        assert status == 204
+        return attributes
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "_connection", deleted_after_the_read)
+        if trigger == "on_demand":
+            assert world.start(org, connection)[0] == 404
+        else:
+            with pytest.raises(NotFound):
+                runs.start_backup(
+                    world.services,
+                    org,
+                    connection,
+                    trigger="schedule",
+                    requested_by="schedule",
+                    now=datetime.now(UTC),
+                    request_id="r1",
+                )
+    listed = world.services.table.query_index(
+        org, backup_listing(connection), now=datetime.now(UTC), limit=10
+    )
+    assert listed.items == ()
+    assert world.drain() == 0  # no job queued
 
 
 def test_a_start_during_an_audit_outage_runs_and_is_audited_afterwards(
