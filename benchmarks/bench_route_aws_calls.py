@@ -2,8 +2,9 @@
 
 Counts every botocore call (service and operation) the handler makes per request, on moto
 resources built from template.yaml. Targets: read routes at most 2 DynamoDB calls and zero KMS
-calls once warm; a cached access token at most one DynamoDB read and zero KMS calls. The OAuth
-routes and the token service talk to the local authorization server double on 127.0.0.1.
+calls once warm (the audit log's page also reads one S3 object per event, and one past the
+head); a cached access token at most one DynamoDB read and zero KMS calls. The OAuth routes and
+the token service talk to the local authorization server double on 127.0.0.1.
 Run with `make bench` or `.venv/bin/python <this file>`.
 """
 
@@ -38,6 +39,7 @@ READ_ROUTES = {
     "GET /orgs/{org_id}/members",
     "GET /orgs/{org_id}/connections",
     "GET /orgs/{org_id}/connections/{connection_id}",
+    "GET /orgs/{org_id}/audit",
 }
 CONNECTIONS = "/orgs/{org_id}/connections"
 CONNECTION = "/orgs/{org_id}/connections/{connection_id}"
@@ -128,6 +130,8 @@ def main() -> int:
                 member_params,
                 None,
             ),
+            # After the member changes, so the page holds several events: one S3 read each.
+            ("GET", "/orgs/{org_id}/audit", f"/orgs/{org}/audit", org_params, None),
         ]
         print(f"{'route':<62} {'ddb':>4} {'kms':>4} {'s3':>4}  operations")
         worst_read = (0, 0)

@@ -1,8 +1,9 @@
-"""credential_store: orgs, members and connections (DESIGN.md routes), /health, /openapi.json.
+"""credential_store: orgs, members, connections and the audit log (DESIGN.md routes), /health,
+/openapi.json.
 
 Thin handler: the shared resolver parses and validates, each route makes one call into
-`credential_store.orgs` or `credential_store.connections`, which take their clients and `now`
-as arguments.
+`credential_store.orgs`, `credential_store.connections` or `credential_store.audit_log`, which
+take their clients and `now` as arguments.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from credential_store import connections, org_deletion, orgs
+from credential_store import audit_log, connections, org_deletion, orgs
 from credential_store.models import (
+    AuditLogPage,
     Connection,
     ConnectionCreated,
     Connections,
@@ -196,6 +198,16 @@ def delete_connection(org_id: OrgId, connection_id: ConnectionId) -> Response[st
     )
     logger.info("connection deleted", extra={"org_id": org_id, "connection_id": connection_id})
     return Response(status_code=204, body="")
+
+
+@app.get("/orgs/<org_id>/audit", tags=["audit"])
+def list_audit_events(
+    org_id: OrgId,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = audit_log.DEFAULT_PAGE,
+) -> AuditLogPage:
+    caller = caller_from_event(app.current_event.raw_event)
+    return audit_log.list_events(services(), caller, org_id, now=_now(), limit=limit, cursor=cursor)
 
 
 def _now() -> datetime:

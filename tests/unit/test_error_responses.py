@@ -56,3 +56,14 @@ def test_unknown_and_internal_errors_say_nothing() -> None:
 def test_detail_is_shown_only_for_api_errors() -> None:
     _, body = error_response(errors.InvalidField("name: Field required"))
     assert body["error"]["message"] == "name: Field required"
+
+
+def test_every_listings_bad_cursor_answers_alike() -> None:
+    from strongroom.audit import InvalidAuditCursor
+    from strongroom.tenancy import InvalidCursor
+
+    tenancy = error_response(InvalidCursor("the cursor belongs to another org"))
+    audit = error_response(InvalidAuditCursor("the cursor belongs to another org"))
+    assert tenancy == audit
+    assert audit[0] == 422
+    assert audit[1]["error"]["code"] == "invalid_cursor"

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
+from strongroom.audit.events import Outcome
 from strongroom.oauth import ConnectionStatus
 from strongroom.roles import Role
 
@@ -225,3 +226,33 @@ class Connection(ResponseBody):
 class Connections(ResponseBody):
     connections: list[Connection]
     next_cursor: str | None = Field(default=None)
+
+
+# ---- audit log --------------------------------------------------------------------------------
+
+
+class AuditLogEvent(ResponseBody):
+    """One stored audit event as its org's admins read it, under its stored field names.
+
+    Only what the event holds: its details were redacted when it was written.
+    """
+
+    seq: int
+    occurred_at: str
+    actor: str
+    action: str
+    target_kind: str | None = None
+    target_id: str | None = None
+    outcome: Outcome
+    request_id: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditLogPage(ResponseBody):
+    events: list[AuditLogEvent]
+    next_cursor: str | None = Field(default=None)
+    # Seqs in this page's range that are absent or not valid events: a gap shows as a gap, not
+    # as a shorter page (the chain's verifier says what happened to them).
+    missing: list[int]

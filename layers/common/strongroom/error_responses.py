@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from strongroom.audit.exceptions import InvalidAuditCursor
 from strongroom.errors import (
     ApiError,
     Conflict,
@@ -36,6 +37,7 @@ class HttpError:
 
 
 INTERNAL = HttpError(500, "internal_error", "Something went wrong. The request id is in the logs.")
+_INVALID_CURSOR = HttpError(422, "invalid_cursor", "The cursor is not valid for this listing.")
 
 # Most specific class first: the first isinstance match wins.
 HTTP_ERRORS: tuple[tuple[type[BaseException], HttpError], ...] = (
@@ -47,8 +49,10 @@ HTTP_ERRORS: tuple[tuple[type[BaseException], HttpError], ...] = (
     (Conflict, HttpError(409, "conflict", "The request conflicts with the current state.")),
     (PayloadTooLarge, HttpError(413, "payload_too_large", "The request body is too large.")),
     (InvalidField, HttpError(422, "invalid_field", "A field is missing or invalid.")),
-    # A cursor that is malformed, forged, or belongs to another org or listing.
-    (InvalidCursor, HttpError(422, "invalid_cursor", "The cursor is not valid for this listing.")),
+    # A cursor that is malformed, forged, or belongs to another org or listing; the audit log's
+    # cursors are its own, and answer as every other listing's.
+    (InvalidCursor, _INVALID_CURSOR),
+    (InvalidAuditCursor, _INVALID_CURSOR),
     (RateLimited, HttpError(429, "rate_limited", "Too many requests.")),
 )
 

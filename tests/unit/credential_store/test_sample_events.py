@@ -26,6 +26,7 @@ SCENARIO = [
     ("replace_credentials", 200),
     ("delete_connection", 204),
     ("delete_member", 204),
+    ("list_audit", 200),  # alice is the owner: she reads what the scenario did
     ("delete_org", 204),
 ]
 

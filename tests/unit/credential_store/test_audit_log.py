@@ -1,0 +1,254 @@
+"""GET /orgs/{org_id}/audit through the handler: admins and owners read the org's events newest
+first, a page at a time; a gap shows in `missing`; an audit store outage answers no page."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from strongroom.audit import GENESIS_HASH, event_key
+from strongroom.settings import Settings
+from tests.support.http import http_event
+from tests.support.iam_check import IamCheck
+from tests.unit.credential_store.conftest import Call, Invoke
+
+ROUTE = "/orgs/{org_id}/audit"
+SHOWN_FIELDS = {
+    "seq",
+    "occurred_at",
+    "actor",
+    "action",
+    "target_kind",
+    "target_id",
+    "outcome",
+    "request_id",
+    "details",
+    "prev_hash",
+    "hash",
+}
+
+
+def _create(call: Call, sub: str = "alice") -> str:
+    status, body = call("POST", "/orgs", sub=sub, body={"name": "Acme"})
+    assert status == 201, body
+    return str(body["org_id"])
+
+
+def _put(call: Call, org: str, user: str, role: str) -> None:
+    status, body = call(
+        "PUT",
+        f"/orgs/{org}/members/{user}",
+        route="/orgs/{org_id}/members/{user_id}",
+        path_parameters={"org_id": org, "user_id": user},
+        body={"role": role},
+    )
+    assert status == 200, body
+
+
+def _list(
+    invoke: Invoke, org: str, sub: str = "alice", route: str = ROUTE, **query: object
+) -> tuple[int, Any]:
+    event = http_event(
+        "GET", route.format(org_id=org), sub=sub, route=route, path_parameters={"org_id": org}
+    )
+    if query:
+        event["queryStringParameters"] = {name: str(value) for name, value in query.items()}
+    return invoke(event)
+
+
+def _audit_bucket(app_module: Any) -> str:
+    return str(app_module.services().settings.audit_bucket)
+
+
+def test_admins_and_owners_read_the_events_newest_first_as_stored(
+    call: Call, invoke: Invoke, app_module: Any
+) -> None:
+    org = _create(call)
+    _put(call, org, "bob", "admin")
+    _put(call, org, "carol", "member")
+    s3 = boto3.client("s3")
+    for sub in ("alice", "bob"):
+        status, body = _list(invoke, org, sub=sub)
+        assert status == 200, body
+        assert set(body) == {"events", "next_cursor", "missing"}
+        assert (body["next_cursor"], body["missing"]) == (None, [])
+        events = body["events"]
+        assert [(e["seq"], e["action"], e["target_id"]) for e in events] == [
+            (3, "member.add", "carol"),
+            (2, "member.add", "bob"),
+            (1, "org.create", org),
+        ]
+        assert events[1]["details"] == {"role": "admin"}
+        assert {(e["actor"], e["outcome"]) for e in events} == {("alice", "success")}
+        # Each event links to the one before it, and shows only fields the stored event holds,
+        # with the values it holds.
+        assert [e["prev_hash"] for e in events] == [e["hash"] for e in events[1:]] + [GENESIS_HASH]
+        for shown in events:
+            stored = json.loads(
+                s3.get_object(Bucket=_audit_bucket(app_module), Key=event_key(org, shown["seq"]))[
+                    "Body"
+                ].read()
+            )
+            assert set(shown) == SHOWN_FIELDS
+            assert shown == {name: stored.get(name) for name in SHOWN_FIELDS}
+
+
+def test_members_are_forbidden_and_outsiders_see_no_org(call: Call, invoke: Invoke) -> None:
+    org = _create(call)
+    _put(call, org, "carol", "member")
+    status, body = _list(invoke, org, sub="carol")
+    assert status == 403
+    assert body["error"]["code"] == "forbidden"
+
+    missing = "org_" + "a" * 26
+    answers = [_list(invoke, org, sub="mallory"), _list(invoke, missing, sub="alice")]
+    assert [status for status, _ in answers] == [404, 404]
+    assert answers[0][1] == answers[1][1]
+    assert answers[0][1]["error"]["code"] == "not_found"
+    # Even a bad cursor tells an outsider nothing.
+    assert _list(invoke, org, sub="mallory", cursor="not-a-cursor") == answers[0]
+
+
+def test_pages_follow_the_cursor_newest_first_with_no_event_twice_or_left_out(
+    call: Call, invoke: Invoke
+) -> None:
+    org = _create(call)
+    for n in range(11):
+        _put(call, org, f"user{n}", "member")
+    seen: list[int] = []
+    pages = []
+    query: dict[str, object] = {"limit": 5}
+    while True:
+        status, body = _list(invoke, org, **query)
+        assert status == 200, body
+        assert body["missing"] == []
+        pages.append(len(body["events"]))
+        seen += [event["seq"] for event in body["events"]]
+        if body["next_cursor"] is None:
+            break
+        query = {"limit": 5, "cursor": body["next_cursor"]}
+    assert pages == [5, 5, 2]
+    assert seen == list(range(12, 0, -1))
+    # The default page holds them all.
+    status, body = _list(invoke, org)
+    assert [event["seq"] for event in body["events"]] == seen
+    assert body["next_cursor"] is None
+
+
+@pytest.mark.parametrize("cursor", ["eyJ4IjoxfQ", "not-a-cursor", "A" * 300, "A" * 1000])
+def test_a_forged_cursor_answers_as_on_every_other_listing(
+    call: Call, invoke: Invoke, cursor: str
+) -> None:
+    org = _create(call)
+    status, body = _list(invoke, org, cursor=cursor)
+    assert status == 422, body
+    assert body["error"]["code"] == "invalid_cursor"
+    assert (status, body) == _list(invoke, org, route="/orgs/{org_id}/members", cursor=cursor)
+
+
+def test_another_orgs_cursor_is_refused(call: Call, invoke: Invoke) -> None:
+    org, other = _create(call), _create(call)
+    for n in range(3):
+        _put(call, other, f"user{n}", "member")
+    status, body = _list(invoke, other, limit=2)
+    assert status == 200
+    foreign = body["next_cursor"]
+    assert foreign is not None
+    status, body = _list(invoke, org, cursor=foreign)
+    assert status == 422
+    assert body["error"]["code"] == "invalid_cursor"
+
+
+@pytest.mark.parametrize("limit", [0, 101, "many"])
+def test_a_limit_out_of_range_is_an_invalid_field(
+    call: Call, invoke: Invoke, limit: object
+) -> None:
+    org = _create(call)
+    status, body = _list(invoke, org, limit=limit)
+    assert status == 422
+    assert body["error"]["code"] == "invalid_field"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["junk", "not an event", "deleted"],
+)
+def test_an_unreadable_event_is_listed_as_missing(
+    call: Call, invoke: Invoke, app_module: Any, damage: str
+) -> None:
+    org = _create(call)
+    _put(call, org, "bob", "admin")
+    _put(call, org, "carol", "member")
+    s3 = boto3.client("s3")
+    bucket, key = _audit_bucket(app_module), event_key(org, 2)
+    # Object Lock keeps the original version; these make another one current, as a writer with
+    # s3:PutObject (or s3:DeleteObject) could.
+    if damage == "deleted":
+        s3.delete_object(Bucket=bucket, Key=key)
+    else:
+        stored = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        body = b"\x00junk" if damage == "junk" else json.dumps({**stored, "seq": "two"}).encode()
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+    status, page = _list(invoke, org, limit=2)
+    assert status == 200, page
+    assert [event["seq"] for event in page["events"]] == [3]
+    assert page["missing"] == [2]
+    status, page = _list(invoke, org, cursor=page["next_cursor"])
+    assert ([event["seq"] for event in page["events"]], page["missing"]) == ([1], [])
+
+
+@dataclass
+class S3Reads:
+    """The audit bucket's reads: `answered` more succeed, then the endpoint is unreachable."""
+
+    answered: int | None = None
+
+    def __call__(self, **_: Any) -> None:
+        if self.answered is None:
+            return
+        if self.answered == 0:
+            raise EndpointConnectionError(endpoint_url="https://s3.invalid")
+        self.answered -= 1
+
+
+@pytest.fixture
+def s3_reads(app_module: Any, iam_check: IamCheck, monkeypatch: pytest.MonkeyPatch) -> S3Reads:
+    """The handler's services rebuilt on a session whose S3 reads can fail."""
+    from credential_store import services as services_module
+
+    reads = S3Reads()
+    session = iam_check.session()
+    session.events.register("before-call.s3.GetObject", reads)
+    built = services_module.build_services(Settings.from_environ(os.environ), session)
+    monkeypatch.setattr(services_module, "services", lambda: built)
+    monkeypatch.setattr(app_module, "services", lambda: built)
+    return reads
+
+
+@pytest.mark.parametrize("answered", [0, 2])
+def test_an_audit_outage_answers_as_a_store_outage_with_no_partial_page(
+    call: Call, invoke: Invoke, s3_reads: S3Reads, answered: int
+) -> None:
+    org = _create(call)
+    _put(call, org, "bob", "admin")
+    _put(call, org, "carol", "member")
+    s3_reads.answered = answered  # the outage begins at the first read, or mid-page
+    status, body = _list(invoke, org)
+    assert status == 500
+    assert body == {
+        "error": {
+            "code": "internal_error",
+            "message": "Something went wrong. The request id is in the logs.",
+        }
+    }
+    s3_reads.answered = None
+    status, body = _list(invoke, org)
+    assert status == 200
+    assert [event["seq"] for event in body["events"]] == [3, 2, 1]
