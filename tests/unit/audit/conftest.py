@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from strongroom.audit import AuditAction, AuditEntry, AuditLog
 from strongroom.settings import Settings
@@ -100,3 +101,18 @@ def head_item(dynamodb: Any, settings: Settings, org_id: str) -> dict[str, Any] 
 def event_keys(s3: Any, bucket: str, org_id: str) -> list[str]:
     response = s3.list_objects_v2(Bucket=bucket, Prefix=f"audit/{org_id}/")
     return [item["Key"] for item in response.get("Contents", [])]
+
+
+def without_list_bucket(s3: Any) -> Any:
+    """`s3`, answering 403 for a missing key as S3 does to a role without s3:ListBucket (the
+    functions' roles may list only credential_store's prefix, or nothing)."""
+    probe = boto3.client("s3", region_name="us-east-1")
+
+    def forbidden_if_missing(params: dict[str, Any], **_: Any) -> None:
+        try:
+            probe.head_object(Bucket=params["Bucket"], Key=params["Key"])
+        except ClientError:
+            raise ClientError({"Error": {"Code": "AccessDenied"}}, "GetObject") from None
+
+    s3.meta.events.register("before-parameter-build.s3.GetObject", forbidden_if_missing)
+    return s3

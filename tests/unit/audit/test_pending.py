@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import EndpointConnectionError
 
 from strongroom.audit import AuditLog, AuditUnavailable, InvalidAuditEvent
 from strongroom.audit.pending import (
@@ -25,7 +25,14 @@ from strongroom.audit.pending import (
 )
 from strongroom.settings import Settings
 from strongroom.tenancy import Create, ItemExists, PlatformTable, TenantTable, new_org_id
-from tests.unit.audit.conftest import NOW, SimulatedCrash, entry, fail_on, head_item
+from tests.unit.audit.conftest import (
+    NOW,
+    SimulatedCrash,
+    entry,
+    fail_on,
+    head_item,
+    without_list_bucket,
+)
 
 
 def _no_connection() -> EndpointConnectionError:
@@ -144,21 +151,6 @@ def test_a_failed_flush_leaves_the_entry_for_the_next_one(
     assert _chain(audit, org_id) == [("req-1", entry_id)]
 
 
-def _without_list_bucket(s3: Any) -> Any:
-    """`s3`, answering 403 for a missing key as S3 does to a role without s3:ListBucket (the
-    functions' roles may list only credential_store's prefix, or nothing)."""
-    probe = boto3.client("s3", region_name="us-east-1")
-
-    def forbidden_if_missing(params: dict[str, Any], **_: Any) -> None:
-        try:
-            probe.head_object(Bucket=params["Bucket"], Key=params["Key"])
-        except ClientError:
-            raise ClientError({"Error": {"Code": "AccessDenied"}}, "GetObject") from None
-
-    s3.meta.events.register("before-parameter-build.s3.GetObject", forbidden_if_missing)
-    return s3
-
-
 @pytest.mark.parametrize(
     ("crash_on", "direct_append_between"),
     [
@@ -190,7 +182,7 @@ def test_a_flush_that_dies_after_storing_the_event_is_not_appended_twice(
     if direct_append_between:  # it anchors the stored event and goes after it
         direct = audit.append(org_id, entry(request_id="direct"), now=NOW)
         expected.append(("direct", direct.entry_id))
-    s3 = _without_list_bucket(boto3.client("s3", region_name="us-east-1"))
+    s3 = without_list_bucket(boto3.client("s3", region_name="us-east-1"))
     assert make_log(s3=s3).flush(org_id, now=NOW) == 0  # found in the chain, not written again
 
     assert _chain(audit, org_id) == expected
@@ -211,7 +203,7 @@ def test_a_claimed_seq_taken_by_another_event_moves_the_entry_further_on(
     assert item.attributes["claim_seq"] == 1
     direct = audit.append(org_id, entry(request_id="direct"), now=NOW)  # takes seq 1
 
-    s3 = _without_list_bucket(boto3.client("s3", region_name="us-east-1"))
+    s3 = without_list_bucket(boto3.client("s3", region_name="us-east-1"))
     assert make_log(s3=s3).flush(org_id, now=NOW) == 1
     assert _chain(audit, org_id) == [("direct", direct.entry_id), ("req-1", entry_id)]
 
@@ -362,7 +354,7 @@ def test_a_claim_on_a_seq_never_written_needs_no_read_of_a_missing_event(
     fail_on(doomed, "PutObject", SimulatedCrash)
     with pytest.raises(SimulatedCrash):
         make_log(s3=doomed).flush(org_id, now=NOW)  # claims seq 1, writes nothing
-    s3 = _without_list_bucket(boto3.client("s3", region_name="us-east-1"))
+    s3 = without_list_bucket(boto3.client("s3", region_name="us-east-1"))
     assert make_log(s3=s3).flush(org_id, now=NOW) == 1
     assert _chain(audit, org_id) == [("req-1", entry_id)]
 

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 
 from strongroom.audit import (
@@ -25,7 +26,7 @@ from strongroom.audit import (
 from strongroom.audit.events import canonical_json, event_hash
 from strongroom.settings import Settings
 from strongroom.tenancy import new_org_id
-from tests.unit.audit.conftest import NOW, entry, head_item
+from tests.unit.audit.conftest import NOW, entry, head_item, without_list_bucket
 
 P = ProblemKind
 
@@ -66,6 +67,23 @@ def test_a_delete_marker_is_reported_as_deleted_and_missing(
     report = audit.verify_chain(org_id, now=NOW)
     assert _problems(report) == {(P.DELETED, 3), (P.MISSING, 3)}
     assert audit.list_events(org_id, now=NOW).missing == (3,)
+
+
+def test_a_listing_reads_no_missing_key_so_s3_without_list_bucket_answers_it(
+    make_log: Callable[..., AuditLog],
+    chain: list[AuditEvent],
+    s3: Any,
+    settings: Settings,
+    org_id: str,
+) -> None:
+    # S3 answers a GET of a missing key with 403 unless the caller may list the bucket there,
+    # which a GetObject request's context never shows: the listing must not GET what is absent.
+    s3.delete_object(Bucket=settings.audit_bucket, Key=event_key(org_id, 3))
+    strict = make_log(s3=without_list_bucket(boto3.client("s3", region_name="us-east-1")))
+    first = strict.list_events(org_id, now=NOW, limit=3)
+    assert ([e.seq for e in first.events], first.missing) == ([5, 4], (3,))
+    rest = strict.list_events(org_id, now=NOW, limit=3, cursor=first.cursor)
+    assert ([e.seq for e in rest.events], rest.missing, rest.cursor) == ([2, 1], (), None)
 
 
 def test_an_edited_field_in_a_new_version_is_reported(

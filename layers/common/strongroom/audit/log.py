@@ -574,19 +574,19 @@ class AuditLog:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
             raise ValueError("limit must be 1 to 100")
         head = self._read_head(org_id, now)
+        # An event whose writer did not get to move the head is still an event.
+        top = head.seq + 1
         if cursor is not None:
             # A cursor cannot reach past the chain (it would list phantom missing events).
-            start = min(_decode_cursor(cursor, org_id), head.seq + 1)
-        else:
-            start = head.seq
-            # An event whose writer did not get to move the head is still an event.
-            if self._objects.read(event_key(org_id, start + 1)) is not None:
-                start += 1
+            top = min(_decode_cursor(cursor, org_id), top)
+        # One listing tells which of the page's events are stored; only those are read.
+        stored = self._objects.stored_seqs(org_id, max(1, top - limit), top)
+        start = top if cursor is not None or top in stored else top - 1
         events: list[AuditEvent] = []
         missing: list[int] = []
         stop = max(0, start - limit)
         for seq in range(start, stop, -1):
-            event = self.read_event(org_id, seq)
+            event = self.read_event(org_id, seq) if seq in stored else None
             if event is None:
                 missing.append(seq)
             else:

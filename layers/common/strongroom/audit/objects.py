@@ -113,6 +113,36 @@ class EventObjects:
             raise unavailable("S3 GetObject", exc) from exc
         return body
 
+    def stored_seqs(self, org_id: str, first: int, last: int) -> set[int]:
+        """The seqs from `first` to `last` whose event key holds a current object, by listing
+        (on S3, a GET of a missing key without ListBucket on it answers 403, not 404)."""
+        found: set[int] = set()
+        if last < first:
+            return found
+        params: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Prefix": org_prefix(org_id),
+            "MaxKeys": min(1000, last - first + 1),
+        }
+        if first > 1:
+            params["StartAfter"] = event_key(org_id, first - 1)
+        while True:
+            try:
+                response = self._s3.list_objects_v2(**params)
+            except (ClientError, BotoCoreError) as exc:
+                raise unavailable("S3 ListObjectsV2", exc) from exc
+            for listed in response.get("Contents", []):
+                seq = seq_of_key(org_id, listed["Key"])
+                if seq is None:
+                    continue
+                if seq > last:
+                    return found
+                if seq >= first:
+                    found.add(seq)
+            if not response.get("IsTruncated"):
+                return found
+            params["ContinuationToken"] = response["NextContinuationToken"]
+
     def versions(self, prefix: str) -> Iterator[tuple[str, str, bool, bool]]:
         """(key, version id, is latest, is delete marker) of everything under `prefix`."""
         params: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix}
