@@ -3,8 +3,8 @@
 Counts every botocore call (service and operation) the handler makes per request, on moto
 resources built from template.yaml. Targets: read routes at most 2 DynamoDB calls and zero KMS
 calls once warm (the audit log's page also lists the page's keys once and reads one S3 object
-per stored event); a cached access token at most one DynamoDB read and zero KMS calls. The OAuth routes and
-the token service talk to the local authorization server double on 127.0.0.1.
+per stored event); a cached access token at most one DynamoDB read and zero KMS calls. The OAuth
+routes and the token service talk to the local authorization server double on 127.0.0.1.
 Run with `make bench` or `.venv/bin/python <this file>`.
 """
 

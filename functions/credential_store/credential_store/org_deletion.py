@@ -22,8 +22,11 @@ skipped, as the org item records them). Until then only that owner is a member.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WaitedTooLong
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,12 +35,12 @@ from credential_store.connections import CONNECTION, revoke_at_provider
 from credential_store.orgs import MEMBER, ORG, require_role
 from credential_store.services import Services
 from strongroom.api import Caller
-from strongroom.audit import AuditAction, AuditEntry
-from strongroom.crypto.exceptions import KeyringNotFound
+from strongroom.audit import AuditAction, AuditEntry, AuditError
+from strongroom.crypto.exceptions import CryptoError, KeyringNotFound
 from strongroom.errors import Conflict, NotFound
 from strongroom.redaction import get_logger
 from strongroom.roles import Role, still_allowed
-from strongroom.tenancy import ConditionFailed, Delete, Item, ItemNotFound, Page, Update
+from strongroom.tenancy import ConditionFailed, Create, Delete, Item, ItemNotFound, Page, Update
 from strongroom.tenancy.keys import RESERVED_TENANT_KINDS
 
 logger = get_logger(service="credential_store")
@@ -77,7 +80,7 @@ def delete_org(
     org = _org(services, org_id, now=now)
     if "deleting_since" not in org.attributes:
         _mark_deleting(services, caller, org_id, now=now, request_id=request_id)
-    _remove_other_members(services, caller, org_id, now=now)
+    _remove_other_members(services, caller, org_id, now=now, request_id=request_id)
     if "key_shredded_at" not in org.attributes:
         _revoke_grants(
             services,
@@ -94,7 +97,7 @@ def delete_org(
     )
     if finished:
         services.keyrings.discard_keyring(org_id)
-        _delete_last(services, caller, org_id, now=now)
+        _delete_last(services, caller, org_id, now=now, request_id=request_id)
     services.audit.flush_after_commit(org_id, now=now)
     if finished:
         logger.info("org deleted", extra={"org_id": org_id})
@@ -135,25 +138,57 @@ def _mark_deleting(
 
 
 def _remove_other_members(
-    services: Services, caller: Caller, org_id: str, *, now: datetime
+    services: Services, caller: Caller, org_id: str, *, now: datetime, request_id: str
 ) -> None:
     """Every member but the caller, so that nobody else can act on the org any more: each of
-    their writes holds only while their membership does (`still_allowed`)."""
+    their writes holds only while their membership does (`still_allowed`). A member added
+    meanwhile is removed with the rest of the org's items."""
     others = [
-        Delete(MEMBER, str(item.item_id))
+        item
         for item in _all(lambda cursor: _members(services, org_id, now, cursor))
         if item.item_id != caller.sub
     ]
-    room = _MAX_TRANSACTION - 1  # each transaction also checks the caller is still an owner
+    # Each removal with its entry, and each transaction checks the caller is still an owner.
+    room = (_MAX_TRANSACTION - 1) // 2
     for start in range(0, len(others), room):
+        chunk = others[start : start + room]
         try:
             services.table.transact(
                 org_id,
-                [*others[start : start + room], still_allowed(caller.sub, Role.OWNER)],
+                [
+                    *[Delete(MEMBER, str(member.item_id)) for member in chunk],
+                    *_member_removals(
+                        services, caller, org_id, chunk, now=now, request_id=request_id
+                    ),
+                    still_allowed(caller.sub, Role.OWNER),
+                ],
                 now=now,
             )
         except (ConditionFailed, ItemNotFound):
             raise Conflict("The org's members changed meanwhile; retry.") from None
+
+
+def _member_removals(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    members: list[Item],
+    *,
+    now: datetime,
+    request_id: str,
+) -> list[Create]:
+    """The `member.remove` entries of members removed with their org, to record with them."""
+    entries = [
+        audit_trail.entry(
+            caller,
+            AuditAction.MEMBER_REMOVE,
+            ("member", str(member.item_id)),
+            request_id=request_id,
+            details={"role": str(member.attributes.get("role")), "reason": "org_deleted"},
+        )
+        for member in members
+    ]
+    return audit_trail.recorded(services, org_id, *entries, now=now) if entries else []
 
 
 def _revoke_grants(
@@ -166,17 +201,41 @@ def _revoke_grants(
     until: float,
     clock: Callable[[], float],
 ) -> None:
-    """Revoke each connection's grant at its provider while `clock()` is before `until`; the
-    outcome of each grant there is (or of each left untried) goes to the audit log."""
-    pages = _all(
-        lambda cursor: services.table.query(org_id, CONNECTION, now=now, limit=_PAGE, cursor=cursor)
+    """Revoke each connection's grant at its provider while `clock()` is before `until`, and
+    audit the outcome of each (those left untried too).
+
+    A revocation runs on a helper thread and is waited for only until `until`: a provider that
+    hangs or keeps answering 429 cannot hold the key's shredding past the function's timeout (an
+    abandoned revocation may still finish; its outcome is recorded as `timed_out`). None is tried
+    once the key is no longer enabled (a retry after it was disabled): no grant can be opened.
+    """
+    if not services.keyrings.org_key_enabled(org_id):
+        return
+    connections = list(
+        _all(
+            lambda cursor: services.table.query(
+                org_id, CONNECTION, now=now, limit=_PAGE, cursor=cursor
+            )
+        )
     )
-    for connection in pages:
-        outcome = "not_attempted" if clock() >= until else None
-        outcome = outcome or revoke_at_provider(services, org_id, connection, now=now)
-        if outcome == "not_applicable":
-            continue
-        revoked = AuditEntry(
+    outcomes: list[tuple[Item, str]] = []
+    runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revoke")
+    try:
+        for connection in connections:
+            left = until - clock()
+            if left <= 0:
+                break
+            revocation = runner.submit(_revoke_one, services, org_id, connection, now)
+            try:
+                outcomes.append((connection, revocation.result(timeout=left)))
+            except WaitedTooLong:
+                outcomes.append((connection, "timed_out"))
+                break
+    finally:
+        runner.shutdown(wait=False, cancel_futures=True)
+    outcomes += [(connection, "not_attempted") for connection in connections[len(outcomes) :]]
+    entries = [
+        AuditEntry(
             actor=caller.sub,
             action=AuditAction.CREDENTIAL_REVOKE.value,
             request_id=request_id,
@@ -185,7 +244,34 @@ def _revoke_grants(
             target_id=str(connection.item_id),
             details={"revocation": outcome, "reason": "org_deleted"},
         )
-        audit_trail.record_alone(services, org_id, revoked, now=now)
+        for connection, outcome in outcomes
+        if outcome != "not_applicable"
+    ]
+    _record_outcomes(services, org_id, entries, now=now)
+
+
+def _revoke_one(services: Services, org_id: str, connection: Item, now: datetime) -> str:
+    try:
+        return revoke_at_provider(services, org_id, connection, now=now)
+    except CryptoError:
+        return "failed"  # its grant cannot be opened (the key or the keyring failed)
+
+
+def _record_outcomes(
+    services: Services, org_id: str, entries: list[AuditEntry], *, now: datetime
+) -> None:
+    """Record outcomes learnt outside any change, a transaction's worth at a time. A failure is
+    logged, not raised: the deletion goes on (the grants are gone or not, whatever is recorded).
+    """
+    for start in range(0, len(entries), _MAX_TRANSACTION):
+        chunk = entries[start : start + _MAX_TRANSACTION]
+        try:
+            services.audit.record(org_id, *chunk, now=now)
+        except AuditError as exc:
+            logger.error(
+                "revocation outcomes could not be recorded",
+                extra={"org_id": org_id, "count": len(chunk), "error_type": type(exc).__name__},
+            )
 
 
 def _shred_key(services: Services, org_id: str, *, now: datetime) -> None:
@@ -220,6 +306,18 @@ def _delete_items(
             continue
         if item.kind == CONNECTION:
             _delete_connection(services, caller, org_id, item, now=now, request_id=request_id)
+            continue
+        if item.kind == MEMBER:  # added after the other members were removed
+            services.table.transact(
+                org_id,
+                [
+                    Delete(MEMBER, str(item.item_id)),
+                    *_member_removals(
+                        services, caller, org_id, [item], now=now, request_id=request_id
+                    ),
+                ],
+                now=now,
+            )
             continue
         batch.append(Delete(item.kind, item.item_id))
         if len(batch) == _MAX_TRANSACTION:
@@ -265,20 +363,37 @@ def _delete_connection(
             details={"reason": "org_deleted"},
         ),
     ]
-    services.table.transact(
-        org_id,
-        [
-            Delete(CONNECTION, connection_id),
-            *audit_trail.recorded(services, org_id, *entries, now=now),
-        ],
-        now=now,
-    )
+    # Only if it is still there: a concurrent DELETE of the org that deleted it first has
+    # recorded its entries.
+    with contextlib.suppress(ItemNotFound):
+        services.table.transact(
+            org_id,
+            [
+                Delete(CONNECTION, connection_id, expect={}),
+                *audit_trail.recorded(services, org_id, *entries, now=now),
+            ],
+            now=now,
+        )
     services.schedules.remove(org_id, connection_id, now=now)
 
 
-def _delete_last(services: Services, caller: Caller, org_id: str, *, now: datetime) -> None:
+def _delete_last(
+    services: Services, caller: Caller, org_id: str, *, now: datetime, request_id: str
+) -> None:
     """The caller's membership and the org item: from here the org answers 404 to everyone."""
-    services.table.transact(org_id, [Delete(MEMBER, caller.sub), Delete(ORG)], now=now)
+    try:
+        own = services.table.get(org_id, MEMBER, caller.sub, now=now)
+    except ItemNotFound:
+        raise NotFound() from None  # removed meanwhile by a concurrent DELETE that finished
+    services.table.transact(
+        org_id,
+        [
+            Delete(MEMBER, caller.sub, expect={}),
+            Delete(ORG),
+            *_member_removals(services, caller, org_id, [own], now=now, request_id=request_id),
+        ],
+        now=now,
+    )
 
 
 def _members(services: Services, org_id: str, now: datetime, cursor: str | None) -> Page:

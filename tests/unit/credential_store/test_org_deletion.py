@@ -4,6 +4,7 @@ left but its audit chain; a deletion stopped for time or by a fault goes on when
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 from credential_store import org_deletion
 
 from strongroom.api import Caller
@@ -100,15 +102,19 @@ def test_an_owner_with_a_fresh_sign_in_deletes_the_org_and_shreds_its_key(
     assert key["KeyState"] == "PendingDeletion"
     assert key["DeletionDate"].date() > datetime.now(UTC).date()
     actions = _actions(app_module, org)
-    # Connections go in id order, each with its credentials' entry and its own.
-    assert actions[-5:] == [
-        ("org.delete", org, "success"),
-        *(
-            (action, connection, "success")
-            for connection in sorted((first, second))
-            for action in ("credential.delete", "connection.delete")
-        ),
-    ]
+    deletion = actions[[a for a, _, _ in actions].index("org.delete") :]
+    assert deletion[0] == ("org.delete", org, "success")
+    # Every membership and credential the deletion removed has its entry.
+    assert sorted(deletion[1:]) == sorted(
+        [
+            *(("member.remove", user, "success") for user in ("alice", "bob", "carol")),
+            *(
+                (action, connection, "success")
+                for connection in (first, second)
+                for action in ("credential.delete", "connection.delete")
+            ),
+        ]
+    )
     assert app_module.services().audit.verify_chain(org, now=datetime.now(UTC)).ok
     # A second DELETE finds nothing.
     assert _delete(call, org)[0] == 404
@@ -277,3 +283,105 @@ class _Body:
 
     def stream(self, **_: Any) -> Any:
         yield self._data
+
+
+def _kms_refuses_unusable_keys(client: Any) -> None:
+    """Make `client` refuse Decrypt with a key that is not enabled, as KMS does (moto does not)."""
+    probe = boto3.client("kms", region_name="us-east-1")
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        key = params.get("KeyId")
+        if key and probe.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] != "Enabled":
+            raise ClientError({"Error": {"Code": "DisabledException"}}, "Decrypt")
+
+    client.meta.events.register("before-parameter-build.kms.Decrypt", refuse)
+
+
+def test_a_shredding_cut_short_is_finished_by_the_next_delete_without_reopening_grants(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    created(call, org, okta_body())
+
+    def revocation_opening_the_grant(services: Any, org_id: str, *_: Any, **__: Any) -> str:
+        # As for a refresh token: its value is opened with the org's data key.
+        services.keyrings.cache.forget(org_id)
+        keyring = services.keyrings.for_org(org_id)
+        keyring.seal_field("grant", kind="connection", item_id="c", field="refresh_token")
+        return "revoked"
+
+    monkeypatch.setattr(org_deletion, "revoke_at_provider", revocation_opening_the_grant)
+    kms = app_module.services().keyrings._kms
+    _kms_refuses_unusable_keys(kms)
+    app_module.services().keyrings.cache.forget(org)
+    throttled = {"left": 1}
+
+    def throttle(**_: Any) -> None:
+        if throttled["left"]:
+            throttled["left"] -= 1
+            raise ClientError({"Error": {"Code": "ThrottlingException"}}, "ScheduleKeyDeletion")
+
+    # The key is disabled, then scheduling its deletion fails (botocore's retries spent).
+    kms.meta.events.register("before-parameter-build.kms.ScheduleKeyDeletion", throttle)
+    assert _delete(call, org)[0] == 500
+    assert _key_state(org)["KeyState"] == "Disabled"
+    # The next DELETE tries no revocation (nothing can be opened with a disabled key) and
+    # finishes the shredding and the rest.
+    assert _delete(call, org) == (204, None)
+    assert _key_state(org)["KeyState"] == "PendingDeletion"
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
+
+
+def test_a_hung_revocation_is_abandoned_at_the_deadline_and_the_key_is_shredded(
+    call: Call, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+    released = threading.Event()
+
+    def hung_provider(*_: Any, **__: Any) -> str:
+        released.wait(30)
+        return "revoked"
+
+    monkeypatch.setattr(org_deletion, "revoke_at_provider", hung_provider)
+    services = app_module.services()
+    alice = Caller(sub="alice", auth_time=int(time.time()))
+    started = time.monotonic()
+    try:
+        result = org_deletion.delete_org(
+            services,
+            alice,
+            org,
+            now=datetime.now(UTC),
+            request_id="r1",
+            deadline=started + org_deletion.REVOCATION_RESERVE_SECONDS + 0.5,
+        )
+        waited = time.monotonic() - started
+    finally:
+        released.set()
+    assert result.done is True
+    assert waited < org_deletion.REVOCATION_RESERVE_SECONDS  # not the provider's 30 s
+    assert _key_state(org)["KeyState"] == "PendingDeletion"
+    services.audit.flush(org, now=datetime.now(UTC))
+    events = services.audit.list_events(org, now=datetime.now(UTC), limit=100).events
+    assert [
+        (e.target_id, e.details["revocation"]) for e in events if e.action == "credential.revoke"
+    ] == [(connection, "timed_out")]
+
+
+def test_a_connection_deleted_by_a_concurrent_deletion_is_audited_once(
+    call: Call, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+    original = org_deletion._delete_connection
+
+    def overtaken(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)  # the other request, first
+        original(*args, **kwargs)  # this one, on the connection it listed
+
+    monkeypatch.setattr(org_deletion, "_delete_connection", overtaken)
+    assert _delete(call, org) == (204, None)
+    actions = _actions(app_module, org)
+    assert actions.count(("connection.delete", connection, "success")) == 1
+    assert actions.count(("credential.delete", connection, "success")) == 1

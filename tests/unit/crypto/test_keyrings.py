@@ -288,8 +288,12 @@ def test_shredding_disables_the_key_and_schedules_its_deletion(
     keyrings: Keyrings, keyring: OrgKeyring, kms: Any, kms_calls: CallRecorder, org_id: str
 ) -> None:
     sealed = keyring.seal_field("secret", **WHERE)
+    assert keyrings.org_key_enabled(org_id) is True
+    kms_calls.clear()
     keyrings.shred_org_key(org_id, pending_window_days=7)
     assert kms_calls.names() == ["DescribeKey", "DisableKey", "ScheduleKeyDeletion"]
+    assert keyrings.org_key_enabled(org_id) is False
+    assert keyrings.org_key_enabled(new_org_id()) is False  # no key at all
     assert kms_calls.params_of("ScheduleKeyDeletion")[0]["PendingWindowInDays"] == 7
     metadata = kms.describe_key(KeyId=f"alias/strongroom-dev/org/{org_id}")["KeyMetadata"]
     assert metadata["KeyState"] == "PendingDeletion"

@@ -244,6 +244,18 @@ class Keyrings:
             raise _unavailable("KMS key setup", exc) from exc
         return created["Arn"]
 
+    def org_key_enabled(self, org_id: str) -> bool:
+        """Whether the org's KMS key can still be used (False once disabled or shredded, or if
+        there is none)."""
+        alias = self._settings.org_key_alias_prefix + validate_org_id(org_id)
+        try:
+            metadata = self._kms.describe_key(KeyId=alias)["KeyMetadata"]
+        except (ClientError, BotoCoreError) as exc:
+            if _error_code(exc) == "NotFoundException":
+                return False
+            raise _unavailable("KMS DescribeKey", exc) from exc
+        return metadata["KeyState"] == "Enabled"
+
     def shred_org_key(self, org_id: str, *, pending_window_days: int) -> None:
         """Disable the org's KMS key now and schedule its deletion (crypto-shredding).
 
