@@ -21,7 +21,9 @@ duplicates:
 - a deactivation that arrives before its activation voids the open CHECKOUT instead, so the
   late activation changes nothing.
 A nonce that is forged, expired, consumed or of another org, or a product the deployment does
-not map to a plan, changes nothing: the event is `ignored`. Each effect's audit entry is
+not map to a plan, changes nothing: the event is `ignored`. A nonce whose owner has since been
+removed or demoted is consumed without changing the plan (`checkout_refused`, audited as
+denied): a former owner keeps no say over the org's plan. Each effect's audit entry is
 recorded in its transaction and appended after it.
 """
 
@@ -35,9 +37,11 @@ from typing import Any
 
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry
+from strongroom.audit.events import Outcome as AuditOutcome
 from strongroom.errors import Forbidden, NotFound
 from strongroom.plans import FREE
 from strongroom.tenancy import (
+    Check,
     ConditionFailed,
     Create,
     Delete,
@@ -54,7 +58,9 @@ from webhook_verifier.exceptions import BillingContention
 from webhook_verifier.models import CheckoutCreated, CheckoutCustomData, ReceiptStatus
 from webhook_verifier.services import Services
 
-ORG, MEMBER = "ORG", "MEMBER"
+ORG, MEMBER, OWNER = "ORG", "MEMBER", "owner"
+# The effect of an activation whose nonce's owner no longer is one.
+REFUSED = "checkout_refused"
 CHECKOUT, SUBSCRIPTION, WEBHOOK_EVENT = "CHECKOUT", "SUBSCRIPTION", "WEBHOOK_EVENT"
 NONCE_TTL = timedelta(hours=24)
 # Far longer than the 300 s signature tolerance and the platforms' retry schedules (Stripe
@@ -123,7 +129,7 @@ def _require_owner(services: Services, caller: Caller, org_id: str, *, now: date
         member = services.table.get(org_id, MEMBER, caller.sub, now=now)
     except ItemNotFound:
         raise NotFound() from None
-    if member.attributes.get("role") != "owner":
+    if member.attributes.get("role") != OWNER:
         raise Forbidden()
 
 
@@ -187,7 +193,8 @@ def _apply(
         if planned is None:
             return "ignored"
         operations, details = planned
-        effect = _effect_entry(event, change.org_id, details, request_id=request_id)
+        outcome: AuditOutcome = "denied" if details["effect"] == REFUSED else "success"
+        effect = _effect_entry(event, change.org_id, details, outcome, request_id=request_id)
         marker_item = Create(
             WEBHOOK_EVENT,
             marker,
@@ -225,9 +232,17 @@ def _activation(
     if plan is None or checkout is None or org is None:
         return None
     checkout_by = str(checkout.attributes["created_by"])
+    creator = _find(services, change.org_id, MEMBER, checkout_by, now=now)
+    if creator is None or creator.attributes.get("role") != OWNER:
+        # Whoever minted the nonce has since been removed or demoted: their checkout cannot set
+        # the org's plan (up or down). It is consumed all the same, and the refusal audited.
+        refused: list[Operation] = [Delete(CHECKOUT, digest, expect={"created_by": checkout_by})]
+        return refused, {"effect": REFUSED, "plan": plan, "checkout_by": checkout_by}
     previous = org.attributes.get("plan")
     stamp = _iso(now)
     operations: list[Operation] = [
+        # Still an owner when the plan changes (a removal racing this event wins or loses whole).
+        Check(MEMBER, checkout_by, one_of={"role": [OWNER]}),
         Delete(CHECKOUT, digest, expect={"created_by": checkout_by}),
         Create(
             SUBSCRIPTION,
@@ -311,13 +326,18 @@ def _find(
 
 
 def _effect_entry(
-    event: InboundEvent, org_id: str, details: dict[str, Any], *, request_id: str
+    event: InboundEvent,
+    org_id: str,
+    details: dict[str, Any],
+    outcome: AuditOutcome,
+    *,
+    request_id: str,
 ) -> AuditEntry:
     return AuditEntry(
         actor=f"system:webhook:{event.source.value}",
         action=AuditAction.WEBHOOK_EFFECT.value,
         request_id=request_id,
-        outcome="success",
+        outcome=outcome,
         target_kind="org",
         target_id=org_id,
         details={

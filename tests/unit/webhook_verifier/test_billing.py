@@ -294,6 +294,38 @@ def test_a_refund_returns_the_plan_to_free(webhooks: WebhookStack) -> None:
     assert webhooks.plan(org_id) == "free"
 
 
+@pytest.mark.parametrize("change", ["removed", "demoted"])
+def test_a_nonce_of_an_owner_removed_or_demoted_since_cannot_set_the_plan(
+    webhooks: WebhookStack, change: str
+) -> None:
+    org_id = webhooks.new_org()
+    webhooks.add_member(org_id, "bob", "owner")
+    nonce = new_nonce(webhooks, org_id, sub="bob")
+    if change == "removed":
+        webhooks.table.delete(org_id, "MEMBER", "bob", now=NOW)
+    else:
+        webhooks.table.update(org_id, "MEMBER", "bob", changes={"role": "admin"}, now=NOW)
+    custom = custom_data(org_id, nonce)
+    assert send(webhooks, "stripe", "customer.subscription.created", custom).body == {
+        "status": "processed"
+    }
+    assert webhooks.plan(org_id) == "free"
+    (effect,) = webhooks.webhook_effects(org_id)
+    assert (effect["effect"], effect["checkout_by"], effect["plan"]) == (
+        "checkout_refused",
+        "bob",
+        "team",
+    )
+    (audited,) = [e for e in webhooks.audit_events(org_id) if e.action == "webhook.effect"]
+    assert audited.outcome == "denied"
+    # Consumed: the nonce cannot be used later, even were bob an owner again.
+    webhooks.table.put(org_id, "MEMBER", "bob", attributes={"role": "owner"}, now=NOW)
+    assert send(webhooks, "stripe", "customer.subscription.created", custom).body == {
+        "status": "ignored"
+    }
+    assert webhooks.plan(org_id) == "free"
+
+
 def test_an_event_for_a_deleted_org_changes_nothing(webhooks: WebhookStack) -> None:
     org_id = webhooks.new_org()
     nonce = new_nonce(webhooks, org_id)
