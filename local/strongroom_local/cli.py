@@ -1,5 +1,5 @@
 """The `strongroom` command: `local`, `dev-token`, `fire-schedule`, `invoke`, `secret`,
-`sandbox-token` and `audit-verify`.
+`sandbox-token`, `audit-verify`, `rotate-dek` and `reseal`.
 
 `strongroom local` prints exactly one line of JSON on stdout when everything is ready (it begins
 `{"ready":` and carries the API, AWS and issuer URLs), then a short walk-through; everything else
@@ -91,6 +91,23 @@ def _sandbox_spec(args: argparse.Namespace) -> OrgSpec | None:
     return OrgSpec.from_mapping(sizes)
 
 
+# Commands on one org of the running stack: their help, and their control endpoint's path.
+ORG_COMMANDS = {
+    "audit-verify": (
+        "verify an org's audit chain in the running stack (exit 1 if anything is wrong)",
+        "/audit/{org}/verify",
+    ),
+    "rotate-dek": (
+        "make a new data-encryption key an org's current one (audited)",
+        "/keys/{org}/rotate",
+    ),
+    "reseal": (
+        "re-encrypt an org's connection secrets under its current DEK (audited)",
+        "/keys/{org}/reseal",
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="strongroom", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -176,12 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     state_dir(sandbox_token)
 
-    audit = commands.add_parser(
-        "audit-verify",
-        help="verify an org's audit chain in the running stack (exit 1 if anything is wrong)",
-    )
-    audit.add_argument("org_id", help="the org whose chain to verify")
-    state_dir(audit)
+    for name, (help_text, _) in ORG_COMMANDS.items():
+        on_org = commands.add_parser(name, help=help_text)
+        on_org.add_argument("org_id", help="the org")
+        state_dir(on_org)
     return parser
 
 
@@ -391,10 +406,13 @@ def _secret(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
-    report = control_request(args.state_dir, f"/audit/{quote(args.org_id, safe='')}/verify")
-    print(json.dumps(report))
-    return 0 if report.get("ok") else 1
+def _org_command(args: argparse.Namespace) -> int:
+    path = ORG_COMMANDS[args.command][1].format(org=quote(args.org_id, safe=""))
+    document = control_request(args.state_dir, path)
+    print(json.dumps(document))
+    if args.command == "audit-verify":
+        return 0 if document.get("ok") else 1
+    return 0
 
 
 def _sandbox_token(args: argparse.Namespace) -> int:
@@ -429,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "invoke": _invoke,
         "secret": _secret,
         "sandbox-token": _sandbox_token,
-        "audit-verify": _audit_verify,
+        **dict.fromkeys(ORG_COMMANDS, _org_command),
     }
     try:
         return handlers[args.command](args)

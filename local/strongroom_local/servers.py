@@ -202,6 +202,14 @@ class ControlBackend(Protocol):
 
     def verify_audit(self, org_id: str) -> dict[str, Any]: ...
 
+    def rotate_dek(self, org_id: str) -> dict[str, Any]: ...
+
+    def reseal(self, org_id: str) -> dict[str, Any]: ...
+
+
+class CommandFailed(Exception):
+    """An operator command failed on the stack's side (its message names the error's type)."""
+
 
 class ControlServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -275,6 +283,8 @@ class _ControlHandler(_Handler):
             response = _json(404, {"message": str(exc)})
         except ValueError as exc:
             response = _json(400, {"message": str(exc)})
+        except CommandFailed as exc:
+            response = _json(503, {"message": str(exc)})
         self._send(response)
 
     def _dispatch(
@@ -295,4 +305,8 @@ class _ControlHandler(_Handler):
             return _json(200 if invocation.ok else 502, document)
         if len(segments) == 3 and segments[0] == "audit" and segments[2] == "verify":
             return _json(200, backend.verify_audit(segments[1]))
+        if len(segments) == 3 and segments[0] == "keys" and segments[2] == "rotate":
+            return _json(200, backend.rotate_dek(segments[1]))
+        if len(segments) == 3 and segments[0] == "keys" and segments[2] == "reseal":
+            return _json(200, backend.reseal(segments[1]))
         return _json(404, {"message": "Not Found"})

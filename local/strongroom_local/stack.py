@@ -12,17 +12,18 @@ the stack runs, `stack.json` (mode 0600): its URLs and the control token other c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
@@ -42,14 +43,22 @@ from strongroom_local.provision import LOCAL_PARAMETERS, Stack, provision
 from strongroom_local.runtime import FAKE_CREDENTIALS, FunctionPool, Invocation, lambda_environment
 from strongroom_local.sandbox_okta import OrgSpec, SandboxOkta
 from strongroom_local.scheduler import Scheduler, scheduled_event
-from strongroom_local.servers import LOOPBACK, ApiServer, ControlServer
+from strongroom_local.servers import LOOPBACK, ApiServer, CommandFailed, ControlServer
 from strongroom_local.sqs_source import SqsEventSource
 from strongroom_local.template import TEMPLATE_PATH
 from strongroom_local.wiring import ScheduleSource, Wiring, read_wiring
 
 log = logging.getLogger("strongroom_local")
 
+if TYPE_CHECKING:
+    from strongroom.audit import AuditLog
+    from strongroom.crypto import Keyrings
+    from strongroom.settings import Settings
+    from strongroom.tenancy import TenantTable
+
 STACK_FILE = "stack.json"
+# The actor of the operator commands' audit events.
+OPERATOR = "operator:local"
 
 
 @dataclass
@@ -329,8 +338,61 @@ class LocalStack:
     def verify_audit(self, org_id: str) -> dict[str, Any]:
         """The audit verifier's report on one org's chain (`strongroom audit-verify`), read with
         the settings the functions get. ValueError for a malformed org id."""
-        # Loaded here: only this command needs the audit package and its dependencies.
-        from strongroom.audit import AuditLog  # noqa: PLC0415
+        tools = self._operator_tools(org_id)
+        org_id, audit = tools.org_id, tools.audit()
+        report = audit.verify_chain(org_id, now=datetime.now(UTC))
+        return {
+            "ok": report.ok,
+            "org_id": report.org_id,
+            "head_seq": report.head_seq,
+            "last_seq": report.last_seq,
+            "checked": report.checked,
+            "unanchored": list(report.unanchored),
+            "problems": [
+                {"kind": problem.kind.value, "seq": problem.seq, "detail": problem.detail}
+                for problem in report.problems
+            ],
+        }
+
+    def rotate_dek(self, org_id: str) -> dict[str, Any]:
+        """`strongroom rotate-dek`: a new current DEK for the org, audited. LookupError if the
+        org has no keyring, CommandFailed if AWS or the audit log fails."""
+        from strongroom.operator_commands import rotate_dek  # noqa: PLC0415
+
+        tools = self._operator_tools(org_id)
+        with tools.failures():
+            version = rotate_dek(
+                tools.keyrings(),
+                tools.audit(),
+                tools.org_id,
+                actor=OPERATOR,
+                now=datetime.now(UTC),
+                request_id=tools.request_id,
+            )
+        return {"org_id": tools.org_id, "dek_version": version}
+
+    def reseal(self, org_id: str) -> dict[str, Any]:
+        """`strongroom reseal`: the org's connection secrets re-encrypted under its current DEK,
+        audited; the run's report."""
+        from strongroom.operator_commands import reseal  # noqa: PLC0415
+
+        tools = self._operator_tools(org_id)
+        with tools.failures():
+            report = reseal(
+                tools.table(),
+                tools.keyrings(),
+                tools.audit(),
+                tools.org_id,
+                actor=OPERATOR,
+                now=datetime.now(UTC),
+                request_id=tools.request_id,
+            )
+        return {"org_id": tools.org_id, **dataclasses.asdict(report)}
+
+    def _operator_tools(self, org_id: str) -> OperatorTools:
+        """What an operator command needs: the org id checked, and clients of the emulated AWS
+        with the settings the functions get. ValueError for a malformed org id."""
+        # Loaded here: only the operator commands need these packages and their dependencies.
         from strongroom.settings import Settings  # noqa: PLC0415
         from strongroom.tenancy import InvalidOrgId, validate_org_id  # noqa: PLC0415
 
@@ -350,27 +412,12 @@ class LocalStack:
         )
         if holder is None:
             raise LookupError("no function of this stack writes an audit log")
-        settings = Settings.from_environ(self._stack.function_environment(holder))
-        session = _emulator_session(self.options.region)
-        aws_url = self.ready["aws_url"]
-        audit = AuditLog(
-            s3=session.client("s3", endpoint_url=aws_url),
-            dynamodb=session.client("dynamodb", endpoint_url=aws_url),
-            settings=settings,
+        return OperatorTools(
+            org_id=org_id,
+            settings=Settings.from_environ(self._stack.function_environment(holder)),
+            session=_emulator_session(self.options.region),
+            aws_url=self.ready["aws_url"],
         )
-        report = audit.verify_chain(org_id, now=datetime.now(UTC))
-        return {
-            "ok": report.ok,
-            "org_id": report.org_id,
-            "head_seq": report.head_seq,
-            "last_seq": report.last_seq,
-            "checked": report.checked,
-            "unanchored": list(report.unanchored),
-            "problems": [
-                {"kind": problem.kind.value, "seq": problem.seq, "detail": problem.detail}
-                for problem in report.problems
-            ],
-        }
 
     def invoke(self, function_id: str, event: Any) -> Invocation:
         pool = self._pools.get(function_id)
@@ -446,6 +493,53 @@ class LocalStack:
 def _queue_url(sqs: Any, queue_arn: str) -> str:
     url: str = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
     return url
+
+
+@dataclass(frozen=True)
+class OperatorTools:
+    """An operator command's org, settings and clients of the emulated AWS (made when asked)."""
+
+    org_id: str
+    settings: Settings
+    session: boto3.Session
+    aws_url: str
+    request_id: str = field(default_factory=lambda: "operator-" + secrets.token_hex(8))
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.aws_url)  # type: ignore[call-overload]
+
+    def audit(self) -> AuditLog:
+        from strongroom.audit import AuditLog  # noqa: PLC0415
+
+        return AuditLog(
+            s3=self.client("s3"), dynamodb=self.client("dynamodb"), settings=self.settings
+        )
+
+    def keyrings(self) -> Keyrings:
+        from strongroom.crypto import Keyrings  # noqa: PLC0415
+
+        return Keyrings(
+            kms=self.client("kms"), dynamodb=self.client("dynamodb"), settings=self.settings
+        )
+
+    def table(self) -> TenantTable:
+        from strongroom.tenancy import TenantTable  # noqa: PLC0415
+
+        return TenantTable(dynamodb=self.client("dynamodb"), table_name=self.settings.table_name)
+
+    @contextlib.contextmanager
+    def failures(self) -> Iterator[None]:
+        """Strongroom's errors as the control endpoint answers them: an org without a keyring is
+        404, anything else (AWS or the audit log failing) CommandFailed, named by its type."""
+        from strongroom.crypto import KeyringNotFound  # noqa: PLC0415
+        from strongroom.errors import StrongroomError  # noqa: PLC0415
+
+        try:
+            yield
+        except KeyringNotFound:
+            raise LookupError("the org has no keyring") from None
+        except StrongroomError as exc:
+            raise CommandFailed(f"the command failed ({type(exc).__name__})") from None
 
 
 def _emulator_session(region: str) -> boto3.Session:

@@ -48,6 +48,8 @@ class AuditAction(enum.StrEnum):
     CREDENTIAL_DECRYPT = "credential.decrypt"
     CREDENTIAL_USE = "credential.use"
     CREDENTIAL_REVOKE = "credential.revoke"
+    CREDENTIAL_RESEAL = "credential.reseal"
+    DEK_ROTATE = "dek.rotate"
     CONNECTION_NEEDS_REAUTH = "connection.needs_reauth"
     OAUTH_AUTHORIZE = "oauth.authorize"
     OAUTH_CONNECT = "oauth.connect"

@@ -209,6 +209,10 @@ class Keyrings:
         """The keyring that seals and opens `org_id`'s fields."""
         return OrgKeyring(self, org_id)
 
+    def current_version(self, org_id: str) -> int:
+        """The org's current DEK version, as stored (KeyringNotFound if it has no keyring)."""
+        return self._read_keyring(validate_org_id(org_id)).version
+
     def kms_key_arn(self, org_id: str) -> str:
         """The ARN of the org's KMS key (for SSE-KMS of its backups); KeyringNotFound if none."""
         return self._read_keyring(validate_org_id(org_id)).kms_key_arn

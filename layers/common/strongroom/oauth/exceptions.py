@@ -48,3 +48,7 @@ class ConnectionUnusable(OAuthError):
 
 class InvalidClientKey(OAuthError):
     """The stored private key cannot sign a client assertion."""
+
+
+class ResealContention(OAuthError):
+    """A connection kept changing while it was being resealed; run the command again."""
