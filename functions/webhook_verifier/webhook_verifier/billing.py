@@ -214,10 +214,10 @@ def _apply(
             )
         except ItemExists:
             return "duplicate"
-        except ItemNotFound:
-            return "ignored"  # the nonce or subscription was consumed meanwhile
-        except ConditionFailed:
-            continue  # the org's plan changed meanwhile: read again
+        except (ItemNotFound, ConditionFailed):
+            # Something read changed meanwhile (the nonce or subscription consumed, the org's
+            # plan moved, the nonce's owner removed or demoted): read again and decide anew.
+            continue
         return "processed"
     raise BillingContention("the org's plan kept changing; the platform will retry")
 

@@ -326,6 +326,35 @@ def test_a_nonce_of_an_owner_removed_or_demoted_since_cannot_set_the_plan(
     assert webhooks.plan(org_id) == "free"
 
 
+@pytest.mark.parametrize("change", ["removed", "demoted"])
+def test_an_owner_removed_or_demoted_while_the_event_is_applied_gets_it_refused(
+    webhooks: WebhookStack, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    from webhook_verifier import billing
+
+    org_id = webhooks.new_org()
+    webhooks.add_member(org_id, "bob", "owner")
+    nonce = new_nonce(webhooks, org_id, sub="bob")
+    planned = billing._activation
+
+    def role_lost_after_the_read(*args: Any, **kwargs: Any) -> Any:
+        result = planned(*args, **kwargs)
+        if change == "removed":
+            webhooks.table.delete(org_id, "MEMBER", "bob", now=NOW)
+        else:
+            webhooks.table.update(org_id, "MEMBER", "bob", changes={"role": "admin"}, now=NOW)
+        return result
+
+    with monkeypatch.context() as patch:
+        patch.setattr(billing, "_activation", role_lost_after_the_read)
+        response = send(
+            webhooks, "stripe", "customer.subscription.created", custom_data(org_id, nonce)
+        )
+    assert response.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    assert [e["effect"] for e in webhooks.webhook_effects(org_id)] == ["checkout_refused"]
+
+
 def test_an_event_for_a_deleted_org_changes_nothing(webhooks: WebhookStack) -> None:
     org_id = webhooks.new_org()
     nonce = new_nonce(webhooks, org_id)
