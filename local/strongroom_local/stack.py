@@ -362,6 +362,7 @@ class LocalStack:
         tools = self._operator_tools(org_id)
         with tools.failures():
             version = rotate_dek(
+                tools.table(),
                 tools.keyrings(),
                 tools.audit(),
                 tools.org_id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -68,10 +69,18 @@ def test_a_rotated_dek_and_resealed_secrets_still_serve_a_backup(
     assert _command(local_stack, "rotate-dek", org) == (0, {"org_id": org, "dek_version": 2})
     assert sealed_token().startswith(header(1))  # rotation alone moves nothing
     status, report = _command(local_stack, "reseal", org)
-    assert (status, report) == (
-        0,
-        {"org_id": org, "dek_version": 2, "connections": 1, "resealed": 1, "already_current": 0},
-    )
+    assert status == 0
+    # Right after the rotation, warm functions may still seal under DEK 1 for a while.
+    run_again_after = datetime.fromisoformat(report.pop("run_again_after").replace("Z", "+00:00"))
+    assert run_again_after > datetime.now(UTC) + timedelta(minutes=15)
+    assert report == {
+        "org_id": org,
+        "dek_version": 2,
+        "connections": 1,
+        "resealed": 1,
+        "already_current": 0,
+        "settled": False,
+    }
     assert sealed_token().startswith(header(2))
     assert _command(local_stack, "reseal", org)[1]["resealed"] == 0
 
@@ -94,11 +103,8 @@ def test_a_rotated_dek_and_resealed_secrets_still_serve_a_backup(
         for seq in range(1, verified["head_seq"] + 1)
     ]
     operator = [(e["action"], e["actor"]) for e in events if e["actor"].startswith("operator:")]
-    assert operator == [
-        ("dek.rotate", "operator:local"),
-        ("credential.reseal", "operator:local"),
-        ("credential.reseal", "operator:local"),
-    ]
+    # The rotation, and the one connection the first run rewrote (the second rewrote nothing).
+    assert operator == [("dek.rotate", "operator:local"), ("credential.reseal", "operator:local")]
     # A malformed org id, and an org that does not exist, are refused (exit 2).
     assert _command(local_stack, "rotate-dek", "not-an-org")[0] == 2
     assert _command(local_stack, "rotate-dek", "org_" + "a" * 26)[0] == 2

@@ -21,11 +21,12 @@ from strongroom.crypto.exceptions import (
     KeyringNotFound,
     KeyringUnavailable,
 )
-from strongroom.crypto.keyrings import Keyrings, OrgKeyring, validate_org_id
+from strongroom.crypto.keyrings import DekInUse, Keyrings, OrgKeyring, validate_org_id
 
 __all__ = [
     "CryptoError",
     "DekCache",
+    "DekInUse",
     "InvalidOrgId",
     "InvalidSealedValue",
     "KeyringConflict",

@@ -231,6 +231,12 @@ class DekCache:
         self._orgs: dict[str, _OrgEntries] = {}
         self._lock = threading.Lock()
 
+    @property
+    def max_age_seconds(self) -> float:
+        """How long an entry is used after it is put (so how long a process may keep sealing
+        under a DEK that has since stopped being current)."""
+        return self._max_age
+
     @classmethod
     def from_settings(
         cls, settings: Settings, *, clock: Callable[[], float] = time.monotonic

@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -51,6 +53,14 @@ _INVALID_SEALED_VALUE = "sealed value does not open"
 _HEADER = slice(0, HEADER_SIZE)
 _NONCE = slice(HEADER_SIZE, NONCE_END)
 _CIPHERTEXT = slice(NONCE_END, None)
+
+
+@dataclass(frozen=True)
+class DekInUse:
+    """An org's current DEK version, and since when it has been current."""
+
+    version: int
+    since: datetime
 
 
 def validate_org_id(org_id: object) -> str:
@@ -175,12 +185,13 @@ class OrgKeyring:
     def reseal_field(self, sealed_value: bytes, *, kind: str, item_id: str, field: str) -> bytes:
         """`sealed_value` sealed under the org's current DEK, for re-encryption after rotation.
 
-        The plaintext is unchanged. A value already under the current DEK is returned as it is,
-        so a re-encryption run can write back only what changed and be run again safely.
+        The plaintext is unchanged. A value already under the current DEK, or under a newer one
+        (a rotation this process has not seen yet), is returned as it is, so a re-encryption run
+        writes back only what moves forward and can be run again safely.
         """
         plaintext = self.open_field(sealed_value, kind=kind, item_id=item_id, field=field)
         current = self._keyrings._current_dek(self.org_id)
-        if sealed_value.startswith(current.header):
+        if (sealed.version_of(sealed_value) or 0) >= current.version:
             return sealed_value
         return self.seal_field(plaintext, kind=kind, item_id=item_id, field=field)
 
@@ -209,9 +220,22 @@ class Keyrings:
         """The keyring that seals and opens `org_id`'s fields."""
         return OrgKeyring(self, org_id)
 
-    def current_version(self, org_id: str) -> int:
-        """The org's current DEK version, as stored (KeyringNotFound if it has no keyring)."""
-        return self._read_keyring(validate_org_id(org_id)).version
+    def dek_in_use(self, org_id: str) -> DekInUse:
+        """The org's current DEK version and when it became current, as stored (KeyringNotFound
+        if it has no keyring). Warm processes may seal under the previous version until their
+        cache's max age has passed since then."""
+        org_id = validate_org_id(org_id)
+        version = self._read_keyring(org_id).version
+        try:
+            item = self._dynamodb.get_item(
+                TableName=self._table, Key=_key(org_id, _dek_sk(version)), ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable("DynamoDB GetItem", exc) from exc
+        if not item or "S" not in item.get("created_at", {}):
+            raise KeyringUnavailable("the keyring names a DEK version that is not stored")
+        since = datetime.fromisoformat(item["created_at"]["S"].replace("Z", "+00:00"))
+        return DekInUse(version=version, since=since)
 
     def kms_key_arn(self, org_id: str) -> str:
         """The ARN of the org's KMS key (for SSE-KMS of its backups); KeyringNotFound if none."""
@@ -361,11 +385,19 @@ class Keyrings:
         self._remember(org_id, CurrentDek(1, kms_key_arn), plaintext)
         return self.for_org(org_id)
 
-    def rotate_dek(self, org_id: str, *, now: datetime) -> int:
+    def rotate_dek(
+        self,
+        org_id: str,
+        *,
+        now: datetime,
+        also: Callable[[int], Sequence[TransactWriteItemTypeDef]] | None = None,
+    ) -> int:
         """Make DEK version n+1 the org's current one; its number.
 
         Values sealed under older versions still open; re-seal them with
         `OrgKeyring.reseal_field`. A rotation that loses to a concurrent one retries on top of it.
+        `also(new_version)` gives writes that commit in the rotation's own transaction (its audit
+        entry), or not at all.
         """
         org_id = validate_org_id(org_id)
         created_at = _iso_utc(now)
@@ -391,6 +423,7 @@ class Keyrings:
                                 },
                             }
                         },
+                        *(also(new_version) if also is not None else ()),
                     ],
                     ClientRequestToken=secrets.token_hex(16),
                 )

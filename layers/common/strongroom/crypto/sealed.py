@@ -39,6 +39,13 @@ def header(dek_version: int) -> bytes:
     return bytes((FORMAT_V1,)) + dek_version.to_bytes(4, "big")
 
 
+def version_of(sealed_value: bytes) -> int | None:
+    """The DEK version a sealed value's header names, or None if it has no such header."""
+    if len(sealed_value) < HEADER_SIZE or sealed_value[0] != FORMAT_V1:
+        return None
+    return int.from_bytes(sealed_value[1:HEADER_SIZE], "big")
+
+
 def aad_prefix(header_bytes: bytes, org_id: str) -> bytes:
     """The part of the AAD fixed by the DEK version and the org."""
     return header_bytes + (org_id + SEPARATOR).encode("ascii")

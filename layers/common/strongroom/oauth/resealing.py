@@ -5,46 +5,68 @@ commands"): `Keyrings.rotate_dek` makes a new DEK current, and `reseal_connectio
 sealed field of every connection of the org onto it, so that old DEK versions stop guarding
 anything. The plaintext never changes and never leaves this process.
 
-Each connection is written back only where a value changed, by a conditional update that expects
-exactly the sealed values it read: a credential replaced or a token refreshed meanwhile is read
-again and resealed then, never overwritten with an older value. Running it again is safe; a
-second run finds nothing left to reseal.
+Each connection is written back only where a value moves forward, by a conditional update that
+expects exactly the sealed values it read, in one transaction with its `credential.reseal` audit
+entry: a credential replaced or a token refreshed meanwhile is read again and resealed then,
+never overwritten with an older value, and no connection is rewritten unaudited.
+
+Warm functions keep sealing under the previous DEK until their cache's max age has passed since
+the rotation (and a request that sealed then may still be writing, for at most Lambda's longest
+timeout). A run before then reports `settled: False` and when to run again; a run after it
+leaves nothing under an older DEK.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from strongroom.audit import AuditAction, AuditEntry, AuditLog
 from strongroom.crypto import Keyrings, OrgKeyring
+from strongroom.crypto.sealed import version_of
 from strongroom.oauth.connection import CONNECTION_KIND, SEALED_KIND, SEALED_PREFIX
 from strongroom.oauth.exceptions import ResealContention
-from strongroom.tenancy import ConditionFailed, Item, ItemNotFound, TenantTable
+from strongroom.tenancy import ConditionFailed, Item, ItemNotFound, TenantTable, Update
 
 _PAGE = 100
-# A connection changed by others this many times in a row while being resealed is left for the
-# next run (its new values were sealed under the current DEK anyway).
+# A connection changed by others this many times in a row while being resealed is left to the
+# next run.
 _ATTEMPTS = 3
+# Lambda's longest timeout: a request that sealed under a cached DEK writes within it.
+_LONGEST_REQUEST = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
 class ResealReport:
-    """What a run did: connections seen, fields written under the current DEK, fields that were
-    already under it, and that DEK's version."""
+    """What a run did: the DEK version it sealed under, connections seen, fields written under
+    it, fields already under it (or a newer one); whether warm caches could still seal under an
+    older DEK (`settled`), and if so when to run again."""
 
     dek_version: int
     connections: int
     resealed: int
     already_current: int
+    settled: bool
+    run_again_after: str | None
+
+
+@dataclass(frozen=True)
+class Resealer:
+    """Who reseals, for the audit entries: the operator and the command's request id."""
+
+    audit: AuditLog
+    actor: str
+    request_id: str
 
 
 def reseal_connections(
-    table: TenantTable, keyrings: Keyrings, org_id: str, *, now: datetime
+    table: TenantTable, keyrings: Keyrings, by: Resealer, org_id: str, *, now: datetime
 ) -> ResealReport:
     """Reseal every sealed field of the org's connections under its current DEK."""
     # The current version as stored now, not as this process last cached it.
     keyrings.cache.forget(org_id)
+    in_use = keyrings.dek_in_use(org_id)
     keyring = keyrings.for_org(org_id)
     connections = resealed = already_current = 0
     cursor: str | None = None
@@ -52,22 +74,32 @@ def reseal_connections(
         page = table.query(org_id, CONNECTION_KIND, now=now, limit=_PAGE, cursor=cursor)
         for item in page.items:
             connections += 1
-            written, current = _reseal_one(table, keyring, org_id, item, now=now)
+            written, current = _reseal_one(table, keyring, by, org_id, item, now=now)
             resealed += written
             already_current += current
         cursor = page.cursor
         if cursor is None:
             break
+    by.audit.flush_after_commit(org_id, now=now)
+    settles_at = in_use.since + timedelta(seconds=keyrings.cache.max_age_seconds) + _LONGEST_REQUEST
     return ResealReport(
-        dek_version=keyrings.current_version(org_id),
+        dek_version=in_use.version,
         connections=connections,
         resealed=resealed,
         already_current=already_current,
+        settled=now >= settles_at,
+        run_again_after=None if now >= settles_at else _iso(settles_at),
     )
 
 
 def _reseal_one(
-    table: TenantTable, keyring: OrgKeyring, org_id: str, item: Item, *, now: datetime
+    table: TenantTable,
+    keyring: OrgKeyring,
+    by: Resealer,
+    org_id: str,
+    item: Item,
+    *,
+    now: datetime,
 ) -> tuple[int, int]:
     """(fields written, fields already current) for one connection."""
     connection_id = str(item.item_id)
@@ -85,23 +117,38 @@ def _reseal_one(
                 changes[name] = moved
         if not changes:
             return 0, current
+        entry = AuditEntry(
+            actor=by.actor,
+            action=AuditAction.CREDENTIAL_RESEAL.value,
+            request_id=by.request_id,
+            outcome="success",
+            target_kind="connection",
+            target_id=connection_id,
+            details={
+                "fields": sorted(name.removeprefix(SEALED_PREFIX) for name in changes),
+                "dek_version": max(version_of(value) or 0 for value in changes.values()),
+            },
+        )
         try:
-            table.update(
+            table.transact(
                 org_id,
-                CONNECTION_KIND,
-                connection_id,
-                changes=changes,
-                expect={name: item.attributes[name] for name in changes},
+                [
+                    Update(
+                        CONNECTION_KIND,
+                        connection_id,
+                        changes=changes,
+                        expect={name: item.attributes[name] for name in changes},
+                    ),
+                    *by.audit.prepare(org_id, entry, now=now),
+                ],
                 now=now,
             )
-        except ConditionFailed:
+        except (ConditionFailed, ItemNotFound):
             try:
                 item = table.get(org_id, CONNECTION_KIND, connection_id, now=now)
             except ItemNotFound:
                 return 0, 0  # deleted meanwhile: nothing left to reseal
             continue
-        except ItemNotFound:
-            return 0, 0
         return len(changes), current
     raise ResealContention("a connection kept changing while it was being resealed")
 
@@ -112,3 +159,7 @@ def _sealed_fields(item: Item) -> list[tuple[str, Any]]:
         for name, value in item.attributes.items()
         if name.startswith(SEALED_PREFIX) and isinstance(value, bytes)
     )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

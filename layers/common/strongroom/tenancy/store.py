@@ -283,6 +283,17 @@ def _error_code(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def transaction_items(writes: Sequence[Write]) -> list[Any]:
+    """The TransactItems of `writes`, as TransactWriteItems takes them."""
+    items: list[Any] = []
+    for write in writes:
+        params = dict(write.params)
+        if write.failure is not None:
+            params["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        items.append({write.action: params})
+    return items
+
+
 def unavailable(operation: str, exc: Exception) -> StoreUnavailable:
     return StoreUnavailable(f"DynamoDB {operation} failed ({_error_code(exc)})")
 
@@ -340,12 +351,7 @@ class Store:
         keys = [write.key for write in writes]
         if len(set(keys)) != len(keys):
             raise ValueError("a transaction may touch each item only once")
-        items: list[Any] = []
-        for write in writes:
-            params = dict(write.params)
-            if write.failure is not None:
-                params["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-            items.append({write.action: params})
+        items = transaction_items(writes)
         try:
             # A token makes botocore's own retries of this call idempotent: a transaction that
             # committed but whose answer was lost is not run again (nor failed on its conditions).

@@ -45,6 +45,7 @@ from strongroom.tenancy.store import (
     prepare_increment,
     prepare_put,
     prepare_update,
+    transaction_items,
 )
 
 if TYPE_CHECKING:
@@ -261,6 +262,16 @@ class TenantTable:
         """
         writes = [self._prepare(org_id, operation, now) for operation in operations]
         self._store.transact(writes, now_epoch=epoch_seconds(now))
+
+    def transaction_items(
+        self, org_id: str, operations: Sequence[Operation], *, now: datetime
+    ) -> list[Any]:
+        """The raw TransactItems of `operations` within the org, for a transaction another
+        repository sends (a DEK rotation with its audit entry): the same keys and conditions
+        as `transact` would send, but a failed condition there is that repository's to read."""
+        return transaction_items(
+            [self._prepare(org_id, operation, now) for operation in operations]
+        )
 
     # ---- listings -------------------------------------------------------------------------
 
