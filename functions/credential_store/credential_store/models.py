@@ -56,6 +56,8 @@ class Org(ResponseBody):
     created_at: str
     created_by: str
     your_role: Role
+    # Set while a deletion that stopped (for time or a fault) waits for its owner's next DELETE.
+    deletion_started_at: str | None = None
 
 
 class OrgDeleting(ResponseBody):

@@ -182,6 +182,7 @@ def get_org(services: Services, caller: Caller, org_id: str, *, now: datetime) -
         created_at=org["created_at"],
         created_by=org["created_by"],
         your_role=role,
+        deletion_started_at=org.get("deleting_since"),
     )
 
 

@@ -178,8 +178,11 @@ def test_a_deletion_stopped_for_time_has_shredded_the_key_and_goes_on_when_asked
     )
     assert stopped.done is False
     assert _key_state(org)["KeyState"] == "PendingDeletion"
-    # Only the deleting owner is still a member; the org and its connections are still there.
-    assert _get_org(call, org, "alice") == 200
+    # Only the deleting owner is still a member; the org and its connections are still there,
+    # and the org says its deletion is under way.
+    status, body = call("GET", f"/orgs/{org}", route=ORG_ROUTE, path_parameters={"org_id": org})
+    assert status == 200
+    assert body["deletion_started_at"] is not None
     assert _get_org(call, org, "bob") == 404
     left = _partition(stack, org)
     assert {f"CONN#{c}" for c in connections} <= left

@@ -39,6 +39,7 @@ def test_create_org_makes_its_key_keyring_and_owner(call: Call, stack: Stack) ->
     assert status == 200
     assert body["name"] == "Acme"
     assert body["your_role"] == "owner"
+    assert body["deletion_started_at"] is None
     kms = boto3.client("kms")
     aliases = [a["AliasName"] for a in kms.list_aliases()["Aliases"]]
     assert f"alias/strongroom-dev/org/{org}" in aliases
