@@ -363,14 +363,23 @@ def delete_connection(
     services.audit.flush_after_commit(org_id, now=now)
 
 
-def revoke_at_provider(services: Services, org_id: str, connection: Item, *, now: datetime) -> str:
+def revoke_at_provider(
+    services: Services,
+    org_id: str,
+    connection: Item,
+    *,
+    now: datetime,
+    deadline: float | None = None,
+) -> str:
     """Revoke the grant of a connection just deleted at the provider (RFC 7009).
 
     "revoked", "failed" or "not_applicable": static API tokens, client secrets and private keys
     cannot be revoked through a provider's API, and Entra has no revocation endpoint. A failed
-    revocation never stops the local delete; the caller records it in the audit log.
+    revocation never stops the local delete; the caller records it in the audit log. `deadline`
+    (epoch seconds) bounds the waits between attempts at the provider.
     """
-    return services.tokens.revoke(read_connection(org_id, connection), now=now)
+    record = read_connection(org_id, connection)
+    return services.tokens.revoke(record, now=now, deadline=deadline)
 
 
 # ---- validation -------------------------------------------------------------------------------

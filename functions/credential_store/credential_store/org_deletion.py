@@ -35,8 +35,8 @@ from credential_store.connections import CONNECTION, revoke_at_provider
 from credential_store.orgs import MEMBER, ORG, require_role
 from credential_store.services import Services
 from strongroom.api import Caller
-from strongroom.audit import AuditAction, AuditEntry, AuditError
-from strongroom.crypto.exceptions import CryptoError, KeyringNotFound
+from strongroom.audit import AuditAction, AuditEntry
+from strongroom.crypto.exceptions import KeyringNotFound, KeyringUnavailable
 from strongroom.errors import Conflict, NotFound
 from strongroom.redaction import get_logger
 from strongroom.roles import Role, still_allowed
@@ -148,24 +148,46 @@ def _remove_other_members(
         for item in _all(lambda cursor: _members(services, org_id, now, cursor))
         if item.item_id != caller.sub
     ]
-    # Each removal with its entry, and each transaction checks the caller is still an owner.
-    room = (_MAX_TRANSACTION - 1) // 2
-    for start in range(0, len(others), room):
-        chunk = others[start : start + room]
-        try:
-            services.table.transact(
-                org_id,
-                [
-                    *[Delete(MEMBER, str(member.item_id)) for member in chunk],
-                    *_member_removals(
-                        services, caller, org_id, chunk, now=now, request_id=request_id
-                    ),
-                    still_allowed(caller.sub, Role.OWNER),
-                ],
-                now=now,
-            )
-        except (ConditionFailed, ItemNotFound):
+    for member in others:
+        _remove_member(services, caller, org_id, member, now=now, request_id=request_id)
+
+
+def _remove_member(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    member: Item,
+    *,
+    now: datetime,
+    request_id: str,
+    as_owner: bool = True,
+) -> None:
+    """One member, with its `member.remove` entry, only if still there (a concurrent DELETE
+    that removed it first has recorded it); `as_owner`: only while the caller is an owner."""
+    try:
+        services.table.transact(
+            org_id,
+            [
+                Delete(MEMBER, str(member.item_id), expect={}),
+                *_member_removals(
+                    services, caller, org_id, [member], now=now, request_id=request_id
+                ),
+                *([still_allowed(caller.sub, Role.OWNER)] if as_owner else []),
+            ],
+            now=now,
+        )
+    except (ConditionFailed, ItemNotFound):
+        if _exists(services, org_id, MEMBER, str(member.item_id), now=now):
+            # The member is there, so the caller's own check failed: no longer an owner.
             raise Conflict("The org's members changed meanwhile; retry.") from None
+
+
+def _exists(services: Services, org_id: str, kind: str, item_id: str, *, now: datetime) -> bool:
+    try:
+        services.table.get(org_id, kind, item_id, now=now)
+    except ItemNotFound:
+        return False
+    return True
 
 
 def _member_removals(
@@ -225,7 +247,10 @@ def _revoke_grants(
             left = until - clock()
             if left <= 0:
                 break
-            revocation = runner.submit(_revoke_one, services, org_id, connection, now)
+            # The provider's own retries stop in time too (the outbound client's epoch clock).
+            revocation = runner.submit(
+                _revoke_one, services, org_id, connection, now, time.time() + left
+            )
             try:
                 outcomes.append((connection, revocation.result(timeout=left)))
             except WaitedTooLong:
@@ -250,28 +275,37 @@ def _revoke_grants(
     _record_outcomes(services, org_id, entries, now=now)
 
 
-def _revoke_one(services: Services, org_id: str, connection: Item, now: datetime) -> str:
+def _revoke_one(
+    services: Services, org_id: str, connection: Item, now: datetime, deadline: float
+) -> str:
+    """One revocation's outcome. KeyringUnavailable (KMS or the table failing for now) is raised:
+    the deletion stops before the key is shredded, so that the next DELETE can still revoke."""
     try:
-        return revoke_at_provider(services, org_id, connection, now=now)
-    except CryptoError:
-        return "failed"  # its grant cannot be opened (the key or the keyring failed)
+        return revoke_at_provider(services, org_id, connection, now=now, deadline=deadline)
+    except KeyringUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a grant that cannot be revoked must not block the deletion
+        # Its grant cannot be opened or sent (a damaged value, a key that no longer loads): the
+        # key's shredding makes it useless to anyone here; the outcome is audited as failed.
+        logger.warning(
+            "a grant could not be revoked",
+            extra={
+                "org_id": org_id,
+                "connection_id": str(connection.item_id),
+                "error_type": type(exc).__name__,
+            },
+        )
+        return "failed"
 
 
 def _record_outcomes(
     services: Services, org_id: str, entries: list[AuditEntry], *, now: datetime
 ) -> None:
-    """Record outcomes learnt outside any change, a transaction's worth at a time. A failure is
-    logged, not raised: the deletion goes on (the grants are gone or not, whatever is recorded).
-    """
+    """Record outcomes learnt outside any change, a transaction's worth at a time. AuditError
+    stops the deletion before the key is shredded: each revocation opened a grant, which must
+    not go unaudited; the next DELETE revokes (harmlessly, again) and records them."""
     for start in range(0, len(entries), _MAX_TRANSACTION):
-        chunk = entries[start : start + _MAX_TRANSACTION]
-        try:
-            services.audit.record(org_id, *chunk, now=now)
-        except AuditError as exc:
-            logger.error(
-                "revocation outcomes could not be recorded",
-                extra={"org_id": org_id, "count": len(chunk), "error_type": type(exc).__name__},
-            )
+        services.audit.record(org_id, *entries[start : start + _MAX_TRANSACTION], now=now)
 
 
 def _shred_key(services: Services, org_id: str, *, now: datetime) -> None:
@@ -308,15 +342,8 @@ def _delete_items(
             _delete_connection(services, caller, org_id, item, now=now, request_id=request_id)
             continue
         if item.kind == MEMBER:  # added after the other members were removed
-            services.table.transact(
-                org_id,
-                [
-                    Delete(MEMBER, str(item.item_id)),
-                    *_member_removals(
-                        services, caller, org_id, [item], now=now, request_id=request_id
-                    ),
-                ],
-                now=now,
+            _remove_member(
+                services, caller, org_id, item, now=now, request_id=request_id, as_owner=False
             )
             continue
         batch.append(Delete(item.kind, item.item_id))
@@ -385,15 +412,18 @@ def _delete_last(
         own = services.table.get(org_id, MEMBER, caller.sub, now=now)
     except ItemNotFound:
         raise NotFound() from None  # removed meanwhile by a concurrent DELETE that finished
-    services.table.transact(
-        org_id,
-        [
-            Delete(MEMBER, caller.sub, expect={}),
-            Delete(ORG),
-            *_member_removals(services, caller, org_id, [own], now=now, request_id=request_id),
-        ],
-        now=now,
-    )
+    try:
+        services.table.transact(
+            org_id,
+            [
+                Delete(MEMBER, caller.sub, expect={}),
+                Delete(ORG),
+                *_member_removals(services, caller, org_id, [own], now=now, request_id=request_id),
+            ],
+            now=now,
+        )
+    except ItemNotFound:
+        raise NotFound() from None  # a concurrent DELETE finished first
 
 
 def _members(services: Services, org_id: str, now: datetime, cursor: str | None) -> Page:

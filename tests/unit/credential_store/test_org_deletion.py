@@ -16,6 +16,8 @@ from botocore.exceptions import ClientError
 from credential_store import org_deletion
 
 from strongroom.api import Caller
+from strongroom.audit import AuditLog, AuditUnavailable
+from strongroom.crypto import KeyringUnavailable
 from strongroom_local.provision import Stack
 from tests.support.http import http_event
 from tests.unit.credential_store.conftest import Call, Invoke, LambdaContext
@@ -390,3 +392,75 @@ def test_a_connection_deleted_by_a_concurrent_deletion_is_audited_once(
     actions = _actions(app_module, org)
     assert actions.count(("connection.delete", connection, "success")) == 1
     assert actions.count(("credential.delete", connection, "success")) == 1
+
+
+def test_a_transient_key_failure_during_revocation_stops_before_the_shredding(
+    call: Call, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+    attempts: list[str] = []
+
+    def throttled_once(*_: Any, deadline: float, **__: Any) -> str:
+        # The provider's retries are bounded too: before the request's own deadline.
+        assert time.time() < deadline < time.time() + 30
+        attempts.append("tried")
+        if len(attempts) == 1:
+            raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
+        return "revoked"
+
+    monkeypatch.setattr(org_deletion, "revoke_at_provider", throttled_once)
+    assert _delete(call, org)[0] == 500
+    # The key is intact, so the next DELETE can still open and revoke the grant.
+    assert _key_state(org)["KeyState"] == "Enabled"
+    assert _delete(call, org) == (204, None)
+    assert attempts == ["tried", "tried"]
+    assert ("credential.revoke", connection, "success") in _actions(app_module, org)
+
+
+def test_a_grant_that_cannot_be_revoked_is_audited_as_failed_and_the_deletion_finishes(
+    call: Call, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+
+    def broken(*_: Any, **__: Any) -> str:
+        raise ValueError("the stored private key no longer loads")
+
+    monkeypatch.setattr(org_deletion, "revoke_at_provider", broken)
+    assert _delete(call, org) == (204, None)
+    assert ("credential.revoke", connection, "failure") in _actions(app_module, org)
+
+
+def test_outcomes_that_cannot_be_audited_stop_the_deletion_before_the_shredding(
+    call: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    created(call, org, okta_body())
+    monkeypatch.setattr(org_deletion, "revoke_at_provider", lambda *_, **__: "revoked")
+
+    def audit_down(*_: Any, **__: Any) -> None:
+        raise AuditUnavailable("recording audit entries failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(AuditLog, "record", audit_down)
+        assert _delete(call, org)[0] == 500
+    assert _key_state(org)["KeyState"] == "Enabled"
+    assert _delete(call, org) == (204, None)
+
+
+def test_a_member_removed_by_a_concurrent_deletion_is_audited_once(
+    call: Call, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    original = org_deletion._remove_member
+
+    def overtaken(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)  # the other request, first
+        original(*args, **kwargs)  # this one, on the member it listed
+
+    monkeypatch.setattr(org_deletion, "_remove_member", overtaken)
+    assert _delete(call, org) == (204, None)
+    actions = _actions(app_module, org)
+    assert actions.count(("member.remove", "bob", "success")) == 1
+    assert actions.count(("member.remove", "carol", "success")) == 1

@@ -142,6 +142,24 @@ def test_cache_bounds_age_uses_and_orgs() -> None:
         DekCache(max_age_seconds=1, max_uses=0)
 
 
+def test_a_shut_out_org_is_never_cached_again() -> None:
+    # An unwrap already under way in another thread when the org's key was shredded (an
+    # abandoned revocation during an org's deletion) must not bring its DEK back.
+    cache = DekCache(max_age_seconds=10, max_uses=3)
+    org, other = new_org_id(), new_org_id()
+    key = AESGCM.generate_key(256)
+    cache.put_dek(org, 1, key)
+    cache.shut_out(org)
+    assert cache.deks_of(org) == {}
+    late = cache.put_dek(org, 1, key)
+    assert late.header == sealed.header(1)  # still usable once, by its caller
+    cache.put_current(org, CurrentDek(1, "arn:k"))
+    assert cache.take_dek(org, sealed.header(1)) is None
+    assert cache.take_current(org) is None
+    cache.put_dek(other, 1, key)
+    assert cache.take_dek(other, sealed.header(1)) is not None
+
+
 def test_a_held_keyring_stops_using_a_forgotten_or_evicted_orgs_deks(
     kms: Any, dynamodb: Any, settings: Settings, clock: FakeClock
 ) -> None:

@@ -210,6 +210,9 @@ class _OrgEntries:
 _NO_DEKS: Mapping[bytes, CachedDek] = MappingProxyType({})
 
 
+_MAX_SHUT_OUT = 10_000
+
+
 class DekCache:
     """Plaintext DEKs and current versions of at most `max_orgs` orgs, each entry usable for
     `max_uses` takes within `max_age_seconds` of being put (by `clock`, in seconds)."""
@@ -229,6 +232,9 @@ class DekCache:
         self._max_orgs = max_orgs
         self.clock = clock
         self._orgs: dict[str, _OrgEntries] = {}
+        # Orgs whose key is shredded: none of their DEKs is cached again (an unwrap already under
+        # way in another thread when the key was shredded must not bring one back).
+        self._shut_out: dict[str, None] = {}
         self._lock = threading.Lock()
 
     @property
@@ -296,6 +302,8 @@ class DekCache:
             max_uses=self._max_uses,
         )
         with self._lock:
+            if org_id in self._shut_out:
+                return dek  # used by its caller once, never kept
             deks = self._entries_of(org_id).deks
             replaced = deks.get(dek.header)
             deks[dek.header] = dek
@@ -306,14 +314,25 @@ class DekCache:
     def put_current(self, org_id: str, current: CurrentDek) -> None:
         entry = _Entry(current, self.clock() + self._max_age)
         with self._lock:
-            self._entries_of(org_id).current = entry
+            if org_id not in self._shut_out:
+                self._entries_of(org_id).current = entry
 
     def forget(self, org_id: str) -> None:
-        """Drop and retire everything cached for the org (it is being shredded)."""
+        """Drop and retire everything cached for the org (to read it afresh)."""
         with self._lock:
             org = self._orgs.pop(org_id, None)
             if org is not None:
                 org.drop(drop_keys=True)
+
+    def shut_out(self, org_id: str) -> None:
+        """`forget` the org, and cache nothing of it again in this process (its key is being
+        shredded). At most `_MAX_SHUT_OUT` orgs are remembered, the oldest forgotten first: by
+        then their keys are long disabled, so nothing of theirs can be unwrapped anyway."""
+        with self._lock:
+            self._shut_out[org_id] = None
+            while len(self._shut_out) > _MAX_SHUT_OUT:
+                del self._shut_out[next(iter(self._shut_out))]
+        self.forget(org_id)
 
     def _entries_of(self, org_id: str) -> _OrgEntries:
         # Caller holds the lock. The oldest org goes first: its entries are the nearest to expiry.

@@ -294,7 +294,7 @@ class Keyrings:
         org_id = validate_org_id(org_id)
         if not 7 <= pending_window_days <= 30:
             raise ValueError("pending_window_days must be 7 to 30")
-        self.cache.forget(org_id)
+        self.cache.shut_out(org_id)
         alias = self._settings.org_key_alias_prefix + org_id
         try:
             metadata = self._kms.describe_key(KeyId=alias)["KeyMetadata"]
@@ -314,7 +314,7 @@ class Keyrings:
         """Delete the keyring and first DEK of an org that never came to be (its key shredded):
         nothing is left pointing at the key. Idempotent."""
         org_id = validate_org_id(org_id)
-        self.cache.forget(org_id)
+        self.cache.shut_out(org_id)
         self._delete_items(org_id, [_KEYRING_SK, _dek_sk(1)])
 
     def discard_keyring(self, org_id: str) -> None:
@@ -322,7 +322,7 @@ class Keyrings:
         Idempotent; the keyring item goes last, so a retry still knows how many DEKs there are.
         """
         org_id = validate_org_id(org_id)
-        self.cache.forget(org_id)
+        self.cache.shut_out(org_id)
         try:
             versions = self._read_keyring(org_id).version
         except KeyringNotFound:

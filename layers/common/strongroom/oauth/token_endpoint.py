@@ -75,11 +75,15 @@ def revoke_token(
     client: ClientAuthentication,
     *,
     token_type_hint: str = "refresh_token",  # noqa: S107 - an RFC 7009 hint name
+    deadline: float | None = None,
 ) -> bool:
-    """RFC 7009 revocation; True when the server answered 200 (revoked or already unknown)."""
+    """RFC 7009 revocation; True when the server answered 200 (revoked or already unknown).
+    `deadline` (epoch seconds) bounds the waits between attempts, as `OutboundClient.request`."""
     form = {"token": token, "token_type_hint": token_type_hint, **client.form}
     try:
-        response = _post(outbound, revocation_endpoint, form, client, retryable=True)
+        response = _post(
+            outbound, revocation_endpoint, form, client, retryable=True, deadline=deadline
+        )
     except TokenUnavailable:
         return False
     return response.status == 200
@@ -91,6 +95,8 @@ def _post(
     form: Mapping[str, str],
     client: ClientAuthentication,
     retryable: bool,
+    *,
+    deadline: float | None = None,
 ) -> OutboundResponse:
     try:
         response = outbound.post(
@@ -99,6 +105,7 @@ def _post(
             headers={**_FORM_HEADERS, **client.headers},
             retryable=retryable,
             allow_redirects=False,
+            deadline=deadline,
         )
     except OutboundError:
         raise TokenUnavailable("the token endpoint did not answer usably") from None

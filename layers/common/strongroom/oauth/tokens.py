@@ -402,11 +402,14 @@ class TokenService:
 
     # ---- revocation -----------------------------------------------------------------------
 
-    def revoke(self, record: ConnectionRecord, *, now: datetime) -> str:
+    def revoke(
+        self, record: ConnectionRecord, *, now: datetime, deadline: float | None = None
+    ) -> str:
         """Revoke the connection's grant at the provider (RFC 7009), for its deletion.
 
         "revoked", "failed" (recorded by the caller; the local delete goes ahead) or
-        "not_applicable" (no grant, or the provider has no revocation endpoint).
+        "not_applicable" (no grant, or the provider has no revocation endpoint). `deadline`
+        (epoch seconds) bounds the waits between attempts at the provider.
         """
         sealed_refresh = record.sealed(REFRESH_TOKEN)
         sealed_access = record.sealed(ACCESS_TOKEN)
@@ -417,11 +420,17 @@ class TokenService:
         else:
             return "not_applicable"
         return self._revoke_at_provider(
-            record, lambda: self._open(record, sealed, field), hint, now=now
+            record, lambda: self._open(record, sealed, field), hint, now=now, deadline=deadline
         )
 
     def _revoke_at_provider(
-        self, record: ConnectionRecord, token: Callable[[], str], hint: str, *, now: datetime
+        self,
+        record: ConnectionRecord,
+        token: Callable[[], str],
+        hint: str,
+        *,
+        now: datetime,
+        deadline: float | None = None,
     ) -> str:
         """RFC 7009 revocation of `token()` (opened only if there is an endpoint to send it to):
         "revoked", "failed" or "not_applicable"."""
@@ -434,7 +443,12 @@ class TokenService:
         except (ConnectionUnusable, TokenUnavailable):
             return "failed"
         revoked = revoke_token(
-            self._outbound, endpoints.revocation, value, client, token_type_hint=hint
+            self._outbound,
+            endpoints.revocation,
+            value,
+            client,
+            token_type_hint=hint,
+            deadline=deadline,
         )
         return "revoked" if revoked else "failed"
 
