@@ -86,6 +86,21 @@ def test_a_listing_reads_no_missing_key_so_s3_without_list_bucket_answers_it(
     assert ([e.seq for e in rest.events], rest.missing, rest.cursor) == ([2, 1], (), None)
 
 
+def test_an_event_copied_in_from_another_org_or_seq_is_listed_as_missing(
+    audit: AuditLog, chain: list[AuditEvent], s3: Any, settings: Settings, org_id: str
+) -> None:
+    other = new_org_id()
+    audit.append(other, entry(request_id="other-org"), now=NOW)
+    theirs = s3.get_object(Bucket=settings.audit_bucket, Key=event_key(other, 1))["Body"].read()
+    s3.put_object(Bucket=settings.audit_bucket, Key=event_key(org_id, 2), Body=theirs)
+    ours = s3.get_object(Bucket=settings.audit_bucket, Key=event_key(org_id, 4))["Body"].read()
+    s3.put_object(Bucket=settings.audit_bucket, Key=event_key(org_id, 3), Body=ours)
+    page = audit.list_events(org_id, now=NOW)
+    assert page.missing == (3, 2)
+    assert [e.seq for e in page.events] == [5, 4, 1]
+    assert all(e.org_id == org_id for e in page.events)
+
+
 def test_an_edited_field_in_a_new_version_is_reported(
     audit: AuditLog, chain: list[AuditEvent], s3: Any, settings: Settings, org_id: str
 ) -> None:

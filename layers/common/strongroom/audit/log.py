@@ -587,7 +587,9 @@ class AuditLog:
         stop = max(0, start - limit)
         for seq in range(start, stop, -1):
             event = self.read_event(org_id, seq) if seq in stored else None
-            if event is None:
+            # An object that names another org or seq (copied in from elsewhere) is not this
+            # event: it is never shown to this org.
+            if event is None or (event.org_id, event.seq) != (org_id, seq):
                 missing.append(seq)
             else:
                 events.append(event)
