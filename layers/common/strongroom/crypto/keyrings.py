@@ -428,7 +428,8 @@ class Keyrings:
                     ClientRequestToken=secrets.token_hex(16),
                 )
             except (ClientError, BotoCoreError) as exc:
-                if _lost_race(exc):
+                # The DEK's put and the keyring's move are the first two items.
+                if _lost_race(exc, own_items=2):
                     continue
                 raise _unavailable("DynamoDB TransactWriteItems", exc) from exc
             self._remember(org_id, CurrentDek(new_version, current.kms_key_arn), plaintext)
@@ -577,11 +578,16 @@ def _error_code(exc: Exception) -> str:
     return ""
 
 
-def _lost_race(exc: Exception) -> bool:
-    """A transaction cancelled only because another writer got there first."""
+def _lost_race(exc: Exception, *, own_items: int | None = None) -> bool:
+    """A transaction cancelled only because another writer got there first. With `own_items`,
+    only the transaction's first `own_items` items (the keyring's) may have lost; a failure of
+    a later one (a write the caller added) is not a race this code can win by retrying."""
     if not isinstance(exc, ClientError) or _error_code(exc) != "TransactionCanceledException":
         return False
-    codes = {str(r.get("Code")) for r in exc.response.get("CancellationReasons", [])}
+    reasons = [str(r.get("Code")) for r in exc.response.get("CancellationReasons", [])]
+    if own_items is not None and set(reasons[own_items:]) - {"None"}:
+        return False
+    codes = set(reasons)
     return bool(codes & _LOST_RACE_CODES) and codes <= _LOST_RACE_CODES | {"None"}
 
 
