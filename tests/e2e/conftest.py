@@ -14,6 +14,9 @@ Every test under tests/e2e carries the `e2e` marker, so `-m "not e2e"` skips the
 
 from __future__ import annotations
 
+import json
+import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +28,11 @@ import requests
 
 from strongroom_local.authorization_server import LocalAuthorizationServer
 from strongroom_local.exceptions import StackStartFailed
-from strongroom_local.harness import RunningStack, start_stack
+from strongroom_local.harness import RunningStack, start_stack, strongroom_command
 
 E2E_DIR = Path(__file__).resolve().parent
 STARTUP_TIMEOUT_SECONDS = 60.0
+REQUEST_TIMEOUT_SECONDS = 30
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -80,6 +84,36 @@ class LocalStackClient:
     def log(self) -> str:
         """The stack's stderr so far (its own log and the functions' output)."""
         return self.running.log()
+
+    def cli(self, *args: str) -> tuple[int, Any]:
+        """`strongroom <args> --state-dir <the stack's>`: its exit status, and its stdout as
+        JSON (its stderr when it printed nothing)."""
+        done = subprocess.run(  # noqa: S603 - our own CLI
+            [*strongroom_command(), *args, "--state-dir", str(self.state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        return done.returncode, json.loads(done.stdout) if done.stdout.strip() else done.stderr
+
+
+def new_user(name: str) -> str:
+    """A subject unique to this test run, so tests sharing the session stack never meet."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def call(
+    stack: LocalStackClient, method: str, path: str, sub: str | None, **kwargs: Any
+) -> tuple[int, Any]:
+    """`method path` on the API as `sub` (None: no token); the status and the JSON body."""
+    headers = dict(kwargs.pop("headers", {}))
+    if sub is not None:
+        headers.update(stack.auth(sub))
+    response = stack.http.request(
+        method, stack.url(path), headers=headers, timeout=REQUEST_TIMEOUT_SECONDS, **kwargs
+    )
+    return response.status_code, response.json() if response.content else None
 
 
 @pytest.fixture(scope="session")

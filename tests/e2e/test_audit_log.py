@@ -3,44 +3,32 @@ did is there, newest first; a member is refused and an outsider sees no org."""
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 import pytest
 
-from tests.e2e.conftest import LocalStackClient
+from tests.e2e.conftest import LocalStackClient, call, new_user
 
 pytestmark = pytest.mark.e2e
-TIMEOUT = 30
-
-
-def _user(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}"
-
-
-def _call(
-    stack: LocalStackClient, method: str, path: str, sub: str, **kwargs: Any
-) -> tuple[int, Any]:
-    response = stack.http.request(
-        method, stack.url(path), headers=stack.auth(sub), timeout=TIMEOUT, **kwargs
-    )
-    return response.status_code, response.json() if response.content else None
 
 
 def test_an_admin_reads_the_orgs_events_newest_first_and_others_cannot(
     local_stack: LocalStackClient,
 ) -> None:
-    owner, admin, member, outsider = _user("alice"), _user("bob"), _user("carol"), _user("eve")
-    status, body = _call(local_stack, "POST", "/orgs", owner, json={"name": "Acme"})
+    owner, admin, member, outsider = (
+        new_user("alice"),
+        new_user("bob"),
+        new_user("carol"),
+        new_user("eve"),
+    )
+    status, body = call(local_stack, "POST", "/orgs", owner, json={"name": "Acme"})
     assert status == 201, body
     org = body["org_id"]
     for user, role in ((admin, "admin"), (member, "member")):
-        status, body = _call(
+        status, body = call(
             local_stack, "PUT", f"/orgs/{org}/members/{user}", owner, json={"role": role}
         )
         assert status == 200, body
 
-    status, body = _call(local_stack, "GET", f"/orgs/{org}/audit", admin)
+    status, body = call(local_stack, "GET", f"/orgs/{org}/audit", admin)
     assert status == 200, body
     assert (body["missing"], body["next_cursor"]) == ([], None)
     assert [(e["seq"], e["action"], e["actor"], e["target_id"]) for e in body["events"]] == [
@@ -51,9 +39,9 @@ def test_an_admin_reads_the_orgs_events_newest_first_and_others_cannot(
     assert [e["details"] for e in body["events"]] == [{"role": "member"}, {"role": "admin"}, {}]
 
     # A page at a time: the cursor continues where the first page ended.
-    status, first = _call(local_stack, "GET", f"/orgs/{org}/audit", owner, params={"limit": 2})
+    status, first = call(local_stack, "GET", f"/orgs/{org}/audit", owner, params={"limit": 2})
     assert status == 200, first
-    status, rest = _call(
+    status, rest = call(
         local_stack,
         "GET",
         f"/orgs/{org}/audit",
@@ -64,10 +52,10 @@ def test_an_admin_reads_the_orgs_events_newest_first_and_others_cannot(
     assert [e["seq"] for e in first["events"] + rest["events"]] == [3, 2, 1]
     assert rest["next_cursor"] is None
 
-    status, body = _call(local_stack, "GET", f"/orgs/{org}/audit", member)
+    status, body = call(local_stack, "GET", f"/orgs/{org}/audit", member)
     assert status == 403
     assert body["error"]["code"] == "forbidden"
     missing = "org_" + "a" * 26
-    outsider_answer = _call(local_stack, "GET", f"/orgs/{org}/audit", outsider)
+    outsider_answer = call(local_stack, "GET", f"/orgs/{org}/audit", outsider)
     assert outsider_answer[0] == 404
-    assert outsider_answer == _call(local_stack, "GET", f"/orgs/{missing}/audit", owner)
+    assert outsider_answer == call(local_stack, "GET", f"/orgs/{missing}/audit", owner)

@@ -4,27 +4,13 @@ overwritten in the audit bucket (a new version, as Object Lock still allows) is 
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
-from typing import Any
 
 import pytest
 
-from strongroom_local.harness import strongroom_command
 from tests.e2e.conftest import LocalStackClient
 
 pytestmark = pytest.mark.e2e
-
-
-def _verify(stack: LocalStackClient, org_id: str) -> tuple[int, dict[str, Any] | str]:
-    done = subprocess.run(  # noqa: S603 - our own CLI
-        [*strongroom_command(), "audit-verify", org_id, "--state-dir", str(stack.state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else done.stderr
 
 
 def test_audit_verify_reports_an_untouched_chain_ok_and_an_overwritten_event(
@@ -44,7 +30,7 @@ def test_audit_verify_reports_an_untouched_chain_ok_and_an_overwritten_event(
     )
     assert response.status_code == 200, response.text
 
-    status, report = _verify(local_stack, org_id)
+    status, report = local_stack.cli("audit-verify", org_id)
     assert status == 0, report
     assert isinstance(report, dict)
     assert (report["ok"], report["problems"]) == (True, [])
@@ -57,7 +43,7 @@ def test_audit_verify_reports_an_untouched_chain_ok_and_an_overwritten_event(
     event["actor"] = "someone-else"
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(event).encode())
 
-    status, report = _verify(local_stack, org_id)
+    status, report = local_stack.cli("audit-verify", org_id)
     assert status == 1
     assert isinstance(report, dict)
     assert report["ok"] is False
@@ -66,6 +52,6 @@ def test_audit_verify_reports_an_untouched_chain_ok_and_an_overwritten_event(
         ("edited", 1),
     }
 
-    status, message = _verify(local_stack, "org_not-an-org")
+    status, message = local_stack.cli("audit-verify", "org_not-an-org")
     assert status == 2
     assert "not an org id" in str(message)

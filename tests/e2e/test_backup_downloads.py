@@ -27,23 +27,10 @@ from strongroom.backups import (
     object_key,
 )
 from strongroom.tenancy import TenantTable
-from tests.e2e.conftest import LocalStackClient
+from tests.e2e.conftest import LocalStackClient, call, new_user
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 30
-
-
-def _user(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}"
-
-
-def _call(
-    stack: LocalStackClient, method: str, path: str, sub: str, **kwargs: Any
-) -> tuple[int, Any]:
-    response = stack.http.request(
-        method, stack.url(path), headers=stack.auth(sub), timeout=TIMEOUT, **kwargs
-    )
-    return response.status_code, response.json() if response.content else None
 
 
 def _one(names: list[str], suffix: str) -> str:
@@ -124,12 +111,12 @@ def _plant_complete_backup(
 
 
 def test_list_read_and_download_a_backup_over_http(local_stack: LocalStackClient) -> None:
-    alice, carol, mallory = _user("alice"), _user("carol"), _user("mallory")
-    status, body = _call(local_stack, "POST", "/orgs", alice, json={"name": "Acme"})
+    alice, carol, mallory = new_user("alice"), new_user("carol"), new_user("mallory")
+    status, body = call(local_stack, "POST", "/orgs", alice, json={"name": "Acme"})
     assert status == 201, body
     org = body["org_id"]
     assert (
-        _call(local_stack, "PUT", f"/orgs/{org}/members/{carol}", alice, json={"role": "member"})[0]
+        call(local_stack, "PUT", f"/orgs/{org}/members/{carol}", alice, json={"role": "member"})[0]
         == 200
     )
     connection = {
@@ -140,7 +127,7 @@ def test_list_read_and_download_a_backup_over_http(local_stack: LocalStackClient
         "auth": {"method": "api_token", "token": "e2e-" + uuid.uuid4().hex},
         "schedule": "rate(1 day)",
     }
-    status, body = _call(local_stack, "POST", f"/orgs/{org}/connections", alice, json=connection)
+    status, body = call(local_stack, "POST", f"/orgs/{org}/connections", alice, json=connection)
     assert status == 201, body
     connection_id = body["connection_id"]
     files = {
@@ -149,23 +136,23 @@ def test_list_read_and_download_a_backup_over_http(local_stack: LocalStackClient
     }
     backup_id = _plant_complete_backup(local_stack, org, connection_id, files)
 
-    status, body = _call(
+    status, body = call(
         local_stack, "GET", f"/orgs/{org}/connections/{connection_id}/backups", carol
     )
     assert status == 200, body
     assert [(b["backup_id"], b["status"]) for b in body["backups"]] == [(backup_id, "complete")]
 
-    status, detail = _call(local_stack, "GET", f"/orgs/{org}/backups/{backup_id}", carol)
+    status, detail = call(local_stack, "GET", f"/orgs/{org}/backups/{backup_id}", carol)
     assert status == 200, detail
     manifest = {entry["resource"]: entry for entry in detail["manifest"]["files"]}
     assert set(manifest) == {"users", "groups"}
 
     issue = f"/orgs/{org}/backups/{backup_id}/download-url"
-    assert _call(local_stack, "POST", issue, carol, json={"resource": "users"})[0] == 403
-    assert _call(local_stack, "POST", issue, mallory, json={"resource": "users"})[0] == 404
-    assert _call(local_stack, "POST", issue, alice, json={"resource": "apps"})[0] == 422
+    assert call(local_stack, "POST", issue, carol, json={"resource": "users"})[0] == 403
+    assert call(local_stack, "POST", issue, mallory, json={"resource": "users"})[0] == 404
+    assert call(local_stack, "POST", issue, alice, json={"resource": "apps"})[0] == 422
     for resource, entry in manifest.items():
-        status, link = _call(local_stack, "POST", issue, alice, json={"resource": resource})
+        status, link = call(local_stack, "POST", issue, alice, json={"resource": resource})
         assert status == 200, link
         assert link["expires_in"] == 900
         query = {k: v[0] for k, v in parse_qs(urlsplit(link["url"]).query).items()}
@@ -181,7 +168,7 @@ def test_list_read_and_download_a_backup_over_http(local_stack: LocalStackClient
         assert hashlib.sha256(download.content).hexdigest() == entry["sha256"]
         assert len(download.content) == entry["bytes"]
 
-    status, link = _call(local_stack, "POST", issue, alice, data=b"")
+    status, link = call(local_stack, "POST", issue, alice, data=b"")
     assert status == 200, link
     downloaded = local_stack.http.get(link["url"], timeout=TIMEOUT).json()
     assert downloaded["backup_id"] == backup_id

@@ -43,13 +43,15 @@ TOP_LEVEL = {
 }
 
 
-def _start(stack: LocalStackClient) -> tuple[str, str, str, dict[str, str]]:
-    """A new org with a connection to the sandbox; a backup started: (org, connection, backup
-    id, headers)."""
+def sandbox_connection(
+    stack: LocalStackClient, name: str = "Backups"
+) -> tuple[str, str, dict[str, str]]:
+    """A new org with an api_token connection to the stack's sandbox Okta: (org, connection,
+    the owner's headers)."""
     sandbox = stack.running.sandbox_okta
     headers = stack.auth(f"alice-{uuid.uuid4().hex[:8]}")
     org = stack.http.post(
-        stack.url("/orgs"), json={"name": "Backups"}, headers=headers, timeout=TIMEOUT
+        stack.url("/orgs"), json={"name": name}, headers=headers, timeout=TIMEOUT
     ).json()["org_id"]
     created = stack.http.post(
         stack.url(f"/orgs/{org}/connections"),
@@ -64,7 +66,13 @@ def _start(stack: LocalStackClient) -> tuple[str, str, str, dict[str, str]]:
         timeout=TIMEOUT,
     )
     assert created.status_code == 201, created.text
-    connection = created.json()["connection_id"]
+    return org, created.json()["connection_id"], headers
+
+
+def _start(stack: LocalStackClient) -> tuple[str, str, str, dict[str, str]]:
+    """A new org with a connection to the sandbox; a backup started: (org, connection, backup
+    id, headers)."""
+    org, connection, headers = sandbox_connection(stack)
     started = stack.http.post(
         stack.url(f"/orgs/{org}/connections/{connection}/backups"), headers=headers, timeout=TIMEOUT
     )

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from strongroom_local.authorization_server import LocalAuthorizationServer
-from tests.e2e.conftest import LocalStackClient
+from tests.e2e.conftest import LocalStackClient, new_user
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 30
@@ -42,16 +41,12 @@ class Recorder:
         return response
 
 
-def _user(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}"
-
-
 def _query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
 def _org_with_admin(rec: Recorder) -> tuple[str, str]:
-    owner, admin = _user("alice"), _user("bob")
+    owner, admin = new_user("alice"), new_user("bob")
     response = rec.call("POST", "/orgs", owner, json={"name": "Acme"})
     assert response.status_code == 201
     org = response.json()["org_id"]

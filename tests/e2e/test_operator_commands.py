@@ -4,55 +4,22 @@ move to the new DEK, still work (a backup decrypts its token), and both commands
 from __future__ import annotations
 
 import json
-import subprocess
-import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from strongroom.crypto.sealed import header
-from strongroom_local.harness import strongroom_command
 from tests.e2e.conftest import LocalStackClient
-from tests.e2e.test_backups import TIMEOUT, _wait_for_end
+from tests.e2e.test_backups import TIMEOUT, _wait_for_end, sandbox_connection
 
 pytestmark = pytest.mark.e2e
-
-
-def _command(stack: LocalStackClient, *args: str) -> tuple[int, Any]:
-    done = subprocess.run(  # noqa: S603 - our own CLI
-        [*strongroom_command(), *args, "--state-dir", str(stack.state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else done.stderr
 
 
 def test_a_rotated_dek_and_resealed_secrets_still_serve_a_backup(
     local_stack: LocalStackClient,
 ) -> None:
-    sandbox = local_stack.running.sandbox_okta
-    headers = local_stack.auth(f"alice-{uuid.uuid4().hex[:8]}")
+    org, connection, headers = sandbox_connection(local_stack, "Keys")
     http = local_stack.http
-    org = http.post(
-        local_stack.url("/orgs"), json={"name": "Keys"}, headers=headers, timeout=TIMEOUT
-    ).json()["org_id"]
-    created = http.post(
-        local_stack.url(f"/orgs/{org}/connections"),
-        json={
-            "name": "Sandbox Okta",
-            "provider": "okta",
-            "domain": sandbox["domain"],
-            "auth": {"method": "api_token", "token": sandbox["api_token"]},
-            "schedule": "rate(1 day)",
-        },
-        headers=headers,
-        timeout=TIMEOUT,
-    )
-    assert created.status_code == 201, created.text
-    connection = created.json()["connection_id"]
     dynamodb = local_stack.client("dynamodb")
     (table,) = [name for name in dynamodb.list_tables()["TableNames"] if "Table" in name]
 
@@ -66,9 +33,9 @@ def test_a_rotated_dek_and_resealed_secrets_still_serve_a_backup(
 
     assert sealed_token().startswith(header(1))
 
-    assert _command(local_stack, "rotate-dek", org) == (0, {"org_id": org, "dek_version": 2})
+    assert local_stack.cli("rotate-dek", org) == (0, {"org_id": org, "dek_version": 2})
     assert sealed_token().startswith(header(1))  # rotation alone moves nothing
-    status, report = _command(local_stack, "reseal", org)
+    status, report = local_stack.cli("reseal", org)
     assert status == 0
     # Right after the rotation, warm functions may still seal under DEK 1 for a while.
     run_again_after = datetime.fromisoformat(report.pop("run_again_after").replace("Z", "+00:00"))
@@ -82,7 +49,7 @@ def test_a_rotated_dek_and_resealed_secrets_still_serve_a_backup(
         "settled": False,
     }
     assert sealed_token().startswith(header(2))
-    assert _command(local_stack, "reseal", org)[1]["resealed"] == 0
+    assert local_stack.cli("reseal", org)[1]["resealed"] == 0
 
     # The resealed token still opens: a backup authenticates to the sandbox with it.
     started = http.post(
@@ -94,7 +61,7 @@ def test_a_rotated_dek_and_resealed_secrets_still_serve_a_backup(
     assert _wait_for_end(local_stack, org, started.json()["backup_id"])["status"]["S"] == "complete"
 
     # Audited in the org's chain, which still verifies.
-    status, verified = _command(local_stack, "audit-verify", org)
+    status, verified = local_stack.cli("audit-verify", org)
     assert (status, verified["ok"]) == (0, True)
     s3 = local_stack.client("s3")
     (bucket,) = [b["Name"] for b in s3.list_buckets()["Buckets"] if "auditbucket" in b["Name"]]
@@ -106,5 +73,5 @@ def test_a_rotated_dek_and_resealed_secrets_still_serve_a_backup(
     # The rotation, and the one connection the first run rewrote (the second rewrote nothing).
     assert operator == [("dek.rotate", "operator:local"), ("credential.reseal", "operator:local")]
     # A malformed org id, and an org that does not exist, are refused (exit 2).
-    assert _command(local_stack, "rotate-dek", "not-an-org")[0] == 2
-    assert _command(local_stack, "rotate-dek", "org_" + "a" * 26)[0] == 2
+    assert local_stack.cli("rotate-dek", "not-an-org")[0] == 2
+    assert local_stack.cli("rotate-dek", "org_" + "a" * 26)[0] == 2

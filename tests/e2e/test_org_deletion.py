@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 
 import pytest
 
 from strongroom_local.authorization_server import LocalAuthorizationServer
-from strongroom_local.harness import strongroom_command
 from tests.e2e.conftest import LocalStackClient
 from tests.e2e.test_oauth import (
     Recorder,
@@ -71,15 +69,8 @@ def test_org_deletion_over_http_revokes_shreds_and_leaves_only_the_audit_chain(
     assert [item["sk"]["S"] for item in left] == ["AUDIT#HEAD"]
 
     # The chain outlives the org, whole, with the deletion in it.
-    done = subprocess.run(  # noqa: S603 - our own CLI
-        [*strongroom_command(), "audit-verify", org, "--state-dir", str(local_stack.state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    report = json.loads(done.stdout)
-    assert (done.returncode, report["ok"]) == (0, True), report
+    status, report = local_stack.cli("audit-verify", org)
+    assert (status, report["ok"]) == (0, True), report
     s3 = local_stack.client("s3")
     (bucket,) = [b["Name"] for b in s3.list_buckets()["Buckets"] if "auditbucket" in b["Name"]]
     actions = [

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import time
-import uuid
 from typing import Any
 
 import jwt
@@ -16,90 +15,70 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from strongroom_local.issuer import KEY_FILE
-from tests.e2e.conftest import LocalStackClient
+from tests.e2e.conftest import LocalStackClient, call, new_user
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 30
 
 
-def _user(name: str) -> str:
-    """A subject unique to this test run, so tests sharing the session stack never meet."""
-    return f"{name}-{uuid.uuid4().hex[:8]}"
-
-
-def _call(
-    stack: LocalStackClient, method: str, path: str, sub: str | None, **kwargs: Any
-) -> tuple[int, Any]:
-    headers = dict(kwargs.pop("headers", {}))
-    if sub is not None:
-        headers.update(stack.auth(sub))
-    response = stack.http.request(
-        method, stack.url(path), headers=headers, timeout=TIMEOUT, **kwargs
-    )
-    body = response.json() if response.content else None
-    return response.status_code, body
-
-
 def _new_org(stack: LocalStackClient, owner: str) -> str:
-    status, body = _call(stack, "POST", "/orgs", owner, json={"name": "Acme"})
+    status, body = call(stack, "POST", "/orgs", owner, json={"name": "Acme"})
     assert status == 201, body
     return str(body["org_id"])
 
 
 def test_a_user_creates_at_most_their_allowance_of_orgs(local_stack: LocalStackClient) -> None:
     # The stack runs with the template's MaxOrgsPerUser (10): each org is a KMS key.
-    alice, bob = _user("alice"), _user("bob")
+    alice, bob = new_user("alice"), new_user("bob")
     orgs = [_new_org(local_stack, alice) for _ in range(10)]
-    status, body = _call(local_stack, "POST", "/orgs", alice, json={"name": "One more"})
+    status, body = call(local_stack, "POST", "/orgs", alice, json={"name": "One more"})
     assert status == 429
     assert body == {
         "error": {"code": "rate_limited", "message": "A user can create at most 10 orgs."}
     }
     # Joining orgs is not creating them; the orgs alice made all still answer.
     assert (
-        _call(local_stack, "PUT", f"/orgs/{orgs[0]}/members/{bob}", alice, json={"role": "owner"})[
-            0
-        ]
+        call(local_stack, "PUT", f"/orgs/{orgs[0]}/members/{bob}", alice, json={"role": "owner"})[0]
         == 200
     )
-    assert _call(local_stack, "POST", "/orgs", bob, json={"name": "Bob's"})[0] == 201
-    assert all(_call(local_stack, "GET", f"/orgs/{org}", alice)[0] == 200 for org in orgs)
+    assert call(local_stack, "POST", "/orgs", bob, json={"name": "Bob's"})[0] == 201
+    assert all(call(local_stack, "GET", f"/orgs/{org}", alice)[0] == 200 for org in orgs)
 
 
 def test_org_lifecycle_and_membership(local_stack: LocalStackClient) -> None:
-    alice, bob, carol = _user("alice"), _user("bob"), _user("carol")
+    alice, bob, carol = new_user("alice"), new_user("bob"), new_user("carol")
     org = _new_org(local_stack, alice)
-    status, body = _call(local_stack, "GET", f"/orgs/{org}", alice)
+    status, body = call(local_stack, "GET", f"/orgs/{org}", alice)
     assert status == 200
     assert body["your_role"] == "owner"
     assert (
-        _call(local_stack, "PUT", f"/orgs/{org}/members/{bob}", alice, json={"role": "admin"})[0]
+        call(local_stack, "PUT", f"/orgs/{org}/members/{bob}", alice, json={"role": "admin"})[0]
         == 200
     )
     assert (
-        _call(local_stack, "PUT", f"/orgs/{org}/members/{carol}", alice, json={"role": "member"})[0]
+        call(local_stack, "PUT", f"/orgs/{org}/members/{carol}", alice, json={"role": "member"})[0]
         == 200
     )
-    status, body = _call(local_stack, "GET", f"/orgs/{org}/members", carol)
+    status, body = call(local_stack, "GET", f"/orgs/{org}/members", carol)
     assert status == 200
     assert {m["user_id"]: m["role"] for m in body["members"]} == {
         alice: "owner",
         bob: "admin",
         carol: "member",
     }
-    assert _call(local_stack, "DELETE", f"/orgs/{org}/members/{carol}", alice)[0] == 204
-    assert _call(local_stack, "GET", f"/orgs/{org}", carol)[0] == 404
+    assert call(local_stack, "DELETE", f"/orgs/{org}/members/{carol}", alice)[0] == 204
+    assert call(local_stack, "GET", f"/orgs/{org}", carol)[0] == 404
 
 
 def test_every_role_boundary(local_stack: LocalStackClient) -> None:
-    owner, admin, member = _user("owner"), _user("admin"), _user("member")
+    owner, admin, member = new_user("owner"), new_user("admin"), new_user("member")
     org = _new_org(local_stack, owner)
     for user, role in ((admin, "admin"), (member, "member")):
         assert (
-            _call(local_stack, "PUT", f"/orgs/{org}/members/{user}", owner, json={"role": role})[0]
+            call(local_stack, "PUT", f"/orgs/{org}/members/{user}", owner, json={"role": role})[0]
             == 200
         )
-    target = _user("target")
+    target = new_user("target")
     expected = [  # (method, path, body) -> status per role (owner, admin, member)
         ("GET", f"/orgs/{org}", None, (200, 200, 200)),
         ("GET", f"/orgs/{org}/members", None, (200, 200, 200)),
@@ -110,43 +89,41 @@ def test_every_role_boundary(local_stack: LocalStackClient) -> None:
         # Non-owners first, so the owner's write is the one that lands.
         for user, status in reversed(list(zip((owner, admin, member), statuses, strict=True))):
             kwargs = {"json": body} if body is not None else {}
-            got, answer = _call(local_stack, method, path, user, **kwargs)
+            got, answer = call(local_stack, method, path, user, **kwargs)
             assert got == status, (method, path, user, answer)
             if status == 403:
                 assert answer["error"]["code"] == "forbidden"
 
 
 def test_another_orgs_resources_answer_404_like_missing_ones(local_stack: LocalStackClient) -> None:
-    alice, mallory = _user("alice"), _user("mallory")
+    alice, mallory = new_user("alice"), new_user("mallory")
     org = _new_org(local_stack, alice)
     _new_org(local_stack, mallory)
     missing = "org_" + "a" * 26
     answers = [
-        _call(local_stack, "GET", f"/orgs/{org}", mallory),
-        _call(local_stack, "GET", f"/orgs/{org}/members", mallory),
-        _call(
-            local_stack, "PUT", f"/orgs/{org}/members/{mallory}", mallory, json={"role": "owner"}
-        ),
-        _call(local_stack, "DELETE", f"/orgs/{org}/members/{alice}", mallory),
-        _call(local_stack, "GET", f"/orgs/{missing}", mallory),
+        call(local_stack, "GET", f"/orgs/{org}", mallory),
+        call(local_stack, "GET", f"/orgs/{org}/members", mallory),
+        call(local_stack, "PUT", f"/orgs/{org}/members/{mallory}", mallory, json={"role": "owner"}),
+        call(local_stack, "DELETE", f"/orgs/{org}/members/{alice}", mallory),
+        call(local_stack, "GET", f"/orgs/{missing}", mallory),
     ]
     assert [status for status, _ in answers] == [404] * len(answers)
     assert len({json.dumps(body, sort_keys=True) for _, body in answers}) == 1
     # And nothing changed: alice is still the only member.
-    status, body = _call(local_stack, "GET", f"/orgs/{org}/members", alice)
+    status, body = call(local_stack, "GET", f"/orgs/{org}/members", alice)
     assert status == 200
     assert [m["user_id"] for m in body["members"]] == [alice]
 
 
 def test_last_owner_is_kept(local_stack: LocalStackClient) -> None:
-    alice = _user("alice")
+    alice = new_user("alice")
     org = _new_org(local_stack, alice)
-    status, body = _call(
+    status, body = call(
         local_stack, "PUT", f"/orgs/{org}/members/{alice}", alice, json={"role": "admin"}
     )
     assert status == 409
     assert body["error"]["code"] == "conflict"
-    assert _call(local_stack, "DELETE", f"/orgs/{org}/members/{alice}", alice)[0] == 409
+    assert call(local_stack, "DELETE", f"/orgs/{org}/members/{alice}", alice)[0] == 409
 
 
 @pytest.mark.parametrize(
@@ -162,19 +139,19 @@ def test_last_owner_is_kept(local_stack: LocalStackClient) -> None:
 def test_bad_bodies_change_nothing(
     local_stack: LocalStackClient, raw: bytes, content_type: str, status: int
 ) -> None:
-    alice = _user("alice")
+    alice = new_user("alice")
     org = _new_org(local_stack, alice)
-    got, body = _call(
+    got, body = call(
         local_stack,
         "PUT",
-        f"/orgs/{org}/members/{_user('bob')}",
+        f"/orgs/{org}/members/{new_user('bob')}",
         alice,
         data=raw,
         headers={"Content-Type": content_type},
     )
     assert got == status, body
     assert set(body) == {"error"}
-    members = _call(local_stack, "GET", f"/orgs/{org}/members", alice)[1]["members"]
+    members = call(local_stack, "GET", f"/orgs/{org}/members", alice)[1]["members"]
     assert [m["user_id"] for m in members] == [alice]
 
 
@@ -197,7 +174,7 @@ def _issuer_public_pem(stack: LocalStackClient) -> bytes:
 
 def _attacks(stack: LocalStackClient) -> dict[str, str | None]:
     """Authorization header values, each a different way to forge or misuse a token."""
-    sub = _user("eve")
+    sub = new_user("eve")
     good = stack.token(sub)
     header = jwt.get_unverified_header(good)
     claims = jwt.decode(good, options={"verify_signature": False})
@@ -227,7 +204,7 @@ def _attacks(stack: LocalStackClient) -> dict[str, str | None]:
 
 
 def test_jwt_attacks_are_all_401_with_one_body(local_stack: LocalStackClient) -> None:
-    alice = _user("alice")
+    alice = new_user("alice")
     org = _new_org(local_stack, alice)
     bodies = set()
     for name, authorization in _attacks(local_stack).items():

@@ -24,7 +24,7 @@ import requests
 
 from strongroom.plans import STARTER
 from strongroom_local.harness import strongroom_command
-from tests.e2e.conftest import LocalStackClient
+from tests.e2e.conftest import LocalStackClient, call, new_user
 from tests.support.webhooks import (
     custom_data,
     github_headers,
@@ -39,10 +39,6 @@ from tests.support.webhooks import (
 pytestmark = pytest.mark.e2e
 TIMEOUT = 30
 UNAUTHENTICATED = {"error": {"code": "unauthenticated", "message": "Authentication required."}}
-
-
-def _user(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
 def _secret(stack: LocalStackClient, source: str) -> str:
@@ -66,15 +62,6 @@ def _deliver(
         data=body,
         headers={"Content-Type": content_type, **headers},
         timeout=TIMEOUT,
-    )
-    return response.status_code, response.json() if response.content else None
-
-
-def _call(
-    stack: LocalStackClient, method: str, path: str, sub: str, **kwargs: Any
-) -> tuple[int, Any]:
-    response = stack.http.request(
-        method, stack.url(path), headers=stack.auth(sub), timeout=TIMEOUT, **kwargs
     )
     return response.status_code, response.json() if response.content else None
 
@@ -230,20 +217,20 @@ def test_bodies_over_256_kib_are_413(local_stack: LocalStackClient) -> None:
 
 
 def _new_org(stack: LocalStackClient, owner: str) -> str:
-    status, body = _call(stack, "POST", "/orgs", owner, json={"name": "Acme"})
+    status, body = call(stack, "POST", "/orgs", owner, json={"name": "Acme"})
     assert status == 201
     return str(body["org_id"])
 
 
 def _checkout(stack: LocalStackClient, org_id: str, owner: str) -> str:
-    status, body = _call(stack, "POST", f"/orgs/{org_id}/billing/checkout", owner)
+    status, body = call(stack, "POST", f"/orgs/{org_id}/billing/checkout", owner)
     assert status == 201, body
     assert body["custom_data"]["strongroom_org_id"] == org_id
     return str(body["nonce"])
 
 
 def _plan(stack: LocalStackClient, org_id: str, owner: str) -> str:
-    status, body = _call(stack, "GET", f"/orgs/{org_id}", owner)
+    status, body = call(stack, "GET", f"/orgs/{org_id}", owner)
     assert status == 200
     return str(body["plan"])
 
@@ -259,7 +246,7 @@ def _audit_actions(stack: LocalStackClient, org_id: str) -> list[str]:
 
 
 def test_a_checkout_paid_on_stripe_changes_the_plan_once(local_stack: LocalStackClient) -> None:
-    alice = _user("alice")
+    alice = new_user("alice")
     org_id = _new_org(local_stack, alice)
     nonce = _checkout(local_stack, org_id, alice)
     secret = _secret(local_stack, "stripe")
@@ -289,7 +276,7 @@ def test_a_checkout_paid_on_stripe_changes_the_plan_once(local_stack: LocalStack
 
 
 def test_another_orgs_nonce_changes_nothing(local_stack: LocalStackClient) -> None:
-    alice, bob = _user("alice"), _user("bob")
+    alice, bob = new_user("alice"), new_user("bob")
     org_a, org_b = _new_org(local_stack, alice), _new_org(local_stack, bob)
     nonce_a = _checkout(local_stack, org_a, alice)
     body = standard_event("subscription.created", custom=custom_data(org_b, nonce_a))
@@ -315,7 +302,7 @@ def _sessions(count: int) -> list[requests.Session]:
 def test_twenty_concurrent_deliveries_of_one_event_have_one_effect(
     local_stack: LocalStackClient,
 ) -> None:
-    alice = _user("alice")
+    alice = new_user("alice")
     org_id = _new_org(local_stack, alice)
     nonce = _checkout(local_stack, org_id, alice)
     body = lemonsqueezy_event(
@@ -350,7 +337,7 @@ def test_twenty_concurrent_deliveries_of_one_event_have_one_effect(
 def test_twenty_concurrent_connection_creations_against_a_limit_of_5_give_5(
     local_stack: LocalStackClient,
 ) -> None:
-    alice = _user("alice")
+    alice = new_user("alice")
     org_id = _new_org(local_stack, alice)
     nonce = _checkout(local_stack, org_id, alice)
     order = lemonsqueezy_event(
@@ -392,7 +379,7 @@ def test_twenty_concurrent_connection_creations_against_a_limit_of_5_give_5(
         for session in sessions:
             session.close()
     assert statuses == [201] * 5 + [429] * 15
-    status, listed = _call(local_stack, "GET", f"/orgs/{org_id}/connections", alice)
+    status, listed = call(local_stack, "GET", f"/orgs/{org_id}/connections", alice)
     assert status == 200
     assert len(listed["connections"]) == 5
 
