@@ -19,11 +19,11 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 STACK_FILE = "stack.json"
 # The actor of the operator commands' audit events.
 OPERATOR = "operator:local"
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -355,31 +356,27 @@ class LocalStack:
         }
 
     def rotate_dek(self, org_id: str) -> dict[str, Any]:
-        """`strongroom rotate-dek`: a new current DEK for the org, audited. LookupError if the
-        org has no keyring, CommandFailed if AWS or the audit log fails."""
+        """`strongroom rotate-dek`: a new current DEK for the org, audited."""
         from strongroom.operator_commands import rotate_dek  # noqa: PLC0415
 
-        tools = self._operator_tools(org_id)
-        with tools.failures():
-            version = rotate_dek(
-                tools.table(),
-                tools.keyrings(),
-                tools.audit(),
-                tools.org_id,
-                actor=OPERATOR,
-                now=datetime.now(UTC),
-                request_id=tools.request_id,
-            )
-        return {"org_id": tools.org_id, "dek_version": version}
+        org_id, version = self._operator_command(org_id, rotate_dek)
+        return {"org_id": org_id, "dek_version": version}
 
     def reseal(self, org_id: str) -> dict[str, Any]:
         """`strongroom reseal`: the org's connection secrets re-encrypted under its current DEK,
         audited; the run's report."""
         from strongroom.operator_commands import reseal  # noqa: PLC0415
 
+        org_id, report = self._operator_command(org_id, reseal)
+        return {"org_id": org_id, **dataclasses.asdict(report)}
+
+    def _operator_command(self, org_id: str, command: Callable[..., _T]) -> tuple[str, _T]:
+        """Run one of `strongroom.operator_commands` on the org with the functions' settings:
+        (the org id, its result). ValueError for a malformed org id, LookupError if the org has
+        no keyring, CommandFailed if AWS or the audit log fails."""
         tools = self._operator_tools(org_id)
         with tools.failures():
-            report = reseal(
+            result = command(
                 tools.table(),
                 tools.keyrings(),
                 tools.audit(),
@@ -388,7 +385,7 @@ class LocalStack:
                 now=datetime.now(UTC),
                 request_id=tools.request_id,
             )
-        return {"org_id": tools.org_id, **dataclasses.asdict(report)}
+        return tools.org_id, result
 
     def _operator_tools(self, org_id: str) -> OperatorTools:
         """What an operator command needs: the org id checked, and clients of the emulated AWS

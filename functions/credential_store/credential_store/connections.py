@@ -314,20 +314,8 @@ def delete_connection(
     grant as live as the connection that still holds it."""
     require_role(services, caller, org_id, Role.ADMIN, now=now)
     current = _find(services, org_id, connection_id, now=now)
-    target = ("connection", connection_id)
-    fields = sorted(current.attributes.get("credentials", {}))
     audit_writes = audit_trail.recorded(
-        services,
-        org_id,
-        audit_trail.entry(
-            caller,
-            AuditAction.CREDENTIAL_DELETE,
-            target,
-            request_id=request_id,
-            details={"fields": fields},
-        ),
-        audit_trail.entry(caller, AuditAction.CONNECTION_DELETE, target, request_id=request_id),
-        now=now,
+        services, org_id, *deletion_entries(caller, current, request_id=request_id), now=now
     )
     try:
         services.table.transact(
@@ -361,6 +349,28 @@ def delete_connection(
         )
         audit_trail.record_alone(services, org_id, revoked, now=now)
     services.audit.flush_after_commit(org_id, now=now)
+
+
+def deletion_entries(
+    caller: Caller, connection: Item, *, request_id: str, reason: str | None = None
+) -> list[AuditEntry]:
+    """The `credential.delete` (naming the fields, never their values) and `connection.delete`
+    entries of a connection's deletion; `reason` for a deletion made by another (the org's)."""
+    target = ("connection", str(connection.item_id))
+    why = {"reason": reason} if reason else {}
+    fields = sorted(connection.attributes.get("credentials", {}))
+    return [
+        audit_trail.entry(
+            caller,
+            AuditAction.CREDENTIAL_DELETE,
+            target,
+            request_id=request_id,
+            details={"fields": fields, **why},
+        ),
+        audit_trail.entry(
+            caller, AuditAction.CONNECTION_DELETE, target, request_id=request_id, details=why
+        ),
+    ]
 
 
 def revoke_at_provider(

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from credential_store import audit_trail
-from credential_store.connections import CONNECTION, revoke_at_provider
+from credential_store.connections import CONNECTION, deletion_entries, revoke_at_provider
 from credential_store.orgs import MEMBER, ORG, require_role
 from credential_store.services import Services
 from strongroom.api import Caller
@@ -40,7 +40,15 @@ from strongroom.crypto.exceptions import KeyringNotFound, KeyringUnavailable
 from strongroom.errors import Conflict, NotFound
 from strongroom.redaction import get_logger
 from strongroom.roles import Role, still_allowed
-from strongroom.tenancy import ConditionFailed, Create, Delete, Item, ItemNotFound, Page, Update
+from strongroom.tenancy import (
+    ConditionFailed,
+    Create,
+    Delete,
+    Item,
+    ItemNotFound,
+    Update,
+    every_item,
+)
 from strongroom.tenancy.keys import RESERVED_TENANT_KINDS
 
 logger = get_logger(service="credential_store")
@@ -54,6 +62,8 @@ REVOCATION_RESERVE_SECONDS = 8.0
 # Kinds the deletion keeps: the audit chain's head and its entries still waiting to be appended.
 _KEPT_KINDS = frozenset({"AUDIT", "AUDIT_PENDING"})
 _PAGE = 100
+# The `reason` in the details of every entry of a change the org's deletion makes.
+_REASON = "org_deleted"
 _MAX_TRANSACTION = 100
 
 
@@ -144,9 +154,7 @@ def _remove_other_members(
     their writes holds only while their membership does (`still_allowed`). A member added
     meanwhile is removed with the rest of the org's items."""
     others = [
-        item
-        for item in _all(lambda cursor: _members(services, org_id, now, cursor))
-        if item.item_id != caller.sub
+        item for item in _every(services, org_id, MEMBER, now=now) if item.item_id != caller.sub
     ]
     for member in others:
         _remove_member(services, caller, org_id, member, now=now, request_id=request_id)
@@ -169,9 +177,7 @@ def _remove_member(
             org_id,
             [
                 Delete(MEMBER, str(member.item_id), expect={}),
-                *_member_removals(
-                    services, caller, org_id, [member], now=now, request_id=request_id
-                ),
+                *_member_removal(services, caller, org_id, member, now=now, request_id=request_id),
                 *([still_allowed(caller.sub, Role.OWNER)] if as_owner else []),
             ],
             now=now,
@@ -190,27 +196,24 @@ def _exists(services: Services, org_id: str, kind: str, item_id: str, *, now: da
     return True
 
 
-def _member_removals(
+def _member_removal(
     services: Services,
     caller: Caller,
     org_id: str,
-    members: list[Item],
+    member: Item,
     *,
     now: datetime,
     request_id: str,
 ) -> list[Create]:
-    """The `member.remove` entries of members removed with their org, to record with them."""
-    entries = [
-        audit_trail.entry(
-            caller,
-            AuditAction.MEMBER_REMOVE,
-            ("member", str(member.item_id)),
-            request_id=request_id,
-            details={"role": str(member.attributes.get("role")), "reason": "org_deleted"},
-        )
-        for member in members
-    ]
-    return audit_trail.recorded(services, org_id, *entries, now=now) if entries else []
+    """The `member.remove` entry of a member removed with their org, to record with it."""
+    entry = audit_trail.entry(
+        caller,
+        AuditAction.MEMBER_REMOVE,
+        ("member", str(member.item_id)),
+        request_id=request_id,
+        details={"role": str(member.attributes.get("role")), "reason": _REASON},
+    )
+    return audit_trail.recorded(services, org_id, entry, now=now)
 
 
 def _revoke_grants(
@@ -233,13 +236,7 @@ def _revoke_grants(
     """
     if not services.keyrings.org_key_enabled(org_id):
         return
-    connections = list(
-        _all(
-            lambda cursor: services.table.query(
-                org_id, CONNECTION, now=now, limit=_PAGE, cursor=cursor
-            )
-        )
-    )
+    connections = list(_every(services, org_id, CONNECTION, now=now))
     outcomes: list[tuple[Item, str]] = []
     runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revoke")
     try:
@@ -267,7 +264,7 @@ def _revoke_grants(
             outcome="success" if outcome == "revoked" else "failure",
             target_kind="connection",
             target_id=str(connection.item_id),
-            details={"revocation": outcome, "reason": "org_deleted"},
+            details={"revocation": outcome, "reason": _REASON},
         )
         for connection, outcome in outcomes
         if outcome != "not_applicable"
@@ -329,7 +326,7 @@ def _delete_items(
 ) -> bool:
     """Delete every item of the partition but the kept ones, the keyring's and the last ones;
     whether all are gone (False: the deadline came first)."""
-    pages = _all(
+    pages = every_item(
         lambda cursor: services.table.query_partition(org_id, now=now, limit=_PAGE, cursor=cursor)
     )
     batch: list[Delete] = []
@@ -372,24 +369,7 @@ def _delete_connection(
     """A connection with its audit entries, then its backup schedule entry (so that no backup of
     it is started again; the dispatcher skips an entry whose connection is gone meanwhile)."""
     connection_id = str(item.item_id)
-    target = ("connection", connection_id)
-    fields = sorted(item.attributes.get("credentials", {}))
-    entries = [
-        audit_trail.entry(
-            caller,
-            AuditAction.CREDENTIAL_DELETE,
-            target,
-            request_id=request_id,
-            details={"fields": fields, "reason": "org_deleted"},
-        ),
-        audit_trail.entry(
-            caller,
-            AuditAction.CONNECTION_DELETE,
-            target,
-            request_id=request_id,
-            details={"reason": "org_deleted"},
-        ),
-    ]
+    entries = deletion_entries(caller, item, request_id=request_id, reason=_REASON)
     # Only if it is still there: a concurrent DELETE of the org that deleted it first has
     # recorded its entries.
     with contextlib.suppress(ItemNotFound):
@@ -418,7 +398,7 @@ def _delete_last(
             [
                 Delete(MEMBER, caller.sub, expect={}),
                 Delete(ORG),
-                *_member_removals(services, caller, org_id, [own], now=now, request_id=request_id),
+                *_member_removal(services, caller, org_id, own, now=now, request_id=request_id),
             ],
             now=now,
         )
@@ -426,19 +406,10 @@ def _delete_last(
         raise NotFound() from None  # a concurrent DELETE finished first
 
 
-def _members(services: Services, org_id: str, now: datetime, cursor: str | None) -> Page:
-    return services.table.query(org_id, MEMBER, now=now, limit=_PAGE, cursor=cursor)
-
-
-def _all(page: Callable[[str | None], Page]) -> Iterator[Item]:
-    """Every item of a paged listing, page by page."""
-    cursor: str | None = None
-    while True:
-        current = page(cursor)
-        yield from current.items
-        cursor = current.cursor
-        if cursor is None:
-            return
+def _every(services: Services, org_id: str, kind: str, *, now: datetime) -> Iterator[Item]:
+    return every_item(
+        lambda cursor: services.table.query(org_id, kind, now=now, limit=_PAGE, cursor=cursor)
+    )
 
 
 def _iso(now: datetime) -> str:

@@ -226,12 +226,7 @@ class Keyrings:
         cache's max age has passed since then."""
         org_id = validate_org_id(org_id)
         version = self._read_keyring(org_id).version
-        try:
-            item = self._dynamodb.get_item(
-                TableName=self._table, Key=_key(org_id, _dek_sk(version)), ConsistentRead=True
-            ).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise _unavailable("DynamoDB GetItem", exc) from exc
+        item = self._get_item(org_id, _dek_sk(version))
         if not item or "S" not in item.get("created_at", {}):
             raise KeyringUnavailable("the keyring names a DEK version that is not stored")
         since = datetime.fromisoformat(item["created_at"]["S"].replace("Z", "+00:00"))
@@ -473,24 +468,23 @@ class Keyrings:
         return self._unwrap(org_id, version, current.kms_key_arn, _parse_wrapped(dek_item))
 
     def _read_keyring(self, org_id: str) -> CurrentDek:
-        try:
-            item = self._dynamodb.get_item(
-                TableName=self._table, Key=_key(org_id, _KEYRING_SK), ConsistentRead=True
-            ).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise _unavailable("DynamoDB GetItem", exc) from exc
+        item = self._get_item(org_id, _KEYRING_SK)
         if not item:
             raise KeyringNotFound("the org has no keyring")
         return _parse_keyring(item)
 
     def _read_wrapped_dek(self, org_id: str, version: int) -> bytes | None:
+        item = self._get_item(org_id, _dek_sk(version))
+        return _parse_wrapped(item) if item else None
+
+    def _get_item(self, org_id: str, sk: str) -> dict[str, AttributeValueTypeDef] | None:
         try:
             item = self._dynamodb.get_item(
-                TableName=self._table, Key=_key(org_id, _dek_sk(version)), ConsistentRead=True
+                TableName=self._table, Key=_key(org_id, sk), ConsistentRead=True
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
             raise _unavailable("DynamoDB GetItem", exc) from exc
-        return _parse_wrapped(item) if item else None
+        return item or None
 
     def _generate_dek(self, org_id: str, kms_key_arn: str) -> tuple[bytes, bytes]:
         try:

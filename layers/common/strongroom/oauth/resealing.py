@@ -27,7 +27,14 @@ from strongroom.crypto import Keyrings, OrgKeyring
 from strongroom.crypto.sealed import version_of
 from strongroom.oauth.connection import CONNECTION_KIND, SEALED_KIND, SEALED_PREFIX
 from strongroom.oauth.exceptions import ResealContention
-from strongroom.tenancy import ConditionFailed, Item, ItemNotFound, TenantTable, Update
+from strongroom.tenancy import (
+    ConditionFailed,
+    Item,
+    ItemNotFound,
+    TenantTable,
+    Update,
+    every_item,
+)
 
 _PAGE = 100
 # A connection changed by others this many times in a row while being resealed is left to the
@@ -69,17 +76,14 @@ def reseal_connections(
     in_use = keyrings.dek_in_use(org_id)
     keyring = keyrings.for_org(org_id)
     connections = resealed = already_current = 0
-    cursor: str | None = None
-    while True:
-        page = table.query(org_id, CONNECTION_KIND, now=now, limit=_PAGE, cursor=cursor)
-        for item in page.items:
-            connections += 1
-            written, current = _reseal_one(table, keyring, by, org_id, item, now=now)
-            resealed += written
-            already_current += current
-        cursor = page.cursor
-        if cursor is None:
-            break
+    listing = every_item(
+        lambda cursor: table.query(org_id, CONNECTION_KIND, now=now, limit=_PAGE, cursor=cursor)
+    )
+    for item in listing:
+        connections += 1
+        written, current = _reseal_one(table, keyring, by, org_id, item, now=now)
+        resealed += written
+        already_current += current
     by.audit.flush_after_commit(org_id, now=now)
     settles_at = in_use.since + timedelta(seconds=keyrings.cache.max_age_seconds) + _LONGEST_REQUEST
     return ResealReport(

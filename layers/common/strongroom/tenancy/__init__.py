@@ -26,7 +26,7 @@ from strongroom.tenancy.exceptions import (
     StoreUnavailable,
     TenancyError,
 )
-from strongroom.tenancy.items import IndexKey, Item, Page
+from strongroom.tenancy.items import IndexKey, Item, Page, every_item
 from strongroom.tenancy.keys import new_org_id, validate_org_id
 from strongroom.tenancy.platform_table import PlatformTable
 from strongroom.tenancy.tenant_table import (
@@ -60,6 +60,7 @@ __all__ = [
     "TenancyError",
     "TenantTable",
     "Update",
+    "every_item",
     "new_org_id",
     "validate_org_id",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -42,6 +42,18 @@ class Page:
 
     items: tuple[Item, ...]
     cursor: str | None
+
+
+def every_item(page: Callable[[str | None], Page]) -> Iterator[Item]:
+    """Every item of a paged listing, one page at a time: `page(cursor)` reads a page (the
+    first with cursor None), until one comes back without a cursor."""
+    cursor: str | None = None
+    while True:
+        current = page(cursor)
+        yield from current.items
+        cursor = current.cursor
+        if cursor is None:
+            return
 
 
 class _Deserializer(TypeDeserializer):
