@@ -215,6 +215,16 @@ def test_caller_comes_only_from_verified_claims() -> None:
 
 
 @pytest.mark.parametrize(
+    "sub", ["system:scheduler", "system:org_deletion", "SYSTEM:scheduler", "System:x"]
+)
+def test_no_caller_passes_for_strongroom_itself_in_the_audit_log(sub: str) -> None:
+    # `system:<component>` is the actor of Strongroom's own work in the audit log.
+    with pytest.raises(Unauthenticated):
+        caller_from_event(http_event("GET", "/", sub=sub))
+    assert caller_from_event(http_event("GET", "/", sub="systemd:" + sub)).sub.startswith("sys")
+
+
+@pytest.mark.parametrize(
     ("auth_time", "now", "fresh"),
     [(1000, 1000, True), (1000, 1300, True), (1000, 1301, False), (1000, 999, False)],
 )

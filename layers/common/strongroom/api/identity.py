@@ -9,8 +9,9 @@ from typing import Any
 
 from strongroom.errors import ReauthRequired, Unauthenticated
 
-# Subjects become parts of DynamoDB sort keys: keep them to a safe alphabet.
-_SUBJECT = re.compile(r"^[A-Za-z0-9._:@|+-]{1,128}$")
+# Subjects become parts of DynamoDB sort keys: keep them to a safe alphabet. `system:` is the
+# audit log's actor for Strongroom's own work (`system:scheduler`, ...): no caller may pass for it.
+_SUBJECT = re.compile(r"^(?!(?i:system):)[A-Za-z0-9._:@|+-]{1,128}$")
 
 
 @dataclass(frozen=True)
