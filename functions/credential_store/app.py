@@ -1,5 +1,5 @@
 """credential_store: orgs, members, connections and the audit log (DESIGN.md routes), /health,
-/openapi.json.
+/openapi.json; and, on a schedule, the sweep that carries on org deletions stopped midway.
 
 Thin handler: the shared resolver parses and validates, each route makes one call into
 `credential_store.orgs`, `credential_store.connections` or `credential_store.audit_log`, which
@@ -9,6 +9,7 @@ take their clients and `now` as arguments.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -36,6 +37,7 @@ from credential_store.services import services
 from strongroom.api import caller_from_event, create_resolver, handle_request
 from strongroom.api.openapi import openapi_document
 from strongroom.redaction import get_logger
+from strongroom.schedules import is_scheduled_invocation
 from strongroom.tracing import create_tracer
 
 logger = get_logger(service="credential_store")
@@ -80,12 +82,13 @@ def get_org(org_id: OrgId) -> Org:
         " the connections' OAuth grants at their providers, disables the org's KMS key at once"
         " and schedules its deletion, then deletes every item of the org but its audit chain."
         ' 204 when done; 202 `{"status": "deleting"}` when the request ran short of time'
-        " (the key is already shredded and only the caller is still a member): DELETE again to"
-        " go on."
+        " (the key is already shredded and only the caller is still a member). A deletion that"
+        " stopped, for time or by a fault, goes on with the caller's next DELETE or, about 5 to"
+        " 15 minutes later, by itself (a scheduled sweep)."
     ),
     responses={
         202: {
-            "description": "Stopped for time; DELETE again to go on",
+            "description": "Stopped for time; it goes on by itself, or DELETE again",
             # Written out: building the model's schema here would cost every cold start.
             "content": {
                 "application/json": {
@@ -221,4 +224,14 @@ def _request_id() -> str:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """The HTTP routes, or the schedule that carries on org deletions that stopped midway."""
+    if is_scheduled_invocation(event):
+        report = org_deletion.finish_stalled_deletions(
+            services(),
+            now=_now(),
+            request_id=context.aws_request_id,
+            time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+        )
+        logger.info("stalled org deletions swept", extra={"report": asdict(report)})
+        return asdict(report)
     return handle_request(app, event, context)

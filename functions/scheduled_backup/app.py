@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from strongroom.api import caller_from_event, create_resolver, handle_request
 from strongroom.redaction import get_logger
+from strongroom.schedules import is_scheduled_invocation
 from strongroom.tracing import create_tracer
 
 logger = get_logger(service="scheduled_backup")
@@ -35,7 +36,6 @@ app = create_resolver(logger)
 
 OrgId = Annotated[str, Path(pattern=r"^org_[a-z2-7]{26}$", max_length=30)]
 ConnectionId = Annotated[str, Path(pattern=r"^conn_[a-z2-7]{26}$", max_length=31)]
-_SCHEDULE_SOURCES = frozenset({"aws.events", "aws.scheduler"})
 
 
 @app.post("/orgs/<org_id>/connections/<connection_id>/backups", tags=["backups"])
@@ -69,7 +69,7 @@ def _now() -> datetime:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The HTTP route, or the dispatcher's schedule."""
-    if event.get("source") in _SCHEDULE_SOURCES:
+    if is_scheduled_invocation(event):
         report = runs.on_schedule(
             services(),
             now=_now(),

@@ -67,6 +67,11 @@ def test_org_deletion_over_http_revokes_shreds_and_leaves_only_the_audit_chain(
         ExpressionAttributeValues={":org": {"S": org}},
     )["Items"]
     assert [item["sk"]["S"] for item in left] == ["AUDIT#HEAD"]
+    # The finished deletion dropped its mark, and the sweep's schedule runs in the stack.
+    mark = {"pk": {"S": f"ORG_DELETION#{org}"}, "sk": {"S": "ORG_DELETION"}}
+    assert "Item" not in dynamodb.get_item(TableName=table, Key=mark, ConsistentRead=True)
+    status, fired = local_stack.cli("fire-schedule", "CredentialStoreFunction")
+    assert (status, fired["ok"]) == (0, True), fired
 
     # The chain outlives the org, whole, with the deletion in it.
     status, report = local_stack.cli("audit-verify", org)

@@ -16,8 +16,10 @@ Only an owner who signed in within the last 5 minutes may start it. The steps, i
 
 The audit chain's items are kept: the org's events outlive it under Object Lock, and its head
 keeps the chain verifiable. A request that runs short of time after step 3 answers "deleting"
-(202): the same owner's next DELETE continues where this one stopped (steps already done are
-skipped, as the org item records them). Until then only that owner is a member.
+(202). A deletion stopped for time or by a fault is carried on where it stopped (steps already
+done are skipped, as the org item records them) by the same owner's next DELETE or, once its
+mark is due (`deletion_marks`), by the sweep (`finish_stalled_deletions`, on a schedule),
+whichever comes first. Until then only that owner is a member.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ from concurrent.futures import TimeoutError as WaitedTooLong
 from dataclasses import dataclass
 from datetime import datetime
 
-from credential_store import audit_trail
+from credential_store import audit_trail, deletion_marks
 from credential_store.connections import CONNECTION, deletion_entries, revoke_at_provider
 from credential_store.orgs import MEMBER, ORG, require_role
 from credential_store.services import Services
 from strongroom.api import Caller
-from strongroom.audit import AuditAction, AuditEntry
+from strongroom.audit import AuditAction, AuditEntry, AuditError
 from strongroom.crypto.exceptions import KeyringNotFound, KeyringUnavailable
 from strongroom.errors import Conflict, NotFound
 from strongroom.redaction import get_logger
@@ -46,10 +48,12 @@ from strongroom.tenancy import (
     Delete,
     Item,
     ItemNotFound,
+    Operation,
+    TenancyError,
     Update,
     every_item,
 )
-from strongroom.tenancy.keys import RESERVED_TENANT_KINDS
+from strongroom.tenancy.keys import RESERVED_TENANT_KINDS, validate_org_id
 
 logger = get_logger(service="credential_store")
 
@@ -65,11 +69,19 @@ _PAGE = 100
 # The `reason` in the details of every entry of a change the org's deletion makes.
 _REASON = "org_deleted"
 _MAX_TRANSACTION = 100
+# The actor of the audit entries of a deletion the sweep carries on. No JWT subject can take this
+# form (`strongroom.api.identity`).
+SWEEP = Caller(sub="system:org_deletion")
+# The sweep takes up no further org with less time than this left (the revocations' reserve and
+# a few table calls), and leaves this much for its own reply.
+SWEEP_RESERVE_SECONDS = REVOCATION_RESERVE_SECONDS + 4.0
+SWEEP_REPLY_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
 class OrgDeletion:
-    """Where a deletion stands: `done`, or stopped for time (the owner's next DELETE goes on)."""
+    """Where a deletion stands: `done`, or stopped for time (the owner's next DELETE, or the
+    sweep, goes on)."""
 
     done: bool
 
@@ -88,13 +100,130 @@ def delete_org(
     require_role(services, caller, org_id, Role.OWNER, now=now)
     caller.require_fresh_auth(now=now.timestamp())
     org = _org(services, org_id, now=now)
+    # Before anything changes: a deletion that stops from here on is carried on by the sweep.
+    deletion_marks.put(services.platform, org_id, now=now)
     if "deleting_since" not in org.attributes:
         _mark_deleting(services, caller, org_id, now=now, request_id=request_id)
-    _remove_other_members(services, caller, org_id, now=now, request_id=request_id)
+    deleter = _Deleter(caller, owner=caller.sub, checked=True)
+    return _carry_on(
+        services,
+        deleter,
+        org_id,
+        org,
+        now=now,
+        request_id=request_id,
+        deadline=deadline,
+        clock=clock,
+    )
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep of stalled deletions did: orgs it took up, deleted, and failed on."""
+
+    orgs: int
+    deleted: int
+    failed: int
+
+
+def finish_stalled_deletions(
+    services: Services,
+    *,
+    now: datetime,
+    request_id: str,
+    time_left: Callable[[], float],
+    clock: Callable[[], float] = time.monotonic,
+) -> SweepReport:
+    """Carry on every deletion whose mark is due (stopped for time or by a fault, and not taken
+    up by its owner since), while `time_left()` (seconds) allows.
+
+    Each goes on exactly as the owner's next DELETE would, on the owner's behalf: the actor of
+    its audit entries is `system:org_deletion`, and the owner who asked is the member removed
+    last. One org's failure stops no other: its mark is put back for a later sweep.
+    """
+    orgs = deleted = failed = 0
+    for mark in deletion_marks.due(services.platform, now=now):
+        if time_left() <= SWEEP_RESERVE_SECONDS:
+            break
+        org_id = str(mark.attributes.get("org_id"))
+        token = str(mark.attributes.get("token"))
+        orgs += 1
+        try:
+            org = services.table.get(validate_org_id(org_id), ORG, now=now)
+        except ItemNotFound:
+            # Finished (its last request could not drop the mark), or never started.
+            deletion_marks.drop(services.platform, org_id, now=now, token=token)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one org's fault stops no other
+            failed += 1
+            _sweep_failed(services, mark, exc, now=now)
+            continue
+        owner = org.attributes.get("deleting_by")
+        if "deleting_since" not in org.attributes or not isinstance(owner, str):
+            # The DELETE that marked it was refused before the org was marked deleting.
+            deletion_marks.drop(services.platform, org_id, now=now, token=token)
+            continue
+        deleter = _Deleter(SWEEP, owner=owner, checked=False)
+        try:
+            deletion = _carry_on(
+                services,
+                deleter,
+                org_id,
+                org,
+                now=now,
+                request_id=request_id,
+                deadline=clock() + time_left() - SWEEP_REPLY_SECONDS,
+                clock=clock,
+            )
+        except NotFound:
+            continue  # the owner's own DELETE finished it meanwhile (and dropped the mark)
+        except Exception as exc:  # noqa: BLE001 - one org's fault stops no other
+            failed += 1
+            _sweep_failed(services, mark, exc, now=now)
+            continue
+        if deletion.done:
+            deleted += 1
+        else:
+            deletion_marks.defer(services.platform, mark, now=now)
+    return SweepReport(orgs=orgs, deleted=deleted, failed=failed)
+
+
+def _sweep_failed(services: Services, mark: Item, exc: Exception, *, now: datetime) -> None:
+    expected = isinstance(exc, TenancyError | KeyringUnavailable | AuditError | Conflict)
+    (logger.warning if expected else logger.exception)(
+        "an org deletion could not be carried on; a later sweep retries",
+        extra={"org_id": mark.attributes.get("org_id"), "error_type": type(exc).__name__},
+    )
+    deletion_marks.defer(services.platform, mark, now=now)
+
+
+@dataclass(frozen=True)
+class _Deleter:
+    """Who carries a deletion on: the owner's own DELETE (`checked`: each member's removal
+    holds only while they are still an owner), or the sweep on behalf of `owner`, who asked."""
+
+    actor: Caller
+    owner: str
+    checked: bool
+
+
+def _carry_on(
+    services: Services,
+    deleter: _Deleter,
+    org_id: str,
+    org: Item,
+    *,
+    now: datetime,
+    request_id: str,
+    deadline: float,
+    clock: Callable[[], float],
+) -> OrgDeletion:
+    """Steps 1 to 4 from wherever the org's deletion stands (`org`, its item, records it)."""
+    _remove_other_members(services, deleter, org_id, now=now, request_id=request_id)
     if "key_shredded_at" not in org.attributes:
         _revoke_grants(
             services,
-            caller,
+            deleter.actor,
             org_id,
             now=now,
             request_id=request_id,
@@ -103,14 +232,15 @@ def delete_org(
         )
         _shred_key(services, org_id, now=now)
     finished = _delete_items(
-        services, caller, org_id, now=now, request_id=request_id, deadline=deadline, clock=clock
+        services, deleter, org_id, now=now, request_id=request_id, deadline=deadline, clock=clock
     )
     if finished:
         services.keyrings.discard_keyring(org_id)
-        _delete_last(services, caller, org_id, now=now, request_id=request_id)
+        _delete_last(services, deleter, org_id, now=now, request_id=request_id)
+        deletion_marks.drop(services.platform, org_id, now=now)
     services.audit.flush_after_commit(org_id, now=now)
     if finished:
-        logger.info("org deleted", extra={"org_id": org_id})
+        logger.info("org deleted", extra={"org_id": org_id, "by": deleter.actor.sub})
     else:
         logger.info("org deletion stopped for time", extra={"org_id": org_id})
     return OrgDeletion(done=finished)
@@ -148,16 +278,24 @@ def _mark_deleting(
 
 
 def _remove_other_members(
-    services: Services, caller: Caller, org_id: str, *, now: datetime, request_id: str
+    services: Services, deleter: _Deleter, org_id: str, *, now: datetime, request_id: str
 ) -> None:
-    """Every member but the caller, so that nobody else can act on the org any more: each of
-    their writes holds only while their membership does (`still_allowed`). A member added
-    meanwhile is removed with the rest of the org's items."""
+    """Every member but the owner who asked, so that nobody else can act on the org any more:
+    each of their writes holds only while their membership does (`still_allowed`). A member
+    added meanwhile is removed with the rest of the org's items."""
     others = [
-        item for item in _every(services, org_id, MEMBER, now=now) if item.item_id != caller.sub
+        item for item in _every(services, org_id, MEMBER, now=now) if item.item_id != deleter.owner
     ]
     for member in others:
-        _remove_member(services, caller, org_id, member, now=now, request_id=request_id)
+        _remove_member(
+            services,
+            deleter.actor,
+            org_id,
+            member,
+            now=now,
+            request_id=request_id,
+            as_owner=deleter.checked,
+        )
 
 
 def _remove_member(
@@ -168,7 +306,7 @@ def _remove_member(
     *,
     now: datetime,
     request_id: str,
-    as_owner: bool = True,
+    as_owner: bool,
 ) -> None:
     """One member, with its `member.remove` entry, only if still there (a concurrent DELETE
     that removed it first has recorded it); `as_owner`: only while the caller is an owner."""
@@ -316,7 +454,7 @@ def _shred_key(services: Services, org_id: str, *, now: datetime) -> None:
 
 def _delete_items(
     services: Services,
-    caller: Caller,
+    deleter: _Deleter,
     org_id: str,
     *,
     now: datetime,
@@ -333,14 +471,22 @@ def _delete_items(
     for item in pages:
         if clock() >= deadline:
             return False
-        if _kept(item, caller):
+        if _kept(item, deleter.owner):
             continue
         if item.kind == CONNECTION:
-            _delete_connection(services, caller, org_id, item, now=now, request_id=request_id)
+            _delete_connection(
+                services, deleter.actor, org_id, item, now=now, request_id=request_id
+            )
             continue
         if item.kind == MEMBER:  # added after the other members were removed
             _remove_member(
-                services, caller, org_id, item, now=now, request_id=request_id, as_owner=False
+                services,
+                deleter.actor,
+                org_id,
+                item,
+                now=now,
+                request_id=request_id,
+                as_owner=False,
             )
             continue
         batch.append(Delete(item.kind, item.item_id))
@@ -352,14 +498,14 @@ def _delete_items(
     return True
 
 
-def _kept(item: Item, caller: Caller) -> bool:
+def _kept(item: Item, owner: str) -> bool:
     """Items `_delete_items` leaves: the audit chain's, the keyring's (`discard_keyring`), and
-    the org item and caller's membership (`_delete_last`)."""
+    the org item and the membership of the owner who asked (`_delete_last`)."""
     return (
         item.kind in _KEPT_KINDS
         or item.kind in RESERVED_TENANT_KINDS
         or (item.kind == ORG and item.item_id is None)
-        or (item.kind == MEMBER and item.item_id == caller.sub)
+        or (item.kind == MEMBER and item.item_id == owner)
     )
 
 
@@ -385,25 +531,26 @@ def _delete_connection(
 
 
 def _delete_last(
-    services: Services, caller: Caller, org_id: str, *, now: datetime, request_id: str
+    services: Services, deleter: _Deleter, org_id: str, *, now: datetime, request_id: str
 ) -> None:
-    """The caller's membership and the org item: from here the org answers 404 to everyone."""
+    """The org item and the membership of the owner who asked: from here the org answers 404 to
+    everyone. NotFound if a concurrent deletion finished first."""
+    removal: list[Operation] = []
     try:
-        own = services.table.get(org_id, MEMBER, caller.sub, now=now)
+        own = services.table.get(org_id, MEMBER, deleter.owner, now=now)
     except ItemNotFound:
-        raise NotFound() from None  # removed meanwhile by a concurrent DELETE that finished
+        # Gone with the org, by a concurrent deletion that finished (NotFound below); or removed
+        # by another owner before the deletion removed them (the org is then still to delete).
+        pass
+    else:
+        removal = [
+            Delete(MEMBER, deleter.owner, expect={}),
+            *_member_removal(services, deleter.actor, org_id, own, now=now, request_id=request_id),
+        ]
     try:
-        services.table.transact(
-            org_id,
-            [
-                Delete(MEMBER, caller.sub, expect={}),
-                Delete(ORG),
-                *_member_removal(services, caller, org_id, own, now=now, request_id=request_id),
-            ],
-            now=now,
-        )
+        services.table.transact(org_id, [Delete(ORG, expect={}), *removal], now=now)
     except ItemNotFound:
-        raise NotFound() from None  # a concurrent DELETE finished first
+        raise NotFound() from None  # a concurrent deletion finished first
 
 
 def _every(services: Services, org_id: str, kind: str, *, now: datetime) -> Iterator[Item]:

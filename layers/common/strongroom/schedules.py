@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from strongroom.errors import StrongroomError
+
+# The `source` of a scheduled invocation: an EventBridge rule's or EventBridge Scheduler's. An HTTP
+# API event has no `source`, so a caller cannot make a request look like one.
+SCHEDULE_SOURCES = frozenset({"aws.events", "aws.scheduler"})
+
+
+def is_scheduled_invocation(event: Mapping[str, Any]) -> bool:
+    """Whether a function was invoked by a schedule rather than by the HTTP API."""
+    return event.get("source") in SCHEDULE_SOURCES
 
 
 class ScheduleError(StrongroomError):

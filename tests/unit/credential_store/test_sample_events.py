@@ -1,4 +1,5 @@
-"""Every sample event under events/credential_store/ drives its route, in a realistic order."""
+"""Every sample event under events/credential_store/ drives its route, in a realistic order (the
+schedule's sample drives the stalled-deletion sweep in test_org_deletion)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ SCENARIO = [
     ("list_audit", 200),  # alice is the owner: she reads what the scenario did
     ("delete_org", 204),
 ]
+# The function's one event that is not an HTTP request.
+SCHEDULE = "finish_stalled_deletions"
 
 
 def test_there_is_a_sample_event_for_every_route_of_the_function() -> None:
@@ -39,7 +42,7 @@ def test_there_is_a_sample_event_for_every_route_of_the_function() -> None:
     }
     sampled = {load_event(f"credential_store/{name}")["routeKey"] for name, _ in SCENARIO}
     assert sampled == routes
-    assert {p.stem for p in SAMPLES.glob("*.json")} == {name for name, _ in SCENARIO}
+    assert {p.stem for p in SAMPLES.glob("*.json")} == {name for name, _ in SCENARIO} | {SCHEDULE}
 
 
 def test_sample_events_replay_end_to_end(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,250 @@
+"""The stalled-deletion sweep: an org deletion that stopped midway (for time, by a fault) is carried
+on by the function's schedule once its mark is due, whether or not the owner ever asks again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from credential_store import deletion_marks, org_deletion
+
+from strongroom.crypto import KeyringUnavailable
+from strongroom.errors import Conflict
+from strongroom_local.provision import Stack
+from tests.support.events import load_event
+from tests.support.http import http_event
+from tests.unit.credential_store.conftest import Call, LambdaContext
+from tests.unit.credential_store.connection_helpers import created, new_org, okta_body
+from tests.unit.credential_store.test_org_deletion import (
+    ORG_ROUTE,
+    _delete,
+    _fresh,
+    _get_org,
+    _key_state,
+    _partition,
+)
+
+SWEEP = "system:org_deletion"
+DUE = deletion_marks.GRACE + timedelta(seconds=1)
+
+
+def _sweep(
+    app_module: Any,
+    *,
+    after: timedelta = DUE,
+    seconds_left: float = 30.0,
+) -> dict[str, int]:
+    """Fire the function's schedule (its sample event) as if `after` had passed."""
+
+    class Context(LambdaContext):
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return int(seconds_left * 1000)
+
+    later = datetime.now(UTC) + after
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(app_module, "_now", lambda: later)
+        report = app_module.lambda_handler(
+            load_event("credential_store/finish_stalled_deletions"), Context()
+        )
+    assert isinstance(report, dict)
+    return report
+
+
+def _mark(stack: Stack, org: str) -> dict[str, Any] | None:
+    return (
+        boto3.client("dynamodb")
+        .get_item(
+            TableName=stack.ref("Table"),
+            Key={"pk": {"S": f"ORG_DELETION#{org}"}, "sk": {"S": "ORG_DELETION"}},
+            ConsistentRead=True,
+        )
+        .get("Item")
+    )
+
+
+def _events(app_module: Any, org: str) -> list[tuple[str, str, str | None]]:
+    """(action, actor, target) of the org's audit events, oldest first, all appended."""
+    services = app_module.services()
+    later = datetime.now(UTC) + DUE
+    services.audit.flush(org, now=later)
+    page = services.audit.list_events(org, now=later, limit=100)
+    assert not page.missing
+    return [(e.action, e.actor, e.target_id) for e in reversed(page.events)]
+
+
+def _stop_for_time(app_module: Any, org: str, owner: str = "alice") -> None:
+    """The owner's DELETE, answered 202: the key shredded, the rest left for later."""
+
+    class ShortOfTime(LambdaContext):
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 1_000
+
+    event = http_event(
+        "DELETE", f"/orgs/{org}", sub=owner, route=ORG_ROUTE, path_parameters={"org_id": org}
+    )
+    event["requestContext"]["authorizer"]["jwt"]["claims"].update(_fresh())
+    assert app_module.lambda_handler(event, ShortOfTime())["statusCode"] == 202
+
+
+def test_a_deletion_left_before_the_shredding_is_shredded_and_finished_by_the_sweep(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+
+    def kms_throttled(*_: Any, **__: Any) -> str:
+        raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
+
+    monkeypatch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
+    assert _delete(call, org)[0] == 500
+    # The owner walks away: the key is still enabled and the org is still there.
+    assert _key_state(org)["KeyState"] == "Enabled"
+    assert _mark(stack, org) is not None
+    # Not before its grace: the request that marked it may still be at work.
+    assert _sweep(app_module, after=timedelta(0)) == {"orgs": 0, "deleted": 0, "failed": 0}
+    assert _key_state(org)["KeyState"] == "Enabled"
+
+    revoked: list[str] = []
+
+    def revoke(_services: Any, _org: str, item: Any, **__: Any) -> str:
+        revoked.append(str(item.item_id))
+        return "revoked"
+
+    monkeypatch.setattr(org_deletion, "revoke_at_provider", revoke)
+    assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
+
+    assert revoked == [connection]
+    assert _key_state(org)["KeyState"] == "PendingDeletion"
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
+    assert _get_org(call, org, "alice") == 404
+    assert _mark(stack, org) is None
+    events = _events(app_module, org)
+    assert events.count(("org.delete", "alice", org)) == 1
+    carried_on = events[[a for a, _, _ in events].index("org.delete") + 1 :]
+    # The sweep's own entries name it, not the owner; the owner who asked is removed last.
+    assert ("credential.revoke", SWEEP, connection) in carried_on
+    assert ("connection.delete", SWEEP, connection) in carried_on
+    assert carried_on[-1] == ("member.remove", SWEEP, "alice")
+    assert _sweep(app_module) == {"orgs": 0, "deleted": 0, "failed": 0}
+
+
+def test_a_deletion_answered_deleting_finishes_without_the_owner(
+    call: Call, stack: Stack, app_module: Any
+) -> None:
+    org = new_org(call)
+    created(call, org, okta_body())
+    _stop_for_time(app_module, org)
+    assert _key_state(org)["KeyState"] == "PendingDeletion"
+    assert _get_org(call, org, "alice") == 200
+
+    assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
+    assert _mark(stack, org) is None
+    # The owner's next DELETE, later, finds nothing left.
+    assert _delete(call, org)[0] == 404
+
+
+def test_a_refused_or_finished_deletion_leaves_no_mark(call: Call, stack: Stack) -> None:
+    org = new_org(call)
+    assert _delete(call, org, auth_time="1")[0] == 401
+    assert _delete(call, org, sub="bob")[0] == 403
+    assert _mark(stack, org) is None
+    assert _delete(call, org) == (204, None)
+    assert _mark(stack, org) is None
+
+
+def test_a_mark_whose_deletion_never_started_is_dropped_and_the_org_left_alone(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+
+    def changed_meanwhile(*_: Any, **__: Any) -> None:
+        raise Conflict("The org changed meanwhile; read it again and retry.")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(org_deletion, "_mark_deleting", changed_meanwhile)
+        assert _delete(call, org)[0] == 409
+    assert _mark(stack, org) is not None
+
+    assert _sweep(app_module) == {"orgs": 1, "deleted": 0, "failed": 0}
+    assert _mark(stack, org) is None
+    assert _get_org(call, org, "bob") == 200
+    assert _key_state(org)["KeyState"] == "Enabled"
+
+
+def test_one_org_failing_stops_no_other_and_is_taken_up_again_later(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing, other = new_org(call), new_org(call, owner="dave")
+    _stop_for_time(app_module, failing)
+    _stop_for_time(app_module, other, owner="dave")
+    original: Callable[..., Any] = org_deletion._carry_on
+
+    def broken_for_one(services: Any, deleter: Any, org_id: str, *args: Any, **kwargs: Any) -> Any:
+        if org_id == failing:
+            raise RuntimeError("a defect this org's data reaches")
+        return original(services, deleter, org_id, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(org_deletion, "_carry_on", broken_for_one)
+        assert _sweep(app_module) == {"orgs": 2, "deleted": 1, "failed": 1}
+    assert _partition(stack, other) == {"AUDIT#HEAD"}
+    assert _get_org(call, failing, "alice") == 200
+    # Put back behind the others: not due again at once, but after the retry delay.
+    assert _sweep(app_module) == {"orgs": 0, "deleted": 0, "failed": 0}
+    later = DUE + deletion_marks.RETRY
+    assert _sweep(app_module, after=later) == {"orgs": 1, "deleted": 1, "failed": 0}
+    assert _partition(stack, failing) == {"AUDIT#HEAD"}
+
+
+def test_the_sweep_takes_up_no_org_without_the_time_to_carry_it_on(
+    call: Call, stack: Stack, app_module: Any
+) -> None:
+    org = new_org(call)
+    _stop_for_time(app_module, org)
+    short = org_deletion.SWEEP_RESERVE_SECONDS - 1
+    assert _sweep(app_module, seconds_left=short) == {"orgs": 0, "deleted": 0, "failed": 0}
+    assert _mark(stack, org) is not None
+    assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
+
+
+def test_a_deletion_whose_owner_was_removed_midway_is_still_finished(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    status, _ = call(
+        "PUT",
+        f"/orgs/{org}/members/bob",
+        route="/orgs/{org_id}/members/{user_id}",
+        path_parameters={"org_id": org, "user_id": "bob"},
+        body={"role": "owner"},
+    )
+    assert status == 200
+    original = org_deletion._remove_other_members
+
+    def bob_removes_alice_first(*args: Any, **kwargs: Any) -> None:
+        # Another owner removes the one deleting, between her marking and her removals.
+        status, _ = call(
+            "DELETE",
+            f"/orgs/{org}/members/alice",
+            sub="bob",
+            route="/orgs/{org_id}/members/{user_id}",
+            path_parameters={"org_id": org, "user_id": "alice"},
+        )
+        assert status == 204
+        original(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(org_deletion, "_remove_other_members", bob_removes_alice_first)
+        assert _delete(call, org)[0] == 409
+    assert _get_org(call, org, "bob") == 200
+
+    assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
+    assert _key_state(org)["KeyState"] == "PendingDeletion"
+    assert ("member.remove", SWEEP, "bob") in _events(app_module, org)
