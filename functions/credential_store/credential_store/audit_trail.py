@@ -14,11 +14,8 @@ from typing import Any
 
 from credential_store.services import Services
 from strongroom.api import Caller
-from strongroom.audit import AuditAction, AuditEntry, AuditError
-from strongroom.redaction import get_logger
+from strongroom.audit import AuditAction, AuditEntry
 from strongroom.tenancy import Create
-
-logger = get_logger(service="credential_store")
 
 
 def entry(
@@ -45,16 +42,3 @@ def entry(
 def recorded(services: Services, org_id: str, *entries: AuditEntry, now: datetime) -> list[Create]:
     """The writes that record `entries` with the change whose transaction they join."""
     return services.audit.prepare(org_id, *entries, now=now)
-
-
-def record_alone(services: Services, org_id: str, entry: AuditEntry, *, now: datetime) -> None:
-    """Record an entry that has no change to join (an outcome learnt after the commit, such as a
-    revocation at the provider); `flush_after_commit` appends it. A failure is logged, not
-    raised: the change stands, with its own entries."""
-    try:
-        services.audit.record(org_id, entry, now=now)
-    except AuditError as exc:
-        logger.error(
-            "an audit entry could not be recorded",
-            extra={"org_id": org_id, "action": entry.action, "error_type": type(exc).__name__},
-        )

@@ -347,7 +347,7 @@ def delete_connection(
             target_id=connection_id,
             details={"revocation": revocation},
         )
-        audit_trail.record_alone(services, org_id, revoked, now=now)
+        services.audit.record_outcome(org_id, revoked, now=now)
     services.audit.flush_after_commit(org_id, now=now)
 
 

@@ -202,7 +202,10 @@ def finish_authorization(
         outcome: Outcome = "denied" if result is CallbackResult.NOT_ALLOWED else "failure"
         details = {} if reason is None else {"reason": reason}
         entry = _connect_entry(consumed, outcome, request_id, details=details)
-        services.audit.append(consumed.org_id, entry, now=now)
+        # The browser gets its redirect whatever happens to the entry: the flow changed nothing
+        # and its state is spent, so an error page would only strand the user.
+        if services.audit.record_outcome(consumed.org_id, entry, now=now):
+            services.audit.flush_after_commit(consumed.org_id, now=now)
     return _finished(services, result, consumed.connection_id)
 
 

@@ -139,6 +139,64 @@ def test_access_denied_is_reported_audited_and_stores_nothing(world: OAuthWorld)
     assert world.result(world.callback(query, cookie)) == {"result": "invalid_state"}
 
 
+def test_a_failed_flow_during_an_audit_outage_still_redirects_and_is_audited_afterwards(
+    world: OAuthWorld,
+) -> None:
+    down = {"s3": False}
+
+    def audit_bucket(params: dict[str, Any], **_: Any) -> None:
+        if down["s3"] and b'"action":"oauth.connect"' in bytes(params.get("Body", b"")):
+            raise EndpointConnectionError(endpoint_url="https://s3.invalid")
+
+    assert world.aws is not None
+    world.aws.events.register("before-parameter-build.s3.PutObject", audit_bucket)
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    world.server.deny_next_authorization()
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    down["s3"] = True
+    result = world.result(world.callback(query, cookie))
+    down["s3"] = False
+
+    # The browser lands on the return URL with the flow's own result, not on an error page.
+    assert result == {"result": "access_denied", "connection_id": connection_id}
+    assert ("oauth.connect", "failure") not in _audit_actions(world, org)
+    _change_member(world, org, "carol", "admin")  # the org's next change flushes
+    assert _audit_actions(world, org).count(("oauth.connect", "failure")) == 1
+
+
+def test_a_failed_flow_whose_entry_cannot_be_recorded_still_redirects(
+    world: OAuthWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = {"table": False}
+
+    def table_down(params: dict[str, Any], **_: Any) -> None:
+        if down["table"] and "AUDIT_PENDING" in str(params.get("TransactItems", [])):
+            raise EndpointConnectionError(endpoint_url="https://dynamodb.invalid")
+
+    assert world.aws is not None
+    world.aws.events.register("before-parameter-build.dynamodb.TransactWriteItems", table_down)
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    world.server.deny_next_authorization()
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    down["table"] = True
+    result = world.result(world.callback(query, cookie))
+    down["table"] = False
+
+    assert result == {"result": "access_denied", "connection_id": connection_id}
+    # Nothing was recorded; operators are told, naming the action only.
+    (logged,) = [
+        r for r in caplog.records if r.getMessage() == "an audit entry could not be recorded"
+    ]
+    assert logged.levelname == "ERROR"
+    assert logged.__dict__["actions"] == ["oauth.connect"]
+    assert ("oauth.connect", "failure") not in _audit_actions(world, org)
+    assert world.connection(org, connection_id).body["status"] == "pending_authorization"
+
+
 @pytest.mark.parametrize(
     ("fault", "expected"),
     [

@@ -265,6 +265,25 @@ class AuditLog:
         except TenancyError as exc:
             raise AuditUnavailable(f"recording audit entries failed ({exc})") from exc
 
+    def record_outcome(self, org_id: str, *entries: AuditEntry, now: datetime) -> bool:
+        """`record` for an outcome that must not change the request's answer: learnt after its
+        change committed (a revocation at the provider), or of an attempt that changed nothing
+        (an OAuth flow that failed, whose state is spent). A failure is logged, not raised;
+        whether the entries were recorded (`flush_after_commit` then appends them)."""
+        try:
+            self.record(org_id, *entries, now=now)
+        except AuditError as exc:
+            _LOGGER.error(
+                "an audit entry could not be recorded",
+                extra={
+                    "org_id": org_id,
+                    "actions": sorted({entry.action for entry in entries}),
+                    "error_type": type(exc).__name__,
+                },
+            )
+            return False
+        return True
+
     def flush(self, org_id: str, *, now: datetime, limit: int = 100) -> int:
         """Append the org's pending entries (up to `limit`), oldest first; how many this call
         appended (entries another flush appended meanwhile are not counted).
