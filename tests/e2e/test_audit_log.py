@@ -30,7 +30,7 @@ def test_an_admin_reads_the_orgs_events_newest_first_and_others_cannot(
 
     status, body = call(local_stack, "GET", f"/orgs/{org}/audit", admin)
     assert status == 200, body
-    assert (body["missing"], body["next_cursor"]) == ([], None)
+    assert (body["missing"], body["tampered"], body["next_cursor"]) == ([], [], None)
     assert [(e["seq"], e["action"], e["actor"], e["target_id"]) for e in body["events"]] == [
         (3, "member.add", owner, member),
         (2, "member.add", owner, admin),

@@ -1,8 +1,10 @@
 """The org's audit log as its admins read it: events newest first, a page at a time.
 
 The events are shown as stored (their details were redacted when written). A seq of the page that
-cannot be read as an event is listed in `missing`, so a gap never passes for a shorter page; an
-audit store failure fails the whole request (AuditUnavailable), never answers a partial page.
+cannot be read as an event is listed in `missing`, so a gap never passes for a shorter page, and
+one whose event was edited since written (its hash, or its link to the page's event before it,
+does not hold) in `tampered`; an audit store failure fails the whole request (AuditUnavailable),
+never answers a partial page.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def list_events(
         events=[_shown(event) for event in page.events],
         next_cursor=page.cursor,
         missing=list(page.missing),
+        tampered=list(page.tampered),
     )
 
 

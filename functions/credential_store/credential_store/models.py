@@ -258,3 +258,7 @@ class AuditLogPage(ResponseBody):
     # Seqs in this page's range that are absent or not valid events: a gap shows as a gap, not
     # as a shorter page (the chain's verifier says what happened to them).
     missing: list[int]
+    # Seqs of listed events edited since written: their stored hash is not their content's, or
+    # not the one this page's event after them (the chain head, for the newest) names, or the
+    # first event does not start from genesis. `strongroom audit-verify` checks the whole chain.
+    tampered: list[int]

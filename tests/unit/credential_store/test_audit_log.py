@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -13,6 +14,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from strongroom.audit import GENESIS_HASH, event_key
+from strongroom.audit.events import canonical_json, event_hash
 from strongroom.settings import Settings
 from tests.support.http import http_event
 from tests.support.iam_check import IamCheck
@@ -76,8 +78,8 @@ def test_admins_and_owners_read_the_events_newest_first_as_stored(
     for sub in ("alice", "bob"):
         status, body = _list(invoke, org, sub=sub)
         assert status == 200, body
-        assert set(body) == {"events", "next_cursor", "missing"}
-        assert (body["next_cursor"], body["missing"]) == (None, [])
+        assert set(body) == {"events", "next_cursor", "missing", "tampered"}
+        assert (body["next_cursor"], body["missing"], body["tampered"]) == (None, [], [])
         events = body["events"]
         assert [(e["seq"], e["action"], e["target_id"]) for e in events] == [
             (3, "member.add", "carol"),
@@ -202,6 +204,74 @@ def test_an_unreadable_event_is_listed_as_missing(
     assert page["missing"] == [2]
     status, page = _list(invoke, org, cursor=page["next_cursor"])
     assert ([event["seq"] for event in page["events"]], page["missing"]) == ([1], [])
+
+
+def _rewrite(app_module: Any, org: str, seq: int, **changes: Any) -> dict[str, Any]:
+    """Make an edited copy of event `seq` the current version (Object Lock keeps the original),
+    as a writer with s3:PutObject could; `rehash` recomputes its hash, as a careful one would."""
+    s3 = boto3.client("s3")
+    bucket, key = _audit_bucket(app_module), event_key(org, seq)
+    document = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    rehash = changes.pop("rehash", False)
+    document.update(changes)
+    if rehash:
+        document["hash"] = event_hash(document)
+    s3.put_object(Bucket=bucket, Key=key, Body=canonical_json(document))
+    return document
+
+
+def _five_events(call: Call) -> str:
+    org = _create(call)
+    for user, role in (("bob", "admin"), ("carol", "member"), ("dave", "member"), ("bob", "owner")):
+        _put(call, org, user, role)
+    return org
+
+
+@pytest.mark.parametrize(
+    ("seq", "changes", "flagged"),
+    [
+        # An edit that leaves the stored hash: the event itself does not hash to it.
+        (3, {"actor": "mallory"}, [3]),
+        # The hash recomputed too: the event after it names another hash.
+        (3, {"actor": "mallory", "rehash": True}, [3]),
+        # The chain's newest, rehashed: the head no longer names it.
+        (5, {"details": {"role": "member"}, "rehash": True}, [5]),
+        # The first event, re-rooted and rehashed: it no longer starts from genesis (nor has the
+        # hash the event after it names).
+        (1, {"prev_hash": "f" * 64, "rehash": True}, [1]),
+    ],
+)
+def test_an_edited_event_is_listed_as_tampered(
+    call: Call,
+    invoke: Invoke,
+    app_module: Any,
+    *,
+    seq: int,
+    changes: dict[str, Any],
+    flagged: list[int],
+) -> None:
+    org = _five_events(call)
+    _rewrite(app_module, org, seq, **changes)
+    status, page = _list(invoke, org)
+    assert status == 200, page
+    assert ([e["seq"] for e in page["events"]], page["missing"]) == ([5, 4, 3, 2, 1], [])
+    assert page["tampered"] == flagged
+
+
+def test_links_are_checked_within_a_page_and_the_verifier_sees_the_rest(
+    call: Call, invoke: Invoke, app_module: Any
+) -> None:
+    org = _five_events(call)
+    # Event 3 rehashed: the break is between it (on the second page) and event 4 (on the first).
+    _rewrite(app_module, org, 3, actor="mallory", rehash=True)
+    status, first = _list(invoke, org, limit=2)
+    assert status == 200
+    assert ([e["seq"] for e in first["events"]], first["tampered"]) == ([5, 4], [])
+    status, second = _list(invoke, org, limit=2, cursor=first["next_cursor"])
+    assert status == 200
+    assert ([e["seq"] for e in second["events"]], second["tampered"]) == ([3, 2], [])
+    report = app_module.services().audit.verify_chain(org, now=datetime.now(UTC))
+    assert not report.ok
 
 
 @dataclass

@@ -116,11 +116,15 @@ class ChainHead:
 @dataclass(frozen=True, slots=True)
 class AuditPage:
     """Events newest first; `missing` lists seqs in the page's range that could not be read
-    (deleted or unreadable: run the verifier); `cursor` continues (None: nothing older)."""
+    (deleted or unreadable), `tampered` the listed events edited since written: their stored
+    hash is not their content's, or is not the one the page's event after them names (the head,
+    for the chain's newest), or the first event does not start from genesis. Either: run the
+    verifier, which checks every link. `cursor` continues (None: nothing older)."""
 
     events: tuple[AuditEvent, ...]
     cursor: str | None
     missing: tuple[int, ...] = ()
+    tampered: tuple[int, ...] = ()
 
 
 class AuditLog:
@@ -603,28 +607,49 @@ class AuditLog:
         start = top if cursor is not None or top in stored else top - 1
         events: list[AuditEvent] = []
         missing: list[int] = []
+        tampered: list[int] = []
         stop = max(0, start - limit)
+        # (seq, hash) the event below must have, as the event above it (or the head) names it.
+        above: tuple[int, str] = (head.seq + 1, head.hash) if head.seq else (0, GENESIS_HASH)
         for seq in range(start, stop, -1):
-            event = self.read_event(org_id, seq) if seq in stored else None
+            read = self._read(org_id, seq) if seq in stored else None
             # An object that names another org or seq (copied in from elsewhere) is not this
             # event: it is never shown to this org.
-            if event is None or (event.org_id, event.seq) != (org_id, seq):
+            if read is None or (read[0].org_id, read[0].seq) != (org_id, seq):
                 missing.append(seq)
-            else:
-                events.append(event)
+                continue
+            event, document = read
+            events.append(event)
+            linked = above[0] != seq + 1 or same_hash(event.hash, above[1])
+            rooted = seq != 1 or same_hash(document.get("prev_hash"), GENESIS_HASH)
+            if not (linked and rooted and same_hash(event.hash, event_hash(document))):
+                tampered.append(seq)
+            above = (seq, str(document.get("prev_hash")))
         next_cursor = _encode_cursor(org_id, stop) if stop > 0 else None
-        return AuditPage(events=tuple(events), cursor=next_cursor, missing=tuple(missing))
+        return AuditPage(
+            events=tuple(events),
+            cursor=next_cursor,
+            missing=tuple(missing),
+            tampered=tuple(tampered),
+        )
 
     def read_event(
         self, org_id: str, seq: int, *, version_id: str | None = None
     ) -> AuditEvent | None:
         """Event `seq` of the org as stored, or None if it is absent or not a valid event."""
+        read = self._read(org_id, seq, version_id=version_id)
+        return None if read is None else read[0]
+
+    def _read(
+        self, org_id: str, seq: int, *, version_id: str | None = None
+    ) -> tuple[AuditEvent, dict[str, Any]] | None:
+        """The event and the document it was read from (what its hash covers)."""
         body = self._objects.read(event_key(validate_org_id(org_id), seq), version_id=version_id)
         document = parse_event_document(body) if body is not None else None
         if document is None:
             return None
         try:
-            return AuditEvent.model_validate(document)
+            return AuditEvent.model_validate(document), document
         except ValidationError:
             return None
 
