@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import boto3
 
@@ -189,7 +190,27 @@ def test_scheduled_functions_dead_letter_failed_invocations() -> None:
             assert attribute == "Arn"
             queue = queues[queue_id]["Properties"]
             assert queue["KmsMasterKeyId"] == {"Fn::GetAtt": ["PlatformKey", "Arn"]}
+            # Lambda sends to the queue as the function's role: it must be able to use the
+            # queue's key through SQS, or every failed invocation is lost.
+            assert _may_use_key_through_sqs(props, queue["KmsMasterKeyId"]), function
     assert scheduled
+
+
+def _may_use_key_through_sqs(props: dict[str, Any], key: object) -> bool:
+    sqs = {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}
+    for policy in props.get("Policies", []):
+        for statement in policy.get("Statement", []):
+            actions = statement.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            via = statement.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService", [])
+            if (
+                statement.get("Effect") == "Allow"
+                and statement.get("Resource") == key
+                and {"kms:GenerateDataKey", "kms:Decrypt"} <= set(actions)
+                and sqs in via
+            ):
+                return True
+    return False
 
 
 def test_prod_reserves_concurrency_for_every_function_within_the_workers_polling() -> None:

@@ -6,13 +6,17 @@
 Every DELETE of an org puts its mark (a new token, due after the grace) before it changes
 anything, and the deletion that finishes drops it. A deletion that stops, for time or by a
 fault, therefore keeps a mark, and the sweep carries it on once the grace has passed, whether or
-not the owner ever asks again. The sweep drops a mark only as it read it (its token), so a mark
-a request put meanwhile stays.
+not the owner ever asks again.
+
+Before working on an org the sweep claims its mark: a conditional put of a new token, due again
+after RETRY, that holds only if the mark still has the token the sweep listed. Of two sweeps
+that listed one mark (a duplicate delivery, a stale index read), only one works on it; one that
+dies midway (its timeout) has already put the mark back behind the others. The sweep drops a
+mark only as it holds it, so a mark a request put meanwhile stays.
 """
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -68,19 +72,32 @@ def drop(platform: PlatformTable, org_id: str, *, now: datetime, token: str | No
         )
 
 
-def defer(platform: PlatformTable, mark: Item, *, now: datetime) -> None:
-    """Put a mark the sweep could not finish back by RETRY, unless a request marked it since; if
-    that fails, the mark stays where it was and is taken up again next time."""
-    org_id = str(mark.attributes.get("org_id"))
-    with contextlib.suppress(TenancyError):
+def claim(platform: PlatformTable, mark: Item, *, now: datetime) -> str | None:
+    """Take the mark as listed for this sweep: the new token it holds from now on (due again
+    after RETRY), or None if it changed since it was listed (another sweep claimed it, a request
+    marked the org again, the deletion finished) or cannot be written now."""
+    org_id, token = str(mark.item_id), mark.attributes.get("token")
+    if not isinstance(token, str):
+        return None
+    claimed = secrets.token_hex(16)
+    try:
         platform.put(
             KIND,
             org_id,
-            attributes=dict(mark.attributes),
+            attributes={"org_id": org_id, "token": claimed},
             index=_index(org_id, due=now + RETRY),
-            expect={"token": mark.attributes.get("token")},
+            expect={"token": token},
             now=now,
         )
+    except (ConditionFailed, ItemNotFound):
+        return None
+    except TenancyError as exc:
+        logger.warning(
+            "a deletion mark could not be claimed; a later sweep retries",
+            extra={"org_id": org_id, "error_type": type(exc).__name__},
+        )
+        return None
+    return claimed
 
 
 def due(platform: PlatformTable, *, now: datetime) -> Iterator[Item]:

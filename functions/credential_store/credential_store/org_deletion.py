@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as WaitedTooLong
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 
 from credential_store import audit_trail, deletion_marks
 from credential_store.connections import CONNECTION, deletion_entries, revoke_at_provider
@@ -41,7 +42,7 @@ from strongroom.audit import AuditAction, AuditEntry, AuditError
 from strongroom.crypto.exceptions import KeyringNotFound, KeyringUnavailable
 from strongroom.errors import Conflict, NotFound
 from strongroom.redaction import get_logger
-from strongroom.roles import Role, still_allowed
+from strongroom.roles import Role, has_role, still_allowed
 from strongroom.tenancy import (
     ConditionFailed,
     Create,
@@ -76,6 +77,9 @@ SWEEP = Caller(sub="system:org_deletion")
 # a few table calls), and leaves this much for its own reply.
 SWEEP_RESERVE_SECONDS = REVOCATION_RESERVE_SECONDS + 4.0
 SWEEP_REPLY_SECONDS = 2.0
+# A deletion whose key is not yet shredded is taken up only with this much time left (a sweep's
+# first, in a 30 s function): its revocations get about what an owner's own DELETE gives them.
+UNSHREDDED_BUDGET_SECONDS = 25.0
 
 
 @dataclass(frozen=True)
@@ -102,12 +106,20 @@ def delete_org(
     org = _org(services, org_id, now=now)
     # Before anything changes: a deletion that stops from here on is carried on by the sweep.
     deletion_marks.put(services.platform, org_id, now=now)
-    if "deleting_since" not in org.attributes:
-        _mark_deleting(services, caller, org_id, now=now, request_id=request_id)
-    deleter = _Deleter(caller, owner=caller.sub, checked=True)
+    if org.attributes.get("deleting_by") != caller.sub:
+        # A deletion of the caller's own; or one another owner started, which this owner now
+        # carries on as theirs (with their own org.delete entry).
+        _mark_deleting(
+            services,
+            caller,
+            org_id,
+            now=now,
+            request_id=request_id,
+            started_by=org.attributes.get("deleting_by"),
+        )
     return _carry_on(
         services,
-        deleter,
+        _Deleter(caller, owner=caller.sub),
         org_id,
         org,
         now=now,
@@ -119,7 +131,8 @@ def delete_org(
 
 @dataclass(frozen=True)
 class SweepReport:
-    """What one sweep of stalled deletions did: orgs it took up, deleted, and failed on."""
+    """What one sweep of stalled deletions did: orgs it worked on (carried on or abandoned, and
+    failed on), deleted, and failed on. Marks it only dropped, or left, are not counted."""
 
     orgs: int
     deleted: int
@@ -137,74 +150,138 @@ def finish_stalled_deletions(
     """Carry on every deletion whose mark is due (stopped for time or by a fault, and not taken
     up by its owner since), while `time_left()` (seconds) allows.
 
-    Each goes on exactly as the owner's next DELETE would, on the owner's behalf: the actor of
-    its audit entries is `system:org_deletion`, and the owner who asked is the member removed
-    last. One org's failure stops no other: its mark is put back for a later sweep.
+    Each goes on as the owner's next DELETE would, on behalf of the owner who asked, and only
+    while they are still an owner: the actor of its audit entries is `system:org_deletion`, and
+    that owner is the member removed last. A deletion whose owner was removed or demoted before
+    the key was shredded is abandoned (`org.delete`, denied): the org's other owners stopped it.
+    One org's failure stops no other: its claimed mark comes due again after a while.
     """
     orgs = deleted = failed = 0
     for mark in deletion_marks.due(services.platform, now=now):
         if time_left() <= SWEEP_RESERVE_SECONDS:
             break
-        org_id = str(mark.attributes.get("org_id"))
-        token = str(mark.attributes.get("token"))
-        orgs += 1
         try:
-            org = services.table.get(validate_org_id(org_id), ORG, now=now)
-        except ItemNotFound:
-            # Finished (its last request could not drop the mark), or never started.
-            deletion_marks.drop(services.platform, org_id, now=now, token=token)
-            continue
-        except Exception as exc:  # noqa: BLE001 - one org's fault stops no other
-            failed += 1
-            _sweep_failed(services, mark, exc, now=now)
-            continue
-        owner = org.attributes.get("deleting_by")
-        if "deleting_since" not in org.attributes or not isinstance(owner, str):
-            # The DELETE that marked it was refused before the org was marked deleting.
-            deletion_marks.drop(services.platform, org_id, now=now, token=token)
-            continue
-        deleter = _Deleter(SWEEP, owner=owner, checked=False)
-        try:
-            deletion = _carry_on(
-                services,
-                deleter,
-                org_id,
-                org,
-                now=now,
-                request_id=request_id,
-                deadline=clock() + time_left() - SWEEP_REPLY_SECONDS,
-                clock=clock,
+            outcome = _sweep_one(
+                services, mark, now=now, request_id=request_id, time_left=time_left, clock=clock
             )
-        except NotFound:
-            continue  # the owner's own DELETE finished it meanwhile (and dropped the mark)
         except Exception as exc:  # noqa: BLE001 - one org's fault stops no other
+            orgs += 1
             failed += 1
-            _sweep_failed(services, mark, exc, now=now)
+            expected = isinstance(exc, TenancyError | KeyringUnavailable | AuditError | Conflict)
+            (logger.warning if expected else logger.exception)(
+                "an org deletion could not be carried on; a later sweep retries",
+                extra={"org_id": mark.item_id, "error_type": type(exc).__name__},
+            )
             continue
-        if deletion.done:
-            deleted += 1
-        else:
-            deletion_marks.defer(services.platform, mark, now=now)
+        orgs += outcome in {_Swept.ABANDONED, _Swept.STOPPED, _Swept.DELETED}
+        deleted += outcome is _Swept.DELETED
     return SweepReport(orgs=orgs, deleted=deleted, failed=failed)
 
 
-def _sweep_failed(services: Services, mark: Item, exc: Exception, *, now: datetime) -> None:
-    expected = isinstance(exc, TenancyError | KeyringUnavailable | AuditError | Conflict)
-    (logger.warning if expected else logger.exception)(
-        "an org deletion could not be carried on; a later sweep retries",
-        extra={"org_id": mark.attributes.get("org_id"), "error_type": type(exc).__name__},
+class _Swept(Enum):
+    PASSED = "passed"  # not this time: claimed by another, or too little time left for it
+    DROPPED = "dropped"  # nothing to carry on: the mark is gone
+    ABANDONED = "abandoned"
+    STOPPED = "stopped"  # for time: claimed, it comes due again
+    DELETED = "deleted"
+
+
+def _sweep_one(
+    services: Services,
+    mark: Item,
+    *,
+    now: datetime,
+    request_id: str,
+    time_left: Callable[[], float],
+    clock: Callable[[], float],
+) -> _Swept:
+    org_id = validate_org_id(mark.item_id)
+    org = _deleting_org(services, org_id, mark, now=now)
+    if org is None:
+        return _Swept.DROPPED
+    owner = str(org.attributes["deleting_by"])
+    shredded = "key_shredded_at" in org.attributes
+    if not shredded and time_left() < UNSHREDDED_BUDGET_SECONDS:
+        # Its revocations need the time a request of their own gets: a later sweep's first.
+        return _Swept.PASSED
+    claimed = deletion_marks.claim(services.platform, mark, now=now)
+    if claimed is None:
+        return _Swept.PASSED
+    if not shredded and not has_role(services.table, owner, org_id, Role.OWNER, now=now):
+        _abandon(services, org_id, owner, now=now, request_id=request_id)
+        deletion_marks.drop(services.platform, org_id, now=now, token=claimed)
+        return _Swept.ABANDONED
+    try:
+        deletion = _carry_on(
+            services,
+            _Deleter(SWEEP, owner=owner),
+            org_id,
+            org,
+            now=now,
+            request_id=request_id,
+            deadline=clock() + time_left() - SWEEP_REPLY_SECONDS,
+            clock=clock,
+        )
+    except NotFound:
+        deletion = OrgDeletion(done=False)  # the owner's own DELETE finished it meanwhile
+    return _Swept.DELETED if deletion.done else _Swept.STOPPED
+
+
+def _deleting_org(services: Services, org_id: str, mark: Item, *, now: datetime) -> Item | None:
+    """The org item of a mark's deletion; None (and the mark, as listed, dropped) if there is
+    nothing to carry on."""
+    try:
+        org = services.table.get(org_id, ORG, now=now)
+    except ItemNotFound:
+        org = None  # finished (its last request could not drop the mark), or never started
+    if org is not None and isinstance(org.attributes.get("deleting_by"), str):
+        return org
+    # Or the DELETE that marked it was refused before the org was marked deleting.
+    deletion_marks.drop(services.platform, org_id, now=now, token=str(mark.attributes.get("token")))
+    return None
+
+
+def _abandon(
+    services: Services, org_id: str, owner: str, *, now: datetime, request_id: str
+) -> None:
+    """Unmark a deletion whose owner was removed or demoted before its key was shredded, with a
+    denied `org.delete` entry; only as read (ConditionFailed: it changed, a later sweep looks
+    again)."""
+    entry = AuditEntry(
+        actor=SWEEP.sub,
+        action=AuditAction.ORG_DELETE.value,
+        request_id=request_id,
+        outcome="denied",
+        target_kind="org",
+        target_id=org_id,
+        details={"reason": "requester_no_longer_owner", "requested_by": owner},
     )
-    deletion_marks.defer(services.platform, mark, now=now)
+    services.table.transact(
+        org_id,
+        [
+            Update(
+                ORG,
+                remove=("deleting_since", "deleting_by"),
+                expect={"deleting_by": owner, "key_shredded_at": None},
+            ),
+            *audit_trail.recorded(services, org_id, entry, now=now),
+        ],
+        now=now,
+    )
+    services.audit.flush_after_commit(org_id, now=now)
+    logger.warning(
+        "an org deletion was abandoned: its owner is no longer one", extra={"org_id": org_id}
+    )
 
 
 @dataclass(frozen=True)
 class _Deleter:
-    """Who carries a deletion on: the owner's own DELETE (`checked`: each member's removal
-    holds only while they are still an owner), or the sweep on behalf of `owner`, who asked."""
+    """Who carries a deletion on (`actor`, in its audit entries): the owner's own DELETE, or the
+    sweep on behalf of `owner`, who asked. Each member's removal holds only while `owner` is
+    still an owner."""
 
     actor: Caller
     owner: str
-    checked: bool
 
 
 def _carry_on(
@@ -219,8 +296,18 @@ def _carry_on(
     clock: Callable[[], float],
 ) -> OrgDeletion:
     """Steps 1 to 4 from wherever the org's deletion stands (`org`, its item, records it)."""
-    _remove_other_members(services, deleter, org_id, now=now, request_id=request_id)
-    if "key_shredded_at" not in org.attributes:
+    shredded = "key_shredded_at" in org.attributes
+    # Until the key is shredded, the org's other owners can still stop the deletion (by removing
+    # or demoting the one who asked); from then on it must finish.
+    _remove_other_members(
+        services,
+        deleter,
+        org_id,
+        now=now,
+        request_id=request_id,
+        while_owner=None if shredded else deleter.owner,
+    )
+    if not shredded:
         _revoke_grants(
             services,
             deleter.actor,
@@ -254,10 +341,19 @@ def _org(services: Services, org_id: str, *, now: datetime) -> Item:
 
 
 def _mark_deleting(
-    services: Services, caller: Caller, org_id: str, *, now: datetime, request_id: str
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    *,
+    now: datetime,
+    request_id: str,
+    started_by: object,
 ) -> None:
+    """The org marked deleting by the caller, with their `org.delete` entry, only while it is as
+    read (`started_by`: who marked it before, None for nobody) and the caller is an owner."""
+    details = {} if started_by is None else {"started_by": str(started_by)}
     entry = audit_trail.entry(
-        caller, AuditAction.ORG_DELETE, ("org", org_id), request_id=request_id
+        caller, AuditAction.ORG_DELETE, ("org", org_id), request_id=request_id, details=details
     )
     try:
         services.table.transact(
@@ -266,7 +362,7 @@ def _mark_deleting(
                 Update(
                     ORG,
                     changes={"deleting_since": _iso(now), "deleting_by": caller.sub},
-                    expect={"deleting_since": None},
+                    expect={"deleting_by": started_by},
                 ),
                 still_allowed(caller.sub, Role.OWNER),
                 *audit_trail.recorded(services, org_id, entry, now=now),
@@ -278,7 +374,13 @@ def _mark_deleting(
 
 
 def _remove_other_members(
-    services: Services, deleter: _Deleter, org_id: str, *, now: datetime, request_id: str
+    services: Services,
+    deleter: _Deleter,
+    org_id: str,
+    *,
+    now: datetime,
+    request_id: str,
+    while_owner: str | None,
 ) -> None:
     """Every member but the owner who asked, so that nobody else can act on the org any more:
     each of their writes holds only while their membership does (`still_allowed`). A member
@@ -294,35 +396,36 @@ def _remove_other_members(
             member,
             now=now,
             request_id=request_id,
-            as_owner=deleter.checked,
+            while_owner=while_owner,
         )
 
 
 def _remove_member(
     services: Services,
-    caller: Caller,
+    actor: Caller,
     org_id: str,
     member: Item,
     *,
     now: datetime,
     request_id: str,
-    as_owner: bool,
+    while_owner: str | None,
 ) -> None:
     """One member, with its `member.remove` entry, only if still there (a concurrent DELETE
-    that removed it first has recorded it); `as_owner`: only while the caller is an owner."""
+    that removed it first has recorded it); with `while_owner`, only while that user is still an
+    owner (Conflict otherwise: the org's other owners stopped the deletion)."""
     try:
         services.table.transact(
             org_id,
             [
                 Delete(MEMBER, str(member.item_id), expect={}),
-                *_member_removal(services, caller, org_id, member, now=now, request_id=request_id),
-                *([still_allowed(caller.sub, Role.OWNER)] if as_owner else []),
+                *_member_removal(services, actor, org_id, member, now=now, request_id=request_id),
+                *([still_allowed(while_owner, Role.OWNER)] if while_owner else []),
             ],
             now=now,
         )
     except (ConditionFailed, ItemNotFound):
         if _exists(services, org_id, MEMBER, str(member.item_id), now=now):
-            # The member is there, so the caller's own check failed: no longer an owner.
+            # The member is there, so the owner's own check failed: no longer an owner.
             raise Conflict("The org's members changed meanwhile; retry.") from None
 
 
@@ -449,7 +552,10 @@ def _shred_key(services: Services, org_id: str, *, now: datetime) -> None:
     except KeyringNotFound:
         # No key to shred (gone already): nothing can be read with it either.
         logger.warning("the deleted org has no KMS key", extra={"org_id": org_id})
-    services.table.update(org_id, ORG, changes={"key_shredded_at": _iso(now)}, now=now)
+    try:
+        services.table.update(org_id, ORG, changes={"key_shredded_at": _iso(now)}, now=now)
+    except ItemNotFound:
+        raise NotFound() from None  # a concurrent deletion finished first
 
 
 def _delete_items(
@@ -486,7 +592,7 @@ def _delete_items(
                 item,
                 now=now,
                 request_id=request_id,
-                as_owner=False,
+                while_owner=None,
             )
             continue
         batch.append(Delete(item.kind, item.item_id))

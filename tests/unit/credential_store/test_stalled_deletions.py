@@ -171,7 +171,7 @@ def test_a_mark_whose_deletion_never_started_is_dropped_and_the_org_left_alone(
         assert _delete(call, org)[0] == 409
     assert _mark(stack, org) is not None
 
-    assert _sweep(app_module) == {"orgs": 1, "deleted": 0, "failed": 0}
+    assert _sweep(app_module) == {"orgs": 0, "deleted": 0, "failed": 0}
     assert _mark(stack, org) is None
     assert _get_org(call, org, "bob") == 200
     assert _key_state(org)["KeyState"] == "Enabled"
@@ -203,32 +203,72 @@ def test_one_org_failing_stops_no_other_and_is_taken_up_again_later(
 
 
 def test_the_sweep_takes_up_no_org_without_the_time_to_carry_it_on(
-    call: Call, stack: Stack, app_module: Any
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    org = new_org(call)
-    _stop_for_time(app_module, org)
+    shredded, unshredded = new_org(call), new_org(call, owner="dave")
+    _stop_for_time(app_module, shredded)
+
+    def kms_throttled(*_: Any, **__: Any) -> str:
+        raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
+
+    created(call, unshredded, okta_body(), sub="dave")
+    with monkeypatch.context() as patch:
+        patch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
+        assert _delete(call, unshredded, sub="dave")[0] == 500
     short = org_deletion.SWEEP_RESERVE_SECONDS - 1
     assert _sweep(app_module, seconds_left=short) == {"orgs": 0, "deleted": 0, "failed": 0}
-    assert _mark(stack, org) is not None
+    assert _mark(stack, shredded) is not None
+    # Enough for what is left of a shredded org, not for an unshredded one's revocations.
+    enough = org_deletion.UNSHREDDED_BUDGET_SECONDS - 1
+    assert _sweep(app_module, seconds_left=enough) == {"orgs": 1, "deleted": 1, "failed": 0}
+    assert _key_state(unshredded)["KeyState"] == "Enabled"
+    assert _mark(stack, unshredded) is not None
+    monkeypatch.setattr(org_deletion, "revoke_at_provider", lambda *_, **__: "revoked")
     assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
+    assert _key_state(unshredded)["KeyState"] == "PendingDeletion"
 
 
-def test_a_deletion_whose_owner_was_removed_midway_is_still_finished(
+def _make_owner(call: Call, org: str, user: str) -> None:
+    status, body = call(
+        "PUT",
+        f"/orgs/{org}/members/{user}",
+        route="/orgs/{org_id}/members/{user_id}",
+        path_parameters={"org_id": org, "user_id": user},
+        body={"role": "owner"},
+    )
+    assert status == 200, body
+
+
+def _stall_after_marking(
+    call: Call,
+    org: str,
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: Callable[[], None],
+    answer: int = 409,
+) -> None:
+    """alice's DELETE marks the org, then `meanwhile` happens before her removals, and she gets
+    `answer`: 409 when she is no longer an owner."""
+    original = org_deletion._remove_other_members
+    pending = [meanwhile]
+
+    def interleaved(*args: Any, **kwargs: Any) -> None:
+        while pending:  # once: not again in a request `meanwhile` makes
+            pending.pop()()
+        original(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(org_deletion, "_remove_other_members", interleaved)
+        assert _delete(call, org)[0] == answer
+
+
+def test_a_deletion_whose_owner_was_removed_before_the_shredding_is_abandoned(
     call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org = new_org(call)
-    status, _ = call(
-        "PUT",
-        f"/orgs/{org}/members/bob",
-        route="/orgs/{org_id}/members/{user_id}",
-        path_parameters={"org_id": org, "user_id": "bob"},
-        body={"role": "owner"},
-    )
-    assert status == 200
-    original = org_deletion._remove_other_members
+    _make_owner(call, org, "bob")
 
-    def bob_removes_alice_first(*args: Any, **kwargs: Any) -> None:
-        # Another owner removes the one deleting, between her marking and her removals.
+    def bob_removes_alice() -> None:
+        # Another owner stops the deletion the only way there is: by removing its requester.
         status, _ = call(
             "DELETE",
             f"/orgs/{org}/members/alice",
@@ -237,14 +277,130 @@ def test_a_deletion_whose_owner_was_removed_midway_is_still_finished(
             path_parameters={"org_id": org, "user_id": "alice"},
         )
         assert status == 204
-        original(*args, **kwargs)
+
+    _stall_after_marking(call, org, monkeypatch, bob_removes_alice)
+    status, body = call(
+        "GET", f"/orgs/{org}", sub="bob", route=ORG_ROUTE, path_parameters={"org_id": org}
+    )
+    assert (status, body["deletion_started_at"] is not None) == (200, True)
+
+    assert _sweep(app_module) == {"orgs": 1, "deleted": 0, "failed": 0}
+    # Nothing of the org is touched: its key, its members; and it no longer says it is deleting.
+    assert _key_state(org)["KeyState"] == "Enabled"
+    status, body = call(
+        "GET", f"/orgs/{org}", sub="bob", route=ORG_ROUTE, path_parameters={"org_id": org}
+    )
+    assert (status, body["deletion_started_at"]) == (200, None)
+    assert _get_org(call, org, "carol") == 200
+    assert _mark(stack, org) is None
+    assert ("org.delete", SWEEP, org) in _events(app_module, org)
+    page = app_module.services().audit.list_events(org, now=datetime.now(UTC) + DUE, limit=1)
+    assert (page.events[0].outcome, page.events[0].details) == (
+        "denied",
+        {"reason": "requester_no_longer_owner", "requested_by": "alice"},
+    )
+
+
+def test_another_owner_who_deletes_a_stalled_deletion_carries_it_on_as_theirs(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    _make_owner(call, org, "bob")
+
+    def bob_deletes_too() -> None:
+        # bob, signed in just now, deletes the org alice is deleting (her removals then fail).
+        assert _delete(call, org, sub="bob") == (204, None)
+
+    # alice's own request then finds the org gone.
+    _stall_after_marking(call, org, monkeypatch, bob_deletes_too, answer=404)
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
+    events = _events(app_module, org)
+    assert [(a, actor) for a, actor, _ in events if a == "org.delete"] == [
+        ("org.delete", "alice"),
+        ("org.delete", "bob"),
+    ]
+    assert events[-1] == ("member.remove", "bob", "bob")
+    assert _sweep(app_module) == {"orgs": 0, "deleted": 0, "failed": 0}
+
+
+def test_two_sweeps_at_once_carry_a_deletion_on_once(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+
+    def kms_throttled(*_: Any, **__: Any) -> str:
+        raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
 
     with monkeypatch.context() as patch:
-        patch.setattr(org_deletion, "_remove_other_members", bob_removes_alice_first)
-        assert _delete(call, org)[0] == 409
-    assert _get_org(call, org, "bob") == 200
+        patch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
+        assert _delete(call, org)[0] == 500
+    second: list[dict[str, int]] = []
 
+    def revoke(*_: Any, **__: Any) -> str:
+        if not second:
+            # A duplicate delivery of the schedule runs while the first sweep is revoking: it
+            # lists the same mark, but the first sweep has claimed it.
+            second.append({})
+            second[0] = _sweep(app_module)
+        return "revoked"
+
+    monkeypatch.setattr(org_deletion, "revoke_at_provider", revoke)
     assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
-    assert _partition(stack, org) == {"AUDIT#HEAD"}
+    assert second == [{"orgs": 0, "deleted": 0, "failed": 0}]
+    events = _events(app_module, org)
+    assert events.count(("credential.revoke", SWEEP, connection)) == 1
+    assert events.count(("connection.delete", SWEEP, connection)) == 1
+
+
+def test_a_mark_put_again_since_it_was_listed_is_left_to_its_request(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    _stop_for_time(app_module, org)
+    listed = deletion_marks.due
+
+    def stale(platform: Any, *, now: datetime) -> Any:
+        marks = list(listed(platform, now=now))
+        # The owner's DELETE marks the org again between the listing and the sweep's claim.
+        deletion_marks.put(platform, org, now=datetime.now(UTC))
+        yield from marks
+
+    monkeypatch.setattr(deletion_marks, "due", stale)
+    assert _sweep(app_module) == {"orgs": 0, "deleted": 0, "failed": 0}
+    assert _get_org(call, org, "alice") == 200
+    assert _mark(stack, org) is not None
+
+
+def test_an_owner_deleting_while_the_sweep_works_finishes_and_the_sweep_fails_nothing(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    created(call, org, okta_body())
+
+    def kms_throttled(*_: Any, **__: Any) -> str:
+        raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
+        assert _delete(call, org)[0] == 500
+    answers: list[Any] = []
+    owner_deletes = [True]
+
+    def revoke(*_: Any, **__: Any) -> str:
+        if owner_deletes:
+            owner_deletes.clear()  # once: the owner's own revocation does not nest another
+            # The owner, signed in again, DELETEs while the sweep is revoking (in the sweep's
+            # time, some minutes on).
+            signed_in = int((datetime.now(UTC) + DUE).timestamp()) - 5
+            answers.append(_delete(call, org, auth_time=str(signed_in)))
+        return "revoked"
+
+    monkeypatch.setattr(org_deletion, "revoke_at_provider", revoke)
+    report = _sweep(app_module)
+    assert answers == [(204, None)]
+    assert report == {"orgs": 1, "deleted": 0, "failed": 0}
+    # Only the audit chain's items: its head, and the sweep's revocation entry still pending.
+    assert {sk for sk in _partition(stack, org) if not sk.startswith("AUDIT")} == set()
     assert _key_state(org)["KeyState"] == "PendingDeletion"
-    assert ("member.remove", SWEEP, "bob") in _events(app_module, org)
+    assert _mark(stack, org) is None
