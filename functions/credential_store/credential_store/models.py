@@ -259,6 +259,6 @@ class AuditLogPage(ResponseBody):
     # as a shorter page (the chain's verifier says what happened to them).
     missing: list[int]
     # Seqs of listed events edited since written: their stored hash is not their content's, or
-    # not the one this page's event after them (the chain head, for the newest) names, or the
-    # first event does not start from genesis. `strongroom audit-verify` checks the whole chain.
+    # not the one the chain head or the event above them names, or the first does not start from
+    # genesis, or one above the head does not follow it. `strongroom audit-verify` checks all.
     tampered: list[int]

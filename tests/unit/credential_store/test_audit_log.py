@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from strongroom.audit import GENESIS_HASH, event_key
-from strongroom.audit.events import canonical_json, event_hash
+from strongroom.audit.events import AuditEntry, canonical_json, event_hash, seal_event
 from strongroom.settings import Settings
 from tests.support.http import http_event
 from tests.support.iam_check import IamCheck
@@ -258,20 +258,67 @@ def test_an_edited_event_is_listed_as_tampered(
     assert page["tampered"] == flagged
 
 
-def test_links_are_checked_within_a_page_and_the_verifier_sees_the_rest(
-    call: Call, invoke: Invoke, app_module: Any
-) -> None:
+def test_links_are_checked_across_pages(call: Call, invoke: Invoke, app_module: Any) -> None:
     org = _five_events(call)
-    # Event 3 rehashed: the break is between it (on the second page) and event 4 (on the first).
+    # Event 3 rehashed: the break is between it (the newest of the second page) and event 4 (on
+    # the first): the second page reads event 4 to learn what event 3 must be.
     _rewrite(app_module, org, 3, actor="mallory", rehash=True)
     status, first = _list(invoke, org, limit=2)
     assert status == 200
     assert ([e["seq"] for e in first["events"]], first["tampered"]) == ([5, 4], [])
     status, second = _list(invoke, org, limit=2, cursor=first["next_cursor"])
     assert status == 200
-    assert ([e["seq"] for e in second["events"]], second["tampered"]) == ([3, 2], [])
+    assert ([e["seq"] for e in second["events"]], second["tampered"]) == ([3, 2], [3])
+
+
+def test_an_event_failing_its_own_hash_casts_no_doubt_on_the_one_below(
+    call: Call, invoke: Invoke, app_module: Any
+) -> None:
+    org = _five_events(call)
+    _rewrite(app_module, org, 3, prev_hash="f" * 64)  # its stored hash left as it was
+    status, page = _list(invoke, org)
+    assert (status, page["tampered"]) == (200, [3])
+
+
+def _put_event(app_module: Any, org: str, seq: int, prev_hash: str) -> None:
+    """An event object at `seq` whose writer did not get to move the head."""
+    entry = AuditEntry(actor="alice", action="member.add", request_id="r1", outcome="success")
+    event = seal_event(
+        entry, org_id=org, seq=seq, prev_hash=prev_hash, occurred_at=datetime.now(UTC), details={}
+    )
+    boto3.client("s3").put_object(
+        Bucket=_audit_bucket(app_module),
+        Key=event_key(org, seq),
+        Body=canonical_json(event.document()),
+    )
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_an_event_above_the_head_must_follow_the_head(
+    call: Call, invoke: Invoke, app_module: Any, *, links: bool
+) -> None:
+    org = _five_events(call)
+    head = app_module.services().audit.read_head(org, now=datetime.now(UTC))
+    assert head.seq == 5
+    _put_event(app_module, org, 6, head.hash if links else "e" * 64)
+    status, page = _list(invoke, org)
+    assert status == 200
+    assert [e["seq"] for e in page["events"]] == [6, 5, 4, 3, 2, 1]
+    # Event 5 is what the head names whatever event 6 claims; event 6 must follow it.
+    assert page["tampered"] == ([] if links else [6])
+
+
+def test_an_event_whose_time_cannot_be_read_is_missing_not_an_error(
+    call: Call, invoke: Invoke, app_module: Any
+) -> None:
+    org = _five_events(call)
+    # A valid-looking time with no UTC equivalent (before year 1 once moved to UTC).
+    _rewrite(app_module, org, 3, occurred_at="0001-01-01T00:00:00+01:00", rehash=True)
+    status, page = _list(invoke, org)
+    assert (status, page["missing"]) == (200, [3])
     report = app_module.services().audit.verify_chain(org, now=datetime.now(UTC))
     assert not report.ok
+    assert 3 in {problem.seq for problem in report.problems}
 
 
 @dataclass

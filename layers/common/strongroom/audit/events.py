@@ -182,7 +182,10 @@ class AuditEvent(AuditEntry):
     def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("occurred_at must be timezone-aware")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # read from storage: 0001-01-01T00:00:00+01:00 has no UTC time
+            raise ValueError("occurred_at is out of range") from None
 
     @field_serializer("occurred_at")
     def _iso(self, value: datetime) -> str:

@@ -117,9 +117,9 @@ class ChainHead:
 class AuditPage:
     """Events newest first; `missing` lists seqs in the page's range that could not be read
     (deleted or unreadable), `tampered` the listed events edited since written: their stored
-    hash is not their content's, or is not the one the page's event after them names (the head,
-    for the chain's newest), or the first event does not start from genesis. Either: run the
-    verifier, which checks every link. `cursor` continues (None: nothing older)."""
+    hash is not their content's, or not the one the head or the event above them names, or the
+    first does not start from genesis, or one above the head does not follow it. Either: run
+    the verifier, which checks every link. `cursor` continues (None: nothing older)."""
 
     events: tuple[AuditEvent, ...]
     cursor: str | None
@@ -602,15 +602,18 @@ class AuditLog:
         if cursor is not None:
             # A cursor cannot reach past the chain (it would list phantom missing events).
             top = min(_decode_cursor(cursor, org_id), top)
-        # One listing tells which of the page's events are stored; only those are read.
-        stored = self._objects.stored_seqs(org_id, max(1, top - limit), top)
+        # One listing tells which of the page's events are stored; only those are read. It
+        # reaches one past a later page's newest: that event names the hash its newest must have.
+        stored = self._objects.stored_seqs(org_id, max(1, top - limit), min(top + 1, head.seq + 1))
         start = top if cursor is not None or top in stored else top - 1
         events: list[AuditEvent] = []
         missing: list[int] = []
         tampered: list[int] = []
         stop = max(0, start - limit)
-        # (seq, hash) the event below must have, as the event above it (or the head) names it.
-        above: tuple[int, str] = (head.seq + 1, head.hash) if head.seq else (0, GENESIS_HASH)
+        # The hash each seq must have, as the head or a trustworthy event above it names it.
+        named = {head.seq: head.hash} if head.seq else {}
+        if start < head.seq and start + 1 in stored:
+            self._name_below(org_id, start + 1, named, head)
         for seq in range(start, stop, -1):
             read = self._read(org_id, seq) if seq in stored else None
             # An object that names another org or seq (copied in from elsewhere) is not this
@@ -620,11 +623,12 @@ class AuditLog:
                 continue
             event, document = read
             events.append(event)
-            linked = above[0] != seq + 1 or same_hash(event.hash, above[1])
-            rooted = seq != 1 or same_hash(document.get("prev_hash"), GENESIS_HASH)
-            if not (linked and rooted and same_hash(event.hash, event_hash(document))):
+            if _holds(event, document, named, head):
+                # Only an event that holds names the one below it: after one that does not, the
+                # next link is left to the verifier.
+                named.setdefault(seq - 1, event.prev_hash)
+            else:
                 tampered.append(seq)
-            above = (seq, str(document.get("prev_hash")))
         next_cursor = _encode_cursor(org_id, stop) if stop > 0 else None
         return AuditPage(
             events=tuple(events),
@@ -632,6 +636,16 @@ class AuditLog:
             missing=tuple(missing),
             tampered=tuple(tampered),
         )
+
+    def _name_below(self, org_id: str, seq: int, named: dict[int, str], head: ChainHead) -> None:
+        """Learn from event `seq` (just above a later page) the hash of the event below it, if
+        it holds (as far as this one read can tell)."""
+        read = self._read(org_id, seq)
+        if read is None or (read[0].org_id, read[0].seq) != (org_id, seq):
+            return
+        event, document = read
+        if _holds(event, document, named, head):
+            named.setdefault(seq - 1, event.prev_hash)
 
     def read_event(
         self, org_id: str, seq: int, *, version_id: str | None = None
@@ -684,6 +698,21 @@ def _invalid(exc: ValidationError) -> InvalidAuditEvent:
 def _encode_cursor(org_id: str, before_or_at: int) -> str:
     text = json.dumps({"o": org_id, "s": before_or_at}, separators=(",", ":"))
     return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _holds(
+    event: AuditEvent, document: dict[str, Any], named: dict[int, str], head: ChainHead
+) -> bool:
+    """Whether a listed event is as written: its hash is its content's and the one named for its
+    seq; the first starts from genesis; one above the head (its writer did not get to move the
+    head) follows the head."""
+    seq = event.seq
+    return (
+        same_hash(event.hash, event_hash(document))
+        and (seq not in named or same_hash(event.hash, named[seq]))
+        and (seq != 1 or same_hash(event.prev_hash, GENESIS_HASH))
+        and (seq != head.seq + 1 or seq == 1 or same_hash(event.prev_hash, head.hash))
+    )
 
 
 def _decode_cursor(cursor: str, org_id: str) -> int:
