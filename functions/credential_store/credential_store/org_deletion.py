@@ -25,6 +25,7 @@ whichever comes first. Until then only that owner is a member.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ from strongroom.errors import Conflict, NotFound
 from strongroom.redaction import get_logger
 from strongroom.roles import Role, has_role, still_allowed
 from strongroom.tenancy import (
+    Check,
     ConditionFailed,
     Create,
     Delete,
@@ -106,17 +108,7 @@ def delete_org(
     org = _org(services, org_id, now=now)
     # Before anything changes: a deletion that stops from here on is carried on by the sweep.
     deletion_marks.put(services.platform, org_id, now=now)
-    if org.attributes.get("deleting_by") != caller.sub:
-        # A deletion of the caller's own; or one another owner started, which this owner now
-        # carries on as theirs (with their own org.delete entry).
-        _mark_deleting(
-            services,
-            caller,
-            org_id,
-            now=now,
-            request_id=request_id,
-            started_by=org.attributes.get("deleting_by"),
-        )
+    _mark_deleting(services, caller, org_id, org, now=now, request_id=request_id)
     return _carry_on(
         services,
         _Deleter(caller, owner=caller.sub),
@@ -208,7 +200,7 @@ def _sweep_one(
     if claimed is None:
         return _Swept.PASSED
     if not shredded and not has_role(services.table, owner, org_id, Role.OWNER, now=now):
-        _abandon(services, org_id, owner, now=now, request_id=request_id)
+        _abandon(services, org_id, org, now=now, request_id=request_id)
         deletion_marks.drop(services.platform, org_id, now=now, token=claimed)
         return _Swept.ABANDONED
     try:
@@ -241,12 +233,23 @@ def _deleting_org(services: Services, org_id: str, mark: Item, *, now: datetime)
     return None
 
 
-def _abandon(
-    services: Services, org_id: str, owner: str, *, now: datetime, request_id: str
-) -> None:
+def _abandon(services: Services, org_id: str, org: Item, *, now: datetime, request_id: str) -> None:
     """Unmark a deletion whose owner was removed or demoted before its key was shredded, with a
-    denied `org.delete` entry; only as read (ConditionFailed: it changed, a later sweep looks
-    again)."""
+    denied `org.delete` entry: only as read (no DELETE since) and while another owner, who
+    stopped it, is still one. ConditionFailed otherwise: a later sweep looks again. Members the
+    deletion removed before it was stopped stay removed (their entries say so)."""
+    owner = str(org.attributes["deleting_by"])
+    keeper = next(
+        (
+            member
+            for member in _every(services, org_id, MEMBER, now=now)
+            if member.item_id != owner and member.attributes.get("role") == Role.OWNER.value
+        ),
+        None,
+    )
+    if keeper is None:
+        # Nobody could have stopped it: the data is not as this code leaves it. For people.
+        raise ConditionFailed("a stopped deletion's org has no owner left")
     entry = AuditEntry(
         actor=SWEEP.sub,
         action=AuditAction.ORG_DELETE.value,
@@ -256,14 +259,20 @@ def _abandon(
         target_id=org_id,
         details={"reason": "requester_no_longer_owner", "requested_by": owner},
     )
+    expect = {
+        "deleting_by": owner,
+        "deletion_request": org.attributes.get("deletion_request"),
+        "key_shredded_at": None,
+    }
     services.table.transact(
         org_id,
         [
             Update(
                 ORG,
-                remove=("deleting_since", "deleting_by"),
-                expect={"deleting_by": owner, "key_shredded_at": None},
+                remove=("deleting_since", "deleting_by", "deletion_request"),
+                expect=expect,
             ),
+            still_allowed(str(keeper.item_id), Role.OWNER),
             *audit_trail.recorded(services, org_id, entry, now=now),
         ],
         now=now,
@@ -308,6 +317,7 @@ def _carry_on(
         while_owner=None if shredded else deleter.owner,
     )
     if not shredded:
+        _confirm_requester(services, org_id, deleter.owner, now=now)
         _revoke_grants(
             services,
             deleter.actor,
@@ -317,6 +327,8 @@ def _carry_on(
             until=deadline - REVOCATION_RESERVE_SECONDS,
             clock=clock,
         )
+        # Again: the org's other owners may have stopped it while the grants were revoked.
+        _confirm_requester(services, org_id, deleter.owner, now=now)
         _shred_key(services, org_id, now=now)
     finished = _delete_items(
         services, deleter, org_id, now=now, request_id=request_id, deadline=deadline, clock=clock
@@ -341,31 +353,39 @@ def _org(services: Services, org_id: str, *, now: datetime) -> Item:
 
 
 def _mark_deleting(
-    services: Services,
-    caller: Caller,
-    org_id: str,
-    *,
-    now: datetime,
-    request_id: str,
-    started_by: object,
+    services: Services, caller: Caller, org_id: str, org: Item, *, now: datetime, request_id: str
 ) -> None:
-    """The org marked deleting by the caller, with their `org.delete` entry, only while it is as
-    read (`started_by`: who marked it before, None for nobody) and the caller is an owner."""
-    details = {} if started_by is None else {"started_by": str(started_by)}
-    entry = audit_trail.entry(
-        caller, AuditAction.ORG_DELETE, ("org", org_id), request_id=request_id, details=details
-    )
+    """The org marked deleting by the caller, for this request (`deletion_request`), only while
+    it is as read and the caller is an owner: what an abandonment of the deletion checks.
+
+    A deletion of the caller's own, or one another owner started that this owner now carries on
+    as theirs, gets the caller's `org.delete` entry; the caller's own next DELETE only renews the
+    request."""
+    started_by = org.attributes.get("deleting_by")
+    # A fresh value per DELETE: an abandonment must notice any DELETE since it looked.
+    changes: dict[str, object] = {
+        "deleting_by": caller.sub,
+        "deletion_request": secrets.token_hex(16),
+    }
+    entries: list[Create] = []
+    if started_by != caller.sub:
+        changes["deleting_since"] = _iso(now)
+        details = {} if started_by is None else {"started_by": str(started_by)}
+        entry = audit_trail.entry(
+            caller, AuditAction.ORG_DELETE, ("org", org_id), request_id=request_id, details=details
+        )
+        entries = audit_trail.recorded(services, org_id, entry, now=now)
+    expect = {
+        "deleting_by": started_by,
+        "deletion_request": org.attributes.get("deletion_request"),
+    }
     try:
         services.table.transact(
             org_id,
             [
-                Update(
-                    ORG,
-                    changes={"deleting_since": _iso(now), "deleting_by": caller.sub},
-                    expect={"deleting_by": started_by},
-                ),
+                Update(ORG, changes=changes, expect=expect),
                 still_allowed(caller.sub, Role.OWNER),
-                *audit_trail.recorded(services, org_id, entry, now=now),
+                *entries,
             ],
             now=now,
         )
@@ -410,16 +430,28 @@ def _remove_member(
     request_id: str,
     while_owner: str | None,
 ) -> None:
-    """One member, with its `member.remove` entry, only if still there (a concurrent DELETE
-    that removed it first has recorded it); with `while_owner`, only while that user is still an
-    owner (Conflict otherwise: the org's other owners stopped the deletion)."""
+    """One member, with its `member.remove` entry, only if still there as read (a concurrent
+    DELETE that removed it first has recorded it); with `while_owner`, only while that user is
+    still an owner and the one the deletion is for (Conflict otherwise: the org's other owners
+    stopped the deletion, or one of them took it over). An owner's removal moves the org's owner
+    count with it, so an org whose deletion is abandoned keeps a true count."""
+    role = member.attributes.get("role")
+    deleting = {"deleting_by": while_owner} if while_owner else {}
+    guards: list[Operation] = [still_allowed(while_owner, Role.OWNER)] if while_owner else []
     try:
+        if role == Role.OWNER.value:
+            count = int(services.table.get(org_id, ORG, now=now).attributes["owner_count"])
+            # The one who asked is still an owner: the count cannot truly reach 0 here.
+            changes = {"owner_count": max(count - 1, 1)}
+            guards.append(Update(ORG, changes=changes, expect={"owner_count": count, **deleting}))
+        elif deleting:
+            guards.append(Check(ORG, expect=deleting))
         services.table.transact(
             org_id,
             [
-                Delete(MEMBER, str(member.item_id), expect={}),
+                Delete(MEMBER, str(member.item_id), expect={"role": role}),
                 *_member_removal(services, actor, org_id, member, now=now, request_id=request_id),
-                *([still_allowed(while_owner, Role.OWNER)] if while_owner else []),
+                *guards,
             ],
             now=now,
         )
@@ -544,6 +576,17 @@ def _record_outcomes(
     not go unaudited; the next DELETE revokes (harmlessly, again) and records them."""
     for start in range(0, len(entries), _MAX_TRANSACTION):
         services.audit.record(org_id, *entries[start : start + _MAX_TRANSACTION], now=now)
+
+
+def _confirm_requester(services: Services, org_id: str, owner: str, *, now: datetime) -> None:
+    """Conflict unless the deletion is still `owner`'s and they are still an owner, as the key's
+    shredding, which no condition can guard, is about to begin."""
+    try:
+        current = services.table.get(org_id, ORG, now=now).attributes.get("deleting_by")
+    except ItemNotFound:
+        raise NotFound() from None  # a concurrent deletion finished first
+    if current != owner or not has_role(services.table, owner, org_id, Role.OWNER, now=now):
+        raise Conflict("The org's deletion changed meanwhile; retry.")
 
 
 def _shred_key(services: Services, org_id: str, *, now: datetime) -> None:

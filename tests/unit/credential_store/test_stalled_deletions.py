@@ -13,6 +13,7 @@ from credential_store import deletion_marks, org_deletion
 
 from strongroom.crypto import KeyringUnavailable
 from strongroom.errors import Conflict
+from strongroom.tenancy import StoreUnavailable
 from strongroom_local.provision import Stack
 from tests.support.events import load_event
 from tests.support.http import http_event
@@ -228,10 +229,11 @@ def test_the_sweep_takes_up_no_org_without_the_time_to_carry_it_on(
     assert _key_state(unshredded)["KeyState"] == "PendingDeletion"
 
 
-def _make_owner(call: Call, org: str, user: str) -> None:
+def _make_owner(call: Call, org: str, user: str, by: str = "alice") -> None:
     status, body = call(
         "PUT",
         f"/orgs/{org}/members/{user}",
+        sub=by,
         route="/orgs/{org_id}/members/{user_id}",
         path_parameters={"org_id": org, "user_id": user},
         body={"role": "owner"},
@@ -336,15 +338,24 @@ def test_two_sweeps_at_once_carry_a_deletion_on_once(
         patch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
         assert _delete(call, org)[0] == 500
     second: list[dict[str, int]] = []
+    listed: list[Any] = []
+    due = deletion_marks.due
+
+    def first_listing(*args: Any, **kwargs: Any) -> Any:
+        # Both sweeps get the listing the first one read (as two deliveries of one schedule
+        # would, or a stale index read): the second finds the mark claimed.
+        if not listed:
+            listed.extend(due(*args, **kwargs))
+        yield from listed
 
     def revoke(*_: Any, **__: Any) -> str:
         if not second:
-            # A duplicate delivery of the schedule runs while the first sweep is revoking: it
-            # lists the same mark, but the first sweep has claimed it.
+            # A duplicate delivery of the schedule runs while the first sweep is revoking.
             second.append({})
             second[0] = _sweep(app_module)
         return "revoked"
 
+    monkeypatch.setattr(deletion_marks, "due", first_listing)
     monkeypatch.setattr(org_deletion, "revoke_at_provider", revoke)
     assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
     assert second == [{"orgs": 0, "deleted": 0, "failed": 0}]
@@ -404,3 +415,138 @@ def test_an_owner_deleting_while_the_sweep_works_finishes_and_the_sweep_fails_no
     assert {sk for sk in _partition(stack, org) if not sk.startswith("AUDIT")} == set()
     assert _key_state(org)["KeyState"] == "PendingDeletion"
     assert _mark(stack, org) is None
+
+
+def _remove(call: Call, org: str, user: str, sub: str) -> int:
+    status, _ = call(
+        "DELETE",
+        f"/orgs/{org}/members/{user}",
+        sub=sub,
+        route="/orgs/{org_id}/members/{user_id}",
+        path_parameters={"org_id": org, "user_id": user},
+    )
+    return int(status)
+
+
+def _owner_count(stack: Stack, org: str) -> int:
+    item = boto3.client("dynamodb").get_item(
+        TableName=stack.ref("Table"),
+        Key={"pk": {"S": org}, "sk": {"S": "ORG"}},
+        ConsistentRead=True,
+    )["Item"]
+    return int(item["owner_count"]["N"])
+
+
+def _kms_throttled(*_: Any, **__: Any) -> str:
+    raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
+
+
+def test_owners_removed_by_a_deletion_leave_the_org_a_true_owner_count(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    _make_owner(call, org, "bob")
+    _make_owner(call, org, "carol")
+    assert _owner_count(stack, org) == 3
+    original = org_deletion._remove_member
+    stopped: list[int] = []
+
+    def carol_steps_in(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)  # alice's deletion removes one owner (bob or carol)...
+        if not stopped:
+            # ...then the other stops it by removing alice.
+            (other,) = {"bob", "carol"} - {str(args[3].item_id)}
+            stopped.append(_remove(call, org, "alice", other))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(org_deletion, "_remove_member", carol_steps_in)
+        assert _delete(call, org)[0] == 409
+    assert stopped == [204]
+    assert _sweep(app_module) == {"orgs": 1, "deleted": 0, "failed": 0}  # abandoned
+    # One owner is left, and the count says so: they cannot leave the org ownerless.
+    assert _owner_count(stack, org) == 1
+    (last,) = [u for u in ("bob", "carol") if _get_org(call, org, u) == 200]
+    assert _remove(call, org, last, last) == 409
+
+
+def test_the_one_deleting_cannot_leave_their_stalled_deletion_ownerless(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    _make_owner(call, org, "bob")
+    created(call, org, okta_body())
+    with monkeypatch.context() as patch:
+        patch.setattr(org_deletion, "revoke_at_provider", _kms_throttled)
+        assert _delete(call, org)[0] == 500  # bob and carol removed, the key intact
+    assert _owner_count(stack, org) == 1
+    assert _remove(call, org, "alice", "alice") == 409
+    monkeypatch.setattr(org_deletion, "revoke_at_provider", lambda *_, **__: "revoked")
+    assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
+
+
+def test_a_deletion_taken_over_by_another_owner_is_theirs_to_finish(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    _make_owner(call, org, "bob")
+    original = org_deletion._remove_other_members
+    bob: list[int] = []
+
+    def bob_takes_over(services: Any, deleter: Any, *args: Any, **kwargs: Any) -> None:
+        if deleter.owner == "bob":
+            raise StoreUnavailable("DynamoDB TransactWriteItems failed (ThrottlingException)")
+        if not bob:
+            # bob DELETEs while alice's request runs: he takes the deletion over, then fails.
+            bob.append(_delete(call, org, sub="bob")[0])
+        original(services, deleter, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(org_deletion, "_remove_other_members", bob_takes_over)
+        # alice's request may no longer remove bob: the deletion is his now.
+        assert _delete(call, org)[0] == 409
+    assert bob == [500]
+    assert _get_org(call, org, "bob") == 200
+    assert _key_state(org)["KeyState"] == "Enabled"
+    assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
+    events = _events(app_module, org)
+    assert [actor for action, actor, _ in events if action == "org.delete"] == ["alice", "bob"]
+    assert events[-1] == ("member.remove", SWEEP, "bob")
+
+
+def test_an_owner_who_deletes_again_before_the_abandonment_lands_keeps_the_deletion(
+    call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    _make_owner(call, org, "bob")
+    created(call, org, okta_body())
+
+    def bob_removes_alice() -> None:
+        assert _remove(call, org, "alice", "bob") == 204
+
+    _stall_after_marking(call, org, monkeypatch, bob_removes_alice)
+    original = org_deletion._abandon
+
+    def alice_is_back(*args: Any, **kwargs: Any) -> None:
+        # Between the sweep's look and its abandonment: bob makes alice an owner again, and
+        # she DELETEs (signed in just now, in the sweep's time), which fails right after
+        # marking the org (so bob is still an owner who could have stopped it).
+        _make_owner(call, org, "alice", by="bob")
+
+        def table_down(*_: Any, **__: Any) -> None:
+            raise StoreUnavailable("DynamoDB Query failed (ThrottlingException)")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(org_deletion, "_remove_other_members", table_down)
+            signed_in = int((datetime.now(UTC) + DUE).timestamp()) - 5
+            assert _delete(call, org, auth_time=str(signed_in))[0] == 500
+        original(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(org_deletion, "_abandon", alice_is_back)
+        assert _sweep(app_module) == {"orgs": 1, "deleted": 0, "failed": 1}
+    # Her new request stands: the deletion is still hers, and a later sweep finishes it.
+    monkeypatch.setattr(org_deletion, "revoke_at_provider", lambda *_, **__: "revoked")
+    later = DUE + deletion_marks.RETRY
+    assert _sweep(app_module, after=later) == {"orgs": 1, "deleted": 1, "failed": 0}
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
