@@ -32,15 +32,21 @@ from oauth_flow.models import AuthorizationStarted, CallbackResult
 from oauth_flow.services import Services
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry, Outcome
+from strongroom.audit.exceptions import AuditError
+from strongroom.crypto.exceptions import KeyringUnavailable
 from strongroom.errors import Conflict, NotFound
 from strongroom.oauth import (
     ConnectionRecord,
     ConnectionUnusable,
+    GrantNotStored,
     ProviderRefused,
     TokenUnavailable,
 )
+from strongroom.redaction import get_logger
 from strongroom.roles import Role, has_role, require_role, still_allowed
-from strongroom.tenancy import ConditionFailed, ItemNotFound
+from strongroom.tenancy import ConditionFailed, ItemNotFound, TenancyError
+
+logger = get_logger(service="oauth_callback")
 
 STATE_KIND: Final = "OAUTH_STATE"
 STATE_TTL: Final = timedelta(minutes=10)
@@ -195,7 +201,16 @@ def finish_authorization(
     if consumed is None:
         # Unknown, malformed, expired, already used, or started in another user's browser.
         return _finished(services, CallbackResult.INVALID_STATE)
-    result, reason = _finish(services, consumed, code, error, now=now, request_id=request_id)
+    try:
+        result, reason = _finish(services, consumed, code, error, now=now, request_id=request_id)
+    except (TenancyError, KeyringUnavailable, AuditError) as exc:
+        # The state is spent: an error page would strand the user. Nothing was stored (a grant
+        # is stored only with its entry, and one not stored is revoked).
+        logger.warning(
+            "an OAuth callback could not be finished",
+            extra={"org_id": consumed.org_id, "error_type": type(exc).__name__},
+        )
+        result, reason = CallbackResult.UNAVAILABLE, "store_unavailable"
     # CONNECTED: its entry was recorded with the grant, and the token service appended it after
     # the commit (an audit outage leaves it to the sweep).
     if result is not CallbackResult.CONNECTED:
@@ -307,6 +322,8 @@ def _exchange(
         return CallbackResult.CONNECTION_GONE, "connection_gone"
     except ProviderRefused as exc:
         return CallbackResult.EXCHANGE_REFUSED, exc.error
+    except GrantNotStored:
+        return CallbackResult.UNAVAILABLE, "grant_not_stored"
     except TokenUnavailable:
         return CallbackResult.PROVIDER_UNAVAILABLE, "provider_unavailable"
     return CallbackResult.CONNECTED, None

@@ -28,5 +28,7 @@ class CallbackResult(StrEnum):
     CONNECTION_GONE = "connection_gone"
     EXCHANGE_REFUSED = "exchange_refused"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
+    # Strongroom's own stores failed after the state was spent (any grant issued was revoked).
+    UNAVAILABLE = "unavailable"
     # The user who started the flow is no longer an admin or owner of the org.
     NOT_ALLOWED = "not_allowed"

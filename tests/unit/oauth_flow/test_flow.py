@@ -193,8 +193,73 @@ def test_a_failed_flow_whose_entry_cannot_be_recorded_still_redirects(
     ]
     assert logged.levelname == "ERROR"
     assert logged.__dict__["actions"] == ["oauth.connect"]
+    (written,) = logged.__dict__["entries"]
+    assert written == {
+        "actor": "bob",
+        "action": "oauth.connect",
+        "outcome": "failure",
+        "target": f"connection:{connection_id}",
+        "request_id": written["request_id"],
+    }
     assert ("oauth.connect", "failure") not in _audit_actions(world, org)
     assert world.connection(org, connection_id).body["status"] == "pending_authorization"
+
+
+def test_a_grant_that_cannot_be_stored_is_revoked_at_the_provider(world: OAuthWorld) -> None:
+    down = {"table": False}
+
+    def grant_not_stored(params: dict[str, Any], **_: Any) -> None:
+        # DynamoDB fails the grant's own transaction (the one that seals the refresh token in).
+        if down["table"] and "sealed_refresh_token" in str(params.get("TransactItems", [])):
+            raise EndpointConnectionError(endpoint_url="https://dynamodb.invalid")
+
+    assert world.aws is not None
+    world.aws.events.register(
+        "before-parameter-build.dynamodb.TransactWriteItems", grant_not_stored
+    )
+    org = world.new_org()
+    connection_id, client_id, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    down["table"] = True
+    result = world.result(world.callback(query, cookie))
+    down["table"] = False
+
+    assert result == {"result": "unavailable", "connection_id": connection_id}
+    assert world.connection(org, connection_id).body["status"] == "pending_authorization"
+    # Nobody holds the grant the provider issued: it must not stay live there.
+    assert world.server.counts()["revocations"] == 1
+    assert world.server.current_refresh_tokens(client_id) == []
+    built = world.oauth_callback.services()
+    built.audit.flush(org, now=datetime.now(UTC))
+    events = built.audit.list_events(org, now=datetime.now(UTC), limit=100).events
+    outcomes = {(e.action, e.outcome, e.details.get("reason")) for e in events}
+    assert ("credential.revoke", "success", "grant_not_stored") in outcomes
+    assert ("oauth.connect", "failure", "grant_not_stored") in outcomes
+
+
+def test_a_store_outage_after_the_state_is_spent_still_redirects(world: OAuthWorld) -> None:
+    down = {"table": False}
+
+    def members_unreadable(params: dict[str, Any], **_: Any) -> None:
+        if down["table"] and str(params.get("Key", {}).get("sk", {})).find("MEMBER#") >= 0:
+            raise EndpointConnectionError(endpoint_url="https://dynamodb.invalid")
+
+    assert world.aws is not None
+    world.aws.events.register("before-parameter-build.dynamodb.GetItem", members_unreadable)
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    down["table"] = True
+    result = world.result(world.callback(query, cookie))
+    down["table"] = False
+
+    assert result == {"result": "unavailable", "connection_id": connection_id}
+    assert world.connection(org, connection_id).body["status"] == "pending_authorization"
+    assert ("oauth.connect", "failure") in _audit_actions(world, org)
+    # The state is spent all the same.
+    assert world.result(world.callback(query, cookie)) == {"result": "invalid_state"}
 
 
 @pytest.mark.parametrize(

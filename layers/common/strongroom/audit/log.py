@@ -277,11 +277,22 @@ class AuditLog:
         try:
             self.record(org_id, *entries, now=now)
         except AuditError as exc:
+            # Enough for an operator to write the entries again by hand; never their details.
             _LOGGER.error(
                 "an audit entry could not be recorded",
                 extra={
                     "org_id": org_id,
                     "actions": sorted({entry.action for entry in entries}),
+                    "entries": [
+                        {
+                            "actor": entry.actor,
+                            "action": entry.action,
+                            "outcome": entry.outcome,
+                            "target": f"{entry.target_kind}:{entry.target_id}",
+                            "request_id": entry.request_id,
+                        }
+                        for entry in entries
+                    ],
                     "error_type": type(exc).__name__,
                 },
             )

@@ -16,6 +16,7 @@ from strongroom.oauth.connection import (
 from strongroom.oauth.endpoints import ProviderEndpoints, api_base_url, provider_endpoints
 from strongroom.oauth.exceptions import (
     ConnectionUnusable,
+    GrantNotStored,
     InvalidClientKey,
     InvalidGrant,
     LeaseTimeout,
@@ -35,6 +36,7 @@ __all__ = [
     "ConnectionRecord",
     "ConnectionStatus",
     "ConnectionUnusable",
+    "GrantNotStored",
     "InvalidClientKey",
     "InvalidGrant",
     "LeaseTimeout",

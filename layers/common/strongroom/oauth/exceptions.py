@@ -25,6 +25,11 @@ class LeaseTimeout(TokenUnavailable):
     """Another caller held the connection's token lease for longer than this caller waits."""
 
 
+class GrantNotStored(TokenUnavailable):
+    """The provider issued a grant that could not be stored (DynamoDB or KMS failing); it was
+    revoked there. Authorize again later."""
+
+
 class ProviderRefused(OAuthError):
     """The token endpoint refused the request with an RFC 6749 error code other than
     invalid_grant (for example invalid_client: the client credentials are wrong)."""

@@ -41,6 +41,7 @@ from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.audit.exceptions import AuditError
 from strongroom.audit.log import AuditLog
 from strongroom.crypto import Keyrings, OrgKeyring
+from strongroom.crypto.exceptions import KeyringUnavailable
 from strongroom.lazy import on_first_use
 from strongroom.oauth.client_auth import (
     ClientAuthentication,
@@ -64,6 +65,7 @@ from strongroom.oauth.connection import (
 from strongroom.oauth.endpoints import ProviderEndpoints, provider_endpoints
 from strongroom.oauth.exceptions import (
     ConnectionUnusable,
+    GrantNotStored,
     InvalidGrant,
     LeaseTimeout,
     NeedsReauthorization,
@@ -384,8 +386,14 @@ class TokenService:
             raise ProviderRefused("the provider issued no refresh token", error="no_refresh_token")
         try:
             self._store_token(record, use, now=now, authorized=True, with_token=with_grant)
-        except ConnectionUnusable:
+        except Exception as exc:
+            # Not stored, whatever stopped it (the connection changed, its user lost their role,
+            # DynamoDB or KMS failing): nobody holds the grant, so it must not stay live at the
+            # provider. A write whose answer was lost may have stored it after all: then the
+            # connection holds a revoked grant and asks for re-authorization, which fails closed.
             self._revoke_unheld(record, use.token, now=now, request_id=request_id, actor=actor)
+            if isinstance(exc, TenancyError | KeyringUnavailable):
+                raise GrantNotStored("the grant could not be stored") from exc
             raise
         if record.sealed(REFRESH_TOKEN) is not None:
             # A new authorization replaces the grant: the old one must not stay usable at the
