@@ -45,6 +45,8 @@ tracer = create_tracer("credential_store")
 app = create_resolver(logger)
 # What an org's deletion leaves of the function's time for its answer.
 _DELETION_REPLY_SECONDS = 2.0
+# What a connection's deletion leaves after its revocation: recording and appending its outcome.
+_REVOCATION_REPLY_SECONDS = 4.0
 
 OrgId = Annotated[str, Path(pattern=r"^org_[a-z2-7]{26}$", max_length=30)]
 UserId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:@|+-]{1,128}$")]
@@ -104,14 +106,13 @@ def get_org(org_id: OrgId) -> Org:
 )
 def delete_org(org_id: OrgId) -> Response[Any]:
     caller = caller_from_event(app.current_event.raw_event)
-    seconds_left = app.lambda_context.get_remaining_time_in_millis() / 1000
     deletion = org_deletion.delete_org(
         services(),
         caller,
         org_id,
         now=_now(),
         request_id=_request_id(),
-        deadline=time.monotonic() + seconds_left - _DELETION_REPLY_SECONDS,
+        deadline=_deadline(_DELETION_REPLY_SECONDS),
     )
     if deletion.done:
         return Response(status_code=204, body="")
@@ -197,7 +198,13 @@ def replace_credentials(
 def delete_connection(org_id: OrgId, connection_id: ConnectionId) -> Response[str]:
     caller = caller_from_event(app.current_event.raw_event)
     connections.delete_connection(
-        services(), caller, org_id, connection_id, now=_now(), request_id=_request_id()
+        services(),
+        caller,
+        org_id,
+        connection_id,
+        now=_now(),
+        request_id=_request_id(),
+        deadline=_deadline(_REVOCATION_REPLY_SECONDS),
     )
     logger.info("connection deleted", extra={"org_id": org_id, "connection_id": connection_id})
     return Response(status_code=204, body="")
@@ -215,6 +222,12 @@ def list_audit_events(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _deadline(reserve_seconds: float) -> float:
+    """A `time.monotonic()` time to stop by: `reserve_seconds` before the function's timeout."""
+    seconds_left = app.lambda_context.get_remaining_time_in_millis() / 1000
+    return time.monotonic() + seconds_left - reserve_seconds
 
 
 def _request_id() -> str:

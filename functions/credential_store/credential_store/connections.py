@@ -19,7 +19,10 @@ import itertools
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WaitedTooLong
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -308,10 +311,14 @@ def delete_connection(
     *,
     now: datetime,
     request_id: str,
+    deadline: float,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Delete the secrets and the connection, then revoke its grant at the provider where
     possible (from the copy read for the delete): a delete that loses a race (409) leaves the
-    grant as live as the connection that still holds it."""
+    grant as live as the connection that still holds it. The revocation is waited for only
+    until `deadline` (a `clock()` time): a provider that hangs is audited as `timed_out`, and
+    the answer is still 204."""
     require_role(services, caller, org_id, Role.ADMIN, now=now)
     current = _find(services, org_id, connection_id, now=now)
     audit_writes = audit_trail.recorded(
@@ -335,7 +342,10 @@ def delete_connection(
     except (ConditionFailed, LimitReached):
         raise Conflict("The connection changed meanwhile; read it again and retry.") from None
     services.schedules.remove(org_id, connection_id, now=now)
-    revocation = revoke_at_provider(services, org_id, current, now=now)
+    revocation = revoke_in_time(
+        deadline - clock(),
+        lambda until: revoke_at_provider(services, org_id, current, now=now, deadline=until),
+    )
     if revocation != "not_applicable":
         # Known only after the delete committed: recorded on its own.
         revoked = AuditEntry(
@@ -371,6 +381,24 @@ def deletion_entries(
             caller, AuditAction.CONNECTION_DELETE, target, request_id=request_id, details=why
         ),
     ]
+
+
+def revoke_in_time(seconds: float, revocation: Callable[[float], str]) -> str:
+    """`revocation(deadline)` (epoch seconds, for the provider's retries) on a helper thread,
+    waited for at most `seconds`: "timed_out" if it is still running then (it may still finish;
+    its outcome is not known), "not_attempted" if there is no time at all. A provider that hangs
+    cannot hold a request past the function's timeout, after its change has committed."""
+    if seconds <= 0:
+        return "not_attempted"
+    runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revoke")
+    try:
+        running = runner.submit(revocation, time.time() + seconds)
+        try:
+            return running.result(timeout=seconds)
+        except WaitedTooLong:
+            return "timed_out"
+    finally:
+        runner.shutdown(wait=False, cancel_futures=True)
 
 
 def revoke_at_provider(

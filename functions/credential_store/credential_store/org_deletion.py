@@ -25,17 +25,21 @@ whichever comes first. Until then only that owner is a member.
 from __future__ import annotations
 
 import contextlib
+import functools
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as WaitedTooLong
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
 from credential_store import audit_trail, deletion_marks
-from credential_store.connections import CONNECTION, deletion_entries, revoke_at_provider
+from credential_store.connections import (
+    CONNECTION,
+    deletion_entries,
+    revoke_at_provider,
+    revoke_in_time,
+)
 from credential_store.orgs import MEMBER, ORG, require_role
 from credential_store.services import Services
 from strongroom.api import Caller
@@ -511,23 +515,16 @@ def _revoke_grants(
         return
     connections = list(_every(services, org_id, CONNECTION, now=now))
     outcomes: list[tuple[Item, str]] = []
-    runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revoke")
-    try:
-        for connection in connections:
-            left = until - clock()
-            if left <= 0:
-                break
-            # The provider's own retries stop in time too (the outbound client's epoch clock).
-            revocation = runner.submit(
-                _revoke_one, services, org_id, connection, now, time.time() + left
-            )
-            try:
-                outcomes.append((connection, revocation.result(timeout=left)))
-            except WaitedTooLong:
-                outcomes.append((connection, "timed_out"))
-                break
-    finally:
-        runner.shutdown(wait=False, cancel_futures=True)
+    for connection in connections:
+        left = until - clock()
+        if left <= 0:
+            break
+        outcome = revoke_in_time(
+            left, functools.partial(_revoke_one, services, org_id, connection, now)
+        )
+        outcomes.append((connection, outcome))
+        if outcome == "timed_out":
+            break
     outcomes += [(connection, "not_attempted") for connection in connections[len(outcomes) :]]
     entries = [
         AuditEntry(

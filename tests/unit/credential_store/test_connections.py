@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -14,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from strongroom.audit.log import AuditLog
 from strongroom.crypto import InvalidSealedValue
 from strongroom_local.provision import Stack
+from tests.support.http import http_event
 from tests.support.keys import garbled_private_key_pem, pem_armour
-from tests.unit.credential_store.conftest import Call
+from tests.unit.credential_store.conftest import Call, LambdaContext
 from tests.unit.credential_store.connection_helpers import (
     DEV_HOST,
     canary,
@@ -495,3 +499,47 @@ def test_an_rsa_key_over_4096_bits_is_never_validated(
     status, _ = create(call, org, okta_body(auth=auth))
     assert status == 422
     assert loads == [True]
+
+
+def test_a_provider_that_hangs_on_revocation_cannot_hold_the_delete_past_its_deadline(
+    app_module: Any, call: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from credential_store import connections
+
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+    released = threading.Event()
+    asked: list[float] = []
+
+    def hung_provider(*_: Any, deadline: float, **__: Any) -> str:
+        asked.append(deadline)
+        released.wait(30)  # the provider answers only when the test lets it
+        return "revoked"
+
+    class ShortOfTime(LambdaContext):
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 5_500  # 1.5 s for the revocation, the rest for recording its outcome
+
+    monkeypatch.setattr(connections, "revoke_at_provider", hung_provider)
+    event = http_event(
+        "DELETE",
+        f"/orgs/{org}/connections/{connection}",
+        sub="bob",
+        route="/orgs/{org_id}/connections/{connection_id}",
+        path_parameters={"org_id": org, "connection_id": connection},
+    )
+    try:
+        # It answers while the provider still hangs (the provider is released only after).
+        response = app_module.lambda_handler(event, ShortOfTime())
+    finally:
+        released.set()
+    assert response["statusCode"] == 204
+    # The provider's own retries were told to stop in time too.
+    assert len(asked) == 1
+    assert asked[0] < time.time() + 1
+    services = app_module.services()
+    services.audit.flush(org, now=datetime.now(UTC))
+    events = services.audit.list_events(org, now=datetime.now(UTC), limit=100).events
+    (revoked,) = [e for e in events if e.action == "credential.revoke"]
+    assert (revoked.outcome, revoked.details) == ("failure", {"revocation": "timed_out"})
