@@ -443,10 +443,15 @@ def _remove_member(
     deleting = {"deleting_by": while_owner} if while_owner else {}
     guards: list[Operation] = [still_allowed(while_owner, Role.OWNER)] if while_owner else []
     try:
-        if role == Role.OWNER.value:
-            count = int(services.table.get(org_id, ORG, now=now).attributes["owner_count"])
+        owner = role == Role.OWNER.value
+        count = (
+            services.table.get(org_id, ORG, now=now).attributes.get("owner_count")
+            if owner
+            else None
+        )
+        if count is not None:
             # The one who asked is still an owner: the count cannot truly reach 0 here.
-            changes = {"owner_count": max(count - 1, 1)}
+            changes = {"owner_count": max(int(count) - 1, 1)}
             guards.append(Update(ORG, changes=changes, expect={"owner_count": count, **deleting}))
         elif deleting:
             guards.append(Check(ORG, expect=deleting))

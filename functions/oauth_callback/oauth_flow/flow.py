@@ -32,9 +32,7 @@ from oauth_flow.models import AuthorizationStarted, CallbackResult
 from oauth_flow.services import Services
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry, Outcome
-from strongroom.audit.exceptions import AuditError
-from strongroom.crypto.exceptions import KeyringUnavailable
-from strongroom.errors import Conflict, NotFound
+from strongroom.errors import Conflict, NotFound, StrongroomError
 from strongroom.oauth import (
     ConnectionRecord,
     ConnectionUnusable,
@@ -44,7 +42,7 @@ from strongroom.oauth import (
 )
 from strongroom.redaction import get_logger
 from strongroom.roles import Role, has_role, require_role, still_allowed
-from strongroom.tenancy import ConditionFailed, ItemNotFound, TenancyError
+from strongroom.tenancy import ConditionFailed, ItemNotFound
 
 logger = get_logger(service="oauth_callback")
 
@@ -203,9 +201,10 @@ def finish_authorization(
         return _finished(services, CallbackResult.INVALID_STATE)
     try:
         result, reason = _finish(services, consumed, code, error, now=now, request_id=request_id)
-    except (TenancyError, KeyringUnavailable, AuditError) as exc:
-        # The state is spent: an error page would strand the user. Nothing was stored (a grant
-        # is stored only with its entry, and one not stored is revoked).
+    except StrongroomError as exc:
+        # DynamoDB, KMS or the audit log failing, or a stored value that cannot be opened. The
+        # state is spent: an error page would strand the user. No grant is left unheld (one not
+        # stored is revoked), and one stored has its entry with it.
         logger.warning(
             "an OAuth callback could not be finished",
             extra={"org_id": consumed.org_id, "error_type": type(exc).__name__},

@@ -238,6 +238,108 @@ def test_a_grant_that_cannot_be_stored_is_revoked_at_the_provider(world: OAuthWo
     assert ("oauth.connect", "failure", "grant_not_stored") in outcomes
 
 
+def _outcomes(world: OAuthWorld, org: str) -> list[tuple[str, str, Any]]:
+    built = world.oauth_callback.services()
+    built.audit.flush(org, now=datetime.now(UTC))
+    events = built.audit.list_events(org, now=datetime.now(UTC), limit=100).events
+    return [(e.action, e.outcome, e.details.get("reason")) for e in events]
+
+
+def test_a_grant_stored_though_its_answer_was_lost_is_kept_and_replaces_the_old_one(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strongroom.oauth import tokens as tokens_module
+
+    armed = {"now": False}
+
+    def answer_lost(http_response: Any, model: Any, **_: Any) -> None:
+        # DynamoDB commits the grant's transaction, but its answer never arrives.
+        if armed["now"] and http_response.status_code == 200:
+            armed["now"] = False
+            raise EndpointConnectionError(endpoint_url="https://dynamodb.invalid")
+
+    assert world.aws is not None
+    world.aws.events.register("after-call.dynamodb.TransactWriteItems", answer_lost)
+    org = world.new_org()
+    connection_id, client_id, _ = world.new_code_connection(org)
+    assert world.connect(org, connection_id)["result"] == "connected"
+    [old] = world.server.current_refresh_tokens(client_id)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    store = tokens_module.TokenService._store_token
+
+    def grant_store_armed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        armed["now"] = True
+        return store(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tokens_module.TokenService, "_store_token", grant_store_armed)
+        result = world.result(world.callback(query, cookie))
+
+    assert result == {"result": "connected", "connection_id": connection_id}
+    # The stored grant is live; the one it replaced is revoked, as after any re-authorization.
+    [new] = world.server.current_refresh_tokens(client_id)
+    assert new != old
+    assert world.connection(org, connection_id).body["status"] == "active"
+    outcomes = _outcomes(world, org)
+    assert ("credential.revoke", "success", "replaced_by_new_grant") in outcomes
+    assert ("oauth.connect", "failure", "grant_not_stored") not in outcomes
+
+
+def test_an_old_grant_that_cannot_be_opened_now_does_not_fail_a_stored_one(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strongroom.crypto.exceptions import KeyringUnavailable
+    from strongroom.oauth import tokens as tokens_module
+
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    assert world.connect(org, connection_id)["result"] == "connected"
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    real_open = tokens_module.TokenService._open
+
+    def old_refresh_token_unopenable(self: Any, record: Any, sealed: bytes, field: str) -> str:
+        if field == "refresh_token":  # the old grant's, sealed under a DEK KMS cannot unwrap now
+            raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
+        return str(real_open(self, record, sealed, field))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tokens_module.TokenService, "_open", old_refresh_token_unopenable)
+        result = world.result(world.callback(query, cookie))
+
+    assert result == {"result": "connected", "connection_id": connection_id}
+    outcomes = _outcomes(world, org)
+    assert ("credential.revoke", "failure", "replaced_by_new_grant") in outcomes
+    assert not any(a == "oauth.connect" and o == "failure" for a, o, _ in outcomes)
+
+
+def test_a_grant_that_cannot_be_sealed_is_revoked_and_the_credential_use_still_audited(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strongroom.crypto.exceptions import KeyringUnavailable
+    from strongroom.oauth import tokens as tokens_module
+
+    org = world.new_org()
+    connection_id, client_id, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+
+    def kms_down(*_: Any, **__: Any) -> bytes:
+        raise KeyringUnavailable("KMS GenerateDataKey failed (ThrottlingException)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tokens_module.TokenService, "_seal", kms_down)
+        result = world.result(world.callback(query, cookie))
+
+    assert result == {"result": "unavailable", "connection_id": connection_id}
+    assert world.server.current_refresh_tokens(client_id) == []
+    outcomes = _outcomes(world, org)
+    assert ("credential.revoke", "success", "grant_not_stored") in outcomes
+    # The client secret was used for the exchange, stored token or not.
+    assert any(a == "credential.use" for a, _, _ in outcomes)
+
+
 def test_a_store_outage_after_the_state_is_spent_still_redirects(world: OAuthWorld) -> None:
     down = {"table": False}
 

@@ -41,7 +41,7 @@ from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.audit.exceptions import AuditError
 from strongroom.audit.log import AuditLog
 from strongroom.crypto import Keyrings, OrgKeyring
-from strongroom.crypto.exceptions import KeyringUnavailable
+from strongroom.crypto.exceptions import CryptoError, KeyringUnavailable
 from strongroom.lazy import on_first_use
 from strongroom.oauth.client_auth import (
     ClientAuthentication,
@@ -387,18 +387,23 @@ class TokenService:
         try:
             self._store_token(record, use, now=now, authorized=True, with_token=with_grant)
         except Exception as exc:
-            # Not stored, whatever stopped it (the connection changed, its user lost their role,
-            # DynamoDB or KMS failing): nobody holds the grant, so it must not stay live at the
-            # provider. A write whose answer was lost may have stored it after all: then the
-            # connection holds a revoked grant and asks for re-authorization, which fails closed.
-            self._revoke_unheld(record, use.token, now=now, request_id=request_id, actor=actor)
-            if isinstance(exc, TenancyError | KeyringUnavailable):
-                raise GrantNotStored("the grant could not be stored") from exc
-            raise
+            # A write whose answer was lost may have stored it after all: then it is held.
+            if not (isinstance(exc, TenancyError) and self._holds_grant(record, use.token, now)):
+                # Not stored, whatever stopped it (the connection changed, its user lost their
+                # role, DynamoDB or KMS failing): nobody holds the grant, so it must not stay
+                # live at the provider.
+                self._revoke_unheld(record, use.token, now=now, request_id=request_id, actor=actor)
+                if isinstance(exc, TenancyError | KeyringUnavailable):
+                    raise GrantNotStored("the grant could not be stored") from exc
+                raise
         if record.sealed(REFRESH_TOKEN) is not None:
             # A new authorization replaces the grant: the old one must not stay usable at the
-            # provider, where nobody would ever revoke it.
-            previous = self.revoke(record, now=now)
+            # provider, where nobody would ever revoke it. The new one is stored: nothing here
+            # may fail the flow (an old value that cannot be opened now is audited as failed).
+            try:
+                previous = self.revoke(record, now=now)
+            except CryptoError:
+                previous = "failed"
             self._record_revocation(
                 record,
                 previous,
@@ -460,6 +465,16 @@ class TokenService:
         )
         return "revoked" if revoked else "failed"
 
+    def _holds_grant(self, record: ConnectionRecord, token: TokenGrant, now: datetime) -> bool:
+        """Whether the connection now holds `token` as its grant (read again after a write whose
+        answer was lost); False if that cannot be told, so the grant is revoked (fail closed)."""
+        try:
+            current = self.connection(record.org_id, record.connection_id, now=now)
+        except (ConnectionUnusable, TenancyError):
+            return False
+        stored = current.credentials().get(REFRESH_TOKEN, {})
+        return isinstance(stored, dict) and stored.get("fingerprint") == _fingerprint(token)
+
     def _revoke_unheld(
         self,
         record: ConnectionRecord,
@@ -476,7 +491,10 @@ class TokenService:
             value, hint = token.refresh_token, "refresh_token"
         else:
             value, hint = token.access_token, "access_token"
-        outcome = self._revoke_at_provider(record, lambda: value, hint, now=now)
+        try:
+            outcome = self._revoke_at_provider(record, lambda: value, hint, now=now)
+        except CryptoError:
+            outcome = "failed"  # the client's own credential cannot be opened now
         self._record_revocation(
             record, outcome, "grant_not_stored", now=now, request_id=request_id, actor=actor
         )
@@ -608,17 +626,24 @@ class TokenService:
         """Store the token with its use's audit entry (and `with_token`) in one transaction; if
         the token is not stored, its use is still recorded."""
         token = use.token
-        changes: dict[str, Any] = {
-            sealed_attribute(ACCESS_TOKEN): self._seal(record, token.access_token, ACCESS_TOKEN),
-            ACCESS_TOKEN_EXPIRES_AT: token.expires_at,
-            TOKEN_GENERATION: record.token_generation + 1,
-        }
-        if token.refresh_token is not None and (
-            authorized or record.auth_method == "authorization_code"
-        ):
-            changes[sealed_attribute(REFRESH_TOKEN)] = self._seal(
-                record, token.refresh_token, REFRESH_TOKEN
-            )
+        try:
+            changes: dict[str, Any] = {
+                sealed_attribute(ACCESS_TOKEN): self._seal(
+                    record, token.access_token, ACCESS_TOKEN
+                ),
+                ACCESS_TOKEN_EXPIRES_AT: token.expires_at,
+                TOKEN_GENERATION: record.token_generation + 1,
+            }
+            if token.refresh_token is not None and (
+                authorized or record.auth_method == "authorization_code"
+            ):
+                changes[sealed_attribute(REFRESH_TOKEN)] = self._seal(
+                    record, token.refresh_token, REFRESH_TOKEN
+                )
+        except CryptoError:
+            # Not sealed (KMS failing): not stored, but the credential was used all the same.
+            self._record_unstored_use(record, use, now=now)
+            raise
         if authorized:
             changes[STATUS] = ConnectionStatus.ACTIVE.value
             # Shown as "[REDACTED]" with a fingerprint, like every other credential.
