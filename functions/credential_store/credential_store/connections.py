@@ -343,7 +343,8 @@ def delete_connection(
         raise Conflict("The connection changed meanwhile; read it again and retry.") from None
     services.schedules.remove(org_id, connection_id, now=now)
     revocation = revoke_in_time(
-        deadline - clock(),
+        # Even a request short of time tries: nothing else will once the token is deleted.
+        max(deadline - clock(), _LEAST_REVOCATION_SECONDS),
         lambda until: revoke_at_provider(services, org_id, current, now=now, deadline=until),
     )
     if revocation != "not_applicable":
@@ -383,11 +384,16 @@ def deletion_entries(
     ]
 
 
+# A revocation after a connection's deletion is given at least this long.
+_LEAST_REVOCATION_SECONDS = 1.0
+
+
 def revoke_in_time(seconds: float, revocation: Callable[[float], str]) -> str:
     """`revocation(deadline)` (epoch seconds, for the provider's retries) on a helper thread,
-    waited for at most `seconds`: "timed_out" if it is still running then (it may still finish;
-    its outcome is not known), "not_attempted" if there is no time at all. A provider that hangs
-    cannot hold a request past the function's timeout, after its change has committed."""
+    waited for at most `seconds`: "timed_out" if it is still running then (it is abandoned:
+    Lambda freezes the process once the answer is sent, so the grant may stay live at the
+    provider), "not_attempted" if there is no time at all. A provider that hangs cannot hold a
+    request past the function's timeout, after its change has committed."""
     if seconds <= 0:
         return "not_attempted"
     runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revoke")
@@ -396,6 +402,8 @@ def revoke_in_time(seconds: float, revocation: Callable[[float], str]) -> str:
         try:
             return running.result(timeout=seconds)
         except WaitedTooLong:
+            if running.done():
+                raise  # the revocation's own TimeoutError (the same class on Python 3.11+)
             return "timed_out"
     finally:
         runner.shutdown(wait=False, cancel_futures=True)

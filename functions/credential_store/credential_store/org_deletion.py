@@ -513,8 +513,9 @@ def _revoke_grants(
 
     A revocation runs on a helper thread and is waited for only until `until`: a provider that
     hangs or keeps answering 429 cannot hold the key's shredding past the function's timeout (an
-    abandoned revocation may still finish; its outcome is recorded as `timed_out`). None is tried
-    once the key is no longer enabled (a retry after it was disabled): no grant can be opened.
+    abandoned revocation is recorded as `timed_out`; Lambda freezes it once the request
+    answers). None is tried once the key is no longer enabled (a retry after it was disabled):
+    no grant can be opened.
     """
     if not services.keyrings.org_key_enabled(org_id):
         return

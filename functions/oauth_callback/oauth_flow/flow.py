@@ -32,6 +32,8 @@ from oauth_flow.models import AuthorizationStarted, CallbackResult
 from oauth_flow.services import Services
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry, Outcome
+from strongroom.audit.exceptions import AuditUnavailable
+from strongroom.crypto.exceptions import KeyringUnavailable
 from strongroom.errors import Conflict, NotFound, StrongroomError
 from strongroom.oauth import (
     ConnectionRecord,
@@ -42,7 +44,7 @@ from strongroom.oauth import (
 )
 from strongroom.redaction import get_logger
 from strongroom.roles import Role, has_role, require_role, still_allowed
-from strongroom.tenancy import ConditionFailed, ItemNotFound
+from strongroom.tenancy import ConditionFailed, ItemNotFound, TenancyError
 
 logger = get_logger(service="oauth_callback")
 
@@ -202,14 +204,18 @@ def finish_authorization(
     try:
         result, reason = _finish(services, consumed, code, error, now=now, request_id=request_id)
     except StrongroomError as exc:
-        # DynamoDB, KMS or the audit log failing, or a stored value that cannot be opened. The
-        # state is spent: an error page would strand the user. No grant is left unheld (one not
-        # stored is revoked), and one stored has its entry with it.
-        logger.warning(
+        # The state is spent: an error page would strand the user. No grant is left unheld (one
+        # not stored is revoked), and one stored has its entry with it. An outage is for retrying
+        # later; anything else (a stored value that cannot be opened, a defect) is for people.
+        transient = isinstance(
+            exc, TenancyError | KeyringUnavailable | AuditUnavailable | TokenUnavailable
+        )
+        (logger.warning if transient else logger.exception)(
             "an OAuth callback could not be finished",
             extra={"org_id": consumed.org_id, "error_type": type(exc).__name__},
         )
-        result, reason = CallbackResult.UNAVAILABLE, "store_unavailable"
+        reason = "store_unavailable" if transient else "internal_error"
+        result = CallbackResult.UNAVAILABLE
     # CONNECTED: its entry was recorded with the grant, and the token service appended it after
     # the commit (an audit outage leaves it to the sweep).
     if result is not CallbackResult.CONNECTED:

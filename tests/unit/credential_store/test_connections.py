@@ -543,3 +543,41 @@ def test_a_provider_that_hangs_on_revocation_cannot_hold_the_delete_past_its_dea
     events = services.audit.list_events(org, now=datetime.now(UTC), limit=100).events
     (revoked,) = [e for e in events if e.action == "credential.revoke"]
     assert (revoked.outcome, revoked.details) == ("failure", {"revocation": "timed_out"})
+
+
+def test_a_connection_with_nothing_to_revoke_deleted_late_records_no_revocation(
+    app_module: Any, call: Call
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body())  # an API token: nothing to revoke
+
+    class NearlyOut(LambdaContext):
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 1_000  # already past the revocation's own deadline
+
+    event = http_event(
+        "DELETE",
+        f"/orgs/{org}/connections/{connection}",
+        sub="bob",
+        route="/orgs/{org_id}/connections/{connection_id}",
+        path_parameters={"org_id": org, "connection_id": connection},
+    )
+    assert app_module.lambda_handler(event, NearlyOut())["statusCode"] == 204
+    services = app_module.services()
+    services.audit.flush(org, now=datetime.now(UTC))
+    events = services.audit.list_events(org, now=datetime.now(UTC), limit=100).events
+    assert "connection.delete" in {e.action for e in events if e.target_id == connection}
+    assert not any(e.action == "credential.revoke" for e in events)
+
+
+def test_a_timeout_raised_by_the_revocation_itself_is_not_taken_for_the_wait_running_out() -> None:
+    from credential_store.connections import revoke_in_time
+
+    def socket_timed_out(_deadline: float) -> str:
+        raise TimeoutError("the provider's socket timed out")
+
+    with pytest.raises(TimeoutError, match="socket"):
+        revoke_in_time(5.0, socket_timed_out)
+    assert revoke_in_time(5.0, lambda _deadline: "revoked") == "revoked"
+    assert revoke_in_time(0.0, lambda _deadline: "revoked") == "not_attempted"

@@ -340,6 +340,65 @@ def test_a_grant_that_cannot_be_sealed_is_revoked_and_the_credential_use_still_a
     assert any(a == "credential.use" for a, _, _ in outcomes)
 
 
+def _provider_reuses(monkeypatch: pytest.MonkeyPatch, refresh_token: str) -> None:
+    """A provider that hands the same refresh token out again on a new authorization."""
+    from strongroom.oauth import tokens as tokens_module
+
+    issue = tokens_module.request_token
+
+    def reusing(*args: Any, **kwargs: Any) -> Any:
+        return replace(issue(*args, **kwargs), refresh_token=refresh_token)
+
+    monkeypatch.setattr(tokens_module, "request_token", reusing)
+
+
+def test_a_refresh_token_handed_back_again_is_kept_not_revoked_as_replaced(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = world.new_org()
+    connection_id, client_id, _ = world.new_code_connection(org)
+    assert world.connect(org, connection_id)["result"] == "connected"
+    [held] = world.server.current_refresh_tokens(client_id)
+    _provider_reuses(monkeypatch, held)
+    assert world.connect(org, connection_id)["result"] == "connected"
+    assert world.server.is_active(held)
+    assert not any(reason == "replaced_by_new_grant" for _, _, reason in _outcomes(world, org))
+
+
+def test_a_grant_not_stored_that_the_connection_holds_already_is_not_revoked(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = {"table": False}
+
+    def grant_not_stored(params: dict[str, Any], **_: Any) -> None:
+        if down["table"] and "sealed_refresh_token" in str(params.get("TransactItems", [])):
+            raise EndpointConnectionError(endpoint_url="https://dynamodb.invalid")
+
+    assert world.aws is not None
+    world.aws.events.register(
+        "before-parameter-build.dynamodb.TransactWriteItems", grant_not_stored
+    )
+    org = world.new_org()
+    connection_id, client_id, _ = world.new_code_connection(org)
+    assert world.connect(org, connection_id)["result"] == "connected"
+    [held] = world.server.current_refresh_tokens(client_id)
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    _provider_reuses(monkeypatch, held)
+    down["table"] = True
+    result = world.result(world.callback(query, cookie))
+    down["table"] = False
+
+    # Not stored (the write never ran): reported so, and the grant the connection holds, which
+    # the provider handed back, stays live.
+    assert result == {"result": "unavailable", "connection_id": connection_id}
+    assert world.server.is_active(held)
+    outcomes = _outcomes(world, org)
+    assert ("oauth.connect", "failure", "grant_not_stored") in outcomes
+    # The client secret was used once per exchange, each recorded once.
+    assert [o[0] for o in outcomes].count("credential.use") == 2
+
+
 def test_a_store_outage_after_the_state_is_spent_still_redirects(world: OAuthWorld) -> None:
     down = {"table": False}
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -99,6 +100,8 @@ MIN_REMAINING_SECONDS: Final = 60
 # Longer than one token request can take (the token client's total timeout), so a live holder
 # keeps its lease for the whole request.
 LEASE_SECONDS: Final = 45
+# The connection attribute naming the store of its current authorized grant (random, no secret).
+GRANT_NONCE: Final = "grant_nonce"
 
 
 def token_client(
@@ -384,19 +387,33 @@ class TokenService:
             self._record_unstored_use(record, use, now=now)
             self._revoke_unheld(record, use.token, now=now, request_id=request_id, actor=actor)
             raise ProviderRefused("the provider issued no refresh token", error="no_refresh_token")
+        # Names this store: after a write whose answer was lost, it tells whether that write
+        # committed (a token's value cannot: providers may hand the same refresh token back).
+        nonce = secrets.token_hex(16)
         try:
-            self._store_token(record, use, now=now, authorized=True, with_token=with_grant)
+            self._store_token(
+                record, use, now=now, authorized=True, with_token=with_grant, grant_nonce=nonce
+            )
         except Exception as exc:
-            # A write whose answer was lost may have stored it after all: then it is held.
-            if not (isinstance(exc, TenancyError) and self._holds_grant(record, use.token, now)):
+            if isinstance(exc, TenancyError) and self._holds_grant(record, nonce, now):
+                self._audit.flush_after_commit(record.org_id, now=now)
+            else:
                 # Not stored, whatever stopped it (the connection changed, its user lost their
                 # role, DynamoDB or KMS failing): nobody holds the grant, so it must not stay
                 # live at the provider.
-                self._revoke_unheld(record, use.token, now=now, request_id=request_id, actor=actor)
+                if isinstance(exc, TenancyError):
+                    self._record_unstored_use(record, use, now=now)
+                # Unless the provider handed back the grant the connection holds already.
+                if not self._same_refresh_token(record, use.token):
+                    self._revoke_unheld(
+                        record, use.token, now=now, request_id=request_id, actor=actor
+                    )
                 if isinstance(exc, TenancyError | KeyringUnavailable):
                     raise GrantNotStored("the grant could not be stored") from exc
                 raise
-        if record.sealed(REFRESH_TOKEN) is not None:
+        if record.sealed(REFRESH_TOKEN) is not None and not self._same_refresh_token(
+            record, use.token
+        ):
             # A new authorization replaces the grant: the old one must not stay usable at the
             # provider, where nobody would ever revoke it. The new one is stored: nothing here
             # may fail the flow (an old value that cannot be opened now is audited as failed).
@@ -465,15 +482,26 @@ class TokenService:
         )
         return "revoked" if revoked else "failed"
 
-    def _holds_grant(self, record: ConnectionRecord, token: TokenGrant, now: datetime) -> bool:
-        """Whether the connection now holds `token` as its grant (read again after a write whose
-        answer was lost); False if that cannot be told, so the grant is revoked (fail closed)."""
+    def _holds_grant(self, record: ConnectionRecord, nonce: str, now: datetime) -> bool:
+        """Whether the connection holds the grant stored under `nonce` (read again after a write
+        whose answer was lost); False if that cannot be told, so it is revoked (fail closed)."""
         try:
-            current = self.connection(record.org_id, record.connection_id, now=now)
-        except (ConnectionUnusable, TenancyError):
+            item = self._table.get(record.org_id, CONNECTION_KIND, record.connection_id, now=now)
+        except TenancyError:  # ItemNotFound among them
             return False
-        stored = current.credentials().get(REFRESH_TOKEN, {})
-        return isinstance(stored, dict) and stored.get("fingerprint") == _fingerprint(token)
+        return item.attributes.get(GRANT_NONCE) == nonce
+
+    def _same_refresh_token(self, record: ConnectionRecord, token: TokenGrant) -> bool:
+        """Whether the provider handed back the refresh token the connection held already (some
+        reuse them): it is the new grant too, and must not be revoked as replaced."""
+        sealed = record.sealed(REFRESH_TOKEN)
+        if sealed is None or token.refresh_token is None:
+            return False
+        try:
+            held = self._open(record, sealed, REFRESH_TOKEN)
+        except CryptoError:
+            return False
+        return hmac.compare_digest(held.encode("utf-8"), token.refresh_token.encode("utf-8"))
 
     def _revoke_unheld(
         self,
@@ -622,9 +650,12 @@ class TokenService:
         now: datetime,
         authorized: bool = False,
         with_token: Sequence[Operation] = (),
+        grant_nonce: str | None = None,
     ) -> None:
         """Store the token with its use's audit entry (and `with_token`) in one transaction; if
-        the token is not stored, its use is still recorded."""
+        the token is not stored, its use is still recorded (with `grant_nonce`, which names an
+        authorized store, a DynamoDB failure leaves that to the caller, who can tell whether the
+        write committed after all)."""
         token = use.token
         try:
             changes: dict[str, Any] = {
@@ -646,6 +677,8 @@ class TokenService:
             raise
         if authorized:
             changes[STATUS] = ConnectionStatus.ACTIVE.value
+            if grant_nonce is not None:
+                changes[GRANT_NONCE] = grant_nonce
             # Shown as "[REDACTED]" with a fingerprint, like every other credential.
             changes["credentials"] = {
                 **record.credentials(),
@@ -668,7 +701,8 @@ class TokenService:
                 raise ConnectionUnusable("the connection changed meanwhile") from None
             return
         except TenancyError:
-            self._record_unstored_use(record, use, now=now)
+            if grant_nonce is None:
+                self._record_unstored_use(record, use, now=now)
             raise
         self._audit.flush_after_commit(record.org_id, now=now)
 
