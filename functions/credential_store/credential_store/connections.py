@@ -403,7 +403,9 @@ def revoke_in_time(seconds: float, revocation: Callable[[float], str]) -> str:
             return running.result(timeout=seconds)
         except WaitedTooLong:
             if running.done():
-                raise  # the revocation's own TimeoutError (the same class on Python 3.11+)
+                # Its own TimeoutError (the same class on Python 3.11+), or it finished just as
+                # the wait ran out: its own outcome either way.
+                return running.result()
             return "timed_out"
     finally:
         runner.shutdown(wait=False, cancel_futures=True)
