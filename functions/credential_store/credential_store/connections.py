@@ -63,7 +63,7 @@ from strongroom.oauth.connection import (
 from strongroom.outbound import check_url
 from strongroom.outbound.exceptions import DestinationRefused
 from strongroom.plans import Plan, plan_named
-from strongroom.redaction import redact_text
+from strongroom.redaction import get_logger, redact_text
 from strongroom.roles import Role, still_allowed
 from strongroom.schedules import (
     CronExpression,
@@ -81,6 +81,8 @@ from strongroom.tenancy import (
     LimitReached,
     Update,
 )
+
+logger = get_logger(service="credential_store")
 
 CONNECTION = CONNECTION_KIND
 COUNTER = "connection_count"
@@ -342,11 +344,26 @@ def delete_connection(
     except (ConditionFailed, LimitReached):
         raise Conflict("The connection changed meanwhile; read it again and retry.") from None
     services.schedules.remove(org_id, connection_id, now=now)
-    revocation = revoke_in_time(
-        # Even a request short of time tries: nothing else will once the token is deleted.
-        max(deadline - clock(), _LEAST_REVOCATION_SECONDS),
-        lambda until: revoke_at_provider(services, org_id, current, now=now, deadline=until),
-    )
+    if services.tokens.revocable(read_connection(org_id, current), now=now):
+
+        def revocation_at_provider(until: float) -> str:
+            try:
+                return revoke_at_provider(services, org_id, current, now=now, deadline=until)
+            except Exception as exc:  # noqa: BLE001 - the deletion has committed: it answers 204
+                # Its grant could not be opened or sent (KMS failing, a damaged value).
+                logger.warning(
+                    "a deleted connection's grant could not be revoked",
+                    extra={
+                        "org_id": org_id,
+                        "connection_id": connection_id,
+                        "error_type": type(exc).__name__,
+                    },
+                )
+                return "failed"
+
+        revocation = revoke_in_time(deadline - clock(), revocation_at_provider)
+    else:
+        revocation = "not_applicable"
     if revocation != "not_applicable":
         # Known only after the delete committed: recorded on its own.
         revoked = AuditEntry(
@@ -382,10 +399,6 @@ def deletion_entries(
             caller, AuditAction.CONNECTION_DELETE, target, request_id=request_id, details=why
         ),
     ]
-
-
-# A revocation after a connection's deletion is given at least this long.
-_LEAST_REVOCATION_SECONDS = 1.0
 
 
 def revoke_in_time(seconds: float, revocation: Callable[[float], str]) -> str:

@@ -521,6 +521,7 @@ def test_a_provider_that_hangs_on_revocation_cannot_hold_the_delete_past_its_dea
         def get_remaining_time_in_millis() -> int:
             return 5_500  # 1.5 s for the revocation, the rest for recording its outcome
 
+    _holds_a_revocable_grant(monkeypatch)
     monkeypatch.setattr(connections, "revoke_at_provider", hung_provider)
     event = http_event(
         "DELETE",
@@ -581,3 +582,90 @@ def test_a_timeout_raised_by_the_revocation_itself_is_not_taken_for_the_wait_run
         revoke_in_time(5.0, socket_timed_out)
     assert revoke_in_time(5.0, lambda _deadline: "revoked") == "revoked"
     assert revoke_in_time(0.0, lambda _deadline: "revoked") == "not_attempted"
+
+
+def _holds_a_revocable_grant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections count as holding a grant their provider can revoke (an OAuth grant needs the
+    whole authorization flow; tests/unit/oauth_flow has those)."""
+    from strongroom.oauth import TokenService
+
+    monkeypatch.setattr(TokenService, "revocable", lambda *_, **__: True)
+
+
+def _delete_with(app_module: Any, org: str, connection: str, seconds_left: float) -> int:
+    class Context(LambdaContext):
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return int(seconds_left * 1000)
+
+    event = http_event(
+        "DELETE",
+        f"/orgs/{org}/connections/{connection}",
+        sub="bob",
+        route="/orgs/{org_id}/connections/{connection_id}",
+        path_parameters={"org_id": org, "connection_id": connection},
+    )
+    return int(app_module.lambda_handler(event, Context())["statusCode"])
+
+
+def _revocations(app_module: Any, org: str) -> list[tuple[str, dict[str, Any]]]:
+    services = app_module.services()
+    services.audit.flush(org, now=datetime.now(UTC))
+    events = services.audit.list_events(org, now=datetime.now(UTC), limit=100).events
+    return [(e.outcome, dict(e.details)) for e in events if e.action == "credential.revoke"]
+
+
+def test_a_delete_with_no_time_left_for_the_revocation_does_not_wait_for_it(
+    app_module: Any, call: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from credential_store import connections
+
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+    tried: list[float] = []
+    _holds_a_revocable_grant(monkeypatch)
+    monkeypatch.setattr(
+        connections, "revoke_at_provider", lambda *_, deadline, **__: tried.append(deadline) or ""
+    )
+    # Less time left than the answer keeps for itself: the provider is not even asked.
+    assert _delete_with(app_module, org, connection, seconds_left=0.3) == 204
+    assert tried == []
+    assert _revocations(app_module, org) == [("failure", {"revocation": "not_attempted"})]
+
+
+def test_a_grant_that_cannot_be_opened_at_deletion_is_audited_as_failed_not_a_500(
+    app_module: Any, call: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from credential_store import connections
+
+    from strongroom.crypto import KeyringUnavailable
+
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+
+    def kms_throttled(*_: Any, **__: Any) -> str:
+        raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
+
+    _holds_a_revocable_grant(monkeypatch)
+    monkeypatch.setattr(connections, "revoke_at_provider", kms_throttled)
+    assert _delete_with(app_module, org, connection, seconds_left=30) == 204
+    assert _revocations(app_module, org) == [("failure", {"revocation": "failed"})]
+
+
+def test_a_revocation_finishing_as_the_wait_runs_out_gives_its_own_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from concurrent.futures import Future
+
+    from credential_store import connections
+
+    real_result = Future.result
+
+    def ran_out_just_as_it_finished(self: Future[str], timeout: float | None = None) -> str:
+        if timeout is not None:
+            real_result(self)  # it finishes...
+            raise TimeoutError  # ...as the wait gives up
+        return str(real_result(self))
+
+    monkeypatch.setattr(Future, "result", ran_out_just_as_it_finished)
+    assert connections.revoke_in_time(5.0, lambda _deadline: "revoked") == "revoked"

@@ -399,6 +399,41 @@ def test_a_grant_not_stored_that_the_connection_holds_already_is_not_revoked(
     assert [o[0] for o in outcomes].count("credential.use") == 2
 
 
+def test_a_second_tab_handed_the_same_refresh_token_leaves_the_first_tabs_grant_live(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strongroom.oauth import tokens as tokens_module
+
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    # Two tabs: two states, two codes, for the same connection.
+    url_a, cookie_a = world.start(org, connection_id)
+    query_a = world.browse(url_a)
+    url_b, cookie_b = world.start(org, connection_id)
+    query_b = world.browse(url_b)
+    issue = tokens_module.request_token
+    first: list[str] = []
+
+    def provider_reusing(*args: Any, **kwargs: Any) -> Any:
+        if not first:
+            # While B's code is at the provider, A's callback completes and stores its grant.
+            first.append("")
+            assert world.result(world.callback(query_a, cookie_a))["result"] == "connected"
+            return replace(issue(*args, **kwargs), refresh_token=first[-1])
+        grant = issue(*args, **kwargs)
+        first.append(str(grant.refresh_token))
+        return grant
+
+    monkeypatch.setattr(tokens_module, "request_token", provider_reusing)
+    result_b = world.result(world.callback(query_b, cookie_b))
+
+    # B's store lost the race (A's grant came first), but the connection holds the very refresh
+    # token B was handed: it is not revoked as unheld.
+    assert result_b["result"] == "connection_gone"
+    assert world.server.is_active(first[-1])
+    assert world.connection(org, connection_id).body["status"] == "active"
+
+
 def test_a_store_outage_after_the_state_is_spent_still_redirects(world: OAuthWorld) -> None:
     down = {"table": False}
 

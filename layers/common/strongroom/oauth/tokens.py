@@ -403,8 +403,9 @@ class TokenService:
                 # live at the provider.
                 if isinstance(exc, TenancyError):
                     self._record_unstored_use(record, use, now=now)
-                # Unless the provider handed back the grant the connection holds already.
-                if not self._same_refresh_token(record, use.token):
+                # Unless the connection holds it after all: the provider handed back the refresh
+                # token it holds, or another flow stored the same one meanwhile.
+                if not self._connection_holds(record, use.token, now):
                     self._revoke_unheld(
                         record, use.token, now=now, request_id=request_id, actor=actor
                     )
@@ -431,6 +432,18 @@ class TokenService:
             )
 
     # ---- revocation -----------------------------------------------------------------------
+
+    def revocable(self, record: ConnectionRecord, *, now: datetime) -> bool:
+        """Whether `revoke` would send anything: the connection holds a grant (a refresh token, or
+        a live access token) and its provider has a revocation endpoint. No KMS or network call."""
+        holds = record.sealed(REFRESH_TOKEN) is not None or (
+            record.sealed(ACCESS_TOKEN) is not None
+            and (record.access_token_expires_at or 0) > now.timestamp()
+        )
+        try:
+            return holds and self.endpoints(record).revocation is not None
+        except ConnectionUnusable:
+            return False
 
     def revoke(
         self, record: ConnectionRecord, *, now: datetime, deadline: float | None = None
@@ -490,6 +503,20 @@ class TokenService:
         except TenancyError:  # ItemNotFound among them
             return False
         return item.attributes.get(GRANT_NONCE) == nonce
+
+    def _connection_holds(self, record: ConnectionRecord, token: TokenGrant, now: datetime) -> bool:
+        """Whether the connection, read now, holds `token`'s refresh token (by its fingerprint);
+        False if that cannot be told, so an unheld grant is revoked (fail closed)."""
+        try:
+            item = self._table.get(record.org_id, CONNECTION_KIND, record.connection_id, now=now)
+        except TenancyError:  # ItemNotFound among them
+            return False
+        stored = read_connection(record.org_id, item).credentials().get(REFRESH_TOKEN)
+        return (
+            token.refresh_token is not None
+            and isinstance(stored, dict)
+            and stored.get("fingerprint") == _fingerprint(token)
+        )
 
     def _same_refresh_token(self, record: ConnectionRecord, token: TokenGrant) -> bool:
         """Whether the provider handed back the refresh token the connection held already (some
