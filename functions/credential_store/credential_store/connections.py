@@ -344,7 +344,11 @@ def delete_connection(
     except (ConditionFailed, LimitReached):
         raise Conflict("The connection changed meanwhile; read it again and retry.") from None
     services.schedules.remove(org_id, connection_id, now=now)
-    if services.tokens.revocable(read_connection(org_id, current), now=now):
+    try:
+        revocable = services.tokens.revocable(read_connection(org_id, current), now=now)
+    except Exception:  # noqa: BLE001 - a damaged item: the revocation tries, fails, is audited
+        revocable = True
+    if revocable:
 
         def revocation_at_provider(until: float) -> str:
             try:

@@ -669,3 +669,20 @@ def test_a_revocation_finishing_as_the_wait_runs_out_gives_its_own_outcome(
 
     monkeypatch.setattr(Future, "result", ran_out_just_as_it_finished)
     assert connections.revoke_in_time(5.0, lambda _deadline: "revoked") == "revoked"
+
+
+def test_a_damaged_grant_at_deletion_is_audited_as_failed_not_a_500(
+    app_module: Any, call: Call, stack: Stack
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+    # The item's sealed refresh token is damaged (not Binary), as a bad write could leave it.
+    boto3.client("dynamodb").update_item(
+        TableName=stack.ref("Table"),
+        Key={"pk": {"S": org}, "sk": {"S": f"CONN#{connection}"}},
+        UpdateExpression="SET sealed_refresh_token = :damaged",
+        ExpressionAttributeValues={":damaged": {"S": "not-a-sealed-value"}},
+    )
+    assert _delete_with(app_module, org, connection, seconds_left=30) == 204
+    assert _revocations(app_module, org) == [("failure", {"revocation": "failed"})]
+    assert get(call, org, connection)[0] == 404

@@ -436,14 +436,14 @@ class TokenService:
     def revocable(self, record: ConnectionRecord, *, now: datetime) -> bool:
         """Whether `revoke` would send anything: the connection holds a grant (a refresh token, or
         a live access token) and its provider has a revocation endpoint. No KMS or network call."""
-        holds = record.sealed(REFRESH_TOKEN) is not None or (
-            record.sealed(ACCESS_TOKEN) is not None
-            and (record.access_token_expires_at or 0) > now.timestamp()
-        )
         try:
+            holds = record.sealed(REFRESH_TOKEN) is not None or (
+                record.sealed(ACCESS_TOKEN) is not None
+                and (record.access_token_expires_at or 0) > now.timestamp()
+            )
             return holds and self.endpoints(record).revocation is not None
         except ConnectionUnusable:
-            return False
+            return True  # a damaged value or missing settings: `revoke` reports it as failed
 
     def revoke(
         self, record: ConnectionRecord, *, now: datetime, deadline: float | None = None
@@ -505,18 +505,13 @@ class TokenService:
         return item.attributes.get(GRANT_NONCE) == nonce
 
     def _connection_holds(self, record: ConnectionRecord, token: TokenGrant, now: datetime) -> bool:
-        """Whether the connection, read now, holds `token`'s refresh token (by its fingerprint);
-        False if that cannot be told, so an unheld grant is revoked (fail closed)."""
+        """Whether the connection, read now, holds `token`'s refresh token; False if that cannot
+        be told (so an unheld grant is revoked: fail closed)."""
         try:
             item = self._table.get(record.org_id, CONNECTION_KIND, record.connection_id, now=now)
-        except TenancyError:  # ItemNotFound among them
+            return self._same_refresh_token(read_connection(record.org_id, item), token)
+        except Exception:  # noqa: BLE001 - gone, unreadable or damaged: not known to be held
             return False
-        stored = read_connection(record.org_id, item).credentials().get(REFRESH_TOKEN)
-        return (
-            token.refresh_token is not None
-            and isinstance(stored, dict)
-            and stored.get("fingerprint") == _fingerprint(token)
-        )
 
     def _same_refresh_token(self, record: ConnectionRecord, token: TokenGrant) -> bool:
         """Whether the provider handed back the refresh token the connection held already (some
