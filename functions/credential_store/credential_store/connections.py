@@ -268,6 +268,11 @@ def replace_credentials(
             # The grant belongs to the old client: the new one must be authorized.
             remove.add(sealed_attribute(REFRESH_TOKEN))
             changes[STATUS] = ConnectionStatus.PENDING_AUTHORIZATION.value
+        else:
+            # The grant stays, and so does its record (shown with its fingerprint).
+            held = current.attributes.get("credentials", {}).get(REFRESH_TOKEN)
+            if held is not None:
+                changes["credentials"] = {**credentials, REFRESH_TOKEN: held}
     else:
         # New static credentials are usable at once, even after an invalid_grant.
         remove.add(STATUS)

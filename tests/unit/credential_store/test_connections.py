@@ -686,3 +686,28 @@ def test_a_damaged_grant_at_deletion_is_audited_as_failed_not_a_500(
     assert _delete_with(app_module, org, connection, seconds_left=30) == 204
     assert _revocations(app_module, org) == [("failure", {"revocation": "failed"})]
     assert get(call, org, connection)[0] == 404
+
+
+def test_rotating_an_authorized_connections_secret_keeps_its_grant_and_the_grants_record(
+    call: Call, stack: Stack
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body(auth=CODE))
+    # As the OAuth callback leaves it: a sealed grant and its record (no secret in it).
+    record = {"M": {"fingerprint": {"S": "sha256:0123456789abcdef"}, "created_at": {"S": "x"}}}
+    boto3.client("dynamodb").update_item(
+        TableName=stack.ref("Table"),
+        Key={"pk": {"S": org}, "sk": {"S": f"CONN#{connection}"}},
+        UpdateExpression="SET sealed_refresh_token = :grant, credentials.refresh_token = :record",
+        ExpressionAttributeValues={":grant": {"B": b"sealed"}, ":record": record},
+    )
+    status, body = rotate(call, org, connection, {**CODE, "client_secret": canary("new")})
+    assert status == 200
+    fields = {c["field"]: c for c in body["credentials"]}
+    assert fields["refresh_token"]["fingerprint"] == "sha256:0123456789abcdef"
+    assert "sealed_refresh_token" in raw_item(stack, org, connection)
+    # A new client, though, needs a new grant: both go.
+    status, body = rotate(call, org, connection, {**CODE, "client_id": "other-app"})
+    assert status == 200
+    assert "refresh_token" not in {c["field"] for c in body["credentials"]}
+    assert "sealed_refresh_token" not in raw_item(stack, org, connection)
