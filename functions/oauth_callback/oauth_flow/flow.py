@@ -321,10 +321,7 @@ def _exchange(
             with_grant=[still_allowed(consumed.started_by, Role.ADMIN), *recorded],
         )
     except ConnectionUnusable:
-        # The grant's transaction also fails when its user lost their role meanwhile.
-        if not has_role(services.table, consumed.started_by, consumed.org_id, Role.ADMIN, now=now):
-            return CallbackResult.NOT_ALLOWED, "not_allowed"
-        return CallbackResult.CONNECTION_GONE, "connection_gone"
+        return _not_stored(services, consumed, now=now)
     except ProviderRefused as exc:
         return CallbackResult.EXCHANGE_REFUSED, exc.error
     except GrantNotStored:
@@ -332,6 +329,21 @@ def _exchange(
     except TokenUnavailable:
         return CallbackResult.PROVIDER_UNAVAILABLE, "provider_unavailable"
     return CallbackResult.CONNECTED, None
+
+
+def _not_stored(
+    services: Services, consumed: _ConsumedState, *, now: datetime
+) -> tuple[CallbackResult, str]:
+    """Why a grant's store was refused: its user lost their role, its connection is gone, or the
+    connection changed while the code was exchanged (another flow's grant landed first, its
+    secret was replaced, or its token refreshed): then the flow can be started again."""
+    if not has_role(services.table, consumed.started_by, consumed.org_id, Role.ADMIN, now=now):
+        return CallbackResult.NOT_ALLOWED, "not_allowed"
+    try:
+        services.tokens.connection(consumed.org_id, consumed.connection_id, now=now)
+    except ConnectionUnusable:
+        return CallbackResult.CONNECTION_GONE, "connection_gone"
+    return CallbackResult.CONNECTION_CHANGED, "connection_changed"
 
 
 def _finished(

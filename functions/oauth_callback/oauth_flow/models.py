@@ -26,6 +26,9 @@ class CallbackResult(StrEnum):
     INVALID_STATE = "invalid_state"
     INVALID_REQUEST = "invalid_request"
     CONNECTION_GONE = "connection_gone"
+    # It changed while the code was exchanged (another flow's grant landed first, say): start
+    # the flow again.
+    CONNECTION_CHANGED = "connection_changed"
     EXCHANGE_REFUSED = "exchange_refused"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
     # Strongroom's own stores failed after the state was spent (any grant issued was revoked).

@@ -429,7 +429,7 @@ def test_a_second_tab_handed_the_same_refresh_token_leaves_the_first_tabs_grant_
 
     # B's store lost the race (A's grant came first), but the connection holds the very refresh
     # token B was handed: it is not revoked as unheld.
-    assert result_b["result"] == "connection_gone"
+    assert result_b == {"result": "connection_changed", "connection_id": connection_id}
     assert world.server.is_active(first[-1])
     assert world.connection(org, connection_id).body["status"] == "active"
 
