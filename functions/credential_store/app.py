@@ -2,8 +2,9 @@
 /openapi.json; and, on a schedule, the sweep that carries on org deletions stopped midway.
 
 Thin handler: the shared resolver parses and validates, each route makes one call into
-`credential_store.orgs`, `credential_store.connections` or `credential_store.audit_log`, which
-take their clients and `now` as arguments.
+`credential_store.orgs`, `credential_store.org_deletion`, `credential_store.connections` or
+`credential_store.audit_log`, which take their clients and `now` as arguments; the schedule
+calls `org_deletion.finish_stalled_deletions`.
 """
 
 from __future__ import annotations
@@ -85,8 +86,10 @@ def get_org(org_id: OrgId) -> Org:
         " and schedules its deletion, then deletes every item of the org but its audit chain."
         ' 204 when done; 202 `{"status": "deleting"}` when the request ran short of time'
         " (the key is already shredded and only the caller is still a member). A deletion that"
-        " stopped, for time or by a fault, goes on with the caller's next DELETE or, about 5 to"
-        " 15 minutes later, by itself (a scheduled sweep)."
+        " stopped, for time or by a fault, goes on with an owner's next DELETE (another owner's"
+        " takes it over; one racing another may get 409) or, about 5 to 15 minutes later, by"
+        " itself (a scheduled sweep; one that fails is retried every 10 minutes). Before the key"
+        " is shredded, removing or demoting the owner who asked stops it."
     ),
     responses={
         202: {
@@ -194,7 +197,18 @@ def replace_credentials(
     return connection
 
 
-@app.delete("/orgs/<org_id>/connections/<connection_id>", tags=["connections"])
+@app.delete(
+    "/orgs/<org_id>/connections/<connection_id>",
+    tags=["connections"],
+    summary="Delete the connection and its secrets; revoke its grant at the provider",
+    description=(
+        "Admins. Deletes the secrets and the connection, then revokes its OAuth grant at the"
+        " provider (RFC 7009) where there is one, waiting at most until 4 s before the"
+        " function's timeout: still 204 when the provider hangs, with the revocation audited as"
+        " `timed_out`."
+    ),
+    responses={204: {"description": "Deleted; the grant's revocation is audited"}},
+)
 def delete_connection(org_id: OrgId, connection_id: ConnectionId) -> Response[str]:
     caller = caller_from_event(app.current_event.raw_event)
     connections.delete_connection(

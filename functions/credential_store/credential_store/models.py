@@ -56,12 +56,13 @@ class Org(ResponseBody):
     created_at: str
     created_by: str
     your_role: Role
-    # Set while a deletion that stopped (for time or a fault) waits for its owner's next DELETE.
+    # Set while a deletion that stopped (for time or a fault) waits for an owner's next DELETE or
+    # the scheduled sweep, which carries it on by itself.
     deletion_started_at: str | None = None
 
 
 class OrgDeleting(ResponseBody):
-    """A deletion that stopped for time; the same owner's next DELETE continues it."""
+    """A deletion that stopped for time; an owner's next DELETE, or the sweep, continues it."""
 
     status: Literal["deleting"] = "deleting"
 

@@ -16,10 +16,12 @@ Only an owner who signed in within the last 5 minutes may start it. The steps, i
 
 The audit chain's items are kept: the org's events outlive it under Object Lock, and its head
 keeps the chain verifiable. A request that runs short of time after step 3 answers "deleting"
-(202). A deletion stopped for time or by a fault is carried on where it stopped (steps already
-done are skipped, as the org item records them) by the same owner's next DELETE or, once its
-mark is due (`deletion_marks`), by the sweep (`finish_stalled_deletions`, on a schedule),
-whichever comes first. Until then only that owner is a member.
+(202). Every DELETE first puts the deletion's mark (`deletion_marks`). A deletion stopped for
+time or by a fault is carried on where it stopped (steps already done are skipped, as the org
+item records them) by an owner's next DELETE (another owner's takes it over) or, once its mark
+is due, by the sweep (`finish_stalled_deletions`, on a schedule), whichever comes first. Before
+the key is shredded, removing or demoting the owner who asked stops it: the sweep abandons it.
+Once step 1 is done, only that owner is a member.
 """
 
 from __future__ import annotations
@@ -552,7 +554,8 @@ def _revoke_one(
     services: Services, org_id: str, connection: Item, now: datetime, deadline: float
 ) -> str:
     """One revocation's outcome. KeyringUnavailable (KMS or the table failing for now) is raised:
-    the deletion stops before the key is shredded, so that the next DELETE can still revoke."""
+    the deletion stops before the key is shredded, so that the next DELETE, or the sweep, can
+    still revoke."""
     try:
         return revoke_at_provider(services, org_id, connection, now=now, deadline=deadline)
     except KeyringUnavailable:
@@ -576,7 +579,7 @@ def _record_outcomes(
 ) -> None:
     """Record outcomes learnt outside any change, a transaction's worth at a time. AuditError
     stops the deletion before the key is shredded: each revocation opened a grant, which must
-    not go unaudited; the next DELETE revokes (harmlessly, again) and records them."""
+    not go unaudited; the next DELETE or the sweep revokes (harmlessly, again) and records them."""
     for start in range(0, len(entries), _MAX_TRANSACTION):
         services.audit.record(org_id, *entries[start : start + _MAX_TRANSACTION], now=now)
 

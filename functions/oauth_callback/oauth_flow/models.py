@@ -26,12 +26,13 @@ class CallbackResult(StrEnum):
     INVALID_STATE = "invalid_state"
     INVALID_REQUEST = "invalid_request"
     CONNECTION_GONE = "connection_gone"
-    # It changed while the code was exchanged (another flow's grant landed first, say): start
-    # the flow again.
+    # It changed while the code was exchanged (another flow's grant landed first, say), or
+    # cannot be used as stored: the grant just issued is not kept.
     CONNECTION_CHANGED = "connection_changed"
     EXCHANGE_REFUSED = "exchange_refused"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
-    # Strongroom's own stores failed after the state was spent (any grant issued was revoked).
+    # Strongroom could not finish once the state was spent (its stores failing, or another
+    # fault): a grant issued but not stored was revoked unless the connection holds it already.
     UNAVAILABLE = "unavailable"
     # The user who started the flow is no longer an admin or owner of the org.
     NOT_ALLOWED = "not_allowed"

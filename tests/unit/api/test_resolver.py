@@ -215,10 +215,19 @@ def test_caller_comes_only_from_verified_claims() -> None:
 
 
 @pytest.mark.parametrize(
-    "sub", ["system:scheduler", "system:org_deletion", "SYSTEM:scheduler", "System:x"]
+    "sub",
+    [
+        "system:scheduler",
+        "system:org_deletion",
+        "SYSTEM:scheduler",
+        "System:x",
+        "operator:local",
+        "Operator:alice",
+    ],
 )
 def test_no_caller_passes_for_strongroom_itself_in_the_audit_log(sub: str) -> None:
-    # `system:<component>` is the actor of Strongroom's own work in the audit log.
+    # `system:<component>` and `operator:<name>` are the actors of Strongroom's own work and of
+    # operator commands in the audit log.
     with pytest.raises(Unauthenticated):
         caller_from_event(http_event("GET", "/", sub=sub))
     assert caller_from_event(http_event("GET", "/", sub="systemd:" + sub)).sub.startswith("sys")

@@ -9,9 +9,10 @@ from typing import Any
 
 from strongroom.errors import ReauthRequired, Unauthenticated
 
-# Subjects become parts of DynamoDB sort keys: keep them to a safe alphabet. `system:` is the
-# audit log's actor for Strongroom's own work (`system:scheduler`, ...): no caller may pass for it.
-_SUBJECT = re.compile(r"^(?!(?i:system):)[A-Za-z0-9._:@|+-]{1,128}$")
+# Subjects become parts of DynamoDB sort keys: keep them to a safe alphabet. `system:` and
+# `operator:` are the audit log's actors for Strongroom's own work and for operator commands
+# (`system:scheduler`, `operator:local`): no caller may pass for either.
+_SUBJECT = re.compile(r"^(?!(?i:system|operator):)[A-Za-z0-9._:@|+-]{1,128}$")
 
 
 @dataclass(frozen=True)

@@ -359,8 +359,12 @@ class TokenService:
         user who started the flow is still allowed to connect it) and writes that must land
         with it (its audit entry).
         InvalidGrant / ProviderRefused / TokenUnavailable: nothing is stored.
-        ConnectionUnusable: the connection was deleted or changed method meanwhile, or the
-        a check of `with_grant` failed; nothing is stored.
+        ConnectionUnusable: the connection was deleted or changed meanwhile, or a check of
+        `with_grant` failed; nothing is stored. GrantNotStored (a TokenUnavailable): DynamoDB
+        or KMS failed. Either way the grant was revoked at the provider, unless the connection
+        holds it already. A store whose answer was lost but which committed (its `grant_nonce`
+        read back) counts as stored. A replaced grant is revoked (a failure is audited, never
+        raised).
         """
         if record.auth_method != "authorization_code":
             raise ConnectionUnusable("not an authorization-code connection")
@@ -534,9 +538,10 @@ class TokenService:
         request_id: str,
         actor: str,
     ) -> None:
-        """Revoke a grant the provider issued but nobody holds (its connection changed, or its
-        user lost their role, before it was stored): it must not stay usable at the provider,
-        where nobody would ever revoke it. Best effort, and audited."""
+        """Revoke a grant the provider issued but nobody holds (not stored: its connection
+        changed, its user lost their role, it came without a refresh token, or DynamoDB or KMS
+        failed): it must not stay usable at the provider, where nobody would ever revoke it.
+        Best effort, and audited."""
         if token.refresh_token is not None:
             value, hint = token.refresh_token, "refresh_token"
         else:
