@@ -13,10 +13,10 @@ from credential_store import audit_trail
 from credential_store.models import CreateOrg, Member, Members, Org, OrgCreated
 from credential_store.services import Services
 from strongroom import roles
-from strongroom.api import Caller
+from strongroom.api import Caller, is_subject
 from strongroom.audit.events import AuditAction
 from strongroom.crypto.exceptions import CryptoError
-from strongroom.errors import Conflict, NotFound, RateLimited
+from strongroom.errors import Conflict, InvalidField, NotFound, RateLimited
 from strongroom.redaction import get_logger
 from strongroom.roles import Role
 from strongroom.tenancy import (
@@ -206,6 +206,9 @@ def set_member_role(
 ) -> Member:
     """Add a member or change a role; the last owner cannot be demoted (409)."""
     require_role(services, caller, org_id, Role.OWNER, now=now)
+    if not is_subject(user_id):
+        # `system:...` or `operator:...`: no one can sign in as that.
+        raise InvalidField("user_id: not a user's subject")
     current = _find_member(services, org_id, user_id, now=now)
     stamp = {"role": role.value, "added_at": _iso(now), "added_by": caller.sub}
     operations: list[Any]

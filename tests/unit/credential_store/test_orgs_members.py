@@ -110,6 +110,21 @@ def test_remove_member(call: Call) -> None:
     assert status == 404
 
 
+@pytest.mark.parametrize("user", ["system:org_deletion", "SYSTEM:x", "operator:local"])
+def test_no_member_can_be_added_as_one_of_the_audit_logs_own_actors(
+    call: Call, stack: Stack, user: str
+) -> None:
+    org = _create(call)
+    status, body = _put(call, org, user, "admin")
+    assert (status, body["error"]["code"]) == (422, "invalid_field")  # type: ignore[index]
+    members = boto3.client("dynamodb").query(
+        TableName=stack.ref("Table"),
+        KeyConditionExpression="pk = :org AND begins_with(sk, :member)",
+        ExpressionAttributeValues={":org": {"S": org}, ":member": {"S": "MEMBER#"}},
+    )["Items"]
+    assert [m["sk"]["S"] for m in members] == ["MEMBER#alice"]
+
+
 @pytest.mark.parametrize(
     ("raw", "status"),
     [
