@@ -354,23 +354,14 @@ def delete_connection(
     except Exception:  # noqa: BLE001 - a damaged item: the revocation tries, fails, is audited
         revocable = True
     if revocable:
-
-        def revocation_at_provider(until: float) -> str:
-            try:
-                return revoke_at_provider(services, org_id, current, now=now, deadline=until)
-            except Exception as exc:  # noqa: BLE001 - the deletion has committed: it answers 204
-                # Its grant could not be opened or sent (KMS failing, a damaged value).
-                logger.warning(
-                    "a deleted connection's grant could not be revoked",
-                    extra={
-                        "org_id": org_id,
-                        "connection_id": connection_id,
-                        "error_type": type(exc).__name__,
-                    },
-                )
-                return "failed"
-
-        revocation = revoke_in_time(deadline - clock(), revocation_at_provider)
+        revocation = revoke_in_time(
+            deadline - clock(),
+            lambda until: revocation_outcome(
+                lambda: revoke_at_provider(services, org_id, current, now=now, deadline=until),
+                org_id,
+                connection_id,
+            ),
+        )
     else:
         revocation = "not_applicable"
     if revocation != "not_applicable":
@@ -408,6 +399,32 @@ def deletion_entries(
             caller, AuditAction.CONNECTION_DELETE, target, request_id=request_id, details=why
         ),
     ]
+
+
+def revocation_outcome(
+    revocation: Callable[[], str],
+    org_id: str,
+    connection_id: str,
+    *,
+    raising: tuple[type[Exception], ...] = (),
+) -> str:
+    """`revocation()`'s outcome, or "failed" (logged by its type) if it raises anything but
+    `raising`: a grant that cannot be opened or sent (KMS failing, a damaged value) is audited
+    as failed, and the deletion it follows still stands."""
+    try:
+        return revocation()
+    except raising:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a revocation's fault must not undo its deletion
+        logger.warning(
+            "a grant could not be revoked",
+            extra={
+                "org_id": org_id,
+                "connection_id": connection_id,
+                "error_type": type(exc).__name__,
+            },
+        )
+        return "failed"
 
 
 def revoke_in_time(seconds: float, revocation: Callable[[float], str]) -> str:

@@ -39,6 +39,7 @@ from credential_store import audit_trail, deletion_marks
 from credential_store.connections import (
     CONNECTION,
     deletion_entries,
+    revocation_outcome,
     revoke_at_provider,
     revoke_in_time,
 )
@@ -556,22 +557,12 @@ def _revoke_one(
     """One revocation's outcome. KeyringUnavailable (KMS or the table failing for now) is raised:
     the deletion stops before the key is shredded, so that the next DELETE, or the sweep, can
     still revoke."""
-    try:
-        return revoke_at_provider(services, org_id, connection, now=now, deadline=deadline)
-    except KeyringUnavailable:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a grant that cannot be revoked must not block the deletion
-        # Its grant cannot be opened or sent (a damaged value, a key that no longer loads): the
-        # key's shredding makes it useless to anyone here; the outcome is audited as failed.
-        logger.warning(
-            "a grant could not be revoked",
-            extra={
-                "org_id": org_id,
-                "connection_id": str(connection.item_id),
-                "error_type": type(exc).__name__,
-            },
-        )
-        return "failed"
+    return revocation_outcome(
+        lambda: revoke_at_provider(services, org_id, connection, now=now, deadline=deadline),
+        org_id,
+        str(connection.item_id),
+        raising=(KeyringUnavailable,),
+    )
 
 
 def _record_outcomes(

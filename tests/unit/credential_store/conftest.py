@@ -22,9 +22,12 @@ class LambdaContext:
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:credential-store"
     aws_request_id = "0b6d3c5e-req"
 
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
+    def __init__(self, seconds_left: float = 30.0) -> None:
+        # The template's timeout by default; less for a request that runs short of time.
+        self._millis = int(seconds_left * 1000)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._millis
 
 
 Call = Callable[..., tuple[int, Any]]

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from strongroom.crypto import KeyringUnavailable
 from tests.unit.credential_store.conftest import Call
 
 CONNECTIONS = "/orgs/{org_id}/connections"
@@ -23,6 +24,11 @@ DEV_HOST = "127.0.0.1:8443"
 def canary(label: str = "c") -> str:
     """A unique secret-looking string that must never show up in plaintext anywhere."""
     return f"CANARY{label}{secrets.token_hex(12)}"
+
+
+def kms_throttled(*_: Any, **__: Any) -> str:
+    """A revocation (or any call) that meets KMS throttling while it opens a sealed value."""
+    raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
 
 
 def new_org(call: Call, owner: str = "alice") -> str:

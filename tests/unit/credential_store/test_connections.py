@@ -29,6 +29,7 @@ from tests.unit.credential_store.connection_helpers import (
     ec_jwk,
     ec_pem,
     get,
+    kms_throttled,
     listing,
     new_org,
     okta_body,
@@ -516,34 +517,19 @@ def test_a_provider_that_hangs_on_revocation_cannot_hold_the_delete_past_its_dea
         released.wait(30)  # the provider answers only when the test lets it
         return "revoked"
 
-    class ShortOfTime(LambdaContext):
-        @staticmethod
-        def get_remaining_time_in_millis() -> int:
-            return 5_500  # 1.5 s for the revocation, the rest for recording its outcome
-
     _holds_a_revocable_grant(monkeypatch)
     monkeypatch.setattr(connections, "revoke_at_provider", hung_provider)
-    event = http_event(
-        "DELETE",
-        f"/orgs/{org}/connections/{connection}",
-        sub="bob",
-        route="/orgs/{org_id}/connections/{connection_id}",
-        path_parameters={"org_id": org, "connection_id": connection},
-    )
     try:
-        # It answers while the provider still hangs (the provider is released only after).
-        response = app_module.lambda_handler(event, ShortOfTime())
+        # It answers while the provider still hangs (the provider is released only after):
+        # 1.5 s for the revocation, the rest for recording its outcome.
+        status = _delete_with(app_module, org, connection, seconds_left=5.5)
     finally:
         released.set()
-    assert response["statusCode"] == 204
+    assert status == 204
     # The provider's own retries were told to stop in time too.
     assert len(asked) == 1
     assert asked[0] < time.time() + 1
-    services = app_module.services()
-    services.audit.flush(org, now=datetime.now(UTC))
-    events = services.audit.list_events(org, now=datetime.now(UTC), limit=100).events
-    (revoked,) = [e for e in events if e.action == "credential.revoke"]
-    assert (revoked.outcome, revoked.details) == ("failure", {"revocation": "timed_out"})
+    assert _revocations(app_module, org) == [("failure", {"revocation": "timed_out"})]
 
 
 def test_a_connection_with_nothing_to_revoke_deleted_late_records_no_revocation(
@@ -552,24 +538,13 @@ def test_a_connection_with_nothing_to_revoke_deleted_late_records_no_revocation(
     org = new_org(call)
     connection = created(call, org, okta_body())  # an API token: nothing to revoke
 
-    class NearlyOut(LambdaContext):
-        @staticmethod
-        def get_remaining_time_in_millis() -> int:
-            return 1_000  # already past the revocation's own deadline
-
-    event = http_event(
-        "DELETE",
-        f"/orgs/{org}/connections/{connection}",
-        sub="bob",
-        route="/orgs/{org_id}/connections/{connection_id}",
-        path_parameters={"org_id": org, "connection_id": connection},
-    )
-    assert app_module.lambda_handler(event, NearlyOut())["statusCode"] == 204
+    # Already past the revocation's own deadline.
+    assert _delete_with(app_module, org, connection, seconds_left=1) == 204
     services = app_module.services()
     services.audit.flush(org, now=datetime.now(UTC))
     events = services.audit.list_events(org, now=datetime.now(UTC), limit=100).events
     assert "connection.delete" in {e.action for e in events if e.target_id == connection}
-    assert not any(e.action == "credential.revoke" for e in events)
+    assert _revocations(app_module, org) == []
 
 
 def test_a_timeout_raised_by_the_revocation_itself_is_not_taken_for_the_wait_running_out() -> None:
@@ -593,11 +568,6 @@ def _holds_a_revocable_grant(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _delete_with(app_module: Any, org: str, connection: str, seconds_left: float) -> int:
-    class Context(LambdaContext):
-        @staticmethod
-        def get_remaining_time_in_millis() -> int:
-            return int(seconds_left * 1000)
-
     event = http_event(
         "DELETE",
         f"/orgs/{org}/connections/{connection}",
@@ -605,7 +575,7 @@ def _delete_with(app_module: Any, org: str, connection: str, seconds_left: float
         route="/orgs/{org_id}/connections/{connection_id}",
         path_parameters={"org_id": org, "connection_id": connection},
     )
-    return int(app_module.lambda_handler(event, Context())["statusCode"])
+    return int(app_module.lambda_handler(event, LambdaContext(seconds_left))["statusCode"])
 
 
 def _revocations(app_module: Any, org: str) -> list[tuple[str, dict[str, Any]]]:
@@ -638,14 +608,8 @@ def test_a_grant_that_cannot_be_opened_at_deletion_is_audited_as_failed_not_a_50
 ) -> None:
     from credential_store import connections
 
-    from strongroom.crypto import KeyringUnavailable
-
     org = new_org(call)
     connection = created(call, org, okta_body())
-
-    def kms_throttled(*_: Any, **__: Any) -> str:
-        raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
-
     _holds_a_revocable_grant(monkeypatch)
     monkeypatch.setattr(connections, "revoke_at_provider", kms_throttled)
     assert _delete_with(app_module, org, connection, seconds_left=30) == 204

@@ -206,14 +206,10 @@ def test_a_request_short_of_time_answers_deleting_and_the_next_one_finishes(
     org = new_org(call)
     created(call, org, okta_body())
 
-    class ShortOfTime(LambdaContext):
-        @staticmethod
-        def get_remaining_time_in_millis() -> int:
-            return 1_000  # less than the margin the answer keeps for itself
-
     event = http_event("DELETE", f"/orgs/{org}", route=ORG_ROUTE, path_parameters={"org_id": org})
     event["requestContext"]["authorizer"]["jwt"]["claims"].update(_fresh())
-    response = app_module.lambda_handler(event, ShortOfTime())
+    # Less time left than the margin the answer keeps for itself.
+    response = app_module.lambda_handler(event, LambdaContext(seconds_left=1))
     assert response["statusCode"] == 202
     assert json.loads(response["body"]) == {"status": "deleting"}
     assert _key_state(org)["KeyState"] == "PendingDeletion"
@@ -376,18 +372,24 @@ def test_a_hung_revocation_is_abandoned_at_the_deadline_and_the_key_is_shredded(
     ] == [(connection, "timed_out")]
 
 
+def _overtaken(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    """Each call of org_deletion's `step` is made twice: a concurrent DELETE's first, then this
+    request's own, on the item it listed."""
+    original = getattr(org_deletion, step)
+
+    def twice(*args: Any, **kwargs: Any) -> None:
+        original(*args, **kwargs)
+        original(*args, **kwargs)
+
+    monkeypatch.setattr(org_deletion, step, twice)
+
+
 def test_a_connection_deleted_by_a_concurrent_deletion_is_audited_once(
     call: Call, app_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org = new_org(call)
     connection = created(call, org, okta_body())
-    original = org_deletion._delete_connection
-
-    def overtaken(*args: Any, **kwargs: Any) -> None:
-        original(*args, **kwargs)  # the other request, first
-        original(*args, **kwargs)  # this one, on the connection it listed
-
-    monkeypatch.setattr(org_deletion, "_delete_connection", overtaken)
+    _overtaken(monkeypatch, "_delete_connection")
     assert _delete(call, org) == (204, None)
     actions = _actions(app_module, org)
     assert actions.count(("connection.delete", connection, "success")) == 1
@@ -453,13 +455,7 @@ def test_a_member_removed_by_a_concurrent_deletion_is_audited_once(
     call: Call, app_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org = new_org(call)
-    original = org_deletion._remove_member
-
-    def overtaken(*args: Any, **kwargs: Any) -> None:
-        original(*args, **kwargs)  # the other request, first
-        original(*args, **kwargs)  # this one, on the member it listed
-
-    monkeypatch.setattr(org_deletion, "_remove_member", overtaken)
+    _overtaken(monkeypatch, "_remove_member")
     assert _delete(call, org) == (204, None)
     actions = _actions(app_module, org)
     assert actions.count(("member.remove", "bob", "success")) == 1

@@ -11,14 +11,18 @@ import boto3
 import pytest
 from credential_store import deletion_marks, org_deletion
 
-from strongroom.crypto import KeyringUnavailable
 from strongroom.errors import Conflict
 from strongroom.tenancy import StoreUnavailable
 from strongroom_local.provision import Stack
 from tests.support.events import load_event
 from tests.support.http import http_event
 from tests.unit.credential_store.conftest import Call, LambdaContext
-from tests.unit.credential_store.connection_helpers import created, new_org, okta_body
+from tests.unit.credential_store.connection_helpers import (
+    created,
+    kms_throttled,
+    new_org,
+    okta_body,
+)
 from tests.unit.credential_store.test_org_deletion import (
     ORG_ROUTE,
     _delete,
@@ -39,17 +43,12 @@ def _sweep(
     seconds_left: float = 30.0,
 ) -> dict[str, int]:
     """Fire the function's schedule (its sample event) as if `after` had passed."""
-
-    class Context(LambdaContext):
-        @staticmethod
-        def get_remaining_time_in_millis() -> int:
-            return int(seconds_left * 1000)
-
     later = datetime.now(UTC) + after
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(app_module, "_now", lambda: later)
         report = app_module.lambda_handler(
-            load_event("credential_store/finish_stalled_deletions"), Context()
+            load_event("credential_store/finish_stalled_deletions"),
+            LambdaContext(seconds_left=seconds_left),
         )
     assert isinstance(report, dict)
     return report
@@ -79,17 +78,11 @@ def _events(app_module: Any, org: str) -> list[tuple[str, str, str | None]]:
 
 def _stop_for_time(app_module: Any, org: str, owner: str = "alice") -> None:
     """The owner's DELETE, answered 202: the key shredded, the rest left for later."""
-
-    class ShortOfTime(LambdaContext):
-        @staticmethod
-        def get_remaining_time_in_millis() -> int:
-            return 1_000
-
     event = http_event(
         "DELETE", f"/orgs/{org}", sub=owner, route=ORG_ROUTE, path_parameters={"org_id": org}
     )
     event["requestContext"]["authorizer"]["jwt"]["claims"].update(_fresh())
-    assert app_module.lambda_handler(event, ShortOfTime())["statusCode"] == 202
+    assert app_module.lambda_handler(event, LambdaContext(seconds_left=1))["statusCode"] == 202
 
 
 def test_a_deletion_left_before_the_shredding_is_shredded_and_finished_by_the_sweep(
@@ -97,9 +90,6 @@ def test_a_deletion_left_before_the_shredding_is_shredded_and_finished_by_the_sw
 ) -> None:
     org = new_org(call)
     connection = created(call, org, okta_body())
-
-    def kms_throttled(*_: Any, **__: Any) -> str:
-        raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
 
     monkeypatch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
     assert _delete(call, org)[0] == 500
@@ -209,9 +199,6 @@ def test_the_sweep_takes_up_no_org_without_the_time_to_carry_it_on(
     shredded, unshredded = new_org(call), new_org(call, owner="dave")
     _stop_for_time(app_module, shredded)
 
-    def kms_throttled(*_: Any, **__: Any) -> str:
-        raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
-
     created(call, unshredded, okta_body(), sub="dave")
     with monkeypatch.context() as patch:
         patch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
@@ -271,14 +258,7 @@ def test_a_deletion_whose_owner_was_removed_before_the_shredding_is_abandoned(
 
     def bob_removes_alice() -> None:
         # Another owner stops the deletion the only way there is: by removing its requester.
-        status, _ = call(
-            "DELETE",
-            f"/orgs/{org}/members/alice",
-            sub="bob",
-            route="/orgs/{org_id}/members/{user_id}",
-            path_parameters={"org_id": org, "user_id": "alice"},
-        )
-        assert status == 204
+        assert _remove(call, org, "alice", "bob") == 204
 
     _stall_after_marking(call, org, monkeypatch, bob_removes_alice)
     status, body = call(
@@ -330,9 +310,6 @@ def test_two_sweeps_at_once_carry_a_deletion_on_once(
 ) -> None:
     org = new_org(call)
     connection = created(call, org, okta_body())
-
-    def kms_throttled(*_: Any, **__: Any) -> str:
-        raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
 
     with monkeypatch.context() as patch:
         patch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
@@ -389,9 +366,6 @@ def test_an_owner_deleting_while_the_sweep_works_finishes_and_the_sweep_fails_no
     org = new_org(call)
     created(call, org, okta_body())
 
-    def kms_throttled(*_: Any, **__: Any) -> str:
-        raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
-
     with monkeypatch.context() as patch:
         patch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
         assert _delete(call, org)[0] == 500
@@ -437,10 +411,6 @@ def _owner_count(stack: Stack, org: str) -> int:
     return int(item["owner_count"]["N"])
 
 
-def _kms_throttled(*_: Any, **__: Any) -> str:
-    raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
-
-
 def test_owners_removed_by_a_deletion_leave_the_org_a_true_owner_count(
     call: Call, stack: Stack, app_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -476,7 +446,7 @@ def test_the_one_deleting_cannot_leave_their_stalled_deletion_ownerless(
     _make_owner(call, org, "bob")
     created(call, org, okta_body())
     with monkeypatch.context() as patch:
-        patch.setattr(org_deletion, "revoke_at_provider", _kms_throttled)
+        patch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
         assert _delete(call, org)[0] == 500  # bob and carol removed, the key intact
     assert _owner_count(stack, org) == 1
     assert _remove(call, org, "alice", "alice") == 409

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +14,29 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from tests.unit.oauth_flow.conftest import OAuthWorld, rebuild_tokens
+
+
+class _Outage:
+    """AWS calls that fail (the endpoint unreachable) while `during()` lasts, for the calls whose
+    parameters `hit` picks. Made before the world's clients are: they copy the session's hooks."""
+
+    def __init__(self, world: OAuthWorld, event: str, hit: Callable[[Any], bool]) -> None:
+        self._on = False
+
+        def fail(params: dict[str, Any], **_: Any) -> None:
+            if self._on and hit(params):
+                raise EndpointConnectionError(endpoint_url="https://aws.invalid")
+
+        assert world.aws is not None
+        world.aws.events.register(event, fail)
+
+    @contextlib.contextmanager
+    def during(self) -> Iterator[None]:
+        self._on = True
+        try:
+            yield
+        finally:
+            self._on = False
 
 
 def _audit_actions(world: OAuthWorld, org: str) -> list[tuple[str, str]]:
@@ -142,22 +167,18 @@ def test_access_denied_is_reported_audited_and_stores_nothing(world: OAuthWorld)
 def test_a_failed_flow_during_an_audit_outage_still_redirects_and_is_audited_afterwards(
     world: OAuthWorld,
 ) -> None:
-    down = {"s3": False}
-
-    def audit_bucket(params: dict[str, Any], **_: Any) -> None:
-        if down["s3"] and b'"action":"oauth.connect"' in bytes(params.get("Body", b"")):
-            raise EndpointConnectionError(endpoint_url="https://s3.invalid")
-
-    assert world.aws is not None
-    world.aws.events.register("before-parameter-build.s3.PutObject", audit_bucket)
+    audit_bucket = _Outage(
+        world,
+        "before-parameter-build.s3.PutObject",
+        lambda params: b'"action":"oauth.connect"' in bytes(params.get("Body", b"")),
+    )
     org = world.new_org()
     connection_id, _, _ = world.new_code_connection(org)
     world.server.deny_next_authorization()
     url, cookie = world.start(org, connection_id)
     query = world.browse(url)
-    down["s3"] = True
-    result = world.result(world.callback(query, cookie))
-    down["s3"] = False
+    with audit_bucket.during():
+        result = world.result(world.callback(query, cookie))
 
     # The browser lands on the return URL with the flow's own result, not on an error page.
     assert result == {"result": "access_denied", "connection_id": connection_id}
@@ -169,22 +190,18 @@ def test_a_failed_flow_during_an_audit_outage_still_redirects_and_is_audited_aft
 def test_a_failed_flow_whose_entry_cannot_be_recorded_still_redirects(
     world: OAuthWorld, caplog: pytest.LogCaptureFixture
 ) -> None:
-    down = {"table": False}
-
-    def table_down(params: dict[str, Any], **_: Any) -> None:
-        if down["table"] and "AUDIT_PENDING" in str(params.get("TransactItems", [])):
-            raise EndpointConnectionError(endpoint_url="https://dynamodb.invalid")
-
-    assert world.aws is not None
-    world.aws.events.register("before-parameter-build.dynamodb.TransactWriteItems", table_down)
+    table_down = _Outage(
+        world,
+        "before-parameter-build.dynamodb.TransactWriteItems",
+        lambda params: "AUDIT_PENDING" in str(params.get("TransactItems", [])),
+    )
     org = world.new_org()
     connection_id, _, _ = world.new_code_connection(org)
     world.server.deny_next_authorization()
     url, cookie = world.start(org, connection_id)
     query = world.browse(url)
-    down["table"] = True
-    result = world.result(world.callback(query, cookie))
-    down["table"] = False
+    with table_down.during():
+        result = world.result(world.callback(query, cookie))
 
     assert result == {"result": "access_denied", "connection_id": connection_id}
     # Nothing was recorded; operators are told, naming the action only.
@@ -206,24 +223,18 @@ def test_a_failed_flow_whose_entry_cannot_be_recorded_still_redirects(
 
 
 def test_a_grant_that_cannot_be_stored_is_revoked_at_the_provider(world: OAuthWorld) -> None:
-    down = {"table": False}
-
-    def grant_not_stored(params: dict[str, Any], **_: Any) -> None:
-        # DynamoDB fails the grant's own transaction (the one that seals the refresh token in).
-        if down["table"] and "sealed_refresh_token" in str(params.get("TransactItems", [])):
-            raise EndpointConnectionError(endpoint_url="https://dynamodb.invalid")
-
-    assert world.aws is not None
-    world.aws.events.register(
-        "before-parameter-build.dynamodb.TransactWriteItems", grant_not_stored
+    # DynamoDB fails the grant's own transaction (the one that seals the refresh token in).
+    grant_not_stored = _Outage(
+        world,
+        "before-parameter-build.dynamodb.TransactWriteItems",
+        lambda params: "sealed_refresh_token" in str(params.get("TransactItems", [])),
     )
     org = world.new_org()
     connection_id, client_id, _ = world.new_code_connection(org)
     url, cookie = world.start(org, connection_id)
     query = world.browse(url)
-    down["table"] = True
-    result = world.result(world.callback(query, cookie))
-    down["table"] = False
+    with grant_not_stored.during():
+        result = world.result(world.callback(query, cookie))
 
     assert result == {"result": "unavailable", "connection_id": connection_id}
     assert world.connection(org, connection_id).body["status"] == "pending_authorization"
@@ -368,15 +379,10 @@ def test_a_refresh_token_handed_back_again_is_kept_not_revoked_as_replaced(
 def test_a_grant_not_stored_that_the_connection_holds_already_is_not_revoked(
     world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    down = {"table": False}
-
-    def grant_not_stored(params: dict[str, Any], **_: Any) -> None:
-        if down["table"] and "sealed_refresh_token" in str(params.get("TransactItems", [])):
-            raise EndpointConnectionError(endpoint_url="https://dynamodb.invalid")
-
-    assert world.aws is not None
-    world.aws.events.register(
-        "before-parameter-build.dynamodb.TransactWriteItems", grant_not_stored
+    grant_not_stored = _Outage(
+        world,
+        "before-parameter-build.dynamodb.TransactWriteItems",
+        lambda params: "sealed_refresh_token" in str(params.get("TransactItems", [])),
     )
     org = world.new_org()
     connection_id, client_id, _ = world.new_code_connection(org)
@@ -385,9 +391,8 @@ def test_a_grant_not_stored_that_the_connection_holds_already_is_not_revoked(
     url, cookie = world.start(org, connection_id)
     query = world.browse(url)
     _provider_reuses(monkeypatch, held)
-    down["table"] = True
-    result = world.result(world.callback(query, cookie))
-    down["table"] = False
+    with grant_not_stored.during():
+        result = world.result(world.callback(query, cookie))
 
     # Not stored (the write never ran): reported so, and the grant the connection holds, which
     # the provider handed back, stays live.
@@ -435,21 +440,17 @@ def test_a_second_tab_handed_the_same_refresh_token_leaves_the_first_tabs_grant_
 
 
 def test_a_store_outage_after_the_state_is_spent_still_redirects(world: OAuthWorld) -> None:
-    down = {"table": False}
-
-    def members_unreadable(params: dict[str, Any], **_: Any) -> None:
-        if down["table"] and str(params.get("Key", {}).get("sk", {})).find("MEMBER#") >= 0:
-            raise EndpointConnectionError(endpoint_url="https://dynamodb.invalid")
-
-    assert world.aws is not None
-    world.aws.events.register("before-parameter-build.dynamodb.GetItem", members_unreadable)
+    members_unreadable = _Outage(
+        world,
+        "before-parameter-build.dynamodb.GetItem",
+        lambda params: str(params.get("Key", {}).get("sk", {})).find("MEMBER#") >= 0,
+    )
     org = world.new_org()
     connection_id, _, _ = world.new_code_connection(org)
     url, cookie = world.start(org, connection_id)
     query = world.browse(url)
-    down["table"] = True
-    result = world.result(world.callback(query, cookie))
-    down["table"] = False
+    with members_unreadable.during():
+        result = world.result(world.callback(query, cookie))
 
     assert result == {"result": "unavailable", "connection_id": connection_id}
     assert world.connection(org, connection_id).body["status"] == "pending_authorization"
@@ -653,23 +654,19 @@ def test_an_admin_removed_while_the_code_is_exchanged_gets_no_grant_stored(
 def test_a_grant_stored_during_an_audit_outage_is_connected_and_audited_afterwards(
     world: OAuthWorld,
 ) -> None:
-    down = {"s3": False}
-
-    def audit_bucket(params: dict[str, Any], **_: Any) -> None:
-        # S3 fails after the grant is stored: when the connect event itself is written (the
-        # credential's use before the exchange is audited first, and without it nothing runs).
-        if down["s3"] and b'"action":"oauth.connect"' in bytes(params.get("Body", b"")):
-            raise EndpointConnectionError(endpoint_url="https://s3.invalid")
-
-    assert world.aws is not None
-    world.aws.events.register("before-parameter-build.s3.PutObject", audit_bucket)
+    # S3 fails after the grant is stored: when the connect event itself is written (the
+    # credential's use before the exchange is audited first, and without it nothing runs).
+    audit_bucket = _Outage(
+        world,
+        "before-parameter-build.s3.PutObject",
+        lambda params: b'"action":"oauth.connect"' in bytes(params.get("Body", b"")),
+    )
     org = world.new_org()
     connection_id, _, _ = world.new_code_connection(org)
     url, cookie = world.start(org, connection_id)
     query = world.browse(url)
-    down["s3"] = True
-    result = world.result(world.callback(query, cookie))
-    down["s3"] = False
+    with audit_bucket.during():
+        result = world.result(world.callback(query, cookie))
 
     assert result == {"result": "connected", "connection_id": connection_id}
     assert world.connection(org, connection_id).body["status"] == "active"
@@ -686,22 +683,18 @@ def test_a_grant_stored_during_an_audit_outage_is_connected_and_audited_afterwar
 def test_reauthorizing_during_an_audit_outage_is_connected_and_the_revocation_audited_later(
     world: OAuthWorld,
 ) -> None:
-    down = {"s3": False}
-
-    def audit_bucket(params: dict[str, Any], **_: Any) -> None:
-        if down["s3"] and b'"action":"credential.revoke"' in bytes(params.get("Body", b"")):
-            raise EndpointConnectionError(endpoint_url="https://s3.invalid")
-
-    assert world.aws is not None
-    world.aws.events.register("before-parameter-build.s3.PutObject", audit_bucket)
+    audit_bucket = _Outage(
+        world,
+        "before-parameter-build.s3.PutObject",
+        lambda params: b'"action":"credential.revoke"' in bytes(params.get("Body", b"")),
+    )
     org = world.new_org()
     connection_id, _, _ = world.new_code_connection(org)
     assert world.connect(org, connection_id)["result"] == "connected"
     url, cookie = world.start(org, connection_id)
     query = world.browse(url)
-    down["s3"] = True
-    result = world.result(world.callback(query, cookie))  # replaces (and revokes) the grant
-    down["s3"] = False
+    with audit_bucket.during():
+        result = world.result(world.callback(query, cookie))  # replaces (and revokes) the grant
 
     assert result == {"result": "connected", "connection_id": connection_id}
     assert world.server.counts()["revocations"] == 1

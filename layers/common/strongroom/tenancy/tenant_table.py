@@ -290,20 +290,52 @@ class TenantTable:
         Item ids that sort by time (ULID-like) make sort-key order creation order; otherwise list
         through gsi1 with a timestamp sort value. Singletons of the kind are not listed.
         """
-        org_id = validate_org_id(org_id)
         prefix = tenant_kind_prefix(kind)
         listing = _listing("kind", kind, "desc" if newest_first else "asc")
+        return self._query_partition(
+            org_id,
+            listing,
+            sk_prefix=prefix,
+            now=now,
+            limit=limit,
+            cursor=cursor,
+            newest_first=newest_first,
+        )
+
+    def query_partition(
+        self, org_id: str, *, now: datetime, limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        """Live items of every kind in the org's partition, by sort key, singletons and the
+        kinds strongroom.crypto owns included: what an org's deletion must remove."""
+        return self._query_partition(
+            org_id, _listing("partition"), sk_prefix=None, now=now, limit=limit, cursor=cursor
+        )
+
+    def _query_partition(
+        self,
+        org_id: str,
+        listing: str,
+        *,
+        sk_prefix: str | None,
+        now: datetime,
+        limit: int,
+        cursor: str | None,
+        newest_first: bool = False,
+    ) -> Page:
+        """A page of the org's partition (sort keys starting with `sk_prefix`, or all); a cursor
+        must be this listing's, of this org, within that prefix."""
+        org_id = validate_org_id(org_id)
         start = None
         if cursor is not None:
             key = decode_cursor(cursor, org_id=org_id, listing=listing, key_names=_BASE_KEY)
-            if key["pk"] != org_id or not key["sk"].startswith(prefix):
+            if key["pk"] != org_id or not key["sk"].startswith(sk_prefix or ""):
                 raise InvalidCursor("the cursor belongs to another listing")
             start = {name: {"S": value} for name, value in key.items()}
         expression = Expression()
-        key_condition = (
-            f"{expression.name('pk')} = {expression.value(org_id)}"
-            f" AND begins_with({expression.name('sk')}, {expression.value(prefix)})"
-        )
+        key_condition = f"{expression.name('pk')} = {expression.value(org_id)}"
+        if sk_prefix is not None:
+            sk_name = expression.name("sk")
+            key_condition += f" AND begins_with({sk_name}, {expression.value(sk_prefix)})"
         raws, last = self._store.query(
             key_condition=key_condition,
             expression=expression,
@@ -311,30 +343,6 @@ class TenantTable:
             limit=limit,
             start_key=start,
             newest_first=newest_first,
-        )
-        return _page(org_id, listing, raws, last)
-
-    def query_partition(
-        self, org_id: str, *, now: datetime, limit: int = 100, cursor: str | None = None
-    ) -> Page:
-        """Live items of every kind in the org's partition, by sort key, singletons and the
-        kinds strongroom.crypto owns included: what an org's deletion must remove."""
-        org_id = validate_org_id(org_id)
-        listing = _listing("partition")
-        start = None
-        if cursor is not None:
-            key = decode_cursor(cursor, org_id=org_id, listing=listing, key_names=_BASE_KEY)
-            if key["pk"] != org_id:
-                raise InvalidCursor("the cursor belongs to another listing")
-            start = {name: {"S": value} for name, value in key.items()}
-        expression = Expression()
-        raws, last = self._store.query(
-            key_condition=f"{expression.name('pk')} = {expression.value(org_id)}",
-            expression=expression,
-            now_epoch=epoch_seconds(now),
-            limit=limit,
-            start_key=start,
-            newest_first=False,
         )
         return _page(org_id, listing, raws, last)
 
