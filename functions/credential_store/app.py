@@ -185,13 +185,32 @@ def get_connection(org_id: OrgId, connection_id: ConnectionId) -> Connection:
     return connections.get_connection(services(), caller, org_id, connection_id, now=_now())
 
 
-@app.put("/orgs/<org_id>/connections/<connection_id>/credentials", tags=["connections"])
+@app.put(
+    "/orgs/<org_id>/connections/<connection_id>/credentials",
+    tags=["connections"],
+    summary="Replace the connection's secrets; revoke the tokens the rotation drops",
+    description=(
+        "Admins. Replaces the secrets (write-only) with the same method. The cached access"
+        " token is dropped, and with a new `client_id` the OAuth grant too (the connection then"
+        " waits for authorization); what is dropped is then revoked at the provider (RFC 7009)"
+        " with the credentials it was obtained with, waiting at most until 4 s before the"
+        " function's timeout, and the revocation is audited. A token refreshed meanwhile"
+        " answers 409."
+    ),
+)
 def replace_credentials(
     org_id: OrgId, connection_id: ConnectionId, body: Annotated[ReplaceCredentials, Body()]
 ) -> Connection:
     caller = caller_from_event(app.current_event.raw_event)
     connection = connections.replace_credentials(
-        services(), caller, org_id, connection_id, body, now=_now(), request_id=_request_id()
+        services(),
+        caller,
+        org_id,
+        connection_id,
+        body,
+        now=_now(),
+        request_id=_request_id(),
+        deadline=_deadline(_REVOCATION_REPLY_SECONDS),
     )
     logger.info("credentials replaced", extra={"org_id": org_id, "connection_id": connection_id})
     return connection

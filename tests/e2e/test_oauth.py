@@ -173,6 +173,63 @@ def test_oauth_connect_replay_and_delete_over_http_leave_no_secret_anywhere(
     _scan(local_stack, rec, canaries)
 
 
+def test_replacing_credentials_revokes_what_it_drops_at_the_provider(
+    local_stack: LocalStackClient, authorization_server: LocalAuthorizationServer
+) -> None:
+    rec = Recorder(local_stack)
+    org, admin = _org_with_admin(rec)
+    server = authorization_server
+    secret = "CANARYsecret" + secrets.token_hex(12)
+    connection_id, client_id = _code_connection(rec, server, org, admin, secret)
+    url, cookie = _start(rec, org, connection_id, admin)
+    assert _callback(rec, _browse(rec, url), cookie)["result"] == "connected"
+    [refresh_token] = server.current_refresh_tokens(client_id)
+    path = f"/orgs/{org}/connections/{connection_id}"
+    callback = rec.stack.url("/oauth/callback")
+
+    # The secret is rotated at the provider first, then here: the cached access token is
+    # revoked with the new secret (the old one no longer authenticates), the grant stays.
+    before = server.counts()
+    new_secret = "CANARYsecret" + secrets.token_hex(12)
+    server.register_client(client_id, redirect_uris=[callback], secret=new_secret)
+    auth = {"method": "authorization_code", "client_id": client_id, "client_secret": new_secret}
+    response = rec.call("PUT", f"{path}/credentials", admin, json={"auth": auth})
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "active"
+    after = server.counts()
+    assert after["revocations"] == before["revocations"] + 1
+    assert after["client_auth_failures"] == before["client_auth_failures"]
+    assert server.is_active(refresh_token)
+
+    # A new client: the old client's grant is revoked with the old client's credentials.
+    other_client, other_secret = "client-" + secrets.token_hex(4), "CANARY" + secrets.token_hex(12)
+    server.register_client(other_client, redirect_uris=[callback], secret=other_secret)
+    auth = {
+        "method": "authorization_code",
+        "client_id": other_client,
+        "client_secret": other_secret,
+    }
+    response = rec.call("PUT", f"{path}/credentials", admin, json={"auth": auth})
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "pending_authorization"
+    assert not server.is_active(refresh_token)
+    assert server.current_refresh_tokens(client_id) == []
+
+    events = rec.call("GET", f"/orgs/{org}/audit", admin).json()["events"]
+    revocations = [
+        (e["outcome"], e["details"]) for e in events if e["action"] == "credential.revoke"
+    ]
+    revoked = {"revocation": "revoked", "reason": "credentials_replaced"}
+    assert revocations == [("success", revoked), ("success", revoked)]
+    canaries = {
+        "client secret": secret,
+        "rotated client secret": new_secret,
+        "new client's secret": other_secret,
+        "refresh token": refresh_token,
+    }
+    _scan(local_stack, rec, canaries)
+
+
 def test_access_denied_through_the_stack(
     local_stack: LocalStackClient, authorization_server: LocalAuthorizationServer
 ) -> None:

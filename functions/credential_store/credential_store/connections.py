@@ -241,11 +241,18 @@ def replace_credentials(
     *,
     now: datetime,
     request_id: str,
+    deadline: float,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Connection:
     """Replace the connection's secrets (write-only) and record the rotation.
 
     The method stays the connection's: changing it is a new connection (its provider settings,
     such as an authorization endpoint, were checked for the method it was created with).
+
+    A token the rotation drops (the cached access token; with a new client, the grant too) is
+    then revoked at the provider as the client it was issued to, as a deletion revokes it: a
+    rotation after a leak must not leave tokens obtained with the leaked secret live. The update
+    expects the token generation it read, so the token revoked is the one dropped.
     """
     require_role(services, caller, org_id, Role.ADMIN, now=now)
     current = _find(services, org_id, connection_id, now=now)
@@ -263,13 +270,19 @@ def replace_credentials(
         TOKEN_GENERATION: int(current.attributes.get(TOKEN_GENERATION, 0)) + 1,
     }
     remove = {sealed_attribute(ACCESS_TOKEN), ACCESS_TOKEN_EXPIRES_AT}
+    same_client = auth_attributes.get("client_id") == current.attributes.get("client_id")
+    # What is dropped is revoked as the client it was issued to: with the new credentials when
+    # the client stays (the old secret may already be disabled at the provider), with the old
+    # ones when the client changes.
+    dropped = {**current.attributes, **auth_attributes} if same_client else dict(current.attributes)
     if body.auth.method is AuthMethod.AUTHORIZATION_CODE:
-        if auth_attributes.get("client_id") != current.attributes.get("client_id"):
+        if not same_client:
             # The grant belongs to the old client: the new one must be authorized.
             remove.add(sealed_attribute(REFRESH_TOKEN))
             changes[STATUS] = ConnectionStatus.PENDING_AUTHORIZATION.value
         else:
             # The grant stays, and so does its record (shown with its fingerprint).
+            dropped.pop(sealed_attribute(REFRESH_TOKEN), None)
             held = current.attributes.get("credentials", {}).get(REFRESH_TOKEN)
             if held is not None:
                 changes["credentials"] = {**credentials, REFRESH_TOKEN: held}
@@ -281,7 +294,7 @@ def replace_credentials(
         connection_id,
         changes=changes,
         remove=sorted(remove),
-        expect={"version": version},
+        expect={"version": version, TOKEN_GENERATION: _token_generation(current)},
     )
     audit = audit_trail.entry(
         caller,
@@ -306,6 +319,16 @@ def replace_credentials(
         {name: value for name, value in attributes.items() if name not in remove},
         current.expires_at,
     )
+    _revoke_dropped(
+        services,
+        caller,
+        org_id,
+        Item(CONNECTION, connection_id, dropped, current.expires_at),
+        now=now,
+        request_id=request_id,
+        seconds=deadline - clock(),
+        reason="credentials_replaced",
+    )
     services.audit.flush_after_commit(org_id, now=now)
     return _connection(org_id, updated)
 
@@ -325,7 +348,8 @@ def delete_connection(
     possible (from the copy read for the delete): a delete that loses a race (409) leaves the
     grant as live as the connection that still holds it. The revocation is waited for only
     until `deadline` (a `clock()` time): a provider that hangs is audited as `timed_out`, and
-    the answer is still 204."""
+    the answer is still 204. The delete expects the token generation it read, so the grant
+    revoked is the one deleted, not one a refresh replaced meanwhile."""
     require_role(services, caller, org_id, Role.ADMIN, now=now)
     current = _find(services, org_id, connection_id, now=now)
     audit_writes = audit_trail.recorded(
@@ -336,7 +360,12 @@ def delete_connection(
             org_id,
             [
                 Delete(
-                    CONNECTION, connection_id, expect={"version": current.attributes["version"]}
+                    CONNECTION,
+                    connection_id,
+                    expect={
+                        "version": current.attributes["version"],
+                        TOKEN_GENERATION: _token_generation(current),
+                    },
                 ),
                 Increment(ORG, attribute=COUNTER, by=-1),
                 still_allowed(caller.sub, Role.ADMIN),
@@ -349,34 +378,60 @@ def delete_connection(
     except (ConditionFailed, LimitReached):
         raise Conflict("The connection changed meanwhile; read it again and retry.") from None
     services.schedules.remove(org_id, connection_id, now=now)
+    _revoke_dropped(
+        services,
+        caller,
+        org_id,
+        current,
+        now=now,
+        request_id=request_id,
+        seconds=deadline - clock(),
+    )
+    services.audit.flush_after_commit(org_id, now=now)
+
+
+def _revoke_dropped(
+    services: Services,
+    caller: Caller,
+    org_id: str,
+    dropped: Item,
+    *,
+    now: datetime,
+    request_id: str,
+    seconds: float,
+    reason: str | None = None,
+) -> None:
+    """Revoke the grant held by `dropped` (a connection as it was before a committed change
+    dropped its tokens), waiting at most `seconds`, and record the outcome with `reason` on its
+    own: it is known only after the change committed. Nothing to revoke records nothing."""
     try:
-        revocable = services.tokens.revocable(read_connection(org_id, current), now=now)
+        revocable = services.tokens.revocable(read_connection(org_id, dropped), now=now)
     except Exception:  # noqa: BLE001 - a damaged item: the revocation tries, fails, is audited
         revocable = True
-    if revocable:
-        revocation = revoke_in_time(
-            deadline - clock(),
-            lambda until: revocation_outcome(
-                lambda: revoke_at_provider(services, org_id, current, now=now, deadline=until),
-                org_id,
-                connection_id,
-            ),
-        )
-    else:
-        revocation = "not_applicable"
-    if revocation != "not_applicable":
-        # Known only after the delete committed: recorded on its own.
-        revoked = AuditEntry(
-            actor=caller.sub,
-            action=AuditAction.CREDENTIAL_REVOKE.value,
-            request_id=request_id,
-            outcome="success" if revocation == "revoked" else "failure",
-            target_kind="connection",
-            target_id=connection_id,
-            details={"revocation": revocation},
-        )
-        services.audit.record_outcome(org_id, revoked, now=now)
-    services.audit.flush_after_commit(org_id, now=now)
+    if not revocable:
+        return
+    connection_id = str(dropped.item_id)
+    revocation = revoke_in_time(
+        seconds,
+        lambda until: revocation_outcome(
+            lambda: revoke_at_provider(services, org_id, dropped, now=now, deadline=until),
+            org_id,
+            connection_id,
+        ),
+    )
+    if revocation == "not_applicable":
+        return
+    why = {"reason": reason} if reason else {}
+    revoked = AuditEntry(
+        actor=caller.sub,
+        action=AuditAction.CREDENTIAL_REVOKE.value,
+        request_id=request_id,
+        outcome="success" if revocation == "revoked" else "failure",
+        target_kind="connection",
+        target_id=connection_id,
+        details={"revocation": revocation, **why},
+    )
+    services.audit.record_outcome(org_id, revoked, now=now)
 
 
 def deletion_entries(
@@ -751,6 +806,11 @@ def _connection(org_id: str, item: Item) -> Connection:
         created_by=a["created_by"],
         updated_at=a["updated_at"],
     )
+
+
+def _token_generation(connection: Item) -> int | None:
+    """The token generation to expect (None: never stored, as the token stores expect it)."""
+    return int(connection.attributes.get(TOKEN_GENERATION, 0)) or None
 
 
 def _iso(now: datetime) -> str:

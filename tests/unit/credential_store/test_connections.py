@@ -652,6 +652,123 @@ def test_a_damaged_grant_at_deletion_is_audited_as_failed_not_a_500(
     assert get(call, org, connection)[0] == 404
 
 
+def _with_grant(stack: Stack, org: str, connection: str) -> None:
+    """As the OAuth callback leaves a connection: a sealed grant, its record, a token stored."""
+    record = {"M": {"fingerprint": {"S": "sha256:0123456789abcdef"}, "created_at": {"S": "x"}}}
+    boto3.client("dynamodb").update_item(
+        TableName=stack.ref("Table"),
+        Key={"pk": {"S": org}, "sk": {"S": f"CONN#{connection}"}},
+        UpdateExpression=(
+            "SET sealed_refresh_token = :grant, credentials.refresh_token = :record,"
+            " token_generation = :one"
+        ),
+        ExpressionAttributeValues={
+            ":grant": {"B": b"sealed"},
+            ":record": record,
+            ":one": {"N": "1"},
+        },
+    )
+
+
+def _revoked_with(monkeypatch: pytest.MonkeyPatch, outcome: Any = "revoked") -> list[Any]:
+    """The connections (as the revocation reads them) whose grant is revoked."""
+    from credential_store import connections
+
+    seen: list[Any] = []
+    _holds_a_revocable_grant(monkeypatch)
+
+    def revoke(_services: Any, _org: str, connection: Any, **kwargs: Any) -> str:
+        seen.append(connection)
+        return outcome if isinstance(outcome, str) else str(outcome(**kwargs))
+
+    monkeypatch.setattr(connections, "revoke_at_provider", revoke)
+    return seen
+
+
+def test_a_rotation_revokes_what_it_drops_as_the_client_it_was_issued_to(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body(auth=CODE))
+    _with_grant(stack, org, connection)
+    revoked = _revoked_with(monkeypatch)
+    old_secret = raw_item(stack, org, connection)["sealed_client_secret"]
+
+    # The same client with a new secret: the grant stays, the cached token goes, and is revoked
+    # with the new secret (the old one may already be disabled at the provider).
+    assert rotate(call, org, connection, {**CODE, "client_secret": canary("new")})[0] == 200
+    [same] = revoked
+    stored = raw_item(stack, org, connection)
+    assert "sealed_refresh_token" in stored
+    assert "sealed_refresh_token" not in same.attributes
+    assert same.attributes["sealed_client_secret"] == stored["sealed_client_secret"]["B"]
+    assert stored["sealed_client_secret"] != old_secret
+
+    # A new client: the grant goes, revoked as the old client it was issued to.
+    before = stored
+    assert rotate(call, org, connection, {**CODE, "client_id": "other-app"})[0] == 200
+    [_, other] = revoked
+    assert other.attributes["client_id"] == "app"
+    assert other.attributes["sealed_client_secret"] == before["sealed_client_secret"]["B"]
+    assert other.attributes["sealed_refresh_token"] == before["sealed_refresh_token"]["B"]
+    assert "sealed_refresh_token" not in raw_item(stack, org, connection)
+    reason = {"revocation": "revoked", "reason": "credentials_replaced"}
+    assert _revocations(app_module, org) == [("success", reason), ("success", reason)]
+
+
+def test_a_rotation_whose_revocation_fails_still_stands_and_audits_the_failure(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body(auth=CODE))
+    _with_grant(stack, org, connection)
+    _revoked_with(monkeypatch, kms_throttled)
+    status, body = rotate(call, org, connection, {**CODE, "client_id": "other-app"})
+    assert status == 200
+    assert body["status"] == "pending_authorization"
+    assert "sealed_refresh_token" not in raw_item(stack, org, connection)
+    assert _revocations(app_module, org) == [
+        ("failure", {"revocation": "failed", "reason": "credentials_replaced"})
+    ]
+
+
+@pytest.mark.parametrize("change", ["rotate", "delete"])
+def test_a_token_stored_while_a_rotation_or_deletion_is_made_answers_409_and_changes_nothing(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    from credential_store import connections
+
+    org = new_org(call)
+    connection = created(call, org, okta_body(auth=CODE))
+    _with_grant(stack, org, connection)
+    revoked = _revoked_with(monkeypatch)
+    real_find = connections._find
+
+    def refreshed_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        read = real_find(*args, **kwargs)
+        # A refresh stores a new grant after the read: revoking the one read would leave it live.
+        boto3.client("dynamodb").update_item(
+            TableName=stack.ref("Table"),
+            Key={"pk": {"S": org}, "sk": {"S": f"CONN#{connection}"}},
+            UpdateExpression="SET sealed_refresh_token = :newer, token_generation = :two",
+            ExpressionAttributeValues={":newer": {"B": b"newer"}, ":two": {"N": "2"}},
+        )
+        return read
+
+    monkeypatch.setattr(connections, "_find", refreshed_meanwhile)
+    if change == "rotate":
+        status, _ = rotate(call, org, connection, {**CODE, "client_id": "other-app"})
+    else:
+        status, _ = delete(call, org, connection)
+    assert status == 409
+    stored = raw_item(stack, org, connection)
+    assert stored["sealed_refresh_token"]["B"] == b"newer"
+    assert stored["auth_method"]["S"] == "authorization_code"
+    assert stored["client_id"]["S"] == "app"
+    assert revoked == []
+    assert audit_actions(app_module, org)[-1] == "credential.write"  # the creation's
+
+
 def test_rotating_an_authorized_connections_secret_keeps_its_grant_and_the_grants_record(
     call: Call, stack: Stack
 ) -> None:

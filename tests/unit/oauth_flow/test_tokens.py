@@ -303,14 +303,16 @@ def test_private_key_jwt_assertions_verify_at_the_server(world: OAuthWorld) -> N
         },
     )
     assert reply.status == 200, reply.body
+    # The token it dropped was revoked, the client authenticating as it does for tokens.
+    assert not world.server.is_active(first.value)
     second = _get(world, org, connection_id)
     assert first.value != second.value
     assert world.server.is_active(second.value)
     seen = world.server.assertions_seen
-    assert len(seen) == 2
+    assert len(seen) == 3  # the first token, its revocation, the second token
     assert all(a.accepted for a in seen)
     assert {a.header["kid"] for a in seen} == {"key-2026-11"}
-    assert len({a.claims["jti"] for a in seen}) == 2
+    assert len({a.claims["jti"] for a in seen}) == 3
     assert all(0 < a.claims["exp"] - a.claims["iat"] <= 300 for a in seen)
 
 
