@@ -4,7 +4,7 @@
 Thin handler: the shared resolver parses and validates, each route makes one call into
 `credential_store.orgs`, `credential_store.org_deletion`, `credential_store.connections` or
 `credential_store.audit_log`, which take their clients and `now` as arguments; the schedule
-calls `org_deletion.finish_stalled_deletions`.
+calls `org_deletion.finish_stalled_deletions`, then `revocations.retry_owed`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from credential_store import audit_log, connections, org_deletion, orgs
+from credential_store import audit_log, connections, org_deletion, orgs, revocations
 from credential_store.models import (
     AuditLogPage,
     Connection,
@@ -192,10 +192,11 @@ def get_connection(org_id: OrgId, connection_id: ConnectionId) -> Connection:
     description=(
         "Admins. Replaces the secrets (write-only) with the same method. The cached access"
         " token is dropped, and with a new `client_id` the OAuth grant too (the connection then"
-        " waits for authorization); what is dropped is then revoked at the provider (RFC 7009)"
-        " with the credentials it was obtained with, waiting at most until 4 s before the"
-        " function's timeout, and the revocation is audited. A token refreshed meanwhile"
-        " answers 409."
+        " waits for authorization). A dropped client-credentials or private-key token, or the"
+        " old client's grant, is then revoked at the provider (RFC 7009) as the client it was"
+        " issued to, waiting at most until 4 s before the function's timeout; the revocation"
+        " is audited, and one the provider did not take is retried by the sweep. A token"
+        " refreshed meanwhile answers 409."
     ),
 )
 def replace_credentials(
@@ -224,7 +225,7 @@ def replace_credentials(
         "Admins. Deletes the secrets and the connection, then revokes its OAuth grant at the"
         " provider (RFC 7009) where there is one, waiting at most until 4 s before the"
         " function's timeout: still 204 when the provider hangs, with the revocation audited as"
-        " `timed_out`."
+        " `timed_out` and retried by the sweep."
     ),
     responses={204: {"description": "Deleted; the grant's revocation is audited"}},
 )
@@ -270,14 +271,21 @@ def _request_id() -> str:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """The HTTP routes, or the schedule that carries on org deletions that stopped midway."""
+    """The HTTP routes, or the schedule that carries on org deletions that stopped midway and
+    then tries again the revocations still owed."""
     if is_scheduled_invocation(event):
-        report = org_deletion.finish_stalled_deletions(
-            services(),
-            now=_now(),
-            request_id=context.aws_request_id,
-            time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+        now = _now()
+
+        def time_left() -> float:
+            return context.get_remaining_time_in_millis() / 1000
+
+        deletions = org_deletion.finish_stalled_deletions(
+            services(), now=now, request_id=context.aws_request_id, time_left=time_left
         )
-        logger.info("stalled org deletions swept", extra={"report": asdict(report)})
-        return asdict(report)
+        logger.info("stalled org deletions swept", extra={"report": asdict(deletions)})
+        retried = revocations.retry_owed(
+            services(), now=now, request_id=context.aws_request_id, time_left=time_left
+        )
+        logger.info("owed revocations swept", extra={"report": asdict(retried)})
+        return {"deletions": asdict(deletions), "revocations": asdict(retried)}
     return handle_request(app, event, context)

@@ -187,8 +187,8 @@ def test_replacing_credentials_revokes_what_it_drops_at_the_provider(
     path = f"/orgs/{org}/connections/{connection_id}"
     callback = rec.stack.url("/oauth/callback")
 
-    # The secret is rotated at the provider first, then here: the cached access token is
-    # revoked with the new secret (the old one no longer authenticates), the grant stays.
+    # The secret is rotated at the provider first, then here: the grant stays, and its access
+    # token is left to expire (a provider may revoke the whole grant with any of its tokens).
     before = server.counts()
     new_secret = "CANARYsecret" + secrets.token_hex(12)
     server.register_client(client_id, redirect_uris=[callback], secret=new_secret)
@@ -196,9 +196,7 @@ def test_replacing_credentials_revokes_what_it_drops_at_the_provider(
     response = rec.call("PUT", f"{path}/credentials", admin, json={"auth": auth})
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "active"
-    after = server.counts()
-    assert after["revocations"] == before["revocations"] + 1
-    assert after["client_auth_failures"] == before["client_auth_failures"]
+    assert server.counts()["revocations"] == before["revocations"]
     assert server.is_active(refresh_token)
 
     # A new client: the old client's grant is revoked with the old client's credentials.
@@ -219,8 +217,7 @@ def test_replacing_credentials_revokes_what_it_drops_at_the_provider(
     revocations = [
         (e["outcome"], e["details"]) for e in events if e["action"] == "credential.revoke"
     ]
-    revoked = {"revocation": "revoked", "reason": "credentials_replaced"}
-    assert revocations == [("success", revoked), ("success", revoked)]
+    assert revocations == [("success", {"revocation": "revoked", "reason": "credentials_replaced"})]
     canaries = {
         "client secret": secret,
         "rotated client secret": new_secret,

@@ -21,15 +21,13 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as WaitedTooLong
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from credential_store import audit_trail
+from credential_store import audit_trail, revocations
 from credential_store.models import (
     REDACTED,
     ApiTokenAuth,
@@ -249,9 +247,11 @@ def replace_credentials(
     The method stays the connection's: changing it is a new connection (its provider settings,
     such as an authorization endpoint, were checked for the method it was created with).
 
-    A token the rotation drops (the cached access token; with a new client, the grant too) is
-    then revoked at the provider as the client it was issued to, as a deletion revokes it: a
-    rotation after a leak must not leave tokens obtained with the leaked secret live. The update
+    A token the rotation drops is then revoked at the provider as the client it was issued to,
+    as a deletion revokes it (and owed the same way): a rotation after a leak must not leave
+    tokens obtained with the leaked secret live. That is the cached token of a client-credentials
+    or private-key connection, or, with a new client, an authorization-code connection's grant;
+    with the same client the grant stays, and its access token is left to expire. The update
     expects the token generation it read, so the token revoked is the one dropped.
     """
     require_role(services, caller, org_id, Role.ADMIN, now=now)
@@ -274,15 +274,21 @@ def replace_credentials(
     # What is dropped is revoked as the client it was issued to: with the new credentials when
     # the client stays (the old secret may already be disabled at the provider), with the old
     # ones when the client changes.
-    dropped = {**current.attributes, **auth_attributes} if same_client else dict(current.attributes)
+    dropped: Item | None = Item(
+        CONNECTION,
+        connection_id,
+        {**current.attributes, **auth_attributes} if same_client else dict(current.attributes),
+    )
     if body.auth.method is AuthMethod.AUTHORIZATION_CODE:
         if not same_client:
             # The grant belongs to the old client: the new one must be authorized.
             remove.add(sealed_attribute(REFRESH_TOKEN))
             changes[STATUS] = ConnectionStatus.PENDING_AUTHORIZATION.value
         else:
-            # The grant stays, and so does its record (shown with its fingerprint).
-            dropped.pop(sealed_attribute(REFRESH_TOKEN), None)
+            # The grant stays, and so does its record (shown with its fingerprint). Its access
+            # token is left to expire: a provider may revoke a grant with any of its tokens
+            # (RFC 7009 2.1).
+            dropped = None
             held = current.attributes.get("credentials", {}).get(REFRESH_TOKEN)
             if held is not None:
                 changes["credentials"] = {**credentials, REFRESH_TOKEN: held}
@@ -304,9 +310,17 @@ def replace_credentials(
         details={"method": body.auth.method.value, "fields": sorted(credentials)},
     )
     audit_writes = audit_trail.recorded(services, org_id, audit, now=now)
+    owed = (
+        None
+        if dropped is None
+        else revocations.owe(services, org_id, dropped, now=now, reason="credentials_replaced")
+    )
+    owing = [] if owed is None else [owed.write]
     try:
         services.table.transact(
-            org_id, [update, still_allowed(caller.sub, Role.ADMIN), *audit_writes], now=now
+            org_id,
+            [update, still_allowed(caller.sub, Role.ADMIN), *audit_writes, *owing],
+            now=now,
         )
     except ItemNotFound:  # the connection was deleted, or the caller removed, meanwhile
         raise NotFound() from None
@@ -319,16 +333,10 @@ def replace_credentials(
         {name: value for name, value in attributes.items() if name not in remove},
         current.expires_at,
     )
-    _revoke_dropped(
-        services,
-        caller,
-        org_id,
-        Item(CONNECTION, connection_id, dropped, current.expires_at),
-        now=now,
-        request_id=request_id,
-        seconds=deadline - clock(),
-        reason="credentials_replaced",
-    )
+    if owed is not None:
+        revocations.revoke_owed(
+            services, caller, owed, now=now, request_id=request_id, seconds=deadline - clock()
+        )
     services.audit.flush_after_commit(org_id, now=now)
     return _connection(org_id, updated)
 
@@ -348,13 +356,16 @@ def delete_connection(
     possible (from the copy read for the delete): a delete that loses a race (409) leaves the
     grant as live as the connection that still holds it. The revocation is waited for only
     until `deadline` (a `clock()` time): a provider that hangs is audited as `timed_out`, and
-    the answer is still 204. The delete expects the token generation it read, so the grant
-    revoked is the one deleted, not one a refresh replaced meanwhile."""
+    the answer is still 204. The delete's transaction writes the revocation it owes
+    (`revocations`), so one that fails, times out or never runs is tried again by the sweep.
+    The delete expects the token generation it read, so the grant revoked is the one deleted,
+    not one a refresh replaced meanwhile."""
     require_role(services, caller, org_id, Role.ADMIN, now=now)
     current = _find(services, org_id, connection_id, now=now)
     audit_writes = audit_trail.recorded(
         services, org_id, *deletion_entries(caller, current, request_id=request_id), now=now
     )
+    owed = revocations.owe(services, org_id, current, now=now)
     try:
         services.table.transact(
             org_id,
@@ -370,6 +381,7 @@ def delete_connection(
                 Increment(ORG, attribute=COUNTER, by=-1),
                 still_allowed(caller.sub, Role.ADMIN),
                 *audit_writes,
+                *([] if owed is None else [owed.write]),
             ],
             now=now,
         )
@@ -378,60 +390,11 @@ def delete_connection(
     except (ConditionFailed, LimitReached):
         raise Conflict("The connection changed meanwhile; read it again and retry.") from None
     services.schedules.remove(org_id, connection_id, now=now)
-    _revoke_dropped(
-        services,
-        caller,
-        org_id,
-        current,
-        now=now,
-        request_id=request_id,
-        seconds=deadline - clock(),
-    )
+    if owed is not None:
+        revocations.revoke_owed(
+            services, caller, owed, now=now, request_id=request_id, seconds=deadline - clock()
+        )
     services.audit.flush_after_commit(org_id, now=now)
-
-
-def _revoke_dropped(
-    services: Services,
-    caller: Caller,
-    org_id: str,
-    dropped: Item,
-    *,
-    now: datetime,
-    request_id: str,
-    seconds: float,
-    reason: str | None = None,
-) -> None:
-    """Revoke the grant held by `dropped` (a connection as it was before a committed change
-    dropped its tokens), waiting at most `seconds`, and record the outcome with `reason` on its
-    own: it is known only after the change committed. Nothing to revoke records nothing."""
-    try:
-        revocable = services.tokens.revocable(read_connection(org_id, dropped), now=now)
-    except Exception:  # noqa: BLE001 - a damaged item: the revocation tries, fails, is audited
-        revocable = True
-    if not revocable:
-        return
-    connection_id = str(dropped.item_id)
-    revocation = revoke_in_time(
-        seconds,
-        lambda until: revocation_outcome(
-            lambda: revoke_at_provider(services, org_id, dropped, now=now, deadline=until),
-            org_id,
-            connection_id,
-        ),
-    )
-    if revocation == "not_applicable":
-        return
-    why = {"reason": reason} if reason else {}
-    revoked = AuditEntry(
-        actor=caller.sub,
-        action=AuditAction.CREDENTIAL_REVOKE.value,
-        request_id=request_id,
-        outcome="success" if revocation == "revoked" else "failure",
-        target_kind="connection",
-        target_id=connection_id,
-        details={"revocation": revocation, **why},
-    )
-    services.audit.record_outcome(org_id, revoked, now=now)
 
 
 def deletion_entries(
@@ -454,74 +417,6 @@ def deletion_entries(
             caller, AuditAction.CONNECTION_DELETE, target, request_id=request_id, details=why
         ),
     ]
-
-
-def revocation_outcome(
-    revocation: Callable[[], str],
-    org_id: str,
-    connection_id: str,
-    *,
-    raising: tuple[type[Exception], ...] = (),
-) -> str:
-    """`revocation()`'s outcome, or "failed" (logged by its type) if it raises anything but
-    `raising`: a grant that cannot be opened or sent (KMS failing, a damaged value) is audited
-    as failed, and the deletion it follows still stands."""
-    try:
-        return revocation()
-    except raising:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a revocation's fault must not undo its deletion
-        logger.warning(
-            "a grant could not be revoked",
-            extra={
-                "org_id": org_id,
-                "connection_id": connection_id,
-                "error_type": type(exc).__name__,
-            },
-        )
-        return "failed"
-
-
-def revoke_in_time(seconds: float, revocation: Callable[[float], str]) -> str:
-    """`revocation(deadline)` (epoch seconds, for the provider's retries) on a helper thread,
-    waited for at most `seconds`: "timed_out" if it is still running then (it is abandoned:
-    Lambda freezes the process once the answer is sent, so the grant may stay live at the
-    provider), "not_attempted" if there is no time at all. A provider that hangs cannot hold a
-    request past the function's timeout, after its change has committed."""
-    if seconds <= 0:
-        return "not_attempted"
-    runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revoke")
-    try:
-        running = runner.submit(revocation, time.time() + seconds)
-        try:
-            return running.result(timeout=seconds)
-        except WaitedTooLong:
-            if running.done():
-                # Its own TimeoutError (the same class on Python 3.11+), or it finished just as
-                # the wait ran out: its own outcome either way.
-                return running.result()
-            return "timed_out"
-    finally:
-        runner.shutdown(wait=False, cancel_futures=True)
-
-
-def revoke_at_provider(
-    services: Services,
-    org_id: str,
-    connection: Item,
-    *,
-    now: datetime,
-    deadline: float | None = None,
-) -> str:
-    """Revoke the grant of a connection just deleted at the provider (RFC 7009).
-
-    "revoked", "failed" or "not_applicable": static API tokens, client secrets and private keys
-    cannot be revoked through a provider's API, and Entra has no revocation endpoint. A failed
-    revocation never stops the local delete; the caller records it in the audit log. `deadline`
-    (epoch seconds) bounds the waits between attempts at the provider.
-    """
-    record = read_connection(org_id, connection)
-    return services.tokens.revoke(record, now=now, deadline=deadline)
 
 
 # ---- validation -------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ Only an owner who signed in within the last 5 minutes may start it. The steps, i
 1. The org item is marked deleting, in one transaction with the `org.delete` audit entry and a
    check that the caller is still an owner; every other member is then removed, so nobody else
    can act on the org from here on.
-2. Each connection's OAuth grant is revoked at its provider (RFC 7009), while time allows:
-   opening a refresh token needs the org's key, so this must come before step 3.
+2. Each connection's OAuth grant, and each grant the org still owes a revocation for
+   (`revocations`), is revoked at its provider (RFC 7009), while time allows: opening a refresh
+   token needs the org's key, so this must come before step 3.
 3. The org's KMS key is disabled at once and its deletion scheduled (crypto-shredding): every
    sealed value, wrapped DEK and SSE-KMS backup of the org is unreadable from here on, although
    Object Lock keeps the backups' ciphertext until their retention ends.
@@ -36,14 +37,15 @@ from datetime import datetime
 from enum import Enum
 
 from credential_store import audit_trail, deletion_marks
-from credential_store.connections import (
-    CONNECTION,
-    deletion_entries,
+from credential_store.connections import CONNECTION, deletion_entries
+from credential_store.orgs import MEMBER, ORG, require_role
+from credential_store.revocations import (
+    owed_grants,
+    revocation_entry,
     revocation_outcome,
     revoke_at_provider,
     revoke_in_time,
 )
-from credential_store.orgs import MEMBER, ORG, require_role
 from credential_store.services import Services
 from strongroom.api import Caller
 from strongroom.audit import AuditAction, AuditEntry, AuditError
@@ -522,7 +524,12 @@ def _revoke_grants(
     """
     if not services.keyrings.org_key_enabled(org_id):
         return
-    connections = list(_every(services, org_id, CONNECTION, now=now))
+    # With the grants still owed a revocation (their connection deleted or rotated): after the
+    # key is shredded they cannot be opened.
+    connections = [
+        *_every(services, org_id, CONNECTION, now=now),
+        *owed_grants(services, org_id, now=now),
+    ]
     outcomes: list[tuple[Item, str]] = []
     for connection in connections:
         left = until - clock()
@@ -536,14 +543,13 @@ def _revoke_grants(
             break
     outcomes += [(connection, "not_attempted") for connection in connections[len(outcomes) :]]
     entries = [
-        AuditEntry(
-            actor=caller.sub,
-            action=AuditAction.CREDENTIAL_REVOKE.value,
+        revocation_entry(
+            caller,
+            connection,
+            outcome,
             request_id=request_id,
-            outcome="success" if outcome == "revoked" else "failure",
-            target_kind="connection",
-            target_id=str(connection.item_id),
-            details={"revocation": outcome, "reason": _REASON},
+            reason=_REASON,
+            retry_scheduled=False,
         )
         for connection, outcome in outcomes
         if outcome != "not_applicable"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -29,6 +31,28 @@ def canary(label: str = "c") -> str:
 def kms_throttled(*_: Any, **__: Any) -> str:
     """A revocation (or any call) that meets KMS throttling while it opens a sealed value."""
     raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
+
+
+def holds_a_revocable_grant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections count as holding a grant their provider can revoke (an OAuth grant needs the
+    whole authorization flow; tests/unit/oauth_flow has those)."""
+    from strongroom.oauth import TokenService
+
+    monkeypatch.setattr(TokenService, "revocable", lambda *_, **__: True)
+
+
+def revocations_recorded(
+    app_module: Any, org: str, *, actor: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """(outcome, details) of the org's `credential.revoke` entries, oldest first (by `actor`)."""
+    services = app_module.services()
+    services.audit.flush(org, now=datetime.now(UTC))
+    events = services.audit.list_events(org, now=datetime.now(UTC), limit=100).events
+    return [
+        (e.outcome, dict(e.details))
+        for e in reversed(events)
+        if e.action == "credential.revoke" and actor in (None, e.actor)
+    ]
 
 
 def new_org(call: Call, owner: str = "alice") -> str:

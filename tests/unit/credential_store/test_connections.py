@@ -29,11 +29,13 @@ from tests.unit.credential_store.connection_helpers import (
     ec_jwk,
     ec_pem,
     get,
+    holds_a_revocable_grant,
     kms_throttled,
     listing,
     new_org,
     okta_body,
     public_only_jwk,
+    revocations_recorded,
     rotate,
     rsa_jwk,
     rsa_pem,
@@ -505,7 +507,7 @@ def test_an_rsa_key_over_4096_bits_is_never_validated(
 def test_a_provider_that_hangs_on_revocation_cannot_hold_the_delete_past_its_deadline(
     app_module: Any, call: Call, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from credential_store import connections
+    from credential_store import revocations
 
     org = new_org(call)
     connection = created(call, org, okta_body())
@@ -517,8 +519,8 @@ def test_a_provider_that_hangs_on_revocation_cannot_hold_the_delete_past_its_dea
         released.wait(30)  # the provider answers only when the test lets it
         return "revoked"
 
-    _holds_a_revocable_grant(monkeypatch)
-    monkeypatch.setattr(connections, "revoke_at_provider", hung_provider)
+    holds_a_revocable_grant(monkeypatch)
+    monkeypatch.setattr(revocations, "revoke_at_provider", hung_provider)
     try:
         # It answers while the provider still hangs (the provider is released only after):
         # 1.5 s for the revocation, the rest for recording its outcome.
@@ -529,7 +531,9 @@ def test_a_provider_that_hangs_on_revocation_cannot_hold_the_delete_past_its_dea
     # The provider's own retries were told to stop in time too.
     assert len(asked) == 1
     assert asked[0] < time.time() + 1
-    assert _revocations(app_module, org) == [("failure", {"revocation": "timed_out"})]
+    assert revocations_recorded(app_module, org) == [
+        ("failure", {"revocation": "timed_out", "retry_scheduled": True})
+    ]
 
 
 def test_a_connection_with_nothing_to_revoke_deleted_late_records_no_revocation(
@@ -544,11 +548,11 @@ def test_a_connection_with_nothing_to_revoke_deleted_late_records_no_revocation(
     services.audit.flush(org, now=datetime.now(UTC))
     events = services.audit.list_events(org, now=datetime.now(UTC), limit=100).events
     assert "connection.delete" in {e.action for e in events if e.target_id == connection}
-    assert _revocations(app_module, org) == []
+    assert revocations_recorded(app_module, org) == []
 
 
 def test_a_timeout_raised_by_the_revocation_itself_is_not_taken_for_the_wait_running_out() -> None:
-    from credential_store.connections import revoke_in_time
+    from credential_store.revocations import revoke_in_time
 
     def socket_timed_out(_deadline: float) -> str:
         raise TimeoutError("the provider's socket timed out")
@@ -557,14 +561,6 @@ def test_a_timeout_raised_by_the_revocation_itself_is_not_taken_for_the_wait_run
         revoke_in_time(5.0, socket_timed_out)
     assert revoke_in_time(5.0, lambda _deadline: "revoked") == "revoked"
     assert revoke_in_time(0.0, lambda _deadline: "revoked") == "not_attempted"
-
-
-def _holds_a_revocable_grant(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Connections count as holding a grant their provider can revoke (an OAuth grant needs the
-    whole authorization flow; tests/unit/oauth_flow has those)."""
-    from strongroom.oauth import TokenService
-
-    monkeypatch.setattr(TokenService, "revocable", lambda *_, **__: True)
 
 
 def _delete_with(app_module: Any, org: str, connection: str, seconds_left: float) -> int:
@@ -578,42 +574,39 @@ def _delete_with(app_module: Any, org: str, connection: str, seconds_left: float
     return int(app_module.lambda_handler(event, LambdaContext(seconds_left))["statusCode"])
 
 
-def _revocations(app_module: Any, org: str) -> list[tuple[str, dict[str, Any]]]:
-    services = app_module.services()
-    services.audit.flush(org, now=datetime.now(UTC))
-    events = services.audit.list_events(org, now=datetime.now(UTC), limit=100).events
-    return [(e.outcome, dict(e.details)) for e in events if e.action == "credential.revoke"]
-
-
 def test_a_delete_with_no_time_left_for_the_revocation_does_not_wait_for_it(
     app_module: Any, call: Call, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from credential_store import connections
+    from credential_store import revocations
 
     org = new_org(call)
     connection = created(call, org, okta_body())
     tried: list[float] = []
-    _holds_a_revocable_grant(monkeypatch)
+    holds_a_revocable_grant(monkeypatch)
     monkeypatch.setattr(
-        connections, "revoke_at_provider", lambda *_, deadline, **__: tried.append(deadline) or ""
+        revocations, "revoke_at_provider", lambda *_, deadline, **__: tried.append(deadline) or ""
     )
     # Less time left than the answer keeps for itself: the provider is not even asked.
     assert _delete_with(app_module, org, connection, seconds_left=0.3) == 204
     assert tried == []
-    assert _revocations(app_module, org) == [("failure", {"revocation": "not_attempted"})]
+    assert revocations_recorded(app_module, org) == [
+        ("failure", {"revocation": "not_attempted", "retry_scheduled": True})
+    ]
 
 
 def test_a_grant_that_cannot_be_opened_at_deletion_is_audited_as_failed_not_a_500(
     app_module: Any, call: Call, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from credential_store import connections
+    from credential_store import revocations
 
     org = new_org(call)
     connection = created(call, org, okta_body())
-    _holds_a_revocable_grant(monkeypatch)
-    monkeypatch.setattr(connections, "revoke_at_provider", kms_throttled)
+    holds_a_revocable_grant(monkeypatch)
+    monkeypatch.setattr(revocations, "revoke_at_provider", kms_throttled)
     assert _delete_with(app_module, org, connection, seconds_left=30) == 204
-    assert _revocations(app_module, org) == [("failure", {"revocation": "failed"})]
+    assert revocations_recorded(app_module, org) == [
+        ("failure", {"revocation": "failed", "retry_scheduled": True})
+    ]
 
 
 def test_a_revocation_finishing_as_the_wait_runs_out_gives_its_own_outcome(
@@ -621,7 +614,7 @@ def test_a_revocation_finishing_as_the_wait_runs_out_gives_its_own_outcome(
 ) -> None:
     from concurrent.futures import Future
 
-    from credential_store import connections
+    from credential_store import revocations
 
     real_result = Future.result
 
@@ -632,7 +625,7 @@ def test_a_revocation_finishing_as_the_wait_runs_out_gives_its_own_outcome(
         return str(real_result(self))
 
     monkeypatch.setattr(Future, "result", ran_out_just_as_it_finished)
-    assert connections.revoke_in_time(5.0, lambda _deadline: "revoked") == "revoked"
+    assert revocations.revoke_in_time(5.0, lambda _deadline: "revoked") == "revoked"
 
 
 def test_a_damaged_grant_at_deletion_is_audited_as_failed_not_a_500(
@@ -648,7 +641,9 @@ def test_a_damaged_grant_at_deletion_is_audited_as_failed_not_a_500(
         ExpressionAttributeValues={":damaged": {"S": "not-a-sealed-value"}},
     )
     assert _delete_with(app_module, org, connection, seconds_left=30) == 204
-    assert _revocations(app_module, org) == [("failure", {"revocation": "failed"})]
+    assert revocations_recorded(app_module, org) == [
+        ("failure", {"revocation": "failed", "retry_scheduled": True})
+    ]
     assert get(call, org, connection)[0] == 404
 
 
@@ -672,16 +667,16 @@ def _with_grant(stack: Stack, org: str, connection: str) -> None:
 
 def _revoked_with(monkeypatch: pytest.MonkeyPatch, outcome: Any = "revoked") -> list[Any]:
     """The connections (as the revocation reads them) whose grant is revoked."""
-    from credential_store import connections
+    from credential_store import revocations
 
     seen: list[Any] = []
-    _holds_a_revocable_grant(monkeypatch)
+    holds_a_revocable_grant(monkeypatch)
 
     def revoke(_services: Any, _org: str, connection: Any, **kwargs: Any) -> str:
         seen.append(connection)
         return outcome if isinstance(outcome, str) else str(outcome(**kwargs))
 
-    monkeypatch.setattr(connections, "revoke_at_provider", revoke)
+    monkeypatch.setattr(revocations, "revoke_at_provider", revoke)
     return seen
 
 
@@ -692,28 +687,33 @@ def test_a_rotation_revokes_what_it_drops_as_the_client_it_was_issued_to(
     connection = created(call, org, okta_body(auth=CODE))
     _with_grant(stack, org, connection)
     revoked = _revoked_with(monkeypatch)
-    old_secret = raw_item(stack, org, connection)["sealed_client_secret"]
 
-    # The same client with a new secret: the grant stays, the cached token goes, and is revoked
-    # with the new secret (the old one may already be disabled at the provider).
+    # The same client with a new secret: the grant stays, and its access token is left to
+    # expire (a provider may revoke the whole grant with it, RFC 7009 2.1).
     assert rotate(call, org, connection, {**CODE, "client_secret": canary("new")})[0] == 200
-    [same] = revoked
+    assert revoked == []
     stored = raw_item(stack, org, connection)
     assert "sealed_refresh_token" in stored
-    assert "sealed_refresh_token" not in same.attributes
-    assert same.attributes["sealed_client_secret"] == stored["sealed_client_secret"]["B"]
-    assert stored["sealed_client_secret"] != old_secret
 
     # A new client: the grant goes, revoked as the old client it was issued to.
-    before = stored
     assert rotate(call, org, connection, {**CODE, "client_id": "other-app"})[0] == 200
-    [_, other] = revoked
+    [other] = revoked
     assert other.attributes["client_id"] == "app"
-    assert other.attributes["sealed_client_secret"] == before["sealed_client_secret"]["B"]
-    assert other.attributes["sealed_refresh_token"] == before["sealed_refresh_token"]["B"]
+    assert other.attributes["sealed_client_secret"] == stored["sealed_client_secret"]["B"]
+    assert other.attributes["sealed_refresh_token"] == stored["sealed_refresh_token"]["B"]
     assert "sealed_refresh_token" not in raw_item(stack, org, connection)
+
+    # Client credentials, the same client: its token is revoked with the new secret (the old
+    # one may already be disabled at the provider).
+    static = created(call, org, okta_body(auth=CC))
+    old_secret = raw_item(stack, org, static)["sealed_client_secret"]
+    assert rotate(call, org, static, {**CC, "client_secret": canary("new")})[0] == 200
+    [_, same] = revoked
+    stored = raw_item(stack, org, static)
+    assert same.attributes["sealed_client_secret"] == stored["sealed_client_secret"]["B"]
+    assert stored["sealed_client_secret"] != old_secret
     reason = {"revocation": "revoked", "reason": "credentials_replaced"}
-    assert _revocations(app_module, org) == [("success", reason), ("success", reason)]
+    assert revocations_recorded(app_module, org) == [("success", reason), ("success", reason)]
 
 
 def test_a_rotation_whose_revocation_fails_still_stands_and_audits_the_failure(
@@ -727,8 +727,11 @@ def test_a_rotation_whose_revocation_fails_still_stands_and_audits_the_failure(
     assert status == 200
     assert body["status"] == "pending_authorization"
     assert "sealed_refresh_token" not in raw_item(stack, org, connection)
-    assert _revocations(app_module, org) == [
-        ("failure", {"revocation": "failed", "reason": "credentials_replaced"})
+    assert revocations_recorded(app_module, org) == [
+        (
+            "failure",
+            {"revocation": "failed", "reason": "credentials_replaced", "retry_scheduled": True},
+        )
     ]
 
 

@@ -51,7 +51,7 @@ def _sweep(
             LambdaContext(seconds_left=seconds_left),
         )
     assert isinstance(report, dict)
-    return report
+    return dict(report["deletions"])
 
 
 def _mark(stack: Stack, org: str) -> dict[str, Any] | None:

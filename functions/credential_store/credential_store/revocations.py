@@ -1,0 +1,402 @@
+"""Revoking at the provider the grants a change dropped, and the revocations still owed.
+
+A connection's deletion, or a rotation of its credentials, drops tokens that may still be live
+at the provider. Before the change, `owe` puts a mark for the sweep; the change's own
+transaction then writes what is needed to revoke them:
+
+    org       pk=<org_id>  sk=REVOCATION#<revocation_id>   (expires after OWED_FOR)
+              connection_id, attempts, reason, and the connection's attributes as the change
+              dropped them (provider settings, client credentials, sealed tokens: a sealed value
+              opens only under the id of its connection, which is kept)
+    platform  the sweep's mark (`sweep_marks`): pk=REVOCATION#<org_id>.<revocation_id>
+
+After the commit `revoke_owed` revokes while the request's time allows, and settles the debt
+(deletes both) once the provider took the revocation. A revocation that failed, timed out or was
+never tried stays owed: the sweep (`retry_owed`, on the credential store's schedule) tries again,
+waiting longer each time, MAX_ATTEMPTS in all, and then gives up. Every attempt is audited as a
+`credential.revoke` entry; `retry_scheduled` says another attempt follows. An org's deletion
+revokes the grants its org still owes along with its connections' (`owed_grants`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WaitedTooLong
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from credential_store.services import Services
+from credential_store.sweep_marks import SweepMarks
+from strongroom.api import Caller
+from strongroom.audit import AuditAction, AuditEntry
+from strongroom.oauth import CONNECTION_KIND, read_connection
+from strongroom.redaction import get_logger
+from strongroom.tenancy import (
+    ConditionFailed,
+    Create,
+    Item,
+    ItemNotFound,
+    TenancyError,
+    every_item,
+)
+from strongroom.tenancy.keys import validate_item_id, validate_org_id
+
+logger = get_logger(service="credential_store")
+
+KIND: Final = "REVOCATION"
+# How long a debt may wait: far past the last attempt, so only a sweep that never ran loses one.
+OWED_FOR: Final = timedelta(days=2)
+# The request's own attempt and the sweep's; the sweep's wait doubles after each (5 min, then
+# 10, 20, ... 320: the last about 10.5 hours after the change).
+MAX_ATTEMPTS: Final = 8
+RETRY: Final = timedelta(minutes=10)
+# The actor of the sweep's entries. No JWT subject can take this form (`strongroom.api.identity`).
+SWEEP: Final = Caller(sub="system:revocation")
+# The sweep tries no further revocation with less time than this left, and gives each at most
+# PER_ATTEMPT_SECONDS.
+SWEEP_RESERVE_SECONDS: Final = 6.0
+PER_ATTEMPT_SECONDS: Final = 10.0
+# Outcomes that settle a debt: the provider took the revocation, or there is nothing to revoke.
+_SETTLED: Final = frozenset({"revoked", "not_applicable"})
+_PAGE = 100
+
+MARKS: Final = SweepMarks(
+    kind=KIND,
+    partition="REVOCATION_DUE#all",
+    # Far longer than a request may run: the sweep does not retry while the request may still.
+    grace=timedelta(minutes=5),
+    retry=RETRY,
+    work="revocation",
+)
+
+
+@dataclass(frozen=True)
+class Owed:
+    """A revocation a change is about to owe: `write` goes in the change's transaction."""
+
+    org_id: str
+    revocation_id: str
+    grant: Item  # the connection as the change dropped it
+    reason: str | None
+
+    @property
+    def write(self) -> Create:
+        attributes = {
+            **self.grant.attributes,
+            "connection_id": str(self.grant.item_id),
+            "attempts": 1,
+            **({"reason": self.reason} if self.reason else {}),
+        }
+        return Create(KIND, self.revocation_id, attributes, ttl=OWED_FOR)
+
+    @property
+    def mark_id(self) -> str:
+        return _mark_id(self.org_id, self.revocation_id)
+
+
+@dataclass(frozen=True)
+class RetryReport:
+    """What one sweep of owed revocations did: attempts made, of which revoked, and debts it
+    gave up on."""
+
+    attempts: int
+    revoked: int
+    gave_up: int
+
+
+def owe(
+    services: Services, org_id: str, dropped: Item, *, now: datetime, reason: str | None = None
+) -> Owed | None:
+    """The revocation owed for `dropped` (a connection as a change is about to drop it), its
+    sweep mark put; None if it holds nothing to revoke. StoreUnavailable if the mark cannot be
+    put: the change must then not be made."""
+    try:
+        revocable = services.tokens.revocable(read_connection(org_id, dropped), now=now)
+    except Exception:  # noqa: BLE001 - a damaged item: the revocation tries, fails, is audited
+        revocable = True
+    if not revocable:
+        return None
+    owed = Owed(org_id, "rev_" + secrets.token_hex(10), dropped, reason)
+    MARKS.put(
+        services.platform,
+        owed.mark_id,
+        now=now,
+        attributes={"org_id": org_id, "revocation_id": owed.revocation_id},
+    )
+    return owed
+
+
+def revoke_owed(
+    services: Services,
+    caller: Caller,
+    owed: Owed,
+    *,
+    now: datetime,
+    request_id: str,
+    seconds: float,
+) -> None:
+    """After the change committed: revoke, waiting at most `seconds`, record the outcome on its
+    own, and settle the debt if the provider took it (else the sweep tries again)."""
+    revocation = revoke_in_time(
+        seconds,
+        lambda until: revocation_outcome(
+            lambda: revoke_at_provider(services, owed.org_id, owed.grant, now=now, deadline=until),
+            owed.org_id,
+            str(owed.grant.item_id),
+        ),
+    )
+    settled = revocation in _SETTLED
+    if revocation != "not_applicable":
+        entry = revocation_entry(
+            caller,
+            owed.grant,
+            revocation,
+            request_id=request_id,
+            reason=owed.reason,
+            retry_scheduled=not settled,
+        )
+        services.audit.record_outcome(owed.org_id, entry, now=now)
+    if settled:
+        _settle(services, owed.org_id, owed.revocation_id, owed.mark_id, now=now)
+
+
+def retry_owed(
+    services: Services,
+    *,
+    now: datetime,
+    request_id: str,
+    time_left: Callable[[], float],
+) -> RetryReport:
+    """Try again every owed revocation whose mark is due, while `time_left()` (seconds) allows.
+
+    One failure stops no other: a debt whose attempt fails comes due again later, and after
+    MAX_ATTEMPTS it is given up (recorded as such)."""
+    attempts = revoked = gave_up = 0
+    for mark in MARKS.due(services.platform, now=now):
+        seconds = min(time_left() - SWEEP_RESERVE_SECONDS, PER_ATTEMPT_SECONDS)
+        if seconds <= 0:
+            break
+        try:
+            outcome = _retry_one(services, mark, now=now, request_id=request_id, seconds=seconds)
+        except Exception as exc:  # noqa: BLE001 - one org's fault stops no other
+            logger.warning(
+                "an owed revocation could not be tried; a later sweep retries",
+                extra={"mark_id": mark.item_id, "error_type": type(exc).__name__},
+            )
+            continue
+        if outcome is None:
+            continue
+        attempts += 1
+        revoked += outcome == "revoked"
+        gave_up += outcome == "gave_up"
+    return RetryReport(attempts=attempts, revoked=revoked, gave_up=gave_up)
+
+
+def owed_grants(services: Services, org_id: str, *, now: datetime) -> Iterator[Item]:
+    """Each grant the org still owes a revocation for, as the connection that held it: for the
+    org's deletion, which must revoke them before its key is shredded."""
+    for owed in every_item(
+        lambda cursor: services.table.query(org_id, KIND, now=now, limit=_PAGE, cursor=cursor)
+    ):
+        yield _grant(owed)
+
+
+def revocation_outcome(
+    revocation: Callable[[], str],
+    org_id: str,
+    connection_id: str,
+    *,
+    raising: tuple[type[Exception], ...] = (),
+) -> str:
+    """`revocation()`'s outcome, or "failed" (logged by its type) if it raises anything but
+    `raising`: a grant that cannot be opened or sent (KMS failing, a damaged value) is audited
+    as failed, and the change it follows still stands."""
+    try:
+        return revocation()
+    except raising:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a revocation's fault must not undo its change
+        logger.warning(
+            "a grant could not be revoked",
+            extra={
+                "org_id": org_id,
+                "connection_id": connection_id,
+                "error_type": type(exc).__name__,
+            },
+        )
+        return "failed"
+
+
+def revoke_in_time(seconds: float, revocation: Callable[[float], str]) -> str:
+    """`revocation(deadline)` (epoch seconds, for the provider's retries) on a helper thread,
+    waited for at most `seconds`: "timed_out" if it is still running then (it is abandoned:
+    Lambda freezes the process once the answer is sent), "not_attempted" if there is no time at
+    all. A provider that hangs cannot hold a request past the function's timeout, after its
+    change has committed."""
+    if seconds <= 0:
+        return "not_attempted"
+    runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revoke")
+    try:
+        running = runner.submit(revocation, time.time() + seconds)
+        try:
+            return running.result(timeout=seconds)
+        except WaitedTooLong:
+            if running.done():
+                # Its own TimeoutError (the same class on Python 3.11+), or it finished just as
+                # the wait ran out: its own outcome either way.
+                return running.result()
+            return "timed_out"
+    finally:
+        runner.shutdown(wait=False, cancel_futures=True)
+
+
+def revoke_at_provider(
+    services: Services,
+    org_id: str,
+    connection: Item,
+    *,
+    now: datetime,
+    deadline: float | None = None,
+) -> str:
+    """Revoke at the provider (RFC 7009) the grant of a connection as a change dropped it.
+
+    "revoked", "failed" or "not_applicable": static API tokens, client secrets and private keys
+    cannot be revoked through a provider's API, and Entra has no revocation endpoint. A failed
+    revocation never undoes the change; the caller records it in the audit log. `deadline`
+    (epoch seconds) bounds the waits between attempts at the provider.
+    """
+    record = read_connection(org_id, connection)
+    return services.tokens.revoke(record, now=now, deadline=deadline)
+
+
+def _retry_one(
+    services: Services, mark: Item, *, now: datetime, request_id: str, seconds: float
+) -> str | None:
+    """One due mark's attempt: its outcome, "gave_up", or None if nothing was tried (the debt
+    is settled or gone, or another sweep has it)."""
+    org_id = validate_org_id(mark.attributes.get("org_id"))
+    revocation_id = validate_item_id(mark.attributes.get("revocation_id"))
+    try:
+        owed = services.table.get(org_id, KIND, revocation_id, now=now)
+    except ItemNotFound:
+        # Settled, expired, or gone with its org: only the mark is left.
+        MARKS.drop(
+            services.platform, str(mark.item_id), now=now, token=mark.attributes.get("token")
+        )
+        return None
+    made = int(owed.attributes.get("attempts", 1))
+    claimed = MARKS.claim(services.platform, mark, now=now, retry=RETRY * 2 ** max(made - 1, 0))
+    if claimed is None:
+        return None
+    attempt = made + 1
+    try:
+        # Counted before it is made: a sweep that dies in it still moves the debt towards its end.
+        services.table.update(
+            org_id,
+            KIND,
+            revocation_id,
+            changes={"attempts": attempt},
+            expect={"attempts": made},
+            now=now,
+        )
+    except (ConditionFailed, ItemNotFound):
+        return None  # settled by its request, or taken by another sweep, meanwhile
+    grant = _grant(owed)
+    revocation = revoke_in_time(
+        seconds,
+        lambda until: revocation_outcome(
+            lambda: revoke_at_provider(services, org_id, grant, now=now, deadline=until),
+            org_id,
+            str(grant.item_id),
+        ),
+    )
+    given_up = revocation not in _SETTLED and attempt >= MAX_ATTEMPTS
+    reason = owed.attributes.get("reason")
+    if revocation != "not_applicable":
+        entry = revocation_entry(
+            SWEEP,
+            grant,
+            revocation,
+            request_id=request_id,
+            reason=reason if isinstance(reason, str) else None,
+            retry_scheduled=revocation not in _SETTLED and not given_up,
+            attempt=attempt,
+            given_up=given_up,
+        )
+        services.audit.record_outcome(org_id, entry, now=now)
+        services.audit.flush_after_commit(org_id, now=now)
+    if revocation in _SETTLED or given_up:
+        _settle(services, org_id, revocation_id, str(mark.item_id), now=now, token=claimed)
+    return "gave_up" if given_up else revocation
+
+
+def _settle(
+    services: Services,
+    org_id: str,
+    revocation_id: str,
+    mark_id: str,
+    *,
+    now: datetime,
+    token: str | None = None,
+) -> None:
+    """Delete the debt, then its mark. A failure is logged, not raised: a debt left behind is
+    tried again (revoking a revoked token is harmless, RFC 7009 2.2), a mark left behind is
+    dropped by the sweep."""
+    try:
+        services.table.delete(org_id, KIND, revocation_id, now=now)
+    except TenancyError as exc:
+        logger.warning(
+            "a settled revocation could not be cleared; the sweep tries it again",
+            extra={"org_id": org_id, "error_type": type(exc).__name__},
+        )
+        return
+    MARKS.drop(services.platform, mark_id, now=now, token=token)
+
+
+def revocation_entry(
+    actor: Caller,
+    grant: Item,
+    revocation: str,
+    *,
+    request_id: str,
+    reason: str | None,
+    retry_scheduled: bool,
+    attempt: int | None = None,
+    given_up: bool = False,
+) -> AuditEntry:
+    """The `credential.revoke` entry of one attempt at revoking `grant` (its connection's)."""
+    details: dict[str, Any] = {"revocation": revocation}
+    if reason:
+        details["reason"] = reason
+    if attempt is not None:
+        details["attempt"] = attempt
+    if retry_scheduled:
+        details["retry_scheduled"] = True
+    if given_up:
+        details["given_up"] = True
+    return AuditEntry(
+        actor=actor.sub,
+        action=AuditAction.CREDENTIAL_REVOKE.value,
+        request_id=request_id,
+        outcome="success" if revocation == "revoked" else "failure",
+        target_kind="connection",
+        target_id=str(grant.item_id),
+        details=details,
+    )
+
+
+def _grant(owed: Item) -> Item:
+    """The connection as the change dropped it, from its debt (its own id opens its values)."""
+    attributes = dict(owed.attributes)
+    connection_id = validate_item_id(attributes.pop("connection_id", None))
+    for name in ("attempts", "reason"):
+        attributes.pop(name, None)
+    return Item(CONNECTION_KIND, connection_id, attributes, owed.expires_at)
+
+
+def _mark_id(org_id: str, revocation_id: str) -> str:
+    return f"{org_id}.{revocation_id}"

@@ -1,0 +1,223 @@
+"""Revocations still owed: a grant a deletion or rotation dropped, which the provider did not
+take in the request (a failure, a hang, no time, the request dying), is tried again by the
+function's schedule until the provider takes it, or given up after MAX_ATTEMPTS; an org's
+deletion revokes the grants its org still owes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from credential_store import org_deletion, revocations
+from credential_store.sweep_marks import SweepMarks
+
+from strongroom.tenancy import StoreUnavailable
+from strongroom_local.provision import Stack
+from tests.support.events import load_event
+from tests.unit.credential_store.conftest import Call, LambdaContext
+from tests.unit.credential_store.connection_helpers import (
+    created,
+    delete,
+    get,
+    holds_a_revocable_grant,
+    kms_throttled,
+    new_org,
+    okta_body,
+    revocations_recorded,
+    rotate,
+)
+from tests.unit.credential_store.test_org_deletion import _delete, _partition
+
+SWEEP = "system:revocation"
+CODE = {"method": "authorization_code", "client_id": "app", "client_secret": "s3cr3t-value"}
+DUE = revocations.MARKS.grace + timedelta(seconds=1)
+
+
+class _Provider:
+    """The provider as the revocation meets it: `answer` is what it does next."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answer: Callable[..., str] = kms_throttled
+        self.asked: list[str] = []
+        holds_a_revocable_grant(monkeypatch)
+        monkeypatch.setattr(revocations, "revoke_at_provider", self._revoke)
+
+    def _revoke(self, _services: Any, _org: str, connection: Any, **kwargs: Any) -> str:
+        self.asked.append(str(connection.item_id))
+        return self.answer(**kwargs)
+
+
+def _sweep(app_module: Any, after: timedelta = DUE) -> dict[str, int]:
+    """Fire the function's schedule as if `after` had passed: the revocations' report."""
+    later = datetime.now(UTC) + after
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(app_module, "_now", lambda: later)
+        report = app_module.lambda_handler(
+            load_event("credential_store/finish_stalled_deletions"), LambdaContext()
+        )
+    return dict(report["revocations"])
+
+
+def _owed(stack: Stack, org: str) -> list[str]:
+    return sorted(sk for sk in _partition(stack, org) if sk.startswith("REVOCATION#"))
+
+
+def _marks(stack: Stack) -> list[str]:
+    items = boto3.client("dynamodb").scan(TableName=stack.ref("Table"))["Items"]
+    return [i["pk"]["S"] for i in items if i["pk"]["S"].startswith("REVOCATION#")]
+
+
+def _deleted_owing(call: Call, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str, _Provider]:
+    """An org whose connection was deleted, the provider failing its grant's revocation."""
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+    provider = _Provider(monkeypatch)
+    assert delete(call, org, connection)[0] == 204
+    return org, connection, provider
+
+
+def _revoked(**_: Any) -> str:
+    return "revoked"
+
+
+def test_a_revocation_that_failed_at_deletion_is_tried_again_until_the_provider_takes_it(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, connection, provider = _deleted_owing(call, monkeypatch)
+    assert get(call, org, connection)[0] == 404  # the deletion stands
+    assert len(_owed(stack, org)) == 1
+    assert len(_marks(stack)) == 1
+
+    # Not before the request's own grace: it may still be at work on it.
+    assert _sweep(app_module, after=timedelta(0)) == {"attempts": 0, "revoked": 0, "gave_up": 0}
+    assert _sweep(app_module) == {"attempts": 1, "revoked": 0, "gave_up": 0}  # still failing
+    # Claimed: not tried again before its wait is over.
+    assert _sweep(app_module) == {"attempts": 0, "revoked": 0, "gave_up": 0}
+    provider.answer = _revoked
+    later = DUE + revocations.RETRY
+    assert _sweep(app_module, after=later) == {"attempts": 1, "revoked": 1, "gave_up": 0}
+    assert provider.asked == [connection] * 3
+    assert _owed(stack, org) == []
+    assert _marks(stack) == []
+    assert revocations_recorded(app_module, org) == [
+        ("failure", {"revocation": "failed", "retry_scheduled": True}),
+        ("failure", {"revocation": "failed", "attempt": 2, "retry_scheduled": True}),
+        ("success", {"revocation": "revoked", "attempt": 3}),
+    ]
+    assert [a for a, _ in _actors(app_module, org)] == ["bob", SWEEP, SWEEP]
+    # Settled: nothing more to try.
+    assert _sweep(app_module, after=later * 4) == {"attempts": 0, "revoked": 0, "gave_up": 0}
+
+
+def _actors(app_module: Any, org: str) -> list[tuple[str, str]]:
+    services = app_module.services()
+    events = services.audit.list_events(org, now=datetime.now(UTC), limit=100).events
+    return [(e.actor, e.outcome) for e in reversed(events) if e.action == "credential.revoke"]
+
+
+def test_a_revocation_the_provider_takes_at_once_owes_nothing(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+    _Provider(monkeypatch).answer = _revoked
+    assert delete(call, org, connection)[0] == 204
+    assert _owed(stack, org) == []
+    assert _marks(stack) == []
+    assert revocations_recorded(app_module, org) == [("success", {"revocation": "revoked"})]
+
+
+def test_a_request_that_dies_after_its_change_leaves_the_revocation_to_the_sweep(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body(auth=CODE))
+    provider = _Provider(monkeypatch)
+    provider.answer = _revoked
+
+    def dies(*_: Any, **__: Any) -> None:
+        raise SystemExit("the function timed out")  # as Lambda stops it: nothing more runs
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(revocations, "revoke_owed", dies)
+        with pytest.raises(SystemExit):
+            rotate(call, org, connection, {**CODE, "client_id": "other-app"})
+    assert provider.asked == []
+    assert len(_owed(stack, org)) == 1
+    assert _sweep(app_module) == {"attempts": 1, "revoked": 1, "gave_up": 0}
+    assert provider.asked == [connection]
+    assert revocations_recorded(app_module, org) == [
+        ("success", {"revocation": "revoked", "reason": "credentials_replaced", "attempt": 2})
+    ]
+    assert _owed(stack, org) == []
+    assert _marks(stack) == []
+
+
+def test_a_revocation_the_provider_never_takes_is_given_up_after_the_last_attempt(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, _, provider = _deleted_owing(call, monkeypatch)
+    # Each sweep after the last one's wait (they double, 10 min at first), within OWED_FOR.
+    reports = [_sweep(app_module, after=timedelta(hours=6 * n)) for n in range(1, 9)]
+    attempts = revocations.MAX_ATTEMPTS - 1  # the request made the first
+    assert [r["attempts"] for r in reports] == [1] * attempts + [0] * (8 - attempts)
+    assert [r["gave_up"] for r in reports] == [0] * (attempts - 1) + [1] + [0] * (8 - attempts)
+    assert len(provider.asked) == revocations.MAX_ATTEMPTS
+    recorded = revocations_recorded(app_module, org)
+    assert len(recorded) == revocations.MAX_ATTEMPTS
+    assert recorded[-1] == (
+        "failure",
+        {"revocation": "failed", "attempt": revocations.MAX_ATTEMPTS, "given_up": True},
+    )
+    assert all(details.get("retry_scheduled") for _, details in recorded[:-1])
+    assert _owed(stack, org) == []
+    assert _marks(stack) == []
+
+
+def test_an_org_deletion_revokes_the_grants_its_org_still_owes(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, connection, provider = _deleted_owing(call, monkeypatch)
+    assert len(_owed(stack, org)) == 1
+    revoked_by_deletion: list[str] = []
+    monkeypatch.setattr(
+        org_deletion,
+        "revoke_at_provider",
+        lambda _s, _o, grant, **__: revoked_by_deletion.append(str(grant.item_id)) or "revoked",
+    )
+    assert _delete(call, org)[0] == 204
+    # Before the key was shredded, with the org's own reason.
+    assert revoked_by_deletion == [connection]
+    assert _owed(stack, org) == []
+    # Its debt went with the org: the sweep only drops the mark.
+    assert _sweep(app_module) == {"attempts": 0, "revoked": 0, "gave_up": 0}
+    assert _marks(stack) == []
+    assert provider.asked == [connection]
+
+
+def test_a_change_whose_revocation_cannot_be_marked_is_not_made(
+    call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body())
+    _Provider(monkeypatch)
+
+    def unavailable(*_: Any, **__: Any) -> None:
+        raise StoreUnavailable("DynamoDB is throttling")
+
+    monkeypatch.setattr(SweepMarks, "put", unavailable)
+    status, _ = delete(call, org, connection)
+    assert status == 500  # as every store outage answers
+    assert get(call, org, connection)[0] == 200
+    assert _owed(stack, org) == []
+
+
+def test_nothing_to_revoke_owes_nothing(call: Call, stack: Stack) -> None:
+    org = new_org(call)
+    connection = created(call, org, okta_body())  # an API token: no grant to revoke
+    assert delete(call, org, connection)[0] == 204
+    assert _owed(stack, org) == []
+    assert _marks(stack) == []
