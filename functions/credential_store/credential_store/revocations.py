@@ -34,6 +34,7 @@ from credential_store.sweep_marks import SweepMarks
 from strongroom.api import Caller
 from strongroom.audit import AuditAction, AuditEntry
 from strongroom.oauth import CONNECTION_KIND, read_connection
+from strongroom.oauth.connection import OWED_CONNECTION_ID, OWED_REVOCATION_KIND
 from strongroom.redaction import get_logger
 from strongroom.tenancy import (
     ConditionFailed,
@@ -47,7 +48,7 @@ from strongroom.tenancy.keys import validate_item_id, validate_org_id
 
 logger = get_logger(service="credential_store")
 
-KIND: Final = "REVOCATION"
+KIND: Final = OWED_REVOCATION_KIND
 # How long a debt may wait: far past the last attempt, so only a sweep that never ran loses one.
 OWED_FOR: Final = timedelta(days=2)
 # The request's own attempt and the sweep's; the sweep's wait doubles after each (5 min, then
@@ -87,7 +88,7 @@ class Owed:
     def write(self) -> Create:
         attributes = {
             **self.grant.attributes,
-            "connection_id": str(self.grant.item_id),
+            OWED_CONNECTION_ID: str(self.grant.item_id),
             "attempts": 1,
             **({"reason": self.reason} if self.reason else {}),
         }
@@ -392,7 +393,7 @@ def revocation_entry(
 def _grant(owed: Item) -> Item:
     """The connection as the change dropped it, from its debt (its own id opens its values)."""
     attributes = dict(owed.attributes)
-    connection_id = validate_item_id(attributes.pop("connection_id", None))
+    connection_id = validate_item_id(attributes.pop(OWED_CONNECTION_ID, None))
     for name in ("attempts", "reason"):
         attributes.pop(name, None)
     return Item(CONNECTION_KIND, connection_id, attributes, owed.expires_at)

@@ -116,6 +116,41 @@ def test_after_rotation_every_secret_moves_to_the_new_dek_audited_connection_by_
     assert len(_events(audit, org_id)) == 4
 
 
+def test_a_revocation_still_owed_moves_to_the_new_dek_and_still_opens_as_its_connection(
+    keyrings: Keyrings, keyring: OrgKeyring, table: TenantTable, audit: AuditLog
+) -> None:
+    org_id = keyring.org_id
+    _connection(table, keyring, "conn_gone")
+    # As a deletion leaves it: the connection's values, copied to the revocation it owes.
+    dropped = table.get(org_id, "CONN", "conn_gone", now=NOW)
+    table.delete(org_id, "CONN", "conn_gone", now=NOW)
+    table.create(
+        org_id,
+        "REVOCATION",
+        "rev_1",
+        attributes={**dropped.attributes, "connection_id": "conn_gone", "attempts": 1},
+        now=NOW,
+    )
+    rotate_dek(table, keyrings, audit, org_id, actor="operator:test", now=NOW, request_id="r")
+
+    report = _run(table, keyrings, audit, org_id)
+
+    assert (report.connections, report.resealed, report.already_current) == (0, 2, 0)
+    owed = table.get(org_id, "REVOCATION", "rev_1", now=NOW).attributes
+    for field in FIELDS:
+        value = owed[f"sealed_{field}"]
+        assert value[:5] == header(2)
+        assert keyring.open_text_field(
+            value, kind="connection", item_id="conn_gone", field=field
+        ) == (f"{field}-of-conn_gone")
+    assert owed["attempts"] == 1
+    assert _events(audit, org_id)[-1] == (
+        "credential.reseal",
+        "conn_gone",
+        {"fields": list(FIELDS), "dek_version": 2},
+    )
+
+
 def test_a_run_soon_after_the_rotation_says_when_warm_caches_are_done_with_the_old_dek(
     keyrings: Keyrings, keyring: OrgKeyring, table: TenantTable, audit: AuditLog, settings: Settings
 ) -> None:

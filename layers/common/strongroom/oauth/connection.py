@@ -4,7 +4,8 @@ credential_store writes connections (kind `CONN`, item id = the connection id). 
 is sealed on its own under the org's DEK with kind `connection`, the connection id and the
 field's name, and stored as the Binary attribute `sealed_<field>`. The token service adds the
 refresh token from the OAuth flow (`sealed_refresh_token`) and its cache of the current access
-token (`sealed_access_token`, `access_token_expires_at`), guarded by `token_generation`.
+token (`sealed_access_token`, `access_token_expires_at`), guarded by `token_generation`. A
+revocation still owed keeps copies of the sealed values under OWED_REVOCATION_KIND.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from strongroom.tenancy import Item
 
 CONNECTION_KIND = "CONN"
 SEALED_KIND = "connection"  # the `kind` bound into every sealed connection secret's AAD
+# A revocation still owed after a change dropped a connection's tokens (credential_store's
+# `revocations`): a copy of the connection's sealed values, which open under its id, kept in
+# OWED_CONNECTION_ID.
+OWED_REVOCATION_KIND = "REVOCATION"
+OWED_CONNECTION_ID = "connection_id"
 SEALED_PREFIX = "sealed_"
 
 # Names of fields the token service writes on the connection item (names, not secrets).

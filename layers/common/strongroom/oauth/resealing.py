@@ -2,8 +2,9 @@
 
 An operator command (DESIGN.md: "DEK rotation and re-encryption of existing values are operator
 commands"): `Keyrings.rotate_dek` makes a new DEK current, and `reseal_connections` moves every
-sealed field of every connection of the org onto it, so that old DEK versions stop guarding
-anything. The plaintext never changes and never leaves this process.
+sealed field of every connection of the org, and of every revocation it still owes, onto it, so
+that old DEK versions stop guarding anything. The plaintext never changes and never leaves this
+process.
 
 Each connection is written back only where a value moves forward, by a conditional update that
 expects exactly the sealed values it read, in one transaction with its `credential.reseal` audit
@@ -18,6 +19,7 @@ leaves nothing under an older DEK.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +27,13 @@ from typing import Any
 from strongroom.audit import AuditAction, AuditEntry, AuditLog
 from strongroom.crypto import Keyrings, OrgKeyring
 from strongroom.crypto.sealed import version_of
-from strongroom.oauth.connection import CONNECTION_KIND, SEALED_KIND, SEALED_PREFIX
+from strongroom.oauth.connection import (
+    CONNECTION_KIND,
+    OWED_CONNECTION_ID,
+    OWED_REVOCATION_KIND,
+    SEALED_KIND,
+    SEALED_PREFIX,
+)
 from strongroom.oauth.exceptions import ResealContention
 from strongroom.tenancy import (
     ConditionFailed,
@@ -76,14 +84,12 @@ def reseal_connections(
     in_use = keyrings.dek_in_use(org_id)
     keyring = keyrings.for_org(org_id)
     connections = resealed = already_current = 0
-    listing = every_item(
-        lambda cursor: table.query(org_id, CONNECTION_KIND, now=now, limit=_PAGE, cursor=cursor)
-    )
-    for item in listing:
-        connections += 1
-        written, current = _reseal_one(table, keyring, by, org_id, item, now=now)
-        resealed += written
-        already_current += current
+    for kind in (CONNECTION_KIND, OWED_REVOCATION_KIND):
+        for item in _every(table, org_id, kind, now=now):
+            connections += kind == CONNECTION_KIND
+            written, current = _reseal_one(table, keyring, by, org_id, item, now=now)
+            resealed += written
+            already_current += current
     by.audit.flush_after_commit(org_id, now=now)
     settles_at = in_use.since + timedelta(seconds=keyrings.cache.max_age_seconds) + _LONGEST_REQUEST
     return ResealReport(
@@ -105,8 +111,11 @@ def _reseal_one(
     *,
     now: datetime,
 ) -> tuple[int, int]:
-    """(fields written, fields already current) for one connection."""
-    connection_id = str(item.item_id)
+    """(fields written, fields already current) for one connection, or one revocation still
+    owed (its copies of a connection's values open under that connection's id)."""
+    kind, item_id = item.kind, item.item_id
+    owed = kind == OWED_REVOCATION_KIND
+    connection_id = str(item.attributes[OWED_CONNECTION_ID] if owed else item_id)
     for _ in range(_ATTEMPTS):
         changes: dict[str, bytes] = {}
         current = 0
@@ -138,8 +147,8 @@ def _reseal_one(
                 org_id,
                 [
                     Update(
-                        CONNECTION_KIND,
-                        connection_id,
+                        kind,
+                        item_id,
                         changes=changes,
                         expect={name: item.attributes[name] for name in changes},
                     ),
@@ -149,12 +158,16 @@ def _reseal_one(
             )
         except (ConditionFailed, ItemNotFound):
             try:
-                item = table.get(org_id, CONNECTION_KIND, connection_id, now=now)
+                item = table.get(org_id, kind, item_id, now=now)
             except ItemNotFound:
                 return 0, 0  # deleted meanwhile: nothing left to reseal
             continue
         return len(changes), current
     raise ResealContention("a connection kept changing while it was being resealed")
+
+
+def _every(table: TenantTable, org_id: str, kind: str, *, now: datetime) -> Iterator[Item]:
+    return every_item(lambda cursor: table.query(org_id, kind, now=now, limit=_PAGE, cursor=cursor))
 
 
 def _sealed_fields(item: Item) -> list[tuple[str, Any]]:
