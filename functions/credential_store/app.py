@@ -274,17 +274,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """The HTTP routes, or the schedule that carries on org deletions that stopped midway and
     then tries again the revocations still owed."""
     if is_scheduled_invocation(event):
-        now = _now()
 
         def time_left() -> float:
             return context.get_remaining_time_in_millis() / 1000
 
         deletions = org_deletion.finish_stalled_deletions(
-            services(), now=now, request_id=context.aws_request_id, time_left=time_left
+            services(), now=_now(), request_id=context.aws_request_id, time_left=time_left
         )
         logger.info("stalled org deletions swept", extra={"report": asdict(deletions)})
+        # The time again: the deletions may have taken most of the function's.
         retried = revocations.retry_owed(
-            services(), now=now, request_id=context.aws_request_id, time_left=time_left
+            services(), now=_now(), request_id=context.aws_request_id, time_left=time_left
         )
         logger.info("owed revocations swept", extra={"report": asdict(retried)})
         return {"deletions": asdict(deletions), "revocations": asdict(retried)}

@@ -54,6 +54,7 @@ from strongroom.oauth.connection import (
     ACCESS_TOKEN,
     ACCESS_TOKEN_EXPIRES_AT,
     REFRESH_TOKEN,
+    SEALED_PREFIX,
     STATUS,
     TOKEN_GENERATION,
     ConnectionStatus,
@@ -300,7 +301,7 @@ def replace_credentials(
         connection_id,
         changes=changes,
         remove=sorted(remove),
-        expect={"version": version, TOKEN_GENERATION: _token_generation(current)},
+        expect=_unchanged(current),
     )
     audit = audit_trail.entry(
         caller,
@@ -373,10 +374,7 @@ def delete_connection(
                 Delete(
                     CONNECTION,
                     connection_id,
-                    expect={
-                        "version": current.attributes["version"],
-                        TOKEN_GENERATION: _token_generation(current),
-                    },
+                    expect=_unchanged(current),
                 ),
                 Increment(ORG, attribute=COUNTER, by=-1),
                 still_allowed(caller.sub, Role.ADMIN),
@@ -703,9 +701,17 @@ def _connection(org_id: str, item: Item) -> Connection:
     )
 
 
-def _token_generation(connection: Item) -> int | None:
-    """The token generation to expect (None: never stored, as the token stores expect it)."""
-    return int(connection.attributes.get(TOKEN_GENERATION, 0)) or None
+def _unchanged(connection: Item) -> dict[str, Any]:
+    """What a change that drops the connection's tokens expects of it: the version, the token
+    generation (None: never stored, as the token stores expect it) and every sealed value as
+    read, so that the revocation it owes holds the tokens it dropped, as they were stored (a
+    refresh or a reseal meanwhile answers 409)."""
+    attributes = connection.attributes
+    return {
+        "version": attributes["version"],
+        TOKEN_GENERATION: int(attributes.get(TOKEN_GENERATION, 0)) or None,
+        **{name: value for name, value in attributes.items() if name.startswith(SEALED_PREFIX)},
+    }
 
 
 def _iso(now: datetime) -> str:

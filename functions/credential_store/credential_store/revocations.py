@@ -13,15 +13,18 @@ transaction then writes what is needed to revoke them:
 After the commit `revoke_owed` revokes while the request's time allows, and settles the debt
 (deletes both) once the provider took the revocation. A revocation that failed, timed out or was
 never tried stays owed: the sweep (`retry_owed`, on the credential store's schedule) tries again,
-waiting longer each time, MAX_ATTEMPTS in all, and then gives up. Every attempt is audited as a
-`credential.revoke` entry; `retry_scheduled` says another attempt follows. An org's deletion
-revokes the grants its org still owes along with its connections' (`owed_grants`).
+waiting longer each time, MAX_ATTEMPTS in all (or until the debt is GIVE_UP_AFTER old), and then
+gives up. Every attempt is audited as a `credential.revoke` entry; `retry_scheduled` says another
+attempt follows, `given_up` that none will. The change expects every sealed value it copies, so a
+debt never holds a token older than the one dropped. An org's deletion revokes the grants its
+org still owes along with its connections' (`owed_grants`), once, before its key is shredded.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as WaitedTooLong
@@ -49,18 +52,23 @@ from strongroom.tenancy.keys import validate_item_id, validate_org_id
 logger = get_logger(service="credential_store")
 
 KIND: Final = OWED_REVOCATION_KIND
-# How long a debt may wait: far past the last attempt, so only a sweep that never ran loses one.
-OWED_FOR: Final = timedelta(days=2)
 # The request's own attempt and the sweep's; the sweep's wait doubles after each (5 min, then
 # 10, 20, ... 320: the last about 10.5 hours after the change).
 MAX_ATTEMPTS: Final = 8
 RETRY: Final = timedelta(minutes=10)
+# A debt the sweep has not finished by then (it did not run, or did not reach it) is given up,
+# recorded; it expires a day later, so one is never lost unrecorded unless the sweep stops for
+# that long.
+GIVE_UP_AFTER: Final = timedelta(days=1)
+OWED_FOR: Final = timedelta(days=2)
 # The actor of the sweep's entries. No JWT subject can take this form (`strongroom.api.identity`).
 SWEEP: Final = Caller(sub="system:revocation")
-# The sweep tries no further revocation with less time than this left, and gives each at most
-# PER_ATTEMPT_SECONDS.
+# The sweep starts no further attempts with less time than this left, makes PARALLEL_ATTEMPTS at
+# a time, gives each at most PER_ATTEMPT_SECONDS, and takes at most PER_ORG_PER_RUN of one org's.
 SWEEP_RESERVE_SECONDS: Final = 6.0
-PER_ATTEMPT_SECONDS: Final = 10.0
+PARALLEL_ATTEMPTS: Final = 4
+PER_ATTEMPT_SECONDS: Final = 8.0
+PER_ORG_PER_RUN: Final = 2
 # Outcomes that settle a debt: the provider took the revocation, or there is nothing to revoke.
 _SETTLED: Final = frozenset({"revoked", "not_applicable"})
 _PAGE = 100
@@ -83,6 +91,7 @@ class Owed:
     revocation_id: str
     grant: Item  # the connection as the change dropped it
     reason: str | None
+    owed_at: int  # epoch seconds
 
     @property
     def write(self) -> Create:
@@ -90,6 +99,7 @@ class Owed:
             **self.grant.attributes,
             OWED_CONNECTION_ID: str(self.grant.item_id),
             "attempts": 1,
+            "owed_at": self.owed_at,
             **({"reason": self.reason} if self.reason else {}),
         }
         return Create(KIND, self.revocation_id, attributes, ttl=OWED_FOR)
@@ -121,7 +131,7 @@ def owe(
         revocable = True
     if not revocable:
         return None
-    owed = Owed(org_id, "rev_" + secrets.token_hex(10), dropped, reason)
+    owed = Owed(org_id, "rev_" + secrets.token_hex(10), dropped, reason, int(now.timestamp()))
     MARKS.put(
         services.platform,
         owed.mark_id,
@@ -174,27 +184,61 @@ def retry_owed(
 ) -> RetryReport:
     """Try again every owed revocation whose mark is due, while `time_left()` (seconds) allows.
 
-    One failure stops no other: a debt whose attempt fails comes due again later, and after
-    MAX_ATTEMPTS it is given up (recorded as such)."""
-    attempts = revoked = gave_up = 0
-    for mark in MARKS.due(services.platform, now=now):
-        seconds = min(time_left() - SWEEP_RESERVE_SECONDS, PER_ATTEMPT_SECONDS)
-        if seconds <= 0:
-            break
-        try:
-            outcome = _retry_one(services, mark, now=now, request_id=request_id, seconds=seconds)
-        except Exception as exc:  # noqa: BLE001 - one org's fault stops no other
-            logger.warning(
-                "an owed revocation could not be tried; a later sweep retries",
-                extra={"mark_id": mark.item_id, "error_type": type(exc).__name__},
+    PARALLEL_ATTEMPTS at a time, each waited for at most PER_ATTEMPT_SECONDS, and at most
+    PER_ORG_PER_RUN of one org's per run: providers that hang, or one org's many debts, cannot
+    hold back the others' for long. One failure stops no other: a debt whose attempt fails comes
+    due again later, and after MAX_ATTEMPTS, or once it is GIVE_UP_AFTER old, it is given up
+    (recorded as such)."""
+    outcomes: list[str | None] = []
+    taken: Counter[object] = Counter()
+    batch: list[Item] = []
+    with ThreadPoolExecutor(max_workers=PARALLEL_ATTEMPTS, thread_name_prefix="owed") as pool:
+
+        def run(marks: list[Item]) -> bool:
+            seconds = min(time_left() - SWEEP_RESERVE_SECONDS, PER_ATTEMPT_SECONDS)
+            if seconds <= 0:
+                return False
+            outcomes.extend(
+                pool.map(
+                    lambda mark: _try_one(
+                        services, mark, now=now, request_id=request_id, seconds=seconds
+                    ),
+                    marks,
+                )
             )
-            continue
-        if outcome is None:
-            continue
-        attempts += 1
-        revoked += outcome == "revoked"
-        gave_up += outcome == "gave_up"
-    return RetryReport(attempts=attempts, revoked=revoked, gave_up=gave_up)
+            return True
+
+        for mark in MARKS.due(services.platform, now=now):
+            org_id = mark.attributes.get("org_id")
+            if taken[org_id] >= PER_ORG_PER_RUN:
+                continue  # the next run's: after the other orgs'
+            taken[org_id] += 1
+            batch.append(mark)
+            if len(batch) == PARALLEL_ATTEMPTS:
+                if not run(batch):
+                    batch = []
+                    break
+                batch = []
+        if batch:
+            run(batch)
+    tried = [outcome for outcome in outcomes if outcome is not None]
+    return RetryReport(
+        attempts=len(tried), revoked=tried.count("revoked"), gave_up=tried.count("gave_up")
+    )
+
+
+def _try_one(
+    services: Services, mark: Item, *, now: datetime, request_id: str, seconds: float
+) -> str | None:
+    """`_retry_one`, its fault logged: one debt's fault stops no other."""
+    try:
+        return _retry_one(services, mark, now=now, request_id=request_id, seconds=seconds)
+    except Exception as exc:  # noqa: BLE001 - one org's fault stops no other
+        logger.warning(
+            "an owed revocation could not be tried; a later sweep retries",
+            extra={"mark_id": mark.item_id, "error_type": type(exc).__name__},
+        )
+        return None
 
 
 def owed_grants(services: Services, org_id: str, *, now: datetime) -> Iterator[Item]:
@@ -307,29 +351,37 @@ def _retry_one(
     except (ConditionFailed, ItemNotFound):
         return None  # settled by its request, or taken by another sweep, meanwhile
     grant = _grant(owed)
-    revocation = revoke_in_time(
-        seconds,
-        lambda until: revocation_outcome(
-            lambda: revoke_at_provider(services, org_id, grant, now=now, deadline=until),
-            org_id,
-            str(grant.item_id),
-        ),
-    )
-    given_up = revocation not in _SETTLED and attempt >= MAX_ATTEMPTS
-    reason = owed.attributes.get("reason")
-    if revocation != "not_applicable":
-        entry = revocation_entry(
-            SWEEP,
-            grant,
-            revocation,
-            request_id=request_id,
-            reason=reason if isinstance(reason, str) else None,
-            retry_scheduled=revocation not in _SETTLED and not given_up,
-            attempt=attempt,
-            given_up=given_up,
+    owed_at = owed.attributes.get("owed_at")
+    if isinstance(owed_at, int) and now.timestamp() - owed_at > GIVE_UP_AFTER.total_seconds():
+        # Long starved (the sweep not running, or never reaching it): given up while its debt
+        # can still record it, before it expires.
+        revocation = "not_attempted"
+        given_up = True
+    else:
+        revocation = revoke_in_time(
+            seconds,
+            lambda until: revocation_outcome(
+                lambda: revoke_at_provider(services, org_id, grant, now=now, deadline=until),
+                org_id,
+                str(grant.item_id),
+            ),
         )
-        services.audit.record_outcome(org_id, entry, now=now)
-        services.audit.flush_after_commit(org_id, now=now)
+        given_up = revocation not in _SETTLED and attempt >= MAX_ATTEMPTS
+    reason = owed.attributes.get("reason")
+    # Every attempt of the sweep is recorded, "not_applicable" too (its token expired since):
+    # the request's entry said another would follow.
+    entry = revocation_entry(
+        SWEEP,
+        grant,
+        revocation,
+        request_id=request_id,
+        reason=reason if isinstance(reason, str) else None,
+        retry_scheduled=revocation not in _SETTLED and not given_up,
+        attempt=attempt,
+        given_up=given_up,
+    )
+    services.audit.record_outcome(org_id, entry, now=now)
+    services.audit.flush_after_commit(org_id, now=now)
     if revocation in _SETTLED or given_up:
         _settle(services, org_id, revocation_id, str(mark.item_id), now=now, token=claimed)
     return "gave_up" if given_up else revocation
@@ -383,7 +435,7 @@ def revocation_entry(
         actor=actor.sub,
         action=AuditAction.CREDENTIAL_REVOKE.value,
         request_id=request_id,
-        outcome="success" if revocation == "revoked" else "failure",
+        outcome="success" if revocation in _SETTLED else "failure",
         target_kind="connection",
         target_id=str(grant.item_id),
         details=details,
@@ -394,7 +446,7 @@ def _grant(owed: Item) -> Item:
     """The connection as the change dropped it, from its debt (its own id opens its values)."""
     attributes = dict(owed.attributes)
     connection_id = validate_item_id(attributes.pop(OWED_CONNECTION_ID, None))
-    for name in ("attempts", "reason"):
+    for name in ("attempts", "reason", "owed_at"):
         attributes.pop(name, None)
     return Item(CONNECTION_KIND, connection_id, attributes, owed.expires_at)
 

@@ -735,9 +735,16 @@ def test_a_rotation_whose_revocation_fails_still_stands_and_audits_the_failure(
     ]
 
 
+@pytest.mark.parametrize("meanwhile", ["refresh", "reseal"])
 @pytest.mark.parametrize("change", ["rotate", "delete"])
 def test_a_token_stored_while_a_rotation_or_deletion_is_made_answers_409_and_changes_nothing(
-    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch, change: str
+    app_module: Any,
+    call: Call,
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    change: str,
+    meanwhile: str,
 ) -> None:
     from credential_store import connections
 
@@ -749,12 +756,17 @@ def test_a_token_stored_while_a_rotation_or_deletion_is_made_answers_409_and_cha
 
     def refreshed_meanwhile(*args: Any, **kwargs: Any) -> Any:
         read = real_find(*args, **kwargs)
-        # A refresh stores a new grant after the read: revoking the one read would leave it live.
+        # A refresh stores a new grant after the read: revoking the one read would leave it
+        # live. A reseal rewrites it under a newer DEK: the debt would keep the older seal.
+        generation = "token_generation = :two" if meanwhile == "refresh" else "version = version"
         boto3.client("dynamodb").update_item(
             TableName=stack.ref("Table"),
             Key={"pk": {"S": org}, "sk": {"S": f"CONN#{connection}"}},
-            UpdateExpression="SET sealed_refresh_token = :newer, token_generation = :two",
-            ExpressionAttributeValues={":newer": {"B": b"newer"}, ":two": {"N": "2"}},
+            UpdateExpression=f"SET sealed_refresh_token = :newer, {generation}",
+            ExpressionAttributeValues={
+                ":newer": {"B": b"newer"},
+                **({":two": {"N": "2"}} if meanwhile == "refresh" else {}),
+            },
         )
         return read
 

@@ -160,11 +160,19 @@ def test_a_revocation_the_provider_never_takes_is_given_up_after_the_last_attemp
     app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org, _, provider = _deleted_owing(call, monkeypatch)
-    # Each sweep after the last one's wait (they double, 10 min at first), within OWED_FOR.
-    reports = [_sweep(app_module, after=timedelta(hours=6 * n)) for n in range(1, 9)]
-    attempts = revocations.MAX_ATTEMPTS - 1  # the request made the first
-    assert [r["attempts"] for r in reports] == [1] * attempts + [0] * (8 - attempts)
-    assert [r["gave_up"] for r in reports] == [0] * (attempts - 1) + [1] + [0] * (8 - attempts)
+    # Each attempt when its wait is over, not a minute before: 5 min, then 10, 20, 40, ...
+    after, wait = DUE, timedelta(0)
+    gave_up = []
+    for attempt in range(2, revocations.MAX_ATTEMPTS + 1):
+        after += wait
+        early = _sweep(app_module, after=after - timedelta(minutes=1))
+        assert early["attempts"] == 0, attempt
+        report = _sweep(app_module, after=after)
+        assert report["attempts"] == 1, attempt
+        gave_up.append(report["gave_up"])
+        wait = revocations.RETRY * 2 ** (attempt - 2)
+    assert gave_up == [0] * (revocations.MAX_ATTEMPTS - 2) + [1]
+    assert after < revocations.GIVE_UP_AFTER  # the attempts ran out first
     assert len(provider.asked) == revocations.MAX_ATTEMPTS
     recorded = revocations_recorded(app_module, org)
     assert len(recorded) == revocations.MAX_ATTEMPTS
@@ -175,6 +183,56 @@ def test_a_revocation_the_provider_never_takes_is_given_up_after_the_last_attemp
     assert all(details.get("retry_scheduled") for _, details in recorded[:-1])
     assert _owed(stack, org) == []
     assert _marks(stack) == []
+    assert _sweep(app_module, after=after * 2)["attempts"] == 0
+
+
+def test_a_debt_the_sweep_did_not_reach_for_a_day_is_given_up_recorded_before_it_expires(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, _, provider = _deleted_owing(call, monkeypatch)
+    provider.answer = _revoked
+    late = revocations.GIVE_UP_AFTER + timedelta(minutes=1)
+    assert late < revocations.OWED_FOR
+    assert _sweep(app_module, after=late) == {"attempts": 1, "revoked": 0, "gave_up": 1}
+    assert len(provider.asked) == 1  # only the request's own attempt
+    assert revocations_recorded(app_module, org)[-1] == (
+        "failure",
+        {"revocation": "not_attempted", "attempt": 2, "given_up": True},
+    )
+    assert _owed(stack, org) == []
+    assert _marks(stack) == []
+
+
+def test_a_token_that_expired_before_the_retry_settles_the_debt_recorded(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, _, provider = _deleted_owing(call, monkeypatch)
+    provider.answer = lambda **_: "not_applicable"
+    assert _sweep(app_module) == {"attempts": 1, "revoked": 0, "gave_up": 0}
+    assert revocations_recorded(app_module, org)[-1] == (
+        "success",
+        {"revocation": "not_applicable", "attempt": 2},
+    )
+    assert _owed(stack, org) == []
+    assert _marks(stack) == []
+
+
+def test_one_orgs_many_debts_do_not_hold_back_another_orgs(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busy, _, provider = _deleted_owing(call, monkeypatch)
+    for _ in range(3):
+        assert delete(call, busy, created(call, busy, okta_body()))[0] == 204
+    other = new_org(call)
+    assert delete(call, other, created(call, other, okta_body()))[0] == 204
+    provider.asked.clear()
+    provider.answer = _revoked
+    first = _sweep(app_module)
+    assert first == {"attempts": 1 + revocations.PER_ORG_PER_RUN, "revoked": 3, "gave_up": 0}
+    assert _owed(stack, other) == []
+    assert len(_owed(stack, busy)) == 4 - revocations.PER_ORG_PER_RUN
+    assert _sweep(app_module)["revoked"] == 2
+    assert _owed(stack, busy) == []
 
 
 def test_an_org_deletion_revokes_the_grants_its_org_still_owes(

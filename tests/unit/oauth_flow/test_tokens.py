@@ -27,6 +27,8 @@ from strongroom.oauth import (
     TokenUnavailable,
 )
 from strongroom.oauth.tokens import LEASE_KIND
+from tests.support.events import load_event
+from tests.unit.credential_store.conftest import LambdaContext
 from tests.unit.oauth_flow.conftest import OAuthWorld, rebuild_tokens
 
 
@@ -356,6 +358,47 @@ def test_delete_revokes_the_refresh_token_at_the_provider(world: OAuthWorld) -> 
     assert not world.server.is_active(refresh_token)
     page = world.oauth_callback.services().audit.list_events(org, now=datetime.now(UTC))
     assert ("credential.revoke", "success") in [(e.action, e.outcome) for e in page.events]
+
+
+def test_a_grant_the_provider_would_not_revoke_at_deletion_is_revoked_by_the_sweep(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = world.new_org()
+    connection_id, client_id, secret = world.new_code_connection(org)
+    assert world.connect(org, connection_id)["result"] == "connected"
+    [refresh_token] = world.server.current_refresh_tokens(client_id)
+    redirect = [world.settings.oauth_redirect_uri]
+    # The provider refuses the client for a while (its secret changed there, then back).
+    world.server.register_client(client_id, redirect_uris=redirect, secret="not-" + secret)
+    assert _delete(world, org, connection_id) == 204
+    assert world.server.is_active(refresh_token)
+    world.server.register_client(client_id, redirect_uris=redirect, secret=secret)
+
+    # The sweep opens the grant from the debt the delete left (sealed as the connection's) and
+    # revokes it as the client it was issued to.
+    later = datetime.now(UTC) + _revocations_due_after()
+    monkeypatch.setattr(world.credential_store, "_now", lambda: later)
+    report = world.credential_store.lambda_handler(
+        load_event("credential_store/finish_stalled_deletions"), LambdaContext()
+    )
+    assert report["revocations"] == {"attempts": 1, "revoked": 1, "gave_up": 0}
+    assert not world.server.is_active(refresh_token)
+    page = world.oauth_callback.services().audit.list_events(org, now=datetime.now(UTC))
+    revoked = [
+        (e.actor, e.outcome, e.details)
+        for e in reversed(page.events)
+        if e.action == "credential.revoke"
+    ]
+    assert revoked == [
+        ("bob", "failure", {"revocation": "failed", "retry_scheduled": True}),
+        ("system:revocation", "success", {"revocation": "revoked", "attempt": 2}),
+    ]
+
+
+def _revocations_due_after() -> timedelta:
+    from credential_store import revocations
+
+    return revocations.MARKS.grace + timedelta(seconds=1)
 
 
 def test_a_delete_that_loses_a_race_leaves_the_grant_live(
