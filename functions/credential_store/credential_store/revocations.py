@@ -26,7 +26,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as WaitedTooLong
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,12 +63,16 @@ GIVE_UP_AFTER: Final = timedelta(days=1)
 OWED_FOR: Final = timedelta(days=2)
 # The actor of the sweep's entries. No JWT subject can take this form (`strongroom.api.identity`).
 SWEEP: Final = Caller(sub="system:revocation")
-# The sweep starts no further attempts with less time than this left, makes PARALLEL_ATTEMPTS at
-# a time, gives each at most PER_ATTEMPT_SECONDS, and takes at most PER_ORG_PER_RUN of one org's.
+# The sweep keeps this much time beyond its attempts, makes PARALLEL_ATTEMPTS at a time, gives
+# each at most PER_ATTEMPT_SECONDS, and takes at most PER_ORG_PER_RUN of one org's per run.
 SWEEP_RESERVE_SECONDS: Final = 6.0
 PARALLEL_ATTEMPTS: Final = 4
 PER_ATTEMPT_SECONDS: Final = 8.0
 PER_ORG_PER_RUN: Final = 2
+# An attempt counts towards MAX_ATTEMPTS: none is started that could hardly reach the provider.
+MIN_ATTEMPT_SECONDS: Final = 3.0
+# What the sweep keeps for its own answer when attempts are still running.
+SWEEP_REPLY_SECONDS: Final = 2.0
 # Outcomes that settle a debt: the provider took the revocation, or there is nothing to revoke.
 _SETTLED: Final = frozenset({"revoked", "not_applicable"})
 _PAGE = 100
@@ -184,31 +188,40 @@ def retry_owed(
 ) -> RetryReport:
     """Try again every owed revocation whose mark is due, while `time_left()` (seconds) allows.
 
-    PARALLEL_ATTEMPTS at a time, each waited for at most PER_ATTEMPT_SECONDS, and at most
-    PER_ORG_PER_RUN of one org's per run: providers that hang, or one org's many debts, cannot
-    hold back the others' for long. One failure stops no other: a debt whose attempt fails comes
-    due again later, and after MAX_ATTEMPTS, or once it is GIVE_UP_AFTER old, it is given up
-    (recorded as such)."""
+    PARALLEL_ATTEMPTS at a time, each waited for at most PER_ATTEMPT_SECONDS (none started with
+    less than MIN_ATTEMPT_SECONDS), and at most PER_ORG_PER_RUN of one org's per run: providers
+    that hang, or one org's many debts, cannot hold back the others' for long. Attempts still
+    running when the function's time is nearly out are left (each is claimed: it comes due
+    again). One failure stops no other: a debt whose attempt fails comes due again later, and
+    after MAX_ATTEMPTS, or once it is GIVE_UP_AFTER old, it is given up (recorded as such)."""
     outcomes: list[str | None] = []
     taken: Counter[object] = Counter()
     batch: list[Item] = []
-    with ThreadPoolExecutor(max_workers=PARALLEL_ATTEMPTS, thread_name_prefix="owed") as pool:
+    pool = ThreadPoolExecutor(max_workers=PARALLEL_ATTEMPTS, thread_name_prefix="owed")
 
-        def run(marks: list[Item]) -> bool:
-            seconds = min(time_left() - SWEEP_RESERVE_SECONDS, PER_ATTEMPT_SECONDS)
-            if seconds <= 0:
-                return False
-            outcomes.extend(
-                pool.map(
-                    lambda mark: _try_one(
-                        services, mark, now=now, request_id=request_id, seconds=seconds
-                    ),
-                    marks,
-                )
+    def run(marks: list[Item]) -> bool:
+        """Whether the batch ran to its end with time to spare."""
+        seconds = min(time_left() - SWEEP_RESERVE_SECONDS, PER_ATTEMPT_SECONDS)
+        if seconds < MIN_ATTEMPT_SECONDS:
+            return False
+        running = [
+            pool.submit(_try_one, services, mark, now=now, request_id=request_id, seconds=seconds)
+            for mark in marks
+        ]
+        done, left = wait(running, timeout=max(time_left() - SWEEP_REPLY_SECONDS, 0.0))
+        outcomes.extend(future.result() for future in done)
+        if left:
+            logger.warning(
+                "owed revocation attempts were still running as time ran out; they come due again",
+                extra={"attempts": len(left)},
             )
-            return True
+        return not left
 
+    try:
         for mark in MARKS.due(services.platform, now=now):
+            if time_left() - SWEEP_RESERVE_SECONDS < MIN_ATTEMPT_SECONDS:
+                batch = []
+                break
             org_id = mark.attributes.get("org_id")
             if taken[org_id] >= PER_ORG_PER_RUN:
                 continue  # the next run's: after the other orgs'
@@ -221,6 +234,8 @@ def retry_owed(
                 batch = []
         if batch:
             run(batch)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     tried = [outcome for outcome in outcomes if outcome is not None]
     return RetryReport(
         attempts=len(tried), revoked=tried.count("revoked"), gave_up=tried.count("gave_up")

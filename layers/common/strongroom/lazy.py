@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from botocore.config import Config
 
 T = TypeVar("T")
+# A boto3 Session is not thread-safe: clients first used on two threads at once (a sweep's
+# parallel attempts) are made one at a time.
+_MAKING_CLIENTS = threading.Lock()
 
 
 class _OnFirstUse:
@@ -75,4 +78,9 @@ def lazy_client(
     such as a signature version, are kept)."""
     # merge() takes only what `config` itself sets: the prompt limits stay unless it sets its own.
     config = PROMPT_CALLS if config is None else PROMPT_CALLS.merge(config)
-    return on_first_use(lambda: session.client(service_name, config=config, **options))  # type: ignore[call-overload]
+
+    def make() -> Any:
+        with _MAKING_CLIENTS:
+            return session.client(service_name, config=config, **options)  # type: ignore[call-overload]
+
+    return on_first_use(make)

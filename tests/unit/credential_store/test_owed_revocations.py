@@ -5,6 +5,8 @@ deletion revokes the grants its org still owes."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,13 +52,26 @@ class _Provider:
         return self.answer(**kwargs)
 
 
-def _sweep(app_module: Any, after: timedelta = DUE) -> dict[str, int]:
+class _RunningContext(LambdaContext):
+    """A context whose remaining time runs down with the clock, as Lambda's does."""
+
+    def __init__(self, seconds_left: float) -> None:
+        super().__init__(seconds_left)
+        self._until = time.monotonic() + seconds_left
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._until - time.monotonic()) * 1000)
+
+
+def _sweep(
+    app_module: Any, after: timedelta = DUE, context: LambdaContext | None = None
+) -> dict[str, int]:
     """Fire the function's schedule as if `after` had passed: the revocations' report."""
     later = datetime.now(UTC) + after
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(app_module, "_now", lambda: later)
         report = app_module.lambda_handler(
-            load_event("credential_store/finish_stalled_deletions"), LambdaContext()
+            load_event("credential_store/finish_stalled_deletions"), context or LambdaContext()
         )
     return dict(report["revocations"])
 
@@ -279,3 +294,49 @@ def test_nothing_to_revoke_owes_nothing(call: Call, stack: Stack) -> None:
     assert delete(call, org, connection)[0] == 204
     assert _owed(stack, org) == []
     assert _marks(stack) == []
+
+
+def test_no_attempt_is_started_without_the_time_to_reach_the_provider(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, _, provider = _deleted_owing(call, monkeypatch)
+    short = revocations.SWEEP_RESERVE_SECONDS + revocations.MIN_ATTEMPT_SECONDS - 0.5
+    report = _sweep(app_module, context=LambdaContext(short))
+    assert report == {"attempts": 0, "revoked": 0, "gave_up": 0}
+    assert len(provider.asked) == 1  # the request's own
+    [owed] = _owed(stack, org)
+    # Not even counted: the attempts left are all still to come.
+    assert _debt(stack, org, owed)["attempts"] == {"N": "1"}
+
+
+def test_attempts_stalled_past_the_functions_time_are_left_and_the_sweep_answers(
+    app_module: Any, call: Call, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, _, _ = _deleted_owing(call, monkeypatch)
+    released = threading.Event()
+
+    def stalled(*_: Any, **__: Any) -> str:
+        released.wait(60)  # a DynamoDB or audit call that does not answer
+        return "revoked"
+
+    monkeypatch.setattr(revocations, "_retry_one", stalled)
+    seconds = revocations.SWEEP_RESERVE_SECONDS + revocations.MIN_ATTEMPT_SECONDS + 0.5
+    started = time.monotonic()
+    try:
+        report = _sweep(app_module, context=_RunningContext(seconds))
+        elapsed = time.monotonic() - started
+    finally:
+        released.set()
+    assert report == {"attempts": 0, "revoked": 0, "gave_up": 0}
+    assert elapsed < seconds  # answered before the function's time ran out
+    assert len(_owed(stack, org)) == 1
+
+
+def _debt(stack: Stack, org: str, sort_key: str) -> dict[str, Any]:
+    return dict(
+        boto3.client("dynamodb").get_item(
+            TableName=stack.ref("Table"),
+            Key={"pk": {"S": org}, "sk": {"S": sort_key}},
+            ConsistentRead=True,
+        )["Item"]
+    )
