@@ -1,5 +1,6 @@
 """credential_store: orgs, members, connections and the audit log (DESIGN.md routes), /health,
-/openapi.json; and, on a schedule, the sweep that carries on org deletions stopped midway.
+/openapi.json; and, on a schedule, the sweeps that carry on org deletions stopped midway and
+retry the revocations still owed.
 
 Thin handler: the shared resolver parses and validates, each route makes one call into
 `credential_store.orgs`, `credential_store.org_deletion`, `credential_store.connections` or
@@ -82,7 +83,8 @@ def get_org(org_id: OrgId) -> Org:
     summary="Delete the org and everything in it; crypto-shred its key",
     description=(
         "Owner only, signed in within the last 5 minutes (else 401 `reauth_required`). Revokes"
-        " the connections' OAuth grants at their providers, disables the org's KMS key at once"
+        " the connections' OAuth grants, and those the org still owes a revocation for, at"
+        " their providers, disables the org's KMS key at once"
         " and schedules its deletion, then deletes every item of the org but its audit chain."
         ' 204 when done; 202 `{"status": "deleting"}` when the request ran short of time'
         " (the key is already shredded and only the caller is still a member). A deletion that"

@@ -513,8 +513,9 @@ def _revoke_grants(
     until: float,
     clock: Callable[[], float],
 ) -> None:
-    """Revoke each connection's grant at its provider while `clock()` is before `until`, and
-    audit the outcome of each (those left untried too).
+    """Revoke each connection's grant, and each grant the org still owes a revocation for, at
+    its provider while `clock()` is before `until`, and audit the outcome of each (those left
+    untried too).
 
     A revocation runs on a helper thread and is waited for only until `until`: a provider that
     hangs or keeps answering 429 cannot hold the key's shredding past the function's timeout (an

@@ -14,10 +14,12 @@ After the commit `revoke_owed` revokes while the request's time allows, and sett
 (deletes both) once the provider took the revocation. A revocation that failed, timed out or was
 never tried stays owed: the sweep (`retry_owed`, on the credential store's schedule) tries again,
 waiting longer each time, MAX_ATTEMPTS in all (or until the debt is GIVE_UP_AFTER old), and then
-gives up. Every attempt is audited as a `credential.revoke` entry; `retry_scheduled` says another
-attempt follows, `given_up` that none will. The change expects every sealed value it copies, so a
-debt never holds a token older than the one dropped. An org's deletion revokes the grants its
-org still owes along with its connections' (`owed_grants`), once, before its key is shredded.
+gives up. Every attempt that finds something to revoke (and every attempt of the sweep) is
+audited as a `credential.revoke` entry; `retry_scheduled` says another attempt follows,
+`given_up` that none will. The change expects every sealed value it copies, so a debt never
+holds a token older than the one dropped. An org's deletion revokes the grants its org still
+owes along with its connections' (`owed_grants`) before its key is shredded, and then deletes
+the debts with the org's other items.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ class Services:
     table: TenantTable
     keyrings: Keyrings
     audit: AuditLog
-    # Token requests and revocations at providers (revocation on delete).
+    # Token requests and revocations at providers (on deletion and rotation, and by the sweep).
     tokens: TokenService
     # The platform index of scheduled backups: an entry per connection.
     schedules: BackupSchedules

@@ -78,7 +78,8 @@ class Resealer:
 def reseal_connections(
     table: TenantTable, keyrings: Keyrings, by: Resealer, org_id: str, *, now: datetime
 ) -> ResealReport:
-    """Reseal every sealed field of the org's connections under its current DEK."""
+    """Reseal every sealed field of the org's connections and owed revocations under its
+    current DEK."""
     # The current version as stored now, not as this process last cached it.
     keyrings.cache.forget(org_id)
     in_use = keyrings.dek_in_use(org_id)

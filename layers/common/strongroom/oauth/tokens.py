@@ -452,9 +452,10 @@ class TokenService:
     def revoke(
         self, record: ConnectionRecord, *, now: datetime, deadline: float | None = None
     ) -> str:
-        """Revoke the connection's grant at the provider (RFC 7009), for its deletion.
+        """Revoke the connection's grant at the provider (RFC 7009), for a change that dropped
+        it (a deletion, a rotation; or the sweep of revocations still owed).
 
-        "revoked", "failed" (recorded by the caller; the local delete goes ahead) or
+        "revoked", "failed" (recorded by the caller; the change stands) or
         "not_applicable" (no grant, or the provider has no revocation endpoint). `deadline`
         (epoch seconds) bounds the waits between attempts at the provider.
         """
