@@ -46,6 +46,7 @@ def test_a_rotated_dek_and_resealed_secrets_still_serve_a_backup(
         "connections": 1,
         "resealed": 1,
         "already_current": 0,
+        "unopenable": [],
         "settled": False,
     }
     assert sealed_token().startswith(header(2))

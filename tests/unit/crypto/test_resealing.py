@@ -151,6 +151,43 @@ def test_a_revocation_still_owed_moves_to_the_new_dek_and_still_opens_as_its_con
     )
 
 
+def test_a_value_that_does_not_open_is_left_audited_and_the_run_goes_on(
+    keyrings: Keyrings, keyring: OrgKeyring, table: TenantTable, audit: AuditLog
+) -> None:
+    org_id = keyring.org_id
+    ids = ["conn_a", "conn_b", "conn_c"]
+    for connection_id in ids:
+        _connection(table, keyring, connection_id)
+    # conn_b's refresh token is damaged (or was sealed for another item): it cannot move.
+    damaged = table.get(org_id, "CONN", "conn_a", now=NOW).attributes["sealed_refresh_token"]
+    table.update(org_id, "CONN", "conn_b", changes={"sealed_refresh_token": damaged}, now=NOW)
+    rotate_dek(table, keyrings, audit, org_id, actor="operator:test", now=NOW, request_id="r")
+
+    report = _run(table, keyrings, audit, org_id)
+
+    assert report.unopenable == ("conn_b",)
+    assert (report.connections, report.resealed, report.already_current) == (3, 5, 0)
+    for connection_id in ("conn_a", "conn_c"):
+        assert _opened(table, keyring, connection_id) == {
+            field: (header(2), f"{field}-of-{connection_id}") for field in FIELDS
+        }
+    stored = table.get(org_id, "CONN", "conn_b", now=NOW).attributes
+    assert stored["sealed_refresh_token"] == damaged  # left as it was
+    assert stored["sealed_client_secret"][:5] == header(2)  # its other value moved
+    events = _events(audit, org_id)
+    assert (
+        "credential.reseal",
+        "conn_b",
+        {"fields": ["refresh_token"], "reason": "unopenable"},
+    ) in events
+    failures = [
+        e
+        for e in audit.list_events(org_id, now=SETTLED, limit=100).events
+        if e.outcome == "failure"
+    ]
+    assert [(e.action, e.target_id) for e in failures] == [("credential.reseal", "conn_b")]
+
+
 def test_a_run_soon_after_the_rotation_says_when_warm_caches_are_done_with_the_old_dek(
     keyrings: Keyrings, keyring: OrgKeyring, table: TenantTable, audit: AuditLog, settings: Settings
 ) -> None:
