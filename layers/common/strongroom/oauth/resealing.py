@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from strongroom.audit import AuditAction, AuditEntry, AuditLog
+from strongroom.audit.events import Outcome
 from strongroom.crypto import InvalidSealedValue, Keyrings, OrgKeyring
 from strongroom.crypto.sealed import version_of
 from strongroom.oauth.connection import (
@@ -165,14 +166,11 @@ def _move_forward(
                 changes[name] = moved
         if not changes:
             return 0, current, damaged
-        entry = AuditEntry(
-            actor=by.actor,
-            action=AuditAction.CREDENTIAL_RESEAL.value,
-            request_id=by.request_id,
-            outcome="success",
-            target_kind="connection",
-            target_id=connection_id,
-            details={
+        entry = _reseal_entry(
+            by,
+            connection_id,
+            "success",
+            {
                 "fields": sorted(name.removeprefix(SEALED_PREFIX) for name in changes),
                 "dek_version": max(version_of(value) or 0 for value in changes.values()),
             },
@@ -205,16 +203,24 @@ def _record_unopenable(
     by: Resealer, org_id: str, connection_id: str, fields: list[str], *, now: datetime
 ) -> None:
     """A failed `credential.reseal` naming the fields (never their values) that did not open."""
-    entry = AuditEntry(
+    entry = _reseal_entry(
+        by, connection_id, "failure", {"fields": sorted(fields), "reason": "unopenable"}
+    )
+    by.audit.record_outcome(org_id, entry, now=now)
+
+
+def _reseal_entry(
+    by: Resealer, connection_id: str, outcome: Outcome, details: dict[str, Any]
+) -> AuditEntry:
+    return AuditEntry(
         actor=by.actor,
         action=AuditAction.CREDENTIAL_RESEAL.value,
         request_id=by.request_id,
-        outcome="failure",
+        outcome=outcome,
         target_kind="connection",
         target_id=connection_id,
-        details={"fields": sorted(fields), "reason": "unopenable"},
+        details=details,
     )
-    by.audit.record_outcome(org_id, entry, now=now)
 
 
 def _every(table: TenantTable, org_id: str, kind: str, *, now: datetime) -> Iterator[Item]:
