@@ -62,7 +62,7 @@ from strongroom.oauth.connection import (
 from strongroom.outbound import check_url
 from strongroom.outbound.exceptions import DestinationRefused
 from strongroom.plans import Plan, plan_named
-from strongroom.redaction import get_logger, redact_text
+from strongroom.redaction import redact_text
 from strongroom.roles import Role, still_allowed
 from strongroom.schedules import (
     CronExpression,
@@ -80,8 +80,6 @@ from strongroom.tenancy import (
     LimitReached,
     Update,
 )
-
-logger = get_logger(service="credential_store")
 
 CONNECTION = CONNECTION_KIND
 COUNTER = "connection_count"
@@ -253,7 +251,7 @@ def replace_credentials(
     tokens obtained with the leaked secret live. That is the cached token of a client-credentials
     or private-key connection, or, with a new client, an authorization-code connection's grant;
     with the same client the grant stays, and its access token is left to expire. The update
-    expects the token generation it read, so the token revoked is the one dropped.
+    expects the connection as read (`_unchanged`), so the token revoked is the one dropped.
     """
     require_role(services, caller, org_id, Role.ADMIN, now=now)
     current = _find(services, org_id, connection_id, now=now)
@@ -359,8 +357,8 @@ def delete_connection(
     until `deadline` (a `clock()` time): a provider that hangs is audited as `timed_out`, and
     the answer is still 204. The delete's transaction writes the revocation it owes
     (`revocations`), so one that fails, times out or never runs is tried again by the sweep.
-    The delete expects the token generation it read, so the grant revoked is the one deleted,
-    not one a refresh replaced meanwhile."""
+    The delete expects the connection as read (`_unchanged`), so the grant revoked is the one
+    deleted, not one a refresh replaced meanwhile."""
     require_role(services, caller, org_id, Role.ADMIN, now=now)
     current = _find(services, org_id, connection_id, now=now)
     audit_writes = audit_trail.recorded(

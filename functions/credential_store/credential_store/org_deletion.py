@@ -28,7 +28,6 @@ Once step 1 is done, only that owner is a member.
 from __future__ import annotations
 
 import contextlib
-import functools
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -39,13 +38,7 @@ from enum import Enum
 from credential_store import audit_trail, deletion_marks
 from credential_store.connections import CONNECTION, deletion_entries
 from credential_store.orgs import MEMBER, ORG, require_role
-from credential_store.revocations import (
-    owed_grants,
-    revocation_entry,
-    revocation_outcome,
-    revoke_at_provider,
-    revoke_in_time,
-)
+from credential_store.revocations import owed_grants, revocation_entry, revoke_grant
 from credential_store.services import Services
 from strongroom.api import Caller
 from strongroom.audit import AuditAction, AuditEntry, AuditError
@@ -536,8 +529,10 @@ def _revoke_grants(
         left = until - clock()
         if left <= 0:
             break
-        outcome = revoke_in_time(
-            left, functools.partial(_revoke_one, services, org_id, connection, now)
+        # KeyringUnavailable (KMS or the table failing for now) is raised: the deletion stops
+        # before the key is shredded, so that the next DELETE, or the sweep, can still revoke.
+        outcome = revoke_grant(
+            services, org_id, connection, now=now, seconds=left, raising=(KeyringUnavailable,)
         )
         outcomes.append((connection, outcome))
         if outcome == "timed_out":
@@ -556,20 +551,6 @@ def _revoke_grants(
         if outcome != "not_applicable"
     ]
     _record_outcomes(services, org_id, entries, now=now)
-
-
-def _revoke_one(
-    services: Services, org_id: str, connection: Item, now: datetime, deadline: float
-) -> str:
-    """One revocation's outcome. KeyringUnavailable (KMS or the table failing for now) is raised:
-    the deletion stops before the key is shredded, so that the next DELETE, or the sweep, can
-    still revoke."""
-    return revocation_outcome(
-        lambda: revoke_at_provider(services, org_id, connection, now=now, deadline=deadline),
-        org_id,
-        str(connection.item_id),
-        raising=(KeyringUnavailable,),
-    )
 
 
 def _record_outcomes(

@@ -24,6 +24,7 @@ the debts with the org's other items.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections import Counter
@@ -158,14 +159,7 @@ def revoke_owed(
 ) -> None:
     """After the change committed: revoke, waiting at most `seconds`, record the outcome on its
     own, and settle the debt if the provider took it (else the sweep tries again)."""
-    revocation = revoke_in_time(
-        seconds,
-        lambda until: revocation_outcome(
-            lambda: revoke_at_provider(services, owed.org_id, owed.grant, now=now, deadline=until),
-            owed.org_id,
-            str(owed.grant.item_id),
-        ),
-    )
+    revocation = revoke_grant(services, owed.org_id, owed.grant, now=now, seconds=seconds)
     settled = revocation in _SETTLED
     if revocation != "not_applicable":
         entry = revocation_entry(
@@ -197,8 +191,6 @@ def retry_owed(
     again). One failure stops no other: a debt whose attempt fails comes due again later, and
     after MAX_ATTEMPTS, or once it is GIVE_UP_AFTER old, it is given up (recorded as such)."""
     outcomes: list[str | None] = []
-    taken: Counter[object] = Counter()
-    batch: list[Item] = []
     pool = ThreadPoolExecutor(max_workers=PARALLEL_ATTEMPTS, thread_name_prefix="owed")
 
     def run(marks: list[Item]) -> bool:
@@ -219,29 +211,29 @@ def retry_owed(
             )
         return not left
 
+    marks = _fair_share(MARKS.due(services.platform, now=now), time_left)
     try:
-        for mark in MARKS.due(services.platform, now=now):
-            if time_left() - SWEEP_RESERVE_SECONDS < MIN_ATTEMPT_SECONDS:
-                batch = []
-                break
-            org_id = mark.attributes.get("org_id")
-            if taken[org_id] >= PER_ORG_PER_RUN:
-                continue  # the next run's: after the other orgs'
-            taken[org_id] += 1
-            batch.append(mark)
-            if len(batch) == PARALLEL_ATTEMPTS:
-                if not run(batch):
-                    batch = []
-                    break
-                batch = []
-        if batch:
-            run(batch)
+        while (batch := list(itertools.islice(marks, PARALLEL_ATTEMPTS))) and run(batch):
+            pass
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     tried = [outcome for outcome in outcomes if outcome is not None]
     return RetryReport(
         attempts=len(tried), revoked=tried.count("revoked"), gave_up=tried.count("gave_up")
     )
+
+
+def _fair_share(marks: Iterator[Item], time_left: Callable[[], float]) -> Iterator[Item]:
+    """The due marks this run takes: at most PER_ORG_PER_RUN of one org's (the rest are the
+    next run's, after the other orgs'), and none once too little time is left for an attempt."""
+    taken: Counter[object] = Counter()
+    for mark in marks:
+        if time_left() - SWEEP_RESERVE_SECONDS < MIN_ATTEMPT_SECONDS:
+            return
+        org_id = mark.attributes.get("org_id")
+        if taken[org_id] < PER_ORG_PER_RUN:
+            taken[org_id] += 1
+            yield mark
 
 
 def _try_one(
@@ -265,6 +257,29 @@ def owed_grants(services: Services, org_id: str, *, now: datetime) -> Iterator[I
         lambda cursor: services.table.query(org_id, KIND, now=now, limit=_PAGE, cursor=cursor)
     ):
         yield _grant(owed)
+
+
+def revoke_grant(
+    services: Services,
+    org_id: str,
+    grant: Item,
+    *,
+    now: datetime,
+    seconds: float,
+    raising: tuple[type[Exception], ...] = (),
+) -> str:
+    """One revocation of `grant` (a connection as a change dropped it) at its provider, waited
+    for at most `seconds` (`revoke_in_time`); a fault is the outcome "failed", unless it is one
+    of `raising`."""
+    return revoke_in_time(
+        seconds,
+        lambda until: revocation_outcome(
+            lambda: revoke_at_provider(services, org_id, grant, now=now, deadline=until),
+            org_id,
+            str(grant.item_id),
+            raising=raising,
+        ),
+    )
 
 
 def revocation_outcome(
@@ -375,14 +390,7 @@ def _retry_one(
         revocation = "not_attempted"
         given_up = True
     else:
-        revocation = revoke_in_time(
-            seconds,
-            lambda until: revocation_outcome(
-                lambda: revoke_at_provider(services, org_id, grant, now=now, deadline=until),
-                org_id,
-                str(grant.item_id),
-            ),
-        )
+        revocation = revoke_grant(services, org_id, grant, now=now, seconds=seconds)
         given_up = revocation not in _SETTLED and attempt >= MAX_ATTEMPTS
     reason = owed.attributes.get("reason")
     # Every attempt of the sweep is recorded, "not_applicable" too (its token expired since):

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
-from credential_store import org_deletion
+from credential_store import org_deletion, revocations
 
 from strongroom.api import Caller
 from strongroom.audit import AuditLog, AuditUnavailable
@@ -313,7 +313,7 @@ def test_a_shredding_cut_short_is_finished_by_the_next_delete_without_reopening_
         keyring.seal_field("grant", kind="connection", item_id="c", field="refresh_token")
         return "revoked"
 
-    monkeypatch.setattr(org_deletion, "revoke_at_provider", revocation_opening_the_grant)
+    monkeypatch.setattr(revocations, "revoke_at_provider", revocation_opening_the_grant)
     kms = app_module.services().keyrings._kms
     _kms_refuses_unusable_keys(kms)
     app_module.services().keyrings.cache.forget(org)
@@ -346,7 +346,7 @@ def test_a_hung_revocation_is_abandoned_at_the_deadline_and_the_key_is_shredded(
         released.wait(30)
         return "revoked"
 
-    monkeypatch.setattr(org_deletion, "revoke_at_provider", hung_provider)
+    monkeypatch.setattr(revocations, "revoke_at_provider", hung_provider)
     services = app_module.services()
     alice = Caller(sub="alice", auth_time=int(time.time()))
     started = time.monotonic()
@@ -411,7 +411,7 @@ def test_a_transient_key_failure_during_revocation_stops_before_the_shredding(
             raise KeyringUnavailable("KMS Decrypt failed (ThrottlingException)")
         return "revoked"
 
-    monkeypatch.setattr(org_deletion, "revoke_at_provider", throttled_once)
+    monkeypatch.setattr(revocations, "revoke_at_provider", throttled_once)
     assert _delete(call, org)[0] == 500
     # The key is intact, so the next DELETE can still open and revoke the grant.
     assert _key_state(org)["KeyState"] == "Enabled"
@@ -429,7 +429,7 @@ def test_a_grant_that_cannot_be_revoked_is_audited_as_failed_and_the_deletion_fi
     def broken(*_: Any, **__: Any) -> str:
         raise ValueError("the stored private key no longer loads")
 
-    monkeypatch.setattr(org_deletion, "revoke_at_provider", broken)
+    monkeypatch.setattr(revocations, "revoke_at_provider", broken)
     assert _delete(call, org) == (204, None)
     assert ("credential.revoke", connection, "failure") in _actions(app_module, org)
 
@@ -439,7 +439,7 @@ def test_outcomes_that_cannot_be_audited_stop_the_deletion_before_the_shredding(
 ) -> None:
     org = new_org(call)
     created(call, org, okta_body())
-    monkeypatch.setattr(org_deletion, "revoke_at_provider", lambda *_, **__: "revoked")
+    monkeypatch.setattr(revocations, "revoke_at_provider", lambda *_, **__: "revoked")
 
     def audit_down(*_: Any, **__: Any) -> None:
         raise AuditUnavailable("recording audit entries failed")

@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
-from credential_store import org_deletion, revocations
+from credential_store import revocations
 from credential_store.sweep_marks import SweepMarks
 
 from strongroom.tenancy import StoreUnavailable
@@ -255,20 +255,19 @@ def test_an_org_deletion_revokes_the_grants_its_org_still_owes(
 ) -> None:
     org, connection, provider = _deleted_owing(call, monkeypatch)
     assert len(_owed(stack, org)) == 1
-    revoked_by_deletion: list[str] = []
-    monkeypatch.setattr(
-        org_deletion,
-        "revoke_at_provider",
-        lambda _s, _o, grant, **__: revoked_by_deletion.append(str(grant.item_id)) or "revoked",
-    )
+    provider.answer = _revoked
     assert _delete(call, org)[0] == 204
-    # Before the key was shredded, with the org's own reason.
-    assert revoked_by_deletion == [connection]
+    # Before the key was shredded (after the request's own attempt), with the org's own reason.
+    assert provider.asked == [connection, connection]
+    assert revocations_recorded(app_module, org)[-1] == (
+        "success",
+        {"revocation": "revoked", "reason": "org_deleted"},
+    )
     assert _owed(stack, org) == []
     # Its debt went with the org: the sweep only drops the mark.
     assert _sweep(app_module) == {"attempts": 0, "revoked": 0, "gave_up": 0}
     assert _marks(stack) == []
-    assert provider.asked == [connection]
+    assert provider.asked == [connection, connection]
 
 
 def test_a_change_whose_revocation_cannot_be_marked_is_not_made(

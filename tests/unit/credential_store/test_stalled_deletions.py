@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from credential_store import deletion_marks, org_deletion
+from credential_store import deletion_marks, org_deletion, revocations
 
 from strongroom.errors import Conflict
 from strongroom.tenancy import StoreUnavailable
@@ -91,7 +91,7 @@ def test_a_deletion_left_before_the_shredding_is_shredded_and_finished_by_the_sw
     org = new_org(call)
     connection = created(call, org, okta_body())
 
-    monkeypatch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
+    monkeypatch.setattr(revocations, "revoke_at_provider", kms_throttled)
     assert _delete(call, org)[0] == 500
     # The owner walks away: the key is still enabled and the org is still there.
     assert _key_state(org)["KeyState"] == "Enabled"
@@ -106,7 +106,7 @@ def test_a_deletion_left_before_the_shredding_is_shredded_and_finished_by_the_sw
         revoked.append(str(item.item_id))
         return "revoked"
 
-    monkeypatch.setattr(org_deletion, "revoke_at_provider", revoke)
+    monkeypatch.setattr(revocations, "revoke_at_provider", revoke)
     assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
 
     assert revoked == [connection]
@@ -201,7 +201,7 @@ def test_the_sweep_takes_up_no_org_without_the_time_to_carry_it_on(
 
     created(call, unshredded, okta_body(), sub="dave")
     with monkeypatch.context() as patch:
-        patch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
+        patch.setattr(revocations, "revoke_at_provider", kms_throttled)
         assert _delete(call, unshredded, sub="dave")[0] == 500
     short = org_deletion.SWEEP_RESERVE_SECONDS - 1
     assert _sweep(app_module, seconds_left=short) == {"orgs": 0, "deleted": 0, "failed": 0}
@@ -211,7 +211,7 @@ def test_the_sweep_takes_up_no_org_without_the_time_to_carry_it_on(
     assert _sweep(app_module, seconds_left=enough) == {"orgs": 1, "deleted": 1, "failed": 0}
     assert _key_state(unshredded)["KeyState"] == "Enabled"
     assert _mark(stack, unshredded) is not None
-    monkeypatch.setattr(org_deletion, "revoke_at_provider", lambda *_, **__: "revoked")
+    monkeypatch.setattr(revocations, "revoke_at_provider", lambda *_, **__: "revoked")
     assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
     assert _key_state(unshredded)["KeyState"] == "PendingDeletion"
 
@@ -312,7 +312,7 @@ def test_two_sweeps_at_once_carry_a_deletion_on_once(
     connection = created(call, org, okta_body())
 
     with monkeypatch.context() as patch:
-        patch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
+        patch.setattr(revocations, "revoke_at_provider", kms_throttled)
         assert _delete(call, org)[0] == 500
     second: list[dict[str, int]] = []
     listed: list[Any] = []
@@ -333,7 +333,7 @@ def test_two_sweeps_at_once_carry_a_deletion_on_once(
         return "revoked"
 
     monkeypatch.setattr(deletion_marks, "due", first_listing)
-    monkeypatch.setattr(org_deletion, "revoke_at_provider", revoke)
+    monkeypatch.setattr(revocations, "revoke_at_provider", revoke)
     assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
     assert second == [{"orgs": 0, "deleted": 0, "failed": 0}]
     events = _events(app_module, org)
@@ -367,7 +367,7 @@ def test_an_owner_deleting_while_the_sweep_works_finishes_and_the_sweep_fails_no
     created(call, org, okta_body())
 
     with monkeypatch.context() as patch:
-        patch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
+        patch.setattr(revocations, "revoke_at_provider", kms_throttled)
         assert _delete(call, org)[0] == 500
     answers: list[Any] = []
     owner_deletes = [True]
@@ -381,7 +381,7 @@ def test_an_owner_deleting_while_the_sweep_works_finishes_and_the_sweep_fails_no
             answers.append(_delete(call, org, auth_time=str(signed_in)))
         return "revoked"
 
-    monkeypatch.setattr(org_deletion, "revoke_at_provider", revoke)
+    monkeypatch.setattr(revocations, "revoke_at_provider", revoke)
     report = _sweep(app_module)
     assert answers == [(204, None)]
     assert report == {"orgs": 1, "deleted": 0, "failed": 0}
@@ -446,11 +446,11 @@ def test_the_one_deleting_cannot_leave_their_stalled_deletion_ownerless(
     _make_owner(call, org, "bob")
     created(call, org, okta_body())
     with monkeypatch.context() as patch:
-        patch.setattr(org_deletion, "revoke_at_provider", kms_throttled)
+        patch.setattr(revocations, "revoke_at_provider", kms_throttled)
         assert _delete(call, org)[0] == 500  # bob and carol removed, the key intact
     assert _owner_count(stack, org) == 1
     assert _remove(call, org, "alice", "alice") == 409
-    monkeypatch.setattr(org_deletion, "revoke_at_provider", lambda *_, **__: "revoked")
+    monkeypatch.setattr(revocations, "revoke_at_provider", lambda *_, **__: "revoked")
     assert _sweep(app_module) == {"orgs": 1, "deleted": 1, "failed": 0}
     assert _partition(stack, org) == {"AUDIT#HEAD"}
 
@@ -516,7 +516,7 @@ def test_an_owner_who_deletes_again_before_the_abandonment_lands_keeps_the_delet
         patch.setattr(org_deletion, "_abandon", alice_is_back)
         assert _sweep(app_module) == {"orgs": 1, "deleted": 0, "failed": 1}
     # Her new request stands: the deletion is still hers, and a later sweep finishes it.
-    monkeypatch.setattr(org_deletion, "revoke_at_provider", lambda *_, **__: "revoked")
+    monkeypatch.setattr(revocations, "revoke_at_provider", lambda *_, **__: "revoked")
     later = DUE + deletion_marks.RETRY
     assert _sweep(app_module, after=later) == {"orgs": 1, "deleted": 1, "failed": 0}
     assert _partition(stack, org) == {"AUDIT#HEAD"}
