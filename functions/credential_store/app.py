@@ -271,7 +271,7 @@ def _request_id() -> str:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The HTTP routes, or the schedule that carries on org deletions that stopped midway and
     then tries again the revocations still owed."""

@@ -66,7 +66,7 @@ def _now() -> datetime:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The HTTP route, or the dispatcher's schedule."""
     if is_scheduled_invocation(event):
@@ -82,7 +82,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def worker_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Backup jobs from the queue; failed ones are reported for retry."""
     built = services()
@@ -102,7 +102,7 @@ def worker_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def dead_letter_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Dead-lettered backup jobs: their backups are marked failed; AWS trouble is retried."""
     built = services()

@@ -106,7 +106,7 @@ def _request_id() -> str:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # A webhook's body is verified as the bytes it was sent as, whatever its content type.
     return handle_request(app, event, context, json_bodies=False)

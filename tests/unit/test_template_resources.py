@@ -116,6 +116,19 @@ def test_every_function_runs_arm64_python_3_12_or_newer_with_tracing() -> None:
         assert "LoggingConfig" in props, "each function names its explicit log group"
 
 
+def test_no_traced_method_stores_its_return_value_or_exception_in_the_trace() -> None:
+    # The handlers say so in code (tests/unit/test_tracing.py); the environment covers the rest.
+    template = load_template()
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+    assert variables["POWERTOOLS_TRACER_CAPTURE_ERROR"] == "false"
+    for function in resources_of_type(template, "AWS::Serverless::Function").values():
+        own = function["Properties"].get("Environment", {}).get("Variables", {})
+        assert not {"POWERTOOLS_TRACER_CAPTURE_RESPONSE", "POWERTOOLS_TRACER_CAPTURE_ERROR"} & set(
+            own
+        )
+
+
 def test_every_log_group_has_retention() -> None:
     template = load_template()
     groups = resources_of_type(template, "AWS::Logs::LogGroup")

@@ -5,6 +5,12 @@ patching a library imports it: requests and its TLS stack at every cold start of
 that may never make an HTTP request. `create_tracer` patches the same libraries, each when it
 is first imported (at once if it already is: botocore, in every function), so traces keep the
 same subsegments and a cold start imports only what the function uses.
+
+Every handler is traced with `capture_response=False, capture_error=False`: Powertools would
+otherwise store the handler's whole reply (a presigned URL, an OAuth authorization URL and its
+state cookie) and its exception objects in the trace, where no redaction reaches. An escaping
+exception's type and message still reach X-Ray (its SDK records them, as Lambda's own error
+report does); like every error of ours they carry no secret.
 """
 
 from __future__ import annotations
