@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
+import socket
+import threading
+import time
+import zlib
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -143,6 +148,128 @@ def test_body_dripping_past_the_total_timeout_times_out(
     )
     with pytest.raises(ProviderTimeout):
         client.get(server.url())
+
+
+# --- a raw server that trickles its answer ---------------------------------------------------
+
+
+class Trickle:
+    """Loopback servers that read one request and answer it by hand, as slowly as they like."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.listeners: list[socket.socket] = []
+
+    def start(self, answer: Callable[[socket.socket], None]) -> int:
+        """A port whose server runs `answer` on the connection once the request is read."""
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.listeners.append(listener)
+
+        def serve() -> None:
+            connection, _ = listener.accept()
+            with connection, contextlib.suppress(OSError):  # the client gave up: the point
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(4096)
+                answer(connection)
+
+        threading.Thread(target=serve, daemon=True).start()
+        return int(listener.getsockname()[1])
+
+    def drip(self, connection: socket.socket, data: bytes, every: float) -> None:
+        """Send `data` a byte at a time, one every `every` seconds."""
+        for byte in data:
+            if self.stop.wait(every):
+                return
+            connection.sendall(bytes([byte]))
+
+
+@pytest.fixture
+def trickle() -> Iterator[Trickle]:
+    servers = Trickle()
+    yield servers
+    servers.stop.set()
+    for listener in servers.listeners:
+        listener.close()
+
+
+def timed_get(client: OutboundClient, port: int) -> tuple[type[Exception] | None, float]:
+    began = time.monotonic()
+    try:
+        client.get(f"http://127.0.0.1:{port}/")
+    except Exception as exc:  # noqa: BLE001 - the test compares the type
+        return type(exc), time.monotonic() - began
+    return None, time.monotonic() - began
+
+
+def test_status_line_and_headers_trickling_in_stop_at_the_total_timeout(
+    trickle: Trickle, make_client: Callable[..., OutboundClient]
+) -> None:
+    # Each byte comes well within the read timeout; only the attempt's deadline stops it.
+    head = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"p" * 200 + b"\r\nContent-Length: 0\r\n\r\n"
+    port = trickle.start(lambda connection: trickle.drip(connection, head, 0.05))
+    client = make_client(
+        allow_hosts={("127.0.0.1", port)},
+        clock=time.time,
+        read_timeout=2.0,
+        total_timeout=0.5,
+        retry=ONCE,
+    )
+    failure, took = timed_get(client, port)
+    assert failure is ProviderTimeout
+    assert took < 2.0  # the headers alone would take 12 s
+
+
+def test_body_of_declared_length_trickling_in_stops_at_the_total_timeout(
+    trickle: Trickle, make_client: Callable[..., OutboundClient]
+) -> None:
+    # One 64 KiB read of a declared body used to wait for all of it, a byte at a time.
+    def answer(connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\n")
+        trickle.drip(connection, b"b" * 200, 0.05)
+
+    port = trickle.start(answer)
+    client = make_client(
+        allow_hosts={("127.0.0.1", port)},
+        clock=time.time,
+        read_timeout=2.0,
+        total_timeout=0.5,
+        retry=ONCE,
+    )
+    failure, took = timed_get(client, port)
+    assert failure is ProviderTimeout
+    assert took < 2.0  # the body alone would take 10 s
+
+
+def test_gzip_stream_that_decodes_to_nothing_is_cut_off_by_its_raw_size(
+    trickle: Trickle, make_client: Callable[..., OutboundClient]
+) -> None:
+    # Empty deflate blocks decode to no bytes at all, so no decoded chunk ever comes back to be
+    # counted: the raw bytes are counted instead.
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    gzip_header = compressor.compress(b"") + compressor.flush(zlib.Z_SYNC_FLUSH)
+    empty_blocks = compressor.flush(zlib.Z_FULL_FLUSH) * 20_000
+    sent = [0]
+
+    def answer(connection: socket.socket) -> None:
+        connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n" + gzip_header
+        )
+        while sent[0] < STREAM_LIMIT:
+            connection.sendall(empty_blocks)
+            sent[0] += len(empty_blocks)
+
+    port = trickle.start(answer)
+    client = make_client(
+        allow_hosts={("127.0.0.1", port)},
+        clock=time.time,
+        max_response_bytes=CAP,
+        total_timeout=30.0,
+        retry=ONCE,
+    )
+    failure, _ = timed_get(client, port)
+    assert failure is ResponseTooLarge
+    assert sent[0] < STREAM_LIMIT
 
 
 def test_head_ignores_content_length(

@@ -46,6 +46,11 @@ from strongroom.outbound.guard import (
     resolve_checked,
     system_resolver,
 )
+from strongroom.outbound.limited_reads import (
+    POOL_CLASSES_BY_SCHEME,
+    AttemptLimits,
+    reading_under,
+)
 from strongroom.outbound.response import OutboundResponse, ResponseHeaders
 from strongroom.outbound.retry import IDEMPOTENT_METHODS, RetryPolicy
 from strongroom.outbound.urls import Target, parse_target, refused
@@ -57,6 +62,10 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Each read costs about the same in Python whatever its size: 16 KiB reads made a 1 MB body
 # cost 40% more to read than 64 KiB ones.
 _READ_CHUNK_BYTES = 64 * 1024
+# The raw bytes an attempt may receive beyond twice the body cap: status line, headers and
+# chunk framing. A compressed body is smaller than what it decodes to unless it is built not
+# to be (empty deflate blocks decode to nothing, forever).
+_RAW_BYTES_ALLOWANCE = 1024 * 1024
 # Each address can cost a connect timeout, so an attempt tries only the first few.
 _MAX_ADDRESSES_PER_ATTEMPT = 3
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -92,6 +101,11 @@ class _PinnedAdapter(HTTPAdapter):
     it, as `assert_hostname` stays unset). Pools are keyed by IP, port and server_hostname, so a
     connection is only reused for the same name on the same checked address.
     """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        # Every response of these pools reads under its attempt's limits (limited_reads).
+        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES_BY_SCHEME
 
     def get_connection_with_tls_context(
         self,
@@ -166,6 +180,9 @@ class OutboundClient:
     `allow_hosts` is `Settings.dev_allow_hosts`: loopback `(host, port)` entries the local stack
     and tests may reach (over plain HTTP too); production leaves it empty. `resolver` is called
     once per attempt of each hop. `is_forbidden` is the address rule; only tests widen it.
+    Each address's connect (and TLS handshake) waits at most `connect_timeout`; each read at
+    most `read_timeout`, and never past the attempt's `total_timeout` from its first connect,
+    however slowly the status line, headers or body arrive.
     `sleep`, `clock` (epoch seconds) and `random` (in [0, 1)) are injectable so that backoff
     and rate-limit waits run without real time.
     """
@@ -196,6 +213,7 @@ class OutboundClient:
         self._allow_hosts = normalise_allow_hosts(allow_hosts)
         self._resolver = resolver
         self._timeout = (connect_timeout, read_timeout)
+        self._read_timeout = read_timeout
         self._total_timeout = total_timeout
         self._max_response_bytes = max_response_bytes
         self._max_redirects = max_redirects
@@ -357,8 +375,16 @@ class OutboundClient:
             )
         except OSError:
             raise _AttemptFailed("connection", nothing_sent=True) from None
-        started = self._clock()
-        response = self._send_to_any(target, addresses, method, headers, body)
+        # From here every read waits at most the attempt's time left, and all of them together
+        # receive at most the raw byte limit: headers and body, however they trickle in.
+        limits = AttemptLimits(
+            deadline=self._clock() + self._total_timeout,
+            read_timeout=self._read_timeout,
+            max_bytes=2 * self._max_response_bytes + _RAW_BYTES_ALLOWANCE,
+            clock=self._clock,
+        )
+        with reading_under(limits):
+            response = self._send_to_any(target, addresses, method, headers, body)
         try:
             status = response.status_code
             reply_headers = ResponseHeaders(response.raw.headers.iteritems())
@@ -373,7 +399,7 @@ class OutboundClient:
                 return _Reply(status, reply_headers, b"", locations[0])
             if method == "HEAD" or status in (204, 304) or status < 200:
                 return _Reply(status, reply_headers, b"", None)
-            return _Reply(status, reply_headers, self._read_body(response, started), None)
+            return _Reply(status, reply_headers, self._read_body(response), None)
         finally:
             response.close()
 
@@ -410,7 +436,7 @@ class OutboundClient:
         # query) is not even kept as __context__.
         raise error
 
-    def _read_body(self, response: requests.Response, started: float) -> bytes:
+    def _read_body(self, response: requests.Response) -> bytes:
         declared = response.headers.get("Content-Length", "").strip()
         if declared.isascii() and declared.isdigit() and int(declared) > self._max_response_bytes:
             raise ResponseTooLarge("response too large")  # refused before reading any of it
@@ -435,8 +461,6 @@ class OutboundClient:
             received += len(chunk)
             if received > self._max_response_bytes:
                 raise ResponseTooLarge("response too large")
-            if self._clock() - started > self._total_timeout:
-                raise _AttemptFailed("timeout", nothing_sent=False)
             chunks.append(chunk)
         raise error  # outside the handler: no library error kept as __context__
 
