@@ -147,7 +147,7 @@ def create_connection(
         raise NotFound() from None
     plan = plan_named(org.attributes.get("plan"))
     settings = _provider_settings(services, body)
-    _check_schedule(body.schedule, plan)
+    _check_schedule(body.schedule, plan, now=now)
     connection_id = new_connection_id()
     stamp = _iso(now)
     auth_attributes, credentials = _seal(services, org_id, connection_id, body.auth, stamp)
@@ -507,7 +507,7 @@ def _oauth2_endpoints(services: Services, body: CreateConnection) -> dict[str, A
     return endpoints
 
 
-def _check_schedule(text: str, plan: Plan) -> None:
+def _check_schedule(text: str, plan: Plan, *, now: datetime) -> None:
     try:
         expression = parse_schedule_expression(text)
     except InvalidScheduleExpression:
@@ -518,6 +518,9 @@ def _check_schedule(text: str, plan: Plan) -> None:
             f"schedule: the {plan.name} plan allows at most one run every "
             f"{_describe(plan.min_schedule_interval)}"
         )
+    # A cron() of past years (or of a date no year has, such as 30 February) never runs.
+    if expression.next_after(now, anchor=now) is None:
+        raise InvalidField("schedule: never runs after now")
 
 
 def shortest_interval(expression: RateExpression | CronExpression | Any) -> timedelta:

@@ -7,7 +7,10 @@ the backup completes or fails; its TTL frees the connection if a worker died wit
 
 The dispatcher reads the platform index of due schedules (strongroom.backups.schedule), moves
 each due entry to its next run (no sooner than the plan's minimum interval after the run it
-starts) with a compare-and-swap, and only the dispatcher that moved it starts the run.
+starts) with a compare-and-swap, or deletes it if the run due is its schedule's last, and only
+the dispatcher that moved it starts the run. A run whose start wrote nothing (a store or audit
+outage) is put back, due again at the next tick. One entry's fault, whatever it is, never holds
+up the others.
 """
 
 from __future__ import annotations
@@ -310,6 +313,8 @@ class DispatchReport:
     dropped: int = 0
     lost_race: int = 0
     failed: int = 0
+    # Entries whose run now due was their schedule's last (started above, then gone).
+    ended: int = 0
 
 
 def on_schedule(
@@ -328,10 +333,12 @@ def dispatch_due(services: Services, *, now: datetime, request_id: str) -> Dispa
     for entry in services.schedules.due(now=now):
         try:
             _dispatch_one(services, entry, now=now, request_id=request_id, report=report)
-        except (TenancyError, ClientError, BotoCoreError) as exc:
-            # One connection's trouble never holds up the others; it is due again next time.
+        except Exception as exc:  # noqa: BLE001 - one connection's fault stops no other
+            # An outage is expected and mends itself; anything else is a defect that this
+            # entry's stored data reaches, for people to look at, while the others still run.
             report.failed += 1
-            logger.warning(
+            expected = isinstance(exc, TenancyError | AuditError | ClientError | BotoCoreError)
+            (logger.warning if expected else logger.exception)(
                 "scheduled backup not started",
                 extra={
                     "org_id": entry.org_id,
@@ -367,19 +374,31 @@ def _dispatch_one(
         expression, anchor=entry.anchor, after=_not_before(entry, plan, now) - _ONE_SECOND
     )
     try:
-        services.schedules.advance(entry, next_run=next_run, now=now)
+        if next_run is None:
+            services.schedules.end(entry, now=now)
+        else:
+            services.schedules.advance(entry, next_run=next_run, now=now)
     except (ConditionFailed, ItemNotFound):
         report.lost_race += 1
         return
-    started = start_backup(
-        services,
-        entry.org_id,
-        entry.connection_id,
-        trigger="schedule",
-        requested_by=SCHEDULER,
-        now=now,
-        request_id=request_id,
-    )
+    try:
+        started = start_backup(
+            services,
+            entry.org_id,
+            entry.connection_id,
+            trigger="schedule",
+            requested_by=SCHEDULER,
+            now=now,
+            request_id=request_id,
+        )
+    except (TenancyError, AuditError):
+        # Nothing was written (the start's transaction, or the audit mark before it, failed):
+        # the run is due again rather than lost until the schedule's next firing.
+        with contextlib.suppress(TenancyError):
+            services.schedules.restore(entry, moved_to=next_run, now=now)
+        raise
+    if next_run is None:
+        report.ended += 1
     if started.new:
         report.started += 1
     else:

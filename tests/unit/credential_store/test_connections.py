@@ -299,6 +299,9 @@ REFUSED = [
         ({"schedule": "rate(1 days)"}, "schedule"),
         ({"schedule": "at(2030-01-01T00:00:00)"}, "schedule"),
         ({"schedule": "cron(0 3 * * * *)"}, "schedule"),
+        # Never runs: its years are over, or no year has the date.
+        ({"schedule": "cron(0 3 * * ? 2020)"}, "schedule"),
+        ({"schedule": "cron(0 3 30 2 ? *)"}, "schedule"),
 ]  # fmt: skip
 
 

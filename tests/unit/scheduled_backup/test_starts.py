@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from strongroom.backups import BackupSchedules, backup_listing
 from strongroom.errors import NotFound
+from strongroom.tenancy import StoreUnavailable
 from tests.support.http import http_event
 from tests.unit.scheduled_backup.conftest import BackupWorld
 
@@ -299,3 +300,71 @@ def test_a_removed_admin_racing_a_running_backup_gets_404_not_its_id(
         status, body = world.start(org, connection, sub="bob")
     assert status == 404, body
     assert other["body"]["backup_id"] not in str(body)
+
+
+def _once_at(moment: datetime) -> str:
+    """A cron() that fires at `moment` (to the minute) and never again: its year is given."""
+    return f"cron({moment.minute} {moment.hour} {moment.day} {moment.month} ? {moment.year})"
+
+
+def test_a_schedules_last_run_starts_and_its_entry_goes_with_it(world: BackupWorld) -> None:
+    org = world.new_org()
+    last = (datetime.now(UTC) + timedelta(hours=2)).replace(second=0, microsecond=0)
+    connection = world.connect(org, schedule=_once_at(last))
+    entry = _entry(world, org, connection, last)
+    assert entry is not None
+    assert entry.next_run == last
+    due_at = last + timedelta(seconds=5)
+    report = runs.dispatch_due(world.services, now=due_at, request_id="r1")
+    assert (report.started, report.ended, report.failed) == (1, 1, 0)
+    assert _entry(world, org, connection, due_at + timedelta(days=800)) is None
+    # Later ticks find nothing of it, and raise nothing.
+    again = runs.dispatch_due(world.services, now=due_at + timedelta(days=1), request_id="r2")
+    assert (again.started, again.failed) == (0, 0)
+
+
+def test_one_entrys_fault_never_stops_the_others(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken_org, healthy_org = world.new_org(), world.new_org()
+    broken = world.connect(broken_org)
+    healthy = world.connect(healthy_org)
+    real_plan = runs._plan
+
+    def plan(services: Any, org_id: str, *, now: datetime) -> Any:
+        if org_id == broken_org:
+            raise RuntimeError("a defect that this org's data reaches")
+        return real_plan(services, org_id, now=now)
+
+    monkeypatch.setattr(runs, "_plan", plan)
+    due_at = datetime.now(UTC) + timedelta(days=1, seconds=2)
+    report = runs.dispatch_due(world.services, now=due_at, request_id="r")
+    assert (report.started, report.failed) == (1, 1)
+    assert runs.running_backup(world.services, healthy_org, healthy, now=due_at) is not None
+    assert runs.running_backup(world.services, broken_org, broken, now=due_at) is None
+    # The broken entry is still due: tried again at the next tick.
+    assert _entry(world, broken_org, broken, due_at) is not None
+
+
+def test_a_scheduled_start_that_wrote_nothing_is_due_again(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    due_at = datetime.now(UTC) + timedelta(days=1, seconds=2)
+    entry = _entry(world, org, connection, due_at)
+    assert entry is not None
+    table = world.services.table
+    real_transact = table.transact
+
+    def transact(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("DynamoDB is down")
+
+    monkeypatch.setattr(table, "transact", transact)
+    report = runs.dispatch_due(world.services, now=due_at, request_id="r1")
+    assert (report.started, report.failed) == (0, 1)
+    still = _entry(world, org, connection, due_at)
+    assert still is not None
+    assert still.next_run == entry.next_run
+    monkeypatch.setattr(table, "transact", real_transact)
+    assert runs.dispatch_due(world.services, now=due_at, request_id="r2").started == 1

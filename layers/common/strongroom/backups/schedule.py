@@ -15,7 +15,8 @@ credential_store registers an entry before it creates a connection and removes i
 connection is deleted, so a connection never exists without its entry; an entry whose
 connection is gone is dropped by the dispatcher when it comes due. The dispatcher moves an entry
 to its next run with a compare-and-swap on `next_run`, so two overlapping dispatcher runs never
-both start the same run.
+both start the same run; an entry whose due run is its schedule's last (a cron() limited to
+some years) is deleted the same way instead.
 """
 
 from __future__ import annotations
@@ -66,11 +67,12 @@ def next_run_after(
     *,
     anchor: datetime,
     after: datetime,
-) -> datetime:
-    """The first firing strictly after `after`, to the second (rate() counts from `anchor`)."""
+) -> datetime | None:
+    """The first firing strictly after `after`, to the second (rate() counts from `anchor`);
+    None if there is none (a cron() whose years are over)."""
     moment = expression.next_after(after, anchor=anchor)
-    if moment is None:  # only at() expressions end, and connections never hold one
-        raise ValueError("the schedule never fires again")
+    if moment is None:
+        return None
     return moment.replace(microsecond=0) + (_ONE_SECOND if moment.microsecond else timedelta())
 
 
@@ -83,10 +85,15 @@ class BackupSchedules:
     def register(
         self, org_id: str, connection_id: str, schedule: str, *, anchor: datetime, now: datetime
     ) -> ScheduleEntry:
-        """Put the connection's entry, due at its schedule's first firing after `now`."""
+        """Put the connection's entry, due at its schedule's first firing after `now`.
+
+        ValueError: the schedule never fires after `now` (credential_store refuses those).
+        """
         expression = parse_schedule_expression(schedule)
         anchor = anchor.astimezone(UTC).replace(microsecond=0)  # as stored
         next_run = next_run_after(expression, anchor=anchor, after=now)
+        if next_run is None:
+            raise ValueError("the schedule never fires again")
         entry = ScheduleEntry(org_id, connection_id, expression.text, anchor, next_run)
         self._write(entry, now=now, expect_next_run=None)
         return entry
@@ -122,24 +129,52 @@ class BackupSchedules:
         )
         self._write(moved, now=now, expect_next_run=_iso(entry.next_run))
 
+    def end(self, entry: ScheduleEntry, *, now: datetime) -> None:
+        """Delete the entry if it still holds `entry.next_run`: the run due then is its last.
+
+        ConditionFailed / ItemNotFound: as `advance`.
+        """
+        self._platform.delete(
+            SCHEDULE_KIND,
+            _entry_id(entry.org_id, entry.connection_id),
+            expect={"next_run": _iso(entry.next_run)},
+            now=now,
+        )
+
+    def restore(self, entry: ScheduleEntry, *, moved_to: datetime | None, now: datetime) -> None:
+        """Undo `advance` to `moved_to`, or `end` (None): `entry` is due again. After `end` the
+        entry is put back whatever is there (one whose connection is gone meanwhile is dropped
+        when it comes due); after `advance` only if it still holds `moved_to` (ConditionFailed
+        or ItemNotFound otherwise)."""
+        expect = None if moved_to is None else _iso(moved_to)
+        self._write(entry, now=now, expect_next_run=expect)
+
     def _write(self, entry: ScheduleEntry, *, now: datetime, expect_next_run: str | None) -> None:
         self._platform.put(
             SCHEDULE_KIND,
             _entry_id(entry.org_id, entry.connection_id),
-            attributes={
-                "org_id": entry.org_id,
-                "connection_id": entry.connection_id,
-                "schedule": entry.schedule,
-                "anchor": _iso(entry.anchor),
-                "next_run": _iso(entry.next_run),
-            },
-            index=IndexKey(
-                partition=f"{DUE_PARTITION}#{shard_of(entry.connection_id)}",
-                sort=f"{_iso(entry.next_run)}#{entry.org_id}#{entry.connection_id}",
-            ),
+            attributes=_attributes(entry),
+            index=_index(entry),
             expect=None if expect_next_run is None else {"next_run": expect_next_run},
             now=now,
         )
+
+
+def _attributes(entry: ScheduleEntry) -> dict[str, str]:
+    return {
+        "org_id": entry.org_id,
+        "connection_id": entry.connection_id,
+        "schedule": entry.schedule,
+        "anchor": _iso(entry.anchor),
+        "next_run": _iso(entry.next_run),
+    }
+
+
+def _index(entry: ScheduleEntry) -> IndexKey:
+    return IndexKey(
+        partition=f"{DUE_PARTITION}#{shard_of(entry.connection_id)}",
+        sort=f"{_iso(entry.next_run)}#{entry.org_id}#{entry.connection_id}",
+    )
 
 
 def _entry(item: Item) -> ScheduleEntry:
