@@ -49,9 +49,10 @@ def _plant_complete_backup(
     backup_id = new_backup_id()
     prefix = backup_prefix(org, connection_id, started_at, backup_id)
     entries: dict[str, dict[str, Any]] = {}
+    versions: dict[str, str] = {}  # in the record only, as the worker keeps them
     for resource, body in files.items():
         key = object_key(prefix, resource)
-        s3.put_object(
+        written = s3.put_object(
             Bucket=bucket,
             Key=key,
             Body=body,
@@ -59,6 +60,7 @@ def _plant_complete_backup(
             ServerSideEncryption="aws:kms",
             SSEKMSKeyId=alias,
         )
+        versions[resource] = written["VersionId"]
         entries[resource] = {
             "key": key,
             "sha256": hashlib.sha256(body).hexdigest(),
@@ -77,7 +79,7 @@ def _plant_complete_backup(
         "files": [{"resource": r, **entry} for r, entry in sorted(entries.items())],
         "removed_fields": {},
     }
-    s3.put_object(
+    manifest_written = s3.put_object(
         Bucket=bucket,
         Key=prefix + MANIFEST_FILE,
         Body=json.dumps(manifest).encode(),
@@ -100,7 +102,8 @@ def _plant_complete_backup(
             "finished_at": stamp,
             "prefix": prefix,
             "manifest_key": prefix + MANIFEST_FILE,
-            "files": entries,
+            "manifest_version_id": manifest_written["VersionId"],
+            "files": {r: {**entry, "version_id": versions[r]} for r, entry in entries.items()},
             "removed_fields": {},
             "schema_version": 1,
         },

@@ -97,11 +97,12 @@ def issue_download_url(
     if item.attributes.get("status") != BackupStatus.COMPLETE:
         raise Conflict("Only a complete backup can be downloaded.")
     resource = body.resource or MANIFEST_RESOURCE
-    key = _object_key(org_id, item, resource)
+    key, version_id = _object_version(org_id, item, resource)
     target = DownloadTarget(
         org_id=org_id,
         bucket=services.settings.backup_bucket,
         key=key,
+        version_id=version_id,
         # manifest -> <backup_id>-manifest.json, users -> <backup_id>-users.json
         filename=f"{backup_id}-{resource}.json",
     )
@@ -178,8 +179,8 @@ def _manifest(org_id: str, item: Item) -> Manifest:
             provider=str(attributes["provider"]),
             started_at=str(attributes["started_at"]),
             finished_at=str(attributes["finished_at"]),
-            # The manifest's own order (by resource); the record's entries also hold what only
-            # the worker needs (the object's version), which the manifest does not list.
+            # The manifest's own order (by resource); the record's entries also hold each
+            # object's version, which links name and the manifest does not list.
             files=[
                 FileEntry(
                     resource=resource,
@@ -201,20 +202,25 @@ def _manifest(org_id: str, item: Item) -> Manifest:
         ) from None
 
 
-def _object_key(org_id: str, item: Item, resource: str) -> str:
+def _object_version(org_id: str, item: Item, resource: str) -> tuple[str, str]:
+    """The key and version of the resource's object: the version the worker wrote, checked and
+    hashed, whatever was written at that key since."""
     if resource == MANIFEST_RESOURCE:
         key = item.attributes.get("manifest_key")
+        version_id = item.attributes.get("manifest_version_id")
     else:
         entry = _files(item).get(resource)
         if entry is None:
             # Our own message: the resource name is caller input and is not echoed.
             raise InvalidField("resource: not a file of this backup")
-        key = entry.get("key")
+        key, version_id = entry.get("key"), entry.get("version_id")
     # The record names the key; the org's prefix is ours. A key elsewhere is never signed.
     prefix = f"orgs/{org_id}/connections/{item.attributes.get('connection_id')}/backups/"
     if not isinstance(key, str) or not key.startswith(prefix):
         raise InvalidBackupRecord("backup record names an object outside its org's prefix")
-    return key
+    if not isinstance(version_id, str) or not version_id:
+        raise InvalidBackupRecord("backup record names no version of its object")
+    return key, version_id
 
 
 def _text(value: object) -> str | None:

@@ -4,9 +4,11 @@ Why a role session per link rather than the function's own credentials:
 
 - Scope. The function's role cannot read backups at all. Each link is signed with a fresh
   session of the download signer role (template.yaml), whose session policy allows only
-  `s3:GetObject` on the one object linked to and `kms:Decrypt` (through S3) on keys tagged with
-  the link's org. A bug in the route's org check could then at worst link to an object of the
-  org it already named, never to another org's data.
+  `s3:GetObjectVersion` of the one version linked to and `kms:Decrypt` (through S3) on keys
+  tagged with the link's org. A bug in the route's org check could then at worst link to an
+  object of the org it already named, never to another org's data.
+- Integrity. A link names the object's version the worker wrote, read back and hashed into the
+  manifest: whatever is written at that key later, the link serves what the manifest describes.
 - Lifetime. A presigned URL stops working when the credentials that signed it expire, so an
   honest `expires_at` needs their expiry. Lambda hands a function its role's credentials in
   environment variables without an expiry (botocore's EnvProvider only knows one when
@@ -50,11 +52,12 @@ _SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 @dataclass(frozen=True)
 class DownloadTarget:
-    """One object of one org, and the file name a browser should save it as."""
+    """One version of one object of one org, and the file name a browser should save it as."""
 
     org_id: str
     bucket: str
     key: str
+    version_id: str
     filename: str
 
 
@@ -83,15 +86,17 @@ class CredentialSource(Protocol):
 
 
 def session_policy(target: DownloadTarget, *, partition: str, stage: str) -> dict[str, Any]:
-    """The policy one link's session is narrowed to: this object, keys of this org, via S3."""
+    """The policy one link's session is narrowed to: this version of this object, keys of this
+    org, via S3."""
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Sid": "ThisObject",
+                "Sid": "ThisObjectVersion",
                 "Effect": "Allow",
-                "Action": "s3:GetObject",
+                "Action": "s3:GetObjectVersion",
                 "Resource": f"arn:{partition}:s3:::{target.bucket}/{target.key}",
+                "Condition": {"StringEquals": {"s3:VersionId": target.version_id}},
             },
             {
                 "Sid": "ThisOrgsKeyThroughS3",
@@ -202,6 +207,7 @@ class LinkSigner:
             Params={
                 "Bucket": target.bucket,
                 "Key": target.key,
+                "VersionId": target.version_id,
                 "ResponseContentDisposition": content_disposition(target.filename),
             },
         )

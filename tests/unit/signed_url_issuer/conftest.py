@@ -51,6 +51,7 @@ class PlantedBackup:
     connection_id: str
     prefix: str
     contents: dict[str, bytes] = field(default_factory=dict)  # resource (or "manifest") -> bytes
+    versions: dict[str, str] = field(default_factory=dict)  # resource (or "manifest") -> version
 
 
 @dataclass
@@ -117,10 +118,12 @@ class BackupWorld:
         written = resources if status == "complete" else {}
         for resource, body in written.items():
             key = object_key(prefix, resource)
-            self._put(org, key, body)
+            version_id = self._put(org, key, body)
+            planted.versions[resource] = version_id
             items = len(json.loads(body))
             files[resource] = {
                 "key": key,
+                "version_id": version_id,
                 "sha256": hashlib.sha256(body).hexdigest(),
                 "bytes": len(body),
                 "items": items,
@@ -153,11 +156,16 @@ class BackupWorld:
                 "provider": "okta",
                 "started_at": attributes["started_at"],
                 "finished_at": attributes["finished_at"],
-                "files": [{"resource": r, **entry} for r, entry in sorted(files.items())],
+                # As the worker's: each file's version is in the record, not the manifest.
+                "files": [
+                    {"resource": r, **{k: v for k, v in entry.items() if k != "version_id"}}
+                    for r, entry in sorted(files.items())
+                ],
                 "removed_fields": attributes["removed_fields"],
             }
             body = json.dumps(manifest, sort_keys=True).encode()
-            self._put(org, prefix + MANIFEST_FILE, body)
+            attributes["manifest_version_id"] = self._put(org, prefix + MANIFEST_FILE, body)
+            planted.versions["manifest"] = attributes["manifest_version_id"]
             planted.contents["manifest"] = body
         self.table.create(
             org,
@@ -169,15 +177,16 @@ class BackupWorld:
         )
         return planted
 
-    def _put(self, org: str, key: str, body: bytes) -> None:
-        self.s3.put_object(
+    def _put(self, org: str, key: str, body: bytes) -> str:
+        """Write an object of the org as the worker does; its version id."""
+        return self.s3.put_object(
             Bucket=self.settings.backup_bucket,
             Key=key,
             Body=body,
             ContentType="application/json",
             ServerSideEncryption="aws:kms",
             SSEKMSKeyId=self.settings.org_key_alias_prefix + org,
-        )
+        )["VersionId"]
 
     # ---- the function's routes ----------------------------------------------------------------
 

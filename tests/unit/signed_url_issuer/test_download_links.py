@@ -152,6 +152,7 @@ def test_the_signature_is_botocores_own_for_the_same_credentials_and_time(
                 Params={
                     "Bucket": world.settings.backup_bucket,
                     "Key": source.asked[-1][0].key,
+                    "VersionId": planted.versions[resource or "manifest"],
                     "ResponseContentDisposition": query["response-content-disposition"],
                 },
                 ExpiresIn=int(query["X-Amz-Expires"]),
@@ -184,10 +185,11 @@ def test_each_link_is_signed_by_a_session_narrowed_to_its_object_and_its_orgs_ke
     bucket = world.settings.backup_bucket
     assert policy["Statement"] == [
         {
-            "Sid": "ThisObject",
+            "Sid": "ThisObjectVersion",
             "Effect": "Allow",
-            "Action": "s3:GetObject",
+            "Action": "s3:GetObjectVersion",
             "Resource": f"arn:aws:s3:::{bucket}/{planted.prefix}users.json",
+            "Condition": {"StringEquals": {"s3:VersionId": planted.versions["users"]}},
         },
         {
             "Sid": "ThisOrgsKeyThroughS3",
@@ -465,3 +467,38 @@ def test_assume_role_failure_signs_nothing(
     use_source(world, monkeypatch, source)
     assert world.issue(org, planted.backup_id).status == 500
     assert audited_issues(world, org) == []
+
+
+def test_a_link_serves_the_version_the_manifest_hashes_whatever_was_written_since(
+    world: BackupWorld,
+) -> None:
+    org = world.new_org()
+    planted = world.plant(org)
+    key = f"{planted.prefix}users.json"
+    # A later version at the same key (a duplicate job's, or anyone's with write access).
+    world._put(org, key, b'[{"id": "00u-not-in-the-manifest"}]')
+    for resource in ("users", "manifest"):
+        reply = world.issue(org, planted.backup_id, {"resource": resource})
+        assert reply.status == 200, reply.body
+        query = query_of(reply.body["url"])
+        assert query["versionId"] == planted.versions[resource]
+    # That version is what was planted (and hashed); the key's latest is not.
+    served = world.s3.get_object(
+        Bucket=world.settings.backup_bucket, Key=key, VersionId=planted.versions["users"]
+    )["Body"].read()
+    assert served == planted.contents["users"]
+    latest = world.s3.get_object(Bucket=world.settings.backup_bucket, Key=key)["Body"].read()
+    assert latest != served
+
+
+def test_a_record_naming_no_version_is_never_signed(world: BackupWorld) -> None:
+    org = world.new_org()
+    planted = world.plant(org)
+    now = datetime.now(UTC)
+    item = world.table.get(org, "BACKUP", planted.backup_id, now=now)
+    files = item.attributes["files"]
+    del files["users"]["version_id"]
+    world.table.update(org, "BACKUP", planted.backup_id, changes={"files": files}, now=now)
+    reply = world.issue(org, planted.backup_id, {"resource": "users"})
+    assert reply.status == 500
+    assert "url" not in reply.body

@@ -43,7 +43,7 @@ def test_the_signer_role_trusts_the_function_role_only_and_reads_org_prefixes_on
     assert _actions(trust) == {"sts:AssumeRole"}
     [policy] = role["Policies"]
     objects, keys = _statements(policy["PolicyDocument"])
-    assert _actions(objects) == {"s3:GetObject"}
+    assert _actions(objects) == {"s3:GetObjectVersion"}  # links name a version
     assert objects["Resource"] == {"Fn::Sub": "${BackupBucket.Arn}/orgs/*"}
     assert _actions(keys) == {"kms:Decrypt"}
     condition = keys["Condition"]
