@@ -77,7 +77,22 @@ def receive_webhook(source: Annotated[Source, Path()]) -> WebhookReceipt:
     return receipt
 
 
-@app.post("/orgs/<org_id>/billing/checkout", tags=["billing"])
+@app.post(
+    "/orgs/<org_id>/billing/checkout",
+    tags=["billing"],
+    summary="Mint a single-use checkout nonce bound to the org and the calling owner",
+    description=(
+        "The nonce is valid for 24 hours; hand `custom_data` to the payment platform's checkout"
+        f" unchanged. An org can mint {billing.MAX_CHECKOUTS_PER_DAY} a UTC day; past that, 429"
+        " and nothing is minted."
+    ),
+    responses={
+        201: {"description": "Minted: the nonce, its expiry, and the custom data to hand over"},
+        403: _error("A member of the org, but not an owner"),
+        404: _error("No such org, or the caller is not a member of it"),
+        429: _error("The org's checkouts of the day (UTC) are used up"),
+    },
+)
 def create_checkout(org_id: OrgId) -> tuple[CheckoutCreated, int]:
     caller = caller_from_event(app.current_event.raw_event)
     created = billing.create_checkout(

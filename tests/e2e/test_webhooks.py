@@ -279,7 +279,12 @@ def test_another_orgs_nonce_changes_nothing(local_stack: LocalStackClient) -> No
     alice, bob = new_user("alice"), new_user("bob")
     org_a, org_b = _new_org(local_stack, alice), _new_org(local_stack, bob)
     nonce_a = _checkout(local_stack, org_a, alice)
-    body = standard_event("subscription.created", custom=custom_data(org_b, nonce_a))
+    # An active subscription, as Polar sends it: only the nonce's org is wrong.
+    document = json.loads(
+        standard_event("subscription.created", custom=custom_data(org_b, nonce_a))
+    )
+    document["data"]["status"] = "active"
+    body = json.dumps(document).encode("utf-8")
     headers = standard_headers(
         body,
         _secret(local_stack, "standard"),

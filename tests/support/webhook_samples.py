@@ -71,13 +71,20 @@ def build_samples() -> dict[str, dict[str, Any]]:
         headers = stripe_headers(body, secrets["stripe"], timestamp=SAMPLE_TIME)
         samples[name] = _delivery("stripe", body, headers)
 
-    def lemon(name: str, event_name: str, custom: dict[str, str]) -> None:
-        body = lemonsqueezy_event(event_name, custom=custom, variant_id=1001)
+    def lemon(name: str, event_name: str, custom: dict[str, str], **state: Any) -> None:
+        status = state.pop("status", "paid")
+        body = lemonsqueezy_event(
+            event_name, custom=custom, variant_id=1001, status=status, state=state
+        )
         headers = lemonsqueezy_headers(body, secrets["lemonsqueezy"], event_name=event_name)
         samples[name] = _delivery("lemonsqueezy", body, headers)
 
-    def standard(name: str, message_id: str, event_type: str, custom: dict[str, str]) -> None:
-        body = standard_event(event_type, custom=custom, product_id="prod_local_enterprise")
+    def standard(
+        name: str, message_id: str, event_type: str, custom: dict[str, str], **state: Any
+    ) -> None:
+        body = standard_event(
+            event_type, custom=custom, product_id="prod_local_enterprise", state=state
+        )
         headers = standard_headers(
             body, secrets["standard"], message_id=message_id, timestamp=SAMPLE_TIME
         )
@@ -99,11 +106,31 @@ def build_samples() -> dict[str, dict[str, Any]]:
     stripe(
         "stripe_subscription_deleted", "evt_1SampleDeleted", "customer.subscription.deleted", one
     )
-    lemon("lemonsqueezy_order_created", "order_created", two)
-    lemon("lemonsqueezy_order_refunded", "order_refunded", two)
-    standard("standard_subscription_created", "msg_sample_created", "subscription.created", three)
+    lemon("lemonsqueezy_order_created", "order_created", two, refunded=False, total=4900)
+    # Refunded in full: a partial refund leaves the order `paid` and changes no plan.
+    lemon(
+        "lemonsqueezy_order_refunded",
+        "order_refunded",
+        two,
+        status="refunded",
+        refunded=True,
+        total=4900,
+        refunded_amount=4900,
+    )
     standard(
-        "standard_subscription_canceled", "msg_sample_canceled", "subscription.canceled", three
+        "standard_subscription_created",
+        "msg_sample_created",
+        "subscription.created",
+        three,
+        status="active",
+    )
+    # Access ended (a `subscription.canceled` only says it will, at the period's end).
+    standard(
+        "standard_subscription_revoked",
+        "msg_sample_revoked",
+        "subscription.revoked",
+        three,
+        status="canceled",
     )
     body = json.dumps({"zen": "Design for failure.", "hook_id": 1}, indent=2).encode()
     headers = github_headers(

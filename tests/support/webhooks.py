@@ -117,7 +117,9 @@ def lemonsqueezy_event(
     variant_id: int = 1002,
     status: str = "paid",
     updated_at: str = "2026-11-23T09:00:00.000000Z",
+    state: dict[str, Any] | None = None,
 ) -> bytes:
+    """A Lemon Squeezy event; `state` adds attributes (a refund's `refunded`, amounts)."""
     attributes: dict[str, Any] = {
         "store_id": 1,
         "customer_id": 1,
@@ -125,6 +127,7 @@ def lemonsqueezy_event(
         "user_email": "buyer@example.com",
         "created_at": "2026-11-23T09:00:00.000000Z",
         "updated_at": updated_at,
+        **(state or {}),
     }
     if resource == "orders":
         attributes["first_order_item"] = {"id": 1, "order_id": 1, "variant_id": variant_id}
@@ -141,11 +144,21 @@ def lemonsqueezy_event(
 
 
 def standard_event(
-    event_type: str, *, custom: dict[str, str] | None, product_id: str = "prod_local_team"
+    event_type: str,
+    *,
+    custom: dict[str, str] | None,
+    product_id: str = "prod_local_team",
+    state: dict[str, Any] | None = None,
 ) -> bytes:
+    """A Standard Webhooks (Polar) event; `state` adds to its data (a `status`, say)."""
     document = {
         "type": event_type,
         "timestamp": "2026-11-23T09:00:00Z",
-        "data": {"id": "sub_sample", "product_id": product_id, "metadata": custom or {}},
+        "data": {
+            "id": "sub_sample",
+            "product_id": product_id,
+            "metadata": custom or {},
+            **(state or {}),
+        },
     }
     return json.dumps(document, separators=(",", ":")).encode("utf-8")

@@ -2,9 +2,15 @@
 
 An org's owner mints a nonce (`POST /orgs/{org_id}/billing/checkout`) and hands it, with the
 org id, to the payment platform's checkout as custom data; the platform's events carry both
-back. Items (tenant items, in the org's partition; bearer values only as SHA-256 digests):
+back. Each nonce costs an item and an audit event that Object Lock keeps for the audit
+retention, so an org mints at most MAX_CHECKOUTS_PER_DAY a UTC day (a counter moved in the
+nonce's own transaction, as `strongroom.plans` counts on-demand backups); past it, 429 and
+nothing is written.
+
+Items (tenant items, in the org's partition; bearer values only as SHA-256 digests):
 
     CHECKOUT#<sha256(nonce)>      created_by, created_at; expires 24 h after minting
+    USAGE#checkouts:<UTC date>    count: nonces minted that day (at most MAX_CHECKOUTS_PER_DAY)
     SUBSCRIPTION#<sha256(nonce)>  plan, source, checkout_by, activated_at, event_id
     WEBHOOK_EVENT#<event digest>  an event that had an effect (kept 7 days)
     ORG                           plan, plan_nonce (digest of the nonce that set it), ...
@@ -32,23 +38,25 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.audit.events import Outcome as AuditOutcome
-from strongroom.errors import Forbidden, NotFound
-from strongroom.plans import FREE
+from strongroom.errors import Forbidden, NotFound, RateLimited
+from strongroom.plans import FREE, USAGE
 from strongroom.tenancy import (
     Check,
     ConditionFailed,
     Create,
     Delete,
+    Increment,
     InvalidOrgId,
     Item,
     ItemExists,
     ItemNotFound,
+    LimitReached,
     Operation,
     Update,
     validate_org_id,
@@ -63,6 +71,12 @@ ORG, MEMBER, OWNER = "ORG", "MEMBER", "owner"
 REFUSED = "checkout_refused"
 CHECKOUT, SUBSCRIPTION, WEBHOOK_EVENT = "CHECKOUT", "SUBSCRIPTION", "WEBHOOK_EVENT"
 NONCE_TTL = timedelta(hours=24)
+# Checkouts an org may start per UTC day: retries of an abandoned checkout fit easily, and a
+# loop of calls cannot fill the audit bucket with events nobody can delete.
+MAX_CHECKOUTS_PER_DAY = 10
+_CHECKOUTS = "checkouts"
+# A day's counter outlives its day by this much, then DynamoDB's TTL sweeps it away.
+_COUNTER_GRACE = timedelta(days=1)
 # Far longer than the 300 s signature tolerance and the platforms' retry schedules (Stripe
 # retries for up to three days). Past it, a replayed effect still finds its nonce consumed.
 EVENT_MARKER_TTL = timedelta(days=7)
@@ -92,17 +106,25 @@ def event_digest(event: InboundEvent) -> str:
 def create_checkout(
     services: Services, caller: Caller, org_id: str, *, now: datetime, request_id: str
 ) -> CheckoutCreated:
-    """Mint a single-use nonce bound to the org and the calling owner, valid for 24 hours."""
+    """Mint a single-use nonce bound to the org and the calling owner, valid for 24 hours.
+
+    RateLimited (429) past the org's checkouts of the day: nothing is written, nor counted.
+    """
     _require_owner(services, caller, org_id, now=now)
     nonce = new_checkout_nonce()
-    services.table.create(
-        org_id,
+    checkout = Create(
         CHECKOUT,
         nonce_digest(nonce),
         attributes={"created_by": caller.sub, "created_at": _iso(now)},
         ttl=NONCE_TTL,
-        now=now,
     )
+    try:
+        # Counted with the nonce it allows: a failed write does not use up the day.
+        services.table.transact(org_id, [_count_checkout(now), checkout], now=now)
+    except LimitReached:
+        raise RateLimited(
+            f"An org can start {MAX_CHECKOUTS_PER_DAY} checkouts a day; try again tomorrow (UTC)."
+        ) from None
     expires_at = _iso(now + NONCE_TTL)
     services.audit.append(
         org_id,
@@ -121,6 +143,18 @@ def create_checkout(
         nonce=nonce,
         expires_at=expires_at,
         custom_data=CheckoutCustomData(strongroom_org_id=org_id, strongroom_nonce=nonce),
+    )
+
+
+def _count_checkout(now: datetime) -> Increment:
+    """One more checkout today (UTC), refused past the day's allowance (LimitReached)."""
+    day = now.astimezone(UTC).date()
+    next_day = datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+    return Increment(
+        USAGE,
+        f"{_CHECKOUTS}:{day.isoformat()}",
+        ceiling=MAX_CHECKOUTS_PER_DAY,
+        ttl=next_day - now + _COUNTER_GRACE,
     )
 
 

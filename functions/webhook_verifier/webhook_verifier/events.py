@@ -1,19 +1,33 @@
 """What a verified delivery says: its event id and type, and the billing change it asks for.
 
 Read only after the signature verified, from the body exactly as received (parsed, never
-re-serialised). A billing change is recognised only in these events, and only when the custom
-data our checkout handed out (`strongroom_org_id`, `strongroom_nonce`) came back with it:
+re-serialised). A billing change is recognised only in these events, only when the resource the
+event carries is in the state named here, and only when the custom data our checkout handed out
+(`strongroom_org_id`, `strongroom_nonce`) came back with it. A plan is raised when the platform
+says the customer paid (or is on a trial), and returned to free when access ends, never earlier:
 
-- stripe: `customer.subscription.created` (status active or trialing) raises the plan;
-  `customer.subscription.deleted` and `charge.refunded` return it to free. Custom data in
-  `data.object.metadata`; products: each `data.object.items.data[].price.id`.
-- lemonsqueezy: `subscription_created` and `order_created` (status paid) raise the plan;
-  `subscription_cancelled`, `subscription_expired` and `order_refunded` return it to free.
-  Custom data in `meta.custom_data`; product: `variant_id` (orders:
-  `first_order_item.variant_id`).
-- standard: `subscription.created`, `subscription.active` and `order.paid` raise the plan;
-  `subscription.canceled`, `subscription.revoked` and `order.refunded` return it to free.
-  Custom data in `data.metadata`; product: `data.product_id`.
+- stripe: `customer.subscription.created` (status `active` or `trialing`) raises the plan;
+  `customer.subscription.deleted` (the subscription ended: cancelled now, or at the end of the
+  period it was cancelled for) returns it to free. Custom data in `data.object.metadata`;
+  products: each `data.object.items.data[].price.id`. `charge.refunded` changes nothing: a
+  Charge does not carry its subscription's metadata, so it cannot name the nonce, and a refund
+  does not end a Stripe subscription (cancelling it does, with `customer.subscription.deleted`).
+- lemonsqueezy: `subscription_created` (status `active` or `on_trial`) and `order_created`
+  (status `paid`) raise the plan; `subscription_expired` and `order_refunded` for a full refund
+  (status `refunded`, `refunded` true, `refunded_amount` at least `total`) return it to free.
+  `subscription_cancelled` changes nothing: the subscription runs to `ends_at` (its grace
+  period) and `subscription_expired` follows. Custom data in `meta.custom_data`; product:
+  `variant_id` (orders: `first_order_item.variant_id`).
+- standard (the events and payloads of Polar, a Standard Webhooks sender):
+  `subscription.created` and `subscription.active` (status `active` or `trialing`) and
+  `order.paid` (status `paid`) raise the plan; `subscription.revoked` and `order.refunded` for a
+  full refund (status `refunded`, not `partially_refunded`) return it to free.
+  `subscription.canceled` changes nothing: it means "cancels at the end of the period", and
+  `subscription.revoked` comes when access ends. Custom data in `data.metadata`; product:
+  `data.product_id`.
+
+Where a payload does not show the state a rule needs (a status missing, a refund flag or amount
+absent or of another type), the rule does not hold and the plan stays as it is.
 
 GitHub deliveries never change a plan. Which plan a product grants is the deployment's
 `STRONGROOM_BILLING_PRODUCTS`; whether the nonce holds is billing's to decide.
@@ -24,6 +38,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,25 +77,52 @@ class InboundEvent:
     billing: BillingChange | None = None
 
 
-_STRIPE = {
-    "customer.subscription.created": ChangeKind.ACTIVATE,
-    "customer.subscription.deleted": ChangeKind.DEACTIVATE,
-    "charge.refunded": ChangeKind.DEACTIVATE,
+# A rule: the change an event asks for, and whether its resource is in the state that makes it.
+Holds = Callable[[dict[str, Any]], bool]
+
+
+def _status_in(*statuses: str) -> Holds:
+    return lambda resource: resource.get("status") in statuses
+
+
+def _always(_resource: dict[str, Any]) -> bool:
+    return True
+
+
+def _lemonsqueezy_full_refund(order: dict[str, Any]) -> bool:
+    """order_refunded comes for partial refunds too: the order then stays `paid`, `refunded`
+    false, with `refunded_amount` below `total` (cents, both integers, always sent)."""
+    refunded, total = _amount(order.get("refunded_amount")), _amount(order.get("total"))
+    return (
+        order.get("status") == "refunded"
+        and order.get("refunded") is True
+        and refunded is not None
+        and total is not None
+        and refunded >= total
+    )
+
+
+# Polar's order statuses tell the two apart: `refunded` (in full) and `partially_refunded`.
+# Its amounts are not compared: whether `refunded_amount` counts the tax is not something its
+# schema settles, and a full refund must not look partial for it.
+_standard_full_refund = _status_in("refunded")
+
+_STRIPE: dict[str, tuple[ChangeKind, Holds]] = {
+    "customer.subscription.created": (ChangeKind.ACTIVATE, _status_in("active", "trialing")),
+    "customer.subscription.deleted": (ChangeKind.DEACTIVATE, _always),
 }
-_LEMONSQUEEZY = {
-    "subscription_created": ChangeKind.ACTIVATE,
-    "order_created": ChangeKind.ACTIVATE,
-    "subscription_cancelled": ChangeKind.DEACTIVATE,
-    "subscription_expired": ChangeKind.DEACTIVATE,
-    "order_refunded": ChangeKind.DEACTIVATE,
+_LEMONSQUEEZY: dict[str, tuple[ChangeKind, Holds]] = {
+    "subscription_created": (ChangeKind.ACTIVATE, _status_in("active", "on_trial")),
+    "order_created": (ChangeKind.ACTIVATE, _status_in("paid")),
+    "subscription_expired": (ChangeKind.DEACTIVATE, _always),
+    "order_refunded": (ChangeKind.DEACTIVATE, _lemonsqueezy_full_refund),
 }
-_STANDARD = {
-    "subscription.created": ChangeKind.ACTIVATE,
-    "subscription.active": ChangeKind.ACTIVATE,
-    "order.paid": ChangeKind.ACTIVATE,
-    "subscription.canceled": ChangeKind.DEACTIVATE,
-    "subscription.revoked": ChangeKind.DEACTIVATE,
-    "order.refunded": ChangeKind.DEACTIVATE,
+_STANDARD: dict[str, tuple[ChangeKind, Holds]] = {
+    "subscription.created": (ChangeKind.ACTIVATE, _status_in("active", "trialing")),
+    "subscription.active": (ChangeKind.ACTIVATE, _status_in("active", "trialing")),
+    "order.paid": (ChangeKind.ACTIVATE, _status_in("paid")),
+    "subscription.revoked": (ChangeKind.DEACTIVATE, _always),
+    "order.refunded": (ChangeKind.DEACTIVATE, _standard_full_refund),
 }
 
 
@@ -102,9 +144,7 @@ def _stripe(document: dict[str, Any]) -> InboundEvent:
     event_id = _event_id(document.get("id"))
     event_type = _event_type(document.get("type"))
     event_object = _object(_object(document.get("data")).get("object"))
-    kind = _STRIPE.get(event_type)
-    if kind is ChangeKind.ACTIVATE and event_object.get("status") not in ("active", "trialing"):
-        kind = None
+    kind = _kind(_STRIPE, event_type, event_object)
     products: list[Any] = []
     if kind is ChangeKind.ACTIVATE:
         items = _object(event_object.get("items")).get("data")
@@ -131,13 +171,11 @@ def _lemonsqueezy(document: dict[str, Any]) -> InboundEvent:
         _scalar(attributes.get("updated_at")),
     ]
     event_id = _event_id(":".join(parts))
-    kind = _LEMONSQUEEZY.get(event_type)
+    kind = _kind(_LEMONSQUEEZY, event_type, attributes)
     products: list[Any] = []
     if event_type == "subscription_created":
         products.append(attributes.get("variant_id"))
     elif event_type == "order_created":
-        if attributes.get("status") != "paid":
-            kind = None
         products.append(_object(attributes.get("first_order_item")).get("variant_id"))
     billing = _change(kind, meta.get("custom_data"), products)
     return InboundEvent(Source.LEMONSQUEEZY, event_id, event_type, billing)
@@ -146,13 +184,31 @@ def _lemonsqueezy(document: dict[str, Any]) -> InboundEvent:
 def _standard(document: dict[str, Any], event_id: str) -> InboundEvent:
     event_type = _event_type(document.get("type"))
     data = _object(document.get("data"))
-    kind = _STANDARD.get(event_type)
+    kind = _kind(_STANDARD, event_type, data)
     products = [data.get("product_id")] if kind is ChangeKind.ACTIVATE else []
     billing = _change(kind, data.get("metadata"), products)
     return InboundEvent(Source.STANDARD, _event_id(event_id), event_type, billing)
 
 
 # ---- parts ------------------------------------------------------------------------------------
+
+
+def _kind(
+    rules: dict[str, tuple[ChangeKind, Holds]], event_type: str, resource: dict[str, Any]
+) -> ChangeKind | None:
+    """The change the event asks for, if it is one of `rules` and its resource's state holds."""
+    rule = rules.get(event_type)
+    if rule is None:
+        return None
+    kind, holds = rule
+    return kind if holds(resource) else None
+
+
+def _amount(value: Any) -> int | None:
+    """An amount in cents (a non-negative integer); None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def _load(body: bytes) -> dict[str, Any]:

@@ -9,7 +9,11 @@
   as `v1a` ignored), HMAC-SHA256 of `<id>.<timestamp>.<body>` keyed with the base64 bytes of the
   `whsec_` secret; timestamps more than 300 s old or ahead are refused.
 - github: `X-Hub-Signature-256: sha256=<hex>`, HMAC-SHA256 of the body keyed with the secret's
-  UTF-8 bytes; `X-GitHub-Delivery` is the event id (GitHub signs only the body).
+  UTF-8 bytes; `X-GitHub-Delivery` is the event id. GitHub signs only the body: no timestamp,
+  and not the delivery id. So the event id deduplicates GitHub's own redeliveries, and is no
+  replay protection: a captured delivery sent again under a fresh id verifies (`accepted`).
+  That is harmless only because no GitHub event has an effect (events.py); one that gets an
+  effect must make it idempotent on what the body itself says.
 - lemonsqueezy: `X-Signature: <hex>`, HMAC-SHA256 of the body keyed with the secret's UTF-8
   bytes; the event's id is read from the (signed) body.
 

@@ -32,9 +32,41 @@ TEAM_PRODUCT = {"stripe": "price_local_team", "lemonsqueezy": 1002, "standard": 
 EVENTS = {
     "stripe": ("customer.subscription.created", "customer.subscription.deleted"),
     "lemonsqueezy": ("order_created", "order_refunded"),
-    "standard": ("subscription.created", "subscription.canceled"),
+    "standard": ("subscription.created", "subscription.revoked"),
 }
 SOURCES = sorted(EVENTS)
+# The state of each event's resource when the platform sends it for real (a key set to None is
+# left out of the payload).
+STATES: dict[str, dict[str, Any]] = {
+    "customer.subscription.created": {"status": "active"},
+    # Cancelled for the end of the period: still active until customer.subscription.deleted.
+    "customer.subscription.updated": {"status": "active", "cancel_at_period_end": True},
+    "customer.subscription.deleted": {"status": "canceled"},
+    "subscription_created": {"status": "active"},
+    # In its grace period until ends_at, then subscription_expired.
+    "subscription_cancelled": {"status": "cancelled", "ends_at": "2026-12-23T09:00:00.000000Z"},
+    "subscription_expired": {"status": "expired"},
+    "order_created": {"status": "paid", "refunded": False, "total": 4900, "refunded_amount": 0},
+    "order_refunded": {
+        "status": "refunded",
+        "refunded": True,
+        "total": 4900,
+        "refunded_amount": 4900,
+    },
+    "subscription.created": {"status": "active"},
+    "subscription.active": {"status": "active"},
+    # Polar: cancels at the end of the period; access ends with subscription.revoked.
+    "subscription.canceled": {"status": "active", "cancel_at_period_end": True},
+    "subscription.revoked": {"status": "canceled"},
+    "order.paid": {"status": "paid"},
+    "order.refunded": {"status": "refunded"},
+}
+# Where each platform puts the resource an event reports.
+RESOURCE = {
+    "stripe": ("data", "object"),
+    "lemonsqueezy": ("data", "attributes"),
+    "standard": ("data",),
+}
 
 
 def billing_delivery(
@@ -46,16 +78,22 @@ def billing_delivery(
     product: Any = None,
     event_id: str | None = None,
     status: str | None = None,
+    state: dict[str, Any] | None = None,
 ) -> tuple[bytes, dict[str, str]]:
-    """A signed billing event of `source`, shaped as the platform sends it."""
+    """A signed billing event of `source`, shaped as the platform sends it (its resource in
+    `STATES[event_type]`, updated with `state`, and `status` if given)."""
     secret = webhooks.secret(source)
     product = TEAM_PRODUCT[source] if product is None else product
     timestamp = int(webhooks.clock.now.timestamp())
     event_id = event_id or uuid.uuid4().hex
+    state = {**STATES.get(event_type, {}), **(state or {})}
+    if status is not None:
+        state["status"] = status
     if source == "stripe":
         body = stripe_subscription_event(
-            "evt_" + event_id, event_type, custom=custom, price=product, status=status or "active"
+            "evt_" + event_id, event_type, custom=custom, price=product
         )
+        body = _in_state(body, RESOURCE[source], state)
         return body, stripe_headers(body, secret, timestamp=timestamp)
     if source == "lemonsqueezy":
         body = lemonsqueezy_event(
@@ -64,12 +102,27 @@ def billing_delivery(
             resource="orders" if event_type.startswith("order") else "subscriptions",
             resource_id=event_id,
             variant_id=product,
-            status=status or "paid",
         )
+        body = _in_state(body, RESOURCE[source], state)
         return body, lemonsqueezy_headers(body, secret, event_name=event_type)
-    body = standard_event(event_type, custom=custom, product_id=product)
+    body = _in_state(
+        standard_event(event_type, custom=custom, product_id=product), ("data",), state
+    )
     headers = standard_headers(body, secret, message_id="msg_" + event_id, timestamp=timestamp)
     return body, headers
+
+
+def _in_state(body: bytes, path: tuple[str, ...], state: dict[str, Any]) -> bytes:
+    document = json.loads(body)
+    resource = document
+    for key in path:
+        resource = resource[key]
+    for name, value in state.items():
+        if value is None:
+            resource.pop(name, None)
+        else:
+            resource[name] = value
+    return json.dumps(document).encode("utf-8")
 
 
 def send(
@@ -131,6 +184,72 @@ def test_only_an_owner_mints_and_other_orgs_look_absent(webhooks: WebhookStack) 
         sub=None,
     )
     assert webhooks.invoke(anonymous).status == 401
+
+
+def _partition(webhooks: WebhookStack, org_id: str) -> list[dict[str, Any]]:
+    """Every item of the org, as stored."""
+    return list(
+        boto3.client("dynamodb").query(
+            TableName=webhooks.settings.table_name,
+            KeyConditionExpression="pk = :org",
+            ExpressionAttributeValues={":org": {"S": org_id}},
+        )["Items"]
+    )
+
+
+def test_an_org_mints_at_most_its_checkouts_of_the_day(webhooks: WebhookStack) -> None:
+    per_day = 10  # billing.MAX_CHECKOUTS_PER_DAY, as README states it
+    org_id, other = webhooks.new_org(), webhooks.new_org(owner="bob")
+    webhooks.add_member(org_id, "adam", "admin")
+    assert webhooks.checkout(org_id, "adam").status == 403  # refused before it counts
+    for _ in range(per_day):
+        assert webhooks.checkout(org_id).status == 201
+    stored = _partition(webhooks, org_id)
+    audited = webhooks.audit_events(org_id)
+
+    refused = webhooks.checkout(org_id)
+
+    assert refused.status == 429
+    assert refused.body == {
+        "error": {
+            "code": "rate_limited",
+            "message": "An org can start 10 checkouts a day; try again tomorrow (UTC).",
+        }
+    }
+    # Nothing written: no nonce, no audit event, the refusal not counted.
+    assert _partition(webhooks, org_id) == stored
+    assert webhooks.audit_events(org_id) == audited
+    (counter,) = [item for item in stored if item["sk"]["S"] == "USAGE#checkouts:2026-11-23"]
+    assert counter["count"] == {"N": str(per_day)}
+    # Another org has its own allowance, and the org has a new one the next UTC day.
+    assert webhooks.checkout(other, "bob").status == 201
+    webhooks.clock.now = NOW.replace(hour=0) + timedelta(days=1)
+    assert webhooks.checkout(org_id).status == 201
+
+
+def test_concurrent_checkouts_never_pass_the_days_allowance(
+    webhooks: WebhookStack, atomic_aws: None
+) -> None:
+    from webhook_verifier import billing
+
+    from strongroom.api import Caller
+    from strongroom.errors import RateLimited
+
+    org_id = webhooks.new_org()
+    services = webhooks.app.services()
+
+    def mint(_: int) -> str:
+        created = billing.create_checkout(
+            services, Caller(sub="alice"), org_id, now=NOW, request_id=str(uuid.uuid4())
+        )
+        return created.nonce
+
+    results = _concurrently(billing.MAX_CHECKOUTS_PER_DAY + 10, mint)
+    minted = [r for r in results if isinstance(r, str)]
+    assert len(minted) == billing.MAX_CHECKOUTS_PER_DAY
+    assert all(isinstance(r, RateLimited) for r in results if not isinstance(r, str))
+    checkouts = [i for i in _partition(webhooks, org_id) if i["sk"]["S"].startswith("CHECKOUT#")]
+    assert len(checkouts) == billing.MAX_CHECKOUTS_PER_DAY
 
 
 # ---- activation and deactivation ----------------------------------------------------------------
@@ -221,27 +340,57 @@ def test_a_nonce_expires_24_hours_after_minting(webhooks: WebhookStack) -> None:
     ).body == {"status": "processed"}
 
 
-def test_a_subscription_that_is_not_active_changes_nothing(webhooks: WebhookStack) -> None:
+# Events that announce a checkout the customer has not paid for (yet), or whose payload does not
+# say so; then one that grants access (a trial), as each platform sends them.
+UNPAID = {
+    "stripe": [
+        ("customer.subscription.created", {"status": "incomplete"}),
+        ("customer.subscription.created", {"status": "past_due"}),
+        ("customer.subscription.created", {"status": None}),
+    ],
+    "lemonsqueezy": [
+        ("order_created", {"status": "pending"}),
+        ("order_created", {"status": "failed"}),
+        ("subscription_created", {"status": "past_due"}),
+        ("subscription_created", {"status": None}),
+    ],
+    "standard": [
+        ("subscription.created", {"status": "incomplete"}),
+        ("subscription.active", {"status": None}),
+        ("order.paid", {"status": "pending"}),
+        ("order.paid", {"status": None}),
+    ],
+}
+TRIAL = {
+    "stripe": ("customer.subscription.created", "trialing"),
+    "lemonsqueezy": ("subscription_created", "on_trial"),
+    "standard": ("subscription.created", "trialing"),
+}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_subscription_or_order_that_is_not_paid_changes_nothing(
+    webhooks: WebhookStack, source: str
+) -> None:
     org_id = webhooks.new_org()
     nonce = new_nonce(webhooks, org_id)
     custom = custom_data(org_id, nonce)
-    assert send(
-        webhooks, "stripe", "customer.subscription.created", custom, status="incomplete"
-    ).body == {"status": "accepted"}
-    assert send(webhooks, "lemonsqueezy", "order_created", custom, status="pending").body == {
-        "status": "accepted"
-    }
+    for event_type, state in UNPAID[source]:
+        response = send(webhooks, source, event_type, custom, state=state)
+        assert response.body == {"status": "accepted"}, (event_type, state)
     assert webhooks.plan(org_id) == "free"
-    assert send(
-        webhooks, "stripe", "customer.subscription.created", custom, status="trialing"
-    ).body == {"status": "processed"}
+    assert webhooks.webhook_effects(org_id) == []
+    # The nonce is still good: a trial grants the plan.
+    event_type, status = TRIAL[source]
+    assert send(webhooks, source, event_type, custom, status=status).body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "team"
 
 
-def test_a_cancellation_before_its_activation_voids_the_nonce(webhooks: WebhookStack) -> None:
+def test_an_end_before_its_activation_voids_the_nonce(webhooks: WebhookStack) -> None:
     org_id = webhooks.new_org()
     nonce = new_nonce(webhooks, org_id)
     custom = custom_data(org_id, nonce)
-    assert send(webhooks, "lemonsqueezy", "subscription_cancelled", custom).body == {
+    assert send(webhooks, "lemonsqueezy", "subscription_expired", custom).body == {
         "status": "processed"
     }
     assert send(webhooks, "lemonsqueezy", "subscription_created", custom).body == {
@@ -249,6 +398,35 @@ def test_a_cancellation_before_its_activation_voids_the_nonce(webhooks: WebhookS
     }
     assert webhooks.plan(org_id) == "free"
     assert [e["effect"] for e in webhooks.webhook_effects(org_id)] == ["checkout_voided"]
+
+
+# A cancellation for the end of the period, then the end of access, as each platform sends them.
+CANCEL_THEN_END = {
+    "stripe": (
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+    ),
+    "lemonsqueezy": ("subscription_created", "subscription_cancelled", "subscription_expired"),
+    "standard": ("subscription.created", "subscription.canceled", "subscription.revoked"),
+}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_cancelled_subscription_keeps_its_plan_until_access_ends(
+    webhooks: WebhookStack, source: str
+) -> None:
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    created, cancelled, ended = CANCEL_THEN_END[source]
+    assert send(webhooks, source, created, custom).body == {"status": "processed"}
+    # Paid for until the end of the period: the org keeps its plan until then.
+    assert send(webhooks, source, cancelled, custom).body == {"status": "accepted"}
+    assert webhooks.plan(org_id) == "team"
+    assert send(webhooks, source, ended, custom).body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    effects = [e["effect"] for e in webhooks.webhook_effects(org_id)]
+    assert effects == ["plan_deactivated", "plan_activated"]
 
 
 def test_ending_an_older_subscription_keeps_the_newer_plan(webhooks: WebhookStack) -> None:
@@ -283,14 +461,84 @@ def test_ending_an_older_subscription_keeps_the_newer_plan(webhooks: WebhookStac
     ]
 
 
-def test_a_refund_returns_the_plan_to_free(webhooks: WebhookStack) -> None:
+# Refunds that do not show a full refund of the order, as each platform sends them; then a full
+# one. Lemon Squeezy keeps a partly refunded order `paid` with `refunded` false; Polar marks it
+# `partially_refunded`.
+PAID_ORDER = {"lemonsqueezy": "order_created", "standard": "order.paid"}
+REFUNDED = {"lemonsqueezy": "order_refunded", "standard": "order.refunded"}
+NOT_FULL_REFUNDS = {
+    "lemonsqueezy": [
+        {"status": "paid", "refunded": False, "total": 4900, "refunded_amount": 100},
+        {"status": "refunded", "refunded": False, "total": 4900, "refunded_amount": 4900},
+        {"status": "refunded", "refunded": True, "total": 4900, "refunded_amount": 4800},
+        {"status": "refunded", "refunded": True, "total": None, "refunded_amount": None},
+        {"status": "refunded", "refunded": True, "total": "4900", "refunded_amount": "4900"},
+        {"status": None, "refunded": True},
+    ],
+    "standard": [
+        {"status": "partially_refunded"},
+        {"status": "paid"},
+        {"status": None},
+    ],
+}
+
+
+@pytest.mark.parametrize("source", sorted(REFUNDED))
+def test_only_a_full_refund_returns_the_plan_to_free(webhooks: WebhookStack, source: str) -> None:
     org_id = webhooks.new_org()
-    nonce = new_nonce(webhooks, org_id)
-    custom = custom_data(org_id, nonce)
-    assert send(webhooks, "stripe", "customer.subscription.created", custom).body == {
-        "status": "processed"
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    assert send(webhooks, source, PAID_ORDER[source], custom).body == {"status": "processed"}
+    for state in NOT_FULL_REFUNDS[source]:
+        response = send(webhooks, source, REFUNDED[source], custom, state=state)
+        assert response.body == {"status": "accepted"}, state
+    assert webhooks.plan(org_id) == "team"
+    assert send(webhooks, source, REFUNDED[source], custom).body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    effects = [e["effect"] for e in webhooks.webhook_effects(org_id)]
+    assert effects == ["plan_deactivated", "plan_activated"]
+
+
+def _stripe_charge_refunded(
+    webhooks: WebhookStack, *, amount_refunded: int, metadata: dict[str, str]
+) -> tuple[bytes, dict[str, str]]:
+    """charge.refunded as Stripe sends it for a subscription's payment: a Charge, which holds
+    its own metadata (not the subscription's) and names the invoice, not the subscription."""
+    document = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "object": "event",
+        "type": "charge.refunded",
+        "data": {
+            "object": {
+                "id": "ch_3SampleCharge",
+                "object": "charge",
+                "amount": 4900,
+                "amount_refunded": amount_refunded,
+                "refunded": amount_refunded == 4900,
+                "customer": "cus_SampleCustomer",
+                "invoice": "in_1SampleInvoice",
+                "payment_intent": "pi_3SamplePayment",
+                "metadata": metadata,
+            }
+        },
     }
-    assert send(webhooks, "stripe", "charge.refunded", custom).body == {"status": "processed"}
+    body = json.dumps(document).encode("utf-8")
+    timestamp = int(webhooks.clock.now.timestamp())
+    return body, stripe_headers(body, webhooks.secret("stripe"), timestamp=timestamp)
+
+
+def test_a_stripe_refund_leaves_the_plan_to_the_subscription(webhooks: WebhookStack) -> None:
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    created, deleted = EVENTS["stripe"]
+    assert send(webhooks, "stripe", created, custom).body == {"status": "processed"}
+    # A refund does not end a Stripe subscription; a charge cannot name the nonce anyway. Not
+    # even a charge whose own metadata carries ours has an effect.
+    for amount, metadata in ((4900, {}), (100, {}), (4900, custom)):
+        body, headers = _stripe_charge_refunded(webhooks, amount_refunded=amount, metadata=metadata)
+        assert webhooks.deliver("stripe", body, headers).body == {"status": "accepted"}
+    assert webhooks.plan(org_id) == "team"
+    # Cancelling the subscription ends it, and the plan with it.
+    assert send(webhooks, "stripe", deleted, custom).body == {"status": "processed"}
     assert webhooks.plan(org_id) == "free"
 
 

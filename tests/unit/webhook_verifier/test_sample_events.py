@@ -31,7 +31,7 @@ SCENARIO = [
     ("lemonsqueezy_order_refunded", 200, "processed"),
     ("create_checkout", 201, None),
     ("standard_subscription_created", 200, "processed"),
-    ("standard_subscription_canceled", 200, "processed"),
+    ("standard_subscription_revoked", 200, "processed"),
     ("github_ping", 200, "accepted"),
     ("stripe_forged_signature", 401, None),
 ]
