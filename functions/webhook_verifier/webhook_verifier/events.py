@@ -6,7 +6,12 @@ event carries is in the state named here, and only when the custom data our chec
 (`strongroom_org_id`, `strongroom_nonce`) came back with it. A plan is raised when the platform
 says the customer paid (or is on a trial), and returned to free when access ends, never earlier:
 
-- stripe: `customer.subscription.created` (status `active` or `trialing`) raises the plan;
+- stripe: `customer.subscription.created` or `customer.subscription.updated` (status `active`
+  or `trialing`) raises the plan: a subscription created `incomplete` (a card that needed 3-D
+  Secure) becomes active by an update; later updates of an active one find the nonce spent and
+  change nothing (`ignored`). An update to `past_due`, `unpaid` or `paused` changes nothing
+  either: the nonce is spent, so a plan dropped then could never be raised again by the same
+  subscription; the plan ends with the subscription.
   `customer.subscription.deleted` (the subscription ended: cancelled now, or at the end of the
   period it was cancelled for) returns it to free. Custom data in `data.object.metadata`;
   products: each `data.object.items.data[].price.id`. `charge.refunded` changes nothing: a
@@ -109,6 +114,7 @@ _standard_full_refund = _status_in("refunded")
 
 _STRIPE: dict[str, tuple[ChangeKind, Holds]] = {
     "customer.subscription.created": (ChangeKind.ACTIVATE, _status_in("active", "trialing")),
+    "customer.subscription.updated": (ChangeKind.ACTIVATE, _status_in("active", "trialing")),
     "customer.subscription.deleted": (ChangeKind.DEACTIVATE, _always),
 }
 _LEMONSQUEEZY: dict[str, tuple[ChangeKind, Holds]] = {

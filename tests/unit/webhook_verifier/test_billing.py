@@ -386,6 +386,26 @@ def test_a_subscription_or_order_that_is_not_paid_changes_nothing(
     assert webhooks.plan(org_id) == "team"
 
 
+def test_a_stripe_subscription_created_incomplete_is_raised_by_the_update_that_activates_it(
+    webhooks: WebhookStack,
+) -> None:
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, status="incomplete")
+    assert created.body == {"status": "accepted"}
+    assert webhooks.plan(org_id) == "free"
+    # The customer finished 3-D Secure: Stripe updates the subscription to active.
+    update = "customer.subscription.updated"
+    assert send(webhooks, "stripe", update, custom, status="active").body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "team"
+    # Each later update (a renewal, past_due on a failed charge) finds the nonce spent.
+    for status in ("active", "past_due"):
+        answer = send(webhooks, "stripe", update, custom, status=status).body
+        assert answer == {"status": "ignored" if status == "active" else "accepted"}
+    assert webhooks.plan(org_id) == "team"
+    assert [e["effect"] for e in webhooks.webhook_effects(org_id)] == ["plan_activated"]
+
+
 def test_an_end_before_its_activation_voids_the_nonce(webhooks: WebhookStack) -> None:
     org_id = webhooks.new_org()
     nonce = new_nonce(webhooks, org_id)
@@ -420,8 +440,10 @@ def test_a_cancelled_subscription_keeps_its_plan_until_access_ends(
     custom = custom_data(org_id, new_nonce(webhooks, org_id))
     created, cancelled, ended = CANCEL_THEN_END[source]
     assert send(webhooks, source, created, custom).body == {"status": "processed"}
-    # Paid for until the end of the period: the org keeps its plan until then.
-    assert send(webhooks, source, cancelled, custom).body == {"status": "accepted"}
+    # Paid for until the end of the period: the org keeps its plan until then. (Stripe's update
+    # of a still-active subscription asks to activate again, with its nonce spent: ignored.)
+    answer = "ignored" if source == "stripe" else "accepted"
+    assert send(webhooks, source, cancelled, custom).body == {"status": answer}
     assert webhooks.plan(org_id) == "team"
     assert send(webhooks, source, ended, custom).body == {"status": "processed"}
     assert webhooks.plan(org_id) == "free"
