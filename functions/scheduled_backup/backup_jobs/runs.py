@@ -83,12 +83,28 @@ def _iso(moment: datetime) -> str:
 def running_backup(
     services: Services, org_id: str, connection_id: str, *, now: datetime
 ) -> str | None:
-    """The id of the connection's running backup, if one runs."""
+    """The id of the connection's running backup, if one runs.
+
+    A run item naming a backup that has ended (its worker could not delete the item) is stale:
+    it is deleted here, so that it holds up neither a start nor the schedule until its TTL.
+    """
     try:
         item = services.table.get(org_id, RUN_KIND, connection_id, now=now)
     except ItemNotFound:
         return None
-    return str(item.attributes["backup_id"])
+    backup_id = str(item.attributes["backup_id"])
+    try:
+        backup = services.table.get(org_id, BACKUP_KIND, backup_id, now=now)
+    except ItemNotFound:
+        backup = None
+    if backup is not None and backup.attributes.get("status") == BackupStatus.RUNNING.value:
+        return backup_id
+    # Only the item as read: a start that replaced it meanwhile keeps its own.
+    with contextlib.suppress(ConditionFailed, ItemNotFound):
+        services.table.delete(
+            org_id, RUN_KIND, connection_id, expect={"backup_id": backup_id}, now=now
+        )
+    return None
 
 
 def start_on_demand(
@@ -187,36 +203,37 @@ def start_backup(
         request_id=request_id,
     )
     audit_writes = services.audit.prepare(org_id, started_entry, now=now)
-    try:
-        services.table.transact(
-            org_id,
-            [
-                # First: when the caller lost their role, that decides the answer, whatever else
-                # fails (a backup already running would otherwise hand them its id).
-                *([] if guard is None else [guard]),
-                # The connection read above is still there: one deleted meanwhile (alone, or
-                # with its org) gets no backup record that nothing would ever remove.
-                Check(CONNECTION_KIND, connection_id),
-                Create(RUN_KIND, connection_id, attributes={"backup_id": backup_id}, ttl=RUN_TTL),
-                Create(
-                    BACKUP_KIND,
-                    backup_id,
-                    attributes=attributes,
-                    index=backup_index(connection_id, now, backup_id),
-                ),
-                *audit_writes,
-            ],
-            now=now,
-        )
-    except ItemNotFound:  # the guard's member item, or the connection, is gone
-        raise NotFound() from None
-    except ConditionFailed:
-        raise Conflict("Your role changed meanwhile; read it again and retry.") from None
-    except ItemExists:
-        running = running_backup(services, org_id, connection_id, now=now)
-        if running is None:
-            raise Conflict("A backup of this connection just ended; try again.") from None
-        return Started(running, new=False)
+    writes = [
+        # First: when the caller lost their role, that decides the answer, whatever else fails
+        # (a backup already running would otherwise hand them its id).
+        *([] if guard is None else [guard]),
+        # The connection read above is still there: one deleted meanwhile (alone, or with its
+        # org) gets no backup record that nothing would ever remove.
+        Check(CONNECTION_KIND, connection_id),
+        Create(RUN_KIND, connection_id, attributes={"backup_id": backup_id}, ttl=RUN_TTL),
+        Create(
+            BACKUP_KIND,
+            backup_id,
+            attributes=attributes,
+            index=backup_index(connection_id, now, backup_id),
+        ),
+        *audit_writes,
+    ]
+    # Twice at most: a run item found stale is deleted by running_backup, and the start retried.
+    for attempt in range(2):
+        try:
+            services.table.transact(org_id, writes, now=now)
+            break
+        except ItemNotFound:  # the guard's member item, or the connection, is gone
+            raise NotFound() from None
+        except ConditionFailed:
+            raise Conflict("Your role changed meanwhile; read it again and retry.") from None
+        except ItemExists:
+            running = running_backup(services, org_id, connection_id, now=now)
+            if running is not None:
+                return Started(running, new=False)
+            if attempt:
+                raise Conflict("A backup of this connection just ended; try again.") from None
     try:
         enqueue(
             services, BackupJob(org_id=org_id, connection_id=connection_id, backup_id=backup_id)

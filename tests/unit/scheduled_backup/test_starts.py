@@ -368,3 +368,47 @@ def test_a_scheduled_start_that_wrote_nothing_is_due_again(
     assert still.next_run == entry.next_run
     monkeypatch.setattr(table, "transact", real_transact)
     assert runs.dispatch_due(world.services, now=due_at, request_id="r2").started == 1
+
+
+def test_a_run_item_left_by_a_finished_backup_holds_up_no_start(world: BackupWorld) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    _, body = world.start(org, connection)
+    finished = body["backup_id"]
+    dynamodb = world.services.table._store.client
+    down = {"on": True}
+
+    def run_item_not_deleted(params: dict[str, Any], **_: Any) -> None:
+        if down["on"] and "BACKUP_RUN" in str(params.get("Key")):
+            raise ClientError({"Error": {"Code": "ServiceUnavailable"}}, "DeleteItem")
+
+    dynamodb.meta.events.register(
+        "before-parameter-build.dynamodb.DeleteItem", run_item_not_deleted
+    )
+    assert world.drain() >= 1
+    down["on"] = False
+    assert world.record(org, finished)["status"] == "complete"
+    # The run item still names it, but it has ended: a new backup starts, on demand...
+    status, again = world.start(org, connection)
+    assert status == 202, again
+    assert again["backup_id"] != finished
+    assert world.drain() >= 1
+    # ...and on schedule, where a start that finds the stale item retries once it is gone.
+    dynamodb.meta.events.unregister(
+        "before-parameter-build.dynamodb.DeleteItem", run_item_not_deleted
+    )
+    now = datetime.now(UTC)
+    world.services.table.put(
+        org, "BACKUP_RUN", connection, attributes={"backup_id": finished}, now=now
+    )
+    started = runs.start_backup(
+        world.services,
+        org,
+        connection,
+        trigger="schedule",
+        requested_by=runs.SCHEDULER,
+        now=now,
+        request_id="r",
+    )
+    assert started.new
+    assert runs.running_backup(world.services, org, connection, now=now) == started.backup_id
