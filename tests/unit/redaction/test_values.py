@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import datetime
 import json
+import urllib.parse
 from types import MappingProxyType
 from typing import Any
 
@@ -247,6 +248,30 @@ def test_header_pairs_lose_their_value() -> None:
     token = canary()
     headers = [("Authorization", f"Token {token}"), ("Accept", "application/json")]
     assert redact(headers) == [("Authorization", REDACTED), ("Accept", "application/json")]
+
+
+def test_pairs_are_read_as_fields_after_a_json_round_trip_and_from_parse_qsl() -> None:
+    token, code, state = canary(), "SplxlOBeZQQYbYS6WxSbIA", "af0ifjsldkj4Kq2xZ"
+    # Header pairs as lists (what JSON makes of tuples), keeping their type.
+    headers = json.loads(json.dumps([("Authorization", f"Token {token}"), ("Accept", "*/*")]))
+    assert redact({"headers": headers}) == {
+        "headers": [["Authorization", REDACTED], ["Accept", "*/*"]]
+    }
+    # A callback query as urllib.parse.parse_qsl returns it: an OAuth message, as its dict is.
+    query = urllib.parse.parse_qsl(f"code={code}&state={state}")
+    assert redact(query) == [("code", REDACTED), ("state", REDACTED)]
+    assert redact(tuple(query)) == (("code", REDACTED), ("state", REDACTED))
+    assert redact(["code", code]) == ["code", REDACTED]
+    # Enumeration words under code/state stay readable, as in a mapping; so do field names.
+    assert redact([("code", "not_found"), ("message", "no such org")]) == [
+        ("code", "not_found"),
+        ("message", "no such org"),
+    ]
+    assert redact(("state", "pending")) == ("state", "pending")
+    assert redact(["code", "state"]) == ["code", "state"]
+    # A list that is not only pairs is walked item by item.
+    mixed = [("Authorization", f"Bearer {token}"), "note", 3]
+    assert redact(mixed) == [("Authorization", REDACTED), "note", 3]
 
 
 def test_cycles_and_deep_nesting_do_not_fail() -> None:

@@ -12,7 +12,9 @@ the shape of an enumeration word. So `{"error": {"code": "not_found"}}` and
 123456}` and a callback query `{"code": ..., "state": ...}` do not.
 
 A mapping with `kty` is a JWK: its private members (`d`, `p`, `q`, `dp`, `dq`, `qi`, `k`) go.
-A 2-tuple whose first item is a secret name, such as a header pair, loses its second item.
+A pair (a 2-item tuple or list whose first item is text, such as a header pair) is read as a
+one-field mapping, and a list or tuple made only of pairs (`parse_qsl`'s output, a header list,
+either after a JSON round trip) as a mapping of them all, `code` and `state` rules included.
 Bytes are never shown (they are key material more often than not). Anything else (dates,
 exceptions, dataclasses) is rendered to text and scrubbed, as the JSON serialiser would render
 it. Cycles and nesting deeper than 64 levels become `[REDACTED]`: a log line must never fail.
@@ -28,7 +30,6 @@ from strongroom.redaction.keys import (
     REDACTED,
     SECRET_NAMES,
     SECRET_SUFFIXES,
-    is_secret_key,
     looks_like_enum_word,
     normalise_key,
 )
@@ -88,9 +89,13 @@ def _walk(value: Any, render: Render, depth: int, active: set[int]) -> Any:
 def _walk_container(value: Any, render: Render, depth: int, active: set[int]) -> Any:
     if isinstance(value, Mapping):
         return _walk_mapping(value, render, depth, active)
-    if isinstance(value, tuple):
-        return _walk_tuple(value, render, depth, active)
-    return [_walk(item, render, depth, active) for item in value]
+    if _is_pair(value):
+        return _walk_pairs([value], render, depth, active)[0]
+    if isinstance(value, list | tuple) and value and all(_is_pair(item) for item in value):
+        walked = _walk_pairs(value, render, depth, active)
+        return tuple(walked) if isinstance(value, tuple) else walked
+    items = [_walk(item, render, depth, active) for item in value]
+    return tuple(items) if isinstance(value, tuple) else items
 
 
 def _walk_rendered(value: object, render: Render, depth: int, active: set[int]) -> Any:
@@ -135,7 +140,24 @@ def _hides(name: str, item: Any, oauth_message: bool, jwk: bool) -> bool:
     return name in CONDITIONAL_NAMES and (oauth_message or not looks_like_enum_word(item))
 
 
-def _walk_tuple(items: tuple[Any, ...], render: Render, depth: int, active: set[int]) -> Any:
-    if len(items) == 2 and isinstance(items[0], str) and is_secret_key(items[0]):
-        return (redact_text(items[0]), REDACTED)
-    return tuple(_walk(item, render, depth, active) for item in items)
+def _is_pair(value: Any) -> bool:
+    return isinstance(value, list | tuple) and len(value) == 2 and isinstance(value[0], str)
+
+
+def _walk_pairs(
+    pairs: list[Any] | tuple[Any, ...], render: Render, depth: int, active: set[int]
+) -> list[Any]:
+    """Pairs as the fields of one mapping: each keeps its type (tuple or list)."""
+    names = {normalise_key(name) for name, _ in pairs}
+    oauth_message = {"code", "state"} <= names or not names.isdisjoint(_OAUTH_MARKERS)
+    jwk = "kty" in names
+    walked: list[Any] = []
+    for pair in pairs:
+        name, item = pair
+        if _hides(normalise_key(name), item, oauth_message, jwk):
+            second = REDACTED
+        else:
+            second = _walk(item, render, depth + 1, active)
+        fields = (redact_text(name), second)
+        walked.append(fields if isinstance(pair, tuple) else list(fields))
+    return walked
