@@ -21,12 +21,14 @@ from jwt.algorithms import ECAlgorithm
 from strongroom.audit import AuditUnavailable
 from strongroom.oauth import (
     AccessToken,
+    ConnectionUnusable,
     LeaseTimeout,
     NeedsReauthorization,
     TokenService,
     TokenUnavailable,
 )
 from strongroom.oauth.tokens import LEASE_KIND
+from strongroom.tenancy import StoreUnavailable
 from tests.support.events import load_event
 from tests.unit.credential_store.conftest import LambdaContext
 from tests.unit.oauth_flow.conftest import OAuthWorld, rebuild_tokens
@@ -527,3 +529,135 @@ def test_a_refresh_whose_use_cannot_be_recorded_sends_no_credential(world: OAuth
     dynamodb.meta.events.unregister("before-parameter-build.dynamodb.PutItem", refuse_marks)
     # Nothing was spent: the grant still refreshes.
     assert _get(world, org, connection_id, at=near_expiry).value != first.value
+
+
+class _AfterAnswer:
+    """An outbound client that runs `meanwhile` once, just after its first POST is answered:
+    the provider has rotated the refresh token, and our store has not happened yet."""
+
+    def __init__(self, real: Any, meanwhile: Callable[[], None]) -> None:
+        self._real = real
+        self._meanwhile: Callable[[], None] | None = meanwhile
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        answer = self._real.post(url, **kwargs)
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+        return answer
+
+
+def _refreshing(world: OAuthWorld, meanwhile: Callable[[], None]) -> TokenService:
+    built = world.oauth_callback.services()
+    return TokenService(
+        table=built.table,
+        keyrings=built.keyrings,
+        outbound=_AfterAnswer(built.tokens._outbound, meanwhile),
+        audit=built.audit,
+        dev_hosts=world.settings.dev_allow_hosts,
+        sleep=lambda _: None,
+    )
+
+
+def _put_credentials(world: OAuthWorld, org: str, connection_id: str, auth: dict[str, Any]) -> None:
+    reply = world.call(
+        "PUT",
+        f"/orgs/{org}/connections/{connection_id}/credentials",
+        sub="bob",
+        route="/orgs/{org_id}/connections/{connection_id}/credentials",
+        path_parameters={"org_id": org, "connection_id": connection_id},
+        body={"auth": auth},
+    )
+    assert reply.status == 200, reply.body
+
+
+def _due_for_refresh(world: OAuthWorld, org: str, connection_id: str) -> datetime:
+    first = _get(world, org, connection_id)
+    assert first.expires_at is not None
+    return datetime.fromtimestamp(first.expires_at - 30, UTC)
+
+
+def test_a_refresh_racing_a_rotation_of_the_same_clients_secret_keeps_the_rotated_grant(
+    world: OAuthWorld,
+) -> None:
+    org = world.new_org()
+    connection_id, client_id, secret = world.new_code_connection(org)
+    assert world.connect(org, connection_id)["result"] == "connected"
+    near = _due_for_refresh(world, org, connection_id)
+    [spent] = world.server.current_refresh_tokens(client_id)
+    # The admin rotates the client's secret (same client) while the refresh is answered: the
+    # connection keeps its grant, and its generation moves.
+    rotation = {"method": "authorization_code", "client_id": client_id, "client_secret": secret}
+    refreshing = _refreshing(world, lambda: _put_credentials(world, org, connection_id, rotation))
+    refreshing.access_token(org, connection_id, now=near, request_id="r1")
+    [rotated] = world.server.current_refresh_tokens(client_id)
+    assert rotated != spent
+    assert not world.server.is_active(spent)
+    # The rotated refresh token was stored on top of the rotation: the next refresh uses it.
+    later = near + timedelta(hours=2)
+    assert _get(world, org, connection_id, at=later).value
+    assert world.server.counts()["refresh_reuse_detected"] == 0
+    assert world.connection(org, connection_id).body["status"] == "active"
+
+
+def test_a_refresh_racing_a_deletion_revokes_the_token_nobody_holds(world: OAuthWorld) -> None:
+    org, connection_id, client_id = _connected(world)
+    near = _due_for_refresh(world, org, connection_id)
+    refreshing = _refreshing(world, lambda: _delete_ok(world, org, connection_id))
+    with pytest.raises(ConnectionUnusable):
+        refreshing.access_token(org, connection_id, now=near, request_id="r1")
+    # The deletion revoked what it held; the rotated token it never saw is revoked too.
+    assert world.server.current_refresh_tokens(client_id) == []
+
+
+def _delete_ok(world: OAuthWorld, org: str, connection_id: str) -> None:
+    assert _delete(world, org, connection_id) == 204
+
+
+def test_a_refreshed_token_whose_store_fails_once_is_stored_by_the_next_try(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, connection_id, _ = _connected(world)
+    near = _due_for_refresh(world, org, connection_id)
+    built = world.oauth_callback.services()
+    transact = built.table.transact
+    failures = [StoreUnavailable("throttled (not committed)")]
+
+    def once_failing(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return transact(*args, **kwargs)
+
+    monkeypatch.setattr(built.table, "transact", once_failing)
+    refreshing = _refreshing(world, lambda: None)
+    refreshing.access_token(org, connection_id, now=near, request_id="r1")
+    monkeypatch.setattr(built.table, "transact", transact)
+    assert _get(world, org, connection_id, at=near + timedelta(hours=2)).value
+    assert world.server.counts()["refresh_reuse_detected"] == 0
+
+
+def test_a_refreshed_token_that_cannot_be_stored_is_revoked_not_left_live(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, connection_id, client_id = _connected(world)
+    near = _due_for_refresh(world, org, connection_id)
+    built = world.oauth_callback.services()
+    transact = built.table.transact
+
+    def failing(org_id: str, operations: Any, *, now: datetime) -> Any:
+        # The token's store fails throughout; recording what happened still works.
+        if any(getattr(op, "kind", None) == "CONN" for op in operations):
+            raise StoreUnavailable("DynamoDB is down (not committed)")
+        return transact(org_id, operations, now=now)
+
+    monkeypatch.setattr(built.table, "transact", failing)
+    with pytest.raises(StoreUnavailable):
+        _refreshing(world, lambda: None).access_token(org, connection_id, now=near, request_id="r1")
+    monkeypatch.setattr(built.table, "transact", transact)
+    assert world.server.current_refresh_tokens(client_id) == []  # the new one: revoked
+    page = built.audit
+    page.flush(org, now=datetime.now(UTC))
+    events = page.list_events(org, now=datetime.now(UTC)).events
+    assert ("credential.revoke", "success", "grant_not_stored") in [
+        (e.action, e.outcome, e.details.get("reason")) for e in events
+    ]

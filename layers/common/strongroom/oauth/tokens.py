@@ -102,6 +102,10 @@ MIN_REMAINING_SECONDS: Final = 60
 LEASE_SECONDS: Final = 45
 # The connection attribute naming the store of its current authorized grant (random, no secret).
 GRANT_NONCE: Final = "grant_nonce"
+# A refreshed token whose store fails is tried this many times (a pause of this many seconds
+# times the attempt between them) before it is given up, and its refresh token revoked.
+_REFRESH_STORE_ATTEMPTS: Final = 3
+_REFRESH_STORE_PAUSE: Final = 0.2
 
 
 def token_client(
@@ -336,8 +340,95 @@ class TokenService:
             # A refresh spends a rotating refresh token: never sent twice.
             retryable=grant_type == "client_credentials",
         )
-        self._store_token(record, use, now=now)
+        if grant_type == "refresh_token":
+            self._store_refreshed(
+                record,
+                use,
+                spent=grant["refresh_token"],
+                now=now,
+                request_id=request_id,
+                actor=actor,
+            )
+        else:
+            self._store_token(record, use, now=now)
         return AccessToken("Bearer", use.token.access_token, use.token.expires_at)
+
+    def _store_refreshed(
+        self,
+        record: ConnectionRecord,
+        use: _Use,
+        *,
+        spent: str,
+        now: datetime,
+        request_id: str,
+        actor: str,
+    ) -> None:
+        """Store what a refresh returned. The refresh spent `spent`: a provider that rotates
+        refresh tokens refuses it from now on (and may revoke the grant if it comes back), so the
+        new one must not be lost. A change that kept the grant meanwhile (a secret rotated for
+        the same client: the generation moved, the refresh token is still `spent`) gets the
+        token stored on top of it; a failed write (DynamoDB, KMS) is tried again, and one whose
+        answer was lost counts if the connection holds our access token. A new refresh token
+        that ends up held by nobody (the connection deleted, its client or grant replaced, the
+        store failing throughout) is revoked.
+
+        ConnectionUnusable: the grant was dropped or replaced meanwhile. TenancyError or
+        CryptoError: the store kept failing.
+        """
+        failure: Exception | None = None
+        for attempt in range(_REFRESH_STORE_ATTEMPTS):
+            if attempt:
+                self._sleep(_REFRESH_STORE_PAUSE * attempt)
+            try:
+                self._store_token(record, use, now=now, keep_newer=False, audit_unstored=False)
+                return
+            except (ConnectionUnusable, TenancyError, CryptoError) as exc:
+                failure = exc
+            current = self._read_again(record, now)
+            if current is not None and self._holds_access_token(current, use.token):
+                self._audit.flush_after_commit(record.org_id, now=now)  # ours, answer lost
+                return
+            if current is None or not self._keeps_grant(current, record, spent):
+                failure = ConnectionUnusable("the connection's grant changed meanwhile")
+                break
+            record = current
+        self._record_unstored_use(record, use, now=now)
+        issued = use.token.refresh_token
+        if (
+            issued is not None
+            and not hmac.compare_digest(issued.encode("utf-8"), spent.encode("utf-8"))
+            and not self._connection_holds(record, use.token, now)
+        ):
+            self._revoke_unheld(record, use.token, now=now, request_id=request_id, actor=actor)
+        assert failure is not None  # noqa: S101 - the loop ends only after a failure
+        raise failure
+
+    def _read_again(self, record: ConnectionRecord, now: datetime) -> ConnectionRecord | None:
+        """The connection as stored now; None if it is gone or cannot be read."""
+        try:
+            item = self._table.get(record.org_id, CONNECTION_KIND, record.connection_id, now=now)
+            return read_connection(record.org_id, item)
+        except Exception:  # noqa: BLE001 - gone, unreadable or damaged: treated as gone
+            return None
+
+    def _keeps_grant(self, current: ConnectionRecord, record: ConnectionRecord, spent: str) -> bool:
+        """Whether `current` still holds the grant `record` refreshed: same method and client,
+        and still the refresh token that was spent (no newer grant stored meanwhile)."""
+        return (
+            current.auth_method == record.auth_method
+            and current.client_id == record.client_id
+            and self._holds_refresh_token(current, spent)
+        )
+
+    def _holds_access_token(self, record: ConnectionRecord, token: TokenGrant) -> bool:
+        sealed = record.sealed(ACCESS_TOKEN)
+        if sealed is None:
+            return False
+        try:
+            held = self._open(record, sealed, ACCESS_TOKEN)
+        except CryptoError:
+            return False
+        return hmac.compare_digest(held.encode("utf-8"), token.access_token.encode("utf-8"))
 
     # ---- the authorization-code grant -------------------------------------------------------
 
@@ -521,14 +612,19 @@ class TokenService:
     def _same_refresh_token(self, record: ConnectionRecord, token: TokenGrant) -> bool:
         """Whether the provider handed back the refresh token the connection held already (some
         reuse them): it is the new grant too, and must not be revoked as replaced."""
+        return token.refresh_token is not None and self._holds_refresh_token(
+            record, token.refresh_token
+        )
+
+    def _holds_refresh_token(self, record: ConnectionRecord, value: str) -> bool:
         sealed = record.sealed(REFRESH_TOKEN)
-        if sealed is None or token.refresh_token is None:
+        if sealed is None:
             return False
         try:
             held = self._open(record, sealed, REFRESH_TOKEN)
         except CryptoError:
             return False
-        return hmac.compare_digest(held.encode("utf-8"), token.refresh_token.encode("utf-8"))
+        return hmac.compare_digest(held.encode("utf-8"), value.encode("utf-8"))
 
     def _revoke_unheld(
         self,
@@ -679,11 +775,16 @@ class TokenService:
         authorized: bool = False,
         with_token: Sequence[Operation] = (),
         grant_nonce: str | None = None,
+        keep_newer: bool = True,
+        audit_unstored: bool = True,
     ) -> None:
         """Store the token with its use's audit entry (and `with_token`) in one transaction; if
         the token is not stored, its use is still recorded (with `grant_nonce`, which names an
         authorized store, a DynamoDB failure leaves that to the caller, who can tell whether the
-        write committed after all)."""
+        write committed after all; with `audit_unstored` False, every failure does).
+        A connection changed meanwhile keeps what it holds: a fetched token is dropped
+        (`keep_newer`) or ConnectionUnusable is raised (an authorized store, or not keep_newer).
+        """
         token = use.token
         try:
             changes: dict[str, Any] = {
@@ -701,7 +802,8 @@ class TokenService:
                 )
         except CryptoError:
             # Not sealed (KMS failing): not stored, but the credential was used all the same.
-            self._record_unstored_use(record, use, now=now)
+            if audit_unstored:
+                self._record_unstored_use(record, use, now=now)
             raise
         if authorized:
             changes[STATUS] = ConnectionStatus.ACTIVE.value
@@ -720,16 +822,18 @@ class TokenService:
         try:
             self._table.transact(record.org_id, [update, *use.audited, *with_token], now=now)
         except ItemNotFound:
-            self._record_unstored_use(record, use, now=now)
+            if audit_unstored:
+                self._record_unstored_use(record, use, now=now)
             raise ConnectionUnusable("the connection was deleted meanwhile") from None
         except ConditionFailed:
-            self._record_unstored_use(record, use, now=now)
+            if audit_unstored:
+                self._record_unstored_use(record, use, now=now)
             # A newer token was stored meanwhile (our lease ran out): keep it, it is newer.
-            if authorized:
+            if authorized or not keep_newer:
                 raise ConnectionUnusable("the connection changed meanwhile") from None
             return
         except TenancyError:
-            if grant_nonce is None:
+            if grant_nonce is None and audit_unstored:
                 self._record_unstored_use(record, use, now=now)
             raise
         self._audit.flush_after_commit(record.org_id, now=now)
