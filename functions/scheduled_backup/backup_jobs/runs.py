@@ -28,7 +28,7 @@ from backup_jobs import exceptions as errors
 from backup_jobs.models import BackupJob
 from backup_jobs.services import Services
 from strongroom.api import Caller
-from strongroom.audit import AuditError
+from strongroom.audit import AuditError, AuditUnavailable
 from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.audit.events import Outcome as AuditOutcome
 from strongroom.backups import (
@@ -54,6 +54,8 @@ from strongroom.tenancy import (
     Create,
     ItemExists,
     ItemNotFound,
+    Operation,
+    StoreUnavailable,
     TenancyError,
     Update,
 )
@@ -66,6 +68,8 @@ SCHEDULER: Final = "system:scheduler"
 # Who the audit log names for what the function does by itself (failing a backup, say).
 ACTOR: Final = "system:scheduled_backup"
 _ONE_SECOND = timedelta(seconds=1)
+# What a scheduled start may fail with that the next tick can cure.
+_TRANSIENT = (StoreUnavailable, AuditUnavailable, Conflict)
 
 logger = get_logger(service="scheduled_backup")
 
@@ -203,7 +207,7 @@ def start_backup(
         request_id=request_id,
     )
     audit_writes = services.audit.prepare(org_id, started_entry, now=now)
-    writes = [
+    writes: list[Operation] = [
         # First: when the caller lost their role, that decides the answer, whatever else fails
         # (a backup already running would otherwise hand them its id).
         *([] if guard is None else [guard]),
@@ -351,10 +355,10 @@ def dispatch_due(services: Services, *, now: datetime, request_id: str) -> Dispa
         try:
             _dispatch_one(services, entry, now=now, request_id=request_id, report=report)
         except Exception as exc:  # noqa: BLE001 - one connection's fault stops no other
-            # An outage is expected and mends itself; anything else is a defect that this
-            # entry's stored data reaches, for people to look at, while the others still run.
+            # An outage or a race is expected and mends itself; anything else is a defect that
+            # this entry's stored data reaches, for people to look at, while the others still run.
             report.failed += 1
-            expected = isinstance(exc, TenancyError | AuditError | ClientError | BotoCoreError)
+            expected = isinstance(exc, (*_TRANSIENT, ClientError, BotoCoreError, NotFound))
             (logger.warning if expected else logger.exception)(
                 "scheduled backup not started",
                 extra={
@@ -408,9 +412,10 @@ def _dispatch_one(
             now=now,
             request_id=request_id,
         )
-    except (TenancyError, AuditError):
-        # Nothing was written (the start's transaction, or the audit mark before it, failed):
-        # the run is due again rather than lost until the schedule's next firing.
+    except _TRANSIENT:
+        # Nothing was written (an outage of the start's transaction or of the audit mark
+        # before it, or a start that raced a run's end): the run is due again rather than lost
+        # until the schedule's next firing. Faults that would recur are not put back.
         with contextlib.suppress(TenancyError):
             services.schedules.restore(entry, moved_to=next_run, now=now)
         raise

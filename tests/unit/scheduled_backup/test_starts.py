@@ -10,8 +10,9 @@ import pytest
 from backup_jobs import runs
 from botocore.exceptions import ClientError
 
+from strongroom.audit import InvalidAuditEvent
 from strongroom.backups import BackupSchedules, backup_listing
-from strongroom.errors import NotFound
+from strongroom.errors import Conflict, NotFound
 from strongroom.tenancy import StoreUnavailable
 from tests.support.http import http_event
 from tests.unit.scheduled_backup.conftest import BackupWorld
@@ -412,3 +413,25 @@ def test_a_run_item_left_by_a_finished_backup_holds_up_no_start(world: BackupWor
     )
     assert started.new
     assert runs.running_backup(world.services, org, connection, now=now) == started.backup_id
+
+
+@pytest.mark.parametrize(
+    ("fault", "due_again"),
+    [
+        (Conflict("A backup of this connection just ended; try again."), True),
+        (InvalidAuditEvent("invalid audit event fields: details"), False),  # would recur
+    ],
+)
+def test_only_a_start_the_next_tick_can_cure_is_put_back(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch, fault: Exception, due_again: bool
+) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    due_at = datetime.now(UTC) + timedelta(days=1, seconds=2)
+
+    def start_backup(*args: Any, **kwargs: Any) -> Any:
+        raise fault
+
+    monkeypatch.setattr(runs, "start_backup", start_backup)
+    assert runs.dispatch_due(world.services, now=due_at, request_id="r").failed == 1
+    assert (_entry(world, org, connection, due_at) is not None) is due_again
