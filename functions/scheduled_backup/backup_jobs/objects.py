@@ -66,6 +66,11 @@ class StoredFile:
     size: int
 
 
+class UploadGone(StorageFailed):
+    """S3 has no such multipart upload (NoSuchUpload): it was completed or aborted. The worker
+    starts a resumed file again on it (`worker._write_file`); anywhere else it is StorageFailed."""
+
+
 def _b64_sha256(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
@@ -114,7 +119,11 @@ class BackupObjects:
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=checksum,
             )
-        except (ClientError, BotoCoreError):
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                raise UploadGone("S3 UploadPart found no such upload") from None
+            raise StorageFailed("S3 UploadPart failed") from None
+        except BotoCoreError:
             raise StorageFailed("S3 UploadPart failed") from None
         return PartRecord(number, str(response["ETag"]), checksum, len(body))
 

@@ -5,7 +5,8 @@ on 429 and 5xx that honour Retry-After and X-Rate-Limit-Reset). On top of it, `R
 remembers what Okta said about each rate-limit bucket (`X-Rate-Limit-Remaining`, `-Reset`) and
 waits for the reset before spending a request that bucket no longer has, so a backup alone never
 draws a 429. `next` links are followed exactly as given, and only within the org's own origin:
-the API token is never sent anywhere else.
+the API token is never sent anywhere else. A listing whose links lead back to a page already read
+(A -> B -> A), or on past `MAX_LISTING_PAGES`, is refused (`LinkTrail`): it would never end.
 
 A list page is parsed item by item, keeping each item's JSON text exactly as Okta sent it, so
 that an item with no secret field can be stored as that text rather than serialised again (most
@@ -23,6 +24,7 @@ window. Three requests at most are in flight at once, well within Okta's concurr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -317,6 +319,71 @@ class RateGate:
 
 
 # ---- pages --------------------------------------------------------------------------------------
+
+# One listing's pages at most (a top-level resource's, or one parent's). Okta's fullest pages hold
+# 200 users (`OKTA_RESOURCES`): this is 100 million users, more than one backup file can hold
+# (S3 completes at most 10,000 parts, 80 GiB at the worker's 8 MiB: under 900 bytes a user). Next
+# links that never end, each to a new page, which no cycle check can see, fail here.
+MAX_LISTING_PAGES: Final = 500_000
+
+
+def _url_digest(url: str) -> str:
+    # A fixed size whatever the URL's length: the trail goes into the backup's checkpoint.
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass
+class LinkTrail:
+    """Where one listing's `next` links have led so far, in constant memory (a checkpoint holds
+    it, so a cycle is found across invocations too).
+
+    A cycle is found by Brent's method: the mark moves to the page reached 1, 2, 4, 8... links
+    after the last mark, and a link back to the marked page is a cycle. However long the path
+    into a cycle and the cycle itself, a link leads back to the mark within about twice their
+    length; a link straight back to the page it is on is refused at once.
+    """
+
+    pages: int = 0  # pages of the listing read
+    mark: str | None = None  # the marked page's URL, as `_url_digest`
+    power: int = 1  # links from the last mark to the next
+    since_mark: int = 0
+
+    def follow(self, url: str, next_url: str) -> None:
+        """The page at `url` was read and links to `next_url`: ProviderResponseInvalid if that
+        leads back to a page read before, or past `MAX_LISTING_PAGES`."""
+        if self.mark is None:
+            self.mark = _url_digest(url)  # the listing's first page (or the first resumed)
+        self.pages += 1
+        if self.pages >= MAX_LISTING_PAGES:
+            raise ProviderResponseInvalid("a listing has more pages than any org holds")
+        following = _url_digest(next_url)
+        if next_url == url or following == self.mark:
+            raise ProviderResponseInvalid("a next link leads back to a page already read")
+        self.since_mark += 1
+        if self.since_mark == self.power:
+            self.mark, self.power, self.since_mark = following, self.power * 2, 0
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "pages": self.pages,
+            "mark": self.mark,
+            "power": self.power,
+            "since_mark": self.since_mark,
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any] | None) -> LinkTrail:
+        """A trail as `document` stored it; a new one for none (a checkpoint made before trails:
+        the cycle check starts again from where it stands, which still finds any cycle)."""
+        if not document:
+            return cls()
+        mark = document.get("mark")
+        return cls(
+            pages=int(document["pages"]),
+            mark=None if mark is None else str(mark),
+            power=int(document["power"]),
+            since_mark=int(document["since_mark"]),
+        )
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,14 @@ worker records where each lane's last part ended (resource, upload id and parts 
 parent, the next page's URL as the provider gave it, items so far) on the backup's record,
 queues the job again and returns. The next invocation continues the same uploads from there,
 re-reading any pages after those parts. Part boundaries depend only on the content, so an
-interrupted run writes the same bytes as an uninterrupted one. An invocation always makes
-progress (a part or a file) before it checkpoints. A lane that fails stops the others the same
-way, and the failure is what the run reports. A request's retries never wait past half the
-reserve (`Budget.retries_end`): a provider that asks for a longer wait (a 429 from another
-client spending the same bucket) checkpoints the run instead.
+interrupted run writes the same bytes as an uninterrupted one. An upload that is gone when it is
+continued (completed by an invocation that then lost its checkpoint, or aborted) is started again
+from its file's first page (`_write_file`). The checkpoint also holds each listing's `LinkTrail`,
+so next links that lead back to a page already read fail the backup even across invocations.
+An invocation always makes progress (a part or a file) before it checkpoints. A lane that fails
+stops the others the same way, and the failure is what the run reports. A request's retries
+never wait past half the reserve (`Budget.retries_end`): a provider that asks for a longer wait
+(a 429 from another client spending the same bucket) checkpoints the run instead.
 
 Every file is read back and checked before the manifest is written, and the manifest before the
 record is marked complete, in one conditional update: a failure anywhere marks the backup failed
@@ -36,7 +39,9 @@ the queue, which retries up to its maxReceiveCount; the last attempt marks the b
 it does for a failure nobody expected (`internal_error`).
 
 One message carries a backup at a time: the record's `continuation` names it, a checkpoint moves
-it on to the message it queues, and any other delivery is skipped. When that message is
+it on to the message it queues, and any other delivery is skipped. One invocation runs a step at a
+time: it claims the step on the record (`_claim`) before it reads or writes anything, so a second
+delivery of the same message, or a duplicate of it, does nothing. When that message is
 dead-lettered (every attempt timed out, ran out of memory or crashed, so no attempt could record
 anything), `abandon` fails the backup (`worker_lost`) so it never stays "running" for ever.
 """
@@ -61,12 +66,14 @@ from backup_jobs.objects import (
     BackupObjects,
     PartRecord,
     StoredFile,
+    UploadGone,
     abort_upload,
 )
 from backup_jobs.okta import (
     OKTA_LANES,
     OKTA_RESOURCES,
     SECRET_FIELDS,
+    LinkTrail,
     OktaReader,
     Page,
     PagesAhead,
@@ -113,6 +120,10 @@ READ_AHEAD_BYTES = 16 * 1024
 SUSPECT_BASELINE: Final = 10
 SUSPECT_RATIO: Final = 0.5
 _TOKEN_MARGIN_SECONDS = 120
+# A claimed step is its invocation's until that invocation's end (Lambda stops it there) and this
+# margin for clocks: long before the queue's visibility timeout (5,400 s, template.yaml) brings a
+# dead invocation's message back, so that its retry always finds the claim run out.
+LEASE_MARGIN: Final = timedelta(seconds=60)
 
 logger = get_logger(service="scheduled_backup")
 
@@ -141,6 +152,7 @@ class Checkpoint:
     url: str | None
     items: int
     removed: list[str]
+    trail: LinkTrail = field(default_factory=LinkTrail)  # the current listing's links so far
 
     def document(self) -> dict[str, Any]:
         return {
@@ -151,6 +163,7 @@ class Checkpoint:
             "url": self.url,
             "items": self.items,
             "removed": list(self.removed),
+            "trail": self.trail.document(),
         }
 
     @classmethod
@@ -163,6 +176,7 @@ class Checkpoint:
             url=document.get("url"),
             items=int(document["items"]),
             removed=[str(path) for path in document.get("removed", [])],
+            trail=LinkTrail.from_document(document.get("trail")),
         )
 
 
@@ -230,6 +244,11 @@ class _Stopped(Exception):  # a signal between a lane's reader and its loop
     """A lane's wait for its rate-limit window was cut short: the run is stopping."""
 
 
+class StepHeld(Exception):  # a state, as the queue sees it: never a backup's failure reason
+    """Another invocation holds the backup's step (`_claim`) and its claim has not run out: the
+    message goes back to the queue, which brings it again once it has."""
+
+
 def run_job(
     services: Services,
     job: BackupJob,
@@ -239,8 +258,8 @@ def run_job(
     request_id: str,
 ) -> Outcome:
     """Run (or continue) one backup. Raises only for a transient failure that the queue should
-    retry; every other end is recorded on the backup and returned."""
-    run = _running(services, job, request_id=request_id, now=budget.clock())
+    retry (or StepHeld); every other end is recorded on the backup and returned."""
+    run = _claim(services, job, request_id=request_id, budget=budget, receive_count=receive_count)
     if run is None:
         return Outcome("skipped")  # a duplicate delivery, or a message a continuation replaced
     try:
@@ -257,12 +276,14 @@ def run_job(
             raise
         return _fail(services, run, errors.reason_of(error), now=budget.clock())
     except ConditionFailed:
-        # Another invocation moved this backup on (a duplicate delivery): it owns it now.
+        # The backup moved on without this invocation (failed meanwhile): not its to record.
         return Outcome("skipped")
     except Exception:
         # A defect: retried like an outage, but the last attempt records it rather than
         # leaving the backup running until the queue gives up.
         if receive_count < MAX_RECEIVES:
+            with contextlib.suppress(TenancyError):
+                _give_up_claim(services, run, budget.clock())  # the retry may claim it at once
             raise
         logger.exception("backup job failed unexpectedly", extra={"backup_id": job.backup_id})
         return _fail(services, run, errors.reason_of(errors.InternalError()), now=budget.clock())
@@ -271,14 +292,85 @@ def run_job(
 def abandon(services: Services, job: BackupJob, *, now: datetime, request_id: str) -> Outcome:
     """A job the queue dead-lettered: fail its backup (`worker_lost`) and abort the uploads its
     last checkpoint left open, unless the backup has ended or another message carries it on.
-    Raises only for a transient AWS failure, for the dead-letter queue to retry."""
+    Raises only for a transient AWS failure, or StepHeld, for the dead-letter queue to retry."""
     try:
         run = _running(services, job, request_id=request_id, now=now)
     except (TenancyError, ClientError, BotoCoreError):
         raise errors.StorageFailed("the backup record could not be read") from None
     if run is None:
         return Outcome("skipped")
+    if _held(run, now):
+        # Whoever holds it is alive, or its claim runs out soon (an invocation that died
+        # without giving it up): failed then, unless it has moved the backup on meanwhile.
+        raise StepHeld("another invocation holds the backup's step")
     return _fail(services, run, errors.reason_of(errors.WorkerLost()), now=now)
+
+
+def _claim(
+    services: Services, job: BackupJob, *, request_id: str, budget: Budget, receive_count: int
+) -> _Run | None:
+    """The backup `job` carries on (`_running`), claimed for this invocation before it reads the
+    provider or writes anything; None if another invocation claims it first or holds it.
+
+    Two deliveries of one step happen (SQS delivers at least once; a SendMessage retried after
+    a timeout queues the same continuation twice): one claim succeeds, a conditional update of
+    the `seq` both read; the other does nothing. The claim lasts until this invocation's end
+    (`lease_until`): every way out of a step that returns gives it up, and one that dies leaves it
+    to run out before the queue hands its message to another attempt.
+
+    A step held by another invocation drops a message on its first delivery (a second message of
+    the same step), but not one delivered again (StepHeld): it may be the holder's own message,
+    back before its claim ran out (its last attempt could not give it up) or handed out twice,
+    and deleting it would leave the step with no message should the holder fail and need it.
+    """
+    now = budget.clock()
+    run = _running(services, job, request_id=request_id, now=now)
+    if run is None:
+        return None
+    if _held(run, now):
+        if receive_count > 1:
+            raise StepHeld("another invocation holds the backup's step")
+        logger.info("backup step run by another invocation", extra={"backup_id": job.backup_id})
+        return None
+    lease_until = now + timedelta(seconds=budget.time_left()) + LEASE_MARGIN
+    try:
+        services.table.update(
+            job.org_id,
+            BACKUP_KIND,
+            job.backup_id,
+            changes={"seq": run.seq + 1, "lease_until": _iso(lease_until)},
+            expect={
+                "status": BackupStatus.RUNNING.value,
+                "seq": run.seq,
+                "continuation": job.continuation,
+            },
+            now=now,
+        )
+    except (ConditionFailed, ItemNotFound):
+        logger.info("backup step claimed by another invocation", extra={"backup_id": job.backup_id})
+        return None
+    run.seq += 1
+    return run
+
+
+def _give_up_claim(services: Services, run: _Run, now: datetime) -> None:
+    """End this invocation's claim, changing nothing else (TenancyError if it cannot)."""
+    services.table.update(
+        run.job.org_id,
+        BACKUP_KIND,
+        run.job.backup_id,
+        changes={"seq": run.seq + 1},
+        remove=["lease_until"],
+        expect={"status": BackupStatus.RUNNING.value, "seq": run.seq},
+        now=now,
+    )
+    run.seq += 1
+
+
+def _held(run: _Run, now: datetime) -> bool:
+    """Whether another invocation's claim on the step (`_claim`) has not run out yet."""
+    lease_until = run.record.get("lease_until")
+    return lease_until is not None and _parse(str(lease_until)) > now
 
 
 def _running(services: Services, job: BackupJob, *, request_id: str, now: datetime) -> _Run | None:
@@ -378,8 +470,7 @@ def _write_lane(run: _Run, lane: _Lane, budget: Budget) -> bool:
                 continue
             if _stopping(run, budget):
                 return False
-            resume = run.checkpoints.get(spec.name)
-            if _write_resource(run, lane, spec, resume, budget) is not None:
+            if _write_file(run, lane, spec, budget) is not None:
                 return False  # stopped mid-file
             lane.in_flight = None
             run.progress = True
@@ -407,6 +498,23 @@ def _checkpoints(run: _Run) -> list[Checkpoint]:
 
 
 # ---- one file ---------------------------------------------------------------------------------
+
+
+def _write_file(run: _Run, lane: _Lane, spec: ResourceSpec, budget: Budget) -> Checkpoint | None:
+    """`_write_resource`, from the resource's checkpoint if it has one. A checkpoint whose upload
+    is gone cannot be continued: an invocation completed it and then lost its own checkpoint
+    (the save failed, or it died), or it was aborted. A completed object cannot be taken instead
+    either, as nothing records the hashes of its parts after the checkpoint's, nor its items: the
+    file starts again from its first page, in a new upload, and is verified as any other."""
+    resume = run.checkpoints.get(spec.name)
+    try:
+        return _write_resource(run, lane, spec, resume, budget)
+    except UploadGone:
+        if resume is None:
+            raise  # the upload this invocation started: storage trouble, retried as such
+        logger.info("a resumed upload is gone: its file starts again", extra={"file": spec.name})
+        lane.in_flight = None  # nothing of the gone upload may go into a checkpoint
+        return _write_resource(run, lane, spec, None, budget)
 
 
 def _write_resource(
@@ -451,6 +559,10 @@ def _write_resource(
         _confirm(lane, state, sent)
         sent = None
         last = writes.upload_part(key, state.upload_id, len(state.parts) + 1, bytes(buffer))
+        if resume is not None and state.parts == resume.parts:
+            # No part of this invocation is stored: the upload may be gone (`_write_file`),
+            # and it must be known before the file is handed on to be completed.
+            last.result()
         stored = writes.finish(key, state.upload_id, [*state.parts, last])
     except BaseException:
         # Nothing may still be writing when the run fails or retries; a part that did get
@@ -471,11 +583,12 @@ def _read_page(
     parameters = parents[state.parent_index]
     url = state.url or first_url(pages.reader.base_url, spec, parameters)
     answer = pages.fetch(url, spec)
-    if answer.next_url is not None and answer.next_url == url:
-        raise errors.ProviderResponseInvalid("a next link points at the same page")
+    if answer.next_url is not None:
+        state.trail.follow(url, answer.next_url)  # a cycle, or no end, fails the backup here
     state.url = answer.next_url
     if state.url is None:
         state.parent_index += 1
+        state.trail = LinkTrail()  # the next parent's listing
     if state.parent_index < len(parents) and len(answer.body) >= READ_AHEAD_BYTES:
         following = parents[state.parent_index]
         pages.ask_ahead(state.url or first_url(pages.reader.base_url, spec, following), spec)
@@ -498,6 +611,7 @@ def _open_file(
     if not state.parts:
         # A checkpoint always ends at a part boundary; with no part yet, start from the top.
         state.parent_index, state.url, state.items, removed = 0, None, 0, set()
+        state.trail = LinkTrail()
         buffer += b'{"resource":' + json.dumps(spec.name).encode() + b',"items":['
     return state, removed, buffer
 
@@ -800,11 +914,14 @@ def _save_checkpoint(services: Services, run: _Run, budget: Budget) -> None:
 
 
 def _save_for_retry(services: Services, run: _Run, budget: Budget) -> None:
-    """Before a transient failure goes back to the queue: keep what is whole (best effort)."""
-    if not run.progress:
-        return
+    """Before a transient failure goes back to the queue: keep what is whole and give up the
+    claim, so that the retry may claim the step (best effort: in Lambda the retry comes a
+    visibility timeout later, when the claim has run out anyway)."""
     with contextlib.suppress(errors.BackupError, TenancyError):
-        _store_progress(services, run, _checkpoints(run), budget.clock())
+        if run.progress:
+            _store_progress(services, run, _checkpoints(run), budget.clock())
+        else:
+            _give_up_claim(services, run, budget.clock())
 
 
 def _store_progress(
@@ -820,7 +937,7 @@ def _store_progress(
         "seq": run.seq + 1,
         "continuation": run.continuation if continuation is None else continuation,
     }
-    remove: list[str] = []
+    remove = ["lease_until"]  # every save ends a step: the next one is claimed anew
     if checkpoints:
         changes["checkpoints"] = [checkpoint.document() for checkpoint in checkpoints]
     else:
@@ -883,7 +1000,7 @@ def _settle(
         BACKUP_KIND,
         job.backup_id,
         changes=changes,
-        remove=["checkpoints"],
+        remove=["checkpoints", "lease_until"],
         expect={"status": BackupStatus.RUNNING.value, "seq": run.seq},
     )
     writes = services.audit.prepare(job.org_id, entry, now=now)

@@ -5,11 +5,13 @@ message that carries a backup on can do either."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from backup_jobs import worker
+from backup_jobs.models import BackupJob
 from botocore.exceptions import ClientError
 
 from strongroom_local.sandbox_okta import OrgSpec
@@ -164,3 +166,93 @@ def test_a_continuation_that_cannot_be_queued_leaves_the_backup_with_its_message
     record = world.record(org, backup_id)
     assert record["status"] == "complete", record.get("failure_reason")
     assert world.dead_letters() == 0
+
+
+def _versions(world: BackupWorld, prefix: str) -> dict[str, list[str]]:
+    """Every stored version under `prefix`, by key."""
+    bucket = world.settings.backup_bucket
+    listing = world.services.s3.list_object_versions(Bucket=bucket, Prefix=prefix)
+    versions: dict[str, list[str]] = {}
+    for version in listing.get("Versions", []):
+        versions.setdefault(version["Key"], []).append(version["VersionId"])
+    return versions
+
+
+def test_a_second_delivery_of_a_running_step_does_nothing_and_is_dropped(
+    world: BackupWorld, atomic_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, _connection, backup_id = _start(world)
+    queue = world.settings.backup_queue_url
+    (message,) = world.sqs.receive_message(QueueUrl=queue, AttributeNames=["All"])["Messages"]
+    first = sqs_record(message)
+    # A SendMessage retried after a read timeout: the same job in a second message, delivered
+    # (for the first time) while the first one's invocation reads the provider.
+    second = {**first, "messageId": "m-second"}
+    fetch = worker.OktaReader.fetch
+    delivered: list[dict[str, Any]] = []
+    once = threading.Lock()
+
+    def fetch_and_deliver_again(self: Any, url: str, spec: Any) -> Any:
+        if once.acquire(blocking=False):
+            before = world.record(org, backup_id)
+            result = world.backups.worker_handler({"Records": [second]}, Context())
+            delivered.append({"result": result, "changed": world.record(org, backup_id) != before})
+        return fetch(self, url, spec)
+
+    monkeypatch.setattr(worker.OktaReader, "fetch", fetch_and_deliver_again)
+    assert world.backups.worker_handler({"Records": [first]}, Context()) == {
+        "batchItemFailures": []
+    }
+    # The second did nothing, and its message is deleted rather than retried.
+    assert delivered == [{"result": {"batchItemFailures": []}, "changed": False}]
+    record = world.record(org, backup_id)
+    assert record["status"] == "complete"
+    # Every file and the manifest were written once: the version the record names, the only one.
+    versions = _versions(world, record["prefix"])
+    assert versions[record["manifest_key"]] == [record["manifest_version_id"]]
+    for entry in record["files"].values():
+        assert versions[entry["key"]] == [entry["version_id"]]
+    assert len(versions) == len(record["files"]) + 1
+
+
+class _Died(BaseException):
+    """The invocation ends mid-step as Lambda ends one that times out or runs out of memory:
+    nothing more of the worker runs, nothing is given up."""
+
+
+def test_a_step_whose_invocation_died_is_taken_over_once_its_claim_runs_out(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, connection, backup_id = _start(world)
+    job = BackupJob(org_id=org, connection_id=connection, backup_id=backup_id)
+    visibility = world.sqs.get_queue_attributes(
+        QueueUrl=world.settings.backup_queue_url, AttributeNames=["VisibilityTimeout"]
+    )["Attributes"]["VisibilityTimeout"]
+    started = datetime.now(UTC)
+
+    def attempt(receive_count: int, at: datetime) -> worker.Outcome:
+        budget = worker.Budget(time_left=lambda: 900.0, clock=lambda: at)
+        return worker.run_job(
+            world.services, job, budget=budget, receive_count=receive_count, request_id="r"
+        )
+
+    def die(*_args: Any, **_kwargs: Any) -> Any:
+        raise _Died
+
+    with monkeypatch.context() as patch:
+        patch.setattr(worker.OktaReader, "fetch", die)
+        with pytest.raises(_Died):
+            attempt(1, started)
+    held = world.record(org, backup_id)
+    # While its claim stands, a second message of the step is dropped, and this one delivered
+    # again goes back to the queue (it may be the only one left to carry the backup on).
+    meanwhile = started + timedelta(minutes=10)
+    assert attempt(1, meanwhile) == worker.Outcome("skipped")
+    with pytest.raises(worker.StepHeld):
+        attempt(2, meanwhile)
+    assert world.record(org, backup_id) == held
+    # The queue brings the message back once its visibility timeout is over: by then the
+    # claim has run out, and the retry resumes the backup.
+    redelivered = started + timedelta(seconds=int(visibility))
+    assert attempt(2, redelivered) == worker.Outcome("complete")
+    assert world.record(org, backup_id)["status"] == "complete"

@@ -287,3 +287,37 @@ def test_a_credential_use_that_cannot_be_recorded_is_not_made(world: BackupWorld
     assert world.okta.snapshot()["requests"] == requests_before
     record = world.record(org, backup_id)
     assert record["status"] != "complete"
+
+
+def test_next_links_that_go_round_in_a_cycle_fail_the_backup_at_once(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backup_jobs import worker
+    from backup_jobs.exceptions import ProviderRefused
+    from backup_jobs.okta import Answer
+
+    fetch = worker.OktaReader.fetch
+    users: list[str] = []
+
+    def cycling(self: Any, url: str, spec: Any) -> Answer:
+        answer = fetch(self, url, spec)
+        if spec.name != "users":
+            return answer
+        users.append(url)
+        if len(users) > 30:  # unrefused, the cycle would go on for ever: stop it here
+            raise ProviderRefused("the users listing went round too often")
+        if answer.next_url is not None and url != users[0]:
+            return Answer(answer.body, users[0])  # the second page leads back to the first
+        return answer
+
+    monkeypatch.setattr(worker.OktaReader, "fetch", cycling)
+    org, record = _run(world)
+    _assert_not_complete(record)
+    assert record["failure_reason"] == "provider_response_invalid"
+    assert world.invocations == [{"batchItemFailures": []}]  # not retried: it will not get better
+    assert len(users) == 3  # the first page, the second, the first again: its link is refused
+    actions = _audit_actions(world, org)
+    assert "backup.fail" in actions
+    assert "backup.complete" not in actions
+    uploads = world.services.s3.list_multipart_uploads(Bucket=world.settings.backup_bucket)
+    assert not uploads.get("Uploads")  # the unfinished files' uploads were aborted

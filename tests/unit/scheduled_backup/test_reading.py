@@ -3,6 +3,7 @@ ahead (one request at a time, in order, never waiting out a rate-limit window ah
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Callable
@@ -314,3 +315,84 @@ def test_each_request_carries_the_readers_deadline_and_a_cut_retry_is_a_wait_too
     assert isinstance(raised.value, ProviderUnavailable)  # retried as an outage if need be
     assert raised.value.__cause__ is None
     assert provider.deadlines == [NOW + 60, NOW + 61]
+
+
+def _linked(*links: tuple[str, str | None]) -> _Provider:
+    """A provider whose pages (one item each) link as given: (page, its next page or None)."""
+    answers = {}
+    for page, following in links:
+        headers = {"Link": f'<{BASE}{following}>; rel="next"'} if following else {}
+        answers[BASE + page] = (b'[{"id": "00u1"}]', headers)
+    return _Provider(answers)
+
+
+def _read_users(
+    provider: _Provider, pages: int, *, start: str = "a", checkpointed: bool = False
+) -> worker.Checkpoint:
+    """Read the users listing from page `start`, at most `pages`; where it stands.
+    `checkpointed`: its state goes through a checkpoint's document between pages, as it does
+    between invocations."""
+    url = f"{BASE}/api/v1/users?after={start}"
+    state = worker.Checkpoint("users", "upload", [], 0, url, 0, [])
+    with PagesAhead(_reader(provider)) as pages_ahead:
+        for _ in range(pages):
+            if state.parent_index == 1:
+                break
+            worker._read_page(pages_ahead, SPECS["users"], [{}], state)
+            if checkpointed:
+                state = worker.Checkpoint.from_document(state.document())
+    return state
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_next_links_that_lead_back_to_a_page_already_read_are_refused(checkpointed: bool) -> None:
+    # A -> B -> A: before, only a link to the page itself (A -> A) was refused.
+    provider = _linked(("/api/v1/users?after=a", "/api/v1/users?after=b"),
+                       ("/api/v1/users?after=b", "/api/v1/users?after=a"))  # fmt: skip
+    with pytest.raises(ProviderResponseInvalid, match="already read"):
+        _read_users(provider, 50, checkpointed=checkpointed)
+    assert provider.requested == [f"{BASE}/api/v1/users?after={p}" for p in "aba"]
+
+
+def test_a_cycle_after_a_run_of_pages_is_found_within_twice_its_length() -> None:
+    # a -> b -> ... -> j, then a cycle back to f: f -> g -> h -> i -> j -> f.
+    names = "abcdefghij"
+    links: list[tuple[str, str | None]] = [
+        (f"/api/v1/users?after={p}", f"/api/v1/users?after={q}")
+        for p, q in itertools.pairwise(names)
+    ]
+    links.append(("/api/v1/users?after=j", "/api/v1/users?after=f"))
+    provider = _linked(*links)
+    with pytest.raises(ProviderResponseInvalid, match="already read"):
+        _read_users(provider, 1000)
+    assert len(provider.requested) <= 2 * len(names)
+
+
+def test_a_listing_whose_links_never_end_is_refused_at_its_page_ceiling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from backup_jobs import okta
+
+    monkeypatch.setattr(okta, "MAX_LISTING_PAGES", 5, raising=False)
+    provider = _Provider(_pages(50))  # every page links to a new one: no cycle to find
+    with pytest.raises(ProviderResponseInvalid, match="more pages"):
+        _read_users(provider, 50, start="0")
+    assert len(provider.requested) == 5
+
+
+def test_each_listing_has_its_own_trail_and_a_checkpoint_keeps_it() -> None:
+    from backup_jobs.okta import LinkTrail
+
+    # Two parents whose listings are the same two pages: not a cycle, two listings.
+    provider = _linked(("/api/v1/groups/g/users?limit=1000", "/api/v1/groups/g/users?after=1"),
+                       ("/api/v1/groups/g/users?after=1", None))  # fmt: skip
+    spec = SPECS["group_members"]
+    state = worker.Checkpoint("group_members", "upload", [], 0, None, 0, [])
+    with PagesAhead(_reader(provider)) as pages:
+        while state.parent_index < 2:
+            worker._read_page(pages, spec, [{"groupId": "g"}, {"groupId": "g"}], state)
+            assert worker.Checkpoint.from_document(state.document()) == state
+    assert len(provider.requested) == 4
+    # A checkpoint saved before trails were kept still loads (its trail starts there).
+    old = {k: v for k, v in state.document().items() if k != "trail"}
+    assert worker.Checkpoint.from_document(old).trail == LinkTrail()
