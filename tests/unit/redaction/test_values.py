@@ -274,6 +274,19 @@ def test_pairs_are_read_as_fields_after_a_json_round_trip_and_from_parse_qsl() -
     assert redact(mixed) == [("Authorization", REDACTED), "note", 3]
 
 
+def test_two_secret_field_names_are_a_list_of_names_not_a_pair() -> None:
+    # What an audit detail or a discovery document holds: names, which are not secrets.
+    assert redact({"fields": ["client_secret", "refresh_token"]}) == {
+        "fields": ["client_secret", "refresh_token"]
+    }
+    assert redact(("password", "refresh_token")) == ("password", "refresh_token")
+    assert redact([["access_token", "id_token"]]) == [["access_token", "id_token"]]
+    # A value that is not a secret field name is still a secret under a secret name.
+    assert redact(["password", "hunter2"]) == ["password", REDACTED]
+    assert redact(("client_secret", "refresh token")) == ("client_secret", REDACTED)
+    assert redact(("Authorization", "Bearer refresh_token")) == ("Authorization", REDACTED)
+
+
 def test_cycles_and_deep_nesting_do_not_fail() -> None:
     loop: dict[str, Any] = {"org_id": "org_1"}
     loop["self"] = loop
