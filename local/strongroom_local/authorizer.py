@@ -49,7 +49,10 @@ def format_claim(value: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # A NumericDate is finite: json reads NaN and Infinity, and NaN compares false both ways.
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def token_scopes(claims: Mapping[str, Any]) -> list[str]:
@@ -162,11 +165,11 @@ class JwtAuthorizer:
     def _times_valid(self, claims: Mapping[str, Any]) -> bool:
         now = self._clock()
         exp = claims.get("exp")
-        if exp is None or not _is_number(exp) or now >= float(exp):
+        if exp is None or not _is_number(exp) or now >= exp:
             return False
         for name in ("nbf", "iat"):
             if name in claims:
                 value = claims[name]
-                if not _is_number(value) or float(value) > now:
+                if not _is_number(value) or value > now:
                     return False
         return True

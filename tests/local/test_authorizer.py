@@ -11,8 +11,8 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from strongroom_local.authorizer import JwtAuthorizer, format_claim, token_scopes
 from strongroom_local.exceptions import InsufficientScope, Unauthorized
@@ -97,6 +97,14 @@ def attacks(issuer: DevIssuer) -> dict[str, str | None]:
     valid = mint(issuer)
     head, payload, signature = valid.split(".")
     tampered_claims = {**claims, "sub": "mallory"}
+
+    def rs256(data: bytes) -> bytes:
+        return issuer_private_key(issuer).sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+    # Python's json reads NaN and Infinity: signed by the issuer, they must still not pass.
+    def signed_with(**times: float) -> str:
+        return forged(header, {**claims, **times}, rs256)
+
     return {
         "expired": mint(issuer, now=NOW - 7200),
         "expired exactly now": mint(issuer, now=NOW - 3600),
@@ -105,6 +113,11 @@ def attacks(issuer: DevIssuer) -> dict[str, str | None]:
         "iat in the future": mint(issuer, extra_claims={"iat": int(NOW) + 60}),
         "no exp": forged(header, {k: v for k, v in claims.items() if k != "exp"}),
         "exp not a number": mint(issuer, extra_claims={"exp": str(int(NOW) + 60)}),
+        "exp infinite": signed_with(exp=float("inf")),
+        "exp NaN": signed_with(exp=float("nan")),
+        "nbf NaN": signed_with(nbf=float("nan")),
+        "iat NaN": signed_with(iat=float("nan")),
+        "nbf minus infinity": signed_with(nbf=float("-inf")),
         "wrong aud": mint(issuer, extra_claims={"aud": "someone-else"}),
         "no aud": mint(issuer, extra_claims={"aud": None}),
         "wrong iss": mint(issuer, extra_claims={"iss": "https://evil.example/"}),
@@ -154,6 +167,11 @@ ATTACKS = [
     "iat in the future",
     "no exp",
     "exp not a number",
+    "exp infinite",
+    "exp NaN",
+    "nbf NaN",
+    "iat NaN",
+    "nbf minus infinity",
     "wrong aud",
     "no aud",
     "wrong iss",
@@ -277,3 +295,22 @@ def test_the_dev_issuer_key_is_private_stable_and_identified_by_its_thumbprint(
     assert first.kid == b64(hashlib.sha256(canonical.encode()).digest())
     other = DevIssuer.load_or_create(tmp_path / "elsewhere")
     assert other.kid != first.kid
+
+
+def test_an_integer_time_too_large_for_a_float_is_compared_not_crashed_on(
+    issuer: DevIssuer, authorizer: JwtAuthorizer
+) -> None:
+    claims = valid_claims(issuer)
+    header = {"alg": "RS256", "typ": "JWT", "kid": issuer.kid}
+
+    def signed_with(**times: int) -> str:
+        return forged(
+            header,
+            {**claims, **times},
+            lambda data: issuer_private_key(issuer).sign(data, padding.PKCS1v15(), hashes.SHA256()),
+        )
+
+    # Far in the future is a valid exp; a not-before that far off is not yet valid.
+    assert authorizer.authorize(f"Bearer {signed_with(exp=10**400)}").claims["sub"] == "alice"
+    with pytest.raises(Unauthorized):
+        authorizer.authorize(f"Bearer {signed_with(nbf=10**400)}")
