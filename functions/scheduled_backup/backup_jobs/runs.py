@@ -2,8 +2,9 @@
 
 One running backup per connection: a `BACKUP_RUN#<connection_id>` item names it, created in the
 same transaction as the backup's record, so two starts can never both create one. While it
-exists, a start answers with the running backup's id (idempotent). The worker deletes it when
-the backup completes or fails; its TTL frees the connection if a worker died without doing so.
+exists, a start answers with the running backup's id (idempotent). The worker moves its expiry
+on at each step and deletes it when the backup completes or fails; its TTL frees the connection
+if a worker died without doing so.
 
 The dispatcher reads the platform index of due schedules (strongroom.backups.schedule), moves
 each due entry to its next run (no sooner than the plan's minimum interval after the run it
@@ -61,8 +62,9 @@ from strongroom.tenancy import (
 )
 
 RUN_KIND: Final = "BACKUP_RUN"
-# Longer than a backup may take through every retry of the queue (3 receives of 15 minutes and
-# the continuations between them), short enough that a dead run does not block a day's backup.
+# Longer than a backup's step may take through every retry of the queue (3 receives of 15
+# minutes), short enough that a dead run does not block a day's backup: each step's claim moves
+# the expiry on (worker._keep_run_item), so a long backup keeps it.
 RUN_TTL: Final = timedelta(hours=6)
 SCHEDULER: Final = "system:scheduler"
 # Who the audit log names for what the function does by itself (failing a backup, say).

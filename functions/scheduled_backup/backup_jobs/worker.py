@@ -84,7 +84,7 @@ from backup_jobs.okta import (
     parent_parameters,
     without_secrets,
 )
-from backup_jobs.runs import ACTOR, RUN_KIND, backup_entry, enqueue
+from backup_jobs.runs import ACTOR, RUN_KIND, RUN_TTL, backup_entry, enqueue
 from backup_jobs.services import Services
 from strongroom.audit import AuditError
 from strongroom.audit.events import AuditAction, AuditEntry
@@ -350,7 +350,41 @@ def _claim(
         logger.info("backup step claimed by another invocation", extra={"backup_id": job.backup_id})
         return None
     run.seq += 1
+    _keep_run_item(services, job, now)
     return run
+
+
+def _keep_run_item(services: Services, job: BackupJob, now: datetime) -> None:
+    """Move the connection's run item (`runs.RUN_KIND`) to expire `RUN_TTL` after this step's
+    claim, so that a backup outlasting its first TTL keeps the connection to itself. Best
+    effort: the step goes on whatever happens here, and a later claim tries again."""
+    try:
+        services.table.update(
+            job.org_id,
+            RUN_KIND,
+            job.connection_id,
+            expect={"backup_id": job.backup_id},
+            ttl=RUN_TTL,
+            now=now,
+        )
+        return
+    except ItemNotFound:
+        pass  # expired (it is deleted only once the backup has ended): taken back below
+    except TenancyError:
+        logger.warning("backup run item not kept", extra={"backup_id": job.backup_id})
+        return
+    try:
+        services.table.create(
+            job.org_id,
+            RUN_KIND,
+            job.connection_id,
+            attributes={"backup_id": job.backup_id},
+            ttl=RUN_TTL,
+            now=now,
+        )
+    except TenancyError:
+        # ItemExists: a start took the connection meanwhile; that backup runs beside this one.
+        logger.warning("backup run item not kept", extra={"backup_id": job.backup_id})
 
 
 def _give_up_claim(services: Services, run: _Run, now: datetime) -> None:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from backup_jobs import runs
+from backup_jobs import runs, worker
+from backup_jobs.models import BackupJob
 from botocore.exceptions import ClientError
 
 from strongroom.audit import InvalidAuditEvent
@@ -413,6 +414,41 @@ def test_a_run_item_left_by_a_finished_backup_holds_up_no_start(world: BackupWor
     )
     assert started.new
     assert runs.running_backup(world.services, org, connection, now=now) == started.backup_id
+
+
+def test_a_backup_that_outlasts_the_run_items_ttl_keeps_its_connection(
+    world: BackupWorld,
+) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    _, body = world.start(org, connection)
+    backup_id = body["backup_id"]
+    started = datetime.now(UTC)
+
+    def step(at: datetime) -> worker.Outcome:
+        # No time left: one step of progress, then a checkpoint and a continuation.
+        continuation = int(world.record(org, backup_id).get("continuation", 0))
+        job = BackupJob(
+            org_id=org, connection_id=connection, backup_id=backup_id, continuation=continuation
+        )
+        budget = worker.Budget(time_left=lambda: 0.0, clock=lambda: at)
+        return worker.run_job(world.services, job, budget=budget, receive_count=1, request_id="r")
+
+    def run_item(at: datetime) -> Any:
+        return world.services.table.get(org, runs.RUN_KIND, connection, now=at)
+
+    # Each step moves the run item's expiry to a full TTL after its claim.
+    late = started + runs.RUN_TTL - timedelta(minutes=30)
+    assert step(late) == worker.Outcome("checkpointed")
+    assert run_item(late).expires_at == int((late + runs.RUN_TTL).timestamp())
+    # Past the first TTL the backup still holds the connection: a start answers with its id.
+    past_first = started + runs.RUN_TTL + timedelta(hours=1)
+    assert runs.running_backup(world.services, org, connection, now=past_first) == backup_id
+    # A run item that did expire (steps stalled that long) is taken back by the next step.
+    stalled = late + runs.RUN_TTL + timedelta(minutes=5)
+    assert step(stalled) == worker.Outcome("checkpointed")
+    assert run_item(stalled).attributes["backup_id"] == backup_id
+    assert run_item(stalled).expires_at == int((stalled + runs.RUN_TTL).timestamp())
 
 
 @pytest.mark.parametrize(

@@ -179,6 +179,26 @@ def test_ttl_items_expire_at_now_plus_ttl_before_any_sweep(
     assert table.get(org_id, "NONCE", "n1", now=at_expiry).attributes["user"] == "bob"
 
 
+def test_an_update_with_a_ttl_keeps_a_live_item_alive_but_not_an_expired_one(
+    table: TenantTable, org_id: str
+) -> None:
+    ttl = timedelta(hours=6)
+    table.create(org_id, "LEASE", "l1", attributes={"holder": "a"}, ttl=ttl, now=NOW)
+    later = NOW + timedelta(hours=5)
+    # The expiry alone may move, with the holder checked; the item then outlives its first TTL.
+    kept = table.update(org_id, "LEASE", "l1", expect={"holder": "a"}, ttl=ttl, now=later)
+    assert kept.expires_at == int((later + ttl).timestamp())
+    assert kept.attributes == {"holder": "a"}
+    assert table.get(org_id, "LEASE", "l1", now=NOW + ttl + timedelta(hours=1)).item_id == "l1"
+    with pytest.raises(ConditionFailed):
+        table.update(org_id, "LEASE", "l1", expect={"holder": "b"}, ttl=ttl, now=later)
+    # Once expired it is absent: it cannot be revived, only created anew.
+    gone = later + ttl
+    with pytest.raises(ItemNotFound):
+        table.update(org_id, "LEASE", "l1", ttl=ttl, now=gone)
+    assert table.get(org_id, "LEASE", "l1", now=later).expires_at == int((later + ttl).timestamp())
+
+
 def test_time_must_be_timezone_aware_and_ttl_positive(
     offline_table: TenantTable, org_id: str
 ) -> None:

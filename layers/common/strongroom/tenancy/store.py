@@ -155,19 +155,23 @@ def prepare_update(
     remove: Collection[str],
     expect: Mapping[str, Any],
     now_epoch: int,
+    expires_at: int | None = None,
 ) -> Write:
-    """Set and remove attributes of a live item that holds the `expect`ed values."""
-    if not changes and not remove:
+    """Set and remove attributes of a live item that holds the `expect`ed values; with
+    `expires_at`, the item's expiry moves there (a lease kept alive)."""
+    if not changes and not remove and expires_at is None:
         raise ValueError("an update needs at least one change or removal")
     if set(changes) & set(remove):
         raise ValueError("an attribute cannot be both changed and removed")
     expression = Expression()
     actions = []
-    if changes:
-        assignments = [
-            f"{expression.name(validate_attribute_name(name))} = {expression.value(value)}"
-            for name, value in changes.items()
-        ]
+    assignments = [
+        f"{expression.name(validate_attribute_name(name))} = {expression.value(value)}"
+        for name, value in changes.items()
+    ]
+    if expires_at is not None:
+        assignments.append(f"{expression.name('expires_at')} = {expression.value(expires_at)}")
+    if assignments:
         actions.append("SET " + ", ".join(assignments))
     if remove:
         removals = [expression.name(validate_attribute_name(name)) for name in remove]

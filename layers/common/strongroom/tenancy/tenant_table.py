@@ -70,13 +70,17 @@ class Create:
 
 @dataclass(frozen=True, slots=True)
 class Update:
-    """Set/remove attributes of a live item holding `expect`; ItemNotFound or ConditionFailed."""
+    """Set/remove attributes of a live item holding `expect`; ItemNotFound or ConditionFailed.
+
+    `ttl` moves the item's expiry to `now + ttl` (a lease its holder keeps alive).
+    """
 
     kind: str
     item_id: str | None = None
     changes: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     remove: Collection[str] = ()
     expect: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    ttl: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,13 +193,16 @@ class TenantTable:
         changes: Mapping[str, Any] = _EMPTY,
         remove: Collection[str] = (),
         expect: Mapping[str, Any] = _EMPTY,
+        ttl: timedelta | None = None,
     ) -> Item:
-        """Set `changes` and drop `remove` on the live item if it holds `expect` (None: absent).
+        """Set `changes` and drop `remove` on the live item if it holds `expect` (None: absent);
+        with `ttl`, its expiry moves to `now + ttl`.
 
         ItemNotFound if the item is absent or expired, ConditionFailed if an expectation does
         not hold (for optimistic locking: expect={"version": read_version}).
         """
-        write = self._prepare(org_id, Update(kind, item_id, changes, remove, expect), now)
+        operation = Update(kind, item_id, changes, remove, expect, ttl)
+        write = self._prepare(org_id, operation, now)
         raw = self._store.write(write, now_epoch=epoch_seconds(now), return_values="ALL_NEW")
         return item_from_raw(raw or {}, sort_key=write.key[1])
 
@@ -413,6 +420,7 @@ class TenantTable:
                 remove=operation.remove,
                 expect=operation.expect,
                 now_epoch=now_epoch,
+                expires_at=expiry_of(now, operation.ttl) if operation.ttl is not None else None,
             )
         if isinstance(operation, Delete):
             return prepare_delete(table, key, expect=operation.expect, now_epoch=now_epoch)
