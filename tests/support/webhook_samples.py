@@ -66,8 +66,10 @@ def build_samples() -> dict[str, dict[str, Any]]:
     one, two, three = (custom_data(SAMPLE_ORG, nonce) for nonce in SAMPLE_NONCES)
     samples: dict[str, dict[str, Any]] = {}
 
-    def stripe(name: str, event_id: str, event_type: str, custom: dict[str, str]) -> None:
-        body = stripe_subscription_event(event_id, event_type, custom=custom)
+    def stripe(
+        name: str, event_id: str, event_type: str, custom: dict[str, str], **state: Any
+    ) -> None:
+        body = stripe_subscription_event(event_id, event_type, custom=custom, **state)
         headers = stripe_headers(body, secrets["stripe"], timestamp=SAMPLE_TIME)
         samples[name] = _delivery("stripe", body, headers)
 
@@ -100,8 +102,31 @@ def build_samples() -> dict[str, dict[str, Any]]:
     checkout["pathParameters"] = {"org_id": SAMPLE_ORG}
     samples["create_checkout"] = checkout
 
+    # Stripe orders its events by `created`: each below is a minute newer than the one before.
     stripe(
-        "stripe_subscription_created", "evt_1SampleCreated", "customer.subscription.created", one
+        "stripe_subscription_created",
+        "evt_1SampleCreated",
+        "customer.subscription.created",
+        one,
+        created=SAMPLE_TIME - 180,
+    )
+    # A renewal charge failed: the org drops to free, remembering the plan it pays for.
+    stripe(
+        "stripe_subscription_past_due",
+        "evt_1SamplePastDue",
+        "customer.subscription.updated",
+        one,
+        status="past_due",
+        created=SAMPLE_TIME - 120,
+    )
+    # Paid again, on another price: the org gets that price's plan.
+    stripe(
+        "stripe_subscription_updated",
+        "evt_1SampleUpdated",
+        "customer.subscription.updated",
+        one,
+        price="price_local_starter",
+        created=SAMPLE_TIME - 60,
     )
     stripe(
         "stripe_subscription_deleted", "evt_1SampleDeleted", "customer.subscription.deleted", one

@@ -83,17 +83,21 @@ def stripe_subscription_event(
     custom: dict[str, str] | None,
     price: str = "price_local_team",
     status: str = "active",
+    created: int = 1795000000,
+    subscription_id: str = "sub_1PzSampleSubscription",
 ) -> bytes:
+    """A Stripe subscription event; `created` is the event's time (Stripe's order of events),
+    `subscription_id` the subscription it reports."""
     document: dict[str, Any] = {
         "id": event_id,
         "object": "event",
         "api_version": "2024-06-20",
-        "created": 1795000000,
+        "created": created,
         "livemode": False,
         "type": event_type,
         "data": {
             "object": {
-                "id": "sub_1PzSampleSubscription",
+                "id": subscription_id,
                 "object": "subscription",
                 "status": status,
                 "customer": "cus_SampleCustomer",

@@ -11,7 +11,10 @@ Items (tenant items, in the org's partition; bearer values only as SHA-256 diges
 
     CHECKOUT#<sha256(nonce)>      created_by, created_at; expires 24 h after minting
     USAGE#checkouts:<UTC date>    count: nonces minted that day (at most MAX_CHECKOUTS_PER_DAY)
-    SUBSCRIPTION#<sha256(nonce)>  plan, source, checkout_by, activated_at, event_id
+    SUBSCRIPTION#<sha256(nonce)>  plan (the plan it pays for), source, checkout_by,
+                                  activated_at, event_id; last_event_id, last_event_at (the
+                                  newest event applied: Stripe's `created`), subscription_id,
+                                  status, suspended (true while unpaid)
     WEBHOOK_EVENT#<event digest>  an event that had an effect (kept 7 days)
     ORG                           plan, plan_nonce (digest of the nonce that set it), ...
 
@@ -22,6 +25,13 @@ number of concurrent deliveries of one event exactly one has the effect and the 
 duplicates:
 - activate: delete the live CHECKOUT (consumed: single use, never after its 24 h), create
   its SUBSCRIPTION, set the org's plan from the event's product;
+- update (Stripe's `customer.subscription.updated` of an activated subscription, if the org's
+  plan_nonce still names it, it is the subscription the nonce activated, and the event is not
+  older than the newest applied): a new price re-maps the plan (`plan_changed`), an unpaid
+  status suspends the org to free (`plan_suspended`) and a paid one restores it
+  (`plan_restored`); the SUBSCRIPTION records the event, conditional on the state read, so an
+  older event, or one racing a newer, never overrides it. A price mapped to no plan changes
+  nothing (`plan_change_refused`, audited as denied, answered `ignored`);
 - deactivate: delete the SUBSCRIPTION, and return the org to the free plan if its plan came
   from that subscription (a later checkout may have replaced it);
 - a deactivation that arrives before its activation voids the open CHECKOUT instead, so the
@@ -38,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -69,6 +80,8 @@ from webhook_verifier.services import Services
 ORG, MEMBER, OWNER = "ORG", "MEMBER", "owner"
 # The effect of an activation whose nonce's owner no longer is one.
 REFUSED = "checkout_refused"
+# The effect of a subscription's update to a price the deployment maps to no plan.
+PRICE_REFUSED = "plan_change_refused"
 CHECKOUT, SUBSCRIPTION, WEBHOOK_EVENT = "CHECKOUT", "SUBSCRIPTION", "WEBHOOK_EVENT"
 NONCE_TTL = timedelta(hours=24)
 # Checkouts an org may start per UTC day: retries of an abandoned checkout fit easily, and a
@@ -178,11 +191,7 @@ def record_event(
     change = event.billing
     if change is not None and _well_formed(change):
         status = _apply(services, event, change, marker, now=now, request_id=request_id)
-        if status == "processed":
-            # Its audit entry was recorded with the effect; an audit outage now leaves it to
-            # the sweep, rather than fail a delivery the platform would retry as a duplicate.
-            services.audit.flush_after_commit(change.org_id, now=now)
-        if status != "ignored":
+        if status is not None:
             return status
         # Nothing applied. If that is because this very event consumed the nonce a moment ago
         # (a concurrent delivery), its marker is there: the nonce and marker go in together.
@@ -217,18 +226,21 @@ def _apply(
     *,
     now: datetime,
     request_id: str,
-) -> ReceiptStatus:
-    """ "processed" (with its audit entry), "duplicate", or "ignored" when nothing applies."""
+) -> ReceiptStatus | None:
+    """What became of the event once written with its marker ("processed", "accepted", an
+    audited refusal "ignored", or "duplicate"); None when nothing applies (nothing written)."""
     for _ in range(_ATTEMPTS):
-        if change.kind is ChangeKind.ACTIVATE:
-            planned = _activation(services, event, change, now=now)
-        else:
-            planned = _deactivation(services, change, now=now)
+        planned = _plan(services, event, change, now=now)
         if planned is None:
-            return "ignored"
-        operations, details = planned
-        outcome: AuditOutcome = "denied" if details["effect"] == REFUSED else "success"
-        effect = _effect_entry(event, change.org_id, details, outcome, request_id=request_id)
+            return None
+        audit_entries: list[Create] = []
+        if planned.details is not None:
+            denied = planned.details["effect"] in (REFUSED, PRICE_REFUSED)
+            outcome: AuditOutcome = "denied" if denied else "success"
+            effect = _effect_entry(
+                event, change.org_id, planned.details, outcome, request_id=request_id
+            )
+            audit_entries = services.audit.prepare(change.org_id, effect, now=now)
         marker_item = Create(
             WEBHOOK_EVENT,
             marker,
@@ -239,26 +251,48 @@ def _apply(
             # The marker goes first: when it exists, its failure is the one reported.
             services.table.transact(
                 change.org_id,
-                [
-                    marker_item,
-                    *operations,
-                    *services.audit.prepare(change.org_id, effect, now=now),
-                ],
+                [marker_item, *planned.operations, *audit_entries],
                 now=now,
             )
         except ItemExists:
             return "duplicate"
         except (ItemNotFound, ConditionFailed):
             # Something read changed meanwhile (the nonce or subscription consumed, the org's
-            # plan moved, the nonce's owner removed or demoted): read again and decide anew.
+            # plan moved, a newer event applied, the nonce's owner removed or demoted): read
+            # again and decide anew.
             continue
-        return "processed"
+        if audit_entries:
+            # Its audit entry was recorded with the effect; an audit outage now leaves it to
+            # the sweep, rather than fail a delivery the platform would retry as a duplicate.
+            services.audit.flush_after_commit(change.org_id, now=now)
+        return planned.status
     raise BillingContention("the org's plan kept changing; the platform will retry")
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """What an event will write, in one transaction with its marker."""
+
+    operations: list[Operation]
+    # The details of its `webhook.effect` audit entry (`effect` names it); None: not audited.
+    details: dict[str, Any] | None
+    # What the delivery answers once it is written.
+    status: ReceiptStatus = "processed"
+
+
+def _plan(
+    services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
+) -> _Planned | None:
+    if change.kind is ChangeKind.ACTIVATE:
+        return _activation(services, event, change, now=now)
+    if change.kind is ChangeKind.UPDATE:
+        return _update(services, event, change, now=now)
+    return _deactivation(services, change, now=now)
 
 
 def _activation(
     services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
-) -> tuple[list[Operation], dict[str, Any]] | None:
+) -> _Planned | None:
     plan = _plan_of(services, event, change)
     digest = nonce_digest(change.nonce)
     checkout = _find(services, change.org_id, CHECKOUT, digest, now=now)
@@ -271,24 +305,29 @@ def _activation(
         # Whoever minted the nonce has since been removed or demoted: their checkout cannot set
         # the org's plan (up or down). It is consumed all the same, and the refusal audited.
         refused: list[Operation] = [Delete(CHECKOUT, digest, expect={"created_by": checkout_by})]
-        return refused, {"effect": REFUSED, "plan": plan, "checkout_by": checkout_by}
+        return _Planned(refused, {"effect": REFUSED, "plan": plan, "checkout_by": checkout_by})
     previous = org.attributes.get("plan")
     stamp = _iso(now)
+    subscription: dict[str, Any] = {
+        "plan": plan,
+        "source": event.source.value,
+        "checkout_by": checkout_by,
+        "activated_at": stamp,
+        "event_id": event.event_id,
+        # The newest event applied to the subscription: later updates must not be older.
+        "last_event_id": event.event_id,
+    }
+    if change.subscription_id:
+        subscription["subscription_id"] = change.subscription_id
+    if change.created is not None:
+        subscription["last_event_at"] = change.created
+    if change.status:
+        subscription["status"] = change.status
     operations: list[Operation] = [
         # Still an owner when the plan changes (a removal racing this event wins or loses whole).
         Check(MEMBER, checkout_by, one_of={"role": [OWNER]}),
         Delete(CHECKOUT, digest, expect={"created_by": checkout_by}),
-        Create(
-            SUBSCRIPTION,
-            digest,
-            attributes={
-                "plan": plan,
-                "source": event.source.value,
-                "checkout_by": checkout_by,
-                "activated_at": stamp,
-                "event_id": event.event_id,
-            },
-        ),
+        Create(SUBSCRIPTION, digest, attributes=subscription),
         Update(
             ORG,
             changes={
@@ -301,12 +340,96 @@ def _activation(
         ),
     ]
     details = {"effect": "plan_activated", "plan": plan, "previous_plan": previous}
-    return operations, {**details, "checkout_by": checkout_by}
+    return _Planned(operations, {**details, "checkout_by": checkout_by})
 
 
-def _deactivation(
-    services: Services, change: BillingChange, *, now: datetime
-) -> tuple[list[Operation], dict[str, Any]] | None:
+def _update(
+    services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
+) -> _Planned | None:
+    """A subscription's new state: its activation if the nonce has not activated it yet; else,
+    if it is the subscription that sets the org's plan and the event is not older than the
+    newest one applied to it, the plan its price maps to, suspended to free while unpaid."""
+    digest = nonce_digest(change.nonce)
+    subscription = _find(services, change.org_id, SUBSCRIPTION, digest, now=now)
+    if subscription is None:
+        return _activation(services, event, change, now=now) if change.paying else None
+    org = _find(services, change.org_id, ORG, None, now=now)
+    if org is None or not _update_holds(event, change, subscription, org):
+        return None
+    state = subscription.attributes
+    paid_plan = str(state["plan"])
+    suspended = state.get("suspended") is True
+    current = org.attributes.get("plan")
+    # The subscription as read: a write racing ours (another event of it) fails this one.
+    unchanged = {
+        "plan": paid_plan,
+        "suspended": True if suspended else None,
+        "last_event_id": state.get("last_event_id"),
+        "last_event_at": state.get("last_event_at"),
+        "subscription_id": state.get("subscription_id"),
+    }
+    # The newest event applied to it, kept however the plan fares.
+    applied: dict[str, Any] = {
+        "last_event_id": event.event_id,
+        "last_event_at": change.created,
+        "status": change.status,
+        "updated_at": _iso(now),
+    }
+    if change.subscription_id:
+        applied["subscription_id"] = change.subscription_id
+    details: dict[str, Any] = {"checkout_by": str(state["checkout_by"]), "status": change.status}
+    plan = FREE.name if not change.paying else _plan_of(services, event, change)
+    if plan is None:
+        # A price the deployment maps to no plan: refused and audited; nothing changes, not
+        # even the newest event applied.
+        refused = {"effect": PRICE_REFUSED, "plan": paid_plan, "products": list(change.products)}
+        check: list[Operation] = [Check(SUBSCRIPTION, digest, expect=unchanged)]
+        return _Planned(check, {**details, **refused}, "ignored")
+    if (not change.paying and suspended) or (change.paying and not suspended and plan == paid_plan):
+        # Still unpaid, or a renewal or a cancellation for the period's end: no plan changes.
+        only: list[Operation] = [Update(SUBSCRIPTION, digest, applied, expect=unchanged)]
+        return _Planned(only, None, "accepted")
+    org_plan = Update(
+        ORG,
+        changes={"plan": plan, "plan_changed_at": _iso(now)},
+        expect={"plan": current, "plan_nonce": digest},
+    )
+    if not change.paying:
+        # Suspended: the org drops to free, the subscription remembers the plan it pays for.
+        suspend = Update(SUBSCRIPTION, digest, {**applied, "suspended": True}, expect=unchanged)
+        details |= {"plan": paid_plan, "new_plan": plan, "previous_plan": current}
+        return _Planned([suspend, org_plan], {**details, "effect": "plan_suspended"})
+    moved = Update(
+        SUBSCRIPTION,
+        digest,
+        {**applied, "plan": plan},
+        remove=("suspended",) if suspended else (),
+        expect=unchanged,
+    )
+    effect = "plan_restored" if suspended else "plan_changed"
+    details |= {"effect": effect, "plan": plan, "previous_plan": current}
+    return _Planned([moved, org_plan], details)
+
+
+def _update_holds(
+    event: InboundEvent, change: BillingChange, subscription: Item, org: Item
+) -> bool:
+    """Whether an update may apply to the subscription the nonce activated."""
+    state = subscription.attributes
+    bound, last_at = state.get("subscription_id"), state.get("last_event_at")
+    return (
+        change.created is not None
+        and state.get("source") == event.source.value
+        # Not our custom data on another subscription than the one the nonce activated.
+        and (bound is None or bound == change.subscription_id)
+        # The org's plan comes from this subscription, not from a later checkout's.
+        and org.attributes.get("plan_nonce") == nonce_digest(change.nonce)
+        # Not older than the newest event applied (events of one second apply as they come).
+        and (last_at is None or change.created >= int(last_at))
+    )
+
+
+def _deactivation(services: Services, change: BillingChange, *, now: datetime) -> _Planned | None:
     digest = nonce_digest(change.nonce)
     subscription = _find(services, change.org_id, SUBSCRIPTION, digest, now=now)
     if subscription is None:
@@ -316,7 +439,7 @@ def _deactivation(
         # Cancelled before it was activated (events can arrive out of order): void the nonce.
         checkout_by = str(checkout.attributes["created_by"])
         operations: list[Operation] = [Delete(CHECKOUT, digest, expect={"created_by": checkout_by})]
-        return operations, {"effect": "checkout_voided", "checkout_by": checkout_by}
+        return _Planned(operations, {"effect": "checkout_voided", "checkout_by": checkout_by})
     org = _find(services, change.org_id, ORG, None, now=now)
     if org is None:
         return None
@@ -335,9 +458,11 @@ def _deactivation(
                 expect={"plan_nonce": digest},
             )
         )
-        return operations, {**details, "effect": "plan_deactivated", "new_plan": FREE.name}
+        return _Planned(
+            operations, {**details, "effect": "plan_deactivated", "new_plan": FREE.name}
+        )
     # A later checkout set the org's current plan: this subscription ends without touching it.
-    return operations, {**details, "effect": "subscription_closed"}
+    return _Planned(operations, {**details, "effect": "subscription_closed"})
 
 
 def _plan_of(services: Services, event: InboundEvent, change: BillingChange) -> str | None:

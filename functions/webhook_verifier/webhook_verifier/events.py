@@ -8,10 +8,12 @@ says the customer paid (or is on a trial), and returned to free when access ends
 
 - stripe: `customer.subscription.created` or `customer.subscription.updated` (status `active`
   or `trialing`) raises the plan: a subscription created `incomplete` (a card that needed 3-D
-  Secure) becomes active by an update; later updates of an active one find the nonce spent and
-  change nothing (`ignored`). An update to `past_due`, `unpaid` or `paused` changes nothing
-  either: the nonce is spent, so a plan dropped then could never be raised again by the same
-  subscription; the plan ends with the subscription.
+  Secure) becomes active by an update. Once a nonce activated a subscription, its later
+  `customer.subscription.updated` events (an `update`: status `active` or `trialing`, or one of
+  the unpaid ones, `past_due`, `unpaid`, `paused`, `incomplete_expired`, `canceled`) re-map the
+  plan to a new price, suspend it to free while unpaid and restore it when paid again; the
+  event's `created` orders them (billing keeps the newest applied, and the subscription's
+  `data.object.id` must be the one the nonce activated).
   `customer.subscription.deleted` (the subscription ended: cancelled now, or at the end of the
   period it was cancelled for) returns it to free. Custom data in `data.object.metadata`;
   products: each `data.object.items.data[].price.id`. `charge.refunded` changes nothing: a
@@ -44,7 +46,7 @@ import enum
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from webhook_verifier.exceptions import EventUnreadable
@@ -61,6 +63,14 @@ _PRODUCT = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 class ChangeKind(enum.StrEnum):
     ACTIVATE = "activate"
     DEACTIVATE = "deactivate"
+    # A subscription's new state (Stripe): activates it if its nonce has not yet, else re-maps,
+    # suspends or restores the plan it set.
+    UPDATE = "update"
+
+
+# Stripe subscription statuses: paid for (or on a trial), and not paid for.
+STRIPE_PAYING = ("active", "trialing")
+STRIPE_NOT_PAYING = ("past_due", "unpaid", "paused", "incomplete_expired", "canceled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +80,14 @@ class BillingChange:
     kind: ChangeKind
     org_id: str
     nonce: str
-    # The platform's product ids the event names (activations only).
+    # The platform's product ids the event names (activations and updates only).
     products: tuple[str, ...] = ()
+    # Stripe only: the subscription the event reports (`data.object.id`), whether it is paid
+    # for, and when the event was created (epoch seconds; None when the event does not say).
+    subscription_id: str = ""
+    status: str = ""
+    paying: bool = True
+    created: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +129,11 @@ def _lemonsqueezy_full_refund(order: dict[str, Any]) -> bool:
 _standard_full_refund = _status_in("refunded")
 
 _STRIPE: dict[str, tuple[ChangeKind, Holds]] = {
-    "customer.subscription.created": (ChangeKind.ACTIVATE, _status_in("active", "trialing")),
-    "customer.subscription.updated": (ChangeKind.ACTIVATE, _status_in("active", "trialing")),
+    "customer.subscription.created": (ChangeKind.ACTIVATE, _status_in(*STRIPE_PAYING)),
+    "customer.subscription.updated": (
+        ChangeKind.UPDATE,
+        _status_in(*STRIPE_PAYING, *STRIPE_NOT_PAYING),
+    ),
     "customer.subscription.deleted": (ChangeKind.DEACTIVATE, _always),
 }
 _LEMONSQUEEZY: dict[str, tuple[ChangeKind, Holds]] = {
@@ -152,11 +171,20 @@ def _stripe(document: dict[str, Any]) -> InboundEvent:
     event_object = _object(_object(document.get("data")).get("object"))
     kind = _kind(_STRIPE, event_type, event_object)
     products: list[Any] = []
-    if kind is ChangeKind.ACTIVATE:
+    if kind in (ChangeKind.ACTIVATE, ChangeKind.UPDATE):
         items = _object(event_object.get("items")).get("data")
         for item in items if isinstance(items, list) else []:
             products.append(_object(_object(item).get("price")).get("id"))
     billing = _change(kind, event_object.get("metadata"), products)
+    if billing is not None:
+        subscription_id = _scalar(event_object.get("id"))
+        billing = replace(
+            billing,
+            subscription_id=subscription_id if _PRODUCT.fullmatch(subscription_id) else "",
+            status=_scalar(event_object.get("status"))[:32],
+            paying=event_object.get("status") in STRIPE_PAYING,
+            created=_epoch_seconds(document.get("created")),
+        )
     return InboundEvent(Source.STRIPE, event_id, event_type, billing)
 
 
@@ -215,6 +243,11 @@ def _amount(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     return None
+
+
+def _epoch_seconds(value: Any) -> int | None:
+    """A time in whole seconds since the epoch (Stripe's `created`); None for anything else."""
+    return _amount(value)
 
 
 def _load(body: bytes) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # processed: the event changed something (audited); accepted: verified and recorded, nothing to
-# do; ignored: a billing event whose nonce or product did not hold (nothing changed);
+# do; ignored: a billing event whose nonce, product or order did not hold (nothing changed);
 # duplicate: this event id was already received.
 ReceiptStatus = Literal["processed", "accepted", "ignored", "duplicate"]
 

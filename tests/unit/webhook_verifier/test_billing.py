@@ -79,9 +79,12 @@ def billing_delivery(
     event_id: str | None = None,
     status: str | None = None,
     state: dict[str, Any] | None = None,
+    created: int | None = None,
+    subscription_id: str | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """A signed billing event of `source`, shaped as the platform sends it (its resource in
-    `STATES[event_type]`, updated with `state`, and `status` if given)."""
+    `STATES[event_type]`, updated with `state`, and `status` if given). Stripe only: `created`
+    is the event's time, `subscription_id` the subscription it reports."""
     secret = webhooks.secret(source)
     product = TEAM_PRODUCT[source] if product is None else product
     timestamp = int(webhooks.clock.now.timestamp())
@@ -90,8 +93,13 @@ def billing_delivery(
     if status is not None:
         state["status"] = status
     if source == "stripe":
+        extra: dict[str, Any] = {}
+        if created is not None:
+            extra["created"] = created
+        if subscription_id is not None:
+            extra["subscription_id"] = subscription_id
         body = stripe_subscription_event(
-            "evt_" + event_id, event_type, custom=custom, price=product
+            "evt_" + event_id, event_type, custom=custom, price=product, **extra
         )
         body = _in_state(body, RESOURCE[source], state)
         return body, stripe_headers(body, secret, timestamp=timestamp)
@@ -398,10 +406,8 @@ def test_a_stripe_subscription_created_incomplete_is_raised_by_the_update_that_a
     update = "customer.subscription.updated"
     assert send(webhooks, "stripe", update, custom, status="active").body == {"status": "processed"}
     assert webhooks.plan(org_id) == "team"
-    # Each later update (a renewal, past_due on a failed charge) finds the nonce spent.
-    for status in ("active", "past_due"):
-        answer = send(webhooks, "stripe", update, custom, status=status).body
-        assert answer == {"status": "ignored" if status == "active" else "accepted"}
+    # A later update that changes neither price nor standing (a renewal) has nothing to do.
+    assert send(webhooks, "stripe", update, custom, status="active").body == {"status": "accepted"}
     assert webhooks.plan(org_id) == "team"
     assert [e["effect"] for e in webhooks.webhook_effects(org_id)] == ["plan_activated"]
 
@@ -441,9 +447,8 @@ def test_a_cancelled_subscription_keeps_its_plan_until_access_ends(
     created, cancelled, ended = CANCEL_THEN_END[source]
     assert send(webhooks, source, created, custom).body == {"status": "processed"}
     # Paid for until the end of the period: the org keeps its plan until then. (Stripe's update
-    # of a still-active subscription asks to activate again, with its nonce spent: ignored.)
-    answer = "ignored" if source == "stripe" else "accepted"
-    assert send(webhooks, source, cancelled, custom).body == {"status": answer}
+    # of a still-active subscription on the same price has nothing to change.)
+    assert send(webhooks, source, cancelled, custom).body == {"status": "accepted"}
     assert webhooks.plan(org_id) == "team"
     assert send(webhooks, source, ended, custom).body == {"status": "processed"}
     assert webhooks.plan(org_id) == "free"
@@ -481,6 +486,261 @@ def test_ending_an_older_subscription_keeps_the_newer_plan(webhooks: WebhookStac
         "plan_activated",
         "plan_activated",
     ]
+
+
+# ---- a Stripe subscription's later updates ------------------------------------------------------
+# Once a nonce activated a subscription, Stripe's `customer.subscription.updated` events for it
+# re-map, suspend and restore the org's plan, newest event wins (by the event's `created`).
+
+UPDATED = "customer.subscription.updated"
+# When the activating event of each test's subscription was created; later events count on.
+T0 = 1795000000
+
+
+def _stripe_subscription(
+    webhooks: WebhookStack, product: str = "price_local_team"
+) -> tuple[str, dict[str, str]]:
+    """An org whose Stripe subscription on `product` a checkout nonce activated at T0."""
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    created = send(
+        webhooks, "stripe", "customer.subscription.created", custom, product=product, created=T0
+    )
+    assert created.body == {"status": "processed"}
+    return org_id, custom
+
+
+def _update(
+    webhooks: WebhookStack,
+    custom: dict[str, str],
+    *,
+    at: int,
+    status: str = "active",
+    product: str = "price_local_team",
+    **kwargs: Any,
+) -> str:
+    """Deliver Stripe's update of the subscription, created at `at`; the receipt's status."""
+    response = send(
+        webhooks,
+        "stripe",
+        UPDATED,
+        custom,
+        status=status,
+        product=product,
+        created=at,
+        state={"cancel_at_period_end": False},
+        **kwargs,
+    )
+    assert response.status == 200, response.body
+    return str(response.body["status"])
+
+
+def _subscription(webhooks: WebhookStack, custom: dict[str, str]) -> dict[str, Any]:
+    digest = hashlib.sha256(custom["strongroom_nonce"].encode()).hexdigest()
+    org_id = custom["strongroom_org_id"]
+    return dict(webhooks.table.get(org_id, "SUBSCRIPTION", digest, now=NOW).attributes)
+
+
+def _effects(webhooks: WebhookStack, org_id: str) -> list[str]:
+    return [e["effect"] for e in webhooks.webhook_effects(org_id)]  # newest first
+
+
+def test_a_stripe_downgrade_or_upgrade_re_maps_the_plan(webhooks: WebhookStack) -> None:
+    org_id, custom = _stripe_subscription(webhooks, product="price_local_enterprise")
+    assert webhooks.plan(org_id) == "enterprise"
+
+    assert _update(webhooks, custom, at=T0 + 10, product="price_local_team") == "processed"
+    assert webhooks.plan(org_id) == "team"
+    assert _update(webhooks, custom, at=T0 + 20, product="price_local_enterprise") == "processed"
+    assert webhooks.plan(org_id) == "enterprise"
+
+    assert _effects(webhooks, org_id) == ["plan_changed", "plan_changed", "plan_activated"]
+    upgrade, downgrade, _ = webhooks.webhook_effects(org_id)
+    assert (downgrade["plan"], downgrade["previous_plan"]) == ("team", "enterprise")
+    assert (upgrade["plan"], upgrade["previous_plan"]) == ("enterprise", "team")
+    assert (downgrade["source"], downgrade["event_type"], downgrade["checkout_by"]) == (
+        "stripe",
+        UPDATED,
+        "alice",
+    )
+    assert custom["strongroom_nonce"] not in json.dumps(webhooks.webhook_effects(org_id))
+    audited = [e for e in webhooks.audit_events(org_id) if e.action == "webhook.effect"]
+    assert {(e.actor, e.outcome) for e in audited} == {("system:webhook:stripe", "success")}
+    # The subscription pays for the new plan, as of the newest event applied.
+    stored = _subscription(webhooks, custom)
+    assert (stored["plan"], stored["last_event_at"]) == ("enterprise", T0 + 20)
+
+
+@pytest.mark.parametrize("status", ["past_due", "unpaid", "paused", "incomplete_expired"])
+def test_a_stripe_subscription_not_paid_suspends_to_free_and_active_restores(
+    webhooks: WebhookStack, status: str
+) -> None:
+    org_id, custom = _stripe_subscription(webhooks)
+
+    assert _update(webhooks, custom, at=T0 + 10, status=status) == "processed"
+    assert webhooks.plan(org_id) == "free"
+    (suspended, _) = webhooks.webhook_effects(org_id)
+    assert suspended["effect"] == "plan_suspended"
+    assert (suspended["plan"], suspended["new_plan"], suspended["status"]) == (
+        "team",
+        "free",
+        status,
+    )
+    # The subscription remembers the plan it pays for.
+    stored = _subscription(webhooks, custom)
+    assert (stored["plan"], stored["suspended"]) == ("team", True)
+    # Still not paid: nothing more to do.
+    assert _update(webhooks, custom, at=T0 + 20, status="unpaid") == "accepted"
+    assert webhooks.plan(org_id) == "free"
+
+    assert _update(webhooks, custom, at=T0 + 30, status="active") == "processed"
+    assert webhooks.plan(org_id) == "team"
+    restored = webhooks.webhook_effects(org_id)[0]
+    assert restored["effect"] == "plan_restored"
+    assert (restored["plan"], restored["previous_plan"]) == ("team", "free")
+    assert "suspended" not in _subscription(webhooks, custom)
+    assert _effects(webhooks, org_id) == ["plan_restored", "plan_suspended", "plan_activated"]
+    audited = [e for e in webhooks.audit_events(org_id) if e.action == "webhook.effect"]
+    assert {(e.actor, e.outcome) for e in audited} == {("system:webhook:stripe", "success")}
+
+
+def test_a_suspended_stripe_subscription_restores_to_the_price_it_returns_on_and_ends(
+    webhooks: WebhookStack,
+) -> None:
+    org_id, custom = _stripe_subscription(webhooks, product="price_local_enterprise")
+    assert _update(webhooks, custom, at=T0 + 10, status="past_due") == "processed"
+    assert _update(webhooks, custom, at=T0 + 20, product="price_local_starter") == "processed"
+    assert webhooks.plan(org_id) == "starter"
+    assert webhooks.webhook_effects(org_id)[0]["plan"] == "starter"
+    # Suspended again, then deleted: deactivation works as before.
+    assert _update(webhooks, custom, at=T0 + 30, status="unpaid") == "processed"
+    deleted = send(webhooks, "stripe", "customer.subscription.deleted", custom, created=T0 + 40)
+    assert deleted.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id)[:2] == ["plan_deactivated", "plan_suspended"]
+    org = webhooks.table.get(org_id, "ORG", now=NOW).attributes
+    assert "plan_nonce" not in org
+    # The subscription is gone: a late update of it changes nothing.
+    assert _update(webhooks, custom, at=T0 + 50) == "ignored"
+    assert webhooks.plan(org_id) == "free"
+
+
+def test_an_older_stripe_event_after_a_newer_one_changes_nothing(webhooks: WebhookStack) -> None:
+    org_id, custom = _stripe_subscription(webhooks, product="price_local_enterprise")
+    assert _update(webhooks, custom, at=T0 + 20, product="price_local_team") == "processed"
+    # Sent before the downgrade, delivered after it: neither re-maps nor suspends.
+    assert _update(webhooks, custom, at=T0 + 10, product="price_local_starter") == "ignored"
+    assert _update(webhooks, custom, at=T0 + 10, status="past_due") == "ignored"
+    assert webhooks.plan(org_id) == "team"
+    assert _update(webhooks, custom, at=T0 + 30, status="past_due") == "processed"
+    # An older "active" does not lift the newer suspension, nor one older than the activation.
+    assert _update(webhooks, custom, at=T0 + 25, status="active") == "ignored"
+    assert _update(webhooks, custom, at=T0 - 5, status="active") == "ignored"
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == ["plan_suspended", "plan_changed", "plan_activated"]
+    assert _subscription(webhooks, custom)["last_event_at"] == T0 + 30
+
+
+def test_an_older_stripe_update_racing_a_newer_one_loses_whole(
+    webhooks: WebhookStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webhook_verifier import billing
+
+    org_id, custom = _stripe_subscription(webhooks)
+    planned = billing._update
+    newer = billing_delivery(
+        webhooks, "stripe", UPDATED, custom, product="price_local_starter", created=T0 + 20
+    )
+    raced: list[str] = []
+
+    def newer_applied_after_the_read(*args: Any, **kwargs: Any) -> Any:
+        result = planned(*args, **kwargs)
+        if not raced:
+            raced.append("racing")
+            raced.append(_receive(webhooks, "stripe", *newer))
+        return result
+
+    with monkeypatch.context() as patch:
+        patch.setattr(billing, "_update", newer_applied_after_the_read)
+        # Read before the newer event applied, written after: its conditional write fails, and
+        # read again it is older than the newest applied.
+        assert _update(webhooks, custom, at=T0 + 10, status="past_due") == "ignored"
+    assert raced == ["racing", "processed"]
+    assert webhooks.plan(org_id) == "starter"
+    assert _effects(webhooks, org_id) == ["plan_changed", "plan_activated"]
+
+
+def test_a_duplicate_stripe_update_is_a_no_op(webhooks: WebhookStack) -> None:
+    org_id, custom = _stripe_subscription(webhooks)
+    past_due = billing_delivery(
+        webhooks, "stripe", UPDATED, custom, status="past_due", created=T0 + 10
+    )
+    assert webhooks.deliver("stripe", *past_due).body == {"status": "processed"}
+    assert webhooks.deliver("stripe", *past_due).body == {"status": "duplicate"}
+    assert webhooks.plan(org_id) == "free"
+    assert _update(webhooks, custom, at=T0 + 20) == "processed"
+    # Stripe retries it once more after the restore: still a duplicate, the plan stays.
+    assert webhooks.deliver("stripe", *past_due).body == {"status": "duplicate"}
+    assert webhooks.plan(org_id) == "team"
+    # An update with nothing to change is recorded once too.
+    renewal = billing_delivery(webhooks, "stripe", UPDATED, custom, created=T0 + 30)
+    assert webhooks.deliver("stripe", *renewal).body == {"status": "accepted"}
+    assert webhooks.deliver("stripe", *renewal).body == {"status": "duplicate"}
+    assert _effects(webhooks, org_id) == ["plan_restored", "plan_suspended", "plan_activated"]
+
+
+def test_an_update_for_another_subscription_is_ignored(webhooks: WebhookStack) -> None:
+    org_id, custom = _stripe_subscription(webhooks)
+    # Our metadata on a subscription the nonce did not activate.
+    answer = _update(webhooks, custom, at=T0 + 10, status="past_due", subscription_id="sub_Other")
+    assert answer == "ignored"
+    assert webhooks.plan(org_id) == "team"
+    # A later checkout's subscription now sets the org's plan: the first one's updates, whether
+    # to suspend or to re-map, leave it alone.
+    newer = custom_data(org_id, new_nonce(webhooks, org_id))
+    activated = send(
+        webhooks,
+        "stripe",
+        "customer.subscription.created",
+        newer,
+        product="price_local_enterprise",
+        created=T0 + 20,
+        subscription_id="sub_Newer",
+    )
+    assert activated.body == {"status": "processed"}
+    assert _update(webhooks, custom, at=T0 + 30, status="past_due") == "ignored"
+    assert _update(webhooks, custom, at=T0 + 40, product="price_local_starter") == "ignored"
+    assert webhooks.plan(org_id) == "enterprise"
+    # Ignored as other ignored events are: no effect, nothing audited.
+    assert _effects(webhooks, org_id) == ["plan_activated", "plan_activated"]
+    assert _subscription(webhooks, custom)["plan"] == "team"
+    # The newer subscription's own updates apply.
+    answer = _update(webhooks, newer, at=T0 + 50, status="past_due", subscription_id="sub_Newer")
+    assert answer == "processed"
+    assert webhooks.plan(org_id) == "free"
+
+
+def test_an_update_to_an_unknown_price_changes_nothing_and_is_audited(
+    webhooks: WebhookStack,
+) -> None:
+    org_id, custom = _stripe_subscription(webhooks)
+    before = _subscription(webhooks, custom)
+    unknown = billing_delivery(
+        webhooks, "stripe", UPDATED, custom, product="price_unknown", created=T0 + 10
+    )
+    assert webhooks.deliver("stripe", *unknown).body == {"status": "ignored"}
+    assert webhooks.plan(org_id) == "team"
+    assert _subscription(webhooks, custom) == before
+    refused = webhooks.webhook_effects(org_id)[0]
+    assert refused["effect"] == "plan_change_refused"
+    assert (refused["plan"], refused["products"]) == ("team", ["price_unknown"])
+    (audited, _) = [e for e in webhooks.audit_events(org_id) if e.action == "webhook.effect"]
+    assert audited.outcome == "denied"
+    assert webhooks.deliver("stripe", *unknown).body == {"status": "duplicate"}
+    assert _effects(webhooks, org_id) == ["plan_change_refused", "plan_activated"]
+    # A mapped price later applies as usual.
+    assert _update(webhooks, custom, at=T0 + 20, product="price_local_starter") == "processed"
+    assert webhooks.plan(org_id) == "starter"
 
 
 # Refunds that do not show a full refund of the order, as each platform sends them; then a full

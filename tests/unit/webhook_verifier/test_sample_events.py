@@ -25,6 +25,8 @@ SCENARIO = [
     ("create_checkout", 201, None),
     ("stripe_subscription_created", 200, "processed"),
     ("stripe_subscription_created", 200, "duplicate"),
+    ("stripe_subscription_past_due", 200, "processed"),
+    ("stripe_subscription_updated", 200, "processed"),
     ("stripe_subscription_deleted", 200, "processed"),
     ("create_checkout", 201, None),
     ("lemonsqueezy_order_created", 200, "processed"),
@@ -70,4 +72,6 @@ def test_sample_events_replay_end_to_end(
             assert response.body == {"status": receipt}, name
     assert webhooks.plan(SAMPLE_ORG) == "free"
     effects = [e["effect"] for e in webhooks.webhook_effects(SAMPLE_ORG)]
-    assert effects == ["plan_deactivated", "plan_activated"] * 3
+    # Newest first: the Stripe subscription was suspended and restored on another price.
+    stripe = ["plan_deactivated", "plan_restored", "plan_suspended", "plan_activated"]
+    assert effects == ["plan_deactivated", "plan_activated"] * 2 + stripe
