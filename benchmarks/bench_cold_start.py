@@ -201,7 +201,7 @@ FIRST_REQUESTS = {
             "/oauth/callback",
             public=True,
             query={"code": "bench-code", "state": f"{org}.{_UNKNOWN_SECRET}"},
-            cookies=[f"strongroom_oauth_binding={_UNKNOWN_SECRET}"],
+            cookies=[f"__Host-strongroom_oauth_binding={_UNKNOWN_SECRET}"],
         ),
         302,
     ),

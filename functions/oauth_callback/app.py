@@ -53,13 +53,17 @@ def authorize(org_id: OrgId, connection_id: ConnectionId) -> Response[Authorizat
 
 @app.get("/oauth/callback", tags=["oauth"])
 def callback(
-    code: QueryText = None, state: QueryText = None, error: QueryText = None
+    code: QueryText = None,
+    state: QueryText = None,
+    error: QueryText = None,
+    iss: QueryText = None,
 ) -> Response[str]:
     finished = flow.finish_authorization(
         services(),
         state=state,
         code=code,
         error=error,
+        iss=iss,
         binding=_cookie(flow.BINDING_COOKIE),
         now=_now(),
         request_id=_request_id(),
@@ -74,6 +78,7 @@ def callback(
 
 
 def _binding_cookie(value: str, max_age: int) -> Cookie:
+    # The `__Host-` prefix holds only with exactly this shape: Secure, Path=/ and no Domain.
     return Cookie(
         name=flow.BINDING_COOKIE,
         value=value,

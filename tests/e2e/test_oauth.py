@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
@@ -56,11 +56,28 @@ def _org_with_admin(rec: Recorder) -> tuple[str, str]:
 
 
 def _code_connection(
-    rec: Recorder, server: LocalAuthorizationServer, org: str, admin: str, secret: str
+    rec: Recorder,
+    server: LocalAuthorizationServer,
+    org: str,
+    admin: str,
+    secret: str,
+    *,
+    provider: str = "oauth2",
 ) -> tuple[str, str]:
+    """`oauth2` names the double's endpoints; `okta` its host:port as the domain (the double
+    serves Okta's paths, and its URL is the issuer an Okta org's would be)."""
     client_id = "client-" + secrets.token_hex(4)
     server.register_client(
         client_id, redirect_uris=[rec.stack.url("/oauth/callback")], secret=secret
+    )
+    endpoints = (
+        {
+            "authorization_endpoint": server.authorization_endpoint,
+            "token_endpoint": server.token_endpoint,
+            "revocation_endpoint": server.revocation_endpoint,
+        }
+        if provider == "oauth2"
+        else {"domain": server.host_port}
     )
     response = rec.call(
         "POST",
@@ -68,10 +85,8 @@ def _code_connection(
         admin,
         json={
             "name": "Example IdP",
-            "provider": "oauth2",
-            "authorization_endpoint": server.authorization_endpoint,
-            "token_endpoint": server.token_endpoint,
-            "revocation_endpoint": server.revocation_endpoint,
+            "provider": provider,
+            **endpoints,
             "scopes": ["api.read"],
             "auth": {
                 "method": "authorization_code",
@@ -91,8 +106,11 @@ def _start(rec: Recorder, org: str, connection_id: str, admin: str) -> tuple[str
     # The one response meant to carry a state and a binding cookie: not scanned.
     del rec.bodies[-2:]
     cookie = response.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie
-    assert "Secure" in cookie
+    # RFC 6265bis `__Host-`: Secure, Path=/ and no Domain, or a browser drops the cookie.
+    name, *attributes = (part.strip() for part in cookie.split(";"))
+    assert name.startswith("__Host-strongroom_oauth_binding=")
+    assert {"HttpOnly", "Secure", "Path=/"} <= set(attributes)
+    assert not [a for a in attributes if a.lower().startswith("domain")]
     return response.json()["authorization_url"], cookie.split(";")[0]
 
 
@@ -225,6 +243,42 @@ def test_replacing_credentials_revokes_what_it_drops_at_the_provider(
         "refresh token": refresh_token,
     }
     _scan(local_stack, rec, canaries)
+
+
+def test_an_authorization_response_from_another_issuer_is_refused_through_the_stack(
+    local_stack: LocalStackClient, authorization_server: LocalAuthorizationServer
+) -> None:
+    # RFC 9207: the double names itself in `iss`; the flow recorded the issuer it expects.
+    rec = Recorder(local_stack)
+    server = authorization_server
+    org, admin = _org_with_admin(rec)
+    secret = "CANARYsecret" + secrets.token_hex(12)
+    connection_id, client_id = _code_connection(rec, server, org, admin, secret, provider="okta")
+    path = f"/orgs/{org}/connections/{connection_id}"
+    url, cookie = _start(rec, org, connection_id, admin)
+    assert url.startswith(server.url + "/oauth2/v1/authorize?")
+    location = _browse(rec, url)
+    assert _query(location)["iss"] == server.url
+    issued = urlencode({"iss": server.url})
+    assert issued in location
+    mixed_up = location.replace(issued, urlencode({"iss": "https://attacker.example"}))
+    exchanged = server.counts()["grant_authorization_code"]  # the double is the session's
+
+    assert _callback(rec, mixed_up, cookie) == {"result": "invalid_state"}
+    # The state is spent and nothing was exchanged or stored.
+    assert _callback(rec, location, cookie) == {"result": "invalid_state"}
+    assert server.counts()["grant_authorization_code"] == exchanged
+    assert server.current_refresh_tokens(client_id) == []
+    assert rec.call("GET", path, admin).json()["status"] == "pending_authorization"
+
+    # The server's own issuer connects.
+    url, cookie = _start(rec, org, connection_id, admin)
+    assert _callback(rec, _browse(rec, url), cookie) == {
+        "result": "connected",
+        "connection_id": connection_id,
+    }
+    assert len(server.current_refresh_tokens(client_id)) == 1
+    assert rec.call("GET", path, admin).json()["status"] == "active"
 
 
 def test_access_denied_through_the_stack(

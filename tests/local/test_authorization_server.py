@@ -366,6 +366,7 @@ def test_deny_next_authorization_redirects_with_access_denied_once(
         "tenant": ["acme"],
         "error": ["access_denied"],
         "state": ["s1"],
+        "iss": [server.url],
     }
     assert "code" in query_of(allowed)
 
@@ -1129,6 +1130,58 @@ def test_token_delay_keeps_the_client_waiting_after_the_rotation(
 
 
 # Set-up and surface
+
+
+def test_every_authorization_response_names_the_issuer(
+    server: LocalAuthorizationServer, http: requests.Session
+) -> None:
+    # RFC 9207: on success and error alike, so a client can tell which server answered.
+    _, challenge = pkce_pair()
+    granted = authorize(http, server, challenge)
+    refused = authorize(http, server, challenge, code_challenge_method="plain")
+    server.deny_next_authorization()
+    denied = authorize(http, server, challenge)
+    for response in (granted, refused, denied):
+        assert response.status_code == 302
+        assert query_of(response)["iss"] == [server.url]
+    metadata = http.get(server.url + "/.well-known/oauth-authorization-server", timeout=10).json()
+    assert metadata["authorization_response_iss_parameter_supported"] is True
+
+
+def test_oktas_org_authorization_server_paths_are_served_too(
+    server: LocalAuthorizationServer, http: requests.Session, secret: str
+) -> None:
+    # An `okta` connection whose domain is the server's host:port uses /oauth2/v1/...
+    okta = server.url + "/oauth2/v1"
+    verifier, challenge = pkce_pair()
+    params = {
+        "response_type": "code",
+        "client_id": CLIENT,
+        "redirect_uri": REDIRECT,
+        "scope": "okta.users.read offline_access",
+        "state": "s",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    response = http.get(okta + "/authorize", params=params, allow_redirects=False, timeout=10)
+    assert response.status_code == 302
+    assert query_of(response)["iss"] == [server.url]
+    code = query_of(response)["code"][0]
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": verifier,
+    }
+    exchanged = token(http, server, data, headers=basic(CLIENT, secret), url=okta + "/token")
+    assert exchanged.status_code == 200, exchanged.text
+    refresh_token = exchanged.json()["refresh_token"]
+    revoked = http.post(
+        okta + "/revoke", data={"token": refresh_token}, headers=basic(CLIENT, secret), timeout=10
+    )
+    assert revoked.status_code == 200
+    assert not server.is_active(refresh_token)
+    assert http.get(server.url + "/oauth2/v1/nowhere", timeout=10).status_code == 404
 
 
 def test_addresses_and_metadata(server: LocalAuthorizationServer, http: requests.Session) -> None:

@@ -100,7 +100,7 @@ def _callback(org_id: str) -> dict[str, Any]:
     state = f"{org_id}.{'A' * 43}"  # well formed, but no flow was started with it
     event["queryStringParameters"] = {"code": "c0de", "state": state}
     event["rawQueryString"] = f"code=c0de&state={state}"
-    event["cookies"] = [f"strongroom_oauth_binding={'B' * 43}"]
+    event["cookies"] = [f"__Host-strongroom_oauth_binding={'B' * 43}"]
     return event
 
 

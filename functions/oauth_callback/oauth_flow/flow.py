@@ -3,14 +3,18 @@
 Start (admin, JWT): a state of 256 random bits and a PKCE verifier are made; the state item is
 stored for 10 minutes in the org's partition under the SHA-256 of the state's secret part
 (the table never holds a usable state), with the verifier sealed under the org's DEK, the
-connection, the user who started it, and the SHA-256 of a browser-binding secret. The binding
-secret goes back only in an HttpOnly, Secure, SameSite=Lax cookie.
+connection, the user who started it, the SHA-256 of a browser-binding secret, and the
+provider's issuer identifier where the connection's settings tell it. The binding
+secret goes back only in an HttpOnly, Secure, SameSite=Lax `__Host-` cookie (Path=/, no Domain).
 
 Finish (public: a browser redirect from the provider, with no bearer token): the state item is
 consumed by one conditional delete that also requires the binding cookie's hash, so a state is
-used at most once and only by the browser of the user who started the flow. If that user is
-still an admin or owner of the org, the code is exchanged with the connection's client
-authentication and the grant is stored sealed, in a transaction that checks their role again. The
+used at most once and only by the browser of the user who started the flow. A response whose
+`iss` (RFC 9207) differs from the issuer recorded at the start is refused like a bad state, its
+state spent and its code never exchanged; one without `iss` is accepted (a provider that does not
+implement RFC 9207). If the user who started the flow is still an admin or owner of the org,
+the code is exchanged with the connection's client authentication and the grant is stored
+sealed, in a transaction that checks their role again. The
 browser is sent to the deployment's return URL with a result code and the connection id, never
 a token, code or state.
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -50,7 +55,9 @@ logger = get_logger(service="oauth_callback")
 
 STATE_KIND: Final = "OAUTH_STATE"
 STATE_TTL: Final = timedelta(minutes=10)
-BINDING_COOKIE: Final = "strongroom_oauth_binding"
+# RFC 6265bis `__Host-`: browsers accept it only Secure, with Path=/ and no Domain, so a sibling
+# subdomain cannot plant a binding of its choosing for another user's flow.
+BINDING_COOKIE: Final = "__Host-strongroom_oauth_binding"
 _STATE_SEALED_KIND: Final = "oauth_state"
 _STATE = re.compile(r"^(org_[a-z2-7]{26})\.([A-Za-z0-9_-]{43})$")
 _BINDING = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -128,6 +135,8 @@ def start_authorization(
             "sealed_code_verifier": sealed_verifier,
             "redirect_uri": redirect_uri,
             "created_at": _iso(now),
+            # RFC 9207: what the response's `iss` must be, so a mix-up is refused at the callback.
+            **({"issuer": endpoints.issuer} if endpoints.issuer is not None else {}),
         },
         ttl=STATE_TTL,
         now=now,
@@ -184,6 +193,7 @@ class _ConsumedState:
     started_by: str
     sealed_code_verifier: bytes
     redirect_uri: str
+    issuer: str | None  # None: not known at the start (or a state stored before it was kept)
 
 
 def finish_authorization(
@@ -195,11 +205,24 @@ def finish_authorization(
     binding: str | None,
     now: datetime,
     request_id: str,
+    iss: str | None = None,
 ) -> FinishedFlow:
     """Consume the state and finish the flow; always a redirect to the return URL."""
     consumed = _consume_state(services, state, binding, now=now)
     if consumed is None:
         # Unknown, malformed, expired, already used, or started in another user's browser.
+        return _finished(services, CallbackResult.INVALID_STATE)
+    if not _same_issuer(consumed, iss):
+        # Another authorization server answered (RFC 9207 §2.4: a mix-up): its code must go to
+        # no token endpoint. Answered like a bad state, the state spent, nothing stored; the
+        # state was this browser's own, so the attempt is audited.
+        logger.warning(
+            "an OAuth callback named another issuer than the flow's",
+            extra={"org_id": consumed.org_id, "connection_id": consumed.connection_id},
+        )
+        _audit_failure(
+            services, consumed, "failure", "issuer_mismatch", now=now, request_id=request_id
+        )
         return _finished(services, CallbackResult.INVALID_STATE)
     try:
         result, reason = _finish(services, consumed, code, error, now=now, request_id=request_id)
@@ -220,13 +243,25 @@ def finish_authorization(
     # the commit (an audit outage leaves it to the sweep).
     if result is not CallbackResult.CONNECTED:
         outcome: Outcome = "denied" if result is CallbackResult.NOT_ALLOWED else "failure"
-        details = {} if reason is None else {"reason": reason}
-        entry = _connect_entry(consumed, outcome, request_id, details=details)
-        # The browser gets its redirect whatever happens to the entry: the flow changed nothing
-        # and its state is spent, so an error page would only strand the user.
-        if services.audit.record_outcome(consumed.org_id, entry, now=now):
-            services.audit.flush_after_commit(consumed.org_id, now=now)
+        _audit_failure(services, consumed, outcome, reason, now=now, request_id=request_id)
     return _finished(services, result, consumed.connection_id)
+
+
+def _audit_failure(
+    services: Services,
+    consumed: _ConsumedState,
+    outcome: Outcome,
+    reason: str | None,
+    *,
+    now: datetime,
+    request_id: str,
+) -> None:
+    details = {} if reason is None else {"reason": reason}
+    entry = _connect_entry(consumed, outcome, request_id, details=details)
+    # The browser gets its redirect whatever happens to the entry: the flow changed nothing
+    # and its state is spent, so an error page would only strand the user.
+    if services.audit.record_outcome(consumed.org_id, entry, now=now):
+        services.audit.flush_after_commit(consumed.org_id, now=now)
 
 
 def _connect_entry(
@@ -269,7 +304,18 @@ def _consume_state(
         started_by=str(a["started_by"]),
         sealed_code_verifier=a["sealed_code_verifier"],
         redirect_uri=str(a["redirect_uri"]),
+        issuer=str(a["issuer"]) if "issuer" in a else None,
     )
+
+
+def _same_issuer(consumed: _ConsumedState, iss: str | None) -> bool:
+    """Whether the response's `iss` may be the recorded issuer's: equal (exactly, RFC 9207
+    §2.4), or either unknown. The flow has no provider metadata, so an absent `iss` cannot be
+    told from one a provider that announces `authorization_response_iss_parameter_supported`
+    left out: it is accepted."""
+    if iss is None or consumed.issuer is None:
+        return True
+    return hmac.compare_digest(iss.encode("utf-8"), consumed.issuer.encode("utf-8"))
 
 
 def _finish(

@@ -9,6 +9,11 @@ Endpoints (plain HTTP on a free loopback port):
 | `POST /revoke` | RFC 7009 |
 | `GET /.well-known/oauth-authorization-server` | RFC 8414 metadata |
 
+Every authorization response (code or error) carries `iss`, the server's URL (RFC 9207). The
+same endpoints answer under Okta's org authorization server paths too (`/oauth2/v1/authorize`,
+`/oauth2/v1/token`, `/oauth2/v1/revoke`), so an `okta` connection whose domain is the server's
+`host:port` (a dev allow-list entry) uses it, with the issuer Okta's would have: the server's URL.
+
 Requests are never logged: their query strings carry codes and state.
 """
 
@@ -90,6 +95,8 @@ _ERROR_CODES: dict[type[OAuthError], tuple[str, int]] = {
     UntrustedRedirect: ("invalid_request", 400),
 }
 _NO_STORE = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
+# Okta's org authorization server puts its endpoints under this path.
+_OKTA_PREFIX = "/oauth2/v1"
 _JSON = ("Content-Type", "application/json;charset=UTF-8")
 
 
@@ -346,6 +353,7 @@ class LocalAuthorizationServer:
             "token_endpoint_auth_methods_supported": sorted(AUTH_METHODS),
             "token_endpoint_auth_signing_alg_values_supported": sorted(ASSERTION_ALGORITHMS),
             "revocation_endpoint_auth_methods_supported": sorted(AUTH_METHODS),
+            "authorization_response_iss_parameter_supported": True,
         }
 
     # Request handling (called on the listener's threads)
@@ -371,12 +379,14 @@ class LocalAuthorizationServer:
         except OAuthError as exc:
             self._ledger.count("authorize_errors")
             error, _ = _error_code(exc)
-            return _redirect(redirect_uri, error=error, error_description=str(exc), state=state)
+            return _redirect(
+                redirect_uri, error=error, error_description=str(exc), state=state, iss=self.url
+            )
         with self._lock:
             denial = self._denials.popleft() if self._denials else None
         if denial is not None:
             self._ledger.count("authorize_errors")
-            return _redirect(redirect_uri, error=denial, state=state)
+            return _redirect(redirect_uri, error=denial, state=state, iss=self.url)
         code = self._ledger.issue_code(
             client_id=client.client_id,
             redirect_uri=redirect_uri,
@@ -384,7 +394,7 @@ class LocalAuthorizationServer:
             scope=scope,
             now=self._clock(),
         )
-        return _redirect(redirect_uri, code=code, state=state)
+        return _redirect(redirect_uri, code=code, state=state, iss=self.url)
 
     def _trusted_redirect(
         self, query: str
@@ -426,7 +436,9 @@ class LocalAuthorizationServer:
             raise InvalidRequest("code_challenge must be a base64url SHA-256 digest")
         return challenge, _granted_scope(client, parse_scope(parameters.get("scope")))
 
-    def _handle_token(self, headers: Mapping[str, str], body: bytes, query: str) -> Reply | _Fault:
+    def _handle_token(
+        self, headers: Mapping[str, str], body: bytes, query: str, endpoint_url: str | None = None
+    ) -> Reply | _Fault:
         self._ledger.count("token_requests")
         self._count_grant_type(body)
         with self._lock:
@@ -436,7 +448,7 @@ class LocalAuthorizationServer:
             self._ledger.count("faults_injected")
             reply: Reply | _Fault = self._fault_reply(fault)
         else:
-            reply = self._token_reply(headers, body, query)
+            reply = self._token_reply(headers, body, query, endpoint_url or self.token_endpoint)
         self._pause(delay)
         return reply
 
@@ -460,11 +472,13 @@ class LocalAuthorizationServer:
             return self._error_reply(InvalidGrant("injected fault"), basic_attempted=False)
         return fault
 
-    def _token_reply(self, headers: Mapping[str, str], body: bytes, query: str) -> Reply:
+    def _token_reply(
+        self, headers: Mapping[str, str], body: bytes, query: str, endpoint_url: str
+    ) -> Reply:
         basic_attempted = headers.get("authorization") is not None
         try:
             parameters = _form(headers, body, query)
-            client, method = self._authenticate(parameters, headers, self.token_endpoint)
+            client, method = self._authenticate(parameters, headers, endpoint_url)
             tokens = self._grant(client, method, parameters)
         except OAuthError as exc:
             return self._error_reply(exc, basic_attempted=basic_attempted)
@@ -526,10 +540,14 @@ class LocalAuthorizationServer:
             )
         raise UnsupportedGrantType("grant_type is not supported")
 
-    def _handle_revoke(self, headers: Mapping[str, str], body: bytes, query: str) -> Reply:
+    def _handle_revoke(
+        self, headers: Mapping[str, str], body: bytes, query: str, endpoint_url: str | None = None
+    ) -> Reply:
         try:
             parameters = _form(headers, body, query)
-            client, _ = self._authenticate(parameters, headers, self.revocation_endpoint)
+            client, _ = self._authenticate(
+                parameters, headers, endpoint_url or self.revocation_endpoint
+            )
             (token,) = _required(parameters, "token")
         except OAuthError as exc:
             return self._error_reply(exc, basic_attempted=headers.get("authorization") is not None)
@@ -639,8 +657,18 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.forget(self.connection)
 
+    def _route(self) -> tuple[str, str, str]:
+        """(path, query, the URL asked for): an Okta-shaped path is served as the plain one."""
+        asked, _, query = self.path.partition("?")
+        path = asked
+        if asked.startswith(_OKTA_PREFIX + "/"):
+            path = asked.removeprefix(_OKTA_PREFIX)
+            if path not in {"/authorize", "/token", "/revoke"}:
+                path = asked  # only the endpoints: anything else there is unknown
+        return path, query, self.server.app.url + asked
+
     def do_GET(self) -> None:
-        path, _, query = self.path.partition("?")
+        path, query, _ = self._route()
         app = self.server.app
         if path == "/authorize":
             self._send(app._handle_authorize(query))
@@ -652,7 +680,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_json_reply(404, {"error": "not_found"}))
 
     def do_POST(self) -> None:
-        path, _, query = self.path.partition("?")
+        path, query, endpoint_url = self._route()
         app = self.server.app
         if path not in {"/token", "/revoke"}:
             self._discard_body()
@@ -665,9 +693,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
         if path == "/revoke":
-            self._send(app._handle_revoke(headers, body, query))
+            self._send(app._handle_revoke(headers, body, query, endpoint_url))
             return
-        reply = app._handle_token(headers, body, query)
+        reply = app._handle_token(headers, body, query, endpoint_url)
         if isinstance(reply, Reply):
             self._send(reply)
         elif reply.kind == "hang":

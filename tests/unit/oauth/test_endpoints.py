@@ -77,3 +77,19 @@ def test_status_defaults_follow_the_method_and_the_grant() -> None:
     assert authorized.status is ConnectionStatus.ACTIVE
     assert "conn_x" in repr(authorized)
     assert "sealed" not in repr(authorized)
+
+
+def test_each_provider_names_the_issuer_its_discovery_document_does() -> None:
+    assert provider_endpoints(_record(domain="acme.okta.com")).issuer == "https://acme.okta.com"
+    auth0 = provider_endpoints(_record(provider="auth0", domain="acme.us.auth0.com"))
+    assert auth0.issuer == "https://acme.us.auth0.com/"
+    guid = "9188040D-6C67-4C5B-B112-36A304B66DAD"
+    entra = provider_endpoints(_record(provider="entra", tenant_id=guid))
+    assert entra.issuer == f"https://login.microsoftonline.com/{guid.lower()}/v2.0"
+    # A tenant's domain name is not what its issuer names; an oauth2 connection names none.
+    named = provider_endpoints(_record(provider="entra", tenant_id="contoso.onmicrosoft.com"))
+    assert named.issuer is None
+    oauth2 = _record(provider="oauth2", token_endpoint="https://idp.example.com/token")
+    assert provider_endpoints(oauth2).issuer is None
+    dev = provider_endpoints(_record(domain="127.0.0.1:8443"), {("127.0.0.1", 8443)})
+    assert dev.issuer == "http://127.0.0.1:8443"

@@ -109,21 +109,30 @@ class OAuthWorld:
         secret: str | None = None,
         scopes: tuple[str, ...] = ("api.read",),
         register: bool = True,
+        provider: str = "oauth2",
     ) -> tuple[str, str, str]:
-        """An oauth2 authorization_code connection at the double: (connection id, client id,
-        client secret), the client registered with the server."""
+        """An authorization_code connection at the double: (connection id, client id, client
+        secret), the client registered with the server. `oauth2` names the double's endpoints;
+        `okta` names its host:port as the domain (it serves Okta's paths, issuer its URL)."""
         client_id = client_id or "client-" + secrets.token_hex(4)
         secret = secret or "CANARYsecret" + secrets.token_hex(12)
         if register:
             self.server.register_client(
                 client_id, redirect_uris=[self.settings.oauth_redirect_uri], secret=secret
             )
+        endpoints: dict[str, str] = (
+            {
+                "authorization_endpoint": self.server.authorization_endpoint,
+                "token_endpoint": self.server.token_endpoint,
+                "revocation_endpoint": self.server.revocation_endpoint,
+            }
+            if provider == "oauth2"
+            else {"domain": self.server.host_port}
+        )
         body = {
             "name": "Example IdP",
-            "provider": "oauth2",
-            "authorization_endpoint": self.server.authorization_endpoint,
-            "token_endpoint": self.server.token_endpoint,
-            "revocation_endpoint": self.server.revocation_endpoint,
+            "provider": provider,
+            **endpoints,
             "scopes": list(scopes),
             "auth": {
                 "method": "authorization_code",

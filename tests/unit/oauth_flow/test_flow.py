@@ -85,10 +85,43 @@ def test_the_authorization_url_carries_pkce_state_scopes_and_the_exact_redirect_
     assert len(secret) == 43  # 256 bits, base64url
     expires = datetime.fromisoformat(reply.body["expires_at"].replace("Z", "+00:00"))
     assert timedelta(minutes=9) < expires - datetime.now(UTC) <= timedelta(minutes=10)
-    cookie = reply.cookies[0]
-    for attribute in ("HttpOnly", "Secure", "SameSite=Lax", "Max-Age=600", "Path=/"):
-        assert attribute in cookie
+    assert _set_cookie(reply.cookies[0])[1] == {
+        "path": "/",
+        "max-age": "600",
+        "secure": "",
+        "httponly": "",
+        "samesite": "Lax",
+    }
     assert reply.headers["cache-control"] == "no-store"
+
+
+def _set_cookie(header: str) -> tuple[str, dict[str, str]]:
+    """A Set-Cookie header's cookie name and its attributes (lower-cased names, in a dict)."""
+    pair, *attributes = (part.strip() for part in header.split(";"))
+    name = pair.partition("=")[0]
+    parsed = {key.lower(): value for key, _, value in (a.partition("=") for a in attributes)}
+    assert len(parsed) == len(attributes)  # no attribute twice
+    return name, parsed
+
+
+def test_the_binding_cookie_is_host_prefixed_when_set_and_when_cleared(world: OAuthWorld) -> None:
+    # RFC 6265bis `__Host-`: a browser keeps it only with Secure, Path=/ and no Domain, so no
+    # sibling subdomain can plant or overwrite the binding of another user's flow.
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    started = world.authorize(org, connection_id)
+    url = str(started.body["authorization_url"])
+    cookie = started.cookies[0].split(";")[0]
+    cleared = world.callback(world.browse(url), cookie)
+    for header in (started.cookies[0], *cleared.cookies):
+        name, attributes = _set_cookie(header)
+        assert name == "__Host-strongroom_oauth_binding"
+        assert "secure" in attributes
+        assert attributes["path"] == "/"
+        assert "domain" not in attributes
+    assert len(cleared.cookies) == 1
+    assert _set_cookie(cleared.cookies[0])[1]["max-age"] == "0"
+    assert world.result(cleared)["result"] == "connected"
 
 
 def test_a_replayed_state_fails_and_spends_no_second_code(world: OAuthWorld) -> None:
@@ -142,11 +175,64 @@ def test_another_users_state_fails_without_spending_it(world: OAuthWorld) -> Non
     url, bobs_cookie = world.start(org, connection_id, sub="bob")
     _, alices_cookie = world.start(org, connection_id, sub="alice")
     query = world.browse(url)
-    for cookie in (alices_cookie, None, "strongroom_oauth_binding=" + "A" * 43):
+    for cookie in (alices_cookie, None, "__Host-strongroom_oauth_binding=" + "A" * 43):
         assert world.result(world.callback(query, cookie)) == {"result": "invalid_state"}
     assert world.server.counts()["grant_authorization_code"] == 0
     # The state was not spent by the wrong browser: its own user can still finish.
     assert world.result(world.callback(query, bobs_cookie))["result"] == "connected"
+
+
+def test_a_callback_naming_another_issuer_is_refused_spends_the_state_and_stores_nothing(
+    world: OAuthWorld,
+) -> None:
+    # RFC 9207: a response that names another authorization server than the one the flow was
+    # sent to (a mix-up) is refused like a bad state, before its code goes anywhere.
+    org = world.new_org()
+    connection_id, client_id, _ = world.new_code_connection(org, provider="okta")
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    assert query["iss"] == world.server.url
+    for other in (world.server.url + "/", "https://attacker.example", ""):
+        url, cookie = world.start(org, connection_id)
+        query = world.browse(url)
+        refused = world.result(world.callback({**query, "iss": other}, cookie))
+        assert refused == {"result": "invalid_state"}
+        # The state is spent: the same response with the right issuer cannot follow it.
+        assert world.result(world.callback(query, cookie)) == {"result": "invalid_state"}
+    assert world.server.counts()["grant_authorization_code"] == 0
+    assert world.server.current_refresh_tokens(client_id) == []
+    # Each refused attempt is audited (its state was the browser's own); the replays are not.
+    built = world.oauth_callback.services()
+    events = built.audit.list_events(org, now=datetime.now(UTC), limit=100).events
+    refusals = [e.details for e in events if (e.action, e.outcome) == ("oauth.connect", "failure")]
+    assert refusals == [{"reason": "issuer_mismatch"}] * 3
+    body = world.connection(org, connection_id).body
+    assert body["status"] == "pending_authorization"
+    assert "refresh_token" not in {c["field"] for c in body["credentials"]}
+
+
+@pytest.mark.parametrize("iss", ["the server's", "absent"])
+def test_a_callback_with_the_issuer_or_none_connects(world: OAuthWorld, iss: str) -> None:
+    # A provider without RFC 9207 sends no iss: nothing to compare, so the flow goes on.
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org, provider="okta")
+    url, cookie = world.start(org, connection_id)
+    query = world.browse(url)
+    assert query["iss"] == world.server.url
+    if iss == "absent":
+        del query["iss"]
+    result = world.result(world.callback(query, cookie))
+    assert result == {"result": "connected", "connection_id": connection_id}
+    assert world.connection(org, connection_id).body["status"] == "active"
+
+
+def test_an_oauth2_connection_names_no_issuer_so_any_iss_is_accepted(world: OAuthWorld) -> None:
+    # Its settings hold endpoints only: an issuer to compare with is not known.
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id)
+    query = {**world.browse(url), "iss": "https://elsewhere.example"}
+    assert world.result(world.callback(query, cookie))["result"] == "connected"
 
 
 def test_access_denied_is_reported_audited_and_stores_nothing(world: OAuthWorld) -> None:

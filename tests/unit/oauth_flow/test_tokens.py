@@ -28,7 +28,7 @@ from strongroom.oauth import (
     TokenUnavailable,
 )
 from strongroom.oauth.tokens import LEASE_KIND
-from strongroom.tenancy import StoreUnavailable
+from strongroom.tenancy import ItemNotFound, StoreUnavailable
 from tests.support.events import load_event
 from tests.unit.credential_store.conftest import LambdaContext
 from tests.unit.oauth_flow.conftest import OAuthWorld, rebuild_tokens
@@ -194,6 +194,108 @@ def test_a_held_lease_times_out_without_blaming_the_credentials(world: OAuthWorl
     # A holder that crashed frees the lease when its TTL passes.
     after_lease = near_expiry + timedelta(seconds=46)
     assert impatient.access_token(org, connection_id, now=after_lease, request_id="r").value
+
+
+class _SlowAfterLease:
+    """A table whose clock runs `seconds` on (a slow KMS, a slow audit write) just after the
+    token lease is taken, then runs `meanwhile`; it records the lease's updates."""
+
+    def __init__(self, real: Any, clock: list[float], seconds: float) -> None:
+        self._real = real
+        self._clock = clock
+        self._seconds = seconds
+        self.meanwhile: Callable[[datetime], None] = lambda _: None
+        self.lease_updates: list[datetime] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def create(self, org_id: str, kind: str, item_id: str | None = None, **kwargs: Any) -> Any:
+        created = self._real.create(org_id, kind, item_id, **kwargs)
+        if kind == LEASE_KIND:
+            self._clock[0] += self._seconds
+            self.meanwhile(kwargs["now"] + timedelta(seconds=self._seconds))
+        return created
+
+    def update(self, org_id: str, kind: str, item_id: str | None = None, **kwargs: Any) -> Any:
+        if kind == LEASE_KIND:
+            self.lease_updates.append(kwargs["now"])
+        return self._real.update(org_id, kind, item_id, **kwargs)
+
+
+def _slow_after_lease(world: OAuthWorld, seconds: float) -> tuple[TokenService, _SlowAfterLease]:
+    built = world.oauth_callback.services()
+    clock = [0.0]
+    table = _SlowAfterLease(built.table, clock, seconds)
+    tokens = TokenService(
+        table=table,  # type: ignore[arg-type]
+        keyrings=built.keyrings,
+        outbound=built.tokens._outbound,
+        audit=built.audit,
+        dev_hosts=world.settings.dev_allow_hosts,
+        clock=lambda: clock[0],
+        sleep=lambda _: None,
+    )
+    return tokens, table
+
+
+def test_a_lease_with_too_little_left_for_the_refresh_is_renewed_before_it_is_sent(
+    world: OAuthWorld,
+) -> None:
+    org, connection_id, _ = _connected(world)
+    near_expiry = _due_for_refresh(world, org, connection_id)
+    # Plenty left (45 s against a 30 s request and its margin): no renewal.
+    roomy, roomy_table = _slow_after_lease(world, 0)
+    first = roomy.access_token(org, connection_id, now=near_expiry, request_id="r")
+    assert roomy_table.lease_updates == []
+    # 15 s gone by the time the refresh would be sent: 30 s left is less than the request may
+    # take, so the lease is extended first, at that moment, and the refresh then goes out.
+    due = datetime.fromtimestamp((first.expires_at or 0) - 30, UTC)
+    tokens, table = _slow_after_lease(world, 15)
+    renewed = tokens.access_token(org, connection_id, now=due, request_id="r")
+    assert table.lease_updates == [due + timedelta(seconds=15)]
+    assert renewed.value != first.value
+    assert world.server.counts()["grant_refresh_token"] == 2
+    # Released once done, like any lease.
+    with pytest.raises(ItemNotFound):
+        table.get(org, LEASE_KIND, connection_id, now=due + timedelta(seconds=15))
+
+
+@pytest.mark.parametrize("lost", ["expired", "taken"])
+def test_a_lease_that_cannot_be_renewed_before_the_refresh_sends_nothing(
+    world: OAuthWorld, lost: str
+) -> None:
+    # A refresh token is single-use: a POST still in flight when our lease ends could race a
+    # second worker's refresh of the same token, and the provider's reuse detection would
+    # revoke the whole grant.
+    org, connection_id, client_id = _connected(world)
+    near_expiry = _due_for_refresh(world, org, connection_id)
+    tokens, table = _slow_after_lease(world, 46 if lost == "expired" else 40)
+    if lost == "taken":
+        # Our lease was lost meanwhile (its TTL passed) and another worker holds one now.
+        def take(at: datetime) -> None:
+            table.put(
+                org,
+                LEASE_KIND,
+                connection_id,
+                attributes={"holder": "another worker"},
+                ttl=timedelta(seconds=45),
+                now=at,
+            )
+
+        table.meanwhile = take
+    [refresh_token] = world.server.current_refresh_tokens(client_id)
+    requests_before = world.server.counts()["token_requests"]
+    with pytest.raises(LeaseTimeout):
+        tokens.access_token(org, connection_id, now=near_expiry, request_id="r")
+    assert len(table.lease_updates) == 1
+    assert world.server.counts()["token_requests"] == requests_before
+    assert world.server.current_refresh_tokens(client_id) == [refresh_token]
+    assert world.connection(org, connection_id).body["status"] == "active"
+    if lost == "taken":  # the other worker's lease is left alone
+        after = near_expiry + timedelta(seconds=40)
+        lease = table.get(org, LEASE_KIND, connection_id, now=after)
+        assert lease.attributes["holder"] == "another worker"
 
 
 def _client_connection(world: OAuthWorld, org: str, auth: dict[str, Any]) -> str:

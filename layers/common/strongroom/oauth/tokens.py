@@ -12,7 +12,11 @@ more than 60 s of it remain.
 Otherwise the caller takes the connection's lease (an item created only if absent or expired,
 with a TTL, so a crashed holder frees it by itself), reads the connection again, and fetches
 (client credentials, private_key_jwt) or refreshes (authorization code) only if no other caller
-did meanwhile. The new token is written only if `token_generation` still holds the value read
+did meanwhile. Just before a refresh is sent, the lease must outlast the request (its total
+timeout and a margin), or is extended while still ours; one that cannot be is given up with
+LeaseTimeout, nothing sent: a refresh token is single-use, and a second worker refreshing it
+while ours is still in flight would set off the provider's reuse detection, which revokes the
+grant. The new token is written only if `token_generation` still holds the value read
 under the lease, so a caller whose lease ran out can never overwrite a newer token (nor the
 newer refresh token of a rotating provider). Callers that find the lease taken wait for the
 holder's token, and give up with LeaseTimeout, never with an error that blames the credentials.
@@ -97,9 +101,14 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 LEASE_KIND: Final = "TOKEN_LEASE"
 MIN_REMAINING_SECONDS: Final = 60
+# The token client's total timeout: no one token request attempt takes longer.
+REQUEST_SECONDS: Final = 30.0
 # Longer than one token request can take (the token client's total timeout), so a live holder
 # keeps its lease for the whole request.
 LEASE_SECONDS: Final = 45
+# A refresh is sent only with this much more than the request's timeout left on the lease: the
+# lease's expiry is whole seconds, and the clocks of workers and DynamoDB differ a little.
+LEASE_MARGIN_SECONDS: Final = 5
 # The connection attribute naming the store of its current authorized grant (random, no secret).
 GRANT_NONCE: Final = "grant_nonce"
 # A refreshed token whose store fails is tried this many times (a pause of this many seconds
@@ -113,7 +122,7 @@ def token_client(
     *,
     resolver: Resolver = system_resolver,
     read_timeout: float = 10.0,
-    total_timeout: float = 30.0,
+    total_timeout: float = REQUEST_SECONDS,
 ) -> OutboundClient:
     """The outbound client for token and revocation endpoints: short timeouts, small bodies."""
     # Loaded here, not at import: it brings requests, which cold starts need not pay for.
@@ -137,7 +146,7 @@ def token_service(
     audit: AuditLog,
     resolver: Resolver = system_resolver,
     read_timeout: float = 10.0,
-    total_timeout: float = 30.0,
+    total_timeout: float = REQUEST_SECONDS,
 ) -> TokenService:
     """The deployment's token service: its own token client (made when a token request is
     first sent), the settings' dev allow-list."""
@@ -151,6 +160,7 @@ def token_service(
         ),
         audit=audit,
         dev_hosts=settings.dev_allow_hosts,
+        request_seconds=total_timeout,
     )
 
 
@@ -184,9 +194,14 @@ class TokenService:
         dev_hosts: Collection[tuple[str, int]] = (),
         lease_seconds: int = LEASE_SECONDS,
         wait_seconds: float = LEASE_SECONDS + 5,
+        request_seconds: float = REQUEST_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`request_seconds` is the outbound client's total timeout (one attempt)."""
+        if lease_seconds < request_seconds + LEASE_MARGIN_SECONDS:
+            # Not even a fresh lease would outlast a refresh: every one would be given up.
+            raise ValueError("lease_seconds must exceed request_seconds and its margin")
         self._table = table
         self._keyrings = keyrings
         self._outbound = outbound
@@ -194,6 +209,7 @@ class TokenService:
         self._dev_hosts = frozenset(dev_hosts)
         self._lease = timedelta(seconds=lease_seconds)
         self._wait_seconds = wait_seconds
+        self._request_seconds = request_seconds
         self._clock = clock
         self._sleep = sleep
 
@@ -270,7 +286,7 @@ class TokenService:
         while True:
             current = now + timedelta(seconds=self._clock() - started)
             try:
-                self._table.create(
+                taken = self._table.create(
                     record.org_id,
                     LEASE_KIND,
                     record.connection_id,
@@ -297,7 +313,12 @@ class TokenService:
             cached = self._cached(record, current)
             if cached is not None:
                 return cached
-            return self._fetch(record, now=current, request_id=request_id, actor=actor)
+            lease = _Lease(
+                holder=holder,
+                expires_at=int(taken.expires_at or 0),
+                now=lambda: now + timedelta(seconds=self._clock() - started),
+            )
+            return self._fetch(record, now=current, request_id=request_id, actor=actor, lease=lease)
         finally:
             with contextlib.suppress(TenancyError):
                 self._table.delete(
@@ -308,8 +329,35 @@ class TokenService:
                     now=current,
                 )
 
+    def _keep_lease(self, record: ConnectionRecord, lease: _Lease) -> None:
+        """Make the lease outlast the refresh about to be sent (see the module docstring):
+        extended, if too little is left, by an update that holds only while it is still ours;
+        LeaseTimeout if it cannot be (ran out, taken by another caller, DynamoDB failing)."""
+        current = lease.now()
+        needed = self._request_seconds + LEASE_MARGIN_SECONDS
+        if lease.expires_at - current.timestamp() >= needed:
+            return
+        try:
+            kept = self._table.update(
+                record.org_id,
+                LEASE_KIND,
+                record.connection_id,
+                now=current,
+                expect={"holder": lease.holder},
+                ttl=self._lease,
+            )
+        except TenancyError:  # ItemNotFound (ran out) and ConditionFailed (taken) among them
+            raise LeaseTimeout("the token lease ran out before the refresh was sent") from None
+        lease.expires_at = int(kept.expires_at or 0)
+
     def _fetch(
-        self, record: ConnectionRecord, *, now: datetime, request_id: str, actor: str
+        self,
+        record: ConnectionRecord,
+        *,
+        now: datetime,
+        request_id: str,
+        actor: str,
+        lease: _Lease | None = None,
     ) -> AccessToken:
         if record.status is ConnectionStatus.NEEDS_REAUTH:
             raise NeedsReauthorization("the connection must be authorized again")
@@ -339,6 +387,11 @@ class TokenService:
             actor=actor,
             # A refresh spends a rotating refresh token: never sent twice.
             retryable=grant_type == "client_credentials",
+            before_send=(
+                (lambda: self._keep_lease(record, lease))
+                if lease is not None and grant_type == "refresh_token"
+                else None
+            ),
         )
         if grant_type == "refresh_token":
             self._store_refreshed(
@@ -685,8 +738,12 @@ class TokenService:
         request_id: str,
         actor: str,
         retryable: bool,
+        before_send: Callable[[], None] | None = None,
     ) -> _Use:
         """One token request made with the connection's credentials, audited whatever happens.
+
+        `before_send` runs last before the request leaves; what it raises stops the request
+        (nothing sent, so nothing to audit).
 
         Its success is recorded by writes prepared before the request, so an audit log that
         cannot take them stops the request before a credential leaves (AuditError); the caller
@@ -699,6 +756,8 @@ class TokenService:
             record, request_id=request_id, actor=actor, outcome="success", details=details
         )
         audited = self._audit.prepare(record.org_id, succeeded, now=now)
+        if before_send is not None:
+            before_send()
         try:
             token = request_token(
                 self._outbound,
@@ -930,6 +989,16 @@ class TokenService:
             target_id=record.connection_id,
             details={"method": record.auth_method, **details},
         )
+
+
+@dataclass(slots=True)
+class _Lease:
+    """The token lease a caller holds: its holder id, its expiry as stored (epoch seconds, moved
+    on by an extension), and the caller's clock (`now` advanced by the time spent since)."""
+
+    holder: str
+    expires_at: int
+    now: Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
