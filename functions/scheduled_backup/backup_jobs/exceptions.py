@@ -49,6 +49,11 @@ class StorageFailed(BackupError):
     """S3 or DynamoDB failed while writing the backup."""
 
 
+class UploadGone(StorageFailed):
+    """S3 has no such multipart upload (NoSuchUpload): it was completed or aborted. The worker
+    starts a resumed file again on it (`worker._write_file`); anywhere else it is StorageFailed."""
+
+
 class VerificationFailed(BackupError):
     """A stored file read back differs from what was written, or is not locked and encrypted
     as required."""

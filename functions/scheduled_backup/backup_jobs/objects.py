@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from backup_jobs.exceptions import StorageFailed, VerificationFailed
+from backup_jobs.exceptions import StorageFailed, UploadGone, VerificationFailed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -64,11 +64,6 @@ class StoredFile:
     version_id: str
     sha256: str  # hex, of the whole object
     size: int
-
-
-class UploadGone(StorageFailed):
-    """S3 has no such multipart upload (NoSuchUpload): it was completed or aborted. The worker
-    starts a resumed file again on it (`worker._write_file`); anywhere else it is StorageFailed."""
 
 
 def _b64_sha256(data: bytes) -> str:

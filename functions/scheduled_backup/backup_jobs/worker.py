@@ -66,7 +66,6 @@ from backup_jobs.objects import (
     BackupObjects,
     PartRecord,
     StoredFile,
-    UploadGone,
     abort_upload,
 )
 from backup_jobs.okta import (
@@ -543,7 +542,7 @@ def _write_file(run: _Run, lane: _Lane, spec: ResourceSpec, budget: Budget) -> C
     resume = run.checkpoints.get(spec.name)
     try:
         return _write_resource(run, lane, spec, resume, budget)
-    except UploadGone:
+    except errors.UploadGone:
         if resume is None:
             raise  # the upload this invocation started: storage trouble, retried as such
         logger.info("a resumed upload is gone: its file starts again", extra={"file": spec.name})
