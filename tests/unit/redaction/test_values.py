@@ -274,17 +274,25 @@ def test_pairs_are_read_as_fields_after_a_json_round_trip_and_from_parse_qsl() -
     assert redact(mixed) == [("Authorization", REDACTED), "note", 3]
 
 
-def test_two_secret_field_names_are_a_list_of_names_not_a_pair() -> None:
-    # What an audit detail or a discovery document holds: names, which are not secrets.
+def test_two_credential_field_names_are_a_list_of_names_not_a_pair() -> None:
+    # What an audit detail holds: names of sealed fields, which are not secrets.
     assert redact({"fields": ["client_secret", "refresh_token"]}) == {
         "fields": ["client_secret", "refresh_token"]
     }
-    assert redact(("password", "refresh_token")) == ("password", "refresh_token")
-    assert redact([["access_token", "id_token"]]) == [["access_token", "id_token"]]
-    # A value that is not a secret field name is still a secret under a secret name.
-    assert redact(["password", "hunter2"]) == ["password", REDACTED]
-    assert redact(("client_secret", "refresh token")) == ("client_secret", REDACTED)
-    assert redact(("Authorization", "Bearer refresh_token")) == ("Authorization", REDACTED)
+    assert redact(("access_token", "refresh_token")) == ("access_token", "refresh_token")
+    assert redact([["client_secret", "token"]]) == [["client_secret", "token"]]
+    # Only those exact names: anything else under a secret name is still its value.
+    for value in ("hunter2", "password", "Password", "TopSecret", "refresh token", "Refresh_Token"):
+        assert redact(["password", value]) == ["password", REDACTED], value
+    assert redact(("client_secret", "api_token")) == ("client_secret", REDACTED)
+    token = "gAAAAABlZ3xQ9yTkP2vW8mN4rL1cD7sF0hJ6Dek"  # ends like a secret field name
+    assert redact([("refresh_token", token)]) == [("refresh_token", REDACTED)]
+    assert redact({"headers": [["X-Api-Key", token]]}) == {"headers": [["X-Api-Key", REDACTED]]}
+    form = [("username", "bob"), ("password", "TopSecret")]
+    assert redact({"form": form}) == {"form": [("username", "bob"), ("password", REDACTED)]}
+    # A token request stays one OAuth message, so an enumeration-shaped code still goes.
+    body = "grant_type=authorization_code&code=splxlobezqqybys&redirect_uri=https%3A%2F%2Fa.example"
+    assert dict(redact(urllib.parse.parse_qsl(body)))["code"] == REDACTED
 
 
 def test_cycles_and_deep_nesting_do_not_fail() -> None:

@@ -89,6 +89,20 @@ SECRET_SUFFIXES = (
     "sessionkey",
 )
 
+# The names of the credential fields a connection seals and a token response holds, exactly as
+# our code writes them: two of them side by side are a list of names, not a name and its value.
+CREDENTIAL_FIELD_NAMES = frozenset(
+    {
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "client_secret",
+        "private_key",
+        "code_verifier",
+    }
+)
+
 # Names whose value is a secret only by shape (see the module docstring).
 CONDITIONAL_NAMES = frozenset({"code", "state"})
 

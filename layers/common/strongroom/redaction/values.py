@@ -15,7 +15,8 @@ A mapping with `kty` is a JWK: its private members (`d`, `p`, `q`, `dp`, `dq`, `
 A pair (a 2-item tuple or list whose first item is text, such as a header pair) is read as a
 one-field mapping, and a list or tuple made only of pairs (`parse_qsl`'s output, a header list,
 either after a JSON round trip) as a mapping of them all, `code` and `state` rules included;
-two secret field names (`["client_secret", "refresh_token"]`) are a list of names, not a pair.
+two of our credential field names (`["client_secret", "refresh_token"]`, exactly) are a list of
+names, not a pair.
 Bytes are never shown (they are key material more often than not). Anything else (dates,
 exceptions, dataclasses) is rendered to text and scrubbed, as the JSON serialiser would render
 it. Cycles and nesting deeper than 64 levels become `[REDACTED]`: a log line must never fail.
@@ -23,16 +24,15 @@ it. Cycles and nesting deeper than 64 levels become `[REDACTED]`: a log line mus
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from strongroom.redaction.keys import (
     CONDITIONAL_NAMES,
+    CREDENTIAL_FIELD_NAMES,
     REDACTED,
     SECRET_NAMES,
     SECRET_SUFFIXES,
-    is_secret_key,
     looks_like_enum_word,
     normalise_key,
 )
@@ -51,9 +51,6 @@ _OAUTH_MARKERS = frozenset(
         "errordescription",
     }
 )
-
-# A field name as code spells it: `refresh_token`, `clientSecret`, `api-key`.
-_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[_.-][A-Za-z0-9]+)*", re.ASCII)
 
 Render = Callable[[Any], Any]
 
@@ -149,16 +146,10 @@ def _hides(name: str, item: Any, oauth_message: bool, jwk: bool) -> bool:
 def _is_pair(value: Any) -> bool:
     if not (isinstance(value, list | tuple) and len(value) == 2 and isinstance(value[0], str)):
         return False
-    # Two secret field names (`["client_secret", "refresh_token"]`, grant types) are a list of
-    # names, not a name and its value: a secret is never spelled as a field name.
-    second = value[1]
-    return not (isinstance(second, str) and _is_secret_field_name(second))
-
-
-def _is_secret_field_name(text: str) -> bool:
-    return _FIELD_NAME.fullmatch(text) is not None and (
-        is_secret_key(text) or normalise_key(text) in CONDITIONAL_NAMES
-    )
+    # Two of our credential field names (`["client_secret", "refresh_token"]`, an audit entry's
+    # fields) are a list of names. Exact names from a closed set only: a suffix rule would let
+    # `("password", "TopSecret")` or a token ending in `dek` through.
+    return not (value[0] in CREDENTIAL_FIELD_NAMES and value[1] in CREDENTIAL_FIELD_NAMES)
 
 
 def _walk_pairs(
