@@ -346,6 +346,11 @@ def _claim(
             now=now,
         )
     except (ConditionFailed, ItemNotFound):
+        if receive_count > 1:
+            # Lost to a claim made since the read: held now, as above, unless the step moved on.
+            rival = _running(services, job, request_id=request_id, now=now)
+            if rival is not None and _held(rival, now):
+                raise StepHeld("another invocation holds the backup's step") from None
         logger.info("backup step claimed by another invocation", extra={"backup_id": job.backup_id})
         return None
     run.seq += 1

@@ -256,3 +256,36 @@ def test_a_step_whose_invocation_died_is_taken_over_once_its_claim_runs_out(
     redelivered = started + timedelta(seconds=int(visibility))
     assert attempt(2, redelivered) == worker.Outcome("complete")
     assert world.record(org, backup_id)["status"] == "complete"
+
+
+def test_a_redelivery_that_loses_the_claim_to_a_step_held_since_it_read_goes_back_to_the_queue(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, connection, backup_id = _start(world)
+    job = BackupJob(org_id=org, connection_id=connection, backup_id=backup_id)
+    now = datetime.now(UTC)
+    budget = worker.Budget(time_left=lambda: 900.0, clock=lambda: now)
+    read = worker._running
+    claimed: list[Any] = []
+
+    def read_then_lose_the_race(services: Any, job: BackupJob, **kwargs: Any) -> Any:
+        run = read(services, job, **kwargs)  # the step as this delivery read it: not held
+        monkeypatch.setattr(worker, "_running", read)
+        # The same message, handed out twice, is claimed by the other delivery meanwhile.
+        claimed.append(
+            worker._claim(services, job, request_id="other", budget=budget, receive_count=1)
+        )
+        return run
+
+    monkeypatch.setattr(worker, "_running", read_then_lose_the_race)
+    # Delivered again, it may be the holder's own message: kept (StepHeld), never deleted.
+    with pytest.raises(worker.StepHeld):
+        worker.run_job(world.services, job, budget=budget, receive_count=2, request_id="r")
+    (holder,) = claimed
+    assert holder is not None
+    # A first delivery losing the same race is a second message of the step: dropped.
+    monkeypatch.setattr(worker, "_running", read_then_lose_the_race)
+    worker._give_up_claim(world.services, holder, now)
+    claimed.clear()
+    outcome = worker.run_job(world.services, job, budget=budget, receive_count=1, request_id="r")
+    assert outcome == worker.Outcome("skipped")
