@@ -71,7 +71,7 @@ from strongroom_local.authorization_server.protocol import (
 log = logging.getLogger("strongroom_local.authorization_server")
 
 LOOPBACK = "127.0.0.1"
-FaultKind = Literal["status_500", "html", "hang", "oversized", "invalid_grant"]
+FaultKind = Literal["status_500", "status_429", "html", "hang", "oversized", "invalid_grant"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 MAX_FORM_BYTES = 64 * 1024
 # Above the 2 MiB a careful client caps a token response at.
@@ -293,7 +293,8 @@ class LocalAuthorizationServer:
     ) -> None:
         """The next `count` requests to /token fail as `kind`, without touching any grant.
 
-        `status_500`: 500 with a JSON body. `html`: 200 with an HTML page. `hang`: no answer for
+        `status_500`: 500 with a JSON body. `status_429`: 429 with `Retry-After: 1` (a rate
+        limit: the request did not count). `html`: 200 with an HTML page. `hang`: no answer for
         `hang_seconds` (or until `stop()`), then the connection closes. `oversized`: 200 whose
         chunked JSON body exceeds 2 MiB. `invalid_grant`: 400 `{"error": "invalid_grant"}`.
         Calls queue up in order.
@@ -465,6 +466,9 @@ class LocalAuthorizationServer:
         if fault.kind == "status_500":
             document = {"error": "server_error", "error_description": "injected fault"}
             return _json_reply(500, document)
+        if fault.kind == "status_429":
+            document = {"error": "rate_limited", "error_description": "injected fault"}
+            return _json_reply(429, document, ("Retry-After", "1"))
         if fault.kind == "html":
             page = b"<!doctype html><html><body><h1>Sign in</h1></body></html>"
             return Reply(200, (("Content-Type", "text/html; charset=utf-8"),), page)

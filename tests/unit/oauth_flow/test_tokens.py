@@ -261,6 +261,43 @@ def test_a_lease_with_too_little_left_for_the_refresh_is_renewed_before_it_is_se
         table.get(org, LEASE_KIND, connection_id, now=due + timedelta(seconds=15))
 
 
+def test_a_refresh_is_sent_once_even_when_the_provider_asks_for_a_retry(
+    world: OAuthWorld,
+) -> None:
+    # A retry's wait (Retry-After) could outlast the lease checked for the first attempt: a
+    # second worker could then refresh the same token while ours goes out again.
+    org, connection_id, _ = _connected(world)
+    near_expiry = _due_for_refresh(world, org, connection_id)
+    before = world.server.counts()["grant_refresh_token"]
+    world.server.fail_next_token_requests(1, "status_429")
+    with pytest.raises(TokenUnavailable):
+        _get(world, org, connection_id, at=near_expiry)
+    assert world.server.counts()["grant_refresh_token"] == before + 1
+    assert world.connection(org, connection_id).body["status"] == "active"
+    # The refresh token was not spent: the next caller, under a new lease, refreshes.
+    assert _get(world, org, connection_id, at=near_expiry).value
+
+
+def test_a_lease_extension_whose_answer_was_slow_is_measured_again(world: OAuthWorld) -> None:
+    org, connection_id, _ = _connected(world)
+    near_expiry = _due_for_refresh(world, org, connection_id)
+    tokens, table = _slow_after_lease(world, 15)
+    answered = table.update
+
+    def slow_answer(org_id: str, kind: str, item_id: str | None = None, **kwargs: Any) -> Any:
+        kept = answered(org_id, kind, item_id, **kwargs)
+        if kind == LEASE_KIND:
+            table._clock[0] += 15  # the extension's answer took 15 s: 30 s of it left
+        return kept
+
+    table.update = slow_answer  # type: ignore[method-assign]
+    before = world.server.counts()["grant_refresh_token"]
+    with pytest.raises(LeaseTimeout):
+        tokens.access_token(org, connection_id, now=near_expiry, request_id="r")
+    assert world.server.counts()["grant_refresh_token"] == before
+    assert world.connection(org, connection_id).body["status"] == "active"
+
+
 @pytest.mark.parametrize("lost", ["expired", "taken"])
 def test_a_lease_that_cannot_be_renewed_before_the_refresh_sends_nothing(
     world: OAuthWorld, lost: str

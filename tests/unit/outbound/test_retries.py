@@ -11,6 +11,7 @@ import pytest
 from strongroom.outbound import OutboundClient, RetryPolicy
 from strongroom.outbound.exceptions import (
     DeadlineReached,
+    MalformedOutboundRequest,
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
@@ -125,6 +126,26 @@ def test_429_on_every_attempt_is_rate_limited(
         client.get(server.url())
     assert len(server.requests) == 4
     assert clock.sleeps == [2.0, 2.0, 2.0]
+
+
+def test_max_attempts_lowers_the_policy_for_one_request(
+    serve: Callable[..., Server], make_client: Callable[..., OutboundClient], clock: FakeClock
+) -> None:
+    server = serve(replies(limited(("Retry-After", "2"))))
+    client = make_client(allow_hosts={server.allow}, retry=RetryPolicy(max_attempts=4))
+    # One attempt: not even a 429, whose request did not count, is sent again.
+    with pytest.raises(ProviderRateLimited):
+        client.post(server.url(), data=b"x", max_attempts=1)
+    assert len(server.requests) == 1
+    assert clock.sleeps == []
+    # Never more than the policy's.
+    with pytest.raises(ProviderRateLimited):
+        client.get(server.url(), max_attempts=10)
+    assert len(server.requests) == 5
+    for bad in (0, -1, True):
+        with pytest.raises(MalformedOutboundRequest):
+            client.get(server.url(), max_attempts=bad)
+    assert len(server.requests) == 5
 
 
 def test_503_then_200_backs_off_with_jitter(

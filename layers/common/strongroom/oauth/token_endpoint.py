@@ -54,14 +54,17 @@ def request_token(
     *,
     now: float,
     retryable: bool,
+    once: bool = False,
 ) -> TokenGrant:
-    """POST a grant to the token endpoint.
+    """POST a grant to the token endpoint; with `once`, a single attempt whatever fails (a
+    refresh under a lease: a retry's wait could outlast it).
 
     InvalidGrant: the code or refresh token is refused. ProviderRefused: another RFC 6749 error
     (invalid_client, unauthorized_client, ...). TokenUnavailable: timeout, 5xx, rate limit,
     redirect, oversized, non-JSON or malformed answer.
     """
-    response = _post(outbound, token_endpoint, {**grant, **client.form}, client, retryable)
+    form = {**grant, **client.form}
+    response = _post(outbound, token_endpoint, form, client, retryable, once=once)
     document = _json_object(response)
     if response.status != 200:
         _raise_refusal(response.status, document)
@@ -97,6 +100,7 @@ def _post(
     retryable: bool,
     *,
     deadline: float | None = None,
+    once: bool = False,
 ) -> OutboundResponse:
     try:
         response = outbound.post(
@@ -106,6 +110,7 @@ def _post(
             retryable=retryable,
             allow_redirects=False,
             deadline=deadline,
+            max_attempts=1 if once else None,
         )
     except OutboundError:
         raise TokenUnavailable("the token endpoint did not answer usably") from None

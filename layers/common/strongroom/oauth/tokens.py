@@ -14,12 +14,14 @@ with a TTL, so a crashed holder frees it by itself), reads the connection again,
 (client credentials, private_key_jwt) or refreshes (authorization code) only if no other caller
 did meanwhile. Just before a refresh is sent, the lease must outlast the request (its total
 timeout and a margin), or is extended while still ours; one that cannot be is given up with
-LeaseTimeout, nothing sent: a refresh token is single-use, and a second worker refreshing it
-while ours is still in flight would set off the provider's reuse detection, which revokes the
-grant. The new token is written only if `token_generation` still holds the value read
-under the lease, so a caller whose lease ran out can never overwrite a newer token (nor the
-newer refresh token of a rotating provider). Callers that find the lease taken wait for the
-holder's token, and give up with LeaseTimeout, never with an error that blames the credentials.
+LeaseTimeout, nothing sent. A refresh is then sent once, never retried (not even after a 429),
+since a retry's wait could outlast the lease: a refresh token is single-use, and a second
+worker refreshing it while ours is still in flight would set off the provider's reuse
+detection, which revokes the grant. The new token is written only if `token_generation` still
+holds the value read under the lease, so a caller whose lease ran out can never overwrite a
+newer token (nor the newer refresh token of a rotating provider). Callers that find the lease
+taken wait for the holder's token, and give up with LeaseTimeout, never with an error that
+blames the credentials.
 
 `invalid_grant` on a refresh marks the connection `needs_reauth`, with its audit entries in the
 same transaction. Every use of a stored credential is audited, whatever its outcome: a token
@@ -349,6 +351,9 @@ class TokenService:
         except TenancyError:  # ItemNotFound (ran out) and ConditionFailed (taken) among them
             raise LeaseTimeout("the token lease ran out before the refresh was sent") from None
         lease.expires_at = int(kept.expires_at or 0)
+        # The extension's own answer may have been slow (SDK retries): measured again.
+        if lease.expires_at - lease.now().timestamp() < needed:
+            raise LeaseTimeout("the token lease ran out before the refresh was sent")
 
     def _fetch(
         self,
@@ -743,7 +748,8 @@ class TokenService:
         """One token request made with the connection's credentials, audited whatever happens.
 
         `before_send` runs last before the request leaves; what it raises stops the request
-        (nothing sent, so nothing to audit).
+        (nothing sent, so nothing to audit). A request with `before_send` makes one attempt
+        only: it checked the time for that one, and a retry's wait could outlast it.
 
         Its success is recorded by writes prepared before the request, so an audit log that
         cannot take them stops the request before a credential leaves (AuditError); the caller
@@ -766,6 +772,7 @@ class TokenService:
                 client,
                 now=now.timestamp(),
                 retryable=retryable,
+                once=before_send is not None,
             )
         except Exception as exc:
             failed = self._use_entry(

@@ -168,9 +168,10 @@ class _AttemptFailed(Exception):
 
 
 class _Budget:
-    """Attempts used by one call, across all its hops."""
+    """Attempts one call may make and has used, across all its hops."""
 
-    def __init__(self) -> None:
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
         self.used = 0
 
 
@@ -255,6 +256,7 @@ class OutboundClient:
         secret_headers: Collection[str] = (),
         allow_redirects: bool = True,
         deadline: float | None = None,
+        max_attempts: int | None = None,
     ) -> OutboundResponse:
         """Send one request and return the final response, fully read.
 
@@ -263,7 +265,9 @@ class OutboundClient:
         False to never repeat it). `secret_headers` are dropped, like Authorization, when a
         redirect leaves the origin. Any status but 429 and 5xx is returned, 4xx included.
         `deadline` (epoch seconds, on the client's clock) bounds the waits between attempts, not
-        an attempt itself: a retry whose wait would end after it is not made.
+        an attempt itself: a retry whose wait would end after it is not made. `max_attempts`
+        lowers the retry policy's number of attempts for this request (1: never sent twice, not
+        even after a 429 or a failed connection, whose request did not arrive).
 
         Raises DestinationRefused, TooManyRedirects, ResponseTooLarge, ProviderTimeout,
         ProviderUnavailable, ProviderRateLimited, DeadlineReached, CertificateRejected,
@@ -279,7 +283,10 @@ class OutboundClient:
         request_headers = _checked_headers(headers or {})
         body = _encode_body(data, json, request_headers)
         secret = {name.lower() for name in secret_headers} | _CREDENTIAL_HEADERS
-        budget = _Budget()
+        if max_attempts is not None and (isinstance(max_attempts, bool) or max_attempts < 1):
+            raise MalformedOutboundRequest("max_attempts must be at least 1")
+        attempts = self._retry.max_attempts
+        budget = _Budget(attempts if max_attempts is None else min(max_attempts, attempts))
         for hop in range(self._max_redirects + 1):
             may_retry = retryable if retryable is not None else method in IDEMPOTENT_METHODS
             reply = self._send_with_retries(
@@ -341,7 +348,7 @@ class OutboundClient:
                 )
             except _AttemptFailed as caught:
                 failure = caught
-            attempts_left = budget.used < self._retry.max_attempts
+            attempts_left = budget.used < budget.attempts
             if not attempts_left or not (may_retry or failure.nothing_sent):
                 raise failure.final_error()  # outside the handler: nothing chained
             now = self._clock()
