@@ -9,7 +9,10 @@ nothing is written.
 
 Items (tenant items, in the org's partition; bearer values only as SHA-256 digests):
 
-    CHECKOUT#<sha256(nonce)>      created_by, created_at; expires 24 h after minting
+    CHECKOUT#<sha256(nonce)>      created_by, created_at; expires 24 h after minting;
+                                  unpaid_at, unpaid_event_id, unpaid_status,
+                                  unpaid_subscription_id: a Stripe update to an unpaid status
+                                  that came before the activation
     USAGE#checkouts:<UTC date>    count: nonces minted that day (at most MAX_CHECKOUTS_PER_DAY)
     SUBSCRIPTION#<sha256(nonce)>  plan (the plan it pays for), source, checkout_by,
                                   activated_at, event_id; last_event_id, last_event_at (the
@@ -30,10 +33,13 @@ duplicates:
   older than the newest applied): a new price re-maps the plan (`plan_changed`), an unpaid
   status suspends the org to free (`plan_suspended`) and a paid one restores it
   (`plan_restored`); the SUBSCRIPTION records the event, conditional on the state read, so an
-  older event, or one racing a newer, never overrides it. A price mapped to no plan changes
-  nothing (`plan_change_refused`, audited as denied, answered `ignored`);
-- deactivate: delete the SUBSCRIPTION, and return the org to the free plan if its plan came
-  from that subscription (a later checkout may have replaced it);
+  older event, or one racing a newer, never overrides it (of one second, unpaid wins). A
+  price mapped to no plan changes nothing (`plan_change_refused`, audited as denied,
+  answered `ignored`). An unpaid update before the activation is kept on the CHECKOUT, and an
+  activation no newer than it creates the SUBSCRIPTION suspended (the org on free);
+- deactivate: delete the SUBSCRIPTION (if the event reports the subscription it names), and
+  return the org to the free plan if its plan came from that subscription (a later checkout
+  may have replaced it);
 - a deactivation that arrives before its activation voids the open CHECKOUT instead, so the
   late activation changes nothing.
 A nonce that is forged, expired, consumed or of another org, or a product the deployment does
@@ -323,15 +329,23 @@ def _activation(
         subscription["last_event_at"] = change.created
     if change.status:
         subscription["status"] = change.status
+    # An unpaid update newer than this event came first: the subscription starts suspended.
+    unpaid = _unpaid_since(checkout, change)
+    if unpaid is not None:
+        subscription.update(unpaid)
     operations: list[Operation] = [
         # Still an owner when the plan changes (a removal racing this event wins or loses whole).
         Check(MEMBER, checkout_by, one_of={"role": [OWNER]}),
-        Delete(CHECKOUT, digest, expect={"created_by": checkout_by}),
+        Delete(
+            CHECKOUT,
+            digest,
+            expect={"created_by": checkout_by, "unpaid_at": checkout.attributes.get("unpaid_at")},
+        ),
         Create(SUBSCRIPTION, digest, attributes=subscription),
         Update(
             ORG,
             changes={
-                "plan": plan,
+                "plan": plan if unpaid is None else FREE.name,
                 "plan_nonce": digest,
                 "plan_source": event.source.value,
                 "plan_changed_at": stamp,
@@ -340,6 +354,8 @@ def _activation(
         ),
     ]
     details = {"effect": "plan_activated", "plan": plan, "previous_plan": previous}
+    if unpaid is not None:
+        details |= {"suspended": True, "new_plan": FREE.name, "status": unpaid["status"]}
     return _Planned(operations, {**details, "checkout_by": checkout_by})
 
 
@@ -352,7 +368,8 @@ def _update(
     digest = nonce_digest(change.nonce)
     subscription = _find(services, change.org_id, SUBSCRIPTION, digest, now=now)
     if subscription is None:
-        return _activation(services, event, change, now=now) if change.paying else None
+        before = _activation if change.paying else _unpaid_before_activation
+        return before(services, event, change, now=now)
     org = _find(services, change.org_id, ORG, None, now=now)
     if org is None or not _update_holds(event, change, subscription, org):
         return None
@@ -411,21 +428,73 @@ def _update(
     return _Planned([moved, org_plan], details)
 
 
+def _unpaid_before_activation(
+    services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
+) -> _Planned | None:
+    """An unpaid update whose activation has not arrived yet (Stripe retries a failed delivery
+    of `customer.subscription.created` for days): kept on the open CHECKOUT, so that an
+    activation no newer than it activates the subscription suspended."""
+    digest = nonce_digest(change.nonce)
+    checkout = _find(services, change.org_id, CHECKOUT, digest, now=now)
+    if checkout is None or change.created is None or not change.subscription_id:
+        return None
+    held = checkout.attributes.get("unpaid_at")
+    if held is not None and change.created < int(held):
+        return None  # a newer unpaid update is kept already
+    checkout_by = str(checkout.attributes["created_by"])
+    kept = Update(
+        CHECKOUT,
+        digest,
+        {
+            "unpaid_at": change.created,
+            "unpaid_event_id": event.event_id,
+            "unpaid_status": change.status,
+            "unpaid_subscription_id": change.subscription_id,
+        },
+        expect={"created_by": checkout_by, "unpaid_at": held},
+    )
+    return _Planned([kept], None, "accepted")
+
+
+def _unpaid_since(checkout: Item, change: BillingChange) -> dict[str, Any] | None:
+    """The unpaid update kept on the checkout (`_unpaid_before_activation`) that is newer than
+    the activating `change` (or of its second: unpaid wins a tie) and of its subscription."""
+    held = checkout.attributes
+    unpaid_at = held.get("unpaid_at")
+    if unpaid_at is None or held.get("unpaid_subscription_id") != change.subscription_id:
+        return None
+    if change.created is not None and change.created > int(unpaid_at):
+        return None
+    return {
+        "last_event_at": int(unpaid_at),
+        "last_event_id": held.get("unpaid_event_id"),
+        "status": held.get("unpaid_status"),
+        "suspended": True,
+    }
+
+
 def _update_holds(
     event: InboundEvent, change: BillingChange, subscription: Item, org: Item
 ) -> bool:
     """Whether an update may apply to the subscription the nonce activated."""
     state = subscription.attributes
     bound, last_at = state.get("subscription_id"), state.get("last_event_at")
+    if change.created is None or last_at is None:
+        return False
+    last = int(last_at)
+    # Not older than the newest event applied; of the same second, only one that does not lift
+    # a suspension (their order is unknown: unpaid wins the tie).
+    lifts = change.paying and state.get("suspended") is True
+    in_order = change.created > last or (change.created == last and not lifts)
     return (
-        change.created is not None
+        in_order
         and state.get("source") == event.source.value
-        # Not our custom data on another subscription than the one the nonce activated.
-        and (bound is None or bound == change.subscription_id)
+        # The subscription the nonce activated, not our custom data copied onto another one
+        # (an item that names none takes no update).
+        and bound is not None
+        and bound == change.subscription_id
         # The org's plan comes from this subscription, not from a later checkout's.
         and org.attributes.get("plan_nonce") == nonce_digest(change.nonce)
-        # Not older than the newest event applied (events of one second apply as they come).
-        and (last_at is None or change.created >= int(last_at))
     )
 
 
@@ -440,6 +509,9 @@ def _deactivation(services: Services, change: BillingChange, *, now: datetime) -
         checkout_by = str(checkout.attributes["created_by"])
         operations: list[Operation] = [Delete(CHECKOUT, digest, expect={"created_by": checkout_by})]
         return _Planned(operations, {"effect": "checkout_voided", "checkout_by": checkout_by})
+    bound = subscription.attributes.get("subscription_id")
+    if bound is not None and bound != change.subscription_id:
+        return None  # our custom data on another subscription: not the one the nonce activated
     org = _find(services, change.org_id, ORG, None, now=now)
     if org is None:
         return None

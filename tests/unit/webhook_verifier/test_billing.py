@@ -720,6 +720,112 @@ def test_an_update_for_another_subscription_is_ignored(webhooks: WebhookStack) -
     assert webhooks.plan(org_id) == "free"
 
 
+def test_an_unpaid_update_before_its_activation_starts_the_subscription_suspended(
+    webhooks: WebhookStack,
+) -> None:
+    # Stripe retries a failed delivery for days: the subscription went unpaid meanwhile, and
+    # Stripe sends nothing more for it. The late activation must not raise the plan.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    assert _update(webhooks, custom, at=T0 + 60, status="past_due") == "accepted"
+    assert _update(webhooks, custom, at=T0 + 30, status="unpaid") == "ignored"  # older
+    assert webhooks.plan(org_id) == "free"
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, created=T0)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    state = _subscription(webhooks, custom)
+    assert (state["plan"], state["suspended"], state["status"]) == ("team", True, "past_due")
+    assert state["last_event_at"] == T0 + 60
+    (activated,) = webhooks.webhook_effects(org_id)
+    assert (activated["effect"], activated["plan"], activated["new_plan"]) == (
+        "plan_activated",
+        "team",
+        "free",
+    )
+    assert activated["suspended"] is True
+    # Paid again: restored.
+    assert _update(webhooks, custom, at=T0 + 90) == "processed"
+    assert webhooks.plan(org_id) == "team"
+    assert _effects(webhooks, org_id)[0] == "plan_restored"
+
+
+def test_an_activation_newer_than_an_unpaid_update_before_it_activates_paid(
+    webhooks: WebhookStack,
+) -> None:
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    assert _update(webhooks, custom, at=T0 + 10, status="past_due") == "accepted"
+    # The payment went through: the newer active update activates, paid.
+    assert _update(webhooks, custom, at=T0 + 20) == "processed"
+    assert webhooks.plan(org_id) == "team"
+    assert "suspended" not in _subscription(webhooks, custom)
+    # Another subscription's unpaid update kept on the checkout would not have counted either.
+    other = custom_data(org_id, new_nonce(webhooks, org_id))
+    kept = _update(webhooks, other, at=T0 + 30, status="unpaid", subscription_id="sub_Other")
+    assert kept == "accepted"
+    created = send(
+        webhooks,
+        "stripe",
+        "customer.subscription.created",
+        other,
+        product="price_local_enterprise",
+        created=T0 + 25,
+    )
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "enterprise"
+
+
+def test_an_item_that_names_no_subscription_takes_no_update(webhooks: WebhookStack) -> None:
+    org_id, custom = _stripe_subscription(webhooks, product="price_local_starter")
+    digest = hashlib.sha256(custom["strongroom_nonce"].encode()).hexdigest()
+    webhooks.table.update(org_id, "SUBSCRIPTION", digest, remove=("subscription_id",), now=NOW)
+    for subscription_id in ("sub_Other", "sub_1PzSampleSubscription"):
+        answer = _update(
+            webhooks,
+            custom,
+            at=T0 + 10,
+            product="price_local_enterprise",
+            subscription_id=subscription_id,
+        )
+        assert answer == "ignored"
+    assert webhooks.plan(org_id) == "starter"
+    assert "subscription_id" not in _subscription(webhooks, custom)
+
+
+def test_the_end_of_another_subscription_carrying_the_nonce_changes_nothing(
+    webhooks: WebhookStack,
+) -> None:
+    org_id, custom = _stripe_subscription(webhooks)
+    ended = send(
+        webhooks,
+        "stripe",
+        "customer.subscription.deleted",
+        custom,
+        created=T0 + 5,
+        subscription_id="sub_Other",
+    )
+    assert ended.body == {"status": "ignored"}
+    assert webhooks.plan(org_id) == "team"
+    assert _subscription(webhooks, custom)["plan"] == "team"
+    # Its own end does.
+    ended = send(webhooks, "stripe", "customer.subscription.deleted", custom, created=T0 + 6)
+    assert ended.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+
+
+def test_of_two_updates_in_one_second_the_unpaid_one_wins(webhooks: WebhookStack) -> None:
+    # Stripe's `created` is in whole seconds: their order is unknown, so a tie fails closed.
+    org_id, custom = _stripe_subscription(webhooks)
+    assert _update(webhooks, custom, at=T0 + 10, status="past_due") == "processed"
+    assert _update(webhooks, custom, at=T0 + 10) == "ignored"
+    assert webhooks.plan(org_id) == "free"
+    assert _update(webhooks, custom, at=T0 + 11) == "processed"
+    assert webhooks.plan(org_id) == "team"
+    # An unpaid update of the same second as the one applied still suspends.
+    assert _update(webhooks, custom, at=T0 + 11, status="unpaid") == "processed"
+    assert webhooks.plan(org_id) == "free"
+
+
 def test_an_update_to_an_unknown_price_changes_nothing_and_is_audited(
     webhooks: WebhookStack,
 ) -> None:
