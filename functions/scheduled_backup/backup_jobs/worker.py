@@ -323,39 +323,41 @@ def _claim(
     and deleting it would leave the step with no message should the holder fail and need it.
     """
     now = budget.clock()
-    run = _running(services, job, request_id=request_id, now=now)
-    if run is None:
-        return None
-    if _held(run, now):
-        if receive_count > 1:
-            raise StepHeld("another invocation holds the backup's step")
-        logger.info("backup step run by another invocation", extra={"backup_id": job.backup_id})
-        return None
     lease_until = now + timedelta(seconds=budget.time_left()) + LEASE_MARGIN
-    try:
-        services.table.update(
-            job.org_id,
-            BACKUP_KIND,
-            job.backup_id,
-            changes={"seq": run.seq + 1, "lease_until": _iso(lease_until)},
-            expect={
-                "status": BackupStatus.RUNNING.value,
-                "seq": run.seq,
-                "continuation": job.continuation,
-            },
-            now=now,
-        )
-    except (ConditionFailed, ItemNotFound):
-        if receive_count > 1:
-            # Lost to a claim made since the read: held now, as above, unless the step moved on.
-            rival = _running(services, job, request_id=request_id, now=now)
-            if rival is not None and _held(rival, now):
-                raise StepHeld("another invocation holds the backup's step") from None
-        logger.info("backup step claimed by another invocation", extra={"backup_id": job.backup_id})
-        return None
-    run.seq += 1
-    _keep_run_item(services, job, now)
-    return run
+    # Twice: a claim lost to one made (and perhaps given up again) since the read is read anew.
+    for _ in range(2):
+        run = _running(services, job, request_id=request_id, now=now)
+        if run is None:
+            return None  # ended, gone, or carried on by another message
+        if _held(run, now):
+            if receive_count > 1:
+                raise StepHeld("another invocation holds the backup's step")
+            logger.info("backup step run by another invocation", extra={"backup_id": job.backup_id})
+            return None
+        try:
+            services.table.update(
+                job.org_id,
+                BACKUP_KIND,
+                job.backup_id,
+                changes={"seq": run.seq + 1, "lease_until": _iso(lease_until)},
+                expect={
+                    "status": BackupStatus.RUNNING.value,
+                    "seq": run.seq,
+                    "continuation": job.continuation,
+                },
+                now=now,
+            )
+        except (ConditionFailed, ItemNotFound):
+            continue
+        run.seq += 1
+        _keep_run_item(services, job, now)
+        return run
+    # Lost twice: a message delivered again is kept (it may be the only one left to carry the
+    # step); a first delivery is a second message of it.
+    if receive_count > 1:
+        raise StepHeld("the backup's step kept changing hands")
+    logger.info("backup step claimed by another invocation", extra={"backup_id": job.backup_id})
+    return None
 
 
 def _keep_run_item(services: Services, job: BackupJob, now: datetime) -> None:

@@ -289,3 +289,28 @@ def test_a_redelivery_that_loses_the_claim_to_a_step_held_since_it_read_goes_bac
     claimed.clear()
     outcome = worker.run_job(world.services, job, budget=budget, receive_count=1, request_id="r")
     assert outcome == worker.Outcome("skipped")
+
+
+def test_a_redelivery_that_loses_the_claim_to_one_given_up_since_claims_the_step(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org, connection, backup_id = _start(world)
+    job = BackupJob(org_id=org, connection_id=connection, backup_id=backup_id)
+    now = datetime.now(UTC)
+    budget = worker.Budget(time_left=lambda: 900.0, clock=lambda: now)
+    read = worker._running
+
+    def read_then_lose_to_a_claim_given_up(services: Any, job: BackupJob, **kwargs: Any) -> Any:
+        run = read(services, job, **kwargs)
+        monkeypatch.setattr(worker, "_running", read)
+        # The other delivery of the message claims the step, then fails transiently before any
+        # progress and gives the claim up: the step is free, and still needs this message.
+        held = worker._claim(services, job, request_id="other", budget=budget, receive_count=1)
+        assert held is not None
+        worker._save_for_retry(services, held, budget)
+        return run
+
+    monkeypatch.setattr(worker, "_running", read_then_lose_to_a_claim_given_up)
+    outcome = worker.run_job(world.services, job, budget=budget, receive_count=2, request_id="r")
+    assert outcome == worker.Outcome("complete")
+    assert world.record(org, backup_id)["status"] == "complete"
