@@ -10,9 +10,9 @@ nothing is written.
 Items (tenant items, in the org's partition; bearer values only as SHA-256 digests):
 
     CHECKOUT#<sha256(nonce)>      created_by, created_at; expires 24 h after minting;
-                                  unpaid_at, unpaid_event_id, unpaid_status,
-                                  unpaid_subscription_id: a Stripe update to an unpaid status
-                                  that came before the activation
+                                  early (per Stripe subscription id: at, event_id, status of
+                                  its newest unpaid update or end that came before the
+                                  activation), early_version
     USAGE#checkouts:<UTC date>    count: nonces minted that day (at most MAX_CHECKOUTS_PER_DAY)
     SUBSCRIPTION#<sha256(nonce)>  plan (the plan it pays for), source, checkout_by,
                                   activated_at, event_id; last_event_id, last_event_at (the
@@ -35,13 +35,15 @@ duplicates:
   (`plan_restored`); the SUBSCRIPTION records the event, conditional on the state read, so an
   older event, or one racing a newer, never overrides it (of one second, unpaid wins). A
   price mapped to no plan changes nothing (`plan_change_refused`, audited as denied,
-  answered `ignored`). An unpaid update before the activation is kept on the CHECKOUT, and an
-  activation no newer than it creates the SUBSCRIPTION suspended (the org on free);
+  answered `ignored`). A Stripe update to an unpaid status, or an end, that comes before the
+  activation is kept on the CHECKOUT for its subscription: an activation of that subscription
+  no newer than it creates the SUBSCRIPTION suspended (the org on free), or, after an end,
+  consumes the nonce without a plan (`checkout_voided`);
 - deactivate: delete the SUBSCRIPTION (if the event reports the subscription it names), and
   return the org to the free plan if its plan came from that subscription (a later checkout
   may have replaced it);
-- a deactivation that arrives before its activation voids the open CHECKOUT instead, so the
-  late activation changes nothing.
+- a deactivation that arrives before its activation voids the open CHECKOUT instead (Stripe:
+  for its subscription only, as above), so the late activation changes nothing.
 A nonce that is forged, expired, consumed or of another org, or a product the deployment does
 not map to a plan, changes nothing: the event is `ignored`. A nonce whose owner has since been
 removed or demoted is consumed without changing the plan (`checkout_refused`, audited as
@@ -88,6 +90,11 @@ ORG, MEMBER, OWNER = "ORG", "MEMBER", "owner"
 REFUSED = "checkout_refused"
 # The effect of a subscription's update to a price the deployment maps to no plan.
 PRICE_REFUSED = "plan_change_refused"
+# Stripe subscriptions whose early events one checkout keeps (one nonce rarely reaches more
+# than the subscription paid for, and an abandoned one or two).
+MAX_EARLY_SUBSCRIPTIONS = 10
+# The status kept for a subscription that ended before its activation.
+ENDED = "deleted"
 CHECKOUT, SUBSCRIPTION, WEBHOOK_EVENT = "CHECKOUT", "SUBSCRIPTION", "WEBHOOK_EVENT"
 NONCE_TTL = timedelta(hours=24)
 # Checkouts an org may start per UTC day: retries of an abandoned checkout fit easily, and a
@@ -293,7 +300,7 @@ def _plan(
         return _activation(services, event, change, now=now)
     if change.kind is ChangeKind.UPDATE:
         return _update(services, event, change, now=now)
-    return _deactivation(services, change, now=now)
+    return _deactivation(services, event, change, now=now)
 
 
 def _activation(
@@ -329,18 +336,34 @@ def _activation(
         subscription["last_event_at"] = change.created
     if change.status:
         subscription["status"] = change.status
-    # An unpaid update newer than this event came first: the subscription starts suspended.
-    unpaid = _unpaid_since(checkout, change)
+    # The checkout as read: an early event kept meanwhile makes this one decide again.
+    consumed = Delete(
+        CHECKOUT,
+        digest,
+        expect={
+            "created_by": checkout_by,
+            "early_version": checkout.attributes.get("early_version"),
+        },
+    )
+    # An unpaid update or an end of this subscription, newer than this event, came first.
+    early = _early_since(checkout, change)
+    if early is not None and early["status"] == ENDED:
+        ended = {"effect": "checkout_voided", "checkout_by": checkout_by, "plan": plan}
+        return _Planned([consumed], ended)
+    unpaid = early
     if unpaid is not None:
-        subscription.update(unpaid)
+        subscription.update(
+            {
+                "last_event_at": unpaid["at"],
+                "last_event_id": unpaid["event_id"],
+                "status": unpaid["status"],
+                "suspended": True,
+            }
+        )
     operations: list[Operation] = [
         # Still an owner when the plan changes (a removal racing this event wins or loses whole).
         Check(MEMBER, checkout_by, one_of={"role": [OWNER]}),
-        Delete(
-            CHECKOUT,
-            digest,
-            expect={"created_by": checkout_by, "unpaid_at": checkout.attributes.get("unpaid_at")},
-        ),
+        consumed,
         Create(SUBSCRIPTION, digest, attributes=subscription),
         Update(
             ORG,
@@ -368,7 +391,7 @@ def _update(
     digest = nonce_digest(change.nonce)
     subscription = _find(services, change.org_id, SUBSCRIPTION, digest, now=now)
     if subscription is None:
-        before = _activation if change.paying else _unpaid_before_activation
+        before = _activation if change.paying else _early_event
         return before(services, event, change, now=now)
     org = _find(services, change.org_id, ORG, None, now=now)
     if org is None or not _update_holds(event, change, subscription, org):
@@ -428,49 +451,48 @@ def _update(
     return _Planned([moved, org_plan], details)
 
 
-def _unpaid_before_activation(
+def _early_event(
     services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
 ) -> _Planned | None:
-    """An unpaid update whose activation has not arrived yet (Stripe retries a failed delivery
-    of `customer.subscription.created` for days): kept on the open CHECKOUT, so that an
-    activation no newer than it activates the subscription suspended."""
+    """A Stripe update to an unpaid status, or an end, that comes before its subscription's
+    activation (Stripe retries a failed delivery of `customer.subscription.created` for days):
+    kept on the open CHECKOUT under the subscription's id, so that an activation of that
+    subscription no newer than it starts suspended, or not at all (`_early_since`)."""
     digest = nonce_digest(change.nonce)
     checkout = _find(services, change.org_id, CHECKOUT, digest, now=now)
     if checkout is None or change.created is None or not change.subscription_id:
         return None
-    held = checkout.attributes.get("unpaid_at")
-    if held is not None and change.created < int(held):
-        return None  # a newer unpaid update is kept already
-    checkout_by = str(checkout.attributes["created_by"])
-    kept = Update(
+    early = dict(checkout.attributes.get("early") or {})
+    kept = early.get(change.subscription_id)
+    if kept is not None and change.created < int(kept["at"]):
+        return None  # a newer event of this subscription is kept already
+    if kept is None and len(early) >= MAX_EARLY_SUBSCRIPTIONS:
+        return None
+    status = ENDED if change.kind is ChangeKind.DEACTIVATE else change.status
+    early[change.subscription_id] = {
+        "at": change.created,
+        "event_id": event.event_id,
+        "status": status,
+    }
+    version = checkout.attributes.get("early_version")
+    update = Update(
         CHECKOUT,
         digest,
-        {
-            "unpaid_at": change.created,
-            "unpaid_event_id": event.event_id,
-            "unpaid_status": change.status,
-            "unpaid_subscription_id": change.subscription_id,
-        },
-        expect={"created_by": checkout_by, "unpaid_at": held},
+        {"early": early, "early_version": int(version or 0) + 1},
+        expect={"created_by": checkout.attributes["created_by"], "early_version": version},
     )
-    return _Planned([kept], None, "accepted")
+    return _Planned([update], None, "accepted")
 
 
-def _unpaid_since(checkout: Item, change: BillingChange) -> dict[str, Any] | None:
-    """The unpaid update kept on the checkout (`_unpaid_before_activation`) that is newer than
-    the activating `change` (or of its second: unpaid wins a tie) and of its subscription."""
-    held = checkout.attributes
-    unpaid_at = held.get("unpaid_at")
-    if unpaid_at is None or held.get("unpaid_subscription_id") != change.subscription_id:
+def _early_since(checkout: Item, change: BillingChange) -> dict[str, Any] | None:
+    """The early event kept on the checkout (`_early_event`) for the activating `change`'s
+    subscription, if it is newer than `change` (or of its second: the unpaid or ended state
+    wins a tie)."""
+    early = checkout.attributes.get("early") or {}
+    kept = early.get(change.subscription_id) if change.subscription_id else None
+    if kept is None or (change.created is not None and change.created > int(kept["at"])):
         return None
-    if change.created is not None and change.created > int(unpaid_at):
-        return None
-    return {
-        "last_event_at": int(unpaid_at),
-        "last_event_id": held.get("unpaid_event_id"),
-        "status": held.get("unpaid_status"),
-        "suspended": True,
-    }
+    return {"at": int(kept["at"]), "event_id": kept["event_id"], "status": str(kept["status"])}
 
 
 def _update_holds(
@@ -498,17 +520,16 @@ def _update_holds(
     )
 
 
-def _deactivation(services: Services, change: BillingChange, *, now: datetime) -> _Planned | None:
+def _deactivation(
+    services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
+) -> _Planned | None:
     digest = nonce_digest(change.nonce)
     subscription = _find(services, change.org_id, SUBSCRIPTION, digest, now=now)
     if subscription is None:
-        checkout = _find(services, change.org_id, CHECKOUT, digest, now=now)
-        if checkout is None:
-            return None
-        # Cancelled before it was activated (events can arrive out of order): void the nonce.
-        checkout_by = str(checkout.attributes["created_by"])
-        operations: list[Operation] = [Delete(CHECKOUT, digest, expect={"created_by": checkout_by})]
-        return _Planned(operations, {"effect": "checkout_voided", "checkout_by": checkout_by})
+        if change.subscription_id:
+            # Stripe names the subscription that ended: only its activation is void.
+            return _early_event(services, event, change, now=now)
+        return _void_checkout(services, change, now=now)
     bound = subscription.attributes.get("subscription_id")
     if bound is not None and bound != change.subscription_id:
         return None  # our custom data on another subscription: not the one the nonce activated
@@ -520,7 +541,7 @@ def _deactivation(services: Services, change: BillingChange, *, now: datetime) -
         "plan": plan,
         "checkout_by": str(subscription.attributes["checkout_by"]),
     }
-    operations = [Delete(SUBSCRIPTION, digest, expect={"plan": plan})]
+    operations: list[Operation] = [Delete(SUBSCRIPTION, digest, expect={"plan": plan})]
     if org.attributes.get("plan_nonce") == digest:
         operations.append(
             Update(
@@ -535,6 +556,17 @@ def _deactivation(services: Services, change: BillingChange, *, now: datetime) -
         )
     # A later checkout set the org's current plan: this subscription ends without touching it.
     return _Planned(operations, {**details, "effect": "subscription_closed"})
+
+
+def _void_checkout(services: Services, change: BillingChange, *, now: datetime) -> _Planned | None:
+    """Cancelled before it was activated (events can arrive out of order): void the nonce."""
+    digest = nonce_digest(change.nonce)
+    checkout = _find(services, change.org_id, CHECKOUT, digest, now=now)
+    if checkout is None:
+        return None
+    checkout_by = str(checkout.attributes["created_by"])
+    operations: list[Operation] = [Delete(CHECKOUT, digest, expect={"created_by": checkout_by})]
+    return _Planned(operations, {"effect": "checkout_voided", "checkout_by": checkout_by})
 
 
 def _plan_of(services: Services, event: InboundEvent, change: BillingChange) -> str | None:

@@ -775,6 +775,53 @@ def test_an_activation_newer_than_an_unpaid_update_before_it_activates_paid(
     assert webhooks.plan(org_id) == "enterprise"
 
 
+@pytest.mark.parametrize("others_first", [False, True])
+def test_early_events_are_kept_per_subscription(webhooks: WebhookStack, others_first: bool) -> None:
+    # The nonce is also on another subscription (an abandoned checkout's): its events must not
+    # displace, nor hold off, the ones of the subscription that is activated.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    ours = ("past_due", T0 + 60, {})
+    theirs = ("incomplete_expired", T0 + 70, {"subscription_id": "sub_Other"})
+    for status, at, extra in (theirs, ours) if others_first else (ours, theirs):
+        assert _update(webhooks, custom, at=at, status=status, **extra) == "accepted"
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, created=T0)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    assert _subscription(webhooks, custom)["suspended"] is True
+
+
+def test_an_end_before_its_activation_voids_only_that_subscription(
+    webhooks: WebhookStack,
+) -> None:
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    other_end = send(
+        webhooks,
+        "stripe",
+        "customer.subscription.deleted",
+        custom,
+        created=T0 + 5,
+        subscription_id="sub_Other",
+    )
+    assert other_end.body == {"status": "accepted"}
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, created=T0)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "team"
+    # The end of the subscription itself, before its activation, voids the nonce for it.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    ended = send(webhooks, "stripe", "customer.subscription.deleted", custom, created=T0 + 5)
+    assert ended.body == {"status": "accepted"}
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, created=T0)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == ["checkout_voided"]
+    # The nonce is spent: nothing later raises the plan with it.
+    assert _update(webhooks, custom, at=T0 + 10) == "ignored"
+    assert webhooks.plan(org_id) == "free"
+
+
 def test_an_item_that_names_no_subscription_takes_no_update(webhooks: WebhookStack) -> None:
     org_id, custom = _stripe_subscription(webhooks, product="price_local_starter")
     digest = hashlib.sha256(custom["strongroom_nonce"].encode()).hexdigest()
