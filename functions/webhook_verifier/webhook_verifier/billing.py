@@ -91,7 +91,7 @@ REFUSED = "checkout_refused"
 # The effect of a subscription's update to a price the deployment maps to no plan.
 PRICE_REFUSED = "plan_change_refused"
 # Stripe subscriptions whose early events one checkout keeps (one nonce rarely reaches more
-# than the subscription paid for, and an abandoned one or two).
+# than the subscription paid for, and an abandoned one or two); past that the nonce is voided.
 MAX_EARLY_SUBSCRIPTIONS = 10
 # The status kept for a subscription that ended before its activation.
 ENDED = "deleted"
@@ -464,10 +464,11 @@ def _early_event(
         return None
     early = dict(checkout.attributes.get("early") or {})
     kept = early.get(change.subscription_id)
-    if kept is not None and change.created < int(kept["at"]):
-        return None  # a newer event of this subscription is kept already
+    if kept is not None and (kept["status"] == ENDED or change.created < int(kept["at"])):
+        return None  # it ended (nothing comes after an end), or a newer event is kept already
     if kept is None and len(early) >= MAX_EARLY_SUBSCRIPTIONS:
-        return None
+        # No room to keep it: the nonce is voided rather than let its activation go unchecked.
+        return _void_checkout(services, change, now=now)
     status = ENDED if change.kind is ChangeKind.DEACTIVATE else change.status
     early[change.subscription_id] = {
         "at": change.created,

@@ -822,6 +822,35 @@ def test_an_end_before_its_activation_voids_only_that_subscription(
     assert webhooks.plan(org_id) == "free"
 
 
+def test_an_early_end_is_kept_over_a_later_update_and_a_full_checkout_voids_the_nonce(
+    webhooks: WebhookStack,
+) -> None:
+    from webhook_verifier.billing import MAX_EARLY_SUBSCRIPTIONS
+
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    ended = send(webhooks, "stripe", "customer.subscription.deleted", custom, created=T0 + 50)
+    assert ended.body == {"status": "accepted"}
+    # An update of the same second (Stripe's `canceled`) does not undo the end.
+    assert _update(webhooks, custom, at=T0 + 50, status="canceled") == "ignored"
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, created=T0)
+    assert created.body == {"status": "processed"}
+    assert _effects(webhooks, org_id) == ["checkout_voided"]
+    # A checkout already keeping early events of as many subscriptions as it may: the next
+    # subscription's early event cannot be kept, so the nonce is voided rather than activate
+    # unchecked later.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    for n in range(MAX_EARLY_SUBSCRIPTIONS):
+        kept = _update(webhooks, custom, at=T0 + 10, status="past_due", subscription_id=f"sub_{n}")
+        assert kept == "accepted"
+    assert _update(webhooks, custom, at=T0 + 60, status="past_due") == "processed"
+    assert _effects(webhooks, org_id) == ["checkout_voided"]
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, created=T0)
+    assert created.body == {"status": "ignored"}
+    assert webhooks.plan(org_id) == "free"
+
+
 def test_an_item_that_names_no_subscription_takes_no_update(webhooks: WebhookStack) -> None:
     org_id, custom = _stripe_subscription(webhooks, product="price_local_starter")
     digest = hashlib.sha256(custom["strongroom_nonce"].encode()).hexdigest()
