@@ -383,7 +383,12 @@ def _activation(
 
 
 def _update(
-    services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
+    services: Services,
+    event: InboundEvent,
+    change: BillingChange,
+    *,
+    now: datetime,
+    again: bool = True,
 ) -> _Planned | None:
     """A subscription's new state: its activation if the nonce has not activated it yet; else,
     if it is the subscription that sets the org's plan and the event is not older than the
@@ -391,8 +396,7 @@ def _update(
     digest = nonce_digest(change.nonce)
     subscription = _find(services, change.org_id, SUBSCRIPTION, digest, now=now)
     if subscription is None:
-        before = _activation if change.paying else _early_event
-        return before(services, event, change, now=now)
+        return _update_before_activation(services, event, change, now=now, again=again)
     org = _find(services, change.org_id, ORG, None, now=now)
     if org is None or not _update_holds(event, change, subscription, org):
         return None
@@ -522,15 +526,25 @@ def _update_holds(
 
 
 def _deactivation(
-    services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
+    services: Services,
+    event: InboundEvent,
+    change: BillingChange,
+    *,
+    now: datetime,
+    again: bool = True,
 ) -> _Planned | None:
     digest = nonce_digest(change.nonce)
     subscription = _find(services, change.org_id, SUBSCRIPTION, digest, now=now)
     if subscription is None:
-        if change.subscription_id:
-            # Stripe names the subscription that ended: only its activation is void.
-            return _early_event(services, event, change, now=now)
-        return _void_checkout(services, change, now=now)
+        # Stripe names the subscription that ended: only its activation is void.
+        planned = (
+            _early_event(services, event, change, now=now)
+            if change.subscription_id
+            else _void_checkout(services, change, now=now)
+        )
+        if planned is None and again and _activated_meanwhile(services, change, now=now):
+            return _deactivation(services, event, change, now=now, again=False)
+        return planned
     bound = subscription.attributes.get("subscription_id")
     if bound is not None and bound != change.subscription_id:
         return None  # our custom data on another subscription: not the one the nonce activated
@@ -557,6 +571,25 @@ def _deactivation(
         )
     # A later checkout set the org's current plan: this subscription ends without touching it.
     return _Planned(operations, {**details, "effect": "subscription_closed"})
+
+
+def _update_before_activation(
+    services: Services, event: InboundEvent, change: BillingChange, *, now: datetime, again: bool
+) -> _Planned | None:
+    """A paying update activates the subscription; an unpaid one is kept (`_early_event`)."""
+    before = _activation if change.paying else _early_event
+    planned = before(services, event, change, now=now)
+    if planned is None and again and _activated_meanwhile(services, change, now=now):
+        return _update(services, event, change, now=now, again=False)
+    return planned
+
+
+def _activated_meanwhile(services: Services, change: BillingChange, *, now: datetime) -> bool:
+    """Whether the nonce's SUBSCRIPTION exists now: an activation that committed between an
+    event's read of the SUBSCRIPTION (absent) and of the CHECKOUT (consumed) hid both from it,
+    and the event must be planned again as one of an activated subscription (`again`)."""
+    digest = nonce_digest(change.nonce)
+    return _find(services, change.org_id, SUBSCRIPTION, digest, now=now) is not None
 
 
 def _void_checkout(services: Services, change: BillingChange, *, now: datetime) -> _Planned | None:

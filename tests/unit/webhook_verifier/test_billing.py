@@ -851,6 +851,49 @@ def test_an_early_end_is_kept_over_a_later_update_and_a_full_checkout_voids_the_
     assert webhooks.plan(org_id) == "free"
 
 
+@pytest.mark.parametrize(
+    ("late", "planner", "plan"),
+    [
+        ("ended", "_early_event", "free"),
+        ("past_due", "_early_event", "free"),
+        ("starter price", "_activation", "starter"),
+    ],
+)
+def test_an_event_racing_its_subscriptions_activation_applies_after_it(
+    webhooks: WebhookStack, monkeypatch: pytest.MonkeyPatch, late: str, planner: str, plan: str
+) -> None:
+    # The activation commits between the event's read of the SUBSCRIPTION (absent) and of the
+    # CHECKOUT (consumed): the event must not be answered `ignored` (Stripe would not retry it).
+    from webhook_verifier import billing
+
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    activation = billing_delivery(
+        webhooks, "stripe", "customer.subscription.created", custom, created=T0
+    )
+    original = getattr(billing, planner)
+    raced: list[str] = []
+    racing = threading.Event()
+
+    def activation_commits_first(*args: Any, **kwargs: Any) -> Any:
+        if not racing.is_set():  # once, and not for the activation itself
+            racing.set()
+            raced.append(_receive(webhooks, "stripe", *activation))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(billing, planner, activation_commits_first)
+    if late == "ended":
+        sent = send(webhooks, "stripe", "customer.subscription.deleted", custom, created=T0 + 60)
+        answer = str(sent.body["status"])
+    elif late == "past_due":
+        answer = _update(webhooks, custom, at=T0 + 60, status="past_due")
+    else:
+        answer = _update(webhooks, custom, at=T0 + 60, product="price_local_starter")
+    assert raced == ["processed"]
+    assert answer == "processed"
+    assert webhooks.plan(org_id) == plan
+
+
 def test_an_item_that_names_no_subscription_takes_no_update(webhooks: WebhookStack) -> None:
     org_id, custom = _stripe_subscription(webhooks, product="price_local_starter")
     digest = hashlib.sha256(custom["strongroom_nonce"].encode()).hexdigest()
