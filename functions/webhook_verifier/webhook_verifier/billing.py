@@ -296,19 +296,49 @@ class _Planned:
 def _plan(
     services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
 ) -> _Planned | None:
+    digest = nonce_digest(change.nonce)
+    # The CHECKOUT is read before the SUBSCRIPTION (both strongly consistent reads): an
+    # activation consumes the one and creates the other in one transaction, so an event that
+    # finds no SUBSCRIPTION holds the CHECKOUT as it was before any activation. Should one
+    # commit before this event's write, that write's condition on the CHECKOUT fails and
+    # `_apply` plans again, now as an event of an activated subscription.
+    checkout = _find(services, change.org_id, CHECKOUT, digest, now=now)
     if change.kind is ChangeKind.ACTIVATE:
-        return _activation(services, event, change, now=now)
-    if change.kind is ChangeKind.UPDATE:
-        return _update(services, event, change, now=now)
-    return _deactivation(services, event, change, now=now)
+        return _activation(services, event, change, checkout, now=now)
+    subscription = _find(services, change.org_id, SUBSCRIPTION, digest, now=now)
+    if subscription is not None:
+        if change.kind is ChangeKind.UPDATE:
+            return _update(services, event, change, subscription, now=now)
+        return _deactivation(services, change, subscription, now=now)
+    if checkout is None:
+        return None  # consumed, voided or expired, and no subscription: nothing to act on
+    return _before_activation(services, event, change, checkout, now=now)
+
+
+def _before_activation(
+    services: Services, event: InboundEvent, change: BillingChange, checkout: Item, *, now: datetime
+) -> _Planned | None:
+    """An update or end of a subscription the open `checkout`'s nonce has not activated."""
+    if change.kind is ChangeKind.UPDATE and change.paying:
+        return _activation(services, event, change, checkout, now=now)
+    if change.subscription_id:
+        # Stripe's unpaid update or end: kept for its subscription.
+        return _early_event(event, change, checkout)
+    if change.kind is ChangeKind.DEACTIVATE:
+        return _void_checkout(change, checkout)
+    return None
 
 
 def _activation(
-    services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
+    services: Services,
+    event: InboundEvent,
+    change: BillingChange,
+    checkout: Item | None,
+    *,
+    now: datetime,
 ) -> _Planned | None:
     plan = _plan_of(services, event, change)
     digest = nonce_digest(change.nonce)
-    checkout = _find(services, change.org_id, CHECKOUT, digest, now=now)
     org = _find(services, change.org_id, ORG, None, now=now)
     if plan is None or checkout is None or org is None:
         return None
@@ -386,17 +416,14 @@ def _update(
     services: Services,
     event: InboundEvent,
     change: BillingChange,
+    subscription: Item,
     *,
     now: datetime,
-    again: bool = True,
 ) -> _Planned | None:
-    """A subscription's new state: its activation if the nonce has not activated it yet; else,
-    if it is the subscription that sets the org's plan and the event is not older than the
-    newest one applied to it, the plan its price maps to, suspended to free while unpaid."""
+    """An activated subscription's new state: if it is the subscription that sets the org's
+    plan and the event is not older than the newest one applied to it, the plan its price maps
+    to, suspended to free while unpaid."""
     digest = nonce_digest(change.nonce)
-    subscription = _find(services, change.org_id, SUBSCRIPTION, digest, now=now)
-    if subscription is None:
-        return _update_before_activation(services, event, change, now=now, again=again)
     org = _find(services, change.org_id, ORG, None, now=now)
     if org is None or not _update_holds(event, change, subscription, org):
         return None
@@ -455,16 +482,12 @@ def _update(
     return _Planned([moved, org_plan], details)
 
 
-def _early_event(
-    services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
-) -> _Planned | None:
+def _early_event(event: InboundEvent, change: BillingChange, checkout: Item) -> _Planned | None:
     """A Stripe update to an unpaid status, or an end, that comes before its subscription's
     activation (Stripe retries a failed delivery of `customer.subscription.created` for days):
     kept on the open CHECKOUT under the subscription's id, so that an activation of that
     subscription no newer than it starts suspended, or not at all (`_early_since`)."""
-    digest = nonce_digest(change.nonce)
-    checkout = _find(services, change.org_id, CHECKOUT, digest, now=now)
-    if checkout is None or change.created is None or not change.subscription_id:
+    if change.created is None:
         return None
     early = dict(checkout.attributes.get("early") or {})
     kept = early.get(change.subscription_id)
@@ -472,7 +495,7 @@ def _early_event(
         return None  # it ended (nothing comes after an end), or a newer event is kept already
     if kept is None and len(early) >= MAX_EARLY_SUBSCRIPTIONS:
         # No room to keep it: the nonce is voided rather than let its activation go unchecked.
-        return _void_checkout(services, change, now=now)
+        return _void_checkout(change, checkout)
     status = ENDED if change.kind is ChangeKind.DEACTIVATE else change.status
     early[change.subscription_id] = {
         "at": change.created,
@@ -482,7 +505,7 @@ def _early_event(
     version = checkout.attributes.get("early_version")
     update = Update(
         CHECKOUT,
-        digest,
+        nonce_digest(change.nonce),
         {"early": early, "early_version": int(version or 0) + 1},
         expect={"created_by": checkout.attributes["created_by"], "early_version": version},
     )
@@ -526,25 +549,9 @@ def _update_holds(
 
 
 def _deactivation(
-    services: Services,
-    event: InboundEvent,
-    change: BillingChange,
-    *,
-    now: datetime,
-    again: bool = True,
+    services: Services, change: BillingChange, subscription: Item, *, now: datetime
 ) -> _Planned | None:
     digest = nonce_digest(change.nonce)
-    subscription = _find(services, change.org_id, SUBSCRIPTION, digest, now=now)
-    if subscription is None:
-        # Stripe names the subscription that ended: only its activation is void.
-        planned = (
-            _early_event(services, event, change, now=now)
-            if change.subscription_id
-            else _void_checkout(services, change, now=now)
-        )
-        if planned is None and again and _activated_meanwhile(services, change, now=now):
-            return _deactivation(services, event, change, now=now, again=False)
-        return planned
     bound = subscription.attributes.get("subscription_id")
     if bound is not None and bound != change.subscription_id:
         return None  # our custom data on another subscription: not the one the nonce activated
@@ -573,32 +580,10 @@ def _deactivation(
     return _Planned(operations, {**details, "effect": "subscription_closed"})
 
 
-def _update_before_activation(
-    services: Services, event: InboundEvent, change: BillingChange, *, now: datetime, again: bool
-) -> _Planned | None:
-    """A paying update activates the subscription; an unpaid one is kept (`_early_event`)."""
-    before = _activation if change.paying else _early_event
-    planned = before(services, event, change, now=now)
-    if planned is None and again and _activated_meanwhile(services, change, now=now):
-        return _update(services, event, change, now=now, again=False)
-    return planned
-
-
-def _activated_meanwhile(services: Services, change: BillingChange, *, now: datetime) -> bool:
-    """Whether the nonce's SUBSCRIPTION exists now: an activation that committed between an
-    event's read of the SUBSCRIPTION (absent) and of the CHECKOUT (consumed) hid both from it,
-    and the event must be planned again as one of an activated subscription (`again`)."""
-    digest = nonce_digest(change.nonce)
-    return _find(services, change.org_id, SUBSCRIPTION, digest, now=now) is not None
-
-
-def _void_checkout(services: Services, change: BillingChange, *, now: datetime) -> _Planned | None:
+def _void_checkout(change: BillingChange, checkout: Item) -> _Planned:
     """Cancelled before it was activated (events can arrive out of order): void the nonce."""
-    digest = nonce_digest(change.nonce)
-    checkout = _find(services, change.org_id, CHECKOUT, digest, now=now)
-    if checkout is None:
-        return None
     checkout_by = str(checkout.attributes["created_by"])
+    digest = nonce_digest(change.nonce)
     operations: list[Operation] = [Delete(CHECKOUT, digest, expect={"created_by": checkout_by})]
     return _Planned(operations, {"effect": "checkout_voided", "checkout_by": checkout_by})
 

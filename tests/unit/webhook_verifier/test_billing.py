@@ -894,6 +894,41 @@ def test_an_event_racing_its_subscriptions_activation_applies_after_it(
     assert webhooks.plan(org_id) == plan
 
 
+@pytest.mark.parametrize("late", ["ended", "past_due"])
+def test_an_activation_between_an_events_two_reads_is_seen_by_it(
+    webhooks: WebhookStack, monkeypatch: pytest.MonkeyPatch, late: str
+) -> None:
+    # The activation commits right after the event's first read of the nonce's items: whichever
+    # that read is, the event must see the subscription activated, never neither item.
+    from webhook_verifier import billing
+
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    activation = billing_delivery(
+        webhooks, "stripe", "customer.subscription.created", custom, created=T0
+    )
+    find = billing._find
+    raced: list[str] = []
+    racing = threading.Event()
+
+    def activation_after_the_first_read(*args: Any, **kwargs: Any) -> Any:
+        found = find(*args, **kwargs)
+        if not racing.is_set() and args[2] in ("CHECKOUT", "SUBSCRIPTION"):
+            racing.set()
+            raced.append(_receive(webhooks, "stripe", *activation))
+        return found
+
+    monkeypatch.setattr(billing, "_find", activation_after_the_first_read)
+    if late == "ended":
+        sent = send(webhooks, "stripe", "customer.subscription.deleted", custom, created=T0 + 60)
+        answer = str(sent.body["status"])
+    else:
+        answer = _update(webhooks, custom, at=T0 + 60, status="past_due")
+    assert raced == ["processed"]
+    assert answer == "processed"
+    assert webhooks.plan(org_id) == "free"
+
+
 def test_an_item_that_names_no_subscription_takes_no_update(webhooks: WebhookStack) -> None:
     org_id, custom = _stripe_subscription(webhooks, product="price_local_starter")
     digest = hashlib.sha256(custom["strongroom_nonce"].encode()).hexdigest()
