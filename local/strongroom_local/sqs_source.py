@@ -4,10 +4,14 @@ A batch is up to `BatchSize` messages gathered for at most `MaximumBatchingWindo
 after the first one, delivered as Lambda's `{"Records": [...]}` event. Messages of a successful
 invocation are deleted. With `ReportBatchItemFailures`, the ids listed in `batchItemFailures`
 are returned to the queue and the rest deleted; an invalid failure report fails the whole batch.
-A failed invocation returns every message. Returned messages are made visible again at once
-(rather than after the queue's long visibility timeout) so a retry is immediate locally; the
-queue's RedrivePolicy then moves a message to its dead-letter queue on the receive after
-`maxReceiveCount`, which moto's SQS implements on receive as SQS does.
+A failed invocation returns every message. A returned message stays hidden for a short back-off
+rather than the queue's whole visibility timeout (90 minutes for the backup queue), so a retry
+comes soon locally: 1 s after the first receive, doubling with each receive, never longer than
+the queue's visibility timeout. Hidden, it neither spins the poller nor stands in front of the
+messages behind it, as in AWS. The queue's RedrivePolicy then moves a message to its dead-letter
+queue on the receive after `maxReceiveCount`, which moto's SQS implements on receive as SQS
+does. Up to `ScalingConfig.MaximumConcurrency` batches of one mapping run at once (at most the
+function's workers), so jobs of one queue meet each other as they do in AWS.
 """
 
 from __future__ import annotations
@@ -39,16 +43,27 @@ _RECORD_ATTRIBUTES = (
 
 
 def _message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
-    binary = value.get("BinaryValue")
-    return {
-        "stringValue": value.get("StringValue"),
-        "binaryValue": base64.b64encode(binary).decode("ascii") if binary is not None else None,
-        "stringListValues": list(value.get("StringListValues", [])),
-        "binaryListValues": [
-            base64.b64encode(item).decode("ascii") for item in value.get("BinaryListValues", [])
-        ],
-        "dataType": value.get("DataType"),
-    }
+    # Lambda leaves out the value an attribute does not have (no `binaryValue` on a String).
+    attribute: dict[str, Any] = {}
+    if value.get("StringValue") is not None:
+        attribute["stringValue"] = value["StringValue"]
+    if value.get("BinaryValue") is not None:
+        attribute["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode("ascii")
+    attribute["stringListValues"] = list(value.get("StringListValues", []))
+    attribute["binaryListValues"] = [
+        base64.b64encode(item).decode("ascii") for item in value.get("BinaryListValues", [])
+    ]
+    attribute["dataType"] = value.get("DataType")
+    return attribute
+
+
+def retry_delay(receive_count: int, visibility_timeout: int, *, first_seconds: int = 1) -> int:
+    """Seconds a returned message stays hidden: `first_seconds` after its first receive,
+    doubling with each receive, at most the queue's visibility timeout."""
+    if first_seconds <= 0:
+        return 0
+    doublings = min(max(receive_count, 1) - 1, 20)
+    return min(first_seconds << doublings, max(visibility_timeout, 0))
 
 
 def sqs_record(message: Mapping[str, Any], *, queue_arn: str, region: str) -> dict[str, Any]:
@@ -107,6 +122,12 @@ def failed_message_ids(
     return everything if reported is None else reported
 
 
+def pollers_for(source: SqsSource, max_workers: int) -> int:
+    """How many batches of `source` run at once: its MaximumConcurrency, at most the workers."""
+    cap = source.maximum_concurrency or max_workers
+    return max(1, min(cap, max_workers))
+
+
 class SqsEventSource:
     """Polls one queue for one function."""
 
@@ -120,6 +141,7 @@ class SqsEventSource:
         region: str,
         wait_seconds: int = 0,
         idle_seconds: float = 0.2,
+        first_retry_seconds: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -130,8 +152,26 @@ class SqsEventSource:
         self._region = region
         self._wait_seconds = wait_seconds
         self.idle_seconds = idle_seconds
+        self._first_retry_seconds = first_retry_seconds
+        self._visibility_timeout: int | None = None
         self._clock = clock
         self._sleep = sleep
+
+    def _queue_visibility_timeout(self) -> int:
+        if self._visibility_timeout is None:
+            attributes = self._sqs.get_queue_attributes(
+                QueueUrl=self._queue_url, AttributeNames=["VisibilityTimeout"]
+            )["Attributes"]
+            self._visibility_timeout = int(attributes["VisibilityTimeout"])
+        return self._visibility_timeout
+
+    def _hidden_for(self, message: Mapping[str, Any]) -> int:
+        receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "1")
+        return retry_delay(
+            int(receives) if str(receives).isdigit() else 1,
+            self._queue_visibility_timeout(),
+            first_seconds=self._first_retry_seconds,
+        )
 
     def _receive(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
         response = self._sqs.receive_message(
@@ -144,13 +184,18 @@ class SqsEventSource:
         messages: list[dict[str, Any]] = response.get("Messages", [])
         return messages
 
-    def receive_batch(self) -> list[dict[str, Any]]:
-        """Up to BatchSize messages, waiting at most the batching window after the first."""
+    def receive_batch(self, stop: threading.Event | None = None) -> list[dict[str, Any]]:
+        """Up to BatchSize messages, waiting at most the batching window after the first (and
+        no longer once `stop` is set)."""
         batch = self._receive(self.source.batch_size, self._wait_seconds)
         if not batch:
             return []
         deadline = self._clock() + self.source.batching_window_seconds
-        while len(batch) < self.source.batch_size and (remaining := deadline - self._clock()) > 0:
+        while (
+            len(batch) < self.source.batch_size
+            and (remaining := deadline - self._clock()) > 0
+            and not (stop is not None and stop.is_set())
+        ):
             more = self._receive(self.source.batch_size - len(batch), 0)
             if more:
                 batch += more
@@ -158,9 +203,9 @@ class SqsEventSource:
                 self._sleep(min(self.idle_seconds / 4, remaining))
         return batch
 
-    def poll_once(self) -> int:
+    def poll_once(self, stop: threading.Event | None = None) -> int:
         """Receive one batch, invoke the function, settle the messages; how many were handled."""
-        messages = self.receive_batch()
+        messages = self.receive_batch(stop)
         if not messages:
             return 0
         records = [
@@ -186,7 +231,11 @@ class SqsEventSource:
             self._sqs.change_message_visibility_batch(
                 QueueUrl=self._queue_url,
                 Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    {
+                        "Id": str(i),
+                        "ReceiptHandle": m["ReceiptHandle"],
+                        "VisibilityTimeout": self._hidden_for(m),
+                    }
                     for i, m in enumerate(chunk)
                 ],
             )
@@ -205,7 +254,7 @@ class SqsEventSource:
         # for a long poll to end.
         while not stop.is_set():
             try:
-                handled = self.poll_once()
+                handled = self.poll_once(stop)
             except (BotoCoreError, ClientError) as exc:
                 if stop.is_set():
                     return

@@ -44,7 +44,7 @@ from strongroom_local.runtime import FAKE_CREDENTIALS, FunctionPool, Invocation,
 from strongroom_local.sandbox_okta import OrgSpec, SandboxOkta
 from strongroom_local.scheduler import Scheduler, scheduled_event
 from strongroom_local.servers import LOOPBACK, ApiServer, CommandFailed, ControlServer
-from strongroom_local.sqs_source import SqsEventSource
+from strongroom_local.sqs_source import SqsEventSource, pollers_for
 from strongroom_local.template import TEMPLATE_PATH
 from strongroom_local.wiring import ScheduleSource, Wiring, read_wiring
 
@@ -235,7 +235,11 @@ class LocalStack:
                 invoke=pool.invoke,
                 region=self.options.region,
             )
-            self._thread(poller.run, f"sqs-{source.function_id}-{source.event_name}", self._stop)
+            # Lambda runs a mapping's batches side by side, up to its MaximumConcurrency; here
+            # at most as many as the function has workers.
+            for n in range(pollers_for(source, self.options.max_workers)):
+                name = f"sqs-{source.function_id}-{source.event_name}-{n}"
+                self._thread(poller.run, name, self._stop)
 
     def _thread(self, target: Any, name: str, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)

@@ -112,6 +112,8 @@ class SqsSource:
     batching_window_seconds: int
     report_batch_item_failures: bool
     enabled: bool
+    # ScalingConfig.MaximumConcurrency: batches of this mapping run at once (None: no cap).
+    maximum_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -276,10 +278,71 @@ def _apis(stack: Stack) -> tuple[HttpApiDefinition, ...]:
     return tuple(definitions)
 
 
+def _flag(value: Any, what: str) -> bool:
+    """A boolean property as CloudFormation reads it: a bool, or "true"/"false" (a parameter)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise UnsupportedTemplate(f"{what}: not a boolean: {value!r}")
+
+
 def _enabled(props: Mapping[str, Any]) -> bool:
     if "State" in props:
         return str(props["State"]).upper() == "ENABLED"
-    return bool(props.get("Enabled", True))
+    return _flag(props.get("Enabled", True), "Enabled")
+
+
+# Event properties the local stack honours; any other would be silently ignored here while AWS
+# acts on it (a filter deletes what it does not match, a retry policy changes retries), so a
+# template using one is refused rather than run differently.
+_SCHEDULE_PROPERTIES = {
+    "Schedule": {"Schedule", "Name", "Description", "Enabled", "State", "Input"},
+    "ScheduleV2": {
+        "ScheduleExpression",
+        "ScheduleExpressionTimezone",
+        "Name",
+        "GroupName",
+        "Description",
+        "State",
+        "Input",
+        # Identity and encryption of the schedule itself: nothing the invocation sees.
+        "RoleArn",
+        "KmsKeyArn",
+        "PermissionsBoundary",
+        "OmitName",
+    },
+}
+_SQS_PROPERTIES = {
+    "Queue",
+    "BatchSize",
+    "Enabled",
+    "FunctionResponseTypes",
+    "MaximumBatchingWindowInSeconds",
+    "ScalingConfig",
+}
+
+
+def _supported(props: Mapping[str, Any], known: set[str], where: str) -> Mapping[str, Any]:
+    unknown = sorted(set(props) - known)
+    if unknown:
+        raise UnsupportedTemplate(f"{where}: the local stack does not emulate {', '.join(unknown)}")
+    return props
+
+
+def _maximum_concurrency(props: Mapping[str, Any], where: str) -> int | None:
+    scaling = props.get("ScalingConfig")
+    if scaling is None:
+        return None
+    if not isinstance(scaling, Mapping) or set(scaling) - {"MaximumConcurrency"}:
+        raise UnsupportedTemplate(f"{where}: ScalingConfig takes only MaximumConcurrency")
+    value = scaling.get("MaximumConcurrency")
+    if value is None:
+        return None
+    # Lambda accepts 2 to 1000.
+    if not 2 <= int(value) <= 1000:
+        raise UnsupportedTemplate(f"{where}: MaximumConcurrency must be 2 to 1000")
+    return int(value)
 
 
 def _schedules(stack: Stack) -> tuple[ScheduleSource, ...]:
@@ -290,7 +353,9 @@ def _schedules(stack: Stack) -> tuple[ScheduleSource, ...]:
     for function_id, resource in resources_of_type(stack.template, FUNCTION_TYPE).items():
         for kind in ("Schedule", "ScheduleV2"):
             for event_name, raw in _events(resource, kind).items():
-                props = resolver.resolve(raw)
+                props = _supported(
+                    resolver.resolve(raw), _SCHEDULE_PROPERTIES[kind], f"{function_id}.{event_name}"
+                )
                 name = props.get("Name") or f"{stack_name}-{function_id}{event_name}"
                 if kind == "Schedule":
                     expression = parse_schedule_expression(str(props["Schedule"]))
@@ -321,7 +386,8 @@ def _queues(stack: Stack) -> tuple[SqsSource, ...]:
     sources = []
     for function_id, resource in resources_of_type(stack.template, FUNCTION_TYPE).items():
         for event_name, raw in _events(resource, "SQS").items():
-            props = stack.resolver.resolve(raw)
+            where = f"{function_id}.{event_name}"
+            props = _supported(stack.resolver.resolve(raw), _SQS_PROPERTIES, where)
             sources.append(
                 SqsSource(
                     function_id=function_id,
@@ -331,7 +397,8 @@ def _queues(stack: Stack) -> tuple[SqsSource, ...]:
                     batching_window_seconds=int(props.get("MaximumBatchingWindowInSeconds", 0)),
                     report_batch_item_failures="ReportBatchItemFailures"
                     in (props.get("FunctionResponseTypes") or []),
-                    enabled=bool(props.get("Enabled", True)),
+                    enabled=_flag(props.get("Enabled", True), f"{where}: Enabled"),
+                    maximum_concurrency=_maximum_concurrency(props, where),
                 )
             )
     return tuple(sources)

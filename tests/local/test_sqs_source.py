@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -12,7 +14,12 @@ import pytest
 from moto import mock_aws
 
 from strongroom_local.runtime import Invocation
-from strongroom_local.sqs_source import SqsEventSource, failed_message_ids
+from strongroom_local.sqs_source import (
+    SqsEventSource,
+    failed_message_ids,
+    pollers_for,
+    retry_delay,
+)
 from strongroom_local.wiring import SqsSource
 
 
@@ -81,24 +88,33 @@ class Consumer:
 
 
 def source_for(
-    queues: Queues, consumer: Consumer, *, batch_size: int = 10, report: bool = True
+    queues: Queues,
+    consumer: Callable[[dict[str, Any]], Invocation],
+    *,
+    batch_size: int = 10,
+    report: bool = True,
+    window: int = 0,
+    first_retry_seconds: int = 0,
+    queue_url: str | None = None,
 ) -> SqsEventSource:
+    """A poller of the jobs queue; returned messages come back at once unless told otherwise."""
     source = SqsSource(
         function_id="ConsumerFunction",
         event_name="Jobs",
         queue_arn=queues.queue_arn,
         batch_size=batch_size,
-        batching_window_seconds=0,
+        batching_window_seconds=window,
         report_batch_item_failures=report,
         enabled=True,
     )
     return SqsEventSource(
         source,
-        queue_url=queues.url,
+        queue_url=queue_url or queues.url,
         sqs=queues.sqs,
         invoke=consumer,
         region="us-east-1",
         wait_seconds=0,
+        first_retry_seconds=first_retry_seconds,
     )
 
 
@@ -134,14 +150,19 @@ def test_records_have_the_shape_lambda_sends(queues: Queues) -> None:
     assert {"SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"} <= set(
         record["attributes"]
     )
+    # Lambda leaves out the value an attribute does not have.
     assert record["messageAttributes"]["kind"] == {
         "stringValue": "backup",
-        "binaryValue": None,
         "stringListValues": [],
         "binaryListValues": [],
         "dataType": "String",
     }
-    assert record["messageAttributes"]["blob"]["binaryValue"] == "AAE="
+    assert record["messageAttributes"]["blob"] == {
+        "binaryValue": "AAE=",
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "Binary",
+    }
     assert queues.count(queues.url) == 0
 
 
@@ -160,7 +181,7 @@ def test_reported_failures_are_retried_then_dead_lettered(queues: Queues) -> Non
     consumer = Consumer(fail={"bad"})
     source = source_for(queues, consumer)
     assert source.poll_once() == 3
-    assert source.poll_once() == 1  # returned at once, not after the visibility timeout
+    assert source.poll_once() == 1  # returned (with no back-off in this test)
     assert source.poll_once() == 0  # the receive after maxReceiveCount moves it to the DLQ
     assert consumer.deliveries("ok-1") == ["1"]
     assert consumer.deliveries("ok-2") == ["1"]
@@ -219,3 +240,151 @@ def test_partial_batch_responses_are_read_as_lambda_reads_them(
         "m1",
         "m2",
     }
+
+
+# ---- Returned messages are hidden for a back-off, not retried in a busy loop ---------------
+
+
+@pytest.mark.parametrize(
+    ("receives", "visibility", "first", "delay"),
+    [
+        (1, 300, 1, 1),
+        (2, 300, 1, 2),
+        (3, 300, 1, 4),
+        (9, 300, 1, 256),
+        (10, 300, 1, 300),  # never longer than the queue's visibility timeout
+        (10_000, 5400, 1, 5400),
+        (0, 300, 1, 1),
+        (5, 300, 0, 0),  # no back-off: returned at once
+        (3, 0, 1, 0),
+    ],
+)
+def test_the_retry_delay_doubles_up_to_the_visibility_timeout(
+    receives: int, visibility: int, first: int, delay: int
+) -> None:
+    assert retry_delay(receives, visibility, first_seconds=first) == delay
+
+
+def test_a_returned_message_stays_hidden_for_its_back_off(queues: Queues) -> None:
+    queues.send("bad")
+    consumer = Consumer(fail={"bad"})
+    source = source_for(queues, consumer, first_retry_seconds=1)
+    assert source.poll_once() == 1
+    assert source.poll_once() == 0  # hidden for 1 s after its first receive
+    time.sleep(1.2)
+    assert source.poll_once() == 1
+    assert consumer.deliveries("bad") == ["1", "2"]
+
+
+def test_failing_messages_do_not_stand_in_front_of_the_others(queues: Queues) -> None:
+    failing = [f"bad-{i}" for i in range(10)]
+    queues.send(*failing)
+    queues.send("good")
+    consumer = Consumer(fail=set(failing))
+    source = source_for(queues, consumer, first_retry_seconds=1)
+    for _ in range(3):
+        source.poll_once()
+    assert consumer.deliveries("good") == ["1"]
+    assert all(consumer.deliveries(message) == ["1"] for message in failing)
+
+
+def test_a_message_failing_for_good_does_not_spin_the_poller(queues: Queues) -> None:
+    # No redrive policy (as the backup dead-letter queue): it is retried for ever, but at the
+    # pace of its back-off, not as fast as the emulator answers.
+    url = queues.sqs.create_queue(QueueName="no-redrive", Attributes={"VisibilityTimeout": "60"})[
+        "QueueUrl"
+    ]
+    queues.sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"id": "bad"}))
+    consumer = Consumer(fail={"bad"})
+    source = source_for(queues, consumer, first_retry_seconds=1, queue_url=url)
+    source.idle_seconds = 0.05
+    stop = threading.Event()
+    poller = threading.Thread(target=source.run, args=(stop,))
+    poller.start()
+    time.sleep(2.5)
+    stop.set()
+    poller.join(timeout=5)
+    # Received at 0 s, 1 s and 3 s: within 2.5 s, twice (it was hundreds when returned at once).
+    assert consumer.deliveries("bad") == ["1", "2"]
+
+
+def test_the_batching_window_gathers_messages_sent_after_the_first(queues: Queues) -> None:
+    queues.send("first")
+    consumer = Consumer()
+    source = source_for(queues, consumer, batch_size=4, window=2)
+    late = threading.Timer(0.3, queues.send, args=("second", "third", "fourth"))
+    late.start()
+    try:
+        assert source.poll_once() == 4
+    finally:
+        late.join()
+    ((*_,),) = consumer.batches
+    assert sorted(json.loads(record["body"])["id"] for record in consumer.batches[0]) == [
+        "first",
+        "fourth",
+        "second",
+        "third",
+    ]
+
+
+def test_the_batching_window_ends_when_the_stack_stops(queues: Queues) -> None:
+    queues.send("only")
+    consumer = Consumer()
+    source = source_for(queues, consumer, batch_size=4, window=300)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    assert source.poll_once(stop) == 1
+    assert time.monotonic() - started < 5
+
+
+# ---- Batches of one mapping run side by side ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("maximum", "workers", "pollers"), [(None, 4, 4), (20, 4, 4), (2, 4, 2), (None, 1, 1)]
+)
+def test_pollers_follow_maximum_concurrency_within_the_workers(
+    maximum: int | None, workers: int, pollers: int
+) -> None:
+    source = SqsSource(
+        function_id="F",
+        event_name="E",
+        queue_arn="arn",
+        batch_size=1,
+        batching_window_seconds=0,
+        report_batch_item_failures=True,
+        enabled=True,
+        maximum_concurrency=maximum,
+    )
+    assert pollers_for(source, workers) == pollers
+
+
+def test_pollers_of_one_mapping_run_batches_at_once(queues: Queues) -> None:
+    queues.send(*[f"job-{i}" for i in range(4)])
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def slow(event: dict[str, Any]) -> Invocation:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.4)
+        with lock:
+            running -= 1
+        return Invocation("r", True, None)
+
+    source = source_for(queues, slow, batch_size=1)
+    stop = threading.Event()
+    threads = [threading.Thread(target=source.run, args=(stop,)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while queues.count(queues.url) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert queues.count(queues.url) == 0
+    assert most == 2

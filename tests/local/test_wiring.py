@@ -165,3 +165,69 @@ def test_lambda_authorizers_are_refused_rather_than_skipped() -> None:
         )
         with pytest.raises(UnsupportedTemplate):
             read_wiring(stack, FIXTURES)
+
+
+def wiring_of(template: dict[str, Any]) -> Wiring:
+    with mock_aws():
+        stack = provision(
+            boto3.Session(region_name="us-east-1"), template=template, parameters=PARAMETERS
+        )
+        return read_wiring(stack, FIXTURES)
+
+
+def job_events(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]["ConsumerFunction"]["Properties"]["Events"]["Jobs"]["Properties"]
+
+
+@pytest.mark.parametrize(("value", "enabled"), [("false", False), ("False", False), (True, True)])
+def test_enabled_is_read_as_cloudformation_reads_it(value: Any, enabled: bool) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    job_events(template)["Enabled"] = value
+    (jobs,) = wiring_of(template).queues
+    assert jobs.enabled is enabled
+
+
+def test_an_enabled_that_is_no_boolean_is_refused() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    job_events(template)["Enabled"] = "no"
+    with pytest.raises(UnsupportedTemplate, match="Enabled"):
+        wiring_of(template)
+
+
+def test_maximum_concurrency_is_read() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    job_events(template)["ScalingConfig"] = {"MaximumConcurrency": 3}
+    (jobs,) = wiring_of(template).queues
+    assert jobs.maximum_concurrency == 3
+
+
+@pytest.mark.parametrize(
+    ("event", "prop", "value"),
+    [
+        # A filter deletes what it does not match, in AWS; locally it would be ignored.
+        ("Jobs", "FilterCriteria", {"Filters": [{"Pattern": '{"body": {"kind": ["a"]}}'}]}),
+        ("Jobs", "ScalingConfig", {"MaximumConcurrency": 1}),
+        ("Nightly", "RetryPolicy", {"MaximumRetryAttempts": 0}),
+        ("Nightly", "DeadLetterConfig", {"Type": "SQS"}),
+    ],
+)
+def test_event_properties_the_stack_does_not_emulate_are_refused(
+    event: str, prop: str, value: Any
+) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    function = "ConsumerFunction" if event == "Jobs" else "TickFunction"
+    template["Resources"][function]["Properties"]["Events"][event]["Properties"][prop] = value
+    with pytest.raises(UnsupportedTemplate):
+        wiring_of(template)
+
+
+def test_the_repository_template_uses_only_what_the_stack_emulates() -> None:
+    with mock_aws():
+        stack = provision(
+            boto3.Session(region_name="us-east-1"),
+            template_path=REPO_ROOT / "template.yaml",
+            parameters=PARAMETERS,
+        )
+        wiring = read_wiring(stack, REPO_ROOT)
+    concurrency = {q.function_id: q.maximum_concurrency for q in wiring.queues}
+    assert concurrency == {"BackupWorkerFunction": 20, "BackupDeadLetterFunction": 2}
