@@ -6,22 +6,48 @@ builds only what its first request's route needs.
 
 from __future__ import annotations
 
+import unicodedata
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+)
 
 from strongroom.audit.events import Outcome
 from strongroom.oauth import ConnectionStatus
 from strongroom.roles import Role
 
-# A name people read: no control characters and no bidirectional overrides or marks (which
-# make a name display as something else); emoji and their joiners are fine. Escapes that both
-# pydantic's (Rust) and OpenAPI clients' (ECMA-262) regular expressions read.
-_DISPLAY_NAME = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+# A name people read: no control characters, line or paragraph separators, or bidirectional
+# overrides or marks (which make a name display as something else); emoji and their joiners
+# are fine. Escapes that both pydantic's (Rust) and OpenAPI clients' (ECMA-262) regular
+# expressions read.
+_DISPLAY_NAME = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]+$"
+# Nothing a reader sees: format characters (zero-width space, word joiner, BOM, soft hyphen),
+# combining marks with nothing to combine with, spaces, unassigned and private-use code points.
+_UNSEEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Mn", "Me", "Zs", "Zl", "Zp"})
+# Letters and symbols that render as blanks.
+_BLANK_GLYPHS: Final = frozenset("\u115f\u1160\u2800\u3164\uffa0")
+
+
+def _has_a_visible_character(name: str) -> str:
+    if not any(
+        unicodedata.category(c) not in _UNSEEN_CATEGORIES and c not in _BLANK_GLYPHS for c in name
+    ):
+        raise ValueError("must contain a visible character")
+    return name
+
+
 OrgName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=_DISPLAY_NAME),
+    AfterValidator(_has_a_visible_character),
 ]
 
 

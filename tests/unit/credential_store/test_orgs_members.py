@@ -132,6 +132,16 @@ def test_no_member_can_be_added_as_one_of_the_audit_logs_own_actors(
         ('{"name": ""}', 422),
         ('{"name": "a\\u0000b"}', 422),  # a control character
         ('{"name": "\\u202eevil"}', 422),  # a bidirectional override: displays as "live"
+        # Names nobody can see: zero-width space, BOM, word joiner, soft hyphen, Hangul filler,
+        # Braille blank, a lone combining mark; and a line separator inside a name.
+        ('{"name": "\\u200b"}', 422),
+        ('{"name": "\\ufeff"}', 422),
+        ('{"name": "\\u2060\\u00ad"}', 422),
+        ('{"name": "\\u3164"}', 422),
+        ('{"name": "\\u2800"}', 422),
+        ('{"name": "\\u0301"}', 422),
+        ('{"name": "a\\u2028b"}', 422),
+        ('{"name": ' + "1" * 5000 + "}", 400),  # longer than Python's integer limit
         ("{}", 422),
         ("{not json", 400),
         ('{"name": "' + "x" * (256 * 1024) + '"}', 413),
@@ -144,6 +154,22 @@ def test_bad_bodies_change_nothing(call: Call, stack: Stack, raw: str, status: i
     assert boto3.client("kms").list_aliases()["Aliases"] == [
         a for a in boto3.client("kms").list_aliases()["Aliases"] if "/org/" not in a["AliasName"]
     ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Acme \u00e9t\u00e9",  # accented letters
+        "e\u0301",  # a letter and its combining accent
+        "Team \U0001f469\u200d\U0001f4bb",  # an emoji sequence with its zero-width joiner
+        "\u6771\u4eac",
+        "\u0627\u0644\u0639\u0631\u0628\u064a\u0629",  # right-to-left script, no override
+    ],
+)
+def test_names_people_can_read_are_accepted(call: Call, name: str) -> None:
+    status, body = call("POST", "/orgs", body={"name": name})
+    assert status == 201
+    assert call("GET", f"/orgs/{body['org_id']}")[1]["name"] == name
 
 
 def test_identity_never_comes_from_the_body_or_headers(call: Call) -> None:
