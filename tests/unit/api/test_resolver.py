@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from strongroom.api import MAX_BODY_BYTES, caller_from_event, create_resolver, handle_request
+from strongroom.api.resolver import MAX_JSON_DEPTH
 from strongroom.errors import Conflict, ReauthRequired, Unauthenticated
 from tests.support.http import http_event
 
@@ -70,6 +71,31 @@ def test_malformed_json_is_400_and_reaches_nothing(raw: str) -> None:
     assert status == 400
     assert body["error"]["code"] == "malformed_request"
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Longer than Python's integer limit (4300 digits): json raises a plain ValueError.
+        '{"name": ' + "1" * 5000 + "}",
+        # Nesting deep enough to exhaust the interpreter's stack: RecursionError.
+        "[" * 100_000 + "]" * 100_000,
+        '{"name": "w", "secret": ' + "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1) + "}",
+    ],
+    ids=["huge-integer", "stack-deep", "over-depth"],
+)
+def test_json_python_cannot_or_will_not_parse_is_400_not_500(raw: str) -> None:
+    status, body, calls = _call(http_event("POST", "/widgets", raw_body=raw))
+    assert (status, body["error"]["code"]) == (400, "malformed_request")
+    assert calls == []
+
+
+def test_nesting_up_to_the_limit_reaches_validation() -> None:
+    nested = "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1)
+    status, body, _ = _call(
+        http_event("POST", "/widgets", raw_body='{"name": "w", "secret": ' + nested + "}")
+    )
+    assert (status, body["error"]["code"]) == (422, "invalid_field")
 
 
 @pytest.mark.parametrize(

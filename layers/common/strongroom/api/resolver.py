@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +31,8 @@ from strongroom.errors import (
 )
 
 MAX_BODY_BYTES = 256 * 1024
+# No request body of ours nests deeper than a few levels.
+MAX_JSON_DEPTH = 32
 _TOO_LARGE = "The request body is larger than 256 KiB."
 _MAX_DETAIL_ERRORS = 5
 # Validation error types that mean "could not parse" rather than "a field is wrong".
@@ -132,9 +135,29 @@ def _check_json_body(event: dict[str, Any], data: bytes) -> None:
             # Media types are case-insensitive; Powertools compares them as written.
             headers[name] = media_type + (";" + parameters if parameters else "")
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
+        document = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        # ValueError covers bad UTF-8 and bad JSON, and also a number longer than Python's
+        # integer limit; RecursionError is very deep nesting. Powertools catches neither (500).
         raise MalformedRequest("The body is not valid JSON.") from None
+    if _depth_over(document, MAX_JSON_DEPTH):
+        raise MalformedRequest("The body is nested too deeply.")
+
+
+def _depth_over(document: Any, limit: int) -> bool:
+    """Whether `document` nests deeper than `limit` (iteratively: no recursion to exhaust).
+    Within it, Powertools' own parse of the body cannot run out of stack either."""
+    level: list[Any] = [document]
+    for _ in range(limit + 1):
+        level = [
+            child
+            for node in level
+            if isinstance(node, dict | list)
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def handle_request(
