@@ -11,15 +11,28 @@ Protocol, one JSON document per line: the parent writes `{"code_dir", "layer_dir
 `{"ok": false, "errorType"}` per invocation on its original stdout. The handler's own stdout
 (print, loggers) is redirected to stderr, which the parent copies into the stack's log, so
 nothing a handler prints can corrupt the protocol. Tracebacks go to that log only.
+
+The worker runs on the stack's own interpreter, whose environment also holds the developer's
+tools (moto, pytest, yaml, the editable `strongroom`). A function may import only what it would
+find in Lambda: the standard library, its own folder, its layers' folders, the distributions
+its layers' `requirements.txt` pin (as `sam build` installs them) and the SDK the Lambda Python
+runtime ships (boto3 and its dependencies). Any other top-level import fails as it would in
+Lambda, so a requirement missing from a layer, or a `Layers:` entry missing from a function,
+fails locally rather than only once deployed.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.metadata
 import json
 import os
+import re
 import signal
 import sys
+import sysconfig
 import time
 import traceback
 from typing import IO, Any
@@ -45,6 +58,62 @@ class LambdaContext:
         return max(0, self._deadline_ms - int(time.time() * 1000))
 
 
+# What the Lambda Python runtime itself provides besides the standard library.
+RUNTIME_DISTRIBUTIONS = frozenset(
+    {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"}
+)
+_REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pinned(layer_dir: str) -> set[str]:
+    """The distributions a layer's requirements.txt names (one per requirement line)."""
+    try:
+        with open(os.path.join(layer_dir, "requirements.txt"), encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        return set()
+    names = set()
+    for line in text.splitlines():
+        match = _REQUIREMENT.match(line)
+        if match:
+            names.add(_canonical(match.group(1)))
+    return names
+
+
+class LambdaImports(importlib.abc.MetaPathFinder):
+    """Refuses a top-level import that the function would not find in Lambda."""
+
+    def __init__(self, code_dirs: list[str]) -> None:
+        wanted = set(RUNTIME_DISTRIBUTIONS)
+        for directory in code_dirs:
+            wanted |= _pinned(directory)
+        self._allowed = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
+        for module, distributions in importlib.metadata.packages_distributions().items():
+            if any(_canonical(d) in wanted for d in distributions):
+                self._allowed.add(module)
+        # The standard library's own folders (its private modules, such as _sysconfigdata_*,
+        # are not in stdlib_module_names), then the function's.
+        stdlib = {sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")}
+        self._code_dirs = [
+            *sorted(stdlib | {os.path.join(d, "lib-dynload") for d in stdlib}),
+            *code_dirs,
+        ]
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if "." in fullname or fullname in self._allowed:
+            return None
+        if importlib.machinery.PathFinder.find_spec(fullname, self._code_dirs) is not None:
+            return None
+        raise ModuleNotFoundError(
+            f"No module named {fullname!r} in the function, its layers or the Lambda runtime",
+            name=fullname,
+        )
+
+
 def _send(channel: IO[bytes], message: dict[str, Any]) -> None:
     channel.write(json.dumps(message).encode("utf-8") + b"\n")
     channel.flush()
@@ -66,6 +135,7 @@ def main() -> int:
     os.dup2(2, 1)
     init = json.loads(requests.readline())
     sys.path[0:0] = [init["code_dir"], *init["layer_dirs"]]
+    sys.meta_path.insert(0, LambdaImports([init["code_dir"], *init["layer_dirs"]]))
     os.chdir(init["code_dir"])
     try:
         handler = _load_handler(init["handler"])
