@@ -6,10 +6,12 @@ most specific route (exact segments over `{param}` over `{proxy+}`, an exact met
 authorizer (401 `{"message":"Unauthorized"}` whatever the reason, 403 for a missing scope, and
 the function is not invoked), builds the v2 event, invokes the function and maps its result to
 the response (a result without `statusCode` is 200 JSON; a failed invocation or a malformed
-result is 500 `{"message":"Internal Server Error"}`).
+result is 500 `{"message":"Internal Server Error"}`; no answer within the route's integration
+timeout is 503 `{"message":"Service Unavailable"}` while the function runs on).
 
 A named stage is a path prefix, as on API Gateway: with `StageName: dev` the API is served under
-`/dev`, and `rawPath` keeps the prefix while `routeKey` does not.
+`/dev`, and `rawPath` keeps the prefix while `routeKey` does not. Routes match the path as sent
+(an encoded `/` stays inside its segment); `rawPath` reaches the function percent-decoded.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import json
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, unquote_to_bytes
 
 from strongroom_local.authorizer import JwtAuthorizer, JwtContext
 from strongroom_local.exceptions import InsufficientScope, Unauthorized
@@ -39,6 +43,7 @@ _TEXT_TYPES = ("application/json", "application/javascript", "application/xml")
 _TEXT_SUFFIXES = ("+json", "+xml")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _LITERAL, _PARAM, _GREEDY = 2, 1, 0
+_ESCAPE_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,22 @@ def _trace_id(epoch: float) -> str:
     return f"Root=1-{int(epoch):08x}-{secrets.token_hex(12)}"
 
 
+def decoded_path(raw_path: str) -> str:
+    """The path percent-decoded once, as HTTP APIs (payload 2.0) hand over `rawPath`.
+
+    A run of escapes that is not UTF-8 stays as sent, as does a `%` that starts no escape: the
+    function sees what the client sent rather than replacement characters.
+    """
+
+    def decode(run: re.Match[str]) -> str:
+        try:
+            return unquote_to_bytes(run.group()).decode("utf-8")
+        except UnicodeDecodeError:
+            return run.group()
+
+    return _ESCAPE_RUN.sub(decode, raw_path)
+
+
 def build_event(
     request: HttpRequest,
     *,
@@ -197,7 +218,8 @@ def build_event(
     now: float,
 ) -> dict[str, Any]:
     """The payload format 2.0 event API Gateway sends for `request`."""
-    raw_path, _, raw_query = request.target.partition("?")
+    target_path, _, raw_query = request.target.partition("?")
+    raw_path = decoded_path(target_path)
     headers: dict[str, str] = {}
     cookies: list[str] = []
     for name, value in request.headers:
@@ -382,6 +404,25 @@ class HttpApiGateway:
         header = values[0] if len(values) == 1 else None
         return authorizer.authorize(header, required_scopes=route.scopes)
 
+    def _invoke_within(self, route: HttpRoute, event: dict[str, Any]) -> Invocation | None:
+        """The invocation, or None if it outlasts the route's integration timeout.
+
+        API Gateway stops waiting then, but the function is not stopped: the invocation goes on
+        in its own thread, which alone holds the worker until the function ends (or its own
+        Timeout kills it) and hands it back to the pool.
+        """
+        outcome: Future[Invocation] = Future()
+
+        def run() -> None:
+            try:
+                outcome.set_result(self._invoke(route.function_id, event))
+            except Exception as exc:  # noqa: BLE001 - raised again in the request's thread
+                outcome.set_exception(exc)
+
+        threading.Thread(target=run, name=f"invoke-{route.function_id}", daemon=True).start()
+        done, _ = wait([outcome], timeout=route.timeout_ms / 1000)
+        return outcome.result() if done else None
+
     def _handle(self, request: HttpRequest, request_id: str) -> tuple[HttpResponse, str]:
         raw_path = request.target.partition("?")[0]
         resolved = self.resolve(request.method, raw_path)
@@ -406,15 +447,27 @@ class HttpApiGateway:
             request_id=request_id,
             now=now,
         )
-        invocation = self._invoke(route.function_id, event)
+        return self._integrate(route, event, request_id), route.route_key
+
+    def _integrate(self, route: HttpRoute, event: dict[str, Any], request_id: str) -> HttpResponse:
+        """Invoke the route's function and map what it answers (or fails to) to the response."""
+        invocation = self._invoke_within(route, event)
+        if invocation is None:
+            log.warning(
+                "%s: %s did not answer within %d ms; it runs on",
+                request_id,
+                route.function_id,
+                route.timeout_ms,
+            )
+            return gateway_error(503, "Service Unavailable", request_id)
         if not invocation.ok:
-            return gateway_error(500, "Internal Server Error", request_id), route.route_key
+            return gateway_error(500, "Internal Server Error", request_id)
         try:
             response = response_from_result(invocation.result)
         except MalformedResult as exc:
             log.error(
                 "%s: %s returned a malformed response (%s)", request_id, route.function_id, exc
             )
-            return gateway_error(500, "Internal Server Error", request_id), route.route_key
+            return gateway_error(500, "Internal Server Error", request_id)
         response.headers.append(("apigw-requestid", request_id))
-        return response, route.route_key
+        return response

@@ -9,6 +9,10 @@ from typing import Any
 
 from strongroom_local.template import REPO_ROOT, resources_of_type
 
+HTTP_API_TYPE = "AWS::Serverless::HttpApi"
+# The API SAM creates for HttpApi events without an ApiId.
+IMPLICIT_API = "ServerlessHttpApi"
+
 
 @dataclass(frozen=True)
 class FunctionSpec:
@@ -46,11 +50,48 @@ def functions(template: Mapping[str, Any], root: Path = REPO_ROOT) -> dict[str, 
     return specs
 
 
+def _is_intrinsic(value: Any) -> bool:
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    key = next(iter(value))
+    return key in ("Ref", "Condition") or key.startswith("Fn::")
+
+
+def merge_globals(global_value: Any, value: Any) -> Any:
+    """A property with its Globals value merged in, by SAM's rules (plugins/globals/globals.py).
+
+    Maps merge key by key, lists are concatenated (the global items first), and any other value
+    of the resource replaces the global one. An intrinsic function counts as a value, not a map.
+    """
+    maps = isinstance(global_value, dict) and isinstance(value, dict)
+    if maps and not _is_intrinsic(global_value) and not _is_intrinsic(value):
+        merged = dict(global_value)
+        for key, item in value.items():
+            merged[key] = merge_globals(merged[key], item) if key in merged else item
+        return merged
+    if isinstance(global_value, list) and isinstance(value, list):
+        return [*global_value, *value]
+    return value
+
+
+def http_api_properties(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each HttpApi's properties as SAM deploys it: with Globals.HttpApi merged in, and the
+    implicit API (Globals.HttpApi alone) that serves events without an ApiId."""
+    globals_api = template.get("Globals", {}).get("HttpApi", {}) or {}
+    apis = {
+        logical_id: merge_globals(globals_api, resource.get("Properties", {}) or {})
+        for logical_id, resource in resources_of_type(template, HTTP_API_TYPE).items()
+    }
+    apis.setdefault(IMPLICIT_API, dict(globals_api))
+    return apis
+
+
 def http_routes(template: Mapping[str, Any], root: Path = REPO_ROOT) -> list[Route]:
     """Every HttpApi route of every function, in template order."""
-    api_auth = {}
-    for logical_id, api in resources_of_type(template, "AWS::Serverless::HttpApi").items():
-        api_auth[logical_id] = api.get("Properties", {}).get("Auth", {}).get("DefaultAuthorizer")
+    api_auth = {
+        logical_id: (props.get("Auth", {}) or {}).get("DefaultAuthorizer")
+        for logical_id, props in http_api_properties(template).items()
+    }
     specs = functions(template, root)
     routes = []
     for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
@@ -59,9 +100,8 @@ def http_routes(template: Mapping[str, Any], root: Path = REPO_ROOT) -> list[Rou
                 continue
             props = event.get("Properties", {})
             api_id = props.get("ApiId")
-            api_ref = api_id.get("Ref") if isinstance(api_id, dict) else None
-            default_authorizer = api_auth.get(api_ref) if api_ref else None
-            authorizer = props.get("Auth", {}).get("Authorizer", default_authorizer)
+            api_ref = str(api_id.get("Ref")) if isinstance(api_id, dict) else IMPLICIT_API
+            authorizer = props.get("Auth", {}).get("Authorizer", api_auth.get(api_ref))
             routes.append(
                 Route(
                     function=specs[logical_id],

@@ -10,23 +10,24 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from strongroom.schedules import ScheduleExpression, parse_schedule_expression
 from strongroom_local.exceptions import UnsupportedTemplate
 from strongroom_local.provision import Stack
+from strongroom_local.routes import HTTP_API_TYPE, IMPLICIT_API, http_api_properties
 from strongroom_local.template import resources_of_type
 
 log = logging.getLogger("strongroom_local")
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
-HTTP_API_TYPE = "AWS::Serverless::HttpApi"
 LAYER_TYPE = "AWS::Serverless::LayerVersion"
-IMPLICIT_API = "ServerlessHttpApi"
 DEFAULT_ROUTE = "$default"
 DEFAULT_STAGE = "$default"
+# HTTP APIs wait this long for an integration at most, and by default (TimeoutInMillis).
+MAX_INTEGRATION_TIMEOUT_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class JwtAuthorizerConfig:
     issuer: str
     audiences: tuple[str, ...]
     identity_header: str
+    # What a route using it requires when the route names no AuthorizationScopes of its own.
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class HttpRoute:
     path: str
     authorizer: str | None
     scopes: tuple[str, ...] = ()
+    # API Gateway answers 503 when the function has not answered by then (TimeoutInMillis).
+    timeout_ms: int = MAX_INTEGRATION_TIMEOUT_MS
 
     @property
     def route_key(self) -> str:
@@ -218,6 +223,7 @@ def _authorizers(stack: Stack, api_props: Mapping[str, Any]) -> dict[str, JwtAut
         if not source.startswith(prefix):
             raise UnsupportedTemplate(f"authorizer {name}: identity source must be a header")
         audience = jwt_config.get("audience", [])
+        scopes = stack.resolver.resolve(spec.get("AuthorizationScopes", [])) or []
         configs[name] = JwtAuthorizerConfig(
             name=name,
             issuer=str(jwt_config["issuer"]),
@@ -225,24 +231,70 @@ def _authorizers(stack: Stack, api_props: Mapping[str, Any]) -> dict[str, JwtAut
                 str(a) for a in ([audience] if isinstance(audience, str) else audience)
             ),
             identity_header=source[len(prefix) :].lower(),
+            scopes=tuple(str(s) for s in scopes),
         )
     return configs
 
 
+# Globals.HttpApi keys the stack reads (Auth) or that change nothing a request meets locally
+# (logs, throttling, tags, deployment checks). CORS, stage variables and custom domains would
+# change answers, events or URLs: a template setting them for every API is refused.
+_HTTP_API_GLOBALS = {
+    "Auth",
+    "AccessLogSettings",
+    "DefaultRouteSettings",
+    "RouteSettings",
+    "FailOnWarnings",
+    "Tags",
+    "PropagateTags",
+}
+# An OpenAPI definition brings routes, integrations and payload formats the stack does not read.
+_HTTP_API_REFUSED = ("DefinitionBody", "DefinitionUri")
+
+
+def _integration_timeout_ms(stack: Stack, props: Mapping[str, Any], where: str) -> int:
+    value = stack.resolver.resolve(props.get("TimeoutInMillis", MAX_INTEGRATION_TIMEOUT_MS))
+    if isinstance(value, bool) or not str(value).isdigit():
+        raise UnsupportedTemplate(f"{where}: TimeoutInMillis must be a whole number")
+    if not 50 <= int(value) <= MAX_INTEGRATION_TIMEOUT_MS:
+        raise UnsupportedTemplate(f"{where}: TimeoutInMillis must be 50 to 30000 for an HttpApi")
+    return int(value)
+
+
+def _api_properties(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    globals_api = template.get("Globals", {}).get("HttpApi", {}) or {}
+    _supported(globals_api, _HTTP_API_GLOBALS, "Globals.HttpApi")
+    api_props = http_api_properties(template)
+    for logical_id, api in api_props.items():
+        for key in _HTTP_API_REFUSED:
+            if key in api:
+                raise UnsupportedTemplate(f"{logical_id}: the local stack does not read {key}")
+    return api_props
+
+
+def _served(route: HttpRoute, authorizers: Mapping[str, JwtAuthorizerConfig]) -> HttpRoute:
+    """The route as SAM writes it: its authorizer's AuthorizationScopes unless it names some."""
+    if route.authorizer is None:
+        return route
+    if route.authorizer not in authorizers:
+        raise UnsupportedTemplate(f"{route.route_key}: unknown authorizer")
+    return route if route.scopes else replace(route, scopes=authorizers[route.authorizer].scopes)
+
+
 def _apis(stack: Stack) -> tuple[HttpApiDefinition, ...]:
     template = stack.template
-    api_props: dict[str, Mapping[str, Any]] = {
-        logical_id: resource.get("Properties", {}) or {}
-        for logical_id, resource in resources_of_type(template, HTTP_API_TYPE).items()
-    }
-    api_props.setdefault(IMPLICIT_API, template.get("Globals", {}).get("HttpApi", {}) or {})
+    api_props = _api_properties(template)
     routes: dict[str, list[HttpRoute]] = {logical_id: [] for logical_id in api_props}
     for function_id, resource in resources_of_type(template, FUNCTION_TYPE).items():
         for event_name, props in _events(resource, "HttpApi").items():
+            where = f"{function_id}.{event_name}"
+            # SAM's default; API Gateway's 1.0 format is another event shape altogether.
+            if stack.resolver.resolve(props.get("PayloadFormatVersion", "2.0")) != "2.0":
+                raise UnsupportedTemplate(f"{where}: only PayloadFormatVersion 2.0 is emulated")
             api_id = props.get("ApiId")
             api = api_id.get("Ref") if isinstance(api_id, dict) else IMPLICIT_API
             if api not in api_props:
-                raise UnsupportedTemplate(f"{function_id}.{event_name}: unknown ApiId {api_id}")
+                raise UnsupportedTemplate(f"{where}: unknown ApiId {api_id}")
             default = api_props[api].get("Auth", {}).get("DefaultAuthorizer")
             auth = props.get("Auth", {}) or {}
             authorizer = auth.get("Authorizer", default)
@@ -255,6 +307,7 @@ def _apis(stack: Stack) -> tuple[HttpApiDefinition, ...]:
                     path=path,
                     authorizer=None if authorizer in (None, "NONE") else str(authorizer),
                     scopes=tuple(str(s) for s in auth.get("AuthorizationScopes", []) or []),
+                    timeout_ms=_integration_timeout_ms(stack, props, where),
                 )
             )
     definitions = []
@@ -262,9 +315,6 @@ def _apis(stack: Stack) -> tuple[HttpApiDefinition, ...]:
         if not routes[logical_id] and logical_id == IMPLICIT_API:
             continue
         authorizers = _authorizers(stack, api)
-        for route in routes[logical_id]:
-            if route.authorizer is not None and route.authorizer not in authorizers:
-                raise UnsupportedTemplate(f"{route.route_key}: unknown authorizer")
         stage = stack.resolver.resolve(api.get("StageName", DEFAULT_STAGE))
         definitions.append(
             HttpApiDefinition(
@@ -272,7 +322,7 @@ def _apis(stack: Stack) -> tuple[HttpApiDefinition, ...]:
                 api_id=stack.ref(logical_id),
                 stage=str(stage),
                 authorizers=authorizers,
-                routes=tuple(routes[logical_id]),
+                routes=tuple(_served(route, authorizers) for route in routes[logical_id]),
             )
         )
     return tuple(definitions)

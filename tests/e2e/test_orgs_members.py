@@ -70,6 +70,25 @@ def test_org_lifecycle_and_membership(local_stack: LocalStackClient) -> None:
     assert call(local_stack, "GET", f"/orgs/{org}", carol)[0] == 404
 
 
+def test_a_member_id_with_a_percent_encoded_pipe_is_accepted(
+    local_stack: LocalStackClient,
+) -> None:
+    """Auth0-style subjects (`auth0|...`) go in the path percent-encoded; API Gateway hands the
+    function the decoded path, and so must the local stack."""
+    owner, bob = new_user("owner"), f"auth0|{new_user('bob')}"
+    org = _new_org(local_stack, owner)
+    encoded = bob.replace("|", "%7C")
+    status, body = call(
+        local_stack, "PUT", f"/orgs/{org}/members/{encoded}", owner, json={"role": "member"}
+    )
+    assert status == 200, body
+    status, body = call(local_stack, "GET", f"/orgs/{org}/members", owner)
+    assert status == 200
+    assert {m["user_id"]: m["role"] for m in body["members"]} == {owner: "owner", bob: "member"}
+    # The member is the token's subject: bob sees the org.
+    assert call(local_stack, "GET", f"/orgs/{org}", bob)[0] == 200
+
+
 def test_every_role_boundary(local_stack: LocalStackClient) -> None:
     owner, admin, member = new_user("owner"), new_user("admin"), new_user("member")
     org = _new_org(local_stack, owner)

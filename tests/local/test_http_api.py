@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -126,7 +128,7 @@ def test_the_event_has_the_v2_shape() -> None:
     )
     assert event["version"] == "2.0"
     assert event["routeKey"] == "GET /orgs/{org_id}"
-    assert event["rawPath"] == "/dev/orgs/o%201"
+    assert event["rawPath"] == "/dev/orgs/o 1"
     assert event["rawQueryString"] == "x=1&y=2&x=3&empty="
     assert event["cookies"] == ["a=1", "b=2", "c=3"]
     assert event["queryStringParameters"] == {"x": "1,3", "y": "2", "empty": ""}
@@ -149,7 +151,7 @@ def test_the_event_has_the_v2_shape() -> None:
         "domainPrefix": "127",
         "http": {
             "method": "POST",
-            "path": "/dev/orgs/o%201",
+            "path": "/dev/orgs/o 1",
             "protocol": "HTTP/1.1",
             "sourceIp": "127.0.0.1",
             "userAgent": "curl/8.5.0",
@@ -372,3 +374,58 @@ def test_failures_are_500_without_detail(issuer: DevIssuer, invocation: Invocati
     assert response.status == 500
     assert json.loads(response.body) == {"message": "Internal Server Error"}
     assert b"RuntimeError" not in response.body
+
+
+@pytest.mark.parametrize(
+    ("target", "raw_path", "parameters"),
+    [
+        ("/dev/orgs/auth0%7Cbob?q=%7C", "/dev/orgs/auth0|bob", {"org_id": "auth0|bob"}),
+        # An encoded `/` is decoded in rawPath but still one segment for routing.
+        ("/dev/orgs/a%2Fb", "/dev/orgs/a/b", {"org_id": "a/b"}),
+        # Decoded once: `%2541` is `%41`, not `A`.
+        ("/dev/orgs/%E2%82%AC%2541", "/dev/orgs/\u20ac%41", {"org_id": "\u20ac%41"}),
+        # What is no escape, or no UTF-8, reaches the function as it was sent.
+        ("/dev/orgs/100%zz%", "/dev/orgs/100%zz%", {"org_id": "100%zz%"}),
+        ("/dev/orgs/%FF%FE", "/dev/orgs/%FF%FE", None),
+    ],
+)
+def test_the_raw_path_reaches_the_function_percent_decoded(
+    target: str, raw_path: str, parameters: dict[str, str] | None
+) -> None:
+    """As API Gateway's HTTP APIs hand it (Powertools routes on it); the query stays raw."""
+    invoker = Recorder(Invocation("x", True, {}))
+    api = HttpApiGateway([API], invoker, authorizers={}, account_id="123456789012")
+    assert api.handle(request(target=target)).status == 200
+    ((_, event),) = invoker.events
+    assert event["routeKey"] == "GET /orgs/{org_id}"
+    assert event["rawPath"] == event["requestContext"]["http"]["path"] == raw_path
+    assert event["rawQueryString"] == target.partition("?")[2]
+    if parameters is not None:
+        assert event["pathParameters"] == parameters
+
+
+def test_an_integration_slower_than_its_timeout_is_503_and_runs_on() -> None:
+    release, finished = threading.Event(), threading.Event()
+
+    def slow(function_id: str, event: dict[str, Any]) -> Invocation:
+        release.wait(10)
+        finished.set()
+        return Invocation("x", True, {"late": True})
+
+    routes = (
+        HttpRoute("Fn", "Hurried", "GET", "/hurried", None, timeout_ms=50),
+        HttpRoute("Fn", "Patient", "GET", "/patient", None),
+    )
+    api = HttpApiDefinition("HttpApi", "abcdefghij", "dev", {}, routes)
+    slow_api = HttpApiGateway([api], slow, authorizers={}, account_id="123456789012")
+    started = time.monotonic()
+    response = slow_api.handle(request(target="/dev/hurried"))
+    assert time.monotonic() - started < 5
+    assert (response.status, response.body) == (503, b'{"message":"Service Unavailable"}')
+    assert response.header("apigw-requestid")
+    assert not finished.is_set()
+    release.set()
+    assert finished.wait(5)  # the function was not abandoned: it ran to its end
+    # A route without TimeoutInMillis waits up to API Gateway's 30 s.
+    assert routes[1].timeout_ms == 30_000
+    assert slow_api.handle(request(target="/dev/patient")).status == 200

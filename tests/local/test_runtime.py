@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from strongroom_local.http_api import HttpApiGateway, HttpRequest
 from strongroom_local.runtime import FunctionPool, lambda_environment
 from strongroom_local.template import REPO_ROOT
-from strongroom_local.wiring import LocalFunction
+from strongroom_local.wiring import HttpApiDefinition, HttpRoute, LocalFunction
 from tests.local.conftest import FIXTURES
 
 LAYER = (REPO_ROOT / "layers" / "common").resolve()
@@ -162,3 +164,40 @@ def test_closing_the_pool_stops_its_workers(pools: dict[str, FunctionPool]) -> N
         os.kill(pid, 0)
     refused = pools["echo"].invoke(echo_event())
     assert not refused.ok
+
+
+def test_after_a_gateway_timeout_the_worker_finishes_and_is_reused(tmp_path: Path) -> None:
+    spec = function("shapes")
+    environment = lambda_environment(
+        spec,
+        {"RECORD_DIR": str(tmp_path)},
+        aws_endpoint_url="http://127.0.0.1:9",
+        region="eu-west-1",
+    )
+    pool = FunctionPool(spec, environment, max_workers=1)
+    routes = (
+        HttpRoute(spec.logical_id, "Hurried", "GET", "/hurried/{kind}", None, timeout_ms=100),
+        HttpRoute(spec.logical_id, "Shapes", "GET", "/shapes/{kind}", None),
+    )
+    api = HttpApiDefinition("HttpApi", "abcdefghij", "$default", {}, routes)
+    gateway = HttpApiGateway(
+        [api], lambda _, event: pool.invoke(event), authorizers={}, account_id="123456789012"
+    )
+
+    def get(path: str) -> tuple[int, Any]:
+        request = HttpRequest("GET", path, [("Host", "127.0.0.1")], b"", "127.0.0.1", 3000)
+        response = gateway.handle(request)
+        return response.status, json.loads(response.body)
+
+    try:
+        status, warm = get("/shapes/helper")
+        assert status == 200
+        assert get("/hurried/nap") == (503, {"message": "Service Unavailable"})
+        started = time.monotonic()
+        status, again = get("/shapes/helper")
+        # The one worker was still napping: the next request waited for it, then reused it.
+        assert time.monotonic() - started > 0.5
+        assert (status, again["pid"]) == (200, warm["pid"])
+        assert pool.worker_count() == 1
+    finally:
+        pool.close()

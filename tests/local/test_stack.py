@@ -79,7 +79,8 @@ def test_http_requests_become_v2_events(fixture_stack: FixtureStack) -> None:
     event = answer["event"]
     assert event["version"] == "2.0"
     assert event["routeKey"] == "ANY /public/{proxy+}"
-    assert event["rawPath"] == "/v1/public/a/b%20c"
+    # Percent-decoded, as API Gateway's HTTP APIs hand it over.
+    assert event["rawPath"] == "/v1/public/a/b c"
     assert event["rawQueryString"] == "x=1&x=2&flag"
     assert event["queryStringParameters"] == {"x": "1,2", "flag": ""}
     assert event["pathParameters"] == {"proxy": "a/b c"}
@@ -91,7 +92,7 @@ def test_http_requests_become_v2_events(fixture_stack: FixtureStack) -> None:
     context = event["requestContext"]
     assert context["http"] == {
         "method": "POST",
-        "path": "/v1/public/a/b%20c",
+        "path": "/v1/public/a/b c",
         "protocol": "HTTP/1.1",
         "sourceIp": "127.0.0.1",
         "userAgent": "tests/1.0",
@@ -155,6 +156,18 @@ def test_results_become_responses(fixture_stack: FixtureStack) -> None:
     binary = fixture_stack.get("/shapes/binary")
     assert binary.content == bytes(range(256))
     assert fixture_stack.get("/shapes/empty").status_code == 204
+
+
+def test_an_integration_slower_than_its_timeout_in_millis_is_503(
+    fixture_stack: FixtureStack,
+) -> None:
+    started = time.monotonic()
+    response = fixture_stack.get("/hurried/nap")  # TimeoutInMillis 300, the function naps 1 s
+    assert (response.status_code, response.content) == (503, b'{"message":"Service Unavailable"}')
+    assert time.monotonic() - started < 0.9
+    # Without TimeoutInMillis the gateway waits for the function; the route still serves.
+    assert fixture_stack.get("/shapes/nap").json() == {"napped": True}
+    assert fixture_stack.get("/hurried/dict").json() == {"hello": "world", "n": 1}
 
 
 @pytest.mark.parametrize("kind", ["raise", "malformed", "exit"])

@@ -79,7 +79,12 @@ def test_routes_carry_stage_authorizer_and_scopes(wiring: Wiring) -> None:
         ("GET /public/exact", False, ()),
         ("POST /items/{item_id}/parts/{part_id}", False, ()),
         ("GET /shapes/{kind}", False, ()),
+        ("GET /hurried/{kind}", False, ()),
     }
+    # TimeoutInMillis, or API Gateway's 30 s.
+    timeouts = {r.route_key: r.timeout_ms for r in api.routes}
+    assert timeouts.pop("GET /hurried/{kind}") == 300
+    assert set(timeouts.values()) == {30_000}
 
 
 def test_schedules_and_queues_are_read(wiring: Wiring, fixture_stack_in_moto: Stack) -> None:
@@ -117,10 +122,13 @@ def test_routes_agree_with_the_route_reader(template_path: Any) -> None:
             parameters=PARAMETERS,
         )
         wiring = read_wiring(stack, template_path.parent)
+    assert_routes_agree(wiring, load_template(template_path), template_path.parent)
+
+
+def assert_routes_agree(wiring: Wiring, template: dict[str, Any], root: Any = FIXTURES) -> None:
     served = {(r.function_id, r.route_key, r.protected) for api in wiring.apis for r in api.routes}
     declared = {
-        (r.function.logical_id, r.route_key, r.protected)
-        for r in http_routes(load_template(template_path), template_path.parent)
+        (r.function.logical_id, r.route_key, r.protected) for r in http_routes(template, root)
     }
     assert served == declared
 
@@ -231,3 +239,114 @@ def test_the_repository_template_uses_only_what_the_stack_emulates() -> None:
         wiring = read_wiring(stack, REPO_ROOT)
     concurrency = {q.function_id: q.maximum_concurrency for q in wiring.queues}
     assert concurrency == {"BackupWorkerFunction": 20, "BackupDeadLetterFunction": 2}
+
+
+def http_events(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]["EchoFunction"]["Properties"]["Events"]
+
+
+def api_auth(template: dict[str, Any]) -> dict[str, Any]:
+    auth: dict[str, Any] = template["Resources"]["HttpApi"]["Properties"]["Auth"]
+    return auth
+
+
+def routes_by_key(wiring: Wiring) -> dict[str, Any]:
+    return {(api.logical_id, r.route_key): r for api in wiring.apis for r in api.routes}
+
+
+@pytest.mark.parametrize(
+    ("prop", "value"),
+    [
+        ("TimeoutInMillis", 49),
+        ("TimeoutInMillis", 30_001),
+        ("TimeoutInMillis", "soon"),
+        ("PayloadFormatVersion", "1.0"),
+    ],
+)
+def test_integration_settings_api_gateway_or_the_stack_do_not_take_are_refused(
+    prop: str, value: Any
+) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    http_events(template)["Scoped"]["Properties"][prop] = value
+    with pytest.raises(UnsupportedTemplate, match=prop):
+        wiring_of(template)
+
+
+def test_integration_timeouts_within_api_gateways_range_are_read() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    http_events(template)["Scoped"]["Properties"]["TimeoutInMillis"] = 50
+    http_events(template)["Exact"]["Properties"]["TimeoutInMillis"] = 30_000
+    http_events(template)["Parts"]["Properties"]["PayloadFormatVersion"] = "2.0"
+    routes = routes_by_key(wiring_of(template))
+    assert routes[("HttpApi", "GET /scoped")].timeout_ms == 50
+    assert routes[("HttpApi", "GET /public/exact")].timeout_ms == 30_000
+
+
+def test_an_openapi_definition_is_refused_rather_than_ignored() -> None:
+    # Its routes, integrations and payload formats would not be read.
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Resources"]["HttpApi"]["Properties"]["DefinitionBody"] = {"openapi": "3.0.1"}
+    with pytest.raises(UnsupportedTemplate, match="DefinitionBody"):
+        wiring_of(template)
+
+
+def test_globals_http_api_applies_to_every_http_api() -> None:
+    """SAM merges Globals.HttpApi into each HttpApi, the implicit one included."""
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Globals"]["HttpApi"] = {"Auth": api_auth(template)}
+    del template["Resources"]["HttpApi"]["Properties"]["Auth"]
+    http_events(template)["Implicit"] = {
+        "Type": "HttpApi",
+        "Properties": {"Method": "GET", "Path": "/implicit"},
+    }
+    wiring = wiring_of(template)
+    routes = routes_by_key(wiring)
+    assert routes[("HttpApi", "GET /echo/{id}")].authorizer == "JwtAuthorizer"
+    assert routes[("HttpApi", "GET /scoped")].scopes == ("echo.read",)
+    assert not routes[("HttpApi", "GET /public/exact")].protected
+    assert routes[("ServerlessHttpApi", "GET /implicit")].authorizer == "JwtAuthorizer"
+    assert_routes_agree(wiring, template)
+
+
+def test_the_apis_own_settings_win_over_globals() -> None:
+    """SAM's merge: maps merge key by key, lists are concatenated, other values are replaced."""
+    template = load_template(FIXTURE_TEMPLATE)
+    jwt = api_auth(template)["Authorizers"]["JwtAuthorizer"]
+    template["Globals"]["HttpApi"] = {
+        "Auth": {
+            "DefaultAuthorizer": "GlobalAuthorizer",
+            "Authorizers": {
+                "GlobalAuthorizer": {**jwt, "AuthorizationScopes": ["global.only"]},
+                "JwtAuthorizer": {"AuthorizationScopes": ["from.globals"]},
+            },
+        },
+        "AccessLogSettings": {"Format": "$context.requestId"},
+    }
+    jwt["AuthorizationScopes"] = ["from.api"]
+    wiring = wiring_of(template)
+    (api,) = wiring.apis
+    assert sorted(api.authorizers) == ["GlobalAuthorizer", "JwtAuthorizer"]
+    routes = routes_by_key(wiring)
+    echo = routes[("HttpApi", "GET /echo/{id}")]
+    assert (echo.authorizer, echo.scopes) == ("JwtAuthorizer", ("from.globals", "from.api"))
+    assert_routes_agree(wiring, template)
+
+
+def test_an_authorizers_scopes_apply_to_routes_that_name_none() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    api_auth(template)["Authorizers"]["JwtAuthorizer"]["AuthorizationScopes"] = ["echo.any"]
+    # An empty list names none either (SAM reads it as absent).
+    http_events(template)["Posted"]["Properties"]["Auth"] = {"AuthorizationScopes": []}
+    routes = routes_by_key(wiring_of(template))
+    assert routes[("HttpApi", "GET /echo/{id}")].scopes == ("echo.any",)
+    assert routes[("HttpApi", "POST /echo/{id}")].scopes == ("echo.any",)
+    assert routes[("HttpApi", "GET /scoped")].scopes == ("echo.read",)
+    assert routes[("HttpApi", "GET /public/exact")].scopes == ()
+
+
+@pytest.mark.parametrize("key", ["CorsConfiguration", "StageVariables", "Domain", "Typo"])
+def test_globals_http_api_keys_the_stack_does_not_emulate_are_refused(key: str) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Globals"]["HttpApi"] = {key: {"AllowOrigins": ["https://example.com"]}}
+    with pytest.raises(UnsupportedTemplate, match=key):
+        wiring_of(template)
