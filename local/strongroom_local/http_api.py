@@ -39,6 +39,9 @@ log = logging.getLogger("strongroom_local.api")
 
 # API Gateway's payload limit for HTTP APIs.
 MAX_REQUEST_BODY_BYTES = 10 * 1024 * 1024
+# Lambda's limits on a synchronous invocation: the event, and the result, as JSON bytes.
+MAX_EVENT_BYTES = 6 * 1024 * 1024
+MAX_RESULT_BYTES = 6 * 1024 * 1024 + 100
 _TEXT_TYPES = ("application/json", "application/javascript", "application/xml")
 _TEXT_SUFFIXES = ("+json", "+xml")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -188,6 +191,10 @@ def _request_time(epoch: float) -> str:
 
 def _trace_id(epoch: float) -> str:
     return f"Root=1-{int(epoch):08x}-{secrets.token_hex(12)}"
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode("utf-8"))
 
 
 def decoded_path(raw_path: str) -> str:
@@ -451,6 +458,11 @@ class HttpApiGateway:
 
     def _integrate(self, route: HttpRoute, event: dict[str, Any], request_id: str) -> HttpResponse:
         """Invoke the route's function and map what it answers (or fails to) to the response."""
+        if _json_size(event) > MAX_EVENT_BYTES:
+            # Lambda refuses the invocation (RequestEntityTooLargeException): a 10 MB body that
+            # API Gateway takes never reaches the function, nor does a 4.5 MB one base64-encoded.
+            log.warning("%s: the event for %s is over Lambda's 6 MB", request_id, route.function_id)
+            return gateway_error(413, "Request Entity Too Large", request_id)
         invocation = self._invoke_within(route, event)
         if invocation is None:
             log.warning(
@@ -461,6 +473,11 @@ class HttpApiGateway:
             )
             return gateway_error(503, "Service Unavailable", request_id)
         if not invocation.ok:
+            return gateway_error(500, "Internal Server Error", request_id)
+        if _json_size(invocation.result) > MAX_RESULT_BYTES:
+            # Lambda fails the invocation ("Response payload size exceeded"): nothing of it
+            # reaches the client.
+            log.error("%s: %s answered over Lambda's 6 MB", request_id, route.function_id)
             return gateway_error(500, "Internal Server Error", request_id)
         try:
             response = response_from_result(invocation.result)

@@ -429,3 +429,34 @@ def test_an_integration_slower_than_its_timeout_is_503_and_runs_on() -> None:
     # A route without TimeoutInMillis waits up to API Gateway's 30 s.
     assert routes[1].timeout_ms == 30_000
     assert slow_api.handle(request(target="/dev/patient")).status == 200
+
+
+def test_lambda_payload_limits_are_kept() -> None:
+    """Lambda takes at most 6 MB of event and answers at most 6 MB (+100 bytes) synchronously:
+    what would fail in AWS fails locally too, rather than passing."""
+    answer: dict[str, Any] = {}
+    invoked: list[str] = []
+
+    def function(function_id: str, event: dict[str, Any]) -> Invocation:
+        invoked.append(function_id)
+        return Invocation("x", True, answer)
+
+    api = HttpApiDefinition(
+        "HttpApi", "abcdefghij", "dev", {}, (HttpRoute("Fn", "Any", "POST", "/any", None),)
+    )
+    gateway = HttpApiGateway([api], function, authorizers={}, account_id="123456789012")
+
+    def post(body: bytes, content_type: str = "text/plain") -> Any:
+        headers = [("Host", "127.0.0.1:3000"), ("Content-Type", content_type)]
+        return gateway.handle(request(method="POST", target="/dev/any", headers=headers, body=body))
+
+    # A 5 MB binary body is about 6.7 MB once base64-encoded in the event.
+    response = post(b"\x00" * (5 * 1024 * 1024), "application/octet-stream")
+    assert (response.status, response.body) == (413, b'{"message":"Request Entity Too Large"}')
+    assert invoked == []
+    answer.update(statusCode=200, body="a" * (6 * 1024 * 1024 + 100))
+    response = post(b"small")
+    assert (response.status, response.body) == (500, b'{"message":"Internal Server Error"}')
+    assert invoked == ["Fn"]
+    answer.update(body="a" * (6 * 1024 * 1024 - 100))
+    assert post(b"small").status == 200
