@@ -6,7 +6,7 @@ org gets NotFound, exactly as for an org that does not exist.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from credential_store import audit_trail
@@ -30,6 +30,7 @@ from strongroom.tenancy import (
     LimitReached,
     TenancyError,
     Update,
+    WriteConflict,
     new_org_id,
 )
 
@@ -43,6 +44,11 @@ ORGS_CREATED = "ORGS_CREATED"
 _ORGS_COUNTER = "count"
 # A key made for an org that never came to be is shredded after the shortest window KMS allows.
 _ABANDONED_KEY_WINDOW_DAYS = 7
+# What a failed creation puts in its org item's place (`_org_written`). A tombstone has no
+# members, so every request for its org answers 404 exactly as for a missing one; it expires
+# long after any transaction could still land.
+_ABANDONED = "abandoned_at"
+_TOMBSTONE_TTL = timedelta(days=1)
 _MAX_MEMBERS_PAGE = 100
 
 
@@ -65,8 +71,8 @@ def create_org(
     The caller's allowance of orgs is taken first (RateLimited past it), so a refused request
     makes no key. The org item is written last, so a failure before it leaves nothing that looks
     like an org; the key made for it is then shredded and the allowance given back, but only
-    once the org is known not to exist: a transaction can commit and still fail for its caller
-    (its answer lost on the way back).
+    once the org can no longer come to be: a transaction can commit and still fail for its
+    caller (its answer lost on the way back, or still under way when the client gives up).
     """
     _take_org_allowance(services, caller, now=now)
     org_id = new_org_id()
@@ -143,14 +149,27 @@ def _give_back_org_allowance(services: Services, caller: Caller, *, now: datetim
 
 
 def _org_written(services: Services, org_id: str, *, now: datetime) -> bool | None:
-    """Whether the org's item is in the table; None when the table cannot say."""
+    """Whether the org's transaction landed, for good; None when the table cannot say.
+
+    A read would not do: the transaction may still be under way at DynamoDB (the client timed
+    out) and land after it. A tombstone in the org item's place is a fence: the transaction
+    creates that item only if absent, so once the tombstone is there it can never land.
+    """
     try:
-        services.table.get(org_id, ORG, now=now)
-    except ItemNotFound:
+        services.table.create(
+            org_id, ORG, attributes={_ABANDONED: _iso(now)}, ttl=_TOMBSTONE_TTL, now=now
+        )
         return False
+    except ItemExists:
+        pass
     except TenancyError:
         return None
-    return True
+    try:
+        # The org, or this tombstone: botocore retries a put whose answer was lost.
+        org = services.table.get(org_id, ORG, now=now)
+    except TenancyError:
+        return None
+    return _ABANDONED not in org.attributes
 
 
 def _shred_abandoned_key(services: Services, org_id: str) -> bool:
@@ -315,7 +334,7 @@ def _owner_count_change(services: Services, org_id: str, delta: int, *, now: dat
 def _write(services: Services, org_id: str, operations: list[Any], *, now: datetime) -> None:
     try:
         services.table.transact(org_id, operations, now=now)
-    except (ConditionFailed, ItemExists, ItemNotFound):
+    except (ConditionFailed, ItemExists, ItemNotFound, WriteConflict):
         raise Conflict("The membership changed meanwhile; read it again and retry.") from None
 
 

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 
 from strongroom.settings import Settings
@@ -35,7 +36,15 @@ Invoke = Callable[[dict[str, Any]], tuple[int, Any]]
 
 
 @pytest.fixture
-def app_module(stack: Stack, iam_check: IamCheck, monkeypatch: pytest.MonkeyPatch) -> Any:
+def session(iam_check: IamCheck) -> boto3.Session:
+    """The session every client of the function is made from: a test puts faults on its events."""
+    return iam_check.session()
+
+
+@pytest.fixture
+def app_module(
+    stack: Stack, iam_check: IamCheck, session: boto3.Session, monkeypatch: pytest.MonkeyPatch
+) -> Any:
     """The handler module, with the template's environment and services on moto."""
     for name, value in stack.function_environment("CredentialStoreFunction").items():
         monkeypatch.setenv(name, value)
@@ -43,7 +52,7 @@ def app_module(stack: Stack, iam_check: IamCheck, monkeypatch: pytest.MonkeyPatc
     from credential_store import services as services_module
 
     settings = Settings.from_environ(os.environ)
-    built = services_module.build_services(settings, iam_check.session())
+    built = services_module.build_services(settings, session)
     monkeypatch.setattr(services_module, "services", lambda: built)
     monkeypatch.setattr(app, "services", lambda: built)
     return app

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from strongroom.api import Caller
 from strongroom_local.provision import Stack
@@ -234,3 +236,56 @@ def test_an_owner_removed_while_their_request_runs_changes_nothing(
         "alice": "owner",
         "carol": "member",
     }
+
+
+def _cancelled_for_a_conflict(params: Any, **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+    """DynamoDB's answer to a transaction that met another under way on its second item (the
+    org item, in a change of an owner's role): cancelled. Answered before the call, so that
+    nothing is written."""
+    count = len(json.loads(params["body"])["TransactItems"])
+    reasons = [{"Code": "None"}] * count
+    reasons[1] = {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+    error = {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"}
+    parsed = {"Error": error, "CancellationReasons": reasons, "ResponseMetadata": {}}
+    return AWSResponse(params["url"], 400, {}, None), parsed
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+def test_two_owners_changing_each_other_at_once_get_409_and_change_nothing(
+    call: Call, session: boto3.Session, method: str
+) -> None:
+    """alice and bob, both owners, demote (or remove) each other at the same moment: DynamoDB
+    cancels one transaction for the other (TransactionConflict, not a failed condition). The
+    loser is told the membership changed meanwhile (409), as when its condition fails."""
+    armed = False
+    cancelled = []
+
+    def alice_is_changing_too(params: Any, **_: Any) -> tuple[AWSResponse, Any] | None:
+        if not armed:
+            return None
+        cancelled.append(params)
+        return _cancelled_for_a_conflict(params)
+
+    # Before the first request: a client takes the session's handlers when it is made.
+    session.events.register("before-call.dynamodb.TransactWriteItems", alice_is_changing_too)
+    org = _create(call)
+    assert _put(call, org, "bob", "owner")[0] == 200
+    armed = True
+    if method == "PUT":
+        status, body = _put(call, org, "alice", "member", sub="bob")
+    else:
+        route = "/orgs/{org_id}/members/{user_id}"
+        params = {"org_id": org, "user_id": "alice"}
+        status, body = call(
+            "DELETE", f"/orgs/{org}/members/alice", sub="bob", route=route, path_parameters=params
+        )
+    armed = False
+    assert status == 409, body
+    assert body["error"]["code"] == "conflict"
+    assert len(cancelled) == 1
+    status, body = _get(call, f"/orgs/{org}/members", "alice", "/orgs/{org_id}/members", org_id=org)
+    assert status == 200, body
+    assert {m["user_id"]: m["role"] for m in body["members"]} == {"alice": "owner", "bob": "owner"}
+    # The owner count is still two: either may step down, and then the other is the last.
+    assert _put(call, org, "bob", "member", sub="alice")[0] == 200
+    assert _put(call, org, "alice", "member")[0] == 409

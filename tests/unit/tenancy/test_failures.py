@@ -11,6 +11,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
 
 from strongroom.tenancy import (
+    Check,
+    ConditionFailed,
     Create,
     ItemExists,
     ItemNotFound,
@@ -18,6 +20,7 @@ from strongroom.tenancy import (
     TenantTable,
     Update,
 )
+from strongroom.tenancy.exceptions import WriteConflict
 from tests.unit.tenancy.conftest import NOW
 
 
@@ -90,6 +93,78 @@ def test_botocore_retries_a_transaction_with_its_one_request_token(
     assert second_call != first  # each call its own token
     assert re.fullmatch(r"[0-9a-f]{32}", first)  # within DynamoDB's 1-36 characters
     assert table.get(org_id, "MEMBER", "carol", now=NOW)  # the first attempt did commit
+
+
+def _cancelled(*codes: str) -> Any:
+    """A before-call handler answering TransactWriteItems as DynamoDB does a cancelled
+    transaction, with these reasons, one per item; nothing is written."""
+
+    def answer(params: Any, **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        reasons = [{"Code": code} for code in codes]
+        error = {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"}
+        parsed = {"Error": error, "CancellationReasons": reasons, "ResponseMetadata": {}}
+        return AWSResponse(params["url"], 400, {}, None), parsed
+
+    return answer
+
+
+def _member_moves(table: TenantTable, org_id: str) -> None:
+    table.transact(
+        org_id,
+        [
+            Update("MEMBER", "alice", changes={"role": "member"}, expect={"role": "owner"}),
+            Check("MEMBER", "bob", expect={"role": "owner"}),
+        ],
+        now=NOW,
+    )
+
+
+def test_a_transaction_cancelled_for_another_under_way_is_a_write_conflict(
+    table: TenantTable, dynamodb: Any, org_id: str
+) -> None:
+    """DynamoDB cancels one of two transactions under way on one item (TransactionConflict):
+    WriteConflict, told apart from other outages, yet one for every caller that does not ask
+    for it by name (the other transaction may fail: nothing may be taken as done)."""
+    table.create(org_id, "MEMBER", "alice", attributes={"role": "owner"}, now=NOW)
+    table.create(org_id, "MEMBER", "bob", attributes={"role": "owner"}, now=NOW)
+    event = "before-call.dynamodb.TransactWriteItems"
+    conflict = _cancelled("None", "TransactionConflict")
+    dynamodb.meta.events.register(event, conflict)
+    try:
+        with pytest.raises(WriteConflict) as caught:
+            _member_moves(table, org_id)
+    finally:
+        dynamodb.meta.events.unregister(event, conflict)
+    assert isinstance(caught.value, StoreUnavailable)
+    assert not isinstance(caught.value, ConditionFailed)
+    assert org_id not in str(caught.value)
+    assert table.get(org_id, "MEMBER", "alice", now=NOW).attributes["role"] == "owner"
+
+
+@pytest.mark.parametrize(
+    ("codes", "error"),
+    [
+        # A failed condition decides, as it would alone (no item returned: it is absent).
+        (("ConditionalCheckFailed", "TransactionConflict"), ItemNotFound),
+        # Another reason beside the conflict: DynamoDB refused more than the race.
+        (("ThrottlingError", "TransactionConflict"), StoreUnavailable),
+        (("None", "ValidationError"), StoreUnavailable),
+    ],
+)
+def test_a_conflict_with_other_reasons_is_what_they_say(
+    table: TenantTable, dynamodb: Any, org_id: str, codes: tuple[str, ...], error: type
+) -> None:
+    table.create(org_id, "MEMBER", "alice", attributes={"role": "owner"}, now=NOW)
+    table.create(org_id, "MEMBER", "bob", attributes={"role": "owner"}, now=NOW)
+    event = "before-call.dynamodb.TransactWriteItems"
+    cancelled = _cancelled(*codes)
+    dynamodb.meta.events.register(event, cancelled)
+    try:
+        with pytest.raises(error) as caught:
+            _member_moves(table, org_id)
+    finally:
+        dynamodb.meta.events.unregister(event, cancelled)
+    assert not isinstance(caught.value, WriteConflict)
 
 
 class _RawBody:

@@ -25,6 +25,7 @@ from strongroom.tenancy.exceptions import (
     LimitReached,
     StoreUnavailable,
     TenancyError,
+    WriteConflict,
 )
 from strongroom.tenancy.items import IndexKey, Item, Page, every_item
 from strongroom.tenancy.keys import new_org_id, validate_org_id
@@ -60,6 +61,7 @@ __all__ = [
     "TenancyError",
     "TenantTable",
     "Update",
+    "WriteConflict",
     "every_item",
     "new_org_id",
     "validate_org_id",

@@ -43,4 +43,11 @@ class InvalidCursor(TenancyError):
 
 
 class StoreUnavailable(TenancyError):
-    """DynamoDB failed, throttled, refused the request or a transaction met a conflict."""
+    """DynamoDB failed, throttled or refused the request."""
+
+
+class WriteConflict(StoreUnavailable):
+    """DynamoDB cancelled the transaction for another one under way on its items
+    (TransactionConflict): nothing was written. Transient, like the outages it is kept with, so
+    no caller reads it as a lost condition (the other transaction may yet fail); a caller whose
+    answer to a race is 409 catches it by name."""

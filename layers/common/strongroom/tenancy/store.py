@@ -25,6 +25,7 @@ from strongroom.tenancy.exceptions import (
     LimitReached,
     StoreUnavailable,
     TenancyError,
+    WriteConflict,
 )
 from strongroom.tenancy.items import is_expired, serialize_attributes, serialize_value
 from strongroom.tenancy.keys import validate_attribute_name
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 _MAX_QUERY_ROUNDS = 5
 _MAX_TRANSACTION_ITEMS = 100
 _CONDITION_FAILED = "ConditionalCheckFailedException"
+# Of two transactions under way on one item, DynamoDB cancels one this way: nothing of it was
+# written, and the other may change what its conditions read. That is a lost condition, not an
+# outage, unless another reason (a throttle, a validation error) cancelled it too.
+_CONFLICT = "TransactionConflict"
+_CONFLICT_CODES = frozenset({_CONFLICT, "ConditionalCheckFailed", "None", None})
 
 Failure = Literal["exists", "absent_or_mismatch", "limit"]
 PlainKey = Mapping[str, str]
@@ -349,7 +355,8 @@ class Store:
         return dict(attributes) if attributes is not None else None
 
     def transact(self, writes: Sequence[Write], *, now_epoch: int) -> None:
-        """Run the writes all or none; the first failed condition decides the error."""
+        """Run the writes all or none; the first failed condition decides the error, and a
+        conflict with another transaction (nothing written) is WriteConflict."""
         if not 1 <= len(writes) <= _MAX_TRANSACTION_ITEMS:
             raise ValueError(f"a transaction holds 1 to {_MAX_TRANSACTION_ITEMS} operations")
         keys = [write.key for write in writes]
@@ -370,6 +377,11 @@ class Store:
                         raise condition_error(
                             write.failure, reason.get("Item"), now_epoch
                         ) from None
+                codes = {reason.get("Code") for reason in reasons}
+                if _CONFLICT in codes and codes <= _CONFLICT_CODES:
+                    raise WriteConflict(
+                        f"DynamoDB TransactWriteItems cancelled ({_CONFLICT})"
+                    ) from None
             raise unavailable("TransactWriteItems", exc) from exc
         except BotoCoreError as exc:
             raise unavailable("TransactWriteItems", exc) from exc
