@@ -32,7 +32,6 @@ import os
 import re
 import signal
 import sys
-import sysconfig
 import time
 import traceback
 from typing import IO, Any
@@ -84,34 +83,91 @@ def _pinned(layer_dir: str) -> set[str]:
     return names
 
 
-class LambdaImports(importlib.abc.MetaPathFinder):
-    """Refuses a top-level import that the function would not find in Lambda."""
+# Standard modules the runtime's Python no longer has, by the version that removed them.
+_REMOVED_STDLIB = {
+    (3, 12): {"asynchat", "asyncore", "distutils", "imp", "smtpd"},
+    # PEP 594's dead batteries, and lib2to3.
+    (3, 13): {
+        *("aifc", "audioop", "cgi", "cgitb", "chunk", "crypt", "imghdr", "lib2to3", "mailcap"),
+        *("msilib", "nis", "nntplib", "ossaudiodev", "pipes", "sndhdr", "spwd", "sunau"),
+        *("telnetlib", "uu", "xdrlib"),
+    },
+}
 
-    def __init__(self, code_dirs: list[str]) -> None:
-        wanted = set(RUNTIME_DISTRIBUTIONS)
-        for directory in code_dirs:
-            wanted |= _pinned(directory)
-        self._allowed = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
-        for module, distributions in importlib.metadata.packages_distributions().items():
-            if any(_canonical(d) in wanted for d in distributions):
-                self._allowed.add(module)
-        # The standard library's own folders (its private modules, such as _sysconfigdata_*,
-        # are not in stdlib_module_names), then the function's.
-        stdlib = {sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")}
-        self._code_dirs = [
-            *sorted(stdlib | {os.path.join(d, "lib-dynload") for d in stdlib}),
-            *code_dirs,
-        ]
+
+def removed_stdlib(runtime: tuple[int, int]) -> set[str]:
+    """The standard modules of this interpreter that `runtime`'s Python no longer has."""
+    return {
+        name for version, names in _REMOVED_STDLIB.items() if runtime >= version for name in names
+    }
+
+
+class RemovedFromRuntime(importlib.abc.MetaPathFinder):
+    """Refuses a standard module the Lambda runtime's (newer) Python no longer has. It must
+    raise, as the standard library's own finder would find it next (importlib.util.find_spec
+    raises for it too, where Lambda answers None)."""
+
+    def __init__(self, names: set[str]) -> None:
+        self._names = names
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
-        if "." in fullname or fullname in self._allowed:
-            return None
-        if importlib.machinery.PathFinder.find_spec(fullname, self._code_dirs) is not None:
-            return None
-        raise ModuleNotFoundError(
-            f"No module named {fullname!r} in the function, its layers or the Lambda runtime",
-            name=fullname,
+        if fullname.partition(".")[0] in self._names:
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+
+
+class InstalledForLambda(importlib.abc.MetaPathFinder):
+    """Serves from the interpreter's site-packages only the top-level modules Lambda would
+    have: the layers' pinned distributions and the runtime's SDK. For any other name it finds
+    nothing, exactly as if it were not installed (importlib.util.find_spec answers None)."""
+
+    def __init__(self, site_dirs: list[str], allowed: set[str], distributions: set[str]) -> None:
+        self._site_dirs = site_dirs
+        self._allowed = allowed
+        self._distributions = distributions
+
+    def find_distributions(self, context: Any = None) -> Any:
+        """The metadata of the distributions Lambda would have (importlib.metadata.version)."""
+        name = getattr(context, "name", None)
+        found = importlib.machinery.PathFinder.find_distributions(
+            importlib.metadata.DistributionFinder.Context(name=name, path=self._site_dirs)
         )
+        return (d for d in found if _canonical(d.metadata["Name"] or "") in self._distributions)
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        # Submodules are found through their package's __path__, once it was allowed.
+        if path is not None or fullname not in self._allowed:
+            return None
+        return importlib.machinery.PathFinder.find_spec(fullname, self._site_dirs)
+
+
+def restrict_imports(code_dirs: list[str], runtime: str) -> None:
+    """Make the function's imports those of Lambda: its folder and layers first on sys.path,
+    then the standard library; the developer's site-packages only through InstalledForLambda;
+    no finder a .pth file installed (editable installs); none of what `runtime` removed."""
+    wanted = set(RUNTIME_DISTRIBUTIONS)
+    for directory in code_dirs:
+        wanted |= _pinned(directory)
+    # Read while site-packages is still on sys.path (packages_distributions searches it).
+    allowed = {
+        module
+        for module, distributions in importlib.metadata.packages_distributions().items()
+        if any(_canonical(d) in wanted for d in distributions)
+    }
+    site_dirs = [d for d in sys.path if os.path.basename(d) in ("site-packages", "dist-packages")]
+    sys.path[:] = [*code_dirs, *(d for d in sys.path if d not in site_dirs)]
+    standard = (
+        importlib.machinery.BuiltinImporter,
+        importlib.machinery.FrozenImporter,
+        importlib.machinery.PathFinder,
+    )
+    version = re.fullmatch(r"python(\d+)\.(\d+)", runtime)
+    removed = removed_stdlib((int(version[1]), int(version[2]))) if version else set()
+    sys.meta_path[:] = [
+        RemovedFromRuntime(removed),
+        *(finder for finder in sys.meta_path if finder in standard),
+        InstalledForLambda(site_dirs, allowed, wanted),
+    ]
+    importlib.invalidate_caches()
 
 
 def _send(channel: IO[bytes], message: dict[str, Any]) -> None:
@@ -134,8 +190,7 @@ def main() -> int:
     os.dup2(devnull, 0)
     os.dup2(2, 1)
     init = json.loads(requests.readline())
-    sys.path[0:0] = [init["code_dir"], *init["layer_dirs"]]
-    sys.meta_path.insert(0, LambdaImports([init["code_dir"], *init["layer_dirs"]]))
+    restrict_imports([init["code_dir"], *init["layer_dirs"]], init.get("runtime", "python3.13"))
     os.chdir(init["code_dir"])
     try:
         handler = _load_handler(init["handler"])

@@ -58,7 +58,7 @@ def lambda_environment(
         "PYTHONUNBUFFERED": "1",
         "LAMBDA_TASK_ROOT": str(function.code_dir),
         "_HANDLER": function.handler,
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.runtime}",
         "AWS_LAMBDA_FUNCTION_NAME": function.name,
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
@@ -126,6 +126,7 @@ class _Worker:
             "code_dir": str(function.code_dir),
             "layer_dirs": [str(d) for d in function.layer_dirs],
             "handler": function.handler,
+            "runtime": function.runtime,
         }
         self.init_error: str | None = None
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,6 +47,8 @@ class LocalFunction:
     # dead-letter queue that gets an event every attempt failed (None: dropped).
     async_retries: int = 2
     dead_letter_queue_arn: str | None = None
+    # The template's Runtime: what the worker's imports are judged against.
+    runtime: str = "python3.13"
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,14 @@ def _function(
             resolver.resolve(props.get("EventInvokeConfig", {}).get("MaximumRetryAttempts", 2))
         ),
         dead_letter_queue_arn=_dead_letter_queue_arn(stack, logical_id, props),
+        runtime=_python_runtime(logical_id, resolver.resolve(props.get("Runtime"))),
     )
+
+
+def _python_runtime(logical_id: str, runtime: Any) -> str:
+    if not isinstance(runtime, str) or not re.fullmatch(r"python3\.\d{1,2}", runtime):
+        raise UnsupportedTemplate(f"{logical_id}: only Python runtimes run locally ({runtime!r})")
+    return runtime
 
 
 def _dead_letter_queue_arn(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> str | None:

@@ -350,3 +350,11 @@ def test_globals_http_api_keys_the_stack_does_not_emulate_are_refused(key: str) 
     template["Globals"]["HttpApi"] = {key: {"AllowOrigins": ["https://example.com"]}}
     with pytest.raises(UnsupportedTemplate, match=key):
         wiring_of(template)
+
+
+def test_a_function_runs_with_its_template_runtime() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    assert {f.runtime for f in wiring_of(template).functions.values()} == {"python3.13"}
+    template["Globals"]["Function"]["Runtime"] = "nodejs22.x"
+    with pytest.raises(UnsupportedTemplate, match="only Python runtimes"):
+        wiring_of(template)

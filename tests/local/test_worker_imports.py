@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,9 @@ from strongroom_local.wiring import LocalFunction
 LAYER = (REPO_ROOT / "layers" / "common").resolve()
 
 
-def pool_for(code_dir: Path, layers: tuple[Path, ...]) -> FunctionPool:
+def pool_for(
+    code_dir: Path, layers: tuple[Path, ...], *, runtime: str = "python3.13"
+) -> FunctionPool:
     spec = LocalFunction(
         logical_id="ProbeFunction",
         name="test-probe",
@@ -23,6 +26,7 @@ def pool_for(code_dir: Path, layers: tuple[Path, ...]) -> FunctionPool:
         layer_dirs=layers,
         timeout_seconds=20,
         memory_mb=256,
+        runtime=runtime,
     )
     environment = lambda_environment(
         spec, {}, aws_endpoint_url="http://127.0.0.1:9", region="us-east-1"
@@ -35,13 +39,23 @@ def probe(tmp_path: Path) -> Path:
     """A function whose handler imports the module its event names and reports the outcome."""
     (tmp_path / "helper.py").write_text("VALUE = 1\n")
     (tmp_path / "app.py").write_text(
-        "import importlib\n"
+        "import importlib, importlib.metadata, importlib.util\n"
         "def lambda_handler(event, context):\n"
+        "    if 'distribution' in event:\n"
+        "        try:\n"
+        "            return {'version': importlib.metadata.version(event['distribution'])}\n"
+        "        except importlib.metadata.PackageNotFoundError:\n"
+        "            return {'version': None}\n"
+        "    module = event['module']\n"
         "    try:\n"
-        "        importlib.import_module(event['module'])\n"
+        "        found = importlib.util.find_spec(module.partition('.')[0]) is not None\n"
+        "    except ImportError:\n"
+        "        found = 'raised'\n"
+        "    try:\n"
+        "        importlib.import_module(module)\n"
         "    except ImportError as exc:\n"
-        "        return {'imported': False, 'error': type(exc).__name__}\n"
-        "    return {'imported': True}\n"
+        "        return {'imported': False, 'found': found, 'error': type(exc).__name__}\n"
+        "    return {'imported': True, 'found': found}\n"
     )
     return tmp_path
 
@@ -77,3 +91,57 @@ def test_a_function_imports_only_what_lambda_would_give_it(
     assert invocation.result["imported"] is imported
     if not imported:
         assert invocation.result["error"] == "ModuleNotFoundError"
+    # What is refused looks not installed: a probe for an optional dependency answers None.
+    assert invocation.result["found"] is imported
+
+
+def call(probe: Path, layers: tuple[Path, ...], event: dict[str, str]) -> Any:
+    pool = pool_for(probe, layers)
+    try:
+        invocation = pool.invoke(event)
+    finally:
+        pool.close()
+    assert invocation.ok
+    return invocation.result
+
+
+@pytest.mark.parametrize(
+    ("module", "runtime"),
+    # Removed from the standard library by 3.12 (imp, distutils) and 3.13 (PEP 594, lib2to3).
+    [
+        ("imp", "python3.12"),
+        ("distutils", "python3.12"),
+        ("cgi", "python3.13"),
+        ("telnetlib", "python3.13"),
+        ("lib2to3", "python3.13"),
+    ],
+)
+def test_standard_modules_the_runtime_no_longer_has_are_refused(
+    probe: Path, module: str, runtime: str
+) -> None:
+    pool = pool_for(probe, (), runtime=runtime)
+    try:
+        result = pool.invoke({"module": module}).result
+    finally:
+        pool.close()
+    assert (result["imported"], result["error"]) == (False, "ModuleNotFoundError")
+
+
+def test_a_data_folder_does_not_let_the_installed_package_of_its_name_through(
+    probe: Path,
+) -> None:
+    (probe / "yaml").mkdir()  # a namespace package in Lambda: empty
+    pool = pool_for(probe, (LAYER,))
+    try:
+        invocation = pool.invoke({"module": "yaml"})
+    finally:
+        pool.close()
+    assert invocation.result["imported"] is True
+    assert call(probe, (LAYER,), {"module": "yaml.constructor"})["imported"] is False
+
+
+def test_metadata_is_that_of_the_distributions_lambda_would_have(probe: Path) -> None:
+    assert call(probe, (LAYER,), {"distribution": "pydantic"})["version"]
+    assert call(probe, (), {"distribution": "boto3"})["version"]
+    assert call(probe, (LAYER,), {"distribution": "moto"})["version"] is None
+    assert call(probe, (), {"distribution": "pydantic"})["version"] is None

@@ -30,8 +30,10 @@ from strongroom.roles import Role
 # expressions read.
 _DISPLAY_NAME = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]+$"
 # Nothing a reader sees: format characters (zero-width space, word joiner, BOM, soft hyphen),
-# combining marks with nothing to combine with, spaces, unassigned and private-use code points.
-_UNSEEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Mn", "Me", "Zs", "Zl", "Zp"})
+# combining marks with nothing to combine with, spaces, private-use code points. Not unassigned
+# ones: which those are depends on the interpreter's Unicode version (a new emoji would be
+# refused on one Python and accepted on Lambda's).
+_UNSEEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Co", "Cs", "Mn", "Me", "Zs", "Zl", "Zp"})
 # Letters and symbols that render as blanks.
 _BLANK_GLYPHS: Final = frozenset("\u115f\u1160\u2800\u3164\uffa0")
 
