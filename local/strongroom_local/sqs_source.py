@@ -7,11 +7,14 @@ are returned to the queue and the rest deleted; an invalid failure report fails 
 A failed invocation returns every message. A returned message stays hidden for a short back-off
 rather than the queue's whole visibility timeout (90 minutes for the backup queue), so a retry
 comes soon locally: 1 s after the first receive, doubling with each receive, never longer than
-the queue's visibility timeout. Hidden, it neither spins the poller nor stands in front of the
-messages behind it, as in AWS. The queue's RedrivePolicy then moves a message to its dead-letter
-queue on the receive after `maxReceiveCount`, which moto's SQS implements on receive as SQS
-does. Up to `ScalingConfig.MaximumConcurrency` batches of one mapping run at once (at most the
-function's workers), so jobs of one queue meet each other as they do in AWS.
+the queue's visibility timeout. The messages of an invocation the runtime cut off (timed out
+or crashed) stay hidden for the function's Timeout + 60 s instead, at most the visibility
+timeout, as what it held may still be leased. Hidden, a message neither spins the poller nor
+stands in front of the messages behind it, as in AWS. The queue's RedrivePolicy then moves a
+message to its dead-letter queue on the receive after `maxReceiveCount`, which moto's SQS
+implements on receive as SQS does. Up to `ScalingConfig.MaximumConcurrency` batches of one
+mapping run at once (at most the function's workers), so jobs of one queue meet each other as
+they do in AWS.
 """
 
 from __future__ import annotations
@@ -55,6 +58,15 @@ def _message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
     ]
     attribute["dataType"] = value.get("DataType")
     return attribute
+
+
+# Failures the runtime reports rather than the handler: the invocation was cut off (timed out,
+# crashed, killed) and released nothing it held. The backup worker's step claims last until its
+# deadline + 60 s, so a retry any sooner meets its own claim (StepHeld) and, after a few
+# seconds of back-off, dead-letters a backup that AWS, retrying after the whole visibility
+# timeout, would carry on.
+CUT_OFF_ERRORS = frozenset({"Sandbox.Timedout", "Runtime.ExitError", "Runtime.InvalidResponse"})
+CUT_OFF_GRACE_SECONDS = 60
 
 
 def retry_delay(receive_count: int, visibility_timeout: int, *, first_seconds: int = 1) -> int:
@@ -142,6 +154,7 @@ class SqsEventSource:
         wait_seconds: int = 0,
         idle_seconds: float = 0.2,
         first_retry_seconds: int = 1,
+        timeout_seconds: int = 3,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -153,6 +166,7 @@ class SqsEventSource:
         self._wait_seconds = wait_seconds
         self.idle_seconds = idle_seconds
         self._first_retry_seconds = first_retry_seconds
+        self._timeout_seconds = timeout_seconds
         self._visibility_timeout: int | None = None
         self._clock = clock
         self._sleep = sleep
@@ -165,11 +179,14 @@ class SqsEventSource:
             self._visibility_timeout = int(attributes["VisibilityTimeout"])
         return self._visibility_timeout
 
-    def _hidden_for(self, message: Mapping[str, Any]) -> int:
+    def _hidden_for(self, message: Mapping[str, Any], invocation: Invocation) -> int:
+        visibility = self._queue_visibility_timeout()
+        if not invocation.ok and invocation.error_type in CUT_OFF_ERRORS:
+            return min(self._timeout_seconds + CUT_OFF_GRACE_SECONDS, visibility)
         receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "1")
         return retry_delay(
             int(receives) if str(receives).isdigit() else 1,
-            self._queue_visibility_timeout(),
+            visibility,
             first_seconds=self._first_retry_seconds,
         )
 
@@ -234,7 +251,7 @@ class SqsEventSource:
                     {
                         "Id": str(i),
                         "ReceiptHandle": m["ReceiptHandle"],
-                        "VisibilityTimeout": self._hidden_for(m),
+                        "VisibilityTimeout": self._hidden_for(m, invocation),
                     }
                     for i, m in enumerate(chunk)
                 ],

@@ -234,6 +234,7 @@ class LocalStack:
                 sqs=sqs,
                 invoke=pool.invoke,
                 region=self.options.region,
+                timeout_seconds=pool.function.timeout_seconds,
             )
             # Lambda runs a mapping's batches side by side, up to its MaximumConcurrency; here
             # at most as many as the function has workers.
