@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, unquote_to_bytes
 
 from strongroom_local.authorizer import JwtAuthorizer, JwtContext
@@ -47,6 +47,7 @@ _TEXT_SUFFIXES = ("+json", "+xml")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _LITERAL, _PARAM, _GREEDY = 2, 1, 0
 _ESCAPE_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,12 @@ class HttpResponse:
         return None
 
 
-Invoker = Callable[[str, dict[str, Any]], Invocation]
+class Invoker(Protocol):
+    """Runs a function on an event; `cancelled`, once set, drops an invocation not yet begun."""
+
+    def __call__(
+        self, function_id: str, event: dict[str, Any], *, cancelled: threading.Event
+    ) -> Invocation: ...
 
 
 def gateway_error(status: int, message: str, request_id: str) -> HttpResponse:
@@ -194,23 +200,33 @@ def _trace_id(epoch: float) -> str:
 
 
 def _json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+    # As Lambda's Python runtime serialises a result: UTF-8, default separators.
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
 
 
-def decoded_path(raw_path: str) -> str:
-    """The path percent-decoded once, as HTTP APIs (payload 2.0) hand over `rawPath`.
-
-    A run of escapes that is not UTF-8 stays as sent, as does a `%` that starts no escape: the
-    function sees what the client sent rather than replacement characters.
-    """
-
+def _decode_once(path: str) -> str:
+    # A run of escapes that is not UTF-8 stays as sent, rather than becoming U+FFFD.
     def decode(run: re.Match[str]) -> str:
         try:
             return unquote_to_bytes(run.group()).decode("utf-8")
         except UnicodeDecodeError:
             return run.group()
 
-    return _ESCAPE_RUN.sub(decode, raw_path)
+    return _ESCAPE_RUN.sub(decode, path)
+
+
+def decoded_path(raw_path: str) -> str | None:
+    """`rawPath` as HTTP APIs (payload 2.0) hand it over; None when they refuse the path (400).
+
+    Live captures show API Gateway decodes the path, ends it at a `?` that decoding produced,
+    and decodes it a second time: `%20` is a space, `a%3Fb` is `a`, `%252F` is `/`, `%2525` is
+    `%`, and a `%` that starts no escape after the first decoding (`%25zz`, or `%zz` as sent)
+    is refused.
+    """
+    once = _decode_once(raw_path).partition("?")[0]
+    if _LONE_PERCENT.search(raw_path) or _LONE_PERCENT.search(once):
+        return None
+    return _decode_once(once)
 
 
 def build_event(
@@ -226,7 +242,7 @@ def build_event(
 ) -> dict[str, Any]:
     """The payload format 2.0 event API Gateway sends for `request`."""
     target_path, _, raw_query = request.target.partition("?")
-    raw_path = decoded_path(target_path)
+    raw_path = decoded_path(target_path) or target_path
     headers: dict[str, str] = {}
     cookies: list[str] = []
     for name, value in request.headers:
@@ -419,19 +435,27 @@ class HttpApiGateway:
         Timeout kills it) and hands it back to the pool.
         """
         outcome: Future[Invocation] = Future()
+        # Set at the timeout: an invocation still waiting for a free worker then never runs,
+        # rather than taking effect after its caller was answered 503 (and perhaps retried).
+        cancelled = threading.Event()
 
         def run() -> None:
             try:
-                outcome.set_result(self._invoke(route.function_id, event))
+                outcome.set_result(self._invoke(route.function_id, event, cancelled=cancelled))
             except Exception as exc:  # noqa: BLE001 - raised again in the request's thread
                 outcome.set_exception(exc)
 
         threading.Thread(target=run, name=f"invoke-{route.function_id}", daemon=True).start()
         done, _ = wait([outcome], timeout=route.timeout_ms / 1000)
-        return outcome.result() if done else None
+        if done:
+            return outcome.result()
+        cancelled.set()
+        return None
 
     def _handle(self, request: HttpRequest, request_id: str) -> tuple[HttpResponse, str]:
         raw_path = request.target.partition("?")[0]
+        if decoded_path(raw_path) is None:
+            return gateway_error(400, "Bad Request", request_id), ""
         resolved = self.resolve(request.method, raw_path)
         if resolved is None:
             return gateway_error(404, "Not Found", request_id), ""

@@ -90,6 +90,10 @@ class Invocation:
     error_type: str | None = None
 
 
+class InvocationCancelled(Exception):
+    """The caller gave up while the invocation waited for a worker; it never ran."""
+
+
 class WorkerFailed(Exception):
     """The worker process died, timed out or broke the protocol; it is discarded."""
 
@@ -226,11 +230,24 @@ class FunctionPool:
         self._condition = threading.Condition()
         self._closed = False
 
-    def invoke(self, event: Mapping[str, Any], *, request_id: str | None = None) -> Invocation:
-        """Run the handler on `event`; a failure of any kind is an unsuccessful Invocation."""
+    def invoke(
+        self,
+        event: Mapping[str, Any],
+        *,
+        request_id: str | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> Invocation:
+        """Run the handler on `event`; a failure of any kind is an unsuccessful Invocation.
+
+        `cancelled`, set while the invocation still waits for a free worker, drops it unrun
+        (`Gateway.Cancelled`): API Gateway has answered its caller already.
+        """
         request_id = request_id or str(uuid.uuid4())
         try:
-            worker = self._acquire()
+            worker = self._acquire(cancelled)
+        except InvocationCancelled:
+            log.warning("%s: %s dropped before it ran", request_id, self.function.logical_id)
+            return Invocation(request_id, False, error_type="Gateway.Cancelled")
         except WorkerFailed as exc:
             log.error("%s: %s could not start: %s", request_id, self.function.logical_id, exc)
             return Invocation(request_id, False, error_type=str(exc))
@@ -247,17 +264,20 @@ class FunctionPool:
             )
         return invocation
 
-    def _acquire(self) -> _Worker:
+    def _acquire(self, cancelled: threading.Event | None = None) -> _Worker:
         with self._condition:
             while True:
                 if self._closed:
                     raise WorkerFailed("the stack is stopping")
+                if cancelled is not None and cancelled.is_set():
+                    raise InvocationCancelled()
                 if self._idle:
                     return self._idle.pop()
                 if len(self._all) + self._starting < self._max_workers:
                     self._starting += 1
                     break
-                self._condition.wait()
+                # Nothing notifies a cancellation: look again now and then.
+                self._condition.wait(None if cancelled is None else 0.05)
         try:
             worker = _Worker(self.function, self._environment)
         except (OSError, WorkerFailed) as exc:

@@ -338,8 +338,10 @@ class LocalStack:
 
     # ---- invocations --------------------------------------------------------------------
 
-    def _invoke_function(self, function_id: str, event: dict[str, Any]) -> Invocation:
-        return self._pools[function_id].invoke(event)
+    def _invoke_function(
+        self, function_id: str, event: dict[str, Any], *, cancelled: threading.Event
+    ) -> Invocation:
+        return self._pools[function_id].invoke(event, cancelled=cancelled)
 
     def verify_audit(self, org_id: str) -> dict[str, Any]:
         """The audit verifier's report on one org's chain (`strongroom audit-verify`), read with

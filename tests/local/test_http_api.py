@@ -271,7 +271,7 @@ class Recorder:
         self.invocation = invocation
         self.events: list[tuple[str, dict[str, Any]]] = []
 
-    def __call__(self, function_id: str, event: dict[str, Any]) -> Invocation:
+    def __call__(self, function_id: str, event: dict[str, Any], **_: Any) -> Invocation:
         self.events.append((function_id, event))
         return self.invocation
 
@@ -382,10 +382,15 @@ def test_failures_are_500_without_detail(issuer: DevIssuer, invocation: Invocati
         ("/dev/orgs/auth0%7Cbob?q=%7C", "/dev/orgs/auth0|bob", {"org_id": "auth0|bob"}),
         # An encoded `/` is decoded in rawPath but still one segment for routing.
         ("/dev/orgs/a%2Fb", "/dev/orgs/a/b", {"org_id": "a/b"}),
-        # Decoded once: `%2541` is `%41`, not `A`.
-        ("/dev/orgs/%E2%82%AC%2541", "/dev/orgs/\u20ac%41", {"org_id": "\u20ac%41"}),
-        # What is no escape, or no UTF-8, reaches the function as it was sent.
-        ("/dev/orgs/100%zz%", "/dev/orgs/100%zz%", {"org_id": "100%zz%"}),
+        # As live captures of HTTP APIs show: decoded twice (`%2541` is `A`, `%252F` is `/`,
+        # `%2525` is `%`), and ended at a `?` the first decoding produced, not the second.
+        ("/dev/orgs/%E2%82%AC%2541", "/dev/orgs/\u20acA", None),
+        ("/dev/orgs/literal%252Fvalue", "/dev/orgs/literal/value", None),
+        ("/dev/orgs/literal%2525value", "/dev/orgs/literal%value", None),
+        ("/dev/orgs/question%3Fvalue", "/dev/orgs/question", None),
+        ("/dev/orgs/literal%253Fvalue", "/dev/orgs/literal?value", None),
+        ("/dev/orgs/hash%23value", "/dev/orgs/hash#value", None),
+        # What is no UTF-8 reaches the function as it was sent.
         ("/dev/orgs/%FF%FE", "/dev/orgs/%FF%FE", None),
     ],
 )
@@ -404,10 +409,19 @@ def test_the_raw_path_reaches_the_function_percent_decoded(
         assert event["pathParameters"] == parameters
 
 
+@pytest.mark.parametrize("target", ["/dev/orgs/percent%25done", "/dev/orgs/100%zz", "/dev/orgs/5%"])
+def test_a_path_with_a_percent_that_starts_no_escape_is_refused(target: str) -> None:
+    invoker = Recorder(Invocation("x", True, {}))
+    api = HttpApiGateway([API], invoker, authorizers={}, account_id="123456789012")
+    response = api.handle(request(target=target))
+    assert (response.status, response.body) == (400, b'{"message":"Bad Request"}')
+    assert invoker.events == []
+
+
 def test_an_integration_slower_than_its_timeout_is_503_and_runs_on() -> None:
     release, finished = threading.Event(), threading.Event()
 
-    def slow(function_id: str, event: dict[str, Any]) -> Invocation:
+    def slow(function_id: str, event: dict[str, Any], **_: Any) -> Invocation:
         release.wait(10)
         finished.set()
         return Invocation("x", True, {"late": True})
@@ -437,7 +451,7 @@ def test_lambda_payload_limits_are_kept() -> None:
     answer: dict[str, Any] = {}
     invoked: list[str] = []
 
-    def function(function_id: str, event: dict[str, Any]) -> Invocation:
+    def function(function_id: str, event: dict[str, Any], **_: Any) -> Invocation:
         invoked.append(function_id)
         return Invocation("x", True, answer)
 
@@ -459,4 +473,7 @@ def test_lambda_payload_limits_are_kept() -> None:
     assert (response.status, response.body) == (500, b'{"message":"Internal Server Error"}')
     assert invoked == ["Fn"]
     answer.update(body="a" * (6 * 1024 * 1024 - 100))
+    assert post(b"small").status == 200
+    # Measured as Lambda's runtime serialises it (UTF-8), not with \u escapes (6 bytes each).
+    answer.update(body="\u00e9" * (3 * 1024 * 1024 - 100))
     assert post(b"small").status == 200

@@ -181,7 +181,10 @@ def test_after_a_gateway_timeout_the_worker_finishes_and_is_reused(tmp_path: Pat
     )
     api = HttpApiDefinition("HttpApi", "abcdefghij", "$default", {}, routes)
     gateway = HttpApiGateway(
-        [api], lambda _, event: pool.invoke(event), authorizers={}, account_id="123456789012"
+        [api],
+        lambda _, event, **kwargs: pool.invoke(event, **kwargs),
+        authorizers={},
+        account_id="123456789012",
     )
 
     def get(path: str) -> tuple[int, Any]:
@@ -199,5 +202,12 @@ def test_after_a_gateway_timeout_the_worker_finishes_and_is_reused(tmp_path: Pat
         assert time.monotonic() - started > 0.5
         assert (status, again["pid"]) == (200, warm["pid"])
         assert pool.worker_count() == 1
+        # A request that waits past its own timeout for the held worker is answered 503 and
+        # dropped: it never runs after its caller was answered (and perhaps retried).
+        assert get("/hurried/nap") == (503, {"message": "Service Unavailable"})
+        assert get("/hurried/helper") == (503, {"message": "Service Unavailable"})
+        time.sleep(1.5)
+        ran = sorted(p.name.partition("-")[0] for p in (tmp_path / "shapes").iterdir())
+        assert ran == ["helper", "helper", "nap", "nap"]
     finally:
         pool.close()
