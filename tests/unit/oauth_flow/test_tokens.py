@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from strongroom.audit import AuditUnavailable
+from strongroom.aws_limits import PROMPT_CALLS, worst_case_seconds
 from strongroom.oauth import (
     AccessToken,
     ConnectionUnusable,
@@ -27,7 +28,12 @@ from strongroom.oauth import (
     TokenService,
     TokenUnavailable,
 )
-from strongroom.oauth.tokens import LEASE_KIND
+from strongroom.oauth.tokens import (
+    LEASE_KIND,
+    LEASE_MARGIN_SECONDS,
+    REFRESH_STORE_SECONDS,
+    REQUEST_SECONDS,
+)
 from strongroom.tenancy import ItemNotFound, StoreUnavailable
 from tests.support.events import load_event
 from tests.unit.credential_store.conftest import LambdaContext
@@ -206,6 +212,7 @@ class _SlowAfterLease:
         self._seconds = seconds
         self.meanwhile: Callable[[datetime], None] = lambda _: None
         self.lease_updates: list[datetime] = []
+        self.lease_ttls: list[timedelta] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -220,6 +227,7 @@ class _SlowAfterLease:
     def update(self, org_id: str, kind: str, item_id: str | None = None, **kwargs: Any) -> Any:
         if kind == LEASE_KIND:
             self.lease_updates.append(kwargs["now"])
+            self.lease_ttls.append(kwargs["ttl"])
         return self._real.update(org_id, kind, item_id, **kwargs)
 
 
@@ -239,26 +247,27 @@ def _slow_after_lease(world: OAuthWorld, seconds: float) -> tuple[TokenService, 
     return tokens, table
 
 
-def test_a_lease_with_too_little_left_for_the_refresh_is_renewed_before_it_is_sent(
+def test_a_lease_is_extended_to_outlast_the_refresh_and_its_store_before_it_is_sent(
     world: OAuthWorld,
 ) -> None:
     org, connection_id, _ = _connected(world)
     near_expiry = _due_for_refresh(world, org, connection_id)
-    # Plenty left (45 s against a 30 s request and its margin): no renewal.
-    roomy, roomy_table = _slow_after_lease(world, 0)
-    first = roomy.access_token(org, connection_id, now=near_expiry, request_id="r")
-    assert roomy_table.lease_updates == []
-    # 15 s gone by the time the refresh would be sent: 30 s left is less than the request may
-    # take, so the lease is extended first, at that moment, and the refresh then goes out.
-    due = datetime.fromtimestamp((first.expires_at or 0) - 30, UTC)
+    # 15 s gone by the time the refresh would be sent. A fresh lease (45 s) covers a token
+    # request, not the store of its answer at DynamoDB's slowest: extended first, at that
+    # moment, to the request, the store and a margin; then the refresh goes out.
     tokens, table = _slow_after_lease(world, 15)
-    renewed = tokens.access_token(org, connection_id, now=due, request_id="r")
-    assert table.lease_updates == [due + timedelta(seconds=15)]
-    assert renewed.value != first.value
-    assert world.server.counts()["grant_refresh_token"] == 2
+    renewed = tokens.access_token(org, connection_id, now=near_expiry, request_id="r")
+    assert table.lease_updates == [near_expiry + timedelta(seconds=15)]
+    (ttl,) = table.lease_ttls
+    needed = REQUEST_SECONDS + REFRESH_STORE_SECONDS + LEASE_MARGIN_SECONDS
+    assert needed <= ttl.total_seconds() <= needed + 2 * LEASE_MARGIN_SECONDS
+    # At DynamoDB's slowest (timeouts and retries), the store of each attempt fits the budget.
+    assert 3 * 3 * worst_case_seconds(PROMPT_CALLS) <= REFRESH_STORE_SECONDS
+    assert renewed.value
+    assert world.server.counts()["grant_refresh_token"] == 1
     # Released once done, like any lease.
     with pytest.raises(ItemNotFound):
-        table.get(org, LEASE_KIND, connection_id, now=due + timedelta(seconds=15))
+        table.get(org, LEASE_KIND, connection_id, now=near_expiry + timedelta(seconds=15))
 
 
 def test_a_refresh_is_sent_once_even_when_the_provider_asks_for_a_retry(

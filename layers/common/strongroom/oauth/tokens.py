@@ -13,15 +13,17 @@ Otherwise the caller takes the connection's lease (an item created only if absen
 with a TTL, so a crashed holder frees it by itself), reads the connection again, and fetches
 (client credentials, private_key_jwt) or refreshes (authorization code) only if no other caller
 did meanwhile. Just before a refresh is sent, the lease must outlast the request (its total
-timeout and a margin), or is extended while still ours; one that cannot be is given up with
-LeaseTimeout, nothing sent. A refresh is then sent once, never retried (not even after a 429),
-since a retry's wait could outlast the lease: a refresh token is single-use, and a second
-worker refreshing it while ours is still in flight would set off the provider's reuse
-detection, which revokes the grant. The new token is written only if `token_generation` still
-holds the value read under the lease, so a caller whose lease ran out can never overwrite a
-newer token (nor the newer refresh token of a rotating provider). Callers that find the lease
-taken wait for the holder's token, and give up with LeaseTimeout, never with an error that
-blames the credentials.
+timeout) and the store of its answer (REFRESH_STORE_SECONDS) with a margin, or is extended to
+that while still ours; one that cannot be is given up with LeaseTimeout, nothing sent. A holder
+that dies mid-refresh therefore holds off the others for about five minutes, rather than one
+of them spending the same refresh token while the holder's store still waits on DynamoDB. A
+refresh is then sent once, never retried (not even after a 429), since a retry's wait could
+outlast the lease: a refresh token is single-use, and a second worker refreshing it while ours
+is still in flight would set off the provider's reuse detection, which revokes the grant. The
+new token is written only if `token_generation` still holds the value read under the lease, so
+a caller whose lease ran out can never overwrite a newer token (nor the newer refresh token of
+a rotating provider). Callers that find the lease taken wait for the holder's token, and give
+up with LeaseTimeout, never with an error that blames the credentials.
 
 `invalid_grant` on a refresh marks the connection `needs_reauth`, with its audit entries in the
 same transaction. Every use of a stored credential is audited, whatever its outcome: a token
@@ -37,6 +39,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -47,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.audit.exceptions import AuditError
 from strongroom.audit.log import AuditLog
+from strongroom.aws_limits import PROMPT_CALLS, worst_case_seconds
 from strongroom.crypto import Keyrings, OrgKeyring
 from strongroom.crypto.exceptions import CryptoError, KeyringUnavailable
 from strongroom.lazy import on_first_use
@@ -117,6 +121,13 @@ GRANT_NONCE: Final = "grant_nonce"
 # times the attempt between them) before it is given up, and its refresh token revoked.
 _REFRESH_STORE_ATTEMPTS: Final = 3
 _REFRESH_STORE_PAUSE: Final = 0.2
+# The longest the store of a refreshed token can take: each attempt a KMS call (a DEK rotated
+# since the refresh token was sealed), the transaction and a read back, each at its worst
+# (timeouts and SDK retries). A refresh's lease must outlast its request and this: if it ran
+# out while the store still waited on DynamoDB, a second worker would refresh the spent token.
+REFRESH_STORE_SECONDS: Final = _REFRESH_STORE_ATTEMPTS * (
+    3 * worst_case_seconds(PROMPT_CALLS) + _REFRESH_STORE_PAUSE
+)
 
 
 def token_client(
@@ -332,11 +343,12 @@ class TokenService:
                 )
 
     def _keep_lease(self, record: ConnectionRecord, lease: _Lease) -> None:
-        """Make the lease outlast the refresh about to be sent (see the module docstring):
-        extended, if too little is left, by an update that holds only while it is still ours;
-        LeaseTimeout if it cannot be (ran out, taken by another caller, DynamoDB failing)."""
+        """Make the lease outlast the refresh about to be sent and the store of what it
+        returns (see the module docstring): extended, if too little is left, by an update that
+        holds only while it is still ours; LeaseTimeout if it cannot be (ran out, taken by
+        another caller, DynamoDB failing)."""
         current = lease.now()
-        needed = self._request_seconds + LEASE_MARGIN_SECONDS
+        needed = self._request_seconds + REFRESH_STORE_SECONDS + LEASE_MARGIN_SECONDS
         if lease.expires_at - current.timestamp() >= needed:
             return
         try:
@@ -346,7 +358,7 @@ class TokenService:
                 record.connection_id,
                 now=current,
                 expect={"holder": lease.holder},
-                ttl=self._lease,
+                ttl=timedelta(seconds=math.ceil(needed) + LEASE_MARGIN_SECONDS),
             )
         except TenancyError:  # ItemNotFound (ran out) and ConditionFailed (taken) among them
             raise LeaseTimeout("the token lease ran out before the refresh was sent") from None
