@@ -141,6 +141,76 @@ def test_a_transaction_cancelled_for_another_under_way_is_a_write_conflict(
     assert table.get(org_id, "MEMBER", "alice", now=NOW).attributes["role"] == "owner"
 
 
+def _conflicts(times: int) -> tuple[Any, list[int]]:
+    """A before-call handler cancelling the first `times` TransactWriteItems calls for a
+    conflict (letting later ones through), and the list of calls it saw."""
+    calls: list[int] = []
+    cancel = _cancelled("None", "TransactionConflict")
+
+    def answer(params: Any, **kwargs: Any) -> Any:
+        calls.append(len(calls))
+        return cancel(params, **kwargs) if len(calls) <= times else None
+
+    return answer, calls
+
+
+@pytest.mark.parametrize(("times", "lands"), [(1, True), (2, True), (3, False)])
+def test_a_conflict_is_tried_again_and_only_a_lasting_one_is_raised(
+    table: TenantTable, dynamodb: Any, org_id: str, times: int, lands: bool
+) -> None:
+    """Nothing of a cancelled transaction was written and its conditions are checked anew:
+    running it again is the same request a moment later. Three runs in all."""
+    table.create(org_id, "MEMBER", "alice", attributes={"role": "owner"}, now=NOW)
+    table.create(org_id, "MEMBER", "bob", attributes={"role": "owner"}, now=NOW)
+    event = "before-call.dynamodb.TransactWriteItems"
+    conflict, calls = _conflicts(times)
+    dynamodb.meta.events.register(event, conflict)
+    try:
+        if lands:
+            _member_moves(table, org_id)
+        else:
+            with pytest.raises(WriteConflict):
+                _member_moves(table, org_id)
+    finally:
+        dynamodb.meta.events.unregister(event, conflict)
+    assert len(calls) == min(times + 1, 3)
+    role = table.get(org_id, "MEMBER", "alice", now=NOW).attributes["role"]
+    assert role == ("member" if lands else "owner")
+
+
+def test_a_conflict_tried_again_meets_the_conditions_as_they_are_now(
+    table: TenantTable, dynamodb: Any, org_id: str
+) -> None:
+    """The other transaction committed meanwhile: the run again fails on its condition."""
+    table.create(org_id, "MEMBER", "alice", attributes={"role": "owner"}, now=NOW)
+    table.create(org_id, "MEMBER", "bob", attributes={"role": "owner"}, now=NOW)
+    event = "before-call.dynamodb.TransactWriteItems"
+    cancel = _cancelled("None", "TransactionConflict")
+    seen: list[int] = []
+
+    def rival_commits_first(params: Any, **kwargs: Any) -> Any:
+        seen.append(1)
+        if len(seen) > 1:
+            return None
+        # The rival's transaction: bob demoted (alice's move now requires bob to be owner).
+        dynamodb.update_item(
+            TableName=table._store.table,
+            Key={"pk": {"S": org_id}, "sk": {"S": "MEMBER#bob"}},
+            UpdateExpression="SET #r = :m",
+            ExpressionAttributeNames={"#r": "role"},
+            ExpressionAttributeValues={":m": {"S": "member"}},
+        )
+        return cancel(params, **kwargs)
+
+    dynamodb.meta.events.register(event, rival_commits_first)
+    try:
+        with pytest.raises(ConditionFailed):
+            _member_moves(table, org_id)
+    finally:
+        dynamodb.meta.events.unregister(event, rival_commits_first)
+    assert table.get(org_id, "MEMBER", "alice", now=NOW).attributes["role"] == "owner"
+
+
 @pytest.mark.parametrize(
     ("codes", "error"),
     [

@@ -11,7 +11,9 @@ boto3's resource interface receives no new features.
 
 from __future__ import annotations
 
+import random
 import secrets
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,6 +45,8 @@ _CONDITION_FAILED = "ConditionalCheckFailedException"
 # outage, unless another reason (a throttle, a validation error) cancelled it too.
 _CONFLICT = "TransactionConflict"
 _CONFLICT_CODES = frozenset({_CONFLICT, "ConditionalCheckFailed", "None", None})
+# A transaction cancelled for a conflict is run this many times in all.
+_CONFLICT_ATTEMPTS = 3
 
 Failure = Literal["exists", "absent_or_mismatch", "limit"]
 PlainKey = Mapping[str, str]
@@ -355,14 +359,26 @@ class Store:
         return dict(attributes) if attributes is not None else None
 
     def transact(self, writes: Sequence[Write], *, now_epoch: int) -> None:
-        """Run the writes all or none; the first failed condition decides the error, and a
-        conflict with another transaction (nothing written) is WriteConflict."""
+        """Run the writes all or none; the first failed condition decides the error. A conflict
+        with another transaction is tried again (nothing was written, and the conditions are
+        checked anew, as for a request that came a moment later); WriteConflict if it lasts."""
         if not 1 <= len(writes) <= _MAX_TRANSACTION_ITEMS:
             raise ValueError(f"a transaction holds 1 to {_MAX_TRANSACTION_ITEMS} operations")
         keys = [write.key for write in writes]
         if len(set(keys)) != len(keys):
             raise ValueError("a transaction may touch each item only once")
         items = transaction_items(writes)
+        for attempt in range(_CONFLICT_ATTEMPTS):
+            try:
+                self._transact_once(writes, items, now_epoch=now_epoch)
+                return
+            except WriteConflict:
+                if attempt == _CONFLICT_ATTEMPTS - 1:
+                    raise
+            # Jittered, so that the two transactions do not meet again.
+            time.sleep(random.uniform(0.01, 0.04) * 2**attempt)  # noqa: S311 - not a secret
+
+    def _transact_once(self, writes: Sequence[Write], items: list[Any], *, now_epoch: int) -> None:
         try:
             # A token makes botocore's own retries of this call idempotent: a transaction that
             # committed but whose answer was lost is not run again (nor failed on its conditions).
