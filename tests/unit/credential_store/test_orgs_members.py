@@ -51,20 +51,47 @@ def test_create_org_makes_its_key_keyring_and_owner(call: Call, stack: Stack) ->
     assert keyring["Item"]["current_version"] == {"N": "1"}
 
 
+def _delete(call: Call, org: str, user: str, sub: str = "alice") -> tuple[int, Any]:
+    return call(
+        "DELETE",
+        f"/orgs/{org}/members/{user}",
+        sub=sub,
+        route="/orgs/{org_id}/members/{user_id}",
+        path_parameters={"org_id": org, "user_id": user},
+    )
+
+
 def test_roles_gate_every_route(call: Call) -> None:
+    """DESIGN's table: any member reads the org and its members; only owners manage members."""
     org = _create(call)
     assert _put(call, org, "bob", "admin")[0] == 200
     assert _put(call, org, "carol", "member")[0] == 200
+    assert _put(call, org, "erin", "member")[0] == 200
     members_route = "/orgs/{org_id}/members"
-    for sub in ("alice", "bob", "carol"):
+    for sub, role in (("alice", "owner"), ("bob", "admin"), ("carol", "member")):
+        status, body = _get(call, f"/orgs/{org}", sub, "/orgs/{org_id}", org_id=org)
+        assert (status, body["your_role"]) == (200, role)
         status, body = _get(call, f"/orgs/{org}/members", sub, members_route, org_id=org)
         assert status == 200
-        assert {m["user_id"] for m in body["members"]} == {"alice", "bob", "carol"}
-    # Only owners manage members.
+        assert {m["user_id"] for m in body["members"]} == {"alice", "bob", "carol", "erin"}
     for sub in ("bob", "carol"):
-        status, body = _put(call, org, "dave", "member", sub=sub)
-        assert status == 403
-        assert body["error"]["code"] == "forbidden"
+        for status, body in (
+            _put(call, org, "dave", "member", sub=sub),  # add
+            _put(call, org, "erin", "admin", sub=sub),  # change a role
+            _put(call, org, sub, "owner", sub=sub),  # raise one's own
+            _delete(call, org, "erin", sub=sub),  # remove another
+        ):
+            assert (status, body["error"]["code"]) == (403, "forbidden")
+    status, body = _get(call, f"/orgs/{org}/members", "alice", members_route, org_id=org)
+    assert {m["user_id"]: m["role"] for m in body["members"]} == {
+        "alice": "owner",
+        "bob": "admin",
+        "carol": "member",
+        "erin": "member",
+    }
+    # The owner does all of it.
+    assert _put(call, org, "erin", "admin")[0] == 200
+    assert _delete(call, org, "erin")[0] == 204
 
 
 def test_other_orgs_look_exactly_like_missing_ones(call: Call) -> None:
@@ -150,12 +177,21 @@ def test_no_member_can_be_added_as_one_of_the_audit_logs_own_actors(
     ],
 )
 def test_bad_bodies_change_nothing(call: Call, stack: Stack, raw: str, status: int) -> None:
+    kms, dynamodb = boto3.client("kms"), boto3.client("dynamodb")
+
+    def state() -> tuple[Any, ...]:
+        items = dynamodb.scan(TableName=stack.ref("Table"), ConsistentRead=True)["Items"]
+        return (
+            sorted(json.dumps(item, sort_keys=True) for item in items),  # orgs, allowance
+            sorted(key["KeyId"] for key in kms.list_keys()["Keys"]),
+            sorted(alias["AliasName"] for alias in kms.list_aliases()["Aliases"]),
+        )
+
+    before = state()
     got, body = call("POST", "/orgs", raw_body=raw)
     assert got == status
     assert "error" in body
-    assert boto3.client("kms").list_aliases()["Aliases"] == [
-        a for a in boto3.client("kms").list_aliases()["Aliases"] if "/org/" not in a["AliasName"]
-    ]
+    assert state() == before
 
 
 @pytest.mark.parametrize(
@@ -175,10 +211,22 @@ def test_names_people_can_read_are_accepted(call: Call, name: str) -> None:
     assert call("GET", f"/orgs/{body['org_id']}")[1]["name"] == name
 
 
-def test_identity_never_comes_from_the_body_or_headers(call: Call) -> None:
-    status, body = call("POST", "/orgs", sub=None, body={"name": "x"})
-    assert status == 401
-    assert body["error"]["code"] == "unauthenticated"
+def test_identity_never_comes_from_the_body_or_headers(invoke: Invoke, call: Call) -> None:
+    from tests.support.http import http_event
+
+    # No verified claims: a user id in a header, the body or the query string is not one.
+    event = http_event("POST", "/orgs", sub=None, body={"name": "x"})
+    event["headers"].update({"x-user-id": "alice", "x-amzn-oidc-identity": "alice"})
+    event["queryStringParameters"] = {"sub": "alice"}
+    status, body = invoke(event)
+    assert (status, body["error"]["code"]) == (401, "unauthenticated")
+    # With claims, the claims alone decide: bob naming alice in a header reads as bob.
+    org = _create(call)
+    event = http_event("GET", f"/orgs/{org}", sub="bob", route="/orgs/{org_id}")
+    event["pathParameters"] = {"org_id": org}
+    event["headers"].update({"x-user-id": "alice"})
+    status, body = invoke(event)
+    assert (status, body["error"]["code"]) == (404, "not_found")
 
 
 @pytest.mark.parametrize("route", ["/orgs/{org_id}/members", "/orgs/{org_id}/connections"])
