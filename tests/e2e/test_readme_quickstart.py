@@ -8,9 +8,11 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from strongroom_local.cli import build_parser
 from strongroom_local.template import REPO_ROOT
 from tests.e2e.conftest import LocalStackClient
 
@@ -50,6 +52,28 @@ def test_readme_quickstart_creates_an_org_and_lists_its_owner(
     assert result.returncode == 0, result.stderr
     members = json.loads(result.stdout.strip().splitlines()[-1])["members"]
     assert [(m["user_id"], m["role"]) for m in members] == [("alice", "owner")]
+
+
+def test_the_readme_addresses_are_where_make_run_serves(local_stack: LocalStackClient) -> None:
+    """The tests swap the README's addresses for the fixture stack's free ports: `make run` must
+    serve at the ones the README names (its API port and stage, the sandbox's port)."""
+    dry_run = subprocess.run(
+        ["make", "-s", "-n", "run"],  # noqa: S607
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (command,) = [line for line in dry_run.stdout.splitlines() if "strongroom local" in line]
+    arguments = shlex.split(command.partition("strongroom ")[2])
+    options = build_parser().parse_args(arguments)
+    api = urlsplit(README_API)
+    assert (api.hostname, api.port) == ("127.0.0.1", options.api_port)
+    # The stage is the template's, as the fixture stack serves it.
+    assert urlsplit(local_stack.api_url).path == api.path
+    assert options.sandbox_port == 3001
+    assert "127.0.0.1:3001" in _quickstart_script("backups")
 
 
 def test_readme_webhook_example_is_accepted(local_stack: LocalStackClient) -> None:
