@@ -10,6 +10,7 @@ Run with `make bench` or `.venv/bin/python <this file>`.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -31,15 +32,15 @@ from moto import mock_aws  # noqa: E402
 
 from strongroom.settings import Settings  # noqa: E402
 from strongroom_local.provision import provision  # noqa: E402
-from strongroom_local.template import REPO_ROOT  # noqa: E402
+from strongroom_local.routes import http_routes  # noqa: E402
+from strongroom_local.template import REPO_ROOT, load_template  # noqa: E402
 
 FUNCTION_DIR = REPO_ROOT / "functions" / "credential_store"
+# Every read route of the template (protected GETs), so that one added is measured or reported.
 READ_ROUTES = {
-    "GET /orgs/{org_id}",
-    "GET /orgs/{org_id}/members",
-    "GET /orgs/{org_id}/connections",
-    "GET /orgs/{org_id}/connections/{connection_id}",
-    "GET /orgs/{org_id}/audit",
+    route.route_key
+    for route in http_routes(load_template(REPO_ROOT / "template.yaml"))
+    if route.method == "GET" and route.protected
 }
 CONNECTIONS = "/orgs/{org_id}/connections"
 CONNECTION = "/orgs/{org_id}/connections/{connection_id}"
@@ -153,17 +154,32 @@ def main() -> int:
             ops = ", ".join(f"{name} x{n}" for name, n in sorted(counted.items()))
             ddb, kms, s3 = (by_service[name] for name in ("dynamodb", "kms", "s3"))
             print(f"{key:<62} {ddb:>4} {kms:>4} {s3:>4}  {ops}")
-        for key, counted in _connection_routes(app, request, org):
+        measured_reads = {f"{m} {r}" for m, r, *_ in scenarios if f"{m} {r}" in READ_ROUTES}
+        for key, counted in [
+            *_connection_routes(app, request, org),
+            *_backup_routes(stack, session, calls, org),
+        ]:
             by_service = Counter(name.split(".")[0] for name in counted.elements())
             if key in READ_ROUTES:
+                measured_reads.add(key)
                 worst_read = max(worst_read, (by_service["dynamodb"], by_service["kms"]))
             _print(key, counted)
-        token_verdict = _oauth(app, session, calls, org)
-    ddb, kms = worst_read
-    verdict = "met" if ddb <= 2 and kms == 0 else "NOT met"
-    print(f"read routes, warm: at most {ddb} DynamoDB, {kms} KMS calls (target <= 2, 0): {verdict}")
+        token_verdict, token_met = _oauth(app, session, calls, org)
+    reads_met = _reads_met(worst_read, measured_reads)
     print(token_verdict)
-    return 0
+    # A missed target is a failed run, whatever the figures printed before it.
+    return 0 if reads_met and token_met else 1
+
+
+def _reads_met(worst_read: tuple[int, int], measured: set[str]) -> bool:
+    ddb, kms = worst_read
+    unmeasured = sorted(READ_ROUTES - measured)
+    met = ddb <= 2 and kms == 0 and not unmeasured
+    verdict = "met" if met else "NOT met"
+    print(f"read routes, warm: at most {ddb} DynamoDB, {kms} KMS calls (target <= 2, 0): {verdict}")
+    if unmeasured:
+        print(f"read routes of the template not measured: {', '.join(unmeasured)}")
+    return met
 
 
 def _load(name: str, function: str) -> Any:
@@ -184,7 +200,7 @@ def _print(key: str, counted: Counter[str]) -> None:
     print(f"{key:<62} {ddb:>4} {kms:>4} {s3:>4}  {ops}")
 
 
-def _oauth(app: Any, session: Any, calls: Counter[str], org: str) -> str:
+def _oauth(app: Any, session: Any, calls: Counter[str], org: str) -> tuple[str, bool]:
     """The OAuth routes (authorize, callback) and the warm token path, against the double."""
     from urllib.parse import parse_qs, urlsplit
 
@@ -257,7 +273,9 @@ def _oauth(app: Any, session: Any, calls: Counter[str], org: str) -> str:
         return _cached_tokens(oauth_built.tokens, calls, org, ids)
 
 
-def _cached_tokens(tokens: Any, calls: Counter[str], org: str, ids: dict[str, str]) -> str:
+def _cached_tokens(
+    tokens: Any, calls: Counter[str], org: str, ids: dict[str, str]
+) -> tuple[str, bool]:
     """AWS calls per access_token() call once each connection's token is cached."""
     from datetime import UTC, datetime
 
@@ -278,11 +296,12 @@ def _cached_tokens(tokens: Any, calls: Counter[str], org: str, ids: dict[str, st
         )
         cached_routes.append((ddb, kms))
     ddb, kms = max(cached_routes)
-    verdict = "met" if ddb <= 1 and kms == 0 else "NOT met"
+    met = ddb <= 1 and kms == 0
+    verdict = "met" if met else "NOT met"
     return (
         f"cached token: {ddb:.1f} DynamoDB reads, {kms:.1f} KMS calls per call "
         f"(target <= 1, 0): {verdict}"
-    )
+    ), met
 
 
 def _connection_routes(app: Any, request: Any, org: str) -> list[tuple[str, Counter[str]]]:
@@ -310,6 +329,131 @@ def _connection_routes(app: Any, request: Any, org: str) -> list[tuple[str, Coun
     other = {"org_id": org, "connection_id": ids[1]}
     counted = request("DELETE", CONNECTION, f"{path}/{ids[1]}", other)
     measured.append((f"DELETE {CONNECTION}", counted))
+    return measured
+
+
+def _backup_routes(
+    stack: Any, session: Any, calls: Counter[str], org: str
+) -> list[tuple[str, Counter[str]]]:
+    """signed_url_issuer's routes on a complete backup, written as the worker writes one: its
+    files and manifest SSE-KMS under the org's key, then its record with the listing entry."""
+    from datetime import UTC, datetime
+
+    from strongroom.backups import (
+        BACKUP_KIND,
+        MANIFEST_FILE,
+        backup_index,
+        backup_prefix,
+        new_backup_id,
+        object_key,
+    )
+
+    os.environ.update(stack.function_environment("SignedUrlIssuerFunction"))
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+    settings = Settings.from_environ(os.environ)
+    issuer = _load("signed_url_issuer_app", "signed_url_issuer")
+    from backup_downloads import services as issuer_services
+
+    built = issuer_services.build_services(settings, session)
+    issuer.services = lambda: built
+    connection_id, started = "conn_" + "b" * 26, datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    backup_id = new_backup_id()
+    prefix = backup_prefix(org, connection_id, started, backup_id)
+    s3 = boto3.client("s3", region_name="us-east-1")
+
+    def put(key: str, body: bytes) -> str:
+        return str(
+            s3.put_object(
+                Bucket=settings.backup_bucket,
+                Key=key,
+                Body=body,
+                ServerSideEncryption="aws:kms",
+                SSEKMSKeyId=settings.org_key_alias_prefix + org,
+            )["VersionId"]
+        )
+
+    users = json.dumps([{"id": "00u1", "profile": {"login": "a@x.example"}}]).encode()
+    files = {
+        "users": {
+            "key": object_key(prefix, "users"),
+            "version_id": put(object_key(prefix, "users"), users),
+            "sha256": hashlib.sha256(users).hexdigest(),
+            "bytes": len(users),
+            "items": 1,
+        }
+    }
+    stamp = started.strftime("%Y-%m-%dT%H:%M:%SZ")
+    manifest = {
+        "schema_version": 1,
+        "backup_id": backup_id,
+        "org_id": org,
+        "connection_id": connection_id,
+        "provider": "okta",
+        "started_at": stamp,
+        "finished_at": stamp,
+        "files": [
+            {"resource": "users", **{k: v for k, v in files["users"].items() if k != "version_id"}}
+        ],
+        "removed_fields": {},
+    }
+    built.table.create(
+        org,
+        BACKUP_KIND,
+        backup_id,
+        attributes={
+            "connection_id": connection_id,
+            "provider": "okta",
+            "trigger": "schedule",
+            "requested_by": "system:scheduler",
+            "status": "complete",
+            "suspect": False,
+            "started_at": stamp,
+            "finished_at": stamp,
+            "prefix": prefix,
+            "manifest_key": object_key(prefix, "manifest"),
+            "manifest_version_id": put(
+                prefix + MANIFEST_FILE, json.dumps(manifest, sort_keys=True).encode()
+            ),
+            "files": files,
+            "removed_fields": {},
+            "schema_version": 1,
+        },
+        now=started,
+        index=backup_index(connection_id, started, backup_id),
+    )
+    listing = "/orgs/{org_id}/connections/{connection_id}/backups"
+    one = "/orgs/{org_id}/backups/{backup_id}"
+    link = "/orgs/{org_id}/backups/{backup_id}/download-url"
+    scenarios = [
+        (
+            "GET",
+            listing,
+            f"/orgs/{org}/connections/{connection_id}/backups",
+            {"org_id": org, "connection_id": connection_id},
+            None,
+        ),
+        (
+            "GET",
+            one,
+            f"/orgs/{org}/backups/{backup_id}",
+            {"org_id": org, "backup_id": backup_id},
+            None,
+        ),
+        (
+            "POST",
+            link,
+            f"/orgs/{org}/backups/{backup_id}/download-url",
+            {"org_id": org, "backup_id": backup_id},
+            {"resource": "users"},
+        ),
+    ]
+    measured = []
+    for method, route, path, params, body in scenarios:
+        for _ in range(2):  # warm, then measured
+            calls.clear()
+            response = issuer.lambda_handler(_event(method, route, path, params, body), _Context())
+            assert response["statusCode"] == 200, response
+        measured.append((f"{method} {route}", Counter(calls)))
     return measured
 
 
