@@ -20,6 +20,10 @@ from strongroom_local.issuer import DevIssuer, IssuerConfig
 
 NOW = 1_795_000_000.0
 CONFIG = IssuerConfig(issuer="https://127.0.0.1/dev-issuer", audience=("strongroom",))
+# API Gateway refuses request headers above 10 KB: the longest token the authorizer takes.
+TOKEN_CAP = 10 * 1024
+# Algorithms PyJWT verifies with the issuer's RSA key, were they allowed: only RS256 is.
+OTHER_RSA_ALGORITHMS = ("RS384", "RS512", "PS256")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,27 @@ def forged(header: dict[str, Any], claims: dict[str, Any], sign: Any = None) -> 
 
 def valid_claims(issuer: DevIssuer) -> dict[str, Any]:
     return jwt.decode(mint(issuer), options={"verify_signature": False})
+
+
+def issuer_signed(issuer: DevIssuer, claims: dict[str, Any], *, kid: str | None = None) -> str:
+    """`claims` exactly as given (NaN, no exp...), RS256-signed with the issuer's own key."""
+    header = {"alg": "RS256", "typ": "JWT", "kid": issuer.kid if kid is None else kid}
+    key = issuer_private_key(issuer)
+    return forged(header, claims, lambda data: key.sign(data, padding.PKCS1v15(), hashes.SHA256()))
+
+
+def tokens_around_the_cap(issuer: DevIssuer) -> tuple[str, str]:
+    """Two valid dev tokens padded by a claim: the longest within TOKEN_CAP, the next past it."""
+
+    def padded(length: int) -> str:
+        return mint(issuer, extra_claims={"pad": "x" * length})
+
+    # Each padding byte adds 4/3 of a character: start just short of the cap, then step.
+    pad = (TOKEN_CAP - len(padded(0))) * 3 // 4 - 8
+    assert len(padded(pad)) <= TOKEN_CAP
+    while len(padded(pad + 1)) <= TOKEN_CAP:
+        pad += 1
+    return padded(pad), padded(pad + 1)
 
 
 def test_a_dev_token_is_accepted_and_its_claims_passed_as_strings(
@@ -91,19 +116,21 @@ def test_the_token_alone_is_accepted_as_api_gateway_accepts_it(
 @pytest.fixture(scope="module")
 def attacks(issuer: DevIssuer) -> dict[str, str | None]:
     claims = valid_claims(issuer)
-    header = {"alg": "RS256", "typ": "JWT", "kid": issuer.kid}
     public_pem = issuer_public_pem(issuer)
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     valid = mint(issuer)
     head, payload, signature = valid.split(".")
     tampered_claims = {**claims, "sub": "mallory"}
 
-    def rs256(data: bytes) -> bytes:
-        return issuer_private_key(issuer).sign(data, padding.PKCS1v15(), hashes.SHA256())
-
     # Python's json reads NaN and Infinity: signed by the issuer, they must still not pass.
     def signed_with(**times: float) -> str:
-        return forged(header, {**claims, **times}, rs256)
+        return issuer_signed(issuer, {**claims, **times})
+
+    # Signed by the issuer's own key with its kid: refused for the named algorithm alone.
+    def other_rsa_algorithm(algorithm: str) -> str:
+        return jwt.encode(
+            claims, issuer_private_key(issuer), algorithm=algorithm, headers={"kid": issuer.kid}
+        )
 
     return {
         "expired": mint(issuer, now=NOW - 7200),
@@ -111,7 +138,7 @@ def attacks(issuer: DevIssuer) -> dict[str, str | None]:
         "not yet valid": mint(issuer, now=NOW + 600),
         "nbf in the future": mint(issuer, extra_claims={"nbf": int(NOW) + 60}),
         "iat in the future": mint(issuer, extra_claims={"iat": int(NOW) + 60}),
-        "no exp": forged(header, {k: v for k, v in claims.items() if k != "exp"}),
+        "no exp": issuer_signed(issuer, {k: v for k, v in claims.items() if k != "exp"}),
         "exp not a number": mint(issuer, extra_claims={"exp": str(int(NOW) + 60)}),
         "exp infinite": signed_with(exp=float("inf")),
         "exp NaN": signed_with(exp=float("nan")),
@@ -128,10 +155,9 @@ def attacks(issuer: DevIssuer) -> dict[str, str | None]:
             claims,
             lambda data: hmac.new(public_pem, data, hashlib.sha256).digest(),
         ),
-        "RS512 with the right key": jwt.encode(
-            claims, issuer_private_key(issuer), algorithm="RS512", headers={"kid": issuer.kid}
-        ),
-        "unknown kid": jwt.encode(claims, other_key, algorithm="RS256", headers={"kid": "other"}),
+        **{f"{alg} with the right key": other_rsa_algorithm(alg) for alg in OTHER_RSA_ALGORITHMS},
+        # The issuer's key and signature: only the kid, absent from the JWKS, is wrong.
+        "unknown kid": issuer_signed(issuer, claims, kid="not-" + issuer.kid),
         "other key, same kid": jwt.encode(
             claims, other_key, algorithm="RS256", headers={"kid": issuer.kid}
         ),
@@ -145,7 +171,8 @@ def attacks(issuer: DevIssuer) -> dict[str, str | None]:
         "wrong scheme": f"Basic {valid}",
         "unknown scheme": f"Token {valid}",
         "forged token alone": f"{head}.{b64(json.dumps(tampered_claims).encode())}.{signature}",
-        "oversized": "Bearer " + "a" * 20_000,
+        # Signed and otherwise valid: refused for its length alone.
+        "oversized": tokens_around_the_cap(issuer)[1],
     }
 
 
@@ -178,7 +205,9 @@ ATTACKS = [
     "alg none",
     "alg none no kid",
     "HS256 with the public key",
+    "RS384 with the right key",
     "RS512 with the right key",
+    "PS256 with the right key",
     "unknown kid",
     "other key, same kid",
     "no kid",
@@ -213,12 +242,50 @@ _RAW_HEADERS = {
     "wrong scheme",
     "unknown scheme",
     "forged token alone",
-    "oversized",
 }
 
 
 def test_the_attack_list_is_complete(attacks: dict[str, str | None]) -> None:
     assert sorted(attacks) == sorted(ATTACKS)
+
+
+def test_an_issuer_signed_token_with_its_kid_and_every_claim_is_accepted(
+    issuer: DevIssuer, authorizer: JwtAuthorizer
+) -> None:
+    # "no exp" and "unknown kid" are built the same way: the missing exp, the kid, refuses them.
+    claims = valid_claims(issuer)
+    assert authorizer.authorize(f"Bearer {issuer_signed(issuer, claims)}").claims["sub"] == "alice"
+
+
+@pytest.mark.parametrize("algorithm", OTHER_RSA_ALGORITHMS)
+def test_the_other_rsa_algorithms_verify_with_the_issuer_key(
+    algorithm: str, issuer: DevIssuer, attacks: dict[str, str | None]
+) -> None:
+    # PyJWT takes these with the JWKS key: only the authorizer's RS256 allowlist refuses them.
+    token = attacks[f"{algorithm} with the right key"]
+    assert token is not None
+    assert jwt.get_unverified_header(token) == {"alg": algorithm, "typ": "JWT", "kid": issuer.kid}
+    (jwk,) = issuer.jwks()["keys"]
+    public_key = jwt.PyJWK.from_dict(jwk).key
+    claims = jwt.decode(
+        token,
+        public_key,
+        algorithms=[algorithm],
+        audience="strongroom",
+        issuer=CONFIG.issuer,
+        options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
+    )
+    assert claims["sub"] == "alice"
+
+
+def test_a_valid_token_up_to_the_length_cap_is_accepted_one_past_it_refused(
+    issuer: DevIssuer, authorizer: JwtAuthorizer
+) -> None:
+    within, past = tokens_around_the_cap(issuer)
+    assert len(within) <= TOKEN_CAP < len(past) <= TOKEN_CAP + 2
+    assert authorizer.authorize(f"Bearer {within}").claims["sub"] == "alice"
+    with pytest.raises(Unauthorized):
+        authorizer.authorize(f"Bearer {past}")
 
 
 def test_a_list_audience_or_client_id_may_match(
