@@ -130,18 +130,18 @@ def _requests_needed(sandbox: dict[str, Any]) -> dict[str, int]:
     return needed
 
 
-def main() -> None:
+def main() -> int:
     moto, aws_url = _start_moto()
     okta, sandbox = _start_sandbox()
     try:
-        run(aws_url, sandbox)
+        return run(aws_url, sandbox)
     finally:
         for process in (okta, moto):
             process.terminate()
             process.wait(10)
 
 
-def run(aws_url: str, sandbox: dict[str, Any]) -> None:  # noqa: PLR0915 - one straight script
+def run(aws_url: str, sandbox: dict[str, Any]) -> int:  # noqa: PLR0915 - one straight script
     os.environ.update(
         {
             "AWS_ENDPOINT_URL": aws_url,
@@ -281,7 +281,8 @@ def run(aws_url: str, sandbox: dict[str, Any]) -> None:  # noqa: PLR0915 - one s
         + "; after "
         + ", ".join(f"{v:.2f}" for v in load_after)
     )
+    return 0 if wall / floor <= 1.15 and counters["rate_limited"] == 0 and peak <= 256 else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

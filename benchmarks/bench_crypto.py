@@ -196,7 +196,7 @@ def reload_seconds(f: Fixture) -> float:
     return statistics.median(_cpu_seconds(reloading_opens) for _ in range(5)) / RELOADS_PER_RUN
 
 
-def main() -> None:
+def main() -> int:
     with mock_aws():
         f = Fixture()
         unbounded = DekCache(max_age_seconds=3600, max_uses=1_000_000_000)
@@ -218,8 +218,10 @@ def main() -> None:
             f"  {name + ':':<27} layer {layer:>10,.0f} ops/s   raw AESGCM {raw:>10,.0f} ops/s   "
             f"layer/raw {ratio:.2f}"
         )
+    missed = 0
     for name in ("open", "open, within cache bounds"):
         ratio = rates[name][2]
+        missed += ratio < 0.5
         print(f"  target: layer {name} >= 0.50 of raw -> {'met' if ratio >= 0.5 else 'NOT met'}")
     max_uses = f.settings.dek_cache_max_uses
     print(
@@ -242,7 +244,8 @@ def main() -> None:
         f"(max {f.settings.dek_cache_max_uses:,} uses, {f.settings.dek_cache_max_age_seconds} s): "
         f"{steady:g}"
     )
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
