@@ -30,17 +30,26 @@ from strongroom.roles import Role
 # expressions read.
 _DISPLAY_NAME = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]+$"
 # Nothing a reader sees: format characters (zero-width space, word joiner, BOM, soft hyphen),
-# combining marks with nothing to combine with, spaces, private-use code points. Not unassigned
-# ones: which those are depends on the interpreter's Unicode version (a new emoji would be
-# refused on one Python and accepted on Lambda's).
+# combining marks with nothing to combine with, spaces, private-use code points, and code points
+# no Unicode version assigns. Not those merely unassigned so far: which they are depends on the
+# interpreter's Unicode version (a new emoji would be refused on one Python, not on Lambda's).
 _UNSEEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Co", "Cs", "Mn", "Me", "Zs", "Zl", "Zp"})
 # Letters and symbols that render as blanks.
 _BLANK_GLYPHS: Final = frozenset("\u115f\u1160\u2800\u3164\uffa0")
 
 
+def _never_assigned(c: str) -> bool:
+    """Noncharacters, and planes 4 to 13: unassigned in every Unicode version."""
+    point = ord(c)
+    return 0xFDD0 <= point <= 0xFDEF or point & 0xFFFE == 0xFFFE or 0x40000 <= point <= 0xDFFFF
+
+
 def _has_a_visible_character(name: str) -> str:
     if not any(
-        unicodedata.category(c) not in _UNSEEN_CATEGORIES and c not in _BLANK_GLYPHS for c in name
+        unicodedata.category(c) not in _UNSEEN_CATEGORIES
+        and c not in _BLANK_GLYPHS
+        and not _never_assigned(c)
+        for c in name
     ):
         raise ValueError("must contain a visible character")
     return name

@@ -170,6 +170,11 @@ def test_no_member_can_be_added_as_one_of_the_audit_logs_own_actors(
         ('{"name": "\\u2800"}', 422),
         ('{"name": "\\u0301"}', 422),
         ('{"name": "a\\u2028b"}', 422),
+        # Code points no Unicode version assigns: noncharacters, planes 4 to 13.
+        ('{"name": "\\ufdd0"}', 422),
+        ('{"name": "\\uffff\\ufffe"}', 422),
+        ('{"name": "\\ud83f\\udffe"}', 422),  # U+1FFFE
+        ('{"name": "\\udb3f\\udffd"}', 422),  # U+DFFFD
         ('{"name": ' + "1" * 5000 + "}", 400),  # longer than Python's integer limit
         ("{}", 422),
         ("{not json", 400),
