@@ -88,6 +88,9 @@ class Invocation:
     ok: bool
     result: Any = None
     error_type: str | None = None
+    # Whether the handler was called: False when no worker could be had (an init that failed,
+    # the stack stopping, a caller that gave up), so nothing of the function ran.
+    handler_ran: bool = True
 
 
 class InvocationCancelled(Exception):
@@ -247,10 +250,10 @@ class FunctionPool:
             worker = self._acquire(cancelled)
         except InvocationCancelled:
             log.warning("%s: %s dropped before it ran", request_id, self.function.logical_id)
-            return Invocation(request_id, False, error_type="Gateway.Cancelled")
+            return Invocation(request_id, False, error_type="Gateway.Cancelled", handler_ran=False)
         except WorkerFailed as exc:
             log.error("%s: %s could not start: %s", request_id, self.function.logical_id, exc)
-            return Invocation(request_id, False, error_type=str(exc))
+            return Invocation(request_id, False, error_type=str(exc), handler_ran=False)
         try:
             invocation = worker.invoke(event, request_id)
         except WorkerFailed as exc:
@@ -270,6 +273,9 @@ class FunctionPool:
                 if self._closed:
                     raise WorkerFailed("the stack is stopping")
                 if cancelled is not None and cancelled.is_set():
+                    # A release's notify() may have woken this waiter rather than another: pass
+                    # it on, or a waiter without a deadline would sleep beside an idle worker.
+                    self._condition.notify()
                     raise InvocationCancelled()
                 if self._idle:
                     return self._idle.pop()

@@ -181,7 +181,8 @@ class SqsEventSource:
 
     def _hidden_for(self, message: Mapping[str, Any], invocation: Invocation) -> int:
         visibility = self._queue_visibility_timeout()
-        if not invocation.ok and invocation.error_type in CUT_OFF_ERRORS:
+        # An init that failed ran none of the handler, so it holds nothing: the short back-off.
+        if invocation.handler_ran and not invocation.ok and invocation.error_type in CUT_OFF_ERRORS:
             return min(self._timeout_seconds + CUT_OFF_GRACE_SECONDS, visibility)
         receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "1")
         return retry_delay(

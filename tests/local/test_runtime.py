@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from strongroom_local.http_api import HttpApiGateway, HttpRequest
-from strongroom_local.runtime import FunctionPool, lambda_environment
+from strongroom_local.runtime import FunctionPool, InvocationCancelled, lambda_environment
 from strongroom_local.template import REPO_ROOT
 from strongroom_local.wiring import HttpApiDefinition, HttpRoute, LocalFunction
 from tests.local.conftest import FIXTURES
@@ -211,3 +212,36 @@ def test_after_a_gateway_timeout_the_worker_finishes_and_is_reused(tmp_path: Pat
         assert ran == ["helper", "helper", "nap", "nap"]
     finally:
         pool.close()
+
+
+def test_a_cancelled_waiter_passes_on_the_wake_up_it_took(tmp_path: Path) -> None:
+    """A gateway request dropped at its timeout may be the waiter a released worker's notify()
+    woke: a scheduled invocation waiting beside it (no deadline) must still get the worker."""
+    pool = FunctionPool(function("echo"), {}, max_workers=1)
+    busy = object()
+    pool._all.add(busy)  # type: ignore[arg-type]  # the one worker, held by a run-on invocation
+    for _ in range(10):
+        gave_up = threading.Event()
+        got: list[object] = []
+
+        def gateway(gave_up: threading.Event = gave_up) -> None:
+            with contextlib.suppress(InvocationCancelled):
+                pool._acquire(gave_up)
+
+        def scheduled(got: list[object] = got) -> None:
+            got.append(pool._acquire())
+
+        waiting = [
+            threading.Thread(target=gateway, daemon=True),
+            threading.Thread(target=scheduled, daemon=True),
+        ]
+        for thread in waiting:
+            thread.start()
+            time.sleep(0.01)  # the gateway's request waits first
+        with pool._condition:
+            gave_up.set()  # its integration timeout passed
+        pool._release(busy)  # type: ignore[arg-type]  # and the run-on invocation ends
+        waiting[1].join(2)
+        assert got == [busy]
+        waiting[0].join(2)
+        pool._idle.clear()

@@ -69,17 +69,19 @@ class Consumer:
         fail: set[str] | None = None,
         raise_all: bool = False,
         error_type: str = "RuntimeError",
+        handler_ran: bool = True,
     ) -> None:
         self.fail = fail or set()
         self.raise_all = raise_all
         self.error_type = error_type
+        self.handler_ran = handler_ran
         self.batches: list[list[dict[str, Any]]] = []
 
     def __call__(self, event: dict[str, Any]) -> Invocation:
         records = event["Records"]
         self.batches.append(records)
         if self.raise_all:
-            return Invocation("r", False, error_type=self.error_type)
+            return Invocation("r", False, error_type=self.error_type, handler_ran=self.handler_ran)
         failures = [
             {"itemIdentifier": record["messageId"]}
             for record in records
@@ -372,6 +374,20 @@ def test_a_cut_off_invocation_hides_its_batch_past_its_leases(
     assert source.poll_once() == 2
     assert sqs.hidden_for == [hidden, hidden]
     assert source.poll_once() == 0
+
+
+@pytest.mark.parametrize("error_type", ["Sandbox.Timedout", "Runtime.ExitError"])
+def test_an_init_that_failed_keeps_the_short_back_off(queues: Queues, error_type: str) -> None:
+    # The worker died or timed out starting: no handler ran, so nothing is held.
+    url = queue_with_visibility(queues, "init-failed", 5400)
+    queues.sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"id": "a"}))
+    sqs = RecordingSqs(queues.sqs)
+    consumer = Consumer(raise_all=True, error_type=error_type, handler_ran=False)
+    source = source_for(
+        queues, consumer, first_retry_seconds=1, queue_url=url, sqs=sqs, timeout_seconds=900
+    )
+    assert source.poll_once() == 1
+    assert sqs.hidden_for == [1]
 
 
 @pytest.mark.parametrize("error_type", ["Sandbox.Timedout", "Runtime.ExitError"])
