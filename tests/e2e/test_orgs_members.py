@@ -91,6 +91,19 @@ def test_a_member_id_with_a_percent_encoded_pipe_is_accepted(
     assert call(local_stack, "GET", f"/orgs/{org}", bob)[0] == 200
 
 
+def test_a_path_decoded_into_another_route_runs_nothing(local_stack: LocalStackClient) -> None:
+    """API Gateway matches `/orgs/{org}%3F/members/{owner}` as a member's removal; the path it
+    hands the function is decoded and cut at the decoded `?`: `/orgs/{org}`. The function must
+    not run the org's deletion the gateway never matched."""
+    owner = new_user("owner")
+    org = _new_org(local_stack, owner)
+    status, body = call(local_stack, "DELETE", f"/orgs/{org}%3F/members/{owner}", owner)
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    status, body = call(local_stack, "GET", f"/orgs/{org}", owner)
+    assert status == 200
+    assert body["deletion_started_at"] is None
+
+
 def test_every_role_boundary(local_stack: LocalStackClient) -> None:
     owner, admin, member = new_user("owner"), new_user("admin"), new_user("member")
     org = _new_org(local_stack, owner)

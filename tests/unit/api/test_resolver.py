@@ -270,3 +270,30 @@ def test_fresh_auth_window_is_five_minutes(auth_time: int, now: int, fresh: bool
     else:
         with pytest.raises(ReauthRequired):
             caller.require_fresh_auth(now=now)
+
+
+@pytest.mark.parametrize(
+    ("route_key", "raw_path", "stage", "status"),
+    [
+        ("POST /widgets", "/widgets", "$default", 200),
+        ("POST /widgets", "/dev/widgets", "dev", 200),
+        ("$default", "/widgets", "$default", 200),
+        # API Gateway matched another route on the path as sent; rawPath, decoded (and cut at a
+        # decoded '?'), is this one: the function must not run a route the gateway did not match.
+        ("POST /widgets/{widget_id}", "/widgets", "$default", 404),
+        ("POST /widgets/{widget_id}/parts", "/dev/widgets", "dev", 404),
+        ("POST /files/{path+}", "/widgets", "$default", 404),
+    ],
+)
+def test_the_function_routes_only_on_the_route_the_gateway_matched(
+    route_key: str, raw_path: str, stage: str, status: int
+) -> None:
+    event = http_event("POST", "/widgets", body={"name": "w"})
+    event["routeKey"] = event["requestContext"]["routeKey"] = route_key
+    event["rawPath"] = event["requestContext"]["http"]["path"] = raw_path
+    event["requestContext"]["stage"] = stage
+    got, body, calls = _call(event)
+    assert got == status
+    if status == 404:
+        assert body["error"]["code"] == "not_found"
+        assert calls == []

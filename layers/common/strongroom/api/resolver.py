@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -160,6 +162,37 @@ def _depth_over(document: Any, limit: int) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=64)
+def _route_pattern(template: str) -> re.Pattern[str]:
+    """A route's path template ('/orgs/{org_id}', '/files/{path+}') as a regular expression."""
+    parts = []
+    for segment in template.split("/"):
+        if segment.startswith("{") and segment.endswith("+}"):
+            parts.append(".+")
+        elif segment.startswith("{") and segment.endswith("}"):
+            parts.append("[^/]+")
+        else:
+            parts.append(re.escape(segment))
+    return re.compile("/".join(parts))
+
+
+def _path_is_the_route(event: Mapping[str, Any]) -> bool:
+    """Whether the path the function routes on (rawPath, less the stage) is one of the route API
+    Gateway matched. API Gateway matches the path as sent; rawPath reaches us decoded (and cut at
+    a decoded '?'), so '/orgs/{org}%3F/members/{user}', matched as a member's removal, would
+    reach the resolver as '/orgs/{org}' and run the org's deletion instead."""
+    route_key = event.get("routeKey")
+    if not isinstance(route_key, str) or " " not in route_key:
+        return True  # $default, or no gateway route to hold the path to
+    raw_path = event.get("rawPath")
+    stage = (event.get("requestContext") or {}).get("stage") or "$default"
+    if not isinstance(raw_path, str):
+        return False
+    if stage != "$default" and raw_path.startswith(f"/{stage}/"):
+        raw_path = raw_path[len(stage) + 1 :]
+    return _route_pattern(route_key.partition(" ")[2]).fullmatch(raw_path) is not None
+
+
 def handle_request(
     app: APIGatewayHttpResolver,
     event: dict[str, Any],
@@ -172,6 +205,8 @@ def handle_request(
     `json_bodies=False` is for a function whose routes read their raw body themselves (signed
     webhooks: the bytes as sent, whatever their type)."""
     try:
+        if not _path_is_the_route(event):
+            raise NotFound()
         data = _body_bytes(event)
         if json_bodies:
             _check_json_body(event, data)
