@@ -213,7 +213,8 @@ def test_bad_bodies_change_nothing(call: Call, stack: Stack, raw: str, status: i
 def test_names_people_can_read_are_accepted(call: Call, name: str) -> None:
     status, body = call("POST", "/orgs", body={"name": name})
     assert status == 201
-    assert call("GET", f"/orgs/{body['org_id']}")[1]["name"] == name
+    org = body["org_id"]
+    assert _get(call, f"/orgs/{org}", "alice", "/orgs/{org_id}", org_id=org)[1]["name"] == name
 
 
 def test_identity_never_comes_from_the_body_or_headers(invoke: Invoke, call: Call) -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -98,7 +96,21 @@ def create_resolver(logger: Logger) -> APIGatewayHttpResolver:
     app.exception_handler(StrongroomError)(_strongroom_error)
     app.exception_handler(Exception)(_unexpected_error)
     app.not_found(_not_found)
+    app.use([_only_the_gateway_route])
     return app
+
+
+def _only_the_gateway_route(app: APIGatewayHttpResolver, next_middleware: Any) -> Any:
+    """Run only the route API Gateway matched (the event's routeKey). API Gateway matches the
+    path as sent, but hands the function rawPath decoded and cut at a decoded '?', and Powertools
+    routes on rawPath: '/orgs/{org}%3F/members/{owner}', matched as a member's removal, would
+    run the org's deletion. Compared as routes, not paths, whatever the stage or domain."""
+    route = app.context.get("_route")
+    route_key = app.current_event.raw_event.get("routeKey")
+    matched = f"{route.method} {route.openapi_path}" if route is not None else None
+    if isinstance(route_key, str) and " " in route_key and matched not in (None, route_key):
+        raise NotFound()
+    return next_middleware(app)
 
 
 def _body_bytes(event: Mapping[str, Any]) -> bytes:
@@ -162,37 +174,6 @@ def _depth_over(document: Any, limit: int) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=64)
-def _route_pattern(template: str) -> re.Pattern[str]:
-    """A route's path template ('/orgs/{org_id}', '/files/{path+}') as a regular expression."""
-    parts = []
-    for segment in template.split("/"):
-        if segment.startswith("{") and segment.endswith("+}"):
-            parts.append(".+")
-        elif segment.startswith("{") and segment.endswith("}"):
-            parts.append("[^/]+")
-        else:
-            parts.append(re.escape(segment))
-    return re.compile("/".join(parts))
-
-
-def _path_is_the_route(event: Mapping[str, Any]) -> bool:
-    """Whether the path the function routes on (rawPath, less the stage) is one of the route API
-    Gateway matched. API Gateway matches the path as sent; rawPath reaches us decoded (and cut at
-    a decoded '?'), so '/orgs/{org}%3F/members/{user}', matched as a member's removal, would
-    reach the resolver as '/orgs/{org}' and run the org's deletion instead."""
-    route_key = event.get("routeKey")
-    if not isinstance(route_key, str) or " " not in route_key:
-        return True  # $default, or no gateway route to hold the path to
-    raw_path = event.get("rawPath")
-    stage = (event.get("requestContext") or {}).get("stage") or "$default"
-    if not isinstance(raw_path, str):
-        return False
-    if stage != "$default" and raw_path.startswith(f"/{stage}/"):
-        raw_path = raw_path[len(stage) + 1 :]
-    return _route_pattern(route_key.partition(" ")[2]).fullmatch(raw_path) is not None
-
-
 def handle_request(
     app: APIGatewayHttpResolver,
     event: dict[str, Any],
@@ -205,8 +186,6 @@ def handle_request(
     `json_bodies=False` is for a function whose routes read their raw body themselves (signed
     webhooks: the bytes as sent, whatever their type)."""
     try:
-        if not _path_is_the_route(event):
-            raise NotFound()
         data = _body_bytes(event)
         if json_bodies:
             _check_json_body(event, data)
