@@ -15,7 +15,7 @@ with a TTL, so a crashed holder frees it by itself), reads the connection again,
 did meanwhile. Just before a refresh is sent, the lease must outlast the request (its total
 timeout) and the store of its answer (REFRESH_STORE_SECONDS) with a margin, or is extended to
 that while still ours; one that cannot be is given up with LeaseTimeout, nothing sent. A holder
-that dies mid-refresh therefore holds off the others for about five minutes, rather than one
+that dies mid-refresh therefore holds off the others for about eight minutes, rather than one
 of them spending the same refresh token while the holder's store still waits on DynamoDB. A
 refresh is then sent once, never retried (not even after a 429), since a retry's wait could
 outlast the lease: a refresh token is single-use, and a second worker refreshing it while ours
@@ -100,6 +100,7 @@ from strongroom.tenancy import (
     TenantTable,
     Update,
 )
+from strongroom.tenancy.store import transaction_worst_case_seconds
 
 if TYPE_CHECKING:
     from strongroom.outbound.client import OutboundClient
@@ -122,11 +123,14 @@ GRANT_NONCE: Final = "grant_nonce"
 _REFRESH_STORE_ATTEMPTS: Final = 3
 _REFRESH_STORE_PAUSE: Final = 0.2
 # The longest the store of a refreshed token can take: each attempt a KMS call (a DEK rotated
-# since the refresh token was sealed), the transaction and a read back, each at its worst
-# (timeouts and SDK retries). A refresh's lease must outlast its request and this: if it ran
-# out while the store still waited on DynamoDB, a second worker would refresh the spent token.
+# since the refresh token was sealed), the transaction (run again after a conflict) and a read
+# back, each call at its worst (timeouts and SDK retries). A refresh's lease must outlast its
+# request and this: if it ran out while the store still waited on DynamoDB, a second worker
+# would refresh the spent token.
 REFRESH_STORE_SECONDS: Final = _REFRESH_STORE_ATTEMPTS * (
-    3 * worst_case_seconds(PROMPT_CALLS) + _REFRESH_STORE_PAUSE
+    2 * worst_case_seconds(PROMPT_CALLS)
+    + transaction_worst_case_seconds(worst_case_seconds(PROMPT_CALLS))
+    + _REFRESH_STORE_PAUSE
 )
 
 

@@ -45,8 +45,17 @@ _CONDITION_FAILED = "ConditionalCheckFailedException"
 # outage, unless another reason (a throttle, a validation error) cancelled it too.
 _CONFLICT = "TransactionConflict"
 _CONFLICT_CODES = frozenset({_CONFLICT, "ConditionalCheckFailed", "None", None})
-# A transaction cancelled for a conflict is run this many times in all.
-_CONFLICT_ATTEMPTS = 3
+# A transaction cancelled for a conflict is run this many times in all, with a pause of at
+# most this many seconds, doubling, between runs.
+TRANSACTION_RUNS = 3
+_CONFLICT_PAUSE_SECONDS = 0.04
+
+
+def transaction_worst_case_seconds(call_seconds: float) -> float:
+    """The longest Store.transact can take when each run's call takes `call_seconds`."""
+    pauses = sum(_CONFLICT_PAUSE_SECONDS * 2**run for run in range(TRANSACTION_RUNS - 1))
+    return TRANSACTION_RUNS * call_seconds + pauses
+
 
 Failure = Literal["exists", "absent_or_mismatch", "limit"]
 PlainKey = Mapping[str, str]
@@ -368,15 +377,16 @@ class Store:
         if len(set(keys)) != len(keys):
             raise ValueError("a transaction may touch each item only once")
         items = transaction_items(writes)
-        for attempt in range(_CONFLICT_ATTEMPTS):
+        for run in range(TRANSACTION_RUNS):
             try:
                 self._transact_once(writes, items, now_epoch=now_epoch)
                 return
             except WriteConflict:
-                if attempt == _CONFLICT_ATTEMPTS - 1:
+                if run == TRANSACTION_RUNS - 1:
                     raise
             # Jittered, so that the two transactions do not meet again.
-            time.sleep(random.uniform(0.01, 0.04) * 2**attempt)  # noqa: S311 - not a secret
+            pause = random.uniform(0.25, 1) * _CONFLICT_PAUSE_SECONDS * 2**run  # noqa: S311
+            time.sleep(pause)
 
     def _transact_once(self, writes: Sequence[Write], items: list[Any], *, now_epoch: int) -> None:
         try:
