@@ -53,7 +53,7 @@ _CONFLICT_PAUSE_SECONDS = 0.04
 
 def transaction_worst_case_seconds(call_seconds: float) -> float:
     """The longest Store.transact can take when each run's call takes `call_seconds`."""
-    pauses = sum(_CONFLICT_PAUSE_SECONDS * 2**run for run in range(TRANSACTION_RUNS - 1))
+    pauses = sum(_CONFLICT_PAUSE_SECONDS * 2.0**run for run in range(TRANSACTION_RUNS - 1))
     return TRANSACTION_RUNS * call_seconds + pauses
 
 
