@@ -101,6 +101,10 @@ class WorkerFailed(Exception):
     """The worker process died, timed out or broke the protocol; it is discarded."""
 
 
+class EventNotDelivered(WorkerFailed):
+    """The worker was gone before the event reached it: no handler ran."""
+
+
 class _Worker:
     """One warm worker process of a function."""
 
@@ -150,7 +154,7 @@ class _Worker:
             self._stdin.write(json.dumps(message).encode("utf-8") + b"\n")
             self._stdin.flush()
         except (BrokenPipeError, OSError) as exc:
-            raise WorkerFailed("Runtime.ExitError") from exc
+            raise EventNotDelivered("Runtime.ExitError") from exc
 
     def _read(self, deadline: float) -> dict[str, Any]:
         while (end := self._buffer.find(b"\n", self._scanned)) < 0:
@@ -259,7 +263,8 @@ class FunctionPool:
         except WorkerFailed as exc:
             log.error("%s: %s failed: %s", request_id, self.function.logical_id, exc)
             self._discard(worker)
-            return Invocation(request_id, False, error_type=str(exc))
+            ran = not isinstance(exc, EventNotDelivered)
+            return Invocation(request_id, False, error_type=str(exc), handler_ran=ran)
         self._release(worker)
         if not invocation.ok:
             log.error(
@@ -277,8 +282,13 @@ class FunctionPool:
                     # it on, or a waiter without a deadline would sleep beside an idle worker.
                     self._condition.notify()
                     raise InvocationCancelled()
-                if self._idle:
-                    return self._idle.pop()
+                while self._idle:
+                    idle = self._idle.pop()
+                    if idle.process.poll() is None:
+                        return idle
+                    # It died waiting (killed, out of memory): as Lambda, a fresh one instead.
+                    self._all.discard(idle)
+                    idle.kill()
                 if len(self._all) + self._starting < self._max_workers:
                     self._starting += 1
                     break

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -214,11 +215,17 @@ def test_after_a_gateway_timeout_the_worker_finishes_and_is_reused(tmp_path: Pat
         pool.close()
 
 
+class _LiveWorker:
+    """Stands in for a worker process that is alive (the pool looks at nothing else here)."""
+
+    process = SimpleNamespace(poll=lambda: None)
+
+
 def test_a_cancelled_waiter_passes_on_the_wake_up_it_took(tmp_path: Path) -> None:
     """A gateway request dropped at its timeout may be the waiter a released worker's notify()
     woke: a scheduled invocation waiting beside it (no deadline) must still get the worker."""
     pool = FunctionPool(function("echo"), {}, max_workers=1)
-    busy = object()
+    busy = _LiveWorker()
     pool._all.add(busy)  # type: ignore[arg-type]  # the one worker, held by a run-on invocation
     for _ in range(10):
         gave_up = threading.Event()
@@ -245,3 +252,36 @@ def test_a_cancelled_waiter_passes_on_the_wake_up_it_took(tmp_path: Path) -> Non
         assert got == [busy]
         waiting[0].join(2)
         pool._idle.clear()
+
+
+def test_an_idle_worker_that_died_is_replaced_not_handed_the_event(
+    pools: dict[str, FunctionPool],
+) -> None:
+    """Lambda gives an invocation a fresh sandbox: a warm worker killed while idle (out of
+    memory, a signal) must not turn the next invocation into a crash that never ran."""
+    shapes = pools["shapes"]
+    first = shapes.invoke({"pathParameters": {"kind": "helper"}})
+    assert first.ok
+    (idle,) = shapes._idle
+    idle.process.kill()
+    idle.process.wait(5)
+    again = shapes.invoke({"pathParameters": {"kind": "helper"}})
+    assert again.ok
+    assert again.result["pid"] != first.result["pid"]
+    assert shapes.worker_count() == 1
+
+
+def test_an_event_that_never_reached_its_worker_is_reported_as_not_run(
+    pools: dict[str, FunctionPool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker died between the pool's look at it and the event's delivery: a failure, but
+    one whose handler never ran (so the SQS source gives it the short back-off)."""
+    shapes = pools["shapes"]
+    assert shapes.invoke({"pathParameters": {"kind": "helper"}}).ok
+    (idle,) = shapes._idle
+    idle.process.kill()
+    idle.process.wait(5)
+    monkeypatch.setattr(idle.process, "poll", lambda: None)  # it looked alive a moment ago
+    invocation = shapes.invoke({"pathParameters": {"kind": "helper"}})
+    assert (invocation.ok, invocation.error_type) == (False, "Runtime.ExitError")
+    assert invocation.handler_ran is False
