@@ -211,6 +211,10 @@ class _Worker:
             self.process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
+        # Closed now, so that an event it could not take (still buffered) is not flushed into
+        # the dead pipe when the writer is collected (an unraisable BrokenPipeError).
+        with contextlib.suppress(OSError):
+            self._stdin.close()
 
 
 def _copy_log(stream: IO[bytes], name: str) -> None:
