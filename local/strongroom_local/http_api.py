@@ -11,7 +11,8 @@ timeout is 503 `{"message":"Service Unavailable"}` while the function runs on).
 
 A named stage is a path prefix, as on API Gateway: with `StageName: dev` the API is served under
 `/dev`, and `rawPath` keeps the prefix while `routeKey` does not. Routes match the path as sent
-(an encoded `/` stays inside its segment); `rawPath` reaches the function percent-decoded.
+(an encoded `/` stays inside its segment); `rawPath` reaches the function decoded as HTTP APIs
+decode it (`decoded_path`).
 """
 
 from __future__ import annotations

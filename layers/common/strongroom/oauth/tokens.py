@@ -99,8 +99,8 @@ from strongroom.tenancy import (
     TenancyError,
     TenantTable,
     Update,
+    transaction_worst_case_seconds,
 )
-from strongroom.tenancy.store import transaction_worst_case_seconds
 
 if TYPE_CHECKING:
     from strongroom.outbound.client import OutboundClient

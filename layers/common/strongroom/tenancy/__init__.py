@@ -30,6 +30,7 @@ from strongroom.tenancy.exceptions import (
 from strongroom.tenancy.items import IndexKey, Item, Page, every_item
 from strongroom.tenancy.keys import new_org_id, validate_org_id
 from strongroom.tenancy.platform_table import PlatformTable
+from strongroom.tenancy.store import transaction_worst_case_seconds
 from strongroom.tenancy.tenant_table import (
     Check,
     Create,
@@ -64,5 +65,6 @@ __all__ = [
     "WriteConflict",
     "every_item",
     "new_org_id",
+    "transaction_worst_case_seconds",
     "validate_org_id",
 ]

@@ -41,8 +41,9 @@ _MAX_QUERY_ROUNDS = 5
 _MAX_TRANSACTION_ITEMS = 100
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 # Of two transactions under way on one item, DynamoDB cancels one this way: nothing of it was
-# written, and the other may change what its conditions read. That is a lost condition, not an
-# outage, unless another reason (a throttle, a validation error) cancelled it too.
+# written, and the other may change what its conditions read. It is run again (its conditions
+# checked anew), and WriteConflict if that lasts; another reason beside it (a throttle, a
+# validation error) is an outage.
 _CONFLICT = "TransactionConflict"
 _CONFLICT_CODES = frozenset({_CONFLICT, "ConditionalCheckFailed", "None", None})
 # A transaction cancelled for a conflict is run this many times in all, with a pause of at
