@@ -159,6 +159,12 @@ def test_cron_in_a_time_zone() -> None:
         "cron(0 3 * 13 ? *)",
         "cron(0/0 3 * * ? *)",
         "cron(? 3 * * ? *)",
+        # EventBridge's reference: day-of-week takes `, - * ? L #`, no step, and one # alone.
+        "cron(0 0 ? * 2/2 *)",
+        "cron(0 0 ? * MON-FRI/2 *)",
+        "cron(0 0 ? * */2 *)",
+        "cron(0 0 ? * 3#1,6#3 *)",
+        "cron(0 0 ? * 3#1,MON *)",
         "every day",
         "at(2027-01-01T00:00:00)",  # only EventBridge Scheduler has at()
     ],

@@ -232,6 +232,12 @@ def _day_of_month(field: str) -> _DayOfMonth:
 
 
 def _day_of_week(field: str) -> _DayOfWeek:
+    """Day-of-week as EventBridge documents it: `, - * ? L #` and no step; a `#` expression
+    stands alone (its reference calls "3#1,6#3" invalid)."""
+    if "/" in field:
+        raise InvalidScheduleExpression("/ is not allowed in day-of-week")
+    if "#" in field and "," in field:
+        raise InvalidScheduleExpression("a # expression must be the only day-of-week")
     days: set[int] = set()
     last_of: set[int] = set()
     nth: set[tuple[int, int]] = set()
