@@ -44,8 +44,10 @@ install_loopback_guard()
 
 
 @pytest.fixture
-def stack() -> Iterator[Stack]:
-    """Every key, table, bucket and queue of template.yaml, created in moto's mock_aws."""
+def stack(atomic_aws: None) -> Iterator[Stack]:
+    """Every key, table, bucket and queue of template.yaml, created in moto's mock_aws, each
+    request to it atomic (`atomic_aws`): our code makes AWS calls from several threads (the
+    revocation sweep, the backup worker's writes), which AWS serves atomically and moto not."""
     with mock_aws():
         yield provision(boto3.Session(region_name="us-east-1"))
 
@@ -61,7 +63,6 @@ def iam_check(stack: Stack) -> Iterator[IamCheck]:
     """
     check = IamCheck(stack)
     yield check
-    print("IAMSTATS", check.checked, len(check.problems))
     if check.problems:
         pytest.fail(check.report(), pytrace=False)
 
@@ -83,10 +84,11 @@ def atomic_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 
     moto handles requests from several threads without a lock, so its conditional writes and
     transactions are not atomic across threads (two threads can both pass a condition; a failed
-    TransactWriteItems restores a copy of the whole table, dropping other threads' writes).
-    Concurrency tests use this so they test our conditions, not moto's emulation.
+    TransactWriteItems restores a copy of the whole table, dropping other threads' writes; a
+    read can raise RuntimeError as a write changes the dict it iterates). Every `stack` uses
+    it, so tests test our conditions, not moto's emulation.
     """
-    lock = threading.Lock()
+    lock = threading.RLock()
     process = BotocoreStubber.process_request
 
     def one_at_a_time(self: BotocoreStubber, request: Any) -> Any:
