@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.loaders
 import pytest
 
 # Fake credentials and a region before anything creates a boto3 client: nothing here may ever
@@ -25,6 +26,28 @@ for _name, _value in {
 os.environ.pop("AWS_PROFILE", None)
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Strongroom")
+
+
+def _share_botocore_model_caches() -> None:
+    """Loaders with the same search paths share one cache of parsed models.
+
+    Tests make new boto3 sessions (fresh clients, as a cold Lambda does), and every new session
+    parsed botocore's JSON models again: about a third of the unit tests' time. botocore already
+    shares a loader's results, read-only, between all the clients of a session; this shares them
+    between sessions too. Nothing a client does changes.
+    """
+    init = botocore.loaders.Loader.__init__
+    shared: dict[tuple[object, ...], dict[Any, Any]] = {}
+
+    def init_sharing(self: botocore.loaders.Loader, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        key = (tuple(self.search_paths), tuple(self._extras_types))
+        self._cache = shared.setdefault(key, {})
+
+    botocore.loaders.Loader.__init__ = init_sharing  # type: ignore[method-assign]
+
+
+_share_botocore_model_caches()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Each function's own modules, importable as in Lambda (its folder is the code root).
