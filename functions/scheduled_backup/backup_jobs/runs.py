@@ -390,6 +390,12 @@ def _dispatch_one(
     try:
         expression = parse_schedule_expression(str(connection["schedule"]))
     except InvalidScheduleExpression:
+        # Stored before the parser refused its form: the connection is not backed up on a
+        # schedule again until it is given one that parses, so people must hear of it.
+        logger.warning(
+            "a connection's schedule does not parse; it is no longer scheduled",
+            extra={"org_id": entry.org_id, "connection_id": entry.connection_id},
+        )
         services.schedules.remove(entry.org_id, entry.connection_id, now=now)
         report.dropped += 1
         return

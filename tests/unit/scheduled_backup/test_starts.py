@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from strongroom.audit import InvalidAuditEvent
 from strongroom.backups import BackupSchedules, backup_listing
 from strongroom.errors import Conflict, NotFound
+from strongroom.oauth import CONNECTION_KIND
 from strongroom.tenancy import StoreUnavailable
 from tests.support.http import http_event
 from tests.unit.scheduled_backup.conftest import BackupWorld
@@ -118,6 +119,24 @@ def test_a_deleted_connection_leaves_no_schedule_and_its_queued_job_fails(
         world.services, now=far + timedelta(days=1, seconds=1), request_id="r"
     )
     assert (report.started, report.dropped) == (0, 1)
+
+
+def test_a_stored_schedule_that_no_longer_parses_is_dropped_and_said(
+    world: BackupWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    org = world.new_org()
+    connection = world.connect(org, schedule="rate(1 day)")
+    due_at = datetime.now(UTC) + timedelta(days=1, seconds=2)
+    # Accepted by an older parser; EventBridge's cron takes no step in day-of-week.
+    world.services.table.update(
+        org, CONNECTION_KIND, connection, changes={"schedule": "cron(0 3 ? * */2 *)"}, now=due_at
+    )
+    report = runs.dispatch_due(world.services, now=due_at, request_id="r")
+    assert (report.started, report.dropped) == (0, 1)
+    assert _entry(world, org, connection, due_at + timedelta(days=30)) is None
+    warned = [r for r in caplog.records if "schedule does not parse" in r.getMessage()]
+    assert len(warned) == 1
+    assert (warned[0].org_id, warned[0].connection_id) == (org, connection)  # type: ignore[attr-defined]
 
 
 def test_a_job_that_cannot_be_queued_fails_its_backup_at_once_and_is_not_a_use(
