@@ -27,6 +27,10 @@ class UnsupportedTemplate(LocalStackError):
     """The template uses a feature the local stack cannot emulate."""
 
 
+class InvalidTemplate(LocalStackError):
+    """CloudFormation would refuse the template, or a parameter value given for it."""
+
+
 class StackNotRunning(LocalStackError):
     """No running local stack was found for the state directory."""
 

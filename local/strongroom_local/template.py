@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from strongroom_local.exceptions import InvalidTemplate
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 
@@ -89,6 +91,34 @@ def resources_of_type(template: Mapping[str, Any], resource_type: str) -> dict[s
     }
 
 
+def scalar_text(value: Any, where: str = "value") -> str:
+    """A scalar as CloudFormation renders it in a string: booleans as `true`/`false`.
+
+    A list or a map has no such rendering: CloudFormation refuses one where a string is needed.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise InvalidTemplate(f"{where}: a string is needed, not {type(value).__name__} {value!r}")
+
+
+# Parameter types whose value is a list (of strings, as every parameter value is).
+_LIST_PARAMETER_TYPES = ("CommaDelimitedList", "List<Number>")
+
+
+def _parameter_value(name: str, spec: Mapping[str, Any], value: Any) -> str | list[str]:
+    """A parameter's value as CloudFormation holds it: a string, or a list of strings, whether
+    it came from the template's (YAML-typed) Default or from the command line."""
+    where = f"parameter {name}"
+    if spec.get("Type") in _LIST_PARAMETER_TYPES:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise InvalidTemplate(f"{where}: a list is needed")
+        return [scalar_text(item, where).strip() for item in items]
+    return scalar_text(value, where)
+
+
 @dataclass
 class Resolver:
     """Resolves Ref, Fn::GetAtt, Fn::Sub, Fn::If and friends against known values.
@@ -130,9 +160,7 @@ class Resolver:
                 value = spec["Default"]
             else:
                 raise KeyError(f"template parameter {name} has no default and no value")
-            if spec.get("Type") == "CommaDelimitedList" and isinstance(value, str):
-                value = [part.strip() for part in value.split(",")]
-            resolver.refs[name] = value
+            resolver.refs[name] = _parameter_value(name, spec, value)
         return resolver
 
     def condition(self, name: str) -> bool:
@@ -156,7 +184,7 @@ class Resolver:
             "Fn::GetAtt": self._get_att,
             "Fn::Sub": self._sub,
             "Fn::If": lambda arg: self.resolve(arg[1] if self.condition(arg[0]) else arg[2]),
-            "Fn::Equals": lambda arg: self.resolve(arg[0]) == self.resolve(arg[1]),
+            "Fn::Equals": lambda arg: self._comparable(arg[0]) == self._comparable(arg[1]),
             "Fn::Not": lambda arg: not self.resolve(arg[0]),
             "Fn::And": lambda arg: all(self.resolve(a) for a in arg),
             "Fn::Or": lambda arg: any(self.resolve(a) for a in arg),
@@ -165,6 +193,13 @@ class Resolver:
             "Fn::Split": lambda arg: str(self.resolve(arg[1])).split(arg[0]),
             "Condition": self.condition,
         }
+
+    def _comparable(self, operand: Any) -> str | list[str]:
+        """An Fn::Equals operand as CloudFormation compares it: as text (`90` equals "90")."""
+        value = self.resolve(operand)
+        if isinstance(value, list):
+            return [scalar_text(item, "Fn::Equals") for item in value]
+        return scalar_text(value, "Fn::Equals")
 
     def _ref(self, name: str) -> Any:
         if name not in self.refs:
