@@ -7,8 +7,11 @@ template and what we test cannot drift apart.
 from __future__ import annotations
 
 import copy
+import decimal
 import functools
+import ipaddress
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from strongroom_local.exceptions import InvalidTemplate
+from strongroom_local.exceptions import InvalidTemplate, UnsupportedTemplate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
@@ -105,6 +108,21 @@ def scalar_text(value: Any, where: str = "value") -> str:
 
 # Parameter types whose value is a list (of strings, as every parameter value is).
 _LIST_PARAMETER_TYPES = ("CommaDelimitedList", "List<Number>")
+# AWS-specific and SSM parameter types name things in an account: nothing local to check.
+_PARAMETER_TYPES = ("String", "Number", *_LIST_PARAMETER_TYPES)
+_PARAMETER_KEYS = {
+    "Type",
+    "Default",
+    "Description",
+    "AllowedValues",
+    "AllowedPattern",
+    "ConstraintDescription",
+    "MinLength",
+    "MaxLength",
+    "MinValue",
+    "MaxValue",
+    "NoEcho",
+}
 
 
 def _parameter_value(name: str, spec: Mapping[str, Any], value: Any) -> str | list[str]:
@@ -117,6 +135,92 @@ def _parameter_value(name: str, spec: Mapping[str, Any], value: Any) -> str | li
             raise InvalidTemplate(f"{where}: a list is needed")
         return [scalar_text(item, where).strip() for item in items]
     return scalar_text(value, where)
+
+
+# What a Number parameter takes: an integer or a float (no spaces, no NaN, no underscores).
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _number(value: Any) -> decimal.Decimal | None:
+    text = scalar_text(value)
+    return decimal.Decimal(text) if _NUMBER.fullmatch(text) else None
+
+
+def _loopback_as_https(text: str) -> str:
+    """A loopback `http://` URL as `https://`: the local stack serves plain HTTP on loopback
+    only, so a parameter that must be an https URL is given the local one (OAuthRedirectUri)."""
+    parts = urllib.parse.urlsplit(text)
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return "https://" + text[len("http://") :] if parts.scheme == "http" and loopback else text
+
+
+def check_parameter(name: str, spec: Mapping[str, Any], value: str | list[str]) -> None:
+    """Refuse a value CloudFormation would refuse at deploy: its Type and constraints.
+
+    The message names the parameter, and the value unless the parameter is NoEcho.
+    """
+    unknown = sorted(set(spec) - _PARAMETER_KEYS)
+    if unknown:
+        raise InvalidTemplate(f"parameter {name}: unknown {', '.join(unknown)}")
+    kind = spec.get("Type")
+    if kind not in _PARAMETER_TYPES:
+        raise UnsupportedTemplate(
+            f"parameter {name}: type {kind!r} is not emulated ({', '.join(_PARAMETER_TYPES)} are)"
+        )
+    reason = _broken_constraint(name, spec, value)
+    if reason is not None:
+        shown = "the value" if scalar_text(spec.get("NoEcho", False)) == "true" else repr(value)
+        explained = spec.get("ConstraintDescription")
+        raise InvalidTemplate(
+            f"parameter {name}: {shown} {reason}" + (f" ({explained})" if explained else "")
+        )
+
+
+def _broken_constraint(name: str, spec: Mapping[str, Any], value: str | list[str]) -> str | None:
+    """What `value` breaks, or None; a list type's constraints hold for each of its items."""
+    kind = spec["Type"]
+    items = value if isinstance(value, list) else [value]
+    if kind in ("Number", "List<Number>"):
+        broken = [reason for item in items if (reason := _broken_number(name, spec, item))]
+        if broken:
+            return broken[0]
+    if kind == "String":
+        if "MinLength" in spec and len(value) < int(spec["MinLength"]):
+            return f"is shorter than MinLength {spec['MinLength']}"
+        if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
+            return f"is longer than MaxLength {spec['MaxLength']}"
+    if "AllowedValues" in spec:
+        allowed = [scalar_text(v) for v in spec["AllowedValues"]]
+        if any(item not in allowed for item in items):
+            return f"is not one of AllowedValues {allowed}"
+    if "AllowedPattern" in spec and kind in ("String", "CommaDelimitedList"):
+        pattern = str(spec["AllowedPattern"])
+        for item in items:
+            if not (re.fullmatch(pattern, item) or re.fullmatch(pattern, _loopback_as_https(item))):
+                return f"does not match AllowedPattern {pattern}"
+    return None
+
+
+def _broken_number(name: str, spec: Mapping[str, Any], text: str) -> str | None:
+    number = _number(text)
+    if number is None:
+        return "is not a number"
+    if "MinValue" in spec and number < _bound(name, spec, "MinValue"):
+        return f"is less than MinValue {spec['MinValue']}"
+    if "MaxValue" in spec and number > _bound(name, spec, "MaxValue"):
+        return f"is more than MaxValue {spec['MaxValue']}"
+    return None
+
+
+def _bound(name: str, spec: Mapping[str, Any], key: str) -> decimal.Decimal:
+    number = _number(spec[key])
+    if number is None:
+        raise InvalidTemplate(f"parameter {name}: {key} is not a number")
+    return number
 
 
 @dataclass
@@ -161,6 +265,7 @@ class Resolver:
             else:
                 raise KeyError(f"template parameter {name} has no default and no value")
             resolver.refs[name] = _parameter_value(name, spec, value)
+            check_parameter(name, spec, resolver.refs[name])
         return resolver
 
     def condition(self, name: str) -> bool:

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from strongroom_local.template import Resolver
+from strongroom_local.exceptions import InvalidTemplate, UnsupportedTemplate
+from strongroom_local.provision import LOCAL_PARAMETERS
+from strongroom_local.template import Resolver, load_template
 
 
 def parameters_template() -> dict[str, Any]:
@@ -44,3 +46,75 @@ def test_equals_compares_as_text() -> None:
     assert not resolver.condition("DefaultRetention")
     assert resolver.resolve({"Fn::Equals": [True, "true"]})
     assert resolver.resolve({"Fn::Equals": [{"Ref": "Audiences"}, ["a", "b"]]})
+
+
+def repository_resolver(**parameters: str) -> Resolver:
+    return Resolver.for_template(load_template(), parameters={**LOCAL_PARAMETERS, **parameters})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("Stage", "staging", "AllowedValues"),
+        ("LogRetentionDays", "2", "AllowedValues"),
+        ("BackupRetentionDays", "0", "MinValue"),
+        ("AuditRetentionDays", "36501", "MaxValue"),
+        ("AuditRetentionDays", "-5", "MinValue"),
+        ("MaxOrgsPerUser", "ten", "not a number"),
+        ("MaxOrgsPerUser", "1_0", "not a number"),
+        ("JwtIssuer", "http://issuer.example.com", "AllowedPattern"),
+        # Only a loopback URL may be plain HTTP (the local stack serves nothing else).
+        ("OAuthRedirectUri", "http://callback.example.com/oauth/callback", "AllowedPattern"),
+        ("OAuthReturnUrl", "http://127.0.0.1.example.com/health", "AllowedPattern"),
+        ("BillingProducts", "stripe:price 1=team", "AllowedPattern"),
+    ],
+)
+def test_parameter_values_cloudformation_refuses_are_refused(
+    name: str, value: str, reason: str
+) -> None:
+    with pytest.raises(InvalidTemplate, match=f"parameter {name}: .*{reason}"):
+        repository_resolver(**{name: value})
+
+
+def test_the_local_values_and_loopback_http_urls_pass() -> None:
+    resolver = repository_resolver(
+        OAuthRedirectUri="http://localhost:3000/dev/oauth/callback",
+        OAuthReturnUrl="http://[::1]:3000/dev/health",
+        BackupRetentionDays="1",
+        Stage="prod",
+    )
+    assert resolver.refs["BackupRetentionDays"] == "1"
+    assert repository_resolver().refs["OAuthRedirectUri"] == LOCAL_PARAMETERS["OAuthRedirectUri"]
+
+
+def constrained_template(**spec: Any) -> dict[str, Any]:
+    return {"Parameters": {"Token": {"Type": "String", **spec}}}
+
+
+def test_string_lengths_and_list_items_are_checked() -> None:
+    template = constrained_template(MinLength=2, MaxLength=3)
+    assert Resolver.for_template(template, parameters={"Token": "abc"}).refs["Token"] == "abc"
+    for value in ("a", "abcd"):
+        with pytest.raises(InvalidTemplate, match=r"parameter Token: .*Length"):
+            Resolver.for_template(template, parameters={"Token": value})
+    # A CommaDelimitedList's AllowedValues and AllowedPattern hold for each item.
+    listed = {"Parameters": {"Kinds": {"Type": "CommaDelimitedList", "AllowedValues": ["a", "b"]}}}
+    assert Resolver.for_template(listed, parameters={"Kinds": "a,b"}).refs["Kinds"] == ["a", "b"]
+    with pytest.raises(InvalidTemplate, match="parameter Kinds"):
+        Resolver.for_template(listed, parameters={"Kinds": "a,c"})
+
+
+def test_a_no_echo_parameters_value_is_never_shown() -> None:
+    template = constrained_template(
+        NoEcho=True, AllowedPattern="[a-z]+", ConstraintDescription="lower-case letters"
+    )
+    with pytest.raises(InvalidTemplate, match="lower-case letters") as refused:
+        Resolver.for_template(template, parameters={"Token": "Hunter2"})
+    assert "Hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize("kind", ["AWS::SSM::Parameter::Value<String>", "AWS::EC2::VPC::Id"])
+def test_parameter_types_naming_account_resources_are_refused(kind: str) -> None:
+    template = {"Parameters": {"Vpc": {"Type": kind, "Default": "vpc-1"}}}
+    with pytest.raises(UnsupportedTemplate, match="parameter Vpc"):
+        Resolver.for_template(template)
