@@ -6,6 +6,7 @@ template and what we test cannot drift apart.
 
 from __future__ import annotations
 
+import base64
 import copy
 import decimal
 import functools
@@ -281,6 +282,9 @@ class Resolver:
             handler = self._intrinsics().get(key)
             if handler is not None:
                 return handler(arg)
+            # Taken as a map, it would reach a resource or an environment as its own text.
+            if key.startswith("Fn::"):
+                raise UnsupportedTemplate(f"{key} is not emulated by the local stack")
         return {k: r for k, v in value.items() if (r := self.resolve(v)) is not None}
 
     def _intrinsics(self) -> dict[str, Callable[[Any], Any]]:
@@ -293,11 +297,35 @@ class Resolver:
             "Fn::Not": lambda arg: not self.resolve(arg[0]),
             "Fn::And": lambda arg: all(self.resolve(a) for a in arg),
             "Fn::Or": lambda arg: any(self.resolve(a) for a in arg),
-            "Fn::Join": lambda arg: arg[0].join(str(x) for x in self.resolve(arg[1])),
+            "Fn::Join": self._join,
             "Fn::Select": lambda arg: self.resolve(arg[1])[int(self.resolve(arg[0]))],
-            "Fn::Split": lambda arg: str(self.resolve(arg[1])).split(arg[0]),
+            "Fn::Split": lambda arg: scalar_text(self.resolve(arg[1]), "Fn::Split").split(arg[0]),
+            "Fn::FindInMap": self._find_in_map,
+            "Fn::Base64": lambda arg: base64.b64encode(
+                scalar_text(self.resolve(arg), "Fn::Base64").encode()
+            ).decode("ascii"),
             "Condition": self.condition,
         }
+
+    def _join(self, arg: list[Any]) -> str:
+        items = self.resolve(arg[1])
+        if not isinstance(items, list):
+            raise InvalidTemplate(f"Fn::Join: a list is needed, not {items!r}")
+        return str(arg[0]).join(scalar_text(item, "Fn::Join") for item in items)
+
+    def _find_in_map(self, arg: list[Any]) -> Any:
+        # A fourth item, DefaultValue, takes the AWS::LanguageExtensions transform.
+        if not isinstance(arg, list) or len(arg) != 3:
+            raise UnsupportedTemplate("Fn::FindInMap takes exactly [map, top key, second key]")
+        keys = [scalar_text(self.resolve(item), "Fn::FindInMap") for item in arg]
+        found: Any = self.template.get("Mappings", {})
+        for depth, key in enumerate(keys):
+            if not isinstance(found, Mapping) or key not in found:
+                raise InvalidTemplate(
+                    f"Fn::FindInMap: no {'.'.join(keys[: depth + 1])} in Mappings"
+                )
+            found = found[key]
+        return self.resolve(found)
 
     def _comparable(self, operand: Any) -> str | list[str]:
         """An Fn::Equals operand as CloudFormation compares it: as text (`90` equals "90")."""
@@ -327,11 +355,12 @@ class Resolver:
             name = match.group(1)
             if name.startswith("!"):
                 return "${" + name[1:] + "}"
+            where = f"Fn::Sub ${{{name}}}"
             if name in local:
-                return str(local[name])
+                return scalar_text(local[name], where)
             if "." in name:
                 logical_id, attribute = name.split(".", 1)
-                return str(self._get_att([logical_id, attribute]))
-            return str(self._ref(name))
+                return scalar_text(self._get_att([logical_id, attribute]), where)
+            return scalar_text(self._ref(name), where)
 
         return re.sub(r"\$\{([^}]+)\}", replace, text)

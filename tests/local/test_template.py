@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from strongroom_local.exceptions import InvalidTemplate, UnsupportedTemplate
-from strongroom_local.provision import LOCAL_PARAMETERS
+from strongroom_local.provision import LOCAL_PARAMETERS, Stack
 from strongroom_local.template import Resolver, load_template
 
 
@@ -118,3 +120,82 @@ def test_parameter_types_naming_account_resources_are_refused(kind: str) -> None
     template = {"Parameters": {"Vpc": {"Type": kind, "Default": "vpc-1"}}}
     with pytest.raises(UnsupportedTemplate, match="parameter Vpc"):
         Resolver.for_template(template)
+
+
+INTRINSICS_TEMPLATE = """
+Parameters:
+  Stage: {Type: String, Default: dev}
+  Audiences: {Type: CommaDelimitedList, Default: strongroom}
+Mappings:
+  Sizes:
+    dev: {Memory: 256, Label: small}
+Globals:
+  Function:
+    Environment:
+      Variables:
+        MEMORY: !FindInMap [Sizes, !Ref Stage, Memory]
+        ENCODED: !Base64 {"Fn::Sub": "stage=${Stage}"}
+        STRICT: !Sub ["strict=${Strict}", {Strict: true}]
+        JOINED: !Join [",", [true, false, 3, !FindInMap [Sizes, dev, Label]]]
+"""
+
+
+def intrinsics_resolver(tmp_path: Path) -> Resolver:
+    path = tmp_path / "template.yaml"
+    path.write_text(INTRINSICS_TEMPLATE, encoding="utf-8")
+    return Resolver.for_template(load_template(path))
+
+
+def test_find_in_map_and_base64_resolve(tmp_path: Path) -> None:
+    resolver = intrinsics_resolver(tmp_path)
+    variables = resolver.template["Globals"]["Function"]["Environment"]["Variables"]
+    assert resolver.resolve(variables) == {
+        "MEMORY": 256,
+        "ENCODED": base64.b64encode(b"stage=dev").decode(),
+        # Booleans written into a string read as CloudFormation writes them.
+        "STRICT": "strict=true",
+        "JOINED": "true,false,3,small",
+    }
+    with pytest.raises(InvalidTemplate, match=r"Sizes\.prod"):
+        resolver.resolve({"Fn::FindInMap": ["Sizes", "prod", "Memory"]})
+
+
+@pytest.mark.parametrize(
+    "intrinsic",
+    [
+        {"Fn::GetAZs": ""},
+        {"Fn::ImportValue": "shared-queue-arn"},
+        {"Fn::Cidr": ["10.0.0.0/16", 4, 8]},
+        {"Fn::ToJsonString": {"a": 1}},
+        {"Fn::FindInMap": ["Sizes", "prod", "Memory", {"DefaultValue": 128}]},
+    ],
+)
+def test_intrinsics_the_stack_does_not_emulate_are_refused(
+    tmp_path: Path, intrinsic: dict[str, Any]
+) -> None:
+    """Not resolved, one would reach a resource or an environment as the text of a map."""
+    resolver = intrinsics_resolver(tmp_path)
+    (name,) = intrinsic
+    with pytest.raises(UnsupportedTemplate, match=name):
+        resolver.resolve({"Variables": {"VALUE": intrinsic}})
+
+
+def test_a_list_written_into_a_string_is_refused(tmp_path: Path) -> None:
+    """CloudFormation refuses a list parameter in Fn::Sub; str() made it "aud=['strongroom']"."""
+    resolver = intrinsics_resolver(tmp_path)
+    with pytest.raises(InvalidTemplate, match="Audiences"):
+        resolver.resolve({"Fn::Sub": "aud=${Audiences}"})
+    with pytest.raises(InvalidTemplate, match="Fn::Join"):
+        resolver.resolve({"Fn::Join": [",", ["a", {"Ref": "Audiences"}]]})
+    assert resolver.resolve({"Fn::Join": [",", {"Ref": "Audiences"}]}) == "strongroom"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="provision.py's Stack.function_environment renders values with str(), not "
+    "template.scalar_text (provision.py is not this change's to edit)",
+)
+def test_an_environment_boolean_reads_as_cloudformation_writes_it() -> None:
+    template = {"Globals": {"Function": {"Environment": {"Variables": {"STRICT": True}}}}}
+    stack = Stack(template=template, resolver=Resolver.for_template(template))
+    assert stack.function_environment() == {"STRICT": "true"}
