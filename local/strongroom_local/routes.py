@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from strongroom_local.template import REPO_ROOT, resources_of_type
+from strongroom_local.template import REPO_ROOT, Resolver, resources_of_type
 
 HTTP_API_TYPE = "AWS::Serverless::HttpApi"
 # The API SAM creates for HttpApi events without an ApiId.
@@ -37,10 +37,14 @@ class Route:
         return f"{self.method} {self.path}"
 
 
-def functions(template: Mapping[str, Any], root: Path = REPO_ROOT) -> dict[str, FunctionSpec]:
+def functions(
+    template: Mapping[str, Any], root: Path = REPO_ROOT, resolver: Resolver | None = None
+) -> dict[str, FunctionSpec]:
+    """The template's functions; with a resolver, only those whose Condition holds."""
     globals_fn = template.get("Globals", {}).get("Function", {})
     specs = {}
-    for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
+    function_type = "AWS::Serverless::Function"
+    for logical_id, resource in resources_of_type(template, function_type, resolver).items():
         props = resource.get("Properties", {})
         code_uri = props.get("CodeUri", globals_fn.get("CodeUri"))
         handler = props.get("Handler", globals_fn.get("Handler"))
@@ -74,27 +78,34 @@ def merge_globals(global_value: Any, value: Any) -> Any:
     return value
 
 
-def http_api_properties(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def http_api_properties(
+    template: Mapping[str, Any], resolver: Resolver | None = None
+) -> dict[str, dict[str, Any]]:
     """Each HttpApi's properties as SAM deploys it: with Globals.HttpApi merged in, and the
-    implicit API (Globals.HttpApi alone) that serves events without an ApiId."""
+    implicit API (Globals.HttpApi alone) that serves events without an ApiId. With a resolver,
+    only the APIs whose Condition holds."""
     globals_api = template.get("Globals", {}).get("HttpApi", {}) or {}
     apis = {
         logical_id: merge_globals(globals_api, resource.get("Properties", {}) or {})
-        for logical_id, resource in resources_of_type(template, HTTP_API_TYPE).items()
+        for logical_id, resource in resources_of_type(template, HTTP_API_TYPE, resolver).items()
     }
     apis.setdefault(IMPLICIT_API, dict(globals_api))
     return apis
 
 
-def http_routes(template: Mapping[str, Any], root: Path = REPO_ROOT) -> list[Route]:
-    """Every HttpApi route of every function, in template order."""
+def http_routes(
+    template: Mapping[str, Any], root: Path = REPO_ROOT, resolver: Resolver | None = None
+) -> list[Route]:
+    """Every HttpApi route of every function, in template order (with a resolver, of the
+    functions whose Condition holds)."""
     api_auth = {
         logical_id: (props.get("Auth", {}) or {}).get("DefaultAuthorizer")
-        for logical_id, props in http_api_properties(template).items()
+        for logical_id, props in http_api_properties(template, resolver).items()
     }
-    specs = functions(template, root)
+    specs = functions(template, root, resolver)
     routes = []
-    for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
+    for logical_id in specs:
+        resource = template["Resources"][logical_id]
         for event in resource.get("Properties", {}).get("Events", {}).values():
             if event.get("Type") != "HttpApi":
                 continue

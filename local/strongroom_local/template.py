@@ -86,13 +86,30 @@ def _parse_template(path: Path, _mtime_ns: int, _size: int) -> dict[str, Any]:
     return document
 
 
-def resources_of_type(template: Mapping[str, Any], resource_type: str) -> dict[str, Any]:
-    """Logical id -> resource, for every resource of `resource_type`, in template order."""
-    return {
-        logical_id: resource
-        for logical_id, resource in template.get("Resources", {}).items()
-        if resource.get("Type") == resource_type
-    }
+def resources_of_type(
+    template: Mapping[str, Any], resource_type: str, resolver: Resolver | None = None
+) -> dict[str, Any]:
+    """Logical id -> resource, for every resource of `resource_type` the stack has, in template
+    order.
+
+    A resource whose Condition is false does not exist: CloudFormation never creates it. Which
+    those are depends on the parameters, so without a resolver a resource with a Condition is
+    refused rather than taken as created whatever the parameters.
+    """
+    found = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != resource_type:
+            continue
+        if resolver is not None:
+            if not resolver.exists(logical_id):
+                continue
+        elif "Condition" in resource:
+            raise UnsupportedTemplate(
+                f"{logical_id}: a {resource_type} with a Condition is not emulated here "
+                "(its Condition is read only where the stack's parameters are known)"
+            )
+        found[logical_id] = resource
+    return found
 
 
 def scalar_text(value: Any, where: str = "value") -> str:
@@ -270,7 +287,27 @@ class Resolver:
         return resolver
 
     def condition(self, name: str) -> bool:
-        return bool(self.resolve(self.template.get("Conditions", {})[name]))
+        conditions = self.template.get("Conditions", {})
+        if name not in conditions:
+            raise InvalidTemplate(f"condition {name} is not in the template's Conditions")
+        return bool(self.resolve(conditions[name]))
+
+    def exists(self, logical_id: str) -> bool:
+        """Whether the stack has the resource: the template has it and its Condition holds."""
+        resource = self.template.get("Resources", {}).get(logical_id)
+        if resource is None:
+            return False
+        return "Condition" not in resource or self.condition(resource["Condition"])
+
+    def _refuse_absent(self, reference: str, logical_id: str) -> None:
+        """CloudFormation refuses a reference to a resource whose Condition is false, unless
+        an Fn::If leaves it out (only the branch an Fn::If takes is resolved)."""
+        resource = self.template.get("Resources", {}).get(logical_id)
+        if resource is not None and not self.exists(logical_id):
+            raise InvalidTemplate(
+                f"{reference}: {logical_id} does not exist (its Condition "
+                f"{resource['Condition']} is false)"
+            )
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -335,12 +372,14 @@ class Resolver:
         return scalar_text(value, "Fn::Equals")
 
     def _ref(self, name: str) -> Any:
+        self._refuse_absent(f"Ref {name}", name)
         if name not in self.refs:
             raise KeyError(f"Ref {name} is not known (yet)")
         return self.refs[name]
 
     def _get_att(self, arg: list[str]) -> Any:
         logical_id, attribute = arg[0], arg[1]
+        self._refuse_absent(f"GetAtt {logical_id}.{attribute}", logical_id)
         if (logical_id, attribute) not in self.attributes:
             raise KeyError(f"GetAtt {logical_id}.{attribute} is not known (yet)")
         return self.attributes[(logical_id, attribute)]

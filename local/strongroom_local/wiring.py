@@ -154,17 +154,17 @@ def register_references(stack: Stack) -> None:
     resolver = stack.resolver
     region, account = resolver.refs["AWS::Region"], resolver.refs["AWS::AccountId"]
     stack_name = resolver.refs["AWS::StackName"]
-    for logical_id, resource in resources_of_type(stack.template, FUNCTION_TYPE).items():
+    for logical_id, resource in resources_of_type(stack.template, FUNCTION_TYPE, resolver).items():
         name = resource.get("Properties", {}).get("FunctionName")
         name = str(resolver.resolve(name)) if name else f"{stack_name}-{logical_id}"
         resolver.refs[logical_id] = name
         resolver.attributes[(logical_id, "Arn")] = (
             f"arn:aws:lambda:{region}:{account}:function:{name}"
         )
-    for logical_id in resources_of_type(stack.template, LAYER_TYPE):
+    for logical_id in resources_of_type(stack.template, LAYER_TYPE, resolver):
         arn = f"arn:aws:lambda:{region}:{account}:layer:{stack_name}-{logical_id}:1"
         resolver.refs[logical_id] = arn
-    for logical_id in [*resources_of_type(stack.template, HTTP_API_TYPE), IMPLICIT_API]:
+    for logical_id in [*resources_of_type(stack.template, HTTP_API_TYPE, resolver), IMPLICIT_API]:
         resolver.refs.setdefault(logical_id, _api_id(stack_name, logical_id))
 
 
@@ -185,6 +185,7 @@ def _function(
         if layer_resource is None or layer_resource.get("Type") != LAYER_TYPE:
             log.warning("%s: layer %s is not in the template; skipped locally", logical_id, layer)
             continue
+        resolver.resolve(layer)  # refuses a layer whose Condition is false: it does not exist
         content = layer_resource.get("Properties", {}).get("ContentUri")
         if not isinstance(content, str):
             raise UnsupportedTemplate(f"{ref}: ContentUri must be a local folder")
@@ -271,10 +272,10 @@ def _integration_timeout_ms(stack: Stack, props: Mapping[str, Any], where: str) 
     return int(value)
 
 
-def _api_properties(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    globals_api = template.get("Globals", {}).get("HttpApi", {}) or {}
+def _api_properties(stack: Stack) -> dict[str, dict[str, Any]]:
+    globals_api = stack.template.get("Globals", {}).get("HttpApi", {}) or {}
     _supported(globals_api, _HTTP_API_GLOBALS, "Globals.HttpApi")
-    api_props = http_api_properties(template)
+    api_props = http_api_properties(stack.template, stack.resolver)
     for logical_id, api in api_props.items():
         for key in _HTTP_API_REFUSED:
             if key in api:
@@ -293,15 +294,17 @@ def _served(route: HttpRoute, authorizers: Mapping[str, JwtAuthorizerConfig]) ->
 
 def _apis(stack: Stack) -> tuple[HttpApiDefinition, ...]:
     template = stack.template
-    api_props = _api_properties(template)
+    api_props = _api_properties(stack)
     routes: dict[str, list[HttpRoute]] = {logical_id: [] for logical_id in api_props}
-    for function_id, resource in resources_of_type(template, FUNCTION_TYPE).items():
+    for function_id, resource in resources_of_type(template, FUNCTION_TYPE, stack.resolver).items():
         for event_name, props in _events(resource, "HttpApi").items():
             where = f"{function_id}.{event_name}"
             # SAM's default; API Gateway's 1.0 format is another event shape altogether.
             if stack.resolver.resolve(props.get("PayloadFormatVersion", "2.0")) != "2.0":
                 raise UnsupportedTemplate(f"{where}: only PayloadFormatVersion 2.0 is emulated")
             api_id = props.get("ApiId")
+            if isinstance(api_id, dict):
+                stack.resolver.resolve(api_id)  # refuses an API whose Condition is false
             api = api_id.get("Ref") if isinstance(api_id, dict) else IMPLICIT_API
             if api not in api_props:
                 raise UnsupportedTemplate(f"{where}: unknown ApiId {api_id}")
@@ -410,7 +413,7 @@ def _schedules(stack: Stack) -> tuple[ScheduleSource, ...]:
     region, account = resolver.refs["AWS::Region"], resolver.refs["AWS::AccountId"]
     stack_name = resolver.refs["AWS::StackName"]
     sources = []
-    for function_id, resource in resources_of_type(stack.template, FUNCTION_TYPE).items():
+    for function_id, resource in resources_of_type(stack.template, FUNCTION_TYPE, resolver).items():
         for kind in ("Schedule", "ScheduleV2"):
             for event_name, raw in _events(resource, kind).items():
                 props = _supported(
@@ -444,7 +447,8 @@ def _schedules(stack: Stack) -> tuple[ScheduleSource, ...]:
 
 def _queues(stack: Stack) -> tuple[SqsSource, ...]:
     sources = []
-    for function_id, resource in resources_of_type(stack.template, FUNCTION_TYPE).items():
+    functions = resources_of_type(stack.template, FUNCTION_TYPE, stack.resolver)
+    for function_id, resource in functions.items():
         for event_name, raw in _events(resource, "SQS").items():
             where = f"{function_id}.{event_name}"
             props = _supported(stack.resolver.resolve(raw), _SQS_PROPERTIES, where)
@@ -469,7 +473,9 @@ def read_wiring(stack: Stack, template_dir: Path) -> Wiring:
     register_references(stack)
     functions = {
         logical_id: _function(stack, logical_id, resource, template_dir)
-        for logical_id, resource in resources_of_type(stack.template, FUNCTION_TYPE).items()
+        for logical_id, resource in resources_of_type(
+            stack.template, FUNCTION_TYPE, stack.resolver
+        ).items()
     }
     return Wiring(
         functions=functions,

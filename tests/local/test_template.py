@@ -6,11 +6,13 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from strongroom_local.exceptions import InvalidTemplate, UnsupportedTemplate
-from strongroom_local.provision import LOCAL_PARAMETERS, Stack
-from strongroom_local.template import Resolver, load_template
+from strongroom_local.provision import LOCAL_PARAMETERS, Stack, provision
+from strongroom_local.template import Resolver, load_template, resources_of_type
 
 
 def parameters_template() -> dict[str, Any]:
@@ -199,3 +201,64 @@ def test_an_environment_boolean_reads_as_cloudformation_writes_it() -> None:
     template = {"Globals": {"Function": {"Environment": {"Variables": {"STRICT": True}}}}}
     stack = Stack(template=template, resolver=Resolver.for_template(template))
     assert stack.function_environment() == {"STRICT": "true"}
+
+
+def conditional_template() -> dict[str, Any]:
+    return {
+        "Parameters": {"Stage": {"Type": "String", "Default": "dev"}},
+        "Conditions": {"IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}},
+        "Resources": {
+            "Queue": {"Type": "AWS::SQS::Queue"},
+            "ProdQueue": {"Type": "AWS::SQS::Queue", "Condition": "IsProd"},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("stage", "queues"), [("dev", ["Queue"]), ("prod", ["Queue", "ProdQueue"])]
+)
+def test_a_resource_whose_condition_is_false_does_not_exist(stage: str, queues: list[str]) -> None:
+    template = conditional_template()
+    resolver = Resolver.for_template(template, parameters={"Stage": stage})
+    assert list(resources_of_type(template, "AWS::SQS::Queue", resolver)) == queues
+    assert resolver.exists("ProdQueue") is (stage == "prod")
+
+
+def test_a_condition_is_not_read_without_the_parameters() -> None:
+    with pytest.raises(UnsupportedTemplate, match="ProdQueue"):
+        resources_of_type(conditional_template(), "AWS::SQS::Queue")
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        {"Ref": "ProdQueue"},
+        {"Fn::GetAtt": ["ProdQueue", "Arn"]},
+        {"Fn::Sub": "${ProdQueue.Arn}/x"},
+        {"Fn::If": ["IsProd", "prod", {"Ref": "ProdQueue"}]},
+    ],
+)
+def test_a_reference_to_a_resource_that_does_not_exist_is_refused(
+    reference: dict[str, Any],
+) -> None:
+    resolver = Resolver.for_template(conditional_template())
+    resolver.refs["ProdQueue"] = "https://sqs/prod-queue"  # as if it had been created anyway
+    resolver.attributes[("ProdQueue", "Arn")] = "arn:aws:sqs:::prod-queue"
+    with pytest.raises(InvalidTemplate, match="ProdQueue does not exist"):
+        resolver.resolve(reference)
+    # An Fn::If that leaves it out is what CloudFormation accepts.
+    guarded = {"Fn::If": ["IsProd", reference, {"Ref": "AWS::NoValue"}]}
+    assert resolver.resolve({"QueueUrl": guarded}) == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnsupportedTemplate,
+    reason="provision.py's _create_* call resources_of_type without the stack's resolver, so "
+    "a conditional resource is refused (provision.py is not this change's to edit)",
+)
+def test_provision_creates_only_the_resources_whose_condition_holds() -> None:
+    template = conditional_template()
+    with mock_aws():
+        stack = provision(boto3.Session(region_name="us-east-1"), template=template)
+        assert list(stack.physical_ids) == ["Queue"]

@@ -358,3 +358,30 @@ def test_a_function_runs_with_its_template_runtime() -> None:
     template["Globals"]["Function"]["Runtime"] = "nodejs22.x"
     with pytest.raises(UnsupportedTemplate, match="only Python runtimes"):
         wiring_of(template)
+
+
+@pytest.mark.parametrize(("stage", "exists"), [("v1", False), ("prod", True)])
+def test_functions_whose_condition_is_false_are_neither_served_scheduled_nor_fed(
+    stage: str, exists: bool
+) -> None:
+    with mock_aws():
+        stack = provision(
+            boto3.Session(region_name="us-east-1"),
+            template_path=FIXTURE_TEMPLATE,
+            parameters={**PARAMETERS, "Stage": stage},
+        )
+        # provision.py refuses a conditional resource until it passes its resolver to
+        # resources_of_type, so the Conditions are added to what it provisioned.
+        stack.template["Conditions"] = {"IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}}
+        for function in ("ShapesFunction", "ConsumerFunction", "TickFunction"):
+            stack.template["Resources"][function]["Condition"] = "IsProd"
+        wiring = read_wiring(stack, FIXTURES)
+    assert sorted(wiring.functions) == (
+        ["ConsumerFunction", "EchoFunction", "ShapesFunction", "TickFunction"]
+        if exists
+        else ["EchoFunction"]
+    )
+    served = {r.function_id for api in wiring.apis for r in api.routes}
+    assert served == ({"EchoFunction", "ShapesFunction"} if exists else {"EchoFunction"})
+    assert len(wiring.schedules) == (2 if exists else 0)
+    assert len(wiring.queues) == (1 if exists else 0)
