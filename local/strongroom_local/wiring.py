@@ -140,6 +140,52 @@ def _api_id(stack_name: str, logical_id: str) -> str:
     return hashlib.sha256(f"{stack_name}/{logical_id}".encode()).hexdigest()[:10]
 
 
+# What provision() creates in the emulator, and what this module serves, runs or feeds.
+_EMULATED_TYPES = {
+    "AWS::KMS::Key",
+    "AWS::KMS::Alias",
+    "AWS::SecretsManager::Secret",
+    "AWS::SQS::Queue",
+    "AWS::SQS::QueuePolicy",
+    "AWS::DynamoDB::Table",
+    "AWS::S3::Bucket",
+    "AWS::S3::BucketPolicy",
+    "AWS::IAM::Role",
+    FUNCTION_TYPE,
+    LAYER_TYPE,
+    HTTP_API_TYPE,
+}
+# Resource types not emulated on purpose, each with why that changes nothing a function or a
+# request meets locally. Any other type (a raw EventBridge rule or event source mapping that
+# would invoke a function, a topic a function publishes to) stops the stack at start.
+_SKIPPED_TYPES = {
+    "AWS::Logs::LogGroup": "functions log to the stack's stderr; a log group's retention and "
+    "encryption concern the logs only",
+}
+# Event types wired here (routes, schedules, SQS pollers); any other would be dropped while
+# AWS invokes the function on it.
+_WIRED_EVENT_TYPES = ("HttpApi", "Schedule", "ScheduleV2", "SQS")
+
+
+def _check_types(stack: Stack) -> None:
+    """Refuse a resource or a function event the stack would otherwise silently leave out."""
+    resolver = stack.resolver
+    for logical_id, resource in stack.template.get("Resources", {}).items():
+        if not resolver.exists(logical_id):
+            continue
+        resource_type = resource.get("Type")
+        if resource_type not in _EMULATED_TYPES and resource_type not in _SKIPPED_TYPES:
+            raise UnsupportedTemplate(f"{logical_id}: {resource_type} is not emulated")
+        if resource_type != FUNCTION_TYPE:
+            continue
+        for event_name, event in (resource.get("Properties", {}).get("Events") or {}).items():
+            if event.get("Type") not in _WIRED_EVENT_TYPES:
+                raise UnsupportedTemplate(
+                    f"{logical_id}.{event_name}: {event.get('Type')} events are not emulated "
+                    f"(only {', '.join(_WIRED_EVENT_TYPES)})"
+                )
+
+
 def _events(resource: Mapping[str, Any], event_type: str) -> dict[str, dict[str, Any]]:
     events = resource.get("Properties", {}).get("Events", {}) or {}
     return {
@@ -470,6 +516,7 @@ def _queues(stack: Stack) -> tuple[SqsSource, ...]:
 
 def read_wiring(stack: Stack, template_dir: Path) -> Wiring:
     """Everything the local stack serves, runs or feeds, from a provisioned stack."""
+    _check_types(stack)
     register_references(stack)
     functions = {
         logical_id: _function(stack, logical_id, resource, template_dir)

@@ -385,3 +385,59 @@ def test_functions_whose_condition_is_false_are_neither_served_scheduled_nor_fed
     assert served == ({"EchoFunction", "ShapesFunction"} if exists else {"EchoFunction"})
     assert len(wiring.schedules) == (2 if exists else 0)
     assert len(wiring.queues) == (1 if exists else 0)
+
+
+@pytest.mark.parametrize(
+    "event_type", ["Api", "CloudWatchEvent", "EventBridgeRule", "DynamoDB", "SNS", "Kinesis"]
+)
+def test_event_types_the_stack_does_not_wire_are_refused(event_type: str) -> None:
+    """AWS would invoke the function on such an event; locally it would never be called."""
+    template = load_template(FIXTURE_TEMPLATE)
+    http_events(template)["Other"] = {"Type": event_type, "Properties": {}}
+    with pytest.raises(UnsupportedTemplate, match=f"EchoFunction.Other: {event_type}"):
+        wiring_of(template)
+
+
+RAW_INVOKERS = {
+    "NightlyRule": {
+        "Type": "AWS::Events::Rule",
+        "Properties": {
+            "ScheduleExpression": "rate(1 day)",
+            "Targets": [{"Id": "tick", "Arn": {"Fn::GetAtt": ["TickFunction", "Arn"]}}],
+        },
+    },
+    "JobMapping": {
+        "Type": "AWS::Lambda::EventSourceMapping",
+        "Properties": {
+            "EventSourceArn": {"Fn::GetAtt": ["JobQueue", "Arn"]},
+            "FunctionName": {"Ref": "TickFunction"},
+        },
+    },
+    "Alerts": {"Type": "AWS::SNS::Topic"},
+}
+
+
+@pytest.mark.parametrize("logical_id", sorted(RAW_INVOKERS))
+def test_resource_types_the_stack_neither_creates_nor_skips_are_refused(logical_id: str) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    resource = RAW_INVOKERS[logical_id]
+    template["Resources"][logical_id] = resource
+    with pytest.raises(UnsupportedTemplate, match=f"{logical_id}: {resource['Type']}"):
+        wiring_of(template)
+
+
+def test_resources_skipped_on_purpose_or_that_do_not_exist_are_accepted() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Resources"]["EchoLogs"] = {
+        "Type": "AWS::Logs::LogGroup",
+        "Properties": {"RetentionInDays": 7},
+    }
+    # A Condition that is false: CloudFormation creates no rule, so nothing is left out.
+    template["Conditions"] = {"Never": {"Fn::Equals": ["a", "b"]}}
+    template["Resources"]["NightlyRule"] = {**RAW_INVOKERS["NightlyRule"], "Condition": "Never"}
+    assert sorted(wiring_of(template).functions) == [
+        "ConsumerFunction",
+        "EchoFunction",
+        "ShapesFunction",
+        "TickFunction",
+    ]
