@@ -274,7 +274,9 @@ def _authorizers(stack: Stack, api_props: Mapping[str, Any]) -> dict[str, JwtAut
     for name, spec in (api_props.get("Auth", {}).get("Authorizers", {}) or {}).items():
         if "JwtConfiguration" not in spec:
             raise UnsupportedTemplate(f"authorizer {name}: only JWT authorizers are emulated")
+        _supported(spec, _JWT_AUTHORIZER, f"authorizer {name}")
         jwt_config = stack.resolver.resolve(spec["JwtConfiguration"])
+        _supported(jwt_config, {"issuer", "audience"}, f"authorizer {name}: JwtConfiguration")
         source = str(spec.get("IdentitySource", "$request.header.Authorization"))
         prefix = "$request.header."
         if not source.startswith(prefix):
@@ -305,6 +307,11 @@ _HTTP_API_GLOBALS = {
     "Tags",
     "PropagateTags",
 }
+# An API's own properties: the same, its stage (read) and names that change nothing locally.
+_HTTP_API_PROPERTIES = _HTTP_API_GLOBALS | {"StageName", "Name", "Description"}
+# What the stack reads of Auth; an IAM authorizer, say, would refuse requests it lets through.
+_HTTP_API_AUTH = {"DefaultAuthorizer", "Authorizers"}
+_JWT_AUTHORIZER = {"JwtConfiguration", "IdentitySource", "AuthorizationScopes"}
 # An OpenAPI definition brings routes, integrations and payload formats the stack does not read.
 _HTTP_API_REFUSED = ("DefinitionBody", "DefinitionUri")
 
@@ -326,6 +333,8 @@ def _api_properties(stack: Stack) -> dict[str, dict[str, Any]]:
         for key in _HTTP_API_REFUSED:
             if key in api:
                 raise UnsupportedTemplate(f"{logical_id}: the local stack does not read {key}")
+        _supported(api, _HTTP_API_PROPERTIES, logical_id)
+        _supported(api.get("Auth") or {}, _HTTP_API_AUTH, f"{logical_id}.Auth")
     return api_props
 
 

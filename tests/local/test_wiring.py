@@ -441,3 +441,40 @@ def test_resources_skipped_on_purpose_or_that_do_not_exist_are_accepted() -> Non
         "ShapesFunction",
         "TickFunction",
     ]
+
+
+@pytest.mark.parametrize(
+    "key", ["CorsConfiguration", "StageVariables", "Domain", "DisableExecuteApiEndpoint", "Typo"]
+)
+def test_an_apis_own_keys_the_stack_does_not_emulate_are_refused(key: str) -> None:
+    """The same keys refused in Globals.HttpApi are refused on the API itself."""
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Resources"]["HttpApi"]["Properties"][key] = {"AllowOrigins": ["https://a.test"]}
+    with pytest.raises(UnsupportedTemplate, match=f"HttpApi: .*{key}"):
+        wiring_of(template)
+
+
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [
+        ("Auth", "EnableIamAuthorizer"),
+        ("Authorizer", "FunctionArn"),
+        ("JwtConfiguration", "client_id"),
+    ],
+)
+def test_auth_settings_the_stack_does_not_emulate_are_refused(where: str, key: str) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    auth = api_auth(template)
+    authorizer = auth["Authorizers"]["JwtAuthorizer"]
+    settings = {"Auth": auth, "Authorizer": authorizer, **authorizer}
+    settings[where][key] = "x"
+    with pytest.raises(UnsupportedTemplate, match=key):
+        wiring_of(template)
+
+
+def test_an_apis_name_and_description_are_accepted() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    props = template["Resources"]["HttpApi"]["Properties"]
+    props.update(Name="fixture-api", Description="the fixture's API")
+    (api,) = wiring_of(template).apis
+    assert api.stage == "v1"
