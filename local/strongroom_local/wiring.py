@@ -245,12 +245,24 @@ def _function(
         layer_dirs=tuple(layer_dirs),
         timeout_seconds=int(resolver.resolve(props.get("Timeout", 3))),
         memory_mb=int(resolver.resolve(props.get("MemorySize", 128))),
-        async_retries=int(
-            resolver.resolve(props.get("EventInvokeConfig", {}).get("MaximumRetryAttempts", 2))
-        ),
+        async_retries=_async_retries(stack, logical_id, props),
         dead_letter_queue_arn=_dead_letter_queue_arn(stack, logical_id, props),
         runtime=_python_runtime(logical_id, resolver.resolve(props.get("Runtime"))),
     )
+
+
+def _async_retries(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> int:
+    """Lambda's retries of a failed asynchronous invocation (EventInvokeConfig).
+
+    Only MaximumRetryAttempts is emulated: destinations and a maximum event age would send or
+    drop events where the stack does neither.
+    """
+    where = f"{logical_id}.EventInvokeConfig"
+    config = stack.resolver.resolve(props.get("EventInvokeConfig") or {})
+    value = _supported(config, {"MaximumRetryAttempts"}, where).get("MaximumRetryAttempts", 2)
+    if isinstance(value, bool) or str(value) not in ("0", "1", "2"):
+        raise UnsupportedTemplate(f"{where}: MaximumRetryAttempts must be 0, 1 or 2")
+    return int(value)
 
 
 def _python_runtime(logical_id: str, runtime: Any) -> str:

@@ -478,3 +478,32 @@ def test_an_apis_name_and_description_are_accepted() -> None:
     props.update(Name="fixture-api", Description="the fixture's API")
     (api,) = wiring_of(template).apis
     assert api.stage == "v1"
+
+
+def invoke_config(template: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = template["Resources"]["TickFunction"]["Properties"][
+        "EventInvokeConfig"
+    ]
+    return config
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("DestinationConfig", {"OnFailure": {"Type": "SQS", "Destination": "arn:aws:sqs:::q"}}),
+        ("MaximumEventAgeInSeconds", 60),
+        ("MaximumRetryAttempts", 3),
+    ],
+)
+def test_event_invoke_settings_the_stack_does_not_honour_are_refused(key: str, value: Any) -> None:
+    """A destination would get events the stack never sends, a maximum age drop some."""
+    template = load_template(FIXTURE_TEMPLATE)
+    invoke_config(template)[key] = value
+    with pytest.raises(UnsupportedTemplate, match=f"TickFunction.EventInvokeConfig: .*{key}"):
+        wiring_of(template)
+
+
+def test_no_retries_is_read() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    invoke_config(template)["MaximumRetryAttempts"] = 0
+    assert wiring_of(template).functions["TickFunction"].async_retries == 0
