@@ -19,7 +19,7 @@ from strongroom.schedules import ScheduleExpression, parse_schedule_expression
 from strongroom_local.exceptions import UnsupportedTemplate
 from strongroom_local.provision import Stack
 from strongroom_local.routes import HTTP_API_TYPE, IMPLICIT_API, http_api_properties
-from strongroom_local.template import resources_of_type
+from strongroom_local.template import resources_of_type, scalar_text
 
 log = logging.getLogger("strongroom_local")
 
@@ -328,8 +328,8 @@ _JWT_AUTHORIZER = {"JwtConfiguration", "IdentitySource", "AuthorizationScopes"}
 _HTTP_API_REFUSED = ("DefinitionBody", "DefinitionUri")
 
 
-def _integration_timeout_ms(stack: Stack, props: Mapping[str, Any], where: str) -> int:
-    value = stack.resolver.resolve(props.get("TimeoutInMillis", MAX_INTEGRATION_TIMEOUT_MS))
+def _integration_timeout_ms(props: Mapping[str, Any], where: str) -> int:
+    value = props.get("TimeoutInMillis", MAX_INTEGRATION_TIMEOUT_MS)
     if isinstance(value, bool) or not str(value).isdigit():
         raise UnsupportedTemplate(f"{where}: TimeoutInMillis must be a whole number")
     if not 50 <= int(value) <= MAX_INTEGRATION_TIMEOUT_MS:
@@ -359,37 +359,70 @@ def _served(route: HttpRoute, authorizers: Mapping[str, JwtAuthorizerConfig]) ->
     return route if route.scopes else replace(route, scopes=authorizers[route.authorizer].scopes)
 
 
+# HttpApi event properties the stack reads, and RouteSettings (throttling, metrics, logs),
+# which changes nothing a request meets locally.
+_HTTP_EVENT_PROPERTIES = {
+    "ApiId",
+    "Method",
+    "Path",
+    "Auth",
+    "TimeoutInMillis",
+    "PayloadFormatVersion",
+    "RouteSettings",
+}
+
+
+def _http_route(
+    stack: Stack,
+    api_props: Mapping[str, Mapping[str, Any]],
+    function_id: str,
+    event_name: str,
+    raw: Mapping[str, Any],
+) -> tuple[str, HttpRoute]:
+    """The API an HttpApi event is served on (logical id), and its route."""
+    where = f"{function_id}.{event_name}"
+    # Its ApiId resolves to the API's id; the logical id it names is what is looked up.
+    api_id = raw.get("ApiId")
+    others = {key: value for key, value in raw.items() if key != "ApiId"}
+    props = _supported(stack.resolver.resolve(others), _HTTP_EVENT_PROPERTIES, where)
+    # SAM's default; API Gateway's 1.0 format is another event shape altogether.
+    if props.get("PayloadFormatVersion", "2.0") != "2.0":
+        raise UnsupportedTemplate(f"{where}: only PayloadFormatVersion 2.0 is emulated")
+    if api_id is None:
+        api = IMPLICIT_API
+    elif isinstance(api_id, dict) and list(api_id) == ["Ref"]:
+        api = str(api_id["Ref"])
+    else:
+        raise UnsupportedTemplate(f"{where}: ApiId must be a Ref to an HttpApi of the template")
+    # Not one when its Condition is false: then the API does not exist.
+    if api not in api_props:
+        raise UnsupportedTemplate(f"{where}: ApiId {api} is not an HttpApi of the stack")
+    # The route reader (routes.py, the OpenAPI check) reads these as written.
+    method, path = raw.get("Method", "ANY"), raw.get("Path", DEFAULT_ROUTE)
+    if not isinstance(method, str) or not isinstance(path, str):
+        raise UnsupportedTemplate(f"{where}: Method and Path must be plain strings")
+    auth = _supported(props.get("Auth") or {}, {"Authorizer", "AuthorizationScopes"}, where)
+    authorizer = auth.get("Authorizer", api_props[api].get("Auth", {}).get("DefaultAuthorizer"))
+    scopes = auth.get("AuthorizationScopes") or []
+    return api, HttpRoute(
+        function_id=function_id,
+        event_name=event_name,
+        method=method.upper(),
+        path=path,
+        authorizer=None if authorizer in (None, "NONE") else scalar_text(authorizer, where),
+        scopes=tuple(scalar_text(scope, f"{where}: AuthorizationScopes") for scope in scopes),
+        timeout_ms=_integration_timeout_ms(props, where),
+    )
+
+
 def _apis(stack: Stack) -> tuple[HttpApiDefinition, ...]:
     template = stack.template
     api_props = _api_properties(stack)
     routes: dict[str, list[HttpRoute]] = {logical_id: [] for logical_id in api_props}
     for function_id, resource in resources_of_type(template, FUNCTION_TYPE, stack.resolver).items():
-        for event_name, props in _events(resource, "HttpApi").items():
-            where = f"{function_id}.{event_name}"
-            # SAM's default; API Gateway's 1.0 format is another event shape altogether.
-            if stack.resolver.resolve(props.get("PayloadFormatVersion", "2.0")) != "2.0":
-                raise UnsupportedTemplate(f"{where}: only PayloadFormatVersion 2.0 is emulated")
-            api_id = props.get("ApiId")
-            if isinstance(api_id, dict):
-                stack.resolver.resolve(api_id)  # refuses an API whose Condition is false
-            api = api_id.get("Ref") if isinstance(api_id, dict) else IMPLICIT_API
-            if api not in api_props:
-                raise UnsupportedTemplate(f"{where}: unknown ApiId {api_id}")
-            default = api_props[api].get("Auth", {}).get("DefaultAuthorizer")
-            auth = props.get("Auth", {}) or {}
-            authorizer = auth.get("Authorizer", default)
-            path = str(props.get("Path", DEFAULT_ROUTE))
-            routes[api].append(
-                HttpRoute(
-                    function_id=function_id,
-                    event_name=event_name,
-                    method=str(props.get("Method", "ANY")).upper(),
-                    path=path,
-                    authorizer=None if authorizer in (None, "NONE") else str(authorizer),
-                    scopes=tuple(str(s) for s in auth.get("AuthorizationScopes", []) or []),
-                    timeout_ms=_integration_timeout_ms(stack, props, where),
-                )
-            )
+        for event_name, raw in _events(resource, "HttpApi").items():
+            api_logical_id, route = _http_route(stack, api_props, function_id, event_name, raw)
+            routes[api_logical_id].append(route)
     definitions = []
     for logical_id, api in api_props.items():
         if not routes[logical_id] and logical_id == IMPLICIT_API:
@@ -417,10 +450,21 @@ def _flag(value: Any, what: str) -> bool:
     raise UnsupportedTemplate(f"{what}: not a boolean: {value!r}")
 
 
-def _enabled(props: Mapping[str, Any]) -> bool:
-    if "State" in props:
-        return str(props["State"]).upper() == "ENABLED"
-    return _flag(props.get("Enabled", True), "Enabled")
+def _enabled(props: Mapping[str, Any], where: str) -> bool:
+    if "State" not in props:
+        return _flag(props.get("Enabled", True), f"{where}: Enabled")
+    # SAM takes one or the other; EventBridge takes only these two states for a schedule.
+    if "Enabled" in props:
+        raise UnsupportedTemplate(f"{where}: Enabled and State cannot both be set")
+    if props["State"] not in ("ENABLED", "DISABLED"):
+        raise UnsupportedTemplate(f"{where}: State must be ENABLED or DISABLED")
+    return bool(props["State"] == "ENABLED")
+
+
+def _whole_number(value: Any, where: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not str(value).isdigit() or not low <= int(value) <= high:
+        raise UnsupportedTemplate(f"{where} must be a whole number from {low} to {high}")
+    return int(value)
 
 
 # Event properties the local stack honours; any other would be silently ignored here while AWS
@@ -470,9 +514,7 @@ def _maximum_concurrency(props: Mapping[str, Any], where: str) -> int | None:
     if value is None:
         return None
     # Lambda accepts 2 to 1000.
-    if not 2 <= int(value) <= 1000:
-        raise UnsupportedTemplate(f"{where}: MaximumConcurrency must be 2 to 1000")
-    return int(value)
+    return _whole_number(value, f"{where}: MaximumConcurrency", 2, 1000)
 
 
 def _schedules(stack: Stack) -> tuple[ScheduleSource, ...]:
@@ -483,9 +525,14 @@ def _schedules(stack: Stack) -> tuple[ScheduleSource, ...]:
     for function_id, resource in resources_of_type(stack.template, FUNCTION_TYPE, resolver).items():
         for kind in ("Schedule", "ScheduleV2"):
             for event_name, raw in _events(resource, kind).items():
-                props = _supported(
-                    resolver.resolve(raw), _SCHEDULE_PROPERTIES[kind], f"{function_id}.{event_name}"
-                )
+                where = f"{function_id}.{event_name}"
+                props = _supported(resolver.resolve(raw), _SCHEDULE_PROPERTIES[kind], where)
+                required = "Schedule" if kind == "Schedule" else "ScheduleExpression"
+                if required not in props:
+                    raise UnsupportedTemplate(f"{where}: {required} is required")
+                # The event is this text; a map would reach the function as Python's repr.
+                if not isinstance(props.get("Input", ""), str):
+                    raise UnsupportedTemplate(f"{where}: Input must be a string (JSON text)")
                 name = props.get("Name") or f"{stack_name}-{function_id}{event_name}"
                 if kind == "Schedule":
                     expression = parse_schedule_expression(str(props["Schedule"]))
@@ -504,8 +551,8 @@ def _schedules(stack: Stack) -> tuple[ScheduleSource, ...]:
                         event_name=event_name,
                         kind=kind,
                         expression=expression,
-                        input=None if props.get("Input") is None else str(props["Input"]),
-                        enabled=_enabled(props),
+                        input=props.get("Input"),
+                        enabled=_enabled(props, where),
                         arn=arn,
                     )
                 )
@@ -513,26 +560,46 @@ def _schedules(stack: Stack) -> tuple[ScheduleSource, ...]:
 
 
 def _queues(stack: Stack) -> tuple[SqsSource, ...]:
-    sources = []
     functions = resources_of_type(stack.template, FUNCTION_TYPE, stack.resolver)
-    for function_id, resource in functions.items():
-        for event_name, raw in _events(resource, "SQS").items():
-            where = f"{function_id}.{event_name}"
-            props = _supported(stack.resolver.resolve(raw), _SQS_PROPERTIES, where)
-            sources.append(
-                SqsSource(
-                    function_id=function_id,
-                    event_name=event_name,
-                    queue_arn=str(props["Queue"]),
-                    batch_size=int(props.get("BatchSize", 10)),
-                    batching_window_seconds=int(props.get("MaximumBatchingWindowInSeconds", 0)),
-                    report_batch_item_failures="ReportBatchItemFailures"
-                    in (props.get("FunctionResponseTypes") or []),
-                    enabled=_flag(props.get("Enabled", True), f"{where}: Enabled"),
-                    maximum_concurrency=_maximum_concurrency(props, where),
-                )
-            )
-    return tuple(sources)
+    return tuple(
+        _sqs_source(stack, function_id, event_name, raw)
+        for function_id, resource in functions.items()
+        for event_name, raw in _events(resource, "SQS").items()
+    )
+
+
+def _sqs_source(stack: Stack, function_id: str, event_name: str, raw: Any) -> SqsSource:
+    where = f"{function_id}.{event_name}"
+    props = _supported(stack.resolver.resolve(raw), _SQS_PROPERTIES, where)
+    if "Queue" not in props:
+        raise UnsupportedTemplate(f"{where}: Queue is required")
+    batch_size = _whole_number(props.get("BatchSize", 10), f"{where}: BatchSize", 1, 10_000)
+    window = _whole_number(
+        props.get("MaximumBatchingWindowInSeconds", 0),
+        f"{where}: MaximumBatchingWindowInSeconds",
+        0,
+        300,
+    )
+    # Lambda refuses a batch of more than 10 messages gathered without a window.
+    if batch_size > 10 and window == 0:
+        raise UnsupportedTemplate(
+            f"{where}: a BatchSize over 10 needs MaximumBatchingWindowInSeconds"
+        )
+    response_types = props.get("FunctionResponseTypes") or []
+    if not isinstance(response_types, list) or set(response_types) - {"ReportBatchItemFailures"}:
+        raise UnsupportedTemplate(
+            f"{where}: FunctionResponseTypes takes only ReportBatchItemFailures"
+        )
+    return SqsSource(
+        function_id=function_id,
+        event_name=event_name,
+        queue_arn=scalar_text(props["Queue"], f"{where}: Queue"),
+        batch_size=batch_size,
+        batching_window_seconds=window,
+        report_batch_item_failures=bool(response_types),
+        enabled=_flag(props.get("Enabled", True), f"{where}: Enabled"),
+        maximum_concurrency=_maximum_concurrency(props, where),
+    )
 
 
 def read_wiring(stack: Stack, template_dir: Path) -> Wiring:

@@ -507,3 +507,68 @@ def test_no_retries_is_read() -> None:
     template = load_template(FIXTURE_TEMPLATE)
     invoke_config(template)["MaximumRetryAttempts"] = 0
     assert wiring_of(template).functions["TickFunction"].async_retries == 0
+
+
+EVENT_FUNCTIONS = {
+    "Protected": "EchoFunction",
+    "Jobs": "ConsumerFunction",
+    "Nightly": "TickFunction",
+    "Hourly": "TickFunction",
+}
+ABSENT = object()
+
+
+@pytest.mark.parametrize(
+    ("event", "prop", "value", "reason"),
+    [
+        ("Protected", "RequestParameters", ["route.request.header.x"], "RequestParameters"),
+        ("Protected", "Auth", {"Authorizer": "NONE", "InvokeRole": "x"}, "InvokeRole"),
+        ("Protected", "Path", {"Fn::Sub": "/${Stage}/echo"}, "plain strings"),
+        ("Protected", "ApiId", "a1b2c3d4e5", "ApiId"),
+        ("Nightly", "State", "enabled", "ENABLED or DISABLED"),
+        ("Nightly", "State", "PAUSED", "ENABLED or DISABLED"),
+        ("Nightly", "Input", {"job": "nightly"}, "Input"),
+        ("Nightly", "Schedule", ABSENT, "Schedule is required"),
+        ("Hourly", "ScheduleExpression", ABSENT, "ScheduleExpression is required"),
+        ("Hourly", "FlexibleTimeWindow", {"Mode": "FLEXIBLE"}, "FlexibleTimeWindow"),
+        ("Jobs", "Queue", ABSENT, "Queue is required"),
+        ("Jobs", "BatchSize", "ten", "BatchSize"),
+        ("Jobs", "BatchSize", 0, "BatchSize"),
+        ("Jobs", "MaximumBatchingWindowInSeconds", 301, "MaximumBatchingWindowInSeconds"),
+        ("Jobs", "FunctionResponseTypes", ["ReportFailures"], "FunctionResponseTypes"),
+        ("Jobs", "ScalingConfig", {"MaximumConcurrency": "many"}, "MaximumConcurrency"),
+    ],
+)
+def test_every_events_properties_are_refused_unless_honoured(
+    event: str, prop: str, value: Any, reason: str
+) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    function = template["Resources"][EVENT_FUNCTIONS[event]]
+    props = function["Properties"]["Events"][event]["Properties"]
+    if value is ABSENT:
+        del props[prop]
+    else:
+        props[prop] = value
+    with pytest.raises(UnsupportedTemplate, match=f"{EVENT_FUNCTIONS[event]}.{event}: .*{reason}"):
+        wiring_of(template)
+
+
+def test_a_schedule_takes_enabled_or_state_but_not_both() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    nightly = template["Resources"]["TickFunction"]["Properties"]["Events"]["Nightly"]
+    nightly["Properties"]["State"] = "DISABLED"
+    assert not wiring_of(template).schedules[0].enabled
+    nightly["Properties"]["Enabled"] = False
+    with pytest.raises(UnsupportedTemplate, match="Enabled and State"):
+        wiring_of(template)
+
+
+def test_a_large_batch_needs_a_batching_window() -> None:
+    """Lambda refuses a BatchSize over 10 without one."""
+    template = load_template(FIXTURE_TEMPLATE)
+    job_events(template)["BatchSize"] = 100
+    (jobs,) = wiring_of(template).queues
+    assert (jobs.batch_size, jobs.batching_window_seconds) == (100, 1)
+    job_events(template)["MaximumBatchingWindowInSeconds"] = 0
+    with pytest.raises(UnsupportedTemplate, match="BatchSize over 10"):
+        wiring_of(template)
