@@ -1,7 +1,9 @@
 """Read template.yaml and resolve its intrinsic functions for the local stack and the tests.
 
 Tests and `strongroom local` build their emulated resources from the template itself, so the
-template and what we test cannot drift apart.
+template and what we test cannot drift apart. Parameters, Conditions and intrinsic functions
+are read as CloudFormation reads them: what CloudFormation would refuse raises InvalidTemplate,
+what this module cannot resolve faithfully raises UnsupportedTemplate, never a guess.
 """
 
 from __future__ import annotations
@@ -358,9 +360,8 @@ class Resolver:
         found: Any = self.template.get("Mappings", {})
         for depth, key in enumerate(keys):
             if not isinstance(found, Mapping) or key not in found:
-                raise InvalidTemplate(
-                    f"Fn::FindInMap: no {'.'.join(keys[: depth + 1])} in Mappings"
-                )
+                path = ".".join(keys[: depth + 1])
+                raise InvalidTemplate(f"Fn::FindInMap: no {path} in Mappings")
             found = found[key]
         return self.resolve(found)
 

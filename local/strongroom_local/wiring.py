@@ -174,7 +174,9 @@ def _check_types(stack: Stack) -> None:
         if not resolver.exists(logical_id):
             continue
         resource_type = resource.get("Type")
-        if resource_type not in _EMULATED_TYPES and resource_type not in _SKIPPED_TYPES:
+        if resource_type in _SKIPPED_TYPES:
+            log.debug("%s: not emulated (%s)", logical_id, _SKIPPED_TYPES[resource_type])
+        elif resource_type not in _EMULATED_TYPES:
             raise UnsupportedTemplate(f"{logical_id}: {resource_type} is not emulated")
         if resource_type != FUNCTION_TYPE:
             continue
