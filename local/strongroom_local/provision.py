@@ -77,6 +77,14 @@ class Stack:
         return {name: str(value) for name, value in resolved.items()}
 
 
+def _flag(value: Any, what: str) -> bool:
+    """A boolean property as CloudFormation reads it ("false" is false): the local stack's rule."""
+    # Imported here because wiring imports this module.
+    from strongroom_local.wiring import _flag as cloudformation_flag  # noqa: PLC0415
+
+    return cloudformation_flag(value, what)
+
+
 def _physical_name(stack_name: str, logical_id: str, *, lower: bool = False) -> str:
     name = f"{stack_name}-{logical_id}"
     return name.lower() if lower else name
@@ -128,7 +136,7 @@ def _create_keys(stack: Stack, kms: Any) -> None:
             KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
             Policy=json.dumps(resolver.resolve(props["KeyPolicy"])),
         )["KeyMetadata"]
-        if props.get("EnableKeyRotation"):
+        if _flag(resolver.resolve(props.get("EnableKeyRotation", False)), logical_id):
             kms.enable_key_rotation(KeyId=created["KeyId"])
         resolver.refs[logical_id] = created["KeyId"]
         resolver.attributes[(logical_id, "Arn")] = created["Arn"]
@@ -171,14 +179,18 @@ def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
         return str(props["SecretString"])
     # GenerateSecretString (or nothing, which CloudFormation treats alike): a random password.
     spec = dict(props.get("GenerateSecretString", {}))
+
+    def flag(name: str, default: bool) -> bool:
+        return _flag(spec.get(name, default), f"GenerateSecretString.{name}")
+
     alphabet = "".join(
         chars
         for chars, excluded in (
-            ("ABCDEFGHIJKLMNOPQRSTUVWXYZ", spec.get("ExcludeUppercase")),
-            ("abcdefghijklmnopqrstuvwxyz", spec.get("ExcludeLowercase")),
-            ("0123456789", spec.get("ExcludeNumbers")),
-            ("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", spec.get("ExcludePunctuation")),
-            (" ", not spec.get("IncludeSpace")),
+            ("ABCDEFGHIJKLMNOPQRSTUVWXYZ", flag("ExcludeUppercase", False)),
+            ("abcdefghijklmnopqrstuvwxyz", flag("ExcludeLowercase", False)),
+            ("0123456789", flag("ExcludeNumbers", False)),
+            ("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", flag("ExcludePunctuation", False)),
+            (" ", not flag("IncludeSpace", False)),
         )
         if not excluded
     )
@@ -246,21 +258,23 @@ def _create_tables(stack: Stack, dynamodb: Any, stack_name: str) -> None:
         if "SSESpecification" in props:
             sse = dict(props["SSESpecification"])
             kwargs["SSESpecification"] = {
-                "Enabled": sse.get("SSEEnabled", False),
+                "Enabled": _flag(sse.get("SSEEnabled", False), f"{logical_id}: SSEEnabled"),
                 **({"SSEType": sse["SSEType"]} if "SSEType" in sse else {}),
                 **({"KMSMasterKeyId": sse["KMSMasterKeyId"]} if "KMSMasterKeyId" in sse else {}),
             }
         if "DeletionProtectionEnabled" in props:
-            kwargs["DeletionProtectionEnabled"] = bool(props["DeletionProtectionEnabled"])
+            kwargs["DeletionProtectionEnabled"] = _flag(
+                props["DeletionProtectionEnabled"], f"{logical_id}: DeletionProtectionEnabled"
+            )
         created = dynamodb.create_table(**kwargs)["TableDescription"]
         pitr = props.get("PointInTimeRecoverySpecification", {})
-        if pitr.get("PointInTimeRecoveryEnabled"):
+        if _flag(pitr.get("PointInTimeRecoveryEnabled", False), f"{logical_id}: PITR"):
             dynamodb.update_continuous_backups(
                 TableName=name,
                 PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
             )
         ttl = props.get("TimeToLiveSpecification")
-        if ttl and ttl.get("Enabled"):
+        if ttl and _flag(ttl.get("Enabled", False), f"{logical_id}: TimeToLive Enabled"):
             dynamodb.update_time_to_live(
                 TableName=name,
                 TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
@@ -278,7 +292,7 @@ def _create_buckets(stack: Stack, s3: Any, stack_name: str, region: str) -> None
         create: dict[str, Any] = {"Bucket": name}
         if region != "us-east-1":
             create["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        if props.get("ObjectLockEnabled"):
+        if _flag(props.get("ObjectLockEnabled", False), f"{logical_id}: ObjectLockEnabled"):
             create["ObjectLockEnabledForBucket"] = True
         s3.create_bucket(**create)
         if "VersioningConfiguration" in props:
@@ -311,8 +325,13 @@ def _create_buckets(stack: Stack, s3: Any, stack_name: str, region: str) -> None
                 },
             )
         if "PublicAccessBlockConfiguration" in props:
+            block = props["PublicAccessBlockConfiguration"]
             s3.put_public_access_block(
-                Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+                Bucket=name,
+                PublicAccessBlockConfiguration={
+                    setting: _flag(value, f"{logical_id}: {setting}")
+                    for setting, value in block.items()
+                },
             )
         if "OwnershipControls" in props:
             s3.put_bucket_ownership_controls(
@@ -384,7 +403,7 @@ def _sse_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
         }
     }
     if "BucketKeyEnabled" in rule:
-        converted["BucketKeyEnabled"] = bool(rule["BucketKeyEnabled"])
+        converted["BucketKeyEnabled"] = _flag(rule["BucketKeyEnabled"], "BucketKeyEnabled")
     return converted
 
 
@@ -401,8 +420,9 @@ def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
     if "AbortIncompleteMultipartUpload" in rule:
         days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
         converted["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
-    if rule.get("ExpiredObjectDeleteMarker"):
-        converted["Expiration"] = {"ExpiredObjectDeleteMarker": True}
+    if "ExpiredObjectDeleteMarker" in rule:
+        marker = _flag(rule["ExpiredObjectDeleteMarker"], f"{rule['Id']}: delete markers")
+        converted["Expiration"] = {"ExpiredObjectDeleteMarker": marker}
     if "ExpirationInDays" in rule:
         converted["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
     return converted
