@@ -14,15 +14,18 @@ and a 38-character string for Stripe, GitHub and Lemon Squeezy).
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from strongroom_local.exceptions import UnsupportedTemplate
 from strongroom_local.template import TEMPLATE_PATH, Resolver, load_template, resources_of_type
 
 # Values for the template's deployment-specific parameters when nothing else is given.
@@ -102,6 +105,7 @@ def provision(
     """Create every key, secret, table, bucket and queue of the template; return what was made.
 
     The template is `template` if given, else the one at `template_path`, else template.yaml.
+    Each resource is created after the resources it refers to, as CloudFormation orders them.
     """
     session = session or boto3.Session()
     if template is None:
@@ -114,58 +118,143 @@ def provision(
     )
     stack = Stack(template=template, resolver=resolver)
 
+    @functools.cache
     def client(service: str) -> Any:
         return session.client(service, endpoint_url=endpoint_url, region_name=region)  # type: ignore[call-overload]
 
-    _create_keys(stack, client("kms"))
-    _create_secrets(stack, client("secretsmanager"), stack_name)
-    _create_queues(stack, client("sqs"), stack_name)
-    _create_tables(stack, client("dynamodb"), stack_name)
-    _create_buckets(stack, client("s3"), stack_name, region)
-    _create_roles(stack, client("iam"), stack_name)
+    _register_function_roles(stack)
+    for logical_id in _creation_order(template):
+        resource = template["Resources"][logical_id]
+        try:
+            props = resolver.resolve(resource.get("Properties", {}))
+        except KeyError as unknown:
+            raise UnsupportedTemplate(
+                f"{logical_id}: {unknown.args[0]}: provisioning creates only {_CREATED_TYPES}"
+            ) from unknown
+        _CREATORS[resource["Type"]](stack, client, logical_id, props)
     return stack
 
 
-def _create_keys(stack: Stack, kms: Any) -> None:
-    template, resolver = stack.template, stack.resolver
-    for logical_id, resource in resources_of_type(template, "AWS::KMS::Key").items():
-        props = resource.get("Properties", {})
-        created = kms.create_key(
-            Description=resolver.resolve(props.get("Description", logical_id)),
-            KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
-            KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
-            Policy=json.dumps(resolver.resolve(props["KeyPolicy"])),
-        )["KeyMetadata"]
-        if _flag(resolver.resolve(props.get("EnableKeyRotation", False)), logical_id):
-            kms.enable_key_rotation(KeyId=created["KeyId"])
-        resolver.refs[logical_id] = created["KeyId"]
-        resolver.attributes[(logical_id, "Arn")] = created["Arn"]
-        resolver.attributes[(logical_id, "KeyId")] = created["KeyId"]
-        stack.physical_ids[logical_id] = created["KeyId"]
-    for logical_id, resource in resources_of_type(template, "AWS::KMS::Alias").items():
-        props = resolver.resolve(resource["Properties"])
-        kms.create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
-        resolver.refs[logical_id] = props["AliasName"]
-        stack.physical_ids[logical_id] = props["AliasName"]
+def _creation_order(template: Mapping[str, Any]) -> list[str]:
+    """The template's resources that provisioning creates, each after those it refers to
+    (Ref, Fn::GetAtt, Fn::Sub, DependsOn), otherwise in template order."""
+    resources = {
+        logical_id: resource
+        for logical_id, resource in template.get("Resources", {}).items()
+        if resource.get("Type") in _CREATORS
+    }
+    order: list[str] = []
+    visiting: list[str] = []
+
+    def visit(logical_id: str) -> None:
+        if logical_id in order:
+            return
+        if logical_id in visiting:
+            cycle = " -> ".join([*visiting[visiting.index(logical_id) :], logical_id])
+            raise UnsupportedTemplate(f"resources refer to each other in a cycle: {cycle}")
+        visiting.append(logical_id)
+        for reference in _references(resources[logical_id]):
+            if reference in resources:
+                visit(reference)
+        visiting.pop()
+        order.append(logical_id)
+
+    for logical_id in resources:
+        visit(logical_id)
+    return order
+
+
+def _references(resource: Mapping[str, Any]) -> list[str]:
+    """Logical ids (and parameters) a resource names in DependsOn, Ref, Fn::GetAtt or Fn::Sub."""
+    depends_on = resource.get("DependsOn", [])
+    found = [depends_on] if isinstance(depends_on, str) else list(depends_on)
+
+    def walk(value: Any) -> None:
+        if isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            if len(value) == 1:
+                ((key, arg),) = value.items()
+                if key == "Ref" and isinstance(arg, str):
+                    found.append(arg)
+                    return
+                if key == "Fn::GetAtt":
+                    target = arg.split(".", 1)[0] if isinstance(arg, str) else arg[0]
+                    found.append(str(target))
+                    return
+                if key == "Fn::Sub":
+                    text, variables = (arg[0], arg[1]) if isinstance(arg, list) else (arg, {})
+                    found.extend(
+                        name.split(".", 1)[0]
+                        for name in re.findall(r"\$\{([^}!][^}]*)\}", text)
+                        if name not in variables
+                    )
+                    walk(variables)
+                    return
+            for item in value.values():
+                walk(item)
+
+    walk(resource.get("Properties", {}))
+    return found
+
+
+def _register_function_roles(stack: Stack) -> None:
+    """The roles SAM makes for functions (`<Function>Role`), so that their ARNs resolve."""
+    resolver = stack.resolver
+    account, stack_name = resolver.refs["AWS::AccountId"], resolver.refs["AWS::StackName"]
+    for logical_id, resource in resources_of_type(
+        stack.template, "AWS::Serverless::Function"
+    ).items():
+        if "Role" not in resource.get("Properties", {}):
+            role_id = f"{logical_id}Role"
+            name = _physical_name(stack_name, role_id)[:64]
+            resolver.refs[role_id] = name
+            resolver.attributes[(role_id, "Arn")] = f"arn:aws:iam::{account}:role/{name}"
+
+
+# Every creator takes the stack so far, the emulator's clients by service, the resource's
+# logical id and its properties, resolved.
+_Clients = Callable[[str], Any]
+
+
+def _create_key(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
+    kms, resolver = client("kms"), stack.resolver
+    created = kms.create_key(
+        Description=props.get("Description", logical_id),
+        KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+        KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+        Policy=json.dumps(props["KeyPolicy"]),
+    )["KeyMetadata"]
+    if _flag(props.get("EnableKeyRotation", False), logical_id):
+        kms.enable_key_rotation(KeyId=created["KeyId"])
+    resolver.refs[logical_id] = created["KeyId"]
+    resolver.attributes[(logical_id, "Arn")] = created["Arn"]
+    resolver.attributes[(logical_id, "KeyId")] = created["KeyId"]
+    stack.physical_ids[logical_id] = created["KeyId"]
+
+
+def _create_alias(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
+    client("kms").create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
+    stack.resolver.refs[logical_id] = props["AliasName"]
+    stack.physical_ids[logical_id] = props["AliasName"]
 
 
 GENERATED_VALUES = ("webhook-signing-secret",)
 
 
-def _create_secrets(stack: Stack, secretsmanager: Any, stack_name: str) -> None:
-    template, resolver = stack.template, stack.resolver
-    for logical_id, resource in resources_of_type(template, "AWS::SecretsManager::Secret").items():
-        props = resolver.resolve(resource.get("Properties", {}))
-        name = props.get("Name") or _physical_name(stack_name, logical_id)
-        create: dict[str, Any] = {"Name": name, "SecretString": _secret_value(resource, props)}
-        for optional in ("Description", "KmsKeyId"):
-            if optional in props:
-                create[optional] = props[optional]
-        arn = secretsmanager.create_secret(**create)["ARN"]
-        resolver.refs[logical_id] = arn
-        resolver.attributes[(logical_id, "Id")] = arn
-        stack.physical_ids[logical_id] = arn
-        stack.secret_names[logical_id] = name
+def _create_secret(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
+    name = props.get("Name") or _physical_name(stack.resolver.refs["AWS::StackName"], logical_id)
+    resource = stack.template["Resources"][logical_id]
+    create: dict[str, Any] = {"Name": name, "SecretString": _secret_value(resource, props)}
+    for optional in ("Description", "KmsKeyId"):
+        if optional in props:
+            create[optional] = props[optional]
+    arn = client("secretsmanager").create_secret(**create)["ARN"]
+    stack.resolver.refs[logical_id] = arn
+    stack.resolver.attributes[(logical_id, "Id")] = arn
+    stack.physical_ids[logical_id] = arn
+    stack.secret_names[logical_id] = name
 
 
 def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
@@ -203,193 +292,193 @@ def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
     return password
 
 
-def _create_queues(stack: Stack, sqs: Any, stack_name: str) -> None:
-    template, resolver = stack.template, stack.resolver
-    queues = resources_of_type(template, "AWS::SQS::Queue")
-    # Dead-letter queues first: a queue's RedrivePolicy names its DLQ's ARN.
-    ordered = sorted(queues, key=lambda lid: "RedrivePolicy" in queues[lid].get("Properties", {}))
-    for logical_id in ordered:
-        props = queues[logical_id].get("Properties", {})
-        attributes: dict[str, str] = {}
-        for name in (
-            "VisibilityTimeout",
-            "MessageRetentionPeriod",
-            "KmsMasterKeyId",
-            "KmsDataKeyReusePeriodSeconds",
-            "DelaySeconds",
-            "ReceiveMessageWaitTimeSeconds",
-        ):
-            if name in props:
-                attributes[name] = str(resolver.resolve(props[name]))
-        if "RedrivePolicy" in props:
-            attributes["RedrivePolicy"] = json.dumps(resolver.resolve(props["RedrivePolicy"]))
-        name = props.get("QueueName") or _physical_name(stack_name, logical_id)
-        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        resolver.refs[logical_id] = url
-        resolver.attributes[(logical_id, "Arn")] = arn
-        resolver.attributes[(logical_id, "QueueName")] = name
-        resolver.attributes[(logical_id, "QueueUrl")] = url
-        stack.physical_ids[logical_id] = url
-    for resource in resources_of_type(template, "AWS::SQS::QueuePolicy").values():
-        props = resolver.resolve(resource["Properties"])
-        for url in props["Queues"]:
-            sqs.set_queue_attributes(
-                QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
-            )
+def _create_queue(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
+    sqs, resolver = client("sqs"), stack.resolver
+    attributes: dict[str, str] = {}
+    for name in (
+        "VisibilityTimeout",
+        "MessageRetentionPeriod",
+        "KmsMasterKeyId",
+        "KmsDataKeyReusePeriodSeconds",
+        "DelaySeconds",
+        "ReceiveMessageWaitTimeSeconds",
+    ):
+        if name in props:
+            attributes[name] = str(props[name])
+    if "RedrivePolicy" in props:
+        attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+    name = props.get("QueueName") or _physical_name(resolver.refs["AWS::StackName"], logical_id)
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    resolver.refs[logical_id] = url
+    resolver.attributes[(logical_id, "Arn")] = arn
+    resolver.attributes[(logical_id, "QueueName")] = name
+    resolver.attributes[(logical_id, "QueueUrl")] = url
+    stack.physical_ids[logical_id] = url
 
 
-def _create_tables(stack: Stack, dynamodb: Any, stack_name: str) -> None:
-    template, resolver = stack.template, stack.resolver
-    for logical_id, resource in resources_of_type(template, "AWS::DynamoDB::Table").items():
-        props = resolver.resolve(resource["Properties"])
-        name = props.get("TableName") or _physical_name(stack_name, logical_id)
-        kwargs: dict[str, Any] = {
-            "TableName": name,
-            "AttributeDefinitions": props["AttributeDefinitions"],
-            "KeySchema": props["KeySchema"],
-            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+def _create_queue_policy(
+    stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]
+) -> None:
+    for url in props["Queues"]:
+        client("sqs").set_queue_attributes(
+            QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+        )
+
+
+def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
+    dynamodb, resolver = client("dynamodb"), stack.resolver
+    name = props.get("TableName") or _physical_name(resolver.refs["AWS::StackName"], logical_id)
+    kwargs: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    for optional in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification"):
+        if optional in props:
+            kwargs[optional] = props[optional]
+    if "SSESpecification" in props:
+        sse = dict(props["SSESpecification"])
+        kwargs["SSESpecification"] = {
+            "Enabled": _flag(sse.get("SSEEnabled", False), f"{logical_id}: SSEEnabled"),
+            **({"SSEType": sse["SSEType"]} if "SSEType" in sse else {}),
+            **({"KMSMasterKeyId": sse["KMSMasterKeyId"]} if "KMSMasterKeyId" in sse else {}),
         }
-        for optional in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification"):
-            if optional in props:
-                kwargs[optional] = props[optional]
-        if "SSESpecification" in props:
-            sse = dict(props["SSESpecification"])
-            kwargs["SSESpecification"] = {
-                "Enabled": _flag(sse.get("SSEEnabled", False), f"{logical_id}: SSEEnabled"),
-                **({"SSEType": sse["SSEType"]} if "SSEType" in sse else {}),
-                **({"KMSMasterKeyId": sse["KMSMasterKeyId"]} if "KMSMasterKeyId" in sse else {}),
-            }
-        if "DeletionProtectionEnabled" in props:
-            kwargs["DeletionProtectionEnabled"] = _flag(
-                props["DeletionProtectionEnabled"], f"{logical_id}: DeletionProtectionEnabled"
-            )
-        created = dynamodb.create_table(**kwargs)["TableDescription"]
-        pitr = props.get("PointInTimeRecoverySpecification", {})
-        if _flag(pitr.get("PointInTimeRecoveryEnabled", False), f"{logical_id}: PITR"):
-            dynamodb.update_continuous_backups(
-                TableName=name,
-                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
-            )
-        ttl = props.get("TimeToLiveSpecification")
-        if ttl and _flag(ttl.get("Enabled", False), f"{logical_id}: TimeToLive Enabled"):
-            dynamodb.update_time_to_live(
-                TableName=name,
-                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
-            )
-        resolver.refs[logical_id] = name
-        resolver.attributes[(logical_id, "Arn")] = created["TableArn"]
-        stack.physical_ids[logical_id] = name
+    if "DeletionProtectionEnabled" in props:
+        kwargs["DeletionProtectionEnabled"] = _flag(
+            props["DeletionProtectionEnabled"], f"{logical_id}: DeletionProtectionEnabled"
+        )
+    created = dynamodb.create_table(**kwargs)["TableDescription"]
+    pitr = props.get("PointInTimeRecoverySpecification", {})
+    if _flag(pitr.get("PointInTimeRecoveryEnabled", False), f"{logical_id}: PITR"):
+        dynamodb.update_continuous_backups(
+            TableName=name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl and _flag(ttl.get("Enabled", False), f"{logical_id}: TimeToLive Enabled"):
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+        )
+    resolver.refs[logical_id] = name
+    resolver.attributes[(logical_id, "Arn")] = created["TableArn"]
+    stack.physical_ids[logical_id] = name
 
 
-def _create_buckets(stack: Stack, s3: Any, stack_name: str, region: str) -> None:
-    template, resolver = stack.template, stack.resolver
-    for logical_id, resource in resources_of_type(template, "AWS::S3::Bucket").items():
-        props = resolver.resolve(resource.get("Properties", {}))
-        name = props.get("BucketName") or _physical_name(stack_name, logical_id, lower=True)
-        create: dict[str, Any] = {"Bucket": name}
-        if region != "us-east-1":
-            create["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        if _flag(props.get("ObjectLockEnabled", False), f"{logical_id}: ObjectLockEnabled"):
-            create["ObjectLockEnabledForBucket"] = True
-        s3.create_bucket(**create)
-        if "VersioningConfiguration" in props:
-            s3.put_bucket_versioning(
-                Bucket=name, VersioningConfiguration=props["VersioningConfiguration"]
-            )
-        lock = props.get("ObjectLockConfiguration")
-        if lock:
-            retention = lock["Rule"]["DefaultRetention"]
-            s3.put_object_lock_configuration(
-                Bucket=name,
-                ObjectLockConfiguration={
-                    "ObjectLockEnabled": lock["ObjectLockEnabled"],
-                    "Rule": {
-                        "DefaultRetention": {
-                            "Mode": retention["Mode"],
-                            **{k: int(v) for k, v in retention.items() if k != "Mode"},
-                        }
-                    },
+def _create_bucket(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
+    s3, resolver = client("s3"), stack.resolver
+    stack_name, region = resolver.refs["AWS::StackName"], resolver.refs["AWS::Region"]
+    name = props.get("BucketName") or _physical_name(stack_name, logical_id, lower=True)
+    create: dict[str, Any] = {"Bucket": name}
+    if region != "us-east-1":
+        create["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    if _flag(props.get("ObjectLockEnabled", False), f"{logical_id}: ObjectLockEnabled"):
+        create["ObjectLockEnabledForBucket"] = True
+    s3.create_bucket(**create)
+    if "VersioningConfiguration" in props:
+        s3.put_bucket_versioning(
+            Bucket=name, VersioningConfiguration=props["VersioningConfiguration"]
+        )
+    lock = props.get("ObjectLockConfiguration")
+    if lock:
+        retention = lock["Rule"]["DefaultRetention"]
+        s3.put_object_lock_configuration(
+            Bucket=name,
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": lock["ObjectLockEnabled"],
+                "Rule": {
+                    "DefaultRetention": {
+                        "Mode": retention["Mode"],
+                        **{k: int(v) for k, v in retention.items() if k != "Mode"},
+                    }
                 },
-            )
-        encryption = props.get("BucketEncryption")
-        if encryption:
-            s3.put_bucket_encryption(
-                Bucket=name,
-                ServerSideEncryptionConfiguration={
-                    "Rules": [
-                        _sse_rule(rule) for rule in encryption["ServerSideEncryptionConfiguration"]
-                    ]
-                },
-            )
-        if "PublicAccessBlockConfiguration" in props:
-            block = props["PublicAccessBlockConfiguration"]
-            s3.put_public_access_block(
-                Bucket=name,
-                PublicAccessBlockConfiguration={
-                    setting: _flag(value, f"{logical_id}: {setting}")
-                    for setting, value in block.items()
-                },
-            )
-        if "OwnershipControls" in props:
-            s3.put_bucket_ownership_controls(
-                Bucket=name, OwnershipControls=props["OwnershipControls"]
-            )
-        if "LifecycleConfiguration" in props:
-            s3.put_bucket_lifecycle_configuration(
-                Bucket=name,
-                LifecycleConfiguration={
-                    "Rules": [_lifecycle_rule(r) for r in props["LifecycleConfiguration"]["Rules"]]
-                },
-            )
-        resolver.refs[logical_id] = name
-        resolver.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
-        stack.physical_ids[logical_id] = name
-    for resource in resources_of_type(template, "AWS::S3::BucketPolicy").values():
-        props = resolver.resolve(resource["Properties"])
-        document = dict(props["PolicyDocument"])
-        # moto evaluates bucket policies but ignores their Conditions, so the conditional
-        # "deny unless TLS" would deny every request. Such statements are kept out of the
-        # emulator (tests check them in the template itself); the rest applies as written.
-        statements = document.get("Statement", [])
-        kept = [s for s in statements if "Condition" not in s]
-        stack.unenforced_statements.extend(s for s in statements if "Condition" in s)
-        if kept:
-            document["Statement"] = kept
-            s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
+            },
+        )
+    encryption = props.get("BucketEncryption")
+    if encryption:
+        s3.put_bucket_encryption(
+            Bucket=name,
+            ServerSideEncryptionConfiguration={
+                "Rules": [
+                    _sse_rule(rule) for rule in encryption["ServerSideEncryptionConfiguration"]
+                ]
+            },
+        )
+    if "PublicAccessBlockConfiguration" in props:
+        block = props["PublicAccessBlockConfiguration"]
+        s3.put_public_access_block(
+            Bucket=name,
+            PublicAccessBlockConfiguration={
+                setting: _flag(value, f"{logical_id}: {setting}")
+                for setting, value in block.items()
+            },
+        )
+    if "OwnershipControls" in props:
+        s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=props["OwnershipControls"])
+    if "LifecycleConfiguration" in props:
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=name,
+            LifecycleConfiguration={
+                "Rules": [_lifecycle_rule(r) for r in props["LifecycleConfiguration"]["Rules"]]
+            },
+        )
+    resolver.refs[logical_id] = name
+    resolver.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+    stack.physical_ids[logical_id] = name
 
 
-def _create_roles(stack: Stack, iam: Any, stack_name: str) -> None:
-    """IAM roles of the template, and the roles SAM makes for functions (`<Function>Role`),
-    so that their ARNs resolve. moto records the policies; it does not enforce them."""
-    template, resolver = stack.template, stack.resolver
-    account = resolver.refs["AWS::AccountId"]
-    for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
-        if "Role" not in resource.get("Properties", {}):
-            role_id = f"{logical_id}Role"
-            name = _physical_name(stack_name, role_id)[:64]
-            resolver.refs[role_id] = name
-            resolver.attributes[(role_id, "Arn")] = f"arn:aws:iam::{account}:role/{name}"
-    for logical_id, resource in resources_of_type(template, "AWS::IAM::Role").items():
-        props = resolver.resolve(resource["Properties"])
-        name = props.get("RoleName") or _physical_name(stack_name, logical_id)[:64]
-        created = iam.create_role(
+def _create_bucket_policy(
+    stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]
+) -> None:
+    document = dict(props["PolicyDocument"])
+    # moto evaluates bucket policies but ignores their Conditions, so the conditional
+    # "deny unless TLS" would deny every request. Such statements are kept out of the
+    # emulator (tests check them in the template itself); the rest applies as written.
+    statements = document.get("Statement", [])
+    kept = [s for s in statements if "Condition" not in s]
+    stack.unenforced_statements.extend(s for s in statements if "Condition" in s)
+    if kept:
+        document["Statement"] = kept
+        client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
+
+
+def _create_role(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
+    """moto records the role's policies; it does not enforce them."""
+    iam, resolver = client("iam"), stack.resolver
+    name = props.get("RoleName") or _physical_name(resolver.refs["AWS::StackName"], logical_id)[:64]
+    created = iam.create_role(
+        RoleName=name,
+        AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
+        Description=props.get("Description", logical_id),
+        MaxSessionDuration=int(props.get("MaxSessionDuration", 3600)),
+    )["Role"]
+    for policy in props.get("Policies", []):
+        iam.put_role_policy(
             RoleName=name,
-            AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
-            Description=props.get("Description", logical_id),
-            MaxSessionDuration=int(props.get("MaxSessionDuration", 3600)),
-        )["Role"]
-        for policy in props.get("Policies", []):
-            iam.put_role_policy(
-                RoleName=name,
-                PolicyName=policy["PolicyName"],
-                PolicyDocument=json.dumps(policy["PolicyDocument"]),
-            )
-        resolver.refs[logical_id] = name
-        resolver.attributes[(logical_id, "Arn")] = created["Arn"]
-        stack.physical_ids[logical_id] = name
+            PolicyName=policy["PolicyName"],
+            PolicyDocument=json.dumps(policy["PolicyDocument"]),
+        )
+    resolver.refs[logical_id] = name
+    resolver.attributes[(logical_id, "Arn")] = created["Arn"]
+    stack.physical_ids[logical_id] = name
+
+
+_CREATORS: dict[str, Callable[[Stack, _Clients, str, dict[str, Any]], None]] = {
+    "AWS::KMS::Key": _create_key,
+    "AWS::KMS::Alias": _create_alias,
+    "AWS::SecretsManager::Secret": _create_secret,
+    "AWS::SQS::Queue": _create_queue,
+    "AWS::SQS::QueuePolicy": _create_queue_policy,
+    "AWS::DynamoDB::Table": _create_table,
+    "AWS::S3::Bucket": _create_bucket,
+    "AWS::S3::BucketPolicy": _create_bucket_policy,
+    "AWS::IAM::Role": _create_role,
+}
+_CREATED_TYPES = ", ".join(_CREATORS)
 
 
 def _sse_rule(rule: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -139,4 +140,77 @@ def test_a_boolean_property_that_is_not_a_boolean_stops_provisioning(aws: None) 
         }
     )
     with pytest.raises(UnsupportedTemplate, match=r"Key.*not a boolean: 'yes'"):
+        _provision(template)
+
+
+def _queue(**properties: Any) -> dict[str, Any]:
+    return {"Type": "AWS::SQS::Queue", "Properties": properties}
+
+
+def _redrive(dead_letter_queue: str) -> dict[str, Any]:
+    return {"deadLetterTargetArn": {"Fn::GetAtt": [dead_letter_queue, "Arn"]}, "maxReceiveCount": 3}
+
+
+def test_resources_are_created_after_those_they_refer_to(aws: None) -> None:
+    # Template order is the reverse of what creation needs: a key whose policy names a role,
+    # a redrive chain two queues deep, a secret naming the key in a Fn::Sub.
+    role_arn = {"Fn::GetAtt": ["KeyUser", "Arn"]}
+    policy = {
+        **KEY_POLICY,
+        "Statement": [
+            *KEY_POLICY["Statement"],
+            {"Effect": "Allow", "Principal": {"AWS": role_arn}, "Action": "kms:Decrypt"},
+        ],
+    }
+    template = _template(
+        {
+            "Secret": {
+                "Type": "AWS::SecretsManager::Secret",
+                "Properties": {"SecretString": {"Fn::Sub": "${Key.Arn} ${!Literal}"}},
+            },
+            "Key": {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": policy}},
+            "KeyUser": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {"AssumeRolePolicyDocument": {"Version": "2012-10-17"}},
+            },
+            "Work": _queue(RedrivePolicy=_redrive("Retry")),
+            "Retry": _queue(RedrivePolicy=_redrive("Dead")),
+            "Dead": _queue(),
+            "Late": {**_queue(), "DependsOn": "Work"},
+        }
+    )
+    stack = _provision(template)
+    kms = boto3.client("kms")
+    key_policy = kms.get_key_policy(KeyId=stack.ref("Key"), PolicyName="default")["Policy"]
+    assert stack.attribute("KeyUser", "Arn") in key_policy
+    secrets = boto3.client("secretsmanager")
+    value = secrets.get_secret_value(SecretId=stack.ref("Secret"))["SecretString"]
+    assert value == f"{stack.attribute('Key', 'Arn')} ${{Literal}}"
+    sqs = boto3.client("sqs")
+    for queue, dead_letter_queue in (("Work", "Retry"), ("Retry", "Dead")):
+        attributes = sqs.get_queue_attributes(QueueUrl=stack.ref(queue), AttributeNames=["All"])
+        redrive = json.loads(attributes["Attributes"]["RedrivePolicy"])
+        assert redrive["deadLetterTargetArn"] == stack.attribute(dead_letter_queue, "Arn")
+    assert list(stack.physical_ids) == ["KeyUser", "Key", "Secret", "Dead", "Retry", "Work", "Late"]
+
+
+def test_resources_that_refer_to_each_other_stop_provisioning(aws: None) -> None:
+    template = _template(
+        {
+            "Ping": _queue(RedrivePolicy=_redrive("Pong")),
+            "Pong": _queue(RedrivePolicy=_redrive("Ping")),
+        }
+    )
+    with pytest.raises(UnsupportedTemplate, match="cycle: Ping -> Pong -> Ping"):
+        _provision(template)
+
+
+def test_a_reference_to_what_provisioning_does_not_create_names_the_resource(aws: None) -> None:
+    template = _template(
+        {
+            "Queue": _queue(KmsMasterKeyId={"Fn::GetAtt": ["Elsewhere", "Arn"]}),
+            "Elsewhere": {"Type": "AWS::SNS::Topic"},
+        }
+    )
+    with pytest.raises(UnsupportedTemplate, match=r"Queue: GetAtt Elsewhere\.Arn is not known"):
         _provision(template)
