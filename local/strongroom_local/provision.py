@@ -292,23 +292,43 @@ def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
     return password
 
 
+# Queue properties that are queue attributes of the same name: as written, as JSON, as a flag.
+_QUEUE_ATTRIBUTES = (
+    "DeduplicationScope",
+    "DelaySeconds",
+    "FifoThroughputLimit",
+    "KmsDataKeyReusePeriodSeconds",
+    "KmsMasterKeyId",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+)
+_QUEUE_JSON_ATTRIBUTES = ("RedriveAllowPolicy", "RedrivePolicy")
+_QUEUE_FLAG_ATTRIBUTES = ("ContentBasedDeduplication", "FifoQueue", "SqsManagedSseEnabled")
+
+
 def _create_queue(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
     sqs, resolver = client("sqs"), stack.resolver
     attributes: dict[str, str] = {}
-    for name in (
-        "VisibilityTimeout",
-        "MessageRetentionPeriod",
-        "KmsMasterKeyId",
-        "KmsDataKeyReusePeriodSeconds",
-        "DelaySeconds",
-        "ReceiveMessageWaitTimeSeconds",
-    ):
+    for name in _QUEUE_ATTRIBUTES:
         if name in props:
             attributes[name] = str(props[name])
-    if "RedrivePolicy" in props:
-        attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+    for name in _QUEUE_JSON_ATTRIBUTES:
+        if name in props:
+            # CloudFormation takes the policy as an object or as its JSON text.
+            value = props[name]
+            attributes[name] = value if isinstance(value, str) else json.dumps(value)
+    for name in _QUEUE_FLAG_ATTRIBUTES:
+        if name in props:
+            attributes[name] = str(_flag(props[name], f"{logical_id}: {name}")).lower()
     name = props.get("QueueName") or _physical_name(resolver.refs["AWS::StackName"], logical_id)
-    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    if "QueueName" not in props and attributes.get("FifoQueue") == "true":
+        name += ".fifo"  # as CloudFormation names a FIFO queue
+    create: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
+    if "Tags" in props:
+        create["tags"] = {tag["Key"]: tag["Value"] for tag in props["Tags"]}
+    url = sqs.create_queue(**create)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]

@@ -214,3 +214,59 @@ def test_a_reference_to_what_provisioning_does_not_create_names_the_resource(aws
     )
     with pytest.raises(UnsupportedTemplate, match=r"Queue: GetAtt Elsewhere\.Arn is not known"):
         _provision(template)
+
+
+def _sent(session: boto3.Session, operation: str) -> list[dict[str, Any]]:
+    """The parameters of every `operation` call made through `session`, as they are sent."""
+    calls: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        calls.append(params)
+
+    session.events.register(f"before-parameter-build.*.{operation}", record)
+    return calls
+
+
+def test_queues_get_every_attribute_as_written(aws: None) -> None:
+    template = _template(
+        {
+            "Ordered": _queue(
+                FifoQueue={"Ref": "On"},
+                ContentBasedDeduplication=True,
+                DeduplicationScope="messageGroup",
+                FifoThroughputLimit="perMessageGroupId",
+                Tags=[{"Key": "team", "Value": "vault"}],
+            ),
+            "Small": _queue(
+                MaximumMessageSize=2048,
+                DelaySeconds=5,
+                ReceiveMessageWaitTimeSeconds=20,
+                SqsManagedSseEnabled="false",
+                RedriveAllowPolicy={"redrivePermission": "denyAll"},
+            ),
+        },
+        On="true",
+    )
+    session = boto3.Session(region_name="us-east-1")
+    created = _sent(session, "CreateQueue")
+    stack = provision(session, template=template)
+    sqs = boto3.client("sqs")
+    ordered = stack.ref("Ordered")
+    assert ordered.endswith("/strongroom-local-Ordered.fifo")
+    attributes = sqs.get_queue_attributes(QueueUrl=ordered, AttributeNames=["All"])["Attributes"]
+    assert attributes["FifoQueue"] == "true"
+    assert attributes["ContentBasedDeduplication"] == "true"
+    assert attributes["DeduplicationScope"] == "messageGroup"
+    assert attributes["FifoThroughputLimit"] == "perMessageGroupId"
+    assert sqs.list_queue_tags(QueueUrl=ordered)["Tags"] == {"team": "vault"}
+    small = stack.ref("Small")
+    attributes = sqs.get_queue_attributes(QueueUrl=small, AttributeNames=["All"])["Attributes"]
+    assert attributes["MaximumMessageSize"] == "2048"
+    assert attributes["DelaySeconds"] == "5"
+    assert attributes["ReceiveMessageWaitTimeSeconds"] == "20"
+    assert attributes["SqsManagedSseEnabled"] == "false"
+    with pytest.raises(ClientError, match="shorter than 2048 bytes"):
+        sqs.send_message(QueueUrl=small, MessageBody="x" * 2049)
+    # moto neither reports nor enforces RedriveAllowPolicy: it is checked as sent.
+    (sent,) = [call for call in created if call["QueueName"] == "strongroom-local-Small"]
+    assert json.loads(sent["Attributes"]["RedriveAllowPolicy"]) == {"redrivePermission": "denyAll"}
