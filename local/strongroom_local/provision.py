@@ -220,14 +220,25 @@ _Clients = Callable[[str], Any]
 
 def _create_key(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
     kms, resolver = client("kms"), stack.resolver
-    created = kms.create_key(
-        Description=props.get("Description", logical_id),
-        KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
-        KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
-        Policy=json.dumps(props["KeyPolicy"]),
-    )["KeyMetadata"]
-    if _flag(props.get("EnableKeyRotation", False), logical_id):
-        kms.enable_key_rotation(KeyId=created["KeyId"])
+    create: dict[str, Any] = {
+        "Description": props.get("Description", logical_id),
+        "KeyUsage": props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+        "KeySpec": props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+        "MultiRegion": _flag(props.get("MultiRegion", False), f"{logical_id}: MultiRegion"),
+    }
+    # Without one, KMS (and moto) give the key its default policy, as CloudFormation does.
+    if "KeyPolicy" in props:
+        create["Policy"] = json.dumps(props["KeyPolicy"])
+    if "Tags" in props:
+        create["Tags"] = [{"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in props["Tags"]]
+    created = kms.create_key(**create)["KeyMetadata"]
+    if _flag(props.get("EnableKeyRotation", False), f"{logical_id}: EnableKeyRotation"):
+        rotation = {}
+        if "RotationPeriodInDays" in props:
+            rotation["RotationPeriodInDays"] = int(props["RotationPeriodInDays"])
+        kms.enable_key_rotation(KeyId=created["KeyId"], **rotation)
+    if not _flag(props.get("Enabled", True), f"{logical_id}: Enabled"):
+        kms.disable_key(KeyId=created["KeyId"])
     resolver.refs[logical_id] = created["KeyId"]
     resolver.attributes[(logical_id, "Arn")] = created["Arn"]
     resolver.attributes[(logical_id, "KeyId")] = created["KeyId"]

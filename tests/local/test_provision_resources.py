@@ -270,3 +270,41 @@ def test_queues_get_every_attribute_as_written(aws: None) -> None:
     # moto neither reports nor enforces RedriveAllowPolicy: it is checked as sent.
     (sent,) = [call for call in created if call["QueueName"] == "strongroom-local-Small"]
     assert json.loads(sent["Attributes"]["RedriveAllowPolicy"]) == {"redrivePermission": "denyAll"}
+
+
+def test_keys_get_their_state_tags_and_rotation_as_written(aws: None) -> None:
+    template = _template(
+        {
+            "Off": {
+                "Type": "AWS::KMS::Key",
+                "Properties": {
+                    "KeyPolicy": KEY_POLICY,
+                    "Enabled": {"Ref": "KeyEnabled"},
+                    "Tags": [{"Key": "purpose", "Value": "archive"}],
+                },
+            },
+            "Rotated": {
+                "Type": "AWS::KMS::Key",
+                "Properties": {
+                    "EnableKeyRotation": True,
+                    "RotationPeriodInDays": 90,
+                    "MultiRegion": True,
+                },
+            },
+        },
+        KeyEnabled="false",
+    )
+    session = boto3.Session(region_name="us-east-1")
+    rotations = _sent(session, "EnableKeyRotation")
+    stack = provision(session, template=template)
+    kms = boto3.client("kms")
+    off = kms.describe_key(KeyId=stack.ref("Off"))["KeyMetadata"]
+    assert (off["Enabled"], off["KeyState"]) == (False, "Disabled")
+    tags = kms.list_resource_tags(KeyId=stack.ref("Off"))["Tags"]
+    assert tags == [{"TagKey": "purpose", "TagValue": "archive"}]
+    rotated = kms.describe_key(KeyId=stack.ref("Rotated"))["KeyMetadata"]
+    assert (rotated["Enabled"], rotated["MultiRegion"]) == (True, True)
+    # The default key policy, as KMS gives a key created without one.
+    assert kms.get_key_policy(KeyId=stack.ref("Rotated"), PolicyName="default")["Policy"]
+    # moto does not keep the rotation period: it is checked as sent.
+    assert [call.get("RotationPeriodInDays") for call in rotations] == [90]
