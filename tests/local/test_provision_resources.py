@@ -308,3 +308,79 @@ def test_keys_get_their_state_tags_and_rotation_as_written(aws: None) -> None:
     assert kms.get_key_policy(KeyId=stack.ref("Rotated"), PolicyName="default")["Policy"]
     # moto does not keep the rotation period: it is checked as sent.
     assert [call.get("RotationPeriodInDays") for call in rotations] == [90]
+
+
+def test_buckets_get_their_logging_cors_and_tags(aws: None) -> None:
+    own_policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:DeleteBucket",
+                "Resource": {"Fn::GetAtt": ["Logs", "Arn"]},
+            }
+        ],
+    }
+    template = _template(
+        {
+            "Data": {
+                "Type": "AWS::S3::Bucket",
+                # Its destination has its own policy by then, which logging leaves as it was.
+                "DependsOn": "LogsPolicy",
+                "Properties": {
+                    "LoggingConfiguration": {
+                        "DestinationBucketName": {"Ref": "Logs"},
+                        "LogFilePrefix": "data/",
+                    },
+                    "CorsConfiguration": {
+                        "CorsRules": [
+                            {
+                                "Id": "Browser",
+                                "AllowedMethods": ["GET", "PUT"],
+                                "AllowedOrigins": ["https://app.example"],
+                                "AllowedHeaders": ["*"],
+                                "ExposedHeaders": ["ETag"],
+                                "MaxAge": 600,
+                            }
+                        ]
+                    },
+                    "Tags": [{"Key": "data", "Value": "customer"}],
+                },
+            },
+            "Logs": {"Type": "AWS::S3::Bucket"},
+            "LogsPolicy": {
+                "Type": "AWS::S3::BucketPolicy",
+                "Properties": {"Bucket": {"Ref": "Logs"}, "PolicyDocument": own_policy},
+            },
+            "SelfLogged": {
+                "Type": "AWS::S3::Bucket",
+                "Properties": {"LoggingConfiguration": {}},
+            },
+        }
+    )
+    stack = _provision(template)
+    s3 = boto3.client("s3")
+    data, logs = stack.ref("Data"), stack.ref("Logs")
+    logging = s3.get_bucket_logging(Bucket=data)["LoggingEnabled"]
+    assert logging == {"TargetBucket": logs, "TargetPrefix": "data/"}
+    self_logged = stack.ref("SelfLogged")
+    logging = s3.get_bucket_logging(Bucket=self_logged)["LoggingEnabled"]
+    assert logging == {"TargetBucket": self_logged, "TargetPrefix": ""}
+    # Each destination keeps its own policy, and only it.
+    policy = json.loads(s3.get_bucket_policy(Bucket=logs)["Policy"])
+    assert policy["Statement"] == [
+        {**own_policy["Statement"][0], "Resource": f"arn:aws:s3:::{logs}"}
+    ]
+    with pytest.raises(ClientError, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket=self_logged)
+    (cors,) = s3.get_bucket_cors(Bucket=data)["CORSRules"]
+    assert cors == {
+        "ID": "Browser",
+        "AllowedMethods": ["GET", "PUT"],
+        "AllowedOrigins": ["https://app.example"],
+        "AllowedHeaders": ["*"],
+        "ExposeHeaders": ["ETag"],
+        "MaxAgeSeconds": 600,
+    }
+    assert s3.get_bucket_tagging(Bucket=data)["TagSet"] == [{"Key": "data", "Value": "customer"}]

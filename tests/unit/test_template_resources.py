@@ -177,9 +177,13 @@ def test_data_buckets_log_access_to_the_access_log_bucket(stack: Stack) -> None:
         {"Fn::GetAtt": [logical_id, "Arn"]} for logical_id in logged
     ]
     assert delivery["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
-    # As provisioned: private, and logs expire with the stack's log retention.
+    # As provisioned: the data buckets log there; it is private, and logs expire with the
+    # stack's log retention.
     s3 = boto3.client("s3")
     name = stack.ref("AccessLogBucket")
+    for logical_id, prefix in logged.items():
+        logging = s3.get_bucket_logging(Bucket=stack.ref(logical_id))["LoggingEnabled"]
+        assert logging == {"TargetBucket": name, "TargetPrefix": prefix}
     block = s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
     assert len(block) == 4
     assert all(block.values())
