@@ -581,20 +581,81 @@ def _put_bucket_logging(s3: Any, bucket: str, logging: Mapping[str, Any]) -> Non
 
 def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
     """CloudFormation's lifecycle rule shape -> the S3 API's."""
-    converted: dict[str, Any] = {
-        "ID": rule["Id"],
-        "Status": rule["Status"],
-        "Filter": {"Prefix": rule.get("Prefix", "")},
-    }
-    if "NoncurrentVersionExpiration" in rule:
-        days = rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
-        converted["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(days)}
+    converted: dict[str, Any] = {"Status": rule["Status"], "Filter": _lifecycle_filter(rule)}
+    if "Id" in rule:
+        converted["ID"] = rule["Id"]
+    expiration: dict[str, Any] = {}
+    if "ExpirationInDays" in rule:
+        expiration["Days"] = int(rule["ExpirationInDays"])
+    if "ExpirationDate" in rule:
+        expiration["Date"] = rule["ExpirationDate"]
+    if "ExpiredObjectDeleteMarker" in rule:
+        marker = _flag(rule["ExpiredObjectDeleteMarker"], f"{rule.get('Id')}: delete markers")
+        expiration["ExpiredObjectDeleteMarker"] = marker
+    if expiration:
+        converted["Expiration"] = expiration
+    noncurrent = dict(rule.get("NoncurrentVersionExpiration", {}))
+    if "NoncurrentVersionExpirationInDays" in rule:  # the older, single-valued form
+        noncurrent["NoncurrentDays"] = rule["NoncurrentVersionExpirationInDays"]
+    if noncurrent:
+        converted["NoncurrentVersionExpiration"] = {k: int(v) for k, v in noncurrent.items()}
+    # Each transition list also has an older, single-valued form.
+    transitions = [*rule.get("Transitions", []), *_listed(rule.get("Transition"))]
+    if transitions:
+        converted["Transitions"] = [
+            {
+                "StorageClass": transition["StorageClass"],
+                **(
+                    {"Days": int(transition["TransitionInDays"])}
+                    if "TransitionInDays" in transition
+                    else {}
+                ),
+                **(
+                    {"Date": transition["TransitionDate"]} if "TransitionDate" in transition else {}
+                ),
+            }
+            for transition in transitions
+        ]
+    noncurrent_transitions = [
+        *rule.get("NoncurrentVersionTransitions", []),
+        *_listed(rule.get("NoncurrentVersionTransition")),
+    ]
+    if noncurrent_transitions:
+        converted["NoncurrentVersionTransitions"] = [
+            {
+                "StorageClass": transition["StorageClass"],
+                "NoncurrentDays": int(transition["TransitionInDays"]),
+                **(
+                    {"NewerNoncurrentVersions": int(transition["NewerNoncurrentVersions"])}
+                    if "NewerNoncurrentVersions" in transition
+                    else {}
+                ),
+            }
+            for transition in noncurrent_transitions
+        ]
     if "AbortIncompleteMultipartUpload" in rule:
         days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
         converted["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
-    if "ExpiredObjectDeleteMarker" in rule:
-        marker = _flag(rule["ExpiredObjectDeleteMarker"], f"{rule['Id']}: delete markers")
-        converted["Expiration"] = {"ExpiredObjectDeleteMarker": marker}
-    if "ExpirationInDays" in rule:
-        converted["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
     return converted
+
+
+def _lifecycle_filter(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """The objects a lifecycle rule applies to: its prefix, tags and sizes, all of them."""
+    conditions: dict[str, Any] = {}
+    if "Prefix" in rule:
+        conditions["Prefix"] = rule["Prefix"]
+    tags = [{"Key": tag["Key"], "Value": tag["Value"]} for tag in rule.get("TagFilters", [])]
+    if tags:
+        conditions["Tags"] = tags
+    for size in ("ObjectSizeGreaterThan", "ObjectSizeLessThan"):
+        if size in rule:
+            conditions[size] = int(rule[size])
+    if len(conditions) > 1 or len(tags) > 1:
+        return {"And": conditions}
+    if tags:
+        return {"Tag": tags[0]}
+    return conditions or {"Prefix": ""}
+
+
+def _listed(value: Any) -> list[Any]:
+    return [] if value is None else [value]

@@ -384,3 +384,66 @@ def test_buckets_get_their_logging_cors_and_tags(aws: None) -> None:
         "MaxAgeSeconds": 600,
     }
     assert s3.get_bucket_tagging(Bucket=data)["TagSet"] == [{"Key": "data", "Value": "customer"}]
+
+
+def test_lifecycle_rules_keep_their_filters_and_transitions(aws: None) -> None:
+    rules = [
+        {
+            "Id": "Archive",
+            "Status": "Enabled",
+            "Prefix": "reports/",
+            "TagFilters": [{"Key": "class", "Value": "cold"}],
+            "Transitions": [{"StorageClass": "GLACIER", "TransitionInDays": 30}],
+            "ExpirationInDays": 365,
+        },
+        {"Id": "Tagged", "Status": "Enabled", "TagFilters": [{"Key": "tmp", "Value": "yes"}]},
+        {
+            "Id": "Versions",
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 60, "NewerNoncurrentVersions": 3},
+            "NoncurrentVersionTransitions": [
+                {
+                    "StorageClass": "STANDARD_IA",
+                    "TransitionInDays": 30,
+                    "NewerNoncurrentVersions": 2,
+                }
+            ],
+        },
+    ]
+    template = _template(
+        {
+            "Bucket": {
+                "Type": "AWS::S3::Bucket",
+                "Properties": {
+                    "VersioningConfiguration": {"Status": "Enabled"},
+                    "LifecycleConfiguration": {"Rules": rules},
+                },
+            }
+        }
+    )
+    session = boto3.Session(region_name="us-east-1")
+    sent = _sent(session, "PutBucketLifecycleConfiguration")
+    stack = provision(session, template=template)
+    s3 = boto3.client("s3")
+    applied = {
+        rule["ID"]: rule
+        for rule in s3.get_bucket_lifecycle_configuration(Bucket=stack.ref("Bucket"))["Rules"]
+    }
+    archive = applied["Archive"]
+    assert archive["Filter"] == {
+        "And": {"Prefix": "reports/", "Tags": [{"Key": "class", "Value": "cold"}]}
+    }
+    assert archive["Transitions"] == [{"Days": 30, "StorageClass": "GLACIER"}]
+    assert archive["Expiration"] == {"Days": 365}
+    assert applied["Tagged"]["Filter"] == {"Tag": {"Key": "tmp", "Value": "yes"}}
+    versions = applied["Versions"]
+    assert versions["NoncurrentVersionTransitions"] == [
+        {"NoncurrentDays": 30, "StorageClass": "STANDARD_IA", "NewerNoncurrentVersions": 2}
+    ]
+    # moto keeps only the days of a noncurrent expiration: the rest is checked as sent.
+    (call,) = sent
+    (as_sent,) = [r for r in call["LifecycleConfiguration"]["Rules"] if r["ID"] == "Versions"]
+    assert as_sent["NoncurrentVersionExpiration"] == {
+        "NoncurrentDays": 60,
+        "NewerNoncurrentVersions": 3,
+    }
