@@ -367,11 +367,25 @@ def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[s
         "TableName": name,
         "AttributeDefinitions": props["AttributeDefinitions"],
         "KeySchema": props["KeySchema"],
-        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        # CloudFormation's default is PROVISIONED, which needs ProvisionedThroughput; a table
+        # with neither is taken as on-demand.
+        "BillingMode": props.get(
+            "BillingMode", "PROVISIONED" if "ProvisionedThroughput" in props else "PAY_PER_REQUEST"
+        ),
     }
-    for optional in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification"):
+    for optional in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
         if optional in props:
             kwargs[optional] = props[optional]
+    if "ProvisionedThroughput" in props:
+        kwargs["ProvisionedThroughput"] = {
+            name: int(units) for name, units in props["ProvisionedThroughput"].items()
+        }
+    if "StreamSpecification" in props:
+        # CloudFormation gives only the view type; the API wants the stream enabled too.
+        view_type = props["StreamSpecification"]["StreamViewType"]
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view_type}
+    if "Tags" in props:
+        kwargs["Tags"] = props["Tags"]
     if "SSESpecification" in props:
         sse = dict(props["SSESpecification"])
         kwargs["SSESpecification"] = {
@@ -386,9 +400,11 @@ def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[s
     created = dynamodb.create_table(**kwargs)["TableDescription"]
     pitr = props.get("PointInTimeRecoverySpecification", {})
     if _flag(pitr.get("PointInTimeRecoveryEnabled", False), f"{logical_id}: PITR"):
+        recovery: dict[str, Any] = {"PointInTimeRecoveryEnabled": True}
+        if "RecoveryPeriodInDays" in pitr:
+            recovery["RecoveryPeriodInDays"] = int(pitr["RecoveryPeriodInDays"])
         dynamodb.update_continuous_backups(
-            TableName=name,
-            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            TableName=name, PointInTimeRecoverySpecification=recovery
         )
     ttl = props.get("TimeToLiveSpecification")
     if ttl and _flag(ttl.get("Enabled", False), f"{logical_id}: TimeToLive Enabled"):
@@ -398,6 +414,8 @@ def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[s
         )
     resolver.refs[logical_id] = name
     resolver.attributes[(logical_id, "Arn")] = created["TableArn"]
+    if "LatestStreamArn" in created:
+        resolver.attributes[(logical_id, "StreamArn")] = created["LatestStreamArn"]
     stack.physical_ids[logical_id] = name
 
 

@@ -447,3 +447,42 @@ def test_lifecycle_rules_keep_their_filters_and_transitions(aws: None) -> None:
         "NoncurrentDays": 60,
         "NewerNoncurrentVersions": 3,
     }
+
+
+def test_tables_get_their_stream_throughput_recovery_period_and_tags(aws: None) -> None:
+    template = _template(
+        {
+            "Table": _table(
+                BillingMode="PROVISIONED",
+                ProvisionedThroughput={"ReadCapacityUnits": "5", "WriteCapacityUnits": 2},
+                StreamSpecification={"StreamViewType": "NEW_AND_OLD_IMAGES"},
+                PointInTimeRecoverySpecification={
+                    "PointInTimeRecoveryEnabled": True,
+                    "RecoveryPeriodInDays": 7,
+                },
+                Tags=[{"Key": "tier", "Value": "metadata"}],
+            ),
+            "StreamArnHolder": {
+                "Type": "AWS::SecretsManager::Secret",
+                "Properties": {"SecretString": {"Fn::GetAtt": ["Table", "StreamArn"]}},
+            },
+        }
+    )
+    stack = _provision(template)
+    dynamodb = boto3.client("dynamodb")
+    table = dynamodb.describe_table(TableName=stack.ref("Table"))["Table"]
+    assert table["StreamSpecification"] == {
+        "StreamEnabled": True,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    throughput = table["ProvisionedThroughput"]
+    assert (throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]) == (5, 2)
+    assert stack.attribute("Table", "StreamArn") == table["LatestStreamArn"]
+    secrets = boto3.client("secretsmanager")
+    value = secrets.get_secret_value(SecretId=stack.ref("StreamArnHolder"))["SecretString"]
+    assert value == table["LatestStreamArn"]
+    backups = dynamodb.describe_continuous_backups(TableName=stack.ref("Table"))
+    pitr = backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
+    assert (pitr["PointInTimeRecoveryStatus"], pitr["RecoveryPeriodInDays"]) == ("ENABLED", 7)
+    tags = dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"]
+    assert tags == [{"Key": "tier", "Value": "metadata"}]
