@@ -259,7 +259,7 @@ def _create_secret(stack: Stack, client: _Clients, logical_id: str, props: dict[
     name = props.get("Name") or _physical_name(stack.resolver.refs["AWS::StackName"], logical_id)
     resource = stack.template["Resources"][logical_id]
     create: dict[str, Any] = {"Name": name, "SecretString": _secret_value(resource, props)}
-    for optional in ("Description", "KmsKeyId"):
+    for optional in ("Description", "KmsKeyId", "Tags"):
         if optional in props:
             create[optional] = props[optional]
     arn = client("secretsmanager").create_secret(**create)["ARN"]
@@ -284,8 +284,9 @@ def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
     def flag(name: str, default: bool) -> bool:
         return _flag(spec.get(name, default), f"GenerateSecretString.{name}")
 
-    alphabet = "".join(
-        chars
+    excluded_characters = spec.get("ExcludeCharacters", "")
+    kinds = [
+        "".join(c for c in chars if c not in excluded_characters)
         for chars, excluded in (
             ("ABCDEFGHIJKLMNOPQRSTUVWXYZ", flag("ExcludeUppercase", False)),
             ("abcdefghijklmnopqrstuvwxyz", flag("ExcludeLowercase", False)),
@@ -294,9 +295,19 @@ def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
             (" ", not flag("IncludeSpace", False)),
         )
         if not excluded
-    )
-    alphabet = "".join(c for c in alphabet if c not in spec.get("ExcludeCharacters", ""))
-    password = "".join(secrets.choice(alphabet) for _ in range(int(spec.get("PasswordLength", 32))))
+    ]
+    alphabet = "".join(kinds)
+    length = int(spec.get("PasswordLength", 32))
+    # As Secrets Manager does unless told otherwise: at least one character of each kind
+    # (letters, digits, punctuation; not the space).
+    required = [
+        secrets.choice(chars)
+        for chars in kinds
+        if chars.strip() and flag("RequireEachIncludedType", True)
+    ]
+    chosen = required + [secrets.choice(alphabet) for _ in range(length - len(required))]
+    secrets.SystemRandom().shuffle(chosen)
+    password = "".join(chosen)
     if "GenerateStringKey" in spec:
         document = json.loads(spec.get("SecretStringTemplate", "{}"))
         document[spec["GenerateStringKey"]] = password
@@ -509,12 +520,16 @@ def _create_role(stack: Stack, client: _Clients, logical_id: str, props: dict[st
     """moto records the role's policies; it does not enforce them."""
     iam, resolver = client("iam"), stack.resolver
     name = props.get("RoleName") or _physical_name(resolver.refs["AWS::StackName"], logical_id)[:64]
-    created = iam.create_role(
-        RoleName=name,
-        AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
-        Description=props.get("Description", logical_id),
-        MaxSessionDuration=int(props.get("MaxSessionDuration", 3600)),
-    )["Role"]
+    create: dict[str, Any] = {
+        "RoleName": name,
+        "AssumeRolePolicyDocument": json.dumps(props["AssumeRolePolicyDocument"]),
+        "Description": props.get("Description", logical_id),
+        "MaxSessionDuration": int(props.get("MaxSessionDuration", 3600)),
+    }
+    for optional in ("Path", "PermissionsBoundary", "Tags"):
+        if optional in props:
+            create[optional] = props[optional]
+    created = iam.create_role(**create)["Role"]
     for policy in props.get("Policies", []):
         iam.put_role_policy(
             RoleName=name,
@@ -523,6 +538,7 @@ def _create_role(stack: Stack, client: _Clients, logical_id: str, props: dict[st
         )
     resolver.refs[logical_id] = name
     resolver.attributes[(logical_id, "Arn")] = created["Arn"]
+    resolver.attributes[(logical_id, "RoleId")] = created["RoleId"]
     stack.physical_ids[logical_id] = name
 
 

@@ -486,3 +486,57 @@ def test_tables_get_their_stream_throughput_recovery_period_and_tags(aws: None) 
     assert (pitr["PointInTimeRecoveryStatus"], pitr["RecoveryPeriodInDays"]) == ("ENABLED", 7)
     tags = dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"]
     assert tags == [{"Key": "tier", "Value": "metadata"}]
+
+
+def test_secrets_and_roles_get_their_tags_path_and_boundary(aws: None) -> None:
+    boundary = "arn:aws:iam::123456789012:policy/boundary"
+    template = _template(
+        {
+            "Secret": {
+                "Type": "AWS::SecretsManager::Secret",
+                "Properties": {"SecretString": "{}", "Tags": [{"Key": "app", "Value": "vault"}]},
+            },
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []},
+                    "Path": "/service/",
+                    "PermissionsBoundary": boundary,
+                    "Tags": [{"Key": "app", "Value": "vault"}],
+                },
+            },
+        }
+    )
+    stack = _provision(template)
+    secrets = boto3.client("secretsmanager")
+    tags = secrets.describe_secret(SecretId=stack.ref("Secret"))["Tags"]
+    assert tags == [{"Key": "app", "Value": "vault"}]
+    role = boto3.client("iam").get_role(RoleName=stack.ref("Role"))["Role"]
+    assert role["Arn"] == f"arn:aws:iam::123456789012:role/service/{stack.ref('Role')}"
+    assert stack.attribute("Role", "Arn") == role["Arn"]
+    assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == boundary
+    assert role["Tags"] == [{"Key": "app", "Value": "vault"}]
+
+
+def test_generated_passwords_hold_each_kind_of_character_unless_told_otherwise(
+    aws: None,
+) -> None:
+    # Three characters of three kinds: left to chance, all three would come out 1 time in 6.
+    spec = {"PasswordLength": 3, "ExcludePunctuation": True}
+    template = _template(
+        {
+            f"Password{n}": {
+                "Type": "AWS::SecretsManager::Secret",
+                "Properties": {"GenerateSecretString": spec},
+            }
+            for n in range(10)
+        }
+    )
+    stack = _provision(template)
+    secrets = boto3.client("secretsmanager")
+    for n in range(10):
+        password = secrets.get_secret_value(SecretId=stack.ref(f"Password{n}"))["SecretString"]
+        assert len(password) == 3
+        assert any(c.isupper() for c in password)
+        assert any(c.islower() for c in password)
+        assert any(c.isdigit() for c in password)
