@@ -16,9 +16,10 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import logging
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from botocore.exceptions import ClientError
 
 from strongroom_local.exceptions import UnsupportedTemplate
 from strongroom_local.template import TEMPLATE_PATH, Resolver, load_template, resources_of_type
+
+log = logging.getLogger("strongroom_local.provision")
 
 # Values for the template's deployment-specific parameters when nothing else is given.
 # BillingProducts: products of the local walk-through and the tests, one per plan and source.
@@ -126,13 +129,17 @@ def provision(
     _register_function_roles(stack)
     for logical_id in _creation_order(template):
         resource = template["Resources"][logical_id]
+        emulated = _EMULATED[resource["Type"]]
+        _only(logical_id, resource.get("Properties", {}), emulated.applied | set(emulated.skipped))
+        for name in sorted(set(resource.get("Properties", {})) & set(emulated.skipped)):
+            log.info("%s: %s left out locally: %s", logical_id, name, emulated.skipped[name])
         try:
             props = resolver.resolve(resource.get("Properties", {}))
         except KeyError as unknown:
             raise UnsupportedTemplate(
                 f"{logical_id}: {unknown.args[0]}: provisioning creates only {_CREATED_TYPES}"
             ) from unknown
-        _CREATORS[resource["Type"]](stack, client, logical_id, props)
+        emulated.create(stack, client, logical_id, props)
     return stack
 
 
@@ -142,7 +149,7 @@ def _creation_order(template: Mapping[str, Any]) -> list[str]:
     resources = {
         logical_id: resource
         for logical_id, resource in template.get("Resources", {}).items()
-        if resource.get("Type") in _CREATORS
+        if resource.get("Type") in _EMULATED
     }
     order: list[str] = []
     visiting: list[str] = []
@@ -198,6 +205,13 @@ def _references(resource: Mapping[str, Any]) -> list[str]:
 
     walk(resource.get("Properties", {}))
     return found
+
+
+def _only(where: str, properties: Mapping[str, Any], known: Set[str]) -> None:
+    """Stop at properties the local stack neither applies nor knowingly leaves out."""
+    unknown = sorted(set(properties) - set(known))
+    if unknown:
+        raise UnsupportedTemplate(f"{where}: the local stack does not emulate {', '.join(unknown)}")
 
 
 def _register_function_roles(stack: Stack) -> None:
@@ -269,6 +283,20 @@ def _create_secret(stack: Stack, client: _Clients, logical_id: str, props: dict[
     stack.secret_names[logical_id] = name
 
 
+_GENERATE_SECRET_STRING_PROPERTIES = {
+    "ExcludeCharacters",
+    "ExcludeLowercase",
+    "ExcludeNumbers",
+    "ExcludePunctuation",
+    "ExcludeUppercase",
+    "GenerateStringKey",
+    "IncludeSpace",
+    "PasswordLength",
+    "RequireEachIncludedType",
+    "SecretStringTemplate",
+}
+
+
 def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
     generated = resource.get("Metadata", {}).get("StrongroomLocal", {}).get("GeneratedValue")
     if generated is not None:
@@ -280,6 +308,7 @@ def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
         return str(props["SecretString"])
     # GenerateSecretString (or nothing, which CloudFormation treats alike): a random password.
     spec = dict(props.get("GenerateSecretString", {}))
+    _only("GenerateSecretString", spec, _GENERATE_SECRET_STRING_PROPERTIES)
 
     def flag(name: str, default: bool) -> bool:
         return _flag(spec.get(name, default), f"GenerateSecretString.{name}")
@@ -393,12 +422,16 @@ def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[s
         }
     if "StreamSpecification" in props:
         # CloudFormation gives only the view type; the API wants the stream enabled too.
+        _only(
+            f"{logical_id}: StreamSpecification", props["StreamSpecification"], {"StreamViewType"}
+        )
         view_type = props["StreamSpecification"]["StreamViewType"]
         kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view_type}
     if "Tags" in props:
         kwargs["Tags"] = props["Tags"]
     if "SSESpecification" in props:
         sse = dict(props["SSESpecification"])
+        _only(f"{logical_id}: SSESpecification", sse, {"SSEEnabled", "SSEType", "KMSMasterKeyId"})
         kwargs["SSESpecification"] = {
             "Enabled": _flag(sse.get("SSEEnabled", False), f"{logical_id}: SSEEnabled"),
             **({"SSEType": sse["SSEType"]} if "SSEType" in sse else {}),
@@ -410,6 +443,7 @@ def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[s
         )
     created = dynamodb.create_table(**kwargs)["TableDescription"]
     pitr = props.get("PointInTimeRecoverySpecification", {})
+    _only(f"{logical_id}: PITR", pitr, {"PointInTimeRecoveryEnabled", "RecoveryPeriodInDays"})
     if _flag(pitr.get("PointInTimeRecoveryEnabled", False), f"{logical_id}: PITR"):
         recovery: dict[str, Any] = {"PointInTimeRecoveryEnabled": True}
         if "RecoveryPeriodInDays" in pitr:
@@ -418,6 +452,7 @@ def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[s
             TableName=name, PointInTimeRecoverySpecification=recovery
         )
     ttl = props.get("TimeToLiveSpecification")
+    _only(f"{logical_id}: TimeToLiveSpecification", ttl or {}, {"AttributeName", "Enabled"})
     if ttl and _flag(ttl.get("Enabled", False), f"{logical_id}: TimeToLive Enabled"):
         dynamodb.update_time_to_live(
             TableName=name,
@@ -446,28 +481,27 @@ def _create_bucket(stack: Stack, client: _Clients, logical_id: str, props: dict[
         )
     lock = props.get("ObjectLockConfiguration")
     if lock:
-        retention = lock["Rule"]["DefaultRetention"]
-        s3.put_object_lock_configuration(
-            Bucket=name,
-            ObjectLockConfiguration={
-                "ObjectLockEnabled": lock["ObjectLockEnabled"],
-                "Rule": {
-                    "DefaultRetention": {
-                        "Mode": retention["Mode"],
-                        **{k: int(v) for k, v in retention.items() if k != "Mode"},
-                    }
-                },
-            },
-        )
+        where = f"{logical_id}: ObjectLockConfiguration"
+        _only(where, lock, {"ObjectLockEnabled", "Rule"})
+        configuration: dict[str, Any] = {"ObjectLockEnabled": lock["ObjectLockEnabled"]}
+        if "Rule" in lock:
+            _only(f"{where}.Rule", lock["Rule"], {"DefaultRetention"})
+            retention = lock["Rule"]["DefaultRetention"]
+            _only(f"{where}.Rule.DefaultRetention", retention, {"Mode", "Days", "Years"})
+            configuration["Rule"] = {
+                "DefaultRetention": {
+                    "Mode": retention["Mode"],
+                    **{k: int(v) for k, v in retention.items() if k != "Mode"},
+                }
+            }
+        s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=configuration)
     encryption = props.get("BucketEncryption")
     if encryption:
+        _only(f"{logical_id}: BucketEncryption", encryption, {"ServerSideEncryptionConfiguration"})
+        rules = encryption["ServerSideEncryptionConfiguration"]
         s3.put_bucket_encryption(
             Bucket=name,
-            ServerSideEncryptionConfiguration={
-                "Rules": [
-                    _sse_rule(rule) for rule in encryption["ServerSideEncryptionConfiguration"]
-                ]
-            },
+            ServerSideEncryptionConfiguration={"Rules": [_sse_rule(logical_id, r) for r in rules]},
         )
     if "PublicAccessBlockConfiguration" in props:
         block = props["PublicAccessBlockConfiguration"]
@@ -481,19 +515,29 @@ def _create_bucket(stack: Stack, client: _Clients, logical_id: str, props: dict[
     if "OwnershipControls" in props:
         s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=props["OwnershipControls"])
     if "LifecycleConfiguration" in props:
+        lifecycle = props["LifecycleConfiguration"]
+        _only(f"{logical_id}: LifecycleConfiguration", lifecycle, {"Rules"})
         s3.put_bucket_lifecycle_configuration(
             Bucket=name,
             LifecycleConfiguration={
-                "Rules": [_lifecycle_rule(r) for r in props["LifecycleConfiguration"]["Rules"]]
+                "Rules": [_lifecycle_rule(logical_id, r) for r in lifecycle["Rules"]]
             },
         )
     if "CorsConfiguration" in props:
+        _only(f"{logical_id}: CorsConfiguration", props["CorsConfiguration"], {"CorsRules"})
         rules = props["CorsConfiguration"]["CorsRules"]
         s3.put_bucket_cors(
-            Bucket=name, CORSConfiguration={"CORSRules": [_cors_rule(r) for r in rules]}
+            Bucket=name,
+            CORSConfiguration={"CORSRules": [_cors_rule(logical_id, r) for r in rules]},
         )
     if "LoggingConfiguration" in props:
-        _put_bucket_logging(s3, name, props["LoggingConfiguration"])
+        logging = props["LoggingConfiguration"]
+        _only(
+            f"{logical_id}: LoggingConfiguration",
+            logging,
+            {"DestinationBucketName", "LogFilePrefix", "TargetObjectKeyFormat"},
+        )
+        _put_bucket_logging(s3, name, logging)
     if "Tags" in props:
         s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": props["Tags"]})
     resolver.refs[logical_id] = name
@@ -542,38 +586,149 @@ def _create_role(stack: Stack, client: _Clients, logical_id: str, props: dict[st
     stack.physical_ids[logical_id] = name
 
 
-_CREATORS: dict[str, Callable[[Stack, _Clients, str, dict[str, Any]], None]] = {
-    "AWS::KMS::Key": _create_key,
-    "AWS::KMS::Alias": _create_alias,
-    "AWS::SecretsManager::Secret": _create_secret,
-    "AWS::SQS::Queue": _create_queue,
-    "AWS::SQS::QueuePolicy": _create_queue_policy,
-    "AWS::DynamoDB::Table": _create_table,
-    "AWS::S3::Bucket": _create_bucket,
-    "AWS::S3::BucketPolicy": _create_bucket_policy,
-    "AWS::IAM::Role": _create_role,
+@dataclass(frozen=True)
+class _Emulated:
+    """How provisioning creates a resource type: the properties it applies, those it leaves
+    out knowingly (each with why that changes nothing locally); any other stops it."""
+
+    create: Callable[[Stack, _Clients, str, dict[str, Any]], None]
+    applied: frozenset[str]
+    skipped: Mapping[str, str] = field(default_factory=dict)
+
+
+_EMULATED = {
+    "AWS::KMS::Key": _Emulated(
+        _create_key,
+        frozenset(
+            {
+                "Description",
+                "Enabled",
+                "EnableKeyRotation",
+                "KeyPolicy",
+                "KeySpec",
+                "KeyUsage",
+                "MultiRegion",
+                "RotationPeriodInDays",
+                "Tags",
+            }
+        ),
+        {
+            "PendingWindowInDays": "only delays a deletion, and the local stack deletes no key",
+            "BypassPolicyLockoutSafetyCheck": "moto makes no policy lockout check to bypass",
+        },
+    ),
+    "AWS::KMS::Alias": _Emulated(_create_alias, frozenset({"AliasName", "TargetKeyId"})),
+    "AWS::SecretsManager::Secret": _Emulated(
+        _create_secret,
+        frozenset(
+            {"Name", "Description", "KmsKeyId", "SecretString", "GenerateSecretString", "Tags"}
+        ),
+        {"ReplicaRegions": "replicas live in other regions; the local stack runs in one"},
+    ),
+    "AWS::SQS::Queue": _Emulated(
+        _create_queue,
+        frozenset(
+            {
+                "QueueName",
+                "Tags",
+                *_QUEUE_ATTRIBUTES,
+                *_QUEUE_JSON_ATTRIBUTES,
+                *_QUEUE_FLAG_ATTRIBUTES,
+            }
+        ),
+    ),
+    "AWS::SQS::QueuePolicy": _Emulated(
+        _create_queue_policy, frozenset({"PolicyDocument", "Queues"})
+    ),
+    "AWS::DynamoDB::Table": _Emulated(
+        _create_table,
+        frozenset(
+            {
+                "AttributeDefinitions",
+                "BillingMode",
+                "DeletionProtectionEnabled",
+                "GlobalSecondaryIndexes",
+                "KeySchema",
+                "LocalSecondaryIndexes",
+                "PointInTimeRecoverySpecification",
+                "ProvisionedThroughput",
+                "SSESpecification",
+                "StreamSpecification",
+                "TableName",
+                "Tags",
+                "TimeToLiveSpecification",
+            }
+        ),
+        {
+            "ContributorInsightsSpecification": "CloudWatch metrics only",
+            "TableClass": "a storage price class; reads and writes behave alike",
+        },
+    ),
+    "AWS::S3::Bucket": _Emulated(
+        _create_bucket,
+        frozenset(
+            {
+                "BucketEncryption",
+                "BucketName",
+                "CorsConfiguration",
+                "LifecycleConfiguration",
+                "LoggingConfiguration",
+                "ObjectLockConfiguration",
+                "ObjectLockEnabled",
+                "OwnershipControls",
+                "PublicAccessBlockConfiguration",
+                "Tags",
+                "VersioningConfiguration",
+            }
+        ),
+        {"MetricsConfigurations": "CloudWatch request metrics only"},
+    ),
+    "AWS::S3::BucketPolicy": _Emulated(
+        _create_bucket_policy, frozenset({"Bucket", "PolicyDocument"})
+    ),
+    "AWS::IAM::Role": _Emulated(
+        _create_role,
+        frozenset(
+            {
+                "AssumeRolePolicyDocument",
+                "Description",
+                "MaxSessionDuration",
+                "Path",
+                "PermissionsBoundary",
+                "Policies",
+                "RoleName",
+                "Tags",
+            }
+        ),
+        {
+            "ManagedPolicyArns": "moto enforces no IAM, and holds no AWS managed policy to attach",
+        },
+    ),
 }
-_CREATED_TYPES = ", ".join(_CREATORS)
+_CREATED_TYPES = ", ".join(_EMULATED)
 
 
-def _sse_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
-    default = rule["ServerSideEncryptionByDefault"]
-    converted: dict[str, Any] = {
-        "ApplyServerSideEncryptionByDefault": {
-            "SSEAlgorithm": default["SSEAlgorithm"],
-            **(
-                {"KMSMasterKeyID": default["KMSMasterKeyID"]} if "KMSMasterKeyID" in default else {}
-            ),
-        }
-    }
+def _sse_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
+    """CloudFormation's default encryption rule shape -> the S3 API's."""
+    where = f"{logical_id}: encryption rule"
+    _only(where, rule, {"ServerSideEncryptionByDefault", "BucketKeyEnabled"})
+    converted: dict[str, Any] = {}
+    if "ServerSideEncryptionByDefault" in rule:
+        default = rule["ServerSideEncryptionByDefault"]
+        _only(where, default, {"SSEAlgorithm", "KMSMasterKeyID"})
+        converted["ApplyServerSideEncryptionByDefault"] = dict(default)
     if "BucketKeyEnabled" in rule:
-        converted["BucketKeyEnabled"] = _flag(rule["BucketKeyEnabled"], "BucketKeyEnabled")
+        converted["BucketKeyEnabled"] = _flag(
+            rule["BucketKeyEnabled"], f"{where}: BucketKeyEnabled"
+        )
     return converted
 
 
-def _cors_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+def _cors_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
     """CloudFormation's CORS rule shape -> the S3 API's."""
     names = {"Id": "ID", "ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
+    allowed = {"AllowedHeaders", "AllowedMethods", "AllowedOrigins", *names}
+    _only(f"{logical_id}: CORS rule {rule.get('Id', '')}", rule, allowed)
     converted = {names.get(key, key): value for key, value in rule.items()}
     if "MaxAgeSeconds" in converted:
         converted["MaxAgeSeconds"] = int(converted["MaxAgeSeconds"])
@@ -613,8 +768,29 @@ def _put_bucket_logging(s3: Any, bucket: str, logging: Mapping[str, Any]) -> Non
             s3.delete_bucket_policy(Bucket=target)
 
 
-def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+_LIFECYCLE_RULE_PROPERTIES = {
+    "AbortIncompleteMultipartUpload",
+    "ExpirationDate",
+    "ExpirationInDays",
+    "ExpiredObjectDeleteMarker",
+    "Id",
+    "NoncurrentVersionExpiration",
+    "NoncurrentVersionExpirationInDays",
+    "NoncurrentVersionTransition",
+    "NoncurrentVersionTransitions",
+    "ObjectSizeGreaterThan",
+    "ObjectSizeLessThan",
+    "Prefix",
+    "Status",
+    "TagFilters",
+    "Transition",
+    "Transitions",
+}
+
+
+def _lifecycle_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
     """CloudFormation's lifecycle rule shape -> the S3 API's."""
+    _only(f"{logical_id}: lifecycle rule {rule.get('Id', '')}", rule, _LIFECYCLE_RULE_PROPERTIES)
     converted: dict[str, Any] = {"Status": rule["Status"], "Filter": _lifecycle_filter(rule)}
     if "Id" in rule:
         converted["ID"] = rule["Id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -540,3 +541,68 @@ def test_generated_passwords_hold_each_kind_of_character_unless_told_otherwise(
         assert any(c.isupper() for c in password)
         assert any(c.islower() for c in password)
         assert any(c.isdigit() for c in password)
+
+
+@pytest.mark.parametrize(
+    ("resource", "unsupported"),
+    [
+        (
+            {"Type": "AWS::S3::Bucket", "Properties": {"WebsiteConfiguration": {}}},
+            "Thing: the local stack does not emulate WebsiteConfiguration",
+        ),
+        (
+            {"Type": "AWS::KMS::Key", "Properties": {"Origin": "EXTERNAL"}},
+            "Thing: the local stack does not emulate Origin",
+        ),
+        (
+            _table(KinesisStreamSpecification={"StreamArn": "arn:aws:kinesis:::stream/s"}),
+            "Thing: the local stack does not emulate KinesisStreamSpecification",
+        ),
+        (
+            _table(StreamSpecification={"StreamViewType": "KEYS_ONLY", "ResourcePolicy": {}}),
+            "Thing: StreamSpecification: the local stack does not emulate ResourcePolicy",
+        ),
+        (
+            {
+                "Type": "AWS::S3::Bucket",
+                "Properties": {
+                    "LifecycleConfiguration": {
+                        "Rules": [{"Id": "Odd", "Status": "Enabled", "Unheard": 1}]
+                    }
+                },
+            },
+            "Thing: lifecycle rule Odd: the local stack does not emulate Unheard",
+        ),
+        (
+            _queue(VisibilityTimeout=30, Unheard=1),
+            "Thing: the local stack does not emulate Unheard",
+        ),
+    ],
+)
+def test_a_property_the_stack_does_not_emulate_stops_provisioning(
+    aws: None, resource: dict[str, Any], unsupported: str
+) -> None:
+    with pytest.raises(UnsupportedTemplate) as stopped:
+        _provision(_template({"Thing": resource}))
+    assert str(stopped.value) == unsupported
+
+
+def test_properties_that_change_nothing_locally_are_left_out_and_said_so(
+    aws: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    template = _template(
+        {
+            "Table": _table(
+                ContributorInsightsSpecification={"Enabled": True},
+                TableClass="STANDARD_INFREQUENT_ACCESS",
+            )
+        }
+    )
+    with caplog.at_level(logging.INFO, logger="strongroom_local.provision"):
+        stack = _provision(template)
+    assert boto3.client("dynamodb").describe_table(TableName=stack.ref("Table"))["Table"]
+    said = [r.getMessage() for r in caplog.records if r.name == "strongroom_local.provision"]
+    assert said == [
+        "Table: ContributorInsightsSpecification left out locally: CloudWatch metrics only",
+        "Table: TableClass left out locally: a storage price class; reads and writes behave alike",
+    ]
