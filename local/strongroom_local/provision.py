@@ -549,12 +549,21 @@ def _create_bucket_policy(
     stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]
 ) -> None:
     document = dict(props["PolicyDocument"])
-    # moto evaluates bucket policies but ignores their Conditions, so the conditional
-    # "deny unless TLS" would deny every request. Such statements are kept out of the
-    # emulator (tests check them in the template itself); the rest applies as written.
+    # moto evaluates a bucket policy's denies on object requests but ignores their Conditions,
+    # so the conditional "deny unless TLS" would deny every request. Such statements are kept
+    # out of the emulator, and said so (tests check template.yaml's in the template itself);
+    # the rest applies as written.
     statements = document.get("Statement", [])
     kept = [s for s in statements if "Condition" not in s]
-    stack.unenforced_statements.extend(s for s in statements if "Condition" in s)
+    left_out = [s for s in statements if "Condition" in s]
+    stack.unenforced_statements.extend(left_out)
+    if left_out:
+        log.warning(
+            "%s: statements %s not applied locally (moto ignores conditions)%s",
+            logical_id,
+            ", ".join(s.get("Sid", f"#{statements.index(s) + 1}") for s in left_out),
+            "" if kept else f": {props['Bucket']} has no bucket policy",
+        )
     if kept:
         document["Statement"] = kept
         client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))

@@ -606,3 +606,68 @@ def test_properties_that_change_nothing_locally_are_left_out_and_said_so(
         "Table: ContributorInsightsSpecification left out locally: CloudWatch metrics only",
         "Table: TableClass left out locally: a storage price class; reads and writes behave alike",
     ]
+
+
+def test_conditional_bucket_policy_statements_are_left_out_and_said_so(
+    aws: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    bucket_arn = {"Fn::GetAtt": ["Bucket", "Arn"]}
+    statements = [
+        {
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": bucket_arn,
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        },
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": bucket_arn},
+    ]
+    template = _template(
+        {
+            "Bucket": {"Type": "AWS::S3::Bucket"},
+            "BucketPolicy": {
+                "Type": "AWS::S3::BucketPolicy",
+                "Properties": {
+                    "Bucket": {"Ref": "Bucket"},
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+                },
+            },
+            "Bare": {"Type": "AWS::S3::Bucket"},
+            "BarePolicy": {
+                "Type": "AWS::S3::BucketPolicy",
+                "Properties": {
+                    "Bucket": {"Ref": "Bare"},
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": statements[:1]},
+                },
+            },
+        }
+    )
+    with caplog.at_level(logging.WARNING, logger="strongroom_local.provision"):
+        stack = _provision(template)
+    s3 = boto3.client("s3")
+    (applied,) = json.loads(s3.get_bucket_policy(Bucket=stack.ref("Bucket"))["Policy"])["Statement"]
+    assert applied["Action"] == "s3:DeleteBucket"
+    with pytest.raises(ClientError, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket=stack.ref("Bare"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "BucketPolicy: statements DenyInsecureTransport not applied locally"
+        " (moto ignores conditions)",
+        "BarePolicy: statements DenyInsecureTransport not applied locally"
+        " (moto ignores conditions): strongroom-local-bare has no bucket policy",
+    ]
+    assert [s["Sid"] for s in stack.unenforced_statements] == ["DenyInsecureTransport"] * 2
+
+
+def test_template_yaml_provisions_and_says_which_statements_it_left_out(
+    aws: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="strongroom_local.provision"):
+        stack = provision(boto3.Session(region_name="us-east-1"))
+    said = {r.getMessage().split(":")[0]: r.getMessage() for r in caplog.records}
+    assert sorted(said) == ["AccessLogBucketPolicy", "AuditBucketPolicy", "BackupBucketPolicy"]
+    assert (
+        "DenyInsecureTransport, S3LogDeliveryFromThisStacksBuckets" in said["AccessLogBucketPolicy"]
+    )
+    for bucket in ("AccessLogBucket", "BackupBucket", "AuditBucket"):
+        assert said[f"{bucket}Policy"].endswith(f": {stack.ref(bucket)} has no bucket policy")
