@@ -129,6 +129,9 @@ def provision(
     _register_function_roles(stack)
     for logical_id in _creation_order(template):
         resource = template["Resources"][logical_id]
+        _only(logical_id, resource, _RESOURCE_ATTRIBUTES)
+        if "Condition" in resource and not resolver.condition(resource["Condition"]):
+            continue  # not in the stack, as in CloudFormation
         emulated = _EMULATED[resource["Type"]]
         _only(logical_id, resource.get("Properties", {}), emulated.applied | set(emulated.skipped))
         for name in sorted(set(resource.get("Properties", {})) & set(emulated.skipped)):
@@ -141,6 +144,19 @@ def provision(
             ) from unknown
         emulated.create(stack, client, logical_id, props)
     return stack
+
+
+# DeletionPolicy and UpdateReplacePolicy change nothing locally: the local stack deletes and
+# replaces no resource.
+_RESOURCE_ATTRIBUTES = {
+    "Type",
+    "Properties",
+    "DependsOn",
+    "Condition",
+    "Metadata",
+    "DeletionPolicy",
+    "UpdateReplacePolicy",
+}
 
 
 def _creation_order(template: Mapping[str, Any]) -> list[str]:

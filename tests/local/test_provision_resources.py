@@ -671,3 +671,30 @@ def test_template_yaml_provisions_and_says_which_statements_it_left_out(
     )
     for bucket in ("AccessLogBucket", "BackupBucket", "AuditBucket"):
         assert said[f"{bucket}Policy"].endswith(f": {stack.ref(bucket)} has no bucket policy")
+
+
+def test_a_resource_whose_condition_is_false_is_not_created(aws: None) -> None:
+    template = _template(
+        {
+            "Always": _queue(),
+            "ProdOnly": {**_queue(), "Condition": "IsProd"},
+            "Uses": {
+                "Type": "AWS::SecretsManager::Secret",
+                "Properties": {
+                    "SecretString": {"Fn::If": ["IsProd", {"Ref": "ProdOnly"}, {"Ref": "Always"}]}
+                },
+            },
+        },
+        Stage="dev",
+    )
+    template["Conditions"] = {"IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}}
+    stack = _provision(template)
+    assert sorted(stack.physical_ids) == ["Always", "Uses"]
+    urls = boto3.client("sqs").list_queues()["QueueUrls"]
+    assert urls == [stack.ref("Always")]
+
+
+def test_a_resource_attribute_the_stack_does_not_emulate_stops_provisioning(aws: None) -> None:
+    template = _template({"Queue": {**_queue(), "UpdatePolicy": {}}})
+    with pytest.raises(UnsupportedTemplate, match="Queue: the local stack does not emulate Update"):
+        _provision(template)
