@@ -126,6 +126,11 @@ def provision(
     def client(service: str) -> Any:
         return session.client(service, endpoint_url=endpoint_url, region_name=region)  # type: ignore[call-overload]
 
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") not in (*_EMULATED, *_NOT_PROVISIONED):
+            raise UnsupportedTemplate(
+                f"{logical_id}: the local stack does not emulate {resource.get('Type')}"
+            )
     _register_function_roles(stack)
     for logical_id in _creation_order(template):
         resource = template["Resources"][logical_id]
@@ -731,6 +736,14 @@ _EMULATED = {
     ),
 }
 _CREATED_TYPES = ", ".join(_EMULATED)
+# Types the local stack handles other than by provisioning them, and how (a type it comes to
+# handle elsewhere is added here; any other stops provisioning).
+_NOT_PROVISIONED = {
+    "AWS::Serverless::Function": "run by the local stack's workers (wiring)",
+    "AWS::Serverless::LayerVersion": "put on its functions' sys.path (wiring)",
+    "AWS::Serverless::HttpApi": "served by the local stack's HTTP API (routes, wiring)",
+    "AWS::Logs::LogGroup": "functions log to the local stack's output",
+}
 
 
 def _sse_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:

@@ -210,10 +210,18 @@ def test_a_reference_to_what_provisioning_does_not_create_names_the_resource(aws
     template = _template(
         {
             "Queue": _queue(KmsMasterKeyId={"Fn::GetAtt": ["Elsewhere", "Arn"]}),
-            "Elsewhere": {"Type": "AWS::SNS::Topic"},
+            "Elsewhere": {"Type": "AWS::Serverless::Function"},
         }
     )
     with pytest.raises(UnsupportedTemplate, match=r"Queue: GetAtt Elsewhere\.Arn is not known"):
+        _provision(template)
+
+
+def test_a_resource_type_the_stack_does_not_emulate_stops_provisioning(aws: None) -> None:
+    template = _template({"Queue": _queue(), "Topic": {"Type": "AWS::SNS::Topic"}})
+    with pytest.raises(
+        UnsupportedTemplate, match="Topic: the local stack does not emulate AWS::SNS"
+    ):
         _provision(template)
 
 
