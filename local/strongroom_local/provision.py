@@ -2,7 +2,12 @@
 
 Used by the tests (inside moto's `mock_aws`) and by `strongroom local` (against moto's server),
 so both run on exactly the resources `template.yaml` declares. Every property the emulator
-accepts is applied as written; names are derived from the stack name as CloudFormation would.
+accepts is applied as written; names are derived from the stack name as CloudFormation would,
+and each resource is created after those it refers to. Each resource type lists the properties
+it applies and those it leaves out knowingly, with why that changes nothing locally (`_EMULATED`);
+any other property, resource attribute or resource type stops provisioning (UnsupportedTemplate),
+as does a cycle of references. Bucket-policy statements with a Condition are left out, and
+logged: moto would apply them unconditionally.
 
 Secrets get the value the template gives them, except where the resource's
 `Metadata.StrongroomLocal.GeneratedValue` asks for a generated one (a deployed stack is given
@@ -60,7 +65,8 @@ class Stack:
     template: dict[str, Any]
     resolver: Resolver
     physical_ids: dict[str, str] = field(default_factory=dict)
-    # Policy statements the emulator cannot evaluate faithfully and so were not applied.
+    # Policy statements the emulator cannot evaluate faithfully and so were not applied
+    # (each policy that had some is logged).
     unenforced_statements: list[dict[str, Any]] = field(default_factory=list)
     # Secrets Manager secrets: logical id -> secret name.
     secret_names: dict[str, str] = field(default_factory=dict)
@@ -146,6 +152,7 @@ def provision(
         except KeyError as unknown:
             raise UnsupportedTemplate(
                 f"{logical_id}: {unknown.args[0]}: provisioning creates only {_CREATED_TYPES}"
+                " (those whose Condition holds)"
             ) from unknown
         emulated.create(stack, client, logical_id, props)
     return stack
