@@ -33,7 +33,14 @@ import boto3
 from botocore.exceptions import ClientError
 
 from strongroom_local.exceptions import UnsupportedTemplate
-from strongroom_local.template import TEMPLATE_PATH, Resolver, load_template, resources_of_type
+from strongroom_local.template import (
+    TEMPLATE_PATH,
+    Resolver,
+    cloudformation_bool,
+    load_template,
+    resources_of_type,
+    scalar_text,
+)
 
 log = logging.getLogger("strongroom_local.provision")
 
@@ -87,15 +94,7 @@ class Stack:
             own_env = function.get("Properties", {}).get("Environment", {})
             variables.update(own_env.get("Variables", {}))
         resolved = self.resolver.resolve(variables)
-        return {name: str(value) for name, value in resolved.items()}
-
-
-def _flag(value: Any, what: str) -> bool:
-    """A boolean property as CloudFormation reads it ("false" is false): the local stack's rule."""
-    # Imported here because wiring imports this module.
-    from strongroom_local.wiring import _flag as cloudformation_flag  # noqa: PLC0415
-
-    return cloudformation_flag(value, what)
+        return {name: scalar_text(value, f"Environment {name}") for name, value in resolved.items()}
 
 
 def _physical_name(stack_name: str, logical_id: str, *, lower: bool = False) -> str:
@@ -133,7 +132,10 @@ def provision(
         return session.client(service, endpoint_url=endpoint_url, region_name=region)  # type: ignore[call-overload]
 
     for logical_id, resource in template.get("Resources", {}).items():
-        if resource.get("Type") not in (*_EMULATED, *_NOT_PROVISIONED):
+        if resolver.exists(logical_id) and resource.get("Type") not in (
+            *_EMULATED,
+            *_NOT_PROVISIONED,
+        ):
             raise UnsupportedTemplate(
                 f"{logical_id}: the local stack does not emulate {resource.get('Type')}"
             )
@@ -141,8 +143,8 @@ def provision(
     for logical_id in _creation_order(template):
         resource = template["Resources"][logical_id]
         _only(logical_id, resource, _RESOURCE_ATTRIBUTES)
-        if "Condition" in resource and not resolver.condition(resource["Condition"]):
-            continue  # not in the stack, as in CloudFormation
+        if not resolver.exists(logical_id):
+            continue  # its Condition is false: not in the stack, as in CloudFormation
         emulated = _EMULATED[resource["Type"]]
         _only(logical_id, resource.get("Properties", {}), emulated.applied | set(emulated.skipped))
         for name in sorted(set(resource.get("Properties", {})) & set(emulated.skipped)):
@@ -247,7 +249,7 @@ def _register_function_roles(stack: Stack) -> None:
     resolver = stack.resolver
     account, stack_name = resolver.refs["AWS::AccountId"], resolver.refs["AWS::StackName"]
     for logical_id, resource in resources_of_type(
-        stack.template, "AWS::Serverless::Function"
+        stack.template, "AWS::Serverless::Function", resolver
     ).items():
         if "Role" not in resource.get("Properties", {}):
             role_id = f"{logical_id}Role"
@@ -267,7 +269,9 @@ def _create_key(stack: Stack, client: _Clients, logical_id: str, props: dict[str
         "Description": props.get("Description", logical_id),
         "KeyUsage": props.get("KeyUsage", "ENCRYPT_DECRYPT"),
         "KeySpec": props.get("KeySpec", "SYMMETRIC_DEFAULT"),
-        "MultiRegion": _flag(props.get("MultiRegion", False), f"{logical_id}: MultiRegion"),
+        "MultiRegion": cloudformation_bool(
+            props.get("MultiRegion", False), f"{logical_id}: MultiRegion"
+        ),
     }
     # Without one, KMS (and moto) give the key its default policy, as CloudFormation does.
     if "KeyPolicy" in props:
@@ -275,12 +279,14 @@ def _create_key(stack: Stack, client: _Clients, logical_id: str, props: dict[str
     if "Tags" in props:
         create["Tags"] = [{"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in props["Tags"]]
     created = kms.create_key(**create)["KeyMetadata"]
-    if _flag(props.get("EnableKeyRotation", False), f"{logical_id}: EnableKeyRotation"):
+    if cloudformation_bool(
+        props.get("EnableKeyRotation", False), f"{logical_id}: EnableKeyRotation"
+    ):
         rotation = {}
         if "RotationPeriodInDays" in props:
             rotation["RotationPeriodInDays"] = int(props["RotationPeriodInDays"])
         kms.enable_key_rotation(KeyId=created["KeyId"], **rotation)
-    if not _flag(props.get("Enabled", True), f"{logical_id}: Enabled"):
+    if not cloudformation_bool(props.get("Enabled", True), f"{logical_id}: Enabled"):
         kms.disable_key(KeyId=created["KeyId"])
     resolver.refs[logical_id] = created["KeyId"]
     resolver.attributes[(logical_id, "Arn")] = created["Arn"]
@@ -339,7 +345,7 @@ def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
     _only("GenerateSecretString", spec, _GENERATE_SECRET_STRING_PROPERTIES)
 
     def flag(name: str, default: bool) -> bool:
-        return _flag(spec.get(name, default), f"GenerateSecretString.{name}")
+        return cloudformation_bool(spec.get(name, default), f"GenerateSecretString.{name}")
 
     excluded_characters = spec.get("ExcludeCharacters", "")
     kinds = [
@@ -401,7 +407,9 @@ def _create_queue(stack: Stack, client: _Clients, logical_id: str, props: dict[s
             attributes[name] = value if isinstance(value, str) else json.dumps(value)
     for name in _QUEUE_FLAG_ATTRIBUTES:
         if name in props:
-            attributes[name] = str(_flag(props[name], f"{logical_id}: {name}")).lower()
+            attributes[name] = str(
+                cloudformation_bool(props[name], f"{logical_id}: {name}")
+            ).lower()
     name = props.get("QueueName") or _physical_name(resolver.refs["AWS::StackName"], logical_id)
     if "QueueName" not in props and attributes.get("FifoQueue") == "true":
         name += ".fifo"  # as CloudFormation names a FIFO queue
@@ -461,18 +469,20 @@ def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[s
         sse = dict(props["SSESpecification"])
         _only(f"{logical_id}: SSESpecification", sse, {"SSEEnabled", "SSEType", "KMSMasterKeyId"})
         kwargs["SSESpecification"] = {
-            "Enabled": _flag(sse.get("SSEEnabled", False), f"{logical_id}: SSEEnabled"),
+            "Enabled": cloudformation_bool(
+                sse.get("SSEEnabled", False), f"{logical_id}: SSEEnabled"
+            ),
             **({"SSEType": sse["SSEType"]} if "SSEType" in sse else {}),
             **({"KMSMasterKeyId": sse["KMSMasterKeyId"]} if "KMSMasterKeyId" in sse else {}),
         }
     if "DeletionProtectionEnabled" in props:
-        kwargs["DeletionProtectionEnabled"] = _flag(
+        kwargs["DeletionProtectionEnabled"] = cloudformation_bool(
             props["DeletionProtectionEnabled"], f"{logical_id}: DeletionProtectionEnabled"
         )
     created = dynamodb.create_table(**kwargs)["TableDescription"]
     pitr = props.get("PointInTimeRecoverySpecification", {})
     _only(f"{logical_id}: PITR", pitr, {"PointInTimeRecoveryEnabled", "RecoveryPeriodInDays"})
-    if _flag(pitr.get("PointInTimeRecoveryEnabled", False), f"{logical_id}: PITR"):
+    if cloudformation_bool(pitr.get("PointInTimeRecoveryEnabled", False), f"{logical_id}: PITR"):
         recovery: dict[str, Any] = {"PointInTimeRecoveryEnabled": True}
         if "RecoveryPeriodInDays" in pitr:
             recovery["RecoveryPeriodInDays"] = int(pitr["RecoveryPeriodInDays"])
@@ -481,7 +491,7 @@ def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[s
         )
     ttl = props.get("TimeToLiveSpecification")
     _only(f"{logical_id}: TimeToLiveSpecification", ttl or {}, {"AttributeName", "Enabled"})
-    if ttl and _flag(ttl.get("Enabled", False), f"{logical_id}: TimeToLive Enabled"):
+    if ttl and cloudformation_bool(ttl.get("Enabled", False), f"{logical_id}: TimeToLive Enabled"):
         dynamodb.update_time_to_live(
             TableName=name,
             TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
@@ -500,7 +510,9 @@ def _create_bucket(stack: Stack, client: _Clients, logical_id: str, props: dict[
     create: dict[str, Any] = {"Bucket": name}
     if region != "us-east-1":
         create["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    if _flag(props.get("ObjectLockEnabled", False), f"{logical_id}: ObjectLockEnabled"):
+    if cloudformation_bool(
+        props.get("ObjectLockEnabled", False), f"{logical_id}: ObjectLockEnabled"
+    ):
         create["ObjectLockEnabledForBucket"] = True
     s3.create_bucket(**create)
     if "VersioningConfiguration" in props:
@@ -536,7 +548,7 @@ def _create_bucket(stack: Stack, client: _Clients, logical_id: str, props: dict[
         s3.put_public_access_block(
             Bucket=name,
             PublicAccessBlockConfiguration={
-                setting: _flag(value, f"{logical_id}: {setting}")
+                setting: cloudformation_bool(value, f"{logical_id}: {setting}")
                 for setting, value in block.items()
             },
         )
@@ -763,7 +775,7 @@ def _sse_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
         _only(where, default, {"SSEAlgorithm", "KMSMasterKeyID"})
         converted["ApplyServerSideEncryptionByDefault"] = dict(default)
     if "BucketKeyEnabled" in rule:
-        converted["BucketKeyEnabled"] = _flag(
+        converted["BucketKeyEnabled"] = cloudformation_bool(
             rule["BucketKeyEnabled"], f"{where}: BucketKeyEnabled"
         )
     return converted
@@ -845,7 +857,9 @@ def _lifecycle_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
     if "ExpirationDate" in rule:
         expiration["Date"] = rule["ExpirationDate"]
     if "ExpiredObjectDeleteMarker" in rule:
-        marker = _flag(rule["ExpiredObjectDeleteMarker"], f"{rule.get('Id')}: delete markers")
+        marker = cloudformation_bool(
+            rule["ExpiredObjectDeleteMarker"], f"{rule.get('Id')}: delete markers"
+        )
         expiration["ExpiredObjectDeleteMarker"] = marker
     if expiration:
         converted["Expiration"] = expiration

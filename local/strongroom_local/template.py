@@ -114,6 +114,16 @@ def resources_of_type(
     return found
 
 
+def cloudformation_bool(value: Any, what: str) -> bool:
+    """A boolean property as CloudFormation reads it: a bool, or "true"/"false" (a parameter's
+    value is a string, and "false" is false)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise UnsupportedTemplate(f"{what}: not a boolean: {value!r}")
+
+
 def scalar_text(value: Any, where: str = "value") -> str:
     """A scalar as CloudFormation renders it in a string: booleans as `true`/`false`.
 

@@ -19,7 +19,7 @@ from strongroom.schedules import ScheduleExpression, parse_schedule_expression
 from strongroom_local.exceptions import UnsupportedTemplate
 from strongroom_local.provision import Stack
 from strongroom_local.routes import HTTP_API_TYPE, IMPLICIT_API, http_api_properties
-from strongroom_local.template import resources_of_type, scalar_text
+from strongroom_local.template import cloudformation_bool, resources_of_type, scalar_text
 
 log = logging.getLogger("strongroom_local")
 
@@ -140,46 +140,17 @@ def _api_id(stack_name: str, logical_id: str) -> str:
     return hashlib.sha256(f"{stack_name}/{logical_id}".encode()).hexdigest()[:10]
 
 
-# What provision() creates in the emulator, and what this module serves, runs or feeds.
-_EMULATED_TYPES = {
-    "AWS::KMS::Key",
-    "AWS::KMS::Alias",
-    "AWS::SecretsManager::Secret",
-    "AWS::SQS::Queue",
-    "AWS::SQS::QueuePolicy",
-    "AWS::DynamoDB::Table",
-    "AWS::S3::Bucket",
-    "AWS::S3::BucketPolicy",
-    "AWS::IAM::Role",
-    FUNCTION_TYPE,
-    LAYER_TYPE,
-    HTTP_API_TYPE,
-}
-# Resource types not emulated on purpose, each with why that changes nothing a function or a
-# request meets locally. Any other type (a raw EventBridge rule or event source mapping that
-# would invoke a function, a topic a function publishes to) stops the stack at start.
-_SKIPPED_TYPES = {
-    "AWS::Logs::LogGroup": "functions log to the stack's stderr; a log group's retention and "
-    "encryption concern the logs only",
-}
 # Event types wired here (routes, schedules, SQS pollers); any other would be dropped while
 # AWS invokes the function on it.
 _WIRED_EVENT_TYPES = ("HttpApi", "Schedule", "ScheduleV2", "SQS")
 
 
 def _check_types(stack: Stack) -> None:
-    """Refuse a resource or a function event the stack would otherwise silently leave out."""
-    resolver = stack.resolver
-    for logical_id, resource in stack.template.get("Resources", {}).items():
-        if not resolver.exists(logical_id):
-            continue
-        resource_type = resource.get("Type")
-        if resource_type in _SKIPPED_TYPES:
-            log.debug("%s: not emulated (%s)", logical_id, _SKIPPED_TYPES[resource_type])
-        elif resource_type not in _EMULATED_TYPES:
-            raise UnsupportedTemplate(f"{logical_id}: {resource_type} is not emulated")
-        if resource_type != FUNCTION_TYPE:
-            continue
+    """Refuse a function event the stack would otherwise silently leave out (provision()
+    refuses a resource type the stack neither creates nor runs)."""
+    for logical_id, resource in resources_of_type(
+        stack.template, FUNCTION_TYPE, stack.resolver
+    ).items():
         for event_name, event in (resource.get("Properties", {}).get("Events") or {}).items():
             if event.get("Type") not in _WIRED_EVENT_TYPES:
                 raise UnsupportedTemplate(
@@ -443,18 +414,9 @@ def _apis(stack: Stack) -> tuple[HttpApiDefinition, ...]:
     return tuple(definitions)
 
 
-def _flag(value: Any, what: str) -> bool:
-    """A boolean property as CloudFormation reads it: a bool, or "true"/"false" (a parameter)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise UnsupportedTemplate(f"{what}: not a boolean: {value!r}")
-
-
 def _enabled(props: Mapping[str, Any], where: str) -> bool:
     if "State" not in props:
-        return _flag(props.get("Enabled", True), f"{where}: Enabled")
+        return cloudformation_bool(props.get("Enabled", True), f"{where}: Enabled")
     # SAM takes one or the other; EventBridge takes only these two states for a schedule.
     if "Enabled" in props:
         raise UnsupportedTemplate(f"{where}: Enabled and State cannot both be set")
@@ -599,7 +561,7 @@ def _sqs_source(stack: Stack, function_id: str, event_name: str, raw: Any) -> Sq
         batch_size=batch_size,
         batching_window_seconds=window,
         report_batch_item_failures=bool(response_types),
-        enabled=_flag(props.get("Enabled", True), f"{where}: Enabled"),
+        enabled=cloudformation_bool(props.get("Enabled", True), f"{where}: Enabled"),
         maximum_concurrency=_maximum_concurrency(props, where),
     )
 

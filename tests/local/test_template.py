@@ -192,11 +192,6 @@ def test_a_list_written_into_a_string_is_refused(tmp_path: Path) -> None:
     assert resolver.resolve({"Fn::Join": [",", {"Ref": "Audiences"}]}) == "strongroom"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="provision.py's Stack.function_environment renders values with str(), not "
-    "template.scalar_text (provision.py is not this change's to edit)",
-)
 def test_an_environment_boolean_reads_as_cloudformation_writes_it() -> None:
     template = {"Globals": {"Function": {"Environment": {"Variables": {"STRICT": True}}}}}
     stack = Stack(template=template, resolver=Resolver.for_template(template))
@@ -251,12 +246,6 @@ def test_a_reference_to_a_resource_that_does_not_exist_is_refused(
     assert resolver.resolve({"QueueUrl": guarded}) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnsupportedTemplate,
-    reason="provision.py's _create_* call resources_of_type without the stack's resolver, so "
-    "a conditional resource is refused (provision.py is not this change's to edit)",
-)
 def test_provision_creates_only_the_resources_whose_condition_holds() -> None:
     template = conditional_template()
     with mock_aws():

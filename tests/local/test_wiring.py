@@ -422,7 +422,7 @@ def test_resource_types_the_stack_neither_creates_nor_skips_are_refused(logical_
     template = load_template(FIXTURE_TEMPLATE)
     resource = RAW_INVOKERS[logical_id]
     template["Resources"][logical_id] = resource
-    with pytest.raises(UnsupportedTemplate, match=f"{logical_id}: {resource['Type']}"):
+    with pytest.raises(UnsupportedTemplate, match=f"{logical_id}: .*{resource['Type']}"):
         wiring_of(template)
 
 
