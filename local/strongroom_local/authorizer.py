@@ -6,7 +6,8 @@ refused before a key is used); the signature; `iss` equal to the configured issu
 without `aud`, `client_id`) among the configured audiences; `exp` present and in the future;
 `nbf` and `iat`, when present, not in the future; and, on routes with authorization scopes, at
 least one of them in the token's `scp` or `scope`. Every refusal raises the same opaque
-`Unauthorized`: the caller learns nothing about which check failed.
+`Unauthorized`: the caller learns nothing about which check failed. Nothing else is checked:
+`sub` and `jti` pass whatever their type (`{"sub": 123}` reaches the function as "123").
 
 Verified claims reach the function the way API Gateway passes them: every value a string
 (numbers in decimal, booleans `true`/`false`, arrays `[a b]`, objects `map[k:v]`).
@@ -136,6 +137,9 @@ class JwtAuthorizer:
                     "verify_iat": False,
                     "verify_aud": False,
                     "verify_iss": False,
+                    # PyJWT refuses a sub or jti that is not a string; API Gateway does not.
+                    "verify_sub": False,
+                    "verify_jti": False,
                     "require": [],
                 },
             )

@@ -302,6 +302,16 @@ def test_a_list_audience_or_client_id_may_match(
     assert authorizer.authorize(f"Bearer {token}").claims["client_id"] == "strongroom"
 
 
+def test_a_sub_or_jti_that_is_not_a_string_passes_as_api_gateway_passes_it(
+    issuer: DevIssuer, authorizer: JwtAuthorizer
+) -> None:
+    # API Gateway checks neither claim's type: it renders them as strings like any other.
+    token = mint(issuer, extra_claims={"sub": 123, "jti": 5})
+    claims = authorizer.authorize(f"Bearer {token}").claims
+    assert claims["sub"] == "123"
+    assert claims["jti"] == "5"
+
+
 def test_route_scopes_need_one_matching_token_scope(
     issuer: DevIssuer, authorizer: JwtAuthorizer
 ) -> None:
