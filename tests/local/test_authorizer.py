@@ -146,7 +146,14 @@ def attacks(issuer: DevIssuer) -> dict[str, str | None]:
         "iat NaN": signed_with(iat=float("nan")),
         "nbf minus infinity": signed_with(nbf=float("-inf")),
         "wrong aud": mint(issuer, extra_claims={"aud": "someone-else"}),
-        "no aud": mint(issuer, extra_claims={"aud": None}),
+        "null aud": mint(issuer, extra_claims={"aud": None}),
+        # Without aud the client_id stands in for it: with neither, nothing matches.
+        "no aud and no client_id": issuer_signed(
+            issuer, {k: v for k, v in claims.items() if k != "aud"}
+        ),
+        "no aud, client_id of another app": issuer_signed(
+            issuer, {**{k: v for k, v in claims.items() if k != "aud"}, "client_id": "someone"}
+        ),
         "wrong iss": mint(issuer, extra_claims={"iss": "https://evil.example/"}),
         "alg none": forged({"alg": "none", "typ": "JWT", "kid": issuer.kid}, claims),
         "alg none no kid": forged({"alg": "none"}, claims),
@@ -200,7 +207,9 @@ ATTACKS = [
     "iat NaN",
     "nbf minus infinity",
     "wrong aud",
-    "no aud",
+    "null aud",
+    "no aud and no client_id",
+    "no aud, client_id of another app",
     "wrong iss",
     "alg none",
     "alg none no kid",
