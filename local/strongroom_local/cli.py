@@ -49,6 +49,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a whole number of at least 1")
+    return value
+
+
 def _loopback_host_port(text: str) -> str:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
@@ -141,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="loopback host:port the functions may reach (STRONGROOM_DEV_ALLOW_HOSTS)",
     )
-    local.add_argument("--max-workers", type=int, default=4, help="workers per function (4)")
+    local.add_argument(
+        "--max-workers", type=_positive_int, default=4, help="workers per function (4)"
+    )
     local.add_argument("--no-schedules", action="store_true", help="do not run the timer")
     sandbox = local.add_argument_group("sandbox Okta (a seeded org behind an Okta-like API)")
     sandbox.add_argument("--no-sandbox", action="store_true", help="do not run the sandbox Okta")
