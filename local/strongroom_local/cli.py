@@ -19,17 +19,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from strongroom.api.identity import is_subject
 from strongroom_local.exceptions import (
     ControlRequestFailed,
     InvalidScheduleExpression,
     LocalStackError,
     NoSandbox,
+    StackNotRunning,
     UnknownSecret,
 )
 from strongroom_local.issuer import mint_dev_token
@@ -40,6 +42,9 @@ from strongroom_local.template import TEMPLATE_PATH
 
 log = logging.getLogger("strongroom_local")
 DEFAULT_STATE_DIR = Path(".strongroom")
+# A dev token is for tests and demos: it lives at most a week, and its sign-in is at most a
+# week old.
+MAX_DEV_TOKEN_SECONDS = 7 * 24 * 3600
 
 
 def _port(text: str) -> int:
@@ -54,6 +59,29 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("expected a whole number of at least 1")
     return value
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value: int | None = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _subject(text: str) -> str:
+    # The functions' own rule: a token for any other subject would only ever be refused.
+    if not is_subject(text):
+        raise argparse.ArgumentTypeError(
+            "not a subject the functions accept (1-128 of A-Z a-z 0-9 . _ : @ | + -,"
+            " not starting system: or operator:)"
+        )
+    return text
 
 
 def _loopback_host_port(text: str) -> str:
@@ -171,11 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
     state_dir(local)
 
     token = commands.add_parser("dev-token", help="print a JWT the local stack accepts")
-    token.add_argument("--sub", required=True, help="subject (user id)")
-    token.add_argument("--email")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (3600)")
     token.add_argument(
-        "--auth-age", type=int, default=0, help="seconds since sign-in (sets auth_time)"
+        "--sub", type=_subject, required=True, help="subject (user id), as the functions accept"
+    )
+    token.add_argument("--email")
+    token.add_argument(
+        "--ttl",
+        type=_int_between(1, MAX_DEV_TOKEN_SECONDS),
+        default=3600,
+        help=f"lifetime in seconds, 1 to {MAX_DEV_TOKEN_SECONDS} (7 days) (3600)",
+    )
+    token.add_argument(
+        "--auth-age",
+        type=_int_between(0, MAX_DEV_TOKEN_SECONDS),
+        default=0,
+        help=f"seconds since sign-in (sets auth_time), 0 to {MAX_DEV_TOKEN_SECONDS} (0)",
     )
     token.add_argument("--scope", action="append", default=[], help="scope (repeatable)")
     state_dir(token)
@@ -433,6 +471,16 @@ def _sandbox_token(args: argparse.Namespace) -> int:
 
 
 def _dev_token(args: argparse.Namespace) -> int:
+    try:
+        read_stack_file(args.state_dir)
+    except StackNotRunning:
+        # Still minted: a stack started there later accepts it. But a mistyped --state-dir
+        # gets a key of its own, whose tokens no running stack accepts.
+        print(
+            f"strongroom dev-token: warning: no stack is running on {args.state_dir}"
+            " (mistyped?); only a stack started there will accept this token",
+            file=sys.stderr,
+        )
     token = mint_dev_token(
         args.state_dir,
         args.sub,
