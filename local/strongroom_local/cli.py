@@ -33,6 +33,7 @@ from strongroom_local.exceptions import (
     NoSandbox,
     StackNotRunning,
     UnknownSecret,
+    UnsafeStateDir,
 )
 from strongroom_local.issuer import mint_dev_token
 from strongroom_local.runtime import FAKE_CREDENTIALS
@@ -82,6 +83,13 @@ def _subject(text: str) -> str:
             " not starting system: or operator:)"
         )
     return text
+
+
+def _state_dir_path(text: str) -> Path:
+    # An unset shell variable gives "", which would put the private key in the current folder.
+    if not text:
+        raise argparse.ArgumentTypeError("empty; name a directory (default: .strongroom)")
+    return Path(text)
 
 
 def _loopback_host_port(text: str) -> str:
@@ -150,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     def state_dir(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--state-dir",
-            type=Path,
+            type=_state_dir_path,
             default=DEFAULT_STATE_DIR,
             help="dev issuer key and running-stack info (default: .strongroom)",
         )
@@ -363,6 +371,9 @@ def run_local(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         ready = stack.start()
+    except UnsafeStateDir as exc:
+        print(f"strongroom local: {exc}", file=sys.stderr)
+        return 2
     except Exception:
         log.exception("the local stack could not start")
         return 1

@@ -23,6 +23,11 @@ class InsufficientScope(LocalStackError):
     """A valid token lacks every scope the route requires."""
 
 
+class UnsafeStateDir(LocalStackError):
+    """The state directory or the dev issuer key in it is not ours alone (another user's, open to
+    others, or a link): it is refused rather than used."""
+
+
 class UnsupportedTemplate(LocalStackError):
     """The template uses a feature the local stack cannot emulate."""
 

@@ -4,16 +4,21 @@ The key is generated once (file mode 0600, never committed: the state directory 
 git-ignored) so tokens minted by `strongroom dev-token` stay valid across restarts of the stack.
 The issuer and audience the stack was provisioned with are kept next to it, so a token minted
 by another command carries exactly the `iss` and `aud` the running stack checks.
+
+The state directory must be ours (it is made 0700), and so must the key: one that another user
+owns, that others may read, or that is a link is refused, never used.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +28,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from strongroom_local.exceptions import UnsafeStateDir
+
 DEFAULT_ISSUER = "https://127.0.0.1/dev-issuer"
 DEFAULT_AUDIENCE = "strongroom"
 ALGORITHM = "RS256"
@@ -31,9 +38,40 @@ CONFIG_FILE = "dev-issuer.json"
 
 
 def ensure_state_dir(state_dir: Path) -> Path:
-    """Create the state directory (mode 0700) if needed; it holds a private key."""
+    """The state directory, created if needed and made 0700: it holds a private key.
+    UnsafeStateDir if another user owns it (they could swap the key or read the tokens)."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = state_dir.stat()
+    if status.st_uid != os.geteuid():
+        raise UnsafeStateDir(f"{state_dir} belongs to another user (uid {status.st_uid})")
+    if stat.S_IMODE(status.st_mode) != 0o700:
+        # mkdir's mode applies only to a directory it creates.
+        state_dir.chmod(0o700)
     return state_dir
+
+
+def read_private_file(path: Path) -> bytes:
+    """The bytes of a file only we may read; UnsafeStateDir if it is a link, not a regular
+    file, another user's, or readable or writable by anyone else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeStateDir(f"{path} is a symbolic link") from None
+        raise
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise UnsafeStateDir(f"{path} is not a regular file")
+        if status.st_uid != os.geteuid():
+            raise UnsafeStateDir(f"{path} belongs to another user (uid {status.st_uid})")
+        if status.st_mode & 0o077:
+            mode = stat.S_IMODE(status.st_mode)
+            raise UnsafeStateDir(f"{path} is open to other users (mode {mode:04o}, not 0600)")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -116,7 +154,7 @@ class DevIssuer:
                     os.link(temporary, path)
             finally:
                 temporary.unlink()
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        loaded = serialization.load_pem_private_key(read_private_file(path), password=None)
         if not isinstance(loaded, rsa.RSAPrivateKey):
             raise TypeError(f"{path} does not hold an RSA private key")
         return cls(loaded)

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from strongroom_local.authorizer import JwtAuthorizer, format_claim, token_scopes
-from strongroom_local.exceptions import InsufficientScope, Unauthorized
-from strongroom_local.issuer import DevIssuer, IssuerConfig
+from strongroom_local.exceptions import InsufficientScope, Unauthorized, UnsafeStateDir
+from strongroom_local.issuer import KEY_FILE, DevIssuer, IssuerConfig
 
 NOW = 1_795_000_000.0
 CONFIG = IssuerConfig(issuer="https://127.0.0.1/dev-issuer", audience=("strongroom",))
@@ -381,6 +382,71 @@ def test_the_dev_issuer_key_is_private_stable_and_identified_by_its_thumbprint(
     assert first.kid == b64(hashlib.sha256(canonical.encode()).digest())
     other = DevIssuer.load_or_create(tmp_path / "elsewhere")
     assert other.kid != first.kid
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o777, 0o500])
+def test_an_existing_state_dir_of_ours_is_made_private(tmp_path: Path, mode: int) -> None:
+    # mkdir's mode applies only to a directory it creates: an existing one is chmod-ed.
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(mode)
+    DevIssuer.load_or_create(state)
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert (state / KEY_FILE).stat().st_mode & 0o777 == 0o600
+
+
+# Files of another user: only root can make them.
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+OTHER_UID = 65534
+
+
+@needs_root
+def test_a_state_dir_of_another_user_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, OTHER_UID, -1)
+    with pytest.raises(UnsafeStateDir, match="another user"):
+        DevIssuer.load_or_create(state)
+    assert list(state.iterdir()) == []
+    assert state.stat().st_mode & 0o777 == 0o700
+
+
+def unsafe_key(state: Path, how: str) -> None:
+    """Leave `state`'s dev issuer key (made by the issuer) unsafe in the way `how` names."""
+    key = state / KEY_FILE
+    if how == "readable by others":
+        key.chmod(0o644)
+    elif how == "writable by the group":
+        key.chmod(0o620)
+    elif how == "another user's":
+        os.chown(key, OTHER_UID, -1)
+    elif how == "a link to a key of ours":
+        elsewhere = state.parent / "elsewhere.pem"
+        key.rename(elsewhere)
+        key.symlink_to(elsewhere)
+    elif how == "a directory":
+        key.unlink()
+        key.mkdir(mode=0o700)
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [
+        ("readable by others", "mode 0644"),
+        ("writable by the group", "mode 0620"),
+        pytest.param("another user's", "another user", marks=needs_root),
+        ("a link to a key of ours", "symbolic link"),
+        ("a directory", "not a regular file"),
+    ],
+)
+def test_a_key_that_is_not_ours_alone_is_refused_not_used(
+    tmp_path: Path, how: str, said: str
+) -> None:
+    state = tmp_path / "state"
+    DevIssuer.load_or_create(state)
+    unsafe_key(state, how)
+    with pytest.raises(UnsafeStateDir, match=said):
+        DevIssuer.load_or_create(state)
 
 
 def test_an_integer_time_too_large_for_a_float_is_compared_not_crashed_on(

@@ -11,6 +11,7 @@ import pytest
 
 from strongroom.api.identity import is_subject
 from strongroom_local.cli import MAX_DEV_TOKEN_SECONDS, build_parser, main
+from strongroom_local.issuer import KEY_FILE
 from strongroom_local.stack import STACK_FILE
 
 
@@ -97,3 +98,47 @@ def test_dev_token_warns_when_no_stack_runs_on_its_state_dir(
     printed = capsys.readouterr()
     assert jwt.decode(printed.out.strip(), options={"verify_signature": False})["sub"] == "alice"
     assert printed.err == ""
+
+
+# ---- --state-dir --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["local"],
+        ["dev-token", "--sub", "alice"],
+        ["fire-schedule", "Function"],
+        ["invoke", "Function"],
+        ["secret", "name"],
+        ["sandbox-token"],
+        ["audit-verify", "org"],
+    ],
+)
+def test_an_empty_state_dir_is_refused(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--state-dir "$UNSET"` would be the current directory: the private key would land there.
+    assert "--state-dir" in refused([*command, "--state-dir", ""], capsys)
+
+
+def test_dev_token_with_an_empty_state_dir_writes_nothing_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["dev-token", "--state-dir", "", "--sub", "alice"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dev_token_refuses_a_key_others_can_read_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    assert main(["dev-token", "--state-dir", str(state), "--sub", "alice"]) == 0
+    capsys.readouterr()
+    (state / KEY_FILE).chmod(0o644)
+    assert main(["dev-token", "--state-dir", str(state), "--sub", "alice"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert f"strongroom dev-token: {state / KEY_FILE} is open to other users" in printed.err

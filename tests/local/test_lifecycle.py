@@ -14,6 +14,7 @@ import requests
 
 from strongroom_local.exceptions import StackStartFailed
 from strongroom_local.harness import start_stack, strongroom_command
+from strongroom_local.issuer import KEY_FILE, DevIssuer
 from tests.local.conftest import FIXTURE_TEMPLATE, wait_for
 
 
@@ -93,3 +94,35 @@ def test_a_stack_that_cannot_start_says_why(tmp_path: Path) -> None:
     with pytest.raises(StackStartFailed) as failed:
         start_stack(tmp_path / "state", template_path=tmp_path / "missing.yaml", timeout=60)
     assert "missing.yaml" in str(failed.value)
+
+
+def local_command(state_dir: Path, *arguments: str) -> list[str]:
+    """`strongroom local` of the fixture template on free ports, with `state_dir`."""
+    return [
+        *strongroom_command(),
+        "local",
+        "--template",
+        str(FIXTURE_TEMPLATE),
+        "--state-dir",
+        str(state_dir),
+        "--api-port",
+        "0",
+        *arguments,
+    ]
+
+
+def test_a_stack_refuses_a_dev_issuer_key_others_can_read(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    DevIssuer.load_or_create(state_dir)
+    (state_dir / KEY_FILE).chmod(0o644)
+    done = subprocess.run(  # noqa: S603
+        local_command(state_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert f"strongroom local: {state_dir / KEY_FILE} is open to other users" in done.stderr
+    assert sorted(p.name for p in state_dir.iterdir()) == [KEY_FILE]
