@@ -31,6 +31,7 @@ from strongroom_local.exceptions import (
     InvalidScheduleExpression,
     LocalStackError,
     NoSandbox,
+    StackAlreadyRunning,
     StackNotRunning,
     UnknownSecret,
     UnsafeStateDir,
@@ -371,7 +372,7 @@ def run_local(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         ready = stack.start()
-    except UnsafeStateDir as exc:
+    except (StackAlreadyRunning, UnsafeStateDir) as exc:
         print(f"strongroom local: {exc}", file=sys.stderr)
         return 2
     except Exception:

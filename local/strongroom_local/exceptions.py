@@ -36,6 +36,10 @@ class InvalidTemplate(LocalStackError):
     """CloudFormation would refuse the template, or a parameter value given for it."""
 
 
+class StackAlreadyRunning(LocalStackError):
+    """Another local stack holds the state directory."""
+
+
 class StackNotRunning(LocalStackError):
     """No running local stack was found for the state directory."""
 

@@ -6,13 +6,15 @@ Schedule/ScheduleV2 events on a local timer, its SQS event sources on local poll
 run in their own warm worker processes with the environment the template gives them.
 
 The state directory keeps what outlives one run (the dev issuer's key and its iss/aud) and, while
-the stack runs, `stack.json` (mode 0600): its URLs and the control token other commands use.
+the stack runs, `stack.json` (mode 0600): its URLs and the control token other commands use. A
+running stack holds `stack.lock` (flock): a second stack on the same directory is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -29,7 +31,7 @@ import boto3
 
 from strongroom_local.async_invoke import LAMBDA_RETRY_DELAYS_SECONDS, AsyncInvoker
 from strongroom_local.authorizer import JwtAuthorizer
-from strongroom_local.exceptions import StackNotRunning
+from strongroom_local.exceptions import StackAlreadyRunning, StackNotRunning
 from strongroom_local.http_api import HttpApiGateway
 from strongroom_local.issuer import (
     DEFAULT_AUDIENCE,
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from strongroom.tenancy import TenantTable
 
 STACK_FILE = "stack.json"
+LOCK_FILE = "stack.lock"
 # The actor of the operator commands' audit events.
 OPERATOR = "operator:local"
 _T = TypeVar("_T")
@@ -106,6 +109,7 @@ class LocalStack:
     def __init__(self, options: StackOptions) -> None:
         self.options = options
         self.control_token = secrets.token_urlsafe(32)
+        self._lock_fd: int | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pools: dict[str, FunctionPool] = {}
@@ -134,6 +138,7 @@ class LocalStack:
     def _start(self) -> dict[str, Any]:
         options = self.options
         state_dir = ensure_state_dir(options.state_dir)
+        self._lock_state_dir(state_dir)
         self._issuer = DevIssuer.load_or_create(state_dir)
         aws_url = self._start_moto()
         self._api = ApiServer(options.api_port)
@@ -199,6 +204,26 @@ class LocalStack:
             private["sandbox_okta_control_token"] = self.sandbox.control_token
         write_private_file(state_dir / STACK_FILE, json.dumps(private).encode())
         return self.ready
+
+    def _lock_state_dir(self, state_dir: Path) -> None:
+        """Hold the state directory for the stack's life; StackAlreadyRunning if another stack
+        does. A second stack would take over stack.json and dev-issuer.json, and its stop would
+        strand the first."""
+        # os.open's descriptors are not inherited: a worker cannot keep the lock past the stack.
+        fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            try:
+                holder = f" (pid {read_stack_file(state_dir)['pid']})"
+            except (StackNotRunning, KeyError):
+                holder = ""  # still starting: it writes stack.json when ready
+            raise StackAlreadyRunning(
+                f"another strongroom local is running on {state_dir}{holder};"
+                " stop it, or give this one another --state-dir"
+            ) from None
+        self._lock_fd = fd
 
     def _start_moto(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -314,8 +339,7 @@ class LocalStack:
     def stop(self) -> None:
         """Stop listeners, timers, pollers, workers and moto; safe to call more than once."""
         self._stop.set()
-        with contextlib.suppress(FileNotFoundError):
-            (self.options.state_dir / STACK_FILE).unlink()
+        self._remove_own_stack_file()
         for serving in self._serving:
             serving.shutdown()
         for server in (self._api, self._control):
@@ -335,6 +359,19 @@ class LocalStack:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock: everything else has stopped
+            self._lock_fd = None
+
+    def _remove_own_stack_file(self) -> None:
+        """Remove stack.json if it holds this stack's control token: if not, it is another
+        stack's, which still runs and which the other commands must still find."""
+        try:
+            written = read_stack_file(self.options.state_dir).get("control_token")
+        except StackNotRunning:
+            return
+        if written == self.control_token:
+            (self.options.state_dir / STACK_FILE).unlink(missing_ok=True)
 
     # ---- invocations --------------------------------------------------------------------
 

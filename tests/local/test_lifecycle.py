@@ -14,7 +14,8 @@ import requests
 
 from strongroom_local.exceptions import StackStartFailed
 from strongroom_local.harness import start_stack, strongroom_command
-from strongroom_local.issuer import KEY_FILE, DevIssuer
+from strongroom_local.issuer import CONFIG_FILE, KEY_FILE, DevIssuer
+from strongroom_local.stack import LOCK_FILE, STACK_FILE, LocalStack, StackOptions
 from tests.local.conftest import FIXTURE_TEMPLATE, wait_for
 
 
@@ -86,8 +87,12 @@ def test_a_signal_stops_everything_and_exits_zero(
     assert "/orgs" in stdout_text
     assert "echo handled a request" not in stdout_text
     assert "echo handled a request" in stderr_path.read_text()
-    # The issuer key stays for the next run; nothing else secret is left behind.
-    assert sorted(p.name for p in state_dir.iterdir()) == ["dev-issuer-key.pem", "dev-issuer.json"]
+    # The issuer key stays for the next run, and the empty lock; nothing else secret is left.
+    assert sorted(p.name for p in state_dir.iterdir()) == [
+        "dev-issuer-key.pem",
+        "dev-issuer.json",
+        LOCK_FILE,
+    ]
 
 
 def test_a_stack_that_cannot_start_says_why(tmp_path: Path) -> None:
@@ -125,4 +130,48 @@ def test_a_stack_refuses_a_dev_issuer_key_others_can_read(tmp_path: Path) -> Non
     assert done.returncode == 2
     assert done.stdout == ""
     assert f"strongroom local: {state_dir / KEY_FILE} is open to other users" in done.stderr
-    assert sorted(p.name for p in state_dir.iterdir()) == [KEY_FILE]
+    assert sorted(p.name for p in state_dir.iterdir()) == [KEY_FILE, LOCK_FILE]
+
+
+def test_a_second_stack_on_the_same_state_dir_is_refused_and_the_first_runs_on(
+    tmp_path: Path,
+) -> None:
+    state_dir, records = tmp_path / "state", tmp_path / "records"
+    parameters = {"RecordDir": str(records)}
+    first = start_stack(state_dir, template_path=FIXTURE_TEMPLATE, parameters=parameters)
+    try:
+        stack_file = (state_dir / STACK_FILE).read_bytes()
+        config = (state_dir / CONFIG_FILE).stat()
+        second = subprocess.run(  # noqa: S603
+            local_command(state_dir, "--parameter", f"RecordDir={records}"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 2
+        assert second.stdout == ""
+        assert f"another strongroom local is running on {state_dir}" in second.stderr
+        assert f"(pid {first.process.pid})" in second.stderr
+        # Neither what the first wrote nor the issuer's configuration was touched.
+        assert (state_dir / STACK_FILE).read_bytes() == stack_file
+        rewritten = (state_dir / CONFIG_FILE).stat()
+        assert (rewritten.st_ino, rewritten.st_mtime_ns) == (config.st_ino, config.st_mtime_ns)
+        session = requests.Session()
+        session.trust_env = False
+        assert session.get(f"{first.api_url}/public/hello", timeout=30).status_code == 200
+    finally:
+        assert first.stop() == 0
+    assert not (state_dir / STACK_FILE).exists()
+
+
+def test_stop_removes_stack_json_only_if_it_is_its_own(tmp_path: Path) -> None:
+    stack = LocalStack(StackOptions(state_dir=tmp_path))
+    stack_file = tmp_path / STACK_FILE
+    others = json.dumps({"control_token": "another stack's"})
+    stack_file.write_text(others)
+    stack.stop()
+    assert stack_file.read_text() == others
+    stack_file.write_text(json.dumps({"control_token": stack.control_token}))
+    stack.stop()
+    assert not stack_file.exists()
