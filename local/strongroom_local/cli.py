@@ -3,7 +3,8 @@
 
 `strongroom local` prints exactly one line of JSON on stdout when everything is ready (it begins
 `{"ready":` and carries the API, AWS and issuer URLs), then a short walk-through; everything else
-(its own log, the functions' output) goes to stderr. Ctrl-C or SIGTERM stops it, exit status 0.
+(its own log, the functions' output) goes to stderr. Ctrl-C or SIGTERM stops it, exit status 0;
+during startup too, and then it prints no ready line.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from strongroom_local.exceptions import (
     NoSandbox,
     StackAlreadyRunning,
     StackNotRunning,
+    StartInterrupted,
     UnknownSecret,
     UnsafeStateDir,
 )
@@ -372,6 +374,9 @@ def run_local(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         ready = stack.start()
+    except StartInterrupted:
+        log.info("stopped before it was ready")
+        return 0
     except (StackAlreadyRunning, UnsafeStateDir) as exc:
         print(f"strongroom local: {exc}", file=sys.stderr)
         return 2
@@ -379,11 +384,13 @@ def run_local(args: argparse.Namespace) -> int:
         log.exception("the local stack could not start")
         return 1
     try:
-        sys.stdout.write(json.dumps(ready) + "\n")
-        sys.stdout.flush()
-        sys.stdout.write(walkthrough(ready, args.state_dir) + "\n")
-        sys.stdout.flush()
-        stack.wait()
+        # A stop asked for after startup's last check is still before ready: no ready line.
+        if not stack.stop_requested:
+            sys.stdout.write(json.dumps(ready) + "\n")
+            sys.stdout.flush()
+            sys.stdout.write(walkthrough(ready, args.state_dir) + "\n")
+            sys.stdout.flush()
+            stack.wait()
     finally:
         log.info("stopping")
         stack.stop()

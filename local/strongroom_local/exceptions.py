@@ -40,6 +40,10 @@ class StackAlreadyRunning(LocalStackError):
     """Another local stack holds the state directory."""
 
 
+class StartInterrupted(LocalStackError):
+    """A stop was asked for (a signal) while the stack was starting; what had started stopped."""
+
+
 class StackNotRunning(LocalStackError):
     """No running local stack was found for the state directory."""
 

@@ -31,7 +31,7 @@ import boto3
 
 from strongroom_local.async_invoke import LAMBDA_RETRY_DELAYS_SECONDS, AsyncInvoker
 from strongroom_local.authorizer import JwtAuthorizer
-from strongroom_local.exceptions import StackAlreadyRunning, StackNotRunning
+from strongroom_local.exceptions import StackAlreadyRunning, StackNotRunning, StartInterrupted
 from strongroom_local.http_api import HttpApiGateway
 from strongroom_local.issuer import (
     DEFAULT_AUDIENCE,
@@ -128,7 +128,8 @@ class LocalStack:
     # ---- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> dict[str, Any]:
-        """Start everything; return the ready document. On failure, stop what started."""
+        """Start everything; return the ready document. On failure, or StartInterrupted when
+        `request_stop()` came first, stop what started."""
         try:
             return self._start()
         except BaseException:
@@ -140,8 +141,10 @@ class LocalStack:
         state_dir = ensure_state_dir(options.state_dir)
         self._lock_state_dir(state_dir)
         self._issuer = DevIssuer.load_or_create(state_dir)
+        self._unless_stop_requested()
         aws_url = self._start_moto()
         self._api = ApiServer(options.api_port)
+        self._unless_stop_requested()
         parameters = dict(LOCAL_PARAMETERS)
         parameters.update(JwtIssuer=DEFAULT_ISSUER, JwtAudience=DEFAULT_AUDIENCE)
         parameters.update(
@@ -157,6 +160,7 @@ class LocalStack:
             template_path=options.template_path,
         )
         self._stack = stack
+        self._unless_stop_requested()
         wiring = read_wiring(stack, options.template_path.parent)
         self._wiring = wiring
         audience = stack.resolver.refs.get("JwtAudience", DEFAULT_AUDIENCE)
@@ -171,6 +175,7 @@ class LocalStack:
             self.sandbox.start()
             # The functions may reach it over plain HTTP, and it may stand in for an Okta domain.
             allow_hosts.append(self.sandbox.host_port)
+            self._unless_stop_requested()
         for function_id, function in wiring.functions.items():
             environment = lambda_environment(
                 function,
@@ -192,18 +197,26 @@ class LocalStack:
         self._control = ControlServer(options.control_port, self)
         self._serve(self._api, "api")
         self._serve(self._control, "control")
+        self._unless_stop_requested()
         sqs = session.client("sqs", endpoint_url=aws_url, region_name=options.region)
         self._start_pollers(sqs, wiring)
         self._async_invokers(sqs, wiring)
         if options.run_schedules and wiring.schedules:
             scheduler = Scheduler(wiring.schedules, self._fire_async, started_at=datetime.now(UTC))
             self._thread(scheduler.run, "scheduler", self._stop, lambda: datetime.now(UTC))
+        self._unless_stop_requested()
         self.ready = self._ready_document(aws_url)
         private = {**self.ready, "control_token": self.control_token}
         if self.sandbox is not None:
             private["sandbox_okta_control_token"] = self.sandbox.control_token
         write_private_file(state_dir / STACK_FILE, json.dumps(private).encode())
         return self.ready
+
+    def _unless_stop_requested(self) -> None:
+        """Between startup's phases: a stop asked for during startup (Ctrl-C, SIGTERM) ends it
+        here, rather than once everything is up and announced ready."""
+        if self._stop.is_set():
+            raise StartInterrupted("stopped before it was ready")
 
     def _lock_state_dir(self, state_dir: Path) -> None:
         """Hold the state directory for the stack's life; StackAlreadyRunning if another stack
@@ -335,6 +348,10 @@ class LocalStack:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self) -> None:
         """Stop listeners, timers, pollers, workers and moto; safe to call more than once."""

@@ -1,9 +1,13 @@
-"""`strongroom local` as a process: one ready line on stdout, clean stop on SIGTERM or Ctrl-C."""
+"""`strongroom local` as a process: one ready line on stdout, clean stop on SIGTERM or Ctrl-C
+(during startup too, with no ready line), one stack per state directory."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -93,6 +97,70 @@ def test_a_signal_stops_everything_and_exits_zero(
         "dev-issuer.json",
         LOCK_FILE,
     ]
+
+
+def write_end(fifo: Path) -> int | None:
+    """A (blocking) write end of `fifo` once a reader has it open; None until then."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return None
+        raise
+    os.set_blocking(fd, True)
+    return fd
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_startup_stops_it_before_ready(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    state_dir, records = tmp_path / "state", tmp_path / "records"
+    stdout_path, stderr_path = tmp_path / "stdout", tmp_path / "stderr"
+    # The template is a FIFO: provisioning, mid-startup (moto and the API listener are up),
+    # waits on it until the test has signalled, so the signal lands before ready however fast
+    # the machine is. Given then, the fixture template is whole and valid: nothing but the
+    # signal stops the stack.
+    template = tmp_path / "template.yaml"
+    os.mkfifo(template, 0o600)
+    text = re.sub(
+        r"(CodeUri|ContentUri): (\S+)",
+        lambda m: f"{m[1]}: {(FIXTURE_TEMPLATE.parent / m[2]).resolve()}/",
+        FIXTURE_TEMPLATE.read_text(encoding="utf-8"),
+    )
+    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(  # noqa: S603
+            [
+                *strongroom_command(),
+                "local",
+                "--template",
+                str(template),
+                "--state-dir",
+                str(state_dir),
+                "--api-port",
+                "0",
+                "--parameter",
+                f"RecordDir={records}",
+            ],
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        fd = wait_for(lambda: write_end(template))  # the stack is reading its template
+        process.send_signal(stop_signal)
+        with os.fdopen(fd, "w", encoding="utf-8") as writer:
+            writer.write(text)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert '{"ready":' not in stdout_path.read_text()
+    assert "stopped before it was ready" in stderr_path.read_text()
+    assert not (state_dir / STACK_FILE).exists()
+    # The state dir is free for the next stack.
+    with (state_dir / LOCK_FILE).open("rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def test_a_stack_that_cannot_start_says_why(tmp_path: Path) -> None:
