@@ -8,9 +8,10 @@ import pytest
 
 from strongroom_local.routes import Route, http_routes
 from strongroom_local.template import load_template
-from tests.e2e.conftest import LocalStackClient
+from tests.e2e.conftest import LocalStackClient, new_user
 
 pytestmark = pytest.mark.e2e
+GATEWAY_UNAUTHORIZED = b'{"message":"Unauthorized"}'
 
 
 def protected_route() -> Route | None:
@@ -54,4 +55,9 @@ def test_a_protected_route_refuses_calls_without_a_valid_token(
     ]
     for response in answers:
         assert response.status_code == 401
-        assert response.content == b'{"message":"Unauthorized"}'
+        assert response.content == GATEWAY_UNAUTHORIZED
+    # The control: a valid token on the same request gets past the gateway (to the function).
+    accepted = local_stack.http.request(
+        method, url, headers=local_stack.auth(new_user("alice")), timeout=30
+    )
+    assert (accepted.status_code, accepted.content) != (401, GATEWAY_UNAUTHORIZED)
