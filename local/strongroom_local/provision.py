@@ -32,7 +32,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from strongroom_local.exceptions import UnsupportedTemplate
+from strongroom_local.exceptions import InvalidTemplate, UnsupportedTemplate
 from strongroom_local.template import (
     TEMPLATE_PATH,
     Resolver,
@@ -593,7 +593,7 @@ def _create_bucket_policy(
     # so the conditional "deny unless TLS" would deny every request. Such statements are kept
     # out of the emulator, and said so (tests check template.yaml's in the template itself);
     # the rest applies as written.
-    statements = document.get("Statement", [])
+    statements = _statements(f"{logical_id}: PolicyDocument", document)
     kept = [s for s in statements if "Condition" not in s]
     left_out = [s for s in statements if "Condition" in s]
     stack.unenforced_statements.extend(left_out)
@@ -607,6 +607,16 @@ def _create_bucket_policy(
     if kept:
         document["Statement"] = kept
         client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
+
+
+def _statements(where: str, document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A policy's statements: IAM's grammar takes a single statement as well as a list."""
+    statements = document.get("Statement")
+    if isinstance(statements, dict):
+        return [statements]
+    if isinstance(statements, list) and all(isinstance(s, dict) for s in statements):
+        return statements
+    raise InvalidTemplate(f"{where}: Statement must be a statement or a list of statements")
 
 
 def _create_role(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from strongroom_local.exceptions import UnsupportedTemplate
+from strongroom_local.exceptions import InvalidTemplate, UnsupportedTemplate
 from strongroom_local.provision import Stack, provision
 
 KEY_POLICY = {
@@ -665,6 +665,58 @@ def test_conditional_bucket_policy_statements_are_left_out_and_said_so(
         " (moto ignores conditions): strongroom-local-bare has no bucket policy",
     ]
     assert [s["Sid"] for s in stack.unenforced_statements] == ["DenyInsecureTransport"] * 2
+
+
+def _bucket_with_policy(statement: Any) -> dict[str, Any]:
+    return _template(
+        {
+            "Bucket": {"Type": "AWS::S3::Bucket"},
+            "BucketPolicy": {
+                "Type": "AWS::S3::BucketPolicy",
+                "Properties": {
+                    "Bucket": {"Ref": "Bucket"},
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": statement},
+                },
+            },
+        }
+    )
+
+
+def test_a_single_statement_policy_is_read_as_a_list_of_one(
+    aws: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """IAM's grammar takes one statement without a list; iterated as a map, its keys became
+    the statements (the Deny vanished) or the warning crashed."""
+    deny = {
+        "Sid": "DenyBucketDeletion",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:DeleteBucket",
+        "Resource": {"Fn::GetAtt": ["Bucket", "Arn"]},
+    }
+    stack = _provision(_bucket_with_policy(deny))
+    s3 = boto3.client("s3")
+    (applied,) = json.loads(s3.get_bucket_policy(Bucket=stack.ref("Bucket"))["Policy"])["Statement"]
+    assert applied == {**deny, "Resource": stack.attribute("Bucket", "Arn")}
+    conditional = {
+        **deny,
+        "Sid": "DenyInsecure",
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    with caplog.at_level(logging.WARNING, logger="strongroom_local.provision"):
+        stack = provision(
+            boto3.Session(region_name="us-east-1"),
+            template=_bucket_with_policy(conditional),
+            stack_name="conditional",
+        )
+    assert [s["Sid"] for s in stack.unenforced_statements] == ["DenyInsecure"]
+    assert "DenyInsecure not applied locally" in caplog.records[0].getMessage()
+
+
+@pytest.mark.parametrize("statement", ["Deny everything", None, ["Deny"]])
+def test_a_statement_that_is_no_statement_is_refused(aws: None, statement: Any) -> None:
+    with pytest.raises(InvalidTemplate, match="BucketPolicy: PolicyDocument: Statement must be"):
+        _provision(_bucket_with_policy(statement))
 
 
 def test_template_yaml_provisions_and_says_which_statements_it_left_out(
