@@ -6,8 +6,9 @@ accepts is applied as written; names are derived from the stack name as CloudFor
 and each resource is created after those it refers to. Each resource type lists the properties
 it applies and those it leaves out knowingly, with why that changes nothing locally (`_EMULATED`);
 any other property, resource attribute or resource type stops provisioning (UnsupportedTemplate),
-as does a cycle of references. Bucket-policy statements with a Condition are left out, and
-logged: moto would apply them unconditionally.
+as does a cycle of references. Bucket-policy statements moto would evaluate wrongly (one with a
+Condition, a Principal other than "*", a NotPrincipal or a NotResource) are left out, and
+logged.
 
 Secrets get the value the template gives them, except where the resource's
 `Metadata.StrongroomLocal.GeneratedValue` asks for a generated one (a deployed stack is given
@@ -589,24 +590,47 @@ def _create_bucket_policy(
     stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]
 ) -> None:
     document = dict(props["PolicyDocument"])
-    # moto evaluates a bucket policy's denies on object requests but ignores their Conditions,
-    # so the conditional "deny unless TLS" would deny every request. Such statements are kept
-    # out of the emulator, and said so (tests check template.yaml's in the template itself);
-    # the rest applies as written.
+    # moto evaluates a bucket policy on object requests, but not every statement as S3 does
+    # (_misjudged): those are kept out of the emulator, and said so (tests check template.yaml's
+    # in the template itself); the rest, for everyone and without a Condition, moto evaluates
+    # as S3 would.
     statements = _statements(f"{logical_id}: PolicyDocument", document)
-    kept = [s for s in statements if "Condition" not in s]
-    left_out = [s for s in statements if "Condition" in s]
-    stack.unenforced_statements.extend(left_out)
+    for number, statement in enumerate(statements, 1):
+        if "Principal" not in statement and "NotPrincipal" not in statement:
+            raise InvalidTemplate(
+                f"{logical_id}: statement {statement.get('Sid', f'#{number}')} has no Principal"
+                " (S3 refuses a bucket policy statement without one)"
+            )
+    kept = [s for s in statements if not _misjudged(s)]
+    left_out = [(n, s) for n, s in enumerate(statements, 1) if _misjudged(s)]
+    stack.unenforced_statements.extend(s for _, s in left_out)
     if left_out:
         log.warning(
-            "%s: statements %s not applied locally (moto ignores conditions)%s",
+            "%s: statements %s not applied locally (moto would evaluate them wrongly: it reads"
+            ' no Condition, NotPrincipal or NotResource, and no Principal other than "*")%s',
             logical_id,
-            ", ".join(s.get("Sid", f"#{statements.index(s) + 1}") for s in left_out),
+            ", ".join(s.get("Sid", f"#{n}") for n, s in left_out),
             "" if kept else f": {props['Bucket']} has no bucket policy",
         )
     if kept:
         document["Statement"] = kept
         client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
+
+
+def _misjudged(statement: Mapping[str, Any]) -> bool:
+    """Whether moto (5.2) would evaluate a bucket-policy statement otherwise than S3 does.
+
+    It reads no Condition (a conditional Deny denies every request, a conditional Allow allows
+    it); a Principal map other than {"AWS": "*"} applies to every caller (a Deny scoped to one
+    role denies all), a principal string other than "*" to none; a NotPrincipal is not read
+    (the statement applies to all), nor a NotResource (a Deny then permits).
+    """
+    return (
+        "Condition" in statement
+        or "NotPrincipal" in statement
+        or "NotResource" in statement
+        or statement.get("Principal") not in ("*", {"AWS": "*"})
+    )
 
 
 def _statements(where: str, document: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -658,11 +658,14 @@ def test_conditional_bucket_policy_statements_are_left_out_and_said_so(
     assert applied["Action"] == "s3:DeleteBucket"
     with pytest.raises(ClientError, match="NoSuchBucketPolicy"):
         s3.get_bucket_policy(Bucket=stack.ref("Bare"))
+    wrongly = (
+        "(moto would evaluate them wrongly: it reads no Condition, NotPrincipal or NotResource,"
+        ' and no Principal other than "*")'
+    )
     assert [r.getMessage() for r in caplog.records] == [
-        "BucketPolicy: statements DenyInsecureTransport not applied locally"
-        " (moto ignores conditions)",
-        "BarePolicy: statements DenyInsecureTransport not applied locally"
-        " (moto ignores conditions): strongroom-local-bare has no bucket policy",
+        f"BucketPolicy: statements DenyInsecureTransport not applied locally {wrongly}",
+        f"BarePolicy: statements DenyInsecureTransport not applied locally {wrongly}"
+        ": strongroom-local-bare has no bucket policy",
     ]
     assert [s["Sid"] for s in stack.unenforced_statements] == ["DenyInsecureTransport"] * 2
 
@@ -717,6 +720,74 @@ def test_a_single_statement_policy_is_read_as_a_list_of_one(
 def test_a_statement_that_is_no_statement_is_refused(aws: None, statement: Any) -> None:
     with pytest.raises(InvalidTemplate, match="BucketPolicy: PolicyDocument: Statement must be"):
         _provision(_bucket_with_policy(statement))
+
+
+def test_statements_moto_would_evaluate_wrongly_are_left_out_and_said_so(
+    aws: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    objects = {"Fn::Sub": "${Bucket.Arn}/*"}
+    auditor = "arn:aws:iam::123456789012:role/auditor"
+    statements = [
+        # moto would deny every caller: it applies a Principal map to all.
+        {
+            "Sid": "DenyAuditorWrites",
+            "Effect": "Deny",
+            "Principal": {"AWS": auditor},
+            "Action": "s3:PutObject",
+            "Resource": objects,
+        },
+        # moto would deny the excepted principal too: it does not read NotPrincipal.
+        {
+            "Sid": "DenyAllButAuditor",
+            "Effect": "Deny",
+            "NotPrincipal": {"AWS": auditor},
+            "Action": "s3:GetObject",
+            "Resource": objects,
+        },
+        # moto would permit what this denies: it does not read NotResource.
+        {
+            "Sid": "DenyOutsideUploads",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:PutObject",
+            "NotResource": {"Fn::Sub": "${Bucket.Arn}/uploads/*"},
+        },
+        {
+            "Sid": "AllowFromTheAccount",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": objects,
+            "Condition": {"StringEquals": {"aws:PrincipalAccount": "123456789012"}},
+        },
+        {
+            "Sid": "DenyLockedWrites",
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": "s3:PutObject",
+            "Resource": {"Fn::Sub": "${Bucket.Arn}/locked/*"},
+        },
+    ]
+    with caplog.at_level(logging.WARNING, logger="strongroom_local.provision"):
+        stack = _provision(_bucket_with_policy(statements))
+    left_out = "DenyAuditorWrites, DenyAllButAuditor, DenyOutsideUploads, AllowFromTheAccount"
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith(f"BucketPolicy: statements {left_out} not applied locally (moto would")
+    assert [s["Sid"] for s in stack.unenforced_statements] == left_out.split(", ")
+    s3, bucket = boto3.client("s3"), stack.ref("Bucket")
+    (applied,) = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+    assert applied["Sid"] == "DenyLockedWrites"
+    # Another caller than the auditor writes (the scoped Deny denied everyone); what is kept
+    # is enforced.
+    s3.put_object(Bucket=bucket, Key="data/object", Body=b"x")
+    with pytest.raises(ClientError, match="Forbidden"):
+        s3.put_object(Bucket=bucket, Key="locked/object", Body=b"x")
+
+
+def test_a_bucket_policy_statement_without_a_principal_is_refused(aws: None) -> None:
+    statement = {"Sid": "Nobody", "Effect": "Deny", "Action": "s3:*", "Resource": "*"}
+    with pytest.raises(InvalidTemplate, match="BucketPolicy: statement Nobody has no Principal"):
+        _provision(_bucket_with_policy([statement]))
 
 
 def test_template_yaml_provisions_and_says_which_statements_it_left_out(
