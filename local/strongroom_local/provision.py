@@ -276,7 +276,9 @@ def _create_key(stack: Stack, client: _Clients, logical_id: str, props: dict[str
     }
     # Without one, KMS (and moto) give the key its default policy, as CloudFormation does.
     if "KeyPolicy" in props:
-        create["Policy"] = json.dumps(props["KeyPolicy"])
+        create["Policy"] = json.dumps(
+            _policy_document(f"{logical_id}: KeyPolicy", props["KeyPolicy"])
+        )
     if "Tags" in props:
         create["Tags"] = [{"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in props["Tags"]]
     created = kms.create_key(**create)["KeyMetadata"]
@@ -431,10 +433,9 @@ def _create_queue(stack: Stack, client: _Clients, logical_id: str, props: dict[s
 def _create_queue_policy(
     stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]
 ) -> None:
+    policy = _policy_document(f"{logical_id}: PolicyDocument", props["PolicyDocument"])
     for url in props["Queues"]:
-        client("sqs").set_queue_attributes(
-            QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
-        )
+        client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
 
 
 def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
@@ -589,7 +590,7 @@ def _create_bucket(stack: Stack, client: _Clients, logical_id: str, props: dict[
 def _create_bucket_policy(
     stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]
 ) -> None:
-    document = dict(props["PolicyDocument"])
+    document = _policy_document(f"{logical_id}: PolicyDocument", props["PolicyDocument"])
     # moto evaluates a bucket policy on object requests, but not every statement as S3 does
     # (_misjudged): those are kept out of the emulator, and said so (tests check template.yaml's
     # in the template itself); the rest, for everyone and without a Condition, moto evaluates
@@ -633,6 +634,18 @@ def _misjudged(statement: Mapping[str, Any]) -> bool:
     )
 
 
+def _policy_document(where: str, policy: Any) -> dict[str, Any]:
+    """A policy document as CloudFormation takes it: an object, or its JSON text (a copy)."""
+    if isinstance(policy, str):
+        try:
+            policy = json.loads(policy)
+        except ValueError as error:
+            raise InvalidTemplate(f"{where}: not JSON: {error}") from None
+    if not isinstance(policy, dict):
+        raise InvalidTemplate(f"{where}: a policy document is a JSON object, not {policy!r}")
+    return dict(policy)
+
+
 def _statements(where: str, document: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A policy's statements: IAM's grammar takes a single statement as well as a list."""
     statements = document.get("Statement")
@@ -649,7 +662,11 @@ def _create_role(stack: Stack, client: _Clients, logical_id: str, props: dict[st
     name = props.get("RoleName") or _physical_name(resolver.refs["AWS::StackName"], logical_id)[:64]
     create: dict[str, Any] = {
         "RoleName": name,
-        "AssumeRolePolicyDocument": json.dumps(props["AssumeRolePolicyDocument"]),
+        "AssumeRolePolicyDocument": json.dumps(
+            _policy_document(
+                f"{logical_id}: AssumeRolePolicyDocument", props["AssumeRolePolicyDocument"]
+            )
+        ),
         "Description": props.get("Description", logical_id),
         "MaxSessionDuration": int(props.get("MaxSessionDuration", 3600)),
     }
@@ -661,7 +678,11 @@ def _create_role(stack: Stack, client: _Clients, logical_id: str, props: dict[st
         iam.put_role_policy(
             RoleName=name,
             PolicyName=policy["PolicyName"],
-            PolicyDocument=json.dumps(policy["PolicyDocument"]),
+            PolicyDocument=json.dumps(
+                _policy_document(
+                    f"{logical_id}: policy {policy['PolicyName']}", policy["PolicyDocument"]
+                )
+            ),
         )
     resolver.refs[logical_id] = name
     resolver.attributes[(logical_id, "Arn")] = created["Arn"]

@@ -784,6 +784,84 @@ def test_statements_moto_would_evaluate_wrongly_are_left_out_and_said_so(
         s3.put_object(Bucket=bucket, Key="locked/object", Body=b"x")
 
 
+def test_policies_given_as_json_text_are_applied_as_their_documents(aws: None) -> None:
+    """CloudFormation takes a policy as an object or as its JSON text; the text was sent
+    encoded again (a JSON string literal as the policy) or raised a raw ValueError."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    reads = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}],
+    }
+    everyone = {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket"}
+    bucket_policy = {
+        "Version": "2012-10-17",
+        "Statement": [{**everyone, "Resource": "arn:aws:s3:::strongroom-local-bucket"}],
+    }
+    key_policy = {"Version": "2012-10-17", "Statement": [{**KEY_POLICY["Statement"][0]}]}
+    key_policy["Statement"][0]["Principal"] = {"AWS": "arn:aws:iam::123456789012:root"}
+    queue_policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "sqs:DeleteQueue"}],
+    }
+    template = _template(
+        {
+            "Key": {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": json.dumps(key_policy)}},
+            "Bucket": {"Type": "AWS::S3::Bucket"},
+            "BucketPolicy": {
+                "Type": "AWS::S3::BucketPolicy",
+                "Properties": {
+                    "Bucket": {"Ref": "Bucket"},
+                    "PolicyDocument": json.dumps(bucket_policy),
+                },
+            },
+            "Queue": _queue(),
+            "QueuePolicy": {
+                "Type": "AWS::SQS::QueuePolicy",
+                "Properties": {
+                    "Queues": [{"Ref": "Queue"}],
+                    "PolicyDocument": json.dumps(queue_policy),
+                },
+            },
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": json.dumps(trust),
+                    "Policies": [{"PolicyName": "reads", "PolicyDocument": json.dumps(reads)}],
+                },
+            },
+        }
+    )
+    stack = _provision(template)
+    kms = boto3.client("kms")
+    stored = kms.get_key_policy(KeyId=stack.ref("Key"), PolicyName="default")["Policy"]
+    assert json.loads(stored) == key_policy
+    stored = boto3.client("s3").get_bucket_policy(Bucket=stack.ref("Bucket"))["Policy"]
+    assert json.loads(stored) == bucket_policy
+    sqs = boto3.client("sqs")
+    stored = sqs.get_queue_attributes(QueueUrl=stack.ref("Queue"), AttributeNames=["Policy"])
+    assert json.loads(stored["Attributes"]["Policy"]) == queue_policy
+    iam = boto3.client("iam")
+    assert iam.get_role(RoleName=stack.ref("Role"))["Role"]["AssumeRolePolicyDocument"] == trust
+    stored = iam.get_role_policy(RoleName=stack.ref("Role"), PolicyName="reads")
+    assert stored["PolicyDocument"] == reads
+
+
+@pytest.mark.parametrize("text", ['["not", "a", "document"]', "{not json"])
+def test_a_policy_text_that_is_no_json_object_is_refused(aws: None, text: str) -> None:
+    template = _template({"Key": {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": text}}})
+    with pytest.raises(InvalidTemplate, match="Key: KeyPolicy: "):
+        _provision(template)
+
+
 def test_a_bucket_policy_statement_without_a_principal_is_refused(aws: None) -> None:
     statement = {"Sid": "Nobody", "Effect": "Deny", "Action": "s3:*", "Resource": "*"}
     with pytest.raises(InvalidTemplate, match="BucketPolicy: statement Nobody has no Principal"):
