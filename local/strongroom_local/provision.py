@@ -108,6 +108,7 @@ def provision(
     *,
     endpoint_url: str | None = None,
     parameters: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] = LOCAL_PARAMETERS,
     stack_name: str = "strongroom-local",
     template: dict[str, Any] | None = None,
     template_path: Path | None = None,
@@ -115,16 +116,17 @@ def provision(
     """Create every key, secret, table, bucket and queue of the template; return what was made.
 
     The template is `template` if given, else the one at `template_path`, else template.yaml.
+    `parameters` are the values given for the stack (`--parameter`): as CloudFormation does,
+    a name the template does not declare is refused. `defaults` are the stack's own values,
+    used for the parameters the template declares and `parameters` leaves out.
     Each resource is created after the resources it refers to, as CloudFormation orders them.
     """
     session = session or boto3.Session()
     if template is None:
         template = load_template(template_path or TEMPLATE_PATH)
     region = session.region_name or "us-east-1"
-    params = dict(LOCAL_PARAMETERS)
-    params.update(parameters or {})
     resolver = Resolver.for_template(
-        template, parameters=params, region=region, stack_name=stack_name
+        template, parameters=parameters, defaults=defaults, region=region, stack_name=stack_name
     )
     stack = Stack(template=template, resolver=resolver)
 

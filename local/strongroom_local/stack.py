@@ -145,17 +145,19 @@ class LocalStack:
         aws_url = self._start_moto()
         self._api = ApiServer(options.api_port)
         self._unless_stop_requested()
-        parameters = dict(LOCAL_PARAMETERS)
-        parameters.update(JwtIssuer=DEFAULT_ISSUER, JwtAudience=DEFAULT_AUDIENCE)
-        parameters.update(
+        # The stack's own values, for whichever of them the template declares; only what
+        # --parameter gives must be declared.
+        defaults = dict(LOCAL_PARAMETERS)
+        defaults.update(JwtIssuer=DEFAULT_ISSUER, JwtAudience=DEFAULT_AUDIENCE)
+        defaults.update(
             oauth_parameters(self._api.url, str(options.parameters.get("Stage", "dev")))
         )
-        parameters.update(options.parameters)
         session = _emulator_session(options.region)
         stack = provision(
             session,
             endpoint_url=aws_url,
-            parameters=parameters,
+            parameters=options.parameters,
+            defaults=defaults,
             stack_name=options.stack_name,
             template_path=options.template_path,
         )

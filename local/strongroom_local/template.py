@@ -271,10 +271,22 @@ class Resolver:
         template: Mapping[str, Any],
         *,
         parameters: Mapping[str, Any] | None = None,
+        defaults: Mapping[str, Any] | None = None,
         region: str = "us-east-1",
         account_id: str = "123456789012",
         stack_name: str = "strongroom-local",
     ) -> Resolver:
+        """A resolver of `template` for a stack given `parameters`, as CloudFormation is given
+        them: a name the template does not declare is refused. `defaults` are the local
+        stack's own values for parameters a template may or may not declare
+        (provision.LOCAL_PARAMETERS): each is used where the template declares it and
+        `parameters` does not give it."""
+        declared = template.get("Parameters", {})
+        undeclared = sorted(set(parameters or {}) - set(declared))
+        if undeclared:
+            raise InvalidTemplate(
+                f"Parameters: [{', '.join(undeclared)}] do not exist in the template"
+            )
         resolver = cls(template)
         resolver.refs.update(
             {
@@ -286,8 +298,9 @@ class Resolver:
                 "AWS::NoValue": None,
             }
         )
-        given = dict(parameters or {})
-        for name, spec in template.get("Parameters", {}).items():
+        given = {name: v for name, v in (defaults or {}).items() if name in declared}
+        given.update(parameters or {})
+        for name, spec in declared.items():
             if name in given:
                 value = given[name]
             elif "Default" in spec:

@@ -91,6 +91,28 @@ def test_the_local_values_and_loopback_http_urls_pass() -> None:
     assert repository_resolver().refs["OAuthRedirectUri"] == LOCAL_PARAMETERS["OAuthRedirectUri"]
 
 
+def test_a_parameter_the_template_does_not_declare_is_refused() -> None:
+    """CloudFormation refuses "Parameters: [stage] do not exist in the template"; ignored, the
+    stack ran as dev when prod was asked for."""
+    with pytest.raises(InvalidTemplate, match=r"Parameters: \[stage\] do not exist"):
+        repository_resolver(stage="prod")
+    with mock_aws(), pytest.raises(InvalidTemplate, match=r"Parameters: \[stage\] do not exist"):
+        provision(boto3.Session(region_name="us-east-1"), parameters={"stage": "prod"})
+
+
+def test_the_stacks_own_values_serve_only_the_parameters_a_template_declares() -> None:
+    """LOCAL_PARAMETERS go to templates that declare none of them: they are no caller's
+    mistake. What the caller gives comes first."""
+    defaults = {"Retention": "30", "JwtIssuer": "https://127.0.0.1/dev-issuer"}
+    resolver = Resolver.for_template(parameters_template(), defaults=defaults)
+    assert resolver.refs["Retention"] == "30"
+    assert "JwtIssuer" not in resolver.refs
+    given = Resolver.for_template(
+        parameters_template(), parameters={"Retention": "7"}, defaults=defaults
+    )
+    assert given.refs["Retention"] == "7"
+
+
 def constrained_template(**spec: Any) -> dict[str, Any]:
     return {"Parameters": {"Token": {"Type": "String", **spec}}}
 
