@@ -382,10 +382,14 @@ class Resolver:
         keys = [scalar_text(self.resolve(item), "Fn::FindInMap") for item in arg]
         found: Any = self.template.get("Mappings", {})
         for depth, key in enumerate(keys):
-            if not isinstance(found, Mapping) or key not in found:
+            # CloudFormation's keys are strings; YAML reads an unquoted account id as a number.
+            by_text = (
+                {scalar_text(k): v for k, v in found.items()} if isinstance(found, Mapping) else {}
+            )
+            if key not in by_text:
                 path = ".".join(keys[: depth + 1])
                 raise InvalidTemplate(f"Fn::FindInMap: no {path} in Mappings")
-            found = found[key]
+            found = by_text[key]
         return self.resolve(found)
 
     def _comparable(self, operand: Any) -> str | list[str]:

@@ -153,6 +153,8 @@ Parameters:
 Mappings:
   Sizes:
     dev: {Memory: 256, Label: small}
+  Accounts:
+    123456789012: {Env: local}
 Globals:
   Function:
     Environment:
@@ -182,6 +184,13 @@ def test_find_in_map_and_base64_resolve(tmp_path: Path) -> None:
     }
     with pytest.raises(InvalidTemplate, match=r"Sizes\.prod"):
         resolver.resolve({"Fn::FindInMap": ["Sizes", "prod", "Memory"]})
+
+
+def test_find_in_map_finds_keys_yaml_reads_as_numbers(tmp_path: Path) -> None:
+    """CloudFormation's keys are strings: an unquoted account id is one too."""
+    resolver = intrinsics_resolver(tmp_path)
+    by_account = {"Fn::FindInMap": ["Accounts", {"Ref": "AWS::AccountId"}, "Env"]}
+    assert resolver.resolve(by_account) == "local"
 
 
 @pytest.mark.parametrize(
