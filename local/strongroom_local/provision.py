@@ -443,23 +443,30 @@ def _create_queue_policy(
 def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
     dynamodb, resolver = client("dynamodb"), stack.resolver
     name = props.get("TableName") or _physical_name(resolver.refs["AWS::StackName"], logical_id)
+    # CloudFormation's default is PROVISIONED, which needs ProvisionedThroughput.
+    billing_mode = props.get("BillingMode", "PROVISIONED")
+    if billing_mode == "PROVISIONED" and "ProvisionedThroughput" not in props:
+        raise InvalidTemplate(
+            f"{logical_id}: BillingMode PROVISIONED (CloudFormation's default) needs"
+            " ProvisionedThroughput"
+        )
     kwargs: dict[str, Any] = {
         "TableName": name,
         "AttributeDefinitions": props["AttributeDefinitions"],
         "KeySchema": props["KeySchema"],
-        # CloudFormation's default is PROVISIONED, which needs ProvisionedThroughput; a table
-        # with neither is taken as on-demand.
-        "BillingMode": props.get(
-            "BillingMode", "PROVISIONED" if "ProvisionedThroughput" in props else "PAY_PER_REQUEST"
-        ),
+        "BillingMode": billing_mode,
     }
-    for optional in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
-        if optional in props:
-            kwargs[optional] = props[optional]
+    if "GlobalSecondaryIndexes" in props:
+        kwargs["GlobalSecondaryIndexes"] = [
+            {**index, "ProvisionedThroughput": _throughput(index["ProvisionedThroughput"])}
+            if "ProvisionedThroughput" in index
+            else index
+            for index in props["GlobalSecondaryIndexes"]
+        ]
+    if "LocalSecondaryIndexes" in props:
+        kwargs["LocalSecondaryIndexes"] = props["LocalSecondaryIndexes"]
     if "ProvisionedThroughput" in props:
-        kwargs["ProvisionedThroughput"] = {
-            name: int(units) for name, units in props["ProvisionedThroughput"].items()
-        }
+        kwargs["ProvisionedThroughput"] = _throughput(props["ProvisionedThroughput"])
     if "StreamSpecification" in props:
         # CloudFormation gives only the view type; the API wants the stream enabled too.
         _only(
@@ -505,6 +512,11 @@ def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[s
     if "LatestStreamArn" in created:
         resolver.attributes[(logical_id, "StreamArn")] = created["LatestStreamArn"]
     stack.physical_ids[logical_id] = name
+
+
+def _throughput(throughput: Mapping[str, Any]) -> dict[str, int]:
+    """Capacity units as numbers: a Number parameter's value is a string."""
+    return {name: int(units) for name, units in throughput.items()}
 
 
 def _create_bucket(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:

@@ -497,6 +497,42 @@ def test_tables_get_their_stream_throughput_recovery_period_and_tags(aws: None) 
     assert tags == [{"Key": "tier", "Value": "metadata"}]
 
 
+def test_index_throughput_from_a_number_parameter_is_sent_as_a_number(aws: None) -> None:
+    """A Number parameter's value is a string; DynamoDB takes capacity units as numbers."""
+    capacity = {"ReadCapacityUnits": {"Ref": "Capacity"}, "WriteCapacityUnits": {"Ref": "Capacity"}}
+    template = {
+        "Parameters": {"Capacity": {"Type": "Number", "Default": 5}},
+        "Resources": {
+            "Table": _table(
+                BillingMode="PROVISIONED",
+                ProvisionedThroughput=capacity,
+                GlobalSecondaryIndexes=[
+                    {
+                        "IndexName": "by-pk",
+                        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                        "Projection": {"ProjectionType": "KEYS_ONLY"},
+                        "ProvisionedThroughput": capacity,
+                    }
+                ],
+            )
+        },
+    }
+    stack = _provision(template)
+    table = boto3.client("dynamodb").describe_table(TableName=stack.ref("Table"))["Table"]
+    (index,) = table["GlobalSecondaryIndexes"]
+    throughput = index["ProvisionedThroughput"]
+    assert (throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]) == (5, 5)
+
+
+def test_a_table_with_neither_billing_mode_nor_throughput_is_refused(aws: None) -> None:
+    """CloudFormation's default BillingMode is PROVISIONED, which needs a throughput; such a
+    table was created on-demand."""
+    table = _table()
+    del table["Properties"]["BillingMode"]
+    with pytest.raises(InvalidTemplate, match=r"Table: BillingMode PROVISIONED .* needs Prov"):
+        _provision(_template({"Table": table}))
+
+
 def test_secrets_and_roles_get_their_tags_path_and_boundary(aws: None) -> None:
     boundary = "arn:aws:iam::123456789012:policy/boundary"
     template = _template(
