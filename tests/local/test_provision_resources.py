@@ -195,6 +195,28 @@ def test_resources_are_created_after_those_they_refer_to(aws: None) -> None:
     assert list(stack.physical_ids) == ["KeyUser", "Key", "Secret", "Dead", "Retry", "Work", "Late"]
 
 
+def test_depends_on_alone_orders_creation(aws: None) -> None:
+    """Each resource is created after those it names in DependsOn, with no Ref between them
+    (the single-name and the list form), though they come later in the template."""
+    template = _template(
+        {
+            "Consumer": {**_queue(), "DependsOn": "Producer"},
+            "Reader": {**_queue(), "DependsOn": ["Store", "Producer"]},
+            "Producer": _queue(),
+            "Store": _queue(),
+        }
+    )
+    session = boto3.Session(region_name="us-east-1")
+    created = _sent(session, "CreateQueue")
+    provision(session, template=template)
+    assert [call["QueueName"].removeprefix("strongroom-local-") for call in created] == [
+        "Producer",
+        "Consumer",
+        "Store",
+        "Reader",
+    ]
+
+
 def test_resources_that_refer_to_each_other_stop_provisioning(aws: None) -> None:
     template = _template(
         {
