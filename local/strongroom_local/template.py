@@ -253,6 +253,17 @@ def _bound(name: str, spec: Mapping[str, Any], key: str) -> decimal.Decimal:
     return number
 
 
+def _arguments(function: str, arg: Any, least: int, most: int | None = None) -> list[Any]:
+    """An intrinsic function's list of arguments, as many as it takes (CloudFormation refuses
+    any other shape; indexed as it came, a map gave a KeyError and a string its letters)."""
+    most = least if most is None else most
+    if not isinstance(arg, list) or not least <= len(arg) <= most:
+        count = str(least) if least == most else f"{least} to {most}"
+        plural = "" if most == 1 else "s"
+        raise InvalidTemplate(f"{function} takes a list of {count} argument{plural}, not {arg!r}")
+    return arg
+
+
 @dataclass
 class Resolver:
     """Resolves Ref, Fn::GetAtt, Fn::Sub, Fn::If and friends against known values.
@@ -264,6 +275,8 @@ class Resolver:
     template: Mapping[str, Any]
     refs: dict[str, Any] = field(default_factory=dict)
     attributes: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # The conditions being evaluated, outermost first: one met again is a cycle.
+    _evaluating: list[str] = field(default_factory=list, repr=False)
 
     @classmethod
     def for_template(
@@ -313,9 +326,24 @@ class Resolver:
 
     def condition(self, name: str) -> bool:
         conditions = self.template.get("Conditions", {})
-        if name not in conditions:
-            raise InvalidTemplate(f"condition {name} is not in the template's Conditions")
-        return bool(self.resolve(conditions[name]))
+        if not isinstance(name, str) or name not in conditions:
+            raise InvalidTemplate(f"condition {name!r} is not in the template's Conditions")
+        if name in self._evaluating:
+            cycle = " -> ".join([*self._evaluating[self._evaluating.index(name) :], name])
+            raise InvalidTemplate(f"conditions refer to each other in a cycle: {cycle}")
+        self._evaluating.append(name)
+        try:
+            return self._boolean(conditions[name], f"condition {name}")
+        finally:
+            self._evaluating.pop()
+
+    def _boolean(self, value: Any, where: str) -> bool:
+        """A condition's value: what Fn::Equals, Fn::And, Fn::Or, Fn::Not or Condition gives,
+        never a string or a map read as true."""
+        result = self.resolve(value)
+        if not isinstance(result, bool):
+            raise InvalidTemplate(f"{where}: a condition is needed, not {result!r}")
+        return result
 
     def exists(self, logical_id: str) -> bool:
         """Whether the stack has the resource: the template has it and its Condition holds."""
@@ -354,14 +382,18 @@ class Resolver:
             "Ref": self._ref,
             "Fn::GetAtt": self._get_att,
             "Fn::Sub": self._sub,
-            "Fn::If": lambda arg: self.resolve(arg[1] if self.condition(arg[0]) else arg[2]),
-            "Fn::Equals": lambda arg: self._comparable(arg[0]) == self._comparable(arg[1]),
-            "Fn::Not": lambda arg: not self.resolve(arg[0]),
-            "Fn::And": lambda arg: all(self.resolve(a) for a in arg),
-            "Fn::Or": lambda arg: any(self.resolve(a) for a in arg),
+            "Fn::If": self._if,
+            "Fn::Equals": self._equals,
+            "Fn::Not": lambda arg: not self._boolean(_arguments("Fn::Not", arg, 1)[0], "Fn::Not"),
+            "Fn::And": lambda arg: all(
+                [self._boolean(a, "Fn::And") for a in _arguments("Fn::And", arg, 2, 10)]
+            ),
+            "Fn::Or": lambda arg: any(
+                [self._boolean(a, "Fn::Or") for a in _arguments("Fn::Or", arg, 2, 10)]
+            ),
             "Fn::Join": self._join,
-            "Fn::Select": lambda arg: self.resolve(arg[1])[int(self.resolve(arg[0]))],
-            "Fn::Split": lambda arg: scalar_text(self.resolve(arg[1]), "Fn::Split").split(arg[0]),
+            "Fn::Select": self._select,
+            "Fn::Split": self._split,
             "Fn::FindInMap": self._find_in_map,
             "Fn::Base64": lambda arg: base64.b64encode(
                 scalar_text(self.resolve(arg), "Fn::Base64").encode()
@@ -369,7 +401,38 @@ class Resolver:
             "Condition": self.condition,
         }
 
+    def _if(self, arg: Any) -> Any:
+        name, if_true, if_false = _arguments("Fn::If", arg, 3)
+        return self.resolve(if_true if self.condition(name) else if_false)
+
+    def _equals(self, arg: Any) -> bool:
+        first, second = _arguments("Fn::Equals", arg, 2)
+        return self._comparable(first) == self._comparable(second)
+
+    def _select(self, arg: Any) -> Any:
+        index_value, items_value = _arguments("Fn::Select", arg, 2)
+        index, items = self.resolve(index_value), self.resolve(items_value)
+        text = "" if isinstance(index, bool) else scalar_text(index, "Fn::Select index")
+        if not (text.isascii() and text.isdigit()):
+            raise InvalidTemplate(
+                f"Fn::Select: the index must be a whole number >= 0, not {index!r}"
+            )
+        if not isinstance(items, list):
+            raise InvalidTemplate(f"Fn::Select: a list is needed, not {items!r}")
+        if int(text) >= len(items):
+            raise InvalidTemplate(f"Fn::Select: no item {text} in a list of {len(items)}")
+        return items[int(text)]
+
+    def _split(self, arg: Any) -> list[str]:
+        delimiter, text = _arguments("Fn::Split", arg, 2)
+        if not isinstance(delimiter, str) or not delimiter:
+            raise InvalidTemplate(
+                f"Fn::Split: the delimiter must be a non-empty string, not {delimiter!r}"
+            )
+        return scalar_text(self.resolve(text), "Fn::Split").split(delimiter)
+
     def _join(self, arg: list[Any]) -> str:
+        _arguments("Fn::Join", arg, 2)
         items = self.resolve(arg[1])
         if not isinstance(items, list):
             raise InvalidTemplate(f"Fn::Join: a list is needed, not {items!r}")

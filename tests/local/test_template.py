@@ -52,6 +52,56 @@ def test_equals_compares_as_text() -> None:
     assert resolver.resolve({"Fn::Equals": [{"Ref": "Audiences"}, ["a", "b"]]})
 
 
+def test_select_split_and_the_condition_functions_resolve() -> None:
+    resolver = Resolver.for_template(parameters_template(), parameters={"Retention": "1"})
+    assert resolver.resolve({"Fn::Select": [{"Ref": "Retention"}, {"Ref": "Audiences"}]}) == "b"
+    assert resolver.resolve({"Fn::Split": [",", "a,,b"]}) == ["a", "", "b"]
+    is_strict, retained = {"Condition": "IsStrict"}, {"Condition": "DefaultRetention"}
+    assert resolver.resolve({"Fn::Not": [retained]})
+    assert resolver.resolve({"Fn::Or": [is_strict, retained]})
+    assert not resolver.resolve({"Fn::And": [is_strict, retained]})
+
+
+@pytest.mark.parametrize(
+    ("intrinsic", "refused"),
+    [
+        # Indexed as they came: an IndexError, the last item, a string's first letter.
+        ({"Fn::Select": [5, ["a", "b"]]}, "Fn::Select: no item 5 in a list of 2"),
+        ({"Fn::Select": [-1, ["a", "b"]]}, "Fn::Select: the index must be a whole number"),
+        ({"Fn::Select": ["0", "abc"]}, "Fn::Select: a list is needed, not 'abc'"),
+        ({"Fn::Select": [0]}, "Fn::Select takes a list of 2 arguments"),
+        ({"Fn::Split": ["", "abc"]}, "Fn::Split: the delimiter must be a non-empty string"),
+        # A map as Fn::Not's list: KeyError 0; as Fn::And's, its keys read as true.
+        ({"Fn::Not": {"Fn::Equals": ["a", "a"]}}, "Fn::Not takes a list of 1 argument,"),
+        ({"Fn::And": {"Condition": "IsStrict"}}, "Fn::And takes a list of 2 to 10 arguments"),
+        ({"Fn::Or": [{"Condition": "IsStrict"}, "yes"]}, "Fn::Or: a condition is needed"),
+        ({"Fn::If": ["IsStrict", "a"]}, "Fn::If takes a list of 3 arguments"),
+    ],
+)
+def test_intrinsics_cloudformation_refuses_are_refused_clearly(
+    intrinsic: dict[str, Any], refused: str
+) -> None:
+    resolver = Resolver.for_template(parameters_template())
+    with pytest.raises(InvalidTemplate) as raised:
+        resolver.resolve(intrinsic)
+    assert str(raised.value).startswith(refused)
+
+
+def test_conditions_that_refer_to_each_other_in_a_cycle_are_refused() -> None:
+    """Evaluated as written, they recursed until RecursionError."""
+    template = {
+        "Conditions": {
+            "A": {"Fn::Not": [{"Condition": "B"}]},
+            "B": {"Fn::Or": [{"Condition": "C"}, {"Condition": "A"}]},
+            "C": {"Fn::Equals": ["a", "b"]},
+        }
+    }
+    with pytest.raises(
+        InvalidTemplate, match="conditions refer to each other in a cycle: A -> B -> A"
+    ):
+        Resolver.for_template(template).condition("A")
+
+
 def repository_resolver(**parameters: str) -> Resolver:
     return Resolver.for_template(load_template(), parameters={**LOCAL_PARAMETERS, **parameters})
 
