@@ -313,13 +313,13 @@ class Resolver:
         )
         given = {name: v for name, v in (defaults or {}).items() if name in declared}
         given.update(parameters or {})
+        unset = [
+            name for name, spec in declared.items() if name not in given and "Default" not in spec
+        ]
+        if unset:
+            raise InvalidTemplate(f"Parameters: [{', '.join(unset)}] must have values")
         for name, spec in declared.items():
-            if name in given:
-                value = given[name]
-            elif "Default" in spec:
-                value = spec["Default"]
-            else:
-                raise KeyError(f"template parameter {name} has no default and no value")
+            value = given[name] if name in given else spec["Default"]
             resolver.refs[name] = _parameter_value(name, spec, value)
             check_parameter(name, spec, resolver.refs[name])
         return resolver

@@ -150,6 +150,21 @@ def test_a_parameter_the_template_does_not_declare_is_refused() -> None:
         provision(boto3.Session(region_name="us-east-1"), parameters={"stage": "prod"})
 
 
+def test_a_parameter_with_neither_default_nor_value_is_refused() -> None:
+    """CloudFormation refuses "Parameters: [...] must have values"; it was a raw KeyError."""
+    template = {
+        "Parameters": {
+            "Issuer": {"Type": "String"},
+            "Stage": {"Type": "String", "Default": "dev"},
+            "Audience": {"Type": "String"},
+        }
+    }
+    with pytest.raises(InvalidTemplate, match=r"Parameters: \[Issuer, Audience\] must have values"):
+        Resolver.for_template(template)
+    with pytest.raises(InvalidTemplate, match=r"Parameters: \[Audience\] must have values"):
+        Resolver.for_template(template, parameters={"Issuer": "https://issuer.test/"})
+
+
 def test_the_stacks_own_values_serve_only_the_parameters_a_template_declares() -> None:
     """LOCAL_PARAMETERS go to templates that declare none of them: they are no caller's
     mistake. What the caller gives comes first."""
