@@ -468,8 +468,15 @@ class Resolver:
             raise KeyError(f"Ref {name} is not known (yet)")
         return self.refs[name]
 
-    def _get_att(self, arg: list[str]) -> Any:
-        logical_id, attribute = arg[0], arg[1]
+    def _get_att(self, arg: Any) -> Any:
+        # The long form takes "LogicalId.Attribute" too; an attribute's name may hold dots.
+        if isinstance(arg, str) and "." in arg:
+            arg = arg.split(".", 1)
+        if not (isinstance(arg, list) and len(arg) == 2 and all(isinstance(a, str) for a in arg)):
+            raise InvalidTemplate(
+                f'Fn::GetAtt takes [logical id, attribute] or "LogicalId.Attribute", not {arg!r}'
+            )
+        logical_id, attribute = arg
         self._refuse_absent(f"GetAtt {logical_id}.{attribute}", logical_id)
         if (logical_id, attribute) not in self.attributes:
             raise KeyError(f"GetAtt {logical_id}.{attribute} is not known (yet)")

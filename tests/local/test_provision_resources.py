@@ -217,6 +217,26 @@ def test_depends_on_alone_orders_creation(aws: None) -> None:
     ]
 
 
+def test_get_att_takes_the_logical_id_and_attribute_as_one_string(aws: None) -> None:
+    """`Fn::GetAtt: "Queue.Arn"`, as CloudFormation reads it: split at the first dot."""
+    template = _template(
+        {
+            "Holder": {
+                "Type": "AWS::SecretsManager::Secret",
+                "Properties": {"SecretString": {"Fn::GetAtt": "Queue.Arn"}},
+            },
+            "Queue": _queue(),
+        }
+    )
+    stack = _provision(template)
+    secrets = boto3.client("secretsmanager")
+    value = secrets.get_secret_value(SecretId=stack.ref("Holder"))["SecretString"]
+    assert value == stack.attribute("Queue", "Arn")
+    template["Resources"]["Holder"]["Properties"]["SecretString"] = {"Fn::GetAtt": "Queue"}
+    with pytest.raises(InvalidTemplate, match=r"Fn::GetAtt takes \[logical id, attribute\]"):
+        provision(boto3.Session(region_name="us-east-1"), template=template, stack_name="other")
+
+
 def test_resources_that_refer_to_each_other_stop_provisioning(aws: None) -> None:
     template = _template(
         {

@@ -325,6 +325,7 @@ def test_a_condition_is_not_read_without_the_parameters() -> None:
     [
         {"Ref": "ProdQueue"},
         {"Fn::GetAtt": ["ProdQueue", "Arn"]},
+        {"Fn::GetAtt": "ProdQueue.Arn"},
         {"Fn::Sub": "${ProdQueue.Arn}/x"},
         {"Fn::If": ["IsProd", "prod", {"Ref": "ProdQueue"}]},
     ],
