@@ -142,6 +142,9 @@ def provision(
             raise UnsupportedTemplate(
                 f"{logical_id}: the local stack does not emulate {resource.get('Type')}"
             )
+    for logical_id, resource in template.get("Resources", {}).items():
+        for name in _depends_on(logical_id, resource):
+            resolver.refuse_undefined(f"{logical_id}: DependsOn {name}", name, resources_only=True)
     _register_function_roles(stack)
     for logical_id in _creation_order(template):
         resource = template["Resources"][logical_id]
@@ -159,6 +162,8 @@ def provision(
                 f"{logical_id}: {unknown.args[0]}: provisioning creates only {_CREATED_TYPES}"
                 " (those whose Condition holds)"
             ) from unknown
+        except (InvalidTemplate, UnsupportedTemplate) as refused:
+            raise type(refused)(f"{logical_id}: {refused}") from refused
         emulated.create(stack, client, logical_id, props)
     return stack
 
@@ -194,7 +199,7 @@ def _creation_order(template: Mapping[str, Any]) -> list[str]:
             cycle = " -> ".join([*visiting[visiting.index(logical_id) :], logical_id])
             raise UnsupportedTemplate(f"resources refer to each other in a cycle: {cycle}")
         visiting.append(logical_id)
-        for reference in _references(resources[logical_id]):
+        for reference in _references(logical_id, resources[logical_id]):
             if reference in resources:
                 visit(reference)
         visiting.pop()
@@ -205,10 +210,20 @@ def _creation_order(template: Mapping[str, Any]) -> list[str]:
     return order
 
 
-def _references(resource: Mapping[str, Any]) -> list[str]:
-    """Logical ids (and parameters) a resource names in DependsOn, Ref, Fn::GetAtt or Fn::Sub."""
+def _depends_on(logical_id: str, resource: Mapping[str, Any]) -> list[str]:
+    """The logical ids a resource's DependsOn names: one, or a list."""
     depends_on = resource.get("DependsOn", [])
-    found = [depends_on] if isinstance(depends_on, str) else list(depends_on)
+    names = [depends_on] if isinstance(depends_on, str) else depends_on
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise InvalidTemplate(f"{logical_id}: DependsOn takes a logical id or a list of them")
+    return names
+
+
+def _references(logical_id: str, resource: Mapping[str, Any]) -> list[str]:
+    """Logical ids (and parameters) a resource names in DependsOn, Ref, Fn::GetAtt or Fn::Sub.
+
+    A malformed intrinsic names nothing here: resolving it refuses it."""
+    found = list(_depends_on(logical_id, resource))
 
     def walk(value: Any) -> None:
         if isinstance(value, list):
@@ -221,17 +236,20 @@ def _references(resource: Mapping[str, Any]) -> list[str]:
                     found.append(arg)
                     return
                 if key == "Fn::GetAtt":
-                    target = arg.split(".", 1)[0] if isinstance(arg, str) else arg[0]
-                    found.append(str(target))
+                    if isinstance(arg, str):
+                        found.append(arg.split(".", 1)[0])
+                    elif isinstance(arg, list) and arg and isinstance(arg[0], str):
+                        found.append(arg[0])
                     return
                 if key == "Fn::Sub":
-                    text, variables = (arg[0], arg[1]) if isinstance(arg, list) else (arg, {})
-                    found.extend(
-                        name.split(".", 1)[0]
-                        for name in re.findall(r"\$\{([^}!][^}]*)\}", text)
-                        if name not in variables
-                    )
-                    walk(variables)
+                    text, variables = arg if isinstance(arg, list) and len(arg) == 2 else (arg, {})
+                    if isinstance(text, str) and isinstance(variables, dict):
+                        found.extend(
+                            name.split(".", 1)[0]
+                            for name in re.findall(r"\$\{([^}!][^}]*)\}", text)
+                            if name not in variables
+                        )
+                        walk(variables)
                     return
             for item in value.values():
                 walk(item)

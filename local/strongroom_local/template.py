@@ -253,6 +253,11 @@ def _bound(name: str, spec: Mapping[str, Any], key: str) -> decimal.Decimal:
     return number
 
 
+# CloudFormation's pseudo parameters that the local stack gives no value (Resolver.for_template
+# gives the others).
+_PSEUDO_PARAMETERS = ("AWS::NotificationARNs", "AWS::StackId")
+
+
 def _arguments(function: str, arg: Any, least: int, most: int | None = None) -> list[Any]:
     """An intrinsic function's list of arguments, as many as it takes (CloudFormation refuses
     any other shape; indexed as it came, a map gave a KeyError and a string its letters)."""
@@ -362,6 +367,35 @@ class Resolver:
                 f"{resource['Condition']} is false)"
             )
 
+    def refuse_undefined(self, reference: str, name: str, *, resources_only: bool = False) -> None:
+        """CloudFormation refuses a reference to a name the template neither declares nor has
+        SAM generate (with `resources_only`, as DependsOn: a parameter neither); one it has
+        that is not known (yet) is for the caller to explain."""
+        if name.startswith("AWS::") and not resources_only:
+            if name in _PSEUDO_PARAMETERS:
+                raise UnsupportedTemplate(f"{reference}: the local stack gives {name} no value")
+            raise InvalidTemplate(f"{reference}: CloudFormation has no pseudo parameter {name}")
+        names = set(self.template.get("Resources", {}))
+        if not resources_only:
+            names |= set(self.template.get("Parameters", {}))
+        if name not in names and not self._sam_may_generate(name):
+            kind = "resource" if resources_only else "parameter or resource"
+            raise InvalidTemplate(f"{reference}: the template has no {kind} {name}")
+
+    def _sam_may_generate(self, name: str) -> bool:
+        """Whether SAM may make a resource so named: its implicit APIs (ServerlessHttpApi...)
+        and those it derives from a serverless resource's id (<Function>Role...)."""
+        transform = self.template.get("Transform", [])
+        transforms = [transform] if isinstance(transform, str) else transform
+        if not any(str(t).startswith("AWS::Serverless") for t in transforms):
+            return False
+        serverless = [
+            logical_id
+            for logical_id, resource in self.template.get("Resources", {}).items()
+            if str(resource.get("Type", "")).startswith("AWS::Serverless::")
+        ]
+        return any(name.startswith(prefix) for prefix in ["Serverless", *serverless])
+
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
             return [item for item in (self.resolve(v) for v in value) if item is not None]
@@ -462,9 +496,12 @@ class Resolver:
             return [scalar_text(item, "Fn::Equals") for item in value]
         return scalar_text(value, "Fn::Equals")
 
-    def _ref(self, name: str) -> Any:
+    def _ref(self, name: Any) -> Any:
+        if not isinstance(name, str):
+            raise InvalidTemplate(f"Ref takes a name, not {name!r}")
         self._refuse_absent(f"Ref {name}", name)
         if name not in self.refs:
+            self.refuse_undefined(f"Ref {name}", name)
             raise KeyError(f"Ref {name} is not known (yet)")
         return self.refs[name]
 
@@ -479,14 +516,17 @@ class Resolver:
         logical_id, attribute = arg
         self._refuse_absent(f"GetAtt {logical_id}.{attribute}", logical_id)
         if (logical_id, attribute) not in self.attributes:
+            self.refuse_undefined(
+                f"GetAtt {logical_id}.{attribute}", logical_id, resources_only=True
+            )
             raise KeyError(f"GetAtt {logical_id}.{attribute} is not known (yet)")
         return self.attributes[(logical_id, attribute)]
 
     def _sub(self, arg: Any) -> str:
-        if isinstance(arg, list):
-            text, local = arg[0], {k: self.resolve(v) for k, v in arg[1].items()}
-        else:
-            text, local = arg, {}
+        text, variables = _arguments("Fn::Sub", arg, 2) if isinstance(arg, list) else (arg, {})
+        if not isinstance(text, str) or not isinstance(variables, dict):
+            raise InvalidTemplate(f"Fn::Sub takes a string or [string, map], not {arg!r}")
+        local = {k: self.resolve(v) for k, v in variables.items()}
 
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)

@@ -259,6 +259,27 @@ def test_a_reference_to_what_provisioning_does_not_create_names_the_resource(aws
         _provision(template)
 
 
+@pytest.mark.parametrize(
+    ("resource", "refused"),
+    [
+        (_queue(KmsMasterKeyId={"Ref": "Nowhere"}), "Queue: Ref Nowhere: the template has no"),
+        ({**_queue(), "DependsOn": ["Nowhere"]}, "Queue: DependsOn Nowhere: the template has no"),
+        ({**_queue(), "DependsOn": {"Ref": "Nowhere"}}, "Queue: DependsOn takes a logical id"),
+        # Malformed, they raised IndexError and KeyError while creation was ordered.
+        (_queue(KmsMasterKeyId={"Fn::Sub": ["${Nowhere}"]}), "Queue: Fn::Sub takes a list of 2"),
+        (_queue(KmsMasterKeyId={"Fn::GetAtt": {"Nowhere": "Arn"}}), "Queue: Fn::GetAtt takes"),
+    ],
+)
+def test_a_reference_to_what_the_template_does_not_have_is_invalid(
+    aws: None, resource: dict[str, Any], refused: str
+) -> None:
+    """CloudFormation refuses such a template; it is not what the stack cannot emulate (and a
+    DependsOn naming nothing was ignored)."""
+    with pytest.raises(InvalidTemplate) as raised:
+        _provision(_template({"Queue": resource}))
+    assert str(raised.value).startswith(refused)
+
+
 def test_a_resource_type_the_stack_does_not_emulate_stops_provisioning(aws: None) -> None:
     template = _template({"Queue": _queue(), "Topic": {"Type": "AWS::SNS::Topic"}})
     with pytest.raises(

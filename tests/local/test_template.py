@@ -343,6 +343,40 @@ def test_a_reference_to_a_resource_that_does_not_exist_is_refused(
     assert resolver.resolve({"QueueUrl": guarded}) == {}
 
 
+@pytest.mark.parametrize(
+    ("reference", "refused"),
+    [
+        ({"Ref": "Nope"}, "Ref Nope: the template has no parameter or resource Nope"),
+        ({"Fn::GetAtt": ["Nope", "Arn"]}, "GetAtt Nope.Arn: the template has no resource Nope"),
+        ({"Fn::Sub": "${Nope.Arn}"}, "GetAtt Nope.Arn: the template has no resource Nope"),
+        ({"Ref": "AWS::Nope"}, "Ref AWS::Nope: CloudFormation has no pseudo parameter"),
+    ],
+)
+def test_a_reference_to_what_the_template_does_not_have_is_refused(
+    reference: dict[str, Any], refused: str
+) -> None:
+    """CloudFormation refuses the template: not UnsupportedTemplate (a raw KeyError here)."""
+    with pytest.raises(InvalidTemplate) as raised:
+        Resolver.for_template(conditional_template()).resolve(reference)
+    assert str(raised.value).startswith(refused)
+
+
+def test_references_the_stack_cannot_resolve_say_so() -> None:
+    resolver = Resolver.for_template(conditional_template())
+    with pytest.raises(UnsupportedTemplate, match="gives AWS::StackId no value"):
+        resolver.resolve({"Fn::Sub": "${AWS::StackId}"})
+    # Not known yet, for provisioning to explain (it names what it creates).
+    with pytest.raises(KeyError, match="Ref Queue is not known"):
+        resolver.resolve({"Ref": "Queue"})
+    # SAM makes resources the template does not list: their names are not refused.
+    serverless = {**conditional_template(), "Transform": "AWS::Serverless-2016-10-31"}
+    serverless["Resources"]["Worker"] = {"Type": "AWS::Serverless::Function"}
+    resolver = Resolver.for_template(serverless)
+    for generated in ("ServerlessHttpApi", "WorkerRole"):
+        with pytest.raises(KeyError, match=f"Ref {generated} is not known"):
+            resolver.resolve({"Ref": generated})
+
+
 def test_provision_creates_only_the_resources_whose_condition_holds() -> None:
     template = conditional_template()
     with mock_aws():
