@@ -258,6 +258,13 @@ def _references(logical_id: str, resource: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def _required(where: str, properties: Mapping[str, Any], *names: str) -> None:
+    """Refuse properties that lack what CloudFormation (or the service it calls) requires."""
+    missing = [name for name in names if name not in properties]
+    if missing:
+        raise InvalidTemplate(f"{where}: {', '.join(missing)} is required")
+
+
 def _only(where: str, properties: Mapping[str, Any], known: Set[str]) -> None:
     """Stop at properties the local stack neither applies nor knowingly leaves out."""
     unknown = sorted(set(properties) - set(known))
@@ -555,20 +562,9 @@ def _create_bucket(stack: Stack, client: _Clients, logical_id: str, props: dict[
         )
     lock = props.get("ObjectLockConfiguration")
     if lock:
-        where = f"{logical_id}: ObjectLockConfiguration"
-        _only(where, lock, {"ObjectLockEnabled", "Rule"})
-        configuration: dict[str, Any] = {"ObjectLockEnabled": lock["ObjectLockEnabled"]}
-        if "Rule" in lock:
-            _only(f"{where}.Rule", lock["Rule"], {"DefaultRetention"})
-            retention = lock["Rule"]["DefaultRetention"]
-            _only(f"{where}.Rule.DefaultRetention", retention, {"Mode", "Days", "Years"})
-            configuration["Rule"] = {
-                "DefaultRetention": {
-                    "Mode": retention["Mode"],
-                    **{k: int(v) for k, v in retention.items() if k != "Mode"},
-                }
-            }
-        s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=configuration)
+        s3.put_object_lock_configuration(
+            Bucket=name, ObjectLockConfiguration=_object_lock(logical_id, lock)
+        )
     encryption = props.get("BucketEncryption")
     if encryption:
         _only(f"{logical_id}: BucketEncryption", encryption, {"ServerSideEncryptionConfiguration"})
@@ -578,14 +574,8 @@ def _create_bucket(stack: Stack, client: _Clients, logical_id: str, props: dict[
             ServerSideEncryptionConfiguration={"Rules": [_sse_rule(logical_id, r) for r in rules]},
         )
     if "PublicAccessBlockConfiguration" in props:
-        block = props["PublicAccessBlockConfiguration"]
-        s3.put_public_access_block(
-            Bucket=name,
-            PublicAccessBlockConfiguration={
-                setting: cloudformation_bool(value, f"{logical_id}: {setting}")
-                for setting, value in block.items()
-            },
-        )
+        block = _public_access_block(logical_id, props["PublicAccessBlockConfiguration"])
+        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)
     if "OwnershipControls" in props:
         s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=props["OwnershipControls"])
     if "LifecycleConfiguration" in props:
@@ -852,6 +842,53 @@ _NOT_PROVISIONED = {
 }
 
 
+def _object_lock(logical_id: str, lock: Mapping[str, Any]) -> dict[str, Any]:
+    """CloudFormation's Object Lock configuration -> the S3 API's."""
+    where = f"{logical_id}: ObjectLockConfiguration"
+    _only(where, lock, {"ObjectLockEnabled", "Rule"})
+    _required(where, lock, "ObjectLockEnabled")
+    configuration: dict[str, Any] = {"ObjectLockEnabled": lock["ObjectLockEnabled"]}
+    if "Rule" in lock:
+        _only(f"{where}.Rule", lock["Rule"], {"DefaultRetention"})
+        # CloudFormation passes on a Rule without a retention; S3 refuses it.
+        _required(f"{where}.Rule", lock["Rule"], "DefaultRetention")
+        retention = lock["Rule"]["DefaultRetention"]
+        where = f"{where}.Rule.DefaultRetention"
+        _only(where, retention, {"Mode", "Days", "Years"})
+        _required(where, retention, "Mode")
+        if len({"Days", "Years"} & set(retention)) != 1:
+            raise InvalidTemplate(f"{where}: Days or Years is required, not both")
+        configuration["Rule"] = {
+            "DefaultRetention": {
+                "Mode": retention["Mode"],
+                **{k: int(v) for k, v in retention.items() if k != "Mode"},
+            }
+        }
+    return configuration
+
+
+_PUBLIC_ACCESS_BLOCK_SETTINGS = {
+    "BlockPublicAcls",
+    "BlockPublicPolicy",
+    "IgnorePublicAcls",
+    "RestrictPublicBuckets",
+}
+
+
+def _public_access_block(logical_id: str, block: Mapping[str, Any]) -> dict[str, bool]:
+    """Each setting as a boolean; CloudFormation has no other setting."""
+    unknown = sorted(set(block) - _PUBLIC_ACCESS_BLOCK_SETTINGS)
+    if unknown:
+        raise InvalidTemplate(
+            f"{logical_id}: PublicAccessBlockConfiguration has no {', '.join(unknown)}"
+            f" (only {', '.join(sorted(_PUBLIC_ACCESS_BLOCK_SETTINGS))})"
+        )
+    return {
+        setting: cloudformation_bool(value, f"{logical_id}: {setting}")
+        for setting, value in block.items()
+    }
+
+
 def _sse_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
     """CloudFormation's default encryption rule shape -> the S3 API's."""
     where = f"{logical_id}: encryption rule"
@@ -934,7 +971,9 @@ _LIFECYCLE_RULE_PROPERTIES = {
 
 def _lifecycle_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
     """CloudFormation's lifecycle rule shape -> the S3 API's."""
-    _only(f"{logical_id}: lifecycle rule {rule.get('Id', '')}", rule, _LIFECYCLE_RULE_PROPERTIES)
+    where = f"{logical_id}: lifecycle rule {rule.get('Id', '')}"
+    _only(where, rule, _LIFECYCLE_RULE_PROPERTIES)
+    _required(where, rule, "Status")
     converted: dict[str, Any] = {"Status": rule["Status"], "Filter": _lifecycle_filter(rule)}
     if "Id" in rule:
         converted["ID"] = rule["Id"]
@@ -958,40 +997,45 @@ def _lifecycle_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
     # Each transition list also has an older, single-valued form.
     transitions = [*rule.get("Transitions", []), *_listed(rule.get("Transition"))]
     if transitions:
-        converted["Transitions"] = [
-            {
-                "StorageClass": transition["StorageClass"],
-                **(
-                    {"Days": int(transition["TransitionInDays"])}
-                    if "TransitionInDays" in transition
-                    else {}
-                ),
-                **(
-                    {"Date": transition["TransitionDate"]} if "TransitionDate" in transition else {}
-                ),
-            }
-            for transition in transitions
-        ]
+        converted["Transitions"] = [_transition(where, t) for t in transitions]
     noncurrent_transitions = [
         *rule.get("NoncurrentVersionTransitions", []),
         *_listed(rule.get("NoncurrentVersionTransition")),
     ]
     if noncurrent_transitions:
         converted["NoncurrentVersionTransitions"] = [
-            {
-                "StorageClass": transition["StorageClass"],
-                "NoncurrentDays": int(transition["TransitionInDays"]),
-                **(
-                    {"NewerNoncurrentVersions": int(transition["NewerNoncurrentVersions"])}
-                    if "NewerNoncurrentVersions" in transition
-                    else {}
-                ),
-            }
-            for transition in noncurrent_transitions
+            _noncurrent_transition(where, t) for t in noncurrent_transitions
         ]
     if "AbortIncompleteMultipartUpload" in rule:
         days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
         converted["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
+    return converted
+
+
+def _transition(rule: str, transition: Mapping[str, Any]) -> dict[str, Any]:
+    where = f"{rule}: transition"
+    _only(where, transition, {"StorageClass", "TransitionDate", "TransitionInDays"})
+    _required(where, transition, "StorageClass")
+    if len({"TransitionDate", "TransitionInDays"} & set(transition)) != 1:
+        raise InvalidTemplate(f"{where}: TransitionDate or TransitionInDays is required, not both")
+    converted: dict[str, Any] = {"StorageClass": transition["StorageClass"]}
+    if "TransitionInDays" in transition:
+        converted["Days"] = int(transition["TransitionInDays"])
+    if "TransitionDate" in transition:
+        converted["Date"] = transition["TransitionDate"]
+    return converted
+
+
+def _noncurrent_transition(rule: str, transition: Mapping[str, Any]) -> dict[str, Any]:
+    where = f"{rule}: noncurrent version transition"
+    _only(where, transition, {"StorageClass", "TransitionInDays", "NewerNoncurrentVersions"})
+    _required(where, transition, "StorageClass", "TransitionInDays")
+    converted: dict[str, Any] = {
+        "StorageClass": transition["StorageClass"],
+        "NoncurrentDays": int(transition["TransitionInDays"]),
+    }
+    if "NewerNoncurrentVersions" in transition:
+        converted["NewerNoncurrentVersions"] = int(transition["NewerNoncurrentVersions"])
     return converted
 
 

@@ -521,6 +521,74 @@ def test_lifecycle_rules_keep_their_filters_and_transitions(aws: None) -> None:
     }
 
 
+def _bucket(**properties: Any) -> dict[str, Any]:
+    return {"Type": "AWS::S3::Bucket", "Properties": properties}
+
+
+def _lifecycle(rule: dict[str, Any]) -> dict[str, Any]:
+    return {"Rules": [{"Id": "Old", "Status": "Enabled", **rule}]}
+
+
+@pytest.mark.parametrize(
+    ("bucket", "refused"),
+    [
+        (
+            _bucket(
+                ObjectLockEnabled=True,
+                ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {}},
+            ),
+            "Bucket: ObjectLockConfiguration.Rule: DefaultRetention is required",
+        ),
+        (
+            _bucket(
+                ObjectLockEnabled=True,
+                ObjectLockConfiguration={
+                    "ObjectLockEnabled": "Enabled",
+                    "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1, "Years": 1}},
+                },
+            ),
+            "Bucket: ObjectLockConfiguration.Rule.DefaultRetention: Days or Years is required",
+        ),
+        (
+            _bucket(
+                LifecycleConfiguration=_lifecycle(
+                    {"NoncurrentVersionTransitions": [{"StorageClass": "GLACIER"}]}
+                )
+            ),
+            "Bucket: lifecycle rule Old: noncurrent version transition: TransitionInDays is"
+            " required",
+        ),
+        (
+            _bucket(LifecycleConfiguration=_lifecycle({"Transition": {"TransitionInDays": 30}})),
+            "Bucket: lifecycle rule Old: transition: StorageClass is required",
+        ),
+        (
+            _bucket(PublicAccessBlockConfiguration={"BlockPublicAcl": True}),
+            "Bucket: PublicAccessBlockConfiguration has no BlockPublicAcl",
+        ),
+    ],
+)
+def test_bucket_settings_s3_would_refuse_are_refused_clearly(
+    aws: None, bucket: dict[str, Any], refused: str
+) -> None:
+    """They raised KeyError, or botocore's ParamValidationError."""
+    with pytest.raises(InvalidTemplate) as raised:
+        _provision(_template({"Bucket": bucket}))
+    assert str(raised.value).startswith(refused)
+
+
+def test_buckets_get_their_public_access_block(aws: None) -> None:
+    block = {"BlockPublicAcls": True, "BlockPublicPolicy": "true", "IgnorePublicAcls": False}
+    stack = _provision(_template({"Bucket": _bucket(PublicAccessBlockConfiguration=block)}))
+    applied = boto3.client("s3").get_public_access_block(Bucket=stack.ref("Bucket"))
+    assert applied["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": False,
+        "RestrictPublicBuckets": False,
+    }
+
+
 def test_tables_get_their_stream_throughput_recovery_period_and_tags(aws: None) -> None:
     template = _template(
         {
