@@ -159,12 +159,22 @@ def _parameter_value(name: str, spec: Mapping[str, Any], value: Any) -> str | li
     """A parameter's value as CloudFormation holds it: a string, or a list of strings, whether
     it came from the template's (YAML-typed) Default or from the command line."""
     where = f"parameter {name}"
-    if spec.get("Type") in _LIST_PARAMETER_TYPES:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, list):
-            raise InvalidTemplate(f"{where}: a list is needed")
-        return [scalar_text(item, where).strip() for item in items]
-    return scalar_text(value, where)
+    try:
+        if spec.get("Type") in _LIST_PARAMETER_TYPES:
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list):
+                raise InvalidTemplate(f"{where}: a list is needed")
+            return [scalar_text(item, where).strip() for item in items]
+        return scalar_text(value, where)
+    except InvalidTemplate:
+        if not _no_echo(name, spec):
+            raise
+        # Without the message that shows it, nor that message in the chain.
+        raise InvalidTemplate(f"{where}: the value is not a string (nor a list of them)") from None
+
+
+def _no_echo(name: str, spec: Mapping[str, Any]) -> bool:
+    return cloudformation_bool(spec.get("NoEcho", False), f"parameter {name}: NoEcho")
 
 
 # What a Number parameter takes: an integer or a float (no spaces, no NaN, no underscores).
@@ -203,7 +213,7 @@ def check_parameter(name: str, spec: Mapping[str, Any], value: str | list[str]) 
         )
     reason = _broken_constraint(name, spec, value)
     if reason is not None:
-        shown = "the value" if scalar_text(spec.get("NoEcho", False)) == "true" else repr(value)
+        shown = "the value" if _no_echo(name, spec) else repr(value)
         explained = spec.get("ConstraintDescription")
         raise InvalidTemplate(
             f"parameter {name}: {shown} {reason}" + (f" ({explained})" if explained else "")

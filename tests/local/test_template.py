@@ -195,13 +195,26 @@ def test_string_lengths_and_list_items_are_checked() -> None:
         Resolver.for_template(listed, parameters={"Kinds": "a,c"})
 
 
-def test_a_no_echo_parameters_value_is_never_shown() -> None:
+@pytest.mark.parametrize("no_echo", [True, "true", "True"], ids=["bool", "true", "True"])
+@pytest.mark.parametrize(
+    ("given", "refused"),
+    [
+        ("Hunter2", "lower-case letters"),
+        # Not a string: its value was in the message.
+        ({"secret": "Hunter2"}, "the value is not a string"),
+        (["Hunter2"], "the value is not a string"),
+    ],
+)
+def test_a_no_echo_parameters_value_is_never_shown(no_echo: Any, given: Any, refused: str) -> None:
+    """NoEcho is a boolean as CloudFormation reads one: "True" (a string) hides the value too."""
     template = constrained_template(
-        NoEcho=True, AllowedPattern="[a-z]+", ConstraintDescription="lower-case letters"
+        NoEcho=no_echo, AllowedPattern="[a-z]+", ConstraintDescription="lower-case letters"
     )
-    with pytest.raises(InvalidTemplate, match="lower-case letters") as refused:
-        Resolver.for_template(template, parameters={"Token": "Hunter2"})
-    assert "Hunter2" not in str(refused.value)
+    with pytest.raises(InvalidTemplate, match=refused) as raised:
+        Resolver.for_template(template, parameters={"Token": given})
+    assert "Hunter2" not in str(raised.value)
+    assert raised.value.__cause__ is None
+    assert raised.value.__context__ is None or raised.value.__suppress_context__
 
 
 @pytest.mark.parametrize("kind", ["AWS::SSM::Parameter::Value<String>", "AWS::EC2::VPC::Id"])
