@@ -336,7 +336,10 @@ GENERATED_VALUES = ("webhook-signing-secret",)
 def _create_secret(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
     name = props.get("Name") or _physical_name(stack.resolver.refs["AWS::StackName"], logical_id)
     resource = stack.template["Resources"][logical_id]
-    create: dict[str, Any] = {"Name": name, "SecretString": _secret_value(resource, props)}
+    create: dict[str, Any] = {
+        "Name": name,
+        "SecretString": _secret_value(logical_id, resource, props),
+    }
     for optional in ("Description", "KmsKeyId", "Tags"):
         if optional in props:
             create[optional] = props[optional]
@@ -347,6 +350,8 @@ def _create_secret(stack: Stack, client: _Clients, logical_id: str, props: dict[
     stack.secret_names[logical_id] = name
 
 
+# Secrets Manager's longest generated password.
+_MAX_PASSWORD_LENGTH = 4096
 _GENERATE_SECRET_STRING_PROPERTIES = {
     "ExcludeCharacters",
     "ExcludeLowercase",
@@ -361,7 +366,11 @@ _GENERATE_SECRET_STRING_PROPERTIES = {
 }
 
 
-def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
+def _secret_value(logical_id: str, resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
+    if "SecretString" in props and "GenerateSecretString" in props:
+        raise InvalidTemplate(
+            f"{logical_id}: SecretString and GenerateSecretString exclude each other"
+        )
     generated = resource.get("Metadata", {}).get("StrongroomLocal", {}).get("GeneratedValue")
     if generated is not None:
         if generated not in GENERATED_VALUES:
@@ -371,11 +380,20 @@ def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
     if "SecretString" in props:
         return str(props["SecretString"])
     # GenerateSecretString (or nothing, which CloudFormation treats alike): a random password.
-    spec = dict(props.get("GenerateSecretString", {}))
-    _only("GenerateSecretString", spec, _GENERATE_SECRET_STRING_PROPERTIES)
+    return _generated_secret(
+        f"{logical_id}: GenerateSecretString", props.get("GenerateSecretString", {})
+    )
+
+
+def _generated_secret(where: str, spec: Mapping[str, Any]) -> str:
+    """A password as Secrets Manager generates one, refusing what it refuses."""
+    _only(where, spec, _GENERATE_SECRET_STRING_PROPERTIES)
+    # Secrets Manager takes both or neither: the generated value goes into the JSON template.
+    if ("GenerateStringKey" in spec) != ("SecretStringTemplate" in spec):
+        raise InvalidTemplate(f"{where}: GenerateStringKey and SecretStringTemplate go together")
 
     def flag(name: str, default: bool) -> bool:
-        return cloudformation_bool(spec.get(name, default), f"GenerateSecretString.{name}")
+        return cloudformation_bool(spec.get(name, default), f"{where}.{name}")
 
     excluded_characters = spec.get("ExcludeCharacters", "")
     kinds = [
@@ -390,7 +408,11 @@ def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
         if not excluded
     ]
     alphabet = "".join(kinds)
+    if not alphabet:
+        raise InvalidTemplate(f"{where}: every character is excluded")
     length = int(spec.get("PasswordLength", 32))
+    if not 1 <= length <= _MAX_PASSWORD_LENGTH:
+        raise InvalidTemplate(f"{where}: PasswordLength must be 1 to {_MAX_PASSWORD_LENGTH}")
     # As Secrets Manager does unless told otherwise: at least one character of each kind
     # (letters, digits, punctuation; not the space).
     required = [
@@ -398,11 +420,21 @@ def _secret_value(resource: Mapping[str, Any], props: Mapping[str, Any]) -> str:
         for chars in kinds
         if chars.strip() and flag("RequireEachIncludedType", True)
     ]
+    if length < len(required):
+        raise InvalidTemplate(
+            f"{where}: PasswordLength {length} is too short for one character of each of the"
+            f" {len(required)} kinds RequireEachIncludedType asks for"
+        )
     chosen = required + [secrets.choice(alphabet) for _ in range(length - len(required))]
     secrets.SystemRandom().shuffle(chosen)
     password = "".join(chosen)
     if "GenerateStringKey" in spec:
-        document = json.loads(spec.get("SecretStringTemplate", "{}"))
+        try:
+            document = json.loads(spec["SecretStringTemplate"])
+        except (TypeError, ValueError):
+            document = None
+        if not isinstance(document, dict):
+            raise InvalidTemplate(f"{where}: SecretStringTemplate is not a JSON object's text")
         document[spec["GenerateStringKey"]] = password
         return json.dumps(document)
     return password

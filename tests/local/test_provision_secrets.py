@@ -10,6 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from strongroom_local.exceptions import InvalidTemplate
 from strongroom_local.provision import provision
 
 
@@ -83,3 +84,68 @@ def test_an_unknown_generated_value_stops_provisioning() -> None:
     )
     with mock_aws(), pytest.raises(ValueError, match="rsa-key"):
         provision(boto3.Session(region_name="us-east-1"), template=template)
+
+
+@pytest.mark.parametrize(
+    ("properties", "refused"),
+    [
+        # Four characters came out: one of each kind RequireEachIncludedType asks for.
+        ({"GenerateSecretString": {"PasswordLength": 2}}, "PasswordLength 2 is too short"),
+        ({"GenerateSecretString": {"PasswordLength": 0}}, "PasswordLength must be 1 to 4096"),
+        # The SecretString was stored, the generation ignored.
+        (
+            {"SecretString": "{}", "GenerateSecretString": {}},
+            "SecretString and GenerateSecretString exclude each other",
+        ),
+        # The template was dropped; a key alone had one made up.
+        (
+            {"GenerateSecretString": {"SecretStringTemplate": '{"user": "svc"}'}},
+            "GenerateStringKey and SecretStringTemplate go together",
+        ),
+        (
+            {"GenerateSecretString": {"GenerateStringKey": "password"}},
+            "GenerateStringKey and SecretStringTemplate go together",
+        ),
+        (
+            {
+                "GenerateSecretString": {
+                    "GenerateStringKey": "password",
+                    "SecretStringTemplate": '["svc"]',
+                }
+            },
+            "SecretStringTemplate is not a JSON object",
+        ),
+        # IndexError: nothing to choose from.
+        (
+            {
+                "GenerateSecretString": {
+                    "ExcludeUppercase": True,
+                    "ExcludeLowercase": True,
+                    "ExcludeNumbers": True,
+                    "ExcludePunctuation": True,
+                }
+            },
+            "every character is excluded",
+        ),
+    ],
+)
+def test_secret_settings_secrets_manager_would_refuse_are_refused(
+    properties: dict[str, Any], refused: str
+) -> None:
+    template = _template(Odd={"Properties": properties})
+    with mock_aws(), pytest.raises(InvalidTemplate) as raised:
+        provision(boto3.Session(region_name="us-east-1"), template=template)
+    assert str(raised.value).startswith("Odd: ")
+    assert refused in str(raised.value)
+
+
+def test_a_password_as_long_as_its_required_kinds_holds_one_of_each() -> None:
+    template = _template(Short={"Properties": {"GenerateSecretString": {"PasswordLength": 4}}})
+    with mock_aws():
+        provision(boto3.Session(region_name="us-east-1"), template=template)
+        password = _value("strongroom-local-Short")
+    assert len(password) == 4
+    assert any(c.isupper() for c in password)
+    assert any(c.islower() for c in password)
+    assert any(c.isdigit() for c in password)
+    assert any(c in string.punctuation for c in password)
