@@ -706,6 +706,8 @@ def _statements(where: str, document: Mapping[str, Any]) -> list[dict[str, Any]]
     if isinstance(statements, dict):
         return [statements]
     if isinstance(statements, list) and all(isinstance(s, dict) for s in statements):
+        if not statements:  # S3 refuses it: the policy would be silently not put
+            raise InvalidTemplate(f"{where}: Statement is an empty list")
         return statements
     raise InvalidTemplate(f"{where}: Statement must be a statement or a list of statements")
 

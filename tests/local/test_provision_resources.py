@@ -883,9 +883,20 @@ def test_a_single_statement_policy_is_read_as_a_list_of_one(
     assert "DenyInsecure not applied locally" in caplog.records[0].getMessage()
 
 
-@pytest.mark.parametrize("statement", ["Deny everything", None, ["Deny"]])
-def test_a_statement_that_is_no_statement_is_refused(aws: None, statement: Any) -> None:
-    with pytest.raises(InvalidTemplate, match="BucketPolicy: PolicyDocument: Statement must be"):
+@pytest.mark.parametrize(
+    ("statement", "refused"),
+    [
+        ("Deny everything", "Statement must be"),
+        (None, "Statement must be"),
+        (["Deny"], "Statement must be"),
+        # Nothing was put, and nothing said.
+        ([], "Statement is an empty list"),
+    ],
+)
+def test_a_statement_that_is_no_statement_is_refused(
+    aws: None, statement: Any, refused: str
+) -> None:
+    with pytest.raises(InvalidTemplate, match=f"BucketPolicy: PolicyDocument: {refused}"):
         _provision(_bucket_with_policy(statement))
 
 
