@@ -65,6 +65,10 @@ OPERATOR = "operator:local"
 _T = TypeVar("_T")
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class StackOptions:
     template_path: Path = TEMPLATE_PATH
@@ -83,6 +87,8 @@ class StackOptions:
     sandbox_okta_port: int = 0
     # Waits before the retries of a failed scheduled (asynchronous) invocation.
     async_retry_delays: Sequence[float] = LAMBDA_RETRY_DELAYS_SECONDS
+    # The timer's clock: tests move it to a schedule's next firing rather than wait for it.
+    clock: Callable[[], datetime] = _utc_now
 
 
 def oauth_parameters(api_base: str, stage: str) -> dict[str, str]:
@@ -204,8 +210,8 @@ class LocalStack:
         self._start_pollers(sqs, wiring)
         self._async_invokers(sqs, wiring)
         if options.run_schedules and wiring.schedules:
-            scheduler = Scheduler(wiring.schedules, self._fire_async, started_at=datetime.now(UTC))
-            self._thread(scheduler.run, "scheduler", self._stop, lambda: datetime.now(UTC))
+            scheduler = Scheduler(wiring.schedules, self._fire_async, started_at=options.clock())
+            self._thread(scheduler.run, "scheduler", self._stop, options.clock)
         self._unless_stop_requested()
         self.ready = self._ready_document(aws_url)
         private = {**self.ready, "control_token": self.control_token}

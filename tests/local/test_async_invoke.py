@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -13,6 +16,8 @@ from moto import mock_aws
 
 from strongroom_local.async_invoke import LAMBDA_RETRY_DELAYS_SECONDS, AsyncInvoker
 from strongroom_local.runtime import Invocation
+from strongroom_local.stack import LocalStack, StackOptions
+from tests.local.conftest import FIXTURE_TEMPLATE, wait_for
 
 EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "id": "e-1"}
 
@@ -62,6 +67,14 @@ def dead_letters(sqs: Any, url: str) -> list[dict[str, Any]]:
     return messages
 
 
+def typed_attributes(message: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """A message's attributes as (DataType, StringValue): a Number sent as a String differs."""
+    return {
+        name: (value["DataType"], value["StringValue"])
+        for name, value in message["MessageAttributes"].items()
+    }
+
+
 def test_an_event_that_fails_every_attempt_is_dead_lettered_as_lambda_sends_it(
     sqs: tuple[Any, str],
 ) -> None:
@@ -72,8 +85,11 @@ def test_an_event_that_fails_every_attempt_is_dead_lettered_as_lambda_sends_it(
     assert function.events == [EVENT, EVENT, EVENT]  # the first attempt and two retries
     (message,) = dead_letters(client, url)
     assert json.loads(message["Body"]) == EVENT
-    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
-    assert attributes == {"RequestID": "req-3", "ErrorCode": "200", "ErrorMessage": "RuntimeError"}
+    assert typed_attributes(message) == {
+        "RequestID": ("String", "req-3"),
+        "ErrorCode": ("Number", "200"),
+        "ErrorMessage": ("String", "RuntimeError"),
+    }
 
 
 def test_a_retry_that_succeeds_ends_it(sqs: tuple[Any, str]) -> None:
@@ -136,3 +152,65 @@ def test_retries_wait_as_lambda_waits_by_default(sqs: tuple[Any, str]) -> None:
     # One minute before the first retry, two before the second.
     assert stop.waits == [60.0, 120.0] == list(LAMBDA_RETRY_DELAYS_SECONDS)
     assert len(function.events) == 3
+
+
+# ---- through the stack's own timer -------------------------------------------------------
+
+STARTED = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def failing_tick_stack(tmp_path: Path) -> Iterator[tuple[LocalStack, Path]]:
+    """The fixture template in-process, TickFunction raising after it records each event, its
+    retries not waited for, and a timer whose clock reads STARTED, then an hour later: the
+    Hourly schedule (rate(1 hour)) is due at once, Nightly (03:00) is not."""
+    records = tmp_path / "records"
+    clock = itertools.chain([STARTED], itertools.repeat(STARTED + timedelta(hours=1)))
+    stack = LocalStack(
+        StackOptions(
+            template_path=FIXTURE_TEMPLATE,
+            state_dir=tmp_path / "state",
+            api_port=0,
+            parameters={"RecordDir": str(records), "TickFails": "yes"},
+            sandbox_okta=None,
+            max_workers=1,
+            async_retry_delays=(0.0, 0.0),
+            clock=lambda: next(clock),
+        )
+    )
+    stack.start()
+    try:
+        yield stack, records
+    finally:
+        stack.stop()
+
+
+def test_the_timer_s_failed_firing_is_retried_then_dead_lettered_as_lambda_sends_it(
+    failing_tick_stack: tuple[LocalStack, Path],
+) -> None:
+    stack, records = failing_tick_stack
+    sqs = boto3.client("sqs", endpoint_url=stack.ready["aws_url"], region_name="us-east-1")
+    queue_url = sqs.get_queue_url(QueueName="strongroom-local-TickDeadLetterQueue")["QueueUrl"]
+
+    def dead_letters() -> list[dict[str, Any]]:
+        received = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        )
+        messages: list[dict[str, Any]] = received.get("Messages", [])
+        return messages
+
+    (message,) = wait_for(dead_letters)
+    event = {"job": "hourly", "scheduled": "2026-11-23T11:00:00Z"}
+    assert json.loads(message["Body"]) == event
+    # EventInvokeConfig.MaximumRetryAttempts 1: the first attempt and one retry, both run.
+    attempts = sorted((records / "tick").glob("*.json"))
+    assert [json.loads(path.read_text()) for path in attempts] == [event, event]
+    request_ids = {path.name.split(".")[0] for path in attempts}
+    attributes = typed_attributes(message)
+    assert attributes.pop("RequestID")[0] == "String"
+    assert attributes == {
+        "ErrorCode": ("Number", "200"),
+        "ErrorMessage": ("String", "RuntimeError"),
+    }
+    assert typed_attributes(message)["RequestID"][1] in request_ids
+    assert dead_letters() == []

@@ -1,5 +1,5 @@
-"""The control endpoint's operator commands: routed to the stack, their failures told apart,
-and nothing served without the control token."""
+"""The control endpoint: fire-schedule, invoke and the operator commands routed to the stack,
+their failures told apart, and nothing served without the control token."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from strongroom_local.runtime import Invocation
 from strongroom_local.servers import CommandFailed, ControlServer
 
 TOKEN = "control-token-for-tests"
@@ -29,11 +30,21 @@ class FakeStack:
     def openid_configuration(self, base_url: str) -> dict[str, Any]:
         return {"issuer": base_url}
 
-    def fire_schedule(self, function_id: str, event_name: str | None) -> Any:
-        raise NotImplementedError
+    def fire_schedule(self, function_id: str, event_name: str | None) -> Invocation:
+        self.calls.append(("fire", f"{function_id}.{event_name}"))
+        if function_id == "EchoFunction":
+            raise LookupError(f"no schedule for {function_id}")
+        if event_name == "Failing":
+            return Invocation("req-fire", ok=False, error_type="RuntimeError")
+        return Invocation("req-fire", ok=True, result={"ignored": True})
 
-    def invoke(self, function_id: str, event: Any) -> Any:
-        raise NotImplementedError
+    def invoke(self, function_id: str, event: Any) -> Invocation:
+        self.calls.append(("invoke", f"{function_id} {json.dumps(event)}"))
+        if function_id == "Missing":
+            raise LookupError(f"no function {function_id}")
+        if event.get("fail"):
+            return Invocation("req-invoke", ok=False, error_type="RuntimeError")
+        return Invocation("req-invoke", ok=True, result={"got": event})
 
     def verify_audit(self, org_id: str) -> dict[str, Any]:
         self.calls.append(("verify", org_id))
@@ -63,9 +74,11 @@ def control() -> Iterator[tuple[ControlServer, FakeStack]]:
     server.server_close()
 
 
-def _post(server: ControlServer, path: str, token: str = TOKEN) -> tuple[int, dict[str, Any]]:
+def _post(
+    server: ControlServer, path: str, token: str = TOKEN, body: bytes = b"{}"
+) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(  # noqa: S310 - the test's own loopback server
-        server.url + path, data=b"{}", method="POST", headers={"Authorization": f"Bearer {token}"}
+        server.url + path, data=body, method="POST", headers={"Authorization": f"Bearer {token}"}
     )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -100,3 +113,62 @@ def test_without_the_control_token_no_command_runs(
     server, stack = control
     assert _post(server, "/keys/org_a/rotate", token="wrong")[0] == 401
     assert stack.calls == []
+
+
+def test_fire_schedule_answers_200_or_502_as_the_function_did_and_404_without_a_schedule(
+    control: tuple[ControlServer, FakeStack],
+) -> None:
+    server, stack = control
+    assert _post(server, "/schedules/TickFunction/fire?event=Nightly") == (
+        200,
+        {"function": "TickFunction", "requestId": "req-fire", "ok": True},
+    )
+    # The function failed: 502, with its error's type (the CLI then exits 1, not 2).
+    assert _post(server, "/schedules/TickFunction/fire?event=Failing") == (
+        502,
+        {
+            "function": "TickFunction",
+            "requestId": "req-fire",
+            "ok": False,
+            "errorType": "RuntimeError",
+        },
+    )
+    assert _post(server, "/schedules/EchoFunction/fire") == (
+        404,
+        {"message": "no schedule for EchoFunction"},
+    )
+    assert stack.calls == [
+        ("fire", "TickFunction.Nightly"),
+        ("fire", "TickFunction.Failing"),
+        ("fire", "EchoFunction.None"),
+    ]
+
+
+def test_invoke_answers_the_result_or_502_404_and_400_for_an_event_that_is_not_json(
+    control: tuple[ControlServer, FakeStack],
+) -> None:
+    server, stack = control
+    assert _post(server, "/functions/EchoFunction/invoke", body=b'{"n": 1}') == (
+        200,
+        {
+            "function": "EchoFunction",
+            "requestId": "req-invoke",
+            "ok": True,
+            "result": {"got": {"n": 1}},
+        },
+    )
+    assert _post(server, "/functions/EchoFunction/invoke", body=b'{"fail": true}') == (
+        502,
+        {
+            "function": "EchoFunction",
+            "requestId": "req-invoke",
+            "ok": False,
+            "errorType": "RuntimeError",
+        },
+    )
+    assert _post(server, "/functions/Missing/invoke") == (404, {"message": "no function Missing"})
+    status, answer = _post(server, "/functions/EchoFunction/invoke", body=b"{not json")
+    assert status == 400
+    assert "Expecting property name" in answer["message"]
+    # The event that was not JSON reached no function.
+    assert [call for call, _ in stack.calls] == ["invoke", "invoke", "invoke"]
