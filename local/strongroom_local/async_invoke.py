@@ -3,7 +3,8 @@
 Lambda queues the event and runs the function; when the function fails it retries, by default
 twice, about one and then two minutes later. An event that fails every attempt goes to the
 function's dead-letter queue (`DeadLetterQueue` with `Type: SQS`) with the message attributes
-Lambda gives it, or is dropped when there is none.
+Lambda gives it, or is dropped when there is none. Every attempt of an event has the event's one
+request id, as in Lambda (handlers record `context.aws_request_id`, e.g. in audit records).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from strongroom_local.runtime import Invocation
 
@@ -22,13 +24,19 @@ log = logging.getLogger("strongroom_local.async")
 LAMBDA_RETRY_DELAYS_SECONDS = (60.0, 120.0)
 
 
+class Invoke(Protocol):
+    """Runs the function once on `event` under `request_id` (a FunctionPool's invoke)."""
+
+    def __call__(self, event: Any, *, request_id: str) -> Invocation: ...
+
+
 class AsyncInvoker:
     """Runs one function's asynchronous invocations on their own threads."""
 
     def __init__(
         self,
         function_id: str,
-        invoke: Callable[[Any], Invocation],
+        invoke: Invoke,
         *,
         retries: int,
         dead_letter_queue_url: str | None,
@@ -54,15 +62,17 @@ class AsyncInvoker:
 
     def run(self, event: Any) -> Invocation | None:
         """Every attempt `event` gets; the last invocation, or None if the stack stopped."""
+        request_id = str(uuid.uuid4())
         invocation = None
         for attempt in range(self._retries + 1):
             if attempt and self._stop.wait(self._delay(attempt)):
                 return invocation
-            invocation = self._invoke(event)
+            invocation = self._invoke(event, request_id=request_id)
             if invocation.ok:
                 return invocation
             log.warning(
-                "%s failed an asynchronous invocation (attempt %d of %d): %s",
+                "%s: %s failed an asynchronous invocation (attempt %d of %d): %s",
+                request_id,
                 self._function_id,
                 attempt + 1,
                 self._retries + 1,

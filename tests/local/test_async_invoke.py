@@ -23,18 +23,20 @@ EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "id": "e-1"}
 
 
 class Function:
-    """Fails its first `failures` invocations, then succeeds; records every event."""
+    """Fails its first `failures` invocations, then succeeds; records every event and the
+    request id it ran under."""
 
     def __init__(self, failures: int) -> None:
         self.failures = failures
         self.events: list[Any] = []
+        self.request_ids: list[str] = []
 
-    def __call__(self, event: Any) -> Invocation:
+    def __call__(self, event: Any, *, request_id: str) -> Invocation:
         self.events.append(event)
-        attempt = len(self.events)
-        if attempt <= self.failures:
-            return Invocation(f"req-{attempt}", ok=False, error_type="RuntimeError")
-        return Invocation(f"req-{attempt}", ok=True, result={"done": True})
+        self.request_ids.append(request_id)
+        if len(self.events) <= self.failures:
+            return Invocation(request_id, ok=False, error_type="RuntimeError")
+        return Invocation(request_id, ok=True, result={"done": True})
 
 
 @pytest.fixture
@@ -83,10 +85,12 @@ def test_an_event_that_fails_every_attempt_is_dead_lettered_as_lambda_sends_it(
     last = invoker(function, client, url).submit(EVENT)
     last.join(10)
     assert function.events == [EVENT, EVENT, EVENT]  # the first attempt and two retries
+    # Lambda retries an event under its one request id.
+    (request_id,) = set(function.request_ids)
     (message,) = dead_letters(client, url)
     assert json.loads(message["Body"]) == EVENT
     assert typed_attributes(message) == {
-        "RequestID": ("String", "req-3"),
+        "RequestID": ("String", request_id),
         "ErrorCode": ("Number", "200"),
         "ErrorMessage": ("String", "RuntimeError"),
     }
@@ -99,6 +103,7 @@ def test_a_retry_that_succeeds_ends_it(sqs: tuple[Any, str]) -> None:
     assert result is not None
     assert result.ok
     assert len(function.events) == 2
+    assert result.request_id == function.request_ids[0] == function.request_ids[1]
     assert dead_letters(client, url) == []
 
 
@@ -202,15 +207,14 @@ def test_the_timer_s_failed_firing_is_retried_then_dead_lettered_as_lambda_sends
     (message,) = wait_for(dead_letters)
     event = {"job": "hourly", "scheduled": "2026-11-23T11:00:00Z"}
     assert json.loads(message["Body"]) == event
-    # EventInvokeConfig.MaximumRetryAttempts 1: the first attempt and one retry, both run.
+    # EventInvokeConfig.MaximumRetryAttempts 1: the first attempt and one retry, both run
+    # under the event's one request id (the handler names its record by it).
     attempts = sorted((records / "tick").glob("*.json"))
     assert [json.loads(path.read_text()) for path in attempts] == [event, event]
-    request_ids = {path.name.split(".")[0] for path in attempts}
-    attributes = typed_attributes(message)
-    assert attributes.pop("RequestID")[0] == "String"
-    assert attributes == {
+    (request_id,) = {path.name.split(".")[0] for path in attempts}
+    assert typed_attributes(message) == {
+        "RequestID": ("String", request_id),
         "ErrorCode": ("Number", "200"),
         "ErrorMessage": ("String", "RuntimeError"),
     }
-    assert typed_attributes(message)["RequestID"][1] in request_ids
     assert dead_letters() == []
