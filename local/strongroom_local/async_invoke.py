@@ -61,26 +61,42 @@ class AsyncInvoker:
         return thread
 
     def run(self, event: Any) -> Invocation | None:
-        """Every attempt `event` gets; the last invocation, or None if the stack stopped."""
+        """Every attempt `event` gets; the last invocation (None if none was made)."""
         request_id = str(uuid.uuid4())
+        attempts = self._retries + 1
         invocation = None
-        for attempt in range(self._retries + 1):
+        for attempt in range(attempts):
             if attempt and self._stop.wait(self._delay(attempt)):
+                self._dropped_at_shutdown(request_id, "waiting for a retry", attempts - attempt)
                 return invocation
             invocation = self._invoke(event, request_id=request_id)
             if invocation.ok:
+                return invocation
+            if not invocation.handler_ran and self._stop.is_set():
+                # No worker was had because the stack is stopping: nothing of the function ran,
+                # so this is no failure of its own to retry or dead-letter.
+                self._dropped_at_shutdown(request_id, "not yet run", attempts - attempt)
                 return invocation
             log.warning(
                 "%s: %s failed an asynchronous invocation (attempt %d of %d): %s",
                 request_id,
                 self._function_id,
                 attempt + 1,
-                self._retries + 1,
+                attempts,
                 invocation.error_type,
             )
         if invocation is not None:
             self._dead_letter(event, invocation)
         return invocation
+
+    def _dropped_at_shutdown(self, request_id: str, state: str, attempts_left: int) -> None:
+        log.warning(
+            "%s: %s: an asynchronous event %s was dropped at shutdown (%d attempt(s) left)",
+            request_id,
+            self._function_id,
+            state,
+            attempts_left,
+        )
 
     def _delay(self, attempt: int) -> float:
         return self._retry_delays[min(attempt, len(self._retry_delays)) - 1]

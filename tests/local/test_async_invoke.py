@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,10 +15,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from strongroom_local.async_invoke import LAMBDA_RETRY_DELAYS_SECONDS, AsyncInvoker
-from strongroom_local.runtime import Invocation
+from strongroom_local.async_invoke import LAMBDA_RETRY_DELAYS_SECONDS, AsyncInvoker, Invoke
+from strongroom_local.runtime import FunctionPool, Invocation
 from strongroom_local.stack import LocalStack, StackOptions
-from tests.local.conftest import FIXTURE_TEMPLATE, wait_for
+from strongroom_local.wiring import LocalFunction
+from tests.local.conftest import FIXTURE_TEMPLATE, FIXTURES, wait_for
 
 EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "id": "e-1"}
 
@@ -48,7 +50,7 @@ def sqs() -> Iterator[tuple[Any, str]]:
 
 
 def invoker(
-    function: Function, sqs: Any, url: str | None, *, retries: int = 2, stop: Any = None
+    function: Invoke, sqs: Any, url: str | None, *, retries: int = 2, stop: Any = None
 ) -> AsyncInvoker:
     return AsyncInvoker(
         "TickFunction",
@@ -133,6 +135,72 @@ def test_a_stopping_stack_makes_no_more_attempts(sqs: tuple[Any, str]) -> None:
     invoker(function, client, url, stop=stop).run(EVENT)
     assert len(function.events) == 1
     assert dead_letters(client, url) == []
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage() for record in caplog.records if record.name == "strongroom_local.async"
+    ]
+
+
+def stopped_pool() -> FunctionPool:
+    """TickFunction's pool once the stack has stopped it: what waited for a worker, or comes
+    now, is refused unrun."""
+    pool = FunctionPool(
+        LocalFunction(
+            logical_id="TickFunction",
+            name="test-tick",
+            arn="arn:aws:lambda:us-east-1:123456789012:function:test-tick",
+            code_dir=FIXTURES / "scheduled",
+            handler="app.handler",
+            layer_dirs=(),
+            timeout_seconds=10,
+            memory_mb=256,
+        ),
+        {},
+    )
+    pool.close()
+    return pool
+
+
+def test_an_event_the_stopping_stack_never_ran_is_dropped_not_dead_lettered(
+    sqs: tuple[Any, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, url = sqs
+    stop = threading.Event()
+    stop.set()  # the stack sets it before it closes the pools
+    with caplog.at_level(logging.INFO, logger="strongroom_local.async"):
+        last = invoker(stopped_pool().invoke, client, url, retries=0, stop=stop).run(EVENT)
+    assert last is not None
+    assert not last.handler_ran
+    # Not the function's failure: nothing in its dead-letter queue blames it.
+    assert dead_letters(client, url) == []
+    assert logged(caplog) == [
+        f"{last.request_id}: TickFunction: an asynchronous event not yet run was dropped at"
+        " shutdown (1 attempt(s) left)"
+    ]
+
+
+def test_a_retry_pending_when_the_stack_stops_is_dropped_and_said(
+    sqs: tuple[Any, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, url = sqs
+    stop = threading.Event()
+    function = Function(failures=5)
+
+    def fails_as_the_stack_stops(event: Any, *, request_id: str) -> Invocation:
+        stop.set()
+        return function(event, request_id=request_id)
+
+    with caplog.at_level(logging.INFO, logger="strongroom_local.async"):
+        invoker(fails_as_the_stack_stops, client, url, retries=2, stop=stop).run(EVENT)
+    assert len(function.events) == 1
+    assert dead_letters(client, url) == []
+    (request_id,) = function.request_ids
+    assert logged(caplog)[-1] == (
+        f"{request_id}: TickFunction: an asynchronous event waiting for a retry was dropped at"
+        " shutdown (2 attempt(s) left)"
+    )
 
 
 class RecordedWaits(threading.Event):
