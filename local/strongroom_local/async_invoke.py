@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from strongroom_local.runtime import Invocation
 
 log = logging.getLogger("strongroom_local.async")
@@ -102,23 +104,47 @@ class AsyncInvoker:
         return self._retry_delays[min(attempt, len(self._retry_delays)) - 1]
 
     def _dead_letter(self, event: Any, invocation: Invocation) -> None:
+        request_id = invocation.request_id
         if self._dead_letter_queue_url is None:
-            log.error("%s: an asynchronous event failed every attempt; dropped", self._function_id)
+            log.error(
+                "%s: %s: an asynchronous event failed every attempt; dropped",
+                request_id,
+                self._function_id,
+            )
             return
         # As Lambda sends it: the event as the body; ErrorCode is the Invoke API's status (200:
         # the function ran and failed); the message is the error type only, never its text.
-        self._sqs.send_message(
-            QueueUrl=self._dead_letter_queue_url,
-            MessageBody=json.dumps(event),
-            MessageAttributes={
-                "RequestID": {"DataType": "String", "StringValue": invocation.request_id},
-                "ErrorCode": {"DataType": "Number", "StringValue": "200"},
-                "ErrorMessage": {
-                    "DataType": "String",
-                    "StringValue": invocation.error_type or "Unhandled",
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._dead_letter_queue_url,
+                MessageBody=json.dumps(event),
+                MessageAttributes={
+                    "RequestID": {"DataType": "String", "StringValue": request_id},
+                    "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+                    "ErrorMessage": {
+                        "DataType": "String",
+                        "StringValue": invocation.error_type or "Unhandled",
+                    },
                 },
-            },
-        )
+            )
+        except (ClientError, BotoCoreError) as exc:
+            # The queue deleted, moto stopped: say what was lost (never the event, which may
+            # hold anything), rather than end this thread on a traceback.
+            code = (
+                exc.response.get("Error", {}).get("Code", "Unknown")
+                if isinstance(exc, ClientError)
+                else type(exc).__name__
+            )
+            log.error(
+                "%s: %s: an asynchronous event failed every attempt and could not be"
+                " dead-lettered (%s); dropped",
+                request_id,
+                self._function_id,
+                code,
+            )
+            return
         log.error(
-            "%s: an asynchronous event failed every attempt; dead-lettered", self._function_id
+            "%s: %s: an asynchronous event failed every attempt; dead-lettered",
+            request_id,
+            self._function_id,
         )

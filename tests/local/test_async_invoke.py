@@ -143,6 +143,23 @@ def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
+def test_a_dead_letter_queue_that_is_gone_drops_the_event_with_an_error_line(
+    sqs: tuple[Any, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, url = sqs
+    client.delete_queue(QueueUrl=url)
+    function = Function(failures=5)
+    secret = {**EVENT, "detail": {"token": "do-not-log-me"}}
+    with caplog.at_level(logging.INFO, logger="strongroom_local.async"):
+        last = invoker(function, client, url, retries=0).run(secret)
+    assert last is not None
+    assert logged(caplog)[-1] == (
+        f"{last.request_id}: TickFunction: an asynchronous event failed every attempt and could"
+        " not be dead-lettered (AWS.SimpleQueueService.NonExistentQueue); dropped"
+    )
+    assert "do-not-log-me" not in caplog.text
+
+
 def stopped_pool() -> FunctionPool:
     """TickFunction's pool once the stack has stopped it: what waited for a worker, or comes
     now, is refused unrun."""
