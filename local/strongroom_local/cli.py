@@ -10,6 +10,7 @@ during startup too, and then it prints no ready line.
 from __future__ import annotations
 
 import argparse
+import http.client
 import ipaddress
 import json
 import logging
@@ -108,6 +109,21 @@ def _loopback_host_port(text: str) -> str:
         if not loopback:
             raise argparse.ArgumentTypeError("only loopback hosts may be allowed")
     return text
+
+
+def _event_file(text: str) -> Any:
+    """The event in a JSON file, read when the arguments are: a missing or broken file is a usage
+    error (exit 2), not a traceback."""
+    try:
+        return json.loads(Path(text).read_text("utf-8"))
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{text}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{text} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+        ) from None
 
 
 def _parameter(text: str) -> tuple[str, str]:
@@ -236,7 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     invoke = commands.add_parser("invoke", help="invoke a function of the running stack")
     invoke.add_argument("function", help="logical id of the function")
-    invoke.add_argument("--event-file", type=Path, help="JSON event (default: {})")
+    invoke.add_argument(
+        "--event-file",
+        dest="event",
+        type=_event_file,
+        default={},
+        metavar="EVENT_FILE",
+        help="JSON event (default: {})",
+    )
     state_dir(invoke)
 
     secret = commands.add_parser("secret", help="print a secret of the running stack")
@@ -416,14 +439,28 @@ def control_request(state_dir: Path, path: str, body: Any = None) -> dict[str, A
     # No proxies: the control endpoint is on loopback, and its token must not travel elsewhere.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(request, timeout=330) as response:
+        # No read timeout: the stack answers when the invocation ends. Its function's Timeout
+        # bounds it once it runs (up to 900 s), but not its wait for a busy pool's worker, which
+        # the CLI cannot know; giving up would not stop the invocation, only lose its outcome.
+        # A stack that stops or dies closes the connection, which ends the wait.
+        with opener.open(request, timeout=None) as response:
             document: dict[str, Any] = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        document = json.loads(exc.read() or b"{}")
+        try:
+            document = json.loads(exc.read() or b"{}")
+        except (OSError, http.client.HTTPException, ValueError):
+            raise ControlRequestFailed(f"HTTP {exc.code}") from None
         if exc.code != 502:
             raise ControlRequestFailed(document.get("message", f"HTTP {exc.code}")) from None
     except urllib.error.URLError as exc:
         raise ControlRequestFailed(f"the stack did not answer: {exc.reason}") from None
+    except (OSError, http.client.HTTPException) as exc:
+        # Raised while the answer is read (urllib wraps only the sending): the connection was
+        # reset or closed before a whole answer came.
+        reason = str(exc) or type(exc).__name__
+        raise ControlRequestFailed(f"the stack did not answer: {reason}") from None
+    except ValueError:
+        raise ControlRequestFailed("the stack's answer is not JSON") from None
     return document
 
 
@@ -437,9 +474,8 @@ def _fire(args: argparse.Namespace) -> int:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    event = json.loads(args.event_file.read_text("utf-8")) if args.event_file else {}
     document = control_request(
-        args.state_dir, f"/functions/{quote(args.function, safe='')}/invoke", event
+        args.state_dir, f"/functions/{quote(args.function, safe='')}/invoke", args.event
     )
     print(json.dumps(document))
     return 0 if document.get("ok") else 1

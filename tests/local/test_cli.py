@@ -1,10 +1,15 @@
 """The `strongroom` command's arguments: what it refuses before it starts or mints anything,
-and what dev-token warns about."""
+and what dev-token warns about; how fire-schedule and invoke meet a stack that fails them."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -142,3 +147,124 @@ def test_dev_token_refuses_a_key_others_can_read_and_says_why(
     printed = capsys.readouterr()
     assert printed.out == ""
     assert f"strongroom dev-token: {state / KEY_FILE} is open to other users" in printed.err
+
+
+# ---- fire-schedule and invoke against a stack ----------------------------------------------
+
+
+class StubStack(ThreadingHTTPServer):
+    """A control endpoint on loopback that answers each POST as `answer` says, and stack.json
+    in `state` pointing at it."""
+
+    daemon_threads = True
+
+    def __init__(self, state: Path, answer: Callable[[BaseHTTPRequestHandler], None]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                answer(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        state.mkdir()
+        url = f"http://127.0.0.1:{self.server_address[1]}"
+        (state / STACK_FILE).write_text(json.dumps({"control_url": url, "control_token": "t"}))
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[[Callable[[BaseHTTPRequestHandler], None]], Path]]:
+    """Start a StubStack answering as given; its state directory."""
+    servers: list[StubStack] = []
+
+    def start(answer: Callable[[BaseHTTPRequestHandler], None]) -> Path:
+        state = tmp_path / f"state-{len(servers)}"
+        server = StubStack(state, answer)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return state
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def answer_with(status: int, body: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return answer
+
+
+def hang_up(handler: BaseHTTPRequestHandler) -> None:
+    """Close the connection without an answer, as a stack that stops or dies mid-invocation."""
+    handler.close_connection = True
+
+
+def test_a_stack_that_hangs_up_or_answers_garbage_is_a_clear_error(
+    serve: Callable[[Callable[[BaseHTTPRequestHandler], None]], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    hung_up = serve(hang_up)
+    assert main(["invoke", "BackupWorkerFunction", "--state-dir", str(hung_up)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err == (
+        "strongroom invoke: the stack did not answer:"
+        " Remote end closed connection without response\n"
+    )
+    garbled = serve(answer_with(200, b"<html>not json</html>"))
+    assert main(["fire-schedule", "TickFunction", "--state-dir", str(garbled)]) == 2
+    assert capsys.readouterr().err == "strongroom fire-schedule: the stack's answer is not JSON\n"
+    bad_gateway = serve(answer_with(502, b"<html>not json</html>"))
+    assert main(["fire-schedule", "TickFunction", "--state-dir", str(bad_gateway)]) == 2
+    assert capsys.readouterr().err == "strongroom fire-schedule: HTTP 502\n"
+
+
+def test_invoke_waits_for_the_answer_without_a_read_timeout(
+    serve: Callable[[Callable[[BaseHTTPRequestHandler], None]], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The stack answers when the invocation ends, after up to the function's Timeout (900 s
+    # for the backup worker) and any wait for a busy worker: a read timeout would only give
+    # up on an invocation that still runs.
+    timeouts: list[float | None] = []
+    connect = http.client.HTTPConnection.connect
+
+    def recording_connect(self: http.client.HTTPConnection) -> None:
+        timeouts.append(self.timeout)
+        connect(self)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "connect", recording_connect)
+    state = serve(answer_with(200, b'{"function": "F", "requestId": "r", "ok": true}'))
+    assert main(["invoke", "F", "--state-dir", str(state)]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert timeouts == [None]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, ": No such file or directory"),
+        (b"{not json", " is not JSON: Expecting property name enclosed in double quotes"),
+        (b"\xff\xfe", " is not UTF-8 text"),
+    ],
+)
+def test_invoke_refuses_an_event_file_it_cannot_read_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, reason: str
+) -> None:
+    event_file = tmp_path / "event.json"
+    if content is not None:
+        event_file.write_bytes(content)
+    with pytest.raises(SystemExit) as exited:
+        main(["invoke", "F", "--event-file", str(event_file), "--state-dir", str(tmp_path)])
+    assert exited.value.code == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert f"argument --event-file: {event_file}{reason}" in printed.err
