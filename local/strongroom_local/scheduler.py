@@ -16,16 +16,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from strongroom_local.wiring import ScheduleSource
+from strongroom_local.wiring import ScheduleSource, fill_scheduler_placeholders
 
 log = logging.getLogger("strongroom_local.scheduler")
-
-_SCHEDULER_PLACEHOLDERS = (
-    "<aws.scheduler.schedule-arn>",
-    "<aws.scheduler.scheduled-time>",
-    "<aws.scheduler.execution-id>",
-    "<aws.scheduler.attempt-number>",
-)
 
 
 def scheduled_event(
@@ -35,15 +28,11 @@ def scheduled_event(
     time_text = scheduled_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     event_id = str(uuid.uuid4())
     if source.input is not None:
+        # JSON text: the wiring refused any other, as EventBridge does.
         text = source.input
         if source.kind == "ScheduleV2":
-            values = (source.arn, time_text, event_id, "1")
-            for placeholder, value in zip(_SCHEDULER_PLACEHOLDERS, values, strict=True):
-                text = text.replace(placeholder, value)
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
+            text = fill_scheduler_placeholders(text, (source.arn, time_text, event_id, "1"))
+        return json.loads(text)
     scheduler = source.kind == "ScheduleV2"
     return {
         "version": "0",

@@ -8,9 +8,10 @@ is served, scheduled or fed from its queue by the local stack without further wi
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,13 @@ DEFAULT_ROUTE = "$default"
 DEFAULT_STAGE = "$default"
 # HTTP APIs wait this long for an integration at most, and by default (TimeoutInMillis).
 MAX_INTEGRATION_TIMEOUT_MS = 30_000
+# EventBridge Scheduler's context attributes, filled in a ScheduleV2's Input as it fires.
+SCHEDULER_PLACEHOLDERS = (
+    "<aws.scheduler.schedule-arn>",
+    "<aws.scheduler.scheduled-time>",
+    "<aws.scheduler.execution-id>",
+    "<aws.scheduler.attempt-number>",
+)
 
 
 @dataclass(frozen=True)
@@ -494,9 +502,6 @@ def _schedules(stack: Stack) -> tuple[ScheduleSource, ...]:
                 required = "Schedule" if kind == "Schedule" else "ScheduleExpression"
                 if required not in props:
                     raise UnsupportedTemplate(f"{where}: {required} is required")
-                # The event is this text; a map would reach the function as Python's repr.
-                if not isinstance(props.get("Input", ""), str):
-                    raise UnsupportedTemplate(f"{where}: Input must be a string (JSON text)")
                 name = props.get("Name") or f"{stack_name}-{function_id}{event_name}"
                 if kind == "Schedule":
                     expression = parse_schedule_expression(str(props["Schedule"]))
@@ -515,12 +520,46 @@ def _schedules(stack: Stack) -> tuple[ScheduleSource, ...]:
                         event_name=event_name,
                         kind=kind,
                         expression=expression,
-                        input=props.get("Input"),
+                        input=_schedule_input(props, kind, arn, where),
                         enabled=_enabled(props, where),
                         arn=arn,
                     )
                 )
     return tuple(sources)
+
+
+def fill_scheduler_placeholders(text: str, values: Sequence[str]) -> str:
+    """A ScheduleV2's Input with its placeholders replaced by `values` (in their order)."""
+    for placeholder, value in zip(SCHEDULER_PLACEHOLDERS, values, strict=True):
+        text = text.replace(placeholder, value)
+    return text
+
+
+def _schedule_input(props: Mapping[str, Any], kind: str, arn: str, where: str) -> str | None:
+    """A schedule's Input, which EventBridge refuses unless it is JSON text (a ScheduleV2's
+    once its placeholders are filled: here with sample values of the kind the timer fills)."""
+    if "Input" not in props:
+        return None
+    text = props["Input"]
+    # The event is this text; a map would reach the function as Python's repr.
+    if not isinstance(text, str):
+        raise UnsupportedTemplate(f"{where}: Input must be a string (JSON text)")
+    filled = text
+    if kind == "ScheduleV2":
+        samples = (arn, "2026-01-01T00:00:00Z", "00000000-0000-0000-0000-000000000000", "1")
+        filled = fill_scheduler_placeholders(text, samples)
+    try:
+        json.loads(filled, parse_constant=_not_json)
+    except ValueError:
+        raise UnsupportedTemplate(
+            f"{where}: Input must be JSON text, as EventBridge needs"
+        ) from None
+    return text
+
+
+def _not_json(constant: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON, and so EventBridge, has no such values.
+    raise ValueError(constant)
 
 
 def _queues(stack: Stack) -> tuple[SqsSource, ...]:

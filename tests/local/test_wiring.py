@@ -556,6 +556,49 @@ def test_every_events_properties_are_refused_unless_honoured(
         wiring_of(template)
 
 
+@pytest.mark.parametrize(
+    ("event", "value"),
+    [
+        ("Nightly", "hello"),
+        ("Nightly", ""),
+        ("Nightly", '{"job": "nightly"'),
+        ("Nightly", '{"ratio": NaN}'),
+        # Filled in place as the schedule fires: outside a string it is not JSON.
+        ("Hourly", '{"at": <aws.scheduler.scheduled-time>}'),
+        ("Hourly", "<aws.scheduler.execution-id>"),
+    ],
+)
+def test_a_schedule_input_that_is_not_json_is_refused(event: str, value: str) -> None:
+    """EventBridge refuses a target Input that is not JSON text: the stack does not start."""
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Resources"]["TickFunction"]["Properties"]["Events"][event]["Properties"]["Input"] = (
+        value
+    )
+    with pytest.raises(UnsupportedTemplate, match=f"TickFunction.{event}: Input must be JSON"):
+        wiring_of(template)
+
+
+@pytest.mark.parametrize(
+    ("event", "value"),
+    [
+        ("Nightly", '"hello"'),
+        ("Nightly", "[1, 2.5, null]"),
+        (
+            "Hourly",
+            '{"at": "<aws.scheduler.scheduled-time>", "n": "<aws.scheduler.attempt-number>"}',
+        ),
+        ("Hourly", '"<aws.scheduler.schedule-arn>"'),
+    ],
+)
+def test_a_schedule_input_that_is_json_is_kept_as_written(event: str, value: str) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Resources"]["TickFunction"]["Properties"]["Events"][event]["Properties"]["Input"] = (
+        value
+    )
+    (source,) = [s for s in wiring_of(template).schedules if s.event_name == event]
+    assert source.input == value
+
+
 def test_a_schedule_takes_enabled_or_state_but_not_both() -> None:
     template = load_template(FIXTURE_TEMPLATE)
     nightly = template["Resources"]["TickFunction"]["Properties"]["Events"]["Nightly"]
