@@ -496,8 +496,13 @@ class LocalStack:
         if self._wiring is None:
             raise RuntimeError("the stack is not started")
         sources = [s for s in self._wiring.schedules if s.function_id == function_id]
-        if event_name is not None:
+        if event_name is not None and sources:
+            names = ", ".join(s.event_name for s in sources)
             sources = [s for s in sources if s.event_name == event_name]
+            if not sources:
+                raise LookupError(
+                    f"{function_id} has no schedule {event_name}; its schedules: {names}"
+                )
         if not sources:
             raise LookupError(f"no schedule for {function_id}")
         if len(sources) > 1:

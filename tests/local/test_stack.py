@@ -506,7 +506,7 @@ def test_fire_schedule_delivers_the_eventbridge_event(fixture_stack: FixtureStac
     assert inputs["scheduled"].endswith("Z")
 
 
-def test_fire_schedule_refuses_ambiguity_and_unknown_functions(
+def test_fire_schedule_refuses_ambiguity_unknown_functions_and_unknown_events(
     fixture_stack: FixtureStack,
 ) -> None:
     ambiguous = run_cli(fixture_stack, "fire-schedule", "TickFunction")
@@ -515,6 +515,13 @@ def test_fire_schedule_refuses_ambiguity_and_unknown_functions(
     assert "Hourly" in ambiguous.stderr
     unknown = run_cli(fixture_stack, "fire-schedule", "EchoFunction")
     assert unknown.returncode == 2
+    assert unknown.stderr == "strongroom fire-schedule: no schedule for EchoFunction\n"
+    misnamed = run_cli(fixture_stack, "fire-schedule", "TickFunction", "--event", "Nope")
+    assert misnamed.returncode == 2
+    assert misnamed.stderr == (
+        "strongroom fire-schedule: TickFunction has no schedule Nope;"
+        " its schedules: Nightly, Hourly\n"
+    )
 
 
 def test_invoke_runs_any_function(fixture_stack: FixtureStack, tmp_path: Path) -> None:
