@@ -38,6 +38,7 @@ from strongroom_local.template import (
     TEMPLATE_PATH,
     Resolver,
     cloudformation_bool,
+    cloudformation_int,
     load_template,
     resources_of_type,
     scalar_text,
@@ -314,7 +315,9 @@ def _create_key(stack: Stack, client: _Clients, logical_id: str, props: dict[str
     ):
         rotation = {}
         if "RotationPeriodInDays" in props:
-            rotation["RotationPeriodInDays"] = int(props["RotationPeriodInDays"])
+            rotation["RotationPeriodInDays"] = cloudformation_int(
+                props["RotationPeriodInDays"], f"{logical_id}: RotationPeriodInDays"
+            )
         kms.enable_key_rotation(KeyId=created["KeyId"], **rotation)
     if not cloudformation_bool(props.get("Enabled", True), f"{logical_id}: Enabled"):
         kms.disable_key(KeyId=created["KeyId"])
@@ -410,7 +413,9 @@ def _generated_secret(where: str, spec: Mapping[str, Any]) -> str:
     alphabet = "".join(kinds)
     if not alphabet:
         raise InvalidTemplate(f"{where}: every character is excluded")
-    length = int(spec.get("PasswordLength", 32))
+    length = cloudformation_int(
+        spec.get("PasswordLength", 32), "GenerateSecretString.PasswordLength"
+    )
     if not 1 <= length <= _MAX_PASSWORD_LENGTH:
         raise InvalidTemplate(f"{where}: PasswordLength must be 1 to {_MAX_PASSWORD_LENGTH}")
     # As Secrets Manager does unless told otherwise: at least one character of each kind
@@ -441,12 +446,10 @@ def _generated_secret(where: str, spec: Mapping[str, Any]) -> str:
 
 
 # Queue properties that are queue attributes of the same name: as written, as JSON, as a flag.
-_QUEUE_ATTRIBUTES = (
-    "DeduplicationScope",
+_QUEUE_ATTRIBUTES = ("DeduplicationScope", "FifoThroughputLimit", "KmsMasterKeyId")
+_QUEUE_NUMBER_ATTRIBUTES = (
     "DelaySeconds",
-    "FifoThroughputLimit",
     "KmsDataKeyReusePeriodSeconds",
-    "KmsMasterKeyId",
     "MaximumMessageSize",
     "MessageRetentionPeriod",
     "ReceiveMessageWaitTimeSeconds",
@@ -461,7 +464,10 @@ def _create_queue(stack: Stack, client: _Clients, logical_id: str, props: dict[s
     attributes: dict[str, str] = {}
     for name in _QUEUE_ATTRIBUTES:
         if name in props:
-            attributes[name] = str(props[name])
+            attributes[name] = scalar_text(props[name], f"{logical_id}: {name}")
+    for name in _QUEUE_NUMBER_ATTRIBUTES:
+        if name in props:
+            attributes[name] = str(cloudformation_int(props[name], f"{logical_id}: {name}"))
     for name in _QUEUE_JSON_ATTRIBUTES:
         if name in props:
             # CloudFormation takes the policy as an object or as its JSON text.
@@ -553,7 +559,9 @@ def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[s
     if cloudformation_bool(pitr.get("PointInTimeRecoveryEnabled", False), f"{logical_id}: PITR"):
         recovery: dict[str, Any] = {"PointInTimeRecoveryEnabled": True}
         if "RecoveryPeriodInDays" in pitr:
-            recovery["RecoveryPeriodInDays"] = int(pitr["RecoveryPeriodInDays"])
+            recovery["RecoveryPeriodInDays"] = cloudformation_int(
+                pitr["RecoveryPeriodInDays"], f"{logical_id}: RecoveryPeriodInDays"
+            )
         dynamodb.update_continuous_backups(
             TableName=name, PointInTimeRecoverySpecification=recovery
         )
@@ -573,7 +581,10 @@ def _create_table(stack: Stack, client: _Clients, logical_id: str, props: dict[s
 
 def _throughput(throughput: Mapping[str, Any]) -> dict[str, int]:
     """Capacity units as numbers: a Number parameter's value is a string."""
-    return {name: int(units) for name, units in throughput.items()}
+    return {
+        name: cloudformation_int(units, f"ProvisionedThroughput.{name}")
+        for name, units in throughput.items()
+    }
 
 
 def _create_bucket(stack: Stack, client: _Clients, logical_id: str, props: dict[str, Any]) -> None:
@@ -724,7 +735,9 @@ def _create_role(stack: Stack, client: _Clients, logical_id: str, props: dict[st
             )
         ),
         "Description": props.get("Description", logical_id),
-        "MaxSessionDuration": int(props.get("MaxSessionDuration", 3600)),
+        "MaxSessionDuration": cloudformation_int(
+            props.get("MaxSessionDuration", 3600), f"{logical_id}: MaxSessionDuration"
+        ),
     }
     for optional in ("Path", "PermissionsBoundary", "Tags"):
         if optional in props:
@@ -792,6 +805,7 @@ _EMULATED = {
                 "QueueName",
                 "Tags",
                 *_QUEUE_ATTRIBUTES,
+                *_QUEUE_NUMBER_ATTRIBUTES,
                 *_QUEUE_JSON_ATTRIBUTES,
                 *_QUEUE_FLAG_ATTRIBUTES,
             }
@@ -895,7 +909,11 @@ def _object_lock(logical_id: str, lock: Mapping[str, Any]) -> dict[str, Any]:
         configuration["Rule"] = {
             "DefaultRetention": {
                 "Mode": retention["Mode"],
-                **{k: int(v) for k, v in retention.items() if k != "Mode"},
+                **{
+                    k: cloudformation_int(v, f"{logical_id}: DefaultRetention.{k}")
+                    for k, v in retention.items()
+                    if k != "Mode"
+                },
             }
         }
     return configuration
@@ -946,7 +964,7 @@ def _cors_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
     _only(f"{logical_id}: CORS rule {rule.get('Id', '')}", rule, allowed)
     converted = {names.get(key, key): value for key, value in rule.items()}
     if "MaxAgeSeconds" in converted:
-        converted["MaxAgeSeconds"] = int(converted["MaxAgeSeconds"])
+        converted["MaxAgeSeconds"] = cloudformation_int(converted["MaxAgeSeconds"], "CORS MaxAge")
     return converted
 
 
@@ -1013,13 +1031,21 @@ def _lifecycle_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
         converted["ID"] = rule["Id"]
     expiration: dict[str, Any] = {}
     if "ExpirationInDays" in rule:
-        expiration["Days"] = int(rule["ExpirationInDays"])
+        expiration["Days"] = cloudformation_int(
+            rule["ExpirationInDays"], f"{where}: ExpirationInDays"
+        )
     if "ExpirationDate" in rule:
         expiration["Date"] = rule["ExpirationDate"]
     if "ExpiredObjectDeleteMarker" in rule:
         marker = cloudformation_bool(
             rule["ExpiredObjectDeleteMarker"], f"{rule.get('Id')}: delete markers"
         )
+        if expiration:
+            # S3 refuses the rule (MalformedXML), so CloudFormation's deploy fails.
+            raise InvalidTemplate(
+                f"{where}: ExpiredObjectDeleteMarker cannot be set with ExpirationInDays"
+                " or ExpirationDate"
+            )
         expiration["ExpiredObjectDeleteMarker"] = marker
     if expiration:
         converted["Expiration"] = expiration
@@ -1027,7 +1053,9 @@ def _lifecycle_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
     if "NoncurrentVersionExpirationInDays" in rule:  # the older, single-valued form
         noncurrent["NoncurrentDays"] = rule["NoncurrentVersionExpirationInDays"]
     if noncurrent:
-        converted["NoncurrentVersionExpiration"] = {k: int(v) for k, v in noncurrent.items()}
+        converted["NoncurrentVersionExpiration"] = {
+            k: cloudformation_int(v, f"{where}: {k}") for k, v in noncurrent.items()
+        }
     # Each transition list also has an older, single-valued form.
     transitions = [*rule.get("Transitions", []), *_listed(rule.get("Transition"))]
     if transitions:
@@ -1042,7 +1070,9 @@ def _lifecycle_rule(logical_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
         ]
     if "AbortIncompleteMultipartUpload" in rule:
         days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
-        converted["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
+        converted["AbortIncompleteMultipartUpload"] = {
+            "DaysAfterInitiation": cloudformation_int(days, f"{where}: DaysAfterInitiation")
+        }
     return converted
 
 
@@ -1054,7 +1084,7 @@ def _transition(rule: str, transition: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidTemplate(f"{where}: TransitionDate or TransitionInDays is required, not both")
     converted: dict[str, Any] = {"StorageClass": transition["StorageClass"]}
     if "TransitionInDays" in transition:
-        converted["Days"] = int(transition["TransitionInDays"])
+        converted["Days"] = cloudformation_int(transition["TransitionInDays"], f"{where}: days")
     if "TransitionDate" in transition:
         converted["Date"] = transition["TransitionDate"]
     return converted
@@ -1066,10 +1096,12 @@ def _noncurrent_transition(rule: str, transition: Mapping[str, Any]) -> dict[str
     _required(where, transition, "StorageClass", "TransitionInDays")
     converted: dict[str, Any] = {
         "StorageClass": transition["StorageClass"],
-        "NoncurrentDays": int(transition["TransitionInDays"]),
+        "NoncurrentDays": cloudformation_int(transition["TransitionInDays"], f"{where}: days"),
     }
     if "NewerNoncurrentVersions" in transition:
-        converted["NewerNoncurrentVersions"] = int(transition["NewerNoncurrentVersions"])
+        converted["NewerNoncurrentVersions"] = cloudformation_int(
+            transition["NewerNoncurrentVersions"], f"{where}: NewerNoncurrentVersions"
+        )
     return converted
 
 
@@ -1083,7 +1115,9 @@ def _lifecycle_filter(rule: Mapping[str, Any]) -> dict[str, Any]:
         conditions["Tags"] = tags
     for size in ("ObjectSizeGreaterThan", "ObjectSizeLessThan"):
         if size in rule:
-            conditions[size] = int(rule[size])
+            conditions[size] = cloudformation_int(
+                rule[size], f"lifecycle rule {rule.get('Id', '')}: {size}"
+            )
     if len(conditions) > 1 or len(tags) > 1:
         return {"And": conditions}
     if tags:

@@ -124,6 +124,16 @@ def cloudformation_bool(value: Any, what: str) -> bool:
     raise UnsupportedTemplate(f"{what}: not a boolean: {value!r}")
 
 
+def cloudformation_int(value: Any, what: str) -> int:
+    """An integer property as CloudFormation reads it: an int, or its digits as text (a Number
+    parameter's value). A boolean, a fraction or other text is refused at deploy."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+        return int(value)
+    raise InvalidTemplate(f"{what}: not an integer: {value!r}")
+
+
 def scalar_text(value: Any, where: str = "value") -> str:
     """A scalar as CloudFormation renders it in a string: booleans as `true`/`false`.
 

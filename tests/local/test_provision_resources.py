@@ -529,6 +529,25 @@ def _lifecycle(rule: dict[str, Any]) -> dict[str, Any]:
     return {"Rules": [{"Id": "Old", "Status": "Enabled", **rule}]}
 
 
+@pytest.mark.parametrize("value", [True, "5s", 2.5])
+def test_a_queue_number_that_is_no_integer_is_refused(aws: None, value: Any) -> None:
+    """`DelaySeconds: true` was sent as "True" and raised moto's ValueError."""
+    with pytest.raises(InvalidTemplate, match="Queue: DelaySeconds: not an integer"):
+        _provision(_template({"Queue": _queue(DelaySeconds=value)}))
+
+
+def test_a_queue_number_from_a_number_parameter_is_applied(aws: None) -> None:
+    template = {
+        "Parameters": {"Delay": {"Type": "Number", "Default": 7}},
+        "Resources": {"Queue": _queue(DelaySeconds={"Ref": "Delay"})},
+    }
+    stack = _provision(template)
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=stack.ref("Queue"), AttributeNames=["DelaySeconds"]
+    )["Attributes"]
+    assert attributes["DelaySeconds"] == "7"
+
+
 @pytest.mark.parametrize(
     ("bucket", "refused"),
     [
@@ -565,6 +584,19 @@ def _lifecycle(rule: dict[str, Any]) -> dict[str, Any]:
         (
             _bucket(PublicAccessBlockConfiguration={"BlockPublicAcl": True}),
             "Bucket: PublicAccessBlockConfiguration has no BlockPublicAcl",
+        ),
+        (
+            # S3 answers MalformedXML: a delete-marker expiry takes no days or date.
+            _bucket(
+                LifecycleConfiguration=_lifecycle(
+                    {"ExpirationInDays": 30, "ExpiredObjectDeleteMarker": True}
+                )
+            ),
+            "Bucket: lifecycle rule Old: ExpiredObjectDeleteMarker cannot be set with",
+        ),
+        (
+            _bucket(LifecycleConfiguration=_lifecycle({"ExpirationInDays": "thirty"})),
+            "Bucket: lifecycle rule Old: ExpirationInDays: not an integer: 'thirty'",
         ),
     ],
 )
