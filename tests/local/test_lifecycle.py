@@ -31,6 +31,21 @@ def alive(pid: int) -> bool:
     return True
 
 
+def local_command(state_dir: Path, *arguments: str, template: Path = FIXTURE_TEMPLATE) -> list[str]:
+    """`strongroom local` of `template` (the fixture's) on free ports, with `state_dir`."""
+    return [
+        *strongroom_command(),
+        "local",
+        "--template",
+        str(template),
+        "--state-dir",
+        str(state_dir),
+        "--api-port",
+        "0",
+        *arguments,
+    ]
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_everything_and_exits_zero(
     tmp_path: Path, stop_signal: signal.Signals
@@ -39,18 +54,7 @@ def test_a_signal_stops_everything_and_exits_zero(
     stdout_path, stderr_path = tmp_path / "stdout", tmp_path / "stderr"
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         process = subprocess.Popen(  # noqa: S603
-            [
-                *strongroom_command(),
-                "local",
-                "--template",
-                str(FIXTURE_TEMPLATE),
-                "--state-dir",
-                str(state_dir),
-                "--api-port",
-                "0",
-                "--parameter",
-                f"RecordDir={records}",
-            ],
+            local_command(state_dir, "--parameter", f"RecordDir={records}"),
             stdout=stdout,
             stderr=stderr,
         )
@@ -130,18 +134,7 @@ def test_a_signal_during_startup_stops_it_before_ready(
     )
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         process = subprocess.Popen(  # noqa: S603
-            [
-                *strongroom_command(),
-                "local",
-                "--template",
-                str(template),
-                "--state-dir",
-                str(state_dir),
-                "--api-port",
-                "0",
-                "--parameter",
-                f"RecordDir={records}",
-            ],
+            local_command(state_dir, "--parameter", f"RecordDir={records}", template=template),
             stdout=stdout,
             stderr=stderr,
         )
@@ -167,21 +160,6 @@ def test_a_stack_that_cannot_start_says_why(tmp_path: Path) -> None:
     with pytest.raises(StackStartFailed) as failed:
         start_stack(tmp_path / "state", template_path=tmp_path / "missing.yaml", timeout=60)
     assert "missing.yaml" in str(failed.value)
-
-
-def local_command(state_dir: Path, *arguments: str) -> list[str]:
-    """`strongroom local` of the fixture template on free ports, with `state_dir`."""
-    return [
-        *strongroom_command(),
-        "local",
-        "--template",
-        str(FIXTURE_TEMPLATE),
-        "--state-dir",
-        str(state_dir),
-        "--api-port",
-        "0",
-        *arguments,
-    ]
 
 
 def test_a_stack_refuses_a_dev_issuer_key_others_can_read(tmp_path: Path) -> None:
