@@ -47,8 +47,9 @@ from strongroom_local.template import TEMPLATE_PATH
 
 log = logging.getLogger("strongroom_local")
 DEFAULT_STATE_DIR = Path(".strongroom")
-# A dev token is for tests and demos: it lives at most a week, and its sign-in is at most a
-# week old.
+# dev-token's own policy, not the stack's (its authorizer only checks that exp is in the future):
+# a dev token is for tests and demos, so none lives longer than 7 days, and its sign-in is at
+# most 7 days old.
 MAX_DEV_TOKEN_SECONDS = 7 * 24 * 3600
 
 
@@ -234,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl",
         type=_int_between(1, MAX_DEV_TOKEN_SECONDS),
         default=3600,
-        help=f"lifetime in seconds, 1 to {MAX_DEV_TOKEN_SECONDS} (7 days) (3600)",
+        help=f"lifetime in seconds, 1 to {MAX_DEV_TOKEN_SECONDS} (3600); dev-token's policy: no dev"
+        " token lives longer than 7 days",
     )
     token.add_argument(
         "--auth-age",

@@ -53,15 +53,25 @@ def test_local_takes_one_worker_or_more() -> None:
         ["--ttl", "-60"],
         ["--ttl", str(MAX_DEV_TOKEN_SECONDS + 1)],
         ["--ttl", str(10**12)],
-        # auth_time in the future: the functions answer reauth_required.
+        # auth_time in the future: the functions would answer reauth_required.
         ["--auth-age", "-1"],
         ["--auth-age", str(MAX_DEV_TOKEN_SECONDS + 1)],
     ],
 )
-def test_dev_token_refuses_lifetimes_the_stack_would_refuse(
+def test_dev_token_refuses_lifetimes_beyond_its_seven_day_policy(
     arguments: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert arguments[0] in refused(["dev-token", "--sub", "alice", *arguments], capsys)
+
+
+def test_dev_token_help_calls_the_seven_day_bound_its_own_policy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The stack's authorizer checks only that exp is in the future: the bound is dev-token's.
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["dev-token", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "dev-token's policy: no dev token lives longer than 7 days" in help_text
 
 
 @pytest.mark.parametrize(
