@@ -87,6 +87,11 @@ class AsyncInvoker:
                 attempts,
                 invocation.error_type,
             )
+            if attempt + 1 == attempts and self._stop.is_set():
+                # The stack's stop kills busy workers: a last attempt that failed as it stopped
+                # most likely died of that, no failure of the function's to dead-letter.
+                self._dropped_at_shutdown(request_id, "whose last attempt the stop cut short", 0)
+                return invocation
         if invocation is not None:
             self._dead_letter(event, invocation)
         return invocation

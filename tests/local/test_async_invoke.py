@@ -220,6 +220,28 @@ def test_a_retry_pending_when_the_stack_stops_is_dropped_and_said(
     )
 
 
+def test_a_last_attempt_killed_by_the_stack_s_stop_is_dropped_not_dead_lettered(
+    sqs: tuple[Any, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, url = sqs
+    stop = threading.Event()
+
+    def killed_by_the_stop(event: Any, *, request_id: str) -> Invocation:
+        # What the pool answers when the stack's stop kills the busy worker mid-handler.
+        stop.set()
+        return Invocation(request_id, ok=False, error_type="Runtime.ExitError", handler_ran=True)
+
+    with caplog.at_level(logging.INFO, logger="strongroom_local.async"):
+        last = invoker(killed_by_the_stop, client, url, retries=0, stop=stop).run(EVENT)
+    assert last is not None
+    # Nothing in the dead-letter queue blames the function for the stack's shutdown.
+    assert dead_letters(client, url) == []
+    assert logged(caplog)[-1] == (
+        f"{last.request_id}: TickFunction: an asynchronous event whose last attempt the stop cut"
+        " short was dropped at shutdown (0 attempt(s) left)"
+    )
+
+
 class RecordedWaits(threading.Event):
     """A stop signal that never stops and records how long each wait asked for."""
 
