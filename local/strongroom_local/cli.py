@@ -10,7 +10,6 @@ during startup too, and then it prints no ready line.
 from __future__ import annotations
 
 import argparse
-import http.client
 import ipaddress
 import json
 import logging
@@ -18,16 +17,17 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from strongroom.api.identity import is_subject
+# Only what parsing the arguments needs is imported here: `local` installs its signal handlers
+# as soon as they are parsed, and everything else (boto3, moto, the functions' layer) loads
+# after, so that Ctrl-C or SIGTERM stops it cleanly from its first moments.
 from strongroom_local.exceptions import (
     ControlRequestFailed,
     InvalidScheduleExpression,
@@ -39,11 +39,11 @@ from strongroom_local.exceptions import (
     UnknownSecret,
     UnsafeStateDir,
 )
-from strongroom_local.issuer import mint_dev_token
-from strongroom_local.runtime import FAKE_CREDENTIALS
-from strongroom_local.sandbox_okta import InvalidSandboxSetting, OrgSpec
-from strongroom_local.stack import LocalStack, StackOptions, read_stack_file
 from strongroom_local.template import TEMPLATE_PATH
+
+if TYPE_CHECKING:
+    from strongroom_local.sandbox_okta import OrgSpec
+    from strongroom_local.stack import LocalStack
 
 log = logging.getLogger("strongroom_local")
 DEFAULT_STATE_DIR = Path(".strongroom")
@@ -81,6 +81,8 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
 
 
 def _subject(text: str) -> str:
+    from strongroom.api.identity import is_subject  # noqa: PLC0415 - loads the functions' layer
+
     # The functions' own rule: a token for any other subject would only ever be refused.
     if not is_subject(text):
         raise argparse.ArgumentTypeError(
@@ -142,6 +144,8 @@ def _sandbox_size(text: str) -> tuple[str, int]:
 
 
 def _sandbox_spec(args: argparse.Namespace) -> OrgSpec | None:
+    from strongroom_local.sandbox_okta import OrgSpec  # noqa: PLC0415
+
     if args.no_sandbox:
         return None
     sizes = {
@@ -366,12 +370,26 @@ def _isolate_from_real_aws() -> None:
 
 
 def run_local(args: argparse.Namespace) -> int:
+    """`strongroom local`: its signal handlers first, then everything else."""
+    stop_requested = threading.Event()
+    stacks: list[LocalStack] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+        for stack in stacks:
+            stack.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     logging.basicConfig(
         stream=sys.stderr,
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     _isolate_from_real_aws()
+    from strongroom_local.sandbox_okta import InvalidSandboxSetting  # noqa: PLC0415
+    from strongroom_local.stack import LocalStack, StackOptions  # noqa: PLC0415
+
     try:
         sandbox_spec = _sandbox_spec(args)
     except InvalidSandboxSetting as exc:
@@ -391,12 +409,10 @@ def run_local(args: argparse.Namespace) -> int:
         sandbox_okta_port=args.sandbox_port,
     )
     stack = LocalStack(options)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        stack.request_stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stacks.append(stack)
+    if stop_requested.is_set():  # a signal came while it loaded: stop before anything starts
+        log.info("stopped before it was ready")
+        return 0
     try:
         ready = stack.start()
     except StartInterrupted:
@@ -427,6 +443,12 @@ def run_local(args: argparse.Namespace) -> int:
 
 def control_request(state_dir: Path, path: str, body: Any = None) -> dict[str, Any]:
     """POST to the running stack's control endpoint with its control token."""
+    import http.client  # noqa: PLC0415
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    from strongroom_local.stack import read_stack_file  # noqa: PLC0415
+
     info = read_stack_file(state_dir)
     data = json.dumps(body if body is not None else {}).encode()
     request = urllib.request.Request(  # noqa: S310 - the URL is the stack's own loopback one
@@ -484,6 +506,9 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _secret(args: argparse.Namespace) -> int:
+    from strongroom_local.runtime import FAKE_CREDENTIALS  # noqa: PLC0415
+    from strongroom_local.stack import read_stack_file  # noqa: PLC0415
+
     info = read_stack_file(args.state_dir)
     names = {secret["logical_id"]: secret["name"] for secret in info.get("secrets", [])}
     name = names.get(args.name, args.name)
@@ -520,6 +545,8 @@ def _org_command(args: argparse.Namespace) -> int:
 
 
 def _sandbox_token(args: argparse.Namespace) -> int:
+    from strongroom_local.stack import read_stack_file  # noqa: PLC0415
+
     sandbox = read_stack_file(args.state_dir).get("sandbox_okta")
     if not sandbox:
         raise NoSandbox("the running stack runs no sandbox Okta (started with --no-sandbox)")
@@ -528,6 +555,9 @@ def _sandbox_token(args: argparse.Namespace) -> int:
 
 
 def _dev_token(args: argparse.Namespace) -> int:
+    from strongroom_local.issuer import mint_dev_token  # noqa: PLC0415
+    from strongroom_local.stack import read_stack_file  # noqa: PLC0415
+
     try:
         read_stack_file(args.state_dir)
     except StackNotRunning:

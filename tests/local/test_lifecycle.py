@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,57 @@ def test_a_signal_during_startup_stops_it_before_ready(
     # The state dir is free for the next stack.
     with (state_dir / LOCK_FILE).open("rb") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+# `strongroom local` with a signal sent to itself just before it isolates itself from real AWS,
+# its first step after its arguments are parsed.
+SIGNAL_AT_ONCE = """
+import os, signal, sys
+from strongroom_local import cli
+isolate = cli._isolate_from_real_aws
+def signalled_first():
+    os.kill(os.getpid(), signal.{name})
+    isolate()
+cli._isolate_from_real_aws = signalled_first
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_as_local_begins_stops_it_with_exit_zero(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    state_dir = tmp_path / "state"
+    command = local_command(state_dir)[len(strongroom_command()) :]
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", SIGNAL_AT_ONCE.format(name=stop_signal.name), *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert "stopped before it was ready" in done.stderr
+    assert "Traceback" not in done.stderr
+    # Nothing had started: not even the state directory was made.
+    assert not state_dir.exists()
+
+
+def test_the_cli_loads_nothing_heavy_before_local_installs_its_signal_handlers() -> None:
+    # What `import strongroom_local.cli` loads comes before main() runs: a signal then would
+    # kill it with a traceback (Ctrl-C) or exit 143 (SIGTERM). boto3, moto and the functions'
+    # layer (but its light errors and schedules) take most of a second to load: they come after
+    # the handlers.
+    loaded = "set(sys.modules) & {'boto3', 'moto', 'strongroom.api', 'strongroom.audit'}"
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", f"import sys, strongroom_local.cli; print(sorted({loaded}))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout == "[]\n"
 
 
 def test_a_stack_that_cannot_start_says_why(tmp_path: Path) -> None:
