@@ -145,7 +145,9 @@ def start_stack(
     env: Mapping[str, str] | None = None,
 ) -> RunningStack:
     """Start `strongroom local` on free ports; StackStartFailed (with its stderr) if not ready."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    # Private from the start: the stack refuses to chmod a directory that holds more than its
+    # own files.
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     stderr_path = state_dir / "stack.stderr.log"
     command = [
         *strongroom_command(),

@@ -5,7 +5,8 @@ git-ignored) so tokens minted by `strongroom dev-token` stay valid across restar
 The issuer and audience the stack was provisioned with are kept next to it, so a token minted
 by another command carries exactly the `iss` and `aud` the running stack checks.
 
-The state directory must be ours (it is made 0700), and so must the key: one that another user
+The state directory must be ours and private (0700; only one this code made, or one holding
+nothing but the stack's files, is chmodded to it), and so must the key: one that another user
 owns, that others may read, or that is a link is refused, never used.
 """
 
@@ -37,15 +38,56 @@ KEY_FILE = "dev-issuer-key.pem"
 CONFIG_FILE = "dev-issuer.json"
 
 
+# What the stack and its tools write in a state directory (stack.py's STACK_FILE and LOCK_FILE;
+# the harness keeps the stack's stderr there): an existing directory holding nothing else is
+# theirs to make 0700.
+STATE_FILES = frozenset({KEY_FILE, CONFIG_FILE, "stack.json", "stack.lock", "stack.stderr.log"})
+
+
+def _holds_only_state_files(state_dir: Path) -> bool:
+    """Nothing in `state_dir` but the stack's own files (and their leftover temporaries,
+    `.<name>.<hex>`, from write_private_file or the key's creation)."""
+    for entry in os.listdir(state_dir):
+        name = entry
+        if entry.startswith("."):
+            name, _, suffix = entry[1:].rpartition(".")
+            if len(suffix) != 8:
+                return False
+        if name not in STATE_FILES:
+            return False
+    return True
+
+
 def ensure_state_dir(state_dir: Path) -> Path:
-    """The state directory, created if needed and made 0700: it holds a private key.
-    UnsafeStateDir if another user owns it (they could swap the key or read the tokens)."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """The state directory, created 0700 if needed: it holds a private key. UnsafeStateDir if
+    it is `/` or the home directory, another user's (they could swap the key or read the
+    tokens), or open to others while it holds more than the stack's own files: a project root
+    or a shared directory is never chmodded, nor the key written into it."""
+    resolved = state_dir.resolve()
+    try:
+        home = Path.home().resolve()
+    except RuntimeError:  # no home directory to protect
+        home = Path("/")
+    if resolved in (Path("/"), home):
+        raise UnsafeStateDir(f"{state_dir} is {resolved}: give a directory of its own")
+    try:
+        state_dir.mkdir(mode=0o700, parents=True)
+        created = True
+    except FileExistsError:
+        created = False
     status = state_dir.stat()
+    if not stat.S_ISDIR(status.st_mode):
+        raise UnsafeStateDir(f"{state_dir} is not a directory")
     if status.st_uid != os.geteuid():
         raise UnsafeStateDir(f"{state_dir} belongs to another user (uid {status.st_uid})")
-    if stat.S_IMODE(status.st_mode) != 0o700:
-        # mkdir's mode applies only to a directory it creates.
+    mode = stat.S_IMODE(status.st_mode)
+    if mode != 0o700:
+        if not created and not _holds_only_state_files(state_dir):
+            raise UnsafeStateDir(
+                f"{state_dir} is not private (mode {mode:04o}, not 0700) and holds other files:"
+                f" give a directory of its own, or make it private (chmod 700 {state_dir})"
+            )
+        # mkdir's mode is masked by the umask; an existing one holds only what we wrote.
         state_dir.chmod(0o700)
     return state_dir
 

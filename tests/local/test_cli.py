@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,8 +17,8 @@ import pytest
 
 from strongroom.api.identity import is_subject
 from strongroom_local.cli import MAX_DEV_TOKEN_SECONDS, build_parser, main
-from strongroom_local.issuer import KEY_FILE
-from strongroom_local.stack import STACK_FILE
+from strongroom_local.issuer import CONFIG_FILE, KEY_FILE
+from strongroom_local.stack import LOCK_FILE, STACK_FILE
 
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -157,6 +158,59 @@ def test_dev_token_refuses_a_key_others_can_read_and_says_why(
     printed = capsys.readouterr()
     assert printed.out == ""
     assert f"strongroom dev-token: {state / KEY_FILE} is open to other users" in printed.err
+
+
+def test_a_shared_directory_is_neither_chmodded_nor_given_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--state-dir .` in a project root, or a shared 1777 directory: never made 0700 (it would
+    # lose its sticky bit), never given the private key.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (shared / "notes.txt").write_text("someone's")
+    assert main(["dev-token", "--state-dir", str(shared), "--sub", "alice"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert f"strongroom dev-token: {shared} is not private (mode 1777, not 0700)" in printed.err
+    assert f"chmod 700 {shared}" in printed.err
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert sorted(p.name for p in shared.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [[], [CONFIG_FILE, LOCK_FILE, "stack.stderr.log", f".{KEY_FILE}.0a1b2c3d"]],
+    ids=["empty", "stack-files"],
+)
+def test_a_directory_holding_only_the_stack_s_files_is_made_private(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: list[str]
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    for name in content:
+        (state / name).write_text(
+            '{"issuer": "i", "audience": ["a"]}' if name == CONFIG_FILE else ""
+        )
+    assert main(["dev-token", "--state-dir", str(state), "--sub", "alice"]) == 0
+    capsys.readouterr()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert (state / KEY_FILE).exists()
+
+
+def test_the_root_and_home_directories_are_refused_as_state_dirs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    for state in ("/", str(home), f"{home}/."):
+        assert main(["dev-token", "--state-dir", state, "--sub", "alice"]) == 2
+        printed = capsys.readouterr()
+        assert printed.out == ""
+        assert "give a directory of its own" in printed.err
+    assert list(home.iterdir()) == []
 
 
 # ---- fire-schedule and invoke against a stack ----------------------------------------------
