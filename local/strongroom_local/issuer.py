@@ -75,11 +75,7 @@ def ensure_state_dir(state_dir: Path) -> Path:
         created = True
     except FileExistsError:
         created = False
-    status = state_dir.stat()
-    if not stat.S_ISDIR(status.st_mode):
-        raise UnsafeStateDir(f"{state_dir} is not a directory")
-    if status.st_uid != os.geteuid():
-        raise UnsafeStateDir(f"{state_dir} belongs to another user (uid {status.st_uid})")
+    status = _own_directory(state_dir)
     mode = stat.S_IMODE(status.st_mode)
     if mode != 0o700:
         if not created and not _holds_only_state_files(state_dir):
@@ -90,6 +86,27 @@ def ensure_state_dir(state_dir: Path) -> Path:
         # mkdir's mode is masked by the umask; an existing one holds only what we wrote.
         state_dir.chmod(0o700)
     return state_dir
+
+
+def _own_directory(state_dir: Path) -> os.stat_result:
+    """Its status; UnsafeStateDir unless it is a directory of ours."""
+    status = state_dir.stat()
+    if not stat.S_ISDIR(status.st_mode):
+        raise UnsafeStateDir(f"{state_dir} is not a directory")
+    if status.st_uid != os.geteuid():
+        raise UnsafeStateDir(f"{state_dir} belongs to another user (uid {status.st_uid})")
+    return status
+
+
+def check_private_dir(state_dir: Path) -> None:
+    """UnsafeStateDir unless `state_dir` is ours and 0700, as the stack makes it: what is read
+    from it (stack.json's URLs and token) is trusted only then. FileNotFoundError if missing."""
+    mode = stat.S_IMODE(_own_directory(state_dir).st_mode)
+    if mode != 0o700:
+        raise UnsafeStateDir(
+            f"{state_dir} is not private (mode {mode:04o}, not 0700): anyone could have written"
+            f" its files; make it private (chmod 700 {state_dir}) and restart the stack"
+        )
 
 
 def read_private_file(path: Path) -> bytes:

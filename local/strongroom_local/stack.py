@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -26,19 +27,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import boto3
 
 from strongroom_local.async_invoke import LAMBDA_RETRY_DELAYS_SECONDS, AsyncInvoker
 from strongroom_local.authorizer import JwtAuthorizer
-from strongroom_local.exceptions import StackAlreadyRunning, StackNotRunning, StartInterrupted
+from strongroom_local.exceptions import (
+    StackAlreadyRunning,
+    StackNotRunning,
+    StartInterrupted,
+    UnsafeStateDir,
+)
 from strongroom_local.http_api import HttpApiGateway
 from strongroom_local.issuer import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
     DevIssuer,
     IssuerConfig,
+    check_private_dir,
     ensure_state_dir,
+    read_private_file,
     write_private_file,
 )
 from strongroom_local.provision import LOCAL_PARAMETERS, Stack, provision
@@ -101,12 +110,51 @@ def oauth_parameters(api_base: str, stage: str) -> dict[str, str]:
 
 
 def read_stack_file(state_dir: Path) -> dict[str, Any]:
-    """What the running stack wrote for other commands; StackNotRunning if there is none."""
+    """What the running stack wrote for other commands; StackNotRunning if there is none.
+
+    The commands send the control token and events to its URLs: UnsafeStateDir unless the state
+    directory is ours and private, stack.json is a private file of ours (as the key must be), and
+    every URL a command contacts is on a loopback address."""
     try:
-        document: dict[str, Any] = json.loads((state_dir / STACK_FILE).read_text("utf-8"))
+        data = read_private_file(state_dir / STACK_FILE)
+        check_private_dir(state_dir)
+        document = json.loads(data)
     except (FileNotFoundError, ValueError):
         raise StackNotRunning(f"no running stack found in {state_dir}") from None
+    if not isinstance(document, dict):
+        raise StackNotRunning(f"no running stack found in {state_dir}")
+    sandbox = document.get("sandbox_okta") or {}
+    for name, url in (
+        ("control_url", document.get("control_url")),
+        ("aws_url", document.get("aws_url")),
+        ("sandbox_okta.url", sandbox.get("url") if isinstance(sandbox, dict) else sandbox),
+    ):
+        if url is not None and not is_loopback_url(url):
+            raise UnsafeStateDir(
+                f"{state_dir / STACK_FILE}: its {name} {url!r} is not on a loopback address"
+                " (127.0.0.0/8, ::1, localhost); refused"
+            )
     return document
+
+
+def is_loopback_url(url: object) -> bool:
+    """An http:// URL whose host is a loopback address (127.0.0.0/8, ::1) or localhost."""
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        return False
+    if parts.scheme != "http" or host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class LocalStack:
@@ -393,7 +441,7 @@ class LocalStack:
         stack's, which still runs and which the other commands must still find."""
         try:
             written = read_stack_file(self.options.state_dir).get("control_token")
-        except StackNotRunning:
+        except (StackNotRunning, UnsafeStateDir):
             return
         if written == self.control_token:
             (self.options.state_dir / STACK_FILE).unlink(missing_ok=True)

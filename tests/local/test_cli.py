@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -17,8 +18,9 @@ import pytest
 
 from strongroom.api.identity import is_subject
 from strongroom_local.cli import MAX_DEV_TOKEN_SECONDS, build_parser, main
-from strongroom_local.issuer import CONFIG_FILE, KEY_FILE
-from strongroom_local.stack import LOCK_FILE, STACK_FILE
+from strongroom_local.exceptions import UnsafeStateDir
+from strongroom_local.issuer import CONFIG_FILE, KEY_FILE, write_private_file
+from strongroom_local.stack import LOCK_FILE, STACK_FILE, read_stack_file
 
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -109,7 +111,7 @@ def test_dev_token_warns_when_no_stack_runs_on_its_state_dir(
     assert jwt.decode(printed.out.strip(), options={"verify_signature": False})["sub"] == "alice"
     assert f"no stack is running on {state}" in printed.err
     # With a running stack's stack.json there, no warning.
-    (state / STACK_FILE).write_text(json.dumps({"control_token": "x"}))
+    write_private_file(state / STACK_FILE, json.dumps({"control_token": "x"}).encode())
     assert main(["dev-token", "--state-dir", str(state), "--sub", "alice"]) == 0
     printed = capsys.readouterr()
     assert jwt.decode(printed.out.strip(), options={"verify_signature": False})["sub"] == "alice"
@@ -223,8 +225,11 @@ class StubStack(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, state: Path, answer: Callable[[BaseHTTPRequestHandler], None]) -> None:
+        stub = self
+
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                stub.requests += 1
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 answer(self)
 
@@ -232,9 +237,11 @@ class StubStack(ThreadingHTTPServer):
                 pass
 
         super().__init__(("127.0.0.1", 0), Handler)
-        state.mkdir()
-        url = f"http://127.0.0.1:{self.server_address[1]}"
-        (state / STACK_FILE).write_text(json.dumps({"control_url": url, "control_token": "t"}))
+        self.requests = 0
+        state.mkdir(mode=0o700)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        document = {"control_url": self.url, "control_token": "t"}
+        write_private_file(state / STACK_FILE, json.dumps(document).encode())
 
 
 @pytest.fixture
@@ -332,3 +339,104 @@ def test_invoke_refuses_an_event_file_it_cannot_read_as_json(
     printed = capsys.readouterr()
     assert printed.out == ""
     assert f"argument --event-file: {event_file}{reason}" in printed.err
+
+
+# ---- what the commands trust in stack.json ------------------------------------------------
+
+
+@pytest.fixture
+def stub(tmp_path: Path) -> Iterator[StubStack]:
+    """A StubStack that answers every POST with success, and counts them."""
+    server = StubStack(tmp_path / "stub", answer_with(200, b'{"ok": true}'))
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def refused_invoke(state: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """`strongroom invoke` on `state` exits 2 having printed nothing: its stderr."""
+    assert main(["invoke", "F", "--state-dir", str(state)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    return printed.err
+
+
+def test_a_stack_json_others_could_have_written_is_refused(
+    tmp_path: Path, stub: StubStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "stub"
+    (state / STACK_FILE).chmod(0o666)
+    assert f"{state / STACK_FILE} is open to other users" in refused_invoke(state, capsys)
+    (state / STACK_FILE).chmod(0o600)
+    state.chmod(0o777)
+    assert f"{state} is not private (mode 0777, not 0700)" in refused_invoke(state, capsys)
+    state.chmod(0o700)
+    # A link to a stack.json elsewhere is not the stack's own.
+    elsewhere = tmp_path / "elsewhere.json"
+    (state / STACK_FILE).rename(elsewhere)
+    (state / STACK_FILE).symlink_to(elsewhere)
+    assert f"{state / STACK_FILE} is a symbolic link" in refused_invoke(state, capsys)
+    # The control token never went anywhere.
+    assert stub.requests == 0
+
+
+@pytest.mark.parametrize(
+    "control_url",
+    [
+        "http://files.example.net:8080",
+        "http://10.0.0.1:8080",
+        "http://127.0.0.1.example.net:8080",
+        "https://[::ffff:8.8.8.8]:443",
+        "file:///etc/passwd",
+    ],
+)
+def test_a_control_url_off_loopback_is_refused_and_never_contacted(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    control_url: str,
+) -> None:
+    contacted: list[object] = []
+
+    def no_connection(*args: object, **kwargs: object) -> None:
+        contacted.append(args)
+        raise ConnectionRefusedError("the test contacts loopback only")
+
+    monkeypatch.setattr(socket, "create_connection", no_connection)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    document = {"control_url": control_url, "control_token": "t"}
+    write_private_file(state / STACK_FILE, json.dumps(document).encode())
+    err = refused_invoke(state, capsys)
+    assert f"its control_url {control_url!r} is not on a loopback address" in err
+    assert contacted == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:4000",
+        "http://127.8.9.10:4000",
+        "http://[::1]:4000",
+        "http://localhost:4000",
+    ],
+)
+def test_loopback_urls_are_the_stack_s_own(tmp_path: Path, url: str) -> None:
+    tmp_path.chmod(0o700)
+    document = {"control_url": url, "aws_url": url, "sandbox_okta": {"url": url}}
+    write_private_file(tmp_path / STACK_FILE, json.dumps(document).encode())
+    assert read_stack_file(tmp_path) == document
+
+
+@pytest.mark.parametrize("field", ["aws_url", "sandbox_okta"])
+def test_the_aws_and_sandbox_urls_must_be_on_loopback_too(tmp_path: Path, field: str) -> None:
+    tmp_path.chmod(0o700)
+    url = "http://files.example.net:8080"
+    document = {
+        "control_url": "http://127.0.0.1:1",
+        field: {"url": url} if field == "sandbox_okta" else url,
+    }
+    write_private_file(tmp_path / STACK_FILE, json.dumps(document).encode())
+    with pytest.raises(UnsafeStateDir, match="is not on a loopback address"):
+        read_stack_file(tmp_path)

@@ -19,7 +19,7 @@ import requests
 
 from strongroom_local.exceptions import StackStartFailed
 from strongroom_local.harness import start_stack, strongroom_command
-from strongroom_local.issuer import CONFIG_FILE, KEY_FILE, DevIssuer
+from strongroom_local.issuer import CONFIG_FILE, KEY_FILE, DevIssuer, write_private_file
 from strongroom_local.stack import LOCK_FILE, STACK_FILE, LocalStack, StackOptions
 from tests.local.conftest import FIXTURE_TEMPLATE, wait_for
 
@@ -267,9 +267,9 @@ def test_stop_removes_stack_json_only_if_it_is_its_own(tmp_path: Path) -> None:
     stack = LocalStack(StackOptions(state_dir=tmp_path))
     stack_file = tmp_path / STACK_FILE
     others = json.dumps({"control_token": "another stack's"})
-    stack_file.write_text(others)
+    write_private_file(stack_file, others.encode())
     stack.stop()
     assert stack_file.read_text() == others
-    stack_file.write_text(json.dumps({"control_token": stack.control_token}))
+    write_private_file(stack_file, json.dumps({"control_token": stack.control_token}).encode())
     stack.stop()
     assert not stack_file.exists()
