@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import ipaddress
 import json
@@ -123,6 +124,12 @@ def read_stack_file(state_dir: Path) -> dict[str, Any]:
         raise StackNotRunning(f"no running stack found in {state_dir}") from None
     if not isinstance(document, dict):
         raise StackNotRunning(f"no running stack found in {state_dir}")
+    if _process_gone(document.get("pid")):
+        # Left by a stack that was killed: the next one to start removes it.
+        raise StackNotRunning(
+            f"no running stack found in {state_dir} (its stack.json is left by pid"
+            f" {document['pid']}, which is gone)"
+        )
     sandbox = document.get("sandbox_okta") or {}
     for name, url in (
         ("control_url", document.get("control_url")),
@@ -155,6 +162,32 @@ def is_loopback_url(url: object) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _lock_holder(state_dir: Path) -> str:
+    """Who holds the state directory's lock, as far as can be vouched for: the pid in a
+    stack.json, which only the holder writes once it is ready (it removes any stale one as it
+    takes the lock)."""
+    try:
+        pid = read_stack_file(state_dir).get("pid")
+    except (StackNotRunning, UnsafeStateDir):
+        pid = None
+    if not isinstance(pid, int):
+        return " (its pid is not known yet: it is still starting)"
+    return f" (pid {pid})"
+
+
+def _process_gone(pid: object) -> bool:
+    """True only if `pid` names no process at all."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process: it exists
+        return False
+    return False
 
 
 class LocalStack:
@@ -279,20 +312,25 @@ class LocalStack:
         does. A second stack would take over stack.json and dev-issuer.json, and its stop would
         strand the first."""
         # os.open's descriptors are not inherited: a worker cannot keep the lock past the stack.
-        fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        path = state_dir / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeStateDir(f"{path} is a symbolic link") from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            try:
-                holder = f" (pid {read_stack_file(state_dir)['pid']})"
-            except (StackNotRunning, KeyError):
-                holder = ""  # still starting: it writes stack.json when ready
             raise StackAlreadyRunning(
-                f"another strongroom local is running on {state_dir}{holder};"
+                f"another strongroom local is running on {state_dir}{_lock_holder(state_dir)};"
                 " stop it, or give this one another --state-dir"
             ) from None
         self._lock_fd = fd
+        # No other stack can own a stack.json now: one here was left by a stack that died
+        # (SIGKILL, a crash), and would send the other commands to its dead URLs.
+        (state_dir / STACK_FILE).unlink(missing_ok=True)
 
     def _start_moto(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from strongroom_local.exceptions import StackStartFailed
+from strongroom_local.cli import main
+from strongroom_local.exceptions import StackStartFailed, UnsafeStateDir
 from strongroom_local.harness import start_stack, strongroom_command
 from strongroom_local.issuer import CONFIG_FILE, KEY_FILE, DevIssuer, write_private_file
 from strongroom_local.stack import LOCK_FILE, STACK_FILE, LocalStack, StackOptions
@@ -116,6 +117,19 @@ def write_end(fifo: Path) -> int | None:
     return fd
 
 
+def fifo_template(tmp_path: Path) -> tuple[Path, str]:
+    """A FIFO to give `strongroom local` as its template, and the fixture template's text to
+    write into it: the stack waits mid-startup, reading it, until the test writes."""
+    template = tmp_path / "template.yaml"
+    os.mkfifo(template, 0o600)
+    text = re.sub(
+        r"(CodeUri|ContentUri): (\S+)",
+        lambda m: f"{m[1]}: {(FIXTURE_TEMPLATE.parent / m[2]).resolve()}/",
+        FIXTURE_TEMPLATE.read_text(encoding="utf-8"),
+    )
+    return template, text
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_startup_stops_it_before_ready(
     tmp_path: Path, stop_signal: signal.Signals
@@ -126,13 +140,7 @@ def test_a_signal_during_startup_stops_it_before_ready(
     # waits on it until the test has signalled, so the signal lands before ready however fast
     # the machine is. Given then, the fixture template is whole and valid: nothing but the
     # signal stops the stack.
-    template = tmp_path / "template.yaml"
-    os.mkfifo(template, 0o600)
-    text = re.sub(
-        r"(CodeUri|ContentUri): (\S+)",
-        lambda m: f"{m[1]}: {(FIXTURE_TEMPLATE.parent / m[2]).resolve()}/",
-        FIXTURE_TEMPLATE.read_text(encoding="utf-8"),
-    )
+    template, text = fifo_template(tmp_path)
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         process = subprocess.Popen(  # noqa: S603
             local_command(state_dir, "--parameter", f"RecordDir={records}", template=template),
@@ -261,6 +269,65 @@ def test_a_second_stack_on_the_same_state_dir_is_refused_and_the_first_runs_on(
     finally:
         assert first.stop() == 0
     assert not (state_dir / STACK_FILE).exists()
+
+
+def test_a_killed_stack_s_stack_json_is_not_trusted_and_the_next_stack_removes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state_dir, records = tmp_path / "state", tmp_path / "records"
+    killed = start_stack(
+        state_dir, template_path=FIXTURE_TEMPLATE, parameters={"RecordDir": str(records)}
+    )
+    killed.process.kill()  # SIGKILL: no stop, stack.json stays
+    killed.process.wait(30)
+    dead = killed.process.pid
+    assert (state_dir / STACK_FILE).exists()
+    # The other commands see no running stack, rather than its dead URLs.
+    assert main(["dev-token", "--state-dir", str(state_dir), "--sub", "alice"]) == 0
+    assert f"no stack is running on {state_dir}" in capsys.readouterr().err
+    assert main(["invoke", "EchoFunction", "--state-dir", str(state_dir)]) == 2
+    assert f"no running stack found in {state_dir}" in capsys.readouterr().err
+    # The next stack, once it holds the lock, removes it (here mid-startup, reading its
+    # template); a third, refused, cannot say who holds the lock yet, and names no dead pid.
+    template, text = fifo_template(tmp_path)
+    with (tmp_path / "next.stderr").open("wb") as stderr:
+        following = subprocess.Popen(  # noqa: S603
+            local_command(state_dir, "--parameter", f"RecordDir={records}", template=template),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        fd = wait_for(lambda: write_end(template))
+        assert not (state_dir / STACK_FILE).exists()
+        third = subprocess.run(  # noqa: S603
+            local_command(state_dir),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert third.returncode == 2
+        assert "another strongroom local is running" in third.stderr
+        assert "its pid is not known yet: it is still starting" in third.stderr
+        assert f"pid {dead}" not in third.stderr
+        following.send_signal(signal.SIGTERM)
+        with os.fdopen(fd, "w", encoding="utf-8") as writer:
+            writer.write(text)
+        assert following.wait(timeout=30) == 0
+    finally:
+        if following.poll() is None:
+            following.kill()
+            following.wait()
+
+
+def test_a_lock_file_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir(mode=0o700)
+    (state_dir / LOCK_FILE).symlink_to(tmp_path / "elsewhere")
+    stack = LocalStack(StackOptions(state_dir=state_dir))
+    with pytest.raises(UnsafeStateDir, match=f"{state_dir / LOCK_FILE} is a symbolic link"):
+        stack.start()
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_stop_removes_stack_json_only_if_it_is_its_own(tmp_path: Path) -> None:
