@@ -51,6 +51,17 @@ DEFAULT_STATE_DIR = Path(".strongroom")
 # a dev token is for tests and demos, so none lives longer than 7 days, and its sign-in is at
 # most 7 days old.
 MAX_DEV_TOKEN_SECONDS = 7 * 24 * 3600
+# fire-schedule and invoke wait as long as the invocation runs or waits for a worker (bounded by
+# the function's Timeout, up to 900 s, and by the busy pool's queue, which the CLI cannot know);
+# the stack sends an interim `100 Continue` every KEEPALIVE_SECONDS (5 s) meanwhile, so silence
+# this long means it is suspended or hung.
+INVOCATION_SILENCE_SECONDS = 30.0
+# The operator commands run in the stack's own process against its moto, with no function or
+# worker to wait for: seconds for a local org, longer only when moto (one AWS request at a time)
+# is busy with the functions' calls or the org's audit chain is long. Five minutes, the control
+# listener's own wait on a silent client, is far beyond that and still ends the wait on a
+# suspended or hung stack.
+ORG_COMMAND_TIMEOUT_SECONDS = 300.0
 
 
 def _port(text: str) -> int:
@@ -441,8 +452,11 @@ def run_local(args: argparse.Namespace) -> int:
 # ---- commands against the running stack ---------------------------------------------------
 
 
-def control_request(state_dir: Path, path: str, body: Any = None) -> dict[str, Any]:
-    """POST to the running stack's control endpoint with its control token."""
+def control_request(
+    state_dir: Path, path: str, body: Any = None, *, read_timeout: float
+) -> dict[str, Any]:
+    """POST to the running stack's control endpoint with its control token. ControlRequestFailed
+    if the stack refuses it, hangs up, or sends nothing for `read_timeout` seconds."""
     import http.client  # noqa: PLC0415
     import urllib.error  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
@@ -463,11 +477,9 @@ def control_request(state_dir: Path, path: str, body: Any = None) -> dict[str, A
     # No proxies: the control endpoint is on loopback, and its token must not travel elsewhere.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        # No read timeout: the stack answers when the invocation ends. Its function's Timeout
-        # bounds it once it runs (up to 900 s), but not its wait for a busy pool's worker, which
-        # the CLI cannot know; giving up would not stop the invocation, only lose its outcome.
-        # A stack that stops or dies closes the connection, which ends the wait.
-        with opener.open(request, timeout=None) as response:
+        # The timeout bounds each wait for a byte (urllib skips the interim 100 responses), not
+        # the whole request: a stack that stops or dies closes the connection, which ends it too.
+        with opener.open(request, timeout=read_timeout) as response:
             document: dict[str, Any] = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:
@@ -477,7 +489,11 @@ def control_request(state_dir: Path, path: str, body: Any = None) -> dict[str, A
         if exc.code != 502:
             raise ControlRequestFailed(document.get("message", f"HTTP {exc.code}")) from None
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise _silent(read_timeout) from None
         raise ControlRequestFailed(f"the stack did not answer: {exc.reason}") from None
+    except TimeoutError:
+        raise _silent(read_timeout) from None
     except (OSError, http.client.HTTPException) as exc:
         # Raised while the answer is read (urllib wraps only the sending): the connection was
         # reset or closed before a whole answer came.
@@ -488,10 +504,18 @@ def control_request(state_dir: Path, path: str, body: Any = None) -> dict[str, A
     return document
 
 
+def _silent(seconds: float) -> ControlRequestFailed:
+    return ControlRequestFailed(
+        f"the stack sent nothing for {seconds:g} s (suspended or hung?); gave up waiting"
+    )
+
+
 def _fire(args: argparse.Namespace) -> int:
     query = f"?{urlencode({'event': args.event})}" if args.event else ""
     document = control_request(
-        args.state_dir, f"/schedules/{quote(args.function, safe='')}/fire{query}"
+        args.state_dir,
+        f"/schedules/{quote(args.function, safe='')}/fire{query}",
+        read_timeout=INVOCATION_SILENCE_SECONDS,
     )
     print(json.dumps(document))
     return 0 if document.get("ok") else 1
@@ -499,7 +523,10 @@ def _fire(args: argparse.Namespace) -> int:
 
 def _invoke(args: argparse.Namespace) -> int:
     document = control_request(
-        args.state_dir, f"/functions/{quote(args.function, safe='')}/invoke", args.event
+        args.state_dir,
+        f"/functions/{quote(args.function, safe='')}/invoke",
+        args.event,
+        read_timeout=INVOCATION_SILENCE_SECONDS,
     )
     print(json.dumps(document))
     return 0 if document.get("ok") else 1
@@ -516,6 +543,8 @@ def _secret(args: argparse.Namespace) -> int:
         raise UnknownSecret(f"the running stack has no secret {args.name}")
     # Imported here: only this command needs boto3, and only against the stack's own moto.
     import boto3  # noqa: PLC0415
+    from botocore.config import Config  # noqa: PLC0415
+    from botocore.exceptions import BotoCoreError  # noqa: PLC0415
 
     client = boto3.client(
         "secretsmanager",
@@ -524,8 +553,14 @@ def _secret(args: argparse.Namespace) -> int:
         aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+        # One read of the stack's moto, as an operator command is bounded: no retries, which
+        # would multiply the wait on a suspended stack.
+        config=Config(read_timeout=ORG_COMMAND_TIMEOUT_SECONDS, retries={"total_max_attempts": 1}),
     )
-    value = client.get_secret_value(SecretId=name)["SecretString"]
+    try:
+        value = client.get_secret_value(SecretId=name)["SecretString"]
+    except BotoCoreError as exc:
+        raise ControlRequestFailed(f"the stack's AWS did not answer: {exc}") from None
     if args.active:
         active = json.loads(value).get("active") or []
         if not active:
@@ -537,7 +572,7 @@ def _secret(args: argparse.Namespace) -> int:
 
 def _org_command(args: argparse.Namespace) -> int:
     path = ORG_COMMANDS[args.command][1].format(org=quote(args.org_id, safe=""))
-    document = control_request(args.state_dir, path)
+    document = control_request(args.state_dir, path, read_timeout=ORG_COMMAND_TIMEOUT_SECONDS)
     print(json.dumps(document))
     if args.command == "audit-verify":
         return 0 if document.get("ok") else 1

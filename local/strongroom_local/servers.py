@@ -12,8 +12,9 @@ import hmac
 import json
 import logging
 import re
+import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -42,6 +43,10 @@ _MAX_LINE_BYTES = 1024
 _MAX_TRAILER_LINES = 64
 # A client that stops sending mid-request frees its thread after this long.
 _SOCKET_TIMEOUT_SECONDS = 300
+# While an invocation runs or waits for a worker, the control listener sends an interim
+# `100 Continue` this often: a client may then time out on silence (a suspended or hung stack)
+# without bounding the invocation, which the function's Timeout and a busy pool's queue bound.
+KEEPALIVE_SECONDS = 5.0
 
 
 class BodyTooLarge(Exception):
@@ -236,6 +241,10 @@ def invocation_document(invocation: Invocation, **extra: Any) -> dict[str, Any]:
     return document
 
 
+# The control requests that wait for an invocation: (first, last) of their path's segments.
+_INVOCATIONS = frozenset({("schedules", "fire"), ("functions", "invoke")})
+
+
 class _ControlHandler(_Handler):
     server: ControlServer
 
@@ -277,8 +286,15 @@ class _ControlHandler(_Handler):
             return
         parts = urlsplit(self.path)
         segments = [unquote(s) for s in parts.path.strip("/").split("/")]
+        query = parse_qs(parts.query)
         try:
-            response = self._dispatch(segments, parse_qs(parts.query), body)
+            if len(segments) == 3 and (segments[0], segments[2]) in _INVOCATIONS:
+                answer = self._with_keepalives(lambda: self._dispatch(segments, query, body))
+                if answer is None:
+                    return  # the client went away: nobody to answer
+                response = answer
+            else:
+                response = self._dispatch(segments, query, body)
         except LookupError as exc:
             response = _json(404, {"message": str(exc)})
         except ValueError as exc:
@@ -286,6 +302,37 @@ class _ControlHandler(_Handler):
         except CommandFailed as exc:
             response = _json(503, {"message": str(exc)})
         self._send(response)
+
+    def _with_keepalives(self, work: Callable[[], HttpResponse]) -> HttpResponse | None:
+        """`work()`, run on its own thread while this one sends an interim `100 Continue` every
+        KEEPALIVE_SECONDS (to an HTTP/1.1 client: RFC 9110 §15.2 has it skip them); None if the
+        client went away meanwhile. What `work` raises is raised here."""
+        done = threading.Event()
+        outcome: list[HttpResponse] = []
+        failure: list[Exception] = []
+
+        def run() -> None:
+            try:
+                outcome.append(work())
+            except Exception as exc:  # noqa: BLE001 - raised again on the handler's thread
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="control-invocation", daemon=True).start()
+        interim = self.request_version >= "HTTP/1.1"  # never to an HTTP/1.0 client
+        gone = False
+        while not done.wait(KEEPALIVE_SECONDS):
+            if interim and not gone:
+                try:
+                    self.send_response_only(HTTPStatus.CONTINUE)
+                    self.end_headers()
+                except OSError:
+                    gone = True
+                    self.close_connection = True
+        if failure:
+            raise failure[0]
+        return None if gone else outcome[0]
 
     def _dispatch(
         self, segments: list[str], query: Mapping[str, list[str]], body: bytes

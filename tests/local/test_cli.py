@@ -17,6 +17,7 @@ import jwt
 import pytest
 
 from strongroom.api.identity import is_subject
+from strongroom_local import cli, servers
 from strongroom_local.cli import MAX_DEV_TOKEN_SECONDS, build_parser, main
 from strongroom_local.exceptions import UnsafeStateDir
 from strongroom_local.issuer import CONFIG_FILE, KEY_FILE, write_private_file
@@ -297,14 +298,57 @@ def test_a_stack_that_hangs_up_or_answers_garbage_is_a_clear_error(
     assert capsys.readouterr().err == "strongroom fire-schedule: HTTP 502\n"
 
 
-def test_invoke_waits_for_the_answer_without_a_read_timeout(
+def never_answer(handler: BaseHTTPRequestHandler) -> None:
+    """Say nothing until the client gives up and closes, as a suspended (SIGSTOP) stack: the
+    kernel accepted the connection into the backlog, and nothing answers it."""
+    handler.rfile.read(1)
+    handler.close_connection = True
+
+
+@pytest.mark.parametrize(
+    ("command", "bound"),
+    [
+        (["audit-verify", "org_a"], "ORG_COMMAND_TIMEOUT_SECONDS"),
+        (["rotate-dek", "org_a"], "ORG_COMMAND_TIMEOUT_SECONDS"),
+        (["invoke", "F"], "INVOCATION_SILENCE_SECONDS"),
+        (["fire-schedule", "F"], "INVOCATION_SILENCE_SECONDS"),
+    ],
+)
+def test_a_stack_that_says_nothing_is_given_up_on_with_a_clear_error(
+    serve: Callable[[Callable[[BaseHTTPRequestHandler], None]], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    bound: str,
+) -> None:
+    monkeypatch.setattr(cli, bound, 0.2)
+    state = serve(never_answer)
+    assert main([*command, "--state-dir", str(state)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err == (
+        f"strongroom {command[0]}: the stack sent nothing for 0.2 s (suspended or hung?);"
+        " gave up waiting\n"
+    )
+
+
+def keep_alive_then_answer(handler: BaseHTTPRequestHandler) -> None:
+    """What the control listener sends while an invocation runs: interim 100s, then the answer."""
+    for _ in range(3):
+        handler.send_response_only(100)
+        handler.end_headers()
+    answer_with(200, b'{"function": "F", "requestId": "r", "ok": true}')(handler)
+
+
+def test_invoke_takes_the_stack_s_keep_alives_and_times_out_only_on_silence(
     serve: Callable[[Callable[[BaseHTTPRequestHandler], None]], Path],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The stack answers when the invocation ends, after up to the function's Timeout (900 s
-    # for the backup worker) and any wait for a busy worker: a read timeout would only give
-    # up on an invocation that still runs.
+    # for the backup worker) and any wait for a busy worker: the CLI bounds only its silence,
+    # which the stack's keep-alives break well within the bound.
+    assert servers.KEEPALIVE_SECONDS * 3 <= cli.INVOCATION_SILENCE_SECONDS
     timeouts: list[float | None] = []
     connect = http.client.HTTPConnection.connect
 
@@ -313,10 +357,10 @@ def test_invoke_waits_for_the_answer_without_a_read_timeout(
         connect(self)
 
     monkeypatch.setattr(http.client.HTTPConnection, "connect", recording_connect)
-    state = serve(answer_with(200, b'{"function": "F", "requestId": "r", "ok": true}'))
+    state = serve(keep_alive_then_answer)
     assert main(["invoke", "F", "--state-dir", str(state)]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
-    assert timeouts == [None]
+    assert timeouts == [cli.INVOCATION_SILENCE_SECONDS]
 
 
 @pytest.mark.parametrize(

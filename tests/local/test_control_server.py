@@ -4,6 +4,7 @@ their failures told apart, and nothing served without the control token."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from strongroom_local import servers
 from strongroom_local.runtime import Invocation
 from strongroom_local.servers import CommandFailed, ControlServer
 
@@ -172,3 +174,46 @@ def test_invoke_answers_the_result_or_502_404_and_400_for_an_event_that_is_not_j
     assert "Expecting property name" in answer["message"]
     # The event that was not JSON reached no function.
     assert [call for call, _ in stack.calls] == ["invoke", "invoke", "invoke"]
+
+
+class SlowStack(FakeStack):
+    """Its invocations run until `finish` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finish = threading.Event()
+
+    def invoke(self, function_id: str, event: Any) -> Invocation:
+        self.finish.wait(30)
+        return super().invoke(function_id, event)
+
+
+def test_an_invocation_under_way_sends_interim_100s_until_its_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # So that the CLI can time out on a silent (suspended, hung) stack without bounding the
+    # invocation itself.
+    monkeypatch.setattr(servers, "KEEPALIVE_SECONDS", 0.01)
+    stack = SlowStack()
+    server = ControlServer(0, stack)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as s:
+            s.sendall(
+                b"POST /functions/F/invoke HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n{}"
+            )
+            received = b""
+            while received.count(b"HTTP/1.1 100 Continue\r\n\r\n") < 2:
+                received += s.recv(4096)
+            assert received.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+            stack.finish.set()
+            while b"\r\n\r\n{" not in received or not received.endswith(b"}"):
+                received += s.recv(4096)
+        final = received.split(b"HTTP/1.1 100 Continue\r\n\r\n")[-1]
+        assert final.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert json.loads(final.split(b"\r\n\r\n", 1)[1])["result"] == {"got": {}}
+    finally:
+        stack.finish.set()
+        server.shutdown()
+        server.server_close()
