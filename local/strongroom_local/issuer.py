@@ -45,9 +45,12 @@ STATE_FILES = frozenset({KEY_FILE, CONFIG_FILE, "stack.json", "stack.lock", "sta
 
 
 def _holds_only_state_files(state_dir: Path) -> bool:
-    """Nothing in `state_dir` but the stack's own files (and their leftover temporaries,
-    `.<name>.<hex>`, from write_private_file or the key's creation)."""
-    for entry in os.listdir(state_dir):
+    """Some of the stack's own files and nothing else (their leftover temporaries,
+    `.<name>.<hex>`, from write_private_file or the key's creation, count as theirs): each a
+    regular file of ours, not a link or a directory that only bears the name. An empty
+    directory is not one the stack wrote to."""
+    entries = os.listdir(state_dir)
+    for entry in entries:
         name = entry
         if entry.startswith("."):
             name, _, suffix = entry[1:].rpartition(".")
@@ -55,7 +58,10 @@ def _holds_only_state_files(state_dir: Path) -> bool:
                 return False
         if name not in STATE_FILES:
             return False
-    return True
+        status = os.lstat(state_dir / entry)
+        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid():
+            return False
+    return bool(entries)
 
 
 def ensure_state_dir(state_dir: Path) -> Path:
@@ -78,10 +84,13 @@ def ensure_state_dir(state_dir: Path) -> Path:
     status = _own_directory(state_dir)
     mode = stat.S_IMODE(status.st_mode)
     if mode != 0o700:
-        if not created and not _holds_only_state_files(state_dir):
+        # A sticky or setgid directory is shared by design: never ours to make private.
+        shared = mode & (stat.S_ISVTX | stat.S_ISGID)
+        if not created and (shared or not _holds_only_state_files(state_dir)):
             raise UnsafeStateDir(
-                f"{state_dir} is not private (mode {mode:04o}, not 0700) and holds other files:"
-                f" give a directory of its own, or make it private (chmod 700 {state_dir})"
+                f"{state_dir} is not private (mode {mode:04o}, not 0700) and is not only the"
+                " stack's: give a directory of its own, or make it private"
+                f" (chmod 700 {state_dir})"
             )
         # mkdir's mode is masked by the umask; an existing one holds only what we wrote.
         state_dir.chmod(0o700)

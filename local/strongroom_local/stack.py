@@ -20,6 +20,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -117,18 +118,20 @@ def read_stack_file(state_dir: Path) -> dict[str, Any]:
     directory is ours and private, stack.json is a private file of ours (as the key must be), and
     every URL a command contacts is on a loopback address."""
     try:
+        (state_dir / STACK_FILE).lstat()  # none: no stack, whatever the directory
+        check_private_dir(state_dir)  # before the file is read, not after
         data = read_private_file(state_dir / STACK_FILE)
-        check_private_dir(state_dir)
         document = json.loads(data)
     except (FileNotFoundError, ValueError):
         raise StackNotRunning(f"no running stack found in {state_dir}") from None
     if not isinstance(document, dict):
         raise StackNotRunning(f"no running stack found in {state_dir}")
-    if _process_gone(document.get("pid")):
-        # Left by a stack that was killed: the next one to start removes it.
+    if not _lock_is_held(state_dir):
+        # Left by a stack that was killed (its lock went with it): its port may be anyone's
+        # now. The next stack to start removes the file.
         raise StackNotRunning(
-            f"no running stack found in {state_dir} (its stack.json is left by pid"
-            f" {document['pid']}, which is gone)"
+            f"no running stack found in {state_dir} (its stack.json is left by a stack that"
+            " is gone)"
         )
     sandbox = document.get("sandbox_okta") or {}
     for name, url in (
@@ -144,9 +147,17 @@ def read_stack_file(state_dir: Path) -> dict[str, Any]:
     return document
 
 
+# The whole authority of a URL we contact: a host and a port, nothing else. Parsers disagree
+# on userinfo and backslashes (urlsplit takes the host after the last '@'; urllib3 ends it at
+# a backslash), so an authority with anything more is refused, not read one way and contacted
+# another.
+_PLAIN_AUTHORITY = re.compile(r"(?:localhost|[0-9.]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", re.I)
+
+
 def is_loopback_url(url: object) -> bool:
-    """An http:// URL whose host is a loopback address (127.0.0.0/8, ::1) or localhost."""
-    if not isinstance(url, str):
+    """An http:// URL whose host is a loopback address (127.0.0.0/8, ::1) or localhost, and
+    whose authority is only that host and a port."""
+    if not isinstance(url, str) or any(c.isspace() or not c.isprintable() for c in url):
         return False
     try:
         parts = urlsplit(url)
@@ -154,7 +165,7 @@ def is_loopback_url(url: object) -> bool:
         parts.port  # noqa: B018 - raises ValueError for a port that is not one
     except ValueError:
         return False
-    if parts.scheme != "http" or host is None:
+    if parts.scheme != "http" or host is None or not _PLAIN_AUTHORITY.fullmatch(parts.netloc):
         return False
     if host == "localhost":
         return True
@@ -177,16 +188,23 @@ def _lock_holder(state_dir: Path) -> str:
     return f" (pid {pid})"
 
 
-def _process_gone(pid: object) -> bool:
-    """True only if `pid` names no process at all."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
+def _lock_is_held(state_dir: Path) -> bool:
+    """Whether a stack holds the state directory's lock (exact, unlike a pid, which the system
+    may have given to another process since). A stack holds it exclusively for its life."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's process: it exists
+        fd = os.open(state_dir / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
         return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeStateDir(f"{state_dir / LOCK_FILE} is a symbolic link") from None
+        raise
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing it lets go of a shared lock taken just now
     return False
 
 
@@ -477,11 +495,13 @@ class LocalStack:
     def _remove_own_stack_file(self) -> None:
         """Remove stack.json if it holds this stack's control token: if not, it is another
         stack's, which still runs and which the other commands must still find."""
+        # Read as it is, not through read_stack_file: whether a stack holds the lock or its
+        # URLs are loopback does not matter here, only whose token it holds.
         try:
-            written = read_stack_file(self.options.state_dir).get("control_token")
-        except (StackNotRunning, UnsafeStateDir):
+            document = json.loads(read_private_file(self.options.state_dir / STACK_FILE))
+        except (FileNotFoundError, ValueError, UnsafeStateDir):
             return
-        if written == self.control_token:
+        if isinstance(document, dict) and document.get("control_token") == self.control_token:
             (self.options.state_dir / STACK_FILE).unlink(missing_ok=True)
 
     # ---- invocations --------------------------------------------------------------------

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from strongroom_local.authorizer import JwtAuthorizer, format_claim, token_scopes
 from strongroom_local.exceptions import InsufficientScope, Unauthorized, UnsafeStateDir
 from strongroom_local.issuer import KEY_FILE, DevIssuer, IssuerConfig
+from strongroom_local.stack import LOCK_FILE
 
 NOW = 1_795_000_000.0
 CONFIG = IssuerConfig(issuer="https://127.0.0.1/dev-issuer", audience=("strongroom",))
@@ -386,9 +387,11 @@ def test_the_dev_issuer_key_is_private_stable_and_identified_by_its_thumbprint(
 
 @pytest.mark.parametrize("mode", [0o755, 0o777, 0o500])
 def test_an_existing_state_dir_of_ours_is_made_private(tmp_path: Path, mode: int) -> None:
-    # mkdir's mode applies only to a directory it creates: an existing one is chmod-ed.
+    # mkdir's mode applies only to a directory it creates: an existing one that holds only the
+    # stack's own files is chmod-ed (tests/local/test_cli.py: which ones are not).
     state = tmp_path / "state"
     state.mkdir()
+    (state / LOCK_FILE).write_text("")
     state.chmod(mode)
     DevIssuer.load_or_create(state)
     assert state.stat().st_mode & 0o777 == 0o700

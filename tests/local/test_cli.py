@@ -3,8 +3,10 @@ and what dev-token warns about; how fire-schedule and invoke meet a stack that f
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
+import os
 import socket
 import stat
 import threading
@@ -19,9 +21,27 @@ import pytest
 from strongroom.api.identity import is_subject
 from strongroom_local import cli, servers
 from strongroom_local.cli import MAX_DEV_TOKEN_SECONDS, build_parser, main
-from strongroom_local.exceptions import UnsafeStateDir
+from strongroom_local.exceptions import StackNotRunning, UnsafeStateDir
 from strongroom_local.issuer import CONFIG_FILE, KEY_FILE, write_private_file
 from strongroom_local.stack import LOCK_FILE, STACK_FILE, read_stack_file
+
+# Locks held as a running stack holds its state directory's (let go after each test).
+_HELD_LOCKS: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _let_go_of_held_locks() -> Iterator[None]:
+    yield
+    while _HELD_LOCKS:
+        os.close(_HELD_LOCKS.pop())
+
+
+def running_stack_file(state: Path, document: dict[str, Any]) -> None:
+    """stack.json as a running stack leaves it: written, and the state dir's lock held."""
+    write_private_file(state / STACK_FILE, json.dumps(document).encode())
+    fd = os.open(state / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _HELD_LOCKS.append(fd)
 
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -112,7 +132,7 @@ def test_dev_token_warns_when_no_stack_runs_on_its_state_dir(
     assert jwt.decode(printed.out.strip(), options={"verify_signature": False})["sub"] == "alice"
     assert f"no stack is running on {state}" in printed.err
     # With a running stack's stack.json there, no warning.
-    write_private_file(state / STACK_FILE, json.dumps({"control_token": "x"}).encode())
+    running_stack_file(state, {"control_token": "x"})
     assert main(["dev-token", "--state-dir", str(state), "--sub", "alice"]) == 0
     printed = capsys.readouterr()
     assert jwt.decode(printed.out.strip(), options={"verify_signature": False})["sub"] == "alice"
@@ -182,9 +202,38 @@ def test_a_shared_directory_is_neither_chmodded_nor_given_the_key(
 
 
 @pytest.mark.parametrize(
+    ("mode", "make"),
+    [
+        (0o755, lambda state: None),  # empty: the stack never wrote to it
+        (0o1777, lambda state: (state / LOCK_FILE).write_text("")),  # sticky: shared by design
+        (0o755, lambda state: (state / "stack.stderr.log").mkdir()),  # a directory, not a file
+        (0o755, lambda state: (state / STACK_FILE).symlink_to(state.parent / "elsewhere")),
+    ],
+    ids=["empty", "sticky", "directory-named-like-a-stack-file", "link-named-like-a-stack-file"],
+)
+def test_a_directory_the_stack_did_not_write_is_not_chmodded(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    mode: int,
+    make: Callable[[Path], object],
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    make(state)
+    state.chmod(mode)
+    before = sorted(p.name for p in state.iterdir())
+    assert main(["dev-token", "--state-dir", str(state), "--sub", "alice"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert f"{state} is not private (mode {mode:04o}, not 0700)" in printed.err
+    assert stat.S_IMODE(state.stat().st_mode) == mode
+    assert sorted(p.name for p in state.iterdir()) == before  # no key written
+
+
+@pytest.mark.parametrize(
     "content",
-    [[], [CONFIG_FILE, LOCK_FILE, "stack.stderr.log", f".{KEY_FILE}.0a1b2c3d"]],
-    ids=["empty", "stack-files"],
+    [[CONFIG_FILE, LOCK_FILE, "stack.stderr.log", f".{KEY_FILE}.0a1b2c3d"]],
+    ids=["stack-files"],
 )
 def test_a_directory_holding_only_the_stack_s_files_is_made_private(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: list[str]
@@ -242,7 +291,7 @@ class StubStack(ThreadingHTTPServer):
         state.mkdir(mode=0o700)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         document = {"control_url": self.url, "control_token": "t"}
-        write_private_file(state / STACK_FILE, json.dumps(document).encode())
+        running_stack_file(state, document)
 
 
 @pytest.fixture
@@ -433,6 +482,11 @@ def test_a_stack_json_others_could_have_written_is_refused(
         "http://127.0.0.1.example.net:8080",
         "https://[::ffff:8.8.8.8]:443",
         "file:///etc/passwd",
+        # Read as 127.0.0.1 by urlsplit, contacted at the first host by urllib3.
+        "http://127.0.0.2:46211\\@127.0.0.1:9",
+        "http://files.example.net\\@127.0.0.1:9/",
+        "http://someone@127.0.0.1:9",
+        "http://127.0.0.1:9 /",
     ],
 )
 def test_a_control_url_off_loopback_is_refused_and_never_contacted(
@@ -451,7 +505,7 @@ def test_a_control_url_off_loopback_is_refused_and_never_contacted(
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     document = {"control_url": control_url, "control_token": "t"}
-    write_private_file(state / STACK_FILE, json.dumps(document).encode())
+    running_stack_file(state, document)
     err = refused_invoke(state, capsys)
     assert f"its control_url {control_url!r} is not on a loopback address" in err
     assert contacted == []
@@ -469,8 +523,28 @@ def test_a_control_url_off_loopback_is_refused_and_never_contacted(
 def test_loopback_urls_are_the_stack_s_own(tmp_path: Path, url: str) -> None:
     tmp_path.chmod(0o700)
     document = {"control_url": url, "aws_url": url, "sandbox_okta": {"url": url}}
-    write_private_file(tmp_path / STACK_FILE, json.dumps(document).encode())
+    running_stack_file(tmp_path, document)
     assert read_stack_file(tmp_path) == document
+
+
+def test_a_stack_json_no_stack_holds_is_not_trusted_whatever_its_pid(tmp_path: Path) -> None:
+    """A killed stack's pid may belong to another process since (pid 1 always runs): only the
+    state directory's lock says whether a stack is running."""
+    tmp_path.chmod(0o700)
+    document = {"pid": 1, "control_url": "http://127.0.0.1:1", "control_token": "t"}
+    write_private_file(tmp_path / STACK_FILE, json.dumps(document).encode())
+    with pytest.raises(StackNotRunning, match="left by a stack that is gone"):
+        read_stack_file(tmp_path)
+    (tmp_path / LOCK_FILE).write_text("")
+    with pytest.raises(StackNotRunning, match="left by a stack that is gone"):
+        read_stack_file(tmp_path)
+    # Held, as a running stack holds it: trusted.
+    fd = os.open(tmp_path / LOCK_FILE, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert read_stack_file(tmp_path) == document
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("field", ["aws_url", "sandbox_okta"])
@@ -481,6 +555,6 @@ def test_the_aws_and_sandbox_urls_must_be_on_loopback_too(tmp_path: Path, field:
         "control_url": "http://127.0.0.1:1",
         field: {"url": url} if field == "sandbox_okta" else url,
     }
-    write_private_file(tmp_path / STACK_FILE, json.dumps(document).encode())
+    running_stack_file(tmp_path, document)
     with pytest.raises(UnsafeStateDir, match="is not on a loopback address"):
         read_stack_file(tmp_path)
