@@ -188,17 +188,24 @@ def _lock_holder(state_dir: Path) -> str:
     return f" (pid {pid})"
 
 
+def _open_lock_file(state_dir: Path, flags: int) -> int:
+    """The state directory's lock file, opened with `flags`; UnsafeStateDir if it is a link."""
+    path = state_dir / LOCK_FILE
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeStateDir(f"{path} is a symbolic link") from None
+        raise
+
+
 def _lock_is_held(state_dir: Path) -> bool:
     """Whether a stack holds the state directory's lock (exact, unlike a pid, which the system
     may have given to another process since). A stack holds it exclusively for its life."""
     try:
-        fd = os.open(state_dir / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = _open_lock_file(state_dir, os.O_RDONLY)
     except FileNotFoundError:
         return False
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UnsafeStateDir(f"{state_dir / LOCK_FILE} is a symbolic link") from None
-        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -330,13 +337,7 @@ class LocalStack:
         does. A second stack would take over stack.json and dev-issuer.json, and its stop would
         strand the first."""
         # os.open's descriptors are not inherited: a worker cannot keep the lock past the stack.
-        path = state_dir / LOCK_FILE
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise UnsafeStateDir(f"{path} is a symbolic link") from None
-            raise
+        fd = _open_lock_file(state_dir, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
