@@ -48,6 +48,18 @@ def local_command(state_dir: Path, *arguments: str, template: Path = FIXTURE_TEM
     ]
 
 
+def refused_local(state_dir: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`strongroom local` on `state_dir` run to its end (a refusal: it exits at once), exit
+    code and output captured."""
+    return subprocess.run(  # noqa: S603
+        local_command(state_dir, *arguments),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_everything_and_exits_zero(
     tmp_path: Path, stop_signal: signal.Signals
@@ -228,13 +240,7 @@ def test_a_stack_refuses_a_dev_issuer_key_others_can_read(tmp_path: Path) -> Non
     state_dir = tmp_path / "state"
     DevIssuer.load_or_create(state_dir)
     (state_dir / KEY_FILE).chmod(0o644)
-    done = subprocess.run(  # noqa: S603
-        local_command(state_dir),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = refused_local(state_dir)
     assert done.returncode == 2
     assert done.stdout == ""
     assert f"strongroom local: {state_dir / KEY_FILE} is open to other users" in done.stderr
@@ -250,13 +256,7 @@ def test_a_second_stack_on_the_same_state_dir_is_refused_and_the_first_runs_on(
     try:
         stack_file = (state_dir / STACK_FILE).read_bytes()
         config = (state_dir / CONFIG_FILE).stat()
-        second = subprocess.run(  # noqa: S603
-            local_command(state_dir, "--parameter", f"RecordDir={records}"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        second = refused_local(state_dir, "--parameter", f"RecordDir={records}")
         assert second.returncode == 2
         assert second.stdout == ""
         assert f"another strongroom local is running on {state_dir}" in second.stderr
@@ -301,13 +301,7 @@ def test_a_killed_stack_s_stack_json_is_not_trusted_and_the_next_stack_removes_i
     try:
         fd = wait_for(lambda: write_end(template))
         assert not (state_dir / STACK_FILE).exists()
-        third = subprocess.run(  # noqa: S603
-            local_command(state_dir),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        third = refused_local(state_dir)
         assert third.returncode == 2
         assert "another strongroom local is running" in third.stderr
         assert "its pid is not known yet: it is still starting" in third.stderr
