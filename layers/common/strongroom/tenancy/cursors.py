@@ -53,7 +53,8 @@ def _parse(cursor: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         document = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    # RecursionError: JSON nested deeper than the decoder goes (a 4 KiB cursor can be, on 3.11).
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidCursor("the cursor is malformed") from None
     if not isinstance(document, dict) or document.get("v") != _FORMAT:
         raise InvalidCursor("the cursor is malformed")
