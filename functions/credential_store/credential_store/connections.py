@@ -113,7 +113,15 @@ _MAX_RSA_BITS = 4096
 # A JWK's modulus `n` in base64url: 4 characters per 3 bytes.
 _MAX_RSA_MODULUS_CHARACTERS = -(-_MAX_RSA_BITS // 8 * 4 // 3)
 # What the PEM and JWK parsers raise for input that is not a usable key.
-_PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, UnsupportedAlgorithm)
+# RecursionError: a JWK nested deeper than the JSON decoder goes.
+_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    RecursionError,
+    UnsupportedAlgorithm,
+)
 _BAD_KEY = (
     "auth.private_key: must be an unencrypted RSA (2048 to 4096 bits) or EC P-256/P-384/P-521"
     " private key, as PEM or JWK"

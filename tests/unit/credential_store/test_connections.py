@@ -198,6 +198,8 @@ BAD_KEYS = [
     garbled_private_key_pem,
     lambda: '{"kty": "oct", "k": "c2VjcmV0", "d": "x"}',
     lambda: "{not json",
+    # Nested past the JSON decoder's recursion bound (3.13's too): RecursionError, not a 500.
+    lambda: '{"d": ' + "[" * 16000,
     lambda: (
         serialization.load_pem_private_key(rsa_pem().encode(), None)
         .private_bytes(
