@@ -71,7 +71,17 @@ from strongroom_local.authorization_server.protocol import (
 log = logging.getLogger("strongroom_local.authorization_server")
 
 LOOPBACK = "127.0.0.1"
-FaultKind = Literal["status_500", "status_429", "html", "hang", "oversized", "invalid_grant"]
+FaultKind = Literal[
+    "status_500",
+    "status_429",
+    "html",
+    "hang",
+    "oversized",
+    "invalid_grant",
+    "odd_expires_in",
+    "long_expires_in",
+    "deep_json",
+]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 MAX_FORM_BYTES = 64 * 1024
 # Above the 2 MiB a careful client caps a token response at.
@@ -117,6 +127,26 @@ class _Fault:
 
 def _json_reply(status: int, document: Mapping[str, Any], *extra: tuple[str, str]) -> Reply:
     return Reply(status, (_JSON, *_NO_STORE, *extra), json.dumps(document).encode())
+
+
+def _canned_fault_reply(kind: FaultKind) -> Reply | None:
+    """The answer an injected fault gives, or None for one that is not an answer (`hang`,
+    `oversized`: the connection handler acts those out)."""
+    injected = {"error_description": "injected fault"}
+    if kind == "status_500":
+        return _json_reply(500, {"error": "server_error", **injected})
+    if kind == "status_429":
+        return _json_reply(429, {"error": "rate_limited", **injected}, ("Retry-After", "1"))
+    if kind == "html":
+        page = b"<!doctype html><html><body><h1>Sign in</h1></body></html>"
+        return Reply(200, (("Content-Type", "text/html; charset=utf-8"),), page)
+    if kind in ("odd_expires_in", "long_expires_in"):
+        expires_in = "\u00b2" if kind == "odd_expires_in" else "9" * 5000
+        token = {"access_token": "injected", "token_type": "Bearer", "expires_in": expires_in}
+        return _json_reply(200, token)
+    if kind == "deep_json":
+        return Reply(200, (_JSON, *_NO_STORE), b'{"access_token": ' + b"[" * 50_000)
+    return None
 
 
 def _error_code(error: OAuthError) -> tuple[str, int]:
@@ -297,6 +327,9 @@ class LocalAuthorizationServer:
         limit: the request did not count). `html`: 200 with an HTML page. `hang`: no answer for
         `hang_seconds` (or until `stop()`), then the connection closes. `oversized`: 200 whose
         chunked JSON body exceeds 2 MiB. `invalid_grant`: 400 `{"error": "invalid_grant"}`.
+        `odd_expires_in`, `long_expires_in`: 200 with a token whose `expires_in` is a string of
+        a digit `int()` refuses ("²") or of 5,000 digits (past `int()`'s limit).
+        `deep_json`: 200 with JSON nested 50,000 deep (past the decoder's recursion bound).
         Calls queue up in order.
         """
         if kind not in FAULT_KINDS:
@@ -463,18 +496,10 @@ class LocalAuthorizationServer:
             self._ledger.count(counter)
 
     def _fault_reply(self, fault: _Fault) -> Reply | _Fault:
-        if fault.kind == "status_500":
-            document = {"error": "server_error", "error_description": "injected fault"}
-            return _json_reply(500, document)
-        if fault.kind == "status_429":
-            document = {"error": "rate_limited", "error_description": "injected fault"}
-            return _json_reply(429, document, ("Retry-After", "1"))
-        if fault.kind == "html":
-            page = b"<!doctype html><html><body><h1>Sign in</h1></body></html>"
-            return Reply(200, (("Content-Type", "text/html; charset=utf-8"),), page)
         if fault.kind == "invalid_grant":
             return self._error_reply(InvalidGrant("injected fault"), basic_attempted=False)
-        return fault
+        reply = _canned_fault_reply(fault.kind)
+        return fault if reply is None else reply
 
     def _token_reply(
         self, headers: Mapping[str, str], body: bytes, query: str, endpoint_url: str

@@ -553,6 +553,9 @@ def test_a_store_outage_after_the_state_is_spent_still_redirects(world: OAuthWor
         ("oversized", "provider_unavailable"),
         ("invalid_grant", "exchange_refused"),
         ("hang", "provider_unavailable"),
+        ("odd_expires_in", "provider_unavailable"),
+        ("long_expires_in", "provider_unavailable"),
+        ("deep_json", "provider_unavailable"),
     ],
 )
 def test_token_endpoint_failures_end_in_a_clear_result_and_nothing_stored(

@@ -156,7 +156,10 @@ def test_invalid_grant_marks_the_connection_needs_reauth_and_audits_it(world: OA
     assert world.connection(org, connection_id).body["status"] == "active"
 
 
-@pytest.mark.parametrize("fault", ["status_500", "html", "oversized", "hang"])
+@pytest.mark.parametrize(
+    "fault",
+    ["status_500", "html", "oversized", "hang", "odd_expires_in", "long_expires_in", "deep_json"],
+)
 def test_a_provider_outage_is_not_reported_as_bad_credentials(
     world: OAuthWorld, fault: str
 ) -> None:

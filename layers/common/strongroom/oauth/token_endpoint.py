@@ -29,6 +29,7 @@ MAX_TOKEN_RESPONSE_BYTES: Final = 64 * 1024
 # When a provider omits expires_in (RFC 6749 makes it RECOMMENDED), assume a short life.
 DEFAULT_EXPIRES_IN: Final = 300
 _MAX_EXPIRES_IN: Final = 366 * 24 * 3600
+_EXPIRES_IN_TEXT = re.compile(r"[0-9]{1,10}")
 _ERROR_CODE = re.compile(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$")
 _FORM_HEADERS: Final = {"Accept": "application/json"}
 
@@ -125,7 +126,7 @@ def _json_object(response: OutboundResponse) -> dict[str, Any]:
         raise TokenUnavailable("the token endpoint answered with something that is not JSON")
     try:
         document = json.loads(response.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
         raise TokenUnavailable("the token endpoint answered with malformed JSON") from None
     if not isinstance(document, dict):
         raise TokenUnavailable("the token endpoint answered with malformed JSON")
@@ -147,8 +148,10 @@ def _token_grant(document: Mapping[str, Any], now: float) -> TokenGrant:
     expires_in = document.get("expires_in", DEFAULT_EXPIRES_IN)
     refresh_token = document.get("refresh_token")
     scope = document.get("scope")
-    if isinstance(expires_in, str) and expires_in.isdigit():
-        expires_in = int(expires_in)  # some providers send it as a string
+    # Some providers send it as a string. ASCII digits only, and few: str.isdigit() passes
+    # "²", which int() refuses, and int() refuses more than 4,300 digits.
+    if isinstance(expires_in, str) and _EXPIRES_IN_TEXT.fullmatch(expires_in):
+        expires_in = int(expires_in)
     if (
         not isinstance(access_token, str)
         or not access_token
