@@ -279,7 +279,9 @@ def test_timestamp_boundaries_on_both_sides(scheme: str, offset: int, accepted: 
 
 @pytest.mark.parametrize("scheme", ["stripe", "standard"])
 @pytest.mark.parametrize(
-    "timestamp", ["", "1e9", f"{T}.0", f" {T}", f"-{T}", "\u0661" * 10, "9" * 13]
+    # 5,000 digits: past int()'s limit, so only the length cap keeps it a rejection.
+    "timestamp",
+    ["", "1e9", f"{T}.0", f" {T}", f"-{T}", "\u0661" * 10, "9" * 13, "9" * 5000],
 )
 def test_malformed_timestamps_fail(scheme: str, timestamp: str) -> None:
     secret = _secret_for(scheme)
@@ -359,6 +361,42 @@ def test_malformed_standard_signatures_fail(signature: str) -> None:
     secret = _whsec()
     headers = {**SIGNERS["standard"](BODY, secret, T), "webhook-signature": signature}
     _rejected("standard", headers, BODY, secret)
+
+
+def test_more_than_eight_signatures_fail_even_with_a_valid_one_among_them() -> None:
+    secret = _plain()
+    good = stripe_headers(BODY, secret, timestamp=T)["Stripe-Signature"]
+    junk = ["v1=" + "0" * 64] * 8
+    _check("stripe", {"Stripe-Signature": ",".join([good, *junk[:7]])}, BODY, secret)
+    _rejected("stripe", {"Stripe-Signature": ",".join([good, *junk])}, BODY, secret)
+    whsec = _whsec()
+    headers = SIGNERS["standard"](BODY, whsec, T)
+    junk = ["v1," + base64.b64encode(b"\0" * 32).decode()] * 8
+    signed = headers["webhook-signature"]
+    _check("standard", {**headers, "webhook-signature": " ".join([signed, *junk[:7]])}, BODY, whsec)
+    _rejected("standard", {**headers, "webhook-signature": " ".join([signed, *junk])}, BODY, whsec)
+
+
+@pytest.mark.parametrize("message_id", ["msg_\u00e9", "msg 1", "x" * 257])
+def test_a_malformed_standard_message_id_fails_even_when_signed(message_id: str) -> None:
+    secret = _whsec()
+    headers = standard_headers(BODY, secret, message_id="msg_1", timestamp=T)
+    if message_id.isascii():  # signed over the malformed id, so only the id check refuses it
+        headers = standard_headers(BODY, secret, message_id=message_id, timestamp=T)
+    _rejected("standard", {**headers, "webhook-id": message_id}, BODY, secret)
+
+
+@pytest.mark.parametrize("delivery", ["\u00e9", "a b", "x" * 257])
+def test_a_malformed_github_delivery_id_fails_even_when_signed(delivery: str) -> None:
+    secret = _plain()
+    _rejected("github", github_headers(BODY, secret, delivery=delivery), BODY, secret)
+
+
+@pytest.mark.parametrize("event", ["Push", "push; drop", "x" * 65, "p\u00fcsh"])
+def test_an_odd_github_event_name_is_not_passed_on(event: str) -> None:
+    secret = _plain()
+    headers = github_headers(BODY, secret, delivery="d-1", event=event)
+    assert _check("github", headers, BODY, secret).event_type is None
 
 
 @pytest.mark.parametrize("scheme", sorted(SIGNERS))
