@@ -186,12 +186,13 @@ class OAuthWorld:
         assert location.startswith(self.settings.oauth_redirect_uri + "?")
         return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
-    def callback(self, query: dict[str, str], cookie: str | None) -> Reply:
+    def callback(self, query: dict[str, str], cookie: str | list[str] | None) -> Reply:
+        """The provider's redirect arriving with `cookie` (a list: each one the browser sent)."""
         event = http_event("GET", CALLBACK_ROUTE, sub=None)
         event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
         event["queryStringParameters"] = dict(query)
         if cookie is not None:
-            event["cookies"] = [cookie]
+            event["cookies"] = cookie if isinstance(cookie, list) else [cookie]
         return self._invoke(self.oauth_callback, event)
 
     def result(self, reply: Reply) -> dict[str, str]:

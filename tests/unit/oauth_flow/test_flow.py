@@ -182,6 +182,19 @@ def test_another_users_state_fails_without_spending_it(world: OAuthWorld) -> Non
     assert world.result(world.callback(query, bobs_cookie))["result"] == "connected"
 
 
+def test_a_binding_cookie_sent_twice_is_ambiguous_and_spends_nothing(world: OAuthWorld) -> None:
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    url, bobs_cookie = world.start(org, connection_id, sub="bob")
+    _, alices_cookie = world.start(org, connection_id, sub="alice")
+    query = world.browse(url)
+    # Whichever copy a lenient reader kept (first or last), two are refused.
+    for cookies in ([alices_cookie, bobs_cookie], [bobs_cookie, alices_cookie]):
+        assert world.result(world.callback(query, cookies)) == {"result": "invalid_state"}
+    assert world.server.counts()["grant_authorization_code"] == 0
+    assert world.result(world.callback(query, bobs_cookie))["result"] == "connected"
+
+
 def test_a_callback_naming_another_issuer_is_refused_spends_the_state_and_stores_nothing(
     world: OAuthWorld,
 ) -> None:
