@@ -67,6 +67,8 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
         ('token:"' + '\\"' * (MB // 2), 'token:"' + REDACTED),
         ("secret: '" + "\\" * MB, "secret: '" + REDACTED),
         (_repeat("MIIEvAIBAD"), REDACTED),
+        ("password=" + _repeat("a "), "password=[REDACTED] "),
+        (_repeat("password=a "), "password=[REDACTED] " * (MB // 11)),
     ],
     ids=[
         "long-value",
@@ -76,6 +78,8 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
         "unclosed-escaped-quote",
         "unclosed-quote-of-backslashes",
         "der-prefixes",
+        "run-on-words",
+        "run-on-fields",
     ],
 )
 def test_adversarial_secrets_are_redacted_whole(text: str, expected: str) -> None:

@@ -62,6 +62,20 @@ def test_message_arguments_are_scrubbed_after_formatting(captured: Captured) -> 
     )
 
 
+def test_an_argument_placed_after_a_secret_field_name_is_redacted_whole(
+    captured: Captured,
+) -> None:
+    words = [canary() for _ in range(4)]
+    passphrase = f"{words[0]} {words[1]};&{words[2]}\n{words[3]}"
+    captured.logger.info("login failed for %s, password=%s (%d tries)", "bob", passphrase, 3)
+    captured.logger.info("%s%% done, state: %*s, code=%r", 50, 8, "active", "invalid_grant")
+    assert_not_leaked(captured.text, *words)
+    first, second = captured.lines()
+    assert first["message"] == "login failed for bob, password=[REDACTED] (3 tries)"
+    # `code`/`state` keep a status word, as in text.
+    assert second["message"] == "50% done, state:   active, code='invalid_grant'"
+
+
 def test_mapping_arguments_keep_their_field_names(captured: Captured) -> None:
     token = canary()
     captured.logger.info(
@@ -139,10 +153,11 @@ def test_logger_exception_scrubs_exception_text(captured: Captured) -> None:
     assert_not_leaked(captured.text, token)
     line = captured.lines()[0]
     assert line["exception_name"] == "ValueError"
-    assert "refresh_token=[REDACTED] rejected" in line["exception"]
-    assert (
-        line["stack_trace"]["value"] == "token exchange failed: refresh_token=[REDACTED] rejected"
+    # An unquoted value runs on to the line's end: "rejected" might be part of it.
+    assert line["exception"].endswith(
+        "\nValueError: token exchange failed: refresh_token=[REDACTED]"
     )
+    assert line["stack_trace"]["value"] == "token exchange failed: refresh_token=[REDACTED]"
     assert line["org_id"] == "org_1"
 
 

@@ -283,6 +283,16 @@ def test_url_context_code_and_state_go_even_when_they_look_like_words() -> None:
         ('{"tokens": ["t1-abcdef", "t2-abcdef"], "n": 2}', '{"tokens": [REDACTED], "n": 2}'),
         ("postgres://app:pa55word@db:5432/x", "postgres://app:[REDACTED]@db:5432/x"),
         ("client_secret=&scope=x", "client_secret=&scope=x"),
+        # An unquoted value runs on to the next field or the line's end: where a password with
+        # spaces or `;` ends cannot be told (the next field's word and the next line stay).
+        ("password=correct horse battery staple", "password=[REDACTED]"),
+        ("password: Tr0ub4dor;&3x", "password: [REDACTED]"),
+        ("password=a b c user=bob\nnext line", "password=[REDACTED] user=bob\nnext line"),
+        ("client_secret=S1 cb?code=C&x=1", "client_secret=[REDACTED] cb?code=[REDACTED]&x=1"),
+        ("token=abc&user=bob", "token=[REDACTED]&user=bob"),
+        ("{token=abc, user=bob}", "{token=[REDACTED], user=bob}"),
+        # `code`/`state` name many harmless things: their value still ends at a space.
+        ("state=active since today", "state=active since today"),
     ],
 )
 def test_readable_output(text: str, expected: str) -> None:

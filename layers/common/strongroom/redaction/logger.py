@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +35,7 @@ from aws_lambda_powertools.logging.types import LogRecord
 
 from strongroom.redaction.exceptions import UnsafeLoggerConfiguration
 from strongroom.redaction.keys import REDACTED
+from strongroom.redaction.text import value_follows_secret_name
 from strongroom.redaction.values import redact, scrub
 
 # Logger keyword arguments that configure the formatter; Powertools ignores them when it is
@@ -86,6 +88,27 @@ def _scrub_argument(argument: object) -> object:
     return argument  # scalars and objects: scrubbed as text once formatted
 
 
+# A %-format conversion, as `str % args` reads one (each `*` takes an argument too).
+_CONVERSION = re.compile(r"%(?:\([^)]*\))?[#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?[^hlL]")
+
+
+def _secret_arguments(template: str, arguments: tuple[Any, ...]) -> set[int]:
+    """Indexes of the arguments whose placeholder follows a secret field's name (`password=%s`):
+    redacted whole, since a value with spaces or newlines would outrun the text pass."""
+    secret: set[int] = set()
+    index = 0
+    for match in _CONVERSION.finditer(template):
+        if match[0] == "%%":
+            continue
+        index += match[0].count("*")
+        if index < len(arguments) and value_follows_secret_name(
+            template[: match.start()], arguments[index]
+        ):
+            secret.add(index)
+        index += 1
+    return secret
+
+
 def _with_scrubbed_args(record: logging.LogRecord) -> logging.LogRecord:
     if not record.args:
         return record
@@ -94,7 +117,12 @@ def _with_scrubbed_args(record: logging.LogRecord) -> logging.LogRecord:
     if isinstance(record.args, Mapping):
         clone.args = redact(dict(record.args))
     else:
-        clone.args = tuple(_scrub_argument(argument) for argument in record.args)
+        arguments = tuple(record.args)
+        secret = _secret_arguments(record.msg, arguments) if isinstance(record.msg, str) else set()
+        clone.args = tuple(
+            REDACTED if index in secret else _scrub_argument(argument)
+            for index, argument in enumerate(arguments)
+        )
     return clone
 
 

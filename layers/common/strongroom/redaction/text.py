@@ -11,6 +11,10 @@ Only the secret part becomes `[REDACTED]`; names, schemes, hosts and paths stay 
 `"client_secret": "[REDACTED]"`, and a PEM private key keeps its BEGIN and END lines only.
 Where a secret's end cannot be found (a PEM block with no END line, an unterminated quoted
 value) everything up to the end of the text is redacted: failing closed costs readability only.
+So, too, an unquoted value of a secret field runs on to the next `name=`/`name:` on its line,
+or to the line's end (`password=correct horse battery staple user=bob` keeps `user=bob`
+only): a password may hold spaces and `;`. `code` and `state`, which name many harmless
+things, end at a space.
 """
 
 from __future__ import annotations
@@ -126,6 +130,9 @@ _STRING_PREFIX = re.compile(r"[bBrRuU]{1,2}(?=[\"'])")
 _DOUBLE_QUOTED = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _SINGLE_QUOTED = re.compile(r"'(?:[^'\\]++|\\.)*+'", re.DOTALL)
 _UNQUOTED_VALUE = re.compile(r"[^\s,;&\"'<>)\]}]++")
+_LINE_END = re.compile(r"[\r\n]")
+# What may end a run-on value without being part of it (the `&` or `,` before the next field).
+_RUN_ON_TAIL = " \t,;&"
 _UNQUOTED_HEADER_VALUE = re.compile(r"[^\r\n\"'<>]++")
 _ALREADY_REDACTED = re.compile(r"(?:[A-Za-z][A-Za-z0-9_-]{0,20}[ \t]+)?\[REDACTED\]", re.ASCII)
 _STRUCTURAL = re.compile(r"[\[\]{}\"'\\]")
@@ -209,8 +216,15 @@ def _bracket_end(text: str, start: int) -> int:
     return len(text)
 
 
-def _value_span(text: str, position: int, *, header: bool) -> tuple[int, int] | None:
-    """The span of the value starting at `position` (inside its quotes, if quoted)."""
+def _value_span(
+    text: str, position: int, *, header: bool, run_on: bool = False
+) -> tuple[int, int] | None:
+    """The span of the value starting at `position` (inside its quotes, if quoted).
+
+    With `run_on`, an unquoted value runs on to the next `name=`/`name:` on its line, or to the
+    line's end: a password may hold spaces or `;` (`password=correct horse battery staple`), and
+    where it ends cannot be told from where a logfmt value would.
+    """
     position = _HORIZONTAL_SPACE.match(text, position).end()  # type: ignore[union-attr]
     if position >= len(text):
         return None
@@ -232,7 +246,40 @@ def _value_span(text: str, position: int, *, header: bool) -> tuple[int, int] | 
     if unquoted is None:
         return None
     end = position + len(unquoted[0].rstrip())
+    if run_on and end > position:
+        # Each search stops at the next field, which the caller visits next: linear overall.
+        following = _KEY_VALUE_NAME.search(text, end)
+        limit = len(text) if following is None else following.start()
+        line = _LINE_END.search(text, end, limit)
+        if line is not None or following is None:
+            stop = limit if line is None else line.start()
+        else:
+            # The next field's word starts after the last space before its name (`cb?code=`).
+            between = text[end:limit]
+            space = max(between.rfind(" "), between.rfind("\t"))
+            stop = end + space if space >= 0 else limit
+        end = max(end, position + len(text[position:stop].rstrip(_RUN_ON_TAIL)))
     return (position, end) if end > position else None
+
+
+# A field name and separator at the very end of a text (a `%s` placeholder follows it).
+_FIELD_AT_END = re.compile(
+    r"(?<![A-Za-z0-9_.:-])([A-Za-z_][A-Za-z0-9_.-]{0,63}+)[\"']?[ \t]*+(?:=|:)[ \t]*+[\"']?\Z",
+    re.ASCII,
+)
+
+
+def value_follows_secret_name(text: str, value: object) -> bool:
+    """Whether `value`, placed right after `text` (`"password=%s"`), is a secret field's value:
+    `text` ends in a secret field's name and separator (for `code`/`state`, unless the value
+    looks like a status word)."""
+    found = _FIELD_AT_END.search(text[-80:])
+    if found is None:
+        return False
+    name = normalise_key(found[1])
+    if name in CONDITIONAL_NAMES:
+        return not looks_like_enum_word(value)
+    return name in SECRET_NAMES or name.endswith(SECRET_SUFFIXES)
 
 
 def _url_parameters(text: str) -> str:
@@ -261,7 +308,8 @@ def _key_values(text: str) -> str:
         conditional = name in CONDITIONAL_NAMES
         if not conditional and name not in SECRET_NAMES and not name.endswith(SECRET_SUFFIXES):
             continue
-        span = _value_span(text, match.end(), header=name in HEADER_NAMES)
+        header = name in HEADER_NAMES
+        span = _value_span(text, match.end(), header=header, run_on=not conditional and not header)
         if span is None:
             continue
         start, end = span
