@@ -362,8 +362,8 @@ def _activation(
     }
     if change.subscription_id:
         subscription["subscription_id"] = change.subscription_id
-    if change.created is not None:
-        subscription["last_event_at"] = change.created
+    if change.state_at is not None:
+        subscription["last_event_at"] = change.state_at
     if change.status:
         subscription["status"] = change.status
     # The checkout as read: an early event kept meanwhile makes this one decide again.
@@ -442,7 +442,7 @@ def _update(
     # The newest event applied to it, kept however the plan fares.
     applied: dict[str, Any] = {
         "last_event_id": event.event_id,
-        "last_event_at": change.created,
+        "last_event_at": change.state_at,
         "status": change.status,
         "updated_at": _iso(now),
     }
@@ -487,18 +487,18 @@ def _early_event(event: InboundEvent, change: BillingChange, checkout: Item) -> 
     activation (Stripe retries a failed delivery of `customer.subscription.created` for days):
     kept on the open CHECKOUT under the subscription's id, so that an activation of that
     subscription no newer than it starts suspended, or not at all (`_early_since`)."""
-    if change.created is None:
+    if change.state_at is None:
         return None
     early = dict(checkout.attributes.get("early") or {})
     kept = early.get(change.subscription_id)
-    if kept is not None and (kept["status"] == ENDED or change.created < int(kept["at"])):
+    if kept is not None and (kept["status"] == ENDED or change.state_at < int(kept["at"])):
         return None  # it ended (nothing comes after an end), or a newer event is kept already
     if kept is None and len(early) >= MAX_EARLY_SUBSCRIPTIONS:
         # No room to keep it: the nonce is voided rather than let its activation go unchecked.
         return _void_checkout(change, checkout)
     status = ENDED if change.kind is ChangeKind.DEACTIVATE else change.status
     early[change.subscription_id] = {
-        "at": change.created,
+        "at": change.state_at,
         "event_id": event.event_id,
         "status": status,
     }
@@ -518,7 +518,7 @@ def _early_since(checkout: Item, change: BillingChange) -> dict[str, Any] | None
     wins a tie)."""
     early = checkout.attributes.get("early") or {}
     kept = early.get(change.subscription_id) if change.subscription_id else None
-    if kept is None or (change.created is not None and change.created > int(kept["at"])):
+    if kept is None or (change.state_at is not None and change.state_at > int(kept["at"])):
         return None
     return {"at": int(kept["at"]), "event_id": kept["event_id"], "status": str(kept["status"])}
 
@@ -529,13 +529,13 @@ def _update_holds(
     """Whether an update may apply to the subscription the nonce activated."""
     state = subscription.attributes
     bound, last_at = state.get("subscription_id"), state.get("last_event_at")
-    if change.created is None or last_at is None:
+    if change.state_at is None or last_at is None:
         return False
     last = int(last_at)
     # Not older than the newest event applied; of the same second, only one that does not lift
     # a suspension (their order is unknown: unpaid wins the tie).
     lifts = change.paying and state.get("suspended") is True
-    in_order = change.created > last or (change.created == last and not lifts)
+    in_order = change.state_at > last or (change.state_at == last and not lifts)
     return (
         in_order
         and state.get("source") == event.source.value

@@ -83,11 +83,12 @@ class BillingChange:
     # The platform's product ids the event names (activations and updates only).
     products: tuple[str, ...] = ()
     # Stripe only: the subscription the event reports (`data.object.id`), whether it is paid
-    # for, and when the event was created (epoch seconds; None when the event does not say).
+    # for, and when it came to the state the event reports: the key that orders its events
+    # (the event's `created`, in epoch seconds; None when the event does not say).
     subscription_id: str = ""
     status: str = ""
     paying: bool = True
-    created: int | None = None
+    state_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +184,7 @@ def _stripe(document: dict[str, Any]) -> InboundEvent:
             subscription_id=subscription_id if _PRODUCT.fullmatch(subscription_id) else "",
             status=_scalar(event_object.get("status"))[:32],
             paying=event_object.get("status") in STRIPE_PAYING,
-            created=_epoch_seconds(document.get("created")),
+            state_at=_epoch_seconds(document.get("created")),
         )
     return InboundEvent(Source.STRIPE, event_id, event_type, billing)
 
