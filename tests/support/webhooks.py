@@ -121,9 +121,11 @@ def lemonsqueezy_event(
     variant_id: int = 1002,
     status: str = "paid",
     updated_at: str = "2026-11-23T09:00:00.000000Z",
+    order_id: int = 1,
     state: dict[str, Any] | None = None,
 ) -> bytes:
-    """A Lemon Squeezy event; `state` adds attributes (a refund's `refunded`, amounts)."""
+    """A Lemon Squeezy event; `state` adds attributes (a refund's `refunded`, amounts).
+    A subscription names the order that bought it (`order_id`)."""
     attributes: dict[str, Any] = {
         "store_id": 1,
         "customer_id": 1,
@@ -136,6 +138,7 @@ def lemonsqueezy_event(
     if resource == "orders":
         attributes["first_order_item"] = {"id": 1, "order_id": 1, "variant_id": variant_id}
     else:
+        attributes["order_id"] = order_id
         attributes["variant_id"] = variant_id
     meta: dict[str, Any] = {"test_mode": True, "event_name": event_name}
     if custom is not None:

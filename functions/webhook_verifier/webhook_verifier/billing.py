@@ -10,14 +10,17 @@ nothing is written.
 Items (tenant items, in the org's partition; bearer values only as SHA-256 digests):
 
     CHECKOUT#<sha256(nonce)>      created_by, created_at; expires 24 h after minting;
-                                  early (per Stripe subscription id: at, event_id, status of
-                                  its newest unpaid update or end that came before the
+                                  early (per subscription id: at, event_id, status, and the
+                                  order that bought it where the event names one, of its
+                                  newest unpaid update or Stripe end that came before the
                                   activation), early_version
     USAGE#checkouts:<UTC date>    count: nonces minted that day (at most MAX_CHECKOUTS_PER_DAY)
     SUBSCRIPTION#<sha256(nonce)>  plan (the plan it pays for), source, checkout_by,
                                   activated_at, event_id; last_event_id, last_event_at (the
-                                  newest event applied: Stripe's `created`), subscription_id,
-                                  status, suspended (true while unpaid)
+                                  newest event applied: Stripe's `created` in seconds, Lemon
+                                  Squeezy's `updated_at` in microseconds), subscription_id,
+                                  order_id (Lemon Squeezy: the order that bought it), status,
+                                  suspended (true while unpaid)
     WEBHOOK_EVENT#<event digest>  an event that had an effect (kept 7 days)
     ORG                           plan, plan_nonce (digest of the nonce that set it), ...
 
@@ -28,20 +31,26 @@ number of concurrent deliveries of one event exactly one has the effect and the 
 duplicates:
 - activate: delete the live CHECKOUT (consumed: single use, never after its 24 h), create
   its SUBSCRIPTION, set the org's plan from the event's product;
-- update (Stripe's `customer.subscription.updated` of an activated subscription, if the org's
-  plan_nonce still names it, it is the subscription the nonce activated, and the event is not
-  older than the newest applied): a new price re-maps the plan (`plan_changed`), an unpaid
-  status suspends the org to free (`plan_suspended`) and a paid one restores it
-  (`plan_restored`); the SUBSCRIPTION records the event, conditional on the state read, so an
-  older event, or one racing a newer, never overrides it (of one second, unpaid wins). A
-  price mapped to no plan changes nothing (`plan_change_refused`, audited as denied,
-  answered `ignored`). A Stripe update to an unpaid status, or an end, that comes before the
-  activation is kept on the CHECKOUT for its subscription: an activation of that subscription
-  no newer than it creates the SUBSCRIPTION suspended (the org on free), or, after an end,
-  consumes the nonce without a plan (`checkout_voided`);
-- deactivate: delete the SUBSCRIPTION (if the event reports the subscription it names), and
-  return the org to the free plan if its plan came from that subscription (a later checkout
-  may have replaced it);
+- update (Stripe's `customer.subscription.updated`, Lemon Squeezy's `subscription_updated`, of
+  an activated subscription, if the org's plan_nonce still names it, it is the subscription
+  the nonce activated, and the event is not older than the newest applied): a new price or
+  variant re-maps the plan (`plan_changed`), an unpaid status suspends the org to free
+  (`plan_suspended`) and a paid one restores it (`plan_restored`); a status that says neither
+  (Lemon Squeezy's `cancelled`, running out on what was paid) keeps the standing it had. The
+  SUBSCRIPTION records the event, conditional on the state read, so an older event, or one
+  racing a newer, never overrides it (of one time, unpaid wins). A price mapped to no plan
+  changes nothing (`plan_change_refused`, audited as denied, answered `ignored`). The
+  subscription the nonce activated is the one whose id the SUBSCRIPTION recorded or, for a
+  nonce a Lemon Squeezy order activated, the one that order bought (whose first update
+  records its id; an order reports no subscription state, so any first update is newer). A
+  SUBSCRIPTION activated before its source's activations recorded these names neither and
+  takes no update; its end still applies. An update to an unpaid status, or a Stripe end,
+  that comes before the activation is kept on the CHECKOUT for its subscription: an
+  activation of that subscription no newer than it creates the SUBSCRIPTION suspended (the
+  org on free), or, after an end, consumes the nonce without a plan (`checkout_voided`);
+- deactivate: delete the SUBSCRIPTION (if the event names a subscription, only the one it
+  names: Lemon Squeezy's ends name none), and return the org to the free plan if its plan came
+  from that subscription (a later checkout may have replaced it);
 - a deactivation that arrives before its activation voids the open CHECKOUT instead (Stripe:
   for its subscription only, as above), so the late activation changes nothing.
 A nonce that is forged, expired, consumed or of another org, or a product the deployment does
@@ -56,6 +65,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -321,8 +331,10 @@ def _before_activation(
     """An update or end of a subscription the open `checkout`'s nonce has not activated."""
     if change.kind is ChangeKind.UPDATE and change.paying:
         return _activation(services, event, change, checkout, now=now)
+    if change.kind is ChangeKind.UPDATE and change.paying is None:
+        return None  # neither paid nor unpaid (a cancellation running out): the activation decides
     if change.subscription_id:
-        # Stripe's unpaid update or end: kept for its subscription.
+        # An unpaid update, or Stripe's end: kept for its subscription.
         return _early_event(event, change, checkout)
     if change.kind is ChangeKind.DEACTIVATE:
         return _void_checkout(change, checkout)
@@ -362,6 +374,8 @@ def _activation(
     }
     if change.subscription_id:
         subscription["subscription_id"] = change.subscription_id
+    if change.order_id:
+        subscription["order_id"] = change.order_id
     if change.state_at is not None:
         subscription["last_event_at"] = change.state_at
     if change.status:
@@ -449,14 +463,16 @@ def _update(
     if change.subscription_id:
         applied["subscription_id"] = change.subscription_id
     details: dict[str, Any] = {"checkout_by": str(state["checkout_by"]), "status": change.status}
-    plan = FREE.name if not change.paying else _plan_of(services, event, change)
+    # A status that says neither paid nor unpaid keeps the standing the subscription had.
+    unpaid = suspended if change.paying is None else not change.paying
+    plan = FREE.name if unpaid else _plan_of(services, event, change)
     if plan is None:
         # A price the deployment maps to no plan: refused and audited; nothing changes, not
         # even the newest event applied.
         refused = {"effect": PRICE_REFUSED, "plan": paid_plan, "products": list(change.products)}
         check: list[Operation] = [Check(SUBSCRIPTION, digest, expect=unchanged)]
         return _Planned(check, {**details, **refused}, "ignored")
-    if (not change.paying and suspended) or (change.paying and not suspended and plan == paid_plan):
+    if (unpaid and suspended) or (not unpaid and not suspended and plan == paid_plan):
         # Still unpaid, or a renewal or a cancellation for the period's end: no plan changes.
         only: list[Operation] = [Update(SUBSCRIPTION, digest, applied, expect=unchanged)]
         return _Planned(only, None, "accepted")
@@ -465,7 +481,7 @@ def _update(
         changes={"plan": plan, "plan_changed_at": _iso(now)},
         expect={"plan": current, "plan_nonce": digest},
     )
-    if not change.paying:
+    if unpaid:
         # Suspended: the org drops to free, the subscription remembers the plan it pays for.
         suspend = Update(SUBSCRIPTION, digest, {**applied, "suspended": True}, expect=unchanged)
         details |= {"plan": paid_plan, "new_plan": plan, "previous_plan": current}
@@ -483,10 +499,11 @@ def _update(
 
 
 def _early_event(event: InboundEvent, change: BillingChange, checkout: Item) -> _Planned | None:
-    """A Stripe update to an unpaid status, or an end, that comes before its subscription's
-    activation (Stripe retries a failed delivery of `customer.subscription.created` for days):
-    kept on the open CHECKOUT under the subscription's id, so that an activation of that
-    subscription no newer than it starts suspended, or not at all (`_early_since`)."""
+    """An update to an unpaid status, or a Stripe end, that comes before its subscription's
+    activation (a platform retries a failed delivery of the activating event; Stripe for days):
+    kept on the open CHECKOUT under the subscription's id (with the order that bought it, where
+    the event names one), so that an activation of that subscription no newer than it starts
+    suspended, or not at all (`_early_since`)."""
     if change.state_at is None:
         return None
     early = dict(checkout.attributes.get("early") or {})
@@ -502,6 +519,8 @@ def _early_event(event: InboundEvent, change: BillingChange, checkout: Item) -> 
         "event_id": event.event_id,
         "status": status,
     }
+    if change.order_id:
+        early[change.subscription_id]["order_id"] = change.order_id
     version = checkout.attributes.get("early_version")
     update = Update(
         CHECKOUT,
@@ -514,10 +533,16 @@ def _early_event(event: InboundEvent, change: BillingChange, checkout: Item) -> 
 
 def _early_since(checkout: Item, change: BillingChange) -> dict[str, Any] | None:
     """The early event kept on the checkout (`_early_event`) for the activating `change`'s
-    subscription, if it is newer than `change` (or of its second: the unpaid or ended state
-    wins a tie)."""
-    early = checkout.attributes.get("early") or {}
-    kept = early.get(change.subscription_id) if change.subscription_id else None
+    subscription, if it is newer than `change` (or of its time: the unpaid or ended state wins a
+    tie). An activation by an order (Lemon Squeezy's) reports no subscription state: any early
+    event of the subscription that order bought is newer."""
+    early: dict[str, Any] = checkout.attributes.get("early") or {}
+    if change.subscription_id:
+        kept = early.get(change.subscription_id)
+    else:
+        order = change.order_id
+        bought = [kept for kept in early.values() if order and kept.get("order_id") == order]
+        kept = bought[0] if bought else None
     if kept is None or (change.state_at is not None and change.state_at > int(kept["at"])):
         return None
     return {"at": int(kept["at"]), "event_id": kept["event_id"], "status": str(kept["status"])}
@@ -528,24 +553,35 @@ def _update_holds(
 ) -> bool:
     """Whether an update may apply to the subscription the nonce activated."""
     state = subscription.attributes
-    bound, last_at = state.get("subscription_id"), state.get("last_event_at")
-    if change.state_at is None or last_at is None:
+    last_at = state.get("last_event_at")
+    if change.state_at is None:
         return False
-    last = int(last_at)
-    # Not older than the newest event applied; of the same second, only one that does not lift
-    # a suspension (their order is unknown: unpaid wins the tie).
-    lifts = change.paying and state.get("suspended") is True
-    in_order = change.state_at > last or (change.state_at == last and not lifts)
+    # Not older than the newest event applied; of the same time, only one that does not lift
+    # a suspension (their order is unknown: unpaid wins the tie). An activation by an order
+    # (Lemon Squeezy's) recorded no subscription state: the first update is newer than it.
+    lifts = change.paying is True and state.get("suspended") is True
+    in_order = last_at is None or (
+        change.state_at > int(last_at) or (change.state_at == int(last_at) and not lifts)
+    )
     return (
         in_order
         and state.get("source") == event.source.value
-        # The subscription the nonce activated, not our custom data copied onto another one
-        # (an item that names none takes no update).
-        and bound is not None
-        and bound == change.subscription_id
+        and _activated_by_nonce(state, change)
         # The org's plan comes from this subscription, not from a later checkout's.
         and org.attributes.get("plan_nonce") == nonce_digest(change.nonce)
     )
+
+
+def _activated_by_nonce(state: Mapping[str, Any], change: BillingChange) -> bool:
+    """Whether the update reports the subscription the nonce activated, not one our custom data
+    was copied onto: the one whose id the SUBSCRIPTION recorded or, for a nonce its order
+    activated (Lemon Squeezy's), the one that order bought. An item that names neither (one
+    activated before ids were recorded for its source) takes no update."""
+    bound = state.get("subscription_id")
+    if bound is not None:
+        return bool(bound == change.subscription_id)
+    order = state.get("order_id")
+    return order is not None and order == change.order_id
 
 
 def _deactivation(
@@ -553,8 +589,10 @@ def _deactivation(
 ) -> _Planned | None:
     digest = nonce_digest(change.nonce)
     bound = subscription.attributes.get("subscription_id")
-    if bound is not None and bound != change.subscription_id:
-        return None  # our custom data on another subscription: not the one the nonce activated
+    if bound is not None and change.subscription_id and bound != change.subscription_id:
+        # Our custom data on another subscription: not the one the nonce activated. (An end
+        # that names no subscription, Lemon Squeezy's, ends the one the nonce activated.)
+        return None
     org = _find(services, change.org_id, ORG, None, now=now)
     if org is None:
         return None

@@ -20,11 +20,23 @@ says the customer paid (or is on a trial), and returned to free when access ends
   Charge does not carry its subscription's metadata, so it cannot name the nonce, and a refund
   does not end a Stripe subscription (cancelling it does, with `customer.subscription.deleted`).
 - lemonsqueezy: `subscription_created` (status `active` or `on_trial`) and `order_created`
-  (status `paid`) raise the plan; `subscription_expired` and `order_refunded` for a full refund
-  (status `refunded`, `refunded` true, `refunded_amount` at least `total`) return it to free.
+  (status `paid`) raise the plan. Once a nonce activated a subscription, its later
+  `subscription_updated` events (an `update`: status `active` or `on_trial`; `past_due`,
+  `unpaid`, `paused` or `expired`, unpaid; or `cancelled`, which runs to `ends_at` on what
+  was paid and keeps the standing it had) re-map the plan to a new variant, suspend it to free
+  while unpaid and restore it when paid again; the subscription's `updated_at` orders them
+  (the time of the state the event reports: Lemon Squeezy numbers no event, and every event
+  about one subscription carries its whole state as of that time). The subscription must be
+  the one the nonce activated: `data.id`, or, for a nonce activated by its order, its
+  `order_id`. `subscription_updated` is the catch-all Lemon Squeezy sends with every change,
+  so `subscription_paused`, `_unpaused` and `_resumed` add nothing, and the
+  `subscription_payment_*` events carry an invoice, not the subscription's status or variant.
+  `subscription_expired` and `order_refunded` for a full refund (status `refunded`,
+  `refunded` true, `refunded_amount` at least `total`) return it to free.
   `subscription_cancelled` changes nothing: the subscription runs to `ends_at` (its grace
   period) and `subscription_expired` follows. Custom data in `meta.custom_data`; product:
-  `variant_id` (orders: `first_order_item.variant_id`).
+  `variant_id` (orders: `first_order_item.variant_id`). Fields as documented at
+  docs.lemonsqueezy.com (api/subscriptions, help/webhooks/event-types).
 - standard (the events and payloads of Polar, a Standard Webhooks sender):
   `subscription.created` and `subscription.active` (status `active` or `trialing`) and
   `order.paid` (status `paid`) raise the plan; `subscription.revoked` and `order.refunded` for a
@@ -47,6 +59,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from webhook_verifier.exceptions import EventUnreadable
@@ -58,19 +71,27 @@ CUSTOM_NONCE = "strongroom_nonce"
 _EVENT_ID = re.compile(r"[\x21-\x7e]{1,256}")
 _EVENT_TYPE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _PRODUCT = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_MAX_TIME_TEXT = 40
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class ChangeKind(enum.StrEnum):
     ACTIVATE = "activate"
     DEACTIVATE = "deactivate"
-    # A subscription's new state (Stripe): activates it if its nonce has not yet, else re-maps,
-    # suspends or restores the plan it set.
+    # A subscription's new state (Stripe, Lemon Squeezy): activates it if its nonce has not
+    # yet, else re-maps, suspends or restores the plan it set.
     UPDATE = "update"
 
 
-# Stripe subscription statuses: paid for (or on a trial), and not paid for.
+# Subscription statuses of each source: paid for (or on a trial), and not paid for.
 STRIPE_PAYING = ("active", "trialing")
 STRIPE_NOT_PAYING = ("past_due", "unpaid", "paused", "incomplete_expired", "canceled")
+LEMONSQUEEZY_PAYING = ("active", "on_trial")
+LEMONSQUEEZY_NOT_PAYING = ("past_due", "unpaid", "paused", "expired")
+# Cancelled: no more payments, but it runs to `ends_at` on what was paid. It says neither, so it
+# keeps the standing the subscription had (a suspended one is not lifted by it).
+LEMONSQUEEZY_RUNNING_OUT = ("cancelled",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +103,17 @@ class BillingChange:
     nonce: str
     # The platform's product ids the event names (activations and updates only).
     products: tuple[str, ...] = ()
-    # Stripe only: the subscription the event reports (`data.object.id`), whether it is paid
-    # for, and when it came to the state the event reports: the key that orders its events
-    # (the event's `created`, in epoch seconds; None when the event does not say).
+    # The subscription the event reports (Stripe: `data.object.id`; Lemon Squeezy: `data.id` of
+    # an activation or update; empty when the event names none) and, Lemon Squeezy only, the
+    # order that bought it (an order's `data.id`, a subscription's `order_id`).
     subscription_id: str = ""
+    order_id: str = ""
+    # Its status; whether that says it is paid for (None: says neither, and keeps the standing
+    # it had); and when it came to the state the event reports, the key that orders its events
+    # (None when the event does not say): Stripe's event `created` in epoch seconds, Lemon
+    # Squeezy's `updated_at` in epoch microseconds.
     status: str = ""
-    paying: bool = True
+    paying: bool | None = True
     state_at: int | None = None
 
 
@@ -138,7 +164,11 @@ _STRIPE: dict[str, tuple[ChangeKind, Holds]] = {
     "customer.subscription.deleted": (ChangeKind.DEACTIVATE, _always),
 }
 _LEMONSQUEEZY: dict[str, tuple[ChangeKind, Holds]] = {
-    "subscription_created": (ChangeKind.ACTIVATE, _status_in("active", "on_trial")),
+    "subscription_created": (ChangeKind.ACTIVATE, _status_in(*LEMONSQUEEZY_PAYING)),
+    "subscription_updated": (
+        ChangeKind.UPDATE,
+        _status_in(*LEMONSQUEEZY_PAYING, *LEMONSQUEEZY_NOT_PAYING, *LEMONSQUEEZY_RUNNING_OUT),
+    ),
     "order_created": (ChangeKind.ACTIVATE, _status_in("paid")),
     "subscription_expired": (ChangeKind.DEACTIVATE, _always),
     "order_refunded": (ChangeKind.DEACTIVATE, _lemonsqueezy_full_refund),
@@ -178,10 +208,9 @@ def _stripe(document: dict[str, Any]) -> InboundEvent:
             products.append(_object(_object(item).get("price")).get("id"))
     billing = _change(kind, event_object.get("metadata"), products)
     if billing is not None:
-        subscription_id = _scalar(event_object.get("id"))
         billing = replace(
             billing,
-            subscription_id=subscription_id if _PRODUCT.fullmatch(subscription_id) else "",
+            subscription_id=_identifier(_scalar(event_object.get("id"))),
             status=_scalar(event_object.get("status"))[:32],
             paying=event_object.get("status") in STRIPE_PAYING,
             state_at=_epoch_seconds(document.get("created")),
@@ -208,11 +237,27 @@ def _lemonsqueezy(document: dict[str, Any]) -> InboundEvent:
     event_id = _event_id(":".join(parts))
     kind = _kind(_LEMONSQUEEZY, event_type, attributes)
     products: list[Any] = []
-    if event_type == "subscription_created":
+    if event_type in ("subscription_created", "subscription_updated"):
         products.append(attributes.get("variant_id"))
     elif event_type == "order_created":
         products.append(_object(attributes.get("first_order_item")).get("variant_id"))
     billing = _change(kind, meta.get("custom_data"), products)
+    if billing is None or kind is ChangeKind.DEACTIVATE:
+        # Its ends name no subscription: they end the one the nonce activated, as they did
+        # before activations recorded it.
+        return InboundEvent(Source.LEMONSQUEEZY, event_id, event_type, billing)
+    if event_type == "order_created":
+        billing = replace(billing, order_id=_identifier(resource_id))
+    else:
+        status = attributes.get("status")
+        billing = replace(
+            billing,
+            subscription_id=_identifier(resource_id),
+            order_id=_identifier(_scalar(attributes.get("order_id"))),
+            status=_scalar(status)[:32],
+            paying=None if status in LEMONSQUEEZY_RUNNING_OUT else status in LEMONSQUEEZY_PAYING,
+            state_at=_epoch_microseconds(attributes.get("updated_at")),
+        )
     return InboundEvent(Source.LEMONSQUEEZY, event_id, event_type, billing)
 
 
@@ -249,6 +294,25 @@ def _amount(value: Any) -> int | None:
 def _epoch_seconds(value: Any) -> int | None:
     """A time in whole seconds since the epoch (Stripe's `created`); None for anything else."""
     return _amount(value)
+
+
+def _epoch_microseconds(value: Any) -> int | None:
+    """An ISO 8601 time with its UTC offset (Lemon Squeezy's `updated_at`) in microseconds
+    since the epoch, the finest its text can say; None for anything else."""
+    if not isinstance(value, str) or len(value) > _MAX_TIME_TEXT:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.utcoffset() is None:
+        return None  # a local time of an unknown zone orders nothing
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _identifier(text: str) -> str:
+    """A platform's id of a subscription or order, or "" for anything that is not one."""
+    return text if _PRODUCT.fullmatch(text) else ""
 
 
 def _load(body: bytes) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -43,6 +43,7 @@ STATES: dict[str, dict[str, Any]] = {
     "customer.subscription.updated": {"status": "active", "cancel_at_period_end": True},
     "customer.subscription.deleted": {"status": "canceled"},
     "subscription_created": {"status": "active"},
+    "subscription_updated": {"status": "active"},
     # In its grace period until ends_at, then subscription_expired.
     "subscription_cancelled": {"status": "cancelled", "ends_at": "2026-12-23T09:00:00.000000Z"},
     "subscription_expired": {"status": "expired"},
@@ -81,10 +82,13 @@ def billing_delivery(
     state: dict[str, Any] | None = None,
     created: int | None = None,
     subscription_id: str | None = None,
+    order_id: int | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """A signed billing event of `source`, shaped as the platform sends it (its resource in
-    `STATES[event_type]`, updated with `state`, and `status` if given). Stripe only: `created`
-    is the event's time, `subscription_id` the subscription it reports."""
+    `STATES[event_type]`, updated with `state`, and `status` if given). `created` is when the
+    state it reports came to be (Stripe: the event's `created`; Lemon Squeezy: the
+    subscription's `updated_at`), `subscription_id` the subscription it reports; Lemon Squeezy
+    only: `order_id` is the order it reports, or the one that bought its subscription."""
     secret = webhooks.secret(source)
     product = TEAM_PRODUCT[source] if product is None else product
     timestamp = int(webhooks.clock.now.timestamp())
@@ -104,12 +108,20 @@ def billing_delivery(
         body = _in_state(body, RESOURCE[source], state)
         return body, stripe_headers(body, secret, timestamp=timestamp)
     if source == "lemonsqueezy":
+        is_order = event_type.startswith("order")
+        reported = order_id if is_order else subscription_id
+        fields: dict[str, Any] = {}
+        if created is not None:
+            fields["updated_at"] = _iso_microseconds(created)
+        if order_id is not None and not is_order:
+            fields["order_id"] = order_id
         body = lemonsqueezy_event(
             event_type,
             custom=custom,
-            resource="orders" if event_type.startswith("order") else "subscriptions",
-            resource_id=event_id,
+            resource="orders" if is_order else "subscriptions",
+            resource_id=event_id if reported is None else str(reported),
             variant_id=product,
+            **fields,
         )
         body = _in_state(body, RESOURCE[source], state)
         return body, lemonsqueezy_headers(body, secret, event_name=event_type)
@@ -118,6 +130,11 @@ def billing_delivery(
     )
     headers = standard_headers(body, secret, message_id="msg_" + event_id, timestamp=timestamp)
     return body, headers
+
+
+def _iso_microseconds(epoch_seconds: int) -> str:
+    """A time as Lemon Squeezy writes one (`2026-11-23T09:00:00.000000Z`)."""
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _in_state(body: bytes, path: tuple[str, ...], state: dict[str, Any]) -> bytes:
@@ -1001,6 +1018,426 @@ def test_an_update_to_an_unknown_price_changes_nothing_and_is_audited(
     # A mapped price later applies as usual.
     assert _update(webhooks, custom, at=T0 + 20, product="price_local_starter") == "processed"
     assert webhooks.plan(org_id) == "starter"
+
+
+# ---- Lemon Squeezy's subscription updates -----------------------------------------------------
+# Once a nonce activated a subscription, its later updates re-map, suspend and restore the org's
+# plan as Stripe's do: newest state wins, by the time of the state each update reports (Lemon
+# Squeezy's `updated_at`), and only for the subscription the nonce activated.
+
+SUBSCRIPTION_CREATED = {"lemonsqueezy": "subscription_created"}
+SUBSCRIPTION_UPDATED = {"lemonsqueezy": "subscription_updated"}
+SUBSCRIPTION_ENDED = {"lemonsqueezy": "subscription_expired"}
+UPDATING = sorted(SUBSCRIPTION_UPDATED)
+# Each plan's product in the local deployment, and one it maps to no plan.
+PLAN_PRODUCTS: dict[str, dict[str, Any]] = {
+    "lemonsqueezy": {"starter": 1001, "team": 1002, "enterprise": 1003, "unmapped": 9999},
+}
+PAID_STATUS = {"lemonsqueezy": "active"}
+TRIAL_STATUS = {"lemonsqueezy": "on_trial"}
+UNPAID_STATUSES = {"lemonsqueezy": ["past_due", "unpaid", "paused", "expired"]}
+# The subscription each test's nonce activates, and (Lemon Squeezy) the order that bought it.
+SUBSCRIBED = {"lemonsqueezy": "7301"}
+BOUGHT_BY = 6101
+MICROSECONDS = 1_000_000
+
+
+def _subscribed(
+    webhooks: WebhookStack, source: str, plan: str = "team"
+) -> tuple[str, dict[str, str]]:
+    """An org whose `source` subscription on `plan` a checkout nonce activated at T0."""
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    created = send(
+        webhooks,
+        source,
+        SUBSCRIPTION_CREATED[source],
+        custom,
+        product=PLAN_PRODUCTS[source][plan],
+        created=T0,
+        subscription_id=SUBSCRIBED[source],
+        order_id=BOUGHT_BY,
+    )
+    assert created.body == {"status": "processed"}
+    return org_id, custom
+
+
+def _changed(
+    webhooks: WebhookStack,
+    source: str,
+    custom: dict[str, str],
+    *,
+    at: int,
+    status: str | None = None,
+    plan: str = "team",
+    **kwargs: Any,
+) -> str:
+    """Deliver `source`'s update of the subscription, in the state it came to at `at` (its
+    plan's product, `status` or paid); the receipt's status."""
+    kwargs.setdefault("subscription_id", SUBSCRIBED[source])
+    kwargs.setdefault("order_id", BOUGHT_BY)
+    response = send(
+        webhooks,
+        source,
+        SUBSCRIPTION_UPDATED[source],
+        custom,
+        status=status or PAID_STATUS[source],
+        product=PLAN_PRODUCTS[source][plan],
+        created=at,
+        **kwargs,
+    )
+    assert response.status == 200, response.body
+    return str(response.body["status"])
+
+
+@pytest.mark.parametrize("source", UPDATING)
+def test_a_subscription_update_re_maps_the_plan(webhooks: WebhookStack, source: str) -> None:
+    org_id, custom = _subscribed(webhooks, source, plan="enterprise")
+    assert webhooks.plan(org_id) == "enterprise"
+
+    assert _changed(webhooks, source, custom, at=T0 + 10, plan="team") == "processed"
+    assert webhooks.plan(org_id) == "team"
+    assert _changed(webhooks, source, custom, at=T0 + 20, plan="enterprise") == "processed"
+    assert webhooks.plan(org_id) == "enterprise"
+
+    assert _effects(webhooks, org_id) == ["plan_changed", "plan_changed", "plan_activated"]
+    upgrade, downgrade, _ = webhooks.webhook_effects(org_id)
+    assert (downgrade["plan"], downgrade["previous_plan"]) == ("team", "enterprise")
+    assert (upgrade["plan"], upgrade["previous_plan"]) == ("enterprise", "team")
+    assert (downgrade["source"], downgrade["event_type"], downgrade["checkout_by"]) == (
+        source,
+        SUBSCRIPTION_UPDATED[source],
+        "alice",
+    )
+    assert custom["strongroom_nonce"] not in json.dumps(webhooks.webhook_effects(org_id))
+    audited = [e for e in webhooks.audit_events(org_id) if e.action == "webhook.effect"]
+    assert {(e.actor, e.outcome) for e in audited} == {(f"system:webhook:{source}", "success")}
+    # The subscription the nonce activated pays for the new plan, as of the newest state.
+    stored = _subscription(webhooks, custom)
+    assert (stored["plan"], stored["subscription_id"]) == ("enterprise", SUBSCRIBED[source])
+    assert stored["last_event_at"] == (T0 + 20) * MICROSECONDS
+
+
+@pytest.mark.parametrize(
+    ("source", "status"), [(s, status) for s in UPDATING for status in UNPAID_STATUSES[s]]
+)
+def test_a_subscription_not_paid_suspends_to_free_and_paid_restores(
+    webhooks: WebhookStack, source: str, status: str
+) -> None:
+    org_id, custom = _subscribed(webhooks, source)
+
+    assert _changed(webhooks, source, custom, at=T0 + 10, status=status) == "processed"
+    assert webhooks.plan(org_id) == "free"
+    (suspended, _) = webhooks.webhook_effects(org_id)
+    assert suspended["effect"] == "plan_suspended"
+    assert (suspended["plan"], suspended["new_plan"], suspended["status"]) == (
+        "team",
+        "free",
+        status,
+    )
+    stored = _subscription(webhooks, custom)
+    assert (stored["plan"], stored["suspended"]) == ("team", True)
+    # Still not paid: nothing more to do.
+    assert _changed(webhooks, source, custom, at=T0 + 20, status="unpaid") == "accepted"
+    assert webhooks.plan(org_id) == "free"
+
+    assert _changed(webhooks, source, custom, at=T0 + 30) == "processed"
+    assert webhooks.plan(org_id) == "team"
+    restored = webhooks.webhook_effects(org_id)[0]
+    assert (restored["effect"], restored["plan"], restored["previous_plan"]) == (
+        "plan_restored",
+        "team",
+        "free",
+    )
+    assert "suspended" not in _subscription(webhooks, custom)
+    # A trial counts as paid, as it does for the activation.
+    assert _changed(webhooks, source, custom, at=T0 + 40, status=status) == "processed"
+    assert _changed(webhooks, source, custom, at=T0 + 50, status=TRIAL_STATUS[source]) == (
+        "processed"
+    )
+    assert webhooks.plan(org_id) == "team"
+    assert _effects(webhooks, org_id) == [
+        "plan_restored",
+        "plan_suspended",
+        "plan_restored",
+        "plan_suspended",
+        "plan_activated",
+    ]
+
+
+def test_a_cancelled_lemonsqueezy_subscription_keeps_the_standing_it_had(
+    webhooks: WebhookStack,
+) -> None:
+    # Cancelled: no more payments, but it runs to `ends_at` on what was paid, and
+    # subscription_expired ends it. It neither suspends a paid plan nor lifts a suspension.
+    org_id, custom = _subscribed(webhooks, "lemonsqueezy")
+    cancelled = {"ends_at": "2026-12-23T09:00:00.000000Z"}
+    answer = _changed(
+        webhooks, "lemonsqueezy", custom, at=T0 + 10, status="cancelled", state=cancelled
+    )
+    assert answer == "accepted"
+    assert webhooks.plan(org_id) == "team"
+    assert _changed(webhooks, "lemonsqueezy", custom, at=T0 + 20, status="past_due") == "processed"
+    answer = _changed(
+        webhooks, "lemonsqueezy", custom, at=T0 + 30, status="cancelled", state=cancelled
+    )
+    assert answer == "accepted"
+    assert webhooks.plan(org_id) == "free"
+    assert _subscription(webhooks, custom)["status"] == "cancelled"
+    # Resumed and paid: restored; then it runs out and expires.
+    assert _changed(webhooks, "lemonsqueezy", custom, at=T0 + 40) == "processed"
+    assert webhooks.plan(org_id) == "team"
+    assert send(webhooks, "lemonsqueezy", "subscription_expired", custom).body == {
+        "status": "processed"
+    }
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == [
+        "plan_deactivated",
+        "plan_restored",
+        "plan_suspended",
+        "plan_activated",
+    ]
+
+
+@pytest.mark.parametrize("source", UPDATING)
+def test_an_older_subscription_update_after_a_newer_one_changes_nothing(
+    webhooks: WebhookStack, source: str
+) -> None:
+    org_id, custom = _subscribed(webhooks, source, plan="enterprise")
+    assert _changed(webhooks, source, custom, at=T0 + 20, plan="team") == "processed"
+    # Sent before the downgrade, delivered after it: neither re-maps nor suspends.
+    assert _changed(webhooks, source, custom, at=T0 + 10, plan="starter") == "ignored"
+    assert _changed(webhooks, source, custom, at=T0 + 11, status="past_due") == "ignored"
+    assert webhooks.plan(org_id) == "team"
+    assert _changed(webhooks, source, custom, at=T0 + 30, status="past_due") == "processed"
+    # An older paid state does not lift the newer suspension, nor one older than the activation.
+    assert _changed(webhooks, source, custom, at=T0 + 25) == "ignored"
+    assert _changed(webhooks, source, custom, at=T0 - 5) == "ignored"
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == ["plan_suspended", "plan_changed", "plan_activated"]
+    assert _subscription(webhooks, custom)["last_event_at"] == (T0 + 30) * MICROSECONDS
+
+
+@pytest.mark.parametrize("source", UPDATING)
+def test_an_update_that_does_not_say_when_changes_nothing(
+    webhooks: WebhookStack, source: str
+) -> None:
+    org_id, custom = _subscribed(webhooks, source)
+    undated = {"updated_at": None}
+    for when in (undated, {"updated_at": "2026-11-23T09:00:10"}, {"updated_at": 1795000010}):
+        answer = _changed(webhooks, source, custom, at=T0 + 10, status="past_due", state=when)
+        assert answer == "ignored", when
+    assert webhooks.plan(org_id) == "team"
+
+
+@pytest.mark.parametrize("source", UPDATING)
+def test_an_update_of_another_subscription_is_ignored(webhooks: WebhookStack, source: str) -> None:
+    org_id, custom = _subscribed(webhooks, source)
+    # Our custom data on a subscription the nonce did not activate (bought by another order).
+    other = {"subscription_id": "7399", "order_id": 6199}
+    assert _changed(webhooks, source, custom, at=T0 + 10, status="past_due", **other) == "ignored"
+    assert webhooks.plan(org_id) == "team"
+    # A later checkout's subscription now sets the org's plan: the first one's updates, whether
+    # to suspend or to re-map, leave it alone.
+    newer = custom_data(org_id, new_nonce(webhooks, org_id))
+    newest = {"subscription_id": "7302", "order_id": 6102}
+    activated = send(
+        webhooks,
+        source,
+        SUBSCRIPTION_CREATED[source],
+        newer,
+        product=PLAN_PRODUCTS[source]["enterprise"],
+        created=T0 + 20,
+        **newest,
+    )
+    assert activated.body == {"status": "processed"}
+    assert _changed(webhooks, source, custom, at=T0 + 30, status="past_due") == "ignored"
+    assert _changed(webhooks, source, custom, at=T0 + 40, plan="starter") == "ignored"
+    assert webhooks.plan(org_id) == "enterprise"
+    assert _effects(webhooks, org_id) == ["plan_activated", "plan_activated"]
+    assert _subscription(webhooks, custom)["plan"] == "team"
+    # The newer subscription's own updates apply.
+    answer = _changed(webhooks, source, newer, at=T0 + 50, status="past_due", **newest)
+    assert answer == "processed"
+    assert webhooks.plan(org_id) == "free"
+
+
+@pytest.mark.parametrize("source", UPDATING)
+def test_a_subscription_activated_before_ids_were_recorded_takes_no_update_but_still_ends(
+    webhooks: WebhookStack, source: str
+) -> None:
+    # Activated before activations of this source recorded its subscription: which one that
+    # was is unknown, so no update applies to it; its end still ends it, as it did then.
+    org_id, custom = _subscribed(webhooks, source, plan="starter")
+    digest = hashlib.sha256(custom["strongroom_nonce"].encode()).hexdigest()
+    unknown = ("subscription_id", "order_id", "last_event_at", "status")
+    webhooks.table.update(org_id, "SUBSCRIPTION", digest, remove=unknown, now=NOW)
+    assert _changed(webhooks, source, custom, at=T0 + 10, status="past_due") == "ignored"
+    assert _changed(webhooks, source, custom, at=T0 + 20, plan="enterprise") == "ignored"
+    assert webhooks.plan(org_id) == "starter"
+    assert not set(unknown) & set(_subscription(webhooks, custom))
+    ended = send(webhooks, source, SUBSCRIPTION_ENDED[source], custom)
+    assert ended.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+
+
+@pytest.mark.parametrize("source", UPDATING)
+def test_a_subscription_update_to_an_unmapped_product_changes_nothing_and_is_audited(
+    webhooks: WebhookStack, source: str
+) -> None:
+    org_id, custom = _subscribed(webhooks, source)
+    before = _subscription(webhooks, custom)
+    unknown = billing_delivery(
+        webhooks,
+        source,
+        SUBSCRIPTION_UPDATED[source],
+        custom,
+        product=PLAN_PRODUCTS[source]["unmapped"],
+        created=T0 + 10,
+        subscription_id=SUBSCRIBED[source],
+        order_id=BOUGHT_BY,
+    )
+    assert webhooks.deliver(source, *unknown).body == {"status": "ignored"}
+    assert webhooks.plan(org_id) == "team"
+    assert _subscription(webhooks, custom) == before
+    refused = webhooks.webhook_effects(org_id)[0]
+    assert refused["effect"] == "plan_change_refused"
+    assert (refused["plan"], refused["products"]) == (
+        "team",
+        [str(PLAN_PRODUCTS[source]["unmapped"])],
+    )
+    (audited, _) = [e for e in webhooks.audit_events(org_id) if e.action == "webhook.effect"]
+    assert audited.outcome == "denied"
+    assert webhooks.deliver(source, *unknown).body == {"status": "duplicate"}
+    # A mapped product later applies as usual.
+    assert _changed(webhooks, source, custom, at=T0 + 20, plan="starter") == "processed"
+    assert webhooks.plan(org_id) == "starter"
+
+
+@pytest.mark.parametrize("source", UPDATING)
+def test_a_duplicate_subscription_update_is_a_no_op(webhooks: WebhookStack, source: str) -> None:
+    org_id, custom = _subscribed(webhooks, source)
+    past_due = billing_delivery(
+        webhooks,
+        source,
+        SUBSCRIPTION_UPDATED[source],
+        custom,
+        status="past_due",
+        created=T0 + 10,
+        subscription_id=SUBSCRIBED[source],
+        order_id=BOUGHT_BY,
+    )
+    assert webhooks.deliver(source, *past_due).body == {"status": "processed"}
+    assert webhooks.deliver(source, *past_due).body == {"status": "duplicate"}
+    assert _changed(webhooks, source, custom, at=T0 + 20) == "processed"
+    # Retried once more after the restore: still a duplicate, the plan stays.
+    assert webhooks.deliver(source, *past_due).body == {"status": "duplicate"}
+    assert webhooks.plan(org_id) == "team"
+    assert _effects(webhooks, org_id) == ["plan_restored", "plan_suspended", "plan_activated"]
+
+
+def test_a_lemonsqueezy_order_that_activated_the_nonce_binds_its_subscriptions_updates(
+    webhooks: WebhookStack,
+) -> None:
+    # Lemon Squeezy sends order_created alongside subscription_created, both with our custom
+    # data; the order may come first and activate the nonce. Its subscription names it.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    order = send(webhooks, "lemonsqueezy", "order_created", custom, order_id=BOUGHT_BY)
+    assert order.body == {"status": "processed"}
+    assert "last_event_at" not in _subscription(webhooks, custom)
+    # Another order's subscription carrying our custom data: not the one the order bought.
+    other = {"subscription_id": "7399", "order_id": 6199}
+    assert _changed(webhooks, "lemonsqueezy", custom, at=T0 + 10, status="past_due", **other) == (
+        "ignored"
+    )
+    # The order's own subscription (its first update: nothing newer was applied) suspends.
+    assert _changed(webhooks, "lemonsqueezy", custom, at=T0 + 20, status="past_due") == "processed"
+    assert webhooks.plan(org_id) == "free"
+    stored = _subscription(webhooks, custom)
+    assert (stored["subscription_id"], stored["order_id"]) == ("7301", str(BOUGHT_BY))
+    # From then on that subscription is the one: not even one naming the same order is taken.
+    same_order = {"subscription_id": "7399"}
+    assert _changed(webhooks, "lemonsqueezy", custom, at=T0 + 30, **same_order) == "ignored"
+    assert _changed(webhooks, "lemonsqueezy", custom, at=T0 + 15) == "ignored"  # older
+    assert _changed(webhooks, "lemonsqueezy", custom, at=T0 + 30, plan="starter") == "processed"
+    assert webhooks.plan(org_id) == "starter"
+    assert _effects(webhooks, org_id) == ["plan_restored", "plan_suspended", "plan_activated"]
+
+
+@pytest.mark.parametrize("activated_by", ["subscription", "order"])
+def test_an_unpaid_lemonsqueezy_update_before_its_activation_starts_it_suspended(
+    webhooks: WebhookStack, activated_by: str
+) -> None:
+    # The activating delivery failed and is retried; meanwhile the subscription was paused.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    assert _changed(webhooks, "lemonsqueezy", custom, at=T0 + 60, status="paused") == "accepted"
+    assert webhooks.plan(org_id) == "free"
+    if activated_by == "subscription":
+        created = send(
+            webhooks,
+            "lemonsqueezy",
+            "subscription_created",
+            custom,
+            created=T0,
+            subscription_id=SUBSCRIBED["lemonsqueezy"],
+            order_id=BOUGHT_BY,
+        )
+    else:
+        created = send(webhooks, "lemonsqueezy", "order_created", custom, order_id=BOUGHT_BY)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    state = _subscription(webhooks, custom)
+    assert (state["plan"], state["suspended"], state["status"]) == ("team", True, "paused")
+    assert state["last_event_at"] == (T0 + 60) * MICROSECONDS
+    # Unpaused and paid: restored.
+    assert _changed(webhooks, "lemonsqueezy", custom, at=T0 + 90) == "processed"
+    assert webhooks.plan(org_id) == "team"
+    assert _effects(webhooks, org_id) == ["plan_restored", "plan_activated"]
+
+
+def test_an_older_lemonsqueezy_update_racing_a_newer_one_loses_whole(
+    webhooks: WebhookStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Activated by its order: both updates read a subscription with no state applied yet, and
+    # whichever writes second must find that changed and decide again.
+    from webhook_verifier import billing
+
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    order = send(webhooks, "lemonsqueezy", "order_created", custom, order_id=BOUGHT_BY)
+    assert order.body == {"status": "processed"}
+    planned = billing._update
+    newer = billing_delivery(
+        webhooks,
+        "lemonsqueezy",
+        "subscription_updated",
+        custom,
+        product=1001,
+        created=T0 + 20,
+        subscription_id=SUBSCRIBED["lemonsqueezy"],
+        order_id=BOUGHT_BY,
+    )
+    raced: list[str] = []
+
+    def newer_applied_after_the_read(*args: Any, **kwargs: Any) -> Any:
+        result = planned(*args, **kwargs)
+        if not raced:
+            raced.append("racing")
+            raced.append(_receive(webhooks, "lemonsqueezy", *newer))
+        return result
+
+    with monkeypatch.context() as patch:
+        patch.setattr(billing, "_update", newer_applied_after_the_read)
+        # Read before the newer update applied, written after: its conditional write fails,
+        # and read again it is older than the newest applied.
+        answer = _changed(webhooks, "lemonsqueezy", custom, at=T0 + 10, status="past_due")
+        assert answer == "ignored"
+    assert raced == ["racing", "processed"]
+    assert webhooks.plan(org_id) == "starter"
+    assert _effects(webhooks, org_id) == ["plan_changed", "plan_activated"]
+    assert _subscription(webhooks, custom)["last_event_at"] == (T0 + 20) * MICROSECONDS
 
 
 # Refunds that do not show a full refund of the order, as each platform sends them; then a full
