@@ -224,7 +224,8 @@ def _lemonsqueezy(document: dict[str, Any]) -> InboundEvent:
     attributes = _object(data.get("attributes"))
     event_type = _event_type(meta.get("event_name"))
     # Lemon Squeezy numbers no event: an event is its name and the state of the resource it
-    # reports (type, id, updated_at), all inside the signed body.
+    # reports (type, id, updated_at, and the status and variant its effect reads: two states of
+    # one second are two events, not a repeat of one), all inside the signed body.
     resource_id = _scalar(data.get("id"))
     if not resource_id:
         raise EventUnreadable("the event names no resource")
@@ -233,6 +234,8 @@ def _lemonsqueezy(document: dict[str, Any]) -> InboundEvent:
         _scalar(data.get("type")),
         resource_id,
         _scalar(attributes.get("updated_at")),
+        _identifier(_scalar(attributes.get("status"))[:32]),
+        _identifier(_scalar(attributes.get("variant_id"))[:32]),
     ]
     event_id = _event_id(":".join(parts))
     kind = _kind(_LEMONSQUEEZY, event_type, attributes)

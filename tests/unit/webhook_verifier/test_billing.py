@@ -1219,6 +1219,27 @@ def test_an_older_subscription_update_after_a_newer_one_changes_nothing(
 
 
 @pytest.mark.parametrize("source", UPDATING)
+def test_of_two_subscription_updates_of_one_time_the_unpaid_one_wins(
+    webhooks: WebhookStack, source: str
+) -> None:
+    # Lemon Squeezy writes `updated_at` in whole seconds: two states of one second are of
+    # unknown order, so a tie fails closed. Neither is taken for a repeat of the other.
+    org_id, custom = _subscribed(webhooks, source)
+    assert _changed(webhooks, source, custom, at=T0 + 10, status="past_due") == "processed"
+    assert _changed(webhooks, source, custom, at=T0 + 10) == "ignored"
+    assert webhooks.plan(org_id) == "free"
+    assert _changed(webhooks, source, custom, at=T0 + 11) == "processed"
+    assert webhooks.plan(org_id) == "team"
+    # An unpaid state of the same time as the one applied still suspends, and another variant
+    # of that time re-maps the plan it pays for.
+    assert _changed(webhooks, source, custom, at=T0 + 11, status="unpaid") == "processed"
+    assert webhooks.plan(org_id) == "free"
+    assert _changed(webhooks, source, custom, at=T0 + 12, plan="starter") == "processed"
+    assert _changed(webhooks, source, custom, at=T0 + 12, plan="enterprise") == "processed"
+    assert webhooks.plan(org_id) == "enterprise"
+
+
+@pytest.mark.parametrize("source", UPDATING)
 def test_an_update_that_does_not_say_when_changes_nothing(
     webhooks: WebhookStack, source: str
 ) -> None:
