@@ -10,6 +10,7 @@ tests/unit/webhook_verifier/test_sample_events.py replays them in `SCENARIO` ord
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ SAMPLE_NONCES = (
     "chk_sample-nonce-one-not-a-real-0001",
     "chk_sample-nonce-two-not-a-real-0002",
     "chk_sample-nonce-three-not-real-0003",
+    "chk_sample-nonce-four-not-real-00004",
 )
 
 
@@ -61,9 +63,13 @@ def _delivery(source: str, body: bytes, headers: dict[str, str]) -> dict[str, An
     return event
 
 
+def _lemonsqueezy_time(epoch_seconds: int) -> str:
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def build_samples() -> dict[str, dict[str, Any]]:
     secrets = sample_secrets()
-    one, two, three = (custom_data(SAMPLE_ORG, nonce) for nonce in SAMPLE_NONCES)
+    one, two, three, four = (custom_data(SAMPLE_ORG, nonce) for nonce in SAMPLE_NONCES)
     samples: dict[str, dict[str, Any]] = {}
 
     def stripe(
@@ -73,10 +79,31 @@ def build_samples() -> dict[str, dict[str, Any]]:
         headers = stripe_headers(body, secrets["stripe"], timestamp=SAMPLE_TIME)
         samples[name] = _delivery("stripe", body, headers)
 
-    def lemon(name: str, event_name: str, custom: dict[str, str], **state: Any) -> None:
-        status = state.pop("status", "paid")
+    def lemon(
+        name: str,
+        event_name: str,
+        custom: dict[str, str],
+        *,
+        status: str = "paid",
+        variant_id: int = 1001,
+        updated_at: int | None = None,
+        **state: Any,
+    ) -> None:
+        is_order = event_name.startswith("order")
+        when = {}
+        if updated_at is not None:
+            when["updated_at"] = _lemonsqueezy_time(updated_at)
         body = lemonsqueezy_event(
-            event_name, custom=custom, variant_id=1001, status=status, state=state
+            event_name,
+            custom=custom,
+            resource="orders" if is_order else "subscriptions",
+            # A subscription, and the order that bought it.
+            resource_id="1" if is_order else "7301",
+            order_id=2,
+            variant_id=variant_id,
+            status=status,
+            state=state,
+            **when,
         )
         headers = lemonsqueezy_headers(body, secrets["lemonsqueezy"], event_name=event_name)
         samples[name] = _delivery("lemonsqueezy", body, headers)
@@ -141,6 +168,47 @@ def build_samples() -> dict[str, dict[str, Any]]:
         refunded=True,
         total=4900,
         refunded_amount=4900,
+    )
+    # A subscription: Lemon Squeezy orders its states by their `updated_at`, a minute apart.
+    subscribed = _lemonsqueezy_time(SAMPLE_TIME - 180)
+    lemon(
+        "lemonsqueezy_subscription_created",
+        "subscription_created",
+        four,
+        status="active",
+        variant_id=1003,
+        updated_at=SAMPLE_TIME - 180,
+        created_at=subscribed,
+    )
+    # A renewal failed: the org drops to free, remembering the plan it pays for.
+    lemon(
+        "lemonsqueezy_subscription_past_due",
+        "subscription_updated",
+        four,
+        status="past_due",
+        variant_id=1003,
+        updated_at=SAMPLE_TIME - 120,
+        created_at=subscribed,
+    )
+    # Paid again, on another variant: the org gets that variant's plan.
+    lemon(
+        "lemonsqueezy_subscription_updated",
+        "subscription_updated",
+        four,
+        status="active",
+        variant_id=1001,
+        updated_at=SAMPLE_TIME - 60,
+        created_at=subscribed,
+    )
+    lemon(
+        "lemonsqueezy_subscription_expired",
+        "subscription_expired",
+        four,
+        status="expired",
+        variant_id=1001,
+        updated_at=SAMPLE_TIME,
+        created_at=subscribed,
+        ends_at=_lemonsqueezy_time(SAMPLE_TIME),
     )
     standard(
         "standard_subscription_created",

@@ -34,6 +34,11 @@ SCENARIO = [
     ("create_checkout", 201, None),
     ("standard_subscription_created", 200, "processed"),
     ("standard_subscription_revoked", 200, "processed"),
+    ("create_checkout", 201, None),
+    ("lemonsqueezy_subscription_created", 200, "processed"),
+    ("lemonsqueezy_subscription_past_due", 200, "processed"),
+    ("lemonsqueezy_subscription_updated", 200, "processed"),
+    ("lemonsqueezy_subscription_expired", 200, "processed"),
     ("github_ping", 200, "accepted"),
     ("stripe_forged_signature", 401, None),
 ]
@@ -72,6 +77,12 @@ def test_sample_events_replay_end_to_end(
             assert response.body == {"status": receipt}, name
     assert webhooks.plan(SAMPLE_ORG) == "free"
     effects = [e["effect"] for e in webhooks.webhook_effects(SAMPLE_ORG)]
-    # Newest first: the Stripe subscription was suspended and restored on another price.
-    stripe = ["plan_deactivated", "plan_restored", "plan_suspended", "plan_activated"]
-    assert effects == ["plan_deactivated", "plan_activated"] * 2 + stripe
+    # Newest first: the Stripe and Lemon Squeezy subscriptions were suspended and restored on
+    # another price or variant.
+    updated = ["plan_deactivated", "plan_restored", "plan_suspended", "plan_activated"]
+    assert effects == updated + ["plan_deactivated", "plan_activated"] * 2 + updated
+    restored = [e for e in webhooks.webhook_effects(SAMPLE_ORG) if e["effect"] == "plan_restored"]
+    assert [(e["source"], e["plan"]) for e in restored] == [
+        ("lemonsqueezy", "starter"),
+        ("stripe", "starter"),
+    ]
