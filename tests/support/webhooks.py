@@ -157,12 +157,15 @@ def standard_event(
     product_id: str = "prod_local_team",
     state: dict[str, Any] | None = None,
 ) -> bytes:
-    """A Standard Webhooks (Polar) event; `state` adds to its data (a `status`, say)."""
+    """A Standard Webhooks (Polar) event; `state` adds to its data (a `status`, say). Its
+    resource was created at the event's time and not modified since (`modified_at` null)."""
     document = {
         "type": event_type,
         "timestamp": "2026-11-23T09:00:00Z",
         "data": {
             "id": "sub_sample",
+            "created_at": "2026-11-23T09:00:00Z",
+            "modified_at": None,
             "product_id": product_id,
             "metadata": custom or {},
             **(state or {}),

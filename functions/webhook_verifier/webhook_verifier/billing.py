@@ -18,7 +18,8 @@ Items (tenant items, in the org's partition; bearer values only as SHA-256 diges
     SUBSCRIPTION#<sha256(nonce)>  plan (the plan it pays for), source, checkout_by,
                                   activated_at, event_id; last_event_id, last_event_at (the
                                   newest event applied: Stripe's `created` in seconds, Lemon
-                                  Squeezy's `updated_at` in microseconds), subscription_id,
+                                  Squeezy's `updated_at` or Polar's `modified_at` in
+                                  microseconds), subscription_id,
                                   order_id (Lemon Squeezy: the order that bought it), status,
                                   suspended (true while unpaid)
     WEBHOOK_EVENT#<event digest>  an event that had an effect (kept 7 days)
@@ -31,26 +32,27 @@ number of concurrent deliveries of one event exactly one has the effect and the 
 duplicates:
 - activate: delete the live CHECKOUT (consumed: single use, never after its 24 h), create
   its SUBSCRIPTION, set the org's plan from the event's product;
-- update (Stripe's `customer.subscription.updated`, Lemon Squeezy's `subscription_updated`, of
-  an activated subscription, if the org's plan_nonce still names it, it is the subscription
-  the nonce activated, and the event is not older than the newest applied): a new price or
-  variant re-maps the plan (`plan_changed`), an unpaid status suspends the org to free
-  (`plan_suspended`) and a paid one restores it (`plan_restored`); a status that says neither
-  (Lemon Squeezy's `cancelled`, running out on what was paid) keeps the standing it had. The
-  SUBSCRIPTION records the event, conditional on the state read, so an older event, or one
-  racing a newer, never overrides it (of one time, unpaid wins). A price mapped to no plan
-  changes nothing (`plan_change_refused`, audited as denied, answered `ignored`). The
-  subscription the nonce activated is the one whose id the SUBSCRIPTION recorded or, for a
-  nonce a Lemon Squeezy order activated, the one that order bought (whose first update
-  records its id; an order reports no subscription state, so any first update is newer). A
-  SUBSCRIPTION activated before its source's activations recorded these names neither and
-  takes no update; its end still applies. An update to an unpaid status, or a Stripe end,
-  that comes before the activation is kept on the CHECKOUT for its subscription: an
-  activation of that subscription no newer than it creates the SUBSCRIPTION suspended (the
-  org on free), or, after an end, consumes the nonce without a plan (`checkout_voided`);
+- update (Stripe's `customer.subscription.updated`, Lemon Squeezy's `subscription_updated`,
+  Polar's `subscription.updated`, of an activated subscription, if the org's plan_nonce still
+  names it, it is the subscription the nonce activated, and the event is not older than the
+  newest applied): a new price, variant or product re-maps the plan (`plan_changed`), an
+  unpaid status suspends the org to free (`plan_suspended`) and a paid one restores it
+  (`plan_restored`); a status that says neither (Lemon Squeezy's `cancelled`, running out on
+  what was paid) keeps the standing it had. The SUBSCRIPTION records the event, conditional
+  on the state read, so an older event, or one racing a newer, never overrides it (of one
+  time, unpaid wins). A price mapped to no plan changes nothing (`plan_change_refused`,
+  audited as denied, answered `ignored`). The subscription the nonce activated is the one
+  whose id the SUBSCRIPTION recorded or, for a nonce a Lemon Squeezy order activated, the one
+  that order bought (its first update records its id). An activation by an order reports no
+  subscription state: any first update is newer than it. A SUBSCRIPTION activated before its
+  source's activations recorded these names neither and takes no update; its end still
+  applies. An update to an unpaid status, or a Stripe end, that comes before the activation
+  is kept on the CHECKOUT for its subscription: an activation of that subscription no newer
+  than it creates the SUBSCRIPTION suspended (the org on free), or, after an end, consumes
+  the nonce without a plan (`checkout_voided`);
 - deactivate: delete the SUBSCRIPTION (if the event names a subscription, only the one it
-  names: Lemon Squeezy's ends name none), and return the org to the free plan if its plan came
-  from that subscription (a later checkout may have replaced it);
+  names: Lemon Squeezy's and Polar's ends name none), and return the org to the free plan if
+  its plan came from that subscription (a later checkout may have replaced it);
 - a deactivation that arrives before its activation voids the open CHECKOUT instead (Stripe:
   for its subscription only, as above), so the late activation changes nothing.
 A nonce that is forged, expired, consumed or of another org, or a product the deployment does
@@ -534,8 +536,9 @@ def _early_event(event: InboundEvent, change: BillingChange, checkout: Item) -> 
 def _early_since(checkout: Item, change: BillingChange) -> dict[str, Any] | None:
     """The early event kept on the checkout (`_early_event`) for the activating `change`'s
     subscription, if it is newer than `change` (or of its time: the unpaid or ended state wins a
-    tie). An activation by an order (Lemon Squeezy's) reports no subscription state: any early
-    event of the subscription that order bought is newer."""
+    tie). An activation by an order reports no subscription state: any early event of the
+    subscription it bought is newer (a Lemon Squeezy order is named by its subscription's
+    events, not the other way round)."""
     early: dict[str, Any] = checkout.attributes.get("early") or {}
     if change.subscription_id:
         kept = early.get(change.subscription_id)
@@ -558,7 +561,7 @@ def _update_holds(
         return False
     # Not older than the newest event applied; of the same time, only one that does not lift
     # a suspension (their order is unknown: unpaid wins the tie). An activation by an order
-    # (Lemon Squeezy's) recorded no subscription state: the first update is newer than it.
+    # recorded no subscription state: the first update is newer than it.
     lifts = change.paying is True and state.get("suspended") is True
     in_order = last_at is None or (
         change.state_at > int(last_at) or (change.state_at == int(last_at) and not lifts)
@@ -591,7 +594,7 @@ def _deactivation(
     bound = subscription.attributes.get("subscription_id")
     if bound is not None and change.subscription_id and bound != change.subscription_id:
         # Our custom data on another subscription: not the one the nonce activated. (An end
-        # that names no subscription, Lemon Squeezy's, ends the one the nonce activated.)
+        # that names no subscription, Lemon Squeezy's or Polar's, ends the one it activated.)
         return None
     org = _find(services, change.org_id, ORG, None, now=now)
     if org is None:

@@ -39,11 +39,23 @@ says the customer paid (or is on a trial), and returned to free when access ends
   docs.lemonsqueezy.com (api/subscriptions, help/webhooks/event-types).
 - standard (the events and payloads of Polar, a Standard Webhooks sender):
   `subscription.created` and `subscription.active` (status `active` or `trialing`) and
-  `order.paid` (status `paid`) raise the plan; `subscription.revoked` and `order.refunded` for a
-  full refund (status `refunded`, not `partially_refunded`) return it to free.
-  `subscription.canceled` changes nothing: it means "cancels at the end of the period", and
-  `subscription.revoked` comes when access ends. Custom data in `data.metadata`; product:
-  `data.product_id`.
+  `order.paid` (status `paid`) raise the plan. Once a nonce activated a subscription, its later
+  `subscription.updated` events (an `update`: status `active` or `trialing`, or one of the
+  unpaid ones, `past_due`, `unpaid`, `paused`, `incomplete_expired`, `canceled`) re-map the
+  plan to a new product, suspend it to free while unpaid and restore it when paid again. A
+  cancellation at the period's end keeps `active` (with `cancel_at_period_end`) until access
+  ends; `canceled` is that end (Polar counts it revoked) and `subscription.revoked` follows.
+  The subscription's `modified_at` (its `created_at` until first modified) orders them: the
+  time of the state the event carries. Not the `webhook-timestamp` header: Polar signs each
+  delivery attempt anew, so a retried older event carries a newer one. The subscription must
+  be the one the nonce activated: `data.id`, an order's `subscription_id`.
+  `subscription.updated` is the catch-all Polar sends with every change (`subscription.active`,
+  `.canceled`, `.uncanceled`, `.past_due`, `.revoked`), so those add nothing to it.
+  `subscription.revoked` and `order.refunded` for a full refund (status `refunded`, not
+  `partially_refunded`) return it to free. `subscription.canceled` changes nothing: it means
+  "cancels at the end of the period", and `subscription.revoked` comes when access ends. Custom
+  data in `data.metadata`; product: `data.product_id`. Fields as documented at
+  polar.sh/docs (integrate/webhooks/events) and in Polar's Subscription and Order schemas.
 
 Where a payload does not show the state a rule needs (a status missing, a refund flag or amount
 absent or of another type), the rule does not hold and the plan stays as it is.
@@ -79,8 +91,8 @@ _MICROSECOND = timedelta(microseconds=1)
 class ChangeKind(enum.StrEnum):
     ACTIVATE = "activate"
     DEACTIVATE = "deactivate"
-    # A subscription's new state (Stripe, Lemon Squeezy): activates it if its nonce has not
-    # yet, else re-maps, suspends or restores the plan it set.
+    # A subscription's new state: activates it if its nonce has not yet, else re-maps,
+    # suspends or restores the plan it set.
     UPDATE = "update"
 
 
@@ -92,6 +104,8 @@ LEMONSQUEEZY_NOT_PAYING = ("past_due", "unpaid", "paused", "expired")
 # Cancelled: no more payments, but it runs to `ends_at` on what was paid. It says neither, so it
 # keeps the standing the subscription had (a suspended one is not lifted by it).
 LEMONSQUEEZY_RUNNING_OUT = ("cancelled",)
+POLAR_PAYING = ("active", "trialing")
+POLAR_NOT_PAYING = ("past_due", "unpaid", "paused", "incomplete_expired", "canceled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,15 +117,16 @@ class BillingChange:
     nonce: str
     # The platform's product ids the event names (activations and updates only).
     products: tuple[str, ...] = ()
-    # The subscription the event reports (Stripe: `data.object.id`; Lemon Squeezy: `data.id` of
-    # an activation or update; empty when the event names none) and, Lemon Squeezy only, the
-    # order that bought it (an order's `data.id`, a subscription's `order_id`).
+    # The subscription the event reports (Stripe: `data.object.id`; Lemon Squeezy and Polar:
+    # `data.id` of an activation or update, or a Polar order's `subscription_id`; empty when
+    # the event names none) and, Lemon Squeezy only, the order that bought it (an order's
+    # `data.id`, a subscription's `order_id`).
     subscription_id: str = ""
     order_id: str = ""
     # Its status; whether that says it is paid for (None: says neither, and keeps the standing
     # it had); and when it came to the state the event reports, the key that orders its events
     # (None when the event does not say): Stripe's event `created` in epoch seconds, Lemon
-    # Squeezy's `updated_at` in epoch microseconds.
+    # Squeezy's `updated_at` and Polar's `modified_at` (or `created_at`) in epoch microseconds.
     status: str = ""
     paying: bool | None = True
     state_at: int | None = None
@@ -174,8 +189,9 @@ _LEMONSQUEEZY: dict[str, tuple[ChangeKind, Holds]] = {
     "order_refunded": (ChangeKind.DEACTIVATE, _lemonsqueezy_full_refund),
 }
 _STANDARD: dict[str, tuple[ChangeKind, Holds]] = {
-    "subscription.created": (ChangeKind.ACTIVATE, _status_in("active", "trialing")),
-    "subscription.active": (ChangeKind.ACTIVATE, _status_in("active", "trialing")),
+    "subscription.created": (ChangeKind.ACTIVATE, _status_in(*POLAR_PAYING)),
+    "subscription.active": (ChangeKind.ACTIVATE, _status_in(*POLAR_PAYING)),
+    "subscription.updated": (ChangeKind.UPDATE, _status_in(*POLAR_PAYING, *POLAR_NOT_PAYING)),
     "order.paid": (ChangeKind.ACTIVATE, _status_in("paid")),
     "subscription.revoked": (ChangeKind.DEACTIVATE, _always),
     "order.refunded": (ChangeKind.DEACTIVATE, _standard_full_refund),
@@ -268,8 +284,27 @@ def _standard(document: dict[str, Any], event_id: str) -> InboundEvent:
     event_type = _event_type(document.get("type"))
     data = _object(document.get("data"))
     kind = _kind(_STANDARD, event_type, data)
-    products = [data.get("product_id")] if kind is ChangeKind.ACTIVATE else []
+    products = [data.get("product_id")] if kind in (ChangeKind.ACTIVATE, ChangeKind.UPDATE) else []
     billing = _change(kind, data.get("metadata"), products)
+    if billing is None or kind is ChangeKind.DEACTIVATE:
+        # Its ends name no subscription: they end the one the nonce activated, as they did
+        # before activations recorded it.
+        return InboundEvent(Source.STANDARD, _event_id(event_id), event_type, billing)
+    if event_type == "order.paid":
+        # A subscription's order names it; a one-time purchase's names none.
+        billing = replace(
+            billing, subscription_id=_identifier(_scalar(data.get("subscription_id")))
+        )
+    else:
+        status, modified = data.get("status"), data.get("modified_at")
+        billing = replace(
+            billing,
+            subscription_id=_identifier(_scalar(data.get("id"))),
+            status=_scalar(status)[:32],
+            paying=status in POLAR_PAYING,
+            # Null until the subscription is first modified.
+            state_at=_epoch_microseconds(data.get("created_at") if modified is None else modified),
+        )
     return InboundEvent(Source.STANDARD, _event_id(event_id), event_type, billing)
 
 
@@ -300,8 +335,9 @@ def _epoch_seconds(value: Any) -> int | None:
 
 
 def _epoch_microseconds(value: Any) -> int | None:
-    """An ISO 8601 time with its UTC offset (Lemon Squeezy's `updated_at`) in microseconds
-    since the epoch, the finest its text can say; None for anything else."""
+    """An ISO 8601 time with its UTC offset (Lemon Squeezy's `updated_at`, Polar's
+    `modified_at`) in microseconds since the epoch, the finest its text can say; None for
+    anything else."""
     if not isinstance(value, str) or len(value) > _MAX_TIME_TEXT:
         return None
     try:

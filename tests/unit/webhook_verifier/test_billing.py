@@ -56,6 +56,7 @@ STATES: dict[str, dict[str, Any]] = {
     },
     "subscription.created": {"status": "active"},
     "subscription.active": {"status": "active"},
+    "subscription.updated": {"status": "active", "cancel_at_period_end": False},
     # Polar: cancels at the end of the period; access ends with subscription.revoked.
     "subscription.canceled": {"status": "active", "cancel_at_period_end": True},
     "subscription.revoked": {"status": "canceled"},
@@ -87,8 +88,9 @@ def billing_delivery(
     """A signed billing event of `source`, shaped as the platform sends it (its resource in
     `STATES[event_type]`, updated with `state`, and `status` if given). `created` is when the
     state it reports came to be (Stripe: the event's `created`; Lemon Squeezy: the
-    subscription's `updated_at`), `subscription_id` the subscription it reports; Lemon Squeezy
-    only: `order_id` is the order it reports, or the one that bought its subscription."""
+    subscription's `updated_at`; Polar: its `modified_at`), `subscription_id` the subscription
+    it reports (a Polar order's `subscription_id`); Lemon Squeezy only: `order_id` is the order
+    it reports, or the one that bought its subscription."""
     secret = webhooks.secret(source)
     product = TEAM_PRODUCT[source] if product is None else product
     timestamp = int(webhooks.clock.now.timestamp())
@@ -125,8 +127,16 @@ def billing_delivery(
         )
         body = _in_state(body, RESOURCE[source], state)
         return body, lemonsqueezy_headers(body, secret, event_name=event_type)
+    is_order = event_type.startswith("order")
+    fields: dict[str, Any] = {}
+    if subscription_id is not None:
+        fields["subscription_id" if is_order else "id"] = subscription_id
+    if created is not None and not is_order:
+        fields["modified_at"] = _iso_microseconds(created)
     body = _in_state(
-        standard_event(event_type, custom=custom, product_id=product), ("data",), state
+        standard_event(event_type, custom=custom, product_id=product, state=fields),
+        ("data",),
+        state,
     )
     headers = standard_headers(body, secret, message_id="msg_" + event_id, timestamp=timestamp)
     return body, headers
@@ -1020,24 +1030,49 @@ def test_an_update_to_an_unknown_price_changes_nothing_and_is_audited(
     assert webhooks.plan(org_id) == "starter"
 
 
-# ---- Lemon Squeezy's subscription updates -----------------------------------------------------
+# ---- Lemon Squeezy's and Polar's subscription updates -----------------------------------------
 # Once a nonce activated a subscription, its later updates re-map, suspend and restore the org's
 # plan as Stripe's do: newest state wins, by the time of the state each update reports (Lemon
-# Squeezy's `updated_at`), and only for the subscription the nonce activated.
+# Squeezy's `updated_at`, Polar's `modified_at`), and only for the subscription the nonce
+# activated.
 
-SUBSCRIPTION_CREATED = {"lemonsqueezy": "subscription_created"}
-SUBSCRIPTION_UPDATED = {"lemonsqueezy": "subscription_updated"}
-SUBSCRIPTION_ENDED = {"lemonsqueezy": "subscription_expired"}
+SUBSCRIPTION_CREATED = {"lemonsqueezy": "subscription_created", "standard": "subscription.created"}
+SUBSCRIPTION_UPDATED = {"lemonsqueezy": "subscription_updated", "standard": "subscription.updated"}
+SUBSCRIPTION_ENDED = {"lemonsqueezy": "subscription_expired", "standard": "subscription.revoked"}
+ORDER_PAID = {"lemonsqueezy": "order_created", "standard": "order.paid"}
 UPDATING = sorted(SUBSCRIPTION_UPDATED)
 # Each plan's product in the local deployment, and one it maps to no plan.
 PLAN_PRODUCTS: dict[str, dict[str, Any]] = {
     "lemonsqueezy": {"starter": 1001, "team": 1002, "enterprise": 1003, "unmapped": 9999},
+    "standard": {
+        "starter": "prod_local_starter",
+        "team": "prod_local_team",
+        "enterprise": "prod_local_enterprise",
+        "unmapped": "prod_unknown",
+    },
 }
-PAID_STATUS = {"lemonsqueezy": "active"}
-TRIAL_STATUS = {"lemonsqueezy": "on_trial"}
-UNPAID_STATUSES = {"lemonsqueezy": ["past_due", "unpaid", "paused", "expired"]}
+PAID_STATUS = {"lemonsqueezy": "active", "standard": "active"}
+TRIAL_STATUS = {"lemonsqueezy": "on_trial", "standard": "trialing"}
+UNPAID_STATUSES = {
+    "lemonsqueezy": ["past_due", "unpaid", "paused", "expired"],
+    # `canceled` is Polar's end (a cancellation at the period's end stays `active` until then).
+    "standard": ["past_due", "unpaid", "paused", "incomplete_expired", "canceled"],
+}
+# States that do not say when: no time, or one that orders nothing.
+UNDATED: dict[str, list[dict[str, Any]]] = {
+    "lemonsqueezy": [
+        {"updated_at": None},
+        {"updated_at": "2026-11-18T11:06:50"},
+        {"updated_at": 1795000010},
+    ],
+    "standard": [
+        {"modified_at": None, "created_at": None},
+        {"modified_at": "2026-11-18T11:06:50"},
+        {"modified_at": 1795000010},
+    ],
+}
 # The subscription each test's nonce activates, and (Lemon Squeezy) the order that bought it.
-SUBSCRIBED = {"lemonsqueezy": "7301"}
+SUBSCRIBED = {"lemonsqueezy": "7301", "standard": "6f0c2a8e-5b1d-4c3f-9a7e-2d4b8c1e0f35"}
 BOUGHT_BY = 6101
 MICROSECONDS = 1_000_000
 
@@ -1222,8 +1257,8 @@ def test_an_older_subscription_update_after_a_newer_one_changes_nothing(
 def test_of_two_subscription_updates_of_one_time_the_unpaid_one_wins(
     webhooks: WebhookStack, source: str
 ) -> None:
-    # Lemon Squeezy writes `updated_at` in whole seconds: two states of one second are of
-    # unknown order, so a tie fails closed. Neither is taken for a repeat of the other.
+    # Two states of one time are of unknown order (Lemon Squeezy writes `updated_at` in whole
+    # seconds), so a tie fails closed. Neither is taken for a repeat of the other.
     org_id, custom = _subscribed(webhooks, source)
     assert _changed(webhooks, source, custom, at=T0 + 10, status="past_due") == "processed"
     assert _changed(webhooks, source, custom, at=T0 + 10) == "ignored"
@@ -1244,8 +1279,7 @@ def test_an_update_that_does_not_say_when_changes_nothing(
     webhooks: WebhookStack, source: str
 ) -> None:
     org_id, custom = _subscribed(webhooks, source)
-    undated = {"updated_at": None}
-    for when in (undated, {"updated_at": "2026-11-23T09:00:10"}, {"updated_at": 1795000010}):
+    for when in UNDATED[source]:
         answer = _changed(webhooks, source, custom, at=T0 + 10, status="past_due", state=when)
         assert answer == "ignored", when
     assert webhooks.plan(org_id) == "team"
@@ -1386,58 +1420,138 @@ def test_a_lemonsqueezy_order_that_activated_the_nonce_binds_its_subscriptions_u
     assert _effects(webhooks, org_id) == ["plan_restored", "plan_suspended", "plan_activated"]
 
 
+def _activated_by_order(webhooks: WebhookStack, source: str, custom: dict[str, str]) -> Response:
+    """The first order of the subscription the test's nonce activates, as `source` sends it:
+    Lemon Squeezy's names itself (its subscription names it), Polar's names the subscription."""
+    if source == "lemonsqueezy":
+        return send(webhooks, source, ORDER_PAID[source], custom, order_id=BOUGHT_BY)
+    return send(webhooks, source, ORDER_PAID[source], custom, subscription_id=SUBSCRIBED[source])
+
+
+def test_a_polar_order_that_activated_the_nonce_binds_the_subscription_it_names(
+    webhooks: WebhookStack,
+) -> None:
+    # Polar sends order.paid alongside subscription.created; a subscription's order names it.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    assert _activated_by_order(webhooks, "standard", custom).body == {"status": "processed"}
+    stored = _subscription(webhooks, custom)
+    assert stored["subscription_id"] == SUBSCRIBED["standard"]
+    assert "last_event_at" not in stored
+    other = {"subscription_id": "0b9d1f3a-7c2e-4e5b-8a6d-1f2e3d4c5b6a"}
+    assert _changed(webhooks, "standard", custom, at=T0 + 10, status="past_due", **other) == (
+        "ignored"
+    )
+    assert _changed(webhooks, "standard", custom, at=T0 + 20, status="past_due") == "processed"
+    assert webhooks.plan(org_id) == "free"
+    # A one-time purchase names no subscription: no update applies to what it activated.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    one_time = send(webhooks, "standard", "order.paid", custom, state={"subscription_id": None})
+    assert one_time.body == {"status": "processed"}
+    assert _changed(webhooks, "standard", custom, at=T0 + 10, status="past_due") == "ignored"
+    assert webhooks.plan(org_id) == "team"
+
+
+def test_a_polar_subscription_never_modified_is_ordered_by_its_creation(
+    webhooks: WebhookStack,
+) -> None:
+    # Polar's `modified_at` is null until the subscription is first modified.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    created = send(
+        webhooks,
+        "standard",
+        "subscription.created",
+        custom,
+        subscription_id=SUBSCRIBED["standard"],
+        state={"created_at": "2026-11-18T11:06:40.250000+00:00", "modified_at": None},
+    )
+    assert created.body == {"status": "processed"}
+    assert _subscription(webhooks, custom)["last_event_at"] == T0 * MICROSECONDS + 250_000
+    assert _changed(webhooks, "standard", custom, at=T0, status="past_due") == "ignored"  # older
+    assert _changed(webhooks, "standard", custom, at=T0 + 1, status="past_due") == "processed"
+    assert webhooks.plan(org_id) == "free"
+
+
+def test_a_polar_subscription_cancelled_at_the_period_end_keeps_its_plan_until_it_ends(
+    webhooks: WebhookStack,
+) -> None:
+    # Polar keeps a subscription cancelled for the period's end `active`, with
+    # `cancel_at_period_end`, until the period ends: then it is `canceled` and revoked.
+    org_id, custom = _subscribed(webhooks, "standard")
+    for at, pending in ((T0 + 10, True), (T0 + 20, False), (T0 + 30, True)):  # un-cancelled
+        state = {"cancel_at_period_end": pending}
+        assert _changed(webhooks, "standard", custom, at=at, state=state) == "accepted"
+    assert webhooks.plan(org_id) == "team"
+    ended = {"cancel_at_period_end": True, "ended_at": "2026-12-18T11:06:40Z"}
+    answer = _changed(webhooks, "standard", custom, at=T0 + 40, status="canceled", state=ended)
+    assert answer == "processed"
+    assert webhooks.plan(org_id) == "free"
+    revoked = send(webhooks, "standard", "subscription.revoked", custom)
+    assert revoked.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == [
+        "plan_deactivated",
+        "plan_suspended",
+        "plan_activated",
+    ]
+
+
 @pytest.mark.parametrize("activated_by", ["subscription", "order"])
-def test_an_unpaid_lemonsqueezy_update_before_its_activation_starts_it_suspended(
-    webhooks: WebhookStack, activated_by: str
+@pytest.mark.parametrize("source", UPDATING)
+def test_an_unpaid_subscription_update_before_its_activation_starts_it_suspended(
+    webhooks: WebhookStack, source: str, activated_by: str
 ) -> None:
     # The activating delivery failed and is retried; meanwhile the subscription was paused.
     org_id = webhooks.new_org()
     custom = custom_data(org_id, new_nonce(webhooks, org_id))
-    assert _changed(webhooks, "lemonsqueezy", custom, at=T0 + 60, status="paused") == "accepted"
+    assert _changed(webhooks, source, custom, at=T0 + 60, status="paused") == "accepted"
     assert webhooks.plan(org_id) == "free"
     if activated_by == "subscription":
         created = send(
             webhooks,
-            "lemonsqueezy",
-            "subscription_created",
+            source,
+            SUBSCRIPTION_CREATED[source],
             custom,
             created=T0,
-            subscription_id=SUBSCRIBED["lemonsqueezy"],
+            subscription_id=SUBSCRIBED[source],
             order_id=BOUGHT_BY,
         )
     else:
-        created = send(webhooks, "lemonsqueezy", "order_created", custom, order_id=BOUGHT_BY)
+        created = _activated_by_order(webhooks, source, custom)
     assert created.body == {"status": "processed"}
     assert webhooks.plan(org_id) == "free"
     state = _subscription(webhooks, custom)
     assert (state["plan"], state["suspended"], state["status"]) == ("team", True, "paused")
     assert state["last_event_at"] == (T0 + 60) * MICROSECONDS
     # Unpaused and paid: restored.
-    assert _changed(webhooks, "lemonsqueezy", custom, at=T0 + 90) == "processed"
+    assert _changed(webhooks, source, custom, at=T0 + 90) == "processed"
     assert webhooks.plan(org_id) == "team"
     assert _effects(webhooks, org_id) == ["plan_restored", "plan_activated"]
 
 
-def test_an_older_lemonsqueezy_update_racing_a_newer_one_loses_whole(
-    webhooks: WebhookStack, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("source", UPDATING)
+def test_an_older_subscription_update_racing_a_newer_one_loses_whole(
+    webhooks: WebhookStack, monkeypatch: pytest.MonkeyPatch, source: str
 ) -> None:
-    # Activated by its order: both updates read a subscription with no state applied yet, and
-    # whichever writes second must find that changed and decide again.
+    # Activated by its order: both updates read a subscription with no state applied yet (and,
+    # Lemon Squeezy's, no subscription id), and whichever writes second must find that changed
+    # and decide again.
     from webhook_verifier import billing
 
     org_id = webhooks.new_org()
     custom = custom_data(org_id, new_nonce(webhooks, org_id))
-    order = send(webhooks, "lemonsqueezy", "order_created", custom, order_id=BOUGHT_BY)
-    assert order.body == {"status": "processed"}
+    assert _activated_by_order(webhooks, source, custom).body == {"status": "processed"}
     planned = billing._update
     newer = billing_delivery(
         webhooks,
-        "lemonsqueezy",
-        "subscription_updated",
+        source,
+        SUBSCRIPTION_UPDATED[source],
         custom,
-        product=1001,
+        product=PLAN_PRODUCTS[source]["starter"],
         created=T0 + 20,
-        subscription_id=SUBSCRIBED["lemonsqueezy"],
+        subscription_id=SUBSCRIBED[source],
         order_id=BOUGHT_BY,
     )
     raced: list[str] = []
@@ -1446,14 +1560,14 @@ def test_an_older_lemonsqueezy_update_racing_a_newer_one_loses_whole(
         result = planned(*args, **kwargs)
         if not raced:
             raced.append("racing")
-            raced.append(_receive(webhooks, "lemonsqueezy", *newer))
+            raced.append(_receive(webhooks, source, *newer))
         return result
 
     with monkeypatch.context() as patch:
         patch.setattr(billing, "_update", newer_applied_after_the_read)
         # Read before the newer update applied, written after: its conditional write fails,
         # and read again it is older than the newest applied.
-        answer = _changed(webhooks, "lemonsqueezy", custom, at=T0 + 10, status="past_due")
+        answer = _changed(webhooks, source, custom, at=T0 + 10, status="past_due")
         assert answer == "ignored"
     assert raced == ["racing", "processed"]
     assert webhooks.plan(org_id) == "starter"
