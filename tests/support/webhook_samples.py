@@ -67,6 +67,10 @@ def _lemonsqueezy_time(epoch_seconds: int) -> str:
     return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _polar_time(epoch_seconds: int) -> str:
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def build_samples() -> dict[str, dict[str, Any]]:
     secrets = sample_secrets()
     one, two, three, four = (custom_data(SAMPLE_ORG, nonce) for nonce in SAMPLE_NONCES)
@@ -109,11 +113,15 @@ def build_samples() -> dict[str, dict[str, Any]]:
         samples[name] = _delivery("lemonsqueezy", body, headers)
 
     def standard(
-        name: str, message_id: str, event_type: str, custom: dict[str, str], **state: Any
+        name: str,
+        message_id: str,
+        event_type: str,
+        custom: dict[str, str],
+        *,
+        product_id: str = "prod_local_enterprise",
+        **state: Any,
     ) -> None:
-        body = standard_event(
-            event_type, custom=custom, product_id="prod_local_enterprise", state=state
-        )
+        body = standard_event(event_type, custom=custom, product_id=product_id, state=state)
         headers = standard_headers(
             body, secrets["standard"], message_id=message_id, timestamp=SAMPLE_TIME
         )
@@ -210,12 +218,39 @@ def build_samples() -> dict[str, dict[str, Any]]:
         created_at=subscribed,
         ends_at=_lemonsqueezy_time(SAMPLE_TIME),
     )
+    # A Polar subscription: its `modified_at` (null until first modified) orders its states.
+    polar_subscription = {
+        "id": "6f0c2a8e-5b1d-4c3f-9a7e-2d4b8c1e0f35",
+        "created_at": _polar_time(SAMPLE_TIME - 180),
+    }
     standard(
         "standard_subscription_created",
         "msg_sample_created",
         "subscription.created",
         three,
         status="active",
+        **polar_subscription,
+    )
+    # A renewal failed: the org drops to free, remembering the plan it pays for.
+    standard(
+        "standard_subscription_past_due",
+        "msg_sample_past_due",
+        "subscription.updated",
+        three,
+        status="past_due",
+        modified_at=_polar_time(SAMPLE_TIME - 120),
+        **polar_subscription,
+    )
+    # Paid again, on another product: the org gets that product's plan.
+    standard(
+        "standard_subscription_updated",
+        "msg_sample_updated",
+        "subscription.updated",
+        three,
+        product_id="prod_local_starter",
+        status="active",
+        modified_at=_polar_time(SAMPLE_TIME - 60),
+        **polar_subscription,
     )
     # Access ended (a `subscription.canceled` only says it will, at the period's end).
     standard(
@@ -223,7 +258,10 @@ def build_samples() -> dict[str, dict[str, Any]]:
         "msg_sample_revoked",
         "subscription.revoked",
         three,
+        product_id="prod_local_starter",
         status="canceled",
+        modified_at=_polar_time(SAMPLE_TIME),
+        **polar_subscription,
     )
     body = json.dumps({"zen": "Design for failure.", "hook_id": 1}, indent=2).encode()
     headers = github_headers(

@@ -33,6 +33,8 @@ SCENARIO = [
     ("lemonsqueezy_order_refunded", 200, "processed"),
     ("create_checkout", 201, None),
     ("standard_subscription_created", 200, "processed"),
+    ("standard_subscription_past_due", 200, "processed"),
+    ("standard_subscription_updated", 200, "processed"),
     ("standard_subscription_revoked", 200, "processed"),
     ("create_checkout", 201, None),
     ("lemonsqueezy_subscription_created", 200, "processed"),
@@ -77,12 +79,13 @@ def test_sample_events_replay_end_to_end(
             assert response.body == {"status": receipt}, name
     assert webhooks.plan(SAMPLE_ORG) == "free"
     effects = [e["effect"] for e in webhooks.webhook_effects(SAMPLE_ORG)]
-    # Newest first: the Stripe and Lemon Squeezy subscriptions were suspended and restored on
-    # another price or variant.
+    # Newest first: each subscription (Stripe's, Polar's, Lemon Squeezy's) was suspended and
+    # restored on another price, product or variant; the Lemon Squeezy order was refunded.
     updated = ["plan_deactivated", "plan_restored", "plan_suspended", "plan_activated"]
-    assert effects == updated + ["plan_deactivated", "plan_activated"] * 2 + updated
+    assert effects == updated * 2 + ["plan_deactivated", "plan_activated"] + updated
     restored = [e for e in webhooks.webhook_effects(SAMPLE_ORG) if e["effect"] == "plan_restored"]
     assert [(e["source"], e["plan"]) for e in restored] == [
         ("lemonsqueezy", "starter"),
+        ("standard", "starter"),
         ("stripe", "starter"),
     ]
