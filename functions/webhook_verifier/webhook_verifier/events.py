@@ -49,8 +49,9 @@ says the customer paid (or is on a trial), and returned to free when access ends
   time of the state the event carries. Not the `webhook-timestamp` header: Polar signs each
   delivery attempt anew, so a retried older event carries a newer one. The subscription must
   be the one the nonce activated: `data.id`, an order's `subscription_id`.
-  `subscription.updated` is the catch-all Polar sends with every change (`subscription.active`,
-  `.canceled`, `.uncanceled`, `.past_due`, `.revoked`), so those add nothing to it.
+  `subscription.updated` is the catch-all Polar sends with every change, so
+  `subscription.uncanceled` and `.past_due` (and `.active` and `.canceled` once activated) are
+  not read as updates as well.
   `subscription.revoked` and `order.refunded` for a full refund (status `refunded`, not
   `partially_refunded`) return it to free. `subscription.canceled` changes nothing: it means
   "cancels at the end of the period", and `subscription.revoked` comes when access ends. Custom
@@ -58,7 +59,8 @@ says the customer paid (or is on a trial), and returned to free when access ends
   polar.sh/docs (integrate/webhooks/events) and in Polar's Subscription and Order schemas.
 
 Where a payload does not show the state a rule needs (a status missing, a refund flag or amount
-absent or of another type), the rule does not hold and the plan stays as it is.
+absent or of another type, an update's time missing or without its UTC offset), the rule does
+not hold and the plan stays as it is.
 
 GitHub deliveries never change a plan. Which plan a product grants is the deployment's
 `STRONGROOM_BILLING_PRODUCTS`; whether the nonce holds is billing's to decide.
