@@ -1420,12 +1420,21 @@ def test_a_lemonsqueezy_order_that_activated_the_nonce_binds_its_subscriptions_u
     assert _effects(webhooks, org_id) == ["plan_restored", "plan_suspended", "plan_activated"]
 
 
-def _activated_by_order(webhooks: WebhookStack, source: str, custom: dict[str, str]) -> Response:
-    """The first order of the subscription the test's nonce activates, as `source` sends it:
-    Lemon Squeezy's names itself (its subscription names it), Polar's names the subscription."""
+def _first_order(
+    webhooks: WebhookStack, source: str, custom: dict[str, str]
+) -> tuple[bytes, dict[str, str]]:
+    """The paid order that bought the test's subscription, as `source` sends it: Lemon
+    Squeezy's names itself (its subscription names it), Polar's names the subscription."""
     if source == "lemonsqueezy":
-        return send(webhooks, source, ORDER_PAID[source], custom, order_id=BOUGHT_BY)
-    return send(webhooks, source, ORDER_PAID[source], custom, subscription_id=SUBSCRIBED[source])
+        return billing_delivery(webhooks, source, ORDER_PAID[source], custom, order_id=BOUGHT_BY)
+    subscription_id = SUBSCRIBED[source]
+    return billing_delivery(
+        webhooks, source, ORDER_PAID[source], custom, subscription_id=subscription_id
+    )
+
+
+def _activated_by_order(webhooks: WebhookStack, source: str, custom: dict[str, str]) -> Response:
+    return webhooks.deliver(source, *_first_order(webhooks, source, custom))
 
 
 def test_a_polar_order_that_activated_the_nonce_binds_the_subscription_it_names(
@@ -1529,6 +1538,34 @@ def test_an_unpaid_subscription_update_before_its_activation_starts_it_suspended
     assert _changed(webhooks, source, custom, at=T0 + 90) == "processed"
     assert webhooks.plan(org_id) == "team"
     assert _effects(webhooks, org_id) == ["plan_restored", "plan_activated"]
+
+
+@pytest.mark.parametrize("source", UPDATING)
+def test_an_unpaid_update_racing_the_activation_by_its_order_applies_after_it(
+    webhooks: WebhookStack, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    # The order's activation commits between the update's read of the CHECKOUT (open) and its
+    # write of it: the update must not be lost (`ignored`, never retried), but apply to the
+    # subscription the order activated, whose state nothing recorded yet.
+    from webhook_verifier import billing
+
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    order = _first_order(webhooks, source, custom)
+    original = billing._early_event
+    raced: list[str] = []
+
+    def activation_commits_first(*args: Any, **kwargs: Any) -> Any:
+        if not raced:
+            raced.append(_receive(webhooks, source, *order))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(billing, "_early_event", activation_commits_first)
+    assert _changed(webhooks, source, custom, at=T0 + 60, status="past_due") == "processed"
+    assert raced == ["processed"]
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == ["plan_suspended", "plan_activated"]
+    assert _subscription(webhooks, custom)["subscription_id"] == SUBSCRIBED[source]
 
 
 @pytest.mark.parametrize("source", UPDATING)
