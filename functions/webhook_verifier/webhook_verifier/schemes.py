@@ -15,7 +15,10 @@
   That is harmless only because no GitHub event has an effect (events.py); one that gets an
   effect must make it idempotent on what the body itself says.
 - lemonsqueezy: `X-Signature: <hex>`, HMAC-SHA256 of the body keyed with the secret's UTF-8
-  bytes; the event's id is read from the (signed) body.
+  bytes; the event's id is read from the (signed) body. No timestamp is signed either, so a
+  captured delivery verifies again once its event marker (7 days) is gone. Its effect cannot
+  repeat: an activation's nonce is single use, an update no newer than the state applied is
+  ignored, and an end finds nothing left to end (billing.py).
 
 Every active secret of the source is tried, so a secret rotates without downtime. Digests are
 compared with `hmac.compare_digest`. Any failure (a missing, repeated or malformed header, a
