@@ -46,15 +46,18 @@ duplicates:
   that order bought (its first update records its id). An activation by an order reports no
   subscription state: any first update is newer than it. A SUBSCRIPTION activated before its
   source's activations recorded these names neither and takes no update; its end still
-  applies. An update to an unpaid status, or a Stripe end, that comes before the activation
-  is kept on the CHECKOUT for its subscription: an activation of that subscription no newer
-  than it creates the SUBSCRIPTION suspended (the org on free), or, after an end, consumes
-  the nonce without a plan (`checkout_voided`);
-- deactivate: delete the SUBSCRIPTION (if the event names a subscription, only the one it
-  names: Lemon Squeezy's and Polar's ends name none), and return the org to the free plan if
-  its plan came from that subscription (a later checkout may have replaced it);
-- a deactivation that arrives before its activation voids the open CHECKOUT instead (Stripe:
-  for its subscription only, as above), so the late activation changes nothing.
+  applies. An update to an unpaid status, or an end of a subscription, that comes before the
+  activation is kept on the CHECKOUT for its subscription: an activation of that subscription
+  no newer than it creates the SUBSCRIPTION suspended (the org on free), or, after an end,
+  consumes the nonce without a plan (`checkout_voided`);
+- deactivate: delete the SUBSCRIPTION, if the end is of its source and reports what the nonce
+  activated (the subscription it recorded, or the order that bought it: our custom data
+  copied onto another subscription or order ends nothing; a SUBSCRIPTION that names neither,
+  activated before ids were recorded, ends by any end of its source), and return the org to
+  the free plan if its plan came from that subscription (a later checkout may have replaced
+  it);
+- an end that names no subscription (a Lemon Squeezy order's refund) and arrives before its
+  activation voids the open CHECKOUT instead, so the late activation changes nothing.
 A nonce that is forged, expired, consumed or of another org, or a product the deployment does
 not map to a plan, changes nothing: the event is `ignored`. A nonce whose owner has since been
 removed or demoted is consumed without changing the plan (`checkout_refused`, audited as
@@ -321,7 +324,7 @@ def _plan(
     if subscription is not None:
         if change.kind is ChangeKind.UPDATE:
             return _update(services, event, change, subscription, now=now)
-        return _deactivation(services, change, subscription, now=now)
+        return _deactivation(services, event, change, subscription, now=now)
     if checkout is None:
         return None  # consumed, voided or expired, and no subscription: nothing to act on
     return _before_activation(services, event, change, checkout, now=now)
@@ -336,7 +339,7 @@ def _before_activation(
     if change.kind is ChangeKind.UPDATE and change.paying is None:
         return None  # neither paid nor unpaid (a cancellation running out): the activation decides
     if change.subscription_id:
-        # An unpaid update, or Stripe's end: kept for its subscription.
+        # An unpaid update, or an end: kept for its subscription.
         return _early_event(event, change, checkout)
     if change.kind is ChangeKind.DEACTIVATE:
         return _void_checkout(change, checkout)
@@ -587,14 +590,34 @@ def _activated_by_nonce(state: Mapping[str, Any], change: BillingChange) -> bool
     return order is not None and order == change.order_id
 
 
+def _ends_what_was_activated(
+    state: Mapping[str, Any], event: InboundEvent, change: BillingChange
+) -> bool:
+    """Whether an end reports what the nonce activated, not another subscription or order our
+    custom data was copied onto: of its source, and of the subscription it recorded (an end that
+    names one) or the order that bought it (an order's refund; a subscription's end names its
+    order too). An item that names neither (one activated before ids were recorded for its
+    source) ends by any end of its source, as before."""
+    if state.get("source") != event.source.value:
+        return False
+    bound, order = state.get("subscription_id"), state.get("order_id")
+    if bound is None and order is None:
+        return True
+    if bound is not None and change.subscription_id:
+        return bool(bound == change.subscription_id)
+    return order is not None and order == change.order_id
+
+
 def _deactivation(
-    services: Services, change: BillingChange, subscription: Item, *, now: datetime
+    services: Services,
+    event: InboundEvent,
+    change: BillingChange,
+    subscription: Item,
+    *,
+    now: datetime,
 ) -> _Planned | None:
     digest = nonce_digest(change.nonce)
-    bound = subscription.attributes.get("subscription_id")
-    if bound is not None and change.subscription_id and bound != change.subscription_id:
-        # Our custom data on another subscription: not the one the nonce activated. (An end
-        # that names no subscription, Lemon Squeezy's or Polar's, ends the one it activated.)
+    if not _ends_what_was_activated(subscription.attributes, event, change):
         return None
     org = _find(services, change.org_id, ORG, None, now=now)
     if org is None:

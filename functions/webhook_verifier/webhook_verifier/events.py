@@ -32,9 +32,10 @@ says the customer paid (or is on a trial), and returned to free when access ends
   so `subscription_paused`, `_unpaused` and `_resumed` add nothing, and the
   `subscription_payment_*` events carry an invoice, not the subscription's status or variant.
   `subscription_expired` and `order_refunded` for a full refund (status `refunded`,
-  `refunded` true, `refunded_amount` at least `total`) return it to free.
-  `subscription_cancelled` changes nothing: the subscription runs to `ends_at` (its grace
-  period) and `subscription_expired` follows. Custom data in `meta.custom_data`; product:
+  `refunded` true, `refunded_amount` at least `total`) return it to free, if they report
+  what the nonce activated (the subscription's `data.id` and `order_id`, the order's
+  `data.id`). `subscription_cancelled` changes nothing: the subscription runs to `ends_at`
+  (its grace period) and `subscription_expired` follows. Custom data in `meta.custom_data`; product:
   `variant_id` (orders: `first_order_item.variant_id`). Fields as documented at
   docs.lemonsqueezy.com (api/subscriptions, help/webhooks/event-types).
 - standard (the events and payloads of Polar, a Standard Webhooks sender):
@@ -53,7 +54,9 @@ says the customer paid (or is on a trial), and returned to free when access ends
   `subscription.uncanceled` and `.past_due` (and `.active` and `.canceled` once activated) are
   not read as updates as well.
   `subscription.revoked` and `order.refunded` for a full refund (status `refunded`, not
-  `partially_refunded`) return it to free. `subscription.canceled` changes nothing: it means
+  `partially_refunded`) return it to free, if they report what the nonce activated (the
+  subscription's `data.id`; the order's `subscription_id`, or its `data.id` for a one-time
+  purchase). `subscription.canceled` changes nothing: it means
   "cancels at the end of the period", and `subscription.revoked` comes when access ends. Custom
   data in `data.metadata`; product: `data.product_id`. Fields as documented at
   polar.sh/docs (integrate/webhooks/events) and in Polar's Subscription and Order schemas.
@@ -120,9 +123,10 @@ class BillingChange:
     # The platform's product ids the event names (activations and updates only).
     products: tuple[str, ...] = ()
     # The subscription the event reports (Stripe: `data.object.id`; Lemon Squeezy and Polar:
-    # `data.id` of an activation or update, or a Polar order's `subscription_id`; empty when
-    # the event names none) and, Lemon Squeezy only, the order that bought it (an order's
-    # `data.id`, a subscription's `order_id`).
+    # a subscription's `data.id`, or a Polar order's `subscription_id`; empty when the event
+    # names none) and the order it reports (an order's `data.id`; Lemon Squeezy: a
+    # subscription's `order_id`, the order that bought it). Ends and refunds name them too, so
+    # that only the end of what the nonce activated ends it.
     subscription_id: str = ""
     order_id: str = ""
     # Its status; whether that says it is paid for (None: says neither, and keeps the standing
@@ -263,11 +267,11 @@ def _lemonsqueezy(document: dict[str, Any]) -> InboundEvent:
     elif event_type == "order_created":
         products.append(_object(attributes.get("first_order_item")).get("variant_id"))
     billing = _change(kind, meta.get("custom_data"), products)
-    if billing is None or kind is ChangeKind.DEACTIVATE:
-        # Its ends name no subscription: they end the one the nonce activated, as they did
-        # before activations recorded it.
+    if billing is None:
         return InboundEvent(Source.LEMONSQUEEZY, event_id, event_type, billing)
-    if event_type == "order_created":
+    if event_type.startswith("order_"):
+        # An order names no subscription (the subscription it bought names it, `order_id`), nor
+        # its state: its activation and its refund are bound to the order.
         billing = replace(billing, order_id=_identifier(resource_id))
     else:
         status = attributes.get("status")
@@ -288,24 +292,26 @@ def _standard(document: dict[str, Any], event_id: str) -> InboundEvent:
     kind = _kind(_STANDARD, event_type, data)
     products = [data.get("product_id")] if kind in (ChangeKind.ACTIVATE, ChangeKind.UPDATE) else []
     billing = _change(kind, data.get("metadata"), products)
-    if billing is None or kind is ChangeKind.DEACTIVATE:
-        # Its ends name no subscription: they end the one the nonce activated, as they did
-        # before activations recorded it.
+    if billing is None:
         return InboundEvent(Source.STANDARD, _event_id(event_id), event_type, billing)
-    if event_type == "order.paid":
-        # A subscription's order names it; a one-time purchase's names none.
+    if event_type.startswith("order."):
+        # A subscription's order names it; a one-time purchase's names none (its end, a
+        # refund, is bound to the order itself).
         billing = replace(
-            billing, subscription_id=_identifier(_scalar(data.get("subscription_id")))
+            billing,
+            subscription_id=_identifier(_scalar(data.get("subscription_id"))),
+            order_id=_identifier(_scalar(data.get("id"))),
         )
+        if kind is ChangeKind.DEACTIVATE:
+            billing = replace(billing, state_at=_polar_state_at(data))
     else:
-        status, modified = data.get("status"), data.get("modified_at")
+        status = data.get("status")
         billing = replace(
             billing,
             subscription_id=_identifier(_scalar(data.get("id"))),
             status=_scalar(status)[:32],
             paying=status in POLAR_PAYING,
-            # Null until the subscription is first modified.
-            state_at=_epoch_microseconds(data.get("created_at") if modified is None else modified),
+            state_at=_polar_state_at(data),
         )
     return InboundEvent(Source.STANDARD, _event_id(event_id), event_type, billing)
 
@@ -349,6 +355,13 @@ def _epoch_microseconds(value: Any) -> int | None:
     if moment.utcoffset() is None:
         return None  # a local time of an unknown zone orders nothing
     return (moment - _EPOCH) // _MICROSECOND
+
+
+def _polar_state_at(resource: dict[str, Any]) -> int | None:
+    """When a Polar resource came to the state an event carries: its `modified_at`, null until
+    it is first modified, then its `created_at`."""
+    modified = resource.get("modified_at")
+    return _epoch_microseconds(resource.get("created_at") if modified is None else modified)
 
 
 def _identifier(text: str) -> str:

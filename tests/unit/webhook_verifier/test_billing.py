@@ -71,6 +71,12 @@ RESOURCE = {
 }
 
 
+# The first purchase sent with each custom data (Lemon Squeezy and Polar): what an end of it
+# reports unless a test names another, as the platform's end of that purchase would.
+_PURCHASES: dict[str, dict[str, Any]] = {}
+_PURCHASED_BY = ("order_created", "subscription_created", "order.paid", "subscription.created")
+
+
 def billing_delivery(
     webhooks: WebhookStack,
     source: str,
@@ -83,14 +89,15 @@ def billing_delivery(
     state: dict[str, Any] | None = None,
     created: int | None = None,
     subscription_id: str | None = None,
-    order_id: int | None = None,
+    order_id: Any = None,
 ) -> tuple[bytes, dict[str, str]]:
     """A signed billing event of `source`, shaped as the platform sends it (its resource in
     `STATES[event_type]`, updated with `state`, and `status` if given). `created` is when the
     state it reports came to be (Stripe: the event's `created`; Lemon Squeezy: the
     subscription's `updated_at`; Polar: its `modified_at`), `subscription_id` the subscription
     it reports (a Polar order's `subscription_id`); Lemon Squeezy only: `order_id` is the order
-    it reports, or the one that bought its subscription."""
+    it reports, or the one that bought its subscription. A Lemon Squeezy or Polar end names,
+    unless told otherwise, the first purchase sent with the same custom data."""
     secret = webhooks.secret(source)
     product = TEAM_PRODUCT[source] if product is None else product
     timestamp = int(webhooks.clock.now.timestamp())
@@ -99,18 +106,22 @@ def billing_delivery(
     if status is not None:
         state["status"] = status
     if source == "stripe":
-        extra: dict[str, Any] = {}
-        if created is not None:
-            extra["created"] = created
-        if subscription_id is not None:
-            extra["subscription_id"] = subscription_id
+        extra = {"created": created, "subscription_id": subscription_id}
         body = stripe_subscription_event(
-            "evt_" + event_id, event_type, custom=custom, price=product, **extra
+            "evt_" + event_id,
+            event_type,
+            custom=custom,
+            price=product,
+            **{name: value for name, value in extra.items() if value is not None},
         )
         body = _in_state(body, RESOURCE[source], state)
         return body, stripe_headers(body, secret, timestamp=timestamp)
+    is_order = event_type.startswith("order")
+    bought = _PURCHASES.setdefault(source + json.dumps(custom, sort_keys=True), {})
+    if event_type in ("order_refunded", "subscription_expired", "subscription.revoked"):
+        subscription_id = subscription_id or bought.get("subscription_id")
+        order_id = order_id or bought.get("order_id")
     if source == "lemonsqueezy":
-        is_order = event_type.startswith("order")
         reported = order_id if is_order else subscription_id
         fields: dict[str, Any] = {}
         if created is not None:
@@ -126,20 +137,32 @@ def billing_delivery(
             **fields,
         )
         body = _in_state(body, RESOURCE[source], state)
+    else:
+        fields = {}
+        if subscription_id is not None:
+            fields["subscription_id" if is_order else "id"] = subscription_id
+        if created is not None and not is_order:
+            fields["modified_at"] = _iso_microseconds(created)
+        body = _in_state(
+            standard_event(event_type, custom=custom, product_id=product, state=fields),
+            ("data",),
+            state,
+        )
+    if event_type in _PURCHASED_BY and not bought:
+        bought.update(_purchase(body, is_order=is_order))
+    if source == "lemonsqueezy":
         return body, lemonsqueezy_headers(body, secret, event_name=event_type)
-    is_order = event_type.startswith("order")
-    fields: dict[str, Any] = {}
-    if subscription_id is not None:
-        fields["subscription_id" if is_order else "id"] = subscription_id
-    if created is not None and not is_order:
-        fields["modified_at"] = _iso_microseconds(created)
-    body = _in_state(
-        standard_event(event_type, custom=custom, product_id=product, state=fields),
-        ("data",),
-        state,
-    )
     headers = standard_headers(body, secret, message_id="msg_" + event_id, timestamp=timestamp)
     return body, headers
+
+
+def _purchase(body: bytes, *, is_order: bool) -> dict[str, Any]:
+    """The ids a Lemon Squeezy or Polar purchase event reports: its subscription and order."""
+    data = json.loads(body)["data"]
+    resource = data.get("attributes", data)
+    if is_order:
+        return {"order_id": data["id"], "subscription_id": resource.get("subscription_id")}
+    return {"subscription_id": data["id"], "order_id": resource.get("order_id")}
 
 
 def _iso_microseconds(epoch_seconds: int) -> str:
@@ -317,7 +340,9 @@ def test_a_signed_event_with_the_nonce_changes_the_plan_once(
         "status": "processed"
     }
     assert webhooks.plan(org_id) == "free"
-    assert send(webhooks, source, cancelled, custom_data(org_id, nonce)).body == {
+    # Another end (of a later time: the same one again is a duplicate) finds nothing to end.
+    later = int(NOW.timestamp()) + 60
+    assert send(webhooks, source, cancelled, custom_data(org_id, nonce), created=later).body == {
         "status": "ignored"
     }
     effects = webhooks.webhook_effects(org_id)
@@ -439,16 +464,14 @@ def test_a_stripe_subscription_created_incomplete_is_raised_by_the_update_that_a
     assert [e["effect"] for e in webhooks.webhook_effects(org_id)] == ["plan_activated"]
 
 
-def test_an_end_before_its_activation_voids_the_nonce(webhooks: WebhookStack) -> None:
+def test_a_refund_before_its_activation_voids_the_nonce(webhooks: WebhookStack) -> None:
+    # A Lemon Squeezy order names no subscription: its refund voids the open checkout.
     org_id = webhooks.new_org()
-    nonce = new_nonce(webhooks, org_id)
-    custom = custom_data(org_id, nonce)
-    assert send(webhooks, "lemonsqueezy", "subscription_expired", custom).body == {
-        "status": "processed"
-    }
-    assert send(webhooks, "lemonsqueezy", "subscription_created", custom).body == {
-        "status": "ignored"
-    }
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    refunded = send(webhooks, "lemonsqueezy", "order_refunded", custom, order_id=BOUGHT_BY)
+    assert refunded.body == {"status": "processed"}
+    paid = send(webhooks, "lemonsqueezy", "order_created", custom, order_id=BOUGHT_BY)
+    assert paid.body == {"status": "ignored"}
     assert webhooks.plan(org_id) == "free"
     assert [e["effect"] for e in webhooks.webhook_effects(org_id)] == ["checkout_voided"]
 
@@ -1639,8 +1662,12 @@ def test_only_a_full_refund_returns_the_plan_to_free(webhooks: WebhookStack, sou
     org_id = webhooks.new_org()
     custom = custom_data(org_id, new_nonce(webhooks, org_id))
     assert send(webhooks, source, PAID_ORDER[source], custom).body == {"status": "processed"}
-    for state in NOT_FULL_REFUNDS[source]:
-        response = send(webhooks, source, REFUNDED[source], custom, state=state)
+    for seconds, state in enumerate(NOT_FULL_REFUNDS[source]):
+        # Each refund changes the order: a later `updated_at` (Lemon Squeezy's event id).
+        at = {"updated_at": f"2026-11-23T10:00:0{seconds}.000000Z"}
+        if source != "lemonsqueezy":
+            at = {}
+        response = send(webhooks, source, REFUNDED[source], custom, state={**state, **at})
         assert response.body == {"status": "accepted"}, state
     assert webhooks.plan(org_id) == "team"
     assert send(webhooks, source, REFUNDED[source], custom).body == {"status": "processed"}
@@ -1856,3 +1883,69 @@ def test_an_effect_during_an_audit_outage_is_processed_once_and_audited_afterwar
     assert log.sweep(now=webhooks.clock.now + SWEEP_GRACE).appended == 1
     [effect] = webhooks.webhook_effects(org_id)
     assert effect["effect"] == "plan_activated"
+
+
+@pytest.mark.parametrize("source", UPDATING)
+def test_an_end_before_its_activation_voids_the_nonce_for_its_subscription_only(
+    webhooks: WebhookStack, source: str
+) -> None:
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    # Our custom data on another subscription, ended: kept for that one only.
+    another = {"lemonsqueezy": "7399", "standard": "0d9e1f2a-3b4c-4d5e-8f60-718293a4b5c6"}
+    ended = SUBSCRIPTION_ENDED[source]
+    other = send(webhooks, source, ended, custom, created=T0 + 5, subscription_id=another[source])
+    assert other.body == {"status": "accepted"}
+    ids = {"subscription_id": SUBSCRIBED[source], "order_id": BOUGHT_BY}
+    created = send(webhooks, source, SUBSCRIPTION_CREATED[source], custom, created=T0, **ids)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "team"
+    # The end of the subscription itself, before its activation, voids the nonce for it.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    assert send(webhooks, source, ended, custom, created=T0 + 5, **ids).body == {
+        "status": "accepted"
+    }
+    created = send(webhooks, source, SUBSCRIPTION_CREATED[source], custom, created=T0, **ids)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == ["checkout_voided"]
+
+
+@pytest.mark.parametrize("source", UPDATING)
+def test_an_end_of_another_subscription_or_source_leaves_the_plan(
+    webhooks: WebhookStack, source: str
+) -> None:
+    # Our custom data copied onto another subscription (or order) of the platform, or the
+    # same ids from the other platform: their end is not the end of what the nonce activated.
+    org_id, custom = _subscribed(webhooks, source)
+    ended = SUBSCRIPTION_ENDED[source]
+    other_source = "standard" if source == "lemonsqueezy" else "lemonsqueezy"
+    strays = [
+        send(webhooks, source, ended, custom, subscription_id="7399", order_id=6199),
+        send(webhooks, source, REFUNDED[source], custom, subscription_id="7399", order_id=6199),
+        send(webhooks, other_source, SUBSCRIPTION_ENDED[other_source], custom,
+             subscription_id=SUBSCRIBED[source], order_id=BOUGHT_BY),
+    ]  # fmt: skip
+    assert [stray.body for stray in strays] == [{"status": "ignored"}] * 3
+    assert webhooks.plan(org_id) == "team"
+    assert send(webhooks, source, ended, custom).body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+
+
+def test_a_cancelled_update_before_the_activation_neither_starts_nor_suspends_it(
+    webhooks: WebhookStack,
+) -> None:
+    # Lemon Squeezy's `cancelled` runs out on what was paid: it says neither paid nor unpaid,
+    # so, arriving first, it is not kept as an unpaid state the activation would start in.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    ends = {"ends_at": "2026-12-23T09:00:00.000000Z"}
+    answer = _changed(webhooks, "lemonsqueezy", custom, at=T0 + 60, status="cancelled", state=ends)
+    assert answer == "ignored"
+    assert webhooks.plan(org_id) == "free"
+    ids = {"subscription_id": SUBSCRIBED["lemonsqueezy"], "order_id": BOUGHT_BY}
+    created = send(webhooks, "lemonsqueezy", "subscription_created", custom, created=T0, **ids)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "team"
+    assert "suspended" not in _subscription(webhooks, custom)
