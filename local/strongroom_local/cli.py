@@ -10,7 +10,6 @@ during startup too, and then it prints no ready line.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from urllib.parse import quote, urlencode
 # Only what parsing the arguments needs is imported here: `local` installs its signal handlers
 # as soon as they are parsed, and everything else (boto3, moto, the functions' layer) loads
 # after, so that Ctrl-C or SIGTERM stops it cleanly from its first moments.
+from strongroom.plain_urls import loopback_host_port
 from strongroom_local.exceptions import (
     ControlRequestFailed,
     InvalidScheduleExpression,
@@ -111,17 +111,11 @@ def _state_dir_path(text: str) -> Path:
 
 
 def _loopback_host_port(text: str) -> str:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError("expected HOST:PORT")
-    bare = host.strip("[]").lower()
-    if bare != "localhost":
-        try:
-            loopback = ipaddress.ip_address(bare).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise argparse.ArgumentTypeError("only loopback hosts may be allowed")
+    """A --allow-host entry, refused unless the functions' settings will take it."""
+    try:
+        loopback_host_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a loopback HOST:PORT ({exc})") from None
     return text
 
 

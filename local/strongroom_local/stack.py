@@ -16,11 +16,9 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
-import ipaddress
 import json
 import logging
 import os
-import re
 import secrets
 import threading
 import time
@@ -29,10 +27,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 import boto3
 
+from strongroom.plain_urls import is_loopback_http_url
 from strongroom_local.async_invoke import LAMBDA_RETRY_DELAYS_SECONDS, AsyncInvoker
 from strongroom_local.authorizer import JwtAuthorizer
 from strongroom_local.exceptions import (
@@ -139,40 +137,14 @@ def read_stack_file(state_dir: Path) -> dict[str, Any]:
         ("aws_url", document.get("aws_url")),
         ("sandbox_okta.url", sandbox.get("url") if isinstance(sandbox, dict) else sandbox),
     ):
-        if url is not None and not is_loopback_url(url):
+        # Read alike by every parser (strongroom.plain_urls): the address checked is the one
+        # contacted, whatever reads it.
+        if url is not None and not is_loopback_http_url(url):
             raise UnsafeStateDir(
                 f"{state_dir / STACK_FILE}: its {name} {url!r} is not on a loopback address"
                 " (127.0.0.0/8, ::1, localhost); refused"
             )
     return document
-
-
-# The whole authority of a URL we contact: a host and a port, nothing else. Parsers disagree
-# on userinfo and backslashes (urlsplit takes the host after the last '@'; urllib3 ends it at
-# a backslash), so an authority with anything more is refused, not read one way and contacted
-# another.
-_PLAIN_AUTHORITY = re.compile(r"(?:localhost|[0-9.]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", re.I)
-
-
-def is_loopback_url(url: object) -> bool:
-    """An http:// URL whose host is a loopback address (127.0.0.0/8, ::1) or localhost, and
-    whose authority is only that host and a port."""
-    if not isinstance(url, str) or any(c.isspace() or not c.isprintable() for c in url):
-        return False
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a port that is not one
-    except ValueError:
-        return False
-    if parts.scheme != "http" or host is None or not _PLAIN_AUTHORITY.fullmatch(parts.netloc):
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _lock_holder(state_dir: Path) -> str:

@@ -12,9 +12,7 @@ import base64
 import copy
 import decimal
 import functools
-import ipaddress
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from strongroom.plain_urls import is_loopback_http_url
 from strongroom_local.exceptions import InvalidTemplate, UnsupportedTemplate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -199,13 +198,7 @@ def _number(value: Any) -> decimal.Decimal | None:
 def _loopback_as_https(text: str) -> str:
     """A loopback `http://` URL as `https://`: the local stack serves plain HTTP on loopback
     only, so a parameter that must be an https URL is given the local one (OAuthRedirectUri)."""
-    parts = urllib.parse.urlsplit(text)
-    host = parts.hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    return "https://" + text[len("http://") :] if parts.scheme == "http" and loopback else text
+    return "https://" + text[len("http://") :] if is_loopback_http_url(text) else text
 
 
 def check_parameter(name: str, spec: Mapping[str, Any], value: str | list[str]) -> None:

@@ -62,6 +62,21 @@ def test_local_refuses_a_stack_without_workers(
     assert "--max-workers" in refused(["local", "--max-workers", workers], capsys)
 
 
+@pytest.mark.parametrize(
+    "entry", ["::1:8080", "[127.0.0.1]:80", "127.0.0.1:\u0668\u0660", "evil.example\\@127.0.0.1:80"]
+)
+def test_local_refuses_an_allow_host_the_functions_settings_would_refuse(
+    entry: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "--allow-host" in refused(["local", "--allow-host", entry], capsys)
+
+
+def test_local_takes_the_loopback_allow_hosts_the_settings_take() -> None:
+    entries = ["127.0.0.1:8443", "[::1]:9001", "localhost:9000"]
+    argv = ["local", *(arg for entry in entries for arg in ("--allow-host", entry))]
+    assert build_parser().parse_args(argv).allow_host == entries
+
+
 def test_local_takes_one_worker_or_more() -> None:
     assert build_parser().parse_args(["local", "--max-workers", "1"]).max_workers == 1
     assert build_parser().parse_args(["local"]).max_workers == 4

@@ -120,6 +120,9 @@ def repository_resolver(**parameters: str) -> Resolver:
         # Only a loopback URL may be plain HTTP (the local stack serves nothing else).
         ("OAuthRedirectUri", "http://callback.example.com/oauth/callback", "AllowedPattern"),
         ("OAuthReturnUrl", "http://127.0.0.1.example.com/health", "AllowedPattern"),
+        # Loopback to urlsplit, evil.example to a browser: not a loopback URL, so not https.
+        ("OAuthRedirectUri", "http://evil.example\\@127.0.0.1:3000/cb", "AllowedPattern"),
+        ("OAuthReturnUrl", "http://127.1:3000/dev/health", "AllowedPattern"),
         ("BillingProducts", "stripe:price 1=team", "AllowedPattern"),
     ],
 )

@@ -67,6 +67,13 @@ def test_dev_allow_hosts_parses_loopback_entries(value: str, expected: frozenset
         "127.0.0.1:65536",
         "127.0.0.1:http",
         "[fd00::1]:80",
+        # Read one way here and another by the outbound client (strongroom.plain_urls).
+        "::1:8080",
+        "[127.0.0.1]:80",
+        "[::1%lo]:80",
+        "[::ffff:127.0.0.1]:80",
+        "127.0.0.1:\u0668\u0660",
+        "evil.example\\@127.0.0.1:80",
     ],
 )
 def test_dev_allow_hosts_refuses_anything_but_loopback_host_port(value: str) -> None:
@@ -84,6 +91,19 @@ def test_dev_allow_hosts_refuses_anything_but_loopback_host_port(value: str) -> 
         "/oauth/callback",
         "https:///oauth/callback",
         "https://api.strongroom.example/oauth/ callback",
+        # A backslash in the authority: urlsplit's host is 127.0.0.1, a browser's and
+        # urllib3's evil.example; urlsplit's port is "3000\\evil.example", theirs 3000.
+        "http://evil.example\\@127.0.0.1/oauth/callback",
+        "https://evil.example\\@api.strongroom.example/oauth/callback",
+        "http://localhost:3000\\evil.example/oauth/callback",
+        "https://api.strongroom.example\\oauth/callback",
+        "https://api.strongroom.example/oauth\\callback",
+        "http://127.0.0.1:3000:4000/oauth/callback",
+        # 127.0.0.1 to a browser, a name to urlsplit.
+        "https://2130706433/oauth/callback",
+        "http://[::1%25lo]:3000/dev/oauth/callback",
+        "https://api.strongroom.example:99999/oauth/callback",
+        "https://api.strongroom.example/oauth/callback/\u00e9",
     ],
 )
 @pytest.mark.parametrize("name", ["STRONGROOM_OAUTH_REDIRECT_URI", "STRONGROOM_OAUTH_RETURN_URL"])
@@ -97,6 +117,28 @@ def test_oauth_urls_may_be_plain_http_on_loopback_for_the_local_stack() -> None:
         {**REQUIRED, "STRONGROOM_OAUTH_REDIRECT_URI": "http://127.0.0.1:3000/dev/oauth/callback"}
     )
     assert settings.oauth_redirect_uri == "http://127.0.0.1:3000/dev/oauth/callback"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://api.strongroom.example/oauth/callback",
+        "https://API.strongroom.example:8443/oauth/callback?tenant=a%2Fb&x=1",
+        "http://localhost:3000/dev/oauth/callback",
+        "http://[::1]:3000/dev/oauth/callback",
+        "http://127.0.0.2:3000/dev/oauth/callback",
+    ],
+)
+def test_plain_oauth_urls_are_taken_as_given(value: str) -> None:
+    settings = Settings.from_environ({**REQUIRED, "STRONGROOM_OAUTH_RETURN_URL": value})
+    assert settings.oauth_return_url == value
+
+
+def test_dev_allow_hosts_are_read_as_the_outbound_client_reads_hosts() -> None:
+    settings = Settings.from_environ(
+        {**REQUIRED, "STRONGROOM_DEV_ALLOW_HOSTS": "[0:0::1]:9001,LOCALHOST:9002"}
+    )
+    assert settings.dev_allow_hosts == frozenset({("::1", 9001), ("localhost", 9002)})
 
 
 def test_template_never_sets_the_dev_allow_list() -> None:

@@ -7,16 +7,15 @@ value (a value may be a secret or an ARN that does not belong in a log line).
 from __future__ import annotations
 
 import functools
-import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from strongroom.errors import StrongroomError
+from strongroom.plain_urls import is_loopback_host, loopback_host_port, split_plain_url
 from strongroom.plans import PLANS
 
 _SOURCE = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -28,45 +27,16 @@ class SettingsError(StrongroomError):
     """A required setting is missing or invalid."""
 
 
-def _parse_host_port(entry: str) -> tuple[str, int]:
-    host, sep, port_text = entry.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ValueError("each entry must be host:port")
-    port = int(port_text)
-    if not 0 < port < 65536:
-        raise ValueError("port out of range")
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return host, port
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError("host must be localhost or a loopback address") from None
-    if not address.is_loopback:
-        raise ValueError("host must be a loopback address")
-    return host, port
-
-
 def _check_browser_url(value: str) -> str:
-    """An absolute https URL without userinfo or fragment (http only on loopback, for dev)."""
-    parts = urlsplit(value)
-    host = parts.hostname or ""
-    if parts.scheme == "http":
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise ValueError("must be an https URL")
-    elif parts.scheme != "https":
+    """An absolute https URL without userinfo or fragment (http only on loopback, for dev),
+    which every parser reads alike (strongroom.plain_urls)."""
+    try:
+        url = split_plain_url(value)
+    except ValueError:
+        raise ValueError("must be an absolute URL without credentials or fragment") from None
+    if url.scheme != "https" and not (url.scheme == "http" and is_loopback_host(url.host)):
         raise ValueError("must be an https URL")
-    if (
-        not host
-        or parts.username
-        or parts.password
-        or parts.fragment
-        or any(ch.isspace() for ch in value)
-    ):
+    if url.fragment:
         raise ValueError("must be an absolute URL without credentials or fragment")
     return value
 
@@ -172,7 +142,7 @@ class Settings(BaseModel):
     def _split_hosts(cls, value: Any) -> Any:
         if isinstance(value, str):
             entries = [part.strip() for part in value.split(",") if part.strip()]
-            return frozenset(_parse_host_port(entry) for entry in entries)
+            return frozenset(loopback_host_port(entry) for entry in entries)
         return value
 
     @field_validator("oauth_redirect_uri", "oauth_return_url")

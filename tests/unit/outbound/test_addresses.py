@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from strongroom.outbound import is_forbidden_address
-from strongroom.outbound.addresses import is_loopback_address
+from strongroom.plain_urls import is_loopback_address
 
 FORBIDDEN = [
     "0.0.0.0",  # noqa: S104

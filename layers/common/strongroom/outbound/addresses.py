@@ -89,15 +89,3 @@ def _is_forbidden_ipv6(ip: ipaddress.IPv6Address) -> bool:
     if ip not in _GLOBAL_UNICAST_V6:
         return True
     return any(ip in network for network in _FORBIDDEN_GLOBAL_V6)
-
-
-_LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
-_LOOPBACK_V6 = ipaddress.IPv6Address("::1")
-
-
-def is_loopback_address(ip: IPAddress) -> bool:
-    """True for 127.0.0.0/8 and ::1 only: the addresses an allow-listed dev entry may use."""
-    # Spelled out: `is_loopback` of an IPv4-mapped address changed in Python 3.13.
-    if isinstance(ip, ipaddress.IPv4Address):
-        return ip in _LOOPBACK_V4
-    return ip == _LOOPBACK_V6

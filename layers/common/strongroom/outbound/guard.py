@@ -12,8 +12,9 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
 
-from strongroom.outbound.addresses import IPAddress, is_forbidden_address, is_loopback_address
+from strongroom.outbound.addresses import IPAddress, is_forbidden_address
 from strongroom.outbound.urls import Target, parse_target, refused
+from strongroom.plain_urls import is_loopback_address
 
 Resolver: TypeAlias = Callable[[str, int], Sequence[str]]
 """`(host, port) -> addresses`: the one name lookup of a hop. Raises OSError if it fails."""
