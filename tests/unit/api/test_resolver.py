@@ -297,3 +297,25 @@ def test_the_function_routes_only_on_the_route_the_gateway_matched(
     if status == 404:
         assert body["error"]["code"] == "not_found"
         assert calls == []
+
+
+@pytest.mark.parametrize("payload", [{"name": ""}, {"name": "w", "extra": 1}, {}, ["w"]])
+def test_a_route_the_gateway_did_not_match_is_404_whatever_its_body(payload: Any) -> None:
+    """Powertools validates the request before any middleware of ours runs: the body of a
+    route API Gateway did not match is not that route's to judge (422), it is not found."""
+    event = http_event("POST", "/widgets", body=payload)
+    event["routeKey"] = event["requestContext"]["routeKey"] = "POST /widgets/{widget_id}"
+    status, body, calls = _call(event)
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    assert calls == []
+    # The same body on the route the gateway matched: the route refuses it.
+    status, body, _ = _call(http_event("POST", "/widgets", body=payload))
+    assert (status, body["error"]["code"]) == (422, "invalid_field")
+
+
+def test_a_route_the_gateway_did_not_match_is_404_whatever_its_content_type() -> None:
+    event = _typed("text/plain", '{"name": "w"}')
+    event["routeKey"] = event["requestContext"]["routeKey"] = "POST /widgets/{widget_id}"
+    response = handle_request(_app([]), event, _Context(), json_bodies=False)  # type: ignore[arg-type]
+    assert response["statusCode"] == 404
+    assert json.loads(response["body"])["error"]["code"] == "not_found"

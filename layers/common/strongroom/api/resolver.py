@@ -68,7 +68,12 @@ def create_resolver(logger: Logger) -> APIGatewayHttpResolver:
         exc: RequestValidationError | RequestUnsupportedContentType,
     ) -> Response[str]:
         errors = list(exc.errors())
-        if any(error.get("type") in _MALFORMED_TYPES for error in errors):
+        # Powertools validates a request before any middleware of ours (its request validation
+        # comes first in every route's stack): one it routed elsewhere than API Gateway did
+        # answers 404 whatever its body, as _only_the_gateway_route answers a valid one.
+        if _routed_elsewhere(app):
+            status, body = error_response(NotFound())
+        elif any(error.get("type") in _MALFORMED_TYPES for error in errors):
             status, body = error_response(MalformedRequest("The body is not valid JSON."))
         else:
             status, body = error_response(InvalidField(_field_detail(errors)))
@@ -101,16 +106,22 @@ def create_resolver(logger: Logger) -> APIGatewayHttpResolver:
 
 
 def _only_the_gateway_route(app: APIGatewayHttpResolver, next_middleware: Any) -> Any:
-    """Run only the route API Gateway matched (the event's routeKey). API Gateway matches the
-    path as sent, but hands the function rawPath decoded and cut at a decoded '?', and Powertools
-    routes on rawPath: '/orgs/{org}%3F/members/{owner}', matched as a member's removal, would
-    run the org's deletion. Compared as routes, not paths, whatever the stage or domain."""
+    """Run only the route API Gateway matched (the event's routeKey); see _routed_elsewhere."""
+    if _routed_elsewhere(app):
+        raise NotFound()
+    return next_middleware(app)
+
+
+def _routed_elsewhere(app: APIGatewayHttpResolver) -> bool:
+    """Whether Powertools routed the request to another route than API Gateway matched (the
+    event's routeKey). API Gateway matches the path as sent, but hands the function rawPath
+    decoded and cut at a decoded '?', and Powertools routes on rawPath:
+    '/orgs/{org}%3F/members/{owner}', matched as a member's removal, would run the org's
+    deletion. Compared as routes, not paths, whatever the stage or domain."""
     route = app.context.get("_route")
     route_key = app.current_event.raw_event.get("routeKey")
     matched = f"{route.method} {route.openapi_path}" if route is not None else None
-    if isinstance(route_key, str) and " " in route_key and matched not in (None, route_key):
-        raise NotFound()
-    return next_middleware(app)
+    return isinstance(route_key, str) and " " in route_key and matched not in (None, route_key)
 
 
 def _body_bytes(event: Mapping[str, Any]) -> bytes:
