@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -53,14 +54,38 @@ class AsyncInvoker:
         self._sqs = sqs
         self._stop = stop
         self._retry_delays = retry_delays
+        # The threads of the events under way, for the stack's stop to wait for.
+        self._under_way: set[threading.Thread] = set()
+        self._under_way_lock = threading.Lock()
 
     def submit(self, event: Any) -> threading.Thread:
         """Queue `event`; the returned thread ends when it succeeded or was given up."""
         thread = threading.Thread(
-            target=self.run, args=(event,), name=f"async-{self._function_id}", daemon=True
+            target=self._run_under_way,
+            args=(event,),
+            name=f"async-{self._function_id}",
+            daemon=True,
         )
+        with self._under_way_lock:
+            self._under_way.add(thread)
         thread.start()
         return thread
+
+    def _run_under_way(self, event: Any) -> None:
+        try:
+            self.run(event)
+        finally:
+            with self._under_way_lock:
+                self._under_way.discard(threading.current_thread())
+
+    def wait(self, deadline: float) -> int:
+        """Wait for the events under way to end, until `deadline` (a time.monotonic() value) at
+        most: how many are still under way then. A thread running a handler cannot be killed."""
+        with self._under_way_lock:
+            under_way = list(self._under_way)
+        for thread in under_way:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return sum(thread.is_alive() for thread in under_way)
 
     def run(self, event: Any) -> Invocation | None:
         """Every attempt `event` gets; the last invocation (None if none was made)."""

@@ -72,6 +72,9 @@ LOCK_FILE = "stack.lock"
 # The actor of the operator commands' audit events.
 OPERATOR = "operator:local"
 _T = TypeVar("_T")
+# Once the workers are closed an asynchronous invocation ends at once, saying what it dropped;
+# one whose worker is still starting ends when the start does. Not waited for beyond this.
+ASYNC_STOP_WAIT_SECONDS = 10.0
 
 
 def _utc_now() -> datetime:
@@ -96,6 +99,8 @@ class StackOptions:
     sandbox_okta_port: int = 0
     # Waits before the retries of a failed scheduled (asynchronous) invocation.
     async_retry_delays: Sequence[float] = LAMBDA_RETRY_DELAYS_SECONDS
+    # How long stop() waits for asynchronous invocations under way to end (and say so).
+    async_stop_wait_seconds: float = ASYNC_STOP_WAIT_SECONDS
     # The timer's clock: tests move it to a schedule's next firing rather than wait for it.
     clock: Callable[[], datetime] = _utc_now
 
@@ -439,7 +444,8 @@ class LocalStack:
         return self._stop.is_set()
 
     def stop(self) -> None:
-        """Stop listeners, timers, pollers, workers and moto; safe to call more than once."""
+        """Stop listeners, timers, pollers, workers and moto, and wait (a bounded time) for the
+        asynchronous invocations under way to end; safe to call more than once."""
         self._stop.set()
         self._remove_own_stack_file()
         for serving in self._serving:
@@ -458,12 +464,27 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads.clear()
+        # After the timer (nothing is submitted now) and before moto (a last attempt that
+        # failed may still be dead-lettered): their lines would be lost as the process exits.
+        self._wait_for_async_invocations()
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the lock: everything else has stopped
             self._lock_fd = None
+
+    def _wait_for_async_invocations(self) -> None:
+        bound = self.options.async_stop_wait_seconds
+        deadline = time.monotonic() + bound
+        under_way = sum(invoker.wait(deadline) for invoker in self._async.values())
+        if under_way:
+            log.warning(
+                "%d asynchronous invocation(s) still under way after the stop waited %g s for"
+                " them; left running (what becomes of them is not logged)",
+                under_way,
+                bound,
+            )
 
     def _remove_own_stack_file(self) -> None:
         """Remove stack.json if it holds this stack's control token: if not, it is another

@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -325,3 +326,107 @@ def test_the_timer_s_failed_firing_is_retried_then_dead_lettered_as_lambda_sends
         "ErrorMessage": ("String", "RuntimeError"),
     }
     assert dead_letters() == []
+
+
+def test_waiting_for_the_events_under_way_is_bounded_and_counts_the_rest(
+    sqs: tuple[Any, str],
+) -> None:
+    client, url = sqs
+    release = threading.Event()
+
+    def held(event: Any, *, request_id: str) -> Invocation:
+        release.wait(30)
+        return Invocation(request_id, ok=True)
+
+    async_invoker = invoker(held, client, url)
+    thread = async_invoker.submit(EVENT)
+    assert async_invoker.wait(time.monotonic() + 0.2) == 1
+    assert thread.is_alive()
+    release.set()
+    assert async_invoker.wait(time.monotonic() + 10) == 0
+    assert not thread.is_alive()
+    assert async_invoker.wait(time.monotonic()) == 0  # nothing under way: nothing waited for
+
+
+class SlowShutdownLines(logging.Handler):
+    """The async logger's output, slow to write the lines of events dropped at shutdown: each
+    takes `hold` seconds unless `let_go` is set first (as a loaded machine may leave a thread
+    unscheduled that long)."""
+
+    def __init__(self, let_go: threading.Event, *, hold: float) -> None:
+        super().__init__()
+        self.let_go = let_go
+        self.hold = hold
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "dropped at shutdown" in record.getMessage():
+            self.let_go.wait(self.hold)
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def retrying_tick_stack(tmp_path: Path) -> Iterator[tuple[LocalStack, SlowShutdownLines]]:
+    """The fixture template in-process, TickFunction raising and its retry a minute away, the
+    Hourly schedule due at once; the async logger's lines captured (slow at shutdown)."""
+    records = tmp_path / "records"
+    clock = itertools.chain([STARTED], itertools.repeat(STARTED + timedelta(hours=1)))
+    let_go = threading.Event()
+    lines = SlowShutdownLines(let_go, hold=3.0)
+    async_log = logging.getLogger("strongroom_local.async")
+    async_log.addHandler(lines)
+    stack = LocalStack(
+        StackOptions(
+            template_path=FIXTURE_TEMPLATE,
+            state_dir=tmp_path / "state",
+            api_port=0,
+            parameters={"RecordDir": str(records), "TickFails": "yes"},
+            sandbox_okta=None,
+            max_workers=1,
+            async_retry_delays=(60.0, 60.0),
+            clock=lambda: next(clock),
+            # moto's backends outlive a stack in this process: a name of its own.
+            stack_name=f"retry-{tmp_path.name}"[:40],
+        )
+    )
+    try:
+        stack.start()
+        # The first attempt failed: the event waits a minute for its retry.
+        wait_for(lambda: any("attempt 1 of 2" in line for line in lines.lines))
+        yield stack, lines
+    finally:
+        stack.stop()
+        let_go.set()
+        async_log.removeHandler(lines)
+
+
+def test_stop_waits_for_the_asynchronous_invocations_to_say_what_they_dropped(
+    retrying_tick_stack: tuple[LocalStack, SlowShutdownLines],
+) -> None:
+    """Their threads are daemons: what they have not logged when stop() returns is lost as the
+    process exits."""
+    stack, lines = retrying_tick_stack
+    stack.stop()
+    assert any(
+        "an asynchronous event waiting for a retry was dropped at shutdown (1 attempt(s) left)"
+        in line
+        for line in lines.lines
+    )
+    assert not [t for t in threading.enumerate() if t.name == "async-TickFunction"]
+
+
+def test_stop_waits_a_bounded_time_and_says_how_many_it_left(
+    retrying_tick_stack: tuple[LocalStack, SlowShutdownLines],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stack, lines = retrying_tick_stack
+    lines.hold = 30.0  # its shutdown line takes far longer than stop waits
+    stack.options.async_stop_wait_seconds = 0.2
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="strongroom_local"):
+        stack.stop()
+    assert time.monotonic() - started < 20
+    assert (
+        "1 asynchronous invocation(s) still under way after the stop waited 0.2 s for them;"
+        " left running (what becomes of them is not logged)"
+    ) in [record.getMessage() for record in caplog.records if record.name == "strongroom_local"]
