@@ -374,10 +374,8 @@ def _secret_value(logical_id: str, resource: Mapping[str, Any], props: Mapping[s
         raise InvalidTemplate(
             f"{logical_id}: SecretString and GenerateSecretString exclude each other"
         )
-    generated = resource.get("Metadata", {}).get("StrongroomLocal", {}).get("GeneratedValue")
+    generated = _generated_value(logical_id, resource)
     if generated is not None:
-        if generated not in GENERATED_VALUES:
-            raise ValueError(f"unknown StrongroomLocal.GeneratedValue {generated!r}")
         value = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
         return json.dumps({"active": [value]})
     if "SecretString" in props:
@@ -386,6 +384,24 @@ def _secret_value(logical_id: str, resource: Mapping[str, Any], props: Mapping[s
     return _generated_secret(
         f"{logical_id}: GenerateSecretString", props.get("GenerateSecretString", {})
     )
+
+
+def _generated_value(logical_id: str, resource: Mapping[str, Any]) -> str | None:
+    """The value the local stack generates for a secret (Metadata.StrongroomLocal), if any.
+    CloudFormation ignores this metadata; a value the stack does not know how to generate
+    stops it rather than store the template's placeholder."""
+    where = f"{logical_id}: Metadata.StrongroomLocal"
+    local = (resource.get("Metadata") or {}).get("StrongroomLocal") or {}
+    if not isinstance(local, Mapping):
+        raise UnsupportedTemplate(f"{where} must be a map")
+    _only(where, local, {"GeneratedValue"})
+    generated = local.get("GeneratedValue")
+    if generated is not None and generated not in GENERATED_VALUES:
+        raise UnsupportedTemplate(
+            f"{where}.GeneratedValue {generated!r} is not one the local stack generates"
+            f" ({', '.join(GENERATED_VALUES)})"
+        )
+    return generated
 
 
 def _generated_secret(where: str, spec: Mapping[str, Any]) -> str:

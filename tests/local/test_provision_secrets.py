@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from strongroom_local.exceptions import InvalidTemplate
+from strongroom_local.exceptions import InvalidTemplate, UnsupportedTemplate
 from strongroom_local.provision import provision
 
 
@@ -75,14 +75,31 @@ def test_secrets_as_written_generated_or_emulated() -> None:
         assert len(document["password"]) == 32
 
 
-def test_an_unknown_generated_value_stops_provisioning() -> None:
+@pytest.mark.parametrize(
+    ("local", "refused"),
+    [
+        (
+            {"GeneratedValue": "rsa-key"},
+            r"Odd: Metadata.StrongroomLocal.GeneratedValue 'rsa-key' is not one the local stack"
+            r" generates \(webhook-signing-secret\)",
+        ),
+        # A misspelt key would have stored the template's placeholder.
+        (
+            {"GeneratedValues": "webhook-signing-secret"},
+            "Odd: Metadata.StrongroomLocal: the local stack does not emulate GeneratedValues",
+        ),
+        ("webhook-signing-secret", "Odd: Metadata.StrongroomLocal must be a map"),
+    ],
+)
+def test_a_generated_value_the_stack_cannot_make_stops_it_as_unsupported(
+    local: Any, refused: str
+) -> None:
+    """As the rest of the template reader refuses what it cannot emulate: the CLI says so and
+    exits cleanly (a plain ValueError was a traceback)."""
     template = _template(
-        Odd={
-            "Metadata": {"StrongroomLocal": {"GeneratedValue": "rsa-key"}},
-            "Properties": {"SecretString": "{}"},
-        }
+        Odd={"Metadata": {"StrongroomLocal": local}, "Properties": {"SecretString": "{}"}}
     )
-    with mock_aws(), pytest.raises(ValueError, match="rsa-key"):
+    with mock_aws(), pytest.raises(UnsupportedTemplate, match=f"^{refused}$"):
         provision(boto3.Session(region_name="us-east-1"), template=template)
 
 
