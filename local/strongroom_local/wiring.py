@@ -167,6 +167,75 @@ def _check_types(stack: Stack) -> None:
                 )
 
 
+# AWS::Serverless::Function properties the local stack runs as written (in Globals.Function as
+# on a function), and those it leaves out knowingly, each with why that changes nothing a
+# request or an event meets locally. Any other stops the stack at start: a function URL,
+# SnapStart, an alias (provisioned concurrency, traffic shifting), a VPC, an EFS mount or a
+# container image would each make the deployed function behave otherwise than the local one.
+_FUNCTION_PROPERTIES = frozenset(
+    {
+        "CodeUri",
+        "DeadLetterQueue",
+        "Environment",
+        "EventInvokeConfig",
+        "Events",
+        "FunctionName",
+        "Handler",
+        "Layers",
+        "MemorySize",
+        "PackageType",  # Zip only (_check_function_properties)
+        "Runtime",
+        "Timeout",
+    }
+)
+_NO_IAM = "moto enforces no IAM: nothing a function calls is checked against its role"
+_FUNCTION_PROPERTIES_LEFT_OUT = {
+    "Architectures": "the CPU Lambda runs on: the workers run this machine's Python and packages",
+    "AssumeRolePolicyDocument": _NO_IAM,
+    "CodeSigningConfigArn": "checks a package's signature at deploy; the workers run the code",
+    "Description": "text for people",
+    "EphemeralStorage": "the size of /tmp in Lambda: the workers' /tmp is this machine's",
+    "KmsKeyArn": "encrypts the environment at rest in Lambda; a function reads it in plain",
+    "LoggingConfig": "where and how Lambda ships logs: functions log to the stack's output",
+    "PermissionsBoundary": _NO_IAM,
+    "Policies": _NO_IAM,
+    "PropagateTags": "labels only",
+    "ReservedConcurrentExecutions": (
+        "a share of the account's concurrency: locally at most --max-workers invocations of a"
+        " function run at once"
+    ),
+    "Role": _NO_IAM,
+    "RolePath": _NO_IAM,
+    "RuntimeManagementConfig": "which runtime patch Lambda runs: the workers run local Python",
+    "Tags": "labels only",
+    "Tracing": "X-Ray: the local stack sends no traces (POWERTOOLS_TRACE_DISABLED)",
+}
+
+
+def _check_function_properties(stack: Stack) -> None:
+    """Refuse a function property (or one of Globals.Function) the stack neither runs as
+    written nor knowingly leaves out; say which it leaves out."""
+    known = {*_FUNCTION_PROPERTIES, *_FUNCTION_PROPERTIES_LEFT_OUT}
+    globals_fn = stack.template.get("Globals", {}).get("Function", {}) or {}
+    owners = {"Globals.Function": globals_fn}
+    for logical_id, resource in resources_of_type(
+        stack.template, FUNCTION_TYPE, stack.resolver
+    ).items():
+        owners[logical_id] = resource.get("Properties", {}) or {}
+    for where, props in owners.items():
+        _supported(props, known, where)
+        for name in sorted(set(props) & set(_FUNCTION_PROPERTIES_LEFT_OUT)):
+            log.info(
+                "%s: %s left out locally: %s", where, name, _FUNCTION_PROPERTIES_LEFT_OUT[name]
+            )
+        if "PackageType" in props:
+            package_type = stack.resolver.resolve(props["PackageType"])
+            if package_type != "Zip":
+                raise UnsupportedTemplate(
+                    f"{where}: PackageType {package_type!r} is not emulated (only Zip: CodeUri)"
+                )
+
+
 def _events(resource: Mapping[str, Any], event_type: str) -> dict[str, dict[str, Any]]:
     events = resource.get("Properties", {}).get("Events", {}) or {}
     return {
@@ -607,6 +676,7 @@ def _sqs_source(stack: Stack, function_id: str, event_name: str, raw: Any) -> Sq
 
 def read_wiring(stack: Stack, template_dir: Path) -> Wiring:
     """Everything the local stack serves, runs or feeds, from a provisioned stack."""
+    _check_function_properties(stack)
     _check_types(stack)
     register_references(stack)
     functions = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -618,3 +619,84 @@ def test_a_large_batch_needs_a_batching_window() -> None:
     job_events(template)["MaximumBatchingWindowInSeconds"] = 0
     with pytest.raises(UnsupportedTemplate, match="BatchSize over 10"):
         wiring_of(template)
+
+
+# Function properties that would make the deployed function behave otherwise than the local one.
+NOT_EMULATED_FUNCTION_PROPERTIES = {
+    "FunctionUrlConfig": {"AuthType": "NONE"},
+    "SnapStart": {"ApplyOn": "PublishedVersions"},
+    "AutoPublishAlias": "live",
+    "ProvisionedConcurrencyConfig": {"ProvisionedConcurrentExecutions": 2},
+    "DeploymentPreference": {"Type": "Canary10Percent5Minutes"},
+    "FileSystemConfigs": [{"Arn": "arn:aws:elasticfilesystem:...", "LocalMountPath": "/mnt/x"}],
+    "ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1",
+    "ImageConfig": {"Command": ["app.handler"]},
+    "InlineCode": "def handler(event, context): return 1",
+    "VpcConfig": {"SubnetIds": ["subnet-1"], "SecurityGroupIds": ["sg-1"]},
+    "RecursiveLoop": "Allow",
+    "Handlr": "app.handler",
+}
+
+
+@pytest.mark.parametrize("prop", sorted(NOT_EMULATED_FUNCTION_PROPERTIES))
+def test_function_properties_the_stack_does_not_emulate_stop_it(prop: str) -> None:
+    """Started as if they were absent, the local function would behave otherwise than the one
+    deployed: a function URL never served, an EFS path missing, a VPC's network not applied."""
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Resources"]["EchoFunction"]["Properties"][prop] = NOT_EMULATED_FUNCTION_PROPERTIES[
+        prop
+    ]
+    with pytest.raises(
+        UnsupportedTemplate, match=f"^EchoFunction: the local stack does not emulate {prop}$"
+    ):
+        wiring_of(template)
+
+
+@pytest.mark.parametrize("prop", ["SnapStart", "VpcConfig", "EphemeralStorageTypo"])
+def test_globals_function_properties_the_stack_does_not_emulate_stop_it(prop: str) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Globals"]["Function"][prop] = NOT_EMULATED_FUNCTION_PROPERTIES.get(prop, {})
+    with pytest.raises(
+        UnsupportedTemplate, match=f"^Globals.Function: the local stack does not emulate {prop}$"
+    ):
+        wiring_of(template)
+
+
+@pytest.mark.parametrize(("package_type", "runs"), [("Zip", True), ("Image", False)])
+def test_only_zip_packages_run(package_type: str, runs: bool) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Resources"]["EchoFunction"]["Properties"]["PackageType"] = package_type
+    if runs:
+        assert "EchoFunction" in wiring_of(template).functions
+    else:
+        with pytest.raises(UnsupportedTemplate, match="EchoFunction: PackageType 'Image'"):
+            wiring_of(template)
+
+
+def test_function_properties_left_out_knowingly_are_accepted_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Globals"]["Function"]["Tracing"] = "Active"
+    echo = template["Resources"]["EchoFunction"]["Properties"]
+    echo.update(
+        Architectures=["arm64"],
+        Policies=["AWSLambdaBasicExecutionRole"],
+        ReservedConcurrentExecutions=5,
+        EphemeralStorage={"Size": 1024},
+        LoggingConfig={"LogFormat": "JSON"},
+    )
+    with caplog.at_level(logging.INFO, logger="strongroom_local"):
+        wiring = wiring_of(template)
+    assert "EchoFunction" in wiring.functions
+    said = [record.getMessage() for record in caplog.records]
+    assert (
+        "Globals.Function: Tracing left out locally: X-Ray: the local stack sends no traces"
+        " (POWERTOOLS_TRACE_DISABLED)"
+    ) in said
+    assert (
+        "EchoFunction: Policies left out locally: moto enforces no IAM: nothing a function"
+        " calls is checked against its role"
+    ) in said
+    for prop in ("Architectures", "ReservedConcurrentExecutions", "EphemeralStorage"):
+        assert any(line.startswith(f"EchoFunction: {prop} left out locally: ") for line in said)
