@@ -34,6 +34,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from strongroom_local.exceptions import InvalidTemplate, UnsupportedTemplate
+from strongroom_local.routes import function_properties
 from strongroom_local.template import (
     TEMPLATE_PATH,
     Resolver,
@@ -87,16 +88,21 @@ class Stack:
         return self.resolver.attributes[(logical_id, name)]
 
     def function_environment(self, function_logical_id: str | None = None) -> dict[str, str]:
-        """Environment variables a function gets: Globals merged with its own, resolved."""
-        variables: dict[str, Any] = {}
-        globals_env = self.template.get("Globals", {}).get("Function", {}).get("Environment", {})
-        variables.update(globals_env.get("Variables", {}))
-        if function_logical_id is not None:
-            function = self.template["Resources"][function_logical_id]
-            own_env = function.get("Properties", {}).get("Environment", {})
-            variables.update(own_env.get("Variables", {}))
-        resolved = self.resolver.resolve(variables)
-        return {name: scalar_text(value, f"Environment {name}") for name, value in resolved.items()}
+        """Environment variables a function gets: Globals merged with its own as SAM merges
+        them, resolved (without a function, the Globals' alone)."""
+        if function_logical_id is None:
+            where = "Globals.Function"
+            props = self.template.get("Globals", {}).get("Function", {}) or {}
+        else:
+            where = function_logical_id
+            props = function_properties(self.template, function_logical_id)
+        environment = self.resolver.resolve(props.get("Environment", {})) or {}
+        variables = environment.get("Variables", {}) if isinstance(environment, dict) else None
+        if not isinstance(variables, dict):
+            raise InvalidTemplate(f"{where}: Environment.Variables must be a map")
+        return {
+            name: scalar_text(value, f"Environment {name}") for name, value in variables.items()
+        }
 
 
 def _physical_name(stack_name: str, logical_id: str, *, lower: bool = False) -> str:

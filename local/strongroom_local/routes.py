@@ -41,13 +41,11 @@ def functions(
     template: Mapping[str, Any], root: Path = REPO_ROOT, resolver: Resolver | None = None
 ) -> dict[str, FunctionSpec]:
     """The template's functions; with a resolver, only those whose Condition holds."""
-    globals_fn = template.get("Globals", {}).get("Function", {})
     specs = {}
     function_type = "AWS::Serverless::Function"
-    for logical_id, resource in resources_of_type(template, function_type, resolver).items():
-        props = resource.get("Properties", {})
-        code_uri = props.get("CodeUri", globals_fn.get("CodeUri"))
-        handler = props.get("Handler", globals_fn.get("Handler"))
+    for logical_id in resources_of_type(template, function_type, resolver):
+        props = function_properties(template, logical_id)
+        code_uri, handler = props.get("CodeUri"), props.get("Handler")
         if not isinstance(code_uri, str) or not isinstance(handler, str):
             raise ValueError(f"{logical_id}: CodeUri and Handler must be plain strings")
         specs[logical_id] = FunctionSpec(logical_id, (root / code_uri).resolve(), handler)
@@ -76,6 +74,13 @@ def merge_globals(global_value: Any, value: Any) -> Any:
     if isinstance(global_value, list) and isinstance(value, list):
         return [*global_value, *value]
     return value
+
+
+def function_properties(template: Mapping[str, Any], logical_id: str) -> dict[str, Any]:
+    """A function's properties as SAM deploys it: with Globals.Function merged in."""
+    globals_fn = template.get("Globals", {}).get("Function", {}) or {}
+    own = template["Resources"][logical_id].get("Properties", {}) or {}
+    return dict(merge_globals(globals_fn, own))
 
 
 def http_api_properties(

@@ -19,7 +19,12 @@ from typing import Any
 from strongroom.schedules import ScheduleExpression, parse_schedule_expression
 from strongroom_local.exceptions import UnsupportedTemplate
 from strongroom_local.provision import Stack
-from strongroom_local.routes import HTTP_API_TYPE, IMPLICIT_API, http_api_properties
+from strongroom_local.routes import (
+    HTTP_API_TYPE,
+    IMPLICIT_API,
+    function_properties,
+    http_api_properties,
+)
 from strongroom_local.template import cloudformation_bool, resources_of_type, scalar_text
 
 log = logging.getLogger("strongroom_local")
@@ -264,18 +269,15 @@ def register_references(stack: Stack) -> None:
         resolver.refs.setdefault(logical_id, _api_id(stack_name, logical_id))
 
 
-def _function(
-    stack: Stack, logical_id: str, resource: Mapping[str, Any], template_dir: Path
-) -> LocalFunction:
-    globals_fn = stack.template.get("Globals", {}).get("Function", {})
-    props = {**globals_fn, **resource.get("Properties", {})}
+def _function(stack: Stack, logical_id: str, template_dir: Path) -> LocalFunction:
+    props = function_properties(stack.template, logical_id)
     resolver = stack.resolver
     code_uri, handler = props.get("CodeUri"), props.get("Handler")
     if not isinstance(code_uri, str) or not isinstance(handler, str):
         raise UnsupportedTemplate(f"{logical_id}: CodeUri and Handler must be plain strings")
     layer_dirs = []
-    # SAM appends a function's own Layers to the global ones.
-    for layer in [*globals_fn.get("Layers", []), *resource.get("Properties", {}).get("Layers", [])]:
+    # SAM appends a function's own Layers to the global ones (merge_globals).
+    for layer in props.get("Layers", []):
         ref = layer.get("Ref") if isinstance(layer, dict) else None
         layer_resource = stack.template["Resources"].get(ref) if ref else None
         if layer_resource is None or layer_resource.get("Type") != LAYER_TYPE:
@@ -680,10 +682,8 @@ def read_wiring(stack: Stack, template_dir: Path) -> Wiring:
     _check_types(stack)
     register_references(stack)
     functions = {
-        logical_id: _function(stack, logical_id, resource, template_dir)
-        for logical_id, resource in resources_of_type(
-            stack.template, FUNCTION_TYPE, stack.resolver
-        ).items()
+        logical_id: _function(stack, logical_id, template_dir)
+        for logical_id in resources_of_type(stack.template, FUNCTION_TYPE, stack.resolver)
     }
     return Wiring(
         functions=functions,

@@ -700,3 +700,72 @@ def test_function_properties_left_out_knowingly_are_accepted_and_said(
     ) in said
     for prop in ("Architectures", "ReservedConcurrentExecutions", "EphemeralStorage"):
         assert any(line.startswith(f"EchoFunction: {prop} left out locally: ") for line in said)
+
+
+# ---- Globals.Function merged as SAM merges it ----------------------------------------------
+
+
+def stack_of(template: dict[str, Any]) -> tuple[Stack, Wiring]:
+    with mock_aws():
+        stack = provision(
+            boto3.Session(region_name="us-east-1"), template=template, parameters=PARAMETERS
+        )
+        return stack, read_wiring(stack, FIXTURES)
+
+
+def test_globals_maps_merge_key_by_key_into_a_function_s_own() -> None:
+    """SAM merges a map of Globals.Function into the function's key by key: a function naming
+    only its dead-letter queue's TargetArn keeps the Type the Globals give (SQS)."""
+    template = load_template(FIXTURE_TEMPLATE)
+    tick = template["Resources"]["TickFunction"]["Properties"]
+    template["Globals"]["Function"]["DeadLetterQueue"] = {
+        "Type": "SQS",
+        "TargetArn": {"Fn::GetAtt": ["JobDeadLetterQueue", "Arn"]},
+    }
+    tick["DeadLetterQueue"] = {"TargetArn": {"Fn::GetAtt": ["TickDeadLetterQueue", "Arn"]}}
+    template["Globals"]["Function"]["Environment"]["Variables"]["SHARED"] = "from-globals"
+    tick["Environment"]["Variables"]["RECORD_DIR"] = "/tick-records"
+    stack, wiring = stack_of(template)
+    assert wiring.functions["TickFunction"].dead_letter_queue_arn == (
+        "arn:aws:sqs:us-east-1:123456789012:strongroom-local-TickDeadLetterQueue"
+    )
+    # The Globals' own value where the function names none.
+    assert wiring.functions["EchoFunction"].dead_letter_queue_arn == (
+        "arn:aws:sqs:us-east-1:123456789012:strongroom-local-JobDeadLetterQueue"
+    )
+    # Environment.Variables: both kept; the function's value wins where both name one.
+    environment = stack.function_environment("TickFunction")
+    assert environment["SHARED"] == "from-globals"
+    assert environment["TICK_FAILS"] == "no"
+    assert environment["RECORD_DIR"] == "/tick-records"
+    assert stack.function_environment("EchoFunction")["RECORD_DIR"] == "/r"
+
+
+def test_globals_lists_come_first_and_primitives_are_overridden() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Resources"]["ExtraLayer"] = {
+        "Type": "AWS::Serverless::LayerVersion",
+        "Properties": {"ContentUri": "shapes/"},
+    }
+    echo = template["Resources"]["EchoFunction"]["Properties"]
+    echo["Layers"] = [{"Ref": "ExtraLayer"}]
+    echo["MemorySize"] = 1024
+    _, wiring = stack_of(template)
+    assert wiring.functions["EchoFunction"].layer_dirs == (
+        (REPO_ROOT / "layers" / "common").resolve(),
+        FIXTURES / "shapes",
+    )
+    assert wiring.functions["EchoFunction"].memory_mb == 1024
+    assert wiring.functions["ShapesFunction"].memory_mb == 256
+
+
+def test_an_intrinsic_is_a_value_not_a_map_to_merge() -> None:
+    """SAM takes an intrinsic function as a whole value: the function's Fn::If replaces the
+    Globals' variables rather than being merged into them as a key named Fn::If."""
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Conditions"] = {"Always": {"Fn::Equals": ["a", "a"]}}
+    template["Resources"]["EchoFunction"]["Properties"]["Environment"] = {
+        "Variables": {"Fn::If": ["Always", {"ONLY": "mine"}, {"ONLY": "not taken"}]}
+    }
+    stack, _ = stack_of(template)
+    assert stack.function_environment("EchoFunction") == {"ONLY": "mine"}
