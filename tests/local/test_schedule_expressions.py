@@ -167,6 +167,15 @@ def test_cron_in_a_time_zone() -> None:
         "cron(0 0 ? * 3#1,MON *)",
         "every day",
         "at(2027-01-01T00:00:00)",  # only EventBridge Scheduler has at()
+        # Digits int() refuses ("²"), other scripts' digits, and rates past any date.
+        "cron(0 \u00b2 * * ? *)",
+        "cron(0 0 ? * 2#\u00b2 *)",
+        "cron(0/\u00b2 3 * * ? *)",
+        "cron(0 3 * * ? 99999)",
+        "rate(\u0663 days)",
+        "rate(3651 days)",
+        "rate(999999999 days)",
+        "rate(99999999999999 days)",
     ],
 )
 def test_cron_refuses_what_eventbridge_refuses(expression: str) -> None:

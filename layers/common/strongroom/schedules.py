@@ -37,9 +37,14 @@ class InvalidScheduleExpression(ScheduleError):
     """A rate(), cron() or at() expression EventBridge would refuse."""
 
 
-_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+# ASCII digits only (`\d` takes other scripts' digits); a rate of more than MAX_RATE_DAYS is
+# refused before it can overflow a date.
+_RATE = re.compile(r"^rate\(\s*([0-9]{1,7})\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+MAX_RATE_DAYS = 3650
+# A cron number: ASCII digits (str.isdigit() passes "²", which int() refuses), never many.
+_DIGITS = re.compile(r"[0-9]{1,4}")
 _CRON = re.compile(r"^cron\((.*)\)$")
-_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
+_AT = re.compile(r"^at\(([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})\)$")
 _UNITS = {"minute": 60, "hour": 3600, "day": 86400}
 _MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _MONTHS = {name: i + 1 for i, name in enumerate(_MONTH_NAMES)}
@@ -182,7 +187,7 @@ class CronExpression:
 def _number(text: str, low: int, high: int, names: dict[str, int] | None) -> int:
     value = names.get(text.upper()) if names else None
     if value is None:
-        if not text.isdigit():
+        if not _DIGITS.fullmatch(text):
             raise InvalidScheduleExpression(f"not a number: {text!r}")
         value = int(text)
     if not low <= value <= high:
@@ -197,7 +202,7 @@ def _values(field: str, low: int, high: int, names: dict[str, int] | None = None
         base, slash, step_text = part.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit() or int(step_text) < 1:
+            if not _DIGITS.fullmatch(step_text) or int(step_text) < 1:
                 raise InvalidScheduleExpression(f"bad step in {part!r}")
             step = int(step_text)
         if base == "*":
@@ -290,7 +295,10 @@ def parse_schedule_expression(
         value, unit = int(rate.group(1)), rate.group(2)
         if value < 1 or (value == 1) != (not unit.endswith("s")):
             raise InvalidScheduleExpression("rate(1 unit) is singular, rate(n units) plural")
-        return RateExpression(text, timedelta(seconds=value * _UNITS[unit.rstrip("s")]))
+        interval = timedelta(seconds=value * _UNITS[unit.rstrip("s")])
+        if interval > timedelta(days=MAX_RATE_DAYS):
+            raise InvalidScheduleExpression(f"a rate is at most {MAX_RATE_DAYS} days")
+        return RateExpression(text, interval)
     cron = _CRON.match(text)
     if cron:
         return _parse_cron(text, cron.group(1), zone)

@@ -304,6 +304,10 @@ REFUSED = [
         # Never runs: its years are over, or no year has the date.
         ({"schedule": "cron(0 3 * * ? 2020)"}, "schedule"),
         ({"schedule": "cron(0 3 30 2 ? *)"}, "schedule"),
+        # A digit int() refuses, and rates past any date: refused, not a 500.
+        ({"schedule": "cron(0 \u00b2 * * ? *)"}, "schedule"),
+        ({"schedule": "rate(999999999 days)"}, "schedule"),
+        ({"schedule": "rate(99999999999999 days)"}, "schedule"),
 ]  # fmt: skip
 
 
