@@ -42,13 +42,15 @@ def test_chunked_body_at_the_cap_is_read_whole(
     assert client.get(server.url()).body == b"b" * CAP
 
 
+@pytest.mark.parametrize("declared", [str(1 << 30), "9" * 5000], ids=["1GiB", "5000-digits"])
 def test_too_large_content_length_is_refused_before_reading(
-    serve: Callable[..., Server], make_client: Callable[..., OutboundClient]
+    serve: Callable[..., Server], make_client: Callable[..., OutboundClient], declared: str
 ) -> None:
     # The server announces 1 GiB, sends one byte and holds the connection: a client that tried
-    # to read the body would sit in its read timeout instead of refusing at once.
+    # to read the body would sit in its read timeout instead of refusing at once. A length of
+    # 5,000 digits (past what int() reads) is too large too, not a ValueError.
     server = serve(
-        replies(Reply(headers=(("Content-Length", str(1 << 30)),), body=b"x", hold_open=True))
+        replies(Reply(headers=(("Content-Length", declared),), body=b"x", hold_open=True))
     )
     client = make_client(
         allow_hosts={server.allow}, max_response_bytes=CAP, read_timeout=3.0, retry=ONCE

@@ -445,8 +445,14 @@ class OutboundClient:
 
     def _read_body(self, response: requests.Response) -> bytes:
         declared = response.headers.get("Content-Length", "").strip()
-        if declared.isascii() and declared.isdigit() and int(declared) > self._max_response_bytes:
-            raise ResponseTooLarge("response too large")  # refused before reading any of it
+        # Refused before reading any of it. More than 18 digits is too large whatever the cap
+        # (and int() refuses over 4,300 digits).
+        if (
+            declared.isascii()
+            and declared.isdigit()
+            and (len(declared) > 18 or int(declared) > self._max_response_bytes)
+        ):
+            raise ResponseTooLarge("response too large")
         chunks: list[bytes] = []
         received = 0
         stream = response.raw.stream(_READ_CHUNK_BYTES, decode_content=True)
