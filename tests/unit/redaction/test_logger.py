@@ -76,6 +76,24 @@ def test_an_argument_placed_after_a_secret_field_name_is_redacted_whole(
     assert second["message"] == "50% done, state:   active, code='invalid_grant'"
 
 
+def test_a_secret_named_by_an_earlier_argument_or_a_mapping_key_is_redacted_whole(
+    captured: Captured,
+) -> None:
+    words = [canary() for _ in range(8)]
+    value = [f"{words[i]} {words[i + 1]}\n.{i}" for i in range(0, 8, 2)]
+    captured.logger.info("%s=%s", "password", value[0])
+    captured.logger.info("%s: %s (%s)", "client_secret", value[1], "ok")
+    captured.logger.info("password=%(x)s, user=%(user)s", {"x": value[2], "user": "bob"})
+    captured.logger.info("100%% sure, password=%%%s", value[3])
+    assert_not_leaked(captured.text, *words)
+    assert [line["message"] for line in captured.lines()] == [
+        "password=[REDACTED]",
+        "client_secret: [REDACTED] (ok)",
+        "password=[REDACTED], user=bob",
+        "100% sure, password=[REDACTED]",
+    ]
+
+
 def test_mapping_arguments_keep_their_field_names(captured: Captured) -> None:
     token = canary()
     captured.logger.info(

@@ -291,6 +291,14 @@ def test_url_context_code_and_state_go_even_when_they_look_like_words() -> None:
         ("client_secret=S1 cb?code=C&x=1", "client_secret=[REDACTED] cb?code=[REDACTED]&x=1"),
         ("token=abc&user=bob", "token=[REDACTED]&user=bob"),
         ("{token=abc, user=bob}", "{token=[REDACTED], user=bob}"),
+        # The next field glued to a separator; a value that starts with a delimiter, or goes on
+        # past its closing quote or bracket.
+        ("password=correct horse;user=bob", "password=[REDACTED];user=bob"),
+        ("password=correct horse,user=bob", "password=[REDACTED],user=bob"),
+        ("password=)Abc def", "password=[REDACTED]"),
+        ("password='ab'cd ef", "password=[REDACTED]"),
+        ("password={ab}cd ef x=1", "password=[REDACTED] x=1"),
+        ('{"password":123,"user":"bob"}', '{"password":[REDACTED],"user":"bob"}'),
         # `code`/`state` name many harmless things: their value still ends at a space.
         ("state=active since today", "state=active since today"),
     ],

@@ -89,23 +89,43 @@ def _scrub_argument(argument: object) -> object:
 
 
 # A %-format conversion, as `str % args` reads one (each `*` takes an argument too).
-_CONVERSION = re.compile(r"%(?:\([^)]*\))?[#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?[^hlL]")
+_CONVERSION = re.compile(r"%(?:\(([^)]*)\))?[#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?[^hlL]")
+# How much of the text before a placeholder can hold the field name it follows.
+_NAME_WINDOW = 80
 
 
-def _secret_arguments(template: str, arguments: tuple[Any, ...]) -> set[int]:
-    """Indexes of the arguments whose placeholder follows a secret field's name (`password=%s`):
-    redacted whole, since a value with spaces or newlines would outrun the text pass."""
-    secret: set[int] = set()
-    index = 0
+def _secret_arguments(
+    template: str, arguments: tuple[Any, ...] | Mapping[str, Any]
+) -> set[int | str]:
+    """The arguments (indexes, or keys of a mapping) whose placeholder follows a secret field's
+    name (`password=%s`, `%s=%s` with "password" first): redacted whole, since a value with
+    spaces or newlines would outrun the text pass. The text before each placeholder is read as
+    it will be formatted (earlier arguments in place)."""
+    secret: set[int | str] = set()
+    before = ""
+    done = index = 0
     for match in _CONVERSION.finditer(template):
+        before += template[done : match.start()]
+        done = match.end()
         if match[0] == "%%":
+            before = (before + "%")[-_NAME_WINDOW:]
             continue
-        index += match[0].count("*")
-        if index < len(arguments) and value_follows_secret_name(
-            template[: match.start()], arguments[index]
-        ):
-            secret.add(index)
-        index += 1
+        slot: int | str
+        if isinstance(arguments, Mapping):
+            if match[1] is None or match[1] not in arguments:
+                break  # formatting fails: the record is unformattable, printed as such
+            slot = match[1]
+            value = arguments[slot]
+        else:
+            index += match[0].count("*")
+            if index >= len(arguments):
+                break
+            slot, index = index, index + 1
+            value = arguments[slot]
+        if value_follows_secret_name(before[-_NAME_WINDOW:], value):
+            secret.add(slot)
+            value = REDACTED
+        before = (before + str(value))[-_NAME_WINDOW:]
     return secret
 
 
@@ -114,11 +134,12 @@ def _with_scrubbed_args(record: logging.LogRecord) -> logging.LogRecord:
         return record
     # A copy: other handlers of the same record keep what the caller passed.
     clone = copy.copy(record)
-    if isinstance(record.args, Mapping):
-        clone.args = redact(dict(record.args))
+    arguments = record.args if isinstance(record.args, Mapping) else tuple(record.args)
+    secret = _secret_arguments(record.msg, arguments) if isinstance(record.msg, str) else set()
+    if isinstance(arguments, Mapping):
+        scrubbed = redact(dict(arguments))
+        clone.args = {key: REDACTED if key in secret else scrubbed[key] for key in scrubbed}
     else:
-        arguments = tuple(record.args)
-        secret = _secret_arguments(record.msg, arguments) if isinstance(record.msg, str) else set()
         clone.args = tuple(
             REDACTED if index in secret else _scrub_argument(argument)
             for index, argument in enumerate(arguments)

@@ -133,6 +133,8 @@ _UNQUOTED_VALUE = re.compile(r"[^\s,;&\"'<>)\]}]++")
 _LINE_END = re.compile(r"[\r\n]")
 # What may end a run-on value without being part of it (the `&` or `,` before the next field).
 _RUN_ON_TAIL = " \t,;&"
+# What may follow a quoted or bracketed value that ends there (`"x", `, `'x')`, `{...}}`).
+_CLOSING = ",;&)]}>:"
 _UNQUOTED_HEADER_VALUE = re.compile(r"[^\r\n\"'<>]++")
 _ALREADY_REDACTED = re.compile(r"(?:[A-Za-z][A-Za-z0-9_-]{0,20}[ \t]+)?\[REDACTED\]", re.ASCII)
 _STRUCTURAL = re.compile(r"[\[\]{}\"'\\]")
@@ -223,7 +225,9 @@ def _value_span(
 
     With `run_on`, an unquoted value runs on to the next `name=`/`name:` on its line, or to the
     line's end: a password may hold spaces or `;` (`password=correct horse battery staple`), and
-    where it ends cannot be told from where a logfmt value would.
+    where it ends cannot be told from where a logfmt value would. So does one that starts with
+    a delimiter (`password=)x y`), or a quoted or bracketed one that goes on past its closing
+    quote or bracket (`password='ab'cd ef`), quotes and all.
     """
     position = _HORIZONTAL_SPACE.match(text, position).end()  # type: ignore[union-attr]
     if position >= len(text):
@@ -231,6 +235,20 @@ def _value_span(
     prefix = _STRING_PREFIX.match(text, position)
     if prefix is not None:
         position = prefix.end()
+    enclosed = _enclosed_span(text, position, run_on=run_on)
+    if enclosed is not None:
+        return enclosed
+    pattern = _UNQUOTED_HEADER_VALUE if header else _UNQUOTED_VALUE
+    unquoted = pattern.match(text, position)
+    end = position if unquoted is None else position + len(unquoted[0].rstrip())
+    if run_on:
+        end = _run_on_end(text, position, end)
+    return (position, end) if end > position else None
+
+
+def _enclosed_span(text: str, position: int, *, run_on: bool) -> tuple[int, int] | None:
+    """The span of a quoted or bracketed value at `position` (see _value_span); None if the
+    value there is neither."""
     if text.startswith('\\"', position):
         end = text.find('\\"', position + 2)
         return position + 2, len(text) if end < 0 else end
@@ -238,33 +256,47 @@ def _value_span(
     if first in "\"'":
         quoted = (_DOUBLE_QUOTED if first == '"' else _SINGLE_QUOTED).match(text, position)
         # An unterminated quote hides the rest of the text: the secret's end is unknown.
-        return position + 1, len(text) if quoted is None else quoted.end() - 1
-    if first in "[{":
-        return position, _bracket_end(text, position)
-    pattern = _UNQUOTED_HEADER_VALUE if header else _UNQUOTED_VALUE
-    unquoted = pattern.match(text, position)
-    if unquoted is None:
+        if quoted is None:
+            return position + 1, len(text)
+        end, inside = quoted.end(), (position + 1, quoted.end() - 1)
+    elif first in "[{":
+        end = _bracket_end(text, position)
+        inside = (position, end)
+    else:
         return None
-    end = position + len(unquoted[0].rstrip())
-    if run_on and end > position:
-        # Each search stops at the next field, which the caller visits next: linear overall.
-        following = _KEY_VALUE_NAME.search(text, end)
-        limit = len(text) if following is None else following.start()
-        line = _LINE_END.search(text, end, limit)
-        if line is not None or following is None:
-            stop = limit if line is None else line.start()
-        else:
-            # The next field's word starts after the last space before its name (`cb?code=`).
-            between = text[end:limit]
-            space = max(between.rfind(" "), between.rfind("\t"))
-            stop = end + space if space >= 0 else limit
-        end = max(end, position + len(text[position:stop].rstrip(_RUN_ON_TAIL)))
-    return (position, end) if end > position else None
+    if run_on and _goes_on(text, end):
+        return position, _run_on_end(text, position, end)
+    return inside
 
 
-# A field name and separator at the very end of a text (a `%s` placeholder follows it).
+def _goes_on(text: str, end: int) -> bool:
+    """Whether a quoted or bracketed value is followed at once by more of a word."""
+    return end < len(text) and not text[end].isspace() and text[end] not in _CLOSING
+
+
+def _run_on_end(text: str, start: int, end: int) -> int:
+    """The end of a run-on value `text[start:end]...`: the next `name=`/`name:` on its line, or
+    the line's end, less the separator before it. Each search stops at the next field, which
+    the caller visits next: linear overall."""
+    following = _KEY_VALUE_NAME.search(text, end)
+    limit = len(text) if following is None else following.start()
+    line = _LINE_END.search(text, end, limit)
+    if line is not None or following is None:
+        stop = limit if line is None else line.start()
+    elif text[limit - 1] in _RUN_ON_TAIL:
+        stop = limit  # `...;user=` or `..., user=`: the separator goes with the tail
+    else:
+        # A name glued to a word (`cb?code=`): that word starts after the last space before it.
+        between = text[end:limit]
+        space = max(between.rfind(" "), between.rfind("\t"))
+        stop = end + space if space >= 0 else limit
+    return max(end, start + len(text[start:stop].rstrip(_RUN_ON_TAIL)))
+
+
+# A field name and separator at the very end of a text, perhaps with the start of its value
+# (`password=`, `password: '`, `password=%`): what a `%s` placeholder then adds is its value.
 _FIELD_AT_END = re.compile(
-    r"(?<![A-Za-z0-9_.:-])([A-Za-z_][A-Za-z0-9_.-]{0,63}+)[\"']?[ \t]*+(?:=|:)[ \t]*+[\"']?\Z",
+    r"(?<![A-Za-z0-9_.:-])([A-Za-z_][A-Za-z0-9_.-]{0,63}+)[\"']?[ \t]*+(?:=|:)[ \t]*+[^\s=:]*+\Z",
     re.ASCII,
 )
 
