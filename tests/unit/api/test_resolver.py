@@ -32,8 +32,11 @@ class _Context:
     aws_request_id = "req-1"
 
 
-def _app(calls: list[Any]) -> Any:
-    logger = Logger(service="test", stream=io.StringIO())
+def _app(calls: list[Any], log: io.StringIO | None = None) -> Any:
+    # Powertools sets a service's logger up once per process: a log to read needs its own.
+    logger = Logger(
+        service="test" if log is None else f"test-{id(log)}", stream=log or io.StringIO()
+    )
     app = create_resolver(logger)
 
     @app.post("/widgets")
@@ -48,6 +51,10 @@ def _app(calls: list[Any]) -> Any:
     @app.get("/boom")
     def boom() -> dict[str, str]:
         raise RuntimeError(f"database password is {CANARY}")
+
+    @app.get("/bad-answer")
+    def bad_answer() -> Widget:
+        return {"name": "", "secret": CANARY}  # type: ignore[return-value]
 
     return app
 
@@ -220,6 +227,21 @@ def test_unexpected_error_is_a_bare_500_with_no_detail() -> None:
     assert CANARY not in text
     assert "Traceback" not in text
     assert "RuntimeError" not in text
+
+
+def test_an_answer_that_fails_its_own_model_is_a_logged_500_not_the_callers_422() -> None:
+    # Our bug, not the caller's: Powertools' response validation must not answer 422.
+    log = io.StringIO()
+    app = _app([], log)
+    response = handle_request(app, http_event("GET", "/bad-answer"), _Context())  # type: ignore[arg-type]
+    body = json.loads(response["body"])
+    assert response["statusCode"] == 500
+    assert body["error"]["code"] == "internal_error"
+    assert CANARY not in json.dumps(body)
+    (line,) = [json.loads(text) for text in log.getvalue().splitlines()]
+    assert line["message"] == "unexpected error"
+    assert line["error_type"] == "ResponseValidationError"
+    assert CANARY not in log.getvalue()  # the answer's values are not logged
 
 
 def test_unknown_route_is_404_in_the_error_shape() -> None:

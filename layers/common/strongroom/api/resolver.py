@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -62,7 +63,12 @@ def _field_detail(errors: Sequence[Any]) -> str:
 
 def create_resolver(logger: Logger) -> APIGatewayHttpResolver:
     """A resolver with validation on and Strongroom's error handlers registered."""
-    app = APIGatewayHttpResolver(enable_validation=True)
+    # An answer that fails its own model is our bug: Powertools then raises
+    # ResponseValidationError (handled below as unexpected: logged, a bare 500), where it
+    # would otherwise raise RequestValidationError and blame the caller with a 422.
+    app = APIGatewayHttpResolver(
+        enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
+    )
 
     def _validation_error(
         exc: RequestValidationError | RequestUnsupportedContentType,
