@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
-from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -48,6 +47,11 @@ def _json_response(status: int, body: dict[str, Any], app: APIGatewayHttpResolve
     )
 
 
+def _location(error: Any) -> tuple[Any, ...]:
+    location = error.get("loc", ()) if isinstance(error, Mapping) else ()
+    return tuple(location) if isinstance(location, list | tuple) else ()
+
+
 def _field_detail(errors: Sequence[Any]) -> str:
     """'name: Field required; auth.token: ...' from pydantic errors: locations and messages only."""
     parts = []
@@ -63,17 +67,16 @@ def _field_detail(errors: Sequence[Any]) -> str:
 
 def create_resolver(logger: Logger) -> APIGatewayHttpResolver:
     """A resolver with validation on and Strongroom's error handlers registered."""
-    # An answer that fails its own model is our bug: Powertools then raises
-    # ResponseValidationError (handled below as unexpected: logged, a bare 500), where it
-    # would otherwise raise RequestValidationError and blame the caller with a 422.
-    app = APIGatewayHttpResolver(
-        enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
-    )
+    app = APIGatewayHttpResolver(enable_validation=True)
 
     def _validation_error(
         exc: RequestValidationError | RequestUnsupportedContentType,
     ) -> Response[str]:
         errors = list(exc.errors())
+        if any(_location(error)[:1] == ("response",) for error in errors):
+            # An answer that failed its own model: our bug, not the caller's (Powertools raises
+            # the request's error for it). Logged by type only (no values), a bare 500.
+            return _unexpected_error(exc)
         # Powertools validates a request before any middleware of ours (its request validation
         # comes first in every route's stack): one it routed elsewhere than API Gateway did
         # answers 404 whatever its body, as _only_the_gateway_route answers a valid one.
