@@ -463,7 +463,11 @@ def _provider_settings(services: Services, body: CreateConnection) -> dict[str, 
 
 
 def _dev_hosts(services: Services) -> frozenset[str]:
-    return frozenset(f"{host}:{port}" for host, port in services.settings.dev_allow_hosts)
+    """The allow-list entries as a domain names them: `host:port`, an IPv6 host in brackets."""
+    return frozenset(
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        for host, port in services.settings.dev_allow_hosts
+    )
 
 
 def _domain(value: str | None, suffixes: Iterable[str], dev_hosts: frozenset[str]) -> str:

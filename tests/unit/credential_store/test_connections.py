@@ -49,7 +49,11 @@ CODE = {"method": "authorization_code", "client_id": "app", "client_secret": "s3
 @pytest.fixture(autouse=True)
 def _dev_allow_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
     # Autouse fixtures run first, so the services the handler builds see this setting.
-    monkeypatch.setenv("STRONGROOM_DEV_ALLOW_HOSTS", DEV_HOST)
+    monkeypatch.setenv("STRONGROOM_DEV_ALLOW_HOSTS", f"{DEV_HOST},{DEV_HOST_V6}")
+
+
+# An IPv6 loopback entry, written (as a URL's authority) in brackets.
+DEV_HOST_V6 = "[::1]:8443"
 
 
 def raw_item(stack: Stack, org: str, connection_id: str) -> dict[str, Any]:
@@ -241,6 +245,7 @@ PASSING = [
         {"provider": "okta", "domain": "acme.oktapreview.com"},
         {"provider": "okta", "domain": "ACME.okta-emea.com"},
         {"provider": "okta", "domain": DEV_HOST},
+        {"provider": "okta", "domain": DEV_HOST_V6},
         {"provider": "auth0", "domain": "acme.eu.auth0.com"},
         {"provider": "entra", "domain": None, "tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
          "auth": CC},
