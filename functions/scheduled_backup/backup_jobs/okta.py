@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import time
@@ -311,6 +312,8 @@ class RateGate:
             reset = float(headers["x-rate-limit-reset"].strip())
         except (KeyError, ValueError):
             return
+        if not math.isfinite(reset):
+            return  # "inf" or "nan" names no time (and Event.wait(inf) raises)
         self.buckets[bucket] = _BucketState(remaining, reset)
 
     def spent(self, bucket: str) -> None:

@@ -396,3 +396,13 @@ def test_each_listing_has_its_own_trail_and_a_checkpoint_keeps_it() -> None:
     # A checkpoint saved before trails were kept still loads (its trail starts there).
     old = {k: v for k, v in state.document().items() if k != "trail"}
     assert worker.Checkpoint.from_document(old).trail == LinkTrail()
+
+
+@pytest.mark.parametrize("reset", ["inf", "-inf", "nan", "1e400"])
+def test_a_rate_limit_reset_that_is_no_time_is_not_waited_for(reset: str) -> None:
+    # Event.wait(inf) raises OverflowError: such a header is read as no header.
+    gate = RateGate(clock=lambda: 1000.0, random=lambda: 0.0)
+    gate.observe("users", {"x-rate-limit-remaining": "0", "x-rate-limit-reset": reset})
+    assert gate.wait_before("users") == 0.0
+    gate.observe("users", {"x-rate-limit-remaining": "0", "x-rate-limit-reset": "1010"})
+    assert gate.wait_before("users") == 10.0
