@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from strongroom.schedules import ScheduleExpression, parse_schedule_expression
-from strongroom_local.exceptions import UnsupportedTemplate
+from strongroom_local.exceptions import InvalidTemplate, UnsupportedTemplate
 from strongroom_local.provision import Stack
 from strongroom_local.routes import (
     HTTP_API_TYPE,
@@ -172,11 +172,12 @@ def _check_types(stack: Stack) -> None:
                 )
 
 
-# AWS::Serverless::Function properties the local stack runs as written (in Globals.Function as
-# on a function), and those it leaves out knowingly, each with why that changes nothing a
-# request or an event meets locally. Any other stops the stack at start: a function URL,
-# SnapStart, an alias (provisioned concurrency, traffic shifting), a VPC, an EFS mount or a
-# container image would each make the deployed function behave otherwise than the local one.
+# AWS::Serverless::Function properties the local stack runs as written (on a function, and in
+# Globals.Function those SAM takes there), and those it leaves out knowingly, each with why
+# that changes nothing a request or an event meets locally. Any other stops the stack at start:
+# a function URL, SnapStart, an alias (provisioned concurrency, traffic shifting), a VPC, an
+# EFS mount or a container image would each make the deployed function behave otherwise than
+# the local one.
 _FUNCTION_PROPERTIES = frozenset(
     {
         "CodeUri",
@@ -217,11 +218,66 @@ _FUNCTION_PROPERTIES_LEFT_OUT = {
 }
 
 
+# What SAM takes in Globals.Function (its globals plugin, samtranslator/plugins/globals): every
+# function property but Role, Policies, FunctionName, Events, PackageType, the image and inline
+# code properties, VersionDescription and AutoPublishCodeSha256. SAM refuses any other there.
+_GLOBALS_FUNCTION_PROPERTIES = frozenset(
+    {
+        "Handler",
+        "Runtime",
+        "CodeUri",
+        "DeadLetterQueue",
+        "Description",
+        "MemorySize",
+        "Timeout",
+        "VpcConfig",
+        "Environment",
+        "Tags",
+        "PropagateTags",
+        "Tracing",
+        "KmsKeyArn",
+        "AutoPublishAlias",
+        "AutoPublishAliasAllProperties",
+        "Layers",
+        "DeploymentPreference",
+        "RolePath",
+        "PermissionsBoundary",
+        "ReservedConcurrentExecutions",
+        "ProvisionedConcurrencyConfig",
+        "AssumeRolePolicyDocument",
+        "EventInvokeConfig",
+        "FileSystemConfigs",
+        "CodeSigningConfigArn",
+        "Architectures",
+        "SnapStart",
+        "EphemeralStorage",
+        "FunctionUrlConfig",
+        "RuntimeManagementConfig",
+        "LoggingConfig",
+        "RecursiveLoop",
+        "SourceKMSKeyArn",
+        "TenancyConfig",
+        "DurableConfig",
+        "CapacityProviderConfig",
+        "FunctionScalingConfig",
+        "PublishToLatestPublished",
+        "VersionDeletionPolicy",
+    }
+)
+
+
 def _check_function_properties(stack: Stack) -> None:
     """Refuse a function property (or one of Globals.Function) the stack neither runs as
     written nor knowingly leaves out; say which it leaves out."""
     known = {*_FUNCTION_PROPERTIES, *_FUNCTION_PROPERTIES_LEFT_OUT}
     globals_fn = stack.template.get("Globals", {}).get("Function", {}) or {}
+    # Refused by SAM before anything is deployed; locally a Globals FunctionName or Events
+    # would otherwise be silently ignored.
+    not_global = sorted(set(globals_fn) - _GLOBALS_FUNCTION_PROPERTIES)
+    if not_global:
+        raise InvalidTemplate(
+            f"Globals.Function: SAM does not take {', '.join(not_global)} in Globals"
+        )
     owners = {"Globals.Function": globals_fn}
     for logical_id, resource in resources_of_type(
         stack.template, FUNCTION_TYPE, stack.resolver

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from strongroom_local.exceptions import UnsupportedTemplate
+from strongroom_local.exceptions import InvalidTemplate, UnsupportedTemplate
 from strongroom_local.provision import Stack, provision
 from strongroom_local.routes import http_routes
 from strongroom_local.runtime import lambda_environment
@@ -652,12 +652,40 @@ def test_function_properties_the_stack_does_not_emulate_stop_it(prop: str) -> No
         wiring_of(template)
 
 
-@pytest.mark.parametrize("prop", ["SnapStart", "VpcConfig", "EphemeralStorageTypo"])
+@pytest.mark.parametrize("prop", ["SnapStart", "VpcConfig"])
 def test_globals_function_properties_the_stack_does_not_emulate_stop_it(prop: str) -> None:
     template = load_template(FIXTURE_TEMPLATE)
-    template["Globals"]["Function"][prop] = NOT_EMULATED_FUNCTION_PROPERTIES.get(prop, {})
+    template["Globals"]["Function"][prop] = NOT_EMULATED_FUNCTION_PROPERTIES[prop]
     with pytest.raises(
         UnsupportedTemplate, match=f"^Globals.Function: the local stack does not emulate {prop}$"
+    ):
+        wiring_of(template)
+
+
+# A function's own, which SAM refuses in Globals.Function (as it does a name it does not know).
+NOT_GLOBAL_FUNCTION_PROPERTIES = {
+    "Role": "arn:aws:iam::123456789012:role/shared",
+    "Policies": ["AWSLambdaBasicExecutionRole"],
+    "FunctionName": "shared-name",
+    "Events": {"Ping": {"Type": "Schedule", "Properties": {"Schedule": "rate(1 hour)"}}},
+    "PackageType": "Zip",
+    "ImageUri": NOT_EMULATED_FUNCTION_PROPERTIES["ImageUri"],
+    "ImageConfig": NOT_EMULATED_FUNCTION_PROPERTIES["ImageConfig"],
+    "InlineCode": NOT_EMULATED_FUNCTION_PROPERTIES["InlineCode"],
+    "VersionDescription": "v2",
+    "AutoPublishCodeSha256": "abc123",
+    "EphemeralStorageTypo": {},
+}
+
+
+@pytest.mark.parametrize("prop", sorted(NOT_GLOBAL_FUNCTION_PROPERTIES))
+def test_globals_function_properties_sam_refuses_there_are_invalid(prop: str) -> None:
+    """SAM refuses them in Globals; locally a Globals FunctionName or Events would otherwise be
+    silently ignored (every function keeps its own name, and no event is wired)."""
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Globals"]["Function"][prop] = NOT_GLOBAL_FUNCTION_PROPERTIES[prop]
+    with pytest.raises(
+        InvalidTemplate, match=f"^Globals.Function: SAM does not take {prop} in Globals$"
     ):
         wiring_of(template)
 
