@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from strongroom_local.exceptions import InvalidTemplate
 from strongroom_local.template import REPO_ROOT, Resolver, resources_of_type
 
 HTTP_API_TYPE = "AWS::Serverless::HttpApi"
@@ -77,10 +78,30 @@ def merge_globals(global_value: Any, value: Any) -> Any:
 
 
 def function_properties(template: Mapping[str, Any], logical_id: str) -> dict[str, Any]:
-    """A function's properties as SAM deploys it: with Globals.Function merged in."""
+    """A function's properties as SAM deploys it: with Globals.Function merged in, but for
+    those its IgnoreGlobals names."""
+    resource = template["Resources"][logical_id]
     globals_fn = template.get("Globals", {}).get("Function", {}) or {}
-    own = template["Resources"][logical_id].get("Properties", {}) or {}
-    return dict(merge_globals(globals_fn, own))
+    taken = _globals_taken(logical_id, resource.get("IgnoreGlobals"), globals_fn)
+    return dict(merge_globals(taken, resource.get("Properties", {}) or {}))
+
+
+def _globals_taken(logical_id: str, ignore: Any, globals_fn: Mapping[str, Any]) -> dict[str, Any]:
+    """Globals.Function without what a resource's IgnoreGlobals attribute names: "*" (all of
+    them) or a list of its properties, as SAM reads it (plugins/globals/globals.py)."""
+    if not ignore or not globals_fn:
+        return dict(globals_fn)
+    if ignore == "*":
+        return {}
+    if not isinstance(ignore, list) or not all(isinstance(name, str) for name in ignore):
+        raise InvalidTemplate(f'{logical_id}: IgnoreGlobals must be "*" or a list of properties')
+    # SAM refuses a name Globals.Function does not set.
+    unset = [name for name in ignore if name not in globals_fn]
+    if unset:
+        raise InvalidTemplate(
+            f"{logical_id}: IgnoreGlobals names {unset[0]!r}, which Globals.Function does not set"
+        )
+    return {name: value for name, value in globals_fn.items() if name not in ignore}
 
 
 def http_api_properties(

@@ -283,6 +283,11 @@ def _check_function_properties(stack: Stack) -> None:
         stack.template, FUNCTION_TYPE, stack.resolver
     ).items():
         owners[logical_id] = resource.get("Properties", {}) or {}
+        # SAM refuses it there; read beside Properties (routes.function_properties).
+        if "IgnoreGlobals" in owners[logical_id]:
+            raise InvalidTemplate(
+                f"{logical_id}: IgnoreGlobals is a resource attribute, beside Properties"
+            )
     for where, props in owners.items():
         _supported(props, known, where)
         for name in sorted(set(props) & set(_FUNCTION_PROPERTIES_LEFT_OUT)):

@@ -797,3 +797,56 @@ def test_an_intrinsic_is_a_value_not_a_map_to_merge() -> None:
     }
     stack, _ = stack_of(template)
     assert stack.function_environment("EchoFunction") == {"ONLY": "mine"}
+
+
+# ---- IgnoreGlobals: SAM's resource attribute that keeps Globals.Function off a function --------
+
+
+def test_ignore_globals_star_takes_none_of_the_globals() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    echo = template["Resources"]["EchoFunction"]
+    echo["IgnoreGlobals"] = "*"
+    echo["Properties"]["Runtime"] = "python3.12"
+    stack, wiring = stack_of(template)
+    function = wiring.functions["EchoFunction"]
+    # Lambda's defaults, no layer, and only its own variables.
+    assert (function.timeout_seconds, function.memory_mb) == (3, 128)
+    assert function.layer_dirs == ()
+    assert function.runtime == "python3.12"
+    assert stack.function_environment("EchoFunction") == {"FIXTURE_NAME": "echo"}
+    # The other functions keep the Globals.
+    assert wiring.functions["ShapesFunction"].memory_mb == 256
+
+
+def test_ignore_globals_lists_the_globals_a_function_does_not_take() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Resources"]["EchoFunction"]["IgnoreGlobals"] = ["Timeout", "Layers"]
+    stack, wiring = stack_of(template)
+    function = wiring.functions["EchoFunction"]
+    assert (function.timeout_seconds, function.memory_mb) == (3, 256)
+    assert function.layer_dirs == ()
+    assert function.runtime == "python3.13"
+    assert stack.function_environment("EchoFunction")["RECORD_DIR"] == "/r"
+
+
+@pytest.mark.parametrize(
+    ("ignore", "message"),
+    [
+        (["Tracing"], "IgnoreGlobals names 'Tracing', which Globals.Function does not set"),
+        ("Timeout", 'IgnoreGlobals must be "\\*" or a list'),
+        ({"Timeout": True}, 'IgnoreGlobals must be "\\*" or a list'),
+    ],
+)
+def test_an_ignore_globals_sam_refuses_is_invalid(ignore: Any, message: str) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Resources"]["EchoFunction"]["IgnoreGlobals"] = ignore
+    with pytest.raises(InvalidTemplate, match=f"^EchoFunction: {message}"):
+        stack_of(template)
+
+
+def test_ignore_globals_among_the_properties_is_invalid() -> None:
+    """SAM reads it beside Properties and refuses it among them."""
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Resources"]["EchoFunction"]["Properties"]["IgnoreGlobals"] = "*"
+    with pytest.raises(InvalidTemplate, match="IgnoreGlobals is a resource attribute"):
+        stack_of(template)
