@@ -25,7 +25,12 @@ from strongroom_local.routes import (
     function_properties,
     http_api_properties,
 )
-from strongroom_local.template import cloudformation_bool, resources_of_type, scalar_text
+from strongroom_local.template import (
+    cloudformation_bool,
+    cloudformation_int,
+    resources_of_type,
+    scalar_text,
+)
 
 log = logging.getLogger("strongroom_local")
 
@@ -333,6 +338,7 @@ def register_references(stack: Stack) -> None:
 def _function(stack: Stack, logical_id: str, template_dir: Path) -> LocalFunction:
     props = function_properties(stack.template, logical_id)
     resolver = stack.resolver
+    _refuse_switched_off(stack, logical_id, props)
     code_uri, handler = props.get("CodeUri"), props.get("Handler")
     if not isinstance(code_uri, str) or not isinstance(handler, str):
         raise UnsupportedTemplate(f"{logical_id}: CodeUri and Handler must be plain strings")
@@ -362,6 +368,20 @@ def _function(stack: Stack, logical_id: str, template_dir: Path) -> LocalFunctio
         dead_letter_queue_arn=_dead_letter_queue_arn(stack, logical_id, props),
         runtime=_python_runtime(logical_id, resolver.resolve(props.get("Runtime"))),
     )
+
+
+def _refuse_switched_off(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> None:
+    """ReservedConcurrentExecutions 0 turns the function off on AWS: every invocation of it is
+    throttled. Locally it would run, so that is refused; any other value is left out
+    (_FUNCTION_PROPERTIES_LEFT_OUT)."""
+    where = f"{logical_id}: ReservedConcurrentExecutions"
+    # Often an Fn::If whose other branch is AWS::NoValue (None): then the function has none.
+    reserved = stack.resolver.resolve(props.get("ReservedConcurrentExecutions"))
+    if reserved is not None and cloudformation_int(reserved, where) == 0:
+        raise UnsupportedTemplate(
+            f"{where} 0 turns the function off on AWS (every invocation is throttled);"
+            " the local stack would run it"
+        )
 
 
 def _async_retries(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> int:

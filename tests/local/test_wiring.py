@@ -850,3 +850,46 @@ def test_ignore_globals_among_the_properties_is_invalid() -> None:
     template["Resources"]["EchoFunction"]["Properties"]["IgnoreGlobals"] = "*"
     with pytest.raises(InvalidTemplate, match="IgnoreGlobals is a resource attribute"):
         stack_of(template)
+
+
+# ---- ReservedConcurrentExecutions 0: a function switched off on AWS --------------------------
+
+
+@pytest.mark.parametrize(
+    "reserved",
+    [
+        0,
+        "0",  # a Number parameter's value
+        {"Fn::If": ["Always", 0, {"Ref": "AWS::NoValue"}]},
+    ],
+    ids=["zero", "zero-as-text", "zero-by-condition"],
+)
+def test_a_function_with_no_reserved_concurrency_is_refused(reserved: Any) -> None:
+    """AWS throttles every invocation of it; the local stack would run it."""
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Conditions"] = {"Always": {"Fn::Equals": ["a", "a"]}}
+    template["Resources"]["TickFunction"]["Properties"]["ReservedConcurrentExecutions"] = reserved
+    with pytest.raises(
+        UnsupportedTemplate, match=r"^TickFunction: ReservedConcurrentExecutions 0 turns"
+    ):
+        wiring_of(template)
+
+
+def test_no_reserved_concurrency_in_globals_is_refused_for_the_functions_taking_it() -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Globals"]["Function"]["ReservedConcurrentExecutions"] = 0
+    with pytest.raises(UnsupportedTemplate, match=r"^EchoFunction: ReservedConcurrentExecutions"):
+        wiring_of(template)
+    for logical_id in ("EchoFunction", "ShapesFunction", "ConsumerFunction", "TickFunction"):
+        template["Resources"][logical_id]["IgnoreGlobals"] = ["ReservedConcurrentExecutions"]
+    assert "TickFunction" in wiring_of(template).functions
+
+
+@pytest.mark.parametrize(
+    "reserved", [5, {"Fn::If": ["Never", 0, {"Ref": "AWS::NoValue"}]}, {"Ref": "AWS::NoValue"}]
+)
+def test_other_reserved_concurrency_is_left_out(reserved: Any) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Conditions"] = {"Never": {"Fn::Equals": ["a", "b"]}}
+    template["Resources"]["TickFunction"]["Properties"]["ReservedConcurrentExecutions"] = reserved
+    assert "TickFunction" in wiring_of(template).functions
