@@ -66,9 +66,15 @@ class AsyncInvoker:
             name=f"async-{self._function_id}",
             daemon=True,
         )
+        # Registered and started under the lock: wait() never meets a thread not yet started,
+        # and one that cannot start (no threads left) is not left registered.
         with self._under_way_lock:
             self._under_way.add(thread)
-        thread.start()
+            try:
+                thread.start()
+            except BaseException:
+                self._under_way.discard(thread)
+                raise
         return thread
 
     def _run_under_way(self, event: Any) -> None:
@@ -84,7 +90,9 @@ class AsyncInvoker:
         with self._under_way_lock:
             under_way = list(self._under_way)
         for thread in under_way:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            # join() raises on a thread never started: it has nothing under way.
+            if thread.ident is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
         return sum(thread.is_alive() for thread in under_way)
 
     def run(self, event: Any) -> Invocation | None:

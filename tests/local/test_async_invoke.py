@@ -348,6 +348,32 @@ def test_waiting_for_the_events_under_way_is_bounded_and_counts_the_rest(
     assert async_invoker.wait(time.monotonic()) == 0  # nothing under way: nothing waited for
 
 
+def test_an_event_whose_thread_cannot_start_is_not_waited_for(
+    sqs: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of threads, submit() fails; the stack's stop still waits (then stops moto and frees
+    the lock) rather than fail on a thread that never started."""
+    client, url = sqs
+    function = Function(failures=0)
+    async_invoker = invoker(function, client, url)
+    start = threading.Thread.start
+
+    def out_of_threads(thread: threading.Thread) -> None:
+        if thread.name.startswith("async-"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", out_of_threads)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        async_invoker.submit(EVENT)
+    monkeypatch.undo()
+    assert async_invoker.wait(time.monotonic() + 1) == 0
+    assert function.events == []
+    async_invoker.submit(EVENT).join(10)
+    assert function.events == [EVENT]
+    assert async_invoker.wait(time.monotonic() + 1) == 0
+
+
 class SlowShutdownLines(logging.Handler):
     """The async logger's output, slow to write the lines of events dropped at shutdown: each
     takes `hold` seconds unless `let_go` is set first (as a loaded machine may leave a thread
