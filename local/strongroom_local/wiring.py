@@ -405,13 +405,17 @@ def _python_runtime(logical_id: str, runtime: Any) -> str:
 
 
 def _dead_letter_queue_arn(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> str | None:
-    target = props.get("DeadLetterQueue")
+    # Resolved first: an Fn::If may give the queue, or none (AWS::NoValue).
+    target = stack.resolver.resolve(props.get("DeadLetterQueue"))
     if target is None:
         return None
+    # SAM refuses one without both.
+    if not isinstance(target, Mapping) or not {"Type", "TargetArn"} <= set(target):
+        raise InvalidTemplate(f"{logical_id}: DeadLetterQueue takes a Type and a TargetArn")
     if target.get("Type") != "SQS":
         log.warning("%s: only an SQS dead-letter queue is emulated; events are dropped", logical_id)
         return None
-    return str(stack.resolver.resolve(target["TargetArn"]))
+    return scalar_text(target["TargetArn"], f"{logical_id}: DeadLetterQueue.TargetArn")
 
 
 def _authorizers(stack: Stack, api_props: Mapping[str, Any]) -> dict[str, JwtAuthorizerConfig]:

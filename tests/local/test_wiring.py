@@ -893,3 +893,37 @@ def test_other_reserved_concurrency_is_left_out(reserved: Any) -> None:
     template["Conditions"] = {"Never": {"Fn::Equals": ["a", "b"]}}
     template["Resources"]["TickFunction"]["Properties"]["ReservedConcurrentExecutions"] = reserved
     assert "TickFunction" in wiring_of(template).functions
+
+
+# ---- DeadLetterQueue given by an intrinsic ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("condition", "has_queue"), [("Always", True), ("Never", False)])
+def test_a_dead_letter_queue_given_by_a_condition_is_resolved_first(
+    condition: str, has_queue: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Conditions"] = {
+        "Always": {"Fn::Equals": ["a", "a"]},
+        "Never": {"Fn::Equals": ["a", "b"]},
+    }
+    queue = {"Type": "SQS", "TargetArn": {"Fn::GetAtt": ["TickDeadLetterQueue", "Arn"]}}
+    template["Resources"]["TickFunction"]["Properties"]["DeadLetterQueue"] = {
+        "Fn::If": [condition, queue, {"Ref": "AWS::NoValue"}]
+    }
+    with caplog.at_level(logging.WARNING, logger="strongroom_local"):
+        tick = wiring_of(template).functions["TickFunction"]
+    assert tick.dead_letter_queue_arn == (
+        "arn:aws:sqs:us-east-1:123456789012:strongroom-local-TickDeadLetterQueue"
+        if has_queue
+        else None
+    )
+    assert not [r for r in caplog.records if "dead-letter" in r.getMessage()]
+
+
+@pytest.mark.parametrize("queue", [{"Type": "SQS"}, {"TargetArn": "arn:aws:sqs:::q"}, "q"])
+def test_a_dead_letter_queue_without_type_and_target_is_invalid(queue: Any) -> None:
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Resources"]["TickFunction"]["Properties"]["DeadLetterQueue"] = queue
+    with pytest.raises(InvalidTemplate, match=r"^TickFunction: DeadLetterQueue takes"):
+        wiring_of(template)
