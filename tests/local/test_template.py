@@ -123,6 +123,11 @@ def repository_resolver(**parameters: str) -> Resolver:
         # Loopback to urlsplit, evil.example to a browser: not a loopback URL, so not https.
         ("OAuthRedirectUri", "http://evil.example\\@127.0.0.1:3000/cb", "AllowedPattern"),
         ("OAuthReturnUrl", "http://127.1:3000/dev/health", "AllowedPattern"),
+        # What the functions' settings refuse at start, refused at deploy: a URL not in RFC
+        # 3986's characters (a backslash, `|`, a Unicode host) may be read as another.
+        ("OAuthRedirectUri", "https://api.example\\oauth/callback", "AllowedPattern"),
+        ("OAuthReturnUrl", "https://app.example/connections?x=a|b", "AllowedPattern"),
+        ("OAuthReturnUrl", "https://b\u00fccher.example/connections", "AllowedPattern"),
         ("BillingProducts", "stripe:price 1=team", "AllowedPattern"),
     ],
 )
@@ -141,6 +146,8 @@ def test_the_local_values_and_loopback_http_urls_pass() -> None:
         Stage="prod",
     )
     assert resolver.refs["BackupRetentionDays"] == "1"
+    deployed = "https://api.example.com:8443/v1/oauth/callback?tenant=a%20b&x=(1)"
+    assert repository_resolver(OAuthRedirectUri=deployed).refs["OAuthRedirectUri"] == deployed
     assert repository_resolver().refs["OAuthRedirectUri"] == LOCAL_PARAMETERS["OAuthRedirectUri"]
 
 
