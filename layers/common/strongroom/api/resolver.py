@@ -47,11 +47,6 @@ def _json_response(status: int, body: dict[str, Any], app: APIGatewayHttpResolve
     )
 
 
-def _location(error: Any) -> tuple[Any, ...]:
-    location = error.get("loc", ()) if isinstance(error, Mapping) else ()
-    return tuple(location) if isinstance(location, list | tuple) else ()
-
-
 def _field_detail(errors: Sequence[Any]) -> str:
     """'name: Field required; auth.token: ...' from pydantic errors: locations and messages only."""
     parts = []
@@ -73,7 +68,7 @@ def create_resolver(logger: Logger) -> APIGatewayHttpResolver:
         exc: RequestValidationError | RequestUnsupportedContentType,
     ) -> Response[str]:
         errors = list(exc.errors())
-        if any(_location(error)[:1] == ("response",) for error in errors):
+        if any(tuple(error.get("loc", ()))[:1] == ("response",) for error in errors):
             # An answer that failed its own model: our bug, not the caller's (Powertools raises
             # the request's error for it). Logged by type only (no values), a bare 500.
             return _unexpected_error(exc)

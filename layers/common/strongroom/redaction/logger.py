@@ -35,7 +35,7 @@ from aws_lambda_powertools.logging.types import LogRecord
 
 from strongroom.redaction.exceptions import UnsafeLoggerConfiguration
 from strongroom.redaction.keys import REDACTED
-from strongroom.redaction.text import value_follows_secret_name
+from strongroom.redaction.text import FIELD_NAME_WINDOW, value_follows_secret_name
 from strongroom.redaction.values import redact, scrub
 
 # Logger keyword arguments that configure the formatter; Powertools ignores them when it is
@@ -90,8 +90,6 @@ def _scrub_argument(argument: object) -> object:
 
 # A %-format conversion, as `str % args` reads one (each `*` takes an argument too).
 _CONVERSION = re.compile(r"%(?:\(([^)]*)\))?[#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?[^hlL]")
-# How much of the text before a placeholder can hold the field name it follows.
-_NAME_WINDOW = 80
 
 
 def _secret_arguments(
@@ -108,7 +106,7 @@ def _secret_arguments(
         before += template[done : match.start()]
         done = match.end()
         if match[0] == "%%":
-            before = (before + "%")[-_NAME_WINDOW:]
+            before = (before + "%")[-FIELD_NAME_WINDOW:]
             continue
         slot: int | str
         if isinstance(arguments, Mapping):
@@ -122,10 +120,10 @@ def _secret_arguments(
                 break
             slot, index = index, index + 1
             value = arguments[slot]
-        if value_follows_secret_name(before[-_NAME_WINDOW:], value):
+        if value_follows_secret_name(before, value):
             secret.add(slot)
             value = REDACTED
-        before = (before + str(value))[-_NAME_WINDOW:]
+        before = (before + str(value))[-FIELD_NAME_WINDOW:]
     return secret
 
 

@@ -30,6 +30,7 @@ from strongroom.redaction.keys import (
     REDACTED,
     SECRET_NAMES,
     SECRET_SUFFIXES,
+    is_secret_key,
     looks_like_enum_word,
     normalise_key,
 )
@@ -295,6 +296,8 @@ def _run_on_end(text: str, start: int, end: int) -> int:
 
 # A field name and separator at the very end of a text, perhaps with the start of its value
 # (`password=`, `password: '`, `password=%`): what a `%s` placeholder then adds is its value.
+# Only the last FIELD_NAME_WINDOW characters of the text can hold them.
+FIELD_NAME_WINDOW = 80
 _FIELD_AT_END = re.compile(
     r"(?<![A-Za-z0-9_.:-])([A-Za-z_][A-Za-z0-9_.-]{0,63}+)[\"']?[ \t]*+(?:=|:)[ \t]*+[^\s=:]*+\Z",
     re.ASCII,
@@ -305,13 +308,12 @@ def value_follows_secret_name(text: str, value: object) -> bool:
     """Whether `value`, placed right after `text` (`"password=%s"`), is a secret field's value:
     `text` ends in a secret field's name and separator (for `code`/`state`, unless the value
     looks like a status word)."""
-    found = _FIELD_AT_END.search(text[-80:])
+    found = _FIELD_AT_END.search(text[-FIELD_NAME_WINDOW:])
     if found is None:
         return False
-    name = normalise_key(found[1])
-    if name in CONDITIONAL_NAMES:
+    if normalise_key(found[1]) in CONDITIONAL_NAMES:
         return not looks_like_enum_word(value)
-    return name in SECRET_NAMES or name.endswith(SECRET_SUFFIXES)
+    return is_secret_key(found[1])
 
 
 def _url_parameters(text: str) -> str:
