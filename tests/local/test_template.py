@@ -117,6 +117,13 @@ def repository_resolver(**parameters: str) -> Resolver:
         ("MaxOrgsPerUser", "ten", "not a number"),
         ("MaxOrgsPerUser", "1_0", "not a number"),
         ("JwtIssuer", "http://issuer.example.com", "AllowedPattern"),
+        # An OpenID issuer is a scheme, host, port and path: no query, fragment or userinfo
+        # (`iss` is compared as a string, and the JWKS is fetched below the issuer).
+        ("JwtIssuer", "https://issuer.example.com/?tenant=a", "AllowedPattern"),
+        ("JwtIssuer", "https://issuer.example.com/#a", "AllowedPattern"),
+        ("JwtIssuer", "https://issuer.example@evil.example/", "AllowedPattern"),
+        ("JwtIssuer", "https://issuer.example\\evil.example/", "AllowedPattern"),
+        ("JwtIssuer", "https://issuer.example.com/a b", "AllowedPattern"),
         # Only a loopback URL may be plain HTTP (the local stack serves nothing else).
         ("OAuthRedirectUri", "http://callback.example.com/oauth/callback", "AllowedPattern"),
         ("OAuthReturnUrl", "http://127.0.0.1.example.com/health", "AllowedPattern"),
@@ -149,6 +156,8 @@ def test_the_local_values_and_loopback_http_urls_pass() -> None:
     deployed = "https://api.example.com:8443/v1/oauth/callback?tenant=a%20b&x=(1)"
     assert repository_resolver(OAuthRedirectUri=deployed).refs["OAuthRedirectUri"] == deployed
     assert repository_resolver().refs["OAuthRedirectUri"] == LOCAL_PARAMETERS["OAuthRedirectUri"]
+    for issuer in ("https://tenant.eu.auth0.com/", "https://login.example.com:8443/oauth2/x-1"):
+        assert repository_resolver(JwtIssuer=issuer).refs["JwtIssuer"] == issuer
 
 
 def test_a_parameter_the_template_does_not_declare_is_refused() -> None:
