@@ -296,6 +296,8 @@ def _check_function_properties(stack: Stack) -> None:
     for where, props in owners.items():
         _supported(props, known, where)
         for name in sorted(set(props) & set(_FUNCTION_PROPERTIES_LEFT_OUT)):
+            if _is_no_value(stack, props[name]):
+                continue
             log.info(
                 "%s: %s left out locally: %s", where, name, _FUNCTION_PROPERTIES_LEFT_OUT[name]
             )
@@ -305,6 +307,17 @@ def _check_function_properties(stack: Stack) -> None:
                 raise UnsupportedTemplate(
                     f"{where}: PackageType {package_type!r} is not emulated (only Zip: CodeUri)"
                 )
+
+
+def _is_no_value(stack: Stack, value: Any) -> bool:
+    """Whether a property is `AWS::NoValue`, directly or as the chosen branch of an Fn::If:
+    then the function has no such property. Only the condition is evaluated, not the value."""
+    while isinstance(value, dict) and list(value) == ["Fn::If"]:
+        branches = value["Fn::If"]
+        if not (isinstance(branches, list) and len(branches) == 3):
+            return False  # malformed: left to the resolver to refuse where it reads it
+        value = branches[1] if stack.resolver.condition(str(branches[0])) else branches[2]
+    return value == {"Ref": "AWS::NoValue"}
 
 
 def _events(resource: Mapping[str, Any], event_type: str) -> dict[str, dict[str, Any]]:

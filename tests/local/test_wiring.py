@@ -730,6 +730,29 @@ def test_function_properties_left_out_knowingly_are_accepted_and_said(
         assert any(line.startswith(f"EchoFunction: {prop} left out locally: ") for line in said)
 
 
+def test_a_property_given_as_no_value_is_not_said_to_be_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`!If [Cond, x, !Ref AWS::NoValue]` with Cond false: the function has no such property,
+    so the start-up log does not claim one was left out."""
+    template = load_template(FIXTURE_TEMPLATE)
+    template["Conditions"] = {"Never": {"Fn::Equals": ["a", "b"]}}
+    echo = template["Resources"]["EchoFunction"]["Properties"]
+    echo.update(
+        ReservedConcurrentExecutions={"Fn::If": ["Never", 5, {"Ref": "AWS::NoValue"}]},
+        Tags={"Ref": "AWS::NoValue"},
+        EphemeralStorage={"Fn::If": ["Never", {"Ref": "AWS::NoValue"}, {"Size": 1024}]},
+    )
+    with caplog.at_level(logging.INFO, logger="strongroom_local"):
+        wiring = wiring_of(template)
+    assert "EchoFunction" in wiring.functions
+    said = [record.getMessage() for record in caplog.records]
+    assert not [line for line in said if "ReservedConcurrentExecutions left out" in line]
+    assert not [line for line in said if "Tags left out" in line]
+    ephemeral = "EchoFunction: EphemeralStorage left out locally: "
+    assert any(line.startswith(ephemeral) for line in said)
+
+
 # ---- Globals.Function merged as SAM merges it ----------------------------------------------
 
 
