@@ -50,6 +50,9 @@ _ABANDONED_KEY_WINDOW_DAYS = 7
 _ABANDONED = "abandoned_at"
 _TOMBSTONE_TTL = timedelta(days=1)
 _MAX_MEMBERS_PAGE = 100
+# Set on the org item once its deletion has shredded its key (`org_deletion`): from then on the
+# deletion must finish, and no member may be added.
+_KEY_SHREDDED_AT = "key_shredded_at"
 
 
 def _iso(now: datetime) -> str:
@@ -232,9 +235,15 @@ def set_member_role(
     stamp = {"role": role.value, "added_at": _iso(now), "added_by": caller.sub}
     operations: list[Any]
     if current is None:
+        # Refused once the org's deletion cannot be stopped: a member added after it listed the
+        # members would outlive the org. On the org item, as read and when the write lands.
+        _refuse_if_shredded(services, org_id, now=now)
+        unshredded = {_KEY_SHREDDED_AT: None}
         operations = [Create(MEMBER, user_id, attributes=stamp)]
         if role is Role.OWNER:
-            operations.append(_owner_count_change(services, org_id, +1, now=now))
+            operations.append(_owner_count_change(services, org_id, +1, now=now, expect=unshredded))
+        else:
+            operations.append(Check(ORG, expect=unshredded))
         action = AuditAction.MEMBER_ADD
     else:
         old_role = Role(current.attributes["role"])
@@ -319,8 +328,16 @@ def _find_member(services: Services, org_id: str, user_id: str, *, now: datetime
         return None
 
 
-def _owner_count_change(services: Services, org_id: str, delta: int, *, now: datetime) -> Update:
-    """Move the org's owner count by `delta`, conditional on the count just read.
+def _owner_count_change(
+    services: Services,
+    org_id: str,
+    delta: int,
+    *,
+    now: datetime,
+    expect: dict[str, Any] | None = None,
+) -> Update:
+    """Move the org's owner count by `delta`, conditional on the count just read (and on
+    `expect`: the org item's other attributes the write needs).
 
     Two owners demoting each other at once both read 2; the first write makes it 1 and the
     second's condition fails, so an org can never lose its last owner.
@@ -328,7 +345,20 @@ def _owner_count_change(services: Services, org_id: str, delta: int, *, now: dat
     count = int(services.table.get(org_id, ORG, now=now).attributes["owner_count"])
     if count + delta < 1:
         raise Conflict("An org must keep at least one owner.")
-    return Update(ORG, changes={"owner_count": count + delta}, expect={"owner_count": count})
+    return Update(
+        ORG, changes={"owner_count": count + delta}, expect={"owner_count": count, **(expect or {})}
+    )
+
+
+def _refuse_if_shredded(services: Services, org_id: str, *, now: datetime) -> None:
+    """Conflict once the org's deletion has shredded its key (the write's own condition covers
+    a shredding after this read)."""
+    try:
+        org = services.table.get(org_id, ORG, now=now)
+    except ItemNotFound:
+        raise NotFound() from None
+    if _KEY_SHREDDED_AT in org.attributes:
+        raise Conflict("The org is being deleted.")
 
 
 def _write(services: Services, org_id: str, operations: list[Any], *, now: datetime) -> None:

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
-from credential_store import org_deletion, revocations
+from credential_store import org_deletion, orgs, revocations
 
 from strongroom.api import Caller
 from strongroom.audit import AuditLog, AuditUnavailable
@@ -463,3 +463,55 @@ def test_a_member_removed_by_a_concurrent_deletion_is_audited_once(
     actions = _actions(app_module, org)
     assert actions.count(("member.remove", "bob", "success")) == 1
     assert actions.count(("member.remove", "carol", "success")) == 1
+
+
+def _put_member(call: Call, org: str, user: str, role: str, sub: str = "alice") -> int:
+    status, _ = call(
+        "PUT",
+        f"/orgs/{org}/members/{user}",
+        sub=sub,
+        route="/orgs/{org_id}/members/{user_id}",
+        path_parameters={"org_id": org, "user_id": user},
+        body={"role": role},
+    )
+    return status
+
+
+@pytest.mark.parametrize("role", ["owner", "admin"])
+@pytest.mark.parametrize("read_before_the_deletion", [False, True])
+def test_no_member_is_added_while_the_org_is_deleted_so_none_outlives_it(
+    *,
+    call: Call,
+    stack: Stack,
+    app_module: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    role: str,
+    read_before_the_deletion: bool,
+) -> None:
+    org = new_org(call)
+    if read_before_the_deletion:
+        # The request read the org before the deletion shredded its key: its write's condition
+        # holds.
+        monkeypatch.setattr(orgs, "_refuse_if_shredded", lambda *_, **__: None)
+    keyrings = app_module.services().keyrings
+    original = keyrings.discard_keyring
+    added: list[int] = []
+
+    def owner_adds_a_member_meanwhile(org_id: str) -> None:
+        # Every item has been deleted but the org and the owner's membership: a member added
+        # now would be passed over by the deletion and outlive the org.
+        added.append(_put_member(call, org, "mallory", role))
+        original(org_id)
+
+    monkeypatch.setattr(keyrings, "discard_keyring", owner_adds_a_member_meanwhile)
+    assert _delete(call, org) == (204, None)
+    assert added == [409]
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
+    status, _ = call(
+        "GET",
+        f"/orgs/{org}/members",
+        sub="mallory",
+        route="/orgs/{org_id}/members",
+        path_parameters={"org_id": org},
+    )
+    assert status == 404
