@@ -455,6 +455,11 @@ class OktaReader:
         bucket = okta_bucket(urlsplit(url).path)
         wait = self._gate.wait_before(bucket)
         if wait > 0:
+            # A window that turns past the deadline is waited for no more than a retry is: a
+            # sleep Lambda cuts short saves no checkpoint (and a far one overflows Event.wait).
+            deadline = self._deadline()
+            if deadline is not None and self._gate.clock() + wait > deadline:
+                raise ProviderWaitTooLong("the provider's rate-limit window ends too late")
             self._gate.waited += wait
             self._sleep(wait)
             self._gate.spent(bucket)

@@ -406,3 +406,47 @@ def test_a_rate_limit_reset_that_is_no_time_is_not_waited_for(reset: str) -> Non
     assert gate.wait_before("users") == 0.0
     gate.observe("users", {"x-rate-limit-remaining": "0", "x-rate-limit-reset": "1010"})
     assert gate.wait_before("users") == 10.0
+
+
+@pytest.mark.parametrize("reset_in", [600, 10**12])
+def test_a_rate_limit_window_that_ends_past_the_deadline_is_a_wait_too_long(reset_in: int) -> None:
+    # Okta said the bucket is spent until `reset_in` seconds from now: waiting for it would run
+    # past the reader's deadline (Lambda would end the invocation mid-sleep, its checkpoint
+    # unsaved; past threading.TIMEOUT_MAX, Event.wait raises OverflowError). It checkpoints
+    # instead, as a retry asked to wait too long does.
+    first, second = f"{BASE}/api/v1/users?after=0", f"{BASE}/api/v1/users?after=1"
+    spent = {"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(int(NOW) + reset_in)}
+    provider = _Provider({first: (b"[]", spent), second: (b"[]", {})})
+    slept: list[float] = []
+    reader = OktaReader(
+        outbound=provider,  # type: ignore[arg-type]
+        base_url=BASE,
+        authorization=lambda: "SSWS test",
+        gate=RateGate(clock=lambda: NOW, random=lambda: 0.0),
+        sleep=slept.append,
+        deadline=lambda: NOW + 60,
+    )
+    reader.page(first, SPECS["users"])
+    with pytest.raises(ProviderWaitTooLong):
+        reader.page(second, SPECS["users"])
+    assert slept == []
+    assert provider.requested == [first]
+
+
+def test_a_rate_limit_window_that_ends_before_the_deadline_is_waited_for() -> None:
+    first, second = f"{BASE}/api/v1/users?after=0", f"{BASE}/api/v1/users?after=1"
+    spent = {"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(int(NOW) + 30)}
+    provider = _Provider({first: (b"[]", spent), second: (b"[]", {})})
+    slept: list[float] = []
+    reader = OktaReader(
+        outbound=provider,  # type: ignore[arg-type]
+        base_url=BASE,
+        authorization=lambda: "SSWS test",
+        gate=RateGate(clock=lambda: NOW, random=lambda: 0.0),
+        sleep=slept.append,
+        deadline=lambda: NOW + 60,
+    )
+    reader.page(first, SPECS["users"])
+    reader.page(second, SPECS["users"])
+    assert slept == [30.0]
+    assert provider.requested == [first, second]
