@@ -780,6 +780,12 @@ def _finish(services: Services, run: _Run, budget: Budget) -> Outcome:
     objects = _objects(run)
     job, record = run.job, run.record
     now = budget.clock()
+    # A connection deleted while the run read on (its step began before the deletion) ends the
+    # backup as one deleted while queued does: not complete, and no manifest written for it.
+    try:
+        services.tokens.connection(job.org_id, job.connection_id, now=now)
+    except ConnectionUnusable:
+        raise errors.ConnectionGone("the connection was deleted during the backup") from None
     # Listed by resource name, as signed_url_issuer rebuilds the manifest from the record.
     files = [
         FileEntry(

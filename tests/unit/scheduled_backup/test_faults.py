@@ -321,3 +321,38 @@ def test_next_links_that_go_round_in_a_cycle_fail_the_backup_at_once(
     assert "backup.complete" not in actions
     uploads = world.services.s3.list_multipart_uploads(Bucket=world.settings.backup_bucket)
     assert not uploads.get("Uploads")  # the unfinished files' uploads were aborted
+
+
+def test_a_connection_deleted_while_its_backup_runs_fails_it_with_no_manifest(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backup_jobs import worker
+    from backup_jobs.okta import Answer
+
+    org, backup_id = _started(world)
+    connection = str(world.record(org, backup_id)["connection_id"])
+    fetch = worker.OktaReader.fetch
+    deleted = threading.Event()
+    deleting = threading.Lock()
+
+    def deleted_midway(self: Any, url: str, spec: Any) -> Answer:
+        answer = fetch(self, url, spec)
+        with deleting:
+            if spec.name == "apps" and not deleted.is_set():
+                world.delete_connection(org, connection)  # by an admin, as the run reads on
+                deleted.set()
+        return answer
+
+    monkeypatch.setattr(worker.OktaReader, "fetch", deleted_midway)
+    assert world.drain() == 1  # one invocation: its reading ends after the deletion
+    assert deleted.is_set()
+    record = world.record(org, backup_id)
+    _assert_not_complete(record)
+    assert record["failure_reason"] == "connection_deleted"
+    manifest = world.services.s3.list_objects_v2(
+        Bucket=world.settings.backup_bucket, Prefix=record["manifest_key"]
+    )
+    assert not manifest.get("Contents")  # no manifest that would make its files look whole
+    actions = _audit_actions(world, org)
+    assert "backup.fail" in actions
+    assert "backup.complete" not in actions
