@@ -455,10 +455,12 @@ class OktaReader:
         bucket = okta_bucket(urlsplit(url).path)
         wait = self._gate.wait_before(bucket)
         if wait > 0:
-            # A window that turns past the deadline is waited for no more than a retry is: a
-            # sleep Lambda cuts short saves no checkpoint (and a far one overflows Event.wait).
+            # A window that turns past the deadline is waited for only until then, as a retry
+            # is: a sleep Lambda cuts short saves no checkpoint (and a far one overflows
+            # Event.wait). Until then the other lanes work on, and their stop wakes this one.
             deadline = self._deadline()
             if deadline is not None and self._gate.clock() + wait > deadline:
+                self._sleep(max(deadline - self._gate.clock(), 0.0))
                 raise ProviderWaitTooLong("the provider's rate-limit window ends too late")
             self._gate.waited += wait
             self._sleep(wait)

@@ -412,8 +412,8 @@ def test_a_rate_limit_reset_that_is_no_time_is_not_waited_for(reset: str) -> Non
 def test_a_rate_limit_window_that_ends_past_the_deadline_is_a_wait_too_long(reset_in: int) -> None:
     # Okta said the bucket is spent until `reset_in` seconds from now: waiting for it would run
     # past the reader's deadline (Lambda would end the invocation mid-sleep, its checkpoint
-    # unsaved; past threading.TIMEOUT_MAX, Event.wait raises OverflowError). It checkpoints
-    # instead, as a retry asked to wait too long does.
+    # unsaved; past threading.TIMEOUT_MAX, Event.wait raises OverflowError). It waits only until
+    # the deadline and then checkpoints, as a retry asked to wait too long does.
     first, second = f"{BASE}/api/v1/users?after=0", f"{BASE}/api/v1/users?after=1"
     spent = {"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(int(NOW) + reset_in)}
     provider = _Provider({first: (b"[]", spent), second: (b"[]", {})})
@@ -429,7 +429,7 @@ def test_a_rate_limit_window_that_ends_past_the_deadline_is_a_wait_too_long(rese
     reader.page(first, SPECS["users"])
     with pytest.raises(ProviderWaitTooLong):
         reader.page(second, SPECS["users"])
-    assert slept == []
+    assert slept == [60.0]
     assert provider.requested == [first]
 
 
