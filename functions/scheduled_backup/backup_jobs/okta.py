@@ -4,7 +4,8 @@ Every request goes through the outbound client (SSRF guard, timeouts, bounded ji
 on 429 and 5xx that honour Retry-After and X-Rate-Limit-Reset). On top of it, `RateGate`
 remembers what Okta said about each rate-limit bucket (`X-Rate-Limit-Remaining`, `-Reset`) and
 waits for the reset before spending a request that bucket no longer has, so a backup alone never
-draws a 429. `next` links are followed exactly as given, and only within the org's own origin:
+draws a 429. `next` links (the Link header's, or for the iam listings, which may name it only in the
+body, `_links.next.href`) are followed exactly as given, and only within the org's own origin:
 the API token is never sent anywhere else. A listing whose links lead back to a page already read
 (A -> B -> A), or on past `MAX_LISTING_PAGES`, is refused (`LinkTrail`): it would never end.
 
@@ -408,6 +409,26 @@ def next_link(headers: ResponseHeaders) -> str | None:
     return None
 
 
+def _body_next_link(body: bytes) -> str | None:
+    """The `_links.next.href` of an iam listing's body: Okta names the next page of those there
+    (a Link header, where one comes too, is taken first). A body that is not JSON is refused
+    when the page is parsed; a `next` that is not a URL string is refused here."""
+    try:
+        document = _DECODER.decode(body.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    links = document.get("_links", {}) if isinstance(document, dict) else {}
+    if not isinstance(links, dict):
+        raise ProviderResponseInvalid("the listing's links are not an object")
+    if "next" not in links:
+        return None
+    following = links["next"]
+    href = following.get("href") if isinstance(following, dict) else None
+    if not isinstance(href, str) or not href:
+        raise ProviderResponseInvalid("the listing's next link is not a URL")
+    return href
+
+
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     try:
@@ -483,7 +504,10 @@ class OktaReader:
             raise ProviderUnauthorized("the provider refused the credential")
         if response.status != 200:
             raise ProviderRefused("the provider refused a request")
-        return Answer(response.body, None if spec.single else next_link(response.headers))
+        next_url = None if spec.single else next_link(response.headers)
+        if next_url is None and spec.envelope is not None:
+            next_url = _body_next_link(response.body)
+        return Answer(response.body, next_url)
 
 
 @dataclass(frozen=True)

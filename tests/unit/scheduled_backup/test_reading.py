@@ -126,6 +126,40 @@ def test_a_page_keeps_the_providers_text_and_a_non_list_is_refused() -> None:
             _reader(_Provider({url: (bad, {})})).page(url, SPECS["users"])
 
 
+@pytest.mark.parametrize(
+    ("name", "envelope"), [("custom_roles", "roles"), ("role_assignees", "value")]
+)
+def test_an_iam_listing_is_followed_by_the_next_link_of_its_body(name: str, envelope: str) -> None:
+    """Okta's iam listings name their next page in the body (`_links.next.href`); one sent with
+    no Link header was taken for the last page, and the backup kept only the first."""
+    url = f"{BASE}{SPECS[name].path}?limit=20"
+    following = f"{BASE}{SPECS[name].path}?after=cr0Fw7&limit=20"
+    body = {envelope: [{"id": "cr1"}], "_links": {"next": {"href": following}}}
+    answer = _reader(_Provider({url: (json.dumps(body).encode(), {})})).fetch(url, SPECS[name])
+    assert answer.next_url == following
+    assert answer.parse(SPECS[name]).next_url == following
+    # A Link header, when there is one, is the provider's word for it.
+    header = f"{BASE}{SPECS[name].path}?after=hdr"
+    headers = {"link": f'<{header}>; rel="next"'}
+    answer = _reader(_Provider({url: (json.dumps(body).encode(), headers)})).fetch(url, SPECS[name])
+    assert answer.next_url == header
+    # The last page links to nothing; a next link that is not a URL string is refused.
+    last = {envelope: [], "_links": {"self": {"href": url}}}
+    assert (
+        _reader(_Provider({url: (json.dumps(last).encode(), {})})).fetch(url, SPECS[name]).next_url
+        is None
+    )
+    for odd in ({"next": {"href": 5}}, {"next": "x"}, {"next": {"href": ""}}, []):
+        bad = json.dumps({envelope: [], "_links": odd}).encode()
+        with pytest.raises(ProviderResponseInvalid):
+            _reader(_Provider({url: (bad, {})})).fetch(url, SPECS[name])
+    # The body's link leaves the org's origin no more than a header's may.
+    away = {envelope: [], "_links": {"next": {"href": "https://evil.example/api/v1/iam/roles"}}}
+    answer = _reader(_Provider({url: (json.dumps(away).encode(), {})})).fetch(url, SPECS[name])
+    with pytest.raises(ProviderResponseInvalid, match="origin"):
+        _reader(_Provider({})).fetch(str(answer.next_url), SPECS[name])
+
+
 def test_items_without_secret_fields_are_written_as_sent_the_others_again_without_secrets() -> None:
     users = Page([{"id": "00u1", "n": 2.5}], None, ['{"id": "00u1",  "n": 2.50}'])
     removed: set[str] = set()
