@@ -38,6 +38,9 @@ def _repeat(unit: str) -> str:
         "Basic " + _repeat("QUJD"),  # base64 that is not user:password
         "a" * MB + ":",  # one enormous name
         "bearer" + " " * MB,  # a scheme followed by nothing but spaces
+        "password:" + "\n" * MB,  # a name whose value never comes
+        _repeat("password:\n"),  # each name's next line is a field of its own
+        _repeat("a\u00a0=\u00a0"),  # no-break spaces around every separator
     ],
     ids=[
         "jwt-starts",
@@ -51,6 +54,9 @@ def _repeat(unit: str) -> str:
         "basic-not-a-credential",
         "long-name",
         "bearer-spaces",
+        "line-feeds-after-a-name",
+        "names-on-every-line",
+        "no-break-spaces",
     ],
 )
 def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> None:
@@ -69,6 +75,8 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
         (_repeat("MIIEvAIBAD"), REDACTED),
         ("password=" + _repeat("a "), "password=[REDACTED] "),
         (_repeat("password=a "), "password=[REDACTED] " * (MB // 11)),
+        ("password=" + _repeat("a\r"), "password=[REDACTED]\r"),
+        ("password:" + _repeat("\n ") + "x", "password:" + _repeat("\n ") + REDACTED),
     ],
     ids=[
         "long-value",
@@ -80,6 +88,8 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
         "der-prefixes",
         "run-on-words",
         "run-on-fields",
+        "carriage-returns",
+        "blank-lines-before-a-value",
     ],
 )
 def test_adversarial_secrets_are_redacted_whole(text: str, expected: str) -> None:

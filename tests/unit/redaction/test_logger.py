@@ -94,6 +94,23 @@ def test_a_secret_named_by_an_earlier_argument_or_a_mapping_key_is_redacted_whol
     ]
 
 
+def test_an_argument_on_the_line_after_a_secret_field_name_is_redacted_whole(
+    captured: Captured,
+) -> None:
+    words = [canary() for _ in range(6)]
+    captured.logger.info(
+        "config:\n  password:\n    %s\n  user: %s", f"{words[0]}\n{words[1]}", "bob"
+    )
+    captured.logger.info("client_secret=\u00a0%s", f"{words[2]}\n{words[3]}")
+    captured.logger.info("password=%s", f"{words[4]} x\r{words[5]}")
+    assert_not_leaked(captured.text, *words)
+    assert [line["message"] for line in captured.lines()] == [
+        "config:\n  password:\n    [REDACTED]\n  user: bob",
+        "client_secret=\u00a0[REDACTED]",
+        "password=[REDACTED]",
+    ]
+
+
 def test_mapping_arguments_keep_their_field_names(captured: Captured) -> None:
     token = canary()
     captured.logger.info(

@@ -516,3 +516,56 @@ def test_unprintable_empty_and_long_exceptions() -> None:
     long = safe_exception_text(ValueError("x" * 5000), max_length=100)
     assert len(long) == 100
     assert long.endswith("...")
+
+
+# --- line breaks and Unicode whitespace around a value ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # A value on the line after its name (YAML style), perhaps after blank lines.
+        ("password:\n  {s}", "password:\n  [REDACTED]"),
+        ("password=\n{s}", "password=\n[REDACTED]"),
+        ("client_secret:\n  {s} {t}\norg_id: org_1", "client_secret:\n  [REDACTED]\norg_id: org_1"),
+        ("password:\r\n\r\n  {s}\r\nuser: bob", "password:\r\n\r\n  [REDACTED]\r\nuser: bob"),
+        (
+            '"password":\n  "{s} {t}",\n  "user": "bob"',
+            '"password":\n  "[REDACTED]",\n  "user": "bob"',
+        ),
+        ("error code:\n  {s}", "error code:\n  [REDACTED]"),
+        # A no-break space, an ideographic space or an em space around the separator.
+        ("password=\u00a0{s}", "password=\u00a0[REDACTED]"),
+        ("password\u00a0=\u00a0{s} {t}", "password\u00a0=\u00a0[REDACTED]"),
+        ("password:\u3000{s}\nuser: bob", "password:\u3000[REDACTED]\nuser: bob"),
+        (
+            '"client_secret":\u2003"{s} {t}", "org": "org_1"',
+            '"client_secret":\u2003"[REDACTED]", "org": "org_1"',
+        ),
+        ("code=\u00a0{s}", "code=\u00a0[REDACTED]"),
+        # A lone carriage return is no line end: the run-on value goes on past it.
+        ("password={s} {t}\r{s} {t}", "password=[REDACTED]"),
+        ("password={s}\r\nuser=bob", "password=[REDACTED]\r\nuser=bob"),
+        ("Authorization: Digest {s}\r{t}", "Authorization: [REDACTED]"),
+    ],
+)
+def test_values_after_line_breaks_and_unicode_spaces(template: str, expected: str) -> None:
+    s, t = canary(), canary()
+    redacted = redact_text(template.format(s=s, t=t))
+    assert_not_leaked(redacted, s, t)
+    assert redacted == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # An empty value: the next line is a field of its own, not the value.
+        "client_secret=\nscope=x",
+        "password:\n  user: bob",
+        "aws_secret_access_key =\r\nregion = eu-west-1",
+        # A status word after a line break under `code`/`state` is still a status word.
+        "state:\n  pending",
+    ],
+)
+def test_a_field_on_the_next_line_is_not_taken_for_a_value(text: str) -> None:
+    assert redact_text(text) == text

@@ -14,7 +14,10 @@ value) everything up to the end of the text is redacted: failing closed costs re
 So, too, an unquoted value of a secret field runs on to the next `name=`/`name:` on its line,
 or to the line's end (`password=correct horse battery staple user=bob` keeps `user=bob`
 only): a password may hold spaces and `;`. `code` and `state`, which name many harmless
-things, end at a space.
+things, end at a space. Only a line feed ends a line (a lone `\r` may be part of a password);
+any other whitespace (a no-break space, an ideographic space) may stand around the separator;
+and a name with nothing after it on its line takes the next line that holds anything as its
+value (`password:\n  hunter2`, YAML), unless that line starts with a field of its own.
 """
 
 from __future__ import annotations
@@ -122,21 +125,27 @@ URL_CAPABILITY_NAMES = frozenset({"sig", "signature", "xamzsignature", "xamzsecu
 # name and separator are matched here; the value is parsed by `_value_span`. A name right after
 # a colon is an ARN or URN part (`...:secret:name`), not a field.
 _KEY_VALUE_NAME = re.compile(
-    r"(?<![A-Za-z0-9_.:-])(\\?[\"']|)([A-Za-z_][A-Za-z0-9_.-]{0,63}+)\1[ \t]*+"
-    r"(=(?!=)|:(?!:|//))",
-    re.ASCII,
+    r"(?<![A-Za-z0-9_.:-])(\\?[\"']|)([A-Za-z_][A-Za-z0-9_.-]{0,63}+)\1[^\S\n]*+"
+    r"(=(?!=)|:(?!:|//))"
 )
-_HORIZONTAL_SPACE = re.compile(r"[ \t]*+")
+# Any whitespace but a line feed: a no-break space, an ideographic space or a carriage return
+# between a name and its value is no end of the value.
+_HORIZONTAL_SPACE = re.compile(r"[^\S\n]*+")
+# A line feed and whatever whitespace follows it: a value may start on the next line (YAML).
+_LINE_BREAK_AND_SPACE = re.compile(r"\n\s*+")
 _STRING_PREFIX = re.compile(r"[bBrRuU]{1,2}(?=[\"'])")
 _DOUBLE_QUOTED = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _SINGLE_QUOTED = re.compile(r"'(?:[^'\\]++|\\.)*+'", re.DOTALL)
 _UNQUOTED_VALUE = re.compile(r"[^\s,;&\"'<>)\]}]++")
-_LINE_END = re.compile(r"[\r\n]")
-# What may end a run-on value without being part of it (the `&` or `,` before the next field).
-_RUN_ON_TAIL = " \t,;&"
+# Only a line feed ends a line: a lone carriage return may be part of a password, and `\r\n`
+# ends at its `\n` (the `\r` then goes with the tail below).
+_LINE_END = re.compile(r"\n")
+# What may end a run-on value without being part of it (the `&` or `,` before the next field,
+# any whitespace: every character `str.isspace` accepts lies below U+3001).
+_RUN_ON_TAIL = ",;&" + "".join(char for char in map(chr, range(0x3001)) if char.isspace())
 # What may follow a quoted or bracketed value that ends there (`"x", `, `'x')`, `{...}}`).
 _CLOSING = ",;&)]}>:"
-_UNQUOTED_HEADER_VALUE = re.compile(r"[^\r\n\"'<>]++")
+_UNQUOTED_HEADER_VALUE = re.compile(r"[^\n\"'<>]++")
 _ALREADY_REDACTED = re.compile(r"(?:[A-Za-z][A-Za-z0-9_-]{0,20}[ \t]+)?\[REDACTED\]", re.ASCII)
 _STRUCTURAL = re.compile(r"[\[\]{}\"'\\]")
 
@@ -231,6 +240,12 @@ def _value_span(
     quote or bracket (`password='ab'cd ef`), quotes and all.
     """
     position = _HORIZONTAL_SPACE.match(text, position).end()  # type: ignore[union-attr]
+    if text.startswith("\n", position):
+        # Nothing on the name's line: the value is on the next line that holds anything,
+        # unless that line starts with a field of its own (`client_secret=\nscope=x`).
+        position = _LINE_BREAK_AND_SPACE.match(text, position).end()  # type: ignore[union-attr]
+        if _KEY_VALUE_NAME.match(text, position) is not None:
+            return None
     if position >= len(text):
         return None
     prefix = _STRING_PREFIX.match(text, position)
@@ -299,8 +314,7 @@ def _run_on_end(text: str, start: int, end: int) -> int:
 # Only the last FIELD_NAME_WINDOW characters of the text can hold them.
 FIELD_NAME_WINDOW = 80
 _FIELD_AT_END = re.compile(
-    r"(?<![A-Za-z0-9_.:-])([A-Za-z_][A-Za-z0-9_.-]{0,63}+)[\"']?[ \t]*+(?:=|:)[ \t]*+[^\s=:]*+\Z",
-    re.ASCII,
+    r"(?<![A-Za-z0-9_.:-])([A-Za-z_][A-Za-z0-9_.-]{0,63}+)[\"']?[^\S\n]*+(?:=|:)\s*+[^\s=:]*+\Z"
 )
 
 
