@@ -77,6 +77,8 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
         (_repeat("password=a "), "password=[REDACTED] " * (MB // 11)),
         ("password=" + _repeat("a\r"), "password=[REDACTED]\r"),
         ("password:" + _repeat("\n ") + "x", "password:" + _repeat("\n ") + REDACTED),
+        (_repeat("a_") + "secret=x y", _repeat("a_") + "secret=[REDACTED]"),
+        ("cb?" + _repeat("a.") + "token=x&y=1", "cb?" + _repeat("a.") + "token=[REDACTED]&y=1"),
     ],
     ids=[
         "long-value",
@@ -90,6 +92,8 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
         "run-on-fields",
         "carriage-returns",
         "blank-lines-before-a-value",
+        "long-secret-name",
+        "long-parameter-name",
     ],
 )
 def test_adversarial_secrets_are_redacted_whole(text: str, expected: str) -> None:

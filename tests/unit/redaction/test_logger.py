@@ -377,3 +377,16 @@ def test_other_handlers_still_receive_the_callers_record(captured: Captured) -> 
         captured.logger.removeHandler(collector)
     assert seen[0].args == {"token": "t-1"}
     assert captured.lines()[0]["message"] == "value {'token': '[REDACTED]'}"
+
+
+@pytest.mark.parametrize("extra", range(0, 12), ids=lambda n: f"prefix+{n}")
+def test_an_argument_after_a_long_secret_field_name_is_redacted_whole(
+    captured: Captured, extra: int
+) -> None:
+    # However the name's start falls against the window of text the check reads (a letter, a
+    # digit, a `-` or a `.` first), its end still names a secret.
+    words = [canary() for _ in range(2)]
+    name = "service_account_primary_production_eu_west_1_backup_okta_" + "9-x." * extra + "token"
+    captured.logger.info(f"renewed {name}=%s for %s", f"{words[0]}\n{words[1]}", "org_1")
+    assert_not_leaked(captured.text, *words)
+    assert captured.lines()[0]["message"] == f"renewed {name}=[REDACTED] for org_1"

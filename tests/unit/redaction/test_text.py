@@ -569,3 +569,29 @@ def test_values_after_line_breaks_and_unicode_spaces(template: str, expected: st
 )
 def test_a_field_on_the_next_line_is_not_taken_for_a_value(text: str) -> None:
     assert redact_text(text) == text
+
+
+# --- long field names ---------------------------------------------------------------------------
+
+_LONG_PREFIX = "my_service_account_primary_production_eu_west_1_backup_integration_okta_9_"
+
+
+@pytest.mark.parametrize("extra", [0, 1, 37, 200, 5000], ids=lambda n: f"prefix+{n}")
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{name}={s} {t} user=bob", "{name}=[REDACTED] user=bob"),
+        ('{{"{name}": "{s}", "org": "org_1"}}', '{{"{name}": "[REDACTED]", "org": "org_1"}}'),
+        (
+            "https://app.example/cb?x=1&{name}={s}&y=2",
+            "https://app.example/cb?x=1&{name}=[REDACTED]&y=2",
+        ),
+    ],
+    ids=["logfmt", "json", "query"],
+)
+def test_field_names_of_any_length_are_recognised(template: str, expected: str, extra: int) -> None:
+    s, t = canary(), canary()
+    name = _LONG_PREFIX + "9-x." * extra + "client_secret"
+    redacted = redact_text(template.format(name=name, s=s, t=t))
+    assert_not_leaked(redacted, s, t)
+    assert redacted == expected.format(name=name)

@@ -110,7 +110,7 @@ _URL_USERINFO = re.compile(
 # does not hide the parameters encoded inside it.
 _URL_PARAMETER_NAME = re.compile(
     r"(?:(?<=[?&#;])|(?<=%3f)|(?<=%26)|(?<=%23)|(?<=%253f)|(?<=%2526)|(?<=%2523)|\A)"
-    r"([A-Za-z][A-Za-z0-9_.-]{0,63}+)(?:=|%3d|%253d)",
+    r"([A-Za-z][A-Za-z0-9_.-]*+)(?:=|%3d|%253d)",
     re.ASCII | re.IGNORECASE,
 )
 # The value ends at `&` or `#`, raw or percent-encoded (once or twice).
@@ -125,7 +125,7 @@ URL_CAPABILITY_NAMES = frozenset({"sig", "signature", "xamzsignature", "xamzsecu
 # name and separator are matched here; the value is parsed by `_value_span`. A name right after
 # a colon is an ARN or URN part (`...:secret:name`), not a field.
 _KEY_VALUE_NAME = re.compile(
-    r"(?<![A-Za-z0-9_.:-])(\\?[\"']|)([A-Za-z_][A-Za-z0-9_.-]{0,63}+)\1[^\S\n]*+"
+    r"(?<![A-Za-z0-9_.:-])(\\?[\"']|)([A-Za-z_][A-Za-z0-9_.-]*+)\1[^\S\n]*+"
     r"(=(?!=)|:(?!:|//))"
 )
 # Any whitespace but a line feed: a no-break space, an ideographic space or a carriage return
@@ -311,10 +311,11 @@ def _run_on_end(text: str, start: int, end: int) -> int:
 
 # A field name and separator at the very end of a text, perhaps with the start of its value
 # (`password=`, `password: '`, `password=%`): what a `%s` placeholder then adds is its value.
-# Only the last FIELD_NAME_WINDOW characters of the text can hold them.
+# Only the last FIELD_NAME_WINDOW characters of the text are read: a longer name is cut, and may
+# then start with any character of a name, but its end (where a secret name's ending is) stays.
 FIELD_NAME_WINDOW = 80
 _FIELD_AT_END = re.compile(
-    r"(?<![A-Za-z0-9_.:-])([A-Za-z_][A-Za-z0-9_.-]{0,63}+)[\"']?[^\S\n]*+(?:=|:)\s*+[^\s=:]*+\Z"
+    r"(?<![A-Za-z0-9_.:-])([A-Za-z0-9_.-]++)[\"']?[^\S\n]*+(?:=|:)\s*+[^\s=:]*+\Z"
 )
 
 
