@@ -92,3 +92,20 @@ def private_key_ders() -> dict[str, bytes]:
         ),
         "ed25519-pkcs8": ed_key.private_bytes(der, serialization.PrivateFormat.PKCS8, none),
     }
+
+
+def fullwidth(text: str) -> str:
+    """`text` with each printable ASCII character but the space in its fullwidth form."""
+    return "".join(chr(ord(char) + 0xFEE0) if "!" <= char <= "~" else char for char in text)
+
+
+def math_bold(text: str) -> str:
+    """`text` with each ASCII letter in its MATHEMATICAL BOLD form (NFKC gives it back)."""
+    return "".join(
+        chr(0x1D400 + ord(char) - ord("A"))
+        if "A" <= char <= "Z"
+        else chr(0x1D41A + ord(char) - ord("a"))
+        if "a" <= char <= "z"
+        else char
+        for char in text
+    )

@@ -11,7 +11,7 @@ import pytest
 
 from strongroom.redaction import REDACTED, redact_text
 from tests.support.keys import pem_armour
-from tests.unit.redaction.helpers import assert_not_leaked, canary
+from tests.unit.redaction.helpers import assert_not_leaked, canary, fullwidth
 
 MB = 1_000_000
 
@@ -41,6 +41,8 @@ def _repeat(unit: str) -> str:
         "password:" + "\n" * MB,  # a name whose value never comes
         _repeat("password:\n"),  # each name's next line is a field of its own
         _repeat("a\u00a0=\u00a0"),  # no-break spaces around every separator
+        fullwidth("a") * MB + fullwidth("="),  # one enormous fullwidth name
+        _repeat(fullwidth("key_id=") + "\ufb03 "),  # fullwidth fields that are no secret
     ],
     ids=[
         "jwt-starts",
@@ -57,6 +59,8 @@ def _repeat(unit: str) -> str:
         "line-feeds-after-a-name",
         "names-on-every-line",
         "no-break-spaces",
+        "long-fullwidth-name",
+        "fullwidth-fields",
     ],
 )
 def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> None:
@@ -79,6 +83,11 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
         ("password:" + _repeat("\n ") + "x", "password:" + _repeat("\n ") + REDACTED),
         (_repeat("a_") + "secret=x y", _repeat("a_") + "secret=[REDACTED]"),
         ("cb?" + _repeat("a.") + "token=x&y=1", "cb?" + _repeat("a.") + "token=[REDACTED]&y=1"),
+        (
+            _repeat(fullwidth("password=") + "x "),
+            (fullwidth("password=") + "[REDACTED] ") * (MB // 11),
+        ),
+        (_repeat("\u00ad") + "password=x", _repeat("\u00ad") + "password=[REDACTED]"),
     ],
     ids=[
         "long-value",
@@ -94,6 +103,8 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
         "blank-lines-before-a-value",
         "long-secret-name",
         "long-parameter-name",
+        "fullwidth-run-on-fields",
+        "invisible-name-start",
     ],
 )
 def test_adversarial_secrets_are_redacted_whole(text: str, expected: str) -> None:

@@ -20,7 +20,7 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from strongroom.redaction import REDACTED, RedactingFormatter, get_logger
 from strongroom.redaction.exceptions import UnsafeLoggerConfiguration
-from tests.unit.redaction.helpers import assert_not_leaked, canary
+from tests.unit.redaction.helpers import assert_not_leaked, canary, fullwidth
 
 
 @dataclasses.dataclass
@@ -390,3 +390,12 @@ def test_an_argument_after_a_long_secret_field_name_is_redacted_whole(
     captured.logger.info(f"renewed {name}=%s for %s", f"{words[0]}\n{words[1]}", "org_1")
     assert_not_leaked(captured.text, *words)
     assert captured.lines()[0]["message"] == f"renewed {name}=[REDACTED] for org_1"
+
+
+def test_an_argument_after_a_fullwidth_secret_field_name_is_redacted_whole(
+    captured: Captured,
+) -> None:
+    words = [canary() for _ in range(2)]
+    captured.logger.info(fullwidth("client_secret=") + "%s ok", f"{words[0]}\n{words[1]}")
+    assert_not_leaked(captured.text, *words)
+    assert captured.lines()[0]["message"] == fullwidth("client_secret=") + "[REDACTED] ok"

@@ -19,6 +19,8 @@ from tests.unit.redaction.helpers import (
     alphanumeric_canary,
     assert_not_leaked,
     canary,
+    fullwidth,
+    math_bold,
     pem_body_lines,
     private_key_ders,
     private_key_pems,
@@ -595,3 +597,57 @@ def test_field_names_of_any_length_are_recognised(template: str, expected: str, 
     redacted = redact_text(template.format(name=name, s=s, t=t))
     assert_not_leaked(redacted, s, t)
     assert redacted == expected.format(name=name)
+
+
+# --- compatibility forms of names ---------------------------------------------------------------
+
+# Characters whose normal form (NFKC) is longer than they are: a square kilogram and a ligature.
+_EXPANDING = "\u338f\ufb03"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        (fullwidth("password") + "=hunter2 {s}", fullwidth("password") + "=[REDACTED]"),
+        (
+            fullwidth("CLIENT_SECRET=") + "{s} user=bob",
+            fullwidth("CLIENT_SECRET=") + "[REDACTED] user=bob",
+        ),
+        (
+            '{{"' + math_bold("password") + '": "{s}", "org": "org_1"}}',
+            '{"' + math_bold("password") + '": "[REDACTED]", "org": "org_1"}',
+        ),
+        ("client_secret\uff1a{s}\nnext", "client_secret\uff1a[REDACTED]\nnext"),
+        ("\uff30assword\ufe55 {s}", "\uff30assword\ufe55 [REDACTED]"),
+        ("client_\u017fecret={s}", "client_\u017fecret=[REDACTED]"),
+        # Invisible characters inside a name (soft hyphen, zero-width space) are dropped.
+        ("pass\u00adword={s}", "pass\u00adword=[REDACTED]"),
+        ("api\u200b_key: {s}", "api\u200b_key: [REDACTED]"),
+        (fullwidth("API-KEY=") + "{s}", fullwidth("API-KEY=") + "[REDACTED]"),
+        # Characters whose normal form is longer than they are, before and after: the
+        # original text is kept, and only the value's own span is replaced.
+        (
+            f"{_EXPANDING} {fullwidth('password=')}{{s}} {_EXPANDING} {fullwidth('user=')}\ufb03",
+            f"{_EXPANDING} {fullwidth('password=')}[REDACTED] {fullwidth('user=')}\ufb03",
+        ),
+        (fullwidth("code") + "={s}", fullwidth("code") + "=[REDACTED]"),
+    ],
+)
+def test_compatibility_forms_of_secret_names_are_recognised(template: str, expected: str) -> None:
+    s = canary()
+    redacted = redact_text(template.format(s=s))
+    assert_not_leaked(redacted, s, "hunter2")
+    assert redacted == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        fullwidth("token_endpoint=") + "https://acme.okta.com/oauth2/v1/token",
+        fullwidth("Name") + ": \u5c71\u7530, " + fullwidth("state") + ": pending",
+        fullwidth("secret_arn=") + f"arn:aws:secretsmanager:us-east-1:1:secret:x {_EXPANDING}",
+        fullwidth("key_id=") + "kid-1 " + fullwidth("credential_id=") + "cred_1",
+    ],
+)
+def test_compatibility_forms_of_harmless_names_stay(text: str) -> None:
+    assert redact_text(text) == text

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from strongroom.redaction import REDACTED, redact
 from strongroom.redaction.keys import SECRET_NAMES, SECRET_SUFFIXES
-from tests.unit.redaction.helpers import assert_not_leaked, canary
+from tests.unit.redaction.helpers import assert_not_leaked, canary, fullwidth, math_bold
 
 
 @pytest.mark.parametrize(
@@ -92,6 +92,21 @@ def test_every_name_of_the_vocabulary_is_secret(name: str) -> None:
 )
 def test_near_miss_names_stay_readable(name: str) -> None:
     assert redact({name: "kept-value"}) == {name: "kept-value"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        fullwidth("password"),
+        fullwidth("CLIENT_SECRET"),
+        math_bold("Authorization"),
+        "pass\u00adword",
+        "api\u200bkey",
+    ],
+)
+def test_compatibility_forms_of_secret_names_are_secret_and_kept_as_written(name: str) -> None:
+    assert redact({name: canary(), "org_id": "org_1"}) == {name: REDACTED, "org_id": "org_1"}
+    assert redact([(name, canary())]) == [(name, REDACTED)]
 
 
 def test_nested_structures_keep_their_shape() -> None:

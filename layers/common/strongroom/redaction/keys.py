@@ -1,7 +1,9 @@
 """Which field names hold secrets, shared by the structure walk and the free-text scrubber.
 
-A name is compared after normalisation: lower case with `-`, `_`, `.` and spaces dropped, so
-`client_secret`, `Client-Secret`, `clientSecret` and `CLIENT.SECRET` are one name.
+A name is compared after normalisation: NFKC, case-folded, with `-`, `_`, `.`, spaces and
+invisible characters (soft hyphen, zero-width space...) dropped, so `client_secret`,
+`Client-Secret`, `clientSecret`, `CLIENT.SECRET` and the same in fullwidth letters are one
+name. Only the decision uses the normal form: what is shown is the name as written.
 
 `code` and `state` are neither secret nor safe by name alone: they are OAuth's authorization
 code and anti-CSRF state, and also our error-code field and many status fields. They are kept
@@ -14,9 +16,17 @@ always go (`text.py`), and so do they in a mapping that looks like an OAuth mess
 from __future__ import annotations
 
 import re
+import unicodedata
 
 REDACTED = "[REDACTED]"
 
+# Default-ignorable characters (Unicode's DerivedCoreProperties, as NFKC_Casefold drops them):
+# invisible inside a name, so `pass\u00adword` is `password`.
+DEFAULT_IGNORABLE = (
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+)
+_IGNORABLE = re.compile(f"[{DEFAULT_IGNORABLE}]")
 _DROPPED = str.maketrans("", "", "-_. ")
 
 # Whole names (normalised) that hold a secret or key material.
@@ -121,8 +131,12 @@ _ENUM_MAX_LENGTH = 64
 
 
 def normalise_key(name: str) -> str:
-    """`name` in lower case without `-`, `_`, `.` and spaces."""
-    return name.lower().translate(_DROPPED)
+    """`name` in NFKC, case-folded, without `-`, `_`, `.`, spaces and invisible characters."""
+    if name.isascii():
+        return name.lower().translate(_DROPPED)
+    folded = unicodedata.normalize("NFKC", _IGNORABLE.sub("", name)).casefold()
+    # Case folding may leave text that is not in NFKC (`ǰ`): normalised again, as NFKC_Casefold.
+    return unicodedata.normalize("NFKC", folded).translate(_DROPPED)
 
 
 def is_secret_key(name: str) -> bool:

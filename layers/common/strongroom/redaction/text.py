@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from strongroom.redaction.keys import (
     CONDITIONAL_NAMES,
+    DEFAULT_IGNORABLE,
     HEADER_NAMES,
     REDACTED,
     SECRET_NAMES,
@@ -121,12 +122,23 @@ _WHITESPACE = re.compile(r"\s")
 # Query parameters that are capabilities: presigned URL signatures and session tokens.
 URL_CAPABILITY_NAMES = frozenset({"sig", "signature", "xamzsignature", "xamzsecuritytoken"})
 
+# A field name in free text is made of word characters in any script (fullwidth or mathematical
+# letters among them), `_`, `.`, `-` and their compatibility forms, and invisible characters
+# (`keys.DEFAULT_IGNORABLE`); it is judged by its normal form (`keys.normalise_key`) but kept as
+# written, so no offset ever moves. `=` and `:` count in their compatibility forms too.
+_NAME_SYMBOLS = "_\ufe33\ufe34\ufe4d-\ufe4f\uff3f" + DEFAULT_IGNORABLE  # `_` and invisibles
+_NAME_CHAR = f"[\\w.\\-\u2024\ufe52\uff0e\ufe63\uff0d{_NAME_SYMBOLS}]"
+_NAME_START = f"(?:[^\\W\\d]|[{_NAME_SYMBOLS}])"
+_EQUALS = "=\u207c\u208c\ufe66\uff1d"
+_COLON = ":\ufe13\ufe55\uff1a"
+_QUOTE = "\"'\uff02\uff07"
+
 # `name: value` / `name=value` in free text, JSON, Python reprs, logfmt and headers. Only the
 # name and separator are matched here; the value is parsed by `_value_span`. A name right after
 # a colon is an ARN or URN part (`...:secret:name`), not a field.
 _KEY_VALUE_NAME = re.compile(
-    r"(?<![A-Za-z0-9_.:-])(\\?[\"']|)([A-Za-z_][A-Za-z0-9_.-]*+)\1[^\S\n]*+"
-    r"(=(?!=)|:(?!:|//))"
+    f"(?<!{_NAME_CHAR})(?<![{_COLON}])(\\\\?[{_QUOTE}]|)({_NAME_START}{_NAME_CHAR}*+)\\1"
+    f"[^\\S\\n]*+([{_EQUALS}](?![{_EQUALS}])|[{_COLON}](?![{_COLON}]|//))"
 )
 # Any whitespace but a line feed: a no-break space, an ideographic space or a carriage return
 # between a name and its value is no end of the value.
@@ -315,7 +327,8 @@ def _run_on_end(text: str, start: int, end: int) -> int:
 # then start with any character of a name, but its end (where a secret name's ending is) stays.
 FIELD_NAME_WINDOW = 80
 _FIELD_AT_END = re.compile(
-    r"(?<![A-Za-z0-9_.:-])([A-Za-z0-9_.-]++)[\"']?[^\S\n]*+(?:=|:)\s*+[^\s=:]*+\Z"
+    f"(?<!{_NAME_CHAR})(?<![{_COLON}])({_NAME_CHAR}++)[{_QUOTE}]?[^\\S\\n]*+[{_EQUALS}{_COLON}]\\s*+"
+    f"[^\\s{_EQUALS}{_COLON}]*+\\Z"
 )
 
 
@@ -387,6 +400,8 @@ FIELD_NAME_STEMS = re.compile(
 
 
 def _names_a_field(text: str, lowered: str) -> bool:
+    if not text.isascii():
+        return True  # a name may be written in compatibility forms (fullwidth letters)
     return ("=" in text or ":" in text or "%3d" in lowered) and (
         FIELD_NAME_STEMS.search(lowered) is not None
     )
@@ -395,7 +410,8 @@ def _names_a_field(text: str, lowered: str) -> bool:
 def _may_hold_secret(text: str) -> bool:
     """False only for text no pass can change: every pass needs one of these substrings."""
     return (
-        ":" in text
+        not text.isascii()
+        or ":" in text
         or "=" in text
         or "%" in text
         or "_" in text  # vendor prefixes
