@@ -43,6 +43,8 @@ def _repeat(unit: str) -> str:
         _repeat("a\u00a0=\u00a0"),  # no-break spaces around every separator
         fullwidth("a") * MB + fullwidth("="),  # one enormous fullwidth name
         _repeat(fullwidth("key_id=") + "\ufb03 "),  # fullwidth fields that are no secret
+        _repeat('credentials={"'),  # groups of fields nested without end
+        _repeat("credentials=[C("),
     ],
     ids=[
         "jwt-starts",
@@ -61,6 +63,8 @@ def _repeat(unit: str) -> str:
         "no-break-spaces",
         "long-fullwidth-name",
         "fullwidth-fields",
+        "nested-credential-groups",
+        "nested-credential-lists",
     ],
 )
 def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> None:

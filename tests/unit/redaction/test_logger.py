@@ -399,3 +399,22 @@ def test_an_argument_after_a_fullwidth_secret_field_name_is_redacted_whole(
     captured.logger.info(fullwidth("client_secret=") + "%s ok", f"{words[0]}\n{words[1]}")
     assert_not_leaked(captured.text, *words)
     assert captured.lines()[0]["message"] == fullwidth("client_secret=") + "[REDACTED] ok"
+
+
+def test_credentials_as_a_value_go_and_as_fields_stay(captured: Captured) -> None:
+    words = [canary() for _ in range(3)]
+    captured.logger.info("loaded credentials=%s", f"{words[0]} {words[1]}")
+    captured.logger.info(
+        "connection",
+        extra={
+            "credentials": [{"field": "token", "fingerprint": "9f3a"}],
+            "Pwd": words[2],
+            "credential_id": "cred_1",
+        },
+    )
+    assert_not_leaked(captured.text, *words)
+    first, second = captured.lines()
+    assert first["message"] == "loaded credentials=[REDACTED]"
+    assert second["credentials"] == [{"field": "token", "fingerprint": "9f3a"}]
+    assert second["Pwd"] == REDACTED
+    assert second["credential_id"] == "cred_1"

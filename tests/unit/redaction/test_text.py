@@ -12,7 +12,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from strongroom.redaction import REDACTED, redact_text, safe_exception_text
-from strongroom.redaction.keys import CONDITIONAL_NAMES, SECRET_NAMES, SECRET_SUFFIXES
+from strongroom.redaction.keys import (
+    CONDITIONAL_NAMES,
+    GROUP_SECRET_NAMES,
+    SECRET_NAMES,
+    SECRET_SUFFIXES,
+)
 from strongroom.redaction.text import FIELD_NAME_STEMS, URL_CAPABILITY_NAMES
 from tests.support.keys import ec_public_key_pem
 from tests.unit.redaction.helpers import (
@@ -361,7 +366,8 @@ def test_code_and_state_pairs_go_unless_they_look_like_enumeration_words(templat
 
 
 def _every_field_name() -> list[str]:
-    return sorted(SECRET_NAMES) + [f"my_{suffix}" for suffix in SECRET_SUFFIXES]
+    names = sorted(SECRET_NAMES | GROUP_SECRET_NAMES)
+    return names + [f"my_{suffix}" for suffix in SECRET_SUFFIXES]
 
 
 @pytest.mark.parametrize("name", _every_field_name())
@@ -377,6 +383,7 @@ def test_field_name_stems_cover_the_vocabulary() -> None:
     # The key-value and URL passes are skipped for text without a stem: a name without one
     # would never be redacted in free text.
     names = SECRET_NAMES | set(SECRET_SUFFIXES) | CONDITIONAL_NAMES | URL_CAPABILITY_NAMES
+    names |= GROUP_SECRET_NAMES
     assert [name for name in names if FIELD_NAME_STEMS.search(name) is None] == []
 
 
@@ -650,4 +657,57 @@ def test_compatibility_forms_of_secret_names_are_recognised(template: str, expec
     ],
 )
 def test_compatibility_forms_of_harmless_names_stay(text: str) -> None:
+    assert redact_text(text) == text
+
+
+# --- more secret names, and the project's own metadata --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("pwd={s} user=bob", "pwd=[REDACTED] user=bob"),
+        # Without whitespace, read as a form body: a `;`-separated value runs on to its end.
+        ("Server=db;Uid=sa;Pwd={s};Database=app", "Server=db;Uid=sa;Pwd=[REDACTED]"),
+        (
+            "Server=db; Uid=sa; Pwd={s}; Database=app",
+            "Server=db; Uid=sa; Pwd=[REDACTED]; Database=app",
+        ),
+        ('{{"db_pwd": "{s}", "db_user": "app"}}', '{"db_pwd": "[REDACTED]", "db_user": "app"}'),
+        ("passwd: {s}", "passwd: [REDACTED]"),
+        ("mfa_passcode={s}", "mfa_passcode=[REDACTED]"),
+        ("aws_secret_key={s}", "aws_secret_key=[REDACTED]"),
+        # `credential(s)` holding one value is a secret; holding fields, its fields decide.
+        ("credentials={s} for org_1", "credentials=[REDACTED]"),
+        (
+            '{{"credential": "{s}", "kind": "basic"}}',
+            '{"credential": "[REDACTED]", "kind": "basic"}',
+        ),
+        ("Credentials: ['{s}']", "Credentials: [REDACTED]"),
+        (
+            '{{"credentials": {{"password": "{s}", "provider": "OKTA"}}}}',
+            '{"credentials": {"password": "[REDACTED]", "provider": "OKTA"}}',
+        ),
+    ],
+)
+def test_more_secret_names_are_recognised(template: str, expected: str) -> None:
+    s = canary()
+    redacted = redact_text(template.format(s=s))
+    assert_not_leaked(redacted, s)
+    assert redacted == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Metadata the project logs or returns, and names that only look like secret ones.
+        "credential_id=cred_1 key_id=kid-1 credentials_updated_at=2026-01-01T00:00:00Z",
+        "private_key_id=pk-1 secret_key_id=sk-1 pwd_changed=true",
+        '{"credentials": [{"field": "token", "value": "[REDACTED]", "fingerprint": "9f3a"}]}',
+        "Connection(credentials=[Credential(field='token', fingerprint='9f3a')], status='active')",
+        "X-Amz-Credential=ASIAEXAMPLE%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Expires=300",
+        "credentials_replaced for con_1; credentials: []",
+    ],
+)
+def test_metadata_next_to_secret_names_stays(text: str) -> None:
     assert redact_text(text) == text

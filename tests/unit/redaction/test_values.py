@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from strongroom.redaction import REDACTED, redact
-from strongroom.redaction.keys import SECRET_NAMES, SECRET_SUFFIXES
+from strongroom.redaction.keys import GROUP_SECRET_NAMES, SECRET_NAMES, SECRET_SUFFIXES
 from tests.unit.redaction.helpers import assert_not_leaked, canary, fullwidth, math_bold
 
 
@@ -64,7 +64,9 @@ def test_values_under_secret_names_are_replaced_whole(name: str) -> None:
         assert redact({name: value, "org_id": "org_1"}) == {name: REDACTED, "org_id": "org_1"}
 
 
-@pytest.mark.parametrize("name", sorted(SECRET_NAMES) + [f"my_{s}" for s in SECRET_SUFFIXES])
+@pytest.mark.parametrize(
+    "name", sorted(SECRET_NAMES | GROUP_SECRET_NAMES) + [f"my_{s}" for s in SECRET_SUFFIXES]
+)
 def test_every_name_of_the_vocabulary_is_secret(name: str) -> None:
     assert redact({name: canary()}) == {name: REDACTED}
 
@@ -88,6 +90,10 @@ def test_every_name_of_the_vocabulary_is_secret(name: str) -> None:
         "scope",
         "authorization_endpoint",
         "code_challenge_method",
+        "credential_id",
+        "credentials_updated_at",
+        "secret_key_id",
+        "pwd_changed_at",
     ],
 )
 def test_near_miss_names_stay_readable(name: str) -> None:
@@ -107,6 +113,37 @@ def test_near_miss_names_stay_readable(name: str) -> None:
 def test_compatibility_forms_of_secret_names_are_secret_and_kept_as_written(name: str) -> None:
     assert redact({name: canary(), "org_id": "org_1"}) == {name: REDACTED, "org_id": "org_1"}
     assert redact([(name, canary())]) == [(name, REDACTED)]
+
+
+@pytest.mark.parametrize(
+    "name", ["pwd", "DB_PWD", "passwd", "passcode", "secret_key", "credential"]
+)
+def test_more_secret_names_are_secret(name: str) -> None:
+    assert redact({name: canary(), "org_id": "org_1"}) == {name: REDACTED, "org_id": "org_1"}
+
+
+def test_credentials_holding_fields_are_walked_and_holding_values_are_replaced() -> None:
+    password, token, other = canary(), canary(), canary()
+    listed = [
+        {"field": "client_secret", "value": REDACTED, "fingerprint": "9f3a", "created_at": "t"}
+    ]
+    assert redact(
+        {
+            "connection": {"credentials": listed, "status": "active"},
+            "okta_user": {"credentials": {"password": {"value": password}, "provider": "OKTA"}},
+            "sts": {"Credentials": {"AccessKeyId": "ASIAEXAMPLE", "SessionToken": token}},
+            "single": {"credentials": other},
+            "several": {"Credentials": [other, 123456, ["nested", other]]},
+            "names": [("credential", other)],
+        }
+    ) == {
+        "connection": {"credentials": listed, "status": "active"},
+        "okta_user": {"credentials": {"password": REDACTED, "provider": "OKTA"}},
+        "sts": {"Credentials": {"AccessKeyId": "ASIAEXAMPLE", "SessionToken": REDACTED}},
+        "single": {"credentials": REDACTED},
+        "several": {"Credentials": [REDACTED, REDACTED, [REDACTED, REDACTED]]},
+        "names": [("credential", REDACTED)],
+    }
 
 
 def test_nested_structures_keep_their_shape() -> None:

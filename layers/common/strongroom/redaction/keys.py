@@ -75,7 +75,9 @@ SECRET_SUFFIXES = (
     "password",
     "passwords",
     "passwd",
+    "pwd",  # `db_pwd`, ODBC's `Pwd=`
     "passphrase",
+    "passcode",
     "privatekey",
     "privatekeys",
     "privatejwk",
@@ -112,6 +114,12 @@ CREDENTIAL_FIELD_NAMES = frozenset(
         "code_verifier",
     }
 )
+
+# Names whose single value is a secret (`credentials=hunter2`, `{"credential": "u:p"}`), but
+# which also name a group of fields: AWS's `Credentials`, our API's list of credential
+# fingerprints, an Okta user's `credentials`. A mapping under them is walked (its own names
+# decide); any single value in it, or in a list under it, is replaced.
+GROUP_SECRET_NAMES = frozenset({"credential", "credentials"})
 
 # Names whose value is a secret only by shape (see the module docstring).
 CONDITIONAL_NAMES = frozenset({"code", "state"})

@@ -25,11 +25,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from strongroom.redaction.keys import (
     CONDITIONAL_NAMES,
     DEFAULT_IGNORABLE,
+    GROUP_SECRET_NAMES,
     HEADER_NAMES,
     REDACTED,
     SECRET_NAMES,
@@ -251,15 +252,10 @@ def _value_span(
     a delimiter (`password=)x y`), or a quoted or bracketed one that goes on past its closing
     quote or bracket (`password='ab'cd ef`), quotes and all.
     """
-    position = _HORIZONTAL_SPACE.match(text, position).end()  # type: ignore[union-attr]
-    if text.startswith("\n", position):
-        # Nothing on the name's line: the value is on the next line that holds anything,
-        # unless that line starts with a field of its own (`client_secret=\nscope=x`).
-        position = _LINE_BREAK_AND_SPACE.match(text, position).end()  # type: ignore[union-attr]
-        if _KEY_VALUE_NAME.match(text, position) is not None:
-            return None
-    if position >= len(text):
+    found = _value_start(text, position)
+    if found is None:
         return None
+    position = found
     prefix = _STRING_PREFIX.match(text, position)
     if prefix is not None:
         position = prefix.end()
@@ -272,6 +268,18 @@ def _value_span(
     if run_on:
         end = _run_on_end(text, position, end)
     return (position, end) if end > position else None
+
+
+def _value_start(text: str, position: int) -> int | None:
+    """Where the value after a separator at `position` starts; None if there is none."""
+    position = _HORIZONTAL_SPACE.match(text, position).end()  # type: ignore[union-attr]
+    if text.startswith("\n", position):
+        # Nothing on the name's line: the value is on the next line that holds anything,
+        # unless that line starts with a field of its own (`client_secret=\nscope=x`).
+        position = _LINE_BREAK_AND_SPACE.match(text, position).end()  # type: ignore[union-attr]
+        if _KEY_VALUE_NAME.match(text, position) is not None:
+            return None
+    return position if position < len(text) else None
 
 
 def _enclosed_span(text: str, position: int, *, run_on: bool) -> tuple[int, int] | None:
@@ -339,8 +347,11 @@ def value_follows_secret_name(text: str, value: object) -> bool:
     found = _FIELD_AT_END.search(text[-FIELD_NAME_WINDOW:])
     if found is None:
         return False
-    if normalise_key(found[1]) in CONDITIONAL_NAMES:
+    name = normalise_key(found[1])
+    if name in CONDITIONAL_NAMES:
         return not looks_like_enum_word(value)
+    if name in GROUP_SECRET_NAMES:
+        return not isinstance(value, Mapping)  # a mapping is scrubbed by its own field names
     return is_secret_key(found[1])
 
 
@@ -368,8 +379,11 @@ def _key_values(text: str) -> str:
             continue  # inside a value already redacted
         name = normalise_key(match[2])
         conditional = name in CONDITIONAL_NAMES
-        if not conditional and name not in SECRET_NAMES and not name.endswith(SECRET_SUFFIXES):
+        group = name in GROUP_SECRET_NAMES
+        if not (conditional or group or name in SECRET_NAMES or name.endswith(SECRET_SUFFIXES)):
             continue
+        if group and _holds_fields(text, match.end()):
+            continue  # `credentials: {"password": ...}`: the fields inside are judged next
         header = name in HEADER_NAMES
         span = _value_span(text, match.end(), header=header, run_on=not conditional and not header)
         if span is None:
@@ -383,6 +397,20 @@ def _key_values(text: str) -> str:
     return _joined(pieces, text, done)
 
 
+# The opening of a group of fields: a mapping (`{"password": ...`, `{password=...`, `{}`), a
+# list of mappings or of object reprs (`[{...`, `[Credential(...`), or an empty list.
+_FIELDS_OPENING = re.compile(
+    r"(?:\{|\[\s*+\{)\s*+(?:[\"'}]|[A-Za-z_][\w.-]*+\s*+[:=])|\[\s*+(?:[A-Za-z_]\w*+\(|\])"
+)
+
+
+def _holds_fields(text: str, separator_end: int) -> bool:
+    """Whether the value after a separator opens a group of fields. Judged by its opening only:
+    finding its closing bracket here, for each of many nested groups, would be quadratic."""
+    start = _value_start(text, separator_end)
+    return start is not None and _FIELDS_OPENING.match(text, start) is not None
+
+
 def _joined(pieces: list[str], text: str, done: int) -> str:
     if not pieces:
         return text
@@ -394,7 +422,7 @@ def _joined(pieces: list[str], text: str, done: int) -> str:
 # of a compound name), so text without any of them skips those passes.
 FIELD_NAME_STEMS = re.compile(
     r"token|secret|pass|key|cookie|auth|assertion|verifier|dek|code|state|otp|jwt|bearer"
-    r"|plain|cipher|private|saml|sig",
+    r"|plain|cipher|private|saml|sig|pwd|cred",
     re.ASCII,
 )
 

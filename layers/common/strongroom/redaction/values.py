@@ -11,6 +11,10 @@ the shape of an enumeration word. So `{"error": {"code": "not_found"}}` and
 `{"state": "pending"}` stay readable while `{"code": "SplxlOBeZQQ..."}`, an MFA `{"code":
 123456}` and a callback query `{"code": ..., "state": ...}` do not.
 
+`credential` and `credentials` also name groups of fields (AWS's `Credentials`, our API's list
+of credential fingerprints): a mapping under them is walked, and any single value in it, or in
+a list under it, is replaced.
+
 A mapping with `kty` is a JWK: its private members (`d`, `p`, `q`, `dp`, `dq`, `qi`, `k`) go.
 A pair (a 2-item tuple or list whose first item is text, such as a header pair) is read as a
 one-field mapping, and a list or tuple made only of pairs (`parse_qsl`'s output, a header list,
@@ -30,6 +34,7 @@ from typing import Any
 from strongroom.redaction.keys import (
     CONDITIONAL_NAMES,
     CREDENTIAL_FIELD_NAMES,
+    GROUP_SECRET_NAMES,
     REDACTED,
     SECRET_NAMES,
     SECRET_SUFFIXES,
@@ -127,11 +132,33 @@ def _walk_mapping(
     jwk = "kty" in names
     result: dict[Any, Any] = {}
     for key, item in mapping.items():
-        if isinstance(key, str) and _hides(normalise_key(key), item, oauth_message, jwk):
+        name = normalise_key(key) if isinstance(key, str) else None
+        if name is not None and _hides(name, item, oauth_message, jwk):
             result[_walk_key(key)] = REDACTED
+        elif name in GROUP_SECRET_NAMES:
+            result[_walk_key(key)] = _walk_group(item, render, depth, active)
         else:
             result[_walk_key(key)] = _walk(item, render, depth, active)
     return result
+
+
+def _walk_group(value: Any, render: Render, depth: int, active: set[int]) -> Any:
+    """A value under one of GROUP_SECRET_NAMES (`credentials`): a single value (a string, a
+    number, bytes) is a secret; a mapping is walked, its own field names decide, and so is an
+    object's rendering (a dataclass shows its field names); a list, tuple or set is read item
+    by item the same way."""
+    if value is None or isinstance(value, str | int | float | bytes | bytearray | memoryview):
+        return REDACTED
+    if not isinstance(value, list | tuple | set | frozenset):
+        return _walk(value, render, depth, active)
+    if depth >= _MAX_DEPTH or id(value) in active:
+        return REDACTED
+    active.add(id(value))
+    try:
+        items = [_walk_group(item, render, depth + 1, active) for item in value]
+    finally:
+        active.discard(id(value))
+    return tuple(items) if isinstance(value, tuple) else items
 
 
 def _hides(name: str, item: Any, oauth_message: bool, jwk: bool) -> bool:
@@ -164,6 +191,8 @@ def _walk_pairs(
         name, item = pair
         if _hides(normalise_key(name), item, oauth_message, jwk):
             second = REDACTED
+        elif normalise_key(name) in GROUP_SECRET_NAMES:
+            second = _walk_group(item, render, depth + 1, active)
         else:
             second = _walk(item, render, depth + 1, active)
         fields = (redact_text(name), second)
