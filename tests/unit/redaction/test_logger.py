@@ -418,3 +418,22 @@ def test_credentials_as_a_value_go_and_as_fields_stay(captured: Captured) -> Non
     assert second["credentials"] == [{"field": "token", "fingerprint": "9f3a"}]
     assert second["Pwd"] == REDACTED
     assert second["credential_id"] == "cred_1"
+
+
+def test_name_value_structures_in_extra_fields_and_arguments(captured: Captured) -> None:
+    words = [canary() for _ in range(4)]
+    headers = [
+        {"name": "Accept", "value": "*/*"},
+        {"Name": "Authorization", "Value": f"Digest response={words[0]}"},
+        {"key": "client_secret", "value": words[1]},
+    ]
+    captured.logger.info("request", extra={"headers": headers})
+    captured.logger.info("form %s", [{"name": "password", "value": f"{words[2]} {words[3]}"}])
+    assert_not_leaked(captured.text, *words)
+    first, second = captured.lines()
+    assert first["headers"] == [
+        {"name": "Accept", "value": "*/*"},
+        {"Name": "Authorization", "Value": REDACTED},
+        {"key": "client_secret", "value": REDACTED},
+    ]
+    assert second["message"] == "form [{'name': 'password', 'value': '[REDACTED]'}]"

@@ -326,6 +326,59 @@ def test_pairs_are_read_as_fields_after_a_json_round_trip_and_from_parse_qsl() -
     assert redact(mixed) == [("Authorization", REDACTED), "note", 3]
 
 
+def test_name_value_structures_are_read_as_the_field_they_describe() -> None:
+    password, token, key, secret, api_key, code = (canary() for _ in range(6))
+    value = {
+        "form": {"name": "password", "value": password},
+        "header": {"Name": "Authorization", "Value": f"Digest response={token}"},
+        "setting": {"key": "client_secret", "value": {"current": key, "previous": key}},
+        "field": {"field": "okta_api_token", "values": [secret]},
+        # An HTTP header list (HAR, API Gateway v1's multiValue shapes, fetch logs).
+        "headers": [
+            {"name": "Accept", "value": "application/json"},
+            {"name": "X-Api-Key", "value": api_key},
+        ],
+        "environment": [{"Name": "REGION", "Value": "eu-west-1"}],
+        "tags": [{"Key": "team", "Value": "identity"}],
+        "parameter": {"Name": "/strongroom/prod/db_password", "Type": "SecureString", "Value": key},
+        "status": {"name": "code", "value": "not_found"},
+        "mfa": {"name": "code", "value": code},
+    }
+    assert redact(value) == {
+        "form": {"name": "password", "value": REDACTED},
+        "header": {"Name": "Authorization", "Value": REDACTED},
+        "setting": {"key": "client_secret", "value": REDACTED},
+        "field": {"field": "okta_api_token", "values": REDACTED},
+        "headers": [
+            {"name": "Accept", "value": "application/json"},
+            {"name": "X-Api-Key", "value": REDACTED},
+        ],
+        "environment": [{"Name": "REGION", "Value": "eu-west-1"}],
+        "tags": [{"Key": "team", "Value": "identity"}],
+        "parameter": {
+            "Name": "/strongroom/prod/db_password",
+            "Type": "SecureString",
+            "Value": REDACTED,
+        },
+        "status": {"name": "code", "value": "not_found"},
+        "mfa": {"name": "code", "value": REDACTED},
+    }
+
+
+def test_a_list_of_name_value_structures_is_one_message() -> None:
+    # A callback query as a list of name/value structures: an OAuth message, as its dict is.
+    query = [{"name": "code", "value": "abcdef"}, {"name": "state", "value": "pending"}]
+    assert redact(query) == [
+        {"name": "code", "value": REDACTED},
+        {"name": "state", "value": REDACTED},
+    ]
+    statuses = [{"name": "code", "value": "not_found"}, {"name": "scope", "value": "a.read"}]
+    assert redact(statuses) == statuses
+    # The metadata our API lists for a connection names a field but holds no secret value.
+    listed = [{"field": "client_secret", "value": REDACTED, "fingerprint": "9f3a"}]
+    assert redact({"credentials": listed}) == {"credentials": listed}
+
+
 def test_two_credential_field_names_are_a_list_of_names_not_a_pair() -> None:
     # What an audit detail holds: names of sealed fields, which are not secrets.
     assert redact({"fields": ["client_secret", "refresh_token"]}) == {

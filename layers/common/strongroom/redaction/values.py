@@ -15,6 +15,11 @@ the shape of an enumeration word. So `{"error": {"code": "not_found"}}` and
 of credential fingerprints): a mapping under them is walked, and any single value in it, or in
 a list under it, is replaced.
 
+A name/value structure (`{"name": "password", "value": ...}`, a header list's `{"Name":
+"Authorization", "Value": ...}`, `{"key": "client_secret", "value": ...}`) is read as the field
+it describes: its `value`/`values` go when the name it holds is a secret one; a list of them is
+read as one mapping, `code` and `state` rules included.
+
 A mapping with `kty` is a JWK: its private members (`d`, `p`, `q`, `dp`, `dq`, `qi`, `k`) go.
 A pair (a 2-item tuple or list whose first item is text, such as a header pair) is read as a
 one-field mapping, and a list or tuple made only of pairs (`parse_qsl`'s output, a header list,
@@ -56,6 +61,12 @@ _OAUTH_MARKERS = frozenset(
         "errordescription",
     }
 )
+
+# A name/value structure describes one field: `{"name": "password", "value": ...}`, an HTTP
+# header list's `{"Name": "Authorization", "Value": ...}`, `{"key": "client_secret", ...}`, an
+# SSM parameter. Its value fields are judged under the name its name fields hold.
+_NAME_FIELDS = frozenset({"name", "key", "field", "header"})
+_VALUE_FIELDS = frozenset({"value", "values"})
 
 Render = Callable[[Any], Any]
 
@@ -99,6 +110,9 @@ def _walk_container(value: Any, render: Render, depth: int, active: set[int]) ->
         return _walk_mapping(value, render, depth, active)
     if _is_pair(value):
         return _walk_pairs([value], render, depth, active)[0]
+    if isinstance(value, list | tuple) and value and all(_describes_a_field(i) for i in value):
+        items = _walk_described_fields(value, render, depth, active)
+        return tuple(items) if isinstance(value, tuple) else items
     if isinstance(value, list | tuple) and value and all(_is_pair(item) for item in value):
         walked = _walk_pairs(value, render, depth, active)
         return tuple(walked) if isinstance(value, tuple) else walked
@@ -125,21 +139,71 @@ def _walk_key(key: Any) -> Any:
 
 
 def _walk_mapping(
-    mapping: Mapping[Any, Any], render: Render, depth: int, active: set[int]
+    mapping: Mapping[Any, Any],
+    render: Render,
+    depth: int,
+    active: set[int],
+    *,
+    in_oauth_message: bool = False,
 ) -> dict[Any, Any]:
     names = {normalise_key(key) for key in mapping if isinstance(key, str)}
-    oauth_message = {"code", "state"} <= names or not names.isdisjoint(_OAUTH_MARKERS)
+    oauth_message = in_oauth_message or _is_oauth_message(names)
     jwk = "kty" in names
+    described = _described_names(mapping)
     result: dict[Any, Any] = {}
     for key, item in mapping.items():
         name = normalise_key(key) if isinstance(key, str) else None
-        if name is not None and _hides(name, item, oauth_message, jwk):
+        # A value field is also judged under each name the structure's name fields hold.
+        judged_as = {name} | described if name in _VALUE_FIELDS else {name}
+        if any(_hides(each, item, oauth_message, jwk) for each in judged_as if each is not None):
             result[_walk_key(key)] = REDACTED
-        elif name in GROUP_SECRET_NAMES:
+        elif not judged_as.isdisjoint(GROUP_SECRET_NAMES):
             result[_walk_key(key)] = _walk_group(item, render, depth, active)
         else:
             result[_walk_key(key)] = _walk(item, render, depth, active)
     return result
+
+
+def _is_oauth_message(names: set[str]) -> bool:
+    return {"code", "state"} <= names or not names.isdisjoint(_OAUTH_MARKERS)
+
+
+def _described_names(mapping: Mapping[Any, Any]) -> set[str]:
+    """The normalised names that the name fields of a name/value structure hold."""
+    return {
+        normalise_key(item)
+        for key, item in mapping.items()
+        if isinstance(key, str) and isinstance(item, str) and normalise_key(key) in _NAME_FIELDS
+    }
+
+
+def _describes_a_field(value: Any) -> bool:
+    """Whether `value` is a name/value structure (a name field holding text, a value field)."""
+    if not isinstance(value, Mapping):
+        return False
+    names = {normalise_key(key) for key in value if isinstance(key, str)}
+    return not names.isdisjoint(_VALUE_FIELDS) and bool(_described_names(value))
+
+
+def _walk_described_fields(
+    structures: list[Any] | tuple[Any, ...], render: Render, depth: int, active: set[int]
+) -> list[Any]:
+    """A list of name/value structures, read as the fields of one mapping: a callback query
+    listed as `[{"name": "code", ...}, {"name": "state", ...}]` is an OAuth message."""
+    described = set().union(*(_described_names(item) for item in structures))
+    if not _is_oauth_message(described):
+        return [_walk(item, render, depth, active) for item in structures]
+    walked: list[Any] = []
+    for item in structures:
+        if depth >= _MAX_DEPTH or id(item) in active:
+            walked.append(REDACTED)
+            continue
+        active.add(id(item))
+        try:
+            walked.append(_walk_mapping(item, render, depth + 1, active, in_oauth_message=True))
+        finally:
+            active.discard(id(item))
+    return walked
 
 
 def _walk_group(value: Any, render: Render, depth: int, active: set[int]) -> Any:
@@ -184,7 +248,7 @@ def _walk_pairs(
 ) -> list[Any]:
     """Pairs as the fields of one mapping: each keeps its type (tuple or list)."""
     names = {normalise_key(name) for name, _ in pairs}
-    oauth_message = {"code", "state"} <= names or not names.isdisjoint(_OAUTH_MARKERS)
+    oauth_message = _is_oauth_message(names)
     jwk = "kty" in names
     walked: list[Any] = []
     for pair in pairs:
