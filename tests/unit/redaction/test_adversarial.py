@@ -45,6 +45,8 @@ def _repeat(unit: str) -> str:
         _repeat(fullwidth("key_id=") + "\ufb03 "),  # fullwidth fields that are no secret
         _repeat('credentials={"'),  # groups of fields nested without end
         _repeat("credentials=[C("),
+        _repeat("name=value="),  # name fields naming value fields
+        _repeat('{"name": "'),  # name fields whose value never closes
     ],
     ids=[
         "jwt-starts",
@@ -65,6 +67,8 @@ def _repeat(unit: str) -> str:
         "fullwidth-fields",
         "nested-credential-groups",
         "nested-credential-lists",
+        "name-value-chain",
+        "unclosed-name-fields",
     ],
 )
 def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> None:
@@ -92,6 +96,10 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
             (fullwidth("password=") + "[REDACTED] ") * (MB // 11),
         ),
         (_repeat("\u00ad") + "password=x", _repeat("\u00ad") + "password=[REDACTED]"),
+        (
+            _repeat('{"key": "token", "value": "x"}, '),
+            '{"key": "token", "value": "[REDACTED]"}, ' * (MB // 32),
+        ),
     ],
     ids=[
         "long-value",
@@ -109,6 +117,7 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
         "long-parameter-name",
         "fullwidth-run-on-fields",
         "invisible-name-start",
+        "name-value-structures",
     ],
 )
 def test_adversarial_secrets_are_redacted_whole(text: str, expected: str) -> None:

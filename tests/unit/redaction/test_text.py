@@ -711,3 +711,52 @@ def test_more_secret_names_are_recognised(template: str, expected: str) -> None:
 )
 def test_metadata_next_to_secret_names_stays(text: str) -> None:
     assert redact_text(text) == text
+
+
+# --- name/value structures in text --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        (
+            '[{{"name": "Accept", "value": "*/*"}}, {{"name": "X-Api-Key", "value": "{s}"}}]',
+            '[{"name": "Accept", "value": "*/*"}, {"name": "X-Api-Key", "value": "[REDACTED]"}]',
+        ),
+        (
+            "{{'Name': 'Authorization', 'Value': 'Digest {s}, {t}'}}",
+            "{'Name': 'Authorization', 'Value': '[REDACTED]'}",
+        ),
+        (
+            '{{"key":"client_secret","value":"{s} {t}"}}',
+            '{"key":"client_secret","value":"[REDACTED]"}',
+        ),
+        ("name=password value={s} {t} user=bob", "name=password value=[REDACTED] user=bob"),
+        (
+            'body={{\\"field\\": \\"password\\", \\"values\\": [\\"{s}\\"]}}',
+            'body={\\"field\\": \\"password\\", \\"values\\": [REDACTED]}',
+        ),
+        ('{{"name": "code", "value": "{s}"}}', '{"name": "code", "value": "[REDACTED]"}'),
+    ],
+)
+def test_name_value_structures_in_text_lose_their_secret_values(
+    template: str, expected: str
+) -> None:
+    s, t = canary(), canary()
+    redacted = redact_text(template.format(s=s, t=t))
+    assert_not_leaked(redacted, s, t)
+    assert redacted == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[{"Key": "team", "Value": "identity"}, {"name": "Acme Okta", "value": 3}]',
+        '{"name": "code", "value": "not_found"}',
+        # The value is not the next field of the structure.
+        '{"name": "password", "message": "too short", "value_kind": "text"}',
+        '{"key": "org_1/bk_1/users.json", "value": "etag-1"}',
+    ],
+)
+def test_name_value_structures_without_secrets_stay(text: str) -> None:
+    assert redact_text(text) == text

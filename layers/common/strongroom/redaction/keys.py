@@ -121,6 +121,12 @@ CREDENTIAL_FIELD_NAMES = frozenset(
 # decide); any single value in it, or in a list under it, is replaced.
 GROUP_SECRET_NAMES = frozenset({"credential", "credentials"})
 
+# A name/value structure describes one field: `{"name": "password", "value": ...}`, an HTTP
+# header list's `{"Name": "Authorization", "Value": ...}`, `{"key": "client_secret", ...}`, an
+# SSM parameter. Its value fields are judged under the name its name fields hold.
+NAME_FIELDS = frozenset({"name", "key", "field", "header"})
+VALUE_FIELDS = frozenset({"value", "values"})
+
 # Names whose value is a secret only by shape (see the module docstring).
 CONDITIONAL_NAMES = frozenset({"code", "state"})
 

@@ -18,6 +18,9 @@ things, end at a space. Only a line feed ends a line (a lone `\r` may be part of
 any other whitespace (a no-break space, an ideographic space) may stand around the separator;
 and a name with nothing after it on its line takes the next line that holds anything as its
 value (`password:\n  hunter2`, YAML), unless that line starts with a field of its own.
+A name/value structure (`{"name": "X-Api-Key", "value": "..."}`) is read as the field it
+names when its value field comes right after its name field, as every common producer writes
+them; one written value first is not recognised.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from strongroom.redaction.keys import (
     DEFAULT_IGNORABLE,
     GROUP_SECRET_NAMES,
     HEADER_NAMES,
+    NAME_FIELDS,
     REDACTED,
     SECRET_NAMES,
     SECRET_SUFFIXES,
+    VALUE_FIELDS,
     is_secret_key,
     looks_like_enum_word,
     normalise_key,
@@ -371,13 +376,36 @@ def _url_parameters(text: str) -> str:
     return _joined(pieces, text, done)
 
 
+# The value of a name/value structure's name field (`"name": "password"`): one word, quoted or
+# not. It cannot hold a separator, so no two of these scans overlap.
+_DESCRIBED_NAME = re.compile(
+    f"[^\\S\\n]*+(\\\\?[{_QUOTE}]?)([^\\s{_QUOTE}\\\\,;&{_EQUALS}{_COLON}{{}}\\[\\]()<>]++)\\1"
+)
+# What may stand between a name field's value and the value field right after it.
+_BETWEEN_NAME_AND_VALUE = " \t\r\n,;&"
+_BETWEEN_MAX_LENGTH = 8
+
+
 def _key_values(text: str) -> str:
     pieces: list[str] = []
     done = 0
+    # The name a name/value structure's name field holds, and where that field ends: the value
+    # field right after it is judged under that name (`{"name": "password", "value": ...}`).
+    described: tuple[str, int] | None = None
     for match in _KEY_VALUE_NAME.finditer(text):
         if match.start() < done:
             continue  # inside a value already redacted
         name = normalise_key(match[2])
+        if described is not None and name in VALUE_FIELDS:
+            between = text[described[1] : match.start()]
+            if len(between) <= _BETWEEN_MAX_LENGTH and not between.strip(_BETWEEN_NAME_AND_VALUE):
+                name = described[0]
+        described = None
+        if name in NAME_FIELDS:
+            held = _DESCRIBED_NAME.match(text, match.end())
+            if held is not None:
+                described = (normalise_key(held[2]), held.end())
+            continue
         conditional = name in CONDITIONAL_NAMES
         group = name in GROUP_SECRET_NAMES
         if not (conditional or group or name in SECRET_NAMES or name.endswith(SECRET_SUFFIXES)):
@@ -490,8 +518,9 @@ def redact_text(text: str) -> str:
     Recognised: bearer, SSWS and Basic credentials; secret URL, query and form parameters
     (`code`, `state`, `token`, `access_token`, `client_secret`, ... also percent-encoded);
     `name: value` / `name=value` pairs whose name is a secret field name (JSON, reprs, logfmt,
-    headers); PEM and bare DER private keys; JWTs; vendor-prefixed keys (`sk_live_`, `whsec_`,
-    `ghp_`, AWS session tokens); passwords in URLs; private JWK members.
+    headers), and name/value structures naming one (`"name": "password", "value": ...`); PEM
+    and bare DER private keys; JWTs; vendor-prefixed keys (`sk_live_`, `whsec_`, `ghp_`, AWS
+    session tokens); passwords in URLs; private JWK members.
     A bare random string with no context around it cannot be recognised: pass structures to
     `redact`, whose field names give that context.
     """

@@ -40,9 +40,11 @@ from strongroom.redaction.keys import (
     CONDITIONAL_NAMES,
     CREDENTIAL_FIELD_NAMES,
     GROUP_SECRET_NAMES,
+    NAME_FIELDS,
     REDACTED,
     SECRET_NAMES,
     SECRET_SUFFIXES,
+    VALUE_FIELDS,
     looks_like_enum_word,
     normalise_key,
 )
@@ -61,12 +63,6 @@ _OAUTH_MARKERS = frozenset(
         "errordescription",
     }
 )
-
-# A name/value structure describes one field: `{"name": "password", "value": ...}`, an HTTP
-# header list's `{"Name": "Authorization", "Value": ...}`, `{"key": "client_secret", ...}`, an
-# SSM parameter. Its value fields are judged under the name its name fields hold.
-_NAME_FIELDS = frozenset({"name", "key", "field", "header"})
-_VALUE_FIELDS = frozenset({"value", "values"})
 
 Render = Callable[[Any], Any]
 
@@ -154,7 +150,7 @@ def _walk_mapping(
     for key, item in mapping.items():
         name = normalise_key(key) if isinstance(key, str) else None
         # A value field is also judged under each name the structure's name fields hold.
-        judged_as = {name} | described if name in _VALUE_FIELDS else {name}
+        judged_as = {name} | described if name in VALUE_FIELDS else {name}
         if any(_hides(each, item, oauth_message, jwk) for each in judged_as if each is not None):
             result[_walk_key(key)] = REDACTED
         elif not judged_as.isdisjoint(GROUP_SECRET_NAMES):
@@ -173,7 +169,7 @@ def _described_names(mapping: Mapping[Any, Any]) -> set[str]:
     return {
         normalise_key(item)
         for key, item in mapping.items()
-        if isinstance(key, str) and isinstance(item, str) and normalise_key(key) in _NAME_FIELDS
+        if isinstance(key, str) and isinstance(item, str) and normalise_key(key) in NAME_FIELDS
     }
 
 
@@ -182,7 +178,7 @@ def _describes_a_field(value: Any) -> bool:
     if not isinstance(value, Mapping):
         return False
     names = {normalise_key(key) for key in value if isinstance(key, str)}
-    return not names.isdisjoint(_VALUE_FIELDS) and bool(_described_names(value))
+    return not names.isdisjoint(VALUE_FIELDS) and bool(_described_names(value))
 
 
 def _walk_described_fields(
