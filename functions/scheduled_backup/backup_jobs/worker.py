@@ -119,6 +119,9 @@ READ_AHEAD_BYTES = 16 * 1024
 SUSPECT_BASELINE: Final = 10
 SUSPECT_RATIO: Final = 0.5
 _TOKEN_MARGIN_SECONDS = 120
+# How often a step looks its connection up again while its token is still good (an API token
+# never expires): a connection deleted meanwhile stops being used within this.
+_CONNECTION_RECHECK_SECONDS = 60
 # A claimed step is its invocation's until that invocation's end (Lambda stops it there) and this
 # margin for clocks: long before the queue's visibility timeout (5,400 s, template.yaml) brings a
 # dead invocation's message back, so that its retry always finds the claim run out.
@@ -1066,6 +1069,7 @@ class _Credential:
         self._request_id = request_id
         self._budget = budget
         self._token: AccessToken | None = None
+        self._looked_up = 0.0  # when the connection was last read (epoch seconds)
         self._renewing = threading.Lock()
 
     def authorization(self) -> str:
@@ -1077,7 +1081,20 @@ class _Credential:
                 and token.expires_at - now.timestamp() < _TOKEN_MARGIN_SECONDS
             ):
                 token = self._token = self._fetch(now)
+                self._looked_up = now.timestamp()
+            elif now.timestamp() - self._looked_up >= _CONNECTION_RECHECK_SECONDS:
+                self._still_there(now)
+                self._looked_up = now.timestamp()
             return token.authorization
+
+    def _still_there(self, now: datetime) -> None:
+        """ConnectionGone once the connection is deleted (one read: no decryption, no use)."""
+        try:
+            self._services.tokens.connection(self._job.org_id, self._job.connection_id, now=now)
+        except ConnectionUnusable:
+            raise errors.ConnectionGone("the connection was deleted during the backup") from None
+        except (TenancyError, ClientError, BotoCoreError):
+            raise errors.CredentialsUnavailable("the connection could not be read") from None
 
     def _fetch(self, now: datetime) -> AccessToken:
         try:

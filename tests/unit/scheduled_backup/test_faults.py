@@ -356,3 +356,29 @@ def test_a_connection_deleted_while_its_backup_runs_fails_it_with_no_manifest(
     actions = _audit_actions(world, org)
     assert "backup.fail" in actions
     assert "backup.complete" not in actions
+
+
+def test_a_connection_deleted_mid_step_stops_being_used_within_a_minute(
+    world: BackupWorld,
+) -> None:
+    """An API token never expires, so it was read once per step (up to 15 minutes of reading):
+    a connection deleted meanwhile kept being used until the step ended. It is looked up again
+    every _CONNECTION_RECHECK_SECONDS (one read, no decryption and no audited use)."""
+    from backup_jobs import exceptions as errors
+    from backup_jobs import worker
+    from backup_jobs.models import BackupJob
+
+    org, backup_id = _started(world)
+    connection = str(world.record(org, backup_id)["connection_id"])
+    job = BackupJob(org_id=org, connection_id=connection, backup_id=backup_id)
+    moment = [datetime.now(UTC)]
+    budget = worker.Budget(time_left=lambda: 900.0, clock=lambda: moment[0])
+    credential = worker._Credential(world.services, job, "req-1", budget)
+    first = credential.authorization()
+    moment[0] += timedelta(seconds=worker._CONNECTION_RECHECK_SECONDS - 1)
+    assert credential.authorization() == first  # still there, not looked up again
+    world.delete_connection(org, connection)
+    assert credential.authorization() == first  # within the minute: not yet seen
+    moment[0] += timedelta(seconds=1)
+    with pytest.raises(errors.ConnectionGone):
+        credential.authorization()
