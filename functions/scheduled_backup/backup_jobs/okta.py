@@ -4,10 +4,11 @@ Every request goes through the outbound client (SSRF guard, timeouts, bounded ji
 on 429 and 5xx that honour Retry-After and X-Rate-Limit-Reset). On top of it, `RateGate`
 remembers what Okta said about each rate-limit bucket (`X-Rate-Limit-Remaining`, `-Reset`) and
 waits for the reset before spending a request that bucket no longer has, so a backup alone never
-draws a 429. `next` links (the Link header's, or for the iam listings, which may name it only in the
-body, `_links.next.href`) are followed exactly as given, and only within the org's own origin:
-the API token is never sent anywhere else. A listing whose links lead back to a page already read
-(A -> B -> A), or on past `MAX_LISTING_PAGES`, is refused (`LinkTrail`): it would never end.
+draws a 429. `next` links (the Link header's, or for the iam listings, which may name it only
+in the body, `_links.next.href`) are followed exactly as given, and only within the org's own
+origin (the API token is never sent anywhere else) and the listing's own path. A listing whose
+links lead back to a page already read (A -> B -> A), or on past `MAX_LISTING_PAGES`, is
+refused (`LinkTrail`): it would never end.
 
 A list page is parsed item by item, keeping each item's JSON text exactly as Okta sent it, so
 that an item with no secret field can be stored as that text rather than serialised again (most
@@ -354,12 +355,16 @@ class LinkTrail:
 
     def follow(self, url: str, next_url: str) -> None:
         """The page at `url` was read and links to `next_url`: ProviderResponseInvalid if that
-        leads back to a page read before, or past `MAX_LISTING_PAGES`."""
+        leads to another path, back to a page read before, or past `MAX_LISTING_PAGES`."""
         if self.mark is None:
             self.mark = _url_digest(url)  # the listing's first page (or the first resumed)
         self.pages += 1
         if self.pages >= MAX_LISTING_PAGES:
             raise ProviderResponseInvalid("a listing has more pages than any org holds")
+        if urlsplit(next_url).path != urlsplit(url).path:
+            # The same listing further on; another endpoint's items would be stored as this
+            # listing's, past the secret fields that endpoint's file strips.
+            raise ProviderResponseInvalid("a next link leads to another listing")
         following = _url_digest(next_url)
         if next_url == url or following == self.mark:
             raise ProviderResponseInvalid("a next link leads back to a page already read")

@@ -388,6 +388,20 @@ def test_next_links_that_lead_back_to_a_page_already_read_are_refused(checkpoint
     assert provider.requested == [f"{BASE}/api/v1/users?after={p}" for p in "aba"]
 
 
+@pytest.mark.parametrize(
+    "elsewhere",
+    ["/api/v1/apps?after=b", "/api/v1/users/00u1/factors?after=b", "/api/v1/Users?after=b",
+     "/api/v1/users/?after=b", "/api/v1/users/../apps?after=b"],
+)  # fmt: skip
+def test_a_next_link_to_another_listing_of_the_org_is_refused(elsewhere: str) -> None:
+    """A next page is the same listing further on. A link to another endpoint of the org would
+    be stored as this listing's items, past the secret fields that endpoint's file strips."""
+    provider = _linked(("/api/v1/users?after=a", elsewhere), (elsewhere, None))
+    with pytest.raises(ProviderResponseInvalid, match="another listing"):
+        _read_users(provider, 5)
+    assert provider.requested == [f"{BASE}/api/v1/users?after=a"]
+
+
 def test_a_cycle_after_a_run_of_pages_is_found_within_twice_its_length() -> None:
     # a -> b -> ... -> j, then a cycle back to f: f -> g -> h -> i -> j -> f.
     names = "abcdefghij"
