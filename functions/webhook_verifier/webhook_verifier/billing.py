@@ -10,10 +10,13 @@ nothing is written.
 Items (tenant items, in the org's partition; bearer values only as SHA-256 digests):
 
     CHECKOUT#<sha256(nonce)>      created_by, created_at; expires 24 h after minting;
-                                  early (per subscription id: at, event_id, status, and the
-                                  order that bought it where the event names one, of its
-                                  newest unpaid update or Stripe end that came before the
-                                  activation), early_version
+                                  early_version (moved by every early event kept for it);
+                                  one minted before EARLY items keeps `early` (per subscription
+                                  id, as an EARLY item's attributes), read until it expires
+    EARLY#<sha256(nonce)>:sub:<subscription id>, EARLY#<sha256(nonce)>:order:<order id>
+                                  at, event_id, status, order_id where the event names one:
+                                  the newest unpaid update or end of that subscription that
+                                  came before the activation; expires with its CHECKOUT
     USAGE#checkouts:<UTC date>    count: nonces minted that day (at most MAX_CHECKOUTS_PER_DAY)
     SUBSCRIPTION#<sha256(nonce)>  plan (the plan it pays for), source, checkout_by,
                                   activated_at, event_id; last_event_id, last_event_at (the
@@ -47,9 +50,11 @@ duplicates:
   subscription state: any first update is newer than it. A SUBSCRIPTION activated before its
   source's activations recorded these names neither and takes no update; its end still
   applies. An update to an unpaid status, or an end of a subscription, that comes before the
-  activation is kept on the CHECKOUT for its subscription: an activation of that subscription
-  no newer than it creates the SUBSCRIPTION suspended (the org on free), or, after an end,
-  consumes the nonce without a plan (`checkout_voided`);
+  activation is kept for the subscription and the order it names (EARLY items, as many as the
+  platform sends: see `_early_event` for why none is refused, dropped or evicted): an
+  activation of that subscription or order no newer than it creates the SUBSCRIPTION suspended
+  (the org on free), or, after an end, consumes the nonce without a plan (`checkout_voided`);
+  an activation of another is not touched by it;
 - deactivate: delete the SUBSCRIPTION, if the end is of its source and reports what the nonce
   activated (the subscription it recorded, or the order that bought it: our custom data
   copied onto another subscription or order ends nothing; a SUBSCRIPTION that names neither,
@@ -105,12 +110,11 @@ ORG, MEMBER, OWNER = "ORG", "MEMBER", "owner"
 REFUSED = "checkout_refused"
 # The effect of a subscription's update to a price the deployment maps to no plan.
 PRICE_REFUSED = "plan_change_refused"
-# Stripe subscriptions whose early events one checkout keeps (one nonce rarely reaches more
-# than the subscription paid for, and an abandoned one or two); past that the nonce is voided.
-MAX_EARLY_SUBSCRIPTIONS = 10
 # The status kept for a subscription that ended before its activation.
 ENDED = "deleted"
 CHECKOUT, SUBSCRIPTION, WEBHOOK_EVENT = "CHECKOUT", "SUBSCRIPTION", "WEBHOOK_EVENT"
+# Events that came before their activation: an item per subscription and order they report.
+EARLY = "EARLY"
 NONCE_TTL = timedelta(hours=24)
 # Checkouts an org may start per UTC day: retries of an abandoned checkout fit easily, and a
 # loop of calls cannot fill the audit bucket with events nobody can delete.
@@ -340,7 +344,7 @@ def _before_activation(
         return None  # neither paid nor unpaid (a cancellation running out): the activation decides
     if change.subscription_id:
         # An unpaid update, or an end: kept for its subscription.
-        return _early_event(event, change, checkout)
+        return _early_event(services, event, change, checkout, now=now)
     if change.kind is ChangeKind.DEACTIVATE:
         return _void_checkout(change, checkout)
     return None
@@ -395,7 +399,7 @@ def _activation(
         },
     )
     # An unpaid update or an end of this subscription, newer than this event, came first.
-    early = _early_since(checkout, change)
+    early = _early_since(services, checkout, change, now=now)
     if early is not None and early["status"] == ENDED:
         ended = {"effect": "checkout_voided", "checkout_by": checkout_by, "plan": plan}
         return _Planned([consumed], ended)
@@ -503,55 +507,128 @@ def _update(
     return _Planned([moved, org_plan], details)
 
 
-def _early_event(event: InboundEvent, change: BillingChange, checkout: Item) -> _Planned | None:
-    """An update to an unpaid status, or a Stripe end, that comes before its subscription's
-    activation (a platform retries a failed delivery of the activating event; Stripe for days):
-    kept on the open CHECKOUT under the subscription's id (with the order that bought it, where
-    the event names one), so that an activation of that subscription no newer than it starts
-    suspended, or not at all (`_early_since`)."""
+def _early_event(
+    services: Services, event: InboundEvent, change: BillingChange, checkout: Item, *, now: datetime
+) -> _Planned | None:
+    """An update to an unpaid status, or an end, that comes before the activation of what it
+    reports (a platform retries a failed delivery of the activating event; Stripe for days):
+    kept, while the CHECKOUT is open, under the subscription and the order it names
+    (`_early_keys`), so that an activation of either no newer than it starts suspended, or not
+    at all (`_early_since`).
+
+    Nothing bounds how many are kept, and none displaces another: the subscriptions and orders
+    that carry the nonce are the payer's to make, and any of them may be the one activated, so
+    a checkout that refused, dropped or evicted one past some count would either let a payer
+    void or hold up a checkout with strays, or lose the end of the purchase that is activated
+    (its late activation then raising the plan for nothing paid). Each is an item of the org's
+    partition that expires with the CHECKOUT, written only for a verified event of a real
+    subscription or order: as many as the payer bought."""
     if change.state_at is None:
-        return None
-    early = dict(checkout.attributes.get("early") or {})
-    kept = early.get(change.subscription_id)
-    if kept is not None and (kept["status"] == ENDED or change.state_at < int(kept["at"])):
-        return None  # it ended (nothing comes after an end), or a newer event is kept already
-    if kept is None and len(early) >= MAX_EARLY_SUBSCRIPTIONS:
-        # No room to keep it: the nonce is voided rather than let its activation go unchecked.
-        return _void_checkout(change, checkout)
-    status = ENDED if change.kind is ChangeKind.DEACTIVATE else change.status
-    early[change.subscription_id] = {
-        "at": change.state_at,
+        return None  # a state that does not say when orders nothing
+    entry: dict[str, Any] = {
         "event_id": event.event_id,
-        "status": status,
+        "status": ENDED if change.kind is ChangeKind.DEACTIVATE else change.status,
     }
+    entry["at"] = change.state_at
     if change.order_id:
-        early[change.subscription_id]["order_id"] = change.order_id
+        entry["order_id"] = change.order_id
+    kept_for: list[Operation] = []
+    for key in _early_keys(change):
+        kept = _find(services, change.org_id, EARLY, key, now=now)
+        if kept is None:
+            kept_for.append(Create(EARLY, key, attributes=entry, ttl=_until_expiry(checkout, now)))
+        elif _supersedes(entry, kept.attributes):
+            stale = tuple(name for name in ("at", "order_id") if name in kept.attributes)
+            kept_for.append(
+                Update(
+                    EARLY,
+                    key,
+                    entry,
+                    remove=tuple(name for name in stale if name not in entry),
+                    expect={"event_id": kept.attributes["event_id"]},
+                )
+            )
+    if not kept_for:
+        return None  # it ended (nothing comes after an end), or a newer event is kept already
+    # Every early event moves the CHECKOUT's version: an activation that read it before then
+    # fails its condition and reads the early events again.
     version = checkout.attributes.get("early_version")
-    update = Update(
+    one_more = Update(
         CHECKOUT,
         nonce_digest(change.nonce),
-        {"early": early, "early_version": int(version or 0) + 1},
+        {"early_version": int(version or 0) + 1},
         expect={"created_by": checkout.attributes["created_by"], "early_version": version},
     )
-    return _Planned([update], None, "accepted")
+    return _Planned([one_more, *kept_for], None, "accepted")
 
 
-def _early_since(checkout: Item, change: BillingChange) -> dict[str, Any] | None:
-    """The early event kept on the checkout (`_early_event`) for the activating `change`'s
-    subscription, if it is newer than `change` (or of its time: the unpaid or ended state wins a
-    tie). An activation by an order reports no subscription state: any early event of the
-    subscription it bought is newer (a Lemon Squeezy order is named by its subscription's
-    events, not the other way round)."""
-    early: dict[str, Any] = checkout.attributes.get("early") or {}
+def _early_keys(change: BillingChange) -> list[str]:
+    """The EARLY items of the nonce for what an event reports: its subscription and its order
+    (a Lemon Squeezy subscription names the order that bought it; an order's refund may name
+    no subscription). Ids are `_identifier`s: no `#`, at most 128 characters."""
+    digest = nonce_digest(change.nonce)
+    keys = []
     if change.subscription_id:
-        kept = early.get(change.subscription_id)
-    else:
-        order = change.order_id
-        bought = [kept for kept in early.values() if order and kept.get("order_id") == order]
-        kept = bought[0] if bought else None
-    if kept is None or (change.state_at is not None and change.state_at > int(kept["at"])):
+        keys.append(f"{digest}:sub:{change.subscription_id}")
+    if change.order_id:
+        keys.append(f"{digest}:order:{change.order_id}")
+    return keys
+
+
+def _supersedes(entry: Mapping[str, Any], kept: Mapping[str, Any]) -> bool:
+    """Whether an early event replaces the one kept for the same subscription or order: an end
+    is final (nothing replaces it); otherwise the newer state (of one time, the one received
+    later)."""
+    if kept["status"] == ENDED:
+        return False
+    return int(entry["at"]) >= int(kept["at"])
+
+
+def _until_expiry(checkout: Item, now: datetime) -> timedelta:
+    """How long the open `checkout` has left: its early events are of no use after it."""
+    if checkout.expires_at is None:
+        return NONCE_TTL
+    return datetime.fromtimestamp(checkout.expires_at, UTC) - now
+
+
+def _early_since(
+    services: Services, checkout: Item, change: BillingChange, *, now: datetime
+) -> dict[str, Any] | None:
+    """The early event kept (`_early_event`) for what the activating `change` reports, if it
+    is newer than `change` (or of its time: the unpaid or ended state wins a tie), an end before
+    any unpaid state. An activation by an order reports no subscription state: any early event
+    of the subscription it bought is newer (a Lemon Squeezy order is named by its
+    subscription's events, not the other way round)."""
+    kept = [
+        item.attributes
+        for key in _early_keys(change)
+        if (item := _find(services, change.org_id, EARLY, key, now=now)) is not None
+    ]
+    kept += _kept_on_checkout(checkout, change)
+    newer = [
+        early for early in kept if change.state_at is None or change.state_at <= int(early["at"])
+    ]
+    if not newer:
         return None
-    return {"at": int(kept["at"]), "event_id": kept["event_id"], "status": str(kept["status"])}
+    ended = [early for early in newer if early["status"] == ENDED]
+    chosen = ended[0] if ended else max(newer, key=lambda early: int(early["at"]))
+    return {
+        "at": int(chosen["at"]),
+        "event_id": str(chosen["event_id"]),
+        "status": str(chosen["status"]),
+    }
+
+
+def _kept_on_checkout(checkout: Item, change: BillingChange) -> list[Mapping[str, Any]]:
+    """Early events a CHECKOUT minted before they were items keeps on itself (`early`, per
+    subscription id) until it expires, 24 h after minting: those of what `change` reports."""
+    early: Mapping[str, Any] = checkout.attributes.get("early") or {}
+    return [
+        kept
+        for subscription_id, kept in early.items()
+        if (change.subscription_id and subscription_id == change.subscription_id)
+        or (change.order_id and kept.get("order_id") == change.order_id)
+    ]
 
 
 def _update_holds(

@@ -872,11 +872,7 @@ def test_an_end_before_its_activation_voids_only_that_subscription(
     assert webhooks.plan(org_id) == "free"
 
 
-def test_an_early_end_is_kept_over_a_later_update_and_a_full_checkout_voids_the_nonce(
-    webhooks: WebhookStack,
-) -> None:
-    from webhook_verifier.billing import MAX_EARLY_SUBSCRIPTIONS
-
+def test_an_early_end_is_kept_over_a_later_update(webhooks: WebhookStack) -> None:
     org_id = webhooks.new_org()
     custom = custom_data(org_id, new_nonce(webhooks, org_id))
     ended = send(webhooks, "stripe", "customer.subscription.deleted", custom, created=T0 + 50)
@@ -886,19 +882,142 @@ def test_an_early_end_is_kept_over_a_later_update_and_a_full_checkout_voids_the_
     created = send(webhooks, "stripe", "customer.subscription.created", custom, created=T0)
     assert created.body == {"status": "processed"}
     assert _effects(webhooks, org_id) == ["checkout_voided"]
-    # A checkout already keeping early events of as many subscriptions as it may: the next
-    # subscription's early event cannot be kept, so the nonce is voided rather than activate
-    # unchecked later.
+
+
+# More subscriptions than the ten whose early events a checkout once kept on itself.
+STRAYS = 12
+
+
+def _strays(webhooks: WebhookStack, custom: dict[str, str]) -> None:
+    """Ends and unpaid updates of other subscriptions carrying the nonce (the payer's own
+    abandoned or cancelled ones), each kept for its subscription."""
+    for n in range(STRAYS):
+        ended = send(
+            webhooks,
+            "stripe",
+            "customer.subscription.deleted",
+            custom,
+            created=T0 + 10,
+            subscription_id=f"sub_Stray{n}",
+        )
+        assert ended.body == {"status": "accepted"}, n
+    unpaid = _update(webhooks, custom, at=T0 + 10, status="past_due", subscription_id="sub_Late")
+    assert unpaid == "accepted"
+
+
+def test_stray_early_events_neither_void_the_checkout_nor_crowd_out_its_own(
+    webhooks: WebhookStack,
+) -> None:
+    # Other subscriptions' ends, however many, are kept for those subscriptions: the checkout
+    # stays open and the subscription it pays for activates.
     org_id = webhooks.new_org()
     custom = custom_data(org_id, new_nonce(webhooks, org_id))
-    for n in range(MAX_EARLY_SUBSCRIPTIONS):
-        kept = _update(webhooks, custom, at=T0 + 10, status="past_due", subscription_id=f"sub_{n}")
-        assert kept == "accepted"
-    assert _update(webhooks, custom, at=T0 + 60, status="past_due") == "processed"
+    _strays(webhooks, custom)
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, created=T0)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "team"
+    assert _effects(webhooks, org_id) == ["plan_activated"]
+    # After them, the subscription's own end, then its late activation: the end is not lost.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    _strays(webhooks, custom)
+    ended = send(webhooks, "stripe", "customer.subscription.deleted", custom, created=T0 + 60)
+    assert ended.body == {"status": "accepted"}
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, created=T0)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
     assert _effects(webhooks, org_id) == ["checkout_voided"]
+    # A stray's late activation finds the nonce spent.
+    stray = send(
+        webhooks,
+        "stripe",
+        "customer.subscription.created",
+        custom,
+        created=T0,
+        subscription_id="sub_Stray0",
+    )
+    assert stray.body == {"status": "ignored"}
+
+
+def test_a_strays_early_events_are_kept_for_it(webhooks: WebhookStack) -> None:
+    # Whichever subscription the nonce finally activates, the events kept for it count.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    _strays(webhooks, custom)
+    late = {"created": T0, "subscription_id": "sub_Late"}
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, **late)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    assert _subscription(webhooks, custom)["suspended"] is True
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    _strays(webhooks, custom)
+    late = {"created": T0, "subscription_id": f"sub_Stray{STRAYS - 1}"}
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, **late)
+    assert created.body == {"status": "processed"}
+    assert _effects(webhooks, org_id) == ["checkout_voided"]
+
+
+def test_early_events_are_kept_until_their_checkout_expires_and_no_longer(
+    webhooks: WebhookStack,
+) -> None:
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    webhooks.clock.advance(hours=20)
+    _strays(webhooks, custom)
+    stored = _partition(webhooks, org_id)
+    (checkout,) = [item for item in stored if item["sk"]["S"].startswith("CHECKOUT#")]
+    early = [item for item in stored if item["sk"]["S"].startswith("EARLY#")]
+    assert len(early) == STRAYS + 1
+    assert {item["expires_at"]["N"] for item in early} == {checkout["expires_at"]["N"]}
+    # Past the checkout's 24 h, nothing of it counts: the activation changes nothing.
+    webhooks.clock.advance(hours=4)
     created = send(webhooks, "stripe", "customer.subscription.created", custom, created=T0)
     assert created.body == {"status": "ignored"}
+
+
+def test_an_early_end_kept_while_its_activation_is_applied_voids_it(
+    webhooks: WebhookStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The end is kept between the activation's read of the early events and its write: the
+    # activation must read them again, not raise the plan of a subscription that ended.
+    from webhook_verifier import billing
+
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    end = billing_delivery(
+        webhooks, "stripe", "customer.subscription.deleted", custom, created=T0 + 60
+    )
+    original = billing._early_since
+    raced: list[str] = []
+
+    def end_kept_after_the_read(*args: Any, **kwargs: Any) -> Any:
+        found = original(*args, **kwargs)
+        if not raced:
+            raced.append(_receive(webhooks, "stripe", *end))
+        return found
+
+    monkeypatch.setattr(billing, "_early_since", end_kept_after_the_read)
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, created=T0)
+    assert raced == ["accepted"]
+    assert created.body == {"status": "processed"}
     assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == ["checkout_voided"]
+
+
+def test_early_events_a_checkout_kept_on_itself_still_count(webhooks: WebhookStack) -> None:
+    # A checkout minted before early events were items of their own keeps them on itself
+    # (`early`, per subscription id) for its 24 h.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    digest = hashlib.sha256(custom["strongroom_nonce"].encode()).hexdigest()
+    ended = {"at": T0 + 60, "event_id": "evt_Ended", "status": "deleted"}
+    early = {"early": {"sub_1PzSampleSubscription": ended}, "early_version": 1}
+    webhooks.table.update(org_id, "CHECKOUT", digest, changes=early, now=NOW)
+    created = send(webhooks, "stripe", "customer.subscription.created", custom, created=T0)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == ["checkout_voided"]
 
 
 @pytest.mark.parametrize(
