@@ -14,9 +14,10 @@ Items (tenant items, in the org's partition; bearer values only as SHA-256 diges
                                   one minted before EARLY items keeps `early` (per subscription
                                   id, as an EARLY item's attributes), read until it expires
     EARLY#<sha256(nonce)>:sub:<subscription id>, EARLY#<sha256(nonce)>:order:<order id>
-                                  at, event_id, status, order_id where the event names one:
-                                  the newest unpaid update or end of that subscription that
-                                  came before the activation; expires with its CHECKOUT
+                                  at (absent for an order's refund that says no time), event_id,
+                                  status, order_id where the event names one: the newest unpaid
+                                  update or the end of that subscription or order that came
+                                  before the activation; expires with its CHECKOUT
     USAGE#checkouts:<UTC date>    count: nonces minted that day (at most MAX_CHECKOUTS_PER_DAY)
     SUBSCRIPTION#<sha256(nonce)>  plan (the plan it pays for), source, checkout_by,
                                   activated_at, event_id; last_event_id, last_event_at (the
@@ -49,20 +50,20 @@ duplicates:
   that order bought (its first update records its id). An activation by an order reports no
   subscription state: any first update is newer than it. A SUBSCRIPTION activated before its
   source's activations recorded these names neither and takes no update; its end still
-  applies. An update to an unpaid status, or an end of a subscription, that comes before the
-  activation is kept for the subscription and the order it names (EARLY items, as many as the
-  platform sends: see `_early_event` for why none is refused, dropped or evicted): an
-  activation of that subscription or order no newer than it creates the SUBSCRIPTION suspended
-  (the org on free), or, after an end, consumes the nonce without a plan (`checkout_voided`);
-  an activation of another is not touched by it;
+  applies. An update to an unpaid status, or an end of a subscription or an order's refund,
+  that comes before the activation is kept for the subscription and the order it names (EARLY
+  items, as many as the platform sends: see `_early_event` for why none is refused, dropped or
+  evicted): an activation of that subscription or order no newer than it creates the
+  SUBSCRIPTION suspended (the org on free), or, after an end, consumes the nonce without a
+  plan (`checkout_voided`); an activation of another is not touched by it;
 - deactivate: delete the SUBSCRIPTION, if the end is of its source and reports what the nonce
   activated (the subscription it recorded, or the order that bought it: our custom data
   copied onto another subscription or order ends nothing; a SUBSCRIPTION that names neither,
   activated before ids were recorded, ends by any end of its source), and return the org to
   the free plan if its plan came from that subscription (a later checkout may have replaced
   it);
-- an end that names no subscription (a Lemon Squeezy order's refund) and arrives before its
-  activation voids the open CHECKOUT instead, so the late activation changes nothing.
+- an end before the activation that names neither a subscription nor an order (nothing it
+  could be kept for) voids the open CHECKOUT instead, so the late activation changes nothing.
 A nonce that is forged, expired, consumed or of another org, or a product the deployment does
 not map to a plan, changes nothing: the event is `ignored`. A nonce whose owner has since been
 removed or demoted is consumed without changing the plan (`checkout_refused`, audited as
@@ -342,10 +343,12 @@ def _before_activation(
         return _activation(services, event, change, checkout, now=now)
     if change.kind is ChangeKind.UPDATE and change.paying is None:
         return None  # neither paid nor unpaid (a cancellation running out): the activation decides
-    if change.subscription_id:
-        # An unpaid update, or an end: kept for its subscription.
+    if change.subscription_id or (change.kind is ChangeKind.DEACTIVATE and change.order_id):
+        # An unpaid update, or an end: kept for its subscription, or the order it names.
         return _early_event(services, event, change, checkout, now=now)
     if change.kind is ChangeKind.DEACTIVATE:
+        # An end that names nothing it could be kept for: the nonce is voided rather than let
+        # an activation it may have ended go unchecked.
         return _void_checkout(change, checkout)
     return None
 
@@ -523,13 +526,14 @@ def _early_event(
     (its late activation then raising the plan for nothing paid). Each is an item of the org's
     partition that expires with the CHECKOUT, written only for a verified event of a real
     subscription or order: as many as the payer bought."""
-    if change.state_at is None:
-        return None  # a state that does not say when orders nothing
+    if change.subscription_id and change.state_at is None:
+        return None  # a subscription's state that does not say when orders nothing
     entry: dict[str, Any] = {
         "event_id": event.event_id,
         "status": ENDED if change.kind is ChangeKind.DEACTIVATE else change.status,
     }
-    entry["at"] = change.state_at
+    if change.state_at is not None:
+        entry["at"] = change.state_at
     if change.order_id:
         entry["order_id"] = change.order_id
     kept_for: list[Operation] = []
@@ -577,11 +581,11 @@ def _early_keys(change: BillingChange) -> list[str]:
 
 def _supersedes(entry: Mapping[str, Any], kept: Mapping[str, Any]) -> bool:
     """Whether an early event replaces the one kept for the same subscription or order: an end
-    is final (nothing replaces it); otherwise the newer state (of one time, the one received
-    later)."""
+    is final (nothing replaces it, and it replaces any unpaid state); of two unpaid states the
+    newer (of one time, the one received later)."""
     if kept["status"] == ENDED:
         return False
-    return int(entry["at"]) >= int(kept["at"])
+    return bool(entry["status"] == ENDED or int(entry["at"]) >= int(kept["at"]))
 
 
 def _until_expiry(checkout: Item, now: datetime) -> timedelta:
@@ -596,9 +600,10 @@ def _early_since(
 ) -> dict[str, Any] | None:
     """The early event kept (`_early_event`) for what the activating `change` reports, if it
     is newer than `change` (or of its time: the unpaid or ended state wins a tie), an end before
-    any unpaid state. An activation by an order reports no subscription state: any early event
-    of the subscription it bought is newer (a Lemon Squeezy order is named by its
-    subscription's events, not the other way round)."""
+    any unpaid state. An activation by an order reports no subscription state, and an order's
+    refund says no time of its subscription's: any early event of the order, or of the
+    subscription it bought, counts (a Lemon Squeezy order is named by its subscription's
+    events, not the other way round)."""
     kept = [
         item.attributes
         for key in _early_keys(change)
@@ -606,14 +611,17 @@ def _early_since(
     ]
     kept += _kept_on_checkout(checkout, change)
     newer = [
-        early for early in kept if change.state_at is None or change.state_at <= int(early["at"])
+        early
+        for early in kept
+        if change.state_at is None or "at" not in early or change.state_at <= int(early["at"])
     ]
     if not newer:
         return None
     ended = [early for early in newer if early["status"] == ENDED]
     chosen = ended[0] if ended else max(newer, key=lambda early: int(early["at"]))
+    at = chosen.get("at")
     return {
-        "at": int(chosen["at"]),
+        "at": None if at is None else int(at),
         "event_id": str(chosen["event_id"]),
         "status": str(chosen["status"]),
     }

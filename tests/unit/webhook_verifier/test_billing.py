@@ -464,18 +464,6 @@ def test_a_stripe_subscription_created_incomplete_is_raised_by_the_update_that_a
     assert [e["effect"] for e in webhooks.webhook_effects(org_id)] == ["plan_activated"]
 
 
-def test_a_refund_before_its_activation_voids_the_nonce(webhooks: WebhookStack) -> None:
-    # A Lemon Squeezy order names no subscription: its refund voids the open checkout.
-    org_id = webhooks.new_org()
-    custom = custom_data(org_id, new_nonce(webhooks, org_id))
-    refunded = send(webhooks, "lemonsqueezy", "order_refunded", custom, order_id=BOUGHT_BY)
-    assert refunded.body == {"status": "processed"}
-    paid = send(webhooks, "lemonsqueezy", "order_created", custom, order_id=BOUGHT_BY)
-    assert paid.body == {"status": "ignored"}
-    assert webhooks.plan(org_id) == "free"
-    assert [e["effect"] for e in webhooks.webhook_effects(org_id)] == ["checkout_voided"]
-
-
 # A cancellation for the end of the period, then the end of access, as each platform sends them.
 CANCEL_THEN_END = {
     "stripe": (
@@ -1793,6 +1781,75 @@ def test_only_a_full_refund_returns_the_plan_to_free(webhooks: WebhookStack, sou
     assert webhooks.plan(org_id) == "free"
     effects = [e["effect"] for e in webhooks.webhook_effects(org_id)]
     assert effects == ["plan_deactivated", "plan_activated"]
+
+
+# An order as each platform sends it when it names no subscription (Lemon Squeezy's orders never
+# do; Polar's one-time purchase): its id, the state that says so.
+ORDER_IDS = {"lemonsqueezy": (6101, 6199), "standard": ("ord_Ours", "ord_Other")}
+
+
+def _order(
+    webhooks: WebhookStack, source: str, event_type: str, custom: dict[str, str], order: Any
+) -> Response:
+    if source == "lemonsqueezy":
+        return send(webhooks, source, event_type, custom, order_id=order)
+    state = {"id": order, "subscription_id": None}
+    return send(webhooks, source, event_type, custom, state=state)
+
+
+@pytest.mark.parametrize("source", ["lemonsqueezy", "standard"])
+def test_a_refund_before_its_activation_is_kept_for_its_order(
+    webhooks: WebhookStack, source: str
+) -> None:
+    # An order's refund names no subscription: it is kept for the order it names, not read as
+    # the end of whatever the checkout activates next.
+    paid, refunded = ORDER_PAID[source], REFUNDED[source]
+    ours, other = ORDER_IDS[source]
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    assert _order(webhooks, source, refunded, custom, other).body == {"status": "accepted"}
+    assert _order(webhooks, source, paid, custom, ours).body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "team"
+    assert _effects(webhooks, org_id) == ["plan_activated"]
+    # The refunded order itself, activated late: the nonce is spent without a plan.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    assert _order(webhooks, source, refunded, custom, ours).body == {"status": "accepted"}
+    assert webhooks.plan(org_id) == "free"
+    assert _order(webhooks, source, paid, custom, ours).body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == ["checkout_voided"]
+    assert _order(webhooks, source, paid, custom, other).body == {"status": "ignored"}
+    assert webhooks.plan(org_id) == "free"
+
+
+def test_a_lemonsqueezy_refund_before_its_activation_ends_the_subscription_it_bought(
+    webhooks: WebhookStack,
+) -> None:
+    # Lemon Squeezy's subscription names the order that bought it: that order's full refund,
+    # arriving first, voids the subscription's activation as it would end it once activated.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    refunded = send(webhooks, "lemonsqueezy", "order_refunded", custom, order_id=BOUGHT_BY)
+    assert refunded.body == {"status": "accepted"}
+    ids = {"subscription_id": SUBSCRIBED["lemonsqueezy"], "order_id": BOUGHT_BY}
+    created = send(webhooks, "lemonsqueezy", "subscription_created", custom, created=T0, **ids)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == ["checkout_voided"]
+    # Its subscription went unpaid, then the order was refunded: the refund (which says no
+    # time of the subscription's) ends it all the same, whichever activation comes.
+    for activation in ("order_created", "subscription_created"):
+        org_id = webhooks.new_org()
+        custom = custom_data(org_id, new_nonce(webhooks, org_id))
+        unpaid = _changed(webhooks, "lemonsqueezy", custom, at=T0 + 60, status="past_due")
+        assert unpaid == "accepted"
+        refunded = send(webhooks, "lemonsqueezy", "order_refunded", custom, order_id=BOUGHT_BY)
+        assert refunded.body == {"status": "accepted"}
+        created = send(webhooks, "lemonsqueezy", activation, custom, created=T0, **ids)
+        assert created.body == {"status": "processed"}
+        assert webhooks.plan(org_id) == "free"
+        assert _effects(webhooks, org_id) == ["checkout_voided"], activation
 
 
 def _stripe_charge_refunded(
