@@ -14,7 +14,7 @@ Items (tenant items, in the org's partition; bearer values only as SHA-256 diges
                                   one minted before EARLY items keeps `early` (per subscription
                                   id, as an EARLY item's attributes), read until it expires
     EARLY#<sha256(nonce)>:sub:<subscription id>, EARLY#<sha256(nonce)>:order:<order id>
-                                  at (absent for an order's refund that says no time), event_id,
+                                  at (absent for an end that says no time), event_id,
                                   status, order_id where the event names one: the newest unpaid
                                   update or the end of that subscription or order that came
                                   before the activation; expires with its CHECKOUT
@@ -526,8 +526,8 @@ def _early_event(
     (its late activation then raising the plan for nothing paid). Each is an item of the org's
     partition that expires with the CHECKOUT, written only for a verified event of a real
     subscription or order: as many as the payer bought."""
-    if change.subscription_id and change.state_at is None:
-        return None  # a subscription's state that does not say when orders nothing
+    if change.kind is ChangeKind.UPDATE and change.state_at is None:
+        return None  # an unpaid state that does not say when orders nothing; an end is final
     entry: dict[str, Any] = {
         "event_id": event.event_id,
         "status": ENDED if change.kind is ChangeKind.DEACTIVATE else change.status,
@@ -600,10 +600,10 @@ def _early_since(
 ) -> dict[str, Any] | None:
     """The early event kept (`_early_event`) for what the activating `change` reports, if it
     is newer than `change` (or of its time: the unpaid or ended state wins a tie), an end before
-    any unpaid state. An activation by an order reports no subscription state, and an order's
-    refund says no time of its subscription's: any early event of the order, or of the
-    subscription it bought, counts (a Lemon Squeezy order is named by its subscription's
-    events, not the other way round)."""
+    any unpaid state. An activation by an order reports no subscription state: any early event
+    of the order, or of the subscription it bought, counts (a Lemon Squeezy order is named by
+    its subscription's events, not the other way round). An end that says no time (a Lemon
+    Squeezy order's refund never does) counts against any activation of what it names."""
     kept = [
         item.attributes
         for key in _early_keys(change)

@@ -1852,6 +1852,30 @@ def test_a_lemonsqueezy_refund_before_its_activation_ends_the_subscription_it_bo
         assert _effects(webhooks, org_id) == ["checkout_voided"], activation
 
 
+# A subscription's state with no time it came to (`updated_at`; Polar's `created_at` and
+# `modified_at`): what each platform's end then says of when it came.
+TIMELESS = {"lemonsqueezy": {"updated_at": None}, "standard": {"created_at": None}}
+
+
+@pytest.mark.parametrize("source", UPDATING)
+def test_an_end_before_its_activation_that_says_no_time_still_ends_it(
+    webhooks: WebhookStack, source: str
+) -> None:
+    # An end is final whenever it came (once activated, one without a time ends the plan all
+    # the same): kept for its subscription, not dropped for want of a time.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    ids = {"subscription_id": SUBSCRIBED[source], "order_id": BOUGHT_BY}
+    ended = send(
+        webhooks, source, SUBSCRIPTION_ENDED[source], custom, state=TIMELESS[source], **ids
+    )
+    assert ended.body == {"status": "accepted"}
+    created = send(webhooks, source, SUBSCRIPTION_CREATED[source], custom, created=T0, **ids)
+    assert created.body == {"status": "processed"}
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == ["checkout_voided"]
+
+
 def _stripe_charge_refunded(
     webhooks: WebhookStack, *, amount_refunded: int, metadata: dict[str, str]
 ) -> tuple[bytes, dict[str, str]]:
