@@ -53,9 +53,10 @@ duplicates:
   applies. An update to an unpaid status, or an end of a subscription or an order's refund,
   that comes before the activation is kept for the subscription and the order it names (EARLY
   items, as many as the platform sends: see `_early_event` for why none is refused, dropped or
-  evicted): an activation of that subscription or order no newer than it creates the
-  SUBSCRIPTION suspended (the org on free), or, after an end, consumes the nonce without a
-  plan (`checkout_voided`); an activation of another is not touched by it;
+  evicted): an activation of that subscription or order no newer than an unpaid one creates
+  the SUBSCRIPTION suspended (the org on free), and one after an end (whenever it came)
+  consumes the nonce without a plan (`checkout_voided`); an activation of another is not
+  touched by it;
 - deactivate: delete the SUBSCRIPTION, if the end is of its source and reports what the nonce
   activated (the subscription it recorded, or the order that bought it: our custom data
   copied onto another subscription or order ends nothing; a SUBSCRIPTION that names neither,
@@ -401,7 +402,7 @@ def _activation(
             "early_version": checkout.attributes.get("early_version"),
         },
     )
-    # An unpaid update or an end of this subscription, newer than this event, came first.
+    # An end of this subscription, or an unpaid update newer than this event, came first.
     early = _early_since(services, checkout, change, now=now)
     if early is not None and early["status"] == ENDED:
         ended = {"effect": "checkout_voided", "checkout_by": checkout_by, "plan": plan}
@@ -516,8 +517,8 @@ def _early_event(
     """An update to an unpaid status, or an end, that comes before the activation of what it
     reports (a platform retries a failed delivery of the activating event; Stripe for days):
     kept, while the CHECKOUT is open, under the subscription and the order it names
-    (`_early_keys`), so that an activation of either no newer than it starts suspended, or not
-    at all (`_early_since`).
+    (`_early_keys`), so that an activation of either no newer than an unpaid state starts
+    suspended, and one after an end not at all (`_early_since`).
 
     Nothing bounds how many are kept, and none displaces another: the subscriptions and orders
     that carry the nonce are the payer's to make, and any of them may be the one activated, so
@@ -598,26 +599,28 @@ def _until_expiry(checkout: Item, now: datetime) -> timedelta:
 def _early_since(
     services: Services, checkout: Item, change: BillingChange, *, now: datetime
 ) -> dict[str, Any] | None:
-    """The early event kept (`_early_event`) for what the activating `change` reports, if it
-    is newer than `change` (or of its time: the unpaid or ended state wins a tie), an end before
-    any unpaid state. An activation by an order reports no subscription state: any early event
-    of the order, or of the subscription it bought, counts (a Lemon Squeezy order is named by
-    its subscription's events, not the other way round). An end that says no time (a Lemon
-    Squeezy order's refund never does) counts against any activation of what it names."""
+    """The early event kept (`_early_event`) for what the activating `change` reports: an end,
+    whenever it came (an end is final, and once activated it ends the plan whatever its time),
+    else an unpaid state newer than `change` (or of its time: the unpaid state wins a tie). An
+    activation by an order reports no subscription state: any early event of the order, or of
+    the subscription it bought, counts (a Lemon Squeezy order is named by its subscription's
+    events, not the other way round)."""
     kept = [
         item.attributes
         for key in _early_keys(change)
         if (item := _find(services, change.org_id, EARLY, key, now=now)) is not None
     ]
     kept += _kept_on_checkout(checkout, change)
+    # An end counts whenever it came: once activated, the same end ends the plan, and nothing
+    # after it (a Polar subscription's newer state after its order's refund) undoes it.
+    ended = [early for early in kept if early["status"] == ENDED]
     newer = [
         early
         for early in kept
         if change.state_at is None or "at" not in early or change.state_at <= int(early["at"])
     ]
-    if not newer:
+    if not ended and not newer:
         return None
-    ended = [early for early in newer if early["status"] == ENDED]
     chosen = ended[0] if ended else max(newer, key=lambda early: int(early["at"]))
     at = chosen.get("at")
     return {

@@ -1852,6 +1852,31 @@ def test_a_lemonsqueezy_refund_before_its_activation_ends_the_subscription_it_bo
         assert _effects(webhooks, org_id) == ["checkout_voided"], activation
 
 
+def test_an_end_before_its_activation_counts_against_a_newer_state(
+    webhooks: WebhookStack,
+) -> None:
+    # A Polar subscription's order refunded in full, then (delivered first) a newer paid state
+    # of the subscription: once activated, that refund ends the plan whatever the times say, so
+    # arriving first it must not be outdated by the activation either.
+    later = int(NOW.timestamp()) + 60
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    ids = {"subscription_id": SUBSCRIBED["standard"], "state": {"id": "ord_Ours"}}
+    refunded = send(webhooks, "standard", "order.refunded", custom, **ids)
+    assert refunded.body == {"status": "accepted"}
+    assert _changed(webhooks, "standard", custom, at=later) == "processed"
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == ["checkout_voided"]
+    # Stripe's end of a subscription, then a newer paid update of it: the end stands.
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    ended = send(webhooks, "stripe", "customer.subscription.deleted", custom, created=T0 + 5)
+    assert ended.body == {"status": "accepted"}
+    assert _update(webhooks, custom, at=T0 + 10) == "processed"
+    assert webhooks.plan(org_id) == "free"
+    assert _effects(webhooks, org_id) == ["checkout_voided"]
+
+
 # A subscription's state with no time it came to (`updated_at`; Polar's `created_at` and
 # `modified_at`): what each platform's end then says of when it came.
 TIMELESS = {"lemonsqueezy": {"updated_at": None}, "standard": {"created_at": None}}
