@@ -13,7 +13,8 @@ Items (tenant items, in the org's partition; bearer values only as SHA-256 diges
                                   early_version (moved by every early event kept for it);
                                   one minted before EARLY items keeps `early` (per subscription
                                   id, as an EARLY item's attributes), read until it expires
-    EARLY#<sha256(nonce)>:sub:<subscription id>, EARLY#<sha256(nonce)>:order:<order id>
+    EARLY_<SOURCE>#<sha256(nonce)>:sub:<subscription id>, ...:order:<order id>
+                                  (a kind per platform: STRIPE, LEMONSQUEEZY, STANDARD)
                                   at (absent for an end that says no time), event_id,
                                   status, order_id where the event names one: the newest unpaid
                                   update or the end of that subscription or order that came
@@ -115,7 +116,8 @@ PRICE_REFUSED = "plan_change_refused"
 # The status kept for a subscription that ended before its activation.
 ENDED = "deleted"
 CHECKOUT, SUBSCRIPTION, WEBHOOK_EVENT = "CHECKOUT", "SUBSCRIPTION", "WEBHOOK_EVENT"
-# Events that came before their activation: an item per subscription and order they report.
+# Events that came before their activation: an item per subscription and order they report,
+# of a kind per platform (`_early_kind`).
 EARLY = "EARLY"
 NONCE_TTL = timedelta(hours=24)
 # Checkouts an org may start per UTC day: retries of an abandoned checkout fit easily, and a
@@ -403,7 +405,7 @@ def _activation(
         },
     )
     # An end of this subscription, or an unpaid update newer than this event, came first.
-    early = _early_since(services, checkout, change, now=now)
+    early = _early_since(services, event, checkout, change, now=now)
     if early is not None and early["status"] == ENDED:
         ended = {"effect": "checkout_voided", "checkout_by": checkout_by, "plan": plan}
         return _Planned([consumed], ended)
@@ -538,15 +540,16 @@ def _early_event(
     if change.order_id:
         entry["order_id"] = change.order_id
     kept_for: list[Operation] = []
+    kind = _early_kind(event)
     for key in _early_keys(change):
-        kept = _find(services, change.org_id, EARLY, key, now=now)
+        kept = _find(services, change.org_id, kind, key, now=now)
         if kept is None:
-            kept_for.append(Create(EARLY, key, attributes=entry, ttl=_until_expiry(checkout, now)))
+            kept_for.append(Create(kind, key, attributes=entry, ttl=_until_expiry(checkout, now)))
         elif _supersedes(entry, kept.attributes):
             stale = tuple(name for name in ("at", "order_id") if name in kept.attributes)
             kept_for.append(
                 Update(
-                    EARLY,
+                    kind,
                     key,
                     entry,
                     remove=tuple(name for name in stale if name not in entry),
@@ -565,6 +568,12 @@ def _early_event(
         expect={"created_by": checkout.attributes["created_by"], "early_version": version},
     )
     return _Planned([one_more, *kept_for], None, "accepted")
+
+
+def _early_kind(event: InboundEvent) -> str:
+    """The kind of the EARLY items of the event's platform: ids are each platform's own, so one
+    platform's subscription or order is never another's that happens to share its id."""
+    return f"{EARLY}_{event.source.value.upper()}"
 
 
 def _early_keys(change: BillingChange) -> list[str]:
@@ -597,7 +606,12 @@ def _until_expiry(checkout: Item, now: datetime) -> timedelta:
 
 
 def _early_since(
-    services: Services, checkout: Item, change: BillingChange, *, now: datetime
+    services: Services,
+    event: InboundEvent,
+    checkout: Item,
+    change: BillingChange,
+    *,
+    now: datetime,
 ) -> dict[str, Any] | None:
     """The early event kept (`_early_event`) for what the activating `change` reports: an end,
     whenever it came (an end is final, and once activated it ends the plan whatever its time),
@@ -608,7 +622,7 @@ def _early_since(
     kept = [
         item.attributes
         for key in _early_keys(change)
-        if (item := _find(services, change.org_id, EARLY, key, now=now)) is not None
+        if (item := _find(services, change.org_id, _early_kind(event), key, now=now)) is not None
     ]
     kept += _kept_on_checkout(checkout, change)
     # An end counts whenever it came: once activated, the same end ends the plan, and nothing

@@ -955,7 +955,7 @@ def test_early_events_are_kept_until_their_checkout_expires_and_no_longer(
     _strays(webhooks, custom)
     stored = _partition(webhooks, org_id)
     (checkout,) = [item for item in stored if item["sk"]["S"].startswith("CHECKOUT#")]
-    early = [item for item in stored if item["sk"]["S"].startswith("EARLY#")]
+    early = [item for item in stored if item["sk"]["S"].startswith("EARLY_STRIPE#")]
     assert len(early) == STRAYS + 1
     assert {item["expires_at"]["N"] for item in early} == {checkout["expires_at"]["N"]}
     # Past the checkout's 24 h, nothing of it counts: the activation changes nothing.
@@ -1875,6 +1875,34 @@ def test_an_end_before_its_activation_counts_against_a_newer_state(
     assert _update(webhooks, custom, at=T0 + 10) == "processed"
     assert webhooks.plan(org_id) == "free"
     assert _effects(webhooks, org_id) == ["checkout_voided"]
+
+
+def test_an_early_event_is_kept_and_read_for_its_own_platform_only(
+    webhooks: WebhookStack,
+) -> None:
+    # One nonce used on two platforms whose subscriptions happen to share an id: Polar's end of
+    # its subscription is not the end of Stripe's, nor does it crowd out Stripe's own.
+    shared = "sub_1PzSharedIdentifier"
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    ended = send(
+        webhooks, "standard", "subscription.revoked", custom, subscription_id=shared, created=T0
+    )
+    assert ended.body == {"status": "accepted"}
+    unpaid = _update(webhooks, custom, at=T0 + 60, status="past_due", subscription_id=shared)
+    assert unpaid == "accepted"
+    created = send(
+        webhooks,
+        "stripe",
+        "customer.subscription.created",
+        custom,
+        created=T0,
+        subscription_id=shared,
+    )
+    assert created.body == {"status": "processed"}
+    assert _effects(webhooks, org_id) == ["plan_activated"]
+    assert webhooks.plan(org_id) == "free"
+    assert _subscription(webhooks, custom)["suspended"] is True
 
 
 # A subscription's state with no time it came to (`updated_at`; Polar's `created_at` and
