@@ -317,7 +317,7 @@ def _is_no_value(stack: Stack, value: Any) -> bool:
         if not (isinstance(branches, list) and len(branches) == 3):
             return False  # malformed: left to the resolver to refuse where it reads it
         value = branches[1] if stack.resolver.condition(str(branches[0])) else branches[2]
-    return value == {"Ref": "AWS::NoValue"}
+    return bool(value == {"Ref": "AWS::NoValue"})
 
 
 def _events(resource: Mapping[str, Any], event_type: str) -> dict[str, dict[str, Any]]:
