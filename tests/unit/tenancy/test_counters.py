@@ -142,3 +142,42 @@ def test_a_transaction_touches_each_item_once_and_has_operations(
         )
     with pytest.raises(ValueError, match="1 to 100"):
         offline_table.transact(org_id, [], now=NOW)
+
+
+def test_an_increment_holds_only_while_its_item_holds_what_it_expects(
+    table: TenantTable, org_id: str
+) -> None:
+    """A counter on an item that also carries a state (an org being deleted): the increment is
+    the transaction's one operation on that item, so the state's condition goes with it."""
+    table.create(org_id, "ORG", attributes={"connections": 1}, now=NOW)
+
+    def add_connection(connection_id: str, *, ceiling: int | None = 3) -> None:
+        table.transact(
+            org_id,
+            [
+                Create("CONN", connection_id, attributes={}),
+                Increment(
+                    "ORG", attribute="connections", ceiling=ceiling, expect={"closed_at": None}
+                ),
+            ],
+            now=NOW,
+        )
+
+    add_connection("conn_2")
+    assert table.get(org_id, "ORG", now=NOW).attributes["connections"] == 2
+    table.update(org_id, "ORG", changes={"closed_at": "2026-01-02T03:04:05Z"}, now=NOW)
+    # Refused for the expectation (not the ceiling), with or without a ceiling, and even with
+    # the ceiling reached too: the item is not as the write needs it.
+    for ceiling in (3, None, 2):
+        with pytest.raises(ConditionFailed) as refused:
+            add_connection("conn_3", ceiling=ceiling)
+        assert not isinstance(refused.value, LimitReached)  # a ConditionFailed too
+    with pytest.raises(ItemNotFound):
+        table.get(org_id, "CONN", "conn_3", now=NOW)
+    assert table.get(org_id, "ORG", now=NOW).attributes["connections"] == 2
+    # The ceiling is still told apart while the expectation holds.
+    table.update(org_id, "ORG", remove=["closed_at"], now=NOW)
+    add_connection("conn_3")
+    with pytest.raises(LimitReached):
+        add_connection("conn_4")
+    assert table.get(org_id, "ORG", now=NOW).attributes["connections"] == 3

@@ -15,7 +15,7 @@ import random
 import secrets
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,7 +29,12 @@ from strongroom.tenancy.exceptions import (
     TenancyError,
     WriteConflict,
 )
-from strongroom.tenancy.items import is_expired, serialize_attributes, serialize_value
+from strongroom.tenancy.items import (
+    deserialize_item,
+    is_expired,
+    serialize_attributes,
+    serialize_value,
+)
 from strongroom.tenancy.keys import validate_attribute_name
 
 if TYPE_CHECKING:
@@ -130,6 +135,8 @@ class Write:
     action: Literal["Put", "Update", "Delete", "ConditionCheck"]
     params: dict[str, Any]
     failure: Failure | None
+    # An increment's expectations: what tells its failed condition from its ceiling.
+    expect: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -254,11 +261,13 @@ def prepare_increment(
     by: int,
     ceiling: int | None,
     expires_at: int | None = None,
+    expect: Mapping[str, Any] | None = None,
 ) -> Write:
     """Add `by` to a counter (created at 0); it may not pass `ceiling` nor drop below zero.
 
     With `expires_at`, an item the increment creates gets that expiry (an existing one keeps
-    its own): for counters of one period, whose key names the period.
+    its own): for counters of one period, whose key names the period. With `expect`, the item
+    must hold those values too (None: absent; an absent item holds no value).
     """
     if isinstance(by, bool) or not isinstance(by, int) or by == 0:
         raise ValueError("by must be a non-zero int")
@@ -277,28 +286,49 @@ def prepare_increment(
         "Key": _key(key),
         "UpdateExpression": update,
     }
+    condition = []
     if by < 0:
-        params["ConditionExpression"] = f"{counter} >= {expression.value(-by)}"
+        condition.append(f"{counter} >= {expression.value(-by)}")
     elif ceiling is not None:
         if by > ceiling:
             raise LimitReached("the counter would pass its ceiling")
         room = expression.value(ceiling - by)
-        params["ConditionExpression"] = f"attribute_not_exists({counter}) OR {counter} <= {room}"
+        condition.append(f"(attribute_not_exists({counter}) OR {counter} <= {room})")
+    limited = bool(condition)
+    condition += expression.expected(expect or {})
+    if condition:
+        params["ConditionExpression"] = " AND ".join(condition)
     params.update(expression.params())
-    return Write("Update", params, "limit" if "ConditionExpression" in params else None)
+    failure: Failure | None = None
+    if condition:
+        failure = "limit" if limited else "absent_or_mismatch"
+    return Write("Update", params, failure, dict(expect or {}))
 
 
 def condition_error(
-    failure: Failure, old: Mapping[str, Any] | None, now_epoch: int
+    failure: Failure,
+    old: Mapping[str, Any] | None,
+    now_epoch: int,
+    expect: Mapping[str, Any] | None = None,
 ) -> TenancyError:
-    """The error for a failed condition, told apart by the item as it was (ALL_OLD)."""
+    """The error for a failed condition, told apart by the item as it was (ALL_OLD); an
+    increment's by its `expect` first (an item not as expected is not a counter at its limit)."""
     if failure == "exists":
         return ItemExists("the item already exists")
-    if failure == "limit":
+    if failure == "limit" and _holds(old, expect or {}):
         return LimitReached("the counter would pass its ceiling or drop below zero")
     if old is None or is_expired(old, now_epoch):
         return ItemNotFound("no such item")
     return ConditionFailed("the item does not hold the expected values")
+
+
+def _holds(old: Mapping[str, Any] | None, expect: Mapping[str, Any]) -> bool:
+    """Whether the item as it was (raw; None: absent) holds `expect` (None: absent)."""
+    values = deserialize_item(old) if old is not None else {}
+    return all(
+        name not in values if value is None else values.get(name) == value
+        for name, value in expect.items()
+    )
 
 
 def _error_code(exc: Exception) -> str:
@@ -361,7 +391,9 @@ class Store:
         except ClientError as exc:
             error: Mapping[str, Any] = exc.response
             if error.get("Error", {}).get("Code") == _CONDITION_FAILED and write.failure:
-                raise condition_error(write.failure, error.get("Item"), now_epoch) from None
+                raise condition_error(
+                    write.failure, error.get("Item"), now_epoch, write.expect
+                ) from None
             raise unavailable(f"{write.action}Item", exc) from exc
         except BotoCoreError as exc:
             raise unavailable(f"{write.action}Item", exc) from exc
@@ -402,7 +434,7 @@ class Store:
                 for write, reason in zip(writes, reasons, strict=False):
                     if reason.get("Code") == "ConditionalCheckFailed" and write.failure:
                         raise condition_error(
-                            write.failure, reason.get("Item"), now_epoch
+                            write.failure, reason.get("Item"), now_epoch, write.expect
                         ) from None
                 codes = {reason.get("Code") for reason in reasons}
                 if _CONFLICT in codes and codes <= _CONFLICT_CODES:

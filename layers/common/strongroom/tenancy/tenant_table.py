@@ -97,6 +97,8 @@ class Increment:
     """Add `by` to a counter attribute (absent counts as 0); LimitReached past `ceiling` or 0.
 
     `ttl` gives an item the increment creates an expiry of `now + ttl` (a counter per period).
+    `expect`, as Update's (None: absent), must hold too (ConditionFailed): a transaction touches
+    each item once, so a counter's item is guarded by its increment, not by a Check beside it.
     """
 
     kind: str
@@ -105,6 +107,7 @@ class Increment:
     by: int = 1
     ceiling: int | None = None
     ttl: timedelta | None = None
+    expect: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +435,7 @@ class TenantTable:
                 by=operation.by,
                 ceiling=operation.ceiling,
                 expires_at=expiry_of(now, operation.ttl) if operation.ttl is not None else None,
+                expect=operation.expect,
             )
         if isinstance(operation, Check):
             return prepare_check(
