@@ -70,6 +70,13 @@ from strongroom.schedules import (
     RateExpression,
     parse_schedule_expression,
 )
+from strongroom.shredded_orgs import (
+    BEING_DELETED,
+    UNSHREDDED,
+    refuse_if_shredded,
+    shredded_meanwhile,
+    unshredded,
+)
 from strongroom.tenancy import (
     ConditionFailed,
     Create,
@@ -149,10 +156,10 @@ def create_connection(
 ) -> ConnectionCreated:
     """Check, seal and store a connection; RateLimited (429) when the plan's limit is reached."""
     require_role(services, caller, org_id, Role.ADMIN, now=now)
-    try:
-        org = services.table.get(org_id, ORG, now=now)
-    except ItemNotFound:
-        raise NotFound() from None
+    org = _org(services, org_id, now=now)
+    # Its deletion would pass over a connection made now; the write's condition covers a
+    # shredding after this read.
+    refuse_if_shredded(org)
     plan = plan_named(org.attributes.get("plan"))
     settings = _provider_settings(services, body)
     _check_schedule(body.schedule, plan, now=now)
@@ -200,7 +207,7 @@ def create_connection(
             org_id,
             [
                 Create(CONNECTION, connection_id, attributes=attributes),
-                Increment(ORG, attribute=COUNTER, ceiling=plan.max_connections),
+                Increment(ORG, attribute=COUNTER, ceiling=plan.max_connections, expect=UNSHREDDED),
                 still_allowed(caller.sub, Role.ADMIN),
                 *audit_writes,
             ],
@@ -215,6 +222,8 @@ def create_connection(
         services.schedules.remove(org_id, connection_id, now=now)
         if isinstance(exc, ItemNotFound):
             raise NotFound() from None  # no longer a member: as for any non-member
+        if shredded_meanwhile(services.table, org_id, now=now):
+            raise Conflict(BEING_DELETED) from None
         raise Conflict("Your role changed meanwhile; read it again and retry.") from None
     services.audit.flush_after_commit(org_id, now=now)
     return ConnectionCreated(connection_id=connection_id)
@@ -265,6 +274,9 @@ def replace_credentials(
     current = _find(services, org_id, connection_id, now=now)
     if body.auth.method.value != current.attributes["auth_method"]:
         raise InvalidField("auth.method: must stay the connection's method")
+    # Before sealing (the org's key may be shredded); the write's condition covers a shredding
+    # after this read.
+    refuse_if_shredded(_org(services, org_id, now=now))
     stamp = _iso(now)
     auth_attributes, credentials = _seal(services, org_id, connection_id, body.auth, stamp)
     version = int(current.attributes["version"])
@@ -326,12 +338,14 @@ def replace_credentials(
     try:
         services.table.transact(
             org_id,
-            [update, still_allowed(caller.sub, Role.ADMIN), *audit_writes, *owing],
+            [update, still_allowed(caller.sub, Role.ADMIN), unshredded(), *audit_writes, *owing],
             now=now,
         )
     except ItemNotFound:  # the connection was deleted, or the caller removed, meanwhile
         raise NotFound() from None
     except ConditionFailed:  # the connection changed, or the caller was demoted, meanwhile
+        if shredded_meanwhile(services.table, org_id, now=now):
+            raise Conflict(BEING_DELETED) from None
         raise Conflict("The connection changed meanwhile; read it again and retry.") from None
     attributes = {**current.attributes, **changes}
     updated = Item(
@@ -667,6 +681,13 @@ def _last_four(secret: str) -> str:
 
 
 # ---- reading ----------------------------------------------------------------------------------
+
+
+def _org(services: Services, org_id: str, *, now: datetime) -> Item:
+    try:
+        return services.table.get(org_id, ORG, now=now)
+    except ItemNotFound:
+        raise NotFound() from None
 
 
 def _find(services: Services, org_id: str, connection_id: str, *, now: datetime) -> Item:

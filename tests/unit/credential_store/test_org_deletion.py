@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
-from credential_store import org_deletion, orgs, revocations
+from credential_store import connections, org_deletion, orgs, revocations
 
 from strongroom.api import Caller
 from strongroom.audit import AuditLog, AuditUnavailable
@@ -21,7 +21,14 @@ from strongroom.crypto import KeyringUnavailable
 from strongroom_local.provision import Stack
 from tests.support.http import http_event
 from tests.unit.credential_store.conftest import Call, Invoke, LambdaContext
-from tests.unit.credential_store.connection_helpers import canary, created, new_org, okta_body
+from tests.unit.credential_store.connection_helpers import (
+    canary,
+    create,
+    created,
+    new_org,
+    okta_body,
+    rotate,
+)
 
 ORG_ROUTE = "/orgs/{org_id}"
 
@@ -515,3 +522,89 @@ def test_no_member_is_added_while_the_org_is_deleted_so_none_outlives_it(
         path_parameters={"org_id": org},
     )
     assert status == 404
+
+
+BEING_DELETED = {"error": {"code": "conflict", "message": "The org is being deleted."}}
+
+
+@pytest.mark.parametrize("read_before_the_deletion", [False, True])
+def test_no_connection_is_created_while_the_org_is_deleted_so_none_outlives_it(
+    *,
+    call: Call,
+    stack: Stack,
+    app_module: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    read_before_the_deletion: bool,
+) -> None:
+    org = new_org(call)
+    if read_before_the_deletion:
+        # The request read the org before the deletion shredded its key: its write's condition
+        # holds.
+        monkeypatch.setattr(connections, "refuse_if_shredded", lambda *_, **__: None)
+    keyrings = app_module.services().keyrings
+    original = keyrings.discard_keyring
+    answers: list[tuple[int, Any]] = []
+
+    def owner_creates_a_connection_meanwhile(org_id: str) -> None:
+        # Every item has been deleted but the org and the owner's membership (a process that
+        # still holds the org's DEK, as moto's disabled key still unwraps it, can seal): a
+        # connection created now would be passed over by the deletion and outlive the org.
+        answers.append(create(call, org, okta_body(token=canary("late")), sub="alice"))
+        original(org_id)
+
+    monkeypatch.setattr(keyrings, "discard_keyring", owner_creates_a_connection_meanwhile)
+    assert _delete(call, org) == (204, None)
+    assert answers == [(409, BEING_DELETED)]
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
+    assert _schedule_entries(stack, org) == []
+
+
+def _stopped_after_the_shredding(app_module: Any, org: str) -> None:
+    """The owner's DELETE, answered 202: the key shredded, only the owner left a member, the
+    org's connections still there."""
+    event = http_event("DELETE", f"/orgs/{org}", route=ORG_ROUTE, path_parameters={"org_id": org})
+    event["requestContext"]["authorizer"]["jwt"]["claims"].update(_fresh())
+    assert app_module.lambda_handler(event, LambdaContext(seconds_left=1))["statusCode"] == 202
+
+
+def _raw_item(stack: Stack, org: str, sk: str) -> dict[str, Any]:
+    return dict(
+        boto3.client("dynamodb").get_item(
+            TableName=stack.ref("Table"),
+            Key={"pk": {"S": org}, "sk": {"S": sk}},
+            ConsistentRead=True,
+        )["Item"]
+    )
+
+
+@pytest.mark.parametrize("read_before_the_shredding", [False, True])
+def test_no_credentials_are_replaced_once_the_org_is_shredded(
+    *,
+    call: Call,
+    stack: Stack,
+    app_module: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    read_before_the_shredding: bool,
+) -> None:
+    org = new_org(call)
+    connection_id = created(
+        call,
+        org,
+        okta_body(
+            auth={"method": "client_credentials", "client_id": "c1", "client_secret": canary("old")}
+        ),
+    )
+    _stopped_after_the_shredding(app_module, org)
+    before = _partition(stack, org)
+    stored = _raw_item(stack, org, f"CONN#{connection_id}")
+    if read_before_the_shredding:
+        monkeypatch.setattr(connections, "refuse_if_shredded", lambda *_, **__: None)
+
+    auth = {"method": "client_credentials", "client_id": "c2", "client_secret": canary("new")}
+    assert rotate(call, org, connection_id, auth, sub="alice") == (409, BEING_DELETED)
+
+    # Nothing written: the connection as it was, and no revocation owed that would outlive it.
+    assert _partition(stack, org) == before
+    assert _raw_item(stack, org, f"CONN#{connection_id}") == stored
+    assert _delete(call, org) == (204, None)
+    assert _partition(stack, org) == {"AUDIT#HEAD"}
