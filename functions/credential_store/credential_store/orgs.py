@@ -6,6 +6,7 @@ org gets NotFound, exactly as for an org that does not exist.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from strongroom.crypto.exceptions import CryptoError
 from strongroom.errors import Conflict, InvalidField, NotFound, RateLimited
 from strongroom.redaction import get_logger
 from strongroom.roles import Role
+from strongroom.shredded_orgs import UNSHREDDED, refuse_if_shredded, unshredded
 from strongroom.tenancy import (
     Check,
     ConditionFailed,
@@ -50,9 +52,6 @@ _ABANDONED_KEY_WINDOW_DAYS = 7
 _ABANDONED = "abandoned_at"
 _TOMBSTONE_TTL = timedelta(days=1)
 _MAX_MEMBERS_PAGE = 100
-# Set on the org item once its deletion has shredded its key (`org_deletion`): from then on the
-# deletion must finish, and no member may be added.
-_KEY_SHREDDED_AT = "key_shredded_at"
 
 
 def _iso(now: datetime) -> str:
@@ -238,12 +237,11 @@ def set_member_role(
         # Refused once the org's deletion cannot be stopped: a member added after it listed the
         # members would outlive the org. On the org item, as read and when the write lands.
         _refuse_if_shredded(services, org_id, now=now)
-        unshredded = {_KEY_SHREDDED_AT: None}
         operations = [Create(MEMBER, user_id, attributes=stamp)]
         if role is Role.OWNER:
-            operations.append(_owner_count_change(services, org_id, +1, now=now, expect=unshredded))
+            operations.append(_owner_count_change(services, org_id, +1, now=now, expect=UNSHREDDED))
         else:
-            operations.append(Check(ORG, expect=unshredded))
+            operations.append(unshredded())
         action = AuditAction.MEMBER_ADD
     else:
         old_role = Role(current.attributes["role"])
@@ -334,7 +332,7 @@ def _owner_count_change(
     delta: int,
     *,
     now: datetime,
-    expect: dict[str, Any] | None = None,
+    expect: Mapping[str, Any] | None = None,
 ) -> Update:
     """Move the org's owner count by `delta`, conditional on the count just read (and on
     `expect`: the org item's other attributes the write needs).
@@ -357,8 +355,7 @@ def _refuse_if_shredded(services: Services, org_id: str, *, now: datetime) -> No
         org = services.table.get(org_id, ORG, now=now)
     except ItemNotFound:
         raise NotFound() from None
-    if _KEY_SHREDDED_AT in org.attributes:
-        raise Conflict("The org is being deleted.")
+    refuse_if_shredded(org)
 
 
 def _write(services: Services, org_id: str, operations: list[Any], *, now: datetime) -> None:
