@@ -74,7 +74,7 @@ from strongroom.shredded_orgs import (
     BEING_DELETED,
     UNSHREDDED,
     refuse_if_shredded,
-    shredded_meanwhile,
+    is_shredded,
     unshredded,
 )
 from strongroom.tenancy import (
@@ -222,7 +222,7 @@ def create_connection(
         services.schedules.remove(org_id, connection_id, now=now)
         if isinstance(exc, ItemNotFound):
             raise NotFound() from None  # no longer a member: as for any non-member
-        if shredded_meanwhile(services.table, org_id, now=now):
+        if is_shredded(services.table, org_id, now=now):
             raise Conflict(BEING_DELETED) from None
         raise Conflict("Your role changed meanwhile; read it again and retry.") from None
     services.audit.flush_after_commit(org_id, now=now)
@@ -344,7 +344,7 @@ def replace_credentials(
     except ItemNotFound:  # the connection was deleted, or the caller removed, meanwhile
         raise NotFound() from None
     except ConditionFailed:  # the connection changed, or the caller was demoted, meanwhile
-        if shredded_meanwhile(services.table, org_id, now=now):
+        if is_shredded(services.table, org_id, now=now):
             raise Conflict(BEING_DELETED) from None
         raise Conflict("The connection changed meanwhile; read it again and retry.") from None
     attributes = {**current.attributes, **changes}

@@ -14,7 +14,10 @@ used at most once and only by the browser of the user who started the flow. A re
 state spent and its code never exchanged; one without `iss` is accepted (a provider that does not
 implement RFC 9207). If the user who started the flow is still an admin or owner of the org,
 the code is exchanged with the connection's client authentication and the grant is stored
-sealed, in a transaction that checks their role again. The
+sealed, in a transaction that checks their role again. Once the org's deletion has shredded its
+key (`strongroom.shredded_orgs`), neither a start nor a grant is stored: a start answers 409, a
+callback `org_deleting` (its code not exchanged, or the grant revoked if the key was shredded
+while it was). The
 browser is sent to the deployment's return URL with a result code and the connection id, never
 a token, code or state.
 
@@ -49,7 +52,14 @@ from strongroom.oauth import (
 )
 from strongroom.redaction import get_logger
 from strongroom.roles import Role, has_role, require_role, still_allowed
-from strongroom.tenancy import ConditionFailed, ItemNotFound, TenancyError
+from strongroom.shredded_orgs import (
+    BEING_DELETED,
+    ORG_KIND,
+    is_shredded,
+    refuse_if_shredded,
+    unshredded,
+)
+from strongroom.tenancy import ConditionFailed, Create, ItemNotFound, TenancyError
 
 logger = get_logger(service="oauth_callback")
 
@@ -114,6 +124,12 @@ def start_authorization(
         raise Conflict("The connection names no authorization endpoint.") from None
     if endpoints.authorization is None or connection.client_id is None:
         raise Conflict("The connection names no authorization endpoint.")
+    # Before sealing (the org's key may be shredded): a state stored now would outlive the org.
+    # The write's condition covers a shredding after this read.
+    try:
+        refuse_if_shredded(services.table.get(org_id, ORG_KIND, now=now))
+    except ItemNotFound:
+        raise NotFound() from None
     secret = _b64url(secrets.token_bytes(32))
     state = f"{org_id}.{secret}"
     state_id = _digest(secret)
@@ -124,8 +140,7 @@ def start_authorization(
     sealed_verifier = services.keyrings.for_org(org_id).seal_field(
         verifier, kind=_STATE_SEALED_KIND, item_id=state_id, field="code_verifier"
     )
-    services.table.create(
-        org_id,
+    state_item = Create(
         STATE_KIND,
         state_id,
         attributes={
@@ -139,8 +154,13 @@ def start_authorization(
             **({"issuer": endpoints.issuer} if endpoints.issuer is not None else {}),
         },
         ttl=STATE_TTL,
-        now=now,
     )
+    try:
+        services.table.transact(org_id, [state_item, unshredded()], now=now)
+    except ItemNotFound:
+        raise NotFound() from None  # the org is gone
+    except ConditionFailed:
+        raise Conflict(BEING_DELETED) from None
     query = {
         "response_type": "code",
         "client_id": connection.client_id,
@@ -338,6 +358,10 @@ def _finish(
     # minutes), they may no longer connect the org's connection to an account of their choice.
     if not has_role(services.table, consumed.started_by, consumed.org_id, Role.ADMIN, now=now):
         return CallbackResult.NOT_ALLOWED, "not_allowed"
+    # A grant stored now could not be sealed (or would be, under a dead key) and would be deleted
+    # unused: the code is not exchanged. The grant's condition covers a shredding after this.
+    if is_shredded(services.table, consumed.org_id, now=now):
+        return CallbackResult.ORG_DELETING, "org_deleting"
     return _exchange(services, consumed, code, now=now, request_id=request_id)
 
 
@@ -363,8 +387,9 @@ def _exchange(
             now=now,
             request_id=request_id,
             actor=consumed.started_by,
-            # The grant is stored only if its user is still allowed when it lands.
-            with_grant=[still_allowed(consumed.started_by, Role.ADMIN), *recorded],
+            # The grant is stored only if its user is still allowed when it lands, and the
+            # org's key is not shredded.
+            with_grant=[still_allowed(consumed.started_by, Role.ADMIN), unshredded(), *recorded],
         )
     except ConnectionUnusable:
         return _not_stored(services, consumed, now=now)
@@ -380,11 +405,14 @@ def _exchange(
 def _not_stored(
     services: Services, consumed: _ConsumedState, *, now: datetime
 ) -> tuple[CallbackResult, str]:
-    """Why a grant's store was refused: its user lost their role, its connection is gone, or the
-    connection changed while the code was exchanged (another flow's grant landed first, its
-    secret was replaced, or its token refreshed): then the flow can be started again."""
+    """Why a grant's store was refused: its user lost their role, the org's key was shredded,
+    its connection is gone, or the connection changed while the code was exchanged (another
+    flow's grant landed first, its secret was replaced, or its token refreshed): then the flow
+    can be started again."""
     if not has_role(services.table, consumed.started_by, consumed.org_id, Role.ADMIN, now=now):
         return CallbackResult.NOT_ALLOWED, "not_allowed"
+    if is_shredded(services.table, consumed.org_id, now=now):
+        return CallbackResult.ORG_DELETING, "org_deleting"
     try:
         services.tokens.connection(consumed.org_id, consumed.connection_id, now=now)
     except ConnectionUnusable:

@@ -36,3 +36,5 @@ class CallbackResult(StrEnum):
     UNAVAILABLE = "unavailable"
     # The user who started the flow is no longer an admin or owner of the org.
     NOT_ALLOWED = "not_allowed"
+    # The org's deletion has shredded its key: nothing is stored (a grant issued is revoked).
+    ORG_DELETING = "org_deleting"

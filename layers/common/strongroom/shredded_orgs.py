@@ -15,7 +15,7 @@ of its own write on the org item (a transaction touches each item once).
     try:
         table.transact(org_id, [Create(...), unshredded(), ...], now=now)
     except ConditionFailed:
-        if shredded_meanwhile(table, org_id, now=now):
+        if is_shredded(table, org_id, now=now):
             raise Conflict(BEING_DELETED) from None
         raise
 """
@@ -48,10 +48,10 @@ def refuse_if_shredded(org: Item) -> None:
         raise Conflict(BEING_DELETED)
 
 
-def shredded_meanwhile(table: TenantTable, org_id: str, *, now: datetime) -> bool:
-    """Whether the org's key is shredded now: read again after a write's condition failed, to
-    tell the org's deletion from the write's other conditions. False if the table cannot say
-    (the write's own answer stands)."""
+def is_shredded(table: TenantTable, org_id: str, *, now: datetime) -> bool:
+    """Whether the org's key is shredded, as the org item says now (read after a write's
+    condition failed, it tells the org's deletion from the write's other conditions). False if
+    the table cannot say: the write's own condition, or its own answer, stands."""
     try:
         org = table.get(org_id, ORG_KIND, now=now)
     except TenancyError:  # ItemNotFound too: deleted already, the caller's membership with it

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
+from tests.support.http import http_event
+from tests.unit.credential_store.conftest import LambdaContext
 from tests.unit.oauth_flow.conftest import OAuthWorld, rebuild_tokens
 
 
@@ -836,3 +840,106 @@ def test_a_code_exchange_without_a_refresh_token_is_refused_and_its_access_token
     actions = _audit_actions(world, org)
     assert ("credential.revoke", "success") in actions
     assert ("oauth.connect", "failure") in actions
+
+
+# ---- an org whose deletion has shredded its key ------------------------------------------------
+
+BEING_DELETED = {"error": {"code": "conflict", "message": "The org is being deleted."}}
+
+
+def _shredded(world: OAuthWorld, org: str) -> None:
+    """The owner's (alice's) DELETE, answered 202: the key shredded, every other member removed,
+    the org's connections still there."""
+    event = http_event(
+        "DELETE",
+        f"/orgs/{org}",
+        route="/orgs/{org_id}",
+        path_parameters={"org_id": org},
+        claims={"auth_time": str(int(time.time()) - 10)},
+    )
+    response = world.credential_store.lambda_handler(event, LambdaContext(seconds_left=1))
+    assert response["statusCode"] == 202
+
+
+def _partition(world: OAuthWorld, org: str) -> set[str]:
+    """Sort keys of every item in the org's partition, expired or not."""
+    items = boto3.client("dynamodb").query(
+        TableName=world.settings.table_name,
+        KeyConditionExpression="pk = :org",
+        ExpressionAttributeValues={":org": {"S": org}},
+        ConsistentRead=True,
+    )["Items"]
+    return {item["sk"]["S"] for item in items}
+
+
+@pytest.mark.parametrize("shredded_after_the_read", [False, True])
+def test_no_authorization_is_started_once_the_org_is_shredded(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch, shredded_after_the_read: bool
+) -> None:
+    org = world.new_org()
+    connection_id, _, _ = world.new_code_connection(org)
+    if shredded_after_the_read:
+        from oauth_flow import flow  # the function's package, on the path once `world` loads it
+
+        checked = flow.refuse_if_shredded
+
+        def shredded_right_after_the_check(*args: Any, **kwargs: Any) -> None:
+            checked(*args, **kwargs)
+            _shredded(world, org)
+
+        monkeypatch.setattr(flow, "refuse_if_shredded", shredded_right_after_the_check)
+    else:
+        _shredded(world, org)
+    before = _partition(world, org) if not shredded_after_the_read else None
+
+    reply = world.authorize(org, connection_id, sub="alice")
+
+    assert (reply.status, reply.body) == (409, BEING_DELETED)
+    assert reply.cookies == []
+    # No state item: it would outlive the org (and its verifier was sealed under a dead key).
+    assert not any(sk.startswith("OAUTH_STATE#") for sk in _partition(world, org))
+    if before is not None:
+        assert _partition(world, org) == before
+
+
+@pytest.mark.parametrize("shredded_after_the_read", [False, True])
+def test_no_grant_is_stored_once_the_org_is_shredded_and_one_issued_is_revoked(
+    world: OAuthWorld, monkeypatch: pytest.MonkeyPatch, shredded_after_the_read: bool
+) -> None:
+    org = world.new_org()
+    connection_id, client_id, _ = world.new_code_connection(org)
+    url, cookie = world.start(org, connection_id, sub="alice")  # the owner who deletes the org
+    query = world.browse(url)
+    from oauth_flow import flow  # the function's package, on the path once `world` loads it
+
+    if shredded_after_the_read:
+        checked = flow.is_shredded
+        calls: list[bool] = []
+
+        def shredded_right_after_the_check(*args: Any, **kwargs: Any) -> bool:
+            shredded = bool(checked(*args, **kwargs))
+            if not calls:
+                _shredded(world, org)
+            calls.append(shredded)
+            return shredded
+
+        monkeypatch.setattr(flow, "is_shredded", shredded_right_after_the_check)
+    else:
+        _shredded(world, org)
+
+    result = world.result(world.callback(query, cookie))
+
+    assert result == {"result": "org_deleting", "connection_id": connection_id}
+    body = world.connection(org, connection_id, sub="alice").body
+    assert body["status"] == "pending_authorization"
+    assert "refresh_token" not in {c["field"] for c in body["credentials"]}
+    exchanged = world.server.counts()["grant_authorization_code"]
+    if shredded_after_the_read:
+        # The code was exchanged before the write was refused: the grant is held by nobody, so
+        # it is revoked at the provider.
+        assert exchanged == 1
+        assert world.server.counts()["revocations"] == 1
+    else:
+        assert exchanged == 0  # the code is not spent
+    assert world.server.current_refresh_tokens(client_id) == []
+    assert ("oauth.connect", "failure", "org_deleting") in _outcomes(world, org)
