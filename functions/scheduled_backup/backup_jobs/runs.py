@@ -49,10 +49,18 @@ from strongroom.plans import Plan, plan_named, use_on_demand_backup
 from strongroom.redaction import get_logger
 from strongroom.roles import Role, require_role, still_allowed
 from strongroom.schedules import InvalidScheduleExpression, parse_schedule_expression
+from strongroom.shredded_orgs import (
+    BEING_DELETED,
+    ORG_KIND,
+    is_shredded,
+    refuse_if_shredded,
+    unshredded,
+)
 from strongroom.tenancy import (
     Check,
     ConditionFailed,
     Create,
+    Item,
     ItemExists,
     ItemNotFound,
     Operation,
@@ -126,10 +134,16 @@ def start_on_demand(
     plan's on-demand backups of the day (a start that finds one running is not counted)."""
     require_role(services.table, caller, org_id, Role.ADMIN, now=now)
     _connection(services, org_id, connection_id, now=now)
+    org = _org(services, org_id, now=now)
+    # Its deletion would pass over a backup started now; the start's condition covers a
+    # shredding after this read.
+    refuse_if_shredded(org)
     running = running_backup(services, org_id, connection_id, now=now)
     if running is not None:
         return Started(running, new=False)
-    use_on_demand_backup(services.table, org_id, plan=_plan(services, org_id, now=now), now=now)
+    use_on_demand_backup(
+        services.table, org_id, plan=plan_named(org.attributes.get("plan")), now=now
+    )
     try:
         started = start_backup(
             services,
@@ -177,7 +191,8 @@ def start_backup(
 
     `guard` must hold when the record is written (the user who asked is still an admin):
     NotFound if they were removed meanwhile, Conflict if demoted; nothing is written. NotFound
-    too if the connection was deleted meanwhile.
+    too if the connection was deleted meanwhile, Conflict if the org's deletion has shredded
+    its key (the deletion could pass over the record).
     """
     connection = _connection(services, org_id, connection_id, now=now)
     backup_id = new_backup_id()
@@ -214,8 +229,10 @@ def start_backup(
         # (a backup already running would otherwise hand them its id).
         *([] if guard is None else [guard]),
         # The connection read above is still there: one deleted meanwhile (alone, or with its
-        # org) gets no backup record that nothing would ever remove.
+        # org) gets no backup record that nothing would ever remove. Nor does one whose org's
+        # deletion, which may have passed the record's place already, is under way.
         Check(CONNECTION_KIND, connection_id),
+        unshredded(),
         Create(RUN_KIND, connection_id, attributes={"backup_id": backup_id}, ttl=RUN_TTL),
         Create(
             BACKUP_KIND,
@@ -233,6 +250,8 @@ def start_backup(
         except ItemNotFound:  # the guard's member item, or the connection, is gone
             raise NotFound() from None
         except ConditionFailed:
+            if is_shredded(services.table, org_id, now=now):
+                raise Conflict(BEING_DELETED) from None
             raise Conflict("Your role changed meanwhile; read it again and retry.") from None
         except ItemExists:
             running = running_backup(services, org_id, connection_id, now=now)
@@ -454,9 +473,12 @@ def _connection(
     return dict(item.attributes)
 
 
-def _plan(services: Services, org_id: str, *, now: datetime) -> Plan:
+def _org(services: Services, org_id: str, *, now: datetime) -> Item:
     try:
-        org = services.table.get(org_id, "ORG", now=now)
+        return services.table.get(org_id, ORG_KIND, now=now)
     except ItemNotFound:
         raise NotFound() from None
-    return plan_named(org.attributes.get("plan"))
+
+
+def _plan(services: Services, org_id: str, *, now: datetime) -> Plan:
+    return plan_named(_org(services, org_id, now=now).attributes.get("plan"))

@@ -3,9 +3,11 @@ on schedule (the due index, the plan's minimum interval, overlapping dispatchers
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 from backup_jobs import runs, worker
 from backup_jobs.models import BackupJob
@@ -15,9 +17,10 @@ from strongroom.audit import InvalidAuditEvent
 from strongroom.backups import BackupSchedules, backup_listing
 from strongroom.errors import Conflict, NotFound
 from strongroom.oauth import CONNECTION_KIND
+from strongroom.plans import on_demand_backups_used
 from strongroom.tenancy import StoreUnavailable
 from tests.support.http import http_event
-from tests.unit.scheduled_backup.conftest import BackupWorld
+from tests.unit.scheduled_backup.conftest import BackupWorld, Context
 
 
 def _schedules(world: BackupWorld) -> BackupSchedules:
@@ -490,3 +493,86 @@ def test_only_a_start_the_next_tick_can_cure_is_put_back(
     monkeypatch.setattr(runs, "start_backup", start_backup)
     assert runs.dispatch_due(world.services, now=due_at, request_id="r").failed == 1
     assert (_entry(world, org, connection, due_at) is not None) is due_again
+
+
+# ---- an org whose deletion has shredded its key ------------------------------------------------
+
+BEING_DELETED = {"error": {"code": "conflict", "message": "The org is being deleted."}}
+
+
+def _shredded(world: BackupWorld, org: str) -> None:
+    """The owner's (alice's) DELETE, answered 202: the key shredded, every other member removed,
+    the org's connections still there."""
+    event = http_event(
+        "DELETE",
+        f"/orgs/{org}",
+        route="/orgs/{org_id}",
+        path_parameters={"org_id": org},
+        claims={"auth_time": str(int(time.time()) - 10)},
+    )
+    response = world.credential_store.lambda_handler(event, Context(lambda: 1000))
+    assert response["statusCode"] == 202
+
+
+def _partition(world: BackupWorld, org: str) -> set[str]:
+    """Sort keys of every item in the org's partition, expired or not."""
+    items = boto3.client("dynamodb").query(
+        TableName=world.settings.table_name,
+        KeyConditionExpression="pk = :org",
+        ExpressionAttributeValues={":org": {"S": org}},
+        ConsistentRead=True,
+    )["Items"]
+    return {item["sk"]["S"] for item in items}
+
+
+@pytest.mark.parametrize("shredded_after_the_read", [False, True])
+def test_no_backup_is_started_once_the_org_is_shredded(
+    world: BackupWorld, monkeypatch: pytest.MonkeyPatch, shredded_after_the_read: bool
+) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    if shredded_after_the_read:
+        checked = runs.refuse_if_shredded
+
+        def shredded_right_after_the_check(*args: Any, **kwargs: Any) -> None:
+            checked(*args, **kwargs)
+            _shredded(world, org)
+
+        monkeypatch.setattr(runs, "refuse_if_shredded", shredded_right_after_the_check)
+    else:
+        _shredded(world, org)
+    before = _partition(world, org)
+
+    assert world.start(org, connection, sub="alice") == (409, BEING_DELETED)
+
+    # No backup record, no run item: the deletion would pass over them. No job either.
+    written = _partition(world, org) - before
+    assert not any(sk.startswith(("BACKUP#", "BACKUP_RUN#")) for sk in written)
+    assert world.drain() == 0
+    if shredded_after_the_read:
+        # The day's counter was moved before the start was refused, and given back (it expires
+        # with its day).
+        assert on_demand_backups_used(world.services.table, org, now=datetime.now(UTC)) == 0
+    else:
+        assert written == set()
+
+
+def test_no_scheduled_backup_is_started_once_the_org_is_shredded(world: BackupWorld) -> None:
+    org = world.new_org()
+    connection = world.connect(org)
+    _shredded(world, org)
+    before = _partition(world, org)
+
+    with pytest.raises(Conflict, match="being deleted"):
+        runs.start_backup(
+            world.services,
+            org,
+            connection,
+            trigger="schedule",
+            requested_by=runs.SCHEDULER,
+            now=datetime.now(UTC),
+            request_id="r1",
+        )
+
+    assert _partition(world, org) == before
+    assert world.drain() == 0
