@@ -560,19 +560,24 @@ def test_no_backup_is_started_once_the_org_is_shredded(
 def test_no_scheduled_backup_is_started_once_the_org_is_shredded(world: BackupWorld) -> None:
     org = world.new_org()
     connection = world.connect(org)
+    due_at = datetime.now(UTC) + timedelta(days=1, seconds=2)
     _shredded(world, org)
     before = _partition(world, org)
 
-    with pytest.raises(Conflict, match="being deleted"):
-        runs.start_backup(
-            world.services,
-            org,
-            connection,
-            trigger="schedule",
-            requested_by=runs.SCHEDULER,
-            now=datetime.now(UTC),
-            request_id="r1",
-        )
+    report = runs.dispatch_due(world.services, now=due_at, request_id="r1")
 
+    assert (report.started, report.failed) == (0, 1)
     assert _partition(world, org) == before
     assert world.drain() == 0
+    # Left due until the deletion, once finished, has removed it with the connection.
+    assert _entry(world, org, connection, due_at) is not None
+    event = http_event(
+        "DELETE",
+        f"/orgs/{org}",
+        route="/orgs/{org_id}",
+        path_parameters={"org_id": org},
+        claims={"auth_time": str(int(time.time()) - 10)},
+    )
+    assert world.credential_store.lambda_handler(event, Context())["statusCode"] == 204
+    assert _entry(world, org, connection, due_at) is None
+    assert _partition(world, org) == {"AUDIT#HEAD"}
