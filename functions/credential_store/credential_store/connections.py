@@ -73,8 +73,8 @@ from strongroom.schedules import (
 from strongroom.shredded_orgs import (
     BEING_DELETED,
     UNSHREDDED,
-    refuse_if_shredded,
     is_shredded,
+    refuse_if_shredded,
     unshredded,
 )
 from strongroom.tenancy import (
