@@ -90,6 +90,7 @@ def receive_webhook(source: Annotated[Source, Path()]) -> WebhookReceipt:
         201: {"description": "Minted: the nonce, its expiry, and the custom data to hand over"},
         403: _error("A member of the org, but not an owner"),
         404: _error("No such org, or the caller is not a member of it"),
+        409: _error("The org is being deleted (its key is shredded): nothing is minted"),
         429: _error("The org's checkouts of the day (UTC) are used up"),
     },
 )

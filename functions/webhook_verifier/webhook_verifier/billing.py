@@ -86,8 +86,9 @@ from typing import Any
 from strongroom.api import Caller
 from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.audit.events import Outcome as AuditOutcome
-from strongroom.errors import Forbidden, NotFound, RateLimited
+from strongroom.errors import Conflict, Forbidden, NotFound, RateLimited
 from strongroom.plans import FREE, USAGE
+from strongroom.shredded_orgs import BEING_DELETED, unshredded
 from strongroom.tenancy import (
     Check,
     ConditionFailed,
@@ -158,6 +159,8 @@ def create_checkout(
     """Mint a single-use nonce bound to the org and the calling owner, valid for 24 hours.
 
     RateLimited (429) past the org's checkouts of the day: nothing is written, nor counted.
+    Conflict (409) once the org's deletion has shredded its key: a nonce written then would be
+    passed over by the deletion and outlive the org.
     """
     _require_owner(services, caller, org_id, now=now)
     nonce = new_checkout_nonce()
@@ -169,11 +172,15 @@ def create_checkout(
     )
     try:
         # Counted with the nonce it allows: a failed write does not use up the day.
-        services.table.transact(org_id, [_count_checkout(now), checkout], now=now)
+        services.table.transact(org_id, [_count_checkout(now), checkout, unshredded()], now=now)
     except LimitReached:
         raise RateLimited(
             f"An org can start {MAX_CHECKOUTS_PER_DAY} checkouts a day; try again tomorrow (UTC)."
         ) from None
+    except ItemNotFound:  # the org itself is gone: deleted, the caller's membership with it
+        raise NotFound() from None
+    except ConditionFailed:  # only the org's guard has such a condition
+        raise Conflict(BEING_DELETED) from None
     expires_at = _iso(now + NONCE_TTL)
     services.audit.append(
         org_id,

@@ -255,6 +255,27 @@ def _partition(webhooks: WebhookStack, org_id: str) -> list[dict[str, Any]]:
     )
 
 
+def test_no_checkout_is_minted_once_the_orgs_key_is_shredded(webhooks: WebhookStack) -> None:
+    """An org whose deletion has shredded its key (credential_store's org_deletion sets
+    `key_shredded_at` on the org item, then deletes the partition): a checkout written now would
+    be passed over by the deletion and outlive the org, and its activation would raise a plan."""
+    org_id = webhooks.new_org()
+    boto3.client("dynamodb").update_item(
+        TableName=webhooks.settings.table_name,
+        Key={"pk": {"S": org_id}, "sk": {"S": "ORG"}},
+        UpdateExpression="SET key_shredded_at = :at",
+        ExpressionAttributeValues={":at": {"S": "2026-01-01T00:00:00Z"}},
+    )
+    before = _partition(webhooks, org_id)
+    answer = webhooks.checkout(org_id)
+    assert (answer.status, answer.body) == (
+        409,
+        {"error": {"code": "conflict", "message": "The org is being deleted."}},
+    )
+    assert _partition(webhooks, org_id) == before  # no nonce, and the day's count untouched
+    assert not [e for e in webhooks.audit_events(org_id) if e.action == "billing.checkout"]
+
+
 def test_an_org_mints_at_most_its_checkouts_of_the_day(webhooks: WebhookStack) -> None:
     per_day = 10  # billing.MAX_CHECKOUTS_PER_DAY, as README states it
     org_id, other = webhooks.new_org(), webhooks.new_org(owner="bob")
