@@ -7,9 +7,11 @@ regresses to quadratic turns this module from seconds into hours, which no one m
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from strongroom.redaction import REDACTED, redact_text
+from strongroom.redaction import REDACTED, redact, redact_text
 from tests.support.keys import pem_armour
 from tests.unit.redaction.helpers import assert_not_leaked, canary, fullwidth
 
@@ -146,3 +148,27 @@ def test_a_secret_after_a_megabyte_of_noise_is_still_found(noise: str) -> None:
     assert redacted.endswith(
         "\nAuthorization: Bearer [REDACTED]\nclient_secret=[REDACTED] cb?code=[REDACTED]&x=1"
     )
+
+
+def _spellings(word: str, count: int) -> list[str]:
+    """`count` spellings of `word` that all normalise to it (`NaMe`, `n_a-m.e`, `N A M E`...)."""
+    separators = ["", "_", "-", ".", " ", "__", "--", "..", "_-", "-_"]
+    cases = itertools.product(*((char.lower(), char.upper()) for char in word))
+    gaps = itertools.product(separators, repeat=len(word) - 1)
+    spellings = (
+        letters[0] + "".join(gap + letter for gap, letter in zip(between, letters[1:], strict=True))
+        for letters, between in itertools.product(list(cases), list(gaps))
+    )
+    return list(itertools.islice(spellings, count))
+
+
+def test_a_mapping_of_many_name_and_value_fields_is_walked_in_linear_time() -> None:
+    # A name/value structure's value fields are judged under the names its name fields hold;
+    # judging every value field against every name held would be quadratic (16,000 of each:
+    # minutes, not a fraction of a second).
+    count = 16_000
+    fields = {name: f"field_{number}" for number, name in enumerate(_spellings("name", count))}
+    values = dict.fromkeys(_spellings("value", count), "kept")
+    assert redact({**fields, **values}) == {**fields, **values}
+    secret = {**fields, "KEY": "client_secret", **values}
+    assert redact(secret) == {**fields, "KEY": "client_secret", **dict.fromkeys(values, REDACTED)}

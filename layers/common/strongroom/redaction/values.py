@@ -145,15 +145,26 @@ def _walk_mapping(
     names = {normalise_key(key) for key in mapping if isinstance(key, str)}
     oauth_message = in_oauth_message or _is_oauth_message(names)
     jwk = "kty" in names
+    # A value field is also judged under each name the structure's name fields hold. What those
+    # names say is settled once here: judging each value field against each of them would be
+    # quadratic in a mapping of many name and value fields.
     described = _described_names(mapping)
+    described_secret = any(_secret_by_name(each, jwk) for each in described)
+    described_conditional = not described.isdisjoint(CONDITIONAL_NAMES)
+    described_group = not described.isdisjoint(GROUP_SECRET_NAMES)
     result: dict[Any, Any] = {}
     for key, item in mapping.items():
         name = normalise_key(key) if isinstance(key, str) else None
-        # A value field is also judged under each name the structure's name fields hold.
-        judged_as = {name} | described if name in VALUE_FIELDS else {name}
-        if any(_hides(each, item, oauth_message, jwk) for each in judged_as if each is not None):
+        value_field = name in VALUE_FIELDS
+        if (name is not None and _hides(name, item, oauth_message, jwk)) or (
+            value_field
+            and (
+                described_secret
+                or (described_conditional and _hides_conditional(item, oauth_message))
+            )
+        ):
             result[_walk_key(key)] = REDACTED
-        elif not judged_as.isdisjoint(GROUP_SECRET_NAMES):
+        elif name in GROUP_SECRET_NAMES or (value_field and described_group):
             result[_walk_key(key)] = _walk_group(item, render, depth, active)
         else:
             result[_walk_key(key)] = _walk(item, render, depth, active)
@@ -223,11 +234,23 @@ def _walk_group(value: Any, render: Render, depth: int, active: set[int]) -> Any
 
 def _hides(name: str, item: Any, oauth_message: bool, jwk: bool) -> bool:
     """Whether the value `item` under the normalised field name `name` is replaced whole."""
-    if name in SECRET_NAMES or name.endswith(SECRET_SUFFIXES):
+    if _secret_by_name(name, jwk):
         return True
-    if jwk and name in _JWK_PRIVATE_MEMBERS:
-        return True
-    return name in CONDITIONAL_NAMES and (oauth_message or not looks_like_enum_word(item))
+    return name in CONDITIONAL_NAMES and _hides_conditional(item, oauth_message)
+
+
+def _secret_by_name(name: str, jwk: bool) -> bool:
+    """Whether any value under the normalised field name `name` is replaced whole."""
+    return (
+        name in SECRET_NAMES
+        or name.endswith(SECRET_SUFFIXES)
+        or (jwk and name in _JWK_PRIVATE_MEMBERS)
+    )
+
+
+def _hides_conditional(item: Any, oauth_message: bool) -> bool:
+    """Whether the value `item` under `code` or `state` is replaced whole."""
+    return oauth_message or not looks_like_enum_word(item)
 
 
 def _is_pair(value: Any) -> bool:
