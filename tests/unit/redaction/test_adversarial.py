@@ -102,6 +102,11 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
             _repeat('{"key": "token", "value": "x"}, '),
             '{"key": "token", "value": "[REDACTED]"}, ' * (MB // 32),
         ),
+        ("password: |\n" + _repeat("  password: |\n"), "password: [REDACTED]\n"),
+        (
+            _repeat("token: | #"),  # block scalar headers whose comment never ends its line
+            "token: [REDACTED] #" * (MB // 10 - 1) + "token: [REDACTED]",
+        ),
     ],
     ids=[
         "long-value",
@@ -120,6 +125,8 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
         "fullwidth-run-on-fields",
         "invisible-name-start",
         "name-value-structures",
+        "block-scalar-headers-inside-a-block",
+        "block-scalar-comments",
     ],
 )
 def test_adversarial_secrets_are_redacted_whole(text: str, expected: str) -> None:

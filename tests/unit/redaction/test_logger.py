@@ -111,6 +111,15 @@ def test_an_argument_on_the_line_after_a_secret_field_name_is_redacted_whole(
     ]
 
 
+def test_an_argument_in_a_yaml_block_scalar_of_a_secret_field_is_redacted_whole(
+    captured: Captured,
+) -> None:
+    words = [canary() for _ in range(2)]
+    captured.logger.info("config:\n  password: |\n    %s\n  user: %s", "\n".join(words), "bob")
+    assert_not_leaked(captured.text, *words)
+    assert captured.lines()[0]["message"] == "config:\n  password: [REDACTED]\n  user: bob"
+
+
 def test_mapping_arguments_keep_their_field_names(captured: Captured) -> None:
     token = canary()
     captured.logger.info(

@@ -580,6 +580,29 @@ def test_a_field_on_the_next_line_is_not_taken_for_a_value(text: str) -> None:
     assert redact_text(text) == text
 
 
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # A YAML block scalar: its header ends the name's line, its indented lines are the value.
+        ("password: |\n  {s}\n  {t}\nuser: bob", "password: [REDACTED]\nuser: bob"),
+        (
+            "config:\n  client_secret: >-\n    {s}\n\n    {t}\n  org_id: org_1",
+            "config:\n  client_secret: [REDACTED]\n  org_id: org_1",
+        ),
+        ("private_key: |+ # PEM body\n  {s}\n  {t}\n", "private_key: [REDACTED]\n"),
+        ("token: |2\r\n  {s}\r\n  {t}\r\nscope: x", "token: [REDACTED]\r\nscope: x"),
+        ("Authorization: >\n  Digest {s}\n   {t}", "Authorization: [REDACTED]"),
+        # No indented line below: the header is all there is, and it goes.
+        ("password: |\nuser: bob", "password: [REDACTED]\nuser: bob"),
+    ],
+)
+def test_yaml_block_scalars_are_redacted_whole(template: str, expected: str) -> None:
+    s, t = canary(), canary()
+    redacted = redact_text(template.format(s=s, t=t))
+    assert_not_leaked(redacted, s, t)
+    assert redacted == expected
+
+
 # --- long field names ---------------------------------------------------------------------------
 
 _LONG_PREFIX = "my_service_account_primary_production_eu_west_1_backup_integration_okta_9_"

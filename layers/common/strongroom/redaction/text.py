@@ -17,7 +17,8 @@ only): a password may hold spaces and `;`. `code` and `state`, which name many h
 things, end at a space. Only a line feed ends a line (a lone `\r` may be part of a password);
 any other whitespace (a no-break space, an ideographic space) may stand around the separator;
 and a name with nothing after it on its line takes the next line that holds anything as its
-value (`password:\n  hunter2`, YAML), unless that line starts with a field of its own.
+value (`password:\n  hunter2`, YAML), unless that line starts with a field of its own; a
+YAML block scalar (`password: |` and the indented lines below it) goes whole, header and all.
 A name/value structure (`{"name": "X-Api-Key", "value": "..."}`) is read as the field it
 names when its value field comes right after its name field, as every common producer writes
 them; one written value first is not recognised.
@@ -163,6 +164,12 @@ _LINE_END = re.compile(r"\n")
 _RUN_ON_TAIL = ",;&" + "".join(char for char in map(chr, range(0x3001)) if char.isspace())
 # What may follow a quoted or bracketed value that ends there (`"x", `, `'x')`, `{...}}`).
 _CLOSING = ",;&)]}>:"
+# A YAML block scalar's header: `|` or `>`, its chomping and indentation indicators, perhaps a
+# short comment, and the end of its line. The comment is bounded: an unbounded one would scan
+# the rest of the line from each of many headers on it.
+_BLOCK_SCALAR_HEADER = re.compile(r"[|>][-+1-9]{0,2}+[^\S\n]*+(?:#[^\n]{0,200}+)?\n")
+_BLANK_LINE = re.compile(r"[^\S\n]*+(?:\n|\Z)")
+_INDENT = re.compile(r"[ \t]*+")
 _UNQUOTED_HEADER_VALUE = re.compile(r"[^\n\"'<>]++")
 _ALREADY_REDACTED = re.compile(r"(?:[A-Za-z][A-Za-z0-9_-]{0,20}[ \t]+)?\[REDACTED\]", re.ASCII)
 _STRUCTURAL = re.compile(r"[\[\]{}\"'\\]")
@@ -261,6 +268,9 @@ def _value_span(
     if found is None:
         return None
     position = found
+    block = _block_scalar_end(text, position)
+    if block is not None:
+        return position, block
     prefix = _STRING_PREFIX.match(text, position)
     if prefix is not None:
         position = prefix.end()
@@ -285,6 +295,32 @@ def _value_start(text: str, position: int) -> int | None:
         if _KEY_VALUE_NAME.match(text, position) is not None:
             return None
     return position if position < len(text) else None
+
+
+def _block_scalar_end(text: str, position: int) -> int | None:
+    """The end of a YAML block scalar whose header (`|`, `>-`, `|2`...) is at `position`: its
+    lines are the ones below indented as its first is, blank lines among them. The header goes
+    with the value (`password: |` may also be a one-character password). None if no header."""
+    header = _BLOCK_SCALAR_HEADER.match(text, position)
+    if header is None:
+        return None
+    end = position + 1
+    line = header.end()
+    indent = ""
+    while line < len(text):
+        blank = _BLANK_LINE.match(text, line)
+        if blank is not None:
+            line = blank.end()
+            continue
+        if not indent:
+            indent = _INDENT.match(text, line)[0]  # type: ignore[index]
+        if not indent or not text.startswith(indent, line):
+            break
+        stop = text.find("\n", line)
+        stop = len(text) if stop < 0 else stop
+        end = line + len(text[line:stop].rstrip())
+        line = stop + 1
+    return end
 
 
 def _enclosed_span(text: str, position: int, *, run_on: bool) -> tuple[int, int] | None:
@@ -335,13 +371,14 @@ def _run_on_end(text: str, start: int, end: int) -> int:
 
 
 # A field name and separator at the very end of a text, perhaps with the start of its value
-# (`password=`, `password: '`, `password=%`): what a `%s` placeholder then adds is its value.
+# (`password=`, `password: '`, `password=%`, a YAML block scalar's `password: |` and indent):
+# what a `%s` placeholder then adds is its value.
 # Only the last FIELD_NAME_WINDOW characters of the text are read: a longer name is cut, and may
 # then start with any character of a name, but its end (where a secret name's ending is) stays.
 FIELD_NAME_WINDOW = 80
 _FIELD_AT_END = re.compile(
     f"(?<!{_NAME_CHAR})(?<![{_COLON}])({_NAME_CHAR}++)[{_QUOTE}]?[^\\S\\n]*+[{_EQUALS}{_COLON}]\\s*+"
-    f"[^\\s{_EQUALS}{_COLON}]*+\\Z"
+    f"(?:[|>][-+1-9]{{0,2}}+[^\\S\\n]*+\\n\\s*+)?[^\\s{_EQUALS}{_COLON}]*+\\Z"
 )
 
 
