@@ -49,6 +49,7 @@ def _repeat(unit: str) -> str:
         _repeat("credentials=[C("),
         _repeat("name=value="),  # name fields naming value fields
         _repeat('{"name": "'),  # name fields whose value never closes
+        _repeat('"name": "password", "a": 1, '),  # name fields whose value field never comes
     ],
     ids=[
         "jwt-starts",
@@ -71,6 +72,7 @@ def _repeat(unit: str) -> str:
         "nested-credential-lists",
         "name-value-chain",
         "unclosed-name-fields",
+        "name-fields-without-values",
     ],
 )
 def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> None:

@@ -772,6 +772,36 @@ def test_name_value_structures_in_text_lose_their_secret_values(
 
 
 @pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # SSM's GetParameter answer (Name, Type, Value), as json.dumps and as a repr.
+        (
+            '{{"Parameter": {{"Name": "/strongroom/prod/db_password", "Type": "SecureString", '
+            '"Value": "{s}", "Version": 1}}}}',
+            '{"Parameter": {"Name": "/strongroom/prod/db_password", "Type": "SecureString", '
+            '"Value": "[REDACTED]", "Version": 1}}',
+        ),
+        (
+            '{{\n  "name": "X-Api-Key",\n  "comment": "",\n  "value": "{s} {t}"\n}}',
+            '{\n  "name": "X-Api-Key",\n  "comment": "",\n  "value": "[REDACTED]"\n}',
+        ),
+        (
+            "{{'key': 'client_secret', 'type': 'text', 'version': 2, 'value': '{s}'}}",
+            "{'key': 'client_secret', 'type': 'text', 'version': 2, 'value': '[REDACTED]'}",
+        ),
+        ("name=password type=text value={s} {t}", "name=password type=text value=[REDACTED]"),
+    ],
+)
+def test_a_value_field_after_other_fields_of_its_structure_is_judged_by_its_name(
+    template: str, expected: str
+) -> None:
+    s, t = canary(), canary()
+    redacted = redact_text(template.format(s=s, t=t))
+    assert_not_leaked(redacted, s, t)
+    assert redacted == expected
+
+
+@pytest.mark.parametrize(
     "text",
     [
         '[{"Key": "team", "Value": "identity"}, {"name": "Acme Okta", "value": 3}]',
@@ -779,6 +809,9 @@ def test_name_value_structures_in_text_lose_their_secret_values(
         # The value is not the next field of the structure.
         '{"name": "password", "message": "too short", "value_kind": "text"}',
         '{"key": "org_1/bk_1/users.json", "value": "etag-1"}',
+        # The value field of another structure, or of one nested in this one.
+        '[{"name": "password", "hint": "long"}, {"name": "user", "value": "bob"}]',
+        '{"name": "password", "rules": {"min": 8}, "value_count": 1} {"value": "bob"}',
     ],
 )
 def test_name_value_structures_without_secrets_stay(text: str) -> None:

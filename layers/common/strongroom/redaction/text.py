@@ -20,8 +20,9 @@ and a name with nothing after it on its line takes the next line that holds anyt
 value (`password:\n  hunter2`, YAML), unless that line starts with a field of its own; a
 YAML block scalar (`password: |` and the indented lines below it) goes whole, header and all.
 A name/value structure (`{"name": "X-Api-Key", "value": "..."}`) is read as the field it
-names when its value field comes right after its name field, as every common producer writes
-them; one written value first is not recognised.
+names when its value field comes after its name field with no bracket and at most a few other
+fields between them (SSM writes `Name`, `Type`, `Value`; sorted keys put `name` first); one
+written value first, or with a nested structure between, is not recognised.
 """
 
 from __future__ import annotations
@@ -418,30 +419,39 @@ def _url_parameters(text: str) -> str:
 _DESCRIBED_NAME = re.compile(
     f"[^\\S\\n]*+(\\\\?[{_QUOTE}]?)([^\\s{_QUOTE}\\\\,;&{_EQUALS}{_COLON}{{}}\\[\\]()<>]++)\\1"
 )
-# What may stand between a name field's value and the value field right after it.
-_BETWEEN_NAME_AND_VALUE = " \t\r\n,;&"
-_BETWEEN_MAX_LENGTH = 8
+# A bracket between a name field and a value field: the value field is another structure's,
+# or one nested in a field between them.
+_STRUCTURE_BOUNDARY = re.compile(r"[{}\[\]()]")
+# At most this many other fields between a name field and its value field (SSM's Name, Type,
+# Value has one).
+_FIELDS_BETWEEN_MAX = 8
 
 
 def _key_values(text: str) -> str:
     pieces: list[str] = []
     done = 0
-    # The name a name/value structure's name field holds, and where that field ends: the value
-    # field right after it is judged under that name (`{"name": "password", "value": ...}`).
-    described: tuple[str, int] | None = None
+    # The name a name/value structure's name field holds, where the last field read since
+    # ends, and how many fields stood between: a value field after it in the same structure is
+    # judged under that name (`{"name": "password", "value": ...}`, `{"Name": ..., "Type":
+    # ..., "Value": ...}`). Each stretch between two fields is searched once: linear.
+    described: tuple[str, int, int] | None = None
     for match in _KEY_VALUE_NAME.finditer(text):
         if match.start() < done:
             continue  # inside a value already redacted
         name = normalise_key(match[2])
+        if described is not None and (
+            described[2] > _FIELDS_BETWEEN_MAX
+            or _STRUCTURE_BOUNDARY.search(text, described[1], match.start()) is not None
+        ):
+            described = None
         if described is not None and name in VALUE_FIELDS:
-            between = text[described[1] : match.start()]
-            if len(between) <= _BETWEEN_MAX_LENGTH and not between.strip(_BETWEEN_NAME_AND_VALUE):
-                name = described[0]
-        described = None
+            name, described = described[0], None
+        elif described is not None:
+            described = (described[0], match.end(), described[2] + 1)
         if name in NAME_FIELDS:
             held = _DESCRIBED_NAME.match(text, match.end())
             if held is not None:
-                described = (normalise_key(held[2]), held.end())
+                described = (normalise_key(held[2]), held.end(), 0)
             continue
         conditional = name in CONDITIONAL_NAMES
         group = name in GROUP_SECRET_NAMES
