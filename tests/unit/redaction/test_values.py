@@ -365,6 +365,22 @@ def test_name_value_structures_are_read_as_the_field_they_describe() -> None:
     }
 
 
+def test_a_name_value_structure_as_pairs_is_read_as_the_field_it_describes() -> None:
+    # `list(structure.items())`, or `parse_qsl` of a form with `name` and `value` fields.
+    secret = canary()
+    assert redact([("name", "password"), ("value", secret)]) == [
+        ("name", "password"),
+        ("value", REDACTED),
+    ]
+    assert redact([["Key", "client_secret"], ["Type", "text"], ["Value", [secret]]]) == [
+        ["Key", "client_secret"],
+        ["Type", "text"],
+        ["Value", REDACTED],
+    ]
+    kept = [("name", "Accept"), ("value", "*/*")]
+    assert redact(kept) == kept
+
+
 def test_a_list_of_name_value_structures_is_one_message() -> None:
     # A callback query as a list of name/value structures: an OAuth message, as its dict is.
     query = [{"name": "code", "value": "abcdef"}, {"name": "state", "value": "pending"}]

@@ -34,6 +34,7 @@ it. Cycles and nesting deeper than 64 levels become `[REDACTED]`: a log line mus
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from strongroom.redaction.keys import (
@@ -145,26 +146,17 @@ def _walk_mapping(
     names = {normalise_key(key) for key in mapping if isinstance(key, str)}
     oauth_message = in_oauth_message or _is_oauth_message(names)
     jwk = "kty" in names
-    # A value field is also judged under each name the structure's name fields hold. What those
-    # names say is settled once here: judging each value field against each of them would be
-    # quadratic in a mapping of many name and value fields.
-    described = _described_names(mapping)
-    described_secret = any(_secret_by_name(each, jwk) for each in described)
-    described_conditional = not described.isdisjoint(CONDITIONAL_NAMES)
-    described_group = not described.isdisjoint(GROUP_SECRET_NAMES)
+    # A value field is also judged under each name the structure's name fields hold.
+    described = _Described.of(_described_names(mapping), jwk)
     result: dict[Any, Any] = {}
     for key, item in mapping.items():
         name = normalise_key(key) if isinstance(key, str) else None
         value_field = name in VALUE_FIELDS
         if (name is not None and _hides(name, item, oauth_message, jwk)) or (
-            value_field
-            and (
-                described_secret
-                or (described_conditional and _hides_conditional(item, oauth_message))
-            )
+            value_field and described.hides(item, oauth_message)
         ):
             result[_walk_key(key)] = REDACTED
-        elif name in GROUP_SECRET_NAMES or (value_field and described_group):
+        elif name in GROUP_SECRET_NAMES or (value_field and described.group):
             result[_walk_key(key)] = _walk_group(item, render, depth, active)
         else:
             result[_walk_key(key)] = _walk(item, render, depth, active)
@@ -232,6 +224,28 @@ def _walk_group(value: Any, render: Render, depth: int, active: set[int]) -> Any
     return tuple(items) if isinstance(value, tuple) else items
 
 
+@dataclass(frozen=True)
+class _Described:
+    """What the names held by a structure's name fields say of its value fields, settled once
+    per structure: judging each value field against each name held would be quadratic."""
+
+    secret: bool
+    conditional: bool
+    group: bool
+
+    @classmethod
+    def of(cls, names: set[str], jwk: bool) -> _Described:
+        return cls(
+            secret=any(_secret_by_name(name, jwk) for name in names),
+            conditional=not names.isdisjoint(CONDITIONAL_NAMES),
+            group=not names.isdisjoint(GROUP_SECRET_NAMES),
+        )
+
+    def hides(self, item: Any, oauth_message: bool) -> bool:
+        """Whether a value field holding `item` is replaced whole."""
+        return self.secret or (self.conditional and _hides_conditional(item, oauth_message))
+
+
 def _hides(name: str, item: Any, oauth_message: bool, jwk: bool) -> bool:
     """Whether the value `item` under the normalised field name `name` is replaced whole."""
     if _secret_by_name(name, jwk):
@@ -265,16 +279,29 @@ def _is_pair(value: Any) -> bool:
 def _walk_pairs(
     pairs: list[Any] | tuple[Any, ...], render: Render, depth: int, active: set[int]
 ) -> list[Any]:
-    """Pairs as the fields of one mapping: each keeps its type (tuple or list)."""
+    """Pairs as the fields of one mapping: each keeps its type (tuple or list), and value
+    fields are judged under the names its name fields hold, as in a mapping."""
     names = {normalise_key(name) for name, _ in pairs}
     oauth_message = _is_oauth_message(names)
     jwk = "kty" in names
+    described = _Described.of(
+        {
+            normalise_key(item)
+            for name, item in pairs
+            if isinstance(item, str) and normalise_key(name) in NAME_FIELDS
+        },
+        jwk,
+    )
     walked: list[Any] = []
     for pair in pairs:
         name, item = pair
-        if _hides(normalise_key(name), item, oauth_message, jwk):
+        normalised = normalise_key(name)
+        value_field = normalised in VALUE_FIELDS
+        if _hides(normalised, item, oauth_message, jwk) or (
+            value_field and described.hides(item, oauth_message)
+        ):
             second = REDACTED
-        elif normalise_key(name) in GROUP_SECRET_NAMES:
+        elif normalised in GROUP_SECRET_NAMES or (value_field and described.group):
             second = _walk_group(item, render, depth + 1, active)
         else:
             second = _walk(item, render, depth + 1, active)
