@@ -50,6 +50,7 @@ def _repeat(unit: str) -> str:
         _repeat("name=value="),  # name fields naming value fields
         _repeat('{"name": "'),  # name fields whose value never closes
         _repeat('"name": "password", "a": 1, '),  # name fields whose value field never comes
+        _repeat("('password', 'a', "),  # pair openings that are longer tuples
     ],
     ids=[
         "jwt-starts",
@@ -73,6 +74,7 @@ def _repeat(unit: str) -> str:
         "name-value-chain",
         "unclosed-name-fields",
         "name-fields-without-values",
+        "pair-openings",
     ],
 )
 def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> None:
@@ -109,6 +111,7 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
             _repeat("token: | #"),  # block scalar headers whose comment never ends its line
             "token: [REDACTED] #" * (MB // 10 - 1) + "token: [REDACTED]",
         ),
+        (_repeat("[('token', 'x'), "), "[('token', '[REDACTED]'), " * (MB // 17)),
     ],
     ids=[
         "long-value",
@@ -129,6 +132,7 @@ def test_adversarial_text_without_secrets_comes_back_unchanged(text: str) -> Non
         "name-value-structures",
         "block-scalar-headers-inside-a-block",
         "block-scalar-comments",
+        "pairs",
     ],
 )
 def test_adversarial_secrets_are_redacted_whole(text: str, expected: str) -> None:

@@ -816,3 +816,48 @@ def test_a_value_field_after_other_fields_of_its_structure_is_judged_by_its_name
 )
 def test_name_value_structures_without_secrets_stay(text: str) -> None:
     assert redact_text(text) == text
+
+
+# --- pairs in text ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # A header list as a repr of tuples, as JSON after a round trip, as ASGI's bytes.
+        (
+            "[('Authorization', 'Digest {s}, {t}'), ('Accept', '*/*')]",
+            "[('Authorization', '[REDACTED]'), ('Accept', '*/*')]",
+        ),
+        (
+            '[["X-Api-Key", "{s}"], ["Accept", "*/*"]]',
+            '[["X-Api-Key", "[REDACTED]"], ["Accept", "*/*"]]',
+        ),
+        ("headers=[(b'cookie', b'session={s}')]", "headers=[(b'cookie', b'[REDACTED]')]"),
+        ("('password', '{s} {t}')", "('password', '[REDACTED]')"),
+        (
+            "[('credentials', '{s}'), ('code', '{t}')]",
+            "[('credentials', '[REDACTED]'), ('code', '[REDACTED]')]",
+        ),
+        ("('otp', 123456)", "('otp', [REDACTED])"),
+    ],
+)
+def test_pairs_in_text_lose_their_secret_values(template: str, expected: str) -> None:
+    s, t = canary(), canary()
+    redacted = redact_text(template.format(s=s, t=t))
+    assert_not_leaked(redacted, s, t, "123456")
+    assert redacted == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Two of our credential field names are a list of names (an audit entry's fields).
+        "{'method': 'oauth2', 'fields': ['client_secret', 'refresh_token']}",
+        "[('token_endpoint', 'https://acme.okta.com/oauth2/v1/token'), ('scope', 'a.read')]",
+        "[('code', 'not_found'), ('state', 'pending')]",
+        "[('Accept', '*/*'), ('X-Request-Id', 'req-1')]",
+    ],
+)
+def test_pairs_in_text_without_secrets_stay(text: str) -> None:
+    assert redact_text(text) == text

@@ -22,7 +22,8 @@ YAML block scalar (`password: |` and the indented lines below it) goes whole, he
 A name/value structure (`{"name": "X-Api-Key", "value": "..."}`) is read as the field it
 names when its value field comes after its name field with no bracket and at most a few other
 fields between them (SSM writes `Name`, `Type`, `Value`; sorted keys put `name` first); one
-written value first, or with a nested structure between, is not recognised.
+written value first, or with a nested structure between, is not recognised. A pair written as
+text (`[('Authorization', '...')]`, `[["X-Api-Key", "..."]]`) is one field, as `redact` reads it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collections.abc import Callable, Mapping
 
 from strongroom.redaction.keys import (
     CONDITIONAL_NAMES,
+    CREDENTIAL_FIELD_NAMES,
     DEFAULT_IGNORABLE,
     GROUP_SECRET_NAMES,
     HEADER_NAMES,
@@ -472,6 +474,46 @@ def _key_values(text: str) -> str:
     return _joined(pieces, text, done)
 
 
+# The first item of a pair written as text (`('Authorization', ...`, `["X-Api-Key", ...`,
+# `(b'cookie', ...`): a quoted name right after an opening bracket, then a comma. The name is
+# bounded (a header or parameter name), so no two of these scans overlap by much.
+_PAIR_NAME = re.compile(r"[\[(][^\S\n]*+[bB]?([\"'])([^\"'\\\n]{1,256}+)\1,[^\S\n]*+")
+# What closes a pair after its value.
+_PAIR_CLOSE = re.compile(r"[^\S\n]*+[)\]]")
+
+
+def _pairs(text: str) -> str:
+    """A pair written as text is read as one field, as `redact` reads a pair: its second item
+    goes when its first names a secret. Two of our credential field names are a list of names
+    (`['client_secret', 'refresh_token']`), as in `values.py`."""
+    pieces: list[str] = []
+    done = 0
+    for match in _PAIR_NAME.finditer(text):
+        if match.start() < done:
+            continue
+        name = normalise_key(match[2])
+        conditional = name in CONDITIONAL_NAMES
+        if not (conditional or name in GROUP_SECRET_NAMES or is_secret_key(match[2])):
+            continue
+        span = _value_span(text, match.end(), header=False)
+        if span is None:
+            continue
+        start, end = span
+        closing = end + 1 if text.startswith(("'", '"'), end) else end
+        if end < len(text) and _PAIR_CLOSE.match(text, closing) is None:
+            continue  # not a pair: a longer list or tuple
+        value = text[start:end]
+        if (
+            _ALREADY_REDACTED.fullmatch(value)
+            or (conditional and looks_like_enum_word(value))
+            or (match[2] in CREDENTIAL_FIELD_NAMES and value in CREDENTIAL_FIELD_NAMES)
+        ):
+            continue
+        pieces += (text[done:start], REDACTED)
+        done = end
+    return _joined(pieces, text, done)
+
+
 # The opening of a group of fields: a mapping (`{"password": ...`, `{password=...`, `{}`), a
 # list of mappings or of object reprs (`[{...`, `[Credential(...`), or an empty list.
 _FIELDS_OPENING = re.compile(
@@ -510,6 +552,12 @@ def _names_a_field(text: str, lowered: str) -> bool:
     )
 
 
+def _may_hold_pairs(text: str, lowered: str) -> bool:
+    return ("'," in text or '",' in text) and (
+        not text.isascii() or FIELD_NAME_STEMS.search(lowered) is not None
+    )
+
+
 def _may_hold_secret(text: str) -> bool:
     """False only for text no pass can change: every pass needs one of these substrings."""
     return (
@@ -519,6 +567,8 @@ def _may_hold_secret(text: str) -> bool:
         or "%" in text
         or "_" in text  # vendor prefixes
         or "-" in text  # PEM armour, vendor prefixes
+        or "'," in text  # pairs
+        or '",' in text
         or "eyJ" in text
         or "IBA" in text
         or "AgE" in text
@@ -555,6 +605,7 @@ _PASSES: tuple[tuple[_Trigger, _Pass], ...] = (
     (lambda t, _: "://" in t and "@" in t, _substitute(_URL_USERINFO, _url_userinfo)),
     (_names_a_field, _url_parameters),
     (_names_a_field, _key_values),
+    (_may_hold_pairs, _pairs),
     (lambda t, _: "kty" in t, _substitute(_JWK_PRIVATE_MEMBER, _jwk_private_member)),
 )
 
@@ -565,7 +616,8 @@ def redact_text(text: str) -> str:
     Recognised: bearer, SSWS and Basic credentials; secret URL, query and form parameters
     (`code`, `state`, `token`, `access_token`, `client_secret`, ... also percent-encoded);
     `name: value` / `name=value` pairs whose name is a secret field name (JSON, reprs, logfmt,
-    headers), and name/value structures naming one (`"name": "password", "value": ...`); PEM
+    headers), name/value structures naming one (`"name": "password", "value": ...`) and pairs
+    whose first item names one (`('Authorization', '...')`); PEM
     and bare DER private keys; JWTs; vendor-prefixed keys (`sk_live_`, `whsec_`, `ghp_`, AWS
     session tokens); passwords in URLs; private JWK members.
     A bare random string with no context around it cannot be recognised: pass structures to
