@@ -137,8 +137,14 @@ URL_CAPABILITY_NAMES = frozenset({"sig", "signature", "xamzsignature", "xamzsecu
 # (`keys.DEFAULT_IGNORABLE`); it is judged by its normal form (`keys.normalise_key`) but kept as
 # written, so no offset ever moves. `=` and `:` count in their compatibility forms too.
 _NAME_SYMBOLS = "_\ufe33\ufe34\ufe4d-\ufe4f\uff3f" + DEFAULT_IGNORABLE  # `_` and invisibles
-_NAME_CHAR = f"[\\w.\\-\u2024\ufe52\uff0e\ufe63\uff0d{_NAME_SYMBOLS}]"
-_NAME_START = f"(?:[^\\W\\d]|[{_NAME_SYMBOLS}])"
+# Symbols whose normal form is letters, which `\w` does not take: circled and squared Latin
+# letters (`ⓟⓐⓢⓢ`), letter-like signs (`№`, `™`) and CJK squared units.
+_LETTER_SYMBOLS = (
+    "\u20a8\u2116\u2120-\u2122\u213b\u24b6-\u24e9\u3250\u32cc-\u32cf\u3371-\u33ff"
+    "\U0001f12b-\U0001f12e\U0001f130-\U0001f14f\U0001f16a-\U0001f16c\U0001f190"
+)
+_NAME_CHAR = f"[\\w.\\-\u2024\ufe52\uff0e\ufe63\uff0d{_NAME_SYMBOLS}{_LETTER_SYMBOLS}]"
+_NAME_START = f"(?:[^\\W\\d]|[{_NAME_SYMBOLS}{_LETTER_SYMBOLS}])"
 _EQUALS = "=\u207c\u208c\ufe66\uff1d"
 _COLON = ":\ufe13\ufe55\uff1a"
 _QUOTE = "\"'\uff02\uff07"
