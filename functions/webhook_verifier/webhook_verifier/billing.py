@@ -67,9 +67,11 @@ duplicates:
 - an end before the activation that names neither a subscription nor an order (nothing it
   could be kept for) voids the open CHECKOUT instead, so the late activation changes nothing.
 A nonce that is forged, expired, consumed or of another org, or a product the deployment does
-not map to a plan, changes nothing: the event is `ignored`. A nonce whose owner has since been
-removed or demoted is consumed without changing the plan (`checkout_refused`, audited as
-denied): a former owner keeps no say over the org's plan. Each effect's audit entry is
+not map to a plan, changes nothing: the event is `ignored`; so is every event of an org whose
+deletion has shredded its key (`strongroom.shredded_orgs`, checked as read and as a condition
+of the effect's transaction), whose items the deletion could pass over. A nonce whose owner
+has since been removed or demoted is consumed without changing the plan (`checkout_refused`,
+audited as denied): a former owner keeps no say over the org's plan. Each effect's audit entry is
 recorded in its transaction and appended after it.
 """
 
@@ -79,7 +81,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -88,7 +90,7 @@ from strongroom.audit.events import AuditAction, AuditEntry
 from strongroom.audit.events import Outcome as AuditOutcome
 from strongroom.errors import Conflict, Forbidden, NotFound, RateLimited
 from strongroom.plans import FREE, USAGE
-from strongroom.shredded_orgs import BEING_DELETED, unshredded
+from strongroom.shredded_orgs import BEING_DELETED, KEY_SHREDDED_AT, UNSHREDDED, unshredded
 from strongroom.tenancy import (
     Check,
     ConditionFailed,
@@ -294,7 +296,7 @@ def _apply(
             # The marker goes first: when it exists, its failure is the one reported.
             services.table.transact(
                 change.org_id,
-                [marker_item, *planned.operations, *audit_entries],
+                [marker_item, *_while_unshredded(planned.operations), *audit_entries],
                 now=now,
             )
         except ItemExists:
@@ -312,6 +314,21 @@ def _apply(
     raise BillingContention("the org's plan kept changing; the platform will retry")
 
 
+def _while_unshredded(operations: list[Operation]) -> list[Operation]:
+    """An effect's writes, holding only while the org's key is not shredded when they land: on
+    its own update of the org item where it has one (a transaction touches each item once),
+    else by a check beside them."""
+    guarded: list[Operation] = []
+    on_org = False
+    for operation in operations:
+        if isinstance(operation, Update) and operation.kind == ORG and operation.item_id is None:
+            guarded.append(replace(operation, expect={**operation.expect, **UNSHREDDED}))
+            on_org = True
+        else:
+            guarded.append(operation)
+    return guarded if on_org else [*guarded, unshredded()]
+
+
 @dataclass(frozen=True, slots=True)
 class _Planned:
     """What an event will write, in one transaction with its marker."""
@@ -327,6 +344,12 @@ def _plan(
     services: Services, event: InboundEvent, change: BillingChange, *, now: datetime
 ) -> _Planned | None:
     digest = nonce_digest(change.nonce)
+    # Once the org's deletion has shredded its key, no event takes effect: as for an org that
+    # is gone. The deletion may have passed the items an effect writes (they would outlive the
+    # org); `_while_unshredded` covers a shredding after this read.
+    org = _find(services, change.org_id, ORG, None, now=now)
+    if org is None or KEY_SHREDDED_AT in org.attributes:
+        return None
     # The CHECKOUT is read before the SUBSCRIPTION (both strongly consistent reads): an
     # activation consumes the one and creates the other in one transaction, so an event that
     # finds no SUBSCRIPTION holds the CHECKOUT as it was before any activation. Should one

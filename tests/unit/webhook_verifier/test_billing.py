@@ -276,6 +276,59 @@ def test_no_checkout_is_minted_once_the_orgs_key_is_shredded(webhooks: WebhookSt
     assert not [e for e in webhooks.audit_events(org_id) if e.action == "billing.checkout"]
 
 
+def _shred(webhooks: WebhookStack, org_id: str) -> None:
+    """What credential_store's org deletion sets on the org item once it has shredded its key
+    (it then deletes the partition, in sort key order)."""
+    boto3.client("dynamodb").update_item(
+        TableName=webhooks.settings.table_name,
+        Key={"pk": {"S": org_id}, "sk": {"S": "ORG"}},
+        UpdateExpression="SET key_shredded_at = :at",
+        ExpressionAttributeValues={":at": {"S": "2026-01-01T00:00:00Z"}},
+    )
+
+
+@pytest.mark.parametrize("shredded_after_the_read", [False, True])
+@pytest.mark.parametrize("source", SOURCES)
+def test_no_billing_event_takes_effect_once_the_orgs_key_is_shredded(
+    webhooks: WebhookStack,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    shredded_after_the_read: bool,
+) -> None:
+    """A nonce minted before the deletion shredded the org's key, activated after: a
+    SUBSCRIPTION (or an early event's item, or the event's marker) written now could be passed
+    over by the deletion and outlive the org. Nothing is written in the partition: the event is
+    taken as one for an org that is gone."""
+    from webhook_verifier import billing
+
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    if shredded_after_the_read:
+        planned = billing._plan
+
+        def shredded_right_after_the_plan(*args: Any, **kwargs: Any) -> Any:
+            result = planned(*args, **kwargs)
+            _shred(webhooks, org_id)
+            return result
+
+        monkeypatch.setattr(billing, "_plan", shredded_right_after_the_plan)
+    else:
+        _shred(webhooks, org_id)
+    before = _partition(webhooks, org_id)
+    created, _ = EVENTS[source]
+
+    if source == "stripe":  # an unpaid update before its activation, kept otherwise
+        assert _update(webhooks, custom, at=T0 + 60, status="past_due") == "ignored"
+    assert send(webhooks, source, created, custom).body == {"status": "ignored"}
+
+    # Nothing written (but the shredding itself, when it came after the event's read).
+    shredded = {"key_shredded_at": {"S": "2026-01-01T00:00:00Z"}}
+    expected = [{**item, **shredded} if item["sk"]["S"] == "ORG" else item for item in before]
+    assert _partition(webhooks, org_id) == expected
+    assert webhooks.plan(org_id) == "free"
+    assert webhooks.webhook_effects(org_id) == []
+
+
 def test_an_org_mints_at_most_its_checkouts_of_the_day(webhooks: WebhookStack) -> None:
     per_day = 10  # billing.MAX_CHECKOUTS_PER_DAY, as README states it
     org_id, other = webhooks.new_org(), webhooks.new_org(owner="bob")
