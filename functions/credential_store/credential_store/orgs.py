@@ -20,7 +20,13 @@ from strongroom.crypto.exceptions import CryptoError
 from strongroom.errors import Conflict, InvalidField, NotFound, RateLimited
 from strongroom.redaction import get_logger
 from strongroom.roles import Role
-from strongroom.shredded_orgs import UNSHREDDED, refuse_if_shredded, unshredded
+from strongroom.shredded_orgs import (
+    BEING_DELETED,
+    UNSHREDDED,
+    is_shredded,
+    refuse_if_shredded,
+    unshredded,
+)
 from strongroom.tenancy import (
     Check,
     ConditionFailed,
@@ -272,6 +278,7 @@ def set_member_role(
             *audit_trail.recorded(services, org_id, audit, now=now),
         ],
         now=now,
+        guarded=current is None,
     )
     services.audit.flush_after_commit(org_id, now=now)
     return Member(
@@ -358,10 +365,25 @@ def _refuse_if_shredded(services: Services, org_id: str, *, now: datetime) -> No
     refuse_if_shredded(org)
 
 
-def _write(services: Services, org_id: str, operations: list[Any], *, now: datetime) -> None:
+def _write(
+    services: Services,
+    org_id: str,
+    operations: list[Any],
+    *,
+    now: datetime,
+    guarded: bool = False,
+) -> None:
+    """`guarded`: the write holds only while the org's key is not shredded (a new member's),
+    which a refusal then names."""
     try:
         services.table.transact(org_id, operations, now=now)
-    except (ConditionFailed, ItemExists, ItemNotFound, WriteConflict):
+    except (ConditionFailed, ItemExists, ItemNotFound, WriteConflict) as exc:
+        if (
+            guarded
+            and isinstance(exc, ConditionFailed)
+            and is_shredded(services.table, org_id, now=now)
+        ):
+            raise Conflict(BEING_DELETED) from None
         raise Conflict("The membership changed meanwhile; read it again and retry.") from None
 
 
