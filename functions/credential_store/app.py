@@ -89,7 +89,8 @@ def get_org(org_id: OrgId) -> Org:
         ' 204 when done; 202 `{"status": "deleting"}` when the request ran short of time'
         " (the key is already shredded and only the caller is still a member; until the"
         " deletion is done, adding a member or a connection, replacing credentials, starting"
-        " an OAuth authorization or a backup answers 409). A deletion that"
+        " an OAuth authorization or a backup, or minting a billing checkout answers 409, and a"
+        " billing event takes no effect). A deletion that"
         " stopped, for time or by a fault, goes on with an owner's next DELETE (another owner's"
         " takes it over; one racing another may get 409) or, about 5 to 15 minutes later, by"
         " itself (a scheduled sweep; one that fails is retried every 10 minutes). Before the key"
