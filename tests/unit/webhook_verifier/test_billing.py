@@ -329,6 +329,23 @@ def test_no_billing_event_takes_effect_once_the_orgs_key_is_shredded(
     assert webhooks.webhook_effects(org_id) == []
 
 
+def test_an_end_after_the_activation_takes_no_effect_once_the_orgs_key_is_shredded(
+    webhooks: WebhookStack,
+) -> None:
+    """An activated subscription's end arriving while the org's deletion runs: the org's plan
+    and SUBSCRIPTION are the deletion's to remove; the end writes nothing in the partition."""
+    org_id = webhooks.new_org()
+    custom = custom_data(org_id, new_nonce(webhooks, org_id))
+    created = "customer.subscription.created"
+    assert send(webhooks, "stripe", created, custom).body == {"status": "processed"}
+    _shred(webhooks, org_id)
+    before = _partition(webhooks, org_id)
+    ended = send(webhooks, "stripe", "customer.subscription.deleted", custom)
+    assert ended.body == {"status": "ignored"}
+    assert _partition(webhooks, org_id) == before
+    assert webhooks.plan(org_id) == "team"
+
+
 def test_an_org_mints_at_most_its_checkouts_of_the_day(webhooks: WebhookStack) -> None:
     per_day = 10  # billing.MAX_CHECKOUTS_PER_DAY, as README states it
     org_id, other = webhooks.new_org(), webhooks.new_org(owner="bob")
