@@ -124,6 +124,8 @@ def repository_resolver(**parameters: str) -> Resolver:
         ("JwtIssuer", "https://issuer.example@evil.example/", "AllowedPattern"),
         ("JwtIssuer", "https://issuer.example\\evil.example/", "AllowedPattern"),
         ("JwtIssuer", "https://issuer.example.com/a b", "AllowedPattern"),
+        ("JwtIssuer", "https:///issuer", "AllowedPattern"),
+        ("JwtIssuer", "https://:443/issuer", "AllowedPattern"),
         # Only a loopback URL may be plain HTTP (the local stack serves nothing else).
         ("OAuthRedirectUri", "http://callback.example.com/oauth/callback", "AllowedPattern"),
         ("OAuthReturnUrl", "http://127.0.0.1.example.com/health", "AllowedPattern"),
